@@ -1,0 +1,162 @@
+"""The object-store interface every backend implements, and the publishing protocol on top of it.
+
+A published model lives at ``<root>/<name>/<version>/`` (the layout OVMS and Triton serve) and a
+run's intermediate artifacts at ``<root>/<name>/runs/<run_key>/``. Backends only implement four
+primitives (read, write, exists, list); publishing is shared so that ``file://`` and ``s3://``
+behave the same way:
+
+* a version folder is claimed first by writing ``.mlspec-claim.json`` carrying the run id, so a
+  retried task finds the version its earlier try took instead of taking a new one;
+* files are uploaded (skipped when an identical object is already there), then ``manifest.json``
+  with a sha256 of every file is written last. Readers only list versions that have a manifest,
+  so a half-published version is never visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from mlspec.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+CLAIM = ".mlspec-claim.json"
+_SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def run_key(run_id: str) -> str:
+    """Airflow run ids hold ':' and '+'; make them one safe path segment."""
+    key = _SAFE_SEGMENT.sub("_", run_id).strip("._")
+    return key or "run"
+
+
+def safe_join(*parts: str) -> str:
+    """Join relative key parts, refusing anything that could escape the store's prefix."""
+    cleaned = []
+    for part in parts:
+        for seg in str(part).split("/"):
+            if seg in ("", "."):
+                continue
+            if seg == "..":
+                raise StoreError(f"refusing a store path that escapes its prefix: {'/'.join(parts)!r}")
+            cleaned.append(seg)
+    return "/".join(cleaned)
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    name: str
+    version: int
+    uri: str  # the version folder, e.g. file:///.../models/digits/3 or s3://bucket/prefix/digits/3
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    run_id: str = ""
+    reused: bool = False  # True when a retried publish found its earlier version
+
+
+class ModelStore(ABC):
+    """A prefix in an object store. Keys are relative, '/'-separated, never absolute."""
+
+    def __init__(self, root_uri: str) -> None:
+        self.root_uri = root_uri.rstrip("/")
+
+    # -- primitives each backend implements -------------------------------------------------
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Return the object's bytes; raise StoreError (with the URI) when it is missing."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Write atomically (a reader sees the old object or the new one, never part) and return its URI."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list_children(self, key: str) -> list[str]:
+        """Names of the immediate children (objects and 'folders') under key, sorted."""
+
+    def object_sha256(self, key: str) -> str | None:
+        """sha256 of an existing object, or None. Backends may override with a cheaper lookup."""
+        if not self.exists(key):
+            return None
+        return sha256_hex(self.read_bytes(key))
+
+    # -- shared behaviour ---------------------------------------------------------------------
+    def uri_for(self, key: str) -> str:
+        key = safe_join(key)
+        return f"{self.root_uri}/{key}" if key else self.root_uri
+
+    def run_prefix(self, name: str, run_id: str) -> str:
+        return safe_join(name, "runs", run_key(run_id))
+
+    def read_json(self, key: str) -> dict:
+        return json.loads(self.read_bytes(key))
+
+    def write_json(self, key: str, payload: dict) -> str:
+        return self.write_bytes(key, json.dumps(payload, indent=2, sort_keys=True).encode())
+
+    def _numeric_children(self, name: str) -> list[int]:
+        return sorted(int(c) for c in self.list_children(safe_join(name)) if c.isdigit())
+
+    def list_versions(self, name: str) -> list[int]:
+        """Published (complete) versions only, ascending."""
+        return [v for v in self._numeric_children(name) if self.exists(safe_join(name, str(v), MANIFEST))]
+
+    def read_manifest(self, name: str, version: int) -> dict:
+        return self.read_json(safe_join(name, str(version), MANIFEST))
+
+    def _version_claimed_by(self, name: str, run_id: str) -> int | None:
+        for version in reversed(self._numeric_children(name)):
+            claim_key = safe_join(name, str(version), CLAIM)
+            if self.exists(claim_key) and self.read_json(claim_key).get("run_id") == run_id:
+                return version
+        return None
+
+    def publish_version(
+        self, name: str, files: dict[str, bytes], *, run_id: str, metadata: dict | None = None
+    ) -> PublishedVersion:
+        """Publish files as the next version of `name`; a retry by the same run reuses its version."""
+        if not files:
+            raise StoreError(f"nothing to publish for model {name!r}")
+        version = self._version_claimed_by(name, run_id)
+        reused = version is not None
+        if version is None:
+            existing = self._numeric_children(name)
+            version = (existing[-1] + 1) if existing else 1
+            self.write_json(safe_join(name, str(version), CLAIM), {"run_id": run_id})
+        prefix = safe_join(name, str(version))
+        manifest_key = safe_join(prefix, MANIFEST)
+        hashes = {file_name: sha256_hex(data) for file_name, data in sorted(files.items())}
+        if reused and self.exists(manifest_key):
+            manifest = self.read_json(manifest_key)
+            if manifest.get("files") != hashes:
+                raise StoreError(
+                    f"model {name} version {version} was already published by run {run_id} with different "
+                    "files; refusing to overwrite a published version"
+                )
+            log.info("model %s version %d already published by this run; reusing it", name, version)
+            return PublishedVersion(name, version, self.uri_for(prefix), hashes, run_id, reused=True)
+        for file_name, data in sorted(files.items()):
+            key = safe_join(prefix, posixpath.basename(file_name))
+            if self.object_sha256(key) == hashes[file_name]:
+                log.info("%s already in place (sha256 matches); not uploading again", self.uri_for(key))
+                continue
+            self.write_bytes(key, data)
+            if self.object_sha256(key) != hashes[file_name]:
+                raise StoreError(f"checksum mismatch after writing {self.uri_for(key)}")
+            log.info("wrote %s (%d bytes, sha256 %s)", self.uri_for(key), len(data), hashes[file_name][:12])
+        manifest = {"name": name, "version": version, "run_id": run_id, "files": hashes, **(metadata or {})}
+        self.write_json(manifest_key, manifest)
+        log.info("published model %s version %d at %s", name, version, self.uri_for(prefix))
+        return PublishedVersion(name, version, self.uri_for(prefix), hashes, run_id, reused=reused)
