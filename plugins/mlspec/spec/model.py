@@ -1,0 +1,240 @@
+"""The typed, immutable ModelSpec that the rest of mlspec reads (built from a validated, defaulted dict)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain dicts and lists again (for JSON, Keras builders, XCom)."""
+    if isinstance(value, MappingProxyType | dict):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Step:
+    """One layer or preprocess step: `{dense: {units: 64}}` becomes Step("dense", {...})."""
+
+    kind: str
+    params: Any
+
+    @classmethod
+    def from_mapping(cls, item: dict) -> Step:
+        ((kind, params),) = item.items()
+        return cls(kind, _freeze(params))
+
+    def to_mapping(self) -> dict:
+        return {self.kind: thaw(self.params)}
+
+
+@dataclass(frozen=True)
+class Metadata:
+    name: str
+    description: str
+    owner: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Split:
+    validation: float
+    test: float
+    seed: int
+    stratify: bool
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str
+    format: str | None
+    features: str | tuple[str, ...] | None
+    label: str | None
+    connection: str | None
+    split: Split
+    preprocess: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class ModelArchitecture:
+    framework: str
+    layers: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    monitor: str
+    patience: int
+    min_delta: float
+    restore_best_weights: bool
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int
+    batch_size: int
+    optimizer: Optimizer
+    loss: str
+    early_stopping: EarlyStopping | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class Threshold:
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    metrics: tuple[str, ...]
+    thresholds: MappingProxyType  # metric -> Threshold
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    format: str
+    opset: int
+    parity_samples: int
+    parity_atol: float
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    uri: str
+    connection: str | None
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    backend: str
+    connection: str | None
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    platform: str
+    runtime: str
+    auth: str
+    url: str | None
+    namespace: str
+    connection: str | None
+    service_account: str | None
+    deployment_mode: str
+    min_replicas: int
+    max_replicas: int
+    cpu: str
+    memory: str
+    gpu: int
+    timeout: int
+
+
+@dataclass(frozen=True)
+class SmokeTestSpec:
+    samples: int
+    min_agreement: float
+    max_latency_ms: float
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    metadata: Metadata
+    schedule: Any  # None | str | MappingProxyType({"assets": (...)})
+    data: DataSpec
+    model: ModelArchitecture
+    training: TrainingSpec
+    evaluation: EvaluationSpec
+    export: ExportSpec
+    storage: StorageSpec
+    registry: RegistrySpec
+    serving: ServingSpec
+    smoke_test: SmokeTestSpec
+    resolved: MappingProxyType  # the validated spec with every default filled in
+    source_file: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the resolved spec: equal specs (after defaults) hash the same, wherever they live."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def to_dict(self) -> dict:
+        return thaw(self.resolved)
+
+    @classmethod
+    def from_dict(cls, d: dict, source_file: str = "") -> ModelSpec:
+        """Build from a resolved dict (validated, defaults filled): see mlspec.spec.load_spec."""
+        md, data, tr, ev, ex, sv = d["metadata"], d["data"], d["training"], d["evaluation"], d["export"], d["serving"]
+        es = tr["early_stopping"]
+        features = data["features"]
+        return cls(
+            metadata=Metadata(md["name"], md["description"], md["owner"], tuple(md["tags"])),
+            schedule=_freeze(d["schedule"]),
+            data=DataSpec(
+                source=data["source"],
+                format=data["format"],
+                features=tuple(features) if isinstance(features, list) else features,
+                label=data["label"],
+                connection=data["connection"],
+                split=Split(**data["split"]),
+                preprocess=tuple(Step.from_mapping(s) for s in data["preprocess"]),
+            ),
+            model=ModelArchitecture(d["model"]["framework"], tuple(Step.from_mapping(s) for s in d["model"]["layers"])),
+            training=TrainingSpec(
+                epochs=tr["epochs"],
+                batch_size=tr["batch_size"],
+                optimizer=Optimizer(**tr["optimizer"]),
+                loss=tr["loss"],
+                early_stopping=EarlyStopping(**es) if es else None,
+                seed=tr["seed"],
+            ),
+            evaluation=EvaluationSpec(
+                metrics=tuple(ev["metrics"]),
+                thresholds=MappingProxyType({k: Threshold(v.get("min"), v.get("max")) for k, v in ev["thresholds"].items()}),
+            ),
+            export=ExportSpec(ex["format"], ex["opset"], ex["parity"]["samples"], ex["parity"]["atol"]),
+            storage=StorageSpec(**d["storage"]),
+            registry=RegistrySpec(**d["registry"]),
+            serving=ServingSpec(
+                platform=sv["platform"],
+                runtime=sv["runtime"],
+                auth=sv["auth"],
+                url=sv["url"],
+                namespace=sv["namespace"],
+                connection=sv["connection"],
+                service_account=sv["service_account"],
+                deployment_mode=sv["deployment_mode"],
+                min_replicas=sv["replicas"]["min"],
+                max_replicas=sv["replicas"]["max"],
+                cpu=sv["resources"]["cpu"],
+                memory=sv["resources"]["memory"],
+                gpu=sv["resources"]["gpu"],
+                timeout=sv["timeout"],
+            ),
+            smoke_test=SmokeTestSpec(**d["smoke_test"]),
+            resolved=_freeze(d),
+            source_file=source_file,
+        )

@@ -1,0 +1,156 @@
+"""JSON Schema validation of a loaded spec, with errors mapped to file:line:col and defaults filled in.
+
+schemas/model-spec.schema.json is the single source of truth for the format; this module only
+turns jsonschema's findings into messages a spec author can act on.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from functools import cache
+from pathlib import Path
+
+from mlspec.spec.errors import SpecProblem
+from mlspec.spec.yaml_loader import LoadedYaml
+
+SCHEMA_FILE = "model-spec.schema.json"
+
+
+def schema_path() -> Path:
+    """The schema beside the project (editable install, plugins/ folder) or inside the wheel."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[3] / "schemas" / SCHEMA_FILE, here.parents[1] / "schemas" / SCHEMA_FILE):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{SCHEMA_FILE} not found beside the mlspec package")
+
+
+@cache
+def load_schema() -> dict:
+    return json.loads(schema_path().read_text())
+
+
+@cache
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(load_schema())
+
+
+def _allowed_keys(schema: dict) -> list[str]:
+    return sorted(schema.get("properties", {}))
+
+
+def _describe_oneof_choices(schema: dict) -> list[str]:
+    keys = []
+    for branch in schema.get("oneOf", []):
+        keys.extend(branch.get("required", []))
+    return keys
+
+
+def _messages(error, doc: LoadedYaml) -> list[SpecProblem]:
+    path = tuple(error.absolute_path)
+    instance = error.instance
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        allowed = _allowed_keys(error.schema)
+        problems = []
+        for key in sorted(set(instance) - set(allowed)):
+            hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            suggestion = f"; did you mean `{hint[0]}`?" if hint else f"; allowed keys: {', '.join(allowed)}"
+            problems.append(doc.problem(path + (key,), f"unknown key `{key}`{suggestion}", at_key=True))
+        return problems
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        # Point at the parent mapping: the missing key has no position of its own.
+        line, col = doc.where(path)
+        from mlspec.spec.yaml_loader import format_path
+
+        return [SpecProblem(doc.file, line, col, format_path(path + (missing,)), f"required key `{missing}` is missing")]
+    if error.validator == "oneOf":
+        return _oneof_messages(error, doc)
+    if error.validator == "enum":
+        allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
+        hint = ""
+        if isinstance(instance, str):
+            close = difflib.get_close_matches(instance, [str(v) for v in error.validator_value if v], n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else ""
+        return [doc.problem(path, f"{instance!r} is not allowed; allowed values: {allowed}{hint}")]
+    if error.validator == "const":
+        return [doc.problem(path, f"{instance!r} is not supported; expected {error.validator_value!r}")]
+    return [doc.problem(path, error.message)]
+
+
+def _oneof_messages(error, doc: LoadedYaml) -> list[SpecProblem]:
+    """Report the branch the author meant instead of 'is not valid under any of the given schemas'."""
+    path = tuple(error.absolute_path)
+    instance = error.instance
+    choices = _describe_oneof_choices(error.schema)
+    # Layers and preprocess steps: one-key mappings whose key names the branch.
+    if choices and isinstance(instance, dict):
+        if len(instance) != 1:
+            return [doc.problem(path, f"expected exactly one of: {', '.join(choices)} (found {len(instance)} keys)")]
+        (key,) = instance
+        if key not in choices:
+            hint = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+            suggestion = f"did you mean `{hint[0]}`? " if hint else ""
+            return [doc.problem(path + (key,), f"unknown type `{key}`; {suggestion}allowed: {', '.join(choices)}", at_key=True)]
+    by_branch: dict[int, list] = {}
+    for sub in error.context or []:
+        by_branch.setdefault(sub.schema_path[0], []).append(sub)
+    # Branches that fail on their very type or required key are not what the author meant.
+    plausible = {
+        index: subs
+        for index, subs in by_branch.items()
+        if not any(s.validator in ("type", "required") and not s.relative_path for s in subs)
+    }
+    if len(plausible) == 1:
+        problems: list[SpecProblem] = []
+        for sub in next(iter(plausible.values())):
+            problems.extend(_messages(sub, doc))
+        return problems
+    kinds = []
+    for branch in error.schema.get("oneOf", []):
+        kind = branch.get("type")
+        kinds.extend(kind if isinstance(kind, list) else [kind] if kind else [])
+    expected = f"expected one of: {', '.join(dict.fromkeys(kinds))}" if kinds else "does not match any allowed form"
+    return [doc.problem(path, f"{instance!r} {expected}")]
+
+
+def validate(doc: LoadedYaml) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    for error in _validator().iter_errors(doc.data):
+        problems.extend(_messages(error, doc))
+    return sorted(set(problems))
+
+
+def fill_defaults(data: dict, schema: dict | None = None) -> dict:
+    """A copy of data with every schema default filled in (recursively, through object branches)."""
+    schema = load_schema() if schema is None else schema
+    return _fill(copy.deepcopy(data), schema)
+
+
+def _fill(value, schema: dict):
+    if isinstance(value, dict):
+        object_schema = schema
+        if "oneOf" in schema:
+            object_schema = next((b for b in schema["oneOf"] if b.get("type") == "object"), {})
+        for key, prop in object_schema.get("properties", {}).items():
+            if key not in value and "default" in prop:
+                value[key] = copy.deepcopy(prop["default"])
+            if key in value:
+                value[key] = _fill(value[key], prop)
+        extra = object_schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in value:
+                if key not in object_schema.get("properties", {}):
+                    value[key] = _fill(value[key], extra)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict) and "oneOf" in schema["items"]:
+        branches = {b["required"][0]: b for b in schema["items"]["oneOf"] if b.get("required")}
+        for item in value:
+            if isinstance(item, dict) and len(item) == 1:
+                (key,) = item
+                if key in branches:
+                    _fill(item, branches[key])
+    return value

@@ -1,0 +1,184 @@
+"""Checks the JSON Schema cannot express, each reported at the node it is about."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+from mlspec.spec.errors import SpecProblem
+from mlspec.spec.yaml_loader import LoadedYaml
+
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+CRON_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
+CREDENTIAL_KEY = re.compile(r"(passw(or)?d|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)", re.I)
+AWS_ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+
+# What the data tells before any download: per-sample feature shape and number of classes.
+KNOWN_SOURCES = {
+    "builtin:digits": ((64,), 10),
+    "builtin:iris": ((4,), 3),
+    "keras:mnist": ((28, 28), 10),
+    "keras:cifar10": ((32, 32, 3), 10),
+}
+SPATIAL_LAYERS = {"conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d"}
+
+
+def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
+    """`spec` is the schema-valid spec with defaults filled; positions come from doc."""
+    checks = (_names, _uris, _schedule, _evaluation, _layers, _training, _serving)
+    return [problem for check_fn in checks for problem in check_fn(doc, spec)]
+
+
+def _names(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    name = spec["metadata"]["name"]
+    if not DNS_1123_LABEL.match(name):
+        yield doc.problem(
+            ("metadata", "name"),
+            f"{name!r} is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a "
+            "letter or digit); it names the DAG, the registered model and the InferenceService",
+        )
+    namespace = spec["serving"]["namespace"]
+    if not DNS_1123_LABEL.match(namespace):
+        yield doc.problem(("serving", "namespace"), f"{namespace!r} is not a valid Kubernetes namespace (DNS-1123 label)")
+
+
+def _walk(value, path=()) -> Iterator[tuple[tuple, object]]:
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, path + (index,))
+
+
+def check_credentials(doc: LoadedYaml) -> list[SpecProblem]:
+    """Runs before the schema, on the raw document: a credential is refused as such, not as an unknown key."""
+    return list(_credentials(doc))
+
+
+def _credentials(doc: LoadedYaml) -> Iterator[SpecProblem]:
+    advice = "credentials never belong in a spec: put them in an Airflow connection and name its id"
+    for path, value in _walk(doc.data):
+        if path and isinstance(path[-1], str) and CREDENTIAL_KEY.search(path[-1]):
+            yield doc.problem(path, f"key `{path[-1]}` looks like a credential; {advice}", at_key=True)
+        if isinstance(value, str):
+            if AWS_ACCESS_KEY.search(value):
+                yield doc.problem(path, f"this value looks like an AWS access key; {advice}")
+            elif "://" in value and urlparse(value).password is not None or re.match(r"^[a-z0-9+]+://[^/@\s]+@", value):
+                yield doc.problem(path, f"URI carries user info (user:password@); {advice}")
+
+
+def _uris(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    source = spec["data"]["source"]
+    scheme = source.split(":", 1)[0] if ":" in source else ""
+    if scheme in ("builtin", "keras"):
+        if source not in KNOWN_SOURCES:
+            known = ", ".join(s for s in KNOWN_SOURCES if s.startswith(scheme))
+            yield doc.problem(("data", "source"), f"unknown dataset {source!r}; available: {known}")
+    elif scheme not in ("file", "s3"):
+        yield doc.problem(
+            ("data", "source"), f"unsupported source {source!r}; use builtin:, keras:, file:// or s3://"
+        )
+    elif scheme == "file" and spec["data"]["format"] is None and not source.lower().endswith((".npz", ".csv", ".parquet")):
+        yield doc.problem(("data", "format"), f"cannot infer the format of {source!r}; set data.format to npz, csv or parquet")
+    uri = spec["storage"]["uri"]
+    if urlparse(uri).scheme not in ("file", "s3"):
+        yield doc.problem(("storage", "uri"), f"unsupported storage URI {uri!r}; use file://path or s3://bucket/prefix")
+    for path, value in (("storage", "uri"), uri), (("data", "source"), source):
+        if ".." in urlparse(value).path.split("/"):
+            yield doc.problem(path, f"{value!r} contains '..'; store and data paths may not climb out of their prefix")
+
+
+def _schedule(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    schedule = spec["schedule"]
+    if not isinstance(schedule, str) or schedule in CRON_PRESETS:
+        return
+    if schedule.startswith("@"):
+        yield doc.problem(("schedule",), f"unknown preset {schedule!r}; use one of {', '.join(sorted(CRON_PRESETS))}")
+        return
+    from croniter import croniter
+
+    if len(schedule.split()) != 5 or not croniter.is_valid(schedule):
+        yield doc.problem(("schedule",), f"{schedule!r} is not a valid cron expression (five fields: minute hour day month weekday)")
+
+
+def _evaluation(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    computed = spec["evaluation"]["metrics"]
+    for metric, bounds in spec["evaluation"]["thresholds"].items():
+        path = ("evaluation", "thresholds", metric)
+        if metric not in computed:
+            yield doc.problem(path, f"threshold on `{metric}`, which is not computed; evaluation.metrics has {', '.join(computed)}", at_key=True)
+        low, high = bounds.get("min"), bounds.get("max")
+        if low is not None and high is not None and low > high:
+            yield doc.problem(path, f"min {low} is greater than max {high}; no model could pass")
+
+
+def input_shape_after_preprocess(spec: dict) -> tuple[int, ...] | None:
+    """Per-sample input shape the first layer sees, when the data source or a reshape tells it."""
+    shape = KNOWN_SOURCES.get(spec["data"]["source"], (None, None))[0]
+    if shape is None and spec["data"]["format"] in ("csv", "parquet") or str(spec["data"]["source"]).endswith((".csv", ".parquet")):
+        shape = (None,)  # tables give one feature vector per row
+    for step in spec["data"]["preprocess"]:
+        if "reshape" in step:
+            shape = tuple(step["reshape"])
+    return shape
+
+
+def _layers(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    shape = input_shape_after_preprocess(spec)
+    layers = spec["model"]["layers"]
+    rank = len(shape) if shape is not None else None
+    for index, layer in enumerate(layers):
+        ((kind, params),) = layer.items()
+        path = ("model", "layers", index, kind)
+        if kind in SPATIAL_LAYERS and rank is not None and rank != 3:
+            yield doc.problem(
+                path,
+                f"{kind} needs input of rank 3 per sample (height, width, channels) but gets rank {rank} "
+                f"(shape {list(shape) if rank == len(shape or ()) else '?'}); add a preprocess `reshape` step, e.g. [8, 8, 1]",
+                at_key=True,
+            )
+            rank = None  # one message is enough; later shapes are unknown
+            continue
+        if rank is not None:
+            rank = 1 if kind in ("flatten", "global_average_pooling2d") else rank
+    classes = KNOWN_SOURCES.get(spec["data"]["source"], (None, None))[1]
+    last_kind, last_params = next(iter(layers[-1].items()))
+    if classes is not None and last_kind == "dense" and last_params.get("units") != classes:
+        yield doc.problem(
+            ("model", "layers", len(layers) - 1, "dense", "units"),
+            f"the last layer has {last_params.get('units')} units but {spec['data']['source']} has {classes} classes",
+        )
+    elif last_kind != "dense":
+        yield doc.problem(("model", "layers", len(layers) - 1), f"the last layer must be dense (one unit per class), not {last_kind}")
+
+
+def _training(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    one_hot = any("one_hot" in step for step in spec["data"]["preprocess"])
+    loss = spec["training"]["loss"]
+    if one_hot and loss == "sparse_categorical_crossentropy":
+        yield doc.problem(("training", "loss"), "labels are one-hot encoded (preprocess one_hot): use categorical_crossentropy")
+    if not one_hot and loss == "categorical_crossentropy":
+        yield doc.problem(("training", "loss"), "categorical_crossentropy needs one-hot labels: add a preprocess `one_hot: {}` step")
+    early = spec["training"]["early_stopping"]
+    if early and early["monitor"].startswith("val_") and spec["data"]["split"]["validation"] == 0:
+        yield doc.problem(("training", "early_stopping", "monitor"), f"monitors {early['monitor']} but data.split.validation is 0")
+    if spec["data"]["split"]["validation"] + spec["data"]["split"]["test"] >= 0.9:
+        yield doc.problem(("data", "split"), "validation + test leave less than 10% of the data for training")
+
+
+def _serving(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    serving = spec["serving"]
+    platform, runtime = serving["platform"], serving["runtime"]
+    if platform == "local" and runtime != "onnxruntime":
+        yield doc.problem(("serving", "runtime"), f"platform local serves with onnxruntime, not {runtime}")
+    if platform == "kserve" and runtime == "onnxruntime":
+        yield doc.problem(("serving", "runtime"), "platform kserve needs runtime kserve-ovms or kserve-tritonserver")
+    if platform == "local" and serving["auth"] == "token":
+        yield doc.problem(("serving", "auth"), "auth: token needs platform kserve (the local server has no authentication)")
+    if serving["replicas"]["min"] > serving["replicas"]["max"]:
+        yield doc.problem(("serving", "replicas"), f"min {serving['replicas']['min']} is greater than max {serving['replicas']['max']}")
+    if spec["registry"]["backend"] == "kubeflow" and not spec["registry"]["connection"]:
+        yield doc.problem(("registry", "connection"), "the kubeflow backend needs a connection id (host, port, token)")

@@ -1,0 +1,374 @@
+"""`s3://` object store (AWS S3, MinIO, any S3 API) through an Airflow AWS connection.
+
+Credentials, region and `endpoint_url` (MinIO) come from the Airflow connection named by the
+spec's `storage.connection`; the spec itself only holds `s3://bucket/prefix`. boto3 and the amazon
+provider are imported on first use, never when a DAG file is parsed.
+
+What a caller can rely on:
+* `write_bytes` is atomic: an S3 PUT (or a completed multipart upload) replaces the whole object.
+  Each upload sends a SHA256 checksum that S3 checks on arrival, and the object's stored checksum
+  is compared with the bytes we meant to write before `write_bytes` returns.
+* every object carries its sha256 as user metadata (`x-amz-meta-sha256`), so `object_sha256`
+  costs one HEAD request instead of a download; publishing uses it to skip unchanged files.
+* every failure is a `StoreError` naming the s3:// URI and, where it helps, the bucket and the
+  Airflow connection to check.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import re
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from mlspec.errors import StoreError
+from mlspec.storage.base import ModelStore, safe_join, sha256_hex
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+# S3 refuses parts smaller than 5 MiB (except the last one).
+MIN_PART_SIZE = 5 * MIB
+DEFAULT_MULTIPART_THRESHOLD = 64 * MIB
+DEFAULT_PART_SIZE = 16 * MIB
+SHA256_METADATA = "sha256"  # sent as the x-amz-meta-sha256 header
+
+_MULTIPART_SUFFIX = re.compile(r"-(\d+)$")
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_DENIED = {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split `s3://bucket/some/prefix` into `("bucket", "some/prefix")`; the prefix may be empty.
+
+    The URI is taken literally (no query or fragment parsing: `?` and `#` are valid in S3 keys);
+    a `..` segment is refused so a key can never climb out of its prefix.
+    """
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise StoreError(f"not an s3:// URI: {uri!r}; expected s3://bucket/prefix")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise StoreError(f"s3:// URI without a bucket: {uri!r}; expected s3://bucket/prefix")
+    return bucket, safe_join(prefix)
+
+
+def read_uri_bytes(uri: str, connection_id: str | None = None) -> bytes:
+    """Bytes of one object named by a full s3:// URI (a spec's `data.source: s3://...`)."""
+    bucket, key = parse_s3_uri(uri)
+    if not key:
+        raise StoreError(f"{uri} names a bucket, not an object; give the full key of the data file")
+    return S3Store(f"s3://{bucket}", connection_id or "aws_default").read_bytes(key)
+
+
+def _b64_sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+class S3Store(ModelStore):
+    """A prefix `s3://bucket/prefix` read and written through Airflow connection `connection_id`.
+
+    `multipart_threshold` and `part_size` decide when and how boto3 splits an upload into parts;
+    they are arguments so tests (and users with slow links) can change them.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        connection_id: str = "aws_default",
+        *,
+        multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        part_size: int = DEFAULT_PART_SIZE,
+        list_page_size: int = 1000,
+    ) -> None:
+        bucket, prefix = parse_s3_uri(uri)
+        super().__init__(f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}")
+        if part_size < MIN_PART_SIZE:
+            raise StoreError(f"S3 part size must be at least {MIN_PART_SIZE} bytes (5 MiB), got {part_size}")
+        if multipart_threshold < 1:
+            raise StoreError(f"multipart threshold must be positive, got {multipart_threshold}")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.connection_id = connection_id
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self.list_page_size = list_page_size
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.root_uri!r}, connection_id={self.connection_id!r})"
+
+    # -- clients, created on first use ------------------------------------------------------------
+    @cached_property
+    def hook(self) -> S3Hook:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.connection_id)
+
+    @cached_property
+    def client(self) -> Any:
+        try:
+            return self.hook.get_conn()
+        except Exception as exc:  # connection lookup, bad extra, unknown region...
+            raise StoreError(
+                f"could not open an S3 client for {self.root_uri} with Airflow connection "
+                f"{self.connection_id!r}: {exc}. Check that the connection exists and is of type aws."
+            ) from exc
+
+    @cached_property
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(multipart_threshold=self.multipart_threshold, multipart_chunksize=self.part_size)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _object_key(self, key: str) -> str:
+        key = safe_join(key)
+        return safe_join(self.prefix, key) if key else self.prefix
+
+    def _endpoint(self) -> str:
+        try:
+            return str(self.client.meta.endpoint_url)
+        except Exception:  # the client itself may be what failed
+            return "(unknown endpoint)"
+
+    def _error(self, exc: Exception, action: str, key: str) -> StoreError:
+        """Turn a botocore error into a StoreError saying what failed and what to check."""
+        from botocore.exceptions import (
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        # s3transfer wraps client errors raised inside its worker threads.
+        known = (ClientError, NoCredentialsError, PartialCredentialsError, EndpointConnectionError)
+        cause: BaseException = exc
+        for _ in range(5):
+            if isinstance(cause, known):
+                break
+            cause = cause.__cause__ or cause.__context__ or cause
+        uri = self.uri_for(key)
+        conn = self.connection_id
+        if isinstance(cause, NoCredentialsError | PartialCredentialsError):
+            hint = f"no usable AWS credentials; set login/password (or a role) on Airflow connection {conn!r}"
+        elif isinstance(cause, EndpointConnectionError):
+            hint = (
+                f"could not reach the S3 endpoint {self._endpoint()}; check endpoint_url and region "
+                f"in the extra of Airflow connection {conn!r}"
+            )
+        elif isinstance(cause, ClientError):
+            code = str(cause.response.get("Error", {}).get("Code", ""))
+            message = cause.response.get("Error", {}).get("Message", "")
+            if code == "NoSuchBucket":
+                hint = self._missing_bucket_hint()
+            elif code in _DENIED:
+                hint = (
+                    f"access denied ({code}); check the credentials and the bucket policy for Airflow "
+                    f"connection {conn!r} on bucket {self.bucket!r}"
+                )
+            elif code in _NOT_FOUND:
+                hint = "the object does not exist"
+            else:
+                hint = f"S3 answered {code or 'an error'}: {message or cause}"
+        else:
+            hint = str(exc) or type(exc).__name__
+        return StoreError(f"{action} {uri} failed: {hint}")
+
+    @staticmethod
+    def _code(exc: Exception) -> str:
+        response = getattr(exc, "response", None) or {}
+        return str(response.get("Error", {}).get("Code", ""))
+
+    def _head(self, key: str, *, checksums: bool = False, check_bucket: bool = True) -> dict | None:
+        """HEAD the object; None when it does not exist (a missing bucket raises when check_bucket)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._object_key(key)}
+        if checksums:
+            kwargs["ChecksumMode"] = "ENABLED"
+        try:
+            return self.client.head_object(**kwargs)
+        except ClientError as exc:
+            if self._code(exc) not in _NOT_FOUND:
+                raise self._error(exc, "checking", key) from exc
+        except BotoCoreError as exc:
+            raise self._error(exc, "checking", key) from exc
+        # HEAD answers have no body, so a missing bucket is a bare 404 too: ask once more to tell them apart.
+        if check_bucket:
+            self._raise_if_bucket_missing(key)
+        return None
+
+    def _raise_if_bucket_missing(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if self._code(exc) in _NOT_FOUND | {"NoSuchBucket"}:
+                raise StoreError(f"checking {self.uri_for(key)} failed: {self._missing_bucket_hint()}") from None
+            if self._code(exc) not in _DENIED:
+                raise self._error(exc, "checking", key) from exc
+            # Some policies grant object access without HeadBucket: then the object is simply missing.
+        except BotoCoreError as exc:
+            raise self._error(exc, "checking", key) from exc
+
+    def _missing_bucket_hint(self) -> str:
+        return (
+            f"bucket {self.bucket!r} does not exist at {self._endpoint()} (Airflow connection "
+            f"{self.connection_id!r}); create it or fix storage.uri / the connection's endpoint_url"
+        )
+
+    # -- primitives -------------------------------------------------------------------------------
+    def read_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        object_key = self._object_key(key)
+        try:
+            # ChecksumMode lets botocore check the downloaded bytes against the stored checksum.
+            response = self.client.get_object(Bucket=self.bucket, Key=object_key, ChecksumMode="ENABLED")
+            return response["Body"].read()
+        except ClientError as exc:
+            if self._code(exc) in _NOT_FOUND:
+                raise StoreError(
+                    f"{self.uri_for(key)} does not exist (bucket {self.bucket!r}, Airflow connection "
+                    f"{self.connection_id!r})"
+                ) from None
+            raise self._error(exc, "reading", key) from exc
+        except BotoCoreError as exc:
+            raise self._error(exc, "reading", key) from exc
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        object_key = self._object_key(key)
+        if not object_key:
+            raise StoreError(f"refusing to write an object with an empty key under {self.root_uri}")
+        digest = sha256_hex(data)
+        multipart = len(data) >= self.multipart_threshold
+        try:
+            self.client.upload_fileobj(
+                io.BytesIO(data),
+                self.bucket,
+                object_key,
+                # SHA256 (per part for multipart uploads) is checked by S3 when the bytes arrive.
+                ExtraArgs={"Metadata": {SHA256_METADATA: digest}, "ChecksumAlgorithm": "SHA256"},
+                Config=self._transfer_config,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "writing", key) from exc
+        except Exception as exc:  # s3transfer re-raises worker failures in its own types
+            raise self._error(exc, "writing", key) from exc
+        self._verify_upload(key, data, digest)
+        log.info(
+            "uploaded %s (%d bytes%s, sha256 %s, verified)",
+            self.uri_for(key),
+            len(data),
+            ", multipart" if multipart else "",
+            digest[:12],
+        )
+        return self.uri_for(key)
+
+    def _expected_checksums(self, data: bytes) -> set[str]:
+        """The SHA256 checksums S3 may report: whole object, or composite of the upload's parts."""
+        from s3transfer.utils import ChunksizeAdjuster
+
+        expected = {_b64_sha256(data)}
+        if len(data) >= self.multipart_threshold:
+            # The same adjustment s3transfer applies (at most 10,000 parts), so the parts match.
+            size = ChunksizeAdjuster().adjust_chunksize(self.part_size, len(data))
+            part_digests = b"".join(
+                hashlib.sha256(data[start : start + size]).digest() for start in range(0, len(data), size)
+            )
+            expected.add(_b64_sha256(part_digests))
+        return expected
+
+    def _expected_etags(self, data: bytes) -> set[str]:
+        expected = {hashlib.md5(data, usedforsecurity=False).hexdigest()}
+        if len(data) >= self.multipart_threshold:
+            from s3transfer.utils import ChunksizeAdjuster
+
+            size = ChunksizeAdjuster().adjust_chunksize(self.part_size, len(data))
+            parts = [data[start : start + size] for start in range(0, len(data), size)]
+            joined = b"".join(hashlib.md5(p, usedforsecurity=False).digest() for p in parts)
+            expected.add(f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(parts)}")
+        return expected
+
+    def _verify_upload(self, key: str, data: bytes, digest: str) -> None:
+        """Compare what S3 stored with what we sent; read it back only when S3 cannot tell us."""
+        head = self._head(key, checksums=True)
+        uri = self.uri_for(key)
+        if head is None:
+            raise StoreError(f"{uri} is missing right after it was uploaded; is another writer deleting it?")
+        stored_sha = (head.get("Metadata") or {}).get(SHA256_METADATA)
+        if stored_sha != digest:
+            raise StoreError(f"checksum mismatch after writing {uri}: metadata sha256 {stored_sha!r} != {digest}")
+        checksum = head.get("ChecksumSHA256")
+        if checksum:
+            # A composite checksum may carry a "-<parts>" suffix.
+            if _MULTIPART_SUFFIX.sub("", checksum) in self._expected_checksums(data):
+                return
+            log.warning("stored checksum of %s is not one we can recompute; reading it back to check", uri)
+        else:
+            etag = str(head.get("ETag", "")).strip('"')
+            if etag in self._expected_etags(data):
+                return
+            log.info("%s returned no SHA256 checksum; reading the object back to verify it", uri)
+        if sha256_hex(self.read_bytes(key)) != digest:
+            raise StoreError(f"checksum mismatch after writing {uri}: the stored bytes differ from those sent")
+
+    def exists(self, key: str) -> bool:
+        """True for an object, or for a 'folder' that has objects under it."""
+        # A missing bucket is caught by the listing below, so the HEAD need not check it.
+        if self._object_key(key) and self._head(key, check_bucket=False) is not None:
+            return True
+        return bool(self._list(key, max_keys=1))
+
+    def _list(self, key: str, *, max_keys: int | None = None) -> list[str]:
+        """Immediate children under key (one page of at most max_keys when given)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        object_key = self._object_key(key)
+        folder = f"{object_key}/" if object_key else ""
+        names: set[str] = set()
+        try:
+            if max_keys is not None:
+                pages = [
+                    self.client.list_objects_v2(
+                        Bucket=self.bucket, Prefix=folder, Delimiter="/", MaxKeys=max_keys
+                    )
+                ]
+            else:
+                paginator = self.client.get_paginator("list_objects_v2")
+                pages = paginator.paginate(
+                    Bucket=self.bucket,
+                    Prefix=folder,
+                    Delimiter="/",
+                    PaginationConfig={"PageSize": self.list_page_size},
+                )
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    names.add(common["Prefix"][len(folder) :].rstrip("/"))
+                for obj in page.get("Contents", []):
+                    names.add(obj["Key"][len(folder) :])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "listing", key) from exc
+        names.discard("")  # a "folder marker" object some tools create
+        return sorted(names)
+
+    def list_children(self, key: str) -> list[str]:
+        return self._list(key)
+
+    def object_sha256(self, key: str) -> str | None:
+        """From the object's `x-amz-meta-sha256` (one HEAD); objects written by others are read and hashed."""
+        head = self._head(key)
+        if head is None:
+            return None
+        stored = (head.get("Metadata") or {}).get(SHA256_METADATA)
+        if stored:
+            return str(stored)
+        return sha256_hex(self.read_bytes(key))
