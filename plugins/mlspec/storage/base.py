@@ -97,6 +97,17 @@ class ModelStore(ABC):
         key = safe_join(key)
         return f"{self.root_uri}/{key}" if key else self.root_uri
 
+    def key_for_uri(self, uri: str) -> str:
+        """The relative key of a URI inside this store (tasks pass URIs through XCom, never paths)."""
+        if uri == self.root_uri:
+            return ""
+        if not uri.startswith(self.root_uri + "/"):
+            raise StoreError(f"{uri} is not inside the store {self.root_uri}")
+        return safe_join(uri[len(self.root_uri) + 1 :])
+
+    def read_uri(self, uri: str) -> bytes:
+        return self.read_bytes(self.key_for_uri(uri))
+
     def run_prefix(self, name: str, run_id: str) -> str:
         return safe_join(name, "runs", run_key(run_id))
 

@@ -1,0 +1,484 @@
+"""Training data: load a spec's `data.source`, split it, and describe its preprocess steps.
+
+Callers can rely on:
+- `load_source` returns float32 features with the samples on axis 0 and int64 class indices
+  `0..K-1` that index `class_names`.
+- `split` is deterministic for a seed.
+- Feature steps (scale, normalize, reshape) are *not* applied here: `keras_model.build_model`
+  turns them into the first layers of the model, so the exported ONNX model and the served
+  endpoint take raw features. Only label steps (one_hot) change the data (`apply_label_steps`).
+- Every problem with the data is a `DataError` that names the source and what is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from mlspec.errors import MlspecError
+
+log = logging.getLogger(__name__)
+
+FEATURE_STEPS = ("scale", "normalize", "reshape")
+LABEL_STEPS = ("one_hot",)
+FORMATS = ("npz", "csv", "parquet")
+BUILTIN_SOURCES = ("builtin:digits", "builtin:iris")
+KERAS_SOURCES = ("keras:mnist", "keras:fashion_mnist", "keras:cifar10")
+
+_EXTENSIONS = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+_FASHION_MNIST_CLASSES = (
+    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+)  # fmt: skip
+
+
+class DataError(MlspecError):
+    """The data named by a spec cannot be loaded, split or preprocessed."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A split data set. x arrays are float32; y arrays are int64 class indices, or float32
+    one-hot rows once the one_hot label step ran."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    feature_names: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Raw per-sample feature shape (what the model and the endpoint take)."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    def summary(self) -> dict[str, Any]:
+        """Small JSON-able description, good for XCom and logs."""
+        return {
+            "train": int(len(self.x_train)),
+            "validation": int(len(self.x_val)),
+            "test": int(len(self.x_test)),
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+        }
+
+    def to_npz_bytes(self) -> bytes:
+        """Serialise to one compressed npz (no pickles), so a later task can read it from a store."""
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            x_train=self.x_train,
+            y_train=self.y_train,
+            x_val=self.x_val,
+            y_val=self.y_val,
+            x_test=self.x_test,
+            y_test=self.y_test,
+            class_names=np.array(self.class_names, dtype=np.str_),
+            feature_names=np.array(self.feature_names, dtype=np.str_),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_npz_bytes(cls, data: bytes) -> Dataset:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except Exception as exc:  # noqa: BLE001 - any decode failure means the same thing to a user
+            raise DataError(f"prepared data set is not a readable npz file: {exc}") from exc
+        missing = [f.name for f in _dataset_fields() if f.name not in arrays]
+        if missing:
+            raise DataError(f"prepared data set lacks {', '.join(missing)}; re-run the prepare_data task")
+        return cls(
+            **{k: arrays[k] for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")},
+            class_names=tuple(str(c) for c in arrays["class_names"].tolist()),
+            feature_names=tuple(str(c) for c in arrays["feature_names"].tolist()),
+        )
+
+
+def _dataset_fields() -> tuple[Any, ...]:
+    from dataclasses import fields
+
+    return fields(Dataset)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_source(
+    source: str,
+    *,
+    fmt: str | None,
+    features: str | list[str] | None,
+    label: str | None,
+    read_bytes: Callable[[str], bytes],
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Load `(x, y, class_names, feature_names)` from a spec's data source.
+
+    builtin:* and keras:* sources ignore fmt/features/label (their layout is fixed). Any other
+    source is read through `read_bytes(source)` and parsed as npz, csv or parquet.
+    """
+    if source in BUILTIN_SOURCES:
+        x, y, class_names, feature_names = _load_builtin(source)
+    elif source in KERAS_SOURCES:
+        x, y, class_names, feature_names = _load_keras(source)
+    elif source.startswith(("builtin:", "keras:")):
+        known = ", ".join(BUILTIN_SOURCES + KERAS_SOURCES)
+        raise DataError(f"data.source {source!r} is not a known data set; known ones: {known}")
+    else:
+        fmt = fmt or infer_format(source)
+        try:
+            raw = read_bytes(source)
+        except MlspecError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reader's own errors become one clear line
+            raise DataError(f"could not read data.source {source!r}: {exc}") from exc
+        if not raw:
+            raise DataError(f"data.source {source!r} is empty (0 bytes)")
+        if fmt == "npz":
+            x, labels, feature_names = _parse_npz(source, raw, features, label)
+        elif fmt in ("csv", "parquet"):
+            x, labels, feature_names = _parse_table(source, raw, fmt, features, label)
+        else:
+            raise DataError(f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(FORMATS)}")
+        y, class_names = encode_labels(source, labels)
+    _check_loaded(source, x, y)
+    log.info(
+        "loaded %s: %d samples, feature shape %s, %d classes",
+        source,
+        len(x),
+        tuple(x.shape[1:]),
+        len(class_names),
+    )
+    return x, y, class_names, feature_names
+
+
+def infer_format(source: str) -> str:
+    """npz | csv | parquet from the source's file extension (a trailing .gz is allowed for csv)."""
+    name = PurePosixPath(urlparse(source).path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    suffix = PurePosixPath(name).suffix
+    if suffix in _EXTENSIONS:
+        return _EXTENSIONS[suffix]
+    raise DataError(
+        f"cannot tell the format of data.source {source!r} from its extension {suffix or '(none)'!r}; "
+        f"set data.format to one of {', '.join(FORMATS)}"
+    )
+
+
+def _load_builtin(source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    from sklearn import datasets
+
+    bunch = datasets.load_digits() if source == "builtin:digits" else datasets.load_iris()
+    x = np.asarray(bunch.data, dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    class_names = tuple(str(n) for n in bunch.target_names)
+    feature_names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
+    return x, y, class_names, feature_names
+
+
+def _load_keras(source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    # Downloads on first use (keras caches under ~/.keras/datasets); train+test are joined
+    # because the spec's own split decides what is held out.
+    import keras
+
+    name = source.split(":", 1)[1]
+    loader = getattr(keras.datasets, name)
+    try:
+        (x_a, y_a), (x_b, y_b) = loader.load_data()
+    except Exception as exc:  # noqa: BLE001 - network or cache failures
+        raise DataError(
+            f"could not load {source}: {exc}; it is downloaded on first use, so the worker needs internet "
+            "access or a pre-filled ~/.keras/datasets cache"
+        ) from exc
+    x = np.concatenate([x_a, x_b]).astype(np.float32)
+    y = np.concatenate([np.ravel(y_a), np.ravel(y_b)]).astype(np.int64)
+    if name == "cifar10":
+        class_names = _CIFAR10_CLASSES
+    elif name == "fashion_mnist":
+        class_names = _FASHION_MNIST_CLASSES
+    else:
+        class_names = tuple(str(i) for i in range(10))
+    return x, y, class_names, ()
+
+
+def _parse_npz(
+    source: str, raw: bytes, features: str | list[str] | None, label: str | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    if isinstance(features, list):
+        if len(features) != 1:
+            raise DataError(f"{source}: for npz data, data.features is one array key, got {features}")
+        features = features[0]
+    x_key = features or "x"
+    y_key = label or "y"
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            keys = list(npz.files)
+            for role, key in (("features", x_key), ("label", y_key)):
+                if key not in keys:
+                    raise DataError(
+                        f"{source}: npz has no array {key!r} (data.{role}); available arrays: "
+                        f"{', '.join(keys) or '(none)'}"
+                    )
+            x_raw, y_raw = npz[x_key], npz[y_key]
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zip/pickle errors mean "not an npz we can read"
+        raise DataError(f"{source}: not a readable npz file ({exc}); save it with numpy.savez") from exc
+    if x_raw.ndim < 2:
+        raise DataError(
+            f"{source}: features array {x_key!r} has shape {x_raw.shape}; it needs samples on axis 0 and "
+            "at least one feature axis, e.g. (n_samples, n_features)"
+        )
+    x = _as_float32(source, x_raw, f"features array {x_key!r}")
+    labels = y_raw
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels.ravel()
+    if labels.ndim != 1:
+        raise DataError(
+            f"{source}: label array {y_key!r} has shape {y_raw.shape}; it must hold one class label per "
+            "sample (use the one_hot preprocess step instead of storing one-hot labels)"
+        )
+    return x, labels, ()
+
+
+def _parse_table(
+    source: str, raw: bytes, fmt: str, features: str | list[str] | None, label: str | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    import pandas as pd
+
+    try:
+        if fmt == "csv":
+            compression = "gzip" if urlparse(source).path.endswith(".gz") else None
+            frame = pd.read_csv(io.BytesIO(raw), compression=compression)
+        else:
+            frame = pd.read_parquet(io.BytesIO(raw))
+    except Exception as exc:  # noqa: BLE001 - parser errors become one clear line
+        raise DataError(f"{source}: not a readable {fmt} file ({exc})") from exc
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    available = ", ".join(columns) or "(none)"
+    if label is None:
+        if "label" not in columns:
+            raise DataError(f"{source}: set data.label to the label column; columns are: {available}")
+        label = "label"
+    if label not in columns:
+        raise DataError(f"{source}: no label column {label!r} (data.label); columns are: {available}")
+    if features is None:
+        feature_cols = [c for c in columns if c != label]
+    else:
+        feature_cols = [features] if isinstance(features, str) else [str(c) for c in features]
+        missing = [c for c in feature_cols if c not in columns]
+        if missing:
+            raise DataError(
+                f"{source}: no column {', '.join(repr(c) for c in missing)} (data.features); "
+                f"columns are: {available}"
+            )
+        if label in feature_cols:
+            raise DataError(f"{source}: the label column {label!r} is also listed in data.features")
+    if not feature_cols:
+        raise DataError(f"{source}: no feature columns left besides the label {label!r}")
+    if frame.empty:
+        raise DataError(f"{source}: the table has no rows")
+    non_numeric = [c for c in feature_cols if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise DataError(
+            f"{source}: feature columns must be numeric; {', '.join(non_numeric)} are not "
+            "(encode them before training, or leave them out of data.features)"
+        )
+    with_missing = [c for c in [*feature_cols, label] if frame[c].isna().any()]
+    if with_missing:
+        raise DataError(f"{source}: columns {', '.join(with_missing)} have missing values; fill or drop them")
+    x = frame[feature_cols].to_numpy(dtype=np.float32)
+    labels = frame[label].to_numpy()
+    return x, labels, tuple(feature_cols)
+
+
+def _as_float32(source: str, arr: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return np.asarray(arr, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}: {what} is not numeric (dtype {arr.dtype})") from exc
+
+
+def encode_labels(source: str, labels: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Map labels to class indices 0..K-1 over their sorted unique values.
+
+    Integer labels 0..K-1 keep their value; other integer sets (e.g. 1..3) map to their rank so
+    that `class_names[index]` is always the original label. Floats that are whole numbers count
+    as integers (pandas reads integer columns with gaps as floats).
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise DataError(f"{source}: no labels")
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)):
+            raise DataError(f"{source}: labels contain NaN or infinite values")
+        if not np.all(labels == np.round(labels)):
+            raise DataError(
+                f"{source}: labels are fractional numbers; mlspec trains classifiers and needs class labels"
+            )
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind in "iu":
+        values, index = np.unique(labels, return_inverse=True)
+        return index.astype(np.int64).ravel(), tuple(str(int(v)) for v in values)
+    values, index = np.unique(labels.astype(str), return_inverse=True)
+    return index.astype(np.int64).ravel(), tuple(str(v) for v in values)
+
+
+def _check_loaded(source: str, x: np.ndarray, y: np.ndarray) -> None:
+    if len(x) == 0:
+        raise DataError(f"{source}: the data set has no samples")
+    if len(x) != len(y):
+        raise DataError(f"{source}: {len(x)} feature rows but {len(y)} labels")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{source}: features contain NaN or infinite values")
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def split(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    validation: float,
+    test: float,
+    seed: int,
+    stratify: bool,
+    class_names: Sequence[str],
+    feature_names: Sequence[str] = (),
+) -> Dataset:
+    """Split into train/validation/test; `validation` and `test` are shares of the whole set.
+
+    A share of 0 gives an empty split with the right feature shape. Deterministic for a seed.
+    """
+    from sklearn.model_selection import train_test_split
+
+    for name, share in (("validation", validation), ("test", test)):
+        if not 0.0 <= share < 1.0:
+            raise DataError(f"data.split.{name} must be in [0, 1), got {share}")
+    if validation + test >= 1.0:
+        raise DataError(
+            f"data.split.validation + data.split.test is {validation + test:g}; it must be below 1 "
+            "to leave training data"
+        )
+
+    def cut(xs: np.ndarray, ys: np.ndarray, share: float, what: str) -> tuple[np.ndarray, ...]:
+        if share == 0.0:
+            return xs, xs[:0], ys, ys[:0]
+        try:
+            return tuple(
+                train_test_split(
+                    xs, ys, test_size=share, random_state=seed, stratify=ys if stratify else None, shuffle=True
+                )
+            )
+        except ValueError as exc:
+            hint = " (set data.split.stratify: false, or add samples)" if stratify else ""
+            raise DataError(f"cannot split off the {what} set ({share:g} of {len(ys)} samples): {exc}{hint}") from exc
+
+    x_rest, x_test, y_rest, y_test = cut(x, y, test, "test")
+    # The validation share is of the whole set, so rescale it to what remains after the test cut.
+    x_train, x_val, y_train, y_val = cut(x_rest, y_rest, validation / (1.0 - test) if validation else 0.0, "validation")
+    if len(x_train) == 0:
+        raise DataError("the split leaves no training samples; lower data.split.validation or data.split.test")
+    log.info("split: %d train, %d validation, %d test (seed %d)", len(x_train), len(x_val), len(x_test), seed)
+    return Dataset(
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        class_names=tuple(class_names),
+        feature_names=tuple(feature_names),
+    )
+
+
+# --------------------------------------------------------------------------- preprocess steps
+
+
+def parse_steps(steps: Sequence[Mapping[str, Any]] | None) -> list[tuple[str, Any]]:
+    """Validate `data.preprocess` and return `(name, params)` pairs; DataError on unknown or malformed steps."""
+    parsed: list[tuple[str, Any]] = []
+    for index, step in enumerate(steps or ()):
+        where = f"data.preprocess[{index}]"
+        if not isinstance(step, Mapping) or len(step) != 1:
+            raise DataError(f"{where}: each step is a mapping with exactly one key, e.g. {{scale: {{divide_by: 255}}}}")
+        ((name, params),) = step.items()
+        if name not in FEATURE_STEPS + LABEL_STEPS:
+            raise DataError(
+                f"{where}: unknown preprocess step {name!r}; known steps: {', '.join(FEATURE_STEPS + LABEL_STEPS)}"
+            )
+        parsed.append((name, _check_step_params(where, name, params)))
+    return parsed
+
+
+def _check_step_params(where: str, name: str, params: Any) -> Any:
+    if name == "reshape":
+        if not isinstance(params, Sequence) or isinstance(params, str) or not params:
+            raise DataError(f"{where} (reshape): give the per-sample shape as a list of ints, e.g. [8, 8, 1]")
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in params):
+            raise DataError(f"{where} (reshape): every dimension must be a positive int, got {list(params)}")
+        return tuple(params)
+    params = {} if params is None else params
+    if not isinstance(params, Mapping):
+        raise DataError(f"{where} ({name}): expected a mapping of options, got {params!r}")
+    allowed = {"scale": {"divide_by", "multiply_by", "offset"}, "normalize": set(), "one_hot": set()}[name]
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise DataError(
+            f"{where} ({name}): unknown option {', '.join(unknown)}; allowed: {', '.join(sorted(allowed)) or 'none'}"
+        )
+    if name == "scale":
+        if not params:
+            raise DataError(f"{where} (scale): give divide_by, or multiply_by and/or offset")
+        for key, value in params.items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise DataError(f"{where} (scale): {key} must be a number, got {value!r}")
+        if params.get("divide_by", 1) == 0:
+            raise DataError(f"{where} (scale): divide_by must not be 0")
+    return dict(params)
+
+
+def scale_factors(params: Mapping[str, float]) -> tuple[float, float]:
+    """`(scale, offset)` such that a scale step computes `x * scale + offset`."""
+    scale = float(params.get("multiply_by", 1.0)) / float(params.get("divide_by", 1.0))
+    return scale, float(params.get("offset", 0.0))
+
+
+def feature_steps(steps: Sequence[Mapping[str, Any]] | None) -> list[tuple[str, Any]]:
+    """The steps that become model layers, in order."""
+    return [(name, params) for name, params in parse_steps(steps) if name in FEATURE_STEPS]
+
+
+def apply_label_steps(dataset: Dataset, steps: Sequence[Mapping[str, Any]] | None) -> Dataset:
+    """Apply label steps (one_hot) to every split; feature steps are left to the model."""
+    for name, _params in parse_steps(steps):
+        if name == "one_hot":
+            if dataset.y_train.ndim != 1:
+                raise DataError("data.preprocess: one_hot applies to class indices, but the labels are one-hot already")
+            eye = np.eye(dataset.num_classes, dtype=np.float32)
+            dataset = replace(
+                dataset, y_train=eye[dataset.y_train], y_val=eye[dataset.y_val], y_test=eye[dataset.y_test]
+            )
+    return dataset

@@ -1,0 +1,72 @@
+"""What every mlspec operator shares: the resolved spec, the run's store prefix, XCom hand-over, clear failures."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from mlspec.errors import MlspecError
+
+log = logging.getLogger(__name__)
+
+
+class MlspecOperator(BaseOperator):
+    """Base of the stage operators. `spec` is the resolved spec dict (ModelSpec.to_dict()), so the
+    operator serializes deterministically and can be used in a hand-written DAG as well."""
+
+    template_fields = ()
+    ui_color = "#e8f0fe"
+    stage = "stage"
+    next_step = "fix the cause above and clear this task to retry it"
+
+    def __init__(self, *, spec: dict, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    @cached_property
+    def model_spec(self):
+        from mlspec.spec.model import ModelSpec
+
+        return ModelSpec.from_dict(self.spec)
+
+    @cached_property
+    def store(self):
+        from mlspec.storage import open_store
+
+        return open_store(self.model_spec.storage.uri, self.model_spec.storage.connection)
+
+    def run_prefix(self, context) -> str:
+        return self.store.run_prefix(self.model_spec.name, context["run_id"])
+
+    def upstream(self, context, task_id: str) -> dict:
+        value = context["ti"].xcom_pull(task_ids=task_id)
+        if not value:
+            raise MlspecError(f"no result from task {task_id!r} for model {self.model_spec.name}; run it first")
+        return value
+
+    def execute(self, context) -> Any:
+        try:
+            return self.run(context)
+        except MlspecError as exc:
+            from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+            # A gate that did not hold will not hold on a retry either: fail without retrying.
+            error_type = AirflowFailException if isinstance(exc, GateFailed) else AirflowException
+            next_step = exc.next_step if isinstance(exc, GateFailed) and exc.next_step else self.next_step
+            message = f"{self.stage} failed for model {self.model_spec.name}: {exc}\nNext step: {next_step}"
+            log.error(message)
+            raise error_type(message) from None
+
+    def run(self, context) -> Any:  # pragma: no cover - every stage overrides it
+        raise NotImplementedError
+
+
+class GateFailed(MlspecError):
+    """A check that retrying cannot fix (thresholds, parity, smoke test): the task fails without retries."""
+
+    def __init__(self, message: str, next_step: str = "") -> None:
+        super().__init__(message)
+        self.next_step = next_step

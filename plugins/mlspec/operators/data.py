@@ -1,0 +1,66 @@
+"""prepare_data: load the source, split it, write the splits under the run's prefix of the store."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlparse
+
+from mlspec.operators.base import MlspecOperator
+
+log = logging.getLogger(__name__)
+
+
+class PrepareDataOperator(MlspecOperator):
+    stage = "prepare_data"
+    ui_color = "#fef7e0"
+    next_step = "check data.source in the spec (and its connection for s3://), then clear this task"
+
+    def read_source_bytes(self, uri: str) -> bytes:
+        scheme = urlparse(uri).scheme
+        if scheme == "file":
+            from mlspec.storage import resolve_file_uri
+
+            path = resolve_file_uri(uri)
+            log.info("reading %s", path)
+            return path.read_bytes()
+        if scheme == "s3":
+            from mlspec.storage.s3 import read_uri_bytes
+
+            return read_uri_bytes(uri, self.model_spec.data.connection or "aws_default")
+        raise ValueError(f"unsupported data source {uri!r}")
+
+    def run(self, context) -> dict:
+        from mlspec.ml import data as ml_data
+
+        data = self.model_spec.data
+        log.info("loading %s", data.source)
+        features = list(data.features) if isinstance(data.features, tuple) else data.features
+        x, y, class_names, feature_names = ml_data.load_source(
+            data.source, fmt=data.format, features=features, label=data.label, read_bytes=self.read_source_bytes
+        )
+        dataset = ml_data.split(
+            x,
+            y,
+            validation=data.split.validation,
+            test=data.split.test,
+            seed=data.split.seed,
+            stratify=data.split.stratify,
+            class_names=class_names,
+            feature_names=feature_names,
+        )
+        dataset = ml_data.apply_label_steps(dataset, [step.to_mapping() for step in data.preprocess])
+        payload = dataset.to_npz_bytes()
+        uri = self.store.write_bytes(f"{self.run_prefix(context)}/data/dataset.npz", payload)
+        log.info(
+            "split %d samples: train=%d validation=%d test=%d, %d classes; wrote %s",
+            len(x), len(dataset.x_train), len(dataset.x_val), len(dataset.x_test), dataset.num_classes, uri,
+        )
+        from mlspec.storage import sha256_hex
+
+        return {
+            "data_uri": uri,
+            "data_sha256": sha256_hex(payload),
+            "class_names": list(dataset.class_names),
+            "input_shape": list(dataset.x_train.shape[1:]),
+            "samples": {"train": len(dataset.x_train), "validation": len(dataset.x_val), "test": len(dataset.x_test)},
+        }

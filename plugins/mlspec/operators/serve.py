@@ -1,0 +1,200 @@
+"""deploy, smoke_test and promote: put the version behind an endpoint, prove it answers, then make it official.
+
+A failed smoke test rolls back to the version that served before, so users never keep a bad model.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mlspec.operators.base import GateFailed, MlspecOperator
+
+log = logging.getLogger(__name__)
+
+
+class DeployModelOperator(MlspecOperator):
+    stage = "deploy"
+    ui_color = "#d2e3fc"
+    next_step = "start the model server (`make serve` or `mlspec serve`) or fix the serving settings, then clear this task"
+
+    def kserve_config(self):
+        from mlspec.serving.kserve import KServeConfig
+
+        serving, spec = self.model_spec.serving, self.model_spec
+        return KServeConfig(
+            runtime=serving.runtime,
+            namespace=serving.namespace,
+            connection=serving.connection or "kubernetes_default",
+            min_replicas=serving.min_replicas,
+            max_replicas=serving.max_replicas,
+            cpu=serving.cpu,
+            memory=serving.memory,
+            gpu=serving.gpu,
+            timeout_s=serving.timeout,
+            deployment_mode=serving.deployment_mode,
+            service_account=serving.service_account,
+            auth=serving.auth,
+            storage_connection=spec.storage.connection,
+        )
+
+    def run(self, context) -> dict:
+        spec = self.model_spec
+        stored = self.upstream(context, "store")
+        if spec.serving.platform == "kserve":
+            return self.deploy_kserve(context, stored)
+        from mlspec.serving import open_local_serving
+
+        deployment = open_local_serving(spec.serving.url).deploy(spec.name, stored["version"], stored["uri"])
+        log.info("%s version %d is served at %s (previous: %s)", spec.name, deployment.version, deployment.endpoint_url, deployment.previous_version)
+        return deployment.to_xcom()
+
+    def deploy_kserve(self, context, stored: dict) -> None:
+        from mlspec.serving.kserve import KServeServing
+        from mlspec.triggers.kserve import KServeReadinessTrigger
+
+        config = self.kserve_config()
+        backend = KServeServing(config, self.store.root_uri)
+        state = backend.apply(self.model_spec.name, stored["version"], stored["uri"])
+        log.info("applied InferenceService %s/%s (generation %s); waiting for it to become ready", config.namespace, self.model_spec.name, state["generation"])
+        # The wait runs in the triggerer: no worker slot is held while KServe pulls and loads the model.
+        self.defer(
+            trigger=KServeReadinessTrigger(
+                name=self.model_spec.name,
+                namespace=config.namespace,
+                generation=state["generation"],
+                connection=config.connection,
+                timeout_s=config.timeout_s,
+                poll_interval_s=5,
+            ),
+            method_name="execute_complete",
+            kwargs={"state": state, "version": stored["version"]},
+        )
+
+    def execute_complete(self, context, event: dict, state: dict, version: int) -> dict:
+        from mlspec.errors import MlspecError
+        from mlspec.serving.kserve import KServeServing, deployment_from_event
+
+        backend = KServeServing(self.kserve_config(), self.store.root_uri)
+        try:
+            deployment = deployment_from_event(event, state, backend=backend, model_name=self.model_spec.name, version=version)
+        except MlspecError as exc:
+            self.record(version, {"platform": "kserve", "namespace": state.get("namespace"), "message": str(exc)}, "rolled_back")
+            raise GateFailed(str(exc), next_step="the previous InferenceService spec was restored; read the KServe events and logs") from None
+        return deployment.to_xcom()
+
+    def record(self, version: int, deployment: dict, outcome: str) -> None:
+        from mlspec.registry import open_registry
+
+        open_registry(self.model_spec.registry.backend, self.model_spec.registry.connection).record_deployment(
+            self.model_spec.name, version, deployment, outcome
+        )
+
+
+class SmokeTestOperator(MlspecOperator):
+    stage = "smoke_test"
+    ui_color = "#d2e3fc"
+
+    def bearer_token(self) -> str | None:
+        """With `auth: token` the endpoint wants the token kept in the Kubernetes connection."""
+        if self.model_spec.serving.auth != "token":
+            return None
+        from mlspec.connections import connection_token
+
+        return connection_token(self.model_spec.serving.connection or "kubernetes_default")
+
+    def backend(self):
+        if self.model_spec.serving.platform == "kserve":
+            from mlspec.serving.kserve import KServeServing
+
+            return KServeServing(DeployModelOperator.kserve_config(self), self.store.root_uri)
+        from mlspec.serving import open_local_serving
+
+        return open_local_serving(self.model_spec.serving.url)
+
+    def run(self, context) -> dict:
+        import json
+
+        import numpy as np
+
+        from mlspec.ml import data as ml_data
+        from mlspec.ml import onnx_export
+        from mlspec.registry import open_registry
+        from mlspec.serving import Deployment
+        from mlspec.serving.smoke_test import SmokeTestFailed, run_smoke_test
+
+        spec = self.model_spec
+        deployment = Deployment.from_xcom(self.upstream(context, "deploy"))
+        stored = self.upstream(context, "store")
+        prepared = self.upstream(context, "prepare_data")
+        dataset = ml_data.Dataset.from_npz_bytes(self.store.read_uri(prepared["data_uri"]))
+        x = dataset.x_test[: spec.smoke_test.samples]
+        onnx_bytes = self.store.read_uri(f"{stored['uri']}/model.onnx")
+        expected = np.argmax(onnx_export.onnx_predict(onnx_bytes, x), axis=1)
+        signature = json.loads(self.store.read_uri(f"{stored['uri']}/signature.json"))
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        try:
+            report = run_smoke_test(
+                endpoint_url=deployment.endpoint_url,
+                model_name=deployment.served_model_name,
+                version=deployment.version if deployment.platform == "local" else None,
+                x=x,
+                expected=expected,
+                signature=signature,
+                min_agreement=spec.smoke_test.min_agreement,
+                max_latency_ms=spec.smoke_test.max_latency_ms,
+                token=self.bearer_token(),
+            )
+        except SmokeTestFailed as exc:
+            log.error("smoke test failed for %s version %d; rolling back to %s", spec.name, deployment.version, deployment.previous_version)
+            self.backend().rollback(deployment)
+            restored = f"version {deployment.previous_version} is serving again" if deployment.previous_version else "the new version was removed"
+            registry.record_deployment(spec.name, deployment.version, {**deployment.to_xcom(), "message": str(exc)}, "rolled_back")
+            raise GateFailed(
+                f"version {deployment.version} failed its smoke test: {exc}; {restored}",
+                next_step="read the problems above; the endpoint was rolled back, so fix the model or serving settings and trigger a new run",
+            ) from None
+        log.info(
+            "smoke test passed: %d samples, agreement %.3f, p95 %.1f ms", report["samples"], report["agreement"], report["p95_ms"]
+        )
+        return report
+
+
+class PromoteOperator(MlspecOperator):
+    """Marks the smoke-tested version as the one in production and writes the run's summary."""
+
+    stage = "promote"
+    ui_color = "#ceead6"
+
+    def run(self, context) -> dict:
+        import json
+
+        from mlspec.ml import data as ml_data
+        from mlspec.registry import open_registry
+        from mlspec.serving import Deployment
+
+        spec = self.model_spec
+        deployment = Deployment.from_xcom(self.upstream(context, "deploy"))
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        registry.record_deployment(spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed")
+        prepared = self.upstream(context, "prepare_data")
+        dataset = ml_data.Dataset.from_npz_bytes(self.store.read_uri(prepared["data_uri"]))
+        summary = {
+            "model": spec.name,
+            "version": deployment.version,
+            "dag_id": self.dag_id,
+            "run_id": context["run_id"],
+            "metrics": self.upstream(context, "evaluate")["metrics"],
+            "stored_uri": self.upstream(context, "store")["uri"],
+            "registry": self.upstream(context, "register"),
+            "endpoint_url": deployment.endpoint_url,
+            "infer_url": f"{deployment.endpoint_url}/v2/models/{deployment.served_model_name}/infer",
+            "smoke_test": self.upstream(context, "smoke_test"),
+            "example": {
+                "input": dataset.x_test[0].reshape(-1).tolist(),
+                "shape": [1, *dataset.x_test.shape[1:]],
+                "label": dataset.class_names[int(dataset.y_test[0] if dataset.y_test.ndim == 1 else dataset.y_test[0].argmax())],
+            },
+        }
+        self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
+        log.info("%s version %d is in production at %s", spec.name, deployment.version, summary["infer_url"])
+        return summary

@@ -1,0 +1,495 @@
+"""Kubeflow Model Registry backend: a published model becomes RegisteredModel -> ModelVersion -> ModelArtifact.
+
+Layout in the registry (what a user finds in the Kubeflow UI or with the `model-registry` client):
+- RegisteredModel named after the spec (`metadata.name`), owner = spec owner.
+- ModelVersion named after the store version number ("3"), externalId `mlspec:<name>:<version>`
+  (how a retried task finds what its earlier try made), typed customProperties with the test
+  metrics, data source, spec hash, DAG id, run id and the store version.
+- ModelArtifact named after the model (the official client finds artifacts by model name and
+  version), uri = `<version folder>/model.onnx`, format onnx/<opset>, storageKey/storagePath
+  and the lineage fields (modelSource*: airflow / dag_run / dag id / run id).
+- Deployments: a ServingEnvironment per namespace ("local" for the local server) holding one
+  InferenceService per served model, pointing at the version it serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlspec.errors import RegistryError
+from mlspec.registry.base import ModelRegistry, RegistrationRequest, RegistryEntry
+from mlspec.registry.kubeflow_client import KubeflowApiError, ModelRegistryClient
+
+log = logging.getLogger(__name__)
+
+# outcome -> InferenceService.desiredState for the version that was being deployed
+DESIRED_STATE = {
+    "deployed": "DEPLOYED",
+    "smoke_test_passed": "DEPLOYED",
+    "rolled_back": "UNDEPLOYED",
+    "failed": "UNDEPLOYED",
+}
+LOCAL_SERVING_ENVIRONMENT = "local"
+# Remembered on the InferenceService when mlspec points it at a new version, so that a
+# rollback can record that the earlier version is the one serving again.
+PREVIOUS_VERSION_PROPERTY = "previous_model_version_id"
+
+
+def external_id(model_name: str, version: int) -> str:
+    """The ModelVersion externalId that makes registration idempotent."""
+    return f"mlspec:{model_name}:{version}"
+
+
+# ---- typed customProperties (the registry stores MLMD values; int_value is a string) ----
+def string_value(value: object) -> dict[str, Any]:
+    return {"metadataType": "MetadataStringValue", "string_value": str(value)}
+
+
+def double_value(value: float) -> dict[str, Any]:
+    if not math.isfinite(value):
+        # JSON has no NaN/inf; keep the information as text rather than break the request.
+        return string_value(repr(value))
+    return {"metadataType": "MetadataDoubleValue", "double_value": float(value)}
+
+
+def int_value(value: int) -> dict[str, Any]:
+    return {"metadataType": "MetadataIntValue", "int_value": str(int(value))}
+
+
+def read_value(prop: dict[str, Any] | None) -> Any:
+    """The Python value of a typed customProperty (None when absent)."""
+    if not prop:
+        return None
+    kind = prop.get("metadataType")
+    if kind == "MetadataIntValue":
+        return int(prop["int_value"])
+    if kind == "MetadataDoubleValue":
+        return float(prop["double_value"])
+    if kind == "MetadataBoolValue":
+        return bool(prop["bool_value"])
+    if kind == "MetadataStringValue":
+        return prop["string_value"]
+    return prop
+
+
+def storage_path(source_uri: str) -> str:
+    """The version folder's path inside its storage (bucket and scheme belong to storageKey)."""
+    parts = urlsplit(source_uri)
+    if parts.scheme in ("", "file"):
+        return parts.path or source_uri
+    return parts.path.lstrip("/")
+
+
+def connection_settings(connection_id: str) -> tuple[str, str | None, bool | str]:
+    """(base_url, token, verify) from an Airflow connection; raises RegistryError when unusable.
+
+    host may carry the scheme ("https://registry.example.com"); without one, port 443 or no
+    port means https, any other port http (the in-cluster service answers plain HTTP on 8080).
+    The bearer token is the password or extra {"token": ...}; extra {"verify": false | "<ca path>"}
+    controls TLS verification.
+    """
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # Airflow 2
+        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+
+    try:
+        conn = BaseHook.get_connection(connection_id)
+    except Exception as exc:  # the SDK raises its own not-found type; all mean the same to a user
+        raise RegistryError(
+            f"could not read Airflow connection '{connection_id}' for the Kubeflow Model Registry ({exc}); "
+            "create it with host (may include https://), port and the bearer token as password"
+        ) from exc
+    host = (conn.host or "").strip().rstrip("/")
+    if not host:
+        raise RegistryError(
+            f"Airflow connection '{connection_id}' has no host; set it to the Model Registry's address, "
+            "for example https://model-registry.example.com or model-registry-service.kubeflow:8080"
+        )
+    extra = conn.extra_dejson or {}
+    port = conn.port
+    if "://" in host:
+        parts = urlsplit(host)
+        scheme, hostname, path = parts.scheme, parts.hostname or "", parts.path.rstrip("/")
+        port = port or parts.port
+    else:
+        hostname, _, path = host.partition("/")
+        path = f"/{path}".rstrip("/") if path else ""
+        scheme = conn.schema if conn.schema in ("http", "https") else ("https" if port in (None, 443) else "http")
+    default_port = 443 if scheme == "https" else 80
+    netloc = hostname if port in (None, default_port) else f"{hostname}:{port}"
+    token = conn.password or extra.get("token") or None
+    verify = extra.get("verify", True)
+    return f"{scheme}://{netloc}{path}", token, verify
+
+
+class KubeflowRegistry(ModelRegistry):
+    """Registers published models in a Kubeflow Model Registry over its REST API.
+
+    The Airflow connection is read on first use, not at construction, so building the object
+    costs nothing at DAG parse time. Every error is a `RegistryError` naming the model, the
+    version, the HTTP status and the server's message.
+    """
+
+    backend = "kubeflow"
+
+    def __init__(self, connection_id: str) -> None:
+        self.connection_id = connection_id
+        self._settings: tuple[str, str | None, bool | str] | None = None
+        self._client: ModelRegistryClient | None = None
+
+    @classmethod
+    def from_url(cls, base_url: str, token: str | None = None, *, verify: bool | str = True) -> KubeflowRegistry:
+        """A registry talking to `base_url` directly (tests, scripts); no Airflow connection."""
+        registry = cls.__new__(cls)
+        registry.connection_id = ""
+        registry._settings = (base_url.rstrip("/"), token, verify)
+        registry._client = None
+        return registry
+
+    @property
+    def client(self) -> ModelRegistryClient:
+        if self._client is None:
+            if self._settings is None:
+                self._settings = connection_settings(self.connection_id)
+            base_url, token, verify = self._settings
+            where = f"Airflow connection '{self.connection_id}'" if self.connection_id else base_url
+            self._client = ModelRegistryClient(base_url, token=token, verify=verify, where=where)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # ---- ModelRegistry -----------------------------------------------------------------
+    def register(self, request: RegistrationRequest) -> RegistryEntry:
+        name, version = request.model_name, request.version
+        with self._errors("register", name, version):
+            model = self._find_or_create_registered_model(request)
+            model_version = self._find_version(model["id"], name, version, strict=True)
+            created = model_version is None
+            if model_version is None:
+                model_version, created = self._create_version(model, request)
+            if not created:
+                log.info(
+                    "Model '%s' version %s is already registered as ModelVersion %s (an earlier try)",
+                    name,
+                    version,
+                    model_version["id"],
+                )
+            self._ensure_artifact(model_version, request, known_absent=created)
+        entry = self._entry(name, version, model_version, created=created)
+        log.info("Registered model '%s' version %s in Kubeflow Model Registry: %s", name, version, entry.url)
+        return entry
+
+    def find(self, model_name: str, version: int) -> RegistryEntry | None:
+        with self._errors("look up", model_name, version):
+            model = self.client.find("/registered_model", {"name": model_name})
+            if model is None:
+                return None
+            model_version = self._find_version(model["id"], model_name, version, strict=False)
+        if model_version is None:
+            return None
+        return self._entry(model_name, version, model_version, created=False)
+
+    def record_deployment(self, model_name: str, version: int, deployment: dict, outcome: str) -> None:
+        if outcome not in DESIRED_STATE:
+            raise RegistryError(
+                f"cannot record deployment of model '{model_name}' version {version}: unknown outcome "
+                f"{outcome!r} (expected one of {', '.join(DESIRED_STATE)})"
+            )
+        with self._errors("record the deployment of", model_name, version):
+            model = self.client.find("/registered_model", {"name": model_name})
+            model_version = None
+            if model is not None:
+                model_version = self._find_version(model["id"], model_name, version, strict=False)
+            if model is None or model_version is None:
+                raise RegistryError(
+                    f"cannot record the deployment of model '{model_name}' version {version}: the Kubeflow "
+                    "Model Registry has no such version; the register task must run before deploy"
+                )
+            environment = self._find_or_create_serving_environment(deployment)
+            service = self._record_inference_service(model, model_version, environment, deployment, outcome)
+            self._record_outcome_on_version(model_version, deployment, outcome, service)
+        log.info(
+            "Recorded deployment outcome '%s' of model '%s' version %s (InferenceService %s in %s)",
+            outcome,
+            model_name,
+            version,
+            service["id"],
+            environment["name"],
+        )
+
+    # ---- registration ------------------------------------------------------------------
+    def _find_or_create_registered_model(self, request: RegistrationRequest) -> dict[str, Any]:
+        name = request.model_name
+        model = self.client.find("/registered_model", {"name": name})
+        if model is not None:
+            return model
+        body: dict[str, Any] = {"name": name}
+        if request.description:
+            body["description"] = request.description
+        if request.owner:
+            body["owner"] = request.owner
+        try:
+            model = self.client.post("/registered_models", body)
+            log.info("Created RegisteredModel '%s' (id %s)", name, model["id"])
+            return model
+        except KubeflowApiError as exc:
+            if exc.status != 409:
+                raise
+            # Another run created it between our read and our write: use theirs.
+            model = self.client.find("/registered_model", {"name": name})
+            if model is None:
+                raise
+            return model
+
+    def _find_version(self, model_id: str, name: str, version: int, *, strict: bool) -> dict[str, Any] | None:
+        ours = external_id(name, version)
+        found = self.client.find("/model_version", {"externalId": ours})
+        if found is not None:
+            return found
+        # Servers that do not index externalId still find it by name within the model.
+        found = self.client.find("/model_version", {"name": str(version), "parentResourceId": model_id})
+        if found is None or found.get("externalId") == ours:
+            return found
+        message = (
+            f"model '{name}' already has a version named '{version}' (ModelVersion {found['id']}, "
+            f"externalId {found.get('externalId')!r}) that mlspec did not register"
+        )
+        if strict:
+            raise RegistryError(
+                f"{message}; archive or rename it in the registry, or publish the model as a new store version"
+            )
+        log.warning("%s; ignoring it", message)
+        return None
+
+    def _create_version(self, model: dict[str, Any], request: RegistrationRequest) -> tuple[dict[str, Any], bool]:
+        body: dict[str, Any] = {
+            "name": str(request.version),
+            "registeredModelId": model["id"],
+            "externalId": external_id(request.model_name, request.version),
+            "state": "LIVE",
+            "customProperties": self._version_properties(request),
+        }
+        if request.description:
+            body["description"] = request.description
+        if request.owner:
+            body["author"] = request.owner
+        try:
+            created = self.client.post("/model_versions", body)
+        except KubeflowApiError as exc:
+            if exc.status != 409:
+                raise
+            # A concurrent try of the same task won the race: its version is ours.
+            found = self._find_version(model["id"], request.model_name, request.version, strict=True)
+            if found is None:
+                raise
+            return found, False
+        log.info("Created ModelVersion %s ('%s' version %s)", created["id"], request.model_name, request.version)
+        return created, True
+
+    @staticmethod
+    def _version_properties(request: RegistrationRequest) -> dict[str, Any]:
+        # Metrics under their own names so that `filterQuery=accuracy > 0.95` works on them.
+        properties: dict[str, Any] = {metric: double_value(value) for metric, value in request.metrics.items()}
+        properties.update(
+            {
+                "data_source": string_value(request.data_source),
+                "spec_hash": string_value(request.spec_hash),
+                "dag_id": string_value(request.dag_id),
+                "run_id": string_value(request.run_id),
+                "mlspec_version": int_value(request.version),
+                "source_uri": string_value(request.source_uri),
+            }
+        )
+        if request.airflow_url:
+            properties["airflow_url"] = string_value(request.airflow_url)
+        return properties
+
+    def _ensure_artifact(self, model_version: dict[str, Any], request: RegistrationRequest, *, known_absent: bool) -> None:
+        version_id = model_version["id"]
+        if not known_absent:
+            # A retry after an earlier try stopped between the version and its artifact.
+            existing = self.client.find("/model_artifact", {"name": request.model_name, "parentResourceId": version_id})
+            if existing is not None:
+                return
+        body: dict[str, Any] = {
+            "artifactType": "model-artifact",
+            "name": request.model_name,
+            "externalId": f"{external_id(request.model_name, request.version)}:onnx",
+            "uri": request.model_uri,
+            "modelFormatName": "onnx",
+            "modelFormatVersion": str(request.onnx_opset),
+            "storagePath": storage_path(request.source_uri),
+            # Lineage: both API versions (v1 and v1alpha3) define the modelSource* fields.
+            "modelSourceKind": "airflow",
+            "modelSourceClass": "dag_run",
+            "modelSourceGroup": request.dag_id,
+            "modelSourceId": request.run_id,
+            "modelSourceName": request.dag_id,
+            "state": "LIVE",
+        }
+        if request.storage_connection:
+            body["storageKey"] = request.storage_connection
+        if request.files:
+            body["customProperties"] = {"files_sha256": string_value(json.dumps(request.files, sort_keys=True))}
+        try:
+            artifact = self.client.post(f"/model_versions/{version_id}/artifacts", body)
+        except KubeflowApiError as exc:
+            if exc.status != 409:
+                raise
+            if self.client.find("/model_artifact", {"name": request.model_name, "parentResourceId": version_id}):
+                return
+            raise
+        log.info("Created ModelArtifact %s for ModelVersion %s: %s", artifact.get("id"), version_id, request.model_uri)
+
+    # ---- deployments -------------------------------------------------------------------
+    def _find_or_create_serving_environment(self, deployment: dict) -> dict[str, Any]:
+        name = deployment.get("namespace") or LOCAL_SERVING_ENVIRONMENT
+        environment = self.client.find("/serving_environment", {"name": name})
+        if environment is not None:
+            return environment
+        body = {"name": name, "description": f"{deployment.get('platform', 'local')} serving, recorded by mlspec"}
+        try:
+            return self.client.post("/serving_environments", body)
+        except KubeflowApiError as exc:
+            if exc.status != 409:
+                raise
+            environment = self.client.find("/serving_environment", {"name": name})
+            if environment is None:
+                raise
+            return environment
+
+    def _record_inference_service(
+        self,
+        model: dict[str, Any],
+        model_version: dict[str, Any],
+        environment: dict[str, Any],
+        deployment: dict,
+        outcome: str,
+    ) -> dict[str, Any]:
+        name = deployment.get("inference_service_name") or deployment["served_model_name"]
+        lookup = {"name": name, "parentResourceId": environment["id"]}
+        service = self.client.find("/inference_service", lookup)
+        if service is None:
+            body: dict[str, Any] = {
+                "name": name,
+                "registeredModelId": model["id"],
+                "servingEnvironmentId": environment["id"],
+                "modelVersionId": model_version["id"],
+                "desiredState": DESIRED_STATE[outcome],
+                "customProperties": self._service_properties({}, deployment, outcome),
+            }
+            if deployment.get("runtime"):
+                body["runtime"] = str(deployment["runtime"])
+            try:
+                return self.client.post("/inference_services", body)
+            except KubeflowApiError as exc:
+                if exc.status != 409:
+                    raise
+                service = self.client.find("/inference_service", lookup)
+                if service is None:
+                    raise
+        if service.get("registeredModelId") not in (None, model["id"]):
+            raise RegistryError(
+                f"InferenceService '{name}' in serving environment '{environment['name']}' belongs to another "
+                f"registered model (id {service.get('registeredModelId')}); serve this model under another name"
+            )
+        update = self._service_update(service, model_version, deployment, outcome)
+        if update is None:
+            return service
+        return self.client.patch(f"/inference_services/{service['id']}", update)
+
+    def _service_update(
+        self, service: dict[str, Any], model_version: dict[str, Any], deployment: dict, outcome: str
+    ) -> dict[str, Any] | None:
+        """The PATCH for an existing InferenceService, or None when it must stay as it is."""
+        version_id = model_version["id"]
+        serving_id = service.get("modelVersionId")
+        properties = dict(service.get("customProperties") or {})
+        if DESIRED_STATE[outcome] == "DEPLOYED":
+            if serving_id and serving_id != version_id:
+                properties[PREVIOUS_VERSION_PROPERTY] = string_value(serving_id)
+            return {
+                "modelVersionId": version_id,
+                "desiredState": "DEPLOYED",
+                "customProperties": self._service_properties(properties, deployment, outcome),
+            }
+        if serving_id and serving_id != version_id:
+            # The new version never took over: the version recorded here keeps serving.
+            return None
+        previous = read_value(properties.pop(PREVIOUS_VERSION_PROPERTY, None))
+        properties = self._service_properties(properties, deployment, outcome)
+        if previous:
+            # Rolled back: the version that served before is the one serving again.
+            return {"modelVersionId": previous, "desiredState": "DEPLOYED", "customProperties": properties}
+        return {"modelVersionId": version_id, "desiredState": "UNDEPLOYED", "customProperties": properties}
+
+    @staticmethod
+    def _service_properties(properties: dict[str, Any], deployment: dict, outcome: str) -> dict[str, Any]:
+        merged = dict(properties)
+        merged["deployment_outcome"] = string_value(outcome)
+        if deployment.get("platform"):
+            merged["platform"] = string_value(deployment["platform"])
+        if deployment.get("endpoint_url") and DESIRED_STATE[outcome] == "DEPLOYED":
+            merged["endpoint_url"] = string_value(deployment["endpoint_url"])
+        return merged
+
+    def _record_outcome_on_version(
+        self, model_version: dict[str, Any], deployment: dict, outcome: str, service: dict[str, Any]
+    ) -> None:
+        properties = dict(model_version.get("customProperties") or {})
+        properties["deployment_outcome"] = string_value(outcome)
+        properties["deployment_platform"] = string_value(deployment.get("platform", ""))
+        properties["endpoint_url"] = string_value(deployment.get("endpoint_url", ""))
+        properties["served_model_name"] = string_value(deployment.get("served_model_name", ""))
+        properties["inference_service_id"] = string_value(service["id"])
+        if deployment.get("message"):
+            properties["deployment_message"] = string_value(deployment["message"])
+        else:
+            # A message from an earlier outcome would describe something that is no longer true.
+            properties.pop("deployment_message", None)
+        # PATCH sends the whole map: servers replace customProperties rather than merge them.
+        self.client.patch(f"/model_versions/{model_version['id']}", {"customProperties": properties})
+
+    # ---- helpers -----------------------------------------------------------------------
+    def _entry(self, name: str, version: int, model_version: dict[str, Any], *, created: bool) -> RegistryEntry:
+        return RegistryEntry(
+            backend=self.backend,
+            model_name=name,
+            version=version,
+            registry_version=str(model_version["id"]),
+            url=f"{self.client.api_url}/model_versions/{model_version['id']}",
+            created=created,
+        )
+
+    @contextmanager
+    def _errors(self, action: str, model_name: str, version: int) -> Iterator[None]:
+        """Name the model and version in every registry error."""
+        try:
+            yield
+        except KubeflowApiError as exc:
+            raise KubeflowApiError(
+                f"Kubeflow Model Registry could not {action} model '{model_name}' version {version}: {exc}",
+                status=exc.status,
+                server_message=exc.server_message,
+                method=exc.method,
+                path=exc.path,
+            ) from exc
+        except RegistryError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            # A server whose answers lack the fields the contract promises (ids, names).
+            raise RegistryError(
+                f"Kubeflow Model Registry gave an unexpected answer while trying to {action} model "
+                f"'{model_name}' version {version} ({type(exc).__name__}: {exc}); check that the server "
+                "speaks the Model Registry REST API v1 or v1alpha3"
+            ) from exc

@@ -1,0 +1,271 @@
+"""What mlspec asks KServe for, and how it reads KServe's answer: pure functions, no cluster, no I/O.
+
+Kept apart from the Kubernetes calls (``kserve.py``) and light enough for the triggerer and for DAG
+parsing: nothing here imports ``kubernetes``.
+
+Storage layout and version pinning (see ``../shared/contracts/README.md``): a published version
+lives at ``<store_root>/<model>/<version>/model.onnx``.
+
+* **OVMS** (``kserve-ovms``) serves ``<storageUri>/<version>/model.onnx`` under the
+  InferenceService's name, so ``storageUri = <store_root>/<model>``. Left alone OVMS serves the
+  *highest* version folder it finds, which is wrong twice: a newer version that failed its smoke
+  test (and was rolled back) would be served again on the next pod restart, and rolling back to
+  version N-1 would change nothing in the spec. mlspec therefore pins the version with OVMS's
+  ``--model_version_policy {"specific": {"versions": [N]}}`` (KServe appends ``model.args`` to
+  the runtime's own args). The pin also makes every version a spec change, so the controller
+  rolls new pods and the storage initializer downloads again.
+* **Triton** (``kserve-tritonserver``) serves ``<repository>/<model>/<version>/model.onnx`` and
+  names the model after the folder. Pointing ``storageUri`` at the store root would download the
+  whole store (every model, every version, every run's artifacts) into each pod, and Triton's
+  default ``--model-control-mode=none`` loads every folder it finds: another team's broken model
+  or a ``runs/`` folder stops the server from starting, and Triton's default version policy
+  (latest 1) has the same "highest version wins" problem as OVMS. Instead mlspec mounts exactly
+  one version folder where Triton expects it, with ``storageUris``
+  (``uri: <store_root>/<model>/<version>``, ``mountPath: /mnt/models/<model>/<version>``): Triton
+  sees one model with one version, so the version is pinned and nothing else is loaded.
+  ``storageUris`` is in the vendored CRD (KServe >= 0.16); on an older KServe the field is pruned,
+  no model is mounted, the predictor never becomes ready and mlspec rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from mlspec.errors import ServingError
+
+log = logging.getLogger(__name__)
+
+GROUP = "serving.kserve.io"
+VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+KIND = "InferenceService"
+
+RUNTIMES = ("kserve-ovms", "kserve-tritonserver")
+DEPLOYMENT_MODES = ("RawDeployment", "Serverless")
+AUTH_MODES = ("none", "token")
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+VERSION_LABEL = "mlspec/version"
+PREVIOUS_SPEC_ANNOTATION = "mlspec/previous-spec"
+PREVIOUS_VERSION_ANNOTATION = "mlspec/previous-version"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# OpenShift AI (odh-model-controller, RHOAI 2.x and 3.x) protects an InferenceService with a
+# bearer token (kube-rbac-proxy / Authorino) when this annotation is "true", and creates an
+# external Route for a RawDeployment only when the KServe visibility label says "exposed".
+# Without token auth mlspec keeps the endpoint cluster-local: nothing unauthenticated is exposed.
+ENABLE_AUTH_ANNOTATION = "security.opendatahub.io/enable-auth"
+VISIBILITY_LABEL = "networking.kserve.io/visibility"
+TRITON_MOUNT_ROOT = "/mnt/models"  # the kserve-tritonserver runtime's --model-store
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+_FAILED_TRANSITIONS = {"BlockedByFailedLoad", "InvalidSpec"}
+
+
+@dataclass(frozen=True)
+class KServeConfig:
+    """The spec's ``serving:`` section for ``platform: kserve``; validates itself on construction."""
+
+    runtime: str = "kserve-ovms"
+    namespace: str = "default"
+    connection: str = "kubernetes_default"  # Airflow connection id (cncf-kubernetes provider)
+    min_replicas: int = 1
+    max_replicas: int = 1
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpu: int = 0
+    timeout_s: int = 600  # how long a deploy waits for Ready before it rolls back
+    deployment_mode: str = "RawDeployment"
+    service_account: str | None = None  # a ServiceAccount holding the S3 credentials secret
+    auth: str = "none"
+    # The Airflow connection mlspec's store uses. KServe pods cannot use Airflow connections:
+    # the cluster side needs `service_account`; this is only used to warn when it is missing.
+    storage_connection: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.runtime not in RUNTIMES:
+            problems.append(f"runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
+        if self.deployment_mode not in DEPLOYMENT_MODES:
+            problems.append(f"deployment_mode {self.deployment_mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}")
+        if self.auth not in AUTH_MODES:
+            problems.append(f"auth {self.auth!r} is not one of {', '.join(AUTH_MODES)}")
+        if not _DNS1123_LABEL.match(self.namespace or ""):
+            problems.append(f"namespace {self.namespace!r} is not a DNS-1123 label")
+        for name in ("min_replicas", "max_replicas", "gpu", "timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                problems.append(f"{name} must be an integer, got {value!r}")
+        if not problems:
+            # RawDeployment scales with an HPA, which cannot scale to zero; Serverless can.
+            floor = 0 if self.deployment_mode == "Serverless" else 1
+            if self.min_replicas < floor:
+                problems.append(f"min_replicas must be >= {floor} for {self.deployment_mode}")
+            if self.max_replicas < max(self.min_replicas, 1):
+                problems.append("max_replicas must be >= min_replicas and >= 1")
+            if self.gpu < 0:
+                problems.append("gpu must be >= 0")
+            if self.timeout_s <= 0:
+                problems.append("timeout_s must be > 0")
+        for name in ("cpu", "memory"):
+            if not _QUANTITY.match(str(getattr(self, name))):
+                problems.append(f"{name} {getattr(self, name)!r} is not a Kubernetes quantity (e.g. '500m', '2Gi')")
+        if self.service_account is not None and not self.service_account:
+            problems.append("service_account must be a name or left out")
+        if problems:
+            raise ServingError("invalid KServe serving settings: " + "; ".join(problems))
+
+
+def served_model_name(config: KServeConfig, model_name: str) -> str:
+    """The name clients use in ``/v2/models/{name}``.
+
+    OVMS serves under the InferenceService's name, Triton under the model folder's name; mlspec
+    names both after the spec, so they agree, but callers should not rely on that.
+    """
+    return model_name
+
+
+def storage_layout(config: KServeConfig, *, model_name: str, version: int, store_root_uri: str) -> dict:
+    """The ``model`` fields and predictor fields that point the runtime at exactly one version."""
+    root = store_root_uri.rstrip("/")
+    version_uri = f"{root}/{model_name}/{version}"
+    if config.runtime == "kserve-ovms":
+        policy = json.dumps({"specific": {"versions": [version]}}, separators=(",", ":"))
+        return {
+            "model": {"storageUri": f"{root}/{model_name}", "args": [f"--model_version_policy={policy}"]},
+            "predictor": {},
+        }
+    mount = f"{TRITON_MOUNT_ROOT}/{model_name}/{version}"
+    return {"model": {}, "predictor": {"storageUris": [{"uri": version_uri, "mountPath": mount}]}}
+
+
+def _check_inputs(model_name: str, version: int, store_root_uri: str) -> None:
+    if not _DNS1123_LABEL.match(model_name) or len(model_name) > 63:
+        raise ServingError(f"model name {model_name!r} is not a DNS-1123 label; it names the InferenceService")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ServingError(f"model {model_name}: version must be a positive integer, got {version!r}")
+    scheme = urlparse(store_root_uri).scheme
+    if not scheme:
+        raise ServingError(f"model {model_name}: store root {store_root_uri!r} is not a URI (s3://, pvc://, ...)")
+    if scheme == "file":
+        log.warning(
+            "model %s: KServe pods only see %s if that path is mounted into them; "
+            "use an s3:// store (or pvc://) for a real cluster",
+            model_name,
+            store_root_uri,
+        )
+
+
+def build_inference_service(
+    config: KServeConfig,
+    *,
+    model_name: str,
+    version: int,
+    store_root_uri: str,
+    labels: dict | None = None,
+) -> dict:
+    """The InferenceService (serving.kserve.io/v1beta1) that serves `version` of `model_name`.
+
+    Deterministic: the same inputs give the same manifest, so a retried task patches nothing.
+    """
+    _check_inputs(model_name, version, store_root_uri)
+    layout = storage_layout(config, model_name=model_name, version=version, store_root_uri=store_root_uri)
+    all_labels = {str(k): str(v) for k, v in (labels or {}).items()}
+    all_labels.update({MANAGED_BY_LABEL: "mlspec", VERSION_LABEL: str(version)})
+    annotations = {DEPLOYMENT_MODE_ANNOTATION: config.deployment_mode}
+    if config.auth == "token":
+        annotations[ENABLE_AUTH_ANNOTATION] = "true"
+        all_labels[VISIBILITY_LABEL] = "exposed"
+
+    resources: dict = {
+        "requests": {"cpu": config.cpu, "memory": config.memory},
+        "limits": {"cpu": config.cpu, "memory": config.memory},
+    }
+    if config.gpu > 0:
+        # Extended resources must have requests == limits; set both so no defaulting is needed.
+        resources["requests"]["nvidia.com/gpu"] = str(config.gpu)
+        resources["limits"]["nvidia.com/gpu"] = str(config.gpu)
+
+    model = {
+        "modelFormat": {"name": "onnx"},
+        "protocolVersion": "v2",
+        # Named explicitly: OVMS and Triton both claim onnx, and expect different layouts.
+        "runtime": config.runtime,
+        **layout["model"],
+        "resources": resources,
+    }
+    predictor: dict = {"minReplicas": config.min_replicas, "maxReplicas": config.max_replicas}
+    if config.service_account:
+        predictor["serviceAccountName"] = config.service_account
+    predictor.update(layout["predictor"])
+    predictor["model"] = model
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {
+            "name": model_name,
+            "namespace": config.namespace,
+            "labels": all_labels,
+            "annotations": annotations,
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def endpoint_url(isvc: dict) -> str | None:
+    status = isvc.get("status") or {}
+    return status.get("url") or (status.get("address") or {}).get("url") or None
+
+
+def _condition_true(conditions: dict, kind: str) -> bool:
+    return str((conditions.get(kind) or {}).get("status", "")).lower() == "true"
+
+
+def check_readiness(isvc: dict, generation: int) -> tuple[str, str]:
+    """Classify an InferenceService read back from the cluster.
+
+    Returns ``("ready", url)``, ``("pending", reason)`` or ``("failed", reason)``. Status is only
+    trusted once the controller has observed `generation` (the one our apply produced): before
+    that, a ``Ready=True`` left over from the previous version says nothing about this one.
+    """
+    status = isvc.get("status") or {}
+    observed = status.get("observedGeneration")
+    if not isinstance(observed, int) or observed < generation:
+        return "pending", f"controller has not observed generation {generation} yet (observedGeneration={observed})"
+
+    model_status = status.get("modelStatus") or {}
+    states = model_status.get("states") or {}
+    transition = model_status.get("transitionStatus") or ""
+    # targetModelState covers a rollout whose new model fails while the old one keeps serving.
+    failed_state = "FailedToLoad" in (states.get("activeModelState"), states.get("targetModelState"))
+    if failed_state or transition in _FAILED_TRANSITIONS:
+        failure = model_status.get("lastFailureInfo") or {}
+        detail = failure.get("message") or failure.get("reason") or "no failure message reported"
+        what = transition if transition in _FAILED_TRANSITIONS else "FailedToLoad"
+        return "failed", f"model failed to load ({what}): {detail}"
+
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    ready = _condition_true(conditions, "Ready") or (
+        _condition_true(conditions, "PredictorReady") and _condition_true(conditions, "IngressReady")
+    )
+    if not ready:
+        waiting = []
+        for kind in ("Ready", "PredictorReady", "IngressReady"):
+            cond = conditions.get(kind) or {}
+            why = cond.get("message") or cond.get("reason")
+            waiting.append(f"{kind}={cond.get('status', 'Unknown')}" + (f" ({why})" if why else ""))
+        return "pending", "not ready yet: " + ", ".join(waiting)
+    if transition == "InProgress":
+        return "pending", "Ready, but the new model is still being rolled out (transitionStatus=InProgress)"
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    created, ready_rev = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
+    if created and ready_rev and created != ready_rev:
+        return "pending", f"revision {created} is not ready yet (latest ready: {ready_rev})"
+    url = endpoint_url(isvc)
+    if not url:
+        return "pending", "Ready, but no status.url / status.address.url reported yet"
+    return "ready", url

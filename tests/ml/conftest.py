@@ -1,0 +1,82 @@
+"""Fixtures for the ml tests: a tmp MLSPEC_HOME, a file:// reader, and one small trained digits model
+shared by the training, export and parity tests (TensorFlow work is the slow part, so do it once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlspec.storage import resolve_file_uri
+
+DIGITS_PREPROCESS = [{"scale": {"divide_by": 16.0}}, {"normalize": {}}]
+DIGITS_LAYERS = [{"dense": {"units": 32, "activation": "relu"}}, {"dense": {"units": 10, "activation": "softmax"}}]
+
+
+@pytest.fixture(autouse=True)
+def mlspec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "mlspec-home"
+    home.mkdir()
+    monkeypatch.setenv("MLSPEC_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def read_file_uri() -> Callable[[str], bytes]:
+    """What an operator passes as read_bytes for file:// sources: the bytes of the resolved path."""
+
+    def read(uri: str) -> bytes:
+        return resolve_file_uri(uri).read_bytes()
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def digits_dataset() -> Any:
+    from mlspec.ml.data import load_source, split
+
+    def no_reads(uri: str) -> bytes:
+        raise AssertionError(f"builtin sources must not be read through read_bytes ({uri})")
+
+    x, y, class_names, feature_names = load_source(
+        "builtin:digits", fmt=None, features=None, label=None, read_bytes=no_reads
+    )
+    return split(
+        x, y, validation=0.1, test=0.2, seed=42, stratify=True, class_names=class_names, feature_names=feature_names
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_digits(digits_dataset: Any) -> dict[str, Any]:
+    """A dense model on raw digits (scale + normalize as layers), trained 3 epochs."""
+    from mlspec.ml.keras_model import build_model
+    from mlspec.ml.training import train
+
+    seen_epochs: list[tuple[int, dict[str, float]]] = []
+    model = build_model(
+        input_shape=digits_dataset.input_shape,
+        preprocess=DIGITS_PREPROCESS,
+        layers=DIGITS_LAYERS,
+        x_train=digits_dataset.x_train,
+        seed=7,
+    )
+    result = train(
+        model,
+        digits_dataset,
+        epochs=3,
+        batch_size=32,
+        optimizer={"name": "adam", "learning_rate": 0.01},
+        loss="sparse_categorical_crossentropy",
+        early_stopping=None,
+        on_epoch_end=lambda epoch, logs: seen_epochs.append((epoch, logs)),
+    )
+    return {"model": model, "result": result, "seen_epochs": seen_epochs}
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(trained_digits: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    from mlspec.ml.onnx_export import export_onnx
+
+    return export_onnx(trained_digits["model"], opset=17)
