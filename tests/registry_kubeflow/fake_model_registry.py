@@ -256,7 +256,7 @@ class Fault:
     status: int
     message: str
     method: str | None
-    path_contains: str | None
+    path: str | None  # route template, None for any
     times: int
 
 
@@ -348,11 +348,14 @@ class FakeModelRegistry:
 
     # ---- test controls -----------------------------------------------------------------
     def fail_next(
-        self, status: int, message: str, *, method: str | None = None, path_contains: str | None = None, times: int = 1
+        self, status: int, message: str, *, method: str | None = None, path: str | None = None, times: int = 1
     ) -> None:
-        """Answer the next matching request(s) with `status` and an Error body."""
+        """Answer the next matching request(s) with `status` and an Error body.
+
+        path is a route template below the API prefix, e.g. "/model_versions/{id}/artifacts".
+        """
         with self._lock:
-            self._faults.append(Fault(status, message, method, path_contains, times))
+            self._faults.append(Fault(status, message, method, path, times))
 
     def entities(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -435,7 +438,7 @@ class FakeModelRegistry:
         if self.token is not None and headers.get("authorization") != f"Bearer {self.token}":
             return 401, {"code": "401", "message": "Unauthorized: missing or invalid bearer token"}
         for fault in self._faults:
-            if fault.times > 0 and fault.method in (None, op.method) and (fault.path_contains or "") in op.template:
+            if fault.times > 0 and fault.method in (None, op.method) and fault.path in (None, route.template):
                 fault.times -= 1
                 if fault.status not in contract.declared_statuses(op):
                     self.violations.append(f"test fault {fault.status} is not declared for {op.method} {op.template}")

@@ -47,7 +47,7 @@ def mlspec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def aws_connection_json(endpoint: str, **extra: Any) -> str:
+def _aws_connection_json(endpoint: str, **extra: Any) -> str:
     return json.dumps(
         {
             "conn_type": "aws",
@@ -61,12 +61,29 @@ def aws_connection_json(endpoint: str, **extra: Any) -> str:
 @pytest.fixture
 def s3_conn(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """An Airflow AWS connection id pointing at the moto server."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", aws_connection_json(moto_endpoint))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", _aws_connection_json(moto_endpoint))
     # Nothing ambient may leak in or send traffic elsewhere (instance metadata, profiles).
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return CONN_ID
+
+
+@pytest.fixture
+def aws_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Define another Airflow AWS connection: aws_connection(conn_id, endpoint, **extra) -> conn_id."""
+
+    def define(conn_id: str, endpoint: str, **extra: Any) -> str:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", _aws_connection_json(endpoint, **extra))
+        return conn_id
+
+    return define
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    return free_port()
 
 
 @pytest.fixture

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONN_ID, aws_connection_json, free_port
 
 from mlspec.errors import StoreError
 from mlspec.storage import ModelStore, open_store
@@ -91,8 +91,10 @@ def test_open_store_gives_an_s3_store_with_the_connection() -> None:
     assert open_store("s3://models-bucket").connection_id == "aws_default"  # type: ignore[attr-defined]
 
 
-def test_the_client_comes_from_the_airflow_connection(s3_store: S3Store, moto_endpoint: str) -> None:
-    assert s3_store.hook.aws_conn_id == CONN_ID
+def test_the_client_comes_from_the_airflow_connection(
+    s3_store: S3Store, s3_conn: str, moto_endpoint: str
+) -> None:
+    assert s3_store.hook.aws_conn_id == s3_conn
     assert s3_store.client.meta.endpoint_url == moto_endpoint
     assert s3_store.client.meta.region_name == "us-east-1"
 
@@ -172,8 +174,6 @@ def test_a_stored_object_that_differs_from_the_bytes_sent_is_detected(
     upload = client.upload_fileobj
 
     def corrupting_upload(fileobj: Any, bucket: str, key: str, **kwargs: Any) -> None:
-        import io
-
         upload(io.BytesIO(fileobj.read() + b"!"), bucket, key, **kwargs)
 
     monkeypatch.setattr(client, "upload_fileobj", corrupting_upload)
@@ -229,14 +229,14 @@ def test_a_completed_publish_is_not_uploaded_again(s3_store: S3Store, s3_client:
     files = {"model.onnx": os.urandom(1024), "labels.json": b"[1, 2]"}
     s3_store.publish_version("digits", files, run_id="run-a")
     keys_before = all_keys(s3_client, bucket)
-    etags_before = {k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in keys_before}
+    modified_before = {k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in keys_before}
 
     calls = count_calls(s3_store, "PutObject", "CreateMultipartUpload")
     again = s3_store.publish_version("digits", files, run_id="run-a")
     assert (again.version, again.reused) == (1, True)
     assert calls == {"PutObject": 0, "CreateMultipartUpload": 0}
     assert all_keys(s3_client, bucket) == keys_before
-    assert {k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in keys_before} == etags_before
+    assert {k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in keys_before} == modified_before
 
 
 def test_an_interrupted_publish_resumes_without_reuploading_the_model(
@@ -287,7 +287,7 @@ def test_a_missing_bucket_is_a_clear_error(s3_conn: str) -> None:
         assert repr(s3_conn) in message
 
 
-def test_access_denied_names_the_connection(s3_store: S3Store) -> None:
+def test_access_denied_names_the_connection(s3_store: S3Store, s3_conn: str) -> None:
     from botocore.stub import Stubber
 
     with Stubber(s3_store.client) as stubber:
@@ -300,18 +300,17 @@ def test_access_denied_names_the_connection(s3_store: S3Store) -> None:
     assert "reading s3://" in str(read_info.value) and "/models/digits/1/model.onnx" in str(read_info.value)
     for info in (read_info, list_info):
         assert "access denied" in str(info.value)
-        assert f"Airflow connection {CONN_ID!r}" in str(info.value)
+        assert f"Airflow connection {s3_conn!r}" in str(info.value)
 
 
 def test_an_unreachable_endpoint_names_the_connection(
-    monkeypatch: pytest.MonkeyPatch, mlspec_home: Path
+    aws_connection: Callable[..., str], closed_port: int, mlspec_home: Path
 ) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_DOWN_S3",
-        aws_connection_json(closed, config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2}),
+    closed = f"http://127.0.0.1:{closed_port}"
+    conn_id = aws_connection(
+        "down_s3", closed, config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2}
     )
-    store = S3Store("s3://models-bucket", "down_s3")
+    store = S3Store("s3://models-bucket", conn_id)
     with pytest.raises(StoreError) as info:
         store.read_bytes("digits/1/model.onnx")
     assert "could not reach the S3 endpoint" in str(info.value)

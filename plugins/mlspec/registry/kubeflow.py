@@ -205,6 +205,11 @@ class KubeflowRegistry(ModelRegistry):
                 f"cannot record deployment of model '{model_name}' version {version}: unknown outcome "
                 f"{outcome!r} (expected one of {', '.join(DESIRED_STATE)})"
             )
+        if not (deployment.get("inference_service_name") or deployment.get("served_model_name")):
+            raise RegistryError(
+                f"cannot record the deployment of model '{model_name}' version {version}: the deployment names "
+                "no served_model_name (nor inference_service_name); this is a bug in the serving backend"
+            )
         with self._errors("record the deployment of", model_name, version):
             model = self.client.find("/registered_model", {"name": model_name})
             model_version = None

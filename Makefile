@@ -1,0 +1,73 @@
+# mlspec: everything installs into .venv from nothing (Python 3.11, make and git are all you need).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+PORT   ?= 8555
+
+export MLSPEC_HOME ?= $(CURDIR)/.mlspec
+export MLSPEC_SERVER_URL ?= http://127.0.0.1:$(PORT)
+export MLSPEC_SPECS_DIR ?= $(CURDIR)/specs
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test demo up serve serve-bg stop lint schema bench bench-parse fuzz clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(UV) pip install --python $(BIN)/python --quiet -r requirements.lock
+	$(UV) pip install --python $(BIN)/python --quiet --no-deps -e .
+	touch $@
+
+# Airflow's metadata DB (SQLite under .airflow/, git-ignored); migrated once.
+$(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1; }
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest
+
+# Trains, gates, exports, stores, registers, deploys and smoke-tests specs/digits.yaml through Airflow.
+demo: install $(AIRFLOW_HOME)/.migrated serve-bg
+	$(BIN)/mlspec run specs/digits.yaml
+
+serve: install
+	$(BIN)/mlspec serve --port $(PORT) --state-dir $(MLSPEC_HOME)/server
+
+# The model server in the background; it keeps running after the demo so the printed curl works.
+serve-bg: install
+	@mkdir -p $(MLSPEC_HOME)/server
+	@if curl -sf $(MLSPEC_SERVER_URL)/v2/health/live >/dev/null 2>&1; then \
+		echo "model server already running at $(MLSPEC_SERVER_URL)"; \
+	else \
+		nohup $(BIN)/mlspec serve --port $(PORT) --state-dir $(MLSPEC_HOME)/server >$(MLSPEC_HOME)/server/server.log 2>&1 & \
+		echo $$! >$(MLSPEC_HOME)/server/server.pid; \
+		for i in $$(seq 1 60); do curl -sf $(MLSPEC_SERVER_URL)/v2/health/live >/dev/null 2>&1 && break; sleep 0.5; done; \
+		curl -sf $(MLSPEC_SERVER_URL)/v2/health/live >/dev/null || { cat $(MLSPEC_HOME)/server/server.log; exit 1; }; \
+		echo "model server started at $(MLSPEC_SERVER_URL) (pid $$(cat $(MLSPEC_HOME)/server/server.pid); stop it with: make stop)"; \
+	fi
+
+stop:
+	@if [ -f $(MLSPEC_HOME)/server/server.pid ]; then kill $$(cat $(MLSPEC_HOME)/server/server.pid) 2>/dev/null || true; rm -f $(MLSPEC_HOME)/server/server.pid; echo "model server stopped"; else echo "no model server started by make"; fi
+
+# Airflow (standalone: api-server, scheduler, dag-processor, triggerer) with every spec, plus the model server.
+up: install $(AIRFLOW_HOME)/.migrated serve-bg
+	@echo "Airflow UI: http://localhost:8080  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	$(BIN)/airflow standalone
+
+lint: install
+	$(BIN)/mlspec lint specs/
+
+schema: install
+	$(BIN)/mlspec schema
+
+clean:
+	rm -rf $(AIRFLOW_HOME) $(MLSPEC_HOME) .pytest_cache

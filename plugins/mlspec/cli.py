@@ -1,0 +1,191 @@
+"""The `mlspec` command: lint | schema | render | run | serve | manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _spec_paths(paths: list[str]) -> list[Path]:
+    from mlspec.dagbag import spec_files
+
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(spec_files(path))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(raw)
+    return found
+
+
+def lint_paths(paths: list[Path]) -> list:
+    """Every problem of every spec, plus dag_ids claimed twice."""
+    from mlspec.dagbag import declared_name
+    from mlspec.spec import SpecError, SpecProblem, load_spec
+
+    problems = []
+    names: dict[str, list[Path]] = {}
+    for path in paths:
+        try:
+            spec = load_spec(path)
+            names.setdefault(spec.name, []).append(path)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            names.setdefault(declared_name(path, path.read_text(errors="replace")), []).append(path)
+    for name, claimed in names.items():
+        for path in claimed if len(claimed) > 1 else []:
+            others = ", ".join(str(o) for o in claimed if o != path)
+            problems.append(SpecProblem(str(path), 1, 1, "metadata.name", f"dag_id `{name}` is also claimed by {others}"))
+    return problems
+
+
+def cmd_lint(args) -> int:
+    try:
+        paths = _spec_paths(args.paths)
+    except FileNotFoundError as exc:
+        print(f"mlspec lint: no such file or directory: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    problems = lint_paths(paths)
+    if args.format == "json":
+        print(json.dumps({"files": len(paths), "problems": [p.to_dict() for p in problems]}, indent=2))
+    else:
+        for problem in problems:
+            print(problem)
+        print(f"{len(paths)} spec(s) checked, {len(problems)} problem(s)", file=sys.stderr)
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from mlspec.spec import load_schema
+
+    print(json.dumps(load_schema(), indent=2))
+    return EXIT_OK
+
+
+def _load_or_report(path: str):
+    from mlspec.spec import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def cmd_render(args) -> int:
+    from mlspec.compiler import TASK_ORDER, build_dag
+
+    spec = _load_or_report(args.spec)
+    if spec is None:
+        return EXIT_PROBLEMS
+    dag = build_dag(spec)
+    print(f"DAG {dag.dag_id}  schedule={spec.schedule!r}  tags={list(dag.tags)}  spec_hash={spec.spec_hash[:12]}")
+    print("tasks: " + " -> ".join(TASK_ORDER))
+    for task_id in TASK_ORDER:
+        task = dag.get_task(task_id)
+        print(f"  {task_id:<13} {type(task).__name__:<22} retries={task.retries}")
+    print("resolved settings:")
+    import yaml
+
+    print(yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip())
+    return EXIT_OK
+
+
+def _ensure_airflow_db() -> None:
+    """`mlspec run` works on a fresh AIRFLOW_HOME: migrate the SQLite metadata DB once."""
+    home = Path(os.environ.setdefault("AIRFLOW_HOME", str(Path.cwd() / ".airflow")))
+    marker = home / ".migrated"
+    if not marker.exists():
+        import subprocess
+
+        home.mkdir(parents=True, exist_ok=True)
+        print(f"initialising Airflow's metadata DB in {home} (once)...", file=sys.stderr)
+        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True)
+        marker.touch()
+
+
+def cmd_run(args) -> int:
+    spec = _load_or_report(args.spec)
+    if spec is None:
+        return EXIT_PROBLEMS
+    _ensure_airflow_db()
+    from mlspec.compiler import build_dag
+    from mlspec.summary import format_failure, format_summary, read_summary
+
+    dag = build_dag(spec, spec_text=Path(args.spec).read_text())
+    conf = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate)) if v is not None}
+    print(f"running {dag.dag_id} through Airflow (dag.test) ...", file=sys.stderr)
+    dag_run = dag.test(run_conf=conf or None)
+    if str(dag_run.state) != "success":
+        print(format_failure(spec, dag_run), file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(format_summary(read_summary(spec, dag_run.run_id)))
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    from mlspec.server.app import run_server
+
+    run_server(host=args.host, port=args.port, state_dir=Path(args.state_dir) if args.state_dir else None)
+    return EXIT_OK
+
+
+def cmd_manifest(args) -> int:
+    from mlspec.serving.kserve_manifest import manifest_for_spec
+
+    spec = _load_or_report(args.spec)
+    if spec is None:
+        return EXIT_PROBLEMS
+    if spec.serving.platform != "kserve":
+        print(f"{args.spec}: serving.platform is {spec.serving.platform}; manifests are for kserve", file=sys.stderr)
+        return EXIT_PROBLEMS
+    import yaml
+
+    print(yaml.safe_dump(manifest_for_spec(spec, version=args.version), sort_keys=False).rstrip())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlspec", description="Declarative YAML model specs -> Airflow ML pipelines")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lint = sub.add_parser("lint", help="check specs; exit 0 clean, 1 problems, 2 usage error")
+    lint.add_argument("--format", choices=["text", "json"], default="text")
+    lint.add_argument("paths", nargs="+", help="spec files or folders")
+    lint.set_defaults(func=cmd_lint)
+    schema = sub.add_parser("schema", help="print the JSON Schema of a spec")
+    schema.set_defaults(func=cmd_schema)
+    render = sub.add_parser("render", help="show the task graph and the resolved settings of a spec")
+    render.add_argument("spec")
+    render.set_defaults(func=cmd_render)
+    run = sub.add_parser("run", help="run a spec's DAG locally through Airflow (dag.test)")
+    run.add_argument("spec")
+    run.add_argument("--epochs", type=int, help="override training.epochs for this run")
+    run.add_argument("--learning-rate", type=float, help="override the learning rate for this run")
+    run.set_defaults(func=cmd_run)
+    serve = sub.add_parser("serve", help="run the local Open Inference Protocol model server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8555)
+    serve.add_argument("--state-dir", help="remember loaded models here and reload them at start")
+    serve.set_defaults(func=cmd_serve)
+    manifest = sub.add_parser("manifest", help="print the KServe InferenceService deploy would apply")
+    manifest.add_argument("spec")
+    manifest.add_argument("--version", type=int, default=1)
+    manifest.set_defaults(func=cmd_manifest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

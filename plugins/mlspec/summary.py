@@ -1,0 +1,57 @@
+"""The end-of-run summary printed by `mlspec run` (and `make demo`): what was published and how to call it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from mlspec.spec import ModelSpec
+
+
+def read_summary(spec: ModelSpec, run_id: str) -> dict:
+    """The promote task writes summary.json under the run's prefix of the store."""
+    from mlspec.storage import open_store
+
+    store = open_store(spec.storage.uri, spec.storage.connection)
+    return store.read_json(f"{store.run_prefix(spec.name, run_id)}/summary.json")
+
+
+def curl_command(summary: dict) -> str:
+    example = summary["example"]
+    body = {"inputs": [{"name": "input", "shape": example["shape"], "datatype": "FP32", "data": example["input"]}]}
+    return (
+        f"curl -s -X POST {summary['infer_url']} -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(json.dumps(body, separators=(',', ':')))}"
+    )
+
+
+def format_summary(summary: dict) -> str:
+    registry = summary["registry"]
+    smoke = summary["smoke_test"]
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items())
+    lines = [
+        "",
+        f"mlspec: {summary['model']} version {summary['version']} is trained, published and serving",
+        f"  test metrics   {metrics}",
+        f"  model version  {summary['version']}",
+        f"  stored at      {summary['stored_uri']}/model.onnx",
+        f"  registry       {registry['backend']} model '{registry['model_name']}' version {registry['registry_version']}"
+        + (f" ({registry['url']})" if registry.get("url") else ""),
+        f"  endpoint       {summary['infer_url']}",
+        f"  smoke test     {smoke['samples']} samples, agreement {smoke['agreement']:.3f}, p95 {smoke['p95_ms']:.1f} ms",
+        "",
+        f"Try it (a test sample of class {summary['example']['label']}):",
+        f"  {curl_command(summary)}",
+        "",
+        "The model server keeps running; stop it with `make stop`.",
+    ]
+    return "\n".join(lines)
+
+
+def format_failure(spec: ModelSpec, dag_run) -> str:
+    failed = [ti.task_id for ti in dag_run.get_task_instances() if str(ti.state) in ("failed", "upstream_failed")]
+    first = failed[0] if failed else "unknown"
+    return (
+        f"\nmlspec: the run of {spec.name} did not succeed (state {dag_run.state}); first failed task: {first}.\n"
+        f"Tasks not done: {', '.join(failed) or 'none'}. The task's log above says what failed and what to do next."
+    )
