@@ -249,6 +249,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    status: int = 0  # what the fake answered
 
 
 @dataclass
@@ -310,6 +311,7 @@ class FakeModelRegistry:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 fake._handle(self)
@@ -321,7 +323,7 @@ class FakeModelRegistry:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-model-registry", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-model-registry", daemon=True)
         self._thread.start()
         return self
 
@@ -389,8 +391,10 @@ class FakeModelRegistry:
             except ValueError:
                 bad_json = True
         with self._lock:
-            self.requests.append(RecordedRequest(request.command, parts.path, query, headers, body))
+            recorded = RecordedRequest(request.command, parts.path, query, headers, body)
+            self.requests.append(recorded)
             status, payload = self._dispatch(request.command, parts.path, query, headers, body, bad_json)
+            recorded.status = status
         data = json.dumps(payload).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")

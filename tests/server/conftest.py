@@ -30,7 +30,8 @@ def publish_classifier(store_root: Path) -> Callable[[str, int], str]:
     counter = iter(range(1000))
 
     def _publish(name: str, seed: int) -> str:
-        return publish(store_root, name, classifier_onnx(seed), classifier_signature(), f"run-{next(counter)}")
+        run_id = f"run-{next(counter)}"
+        return publish(store_root, name, classifier_onnx(seed), classifier_signature(), run_id)
 
     return _publish
 

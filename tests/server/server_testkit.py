@@ -50,7 +50,12 @@ def identity_onnx() -> bytes:
     import onnx
     from onnx import TensorProto, helper
 
-    types = {"f64": TensorProto.DOUBLE, "i32": TensorProto.INT32, "i64": TensorProto.INT64, "flag": TensorProto.BOOL}
+    types = {
+        "f64": TensorProto.DOUBLE,
+        "i32": TensorProto.INT32,
+        "i64": TensorProto.INT64,
+        "flag": TensorProto.BOOL,
+    }
     graph = helper.make_graph(
         [helper.make_node("Identity", [f"{n}_in"], [f"{n}_out"]) for n in types],
         "identities",

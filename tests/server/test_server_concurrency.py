@@ -26,7 +26,8 @@ class GatedSession:
 
 
 def _body(x: np.ndarray) -> dict:
-    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}]}
+    tensor = {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}
+    return {"inputs": [tensor]}
 
 
 def test_a_slow_inference_does_not_block_the_event_loop(server, publish_classifier):

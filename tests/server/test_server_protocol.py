@@ -19,7 +19,9 @@ from server_testkit import (
     publish,
 )
 
-CONTRACTS = Path(os.environ.get("MLSPEC_CONTRACTS", Path(__file__).resolve().parents[2] / ".." / "shared" / "contracts"))
+CONTRACTS = Path(
+    os.environ.get("MLSPEC_CONTRACTS", Path(__file__).resolve().parents[2] / ".." / "shared" / "contracts")
+)
 
 
 @pytest.fixture
@@ -175,7 +177,8 @@ def test_every_datatype_round_trips(server, store_root):
     body["inputs"][2]["data"] = [1, 2, 3, 4]
     response = http.post("/v2/models/ident/infer", json={**body, "outputs": [{"name": "i64_out"}]})
     assert response.status_code == 200, response.text
-    assert response.json()["outputs"] == [{"name": "i64_out", "datatype": "INT64", "shape": [2, 2], "data": [1, 2, 3, 4]}]
+    expected = {"name": "i64_out", "datatype": "INT64", "shape": [2, 2], "data": [1, 2, 3, 4]}
+    assert response.json()["outputs"] == [expected]
     # ... but fractions are never silently truncated into an integer input.
     body["inputs"][2]["datatype"] = "FP64"
     response = http.post("/v2/models/ident/infer", json=body)
@@ -213,7 +216,8 @@ def test_bad_requests_answer_400_with_an_error(served, body, fragment):
 
 def test_malformed_json_answers_400(served):
     _, client = served
-    response = client.post("/v2/models/digits/infer", content=b"{not json", headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    response = client.post("/v2/models/digits/infer", content=b"{not json", headers=headers)
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]
 

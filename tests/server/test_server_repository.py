@@ -10,17 +10,20 @@ import httpx
 import numpy as np
 import pytest
 from server_testkit import classifier_onnx, classifier_signature, load, predict_direct, publish
+
 from mlspec.storage import resolve_file_uri
 
 X = np.random.default_rng(11).normal(size=(4, 64)).astype(np.float32)
 
 
 def _predict(client: httpx.Client, path: str = "/v2/models/digits/infer") -> tuple[str, np.ndarray]:
-    body = {"inputs": [{"name": "input", "shape": list(X.shape), "datatype": "FP32", "data": X.reshape(-1).tolist()}]}
+    tensor = {"name": "input", "shape": list(X.shape), "datatype": "FP32", "data": X.reshape(-1).tolist()}
+    body = {"inputs": [tensor]}
     response = client.post(path, json=body)
     assert response.status_code == 200, response.text
     payload = response.json()
-    return payload["model_version"], np.asarray(payload["outputs"][0]["data"], dtype=np.float32).reshape(4, 10)
+    answer = np.asarray(payload["outputs"][0]["data"], dtype=np.float32).reshape(4, 10)
+    return payload["model_version"], answer
 
 
 @pytest.fixture
@@ -104,7 +107,7 @@ def test_a_failed_load_leaves_the_served_version_serving(client, publish_classif
     assert version == "1"
     np.testing.assert_array_equal(answer, predict_direct(classifier_onnx(1), X))
     states = {row["version"]: row["state"] for row in client.post("/v2/repository/index").json()}
-    assert states == {"1": "READY", "2": "UNAVAILABLE", "3": "UNAVAILABLE", "4": "UNAVAILABLE", "6": "UNAVAILABLE"}
+    assert states == {"1": "READY", **{v: "UNAVAILABLE" for v in ("2", "3", "4", "6")}}
     assert client.get("/v2/models/digits/versions/2/ready").status_code == 503
     ready_only = client.post("/v2/repository/index", json={"ready": True}).json()
     assert [(row["version"], row["served"]) for row in ready_only] == [("1", True)]
@@ -144,7 +147,8 @@ def test_a_restarted_server_serves_what_it_served_before(start_server, publish_c
     first = start_server(state_dir)
     v1 = publish_classifier("digits", 1)
     v2 = publish_classifier("digits", 2)
-    iris = publish(tmp_path / "other", "iris", classifier_onnx(9, features=4, classes=3), classifier_signature(4, 3), "r")
+    iris_model = classifier_onnx(9, features=4, classes=3)
+    iris = publish(tmp_path / "other", "iris", iris_model, classifier_signature(4, 3), "r")
     with httpx.Client(base_url=first.url, timeout=30) as client:
         load(client, "digits", v1, "1")
         load(client, "digits", v2, "2")
@@ -169,7 +173,7 @@ def test_a_restarted_server_serves_what_it_served_before(start_server, publish_c
     assert set(json.loads((state_dir / "state.json").read_text())) == {"digits"}
 
 
-def test_a_version_that_cannot_be_restored_is_reported_and_kept_in_the_state(start_server, publish_classifier, tmp_path):
+def test_a_version_that_cannot_be_restored_is_reported_and_kept(start_server, publish_classifier, tmp_path):
     state_dir = tmp_path / "server-state"
     v1 = publish_classifier("digits", 1)
     state_dir.mkdir()
@@ -210,7 +214,8 @@ def test_a_version_is_loaded_from_s3(client, s3_server):
         "model.onnx": classifier_onnx(5),
         "signature.json": json.dumps(classifier_signature()).encode(),
     }
-    manifest = {"name": "digits", "version": 3, "run_id": "r", "files": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}}
+    hashes = {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+    manifest = {"name": "digits", "version": 3, "run_id": "r", "files": hashes}
     files["manifest.json"] = json.dumps(manifest).encode()
     for name, data in files.items():
         s3.put_object(Bucket="models", Key=f"team/digits/3/{name}", Body=data)

@@ -117,7 +117,10 @@ def test_run_prefix_is_one_safe_segment(store: ModelStore) -> None:
 
 def test_publish_version_writes_files_and_manifest(store: ModelStore) -> None:
     published = store.publish_version(
-        "digits", {"model.onnx": MODEL, "labels.json": LABELS}, run_id="run-a", metadata={"metrics": {"f1": 0.9}}
+        "digits",
+        {"model.onnx": MODEL, "labels.json": LABELS},
+        run_id="run-a",
+        metadata={"metrics": {"f1": 0.9}},
     )
     assert published.version == 1
     assert published.uri == f"{store.root_uri}/digits/1"

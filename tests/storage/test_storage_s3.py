@@ -157,7 +157,9 @@ def test_object_sha256_is_one_head_request(s3_store: S3Store) -> None:
     assert calls == {"HeadObject": 1, "GetObject": 0}
 
 
-def test_object_sha256_reads_objects_written_by_others(s3_store: S3Store, s3_client: Any, bucket: str) -> None:
+def test_object_sha256_reads_objects_written_by_others(
+    s3_store: S3Store, s3_client: Any, bucket: str
+) -> None:
     data = b"uploaded by another tool"
     s3_client.put_object(Bucket=bucket, Key="models/digits/1/model.onnx", Body=data)
     calls = count_calls(s3_store, "HeadObject", "GetObject")
@@ -177,14 +179,19 @@ def test_a_stored_object_that_differs_from_the_bytes_sent_is_detected(
         upload(io.BytesIO(fileobj.read() + b"!"), bucket, key, **kwargs)
 
     monkeypatch.setattr(client, "upload_fileobj", corrupting_upload)
-    with pytest.raises(StoreError, match="checksum mismatch after writing s3://.*/models/digits/1/model.onnx"):
+    expected = "checksum mismatch after writing s3://.*/models/digits/1/model.onnx"
+    with pytest.raises(StoreError, match=expected):
         s3_store.write_bytes("digits/1/model.onnx", b"the real model")
 
 
 def test_large_files_use_a_verified_multipart_upload(s3_conn: str, s3_client: Any, bucket: str) -> None:
-    store = S3Store(f"s3://{bucket}/models", s3_conn, multipart_threshold=MIN_PART_SIZE, part_size=MIN_PART_SIZE)
+    store = S3Store(
+        f"s3://{bucket}/models", s3_conn, multipart_threshold=MIN_PART_SIZE, part_size=MIN_PART_SIZE
+    )
     data = os.urandom(MIN_PART_SIZE + MIB + 7)
-    calls = count_calls(store, "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "PutObject")
+    calls = count_calls(
+        store, "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "PutObject", "GetObject"
+    )
     published = store.publish_version("big", {"model.onnx": data, "labels.json": b"[]"}, run_id="run-a")
 
     # The model went up in two parts; the small labels file and the JSON files in one PUT each.
@@ -192,6 +199,7 @@ def test_large_files_use_a_verified_multipart_upload(s3_conn: str, s3_client: An
     assert calls["UploadPart"] == 2
     assert calls["CompleteMultipartUpload"] == 1
     assert calls["PutObject"] == 3  # claim, labels.json, manifest
+    assert calls["GetObject"] == 0  # verified from the stored checksum, not by downloading it again
     head = s3_client.head_object(Bucket=bucket, Key="models/big/1/model.onnx", ChecksumMode="ENABLED")
     assert head["ETag"].strip('"').endswith("-2")
     parts = [data[:MIN_PART_SIZE], data[MIN_PART_SIZE:]]
@@ -203,7 +211,9 @@ def test_large_files_use_a_verified_multipart_upload(s3_conn: str, s3_client: An
 
 
 def test_below_the_threshold_is_a_single_put(s3_conn: str, bucket: str) -> None:
-    store = S3Store(f"s3://{bucket}/models", s3_conn, multipart_threshold=MIN_PART_SIZE, part_size=MIN_PART_SIZE)
+    store = S3Store(
+        f"s3://{bucket}/models", s3_conn, multipart_threshold=MIN_PART_SIZE, part_size=MIN_PART_SIZE
+    )
     calls = count_calls(store, "CreateMultipartUpload", "PutObject")
     store.write_bytes("m/model.onnx", os.urandom(MIN_PART_SIZE - 1))
     assert calls == {"CreateMultipartUpload": 0, "PutObject": 1}
@@ -236,7 +246,8 @@ def test_a_completed_publish_is_not_uploaded_again(s3_store: S3Store, s3_client:
     assert (again.version, again.reused) == (1, True)
     assert calls == {"PutObject": 0, "CreateMultipartUpload": 0}
     assert all_keys(s3_client, bucket) == keys_before
-    assert {k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in keys_before} == modified_before
+    modified_after = {k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in keys_before}
+    assert modified_after == modified_before
 
 
 def test_an_interrupted_publish_resumes_without_reuploading_the_model(
@@ -292,7 +303,9 @@ def test_access_denied_names_the_connection(s3_store: S3Store, s3_conn: str) -> 
 
     with Stubber(s3_store.client) as stubber:
         stubber.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
-        stubber.add_client_error("list_objects_v2", service_error_code="InvalidAccessKeyId", http_status_code=403)
+        stubber.add_client_error(
+            "list_objects_v2", service_error_code="InvalidAccessKeyId", http_status_code=403
+        )
         with pytest.raises(StoreError) as read_info:
             s3_store.read_bytes("digits/1/model.onnx")
         with pytest.raises(StoreError) as list_info:

@@ -156,7 +156,9 @@ def load_source(
         elif fmt in ("csv", "parquet"):
             x, labels, feature_names = _parse_table(source, raw, fmt, features, label)
         else:
-            raise DataError(f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(FORMATS)}")
+            raise DataError(
+                f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(FORMATS)}"
+            )
         y, class_names = encode_labels(source, labels)
     _check_loaded(source, x, y)
     log.info(
@@ -387,20 +389,24 @@ def split(
         if share == 0.0:
             return xs, xs[:0], ys, ys[:0]
         try:
-            return tuple(
-                train_test_split(
-                    xs, ys, test_size=share, random_state=seed, stratify=ys if stratify else None, shuffle=True
-                )
+            parts = train_test_split(
+                xs, ys, test_size=share, random_state=seed, stratify=ys if stratify else None, shuffle=True
             )
+            return tuple(parts)
         except ValueError as exc:
             hint = " (set data.split.stratify: false, or add samples)" if stratify else ""
-            raise DataError(f"cannot split off the {what} set ({share:g} of {len(ys)} samples): {exc}{hint}") from exc
+            raise DataError(
+                f"cannot split off the {what} set ({share:g} of {len(ys)} samples): {exc}{hint}"
+            ) from exc
 
     x_rest, x_test, y_rest, y_test = cut(x, y, test, "test")
     # The validation share is of the whole set, so rescale it to what remains after the test cut.
-    x_train, x_val, y_train, y_val = cut(x_rest, y_rest, validation / (1.0 - test) if validation else 0.0, "validation")
+    val_share = validation / (1.0 - test) if validation else 0.0
+    x_train, x_val, y_train, y_val = cut(x_rest, y_rest, val_share, "validation")
     if len(x_train) == 0:
-        raise DataError("the split leaves no training samples; lower data.split.validation or data.split.test")
+        raise DataError(
+            "the split leaves no training samples; lower data.split.validation or data.split.test"
+        )
     log.info("split: %d train, %d validation, %d test (seed %d)", len(x_train), len(x_val), len(x_test), seed)
     return Dataset(
         x_train=x_train,
@@ -418,16 +424,19 @@ def split(
 
 
 def parse_steps(steps: Sequence[Mapping[str, Any]] | None) -> list[tuple[str, Any]]:
-    """Validate `data.preprocess` and return `(name, params)` pairs; DataError on unknown or malformed steps."""
+    """Validate `data.preprocess` into `(name, params)` pairs; DataError on unknown or malformed steps."""
     parsed: list[tuple[str, Any]] = []
     for index, step in enumerate(steps or ()):
         where = f"data.preprocess[{index}]"
         if not isinstance(step, Mapping) or len(step) != 1:
-            raise DataError(f"{where}: each step is a mapping with exactly one key, e.g. {{scale: {{divide_by: 255}}}}")
+            raise DataError(
+                f"{where}: each step is a mapping with exactly one key, e.g. {{scale: {{divide_by: 255}}}}"
+            )
         ((name, params),) = step.items()
         if name not in FEATURE_STEPS + LABEL_STEPS:
             raise DataError(
-                f"{where}: unknown preprocess step {name!r}; known steps: {', '.join(FEATURE_STEPS + LABEL_STEPS)}"
+                f"{where}: unknown preprocess step {name!r}; "
+                f"known steps: {', '.join(FEATURE_STEPS + LABEL_STEPS)}"
             )
         parsed.append((name, _check_step_params(where, name, params)))
     return parsed
@@ -447,7 +456,8 @@ def _check_step_params(where: str, name: str, params: Any) -> Any:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise DataError(
-            f"{where} ({name}): unknown option {', '.join(unknown)}; allowed: {', '.join(sorted(allowed)) or 'none'}"
+            f"{where} ({name}): unknown option {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed)) or 'none'}"
         )
     if name == "scale":
         if not params:
@@ -476,7 +486,9 @@ def apply_label_steps(dataset: Dataset, steps: Sequence[Mapping[str, Any]] | Non
     for name, _params in parse_steps(steps):
         if name == "one_hot":
             if dataset.y_train.ndim != 1:
-                raise DataError("data.preprocess: one_hot applies to class indices, but the labels are one-hot already")
+                raise DataError(
+                    "data.preprocess: one_hot applies to class indices, but the labels are one-hot already"
+                )
             eye = np.eye(dataset.num_classes, dtype=np.float32)
             dataset = replace(
                 dataset, y_train=eye[dataset.y_train], y_val=eye[dataset.y_val], y_test=eye[dataset.y_test]

@@ -51,7 +51,9 @@ class ModelBuildError(MlspecError):
     """`model.layers` (with `data.preprocess`) does not describe a model Keras can build."""
 
 
-def input_rank_after_preprocess(input_shape: Sequence[int], preprocess: Sequence[Mapping[str, Any]] | None) -> int:
+def input_rank_after_preprocess(
+    input_shape: Sequence[int], preprocess: Sequence[Mapping[str, Any]] | None
+) -> int:
     """Per-sample rank the first model layer sees: the last reshape's length, else the raw rank.
 
     Pure (no TensorFlow) so spec checks can use it; raises DataError on malformed steps.
@@ -86,7 +88,9 @@ def build_model(
 
     set_seeds(seed)  # weight initialisation must not depend on what ran before
     if not layers:
-        raise ModelBuildError("model.layers is empty; list at least the output layer, e.g. dense: {units: 10}")
+        raise ModelBuildError(
+            "model.layers is empty; list at least the output layer, e.g. dense: {units: 10}"
+        )
 
     inputs = keras.Input(shape=tuple(int(d) for d in input_shape), dtype="float32", name=INPUT_NAME)
     x = inputs
@@ -137,8 +141,9 @@ def build_model(
     model = keras.Model(inputs=inputs, outputs=outputs, name="mlspec_model")
     if len(model.output_shape) != 2:
         raise ModelBuildError(
-            f"model.layers: the last layer outputs shape {tuple(model.output_shape[1:])} per sample; a classifier "
-            "needs one vector of class probabilities, so end with flatten/global pooling and dense: {units: <classes>}"
+            f"model.layers: the last layer outputs shape {tuple(model.output_shape[1:])} per sample; "
+            "a classifier needs one vector of class probabilities, so end with flatten or global "
+            "pooling and dense: {units: <classes>}"
         )
     log.info(
         "built model: input %s -> output %s, %d parameters",
@@ -170,7 +175,9 @@ def _preprocess_layer(
         axis = tuple(range(1, len(shape)))
         layer = keras.layers.Normalization(axis=axis, name=layer_name)
         if len(sample) == 0:
-            raise ModelBuildError(f"data.preprocess[{index}] (normalize): no training samples to compute statistics")
+            raise ModelBuildError(
+                f"data.preprocess[{index}] (normalize): no training samples to compute statistics"
+            )
         layer.adapt(sample)
         return layer
     raise ModelBuildError(f"data.preprocess[{index}]: {name!r} is not a feature step")

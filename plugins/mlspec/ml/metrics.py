@@ -53,7 +53,8 @@ def classification_metrics(
     unknown = [m for m in metrics if m not in SUPPORTED_METRICS]
     if unknown:
         raise MetricsError(
-            f"evaluation.metrics: unknown metric {', '.join(unknown)}; supported: {', '.join(SUPPORTED_METRICS)}"
+            f"evaluation.metrics: unknown metric {', '.join(unknown)}; "
+            f"supported: {', '.join(SUPPORTED_METRICS)}"
         )
     true = to_class_indices(y_true)
     pred = to_class_indices(y_pred)
@@ -62,16 +63,17 @@ def classification_metrics(
     if len(true) == 0:
         raise MetricsError("no samples to evaluate; set data.split.test above 0")
     labels = list(range(len(class_names)))
+    macro = {"labels": labels, "average": "macro", "zero_division": 0}
     result: dict[str, Any] = {}
     for name in metrics:
         if name == "accuracy":
             result[name] = float(skm.accuracy_score(true, pred))
         elif name == "precision":
-            result[name] = float(skm.precision_score(true, pred, labels=labels, average="macro", zero_division=0))
+            result[name] = float(skm.precision_score(true, pred, **macro))
         elif name == "recall":
-            result[name] = float(skm.recall_score(true, pred, labels=labels, average="macro", zero_division=0))
+            result[name] = float(skm.recall_score(true, pred, **macro))
         elif name == "f1":
-            result[name] = float(skm.f1_score(true, pred, labels=labels, average="macro", zero_division=0))
+            result[name] = float(skm.f1_score(true, pred, **macro))
         else:
             result[name] = _probability_metric(skm, name, true, y_prob, labels)
     matrix = skm.confusion_matrix(true, pred, labels=labels)
@@ -85,7 +87,9 @@ def classification_metrics(
     return result
 
 
-def _probability_metric(skm: Any, name: str, true: np.ndarray, y_prob: np.ndarray | None, labels: list[int]) -> float:
+def _probability_metric(
+    skm: Any, name: str, true: np.ndarray, y_prob: np.ndarray | None, labels: list[int]
+) -> float:
     if y_prob is None:
         raise MetricsError(f"metric {name!r} needs the predicted probabilities (y_prob)")
     prob = np.asarray(y_prob, dtype=np.float64)

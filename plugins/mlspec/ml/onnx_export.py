@@ -135,15 +135,18 @@ def check_parity(model: keras.Model, onnx_bytes: bytes, x: np.ndarray, *, atol: 
     expected = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
     actual = np.asarray(onnx_predict(onnx_bytes, x), dtype=np.float64)
     if expected.shape != actual.shape:
-        raise ParityError(f"ONNX output shape {actual.shape} differs from the trained model's {expected.shape}")
+        raise ParityError(
+            f"ONNX output shape {actual.shape} differs from the trained model's {expected.shape}"
+        )
     diff = np.abs(expected - actual)
     per_sample = diff.reshape(len(x), -1).max(axis=1)
     worst = int(np.argmax(per_sample))
     max_diff = float(per_sample[worst])
     if not np.isfinite(max_diff) or max_diff > atol:
         raise ParityError(
-            f"ONNX Runtime disagrees with the trained model: max abs difference {max_diff:.3g} at sample {worst} "
-            f"exceeds export.parity.atol {atol:g} ({int((per_sample > atol).sum())} of {len(x)} samples over); "
+            f"ONNX Runtime disagrees with the trained model: max abs difference {max_diff:.3g} "
+            f"at sample {worst} exceeds export.parity.atol {atol:g} "
+            f"({int((per_sample > atol).sum())} of {len(x)} samples over); "
             "try another export.opset, or report the layer types to the mlspec maintainers"
         )
     log.info("ONNX parity on %d samples: max abs difference %.3g (atol %g)", len(x), max_diff, atol)

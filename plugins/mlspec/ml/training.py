@@ -69,7 +69,9 @@ def make_optimizer(settings: Mapping[str, Any]) -> Any:
     options = dict(settings)
     name = str(options.pop("name", "adam")).lower()
     if name not in OPTIMIZERS:
-        raise TrainingError(f"training.optimizer.name {name!r} is not supported; use one of {', '.join(OPTIMIZERS)}")
+        raise TrainingError(
+            f"training.optimizer.name {name!r} is not supported; use one of {', '.join(OPTIMIZERS)}"
+        )
     try:
         return getattr(keras.optimizers, OPTIMIZERS[name])(**options)
     except (TypeError, ValueError) as exc:
@@ -145,7 +147,9 @@ def train(
     epochs_run = len(hist.get("loss", []))
     stopped_early = bool(stopper is not None and stopper.stopped_epoch > 0 and epochs_run < epochs)
     if stopped_early:
-        log.info("early stopping after epoch %d of %d (%s stopped improving)", epochs_run, epochs, stopper.monitor)
+        log.info(
+            "early stopping after epoch %d of %d (%s stopped improving)", epochs_run, epochs, stopper.monitor
+        )
     return {"epochs_run": epochs_run, "history": hist, "stopped_early": stopped_early}
 
 
@@ -153,8 +157,8 @@ def _check_loss_fits_labels(loss: str, dataset: Dataset) -> None:
     one_hot = dataset.y_train.ndim == 2
     if loss in SPARSE_LOSSES and one_hot:
         raise TrainingError(
-            f"training.loss {loss} expects class indices, but the labels are one-hot (data.preprocess has one_hot); "
-            "use categorical_crossentropy or drop the one_hot step"
+            f"training.loss {loss} expects class indices, but the labels are one-hot "
+            "(data.preprocess has one_hot); use categorical_crossentropy or drop the one_hot step"
         )
     if loss in ONE_HOT_LOSSES and not one_hot:
         raise TrainingError(
@@ -211,4 +215,6 @@ def load_model_bytes(data: bytes) -> keras.Model:
         try:
             return keras.models.load_model(path, compile=False)
         except Exception as exc:  # noqa: BLE001 - corrupt or foreign files: one clear line
-            raise TrainingError(f"could not load the trained model (.keras, {len(data)} bytes): {exc}") from exc
+            raise TrainingError(
+                f"could not load the trained model (.keras, {len(data)} bytes): {exc}"
+            ) from exc

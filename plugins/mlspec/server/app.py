@@ -108,7 +108,9 @@ async def model_ready(request: Request) -> Response:
 
 
 # -- inference ------------------------------------------------------------------------------------
-def _infer_sync(loaded: LoadedVersion, body: bytes, header_length: str | None) -> tuple[bytes, dict[str, str]]:
+def _infer_sync(
+    loaded: LoadedVersion, body: bytes, header_length: str | None
+) -> tuple[bytes, dict[str, str]]:
     parsed = parse_infer_request(body, header_length)
     feeds = conform_inputs(parsed.inputs, loaded.inputs, loaded.name)
     known = [spec.name for spec in loaded.outputs]
@@ -128,7 +130,8 @@ async def infer(request: Request) -> Response:
     loaded = _repo(request).get(request.path_params["model"], _version_param(request))
     body = await request.body()
     # Decoding, the session run and encoding are CPU work: keep them off the event loop.
-    content, headers = await anyio.to_thread.run_sync(_infer_sync, loaded, body, request.headers.get(HEADER_LENGTH))
+    header_length = request.headers.get(HEADER_LENGTH)
+    content, headers = await anyio.to_thread.run_sync(_infer_sync, loaded, body, header_length)
     return Response(content, status_code=200, headers=headers)
 
 
@@ -160,7 +163,9 @@ async def repository_load(request: Request) -> Response:
     version = _optional_str(parameters, "version")
     storage_uri = _optional_str(parameters, "storage_uri")
     loaded = await anyio.to_thread.run_sync(_repo(request).load, name, version, storage_uri)
-    return JSONResponse({"name": name, "version": loaded.version, "state": "READY", "served_version": loaded.version})
+    return JSONResponse(
+        {"name": name, "version": loaded.version, "state": "READY", "served_version": loaded.version}
+    )
 
 
 async def repository_unload(request: Request) -> Response:

@@ -10,7 +10,7 @@ class ProtocolError(Exception):
 
 
 class BadRequest(ProtocolError):
-    """The request is malformed or does not fit the model (wrong input name, shape, datatype, a failed load)."""
+    """The request is malformed or does not fit the model (input name, shape, datatype), or a load failed."""
 
     status = 400
 

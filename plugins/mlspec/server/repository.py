@@ -89,7 +89,7 @@ def _tensor_specs(ort_args: list, where: str) -> list[TensorSpec]:
     for arg in ort_args:
         datatype = ORT_TYPES.get(arg.type)
         if datatype is None:
-            raise LoadFailed(f"{where}: tensor {arg.name!r} has type {arg.type}, which this server cannot serve")
+            raise LoadFailed(f"{where}: tensor {arg.name!r} has type {arg.type}, which unsupported here")
         # Symbolic or unknown dimensions are variable: the protocol spells them -1.
         shape = [d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or [])]
         specs.append(TensorSpec(arg.name, datatype, shape))
@@ -103,19 +103,20 @@ def _check_signature(signature: dict, kind: str, actual: list[TensorSpec], where
     by_name = {spec.name: spec for spec in actual}
     if sorted(str(t.get("name")) for t in declared) != sorted(by_name):
         raise LoadFailed(
-            f"{where}: {SIGNATURE_FILE} declares {kind} {[t.get('name') for t in declared]} but model.onnx has "
-            f"{sorted(by_name)}"
+            f"{where}: {SIGNATURE_FILE} declares {kind} {[t.get('name') for t in declared]} but "
+            f"model.onnx has {sorted(by_name)}"
         )
     for tensor in declared:
         spec = by_name[tensor["name"]]
         if tensor.get("datatype") != spec.datatype:
             raise LoadFailed(
-                f"{where}: {kind[:-1]} {spec.name!r} is {spec.datatype} in model.onnx but {tensor.get('datatype')} "
-                f"in {SIGNATURE_FILE}"
+                f"{where}: {kind[:-1]} {spec.name!r} is {spec.datatype} in model.onnx but "
+                f"{tensor.get('datatype')} in {SIGNATURE_FILE}"
             )
         shape = tensor.get("shape")
         if shape is not None and (
-            len(shape) != len(spec.shape) or any(-1 not in (a, b) and a != b for a, b in zip(shape, spec.shape))
+            len(shape) != len(spec.shape)
+            or any(-1 not in (a, b) and a != b for a, b in zip(shape, spec.shape, strict=True))
         ):
             raise LoadFailed(
                 f"{where}: {kind[:-1]} {spec.name!r} has shape {spec.shape} in model.onnx but {shape} in "
@@ -287,13 +288,14 @@ class ModelRepository:
                     previous = entry.served
                     entry.make_served(version)
                     self._persist()
-                    log.info("model %s: serving version %s again (was %s); already loaded", name, version, previous)
+                    log.info("model %s: serving version %s again (was %s)", name, version, previous)
                     return current
                 if storage_uri is None:
                     if entry.is_empty():
                         del self._models[name]
                     raise BadRequest(
-                        f"model {name!r} version {version} is not loaded; give parameters.storage_uri to load it"
+                        f"model {name!r} version {version} is not loaded; "
+                        "give parameters.storage_uri to load it"
                     )
                 entry.loading.add(version)
                 entry.failures.pop(version, None)
@@ -334,7 +336,8 @@ class ModelRepository:
             return str(manifest["version"])
         except (StoreError, ValueError, KeyError, TypeError) as exc:
             raise LoadFailed(
-                f"cannot load model {name} from {storage_uri}: no version given and {MANIFEST} has none ({exc})"
+                f"cannot load model {name} from {storage_uri}: no version given and {MANIFEST} has none "
+                f"({exc})"
             ) from None
 
     def _evict(self, entry: ModelEntry) -> None:
@@ -434,6 +437,7 @@ class ModelRepository:
                         self.load(name, str(version), versions[version])
                     except LoadFailed as exc:
                         log.error("model %s: could not restore version %s: %s", name, version, exc)
-                log.info("model %s: restored; serving %s", name, self._models.get(name, ModelEntry(name)).served)
+                served_now = self._models.get(name, ModelEntry(name)).served
+                log.info("model %s: restored; serving version %s", name, served_now)
         finally:
             self._restoring = False

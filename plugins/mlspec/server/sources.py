@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def read_version_file(version_uri: str, file_name: str) -> bytes:
-    """The bytes of `file_name` inside the version folder `version_uri`; StoreError (with the URI) if unreadable."""
+    """The bytes of `file_name` in the version folder `version_uri`; StoreError if unreadable."""
     scheme = urlparse(version_uri).scheme
     if scheme == "file":
         return _read_file(version_uri, file_name)

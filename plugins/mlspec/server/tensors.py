@@ -117,7 +117,7 @@ def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) ->
     try:
         values = np.asarray(data)
     except ValueError:
-        raise BadRequest(f"{where}: 'data' is a ragged nested array; nest it to the tensor's shape or flatten it")
+        raise BadRequest(f"{where}: 'data' is ragged; nest it to the tensor's shape or flatten it") from None
     size = math.prod(shape)
     if values.size != size:
         raise BadRequest(f"{where}: shape {shape} needs {size} values, 'data' has {values.size}")
@@ -137,7 +137,7 @@ def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) ->
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
-    """Parse a v2 inference request body (JSON, or JSON header + binary tensors); BadRequest when malformed."""
+    """Parse a v2 inference request (JSON, or JSON header + binary tensors); BadRequest when malformed."""
     payload, binary = _parse_header(body, header_length)
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -172,7 +172,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             expected = math.prod(shape) * DATATYPES[datatype].itemsize
             if binary_size != expected:
                 raise BadRequest(
-                    f"{where}: shape {shape} of {datatype} needs {expected} bytes, binary_data_size is {binary_size}"
+                    f"{where}: shape {shape} of {datatype} needs {expected} bytes, "
+                    f"binary_data_size is {binary_size}"
                 )
             chunk = binary[offset : offset + binary_size]
             offset += binary_size
@@ -209,12 +210,16 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     )
 
 
-def conform_inputs(inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: str) -> dict[str, np.ndarray]:
+def conform_inputs(
+    inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: str
+) -> dict[str, np.ndarray]:
     """Check names and shapes against the model's inputs and convert each to the model's datatype."""
     expected = {spec.name: spec for spec in specs}
     unknown = sorted(set(inputs) - set(expected))
     if unknown:
-        raise BadRequest(f"model {model} has no input named {unknown[0]!r}; its inputs are {sorted(expected)}")
+        raise BadRequest(
+            f"model {model} has no input named {unknown[0]!r}; its inputs are {sorted(expected)}"
+        )
     missing = sorted(set(expected) - set(inputs))
     if missing:
         raise BadRequest(f"model {model} needs input {missing[0]!r}, which the request does not give")
@@ -222,16 +227,21 @@ def conform_inputs(inputs: dict[str, np.ndarray], specs: list[TensorSpec], model
     for name, spec in expected.items():
         array = inputs[name]
         shape = list(array.shape)
-        if len(shape) != len(spec.shape) or any(w not in (-1, g) for w, g in zip(spec.shape, shape, strict=True)):
-            raise BadRequest(f"input {name!r} of model {model} has shape {spec.shape}; the request gives {shape}")
+        if len(shape) != len(spec.shape) or any(
+            w not in (-1, g) for w, g in zip(spec.shape, shape, strict=True)
+        ):
+            raise BadRequest(
+                f"input {name!r} of model {model} has shape {spec.shape}; the request gives {shape}"
+            )
         if spec.datatype not in DATATYPES:
-            raise BadRequest(f"input {name!r} of model {model} is {spec.datatype}, which this server cannot feed")
+            raise BadRequest(f"input {name!r} of model {model} is {spec.datatype}, which is unsupported here")
         target = DATATYPES[spec.datatype]
         if array.dtype != target:
             given = _NUMPY_TO_DATATYPE.get(array.dtype, str(array.dtype))
             if not np.can_cast(array.dtype, target, casting="same_kind"):
                 raise BadRequest(
-                    f"input {name!r} of model {model} is {spec.datatype}; {given} data cannot be converted to it"
+                    f"input {name!r} of model {model} is {spec.datatype}; "
+                    f"{given} data cannot be converted to it"
                 )
             array = array.astype(target)
         feeds[name] = np.ascontiguousarray(array)
@@ -242,13 +252,13 @@ def datatype_of(array: np.ndarray) -> str:
     try:
         return _NUMPY_TO_DATATYPE[array.dtype]
     except KeyError:
-        raise BadRequest(f"the model produced a {array.dtype} tensor, which this server cannot return") from None
+        raise BadRequest(f"the model produced a {array.dtype} tensor, which is unsupported here") from None
 
 
 def encode_response(
     *, model_name: str, model_version: str, request: InferRequest, outputs: dict[str, np.ndarray]
 ) -> tuple[bytes, dict[str, str]]:
-    """The response body and extra headers: plain JSON, or a JSON header plus binary tensors when asked for."""
+    """The response body and headers: plain JSON, or a JSON header plus binary tensors when asked for."""
     header: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request.id is not None:
         header["id"] = request.id

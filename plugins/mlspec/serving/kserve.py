@@ -110,7 +110,7 @@ class KServeServing(ServingBackend):
 
         return KubernetesHook(conn_id=self.config.connection)
 
-    def _call(self, what: str, name: str, fn, *args, **kwargs) -> Any:
+    def _call(self, what: str, target: str, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -121,7 +121,7 @@ class KServeServing(ServingBackend):
             raise
         except Exception as exc:  # connection refused, bad kubeconfig, missing Airflow connection...
             raise ServingError(
-                f"could not {what} InferenceService {name} in namespace {self.config.namespace} through "
+                f"could not {what} InferenceService {target} in namespace {self.config.namespace} through "
                 f"Airflow connection {self.config.connection!r}: {type(exc).__name__}: {exc}. Check that the "
                 "connection points at the cluster and that KServe is installed."
             ) from exc
@@ -148,10 +148,12 @@ class KServeServing(ServingBackend):
 
         api = self.hook.custom_object_client
         try:
-            # A list body makes the client send application/json-patch+json.
+            # The client labels every custom-object patch as a merge patch unless told otherwise; a JSON
+            # patch is what lets us replace .spec whole and touch single label keys.
             return self._call(
                 "patch", name, api.patch_namespaced_custom_object,
                 group=GROUP, version=VERSION, plural=PLURAL, namespace=self.config.namespace, name=name, body=ops,
+                _content_type="application/json-patch+json",
             )
         except ApiException as exc:
             raise ServingError(

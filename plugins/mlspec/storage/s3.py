@@ -41,7 +41,14 @@ SHA256_METADATA = "sha256"  # sent as the x-amz-meta-sha256 header
 
 _MULTIPART_SUFFIX = re.compile(r"-(\d+)$")
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
-_DENIED = {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+_DENIED = {
+    "403",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+}
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -123,7 +130,9 @@ class S3Store(ModelStore):
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
 
-        return TransferConfig(multipart_threshold=self.multipart_threshold, multipart_chunksize=self.part_size)
+        return TransferConfig(
+            multipart_threshold=self.multipart_threshold, multipart_chunksize=self.part_size
+        )
 
     # -- helpers ----------------------------------------------------------------------------------
     def _object_key(self, key: str) -> str:
@@ -210,7 +219,8 @@ class S3Store(ModelStore):
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
             if self._code(exc) in _NOT_FOUND | {"NoSuchBucket"}:
-                raise StoreError(f"checking {self.uri_for(key)} failed: {self._missing_bucket_hint()}") from None
+                uri = self.uri_for(key)
+                raise StoreError(f"checking {uri} failed: {self._missing_bucket_hint()}") from None
             if self._code(exc) not in _DENIED:
                 raise self._error(exc, "checking", key) from exc
             # Some policies grant object access without HeadBucket: then the object is simply missing.
@@ -243,8 +253,6 @@ class S3Store(ModelStore):
             raise self._error(exc, "reading", key) from exc
 
     def write_bytes(self, key: str, data: bytes) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         object_key = self._object_key(key)
         if not object_key:
             raise StoreError(f"refusing to write an object with an empty key under {self.root_uri}")
@@ -259,11 +267,9 @@ class S3Store(ModelStore):
                 ExtraArgs={"Metadata": {SHA256_METADATA: digest}, "ChecksumAlgorithm": "SHA256"},
                 Config=self._transfer_config,
             )
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:  # botocore errors, some wrapped by s3transfer's worker threads
             raise self._error(exc, "writing", key) from exc
-        except Exception as exc:  # s3transfer re-raises worker failures in its own types
-            raise self._error(exc, "writing", key) from exc
-        pass
+        self._verify_upload(key, data, digest)
         log.info(
             "uploaded %s (%d bytes%s, sha256 %s, verified)",
             self.uri_for(key),
@@ -273,28 +279,30 @@ class S3Store(ModelStore):
         )
         return self.uri_for(key)
 
-    def _expected_checksums(self, data: bytes) -> set[str]:
-        """The SHA256 checksums S3 may report: whole object, or composite of the upload's parts."""
+    def _upload_parts(self, data: bytes) -> list[bytes]:
+        """The parts boto3 cut the upload into (one for a single PUT)."""
+        if len(data) < self.multipart_threshold:
+            return [data]
         from s3transfer.utils import ChunksizeAdjuster
 
+        # The same adjustment s3transfer makes (at most 10,000 parts), so our parts are its parts.
+        size = ChunksizeAdjuster().adjust_chunksize(self.part_size, len(data))
+        return [data[start : start + size] for start in range(0, len(data), size)]
+
+    def _expected_checksums(self, data: bytes) -> set[str]:
+        """SHA256 checksums S3 may report: of the whole object, or the composite of its parts."""
+        parts = self._upload_parts(data)
         expected = {_b64_sha256(data)}
-        if len(data) >= self.multipart_threshold:
-            # The same adjustment s3transfer applies (at most 10,000 parts), so the parts match.
-            size = ChunksizeAdjuster().adjust_chunksize(self.part_size, len(data))
-            part_digests = b"".join(
-                hashlib.sha256(data[start : start + size]).digest() for start in range(0, len(data), size)
-            )
-            expected.add(_b64_sha256(part_digests))
+        if len(parts) > 1:
+            expected.add(_b64_sha256(b"".join(hashlib.sha256(part).digest() for part in parts)))
         return expected
 
     def _expected_etags(self, data: bytes) -> set[str]:
+        """ETags an unencrypted (or SSE-S3) object has: the MD5, or MD5 of part MD5s plus "-<parts>"."""
+        parts = self._upload_parts(data)
         expected = {hashlib.md5(data, usedforsecurity=False).hexdigest()}
-        if len(data) >= self.multipart_threshold:
-            from s3transfer.utils import ChunksizeAdjuster
-
-            size = ChunksizeAdjuster().adjust_chunksize(self.part_size, len(data))
-            parts = [data[start : start + size] for start in range(0, len(data), size)]
-            joined = b"".join(hashlib.md5(p, usedforsecurity=False).digest() for p in parts)
+        if len(parts) > 1:
+            joined = b"".join(hashlib.md5(part, usedforsecurity=False).digest() for part in parts)
             expected.add(f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(parts)}")
         return expected
 
@@ -306,7 +314,9 @@ class S3Store(ModelStore):
             raise StoreError(f"{uri} is missing right after it was uploaded; is another writer deleting it?")
         stored_sha = (head.get("Metadata") or {}).get(SHA256_METADATA)
         if stored_sha != digest:
-            raise StoreError(f"checksum mismatch after writing {uri}: metadata sha256 {stored_sha!r} != {digest}")
+            raise StoreError(
+                f"checksum mismatch after writing {uri}: metadata sha256 {stored_sha!r} != {digest}"
+            )
         checksum = head.get("ChecksumSHA256")
         if checksum:
             # A composite checksum may carry a "-<parts>" suffix.
@@ -319,14 +329,18 @@ class S3Store(ModelStore):
                 return
             log.info("%s returned no SHA256 checksum; reading the object back to verify it", uri)
         if sha256_hex(self.read_bytes(key)) != digest:
-            raise StoreError(f"checksum mismatch after writing {uri}: the stored bytes differ from those sent")
+            raise StoreError(
+                f"checksum mismatch after writing {uri}: the stored bytes differ from those sent; "
+                "retry the task"
+            )
 
     def exists(self, key: str) -> bool:
         """True for an object, or for a 'folder' that has objects under it."""
         # A missing bucket is caught by the listing below, so the HEAD need not check it.
         if self._object_key(key) and self._head(key, check_bucket=False) is not None:
             return True
-        return bool(self._list(key, max_keys=1))
+        # Two keys: one may be a "folder marker" object, which is not a child.
+        return bool(self._list(key, max_keys=2))
 
     def _list(self, key: str, *, max_keys: int | None = None) -> list[str]:
         """Immediate children under key (one page of at most max_keys when given)."""

@@ -1,0 +1,506 @@
+"""The MLflow model registry: an embedded SQLite file under MLSPEC_HOME, or an MLflow tracking server.
+
+Where MLflow lives is decided by :func:`resolve_tracking_uri`: no connection id means the embedded
+``sqlite:///<MLSPEC_HOME>/mlflow/mlflow.db``; a connection id names an Airflow connection whose
+host (and schema/port) is the tracking server. Every call goes through an explicit
+``MlflowClient(tracking_uri=..., registry_uri=...)`` so that several tasks in one process never
+share MLflow's global "current tracking URI".
+
+A store version is found again through the model-version tag ``mlspec.version``, which is what
+makes a retried register task return the version its earlier try created.
+
+Sources. The embedded registry records the store's ``file://`` or ``s3://`` version folder as the
+model version's ``source`` as is. An MLflow *server* accepts ``s3://`` sources, but refuses local
+paths (``file://...``) unless they lie inside the artifact folder of the run named by ``run_id``
+(a safeguard against reading the server's own disk). For a ``file://`` store with a server the
+registry therefore uploads the version folder's files as artifacts of the training run (or of a
+registration run when no training run is found) and registers ``runs:/<run_id>/<path>``; the
+store's URI stays in the ``model_uri`` tag, which is what serving uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from mlspec.errors import RegistryError
+from mlspec.registry.base import ModelRegistry, RegistrationRequest, RegistryEntry
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; mlflow is imported inside functions
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger(__name__)
+
+VERSION_TAG = "mlspec.version"
+ROLE_TAG = "mlspec.role"  # "training" (TrainingTracker) | "registration" (registry upload run)
+PRODUCTION_ALIAS = "production"
+EXPERIMENT_PREFIX = "mlspec/"
+_TAG_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/ ]+")
+_MAX_TAG_VALUE = 4000  # MLflow caps tag values at 5000 characters (8000 on newer servers)
+_OUTCOMES = ("deployed", "smoke_test_passed", "rolled_back", "failed")
+
+
+# -- where MLflow lives ------------------------------------------------------------------------
+def embedded_dir() -> Path:
+    """``<MLSPEC_HOME>/mlflow``: the embedded registry's SQLite file and its artifacts folder."""
+    from mlspec.home import mlspec_home
+
+    folder = mlspec_home() / "mlflow"
+    (folder / "artifacts").mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _get_connection(connection_id: str) -> Any:
+    try:  # Airflow 3: the task SDK's hook reads connections through the supervisor or secrets
+        from airflow.sdk import BaseHook
+    except ImportError:  # pragma: no cover - Airflow 2
+        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+    try:
+        return BaseHook.get_connection(connection_id)
+    except Exception as exc:  # AirflowNotFoundException and secrets-backend failures alike
+        raise RegistryError(
+            f"Airflow connection {connection_id!r} for the MLflow registry could not be read ({exc}). "
+            f"Create it (UI, CLI or AIRFLOW_CONN_{connection_id.upper()}) with the tracking server's "
+            "host, or leave registry.connection out to use the embedded MLflow."
+        ) from exc
+
+
+def resolve_tracking_uri(connection_id: str | None) -> str:
+    """The MLflow tracking (and registry) URI for a spec's ``registry.connection``.
+
+    ``None`` gives the embedded ``sqlite:///<MLSPEC_HOME>/mlflow/mlflow.db`` (its folder is
+    created). A connection id gives ``<scheme>://<host>[:<port>][/path]``: the host may be a bare
+    name (scheme from the connection's schema, ``http`` unless it says ``https``) or a full URL.
+    Login/password are exported as MLFLOW_TRACKING_USERNAME/PASSWORD and ``extra.token`` as
+    MLFLOW_TRACKING_TOKEN, where MLflow's HTTP client reads them; they are never logged or put
+    in the URI.
+    """
+    if not connection_id:
+        return f"sqlite:///{(embedded_dir() / 'mlflow.db').as_posix()}"
+
+    conn = _get_connection(connection_id)
+    host = (conn.host or "").strip()
+    if not host:
+        raise RegistryError(
+            f"Airflow connection {connection_id!r} has no host; set it to the MLflow tracking server, "
+            "e.g. host=mlflow.example.com port=5000 schema=https, or host=http://mlflow:5000."
+        )
+    login, password = conn.login, conn.password
+    if "://" in host:
+        parts = urlsplit(host)
+        scheme = parts.scheme.lower()
+        hostname = parts.hostname or ""
+        port = conn.port or parts.port
+        path = parts.path.rstrip("/")
+        # credentials written into the host URL would otherwise end up in logs and error messages
+        login = login or parts.username
+        password = password or parts.password
+    else:
+        hostname, _, rest = host.partition("/")
+        path = f"/{rest}".rstrip("/") if rest else ""
+        candidates = [(conn.schema or "").lower(), (conn.conn_type or "").lower()]
+        scheme = next((c for c in candidates if c in ("http", "https")), "http")
+        port = conn.port
+    if scheme not in ("http", "https"):
+        raise RegistryError(
+            f"Airflow connection {connection_id!r}: MLflow tracking server URL scheme {scheme!r} is not "
+            "http or https; set the connection's schema to http or https."
+        )
+    if ":" in hostname and not hostname.startswith("["):
+        hostname = f"[{hostname}]"  # IPv6 literal
+    uri = f"{scheme}://{hostname}{f':{port}' if port else ''}{path}"
+
+    auth = []
+    if login:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = login
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password or ""
+        auth.append("basic auth")
+    token = (conn.extra_dejson or {}).get("token")
+    if token:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = str(token)
+        auth.append("token")
+    log.info("MLflow tracking server %s (Airflow connection %r%s)", uri, connection_id,
+             f", {' and '.join(auth)}" if auth else "")
+    return uri
+
+
+def is_server_uri(tracking_uri: str) -> bool:
+    return urlsplit(tracking_uri).scheme in ("http", "https")
+
+
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    """An MlflowClient bound to one URI for tracking and registry (no global MLflow state)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def experiment_name(name: str) -> str:
+    """``mlspec/<name>``: every spec's runs live in one experiment of that name."""
+    return name if name.startswith(EXPERIMENT_PREFIX) else f"{EXPERIMENT_PREFIX}{name}"
+
+
+def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str:
+    """The id of experiment ``name``, created when missing.
+
+    The embedded store gets an explicit artifact folder under MLSPEC_HOME, since MLflow's own
+    default there would be ``./mlruns`` relative to whatever the worker's working directory is.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    location = None
+    if not is_server_uri(tracking_uri):
+        folder = embedded_dir() / "artifacts" / _TAG_KEY_UNSAFE.sub("_", name).replace("/", "_")
+        location = folder.as_uri()
+    try:
+        experiment_id = client.create_experiment(name, artifact_location=location)
+        log.info("created MLflow experiment %r (id %s)", name, experiment_id)
+        return str(experiment_id)
+    except MlflowException:
+        # another task created it between our lookup and create
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
+def display_uri(tracking_uri: str) -> str:
+    """The tracking URI without any user:password, for messages."""
+    parts = urlsplit(tracking_uri)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+    return tracking_uri
+
+
+def mlflow_error_text(exc: BaseException, limit: int = 400) -> str:
+    """One short line from an MLflow exception (connection errors carry pages of urllib3 detail)."""
+    text = " ".join(str(getattr(exc, "message", None) or exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _tag_key(text: str) -> str:
+    return _TAG_KEY_UNSAFE.sub("_", text)
+
+
+def _tag_value(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= _MAX_TAG_VALUE else text[: _MAX_TAG_VALUE - 3] + "..."
+
+
+# -- the registry ------------------------------------------------------------------------------
+class MlflowRegistry(ModelRegistry):
+    """Registered model ``<spec name>``, one model version per published store version.
+
+    Construction does no I/O; the connection is resolved and the client made on first use.
+    Every MLflow failure is raised as :class:`RegistryError` naming the model, the version and
+    what to check.
+    """
+
+    backend = "mlflow"
+
+    def __init__(self, connection_id: str | None = None) -> None:
+        self.connection_id = connection_id
+        self._tracking_uri: str | None = None
+        self._client: MlflowClient | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @property
+    def tracking_uri(self) -> str:
+        if self._tracking_uri is None:
+            self._tracking_uri = resolve_tracking_uri(self.connection_id)
+        return self._tracking_uri
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = mlflow_client(self.tracking_uri)
+        return self._client
+
+    @property
+    def is_server(self) -> bool:
+        return is_server_uri(self.tracking_uri)
+
+    def _where(self) -> str:
+        if self.connection_id:
+            return f"MLflow server {display_uri(self.tracking_uri)} (Airflow connection {self.connection_id!r})"
+        return f"embedded MLflow registry {self.tracking_uri}"
+
+    @contextmanager
+    def _errors(self, action: str, model_name: str, version: int | None) -> Iterator[None]:
+        """Turn MLflow (and artifact I/O) failures into one RegistryError saying what to check."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except RegistryError:
+            raise
+        except (MlflowException, OSError) as exc:
+            if self.connection_id:
+                hint = (
+                    f"check that the server at {display_uri(self.tracking_uri)} is up and reachable from "
+                    f"the worker and that Airflow connection {self.connection_id!r} (host, port, schema, "
+                    "credentials) points at it"
+                )
+            else:
+                hint = f"check that {embedded_dir()} is writable and its mlflow.db is not corrupt"
+            what = f"model {model_name!r}" + ("" if version is None else f" version {version}")
+            raise RegistryError(
+                f"{self._where()}: could not {action} for {what}: "
+                f"{mlflow_error_text(exc)}; {hint}, then clear the task to retry."
+            ) from exc
+
+    def version_url(self, model_name: str, registry_version: str) -> str:
+        """The MLflow UI page of a model version (servers); the SQLite URI for the embedded store."""
+        if self.is_server:
+            base = display_uri(self.tracking_uri).rstrip("/")
+            return f"{base}/#/models/{quote(model_name, safe='')}/versions/{registry_version}"
+        return self.tracking_uri
+
+    def _entry(self, model_name: str, version: int, mv: ModelVersion, created: bool) -> RegistryEntry:
+        return RegistryEntry(
+            backend=self.backend,
+            model_name=model_name,
+            version=version,
+            registry_version=str(mv.version),
+            url=self.version_url(model_name, str(mv.version)),
+            created=created,
+        )
+
+    def _model_versions(self, model_name: str) -> list[ModelVersion]:
+        # The name filter works everywhere; tag filters on dotted keys vary between MLflow
+        # versions and stores, so tags are matched in Python (a model has few versions).
+        versions: list[ModelVersion] = []
+        page_token = None
+        while True:
+            page = self.client.search_model_versions(
+                f"name = '{model_name}'", max_results=1000, page_token=page_token
+            )
+            versions.extend(page)
+            page_token = page.token
+            if not page_token:
+                return versions
+
+    def _find_version(self, model_name: str, version: int) -> ModelVersion | None:
+        wanted = str(version)
+        matches = [mv for mv in self._model_versions(model_name) if (mv.tags or {}).get(VERSION_TAG) == wanted]
+        # should two exist (a race between tries), the oldest is the one others saw first
+        return min(matches, key=lambda mv: int(mv.version)) if matches else None
+
+    # -- ModelRegistry -------------------------------------------------------------------------
+    def register(self, request: RegistrationRequest) -> RegistryEntry:
+        name, version = request.model_name, request.version
+        with self._errors("register the model version", name, version):
+            self._ensure_registered_model(request)
+            existing = self._find_version(name, version)
+            if existing is not None:
+                log.info("%s: %s version %s is already registered as MLflow version %s (an earlier try)",
+                         self._where(), name, version, existing.version)
+                return self._entry(name, version, existing, created=False)
+
+            lineage_run = self._training_run_id(request)
+            source, run_id = self._source_for(request, lineage_run)
+            mv = self.client.create_model_version(
+                name,
+                source=source,
+                run_id=run_id,
+                tags=self._version_tags(request),
+                description=self._version_description(request),
+                await_creation_for=60,
+            )
+            log.info("%s: registered %s version %s as MLflow model version %s (source %s)",
+                     self._where(), name, version, mv.version, source)
+            return self._entry(name, version, mv, created=True)
+
+    def find(self, model_name: str, version: int) -> RegistryEntry | None:
+        with self._errors("look up the model version", model_name, version):
+            mv = self._find_version(model_name, version)
+            return None if mv is None else self._entry(model_name, version, mv, created=False)
+
+    def record_deployment(self, model_name: str, version: int, deployment: dict, outcome: str) -> None:
+        """Tag the version with where it went and what happened; move alias ``production`` on success.
+
+        The alias names what is serving, so only ``smoke_test_passed`` moves it; after
+        ``rolled_back`` or ``failed`` it keeps pointing at the version that still serves.
+        """
+        if outcome not in _OUTCOMES:
+            log.warning("record_deployment: unexpected outcome %r for %s version %s", outcome, model_name, version)
+        with self._errors(f"record deployment outcome {outcome!r}", model_name, version):
+            mv = self._find_version(model_name, version)
+            if mv is None:
+                raise RegistryError(
+                    f"{self._where()}: model {model_name!r} version {version} is not registered, so its "
+                    f"deployment ({outcome}) cannot be recorded; run the register task for this version first."
+                )
+            tags = {
+                "deployment.platform": deployment.get("platform", ""),
+                "deployment.endpoint_url": deployment.get("endpoint_url", ""),
+                "deployment.served_model_name": deployment.get("served_model_name", ""),
+                "deployment.outcome": outcome,
+                "deployment.message": deployment.get("message") or "",
+            }
+            for key, value in tags.items():
+                self.client.set_model_version_tag(model_name, mv.version, key, _tag_value(value))
+            if outcome == "smoke_test_passed":
+                self.client.set_registered_model_alias(model_name, PRODUCTION_ALIAS, mv.version)
+                log.info("%s: alias %r of %s now points at version %s (MLflow version %s)",
+                         self._where(), PRODUCTION_ALIAS, model_name, version, mv.version)
+            else:
+                log.info("%s: recorded %s for %s version %s; alias %r unchanged",
+                         self._where(), outcome, model_name, version, PRODUCTION_ALIAS)
+
+    def production_version(self, model_name: str) -> int | None:
+        """The store version alias ``production`` points at, or None when nothing was promoted yet."""
+        from mlflow.exceptions import MlflowException
+
+        with self._errors(f"read alias {PRODUCTION_ALIAS!r}", model_name, None):
+            try:
+                mv = self.client.get_model_version_by_alias(model_name, PRODUCTION_ALIAS)
+            except MlflowException as exc:
+                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    return None
+                raise
+            tag = (mv.tags or {}).get(VERSION_TAG)
+            return int(tag) if tag and tag.isdigit() else None
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _ensure_registered_model(self, request: RegistrationRequest) -> None:
+        from mlflow.exceptions import MlflowException
+
+        name = request.model_name
+        tags = {"owner": request.owner} if request.owner else {}
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            try:
+                self.client.create_registered_model(name, tags=tags, description=request.description or None)
+                log.info("%s: created registered model %r", self._where(), name)
+                return
+            except MlflowException as create_exc:
+                if create_exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another task won the race
+                    raise
+                model = self.client.get_registered_model(name)
+        # the spec is the source of truth for description and owner
+        if request.description and model.description != request.description:
+            self.client.update_registered_model(name, description=request.description)
+        for key, value in tags.items():
+            if (model.tags or {}).get(key) != value:
+                self.client.set_registered_model_tag(name, key, value)
+
+    def _version_tags(self, request: RegistrationRequest) -> dict[str, str]:
+        tags = {
+            VERSION_TAG: str(request.version),
+            "data_source": request.data_source,
+            "spec_hash": request.spec_hash,
+            "dag_id": request.dag_id,
+            "run_id": request.run_id,
+            "model_uri": request.model_uri,
+            "source_uri": request.source_uri,
+            "onnx_opset": str(request.onnx_opset),
+        }
+        for metric, value in sorted(request.metrics.items()):
+            tags[_tag_key(f"metric.{metric}")] = str(float(value))  # shortest exact repr, e.g. "0.9712"
+        for file_name, digest in sorted(request.files.items()):
+            tags[_tag_key(f"sha256.{file_name}")] = digest
+        if request.storage_connection:
+            tags["storage_connection"] = request.storage_connection
+        if request.airflow_url:
+            tags["airflow_url"] = request.airflow_url
+        return {key: _tag_value(value) for key, value in tags.items()}
+
+    @staticmethod
+    def _version_description(request: RegistrationRequest) -> str:
+        metrics = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(request.metrics.items()))
+        lines = [
+            request.description or request.model_name,
+            f"mlspec store version {request.version}: {request.model_uri}",
+            f"Trained by DAG {request.dag_id}, run {request.run_id}, on {request.data_source}.",
+        ]
+        if metrics:
+            lines.append(f"Test metrics: {metrics}.")
+        return "\n\n".join(lines)
+
+    def _training_run_id(self, request: RegistrationRequest) -> str | None:
+        """The MLflow run TrainingTracker made for this DAG run, for lineage (newest finished one)."""
+        if "'" in request.run_id or "'" in request.dag_id:
+            return None
+        found = self.client.get_experiment_by_name(experiment_name(request.model_name))
+        if found is None:
+            return None
+        runs = self.client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.airflow_run_id = '{request.run_id}' and tags.dag_id = '{request.dag_id}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=50,
+        )
+        for run in runs:
+            if run.data.tags.get(ROLE_TAG) == "training" and run.info.status == "FINISHED":
+                return str(run.info.run_id)
+        return None
+
+    def _source_for(self, request: RegistrationRequest, lineage_run: str | None) -> tuple[str, str | None]:
+        """(source, run_id) to register; see the module docstring for why local files are uploaded."""
+        source = request.source_uri.rstrip("/")
+        scheme = urlsplit(source).scheme
+        if scheme not in ("", "file"):
+            return source, lineage_run  # s3:// and friends: servers and the embedded store accept them
+        from mlspec.storage import resolve_file_uri
+
+        folder = resolve_file_uri(source) if scheme == "file" else Path(source)
+        if not self.is_server:
+            return folder.resolve().as_uri(), lineage_run
+
+        if not folder.is_dir():
+            raise RegistryError(
+                f"{self._where()}: model {request.model_name!r} version {request.version}: the published "
+                f"folder {source} does not exist on this worker, so it cannot be uploaded to the MLflow "
+                "server; use an s3:// storage.uri when tasks run on several machines."
+            )
+        run_id = lineage_run or self._registration_run_id(request)
+        artifact_path = f"mlspec-model-v{request.version}"
+        files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+        for path in files:  # uploading again on a retry overwrites the same objects
+            parent = path.parent.relative_to(folder).as_posix()
+            self.client.log_artifact(run_id, str(path), artifact_path if parent == "." else f"{artifact_path}/{parent}")
+        log.info("%s: uploaded %d file(s) of %s to run %s/%s, since the server only registers local files "
+                 "from a run's artifacts", self._where(), len(files), source, run_id, artifact_path)
+        return f"runs:/{run_id}/{artifact_path}", run_id
+
+    def _registration_run_id(self, request: RegistrationRequest) -> str:
+        """A run holding the uploaded files when no training run is tracked; reused by a retry."""
+        experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment_name(request.model_name))
+        if "'" not in request.run_id:
+            runs = self.client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.airflow_run_id = '{request.run_id}' and tags.`{ROLE_TAG}` = 'registration'",
+                max_results=50,
+            )
+            for run in runs:
+                if run.data.tags.get(VERSION_TAG) == str(request.version):
+                    return str(run.info.run_id)
+        run = self.client.create_run(
+            experiment_id,
+            run_name=f"register-v{request.version}",
+            tags={
+                ROLE_TAG: "registration",
+                VERSION_TAG: str(request.version),
+                "airflow_run_id": request.run_id,
+                "dag_id": request.dag_id,
+            },
+        )
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return str(run.info.run_id)

@@ -1,0 +1,246 @@
+"""MLflow experiment tracking for the train task: params, per-epoch metrics, final metrics, tags.
+
+Usage::
+
+    with TrainingTracker(spec.registry.connection, spec.metadata.name, run_name=f"train-{run_key}",
+                         tags={"dag_id": dag_id, "airflow_run_id": run_id, "task_try": str(try_number)}) as tracker:
+        tracker.log_params({"epochs": 10, "optimizer": {"name": "adam", "learning_rate": 1e-3}})
+        for epoch, logs in enumerate(history):           # or from a Keras callback
+            tracker.log_epoch(epoch, logs)
+        tracker.log_metrics({"test_accuracy": 0.97})
+        xcom["mlflow_run_id"] = tracker.run_id
+
+Runs go to experiment ``mlspec/<name>`` (created when missing) of the same MLflow that
+:func:`mlspec.registry.mlflow_registry.resolve_tracking_uri` picks for the registry: the embedded
+SQLite file by default. Everything goes through one ``MlflowClient`` per tracker, never through
+``mlflow.start_run``'s process-global active run, so several tasks in one process (``dag.test()``)
+do not write into each other's runs.
+
+Retries: a retried train task starts a new tracking run (an earlier try's run is left FAILED or
+unfinished); every run is tagged ``airflow_run_id``, ``dag_id`` and ``task_try`` (taken from the
+``tags`` argument, else from the AIRFLOW_CTX_* variables Airflow exports to a running task), so the
+registry can link a model version to the finished run of its DAG run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from mlspec.errors import RegistryError
+from mlspec.registry.mlflow_registry import (
+    ROLE_TAG,
+    display_uri,
+    ensure_experiment,
+    experiment_name,
+    is_server_uri,
+    mlflow_client,
+    mlflow_error_text,
+    resolve_tracking_uri,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+_MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
+_BATCH = 100  # log_batch accepts at most 100 params / 1000 metrics / 100 tags per call
+_CONTEXT_TAGS = {  # run tag -> variable Airflow exports while a task runs
+    "dag_id": "AIRFLOW_CTX_DAG_ID",
+    "airflow_run_id": "AIRFLOW_CTX_DAG_RUN_ID",
+    "task_try": "AIRFLOW_CTX_TRY_NUMBER",
+    "task_id": "AIRFLOW_CTX_TASK_ID",
+}
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"name": "adam"}} -> {"optimizer.name": "adam"}: MLflow params are flat."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class TrainingTracker:
+    """One MLflow run for one train task try; a context manager.
+
+    Entering creates the run (and the experiment); leaving ends it FINISHED, or FAILED when the
+    block raised. MLflow failures raise :class:`RegistryError` saying which server and what to
+    check; a failure while ending a run that is already failing is logged, never masking the
+    original exception.
+    """
+
+    def __init__(
+        self,
+        connection_id: str | None,
+        experiment: str,
+        run_name: str,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.connection_id = connection_id
+        self.experiment = experiment_name(experiment)
+        self.run_name = run_name
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.tracking_uri: str = ""
+        self.experiment_id: str = ""
+        self._client: MlflowClient | None = None
+        self._run_id: str | None = None
+        self._ended_run_id: str | None = None  # run_id stays readable after the with-block
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> TrainingTracker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end("FAILED" if exc_type is not None else "FINISHED", failing=exc_type is not None)
+
+    def start(self) -> str:
+        """Create the run (idempotent on one tracker) and return its id."""
+        if self._run_id is not None:
+            return self._run_id
+        self.tracking_uri = resolve_tracking_uri(self.connection_id)
+        tags = dict(self.tags)
+        for tag, variable in _CONTEXT_TAGS.items():
+            if tag not in tags and os.environ.get(variable):
+                tags[tag] = os.environ[variable]
+        missing = [t for t in ("dag_id", "airflow_run_id") if t not in tags]
+        if missing:
+            log.warning("tracking run %r has no %s tag; the registry cannot link it to a DAG run",
+                        self.run_name, " or ".join(missing))
+        tags[ROLE_TAG] = "training"
+        with self._errors("start a tracking run"):
+            self._client = mlflow_client(self.tracking_uri)
+            self.experiment_id = ensure_experiment(self._client, self.tracking_uri, self.experiment)
+            run = self._client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
+            self._run_id = str(run.info.run_id)
+        log.info("MLflow tracking run %s started in experiment %r: %s", self._run_id, self.experiment, self.url)
+        return self._run_id
+
+    def end(self, status: str = "FINISHED", failing: bool = False) -> None:
+        """Mark the run FINISHED / FAILED / KILLED; a no-op when it never started or already ended."""
+        if self._run_id is None or self._client is None:
+            return
+        run_id, self._run_id = self._run_id, None
+        try:
+            with self._errors(f"end tracking run {run_id} as {status}"):
+                self._client.set_terminated(run_id, status)
+            log.info("MLflow tracking run %s ended %s", run_id, status)
+        except RegistryError:
+            if not failing:
+                raise
+            log.warning("could not mark MLflow run %s %s", run_id, status, exc_info=True)
+        finally:
+            self._ended_run_id = run_id
+
+    # -- logging -------------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        run_id = self._run_id or self._ended_run_id
+        if run_id is None:
+            raise RuntimeError("TrainingTracker has no run yet; use it as a context manager (with ...:)")
+        return run_id
+
+    @property
+    def url(self) -> str:
+        """The run's page in the MLflow UI for a server, else the SQLite tracking URI."""
+        if is_server_uri(self.tracking_uri):
+            base = display_uri(self.tracking_uri).rstrip("/")
+            return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return self.tracking_uri
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log (nested dicts flattened with dots) params; values become strings, as MLflow stores them."""
+        from mlflow.entities import Param
+
+        items = [
+            Param(key, text if len(text := str(value)) <= _MAX_PARAM_VALUE else text[: _MAX_PARAM_VALUE - 3] + "...")
+            for key, value in _flatten(params).items()
+        ]
+        with self._errors("log params"):
+            for i in range(0, len(items), _BATCH):
+                self._live_client().log_batch(self.run_id, params=items[i : i + _BATCH])
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Log one epoch's metrics (loss, val_loss, accuracy, ...) at step=epoch."""
+        self._log_metrics(metrics, step=int(epoch))
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Log final metrics (e.g. test metrics) at step 0."""
+        self._log_metrics(metrics, step=0)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(str(k), str(v)) for k, v in tags.items()]
+        with self._errors("set tags"):
+            for i in range(0, len(items), _BATCH):
+                self._live_client().log_batch(self.run_id, tags=items[i : i + _BATCH])
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = []
+        for key, value in metrics.items():
+            number = float(value)  # numpy scalars and 0-d tensors alike
+            if math.isnan(number):
+                log.warning("metric %r is NaN at step %d; logged as NaN", key, step)
+            items.append(Metric(str(key), number, now, step))
+        with self._errors(f"log metrics at step {step}"):
+            for i in range(0, len(items), _BATCH):
+                self._live_client().log_batch(self.run_id, metrics=items[i : i + _BATCH])
+
+    def _live_client(self) -> MlflowClient:
+        if self._run_id is None or self._client is None:
+            raise RuntimeError("TrainingTracker is not running; log inside its with-block")
+        return self._client
+
+    def _errors(self, action: str) -> _TrackingErrors:
+        return _TrackingErrors(self, action)
+
+
+class _TrackingErrors:
+    """Turns MLflow failures into a RegistryError naming the experiment, run and what to check."""
+
+    def __init__(self, tracker: TrainingTracker, action: str) -> None:
+        self.tracker = tracker
+        self.action = action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if exc is None or isinstance(exc, (RegistryError, RuntimeError)):
+            return False
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(exc, (MlflowException, OSError)):
+            return False
+        t = self.tracker
+        where = display_uri(t.tracking_uri) if t.tracking_uri else "MLflow"
+        if t.connection_id:
+            hint = (f"check that the MLflow server is reachable from the worker and that Airflow connection "
+                    f"{t.connection_id!r} points at it")
+        else:
+            hint = "check that MLSPEC_HOME/mlflow is writable"
+        raise RegistryError(
+            f"MLflow tracking at {where}: could not {self.action} (experiment {t.experiment!r}, run "
+            f"{t.run_name!r}): {mlflow_error_text(exc)}; {hint}."
+        ) from exc

@@ -1,0 +1,192 @@
+"""Local serving backend: deploys versions to the mlspec model server (`mlspec serve`) over HTTP.
+
+It uses only the server's public API: the Open Inference Protocol for health, metadata and
+readiness, and the model repository extension (`/v2/repository/models/{m}/load|unload`) to change
+what is served. The server keeps earlier versions in memory, so a rollback is one fast call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from mlspec.errors import ServingError
+from mlspec.serving.base import Deployment, ServingBackend
+
+log = logging.getLogger(__name__)
+
+
+class LocalServing(ServingBackend):
+    """Deploy to and roll back on the local Open Inference Protocol server at `base_url`."""
+
+    platform = "local"
+
+    def __init__(
+        self, base_url: str | None = None, *, timeout_s: float = 120.0, poll_interval_s: float = 0.2
+    ) -> None:
+        from mlspec.home import local_server_url
+
+        self.base_url = (base_url or local_server_url()).rstrip("/")
+        self.timeout_s = timeout_s
+        self.poll_interval_s = poll_interval_s
+
+    # -- HTTP helpers -------------------------------------------------------------------------
+    def _client(self) -> httpx.Client:
+        # A load reads the model and builds a session: allow it the whole deploy timeout.
+        return httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(self.timeout_s, connect=5.0))
+
+    def _request(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServingError(
+                f"the model server at {self.base_url} did not answer {method} {path}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    @staticmethod
+    def _error_text(response: httpx.Response) -> str:
+        try:
+            return str(response.json().get("error") or response.text)
+        except (ValueError, AttributeError):
+            return response.text or f"HTTP {response.status_code}"
+
+    def _require_live(self, client: httpx.Client) -> None:
+        try:
+            response = client.get("/v2/health/live")
+        except httpx.HTTPError as exc:
+            raise ServingError(
+                f"no model server answers at {self.base_url} ({type(exc).__name__}); start one with "
+                "`mlspec serve` or `make serve`, or point MLSPEC_SERVER_URL at a running one"
+            ) from None
+        if response.status_code != 200:
+            raise ServingError(
+                f"the model server at {self.base_url} is not live (GET /v2/health/live answered "
+                f"{response.status_code}); restart it with `mlspec serve` or `make serve`"
+            )
+
+    def _served(self, client: httpx.Client, model_name: str) -> tuple[str | None, list[str], str | None]:
+        """(served version, loaded versions, storage URI of the served version) or Nones when none serves."""
+        response = self._request(client, "GET", f"/v2/models/{model_name}")
+        if response.status_code in (404, 503):
+            return None, [], None
+        if response.status_code != 200:
+            raise ServingError(
+                f"cannot read which version of {model_name} the model server at {self.base_url} serves: "
+                f"HTTP {response.status_code}: {self._error_text(response)}"
+            )
+        metadata = response.json()
+        parameters = metadata.get("parameters") or {}
+        versions = list(metadata.get("versions") or [])
+        return parameters.get("served_version"), versions, parameters.get("storage_uri")
+
+    def _storage_uri(self, client: httpx.Client, model_name: str, version: str) -> str | None:
+        response = self._request(client, "GET", f"/v2/models/{model_name}/versions/{version}")
+        if response.status_code != 200:
+            return None
+        return (response.json().get("parameters") or {}).get("storage_uri")
+
+    def _load(
+        self, client: httpx.Client, model_name: str, version: int, storage_uri: str | None
+    ) -> httpx.Response:
+        parameters: dict[str, str] = {"version": str(version)}
+        if storage_uri:
+            parameters["storage_uri"] = storage_uri
+        return self._request(
+            client, "POST", f"/v2/repository/models/{model_name}/load", json={"parameters": parameters}
+        )
+
+    def _unload(self, client: httpx.Client, model_name: str, version: int | None) -> None:
+        body = {"parameters": {"version": str(version)}} if version is not None else {}
+        response = self._request(client, "POST", f"/v2/repository/models/{model_name}/unload", json=body)
+        # 404: already gone (a retried rollback); that is the state we want.
+        if response.status_code not in (200, 404):
+            what = f"version {version} of {model_name}" if version is not None else model_name
+            raise ServingError(
+                f"the model server at {self.base_url} could not unload {what}: HTTP {response.status_code}: "
+                f"{self._error_text(response)}"
+            )
+
+    def _wait_ready(self, client: httpx.Client, model_name: str, version: int) -> None:
+        path = f"/v2/models/{model_name}/versions/{version}/ready"
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            response = self._request(client, "GET", path)
+            if response.status_code == 200:
+                return
+            if time.monotonic() >= deadline:
+                raise ServingError(
+                    f"{model_name} version {version} did not become ready on {self.base_url} within "
+                    f"{self.timeout_s:g}s (last answer: HTTP {response.status_code}: "
+                    f"{self._error_text(response)})"
+                )
+            time.sleep(self.poll_interval_s)
+
+    # -- ServingBackend -------------------------------------------------------------------------
+    def deploy(self, model_name: str, version: int, version_uri: str) -> Deployment:
+        """Load `version` from `version_uri` and serve it; the previous version serves until it is ready.
+
+        Raises ServingError when no server answers or the load fails (the previous version keeps serving).
+        """
+        with self._client() as client:
+            self._require_live(client)
+            served, loaded, served_uri = self._served(client, model_name)
+            if served == str(version):
+                # A retried deploy finds its own version serving: what served before it is the newest
+                # older version the server still holds.
+                older = sorted((int(v) for v in loaded if v.isdigit() and int(v) < version), reverse=True)
+                served = str(older[0]) if older else None
+                served_uri = self._storage_uri(client, model_name, served) if served else None
+            previous = int(served) if served is not None and served.isdigit() else None
+            log.info(
+                "deploying %s version %d from %s to %s (serving now: %s)",
+                model_name,
+                version,
+                version_uri,
+                self.base_url,
+                served or "nothing",
+            )
+            response = self._load(client, model_name, version, version_uri)
+            if response.status_code != 200:
+                keeps = f"version {served} keeps serving" if served else "nothing was served before"
+                raise ServingError(
+                    f"the model server at {self.base_url} could not load {model_name} version {version} from "
+                    f"{version_uri}: {self._error_text(response)}; {keeps}"
+                )
+            self._wait_ready(client, model_name, version)
+        log.info("%s version %d is served at %s", model_name, version, self.base_url)
+        return Deployment(
+            platform=self.platform,
+            model_name=model_name,
+            version=version,
+            endpoint_url=self.base_url,
+            served_model_name=model_name,
+            previous_version=previous,
+            previous_state={"storage_uri": served_uri} if previous is not None and served_uri else None,
+        )
+
+    def rollback(self, deployment: Deployment) -> None:
+        """Serve deployment.previous_version again and unload the failed version (or the model if none)."""
+        name, version = deployment.served_model_name, deployment.version
+        previous = deployment.previous_version
+        with self._client() as client:
+            self._require_live(client)
+            if previous is None or previous == version:
+                log.info("rolling back %s: nothing served before version %d; unloading it", name, version)
+                self._unload(client, name, None)
+                return
+            storage_uri = (deployment.previous_state or {}).get("storage_uri")
+            log.info("rolling back %s: serving version %s again, unloading %d", name, previous, version)
+            response = self._load(client, name, previous, storage_uri)
+            if response.status_code != 200:
+                raise ServingError(
+                    f"rolling back {name} to version {previous} on {self.base_url} failed: "
+                    f"{self._error_text(response)}; version {version} may still be served; load version "
+                    f"{previous} by hand with POST /v2/repository/models/{name}/load"
+                )
+            self._wait_ready(client, name, previous)
+            self._unload(client, name, version)
+        log.info("rolled back %s to version %s on %s", name, previous, self.base_url)

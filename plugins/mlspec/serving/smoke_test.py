@@ -1,0 +1,242 @@
+"""Smoke test of a deployed endpoint: does it answer the Open Inference Protocol like the offline model?
+
+It checks readiness, compares the model metadata with the published signature, sends each sample
+as its own request (one request per sample, as an application would) and compares the endpoint's
+argmax with the offline ONNX Runtime predictions. Works against any v2 endpoint: the local server
+and KServe runtimes alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from mlspec.errors import ServingError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Requests whose error text is quoted in the report; the rest are only counted.
+_QUOTED_ERRORS = 3
+
+_NUMPY_DTYPES = {
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+}
+
+
+class SmokeTestFailed(ServingError):
+    """The endpoint answered wrongly, too slowly or not at all; `report` holds the numbers."""
+
+    def __init__(self, message: str, report: dict) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _shapes_compatible(declared: list, served: list) -> bool:
+    if len(declared) != len(served):
+        return False
+    return all(a == b or -1 in (a, b) for a, b in zip(declared, served, strict=True))
+
+
+def _metadata_problems(metadata: dict, signature: dict) -> list[str]:
+    problems = []
+    for kind in ("inputs", "outputs"):
+        served = {t.get("name"): t for t in metadata.get(kind) or []}
+        for tensor in signature.get(kind) or []:
+            name = tensor["name"]
+            actual = served.get(name)
+            if actual is None:
+                problems.append(
+                    f"the endpoint's model has no {kind[:-1]} named {name!r} "
+                    f"(it has {sorted(map(str, served))})"
+                )
+                continue
+            if actual.get("datatype") != tensor["datatype"]:
+                problems.append(
+                    f"{kind[:-1]} {name!r} is {actual.get('datatype')} at the endpoint but "
+                    f"{tensor['datatype']} in the signature"
+                )
+            served_shape = list(actual.get("shape") or [])
+            if "shape" in tensor and not _shapes_compatible(list(tensor["shape"]), served_shape):
+                problems.append(
+                    f"{kind[:-1]} {name!r} has shape {served_shape} at the endpoint but "
+                    f"{tensor['shape']} in the signature"
+                )
+    return problems
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error") or response.text)
+    except (ValueError, AttributeError):
+        return (response.text or "")[:300]
+
+
+def run_smoke_test(
+    *,
+    endpoint_url: str,
+    model_name: str,
+    version: int | None,
+    x: np.ndarray,
+    expected: np.ndarray,
+    signature: dict,
+    min_agreement: float,
+    max_latency_ms: float,
+    token: str | None = None,
+    timeout_s: float = 30,
+) -> dict:
+    """Send each row of `x` to the endpoint and compare the answers with `expected` (class indices).
+
+    Returns the report `{samples, agreement, p50_ms, p95_ms, passed, problems, ...}` (plain JSON
+    values) when every check holds; raises SmokeTestFailed carrying the same report otherwise.
+    """
+    import numpy as np
+
+    x = np.asarray(x)
+    expected = np.asarray(expected).reshape(-1)
+    if len(x) == 0:
+        raise ServingError(f"smoke test of {model_name}: no samples to send")
+    if len(expected) != len(x):
+        raise ServingError(
+            f"smoke test of {model_name}: {len(x)} samples but {len(expected)} expected labels"
+        )
+    if not signature.get("inputs") or not signature.get("outputs"):
+        raise ServingError(f"smoke test of {model_name}: the signature has no inputs or outputs")
+    if len(signature["inputs"]) != 1:
+        raise ServingError(
+            f"smoke test of {model_name}: the model has {len(signature['inputs'])} inputs; only single-input "
+            "models can be smoke-tested"
+        )
+
+    base = endpoint_url.rstrip("/")
+    model_path = f"/v2/models/{model_name}" + (f"/versions/{version}" if version is not None else "")
+    what = f"model {model_name}" + (f" version {version}" if version is not None else "") + f" at {base}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    input_spec, output_spec = signature["inputs"][0], signature["outputs"][0]
+    dtype = np.dtype(_NUMPY_DTYPES.get(input_spec["datatype"], "float32"))
+
+    report: dict[str, Any] = {
+        "endpoint_url": base,
+        "model_name": model_name,
+        "model_version": None if version is None else str(version),
+        "samples": int(len(x)),
+        "answered": 0,
+        "agreement": 0.0,
+        "p50_ms": None,
+        "p95_ms": None,
+        "passed": False,
+        "problems": [],
+    }
+    problems: list[str] = report["problems"]
+
+    def fail() -> SmokeTestFailed:
+        report["passed"] = False
+        return SmokeTestFailed(f"smoke test of {what} failed: " + "; ".join(problems), report)
+
+    log.info("smoke test of %s: %d samples, one request each", what, len(x))
+    with httpx.Client(base_url=base, headers=headers, timeout=timeout_s) as client:
+        # Readiness first: without it, every sample would only repeat the same error.
+        try:
+            live = client.get("/v2/health/live")
+            if live.status_code != 200:
+                problems.append(f"the server is not live (GET /v2/health/live answered {live.status_code})")
+                raise fail()
+            ready = client.get(f"{model_path}/ready")
+            if ready.status_code != 200:
+                problems.append(
+                    f"the model is not ready (GET {model_path}/ready answered {ready.status_code}: "
+                    f"{_error_text(ready)})"
+                )
+                raise fail()
+            metadata = client.get(model_path)
+        except httpx.HTTPError as exc:
+            problems.append(f"the endpoint did not answer: {type(exc).__name__}: {exc}")
+            raise fail() from None
+        if metadata.status_code != 200:
+            problems.append(
+                f"model metadata (GET {model_path}) answered {metadata.status_code}: {_error_text(metadata)}"
+            )
+        else:
+            problems.extend(_metadata_problems(metadata.json(), signature))
+
+        latencies: list[float] = []
+        matches = 0
+        errors: list[str] = []
+        for index, sample in enumerate(x):
+            body = {
+                "id": f"smoke-{index}",
+                "inputs": [
+                    {
+                        "name": input_spec["name"],
+                        "shape": [1, *sample.shape],
+                        "datatype": input_spec["datatype"],
+                        "data": sample.astype(dtype).reshape(-1).tolist(),
+                    }
+                ],
+                "outputs": [{"name": output_spec["name"]}],
+            }
+            started = time.perf_counter()
+            try:
+                response = client.post(f"{model_path}/infer", json=body)
+            except httpx.HTTPError as exc:
+                errors.append(f"sample {index}: {type(exc).__name__}: {exc}")
+                continue
+            latencies.append((time.perf_counter() - started) * 1000.0)
+            if response.status_code != 200:
+                errors.append(f"sample {index}: HTTP {response.status_code}: {_error_text(response)}")
+                continue
+            try:
+                outputs = {o["name"]: o for o in response.json()["outputs"]}
+                answer = np.asarray(outputs[output_spec["name"]]["data"], dtype=np.float64)
+            except (ValueError, KeyError, TypeError) as exc:
+                errors.append(f"sample {index}: no usable {output_spec['name']!r} output ({exc})")
+                continue
+            report["answered"] += 1
+            if answer.size and int(np.argmax(answer)) == int(expected[index]):
+                matches += 1
+
+    agreement = matches / len(x)
+    report["agreement"] = agreement
+    if latencies:
+        report["p50_ms"] = float(np.percentile(latencies, 50))
+        report["p95_ms"] = float(np.percentile(latencies, 95))
+    if errors:
+        quoted = "; ".join(errors[:_QUOTED_ERRORS])
+        more = f" (and {len(errors) - _QUOTED_ERRORS} more)" if len(errors) > _QUOTED_ERRORS else ""
+        problems.append(f"{len(errors)} of {len(x)} requests failed: {quoted}{more}")
+    if agreement < min_agreement:
+        problems.append(
+            f"agreement {agreement:.4g} is below min_agreement {min_agreement:g} "
+            f"({matches} of {len(x)} answers match the offline ONNX Runtime predictions)"
+        )
+    p95 = report["p95_ms"]
+    if p95 is not None and p95 > max_latency_ms:
+        problems.append(f"p95 latency {p95:.1f} ms exceeds max_latency_ms {max_latency_ms:g}")
+    if problems:
+        log.error("smoke test of %s failed: %s", what, "; ".join(problems))
+        raise fail()
+    report["passed"] = True
+    log.info(
+        "smoke test of %s passed: agreement %.4g, p50 %.1f ms, p95 %.1f ms",
+        what,
+        agreement,
+        report["p50_ms"],
+        report["p95_ms"],
+    )
+    return report

@@ -1,0 +1,49 @@
+"""Test-session setup shared by every test: an isolated Airflow home and mlspec home, never the user's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = REPO / "specs"
+
+# Airflow reads its configuration when first imported, so this must happen before any test module imports it.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlspec-tests-"))
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["MLSPEC_HOME"] = str(_SESSION_DIR / "mlspec-home")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.pop("MLSPEC_SPECS_DIR", None)
+os.environ.pop("MLSPEC_SERVER_URL", None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Airflow's SQLite metadata DB, migrated once per test session (needed by dag.test)."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).parent / "airflow"
+    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return home
+
+
+@pytest.fixture
+def contracts_dir() -> Path:
+    path = Path(os.environ.get("MLSPEC_CONTRACTS", REPO.parent / "shared" / "contracts"))
+    if not path.is_dir():
+        pytest.skip(f"contracts folder {path} is absent (see ../shared/contracts/README.md)")
+    return path

@@ -1,0 +1,194 @@
+"""Fixtures for the MLflow registry and tracking: real published versions, a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlspec.registry.base import RegistrationRequest
+from mlspec.storage import PublishedVersion, open_store
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tiny_onnx_model(scale: float) -> bytes:
+    """A real (one-node) ONNX model, so the registered files are what the pipeline publishes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "k"], ["y"])],
+        "scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        initializer=[helper.make_tensor("k", TensorProto.FLOAT, [1], [scale])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def mlspec_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One MLSPEC_HOME per test module: the embedded SQLite registry is migrated once, not per test."""
+    home = tmp_path_factory.mktemp("mlspec-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLSPEC_HOME", str(home))
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+                     "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            mp.delenv(name, raising=False)
+        yield home
+
+
+@dataclass
+class Publisher:
+    """Publishes real versions through mlspec's own store and builds the register task's request."""
+
+    store_uri: str
+
+    def publish(self, name: str, run_id: str, scale: float = 2.0) -> PublishedVersion:
+        store = open_store(self.store_uri)
+        return store.publish_version(name, {"model.onnx": tiny_onnx_model(scale)}, run_id=run_id)
+
+    def request(self, published: PublishedVersion, **overrides: object) -> RegistrationRequest:
+        fields: dict = dict(
+            model_name=published.name,
+            version=published.version,
+            source_uri=published.uri,
+            model_uri=f"{published.uri}/model.onnx",
+            metrics={"accuracy": 0.9712, "f1": 0.9688},
+            data_source="builtin:digits",
+            spec_hash="ab12cd34ef56",
+            dag_id=published.name,
+            run_id=published.run_id,
+            onnx_opset=17,
+            description=f"{published.name} classifier",
+            owner="ml-team",
+            files=dict(published.files),
+            airflow_url=f"http://airflow.invalid/dags/{published.name}/runs/{published.run_id}",
+        )
+        fields.update(overrides)
+        return RegistrationRequest(**fields)
+
+
+@pytest.fixture(scope="module")
+def publisher(mlspec_home: Path) -> Publisher:
+    return Publisher((mlspec_home / "models").as_uri())
+
+
+@pytest.fixture
+def client_for() -> Callable[[str], object]:
+    """client_for(tracking_uri) -> a plain MlflowClient, to read back what mlspec wrote."""
+
+    def make(tracking_uri: str) -> object:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    return make
+
+
+# -- a real MLflow tracking server --------------------------------------------------------------
+@dataclass
+class MlflowServer:
+    url: str
+    port: int
+    root: Path
+    process: subprocess.Popen
+
+    def connection_json(self, **extra: object) -> str:
+        return json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": self.port, "schema": "http", **extra})
+
+
+def _stop(process: subprocess.Popen) -> None:
+    # `mlflow server` starts uvicorn workers in child processes: stop its whole process group.
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """`mlflow server` on 127.0.0.1:<free port> with a SQLite store; started once (it takes 10-40 s)."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    executable = Path(sys.executable).parent / "mlflow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # The server's background job runner (a pool of huey consumers for GenAI jobs) is not used by
+    # the registry or tracking APIs; leaving it off keeps a 2-core test machine responsive.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    log_file = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(executable), "server",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--default-artifact-root", str(root / "artifacts"),
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"mlflow server exited with {process.returncode}:\n"
+                            + (root / "server.log").read_text(errors="replace")[-3000:])
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("mlflow server did not answer /health within 180 s:\n"
+                            + (root / "server.log").read_text(errors="replace")[-3000:])
+            time.sleep(0.5)
+        yield MlflowServer(url=url, port=port, root=root, process=process)
+    finally:
+        _stop(process)
+        log_file.close()
+
+
+@pytest.fixture
+def server_connection(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Airflow connection `mlflow_test` (from the environment, as a platform engineer would set it)."""
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", mlflow_server.connection_json())
+    return "mlflow_test"
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """DNS-1123 model names unique per test, since a module shares one registry."""
+
+    def make(stem: str) -> str:
+        return f"{stem}-{request.node.name.replace('_', '-').lower()}"[:60].rstrip("-")
+
+    return make

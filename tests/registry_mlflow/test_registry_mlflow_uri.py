@@ -1,0 +1,104 @@
+"""Where MLflow lives: the embedded SQLite default and Airflow connections in their common shapes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from mlspec.errors import RegistryError
+from mlspec.registry.mlflow_registry import MlflowRegistry, display_uri, resolve_tracking_uri
+
+CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "home"))
+    for name in CREDENTIAL_VARS:
+        # setenv first so that monkeypatch restores the original state after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: object) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+
+def test_embedded_default_is_sqlite_under_mlspec_home(tmp_path: Path) -> None:
+    uri = resolve_tracking_uri(None)
+    db = tmp_path / "home" / "mlflow" / "mlflow.db"
+    assert uri == f"sqlite:///{db.resolve()}"
+    assert (tmp_path / "home" / "mlflow" / "artifacts").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"conn_type": "http", "host": "127.0.0.1", "port": 5000, "schema": "http"}, "http://127.0.0.1:5000"),
+        ({"conn_type": "http", "host": "mlflow.example.com", "schema": "https"}, "https://mlflow.example.com"),
+        ({"conn_type": "http", "host": "mlflow.internal", "port": 8080}, "http://mlflow.internal:8080"),
+        ({"conn_type": "https", "host": "mlflow.internal"}, "https://mlflow.internal"),
+        ({"conn_type": "http", "host": "http://mlflow:5000"}, "http://mlflow:5000"),
+        ({"conn_type": "http", "host": "https://mlflow.example.com/tracking/"}, "https://mlflow.example.com/tracking"),
+        ({"conn_type": "http", "host": "http://mlflow", "port": 5001}, "http://mlflow:5001"),
+    ],
+)
+def test_connection_shapes(monkeypatch: pytest.MonkeyPatch, fields: dict, expected: str) -> None:
+    set_connection(monkeypatch, "mlflow_x", **fields)
+    assert resolve_tracking_uri("mlflow_x") == expected
+
+
+def test_credentials_are_exported_not_logged(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    set_connection(
+        monkeypatch, "mlflow_auth", conn_type="http", host="mlflow.internal", port=5000,
+        login="alice", password="s3cret-pass-word", extra={"token": "tok-987654321"},
+    )
+    with caplog.at_level(logging.DEBUG):
+        uri = resolve_tracking_uri("mlflow_auth")
+    assert uri == "http://mlflow.internal:5000"
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret-pass-word"
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "tok-987654321"
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "mlflow.internal:5000" in logged
+    assert "s3cret-pass-word" not in logged and "tok-987654321" not in logged
+
+
+def test_credentials_in_a_host_url_leave_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, "mlflow_url_auth", conn_type="http", host="https://bob:pw-in-url@mlflow.example.com")
+    uri = resolve_tracking_uri("mlflow_url_auth")
+    assert uri == "https://mlflow.example.com"
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "bob"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "pw-in-url"
+    assert display_uri("https://bob:pw@mlflow.example.com:8443/x") == "https://mlflow.example.com:8443/x"
+
+
+def test_missing_connection_is_a_registry_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_NO_SUCH_MLFLOW", raising=False)
+    with pytest.raises(RegistryError, match="no_such_mlflow") as info:
+        resolve_tracking_uri("no_such_mlflow")
+    assert "embedded" in str(info.value)
+
+
+def test_connection_without_host_is_a_registry_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, "mlflow_nohost", conn_type="http", port=5000)
+    with pytest.raises(RegistryError, match="has no host"):
+        resolve_tracking_uri("mlflow_nohost")
+
+
+def test_non_http_scheme_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, "mlflow_ftp", conn_type="http", host="ftp://mlflow.example.com")
+    with pytest.raises(RegistryError, match="'ftp'"):
+        resolve_tracking_uri("mlflow_ftp")
+
+
+def test_registry_construction_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An undefined connection only fails when the registry is used, not when a DAG file builds it.
+    registry = MlflowRegistry("not_defined_anywhere")
+    assert registry.backend == "mlflow"
+    with pytest.raises(RegistryError, match="not_defined_anywhere"):
+        registry.find("digits", 1)
