@@ -12,7 +12,10 @@ import pytest
 from mlspec.storage import resolve_file_uri
 
 DIGITS_PREPROCESS = [{"scale": {"divide_by": 16.0}}, {"normalize": {}}]
-DIGITS_LAYERS = [{"dense": {"units": 32, "activation": "relu"}}, {"dense": {"units": 10, "activation": "softmax"}}]
+DIGITS_LAYERS = [
+    {"dense": {"units": 32, "activation": "relu"}},
+    {"dense": {"units": 10, "activation": "softmax"}},
+]
 
 
 @pytest.fixture(autouse=True)
@@ -44,24 +47,42 @@ def digits_dataset() -> Any:
         "builtin:digits", fmt=None, features=None, label=None, read_bytes=no_reads
     )
     return split(
-        x, y, validation=0.1, test=0.2, seed=42, stratify=True, class_names=class_names, feature_names=feature_names
+        x,
+        y,
+        validation=0.1,
+        test=0.2,
+        seed=42,
+        stratify=True,
+        class_names=class_names,
+        feature_names=feature_names,
     )
 
 
 @pytest.fixture(scope="session")
-def trained_digits(digits_dataset: Any) -> dict[str, Any]:
-    """A dense model on raw digits (scale + normalize as layers), trained 3 epochs."""
-    from mlspec.ml.keras_model import build_model
+def build_digits_model(digits_dataset: Any) -> Callable[[int], Any]:
+    """An untrained dense model on raw digits (scale + normalize as layers) for a seed."""
+
+    def build(seed: int) -> Any:
+        from mlspec.ml.keras_model import build_model
+
+        return build_model(
+            input_shape=digits_dataset.input_shape,
+            preprocess=DIGITS_PREPROCESS,
+            layers=DIGITS_LAYERS,
+            x_train=digits_dataset.x_train,
+            seed=seed,
+        )
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def trained_digits(digits_dataset: Any, build_digits_model: Callable[[int], Any]) -> dict[str, Any]:
+    """The digits model trained 3 epochs, with what on_epoch_end saw."""
     from mlspec.ml.training import train
 
     seen_epochs: list[tuple[int, dict[str, float]]] = []
-    model = build_model(
-        input_shape=digits_dataset.input_shape,
-        preprocess=DIGITS_PREPROCESS,
-        layers=DIGITS_LAYERS,
-        x_train=digits_dataset.x_train,
-        seed=7,
-    )
+    model = build_digits_model(7)
     result = train(
         model,
         digits_dataset,

@@ -13,7 +13,15 @@ import pandas as pd
 import pytest
 
 from mlspec.errors import MlspecError
-from mlspec.ml.data import DataError, Dataset, apply_label_steps, infer_format, load_source, parse_steps, split
+from mlspec.ml.data import (
+    DataError,
+    Dataset,
+    apply_label_steps,
+    infer_format,
+    load_source,
+    parse_steps,
+    split,
+)
 
 Reader = Callable[[str], bytes]
 
@@ -35,7 +43,9 @@ def test_builtin_digits_loads_raw_pixels() -> None:
 
 
 def test_builtin_iris_uses_species_names() -> None:
-    x, y, class_names, feature_names = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=_never)
+    x, y, class_names, feature_names = load_source(
+        "builtin:iris", fmt=None, features=None, label=None, read_bytes=_never
+    )
     assert x.shape == (150, 4)
     assert class_names == ("setosa", "versicolor", "virginica")
     assert Counter(y.tolist()) == {0: 50, 1: 50, 2: 50}
@@ -62,7 +72,11 @@ def test_csv_with_string_labels_and_listed_columns(mlspec_home: Path, read_file_
     (mlspec_home / "data").mkdir()
     _frame().to_csv(mlspec_home / "data" / "flowers.csv", index=False)
     x, y, class_names, feature_names = load_source(
-        "file://data/flowers.csv", fmt=None, features=["sepal", "petal"], label="species", read_bytes=read_file_uri
+        "file://data/flowers.csv",
+        fmt=None,
+        features=["sepal", "petal"],
+        label="species",
+        read_bytes=read_file_uri,
     )
     assert class_names == ("setosa", "versicolor", "virginica")  # sorted
     assert y.tolist() == [2, 0, 1, 0, 2, 1]
@@ -88,7 +102,9 @@ def test_integer_labels_with_gaps_index_class_names(tmp_path: Path, read_file_ur
     frame = pd.DataFrame({"f": [1.0, 2.0, 3.0], "grade": [3, 7, 3]})
     path = tmp_path / "grades.csv"
     frame.to_csv(path, index=False)
-    _, y, class_names, _ = load_source(path.as_uri(), fmt="csv", features=None, label="grade", read_bytes=read_file_uri)
+    _, y, class_names, _ = load_source(
+        path.as_uri(), fmt="csv", features=None, label="grade", read_bytes=read_file_uri
+    )
     assert class_names == ("3", "7")
     assert [class_names[i] for i in y] == ["3", "7", "3"]
 
@@ -150,15 +166,17 @@ def test_empty_and_unreadable_sources(tmp_path: Path, read_file_uri: Reader) -> 
     with pytest.raises(DataError, match="no rows"):
         load_source(header_only.as_uri(), fmt=None, features=None, label="label", read_bytes=read_file_uri)
     with pytest.raises(DataError, match="could not read.*missing.csv"):
-        load_source((tmp_path / "missing.csv").as_uri(), fmt=None, features=None, label=None, read_bytes=read_file_uri)
+        missing = (tmp_path / "missing.csv").as_uri()
+        load_source(missing, fmt=None, features=None, label=None, read_bytes=read_file_uri)
     assert issubclass(DataError, MlspecError)
 
 
 def test_split_is_deterministic_and_stratified() -> None:
     x, y, class_names, _ = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=_never)
-    a = split(x, y, validation=0.2, test=0.2, seed=3, stratify=True, class_names=class_names, feature_names=())
-    b = split(x, y, validation=0.2, test=0.2, seed=3, stratify=True, class_names=class_names, feature_names=())
-    c = split(x, y, validation=0.2, test=0.2, seed=4, stratify=True, class_names=class_names, feature_names=())
+    def cut(seed: int) -> Dataset:
+        return split(x, y, validation=0.2, test=0.2, seed=seed, stratify=True, class_names=class_names)
+
+    a, b, c = cut(3), cut(3), cut(4)
     np.testing.assert_array_equal(a.x_train, b.x_train)
     np.testing.assert_array_equal(a.y_test, b.y_test)
     assert not np.array_equal(a.x_train, c.x_train)
@@ -174,7 +192,7 @@ def test_split_is_deterministic_and_stratified() -> None:
 def test_split_without_validation_gives_empty_split() -> None:
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
     y = np.array([0, 1] * 10)
-    ds = split(x, y, validation=0.0, test=0.25, seed=0, stratify=False, class_names=("a", "b"), feature_names=())
+    ds = split(x, y, validation=0.0, test=0.25, seed=0, stratify=False, class_names=("a", "b"))
     assert ds.x_val.shape == (0, 2) and ds.y_val.shape == (0,)
     assert len(ds.x_train) == 15 and len(ds.x_test) == 5
 
@@ -183,9 +201,9 @@ def test_split_errors_are_clear() -> None:
     x = np.zeros((6, 2), dtype=np.float32)
     y = np.array([0, 0, 0, 0, 0, 1])  # one sample of class 1 cannot be stratified
     with pytest.raises(DataError, match="stratify: false"):
-        split(x, y, validation=0.0, test=0.5, seed=0, stratify=True, class_names=("a", "b"), feature_names=())
+        split(x, y, validation=0.0, test=0.5, seed=0, stratify=True, class_names=("a", "b"))
     with pytest.raises(DataError, match="below 1"):
-        split(x, y, validation=0.5, test=0.5, seed=0, stratify=False, class_names=("a", "b"), feature_names=())
+        split(x, y, validation=0.5, test=0.5, seed=0, stratify=False, class_names=("a", "b"))
 
 
 def test_npz_round_trip_keeps_names(digits_dataset: Dataset) -> None:
@@ -225,4 +243,5 @@ def test_preprocess_step_validation() -> None:
         parse_steps([{"scale": {"factor": 2}}])
     with pytest.raises(DataError, match="exactly one key"):
         parse_steps([{"scale": {"divide_by": 2}, "reshape": [2]}])
-    assert parse_steps([{"normalize": None}, {"reshape": [8, 8, 1]}]) == [("normalize", {}), ("reshape", (8, 8, 1))]
+    parsed = parse_steps([{"normalize": None}, {"reshape": [8, 8, 1]}])
+    assert parsed == [("normalize", {}), ("reshape", (8, 8, 1))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -19,10 +21,12 @@ CONV_LAYERS = [
 ]
 
 
+def _build(ds: Dataset, preprocess: list[dict[str, Any]], layers: list[dict[str, Any]], seed: int = 1) -> Any:
+    return build_model(input_shape=(64,), preprocess=preprocess, layers=layers, x_train=ds.x_train, seed=seed)
+
+
 def test_conv_model_takes_raw_features(digits_dataset: Dataset) -> None:
-    model = build_model(
-        input_shape=(64,), preprocess=CONV_PREPROCESS, layers=CONV_LAYERS, x_train=digits_dataset.x_train, seed=1
-    )
+    model = _build(digits_dataset, CONV_PREPROCESS, CONV_LAYERS)
     assert model.input_shape == (None, 64)
     assert model.inputs[0].name == "input"
     assert str(model.inputs[0].dtype) == "float32"
@@ -42,12 +46,10 @@ def test_conv_model_takes_raw_features(digits_dataset: Dataset) -> None:
 
 
 def test_normalize_adapts_on_training_data_after_earlier_steps(digits_dataset: Dataset) -> None:
-    model = build_model(
-        input_shape=(64,),
-        preprocess=[{"scale": {"multiply_by": 2.0, "offset": 1.0}}, {"normalize": {}}],
-        layers=[{"dense": {"units": 10, "activation": "softmax"}}],
-        x_train=digits_dataset.x_train,
-        seed=1,
+    model = _build(
+        digits_dataset,
+        [{"scale": {"multiply_by": 2.0, "offset": 1.0}}, {"normalize": {}}],
+        [{"dense": {"units": 10, "activation": "softmax"}}],
     )
     scale = model.get_layer("preprocess_0_scale")
     norm = model.get_layer("preprocess_1_normalize")
@@ -62,10 +64,7 @@ def test_normalize_adapts_on_training_data_after_earlier_steps(digits_dataset: D
 
 def test_same_seed_same_initial_weights(digits_dataset: Dataset) -> None:
     def weights(seed: int) -> list[np.ndarray]:
-        model = build_model(
-            input_shape=(64,), preprocess=[], layers=[{"dense": {"units": 3}}], x_train=digits_dataset.x_train, seed=seed
-        )
-        return model.get_weights()
+        return _build(digits_dataset, [], [{"dense": {"units": 3}}], seed=seed).get_weights()
 
     a, b, c = weights(5), weights(5), weights(6)
     np.testing.assert_array_equal(a[0], b[0])
@@ -74,12 +73,10 @@ def test_same_seed_same_initial_weights(digits_dataset: Dataset) -> None:
 
 def test_conv_without_reshape_names_layer_and_rank(digits_dataset: Dataset) -> None:
     with pytest.raises(ModelBuildError) as info:
-        build_model(
-            input_shape=(64,),
-            preprocess=[{"scale": {"divide_by": 16.0}}],
-            layers=[{"dense": {"units": 8}}, {"conv2d": {"filters": 4, "kernel_size": 3}}],
-            x_train=digits_dataset.x_train,
-            seed=1,
+        _build(
+            digits_dataset,
+            [{"scale": {"divide_by": 16.0}}],
+            [{"dense": {"units": 8}}, {"conv2d": {"filters": 4, "kernel_size": 3}}],
         )
     message = str(info.value)
     assert message.startswith("model.layers[1] (conv2d): ")
@@ -89,41 +86,29 @@ def test_conv_without_reshape_names_layer_and_rank(digits_dataset: Dataset) -> N
 def test_keras_shape_errors_become_model_build_errors(digits_dataset: Dataset) -> None:
     # A 3x3 kernel cannot slide over a 2x2 map: Keras raises, the error names the layer index.
     with pytest.raises(ModelBuildError, match=r"^model\.layers\[2\] \(conv2d\): .*input shape \(2, 2, 4\)"):
-        build_model(
-            input_shape=(64,),
-            preprocess=CONV_PREPROCESS,
-            layers=[
+        _build(
+            digits_dataset,
+            CONV_PREPROCESS,
+            [
                 {"conv2d": {"filters": 4, "kernel_size": 3, "padding": "same"}},
                 {"max_pooling2d": {"pool_size": 4}},
                 {"conv2d": {"filters": 4, "kernel_size": 3}},
                 {"flatten": {}},
                 {"dense": {"units": 10}},
             ],
-            x_train=digits_dataset.x_train,
-            seed=1,
         )
 
 
 def test_unknown_layer_and_bad_options(digits_dataset: Dataset) -> None:
-    with pytest.raises(ModelBuildError, match=r"model\.layers\[1\] \(lstm\): unknown layer type 'lstm'.*dense"):
-        build_model(
-            input_shape=(64,), preprocess=[], layers=[{"dense": {"units": 4}}, {"lstm": {"units": 4}}],
-            x_train=digits_dataset.x_train, seed=1,
-        )  # fmt: skip
+    unknown = r"model\.layers\[1\] \(lstm\): unknown layer type 'lstm'.*dense"
+    with pytest.raises(ModelBuildError, match=unknown):
+        _build(digits_dataset, [], [{"dense": {"units": 4}}, {"lstm": {"units": 4}}])
     with pytest.raises(ModelBuildError, match=r"model\.layers\[0\] \(dense\): invalid options.*unitz"):
-        build_model(
-            input_shape=(64,), preprocess=[], layers=[{"dense": {"unitz": 4}}], x_train=digits_dataset.x_train, seed=1
-        )
+        _build(digits_dataset, [], [{"dense": {"unitz": 4}}])
     with pytest.raises(ModelBuildError, match=r"data\.preprocess\[0\] \(reshape\): cannot reshape 64 values"):
-        build_model(
-            input_shape=(64,), preprocess=[{"reshape": [8, 7, 1]}], layers=[{"dense": {"units": 4}}],
-            x_train=digits_dataset.x_train, seed=1,
-        )  # fmt: skip
+        _build(digits_dataset, [{"reshape": [8, 7, 1]}], [{"dense": {"units": 4}}])
     with pytest.raises(ModelBuildError, match="end with flatten"):
-        build_model(
-            input_shape=(64,), preprocess=CONV_PREPROCESS, layers=[{"conv2d": {"filters": 2, "kernel_size": 3}}],
-            x_train=digits_dataset.x_train, seed=1,
-        )  # fmt: skip
+        _build(digits_dataset, CONV_PREPROCESS, [{"conv2d": {"filters": 2, "kernel_size": 3}}])
 
 
 def test_input_rank_after_preprocess() -> None:

@@ -17,7 +17,8 @@ Y_PRED = np.array([0, 0, 1, 1, 0, 1])
 
 
 def test_metrics_match_hand_computation() -> None:
-    m = classification_metrics(Y_TRUE, Y_PRED, class_names=CLASSES, metrics=["accuracy", "precision", "recall", "f1"])
+    names = ["accuracy", "precision", "recall", "f1"]
+    m = classification_metrics(Y_TRUE, Y_PRED, class_names=CLASSES, metrics=names)
     assert m["accuracy"] == pytest.approx(3 / 6)
     # precision: cat 2/3, dog 1/3, fox never predicted -> 0 (zero_division=0)
     assert m["precision"] == pytest.approx((2 / 3 + 1 / 3 + 0) / 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,21 +44,18 @@ def test_parity_on_raw_digits(
 
 
 def test_parity_failure_names_difference_and_sample(
-    digits_onnx: tuple[bytes, dict[str, Any]], digits_dataset: Dataset
+    digits_onnx: tuple[bytes, dict[str, Any]],
+    digits_dataset: Dataset,
+    build_digits_model: Callable[[int], Any],
 ) -> None:
     onnx_bytes, _ = digits_onnx
-    other = build_model(  # same architecture, untrained: a different model
-        input_shape=(64,),
-        preprocess=[{"scale": {"divide_by": 16.0}}, {"normalize": {}}],
-        layers=[{"dense": {"units": 32, "activation": "relu"}}, {"dense": {"units": 10, "activation": "softmax"}}],
-        x_train=digits_dataset.x_train,
-        seed=99,
-    )
+    other = build_digits_model(99)  # same architecture, untrained: a different model
     x = digits_dataset.x_test[:16]
     expected = np.abs(other.predict(x, verbose=0) - onnx_predict(onnx_bytes, x)).max(axis=1)
     with pytest.raises(ParityError) as info:
         check_parity(other, onnx_bytes, x, atol=1e-4)
-    match = re.search(r"max abs difference (\S+) at sample (\d+) exceeds export.parity.atol 0.0001", str(info.value))
+    pattern = r"max abs difference (\S+) at sample (\d+) exceeds export.parity.atol 0.0001"
+    match = re.search(pattern, str(info.value))
     assert match, str(info.value)
     assert float(match.group(1)) == pytest.approx(expected.max(), rel=1e-2)
     assert int(match.group(2)) == int(expected.argmax())

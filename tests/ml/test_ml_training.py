@@ -12,15 +12,17 @@ import pytest
 
 from mlspec.ml.data import Dataset, apply_label_steps, load_source, split
 from mlspec.ml.keras_model import build_model
-from mlspec.ml.training import TrainingError, load_model_bytes, save_model_bytes, train
+from mlspec.ml.training import TrainingError, load_model_bytes, save_model_bytes, set_seeds, train
+
+SPARSE = "sparse_categorical_crossentropy"
 
 
 @pytest.fixture(scope="module")
 def iris() -> Dataset:
-    x, y, names, features = load_source(
+    x, y, names, _ = load_source(
         "builtin:iris", fmt=None, features=None, label=None, read_bytes=lambda uri: b""
     )
-    return split(x, y, validation=0.2, test=0.2, seed=0, stratify=True, class_names=names, feature_names=features)
+    return split(x, y, validation=0.2, test=0.2, seed=0, stratify=True, class_names=names)
 
 
 def _iris_model(ds: Dataset, seed: int = 0) -> Any:
@@ -31,6 +33,19 @@ def _iris_model(ds: Dataset, seed: int = 0) -> Any:
         x_train=ds.x_train,
         seed=seed,
     )
+
+
+def _train(ds: Dataset, **overrides: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "epochs": 1,
+        "batch_size": 16,
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+        "loss": SPARSE,
+        "early_stopping": None,
+        "on_epoch_end": None,
+    }
+    settings.update(overrides)
+    return train(_iris_model(ds, seed=settings.pop("seed", 0)), ds, **settings)
 
 
 def test_digits_training_beats_chance(trained_digits: dict[str, Any], digits_dataset: Dataset) -> None:
@@ -49,35 +64,26 @@ def test_digits_training_beats_chance(trained_digits: dict[str, Any], digits_dat
 
 def test_one_log_line_per_epoch(iris: Dataset, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="mlspec.ml.training")
-    train(
-        _iris_model(iris),
-        iris,
-        epochs=2,
-        batch_size=16,
-        optimizer={"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
-        loss="sparse_categorical_crossentropy",
-        early_stopping=None,
-        on_epoch_end=None,
-    )
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
-    pattern = r"epoch {}/2: loss=\d+\.\d{{4}} accuracy=\d+\.\d{{4}} val_loss=\d+\.\d{{4}} val_accuracy=\d+\.\d{{4}}$"
+    _train(iris, epochs=2, optimizer={"name": "sgd", "learning_rate": 0.1, "momentum": 0.9})
+    messages = [r.getMessage() for r in caplog.records]
+    lines = [m for m in messages if m.startswith("epoch ")]
+    number = r"\d+\.\d{4}"
     assert len(lines) == 2
-    for number, line in enumerate(lines, start=1):
-        assert re.match(pattern.format(number), line), line
-    assert any("training on CPU" in r.getMessage() or "training on GPU" in r.getMessage() for r in caplog.records)
+    for epoch, line in enumerate(lines, start=1):
+        expected = (
+            rf"epoch {epoch}/2: loss={number} accuracy={number} val_loss={number} val_accuracy={number}$"
+        )
+        assert re.match(expected, line), line
+    assert any(re.match(r"training on (CPU|GPU)", m) for m in messages)
 
 
 def test_early_stopping_stops_when_nothing_improves(iris: Dataset) -> None:
     # learning_rate 0: the weights never change, so val_loss never improves after epoch 1.
-    result = train(
-        _iris_model(iris),
+    result = _train(
         iris,
         epochs=20,
-        batch_size=32,
         optimizer={"name": "adam", "learning_rate": 0.0},
-        loss="sparse_categorical_crossentropy",
         early_stopping={"monitor": "val_loss", "patience": 2},
-        on_epoch_end=None,
     )
     assert result["stopped_early"] is True
     assert result["epochs_run"] == 3
@@ -87,31 +93,28 @@ def test_early_stopping_stops_when_nothing_improves(iris: Dataset) -> None:
 def test_one_hot_labels_need_categorical_loss(iris: Dataset) -> None:
     one_hot = apply_label_steps(iris, [{"one_hot": {}}])
     with pytest.raises(TrainingError, match="use categorical_crossentropy"):
-        train(_iris_model(iris), one_hot, epochs=1, batch_size=16, optimizer={"name": "adam"},
-              loss="sparse_categorical_crossentropy")  # fmt: skip
-    result = train(_iris_model(iris), one_hot, epochs=1, batch_size=16, optimizer={"name": "rmsprop"},
-                   loss="categorical_crossentropy")  # fmt: skip
+        _train(one_hot)
+    result = _train(one_hot, optimizer={"name": "rmsprop"}, loss="categorical_crossentropy")
     assert result["epochs_run"] == 1
+    with pytest.raises(TrainingError, match="add '- one_hot: {}'"):
+        _train(iris, loss="categorical_crossentropy")
 
 
 def test_settings_errors(iris: Dataset) -> None:
     with pytest.raises(TrainingError, match="optimizer.name 'adagrad'.*adam"):
-        train(_iris_model(iris), iris, epochs=1, batch_size=8, optimizer={"name": "adagrad"},
-              loss="sparse_categorical_crossentropy")  # fmt: skip
+        _train(iris, optimizer={"name": "adagrad"})
+    with pytest.raises(TrainingError, match="invalid options.*learning_rat"):
+        _train(iris, optimizer={"name": "adam", "learning_rat": 0.1})
     no_val = replace(iris, x_val=iris.x_val[:0], y_val=iris.y_val[:0])
     with pytest.raises(TrainingError, match="no validation data"):
-        train(_iris_model(iris), no_val, epochs=1, batch_size=8, optimizer={"name": "adam"},
-              loss="sparse_categorical_crossentropy", early_stopping={"monitor": "val_loss"})  # fmt: skip
+        _train(no_val, early_stopping={"monitor": "val_loss"})
 
 
 def test_same_seed_same_training(iris: Dataset) -> None:
     def run() -> list[float]:
-        from mlspec.ml.training import set_seeds
-
-        model = _iris_model(iris, seed=11)
-        set_seeds(11)
-        return train(model, iris, epochs=2, batch_size=16, optimizer={"name": "adamw", "learning_rate": 0.05},
-                     loss="sparse_categorical_crossentropy")["history"]["loss"]  # fmt: skip
+        set_seeds(11)  # build_model seeds too; fit's shuffling follows this seed
+        result = _train(iris, seed=11, epochs=2, optimizer={"name": "adamw", "learning_rate": 0.05})
+        return result["history"]["loss"]
 
     assert run() == run()
 

@@ -128,7 +128,7 @@ def test_record_deployment_tags_every_outcome_and_moves_the_alias_only_on_succes
     assert tags["deployment.served_model_name"] == name
     assert tags["deployment.outcome"] == "smoke_test_passed"
     assert tags["deployment.message"] == ""
-    assert client.get_model_version_by_alias(name, "production").version == e1.registry_version
+    assert str(client.get_model_version_by_alias(name, "production").version) == e1.registry_version
     assert registry.production_version(name) == 1
 
     # version 2 fails its smoke test and is rolled back: version 1 keeps serving, and the alias says so
@@ -136,11 +136,11 @@ def test_record_deployment_tags_every_outcome_and_moves_the_alias_only_on_succes
     tags2 = client.get_model_version(name, e2.registry_version).tags
     assert tags2["deployment.outcome"] == "rolled_back"
     assert tags2["deployment.message"] == "agreement 0.42 < 0.99"
-    assert client.get_model_version_by_alias(name, "production").version == e1.registry_version
+    assert str(client.get_model_version_by_alias(name, "production").version) == e1.registry_version
     assert registry.production_version(name) == 1
 
     registry.record_deployment(name, 2, deployment, "smoke_test_passed")
-    assert client.get_model_version_by_alias(name, "production").version == e2.registry_version
+    assert str(client.get_model_version_by_alias(name, "production").version) == e2.registry_version
     assert registry.production_version(name) == 2
 
 

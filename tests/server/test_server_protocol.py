@@ -108,6 +108,12 @@ def test_tritonclient_gets_the_same_predictions_as_onnxruntime(served):
         assert "data" in result.get_output("probabilities")
         np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=0, atol=0)
         assert result.as_numpy("probabilities").argmax(axis=1).tolist() == expected.argmax(axis=1).tolist()
+
+        # Errors reach the client with the server's message.
+        wrong = triton.InferInput("pixels", list(x.shape), "FP32")
+        wrong.set_data_from_numpy(x)
+        with pytest.raises(triton.InferenceServerException, match="no input named 'pixels'"):
+            client.infer("digits", [wrong])
     finally:
         client.close()
 
@@ -200,7 +206,7 @@ def _infer_body(**overrides) -> dict:
         (_infer_body(shape=[1, 63], data=[0.5] * 63), "has shape [-1, 64]"),
         (_infer_body(shape=[2, 64]), "needs 128 values"),
         (_infer_body(datatype="FP128"), "datatype 'FP128' is not supported"),
-        (_infer_body(datatype="INT32"), "cannot hold numbers with a fraction"),
+        (_infer_body(datatype="INT32"), "cannot hold non-integer numbers"),
         (_infer_body(datatype="BOOL", data=[1] * 64), "BOOL cannot hold values of kind 'i'"),
         (_infer_body(data=["a"] * 64), "cannot hold strings"),
         ({"inputs": []}, "non-empty 'inputs'"),
@@ -220,6 +226,29 @@ def test_malformed_json_answers_400(served):
     response = client.post("/v2/models/digits/infer", content=b"{not json", headers=headers)
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]
+
+
+def test_inconsistent_binary_bodies_answer_400(served):
+    _, client = served
+    header = json.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "parameters": {"binary_data_size": 256}}]}
+    ).encode()
+    raw = np.zeros(64, dtype=np.float32).tobytes()
+    cases = [
+        (header + raw, str(len(header) + 1000), "does not fit a body"),
+        (header + raw[:-4], str(len(header)), "binary_data_size 256 does not fit"),
+        (header + raw + b"\0", str(len(header)), "1 bytes of binary data no input claims"),
+    ]
+    for body, length, fragment in cases:
+        response = client.post(
+            "/v2/models/digits/infer", content=body, headers={"Inference-Header-Content-Length": length}
+        )
+        assert response.status_code == 400
+        assert fragment in response.json()["error"]
+    response = client.post(
+        "/v2/models/digits/infer", content=header + raw, headers={"Inference-Header-Content-Length": str(len(header))}
+    )
+    assert response.status_code == 200, response.text
 
 
 def test_unknown_model_or_version_answers_404(served):

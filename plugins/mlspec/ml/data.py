@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -33,12 +33,10 @@ BUILTIN_SOURCES = ("builtin:digits", "builtin:iris")
 KERAS_SOURCES = ("keras:mnist", "keras:fashion_mnist", "keras:cifar10")
 
 _EXTENSIONS = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
-_FASHION_MNIST_CLASSES = (
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
-)  # fmt: skip
+_CIFAR10_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
+_FASHION_MNIST_CLASSES = tuple(
+    "t-shirt trouser pullover dress coat sandal shirt sneaker bag ankle-boot".split()
+)
 
 
 class DataError(MlspecError):
@@ -102,7 +100,7 @@ class Dataset:
                 arrays = {key: npz[key] for key in npz.files}
         except Exception as exc:  # noqa: BLE001 - any decode failure means the same thing to a user
             raise DataError(f"prepared data set is not a readable npz file: {exc}") from exc
-        missing = [f.name for f in _dataset_fields() if f.name not in arrays]
+        missing = [f.name for f in fields(cls) if f.name not in arrays]
         if missing:
             raise DataError(f"prepared data set lacks {', '.join(missing)}; re-run the prepare_data task")
         return cls(
@@ -110,12 +108,6 @@ class Dataset:
             class_names=tuple(str(c) for c in arrays["class_names"].tolist()),
             feature_names=tuple(str(c) for c in arrays["feature_names"].tolist()),
         )
-
-
-def _dataset_fields() -> tuple[Any, ...]:
-    from dataclasses import fields
-
-    return fields(Dataset)
 
 
 # --------------------------------------------------------------------------- loading

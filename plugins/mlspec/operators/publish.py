@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from mlspec.links import RegistryLink
 from mlspec.operators.base import MlspecOperator
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class StoreModelOperator(MlspecOperator):
 
 class RegisterModelOperator(MlspecOperator):
     stage = "register"
+    operator_extra_links = (RegistryLink(),)
     ui_color = "#e8eaed"
     next_step = "check the registry connection, then clear this task: a retry finds the version it registered"
 

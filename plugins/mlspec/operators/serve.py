@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from mlspec.links import EndpointLink
 from mlspec.operators.base import GateFailed, MlspecOperator
 
 log = logging.getLogger(__name__)
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 
 class DeployModelOperator(MlspecOperator):
     stage = "deploy"
+    operator_extra_links = (EndpointLink(),)
     ui_color = "#d2e3fc"
     next_step = "start the model server (`make serve` or `mlspec serve`) or fix the serving settings, then clear this task"
 

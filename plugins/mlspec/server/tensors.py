@@ -124,7 +124,7 @@ def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) ->
     if values.ndim > 1 and list(values.shape) != shape:
         raise BadRequest(f"{where}: nested 'data' has shape {list(values.shape)}, not the declared {shape}")
     if values.size and values.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
-        kind = {"f": "numbers with a fraction", "U": "strings", "O": "mixed or huge values"}.get(
+        kind = {"f": "non-integer numbers", "U": "strings", "O": "mixed or huge values"}.get(
             values.dtype.kind, f"values of kind {values.dtype.kind!r}"
         )
         raise BadRequest(f"{where}: datatype {datatype} cannot hold {kind} found in 'data'")

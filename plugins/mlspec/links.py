@@ -1,0 +1,30 @@
+"""Links on task instances in the Airflow UI: the served endpoint and the registry entry."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseOperatorLink
+
+
+def _returned(ti_key) -> dict:
+    from airflow.sdk.execution_time.xcom import XCom
+
+    value = XCom.get_value(ti_key=ti_key, key="return_value")
+    return value if isinstance(value, dict) else {}
+
+
+class EndpointLink(BaseOperatorLink):
+    name = "Model endpoint"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        deployed = _returned(ti_key)
+        if not deployed.get("endpoint_url"):
+            return ""
+        return f"{deployed['endpoint_url']}/v2/models/{deployed['served_model_name']}"
+
+
+class RegistryLink(BaseOperatorLink):
+    name = "Registry entry"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        url = _returned(ti_key).get("url", "")
+        return url if url.startswith(("http://", "https://")) else ""
