@@ -112,10 +112,23 @@ def _ensure_airflow_db() -> None:
         marker.touch()
 
 
+def _point_airflow_at(spec_path: Path) -> None:
+    """dag.test() syncs the DAG from Airflow's dags folder, so that folder must compile this spec.
+
+    Must run before Airflow is imported: Airflow reads its configuration once, at import.
+    """
+    os.environ["MLSPEC_SPECS_DIR"] = str(spec_path.resolve().parent)
+    repo_dags = Path(__file__).resolve().parents[2] / "dags"
+    if "AIRFLOW__CORE__DAGS_FOLDER" not in os.environ and repo_dags.is_dir():
+        os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(repo_dags)
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
 def cmd_run(args) -> int:
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
+    _point_airflow_at(Path(args.spec))
     _ensure_airflow_db()
     from mlspec.compiler import build_dag
     from mlspec.summary import format_failure, format_summary, read_summary

@@ -49,8 +49,11 @@ def format_summary(summary: dict) -> str:
 
 
 def format_failure(spec: ModelSpec, dag_run) -> str:
-    failed = [ti.task_id for ti in dag_run.get_task_instances() if str(ti.state) in ("failed", "upstream_failed")]
-    first = failed[0] if failed else "unknown"
+    from mlspec.compiler import TASK_ORDER
+
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    failed = [task for task in TASK_ORDER if states.get(task) in ("failed", "upstream_failed")]
+    first = next((task for task in failed if states[task] == "failed"), "unknown")
     return (
         f"\nmlspec: the run of {spec.name} did not succeed (state {dag_run.state}); first failed task: {first}.\n"
         f"Tasks not done: {', '.join(failed) or 'none'}. The task's log above says what failed and what to do next."

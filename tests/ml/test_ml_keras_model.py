@@ -107,8 +107,31 @@ def test_unknown_layer_and_bad_options(digits_dataset: Dataset) -> None:
         _build(digits_dataset, [], [{"dense": {"unitz": 4}}])
     with pytest.raises(ModelBuildError, match=r"data\.preprocess\[0\] \(reshape\): cannot reshape 64 values"):
         _build(digits_dataset, [{"reshape": [8, 7, 1]}], [{"dense": {"units": 4}}])
+    too_narrow = r"model\.layers\[0\] \(dense\): outputs 4 values .* 10 classes"
+    with pytest.raises(ModelBuildError, match=too_narrow):
+        build_model(
+            input_shape=(64,),
+            preprocess=[],
+            layers=[{"dense": {"units": 4, "activation": "softmax"}}],
+            x_train=digits_dataset.x_train,
+            seed=1,
+            num_classes=10,
+        )
     with pytest.raises(ModelBuildError, match="end with flatten"):
         _build(digits_dataset, CONV_PREPROCESS, [{"conv2d": {"filters": 2, "kernel_size": 3}}])
+
+
+def test_preprocess_errors_use_spec_indices(digits_dataset: Dataset) -> None:
+    # one_hot is a label step (not a layer), but it still counts when the error names a step.
+    with pytest.raises(ModelBuildError, match=r"^data\.preprocess\[2\] \(reshape\)"):
+        steps = [{"one_hot": {}}, {"scale": {"divide_by": 16}}, {"reshape": [9, 9]}]
+        _build(digits_dataset, steps, [{"flatten": {}}])
+    model = _build(
+        digits_dataset,
+        [{"one_hot": {}}, {"reshape": [8, 8, 1]}],
+        [{"flatten": {}}, {"dense": {"units": 10, "activation": "softmax"}}],
+    )
+    assert model.layers[1].name == "preprocess_1_reshape"
 
 
 def test_input_rank_after_preprocess() -> None:

@@ -61,6 +61,20 @@ def test_parity_failure_names_difference_and_sample(
     assert int(match.group(2)) == int(expected.argmax())
 
 
+def test_reloaded_model_exports_like_the_trained_one(
+    trained_digits: dict[str, Any], digits_onnx: tuple[bytes, dict[str, Any]], digits_dataset: Dataset
+) -> None:
+    # The pipeline exports in a later task, from the .keras bytes the training task stored.
+    from mlspec.ml.training import load_model_bytes, save_model_bytes
+
+    restored = load_model_bytes(save_model_bytes(trained_digits["model"]))
+    onnx_bytes, signature = export_onnx(restored, opset=17)
+    assert signature["inputs"] == digits_onnx[1]["inputs"]
+    x = digits_dataset.x_val[:32]
+    assert check_parity(trained_digits["model"], onnx_bytes, x, atol=1e-4) <= 1e-4
+    np.testing.assert_allclose(onnx_predict(onnx_bytes, x), onnx_predict(digits_onnx[0], x), atol=1e-6)
+
+
 def test_conv_model_with_reshape_exports_with_parity(digits_dataset: Dataset) -> None:
     model = build_model(
         input_shape=(64,),

@@ -42,7 +42,7 @@ HTTP_METHODS = ("get", "post", "patch", "put", "delete")
 # The contract
 # ------------------------------------------------------------------------------------------
 def normalize(template: str) -> str:
-    """`/model_versions/{modelversionId}/artifacts` -> `/model_versions/{id}/artifacts` (names differ by version)."""
+    """`/model_versions/{modelversionId}` -> `/model_versions/{id}`: parameter names differ by version."""
     return re.sub(r"\{[^}]+\}", "{id}", template)
 
 
@@ -67,7 +67,10 @@ def _json_schema(node: Any, base: str) -> Any:
         out["required"] = sorted(set(out.get("required", [])) | {prop})
         out.setdefault("properties", {})[prop] = {"enum": list(mapping)}
         out["allOf"] = out.get("allOf", []) + [
-            {"if": {"properties": {prop: {"const": key}}, "required": [prop]}, "then": {"$ref": base + target}}
+            {
+                "if": {"properties": {prop: {"const": key}}, "required": [prop]},
+                "then": {"$ref": base + target},
+            }
             for key, target in mapping.items()
         ]
     if out.pop("nullable", False):
@@ -149,12 +152,13 @@ class ModelRegistryContract:
 
     def check_request_body(self, op: Operation, body: Any) -> list[str]:
         request_body = op.spec.get("requestBody")
+        operation = f"{op.method} {op.template}"
         if request_body is None:
-            return [] if body is None else [f"{op.method} {op.template}: the contract defines no request body"]
+            return [] if body is None else [f"{operation}: the contract defines no request body"]
         ref = self._body_schema_ref(request_body)
         if body is None:
-            return [f"{op.method} {op.template}: request body missing"] if request_body.get("required") else []
-        where = f"{op.method} {op.template} request body ({ref.rsplit('/', 1)[-1] if ref else '?'})"
+            return [f"{operation}: request body missing"] if request_body.get("required") else []
+        where = f"{operation} request body ({ref.rsplit('/', 1)[-1] if ref else '?'})"
         problems = self.schema_errors(ref, body, where) if ref else []
         if ref and isinstance(body, dict):
             allowed, read_only = self.property_names(ref, body)
@@ -171,22 +175,25 @@ class ModelRegistryContract:
     def check_response(self, op: Operation, status: int, body: Any) -> list[str]:
         responses = op.spec["responses"]
         response = responses.get(str(status)) or responses.get("default")
+        operation = f"{op.method} {op.template}"
         if response is None:
-            return [f"{op.method} {op.template}: status {status} is not declared (declared: {sorted(responses)})"]
+            return [f"{operation}: status {status} is not declared (declared: {sorted(responses)})"]
         ref = self._body_schema_ref(response)
         if ref is None:
             return []
-        return self.schema_errors(ref, body, f"{op.method} {op.template} -> {status} ({ref.rsplit('/', 1)[-1]})")
+        return self.schema_errors(ref, body, f"{operation} -> {status} ({ref.rsplit('/', 1)[-1]})")
 
     def schema_errors(self, ref: str, instance: Any, where: str) -> list[str]:
         validator = self._validator({"$ref": self.base + ref})
-        return [
+        problems = [
             f"{where}: {'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
             for error in validator.iter_errors(instance)
         ]
+        # allOf parts repeat properties (customProperties is in both *Create and *Update): report once
+        return list(dict.fromkeys(problems))
 
     def property_names(self, ref: str, instance: dict[str, Any]) -> tuple[set[str] | None, set[str]]:
-        """(properties the schema defines or None for "any", read-only ones), following allOf and discriminators."""
+        """(defined properties or None for "any", read-only ones), following allOf and discriminators."""
         allowed: set[str] = set()
         read_only: set[str] = set()
         open_ended = False
@@ -283,7 +290,9 @@ class FakeModelRegistry:
     without `Authorization: Bearer <token>` get 401.
     """
 
-    def __init__(self, contracts_dir: Path, versions: tuple[str, ...] = ("v1",), token: str | None = None) -> None:
+    def __init__(
+        self, contracts_dir: Path, versions: tuple[str, ...] = ("v1",), token: str | None = None
+    ) -> None:
         self.contracts = {version: load_contract(str(contracts_dir), version) for version in versions}
         self.token = token
         self.violations: list[str] = []
@@ -292,10 +301,8 @@ class FakeModelRegistry:
         self._lock = threading.RLock()
         self._next_id = 1
         # kind -> id -> stored entity (exactly what the server answers)
-        self.store: dict[str, dict[str, dict[str, Any]]] = {
-            kind: {}
-            for kind in ("RegisteredModel", "ModelVersion", "ModelArtifact", "ServingEnvironment", "InferenceService")
-        }
+        kinds = ("RegisteredModel", "ModelVersion", "ModelArtifact", "ServingEnvironment", "InferenceService")
+        self.store: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in kinds}
         self.version_artifacts: dict[str, list[str]] = {}
         self.routes = self._routes()
         for contract in self.contracts.values():
@@ -313,17 +320,19 @@ class FakeModelRegistry:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out in two writes
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 fake._handle(self)
 
-            do_POST = do_PATCH = do_PUT = do_DELETE = do_GET  # noqa: N815
+            do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-model-registry", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-model-registry", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -365,16 +374,17 @@ class FakeModelRegistry:
 
     def artifacts_of(self, version_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            return [copy.deepcopy(self.store["ModelArtifact"][a]) for a in self.version_artifacts.get(version_id, [])]
+            ids = self.version_artifacts.get(version_id, [])
+            return [copy.deepcopy(self.store["ModelArtifact"][a]) for a in ids]
 
     def calls(self, method: str, path_suffix: str) -> list[RecordedRequest]:
         """Requests whose path (below the API prefix) is exactly `path_suffix`."""
-        return [
-            r for r in self.requests if r.method == method and re.sub(r"^/api/model_registry/[^/]+", "", r.path) == path_suffix
-        ]
+        prefix = re.compile(r"^/api/model_registry/[^/]+")
+        return [r for r in self.requests if r.method == method and prefix.sub("", r.path) == path_suffix]
 
     def routes_not_in_contract(self, contract: ModelRegistryContract) -> list[str]:
-        return [f"{r.method} {r.template}" for r in self.routes if contract.operation(r.method, r.template) is None]
+        missing = [r for r in self.routes if contract.operation(r.method, r.template) is None]
+        return [f"{r.method} {r.template}" for r in missing]
 
     # ---- HTTP plumbing -----------------------------------------------------------------
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
@@ -403,7 +413,13 @@ class FakeModelRegistry:
         request.wfile.write(data)
 
     def _dispatch(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any, bad_json: bool
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
+        bad_json: bool,
     ) -> tuple[int, Any]:
         contract = next((c for c in self.contracts.values() if path.startswith(c.prefix + "/")), None)
         if contract is None:
@@ -414,9 +430,10 @@ class FakeModelRegistry:
             if match and route.method == method:
                 break
         else:
-            if any(_template_matches(template, path) for (_m, template) in contract.operations):
-                if any(m == method and _template_matches(template, path) for (m, template) in contract.operations):
-                    self.violations.append(f"{method} {path}: in the contract but the fake does not implement it")
+            methods = {m for (m, template) in contract.operations if _template_matches(template, path)}
+            if methods:
+                if method in methods:
+                    self.violations.append(f"{method} {path}: in the contract, not implemented by the fake")
                     return 501, {"code": "501", "message": "not implemented by the fake"}
                 return 405, {"code": "405", "message": f"method {method} not allowed"}
             return 404, {"code": "404", "message": f"404 page not found: {path}"}
@@ -445,7 +462,7 @@ class FakeModelRegistry:
             if fault.times > 0 and fault.method in (None, op.method) and fault.path in (None, route.template):
                 fault.times -= 1
                 if fault.status not in contract.declared_statuses(op):
-                    self.violations.append(f"test fault {fault.status} is not declared for {op.method} {op.template}")
+                    self.violations.append(f"fault {fault.status} undeclared: {op.method} {op.template}")
                 return fault.status, {"code": str(fault.status), "message": fault.message}
         if bad_json:
             self.violations.append(f"request: {op.method} {op.template}: body is not JSON")
@@ -461,42 +478,54 @@ class FakeModelRegistry:
 
     # ---- routes ------------------------------------------------------------------------
     def _routes(self) -> list[Route]:
-        def find(kind: str, needs_parent: bool, missing_status: int) -> Callable[..., tuple[int, Any]]:
+        Handler = Callable[..., tuple[int, Any]]
+
+        def find(kind: str, needs_parent: bool, missing_status: int) -> Handler:
             return lambda *, query, body: self._find(kind, query, needs_parent, missing_status)
 
-        def listing(kind: str) -> Callable[..., tuple[int, Any]]:
+        def listing(kind: str) -> Handler:
             return lambda *, query, body: self._list(list(self.store[kind].values()), query)
+
+        def create(make: Callable[[dict[str, Any]], tuple[int, Any]]) -> Handler:
+            return lambda *, query, body: make(body)
+
+        def get(kind: str) -> Handler:
+            return lambda entity_id, *, query, body: (200, self._get(kind, entity_id))
+
+        def patch(kind: str) -> Handler:
+            return lambda entity_id, *, query, body: self._patch(kind, entity_id, body)
 
         return [
             Route("GET", "/registered_model", find("RegisteredModel", False, 404)),
             Route("GET", "/registered_models", listing("RegisteredModel")),
-            Route("POST", "/registered_models", lambda *, query, body: self._create_registered_model(body)),
-            Route("GET", "/registered_models/{id}", lambda i, *, query, body: (200, self._get("RegisteredModel", i))),
-            Route("PATCH", "/registered_models/{id}", lambda i, *, query, body: self._patch("RegisteredModel", i, body)),
+            Route("POST", "/registered_models", create(self._create_registered_model)),
+            Route("GET", "/registered_models/{id}", get("RegisteredModel")),
+            Route("PATCH", "/registered_models/{id}", patch("RegisteredModel")),
             Route("GET", "/registered_models/{id}/versions", self._versions_of_model),
             Route("GET", "/model_version", find("ModelVersion", True, 400)),
             Route("GET", "/model_versions", listing("ModelVersion")),
-            Route("POST", "/model_versions", lambda *, query, body: self._create_model_version(body, 422)),
-            Route("GET", "/model_versions/{id}", lambda i, *, query, body: (200, self._get("ModelVersion", i))),
-            Route("PATCH", "/model_versions/{id}", lambda i, *, query, body: self._patch("ModelVersion", i, body)),
+            Route("POST", "/model_versions", create(self._create_model_version)),
+            Route("GET", "/model_versions/{id}", get("ModelVersion")),
+            Route("PATCH", "/model_versions/{id}", patch("ModelVersion")),
             Route("GET", "/model_versions/{id}/artifacts", self._artifacts_of_version),
             Route("POST", "/model_versions/{id}/artifacts", self._create_version_artifact),
             Route("GET", "/model_artifact", find("ModelArtifact", True, 400)),
-            Route("GET", "/model_artifacts/{id}", lambda i, *, query, body: (200, self._get("ModelArtifact", i))),
+            Route("GET", "/model_artifacts/{id}", get("ModelArtifact")),
             Route("GET", "/serving_environment", find("ServingEnvironment", False, 404)),
             Route("GET", "/serving_environments", listing("ServingEnvironment")),
-            Route("POST", "/serving_environments", lambda *, query, body: self._create_serving_environment(body)),
-            Route("GET", "/serving_environments/{id}", lambda i, *, query, body: (200, self._get("ServingEnvironment", i))),
+            Route("POST", "/serving_environments", create(self._create_serving_environment)),
+            Route("GET", "/serving_environments/{id}", get("ServingEnvironment")),
             Route("GET", "/inference_service", find("InferenceService", True, 400)),
             Route("GET", "/inference_services", listing("InferenceService")),
-            Route("POST", "/inference_services", lambda *, query, body: self._create_inference_service(body)),
-            Route("GET", "/inference_services/{id}", lambda i, *, query, body: (200, self._get("InferenceService", i))),
-            Route("PATCH", "/inference_services/{id}", lambda i, *, query, body: self._patch("InferenceService", i, body)),
+            Route("POST", "/inference_services", create(self._create_inference_service)),
+            Route("GET", "/inference_services/{id}", get("InferenceService")),
+            Route("PATCH", "/inference_services/{id}", patch("InferenceService")),
         ]
 
     # ---- behaviour ---------------------------------------------------------------------
     def _new(self, kind: str, body: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-        if body.get("externalId") and any(e.get("externalId") == body["externalId"] for e in self.store[kind].values()):
+        taken = {e.get("externalId") for e in self.store[kind].values()}
+        if body.get("externalId") and body["externalId"] in taken:
             raise ApiError(409, f"{kind} with externalId {body['externalId']!r} already exists")
         entity_id = str(self._next_id)
         self._next_id += 1  # one counter for every kind: an id used as the wrong kind is caught
@@ -520,21 +549,25 @@ class FakeModelRegistry:
         if kind == "InferenceService" and body.get("modelVersionId"):
             version = self.store["ModelVersion"].get(body["modelVersionId"])
             if version is None or version["registeredModelId"] != entity["registeredModelId"]:
-                raise ApiError(400, f"modelVersionId {body['modelVersionId']} is not a version of the served model")
+                raise ApiError(400, f"modelVersionId {body['modelVersionId']} is not a version of that model")
         entity.update(copy.deepcopy(body))  # customProperties are replaced as a whole
         entity["lastUpdateTimeSinceEpoch"] = _now_ms()
         return 200, copy.deepcopy(entity)
 
-    def _find(self, kind: str, query: dict[str, str], needs_parent: bool, missing_status: int) -> tuple[int, Any]:
+    def _find(
+        self, kind: str, query: dict[str, str], needs_parent: bool, missing_status: int
+    ) -> tuple[int, Any]:
         name, external, parent = query.get("name"), query.get("externalId"), query.get("parentResourceId")
         if external:
             candidates = [e for e in self.store[kind].values() if e.get("externalId") == external]
         elif name and (parent or not needs_parent):
             candidates = [
-                e for e in self.store[kind].values() if e.get("name") == name and (not parent or self._parent_of(kind, e) == parent)
+                e
+                for e in self.store[kind].values()
+                if e.get("name") == name and (not parent or self._parent_of(kind, e) == parent)
             ]
         else:
-            raise ApiError(missing_status, "invalid parameters: give name (with parentResourceId) or externalId")
+            raise ApiError(missing_status, "invalid parameters: name (with parentResourceId) or externalId")
         if not candidates:
             raise ApiError(404, f"no {kind} found for {query}")
         return 200, copy.deepcopy(candidates[0])
@@ -554,19 +587,26 @@ class FakeModelRegistry:
         start = int(query.get("nextPageToken") or 0)
         page = items[start : start + size]
         next_token = str(start + size) if start + size < len(items) else ""
-        return 200, {"items": copy.deepcopy(page), "size": len(page), "pageSize": size, "nextPageToken": next_token}
+        return 200, {
+            "items": copy.deepcopy(page),
+            "size": len(page),
+            "pageSize": size,
+            "nextPageToken": next_token,
+        }
 
     def _create_registered_model(self, body: dict[str, Any]) -> tuple[int, Any]:
         if any(m["name"] == body["name"] for m in self.store["RegisteredModel"].values()):
             raise ApiError(409, f"registered model {body['name']!r} already exists")
         return 201, self._new("RegisteredModel", body, {"state": "LIVE"})
 
-    def _create_model_version(self, body: dict[str, Any], missing_parent_status: int) -> tuple[int, Any]:
+    def _create_model_version(self, body: dict[str, Any]) -> tuple[int, Any]:
         parent = body["registeredModelId"]
         if parent not in self.store["RegisteredModel"]:
-            raise ApiError(missing_parent_status, f"no RegisteredModel found for id {parent}")
-        if any(v["registeredModelId"] == parent and v["name"] == body["name"] for v in self.store["ModelVersion"].values()):
-            raise ApiError(409, f"model version {body['name']!r} already exists for registered model {parent}")
+            # the contract declares 422, not 404, for POST /model_versions
+            raise ApiError(422, f"no RegisteredModel found for id {parent}")
+        siblings = [v for v in self.store["ModelVersion"].values() if v["registeredModelId"] == parent]
+        if any(v["name"] == body["name"] for v in siblings):
+            raise ApiError(409, f"version {body['name']!r} already exists for registered model {parent}")
         return 201, self._new("ModelVersion", body, {"state": "LIVE"})
 
     def _versions_of_model(self, model_id: str, *, query: dict[str, str], body: Any) -> tuple[int, Any]:
@@ -583,7 +623,9 @@ class FakeModelRegistry:
             artifacts = [a for a in artifacts if a.get("name") == query["name"]]
         return self._list(artifacts, query)
 
-    def _create_version_artifact(self, version_id: str, *, query: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
+    def _create_version_artifact(
+        self, version_id: str, *, query: dict[str, str], body: dict[str, Any]
+    ) -> tuple[int, Any]:
         self._get("ModelVersion", version_id)
         if body.get("artifactType") != "model-artifact":
             raise ApiError(400, f"the fake stores model-artifact only, not {body.get('artifactType')!r}")
@@ -593,7 +635,8 @@ class FakeModelRegistry:
             if body["id"] not in linked:
                 linked.append(body["id"])
             return 200, artifact
-        if body.get("name") and any(self.store["ModelArtifact"][a].get("name") == body["name"] for a in linked):
+        names = {self.store["ModelArtifact"][a].get("name") for a in linked}
+        if body.get("name") and body["name"] in names:
             raise ApiError(409, f"artifact {body['name']!r} already exists for model version {version_id}")
         artifact = self._new("ModelArtifact", body, {"state": "UNKNOWN"})
         linked.append(artifact["id"])
@@ -611,9 +654,10 @@ class FakeModelRegistry:
         version = body.get("modelVersionId")
         if version and self.store["ModelVersion"].get(version, {}).get("registeredModelId") != model:
             raise ApiError(400, f"modelVersionId {version} is not a version of registered model {model}")
-        siblings = [s for s in self.store["InferenceService"].values() if s["servingEnvironmentId"] == environment]
-        if body.get("name") and any(s.get("name") == body["name"] for s in siblings):
-            raise ApiError(409, f"inference service {body['name']!r} already exists in environment {environment}")
+        services = self.store["InferenceService"].values()
+        names = {s.get("name") for s in services if s["servingEnvironmentId"] == environment}
+        if body.get("name") and body["name"] in names:
+            raise ApiError(409, f"inference service {body['name']!r} already exists in {environment}")
         return 201, self._new("InferenceService", body, {"desiredState": "DEPLOYED"})
 
 

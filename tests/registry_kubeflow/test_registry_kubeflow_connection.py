@@ -51,7 +51,7 @@ def test_a_wrong_token_in_the_connection_names_the_connection(fake, make_request
         ({"host": "https://mr.example.com"}, "https://mr.example.com"),
         ({"host": "mr.example.com"}, "https://mr.example.com"),
         ({"host": "mr.example.com", "port": 443}, "https://mr.example.com"),
-        ({"host": "model-registry-service.kubeflow", "port": 8080}, "http://model-registry-service.kubeflow:8080"),
+        ({"host": "model-registry.kubeflow", "port": 8080}, "http://model-registry.kubeflow:8080"),
         ({"host": "mr.example.com", "port": 8443, "schema": "https"}, "https://mr.example.com:8443"),
         ({"host": "https://gw.example.com/model-registry/"}, "https://gw.example.com/model-registry"),
         ({"host": "http://mr.example.com:9000"}, "http://mr.example.com:9000"),
@@ -66,7 +66,8 @@ def test_connection_settings_base_url(monkeypatch, fields, expected_url) -> None
 
 
 def test_connection_settings_verify_and_missing_host(monkeypatch) -> None:
-    set_connection(monkeypatch, "mr_tls", host="https://mr.example.com", password="p4ssw0rd-token", extra={"verify": False})
+    tls = {"host": "https://mr.example.com", "password": "p4ssw0rd-token", "extra": {"verify": False}}
+    set_connection(monkeypatch, "mr_tls", **tls)
     assert connection_settings("mr_tls") == ("https://mr.example.com", "p4ssw0rd-token", False)
     set_connection(monkeypatch, "mr_nohost", port=8080)
     with pytest.raises(RegistryError, match="has no host"):

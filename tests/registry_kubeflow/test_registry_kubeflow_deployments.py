@@ -1,4 +1,4 @@
-"""KubeflowRegistry.record_deployment: ServingEnvironment, InferenceService and the outcome on the ModelVersion."""
+"""KubeflowRegistry.record_deployment: ServingEnvironment, InferenceService, outcome on the ModelVersion."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ def test_outcomes_of_one_deployment_update_one_inference_service(fake, registry)
 
 def test_first_deployment_rolled_back_is_undeployed(fake, registry) -> None:
     registry.record_deployment("digits", 3, dict(LOCAL), "deployed")
-    registry.record_deployment("digits", 3, dict(LOCAL, message="smoke test: 12/32 answers agreed"), "rolled_back")
+    failed = dict(LOCAL, message="smoke test: 12/32 answers agreed")
+    registry.record_deployment("digits", 3, failed, "rolled_back")
 
     [service] = fake.entities("InferenceService")
     assert service["desiredState"] == "UNDEPLOYED"
@@ -116,13 +117,16 @@ def test_rollback_of_a_new_version_records_the_old_one_serving_again(fake, regis
 def test_failed_deploy_of_a_new_version_leaves_the_serving_one_alone(fake, registry, make_request) -> None:
     registry.record_deployment("digits", 3, dict(LOCAL), "smoke_test_passed")
     registry.register(make_request(version=4))
-    patches_before = len([r for r in fake.requests if r.method == "PATCH" and "inference_services" in r.path])
+    def service_patches() -> int:
+        return len([r for r in fake.requests if r.method == "PATCH" and "inference_services" in r.path])
+
+    patches_before = service_patches()
 
     registry.record_deployment("digits", 4, dict(LOCAL, message="image pull failed"), "failed")
     [service] = fake.entities("InferenceService")
     assert service["modelVersionId"] == version_entity(fake, "3")["id"]
     assert service["desiredState"] == "DEPLOYED"
-    assert len([r for r in fake.requests if r.method == "PATCH" and "inference_services" in r.path]) == patches_before
+    assert service_patches() == patches_before
     assert props(version_entity(fake, "4"))["deployment_outcome"] == "failed"
 
 

@@ -1,4 +1,4 @@
-"""The fake Model Registry itself against the vendored OpenAPI contract: it must catch what a real server would reject."""
+"""The fake Model Registry against the vendored OpenAPI contract: it must catch what a real server rejects."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_valid_requests_pass_and_the_fake_answers_with_string_ids(fake_registry)
 
 
 def test_request_violations_are_caught(contracts_dir: Path) -> None:
-    with FakeModelRegistry(contracts_dir, versions=("v1",)) as fake, httpx.Client(base_url=fake.url + V1) as http:
+    with FakeModelRegistry(contracts_dir) as fake, httpx.Client(base_url=fake.url + V1) as http:
         model_id = http.post("/registered_models", json={"name": "iris"}).json()["id"]
         # int_value must be a string in the contract
         bad_int = {"metadataType": "MetadataIntValue", "int_value": 3}
@@ -54,14 +54,16 @@ def test_request_violations_are_caught(contracts_dir: Path) -> None:
         )
         assert answer.status_code == 400
         # ModelVersionCreate has no `owner` property
-        assert http.post("/model_versions", json={"name": "1", "registeredModelId": model_id, "owner": "x"}).status_code == 400
+        with_owner = {"name": "1", "registeredModelId": model_id, "owner": "x"}
+        assert http.post("/model_versions", json=with_owner).status_code == 400
         # name is required
         assert http.post("/registered_models", json={"description": "no name"}).status_code == 400
         # an undeclared query parameter
         assert http.get("/registered_model", params={"title": "iris"}).status_code == 400
         # an artifact must say which type it is
-        version_id = http.post("/model_versions", json={"name": "1", "registeredModelId": model_id}).json()["id"]
-        assert http.post(f"/model_versions/{version_id}/artifacts", json={"uri": "s3://b/m"}).status_code == 400
+        version = http.post("/model_versions", json={"name": "1", "registeredModelId": model_id}).json()
+        untyped = http.post(f"/model_versions/{version['id']}/artifacts", json={"uri": "s3://b/m"})
+        assert untyped.status_code == 400
     text = "\n".join(fake.violations)
     assert "customProperties/v" in text
     assert "'owner' is not defined by the contract" in text
@@ -72,7 +74,7 @@ def test_request_violations_are_caught(contracts_dir: Path) -> None:
 
 
 def test_response_violations_and_undeclared_statuses_are_caught(contracts_dir: Path) -> None:
-    with FakeModelRegistry(contracts_dir, versions=("v1",)) as fake, httpx.Client(base_url=fake.url + V1) as http:
+    with FakeModelRegistry(contracts_dir) as fake, httpx.Client(base_url=fake.url + V1) as http:
         model_id = http.post("/registered_models", json={"name": "iris"}).json()["id"]
         assert fake.violations == []
         # Corrupt what the fake would answer: a double value that is not a number.

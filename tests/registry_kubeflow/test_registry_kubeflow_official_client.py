@@ -55,7 +55,11 @@ def test_official_client_reads_model_version_and_artifact(fake, make_request) ->
 def test_official_client_sees_a_recorded_deployment(fake, make_request) -> None:
     registry = KubeflowRegistry.from_url(fake.url, token=TOKEN)
     registry.register(make_request())
-    deployment = {"platform": "local", "endpoint_url": "http://127.0.0.1:8555/v2/models/digits", "served_model_name": "digits"}
+    deployment = {
+        "platform": "local",
+        "endpoint_url": "http://127.0.0.1:8555/v2/models/digits",
+        "served_model_name": "digits",
+    }
     registry.record_deployment("digits", 3, deployment, "smoke_test_passed")
 
     version = official_client(fake.port).get_model_version("digits", "3")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import httpx
@@ -15,6 +16,12 @@ from mlspec.registry.kubeflow import KubeflowRegistry, read_value
 
 def registry_for(fake, token: str | None = TOKEN) -> KubeflowRegistry:
     return KubeflowRegistry.from_url(fake.url, token=token)
+
+
+def api(fake) -> httpx.Client:
+    """Another registry user, talking to the fake directly."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    return httpx.Client(base_url=fake.url + "/api/model_registry/v1", headers=headers)
 
 
 def test_register_creates_model_version_and_artifact_with_every_field(fake, make_request) -> None:
@@ -82,7 +89,8 @@ def test_retry_finds_the_earlier_registration(fake, make_request) -> None:
 def test_second_version_joins_the_same_registered_model(fake, make_request) -> None:
     registry = registry_for(fake)
     registry.register(make_request(version=3))
-    entry = registry.register(make_request(version=4, model_uri="s3://models-bucket/team/digits/4/model.onnx"))
+    uri = "s3://models-bucket/team/digits/4/model.onnx"
+    entry = registry.register(make_request(version=4, model_uri=uri))
 
     assert entry.created is True
     assert len(fake.entities("RegisteredModel")) == 1
@@ -107,7 +115,7 @@ def test_retry_after_a_failed_artifact_creates_only_the_artifact(fake, make_requ
 
 
 def test_a_registered_model_created_concurrently_is_reused(fake, make_request) -> None:
-    with httpx.Client(base_url=fake.url + "/api/model_registry/v1", headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+    with api(fake) as http:
         other = http.post("/registered_models", json={"name": "digits"}).json()
     # Our read happens "before" the other run's write: the fake hides the model once, the create gets 409.
     fake.fail_next(404, "not found", method="GET", path="/registered_model")
@@ -120,10 +128,23 @@ def test_a_registered_model_created_concurrently_is_reused(fake, make_request) -
     assert [r.status for r in fake.calls("POST", "/registered_models")] == [201, 409]
 
 
+def test_a_version_created_by_a_concurrent_try_is_reused(fake, make_request) -> None:
+    first = registry_for(fake).register(make_request())
+    # The second try's reads (by externalId, then by name) run "before" the first try's write.
+    fake.fail_next(404, "not found", method="GET", path="/model_version", times=2)
+    again = registry_for(fake).register(make_request())
+
+    assert again.created is False
+    assert again.registry_version == first.registry_version
+    assert [r.status for r in fake.calls("POST", "/model_versions")] == [201, 409]
+    assert len(fake.entities("ModelArtifact")) == 1
+
+
 def test_a_version_mlspec_did_not_register_is_a_conflict(fake, make_request) -> None:
-    with httpx.Client(base_url=fake.url + "/api/model_registry/v1", headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+    with api(fake) as http:
         model = http.post("/registered_models", json={"name": "digits"}).json()
-        http.post("/model_versions", json={"name": "3", "registeredModelId": model["id"], "externalId": "by-hand"})
+        by_hand = {"name": "3", "registeredModelId": model["id"], "externalId": "by-hand"}
+        assert http.post("/model_versions", json=by_hand).status_code == 201
     registry = registry_for(fake)
     with pytest.raises(RegistryError, match="did not register") as caught:
         registry.register(make_request())
@@ -168,10 +189,16 @@ def test_prefers_v1_when_both_answer(fake_registry, make_request) -> None:
     assert not any("v1alpha3" in r.path for r in fake.requests)
 
 
-def test_bearer_token_is_sent_on_every_request(fake, make_request) -> None:
-    registry_for(fake).register(make_request())
-    assert len(fake.requests) >= 5
+def test_bearer_token_is_sent_on_every_request_and_never_logged(fake, make_request, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    registry = registry_for(fake)
+    registry.register(make_request())
+    deployment = {"served_model_name": "digits", "endpoint_url": "http://x"}
+    registry.record_deployment("digits", 3, deployment, "failed")
+    assert len(fake.requests) >= 8
     assert {r.headers.get("authorization") for r in fake.requests} == {f"Bearer {TOKEN}"}
+    assert "Registered model 'digits' version 3" in caplog.text
+    assert TOKEN not in caplog.text
 
 
 def test_no_token_sends_no_authorization_header(fake_registry, make_request) -> None:

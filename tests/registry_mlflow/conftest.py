@@ -156,6 +156,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     )
     url = f"http://127.0.0.1:{port}"
     try:
+        # Import the heavy client libraries while the server starts, not after it answers.
+        import mlflow.tracking  # noqa: F401
+        from airflow.sdk import BaseHook  # noqa: F401
+
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
@@ -182,6 +186,12 @@ def server_connection(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPat
     """Airflow connection `mlflow_test` (from the environment, as a platform engineer would set it)."""
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", mlflow_server.connection_json())
     return "mlflow_test"
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()
 
 
 @pytest.fixture

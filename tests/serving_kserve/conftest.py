@@ -17,7 +17,8 @@ def kserve_crd() -> dict:
     path = contracts / "kserve" / "serving.kserve.io_inferenceservices.yaml"
     if not path.is_file():
         pytest.skip(f"KServe CRD contract not found: {path}")
-    return yaml.safe_load(path.read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRD is 2 MB; the C loader is 5x faster
+    return yaml.load(path.read_text(), Loader=loader)
 
 
 @pytest.fixture(scope="session")

@@ -99,7 +99,7 @@ def crd_validator(crd: dict, *, strict: bool = True) -> jsonschema.protocols.Val
     schema = openapi_to_jsonschema(v1beta1["schema"]["openAPIV3Schema"], strict=strict)
     schema["properties"]["metadata"] = OBJECT_META_SCHEMA
     schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata", "spec"})
-    jsonschema.Draft202012Validator.check_schema(schema)
+    # No check_schema(): it takes seconds on this schema, and the tests that must fail prove it works.
     return jsonschema.Draft202012Validator(schema)
 
 

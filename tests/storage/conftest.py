@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from mlspec.storage import ModelStore, open_store
+from mlspec.storage.s3 import S3Store
 
 CONN_ID = "moto_s3"
 
@@ -108,8 +109,10 @@ def bucket(s3_client: Any) -> str:
 
 
 @pytest.fixture
-def s3_store(s3_conn: str, bucket: str, mlspec_home: Path) -> ModelStore:
-    return open_store(f"s3://{bucket}/models", s3_conn)
+def s3_store(s3_conn: str, bucket: str, mlspec_home: Path) -> S3Store:
+    store = open_store(f"s3://{bucket}/models", s3_conn)
+    assert isinstance(store, S3Store)
+    return store
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlspec.errors import MlspecError
-from mlspec.ml.data import DataError, feature_steps, scale_factors
+from mlspec.ml.data import FEATURE_STEPS, DataError, feature_steps, parse_steps, scale_factors
 
 if TYPE_CHECKING:
     import keras
@@ -77,10 +77,12 @@ def build_model(
     layers: Sequence[Mapping[str, Any]],
     x_train: np.ndarray,
     seed: int,
+    num_classes: int | None = None,
 ) -> keras.Model:
     """Build (not compile) the model. Errors name the step or layer: `model.layers[2] (conv2d): ...`.
 
     `x_train` is only read to adapt a normalize step (statistics from training data only).
+    With `num_classes`, the output width must match it.
     """
     import keras
 
@@ -95,14 +97,16 @@ def build_model(
     inputs = keras.Input(shape=tuple(int(d) for d in input_shape), dtype="float32", name=INPUT_NAME)
     x = inputs
     try:
-        steps = feature_steps(preprocess)
+        # Indices stay those of data.preprocess (label steps included) so errors point at the spec.
+        parsed = enumerate(parse_steps(preprocess))
+        steps = [(i, name, params) for i, (name, params) in parsed if name in FEATURE_STEPS]
     except DataError as exc:
         raise ModelBuildError(str(exc)) from exc
     sample = x_train
-    for index, (name, params) in enumerate(steps):
+    for position, (index, name, params) in enumerate(steps):
         layer = _preprocess_layer(keras, index, name, params, x.shape, sample)
         x = _call(layer, x, f"data.preprocess[{index}] ({name})")
-        if index < len(steps) - 1 and any(n == "normalize" for n, _ in steps[index + 1 :]):
+        if any(later == "normalize" for _, later, _ in steps[position + 1 :]):
             # A later normalize step must see the data as this step leaves it.
             sample = keras.ops.convert_to_numpy(layer(sample))
 
@@ -137,6 +141,16 @@ def build_model(
             raise ModelBuildError(f"{where}: invalid options {dict(params)}: {exc}") from exc
         x = _call(layer, x, where)
 
+    last_type, last_params = next(iter(layers[-1].items()))
+    if last_type != "dense" or (last_params or {}).get("activation") not in ("softmax", "sigmoid"):
+        # Thresholds, smoke tests and clients read the output as probabilities.
+        log.warning(
+            "model.layers[%d] (%s) is not a dense layer with activation softmax; the output named %r "
+            "will not be class probabilities",
+            len(layers) - 1,
+            last_type,
+            OUTPUT_NAME,
+        )
     outputs = keras.layers.Identity(name=OUTPUT_NAME)(x)
     model = keras.Model(inputs=inputs, outputs=outputs, name="mlspec_model")
     if len(model.output_shape) != 2:
@@ -144,6 +158,11 @@ def build_model(
             f"model.layers: the last layer outputs shape {tuple(model.output_shape[1:])} per sample; "
             "a classifier needs one vector of class probabilities, so end with flatten or global "
             "pooling and dense: {units: <classes>}"
+        )
+    if num_classes is not None and model.output_shape[1] != num_classes:
+        raise ModelBuildError(
+            f"model.layers[{len(layers) - 1}] ({last_type}): outputs {model.output_shape[1]} values per "
+            f"sample but the data has {num_classes} classes; set units: {num_classes}"
         )
     log.info(
         "built model: input %s -> output %s, %d parameters",

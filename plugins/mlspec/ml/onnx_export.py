@@ -69,6 +69,9 @@ def export_onnx(model: keras.Model, *, opset: int) -> tuple[bytes, dict[str, Any
     # tf2onnx.convert.from_function would turn the tensors Keras 3 layers capture (the mean and
     # variance of Normalization) into extra graph inputs; freezing every capture to a constant
     # first leaves "input" as the only input.
+    tf_logger = tf.get_logger()
+    old_level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)  # tf2onnx calls TF1 freezing APIs that log deprecation notices
     try:
         frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
         output_tensor = frozen.outputs[0].name
@@ -82,6 +85,8 @@ def export_onnx(model: keras.Model, *, opset: int) -> tuple[bytes, dict[str, Any
         )
     except Exception as exc:  # noqa: BLE001 - converter failures are many types; one clear line
         raise ExportError(f"tf2onnx could not convert the model at opset {opset}: {exc}") from exc
+    finally:
+        tf_logger.setLevel(old_level)
     onnx_bytes = model_proto.SerializeToString()
     import onnxruntime as ort
 

@@ -34,7 +34,10 @@ class EvaluateOperator(MlspecOperator):
         metrics_uri = self.store.write_bytes(f"{self.run_prefix(context)}/evaluate/metrics.json", json.dumps(results, indent=2).encode())
         summary = {name: round(float(results[name]), 6) for name in spec.evaluation.metrics}
         log.info("test metrics on %d samples: %s", len(y_true), ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
-        thresholds = {name: {"min": t.min, "max": t.max} for name, t in spec.evaluation.thresholds.items()}
+        thresholds = {
+            name: {bound: value for bound, value in (("min", t.min), ("max", t.max)) if value is not None}
+            for name, t in spec.evaluation.thresholds.items()
+        }
         failures = ml_metrics.check_thresholds(results, thresholds)
         if failures:
             raise GateFailed(

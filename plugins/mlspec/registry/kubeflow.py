@@ -1,4 +1,4 @@
-"""Kubeflow Model Registry backend: a published model becomes RegisteredModel -> ModelVersion -> ModelArtifact.
+"""Kubeflow Model Registry backend: a published model is a RegisteredModel -> ModelVersion -> ModelArtifact.
 
 Layout in the registry (what a user finds in the Kubeflow UI or with the `model-registry` client):
 - RegisteredModel named after the spec (`metadata.name`), owner = spec owner.
@@ -121,7 +121,10 @@ def connection_settings(connection_id: str) -> tuple[str, str | None, bool | str
     else:
         hostname, _, path = host.partition("/")
         path = f"/{path}".rstrip("/") if path else ""
-        scheme = conn.schema if conn.schema in ("http", "https") else ("https" if port in (None, 443) else "http")
+        if conn.schema in ("http", "https"):
+            scheme = conn.schema
+        else:
+            scheme = "https" if port in (None, 443) else "http"
     default_port = 443 if scheme == "https" else 80
     netloc = hostname if port in (None, default_port) else f"{hostname}:{port}"
     token = conn.password or extra.get("token") or None
@@ -139,19 +142,27 @@ class KubeflowRegistry(ModelRegistry):
 
     backend = "kubeflow"
 
-    def __init__(self, connection_id: str) -> None:
+    def __init__(
+        self,
+        connection_id: str,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        """`connection_id` names the Airflow connection; `base_url` (see `from_url`) bypasses it."""
         self.connection_id = connection_id
         self._settings: tuple[str, str | None, bool | str] | None = None
+        if base_url is not None:
+            self._settings = (base_url.rstrip("/"), token, verify)
         self._client: ModelRegistryClient | None = None
 
     @classmethod
-    def from_url(cls, base_url: str, token: str | None = None, *, verify: bool | str = True) -> KubeflowRegistry:
+    def from_url(
+        cls, base_url: str, token: str | None = None, *, verify: bool | str = True
+    ) -> KubeflowRegistry:
         """A registry talking to `base_url` directly (tests, scripts); no Airflow connection."""
-        registry = cls.__new__(cls)
-        registry.connection_id = ""
-        registry._settings = (base_url.rstrip("/"), token, verify)
-        registry._client = None
-        return registry
+        return cls("", base_url=base_url, token=token, verify=verify)
 
     @property
     def client(self) -> ModelRegistryClient:
@@ -167,6 +178,12 @@ class KubeflowRegistry(ModelRegistry):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def __enter__(self) -> KubeflowRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---- ModelRegistry -----------------------------------------------------------------
     def register(self, request: RegistrationRequest) -> RegistryEntry:
@@ -207,8 +224,9 @@ class KubeflowRegistry(ModelRegistry):
             )
         if not (deployment.get("inference_service_name") or deployment.get("served_model_name")):
             raise RegistryError(
-                f"cannot record the deployment of model '{model_name}' version {version}: the deployment names "
-                "no served_model_name (nor inference_service_name); this is a bug in the serving backend"
+                f"cannot record the deployment of model '{model_name}' version {version}: the deployment "
+                "names no served_model_name (nor inference_service_name); this is a bug in the serving "
+                "backend"
             )
         with self._errors("record the deployment of", model_name, version):
             model = self.client.find("/registered_model", {"name": model_name})
@@ -271,12 +289,15 @@ class KubeflowRegistry(ModelRegistry):
         )
         if strict:
             raise RegistryError(
-                f"{message}; archive or rename it in the registry, or publish the model as a new store version"
+                f"{message}; archive or rename it in the registry, or publish the model as a new store "
+                "version"
             )
         log.warning("%s; ignoring it", message)
         return None
 
-    def _create_version(self, model: dict[str, Any], request: RegistrationRequest) -> tuple[dict[str, Any], bool]:
+    def _create_version(
+        self, model: dict[str, Any], request: RegistrationRequest
+    ) -> tuple[dict[str, Any], bool]:
         body: dict[str, Any] = {
             "name": str(request.version),
             "registeredModelId": model["id"],
@@ -298,13 +319,15 @@ class KubeflowRegistry(ModelRegistry):
             if found is None:
                 raise
             return found, False
-        log.info("Created ModelVersion %s ('%s' version %s)", created["id"], request.model_name, request.version)
+        log.info(
+            "Created ModelVersion %s ('%s' version %s)", created["id"], request.model_name, request.version
+        )
         return created, True
 
     @staticmethod
     def _version_properties(request: RegistrationRequest) -> dict[str, Any]:
         # Metrics under their own names so that `filterQuery=accuracy > 0.95` works on them.
-        properties: dict[str, Any] = {metric: double_value(value) for metric, value in request.metrics.items()}
+        properties: dict[str, Any] = {name: double_value(value) for name, value in request.metrics.items()}
         properties.update(
             {
                 "data_source": string_value(request.data_source),
@@ -319,13 +342,16 @@ class KubeflowRegistry(ModelRegistry):
             properties["airflow_url"] = string_value(request.airflow_url)
         return properties
 
-    def _ensure_artifact(self, model_version: dict[str, Any], request: RegistrationRequest, *, known_absent: bool) -> None:
+    def _find_artifact(self, model_name: str, version_id: str) -> dict[str, Any] | None:
+        return self.client.find("/model_artifact", {"name": model_name, "parentResourceId": version_id})
+
+    def _ensure_artifact(
+        self, model_version: dict[str, Any], request: RegistrationRequest, *, known_absent: bool
+    ) -> None:
         version_id = model_version["id"]
-        if not known_absent:
-            # A retry after an earlier try stopped between the version and its artifact.
-            existing = self.client.find("/model_artifact", {"name": request.model_name, "parentResourceId": version_id})
-            if existing is not None:
-                return
+        # A retry after an earlier try stopped between the version and its artifact.
+        if not known_absent and self._find_artifact(request.model_name, version_id) is not None:
+            return
         body: dict[str, Any] = {
             "artifactType": "model-artifact",
             "name": request.model_name,
@@ -345,16 +371,22 @@ class KubeflowRegistry(ModelRegistry):
         if request.storage_connection:
             body["storageKey"] = request.storage_connection
         if request.files:
-            body["customProperties"] = {"files_sha256": string_value(json.dumps(request.files, sort_keys=True))}
+            files = json.dumps(request.files, sort_keys=True)
+            body["customProperties"] = {"files_sha256": string_value(files)}
         try:
             artifact = self.client.post(f"/model_versions/{version_id}/artifacts", body)
         except KubeflowApiError as exc:
             if exc.status != 409:
                 raise
-            if self.client.find("/model_artifact", {"name": request.model_name, "parentResourceId": version_id}):
+            if self._find_artifact(request.model_name, version_id) is not None:
                 return
             raise
-        log.info("Created ModelArtifact %s for ModelVersion %s: %s", artifact.get("id"), version_id, request.model_uri)
+        log.info(
+            "Created ModelArtifact %s for ModelVersion %s: %s",
+            artifact.get("id"),
+            version_id,
+            request.model_uri,
+        )
 
     # ---- deployments -------------------------------------------------------------------
     def _find_or_create_serving_environment(self, deployment: dict) -> dict[str, Any]:
@@ -362,7 +394,8 @@ class KubeflowRegistry(ModelRegistry):
         environment = self.client.find("/serving_environment", {"name": name})
         if environment is not None:
             return environment
-        body = {"name": name, "description": f"{deployment.get('platform', 'local')} serving, recorded by mlspec"}
+        platform = deployment.get("platform", "local")
+        body = {"name": name, "description": f"{platform} serving, recorded by mlspec"}
         try:
             return self.client.post("/serving_environments", body)
         except KubeflowApiError as exc:
@@ -405,8 +438,9 @@ class KubeflowRegistry(ModelRegistry):
                     raise
         if service.get("registeredModelId") not in (None, model["id"]):
             raise RegistryError(
-                f"InferenceService '{name}' in serving environment '{environment['name']}' belongs to another "
-                f"registered model (id {service.get('registeredModelId')}); serve this model under another name"
+                f"InferenceService '{name}' in serving environment '{environment['name']}' belongs to "
+                f"another registered model (id {service.get('registeredModelId')}); serve this model under "
+                "another name"
             )
         update = self._service_update(service, model_version, deployment, outcome)
         if update is None:
@@ -466,7 +500,9 @@ class KubeflowRegistry(ModelRegistry):
         self.client.patch(f"/model_versions/{model_version['id']}", {"customProperties": properties})
 
     # ---- helpers -----------------------------------------------------------------------
-    def _entry(self, name: str, version: int, model_version: dict[str, Any], *, created: bool) -> RegistryEntry:
+    def _entry(
+        self, name: str, version: int, model_version: dict[str, Any], *, created: bool
+    ) -> RegistryEntry:
         return RegistryEntry(
             backend=self.backend,
             model_name=name,

@@ -35,7 +35,10 @@ class KubeflowApiError(RegistryError):
 def hint_for_status(status: int, where: str) -> str:
     """What an operator should check for an error status; `where` names the connection or URL."""
     if status in (401, 403):
-        return f"check the bearer token of {where} (connection password or extra {{'token': ...}}) and its RBAC rights"
+        return (
+            f"check the bearer token of {where} (connection password or extra {{'token': ...}}) "
+            "and its RBAC rights"
+        )
     if status == 404:
         return f"check that {where} points at a Kubeflow Model Registry REST server"
     if status in (400, 422):
@@ -96,7 +99,7 @@ class ModelRegistryClient:
             path = f"{API_ROOT}/{version}/registered_models"
             response = self._send("GET", path, params={"pageSize": "1"})
             if response.status_code == 404:
-                log.info("Model Registry at %s has no API %s (404); trying the next one", self.base_url, version)
+                log.info("Model Registry at %s has no API %s (404); trying the next", self.base_url, version)
                 continue
             if response.is_success:
                 log.info("Model Registry at %s speaks API %s", self.base_url, version)

@@ -270,11 +270,13 @@ class S3Store(ModelStore):
         except Exception as exc:  # botocore errors, some wrapped by s3transfer's worker threads
             raise self._error(exc, "writing", key) from exc
         self._verify_upload(key, data, digest)
-        log.info(
-            "uploaded %s (%d bytes%s, sha256 %s, verified)",
+        # Large uploads are worth a line of their own; small ones are logged by their callers.
+        log.log(
+            logging.INFO if multipart else logging.DEBUG,
+            "uploaded %s (%d bytes%s, sha256 %s, checksum verified)",
             self.uri_for(key),
             len(data),
-            ", multipart" if multipart else "",
+            " in parts" if multipart else "",
             digest[:12],
         )
         return self.uri_for(key)
