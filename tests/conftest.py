@@ -15,7 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
 
 # Airflow reads its configuration when first imported, so this must happen before any test module imports it.
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlspec-tests-"))
+# Guarded: test modules import this file again as `tests.conftest`, and a second setup would point the
+# environment at a new, unmigrated Airflow home.
+if "MLSPEC_TEST_SESSION_DIR" not in os.environ:
+    os.environ["MLSPEC_TEST_SESSION_DIR"] = tempfile.mkdtemp(prefix="mlspec-tests-")
+_SESSION_DIR = Path(os.environ["MLSPEC_TEST_SESSION_DIR"])
 os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")

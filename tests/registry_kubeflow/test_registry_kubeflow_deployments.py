@@ -148,3 +148,49 @@ def test_server_error_while_recording_names_the_status(fake, registry) -> None:
         registry.record_deployment("digits", 3, dict(LOCAL), "deployed")
     message = str(caught.value)
     assert "HTTP 503" in message and "registry is restarting" in message and "'digits' version 3" in message
+
+
+def test_kserve_deployment_as_the_serving_layer_hands_it_over(fake, registry, make_request) -> None:
+    from mlspec.serving.base import Deployment
+
+    registry.register(make_request(version=4))
+    state = {"name": "digits", "namespace": "ml-prod", "generation": 2, "previous_spec": {}, "version": 4}
+    deployment = Deployment(
+        platform="kserve",
+        model_name="digits",
+        version=4,
+        endpoint_url="http://digits.ml-prod.example.com",
+        served_model_name="digits",
+        previous_version=3,
+        previous_state=state,
+    )
+    registry.record_deployment("digits", 4, deployment.to_xcom(), "deployed")
+
+    [environment] = fake.entities("ServingEnvironment")
+    assert environment["name"] == "ml-prod"
+    [service] = fake.entities("InferenceService")
+    assert service["name"] == "digits"
+    assert service["modelVersionId"] == version_entity(fake, "4")["id"]
+    # the store's previous_version is remembered, so a rollback can point back at it
+    assert props(service)["previous_model_version_id"] == version_entity(fake, "3")["id"]
+
+    failed = {**deployment.to_xcom(), "message": "smoke test failed"}
+    registry.record_deployment("digits", 4, failed, "rolled_back")
+    [service] = fake.entities("InferenceService")
+    assert service["modelVersionId"] == version_entity(fake, "3")["id"]
+    assert service["desiredState"] == "DEPLOYED"
+
+
+def test_a_readiness_failure_report_without_served_name(fake, registry) -> None:
+    # What the deploy operator records when KServe never became ready: platform, namespace, message.
+    report = {"platform": "kserve", "namespace": "ml-prod", "message": "predictor CrashLoopBackOff"}
+    registry.record_deployment("digits", 3, report, "rolled_back")
+
+    [environment] = fake.entities("ServingEnvironment")
+    assert environment["name"] == "ml-prod"
+    [service] = fake.entities("InferenceService")
+    assert service["name"] == "digits"
+    assert service["desiredState"] == "UNDEPLOYED"
+    recorded = props(version_entity(fake, "3"))
+    assert recorded["deployment_outcome"] == "rolled_back"
+    assert recorded["deployment_message"] == "predictor CrashLoopBackOff"

@@ -112,7 +112,8 @@ class MlflowServer:
     process: subprocess.Popen
 
     def connection_json(self, **extra: object) -> str:
-        return json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": self.port, "schema": "http", **extra})
+        fields = {"conn_type": "http", "host": "127.0.0.1", "port": self.port, "schema": "http", **extra}
+        return json.dumps(fields)
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -40,7 +40,8 @@ def test_register_creates_a_version_with_every_tag(
     client = client_for(tracking_uri)
     mv = client.get_model_version(name, entry.registry_version)
     assert mv.source == published.uri  # the store's own file:// folder, accepted as is
-    model_sha = hashlib.sha256((Path(published.uri.removeprefix("file://")) / "model.onnx").read_bytes()).hexdigest()
+    model_file = Path(published.uri.removeprefix("file://")) / "model.onnx"
+    model_sha = hashlib.sha256(model_file.read_bytes()).hexdigest()
     assert mv.tags == {
         "mlspec.version": "1",
         "metric.accuracy": "0.9712",
@@ -94,7 +95,9 @@ def test_next_store_version_is_a_new_registry_version_and_find_tells_them_apart(
     assert registry.find(unique_name("never-registered"), 1) is None
 
 
-def test_s3_sources_are_recorded_as_they_are(registry, publisher, tracking_uri, client_for, unique_name) -> None:
+def test_s3_sources_are_recorded_as_they_are(
+    registry, publisher, tracking_uri, client_for, unique_name
+) -> None:
     name = unique_name("mnist")
     published = publisher.publish(name, run_id="run-s3")
     request = publisher.request(
@@ -144,7 +147,9 @@ def test_record_deployment_tags_every_outcome_and_moves_the_alias_only_on_succes
     assert registry.production_version(name) == 2
 
 
-def test_record_deployment_of_an_unregistered_version_says_what_to_do(registry, publisher, unique_name) -> None:
+def test_record_deployment_of_an_unregistered_version_says_what_to_do(
+    registry, publisher, unique_name
+) -> None:
     name = unique_name("digits")
     registry.register(publisher.request(publisher.publish(name, run_id="run-1")))
     with pytest.raises(RegistryError, match=rf"{name}.*version 7 is not registered.*register task"):
@@ -170,17 +175,20 @@ def test_tracker_logs_params_epochs_and_metrics(tracking_uri, client_for, unique
         **tags, "spec_hash": "ab12", "mlspec.role": "training"
     }
     history = client.get_metric_history(tracker.run_id, "loss")
-    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(0, 0.9), (1, 0.5), (2, 0.3)]
+    steps = [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
+    assert steps == [(0, 0.9), (1, 0.5), (2, 0.3)]
     assert run.data.metrics["test_accuracy"] == pytest.approx(0.97)
     # the embedded store keeps artifacts under MLSPEC_HOME, never in the worker's working directory
     artifact_uri = run.info.artifact_uri
-    assert artifact_uri.startswith((Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri())
+    embedded_artifacts = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
+    assert artifact_uri.startswith(embedded_artifacts.as_uri())
 
 
 def test_tracker_marks_a_failing_block_failed(tracking_uri, client_for, unique_name) -> None:
     name = unique_name("digits")
+    tags = {"dag_id": name, "airflow_run_id": "r"}
     with pytest.raises(ValueError, match="boom"):
-        with TrainingTracker(None, name, run_name="train", tags={"dag_id": name, "airflow_run_id": "r"}) as tracker:
+        with TrainingTracker(None, name, run_name="train", tags=tags) as tracker:
             tracker.log_epoch(0, {"loss": 1.0})
             raise ValueError("boom")
     assert client_for(tracking_uri).get_run(tracker.run_id).info.status == "FAILED"
@@ -192,7 +200,8 @@ def test_tracker_takes_dag_and_run_ids_from_the_airflow_context(
     monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "ctx-dag")
     monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__ctx")
     monkeypatch.setenv("AIRFLOW_CTX_TRY_NUMBER", "2")
-    with TrainingTracker(None, unique_name("digits"), run_name="train", tags={"dag_id": "explicit"}) as tracker:
+    name = unique_name("digits")
+    with TrainingTracker(None, name, run_name="train", tags={"dag_id": "explicit"}) as tracker:
         pass
     tags = client_for(tracking_uri).get_run(tracker.run_id).data.tags
     assert (tags["dag_id"], tags["airflow_run_id"], tags["task_try"]) == ("explicit", "manual__ctx", "2")

@@ -19,7 +19,8 @@ from mlspec.registry.tracking import TrainingTracker
 def rest_model_version(server_url: str, name: str, version: str) -> dict:
     """Read a model version through the plain REST API, independent of the MLflow client."""
     query = urllib.parse.urlencode({"name": name, "version": version})
-    with urllib.request.urlopen(f"{server_url}/api/2.0/mlflow/model-versions/get?{query}", timeout=10) as response:
+    url = f"{server_url}/api/2.0/mlflow/model-versions/get?{query}"
+    with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())["model_version"]
 
 
@@ -46,11 +47,11 @@ def test_register_uploads_a_file_store_version_and_tags_it(
     assert mv["source"] == f"runs:/{mv['run_id']}/mlspec-model-v1"
     client = client_for(mlflow_server.url)
     local = client.download_artifacts(mv["run_id"], "mlspec-model-v1/model.onnx", str(tmp_path))
-    assert hashlib.sha256(Path(local).read_bytes()).hexdigest() == tags["sha256.model.onnx"] == published.files[
-        "model.onnx"
-    ]
+    uploaded_sha = hashlib.sha256(Path(local).read_bytes()).hexdigest()
+    assert uploaded_sha == tags["sha256.model.onnx"] == published.files["model.onnx"]
     run = client.get_run(mv["run_id"])
-    assert run.data.tags["mlspec.role"] == "registration" and run.data.tags["airflow_run_id"] == "manual__srv1"
+    assert run.data.tags["mlspec.role"] == "registration"
+    assert run.data.tags["airflow_run_id"] == "manual__srv1"
 
     # the retried register task
     again = MlflowRegistry(server_connection).register(publisher.request(published))
@@ -69,7 +70,8 @@ def test_register_keeps_s3_sources_and_counts_versions(
     for run_id in ("run-a", "run-b"):
         published = publisher.publish(name, run_id=run_id)
         s3 = f"s3://models/{name}/{published.version}"
-        entries.append(registry.register(publisher.request(published, source_uri=s3, model_uri=f"{s3}/model.onnx")))
+        request = publisher.request(published, source_uri=s3, model_uri=f"{s3}/model.onnx")
+        entries.append(registry.register(request))
     assert [e.version for e in entries] == [1, 2]
     assert entries[0].registry_version != entries[1].registry_version
     mv = client_for(mlflow_server.url).get_model_version(name, entries[1].registry_version)
@@ -77,27 +79,33 @@ def test_register_keeps_s3_sources_and_counts_versions(
     assert registry.find(name, 2) == replace(entries[1], created=False)
 
 
-def test_record_deployment_on_the_server(mlflow_server, server_connection, publisher, client_for, unique_name) -> None:
+def test_record_deployment_on_the_server(
+    mlflow_server, server_connection, publisher, client_for, unique_name
+) -> None:
     name = unique_name("digits")
     registry = MlflowRegistry(server_connection)
     e1 = registry.register(publisher.request(publisher.publish(name, run_id="run-1")))
     e2 = registry.register(publisher.request(publisher.publish(name, run_id="run-2", scale=4.0)))
-    deployment = {"platform": "kserve", "endpoint_url": f"http://{name}.models.example", "served_model_name": name}
+    endpoint = f"http://{name}.models.example"
+    deployment = {"platform": "kserve", "endpoint_url": endpoint, "served_model_name": name}
     client = client_for(mlflow_server.url)
 
     registry.record_deployment(name, 1, deployment, "smoke_test_passed")
-    registry.record_deployment(name, 2, {**deployment, "message": "smoke test: agreement 0.50"}, "rolled_back")
+    failed = {**deployment, "message": "smoke test: agreement 0.50"}
+    registry.record_deployment(name, 2, failed, "rolled_back")
 
     assert client.get_model_version_by_alias(name, "production").version == e1.registry_version
     tags2 = client.get_model_version(name, e2.registry_version).tags
     assert tags2["deployment.outcome"] == "rolled_back"
     assert tags2["deployment.platform"] == "kserve"
-    assert tags2["deployment.endpoint_url"] == f"http://{name}.models.example"
+    assert tags2["deployment.endpoint_url"] == endpoint
     assert tags2["deployment.message"] == "smoke test: agreement 0.50"
     assert registry.production_version(name) == 1
 
 
-def test_tracker_on_the_server_and_lineage(mlflow_server, server_connection, publisher, client_for, unique_name) -> None:
+def test_tracker_on_the_server_and_lineage(
+    mlflow_server, server_connection, publisher, client_for, unique_name
+) -> None:
     name = unique_name("digits")
     run_id = "scheduled__2026-02-01T00:00:00+00:00"
     tags = {"dag_id": name, "airflow_run_id": run_id, "task_try": "1"}
@@ -120,7 +128,8 @@ def test_tracker_on_the_server_and_lineage(mlflow_server, server_connection, pub
     assert len(client.get_metric_history(tracker.run_id, "accuracy")) == len(losses)
 
     # the register task of the same DAG run links the version to this training run and uploads there
-    entry = MlflowRegistry(server_connection).register(publisher.request(publisher.publish(name, run_id=run_id)))
+    request = publisher.request(publisher.publish(name, run_id=run_id))
+    entry = MlflowRegistry(server_connection).register(request)
     mv = client.get_model_version(name, entry.registry_version)
     assert mv.run_id == tracker.run_id
     assert [a.path for a in client.list_artifacts(tracker.run_id, "mlspec-model-v1")] == [
@@ -136,9 +145,13 @@ def test_tracker_failure_on_the_server(mlflow_server, server_connection, client_
     assert client_for(mlflow_server.url).get_run(tracker.run_id).info.status == "FAILED"
 
 
-def test_unreachable_server_is_a_registry_error_with_the_url(publisher, unique_name, closed_port, monkeypatch) -> None:
+def test_unreachable_server_is_a_registry_error_with_the_url(
+    publisher, unique_name, closed_port, monkeypatch
+) -> None:
     port = closed_port
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DOWN", json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{port}"}))
+    # the host given as a full URL, as some platform engineers write it
+    down = {"conn_type": "http", "host": f"http://127.0.0.1:{port}"}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DOWN", json.dumps(down))
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     name = unique_name("digits")

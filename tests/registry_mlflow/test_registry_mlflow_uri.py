@@ -39,11 +39,11 @@ def test_embedded_default_is_sqlite_under_mlspec_home(tmp_path: Path) -> None:
     ("fields", "expected"),
     [
         ({"conn_type": "http", "host": "127.0.0.1", "port": 5000, "schema": "http"}, "http://127.0.0.1:5000"),
-        ({"conn_type": "http", "host": "mlflow.example.com", "schema": "https"}, "https://mlflow.example.com"),
+        ({"host": "mlflow.example.com", "schema": "https"}, "https://mlflow.example.com"),
         ({"conn_type": "http", "host": "mlflow.internal", "port": 8080}, "http://mlflow.internal:8080"),
         ({"conn_type": "https", "host": "mlflow.internal"}, "https://mlflow.internal"),
         ({"conn_type": "http", "host": "http://mlflow:5000"}, "http://mlflow:5000"),
-        ({"conn_type": "http", "host": "https://mlflow.example.com/tracking/"}, "https://mlflow.example.com/tracking"),
+        ({"conn_type": "http", "host": "https://mlflow.example.com/ml/"}, "https://mlflow.example.com/ml"),
         ({"conn_type": "http", "host": "http://mlflow", "port": 5001}, "http://mlflow:5001"),
     ],
 )
@@ -52,7 +52,9 @@ def test_connection_shapes(monkeypatch: pytest.MonkeyPatch, fields: dict, expect
     assert resolve_tracking_uri("mlflow_x") == expected
 
 
-def test_credentials_are_exported_not_logged(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_credentials_are_exported_not_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     set_connection(
         monkeypatch, "mlflow_auth", conn_type="http", host="mlflow.internal", port=5000,
         login="alice", password="s3cret-pass-word", extra={"token": "tok-987654321"},
@@ -69,7 +71,7 @@ def test_credentials_are_exported_not_logged(monkeypatch: pytest.MonkeyPatch, ca
 
 
 def test_credentials_in_a_host_url_leave_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, "mlflow_url_auth", conn_type="http", host="https://bob:pw-in-url@mlflow.example.com")
+    set_connection(monkeypatch, "mlflow_url_auth", host="https://bob:pw-in-url@mlflow.example.com")
     uri = resolve_tracking_uri("mlflow_url_auth")
     assert uri == "https://mlflow.example.com"
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "bob"

@@ -72,7 +72,10 @@ def openapi_to_jsonschema(node: Any, *, strict: bool) -> Any:
 
 # What the API server checks in metadata itself (the CRD schema only says `type: object`).
 _LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-_QUALIFIED_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+_QUALIFIED_KEY = (  # optional DNS-subdomain prefix + "/" + name
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 OBJECT_META_SCHEMA = {
     "type": "object",
     "required": ["name"],
@@ -104,7 +107,8 @@ def crd_validator(crd: dict, *, strict: bool = True) -> jsonschema.protocols.Val
 
 
 def schema_errors(validator: jsonschema.protocols.Validator, obj: dict) -> list[str]:
-    return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj))
+    errors = validator.iter_errors(obj)
+    return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors)
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:
@@ -234,7 +238,8 @@ class EmulatorThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with InferenceServiceEmulator(validator=self.validator) as emulator, kmock.Server(emulator) as server:
+        emulator = InferenceServiceEmulator(validator=self.validator)
+        async with emulator, kmock.Server(emulator) as server:
             self.emulator = emulator
             self.url = str(server.url).rstrip("/")
             self._ready.set()
@@ -248,9 +253,9 @@ class EmulatorThread:
         return self
 
     def stop(self) -> None:
-        if self._loop and self._stop:
+        if self._thread.is_alive() and self._loop and self._stop:
             self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+            self._thread.join(10)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run fn inside the emulator's loop (its state is not thread-safe)."""

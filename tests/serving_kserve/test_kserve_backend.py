@@ -17,7 +17,8 @@ NS = "ml-serving"
 
 
 def backend(connection: str, **overrides) -> KServeServing:
-    config = KServeConfig(namespace=NS, connection=connection, timeout_s=overrides.pop("timeout_s", 30), **overrides)
+    timeout_s = overrides.pop("timeout_s", 30)
+    config = KServeConfig(namespace=NS, connection=connection, timeout_s=timeout_s, **overrides)
     return KServeServing(config, ROOT, poll_interval_s=0.02)
 
 
@@ -74,7 +75,8 @@ def test_second_deploy_patches_bumps_generation_and_keeps_previous_spec(k8s_api,
     live = kserve.get("digits")
     assert live["spec"] == kserve.manifest("digits", 2)["spec"]
     assert version_of(live) == "2"
-    assert live["metadata"]["uid"] == k8s_api.history(NS, "digits")[0]["metadata"]["uid"]  # patched, not recreated
+    # Patched, not recreated.
+    assert live["metadata"]["uid"] == k8s_api.history(NS, "digits")[0]["metadata"]["uid"]
     assert json.loads(live["metadata"]["annotations"]["mlspec/previous-spec"]) == state["previous_spec"]
 
 
@@ -82,7 +84,8 @@ def test_labels_set_by_others_survive_a_patch(k8s_api, k8s_connection):
     kserve = backend(k8s_connection, auth="token")
     kserve.apply("digits", 1, f"{ROOT}/digits/1")
     # Someone (e.g. the OpenShift AI dashboard) adds its own label; mlspec must not drop it.
-    kserve._patch("digits", [{"op": "add", "path": "/metadata/labels/opendatahub.io~1dashboard", "value": "true"}])
+    dashboard_label = {"op": "add", "path": "/metadata/labels/opendatahub.io~1dashboard", "value": "true"}
+    kserve._patch("digits", [dashboard_label])
     plain = backend(k8s_connection)  # auth switched off: mlspec removes only its own auth keys
     plain.apply("digits", 2, f"{ROOT}/digits/2")
     live = plain.get("digits")
@@ -116,8 +119,8 @@ def test_timeout_rolls_back_to_the_previous_spec(k8s_api, k8s_connection):
         assert version_of(live) == "1"
         assert "mlspec/previous-spec" not in live["metadata"]["annotations"]
         # The restored spec is a new generation; the controller makes it ready again.
-        assert kserve.wait({"name": "digits", "namespace": NS, "generation": live["metadata"]["generation"]}, 10)[0] \
-            == "ready"
+        restored = {"name": "digits", "namespace": NS, "generation": live["metadata"]["generation"]}
+        assert kserve.wait(restored, 10)[0] == "ready"
 
 
 def test_failed_to_load_fails_fast_and_rolls_back(k8s_api, k8s_connection):
@@ -203,7 +206,11 @@ def test_api_server_rejection_is_a_clear_error(k8s_api, k8s_connection, monkeypa
         kserve.apply("digits", 1, f"{ROOT}/digits/1")
 
 
-def test_unreachable_cluster_names_the_connection(k8s_api, k8s_connection):
+def test_unreachable_cluster_names_the_connection(k8s_api, k8s_connection, monkeypatch):
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    # The provider retries reads with exponential backoff (15 s in all); one attempt tells the same story.
+    monkeypatch.setattr(KubernetesHook.get_custom_object.retry, "enabled", False)
     kserve = backend(k8s_connection)
     k8s_api.stop()
     with pytest.raises(ServingError, match=f"connection '{k8s_connection}'"):

@@ -17,10 +17,22 @@ from mlspec.serving.kserve_manifest import (
 
 CONFIGS = {
     "ovms-s3": (KServeConfig(), "s3://models-bucket/team-a"),
-    "triton-s3": (KServeConfig(runtime="kserve-tritonserver", namespace="ml-serving"), "s3://models-bucket/team-a/"),
-    "token-auth": (KServeConfig(auth="token", service_account="s3-reader", namespace="ds-project"), "s3://b/p"),
-    "gpu": (KServeConfig(runtime="kserve-tritonserver", gpu=2, cpu="4", memory="16Gi", max_replicas=3), "s3://b/p"),
-    "serverless": (KServeConfig(deployment_mode="Serverless", min_replicas=0, max_replicas=5, cpu="500m"), "s3://b"),
+    "triton-s3": (
+        KServeConfig(runtime="kserve-tritonserver", namespace="ml-serving"),
+        "s3://models-bucket/team-a/",
+    ),
+    "token-auth": (
+        KServeConfig(auth="token", service_account="s3-reader", namespace="ds-project"),
+        "s3://b/p",
+    ),
+    "gpu": (
+        KServeConfig(runtime="kserve-tritonserver", gpu=2, cpu="4", memory="16Gi", max_replicas=3),
+        "s3://b/p",
+    ),
+    "serverless": (
+        KServeConfig(deployment_mode="Serverless", min_replicas=0, max_replicas=5, cpu="500m"),
+        "s3://b",
+    ),
     "file-root": (KServeConfig(), "file:///srv/mlspec/models"),
     "pvc-root": (KServeConfig(runtime="kserve-tritonserver"), "pvc://models-pvc/models"),
 }
@@ -67,7 +79,9 @@ def test_ovms_layout_pins_the_version():
 
 def test_triton_mounts_only_the_deployed_version():
     config = KServeConfig(runtime="kserve-tritonserver")
-    manifest = build_inference_service(config, model_name="digits", version=4, store_root_uri="s3://bucket/models")
+    manifest = build_inference_service(
+        config, model_name="digits", version=4, store_root_uri="s3://bucket/models"
+    )
     predictor = manifest["spec"]["predictor"]
     # Not the store root: that would load every model (and every run folder) in the store.
     assert "storageUri" not in predictor["model"]
@@ -90,7 +104,9 @@ def test_each_version_is_a_spec_change():
 
 
 def test_token_auth_sets_openshift_ai_keys_and_none_does_not():
-    secured = build_inference_service(KServeConfig(auth="token"), model_name="m", version=1, store_root_uri="s3://b")
+    secured = build_inference_service(
+        KServeConfig(auth="token"), model_name="m", version=1, store_root_uri="s3://b"
+    )
     assert secured["metadata"]["annotations"]["security.opendatahub.io/enable-auth"] == "true"
     assert secured["metadata"]["labels"]["networking.kserve.io/visibility"] == "exposed"
     open_ = build_inference_service(KServeConfig(), model_name="m", version=1, store_root_uri="s3://b")
@@ -124,10 +140,14 @@ def test_service_account_only_when_set():
         lambda m: m["metadata"]["labels"].__setitem__("mlspec/version", 3),
         lambda m: m.pop("spec"),
     ],
-    ids=["minReplicas-string", "modelFormat-no-name", "bad-quantity", "unknown-field", "int-label", "no-spec"],
+    ids=[
+        "minReplicas-string", "modelFormat-no-name", "bad-quantity", "unknown-field", "int-label", "no-spec"
+    ],
 )
 def test_the_schema_check_rejects_broken_manifests(breakage, isvc_validator):
-    manifest = build_inference_service(KServeConfig(), model_name="digits", version=1, store_root_uri="s3://b/p")
+    manifest = build_inference_service(
+        KServeConfig(), model_name="digits", version=1, store_root_uri="s3://b/p"
+    )
     assert schema_errors(isvc_validator, manifest) == []
     broken = copy.deepcopy(manifest)
     breakage(broken)
@@ -136,7 +156,9 @@ def test_the_schema_check_rejects_broken_manifests(breakage, isvc_validator):
 
 def test_int_or_string_and_lenient_mode(kserve_crd):
     lenient = crd_validator(kserve_crd, strict=False)
-    manifest = build_inference_service(KServeConfig(), model_name="digits", version=1, store_root_uri="s3://b/p")
+    manifest = build_inference_service(
+        KServeConfig(), model_name="digits", version=1, store_root_uri="s3://b/p"
+    )
     manifest["spec"]["predictor"]["model"]["resources"]["limits"]["cpu"] = 2  # int-or-string: ints are fine
     manifest["spec"]["predictor"]["minReplica"] = 1  # pruned, not rejected, by a non-strict server
     assert schema_errors(lenient, manifest) == []

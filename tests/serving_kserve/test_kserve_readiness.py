@@ -9,7 +9,9 @@ from mlspec.serving.kserve_manifest import KServeConfig, build_inference_service
 
 
 def isvc(generation: int, status: dict | None = None) -> dict:
-    obj = build_inference_service(KServeConfig(), model_name="digits", version=generation, store_root_uri="s3://b/m")
+    obj = build_inference_service(
+        KServeConfig(), model_name="digits", version=generation, store_root_uri="s3://b/m"
+    )
     obj["metadata"]["generation"] = generation
     if status is not None:
         obj["status"] = status
@@ -69,7 +71,8 @@ def test_failed_to_load_fails_fast_with_the_controller_message(valid):
 def test_blocked_by_failed_load_while_old_model_still_serves(valid):
     obj = with_status(4, lambda o: failed_to_load_status(o, "OOMKilled while loading"))
     # The rollout of the new model failed; the old model is still active and Ready stays True.
-    obj["status"]["modelStatus"]["states"] = {"activeModelState": "Loaded", "targetModelState": "FailedToLoad"}
+    states = {"activeModelState": "Loaded", "targetModelState": "FailedToLoad"}
+    obj["status"]["modelStatus"]["states"] = states
     obj["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
     obj["status"]["url"] = "http://digits.example.test"
     valid(obj)
@@ -86,7 +89,8 @@ def test_invalid_spec_fails(valid):
         "lastFailureInfo": {"reason": "NoSupportingRuntime", "message": "no runtime supports onnx v2"},
     }
     valid(obj)
-    assert check_readiness(obj, 1) == ("failed", "model failed to load (InvalidSpec): no runtime supports onnx v2")
+    expected = "model failed to load (InvalidSpec): no runtime supports onnx v2"
+    assert check_readiness(obj, 1) == ("failed", expected)
 
 
 def test_stale_ready_from_previous_generation_does_not_count(valid):
@@ -99,7 +103,8 @@ def test_stale_ready_from_previous_generation_does_not_count(valid):
 
 
 def test_stale_failure_from_previous_generation_does_not_count(valid):
-    obj = valid(with_status(6, lambda o: {**failed_to_load_status(o, "old failure"), "observedGeneration": 5}))
+    stale = lambda o: {**failed_to_load_status(o, "old failure"), "observedGeneration": 5}  # noqa: E731
+    obj = valid(with_status(6, stale))
     assert check_readiness(obj, 6)[0] == "pending"
 
 
@@ -125,7 +130,10 @@ def test_ready_but_rollout_in_progress_is_pending(valid):
 def test_serverless_waits_for_latest_revision(valid):
     obj = with_status(2, ready_status)
     obj["status"]["components"] = {
-        "predictor": {"latestCreatedRevision": "digits-predictor-00002", "latestReadyRevision": "digits-predictor-00001"}
+        "predictor": {
+            "latestCreatedRevision": "digits-predictor-00002",
+            "latestReadyRevision": "digits-predictor-00001",
+        }
     }
     valid(obj)
     assert check_readiness(obj, 2)[0] == "pending"

@@ -9,7 +9,10 @@ Layout in the registry (what a user finds in the Kubeflow UI or with the `model-
   version), uri = `<version folder>/model.onnx`, format onnx/<opset>, storageKey/storagePath
   and the lineage fields (modelSource*: airflow / dag_run / dag id / run id).
 - Deployments: a ServingEnvironment per namespace ("local" for the local server) holding one
-  InferenceService per served model, pointing at the version it serves.
+  InferenceService per served model, pointing at the version it serves (desiredState DEPLOYED).
+  A rolled-back or failed version that had taken over hands the service back to the version
+  that served before it (still DEPLOYED), or leaves it UNDEPLOYED when there was none; the
+  outcome, endpoint and message also land in the ModelVersion's customProperties.
 """
 
 from __future__ import annotations
@@ -44,6 +47,25 @@ PREVIOUS_VERSION_PROPERTY = "previous_model_version_id"
 def external_id(model_name: str, version: int) -> str:
     """The ModelVersion externalId that makes registration idempotent."""
     return f"mlspec:{model_name}:{version}"
+
+
+def deployment_target(model_name: str, deployment: dict) -> tuple[str, str]:
+    """(ServingEnvironment name, InferenceService name) of a deployment.
+
+    Accepts the flat form (namespace, inference_service_name) and `Deployment.to_xcom()`, whose
+    KServe state (`previous_state`) carries the namespace and the InferenceService's name. The
+    local server has neither: environment "local", service named after the served model, and
+    the model's own name when a failure report names nothing else.
+    """
+    state = deployment.get("previous_state") or {}
+    environment = deployment.get("namespace") or state.get("namespace") or LOCAL_SERVING_ENVIRONMENT
+    service = (
+        deployment.get("inference_service_name")
+        or state.get("name")
+        or deployment.get("served_model_name")
+        or model_name
+    )
+    return str(environment), str(service)
 
 
 # ---- typed customProperties (the registry stores MLMD values; int_value is a string) ----
@@ -222,12 +244,7 @@ class KubeflowRegistry(ModelRegistry):
                 f"cannot record deployment of model '{model_name}' version {version}: unknown outcome "
                 f"{outcome!r} (expected one of {', '.join(DESIRED_STATE)})"
             )
-        if not (deployment.get("inference_service_name") or deployment.get("served_model_name")):
-            raise RegistryError(
-                f"cannot record the deployment of model '{model_name}' version {version}: the deployment "
-                "names no served_model_name (nor inference_service_name); this is a bug in the serving "
-                "backend"
-            )
+        environment_name, service_name = deployment_target(model_name, deployment)
         with self._errors("record the deployment of", model_name, version):
             model = self.client.find("/registered_model", {"name": model_name})
             model_version = None
@@ -238,8 +255,11 @@ class KubeflowRegistry(ModelRegistry):
                     f"cannot record the deployment of model '{model_name}' version {version}: the Kubeflow "
                     "Model Registry has no such version; the register task must run before deploy"
                 )
-            environment = self._find_or_create_serving_environment(deployment)
-            service = self._record_inference_service(model, model_version, environment, deployment, outcome)
+            environment = self._find_or_create_serving_environment(environment_name, deployment)
+            previous_id = self._previous_version_id(model, model_name, deployment)
+            service = self._record_inference_service(
+                service_name, model, model_version, environment, deployment, outcome, previous_id
+            )
             self._record_outcome_on_version(model_version, deployment, outcome, service)
         log.info(
             "Recorded deployment outcome '%s' of model '%s' version %s (InferenceService %s in %s)",
@@ -389,8 +409,15 @@ class KubeflowRegistry(ModelRegistry):
         )
 
     # ---- deployments -------------------------------------------------------------------
-    def _find_or_create_serving_environment(self, deployment: dict) -> dict[str, Any]:
-        name = deployment.get("namespace") or LOCAL_SERVING_ENVIRONMENT
+    def _previous_version_id(self, model: dict[str, Any], model_name: str, deployment: dict) -> str | None:
+        """The ModelVersion id of the store version that served before this deployment, if known."""
+        previous = deployment.get("previous_version")
+        if previous is None:
+            return None
+        found = self._find_version(model["id"], model_name, int(previous), strict=False)
+        return found["id"] if found else None
+
+    def _find_or_create_serving_environment(self, name: str, deployment: dict) -> dict[str, Any]:
         environment = self.client.find("/serving_environment", {"name": name})
         if environment is not None:
             return environment
@@ -408,13 +435,14 @@ class KubeflowRegistry(ModelRegistry):
 
     def _record_inference_service(
         self,
+        name: str,
         model: dict[str, Any],
         model_version: dict[str, Any],
         environment: dict[str, Any],
         deployment: dict,
         outcome: str,
+        previous_id: str | None,
     ) -> dict[str, Any]:
-        name = deployment.get("inference_service_name") or deployment["served_model_name"]
         lookup = {"name": name, "parentResourceId": environment["id"]}
         service = self.client.find("/inference_service", lookup)
         if service is None:
@@ -422,9 +450,7 @@ class KubeflowRegistry(ModelRegistry):
                 "name": name,
                 "registeredModelId": model["id"],
                 "servingEnvironmentId": environment["id"],
-                "modelVersionId": model_version["id"],
-                "desiredState": DESIRED_STATE[outcome],
-                "customProperties": self._service_properties({}, deployment, outcome),
+                **(self._service_state(None, model_version, deployment, outcome, previous_id) or {}),
             }
             if deployment.get("runtime"):
                 body["runtime"] = str(deployment["runtime"])
@@ -442,21 +468,27 @@ class KubeflowRegistry(ModelRegistry):
                 f"another registered model (id {service.get('registeredModelId')}); serve this model under "
                 "another name"
             )
-        update = self._service_update(service, model_version, deployment, outcome)
+        update = self._service_state(service, model_version, deployment, outcome, previous_id)
         if update is None:
             return service
         return self.client.patch(f"/inference_services/{service['id']}", update)
 
-    def _service_update(
-        self, service: dict[str, Any], model_version: dict[str, Any], deployment: dict, outcome: str
+    def _service_state(
+        self,
+        service: dict[str, Any] | None,
+        model_version: dict[str, Any],
+        deployment: dict,
+        outcome: str,
+        previous_id: str | None,
     ) -> dict[str, Any] | None:
-        """The PATCH for an existing InferenceService, or None when it must stay as it is."""
+        """modelVersionId, desiredState and customProperties to record, or None to leave it as it is."""
         version_id = model_version["id"]
-        serving_id = service.get("modelVersionId")
-        properties = dict(service.get("customProperties") or {})
+        serving_id = (service or {}).get("modelVersionId")
+        properties = dict((service or {}).get("customProperties") or {})
         if DESIRED_STATE[outcome] == "DEPLOYED":
-            if serving_id and serving_id != version_id:
-                properties[PREVIOUS_VERSION_PROPERTY] = string_value(serving_id)
+            before = serving_id if serving_id and serving_id != version_id else previous_id
+            if before and before != version_id:
+                properties[PREVIOUS_VERSION_PROPERTY] = string_value(before)
             return {
                 "modelVersionId": version_id,
                 "desiredState": "DEPLOYED",
@@ -465,9 +497,9 @@ class KubeflowRegistry(ModelRegistry):
         if serving_id and serving_id != version_id:
             # The new version never took over: the version recorded here keeps serving.
             return None
-        previous = read_value(properties.pop(PREVIOUS_VERSION_PROPERTY, None))
+        previous = read_value(properties.pop(PREVIOUS_VERSION_PROPERTY, None)) or previous_id
         properties = self._service_properties(properties, deployment, outcome)
-        if previous:
+        if previous and previous != version_id:
             # Rolled back: the version that served before is the one serving again.
             return {"modelVersionId": previous, "desiredState": "DEPLOYED", "customProperties": properties}
         return {"modelVersionId": version_id, "desiredState": "UNDEPLOYED", "customProperties": properties}
@@ -487,10 +519,14 @@ class KubeflowRegistry(ModelRegistry):
     ) -> None:
         properties = dict(model_version.get("customProperties") or {})
         properties["deployment_outcome"] = string_value(outcome)
-        properties["deployment_platform"] = string_value(deployment.get("platform", ""))
-        properties["endpoint_url"] = string_value(deployment.get("endpoint_url", ""))
-        properties["served_model_name"] = string_value(deployment.get("served_model_name", ""))
         properties["inference_service_id"] = string_value(service["id"])
+        for key, prop in (
+            ("platform", "deployment_platform"),
+            ("endpoint_url", "endpoint_url"),
+            ("served_model_name", "served_model_name"),
+        ):
+            if deployment.get(key):
+                properties[prop] = string_value(deployment[key])
         if deployment.get("message"):
             properties["deployment_message"] = string_value(deployment["message"])
         else:

@@ -235,7 +235,8 @@ class MlflowRegistry(ModelRegistry):
 
     def _where(self) -> str:
         if self.connection_id:
-            return f"MLflow server {display_uri(self.tracking_uri)} (Airflow connection {self.connection_id!r})"
+            server = display_uri(self.tracking_uri)
+            return f"MLflow server {server} (Airflow connection {self.connection_id!r})"
         return f"embedded MLflow registry {self.tracking_uri}"
 
     @contextmanager
@@ -295,7 +296,9 @@ class MlflowRegistry(ModelRegistry):
 
     def _find_version(self, model_name: str, version: int) -> ModelVersion | None:
         wanted = str(version)
-        matches = [mv for mv in self._model_versions(model_name) if (mv.tags or {}).get(VERSION_TAG) == wanted]
+        matches = [
+            mv for mv in self._model_versions(model_name) if (mv.tags or {}).get(VERSION_TAG) == wanted
+        ]
         # should two exist (a race between tries), the oldest is the one others saw first
         return min(matches, key=lambda mv: int(mv.version)) if matches else None
 
@@ -336,13 +339,15 @@ class MlflowRegistry(ModelRegistry):
         ``rolled_back`` or ``failed`` it keeps pointing at the version that still serves.
         """
         if outcome not in _OUTCOMES:
-            log.warning("record_deployment: unexpected outcome %r for %s version %s", outcome, model_name, version)
+            log.warning("record_deployment: unexpected outcome %r for %s version %s",
+                        outcome, model_name, version)
         with self._errors(f"record deployment outcome {outcome!r}", model_name, version):
             mv = self._find_version(model_name, version)
             if mv is None:
                 raise RegistryError(
                     f"{self._where()}: model {model_name!r} version {version} is not registered, so its "
-                    f"deployment ({outcome}) cannot be recorded; run the register task for this version first."
+                    f"deployment ({outcome}) cannot be recorded; run the register task for this version "
+                    "first."
                 )
             tags = {
                 "deployment.platform": deployment.get("platform", ""),
@@ -475,7 +480,8 @@ class MlflowRegistry(ModelRegistry):
         files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
         for path in files:  # uploading again on a retry overwrites the same objects
             parent = path.parent.relative_to(folder).as_posix()
-            self.client.log_artifact(run_id, str(path), artifact_path if parent == "." else f"{artifact_path}/{parent}")
+            target = artifact_path if parent == "." else f"{artifact_path}/{parent}"
+            self.client.log_artifact(run_id, str(path), target)
         log.info("%s: uploaded %d file(s) of %s to run %s/%s, since the server only registers local files "
                  "from a run's artifacts", self._where(), len(files), source, run_id, artifact_path)
         return f"runs:/{run_id}/{artifact_path}", run_id
@@ -486,7 +492,9 @@ class MlflowRegistry(ModelRegistry):
         if "'" not in request.run_id:
             runs = self.client.search_runs(
                 [experiment_id],
-                filter_string=f"tags.airflow_run_id = '{request.run_id}' and tags.`{ROLE_TAG}` = 'registration'",
+                filter_string=(
+                    f"tags.airflow_run_id = '{request.run_id}' and tags.`{ROLE_TAG}` = 'registration'"
+                ),
                 max_results=50,
             )
             for run in runs:

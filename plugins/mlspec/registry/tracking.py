@@ -2,8 +2,8 @@
 
 Usage::
 
-    with TrainingTracker(spec.registry.connection, spec.metadata.name, run_name=f"train-{run_key}",
-                         tags={"dag_id": dag_id, "airflow_run_id": run_id, "task_try": str(try_number)}) as tracker:
+    tags = {"dag_id": dag_id, "airflow_run_id": run_id, "task_try": str(try_number)}
+    with TrainingTracker(spec.registry.connection, spec.metadata.name, f"train-{run_key}", tags) as tracker:
         tracker.log_params({"epochs": 10, "optimizer": {"name": "adam", "learning_rate": 1e-3}})
         for epoch, logs in enumerate(history):           # or from a Keras callback
             tracker.log_epoch(epoch, logs)
@@ -129,7 +129,8 @@ class TrainingTracker:
             self.experiment_id = ensure_experiment(self._client, self.tracking_uri, self.experiment)
             run = self._client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
             self._run_id = str(run.info.run_id)
-        log.info("MLflow tracking run %s started in experiment %r: %s", self._run_id, self.experiment, self.url)
+        log.info("MLflow tracking run %s started in experiment %r: %s",
+                 self._run_id, self.experiment, self.url)
         return self._run_id
 
     def end(self, status: str = "FINISHED", failing: bool = False) -> None:
@@ -168,10 +169,12 @@ class TrainingTracker:
         """Log (nested dicts flattened with dots) params; values become strings, as MLflow stores them."""
         from mlflow.entities import Param
 
-        items = [
-            Param(key, text if len(text := str(value)) <= _MAX_PARAM_VALUE else text[: _MAX_PARAM_VALUE - 3] + "...")
-            for key, value in _flatten(params).items()
-        ]
+        items = []
+        for key, value in _flatten(params).items():
+            text = str(value)
+            if len(text) > _MAX_PARAM_VALUE:
+                text = text[: _MAX_PARAM_VALUE - 3] + "..."
+            items.append(Param(key, text))
         with self._errors("log params"):
             for i in range(0, len(items), _BATCH):
                 self._live_client().log_batch(self.run_id, params=items[i : i + _BATCH])
@@ -226,7 +229,9 @@ class _TrackingErrors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         if exc is None or isinstance(exc, (RegistryError, RuntimeError)):
             return False
         from mlflow.exceptions import MlflowException

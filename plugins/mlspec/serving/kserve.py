@@ -39,7 +39,13 @@ from mlspec.serving.kserve_manifest import (
     served_model_name,
 )
 
-__all__ = ["KServeConfig", "KServeServing", "build_inference_service", "check_readiness", "deployment_from_event"]
+__all__ = [
+    "KServeConfig",
+    "KServeServing",
+    "build_inference_service",
+    "check_readiness",
+    "deployment_from_event",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,15 @@ class KServeServing(ServingBackend):
         self.store_root_uri = store_root_uri.rstrip("/")
         self.labels = dict(labels or {})
         self.poll_interval_s = poll_interval_s
+        if self.store_root_uri.startswith("s3://") and not config.service_account:
+            # The storage initializer runs in the cluster: Airflow's connection is no use to it.
+            log.warning(
+                "serving from %s without a service_account: KServe pods can only read it if the cluster "
+                "grants S3 access another way (IRSA, a default storage secret); mlspec's own storage "
+                "connection %r is not visible to them",
+                self.store_root_uri,
+                config.storage_connection,
+            )
 
     # -- Kubernetes access (lazy: constructing a backend does no I/O) -------------------------
     @cached_property
@@ -152,7 +167,8 @@ class KServeServing(ServingBackend):
             # patch is what lets us replace .spec whole and touch single label keys.
             return self._call(
                 "patch", name, api.patch_namespaced_custom_object,
-                group=GROUP, version=VERSION, plural=PLURAL, namespace=self.config.namespace, name=name, body=ops,
+                group=GROUP, version=VERSION, plural=PLURAL, namespace=self.config.namespace, name=name,
+                body=ops,
                 _content_type="application/json-patch+json",
             )
         except ApiException as exc:
@@ -164,7 +180,11 @@ class KServeServing(ServingBackend):
     # -- step 1: apply --------------------------------------------------------------------------
     def manifest(self, model_name: str, version: int) -> dict:
         return build_inference_service(
-            self.config, model_name=model_name, version=version, store_root_uri=self.store_root_uri, labels=self.labels
+            self.config,
+            model_name=model_name,
+            version=version,
+            store_root_uri=self.store_root_uri,
+            labels=self.labels,
         )
 
     def apply(self, model_name: str, version: int, version_uri: str) -> dict:
@@ -192,14 +212,16 @@ class KServeServing(ServingBackend):
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
         if labels.get(MANAGED_BY_LABEL) != "mlspec":
             raise ServingError(
-                f"InferenceService {model_name} already exists in namespace {ns} and is not managed by mlspec "
-                f"(no label {MANAGED_BY_LABEL}=mlspec); refusing to overwrite it. Delete it or rename the model."
+                f"InferenceService {model_name} already exists in namespace {ns} and is not managed by "
+                f"mlspec (no label {MANAGED_BY_LABEL}=mlspec); refusing to overwrite it. Delete it or "
+                "rename the model."
             )
         if labels.get(VERSION_LABEL) == str(version) and existing.get("spec") == desired["spec"]:
-            # A retried task: our earlier try already applied this version; its annotations hold what it replaced.
+            # A retried task: an earlier try already applied this version; its annotations hold what it
+            # replaced.
             previous = annotations.get(PREVIOUS_SPEC_ANNOTATION)
             prev_version = annotations.get(PREVIOUS_VERSION_ANNOTATION)
-            log.info("InferenceService %s/%s already serves version %d; reusing that apply", ns, model_name, version)
+            log.info("InferenceService %s/%s already serves version %d; reusing it", ns, model_name, version)
             return self._state(
                 existing, model_name, version,
                 previous_spec=json.loads(previous) if previous else None,
@@ -210,14 +232,18 @@ class KServeServing(ServingBackend):
         prev_label = labels.get(VERSION_LABEL, "")
         previous_version = int(prev_label) if prev_label.isdigit() else None
         want_annotations = dict(desired["metadata"]["annotations"])
-        want_annotations[PREVIOUS_SPEC_ANNOTATION] = json.dumps(previous_spec, sort_keys=True, separators=(",", ":"))
+        want_annotations[PREVIOUS_SPEC_ANNOTATION] = json.dumps(
+            previous_spec, sort_keys=True, separators=(",", ":")
+        )
         if previous_version is not None:
             want_annotations[PREVIOUS_VERSION_ANNOTATION] = str(previous_version)
         ops = [{"op": "replace" if "spec" in existing else "add", "path": "/spec", "value": desired["spec"]}]
         ops += _meta_ops("labels", labels, desired["metadata"]["labels"], _OPTIONAL_LABELS)
         ops += _meta_ops("annotations", annotations, want_annotations, _OPTIONAL_ANNOTATIONS)
         patched = self._patch(model_name, ops)
-        state = self._state(patched, model_name, version, previous_spec=previous_spec, previous_version=previous_version)
+        state = self._state(
+            patched, model_name, version, previous_spec=previous_spec, previous_version=previous_version
+        )
         log.info(
             "patched InferenceService %s/%s: version %s -> %d (generation %s)",
             ns, model_name, previous_version, version, state["generation"],
@@ -234,8 +260,8 @@ class KServeServing(ServingBackend):
             )
         except ApiException as exc:
             raise ServingError(
-                f"Kubernetes refused to create InferenceService {model_name} (version {version}) in namespace "
-                f"{self.config.namespace}: {_api_error_text(exc)}"
+                f"Kubernetes refused to create InferenceService {model_name} (version {version}) in "
+                f"namespace {self.config.namespace}: {_api_error_text(exc)}"
             ) from exc
         state = self._state(created, model_name, version, previous_spec=None, previous_version=None)
         log.info(
@@ -294,8 +320,8 @@ class KServeServing(ServingBackend):
     def rollback(self, deployment: Deployment) -> None:
         if deployment.previous_state is None:
             raise ServingError(
-                f"cannot roll back model {deployment.model_name} version {deployment.version}: the deployment "
-                "carries no KServe state (it was not made by the kserve backend)"
+                f"cannot roll back model {deployment.model_name} version {deployment.version}: the "
+                "deployment carries no KServe state (it was not made by the kserve backend)"
             )
         self.rollback_state(deployment.previous_state)
 
@@ -366,7 +392,8 @@ def deployment_from_event(event: dict, state: dict, *, backend: KServeServing) -
     except ServingError as exc:
         raise ServingError(
             f"KServe deployment of model {model} version {version} in namespace {ns} {what}: {reason}. "
-            f"Rolling back ALSO failed: {exc}. Inspect it with `kubectl describe inferenceservice {model} -n {ns}`."
+            f"Rolling back ALSO failed: {exc}. Inspect it with "
+            f"`kubectl describe inferenceservice {model} -n {ns}`."
         ) from exc
     raise ServingError(
         f"KServe deployment of model {model} version {version} in namespace {ns} {what}: {reason}. "

@@ -62,7 +62,10 @@ VISIBILITY_LABEL = "networking.kserve.io/visibility"
 TRITON_MOUNT_ROOT = "/mnt/models"  # the kserve-tritonserver runtime's --model-store
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_QUANTITY = re.compile(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+_QUANTITY = re.compile(  # the CRD's own pattern for resource quantities
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
 _FAILED_TRANSITIONS = {"BlockedByFailedLoad", "InvalidSpec"}
 
 
@@ -91,7 +94,9 @@ class KServeConfig:
         if self.runtime not in RUNTIMES:
             problems.append(f"runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
         if self.deployment_mode not in DEPLOYMENT_MODES:
-            problems.append(f"deployment_mode {self.deployment_mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}")
+            problems.append(
+                f"deployment_mode {self.deployment_mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}"
+            )
         if self.auth not in AUTH_MODES:
             problems.append(f"auth {self.auth!r} is not one of {', '.join(AUTH_MODES)}")
         if not _DNS1123_LABEL.match(self.namespace or ""):
@@ -113,7 +118,9 @@ class KServeConfig:
                 problems.append("timeout_s must be > 0")
         for name in ("cpu", "memory"):
             if not _QUANTITY.match(str(getattr(self, name))):
-                problems.append(f"{name} {getattr(self, name)!r} is not a Kubernetes quantity (e.g. '500m', '2Gi')")
+                problems.append(
+                    f"{name} {getattr(self, name)!r} is not a Kubernetes quantity (e.g. '500m', '2Gi')"
+                )
         if self.service_account is not None and not self.service_account:
             problems.append("service_account must be a name or left out")
         if problems:
@@ -145,12 +152,16 @@ def storage_layout(config: KServeConfig, *, model_name: str, version: int, store
 
 def _check_inputs(model_name: str, version: int, store_root_uri: str) -> None:
     if not _DNS1123_LABEL.match(model_name) or len(model_name) > 63:
-        raise ServingError(f"model name {model_name!r} is not a DNS-1123 label; it names the InferenceService")
+        raise ServingError(
+            f"model name {model_name!r} is not a DNS-1123 label; it names the InferenceService"
+        )
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ServingError(f"model {model_name}: version must be a positive integer, got {version!r}")
     scheme = urlparse(store_root_uri).scheme
     if not scheme:
-        raise ServingError(f"model {model_name}: store root {store_root_uri!r} is not a URI (s3://, pvc://, ...)")
+        raise ServingError(
+            f"model {model_name}: store root {store_root_uri!r} is not a URI (s3://, pvc://, ...)"
+        )
     if scheme == "file":
         log.warning(
             "model %s: KServe pods only see %s if that path is mounted into them; "
@@ -235,7 +246,10 @@ def check_readiness(isvc: dict, generation: int) -> tuple[str, str]:
     status = isvc.get("status") or {}
     observed = status.get("observedGeneration")
     if not isinstance(observed, int) or observed < generation:
-        return "pending", f"controller has not observed generation {generation} yet (observedGeneration={observed})"
+        return (
+            "pending",
+            f"controller has not observed generation {generation} yet (observedGeneration={observed})",
+        )
 
     model_status = status.get("modelStatus") or {}
     states = model_status.get("states") or {}

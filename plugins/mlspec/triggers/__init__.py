@@ -1,1 +1,1 @@
-"""Deferrable waits that run in Airflow's triggerer (one module per backend, like the providers' triggers/)."""
+"""Deferrable waits that run in Airflow's triggerer: one module per backend, like a provider's triggers/."""

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class KServeReadinessTrigger(BaseTrigger):
-    """Poll InferenceService `name` until the controller reports `generation` ready, failed, or `timeout_s` passes.
+    """Poll InferenceService `name` until `generation` is reported ready or failed, or `timeout_s` passes.
 
     The timeout counts from when the trigger starts running (a triggerer restart starts it again).
     """
