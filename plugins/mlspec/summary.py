@@ -40,7 +40,8 @@ def format_summary(summary: dict) -> str:
         f"  endpoint       {summary['infer_url']}",
         f"  smoke test     {smoke['samples']} samples, agreement {smoke['agreement']:.3f}, p95 {smoke['p95_ms']:.1f} ms",
         "",
-        f"Try it (a test sample of class {summary['example']['label']}):",
+        f"Try it: a test sample of class {summary['example']['label']}; the highest of the 'probabilities' it "
+        f"returns should be at class {summary['example']['predicted']}:",
         f"  {curl_command(summary)}",
         "",
         "The model server keeps running; stop it with `make stop`.",

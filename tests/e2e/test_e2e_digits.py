@@ -100,7 +100,8 @@ def test_digits_end_to_end(run_spec, model_server):
         assert fragment in printed
     answer = json.loads(subprocess.run(curl_command(summary), shell=True, capture_output=True, text=True, check=True).stdout)
     predicted = int(np.argmax(answer["outputs"][0]["data"]))
-    assert str(predicted) == summary["example"]["label"] == str(int(y[0]))
+    assert summary["example"]["label"] == str(int(y[0]))
+    assert str(predicted) == summary["example"]["predicted"] == str(int(offline[0].argmax()))
 
 
 def test_retried_register_makes_no_second_version(run_spec):

@@ -180,21 +180,27 @@ class PromoteOperator(MlspecOperator):
         registry.record_deployment(spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed")
         prepared = self.upstream(context, "prepare_data")
         dataset = ml_data.Dataset.from_npz_bytes(self.store.read_uri(prepared["data_uri"]))
+        example_x = dataset.x_test[:1]
+        from mlspec.ml.onnx_export import onnx_predict
+
+        stored = self.upstream(context, "store")
+        offline = onnx_predict(self.store.read_uri(f"{stored['uri']}/model.onnx"), example_x)
         summary = {
             "model": spec.name,
             "version": deployment.version,
             "dag_id": self.dag_id,
             "run_id": context["run_id"],
             "metrics": self.upstream(context, "evaluate")["metrics"],
-            "stored_uri": self.upstream(context, "store")["uri"],
+            "stored_uri": stored["uri"],
             "registry": self.upstream(context, "register"),
             "endpoint_url": deployment.endpoint_url,
             "infer_url": f"{deployment.endpoint_url}/v2/models/{deployment.served_model_name}/infer",
             "smoke_test": self.upstream(context, "smoke_test"),
             "example": {
-                "input": dataset.x_test[0].reshape(-1).tolist(),
-                "shape": [1, *dataset.x_test.shape[1:]],
+                "input": example_x.reshape(-1).tolist(),
+                "shape": list(example_x.shape),
                 "label": dataset.class_names[int(dataset.y_test[0] if dataset.y_test.ndim == 1 else dataset.y_test[0].argmax())],
+                "predicted": dataset.class_names[int(offline[0].argmax())],
             },
         }
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
