@@ -64,6 +64,11 @@ def cmd_lint(args) -> int:
 
 
 def cmd_schema(args) -> int:
+    if args.markdown:
+        from mlspec.spec.reference import markdown
+
+        print(markdown(), end="")
+        return EXIT_OK
     from mlspec.spec import load_schema
 
     print(json.dumps(load_schema(), indent=2))
@@ -174,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("paths", nargs="+", help="spec files or folders")
     lint.set_defaults(func=cmd_lint)
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec")
+    schema.add_argument("--markdown", action="store_true", help="print the spec reference table (as in the README)")
     schema.set_defaults(func=cmd_schema)
     render = sub.add_parser("render", help="show the task graph and the resolved settings of a spec")
     render.add_argument("spec")

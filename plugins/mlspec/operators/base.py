@@ -48,8 +48,12 @@ class MlspecOperator(BaseOperator):
         return value
 
     def execute(self, context) -> Any:
+        return self.run_guarded(lambda: self.run(context))
+
+    def run_guarded(self, work) -> Any:
+        """Turn an MlspecError into a task failure that names the model and the next step."""
         try:
-            return self.run(context)
+            return work()
         except MlspecError as exc:
             from airflow.sdk.exceptions import AirflowException, AirflowFailException
 

@@ -13,56 +13,45 @@ from mlspec.operators.base import GateFailed, MlspecOperator
 log = logging.getLogger(__name__)
 
 
+def serving_backend(spec, store):
+    """The spec's serving backend: the local model server or KServe (the published versions' store root)."""
+    if spec.serving.platform == "kserve":
+        from mlspec.serving.kserve import KServeServing
+        from mlspec.serving.kserve_manifest import kserve_config
+
+        return KServeServing(kserve_config(spec), store.root_uri)
+    from mlspec.serving import open_local_serving
+
+    return open_local_serving(spec.serving.url)
+
+
 class DeployModelOperator(MlspecOperator):
     stage = "deploy"
     operator_extra_links = (EndpointLink(),)
     ui_color = "#d2e3fc"
     next_step = "start the model server (`make serve` or `mlspec serve`) or fix the serving settings, then clear this task"
 
-    def kserve_config(self):
-        from mlspec.serving.kserve import KServeConfig
-
-        serving, spec = self.model_spec.serving, self.model_spec
-        return KServeConfig(
-            runtime=serving.runtime,
-            namespace=serving.namespace,
-            connection=serving.connection or "kubernetes_default",
-            min_replicas=serving.min_replicas,
-            max_replicas=serving.max_replicas,
-            cpu=serving.cpu,
-            memory=serving.memory,
-            gpu=serving.gpu,
-            timeout_s=serving.timeout,
-            deployment_mode=serving.deployment_mode,
-            service_account=serving.service_account,
-            auth=serving.auth,
-            storage_connection=spec.storage.connection,
-        )
-
     def run(self, context) -> dict:
         spec = self.model_spec
         stored = self.upstream(context, "store")
         if spec.serving.platform == "kserve":
             return self.deploy_kserve(context, stored)
-        from mlspec.serving import open_local_serving
-
-        deployment = open_local_serving(spec.serving.url).deploy(spec.name, stored["version"], stored["uri"])
+        deployment = serving_backend(spec, self.store).deploy(spec.name, stored["version"], stored["uri"])
         log.info("%s version %d is served at %s (previous: %s)", spec.name, deployment.version, deployment.endpoint_url, deployment.previous_version)
         return deployment.to_xcom()
 
     def deploy_kserve(self, context, stored: dict) -> None:
-        from mlspec.serving.kserve import KServeServing
         from mlspec.triggers.kserve import KServeReadinessTrigger
 
-        config = self.kserve_config()
-        backend = KServeServing(config, self.store.root_uri)
+        backend = serving_backend(self.model_spec, self.store)
+        config = backend.config
         state = backend.apply(self.model_spec.name, stored["version"], stored["uri"])
         log.info("applied InferenceService %s/%s (generation %s); waiting for it to become ready", config.namespace, self.model_spec.name, state["generation"])
         # The wait runs in the triggerer: no worker slot is held while KServe pulls and loads the model.
         self.defer(
             trigger=KServeReadinessTrigger(
-                name=self.model_spec.name,
-                namespace=config.namespace,
+                name=state["name"],
+                namespace=state["namespace"],
                 generation=state["generation"],
                 connection=config.connection,
                 timeout_s=config.timeout_s,
@@ -73,15 +62,20 @@ class DeployModelOperator(MlspecOperator):
         )
 
     def execute_complete(self, context, event: dict, state: dict, version: int) -> dict:
-        from mlspec.errors import MlspecError
-        from mlspec.serving.kserve import KServeServing, deployment_from_event
+        """Back from the triggerer: the InferenceService is ready, failed or timed out (then it was rolled back)."""
+        return self.run_guarded(lambda: self.finish_kserve(event, state, version))
 
-        backend = KServeServing(self.kserve_config(), self.store.root_uri)
+    def finish_kserve(self, event: dict, state: dict, version: int) -> dict:
+        from mlspec.errors import ServingError
+        from mlspec.serving.kserve import deployment_from_event
+
         try:
-            deployment = deployment_from_event(event, state, backend=backend, model_name=self.model_spec.name, version=version)
-        except MlspecError as exc:
-            self.record(version, {"platform": "kserve", "namespace": state.get("namespace"), "message": str(exc)}, "rolled_back")
-            raise GateFailed(str(exc), next_step="the previous InferenceService spec was restored; read the KServe events and logs") from None
+            deployment = deployment_from_event(event, state, backend=serving_backend(self.model_spec, self.store))
+        except ServingError as exc:
+            deployment = {"platform": "kserve", "served_model_name": state.get("served_model_name"), "previous_state": state}
+            self.record(version, {**deployment, "message": str(exc)}, "rolled_back")
+            raise GateFailed(str(exc), next_step="read the InferenceService events and predictor logs, fix, and trigger a new run") from None
+        log.info("%s version %d is ready at %s", self.model_spec.name, version, deployment.endpoint_url)
         return deployment.to_xcom()
 
     def record(self, version: int, deployment: dict, outcome: str) -> None:
@@ -103,15 +97,6 @@ class SmokeTestOperator(MlspecOperator):
         from mlspec.connections import connection_token
 
         return connection_token(self.model_spec.serving.connection or "kubernetes_default")
-
-    def backend(self):
-        if self.model_spec.serving.platform == "kserve":
-            from mlspec.serving.kserve import KServeServing
-
-            return KServeServing(DeployModelOperator.kserve_config(self), self.store.root_uri)
-        from mlspec.serving import open_local_serving
-
-        return open_local_serving(self.model_spec.serving.url)
 
     def run(self, context) -> dict:
         import json
@@ -148,7 +133,7 @@ class SmokeTestOperator(MlspecOperator):
             )
         except SmokeTestFailed as exc:
             log.error("smoke test failed for %s version %d; rolling back to %s", spec.name, deployment.version, deployment.previous_version)
-            self.backend().rollback(deployment)
+            serving_backend(spec, self.store).rollback(deployment)
             restored = f"version {deployment.previous_version} is serving again" if deployment.previous_version else "the new version was removed"
             registry.record_deployment(spec.name, deployment.version, {**deployment.to_xcom(), "message": str(exc)}, "rolled_back")
             raise GateFailed(

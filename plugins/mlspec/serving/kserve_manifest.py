@@ -283,3 +283,31 @@ def check_readiness(isvc: dict, generation: int) -> tuple[str, str]:
     if not url:
         return "pending", "Ready, but no status.url / status.address.url reported yet"
     return "ready", url
+
+
+def kserve_config(spec) -> KServeConfig:
+    """The KServe settings of a ModelSpec (mlspec.spec.ModelSpec)."""
+    serving = spec.serving
+    return KServeConfig(
+        runtime=serving.runtime,
+        namespace=serving.namespace,
+        connection=serving.connection or "kubernetes_default",
+        min_replicas=serving.min_replicas,
+        max_replicas=serving.max_replicas,
+        cpu=serving.cpu,
+        memory=serving.memory,
+        gpu=serving.gpu,
+        timeout_s=serving.timeout,
+        deployment_mode=serving.deployment_mode,
+        service_account=serving.service_account,
+        auth=serving.auth,
+        storage_connection=spec.storage.connection,
+    )
+
+
+def manifest_for_spec(spec, *, version: int) -> dict:
+    """Exactly the InferenceService that deploy applies for `version` of this spec (`mlspec manifest`)."""
+    from mlspec.storage import open_store
+
+    store_root = open_store(spec.storage.uri, spec.storage.connection).root_uri
+    return build_inference_service(kserve_config(spec), model_name=spec.name, version=version, store_root_uri=store_root)

@@ -178,6 +178,10 @@ def _serving(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         yield doc.problem(("serving", "runtime"), "platform kserve needs runtime kserve-ovms or kserve-tritonserver")
     if platform == "local" and serving["auth"] == "token":
         yield doc.problem(("serving", "auth"), "auth: token needs platform kserve (the local server has no authentication)")
+    if platform == "kserve" and urlparse(spec["storage"]["uri"]).scheme != "s3":
+        yield doc.problem(("storage", "uri"), "platform kserve pulls the model from object storage: use an s3:// storage.uri")
+    if serving["replicas"]["min"] == 0 and serving["deployment_mode"] != "Serverless":
+        yield doc.problem(("serving", "replicas", "min"), "scaling to zero needs deployment_mode: Serverless")
     if serving["replicas"]["min"] > serving["replicas"]["max"]:
         yield doc.problem(("serving", "replicas"), f"min {serving['replicas']['min']} is greater than max {serving['replicas']['max']}")
     if spec["registry"]["backend"] == "kubeflow" and not spec["registry"]["connection"]:
