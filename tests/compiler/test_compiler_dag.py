@@ -111,3 +111,19 @@ def test_compilation_is_deterministic_across_processes():
     first, second = _serialized_dags(SPECS), _serialized_dags(SPECS)
     assert first == second
     assert '"dag_id": "digits"' in first
+
+
+def test_a_worker_compiles_only_its_dags_spec(tmp_path, monkeypatch):
+    """Airflow's parsing context names the DAG a worker runs; other specs are not even validated."""
+    shutil.copy(SPECS / "digits.yaml", tmp_path)
+    (tmp_path / "iris.yaml").write_text((SPECS / "iris.yaml").read_text().replace("epochs: 60", "epochs: -5"))
+    import mlspec.spec as spec_module
+
+    loaded = []
+    real = spec_module.load_spec_text
+    monkeypatch.setattr(spec_module, "load_spec_text", lambda text, file="<spec>": loaded.append(file) or real(text, file))
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "digits")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "train")
+    dags = compile_specs(tmp_path)
+    assert list(dags) == ["digits"]
+    assert loaded == [str(tmp_path / "digits.yaml")]
