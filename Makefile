@@ -13,6 +13,8 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# airflow standalone starts its components as `airflow ...` subprocesses: they must find the venv's.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install test demo up serve serve-bg stop lint schema bench bench-parse fuzz clean
 

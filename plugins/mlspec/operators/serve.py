@@ -29,7 +29,16 @@ class DeployModelOperator(MlspecOperator):
     stage = "deploy"
     operator_extra_links = (EndpointLink(),)
     ui_color = "#d2e3fc"
-    next_step = "start the model server (`make serve` or `mlspec serve`) or fix the serving settings, then clear this task"
+    local_next_step = "start the model server (`make serve` or `mlspec serve`) or fix the serving settings, then clear this task"
+    kserve_next_step = (
+        "check the Kubernetes connection, the namespace and that KServe is installed "
+        "(`kubectl get inferenceservices -n <namespace>`), then clear this task"
+    )
+
+    @property
+    def next_step(self) -> str:
+        # The local server's advice is no help to someone deploying to a cluster.
+        return self.kserve_next_step if self.model_spec.serving.platform == "kserve" else self.local_next_step
 
     def run(self, context) -> dict:
         spec = self.model_spec
@@ -66,15 +75,25 @@ class DeployModelOperator(MlspecOperator):
         return self.run_guarded(lambda: self.finish_kserve(event, state, version))
 
     def finish_kserve(self, event: dict, state: dict, version: int) -> dict:
-        from mlspec.errors import ServingError
-        from mlspec.serving.kserve import deployment_from_event
+        from mlspec.errors import MlspecError, ServingError
+        from mlspec.serving.kserve import RollbackFailed, deployment_from_event
 
         try:
             deployment = deployment_from_event(event, state, backend=serving_backend(self.model_spec, self.store))
         except ServingError as exc:
+            message = str(exc)
+            # Only a rollback that worked may be recorded as one: otherwise the registry would claim
+            # the old version is serving while the cluster still holds the failed one.
+            outcome = "failed" if isinstance(exc, RollbackFailed) else "rolled_back"
             deployment = {"platform": "kserve", "served_model_name": state.get("served_model_name"), "previous_state": state}
-            self.record(version, {**deployment, "message": str(exc)}, "rolled_back")
-            raise GateFailed(str(exc), next_step="read the InferenceService events and predictor logs, fix, and trigger a new run") from None
+            try:
+                self.record(version, {**deployment, "message": message}, outcome)
+            except MlspecError as record_exc:
+                # The deployment's fate is decided and the cluster already rolled back: a registry
+                # problem must not replace that story, nor turn it into a retry that deploys again.
+                log.warning("could not record outcome %r for %s version %d: %s", outcome, self.model_spec.name, version, record_exc)
+                message += f" The outcome ({outcome}) could not be recorded in the registry: {record_exc}"
+            raise GateFailed(message, next_step="read the InferenceService events and predictor logs, fix, and trigger a new run") from None
         log.info("%s version %d is ready at %s", self.model_spec.name, version, deployment.endpoint_url)
         return deployment.to_xcom()
 

@@ -43,6 +43,7 @@ __all__ = [
     "KServeConfig",
     "KServeServing",
     "build_inference_service",
+    "RollbackFailed",
     "check_readiness",
     "deployment_from_event",
 ]
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 # Keys mlspec sets only in some configurations; removed again when the configuration drops them.
 _OPTIONAL_LABELS = (VISIBILITY_LABEL,)
 _OPTIONAL_ANNOTATIONS = (ENABLE_AUTH_ANNOTATION, PREVIOUS_SPEC_ANNOTATION, PREVIOUS_VERSION_ANNOTATION)
+
+
+class RollbackFailed(ServingError):
+    """A deployment failed and putting back what served before failed too: nothing was rolled back."""
 
 
 def _pointer(*parts: str) -> str:
@@ -115,7 +120,7 @@ class KServeServing(ServingBackend):
                 "grants S3 access another way (IRSA, a default storage secret); mlspec's own storage "
                 "connection %r is not visible to them",
                 self.store_root_uri,
-                config.storage_connection,
+                config.storage_connection or "aws_default",  # what open_store uses when it is left out
             )
 
     # -- Kubernetes access (lazy: constructing a backend does no I/O) -------------------------
@@ -369,6 +374,9 @@ class KServeServing(ServingBackend):
 def deployment_from_event(event: dict, state: dict, *, backend: KServeServing) -> Deployment:
     """Turn a readiness outcome into a Deployment, or roll back and raise ServingError.
 
+    When the rollback itself fails the error is :class:`RollbackFailed`, so callers can tell
+    "rolled back" from "still broken".
+
     `event` is a KServeReadinessTrigger payload ({"status": "ready"|"failed"|"timeout", "url", "message"});
     `state` is what :meth:`KServeServing.apply` returned.
     """
@@ -390,7 +398,7 @@ def deployment_from_event(event: dict, state: dict, *, backend: KServeServing) -
     try:
         done = backend.rollback_state(state)
     except ServingError as exc:
-        raise ServingError(
+        raise RollbackFailed(
             f"KServe deployment of model {model} version {version} in namespace {ns} {what}: {reason}. "
             f"Rolling back ALSO failed: {exc}. Inspect it with "
             f"`kubectl describe inferenceservice {model} -n {ns}`."
