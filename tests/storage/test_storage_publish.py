@@ -231,3 +231,12 @@ def test_file_names_are_flattened_into_the_version_folder(store: ModelStore) -> 
     store.publish_version("digits", {"export/model.onnx": MODEL}, run_id="run-a")
     assert store.read_bytes("digits/1/model.onnx") == MODEL
     assert store.list_children("digits/1") == sorted([CLAIM, MANIFEST, "model.onnx"])
+
+
+def test_two_runs_racing_for_a_version_get_different_folders(store):
+    """Both runs saw the same latest version; the atomic claim sends the second to the next number."""
+    assert store.create_exclusive("race/1/.mlspec-claim.json", b'{"run_id": "a"}') is True
+    assert store.create_exclusive("race/1/.mlspec-claim.json", b'{"run_id": "b"}') is False
+    assert store.read_json("race/1/.mlspec-claim.json") == {"run_id": "a"}
+    published = store.publish_version("race", {"model.onnx": b"b"}, run_id="b")
+    assert published.version == 2

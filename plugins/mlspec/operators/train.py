@@ -48,6 +48,7 @@ class TrainOperator(MlspecOperator):
             layers=[step.to_mapping() for step in spec.model.layers],
             x_train=dataset.x_train,
             seed=settings["seed"],
+            num_classes=dataset.num_classes,  # a wrong output width fails here, clearly, not inside fit()
         )
         tracking_connection = spec.registry.connection if spec.registry.backend == "mlflow" else None
         tags = {"dag_id": self.dag_id, "airflow_run_id": context["run_id"], "spec_hash": spec.spec_hash}

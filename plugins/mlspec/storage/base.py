@@ -86,6 +86,17 @@ class ModelStore(ABC):
     def list_children(self, key: str) -> list[str]:
         """Names of the immediate children (objects and 'folders') under key, sorted."""
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Write only if nothing is there yet; False when another writer got there first.
+
+        Backends override this with an atomic create (O_EXCL, S3 If-None-Match); this fallback is
+        only as safe as the DAG's max_active_runs=1.
+        """
+        if self.exists(key):
+            return False
+        self.write_bytes(key, data)
+        return True
+
     def object_sha256(self, key: str) -> str | None:
         """sha256 of an existing object, or None. Backends may override with a cheaper lookup."""
         if not self.exists(key):
@@ -145,7 +156,11 @@ class ModelStore(ABC):
         if version is None:
             existing = self._numeric_children(name)
             version = (existing[-1] + 1) if existing else 1
-            self.write_json(safe_join(name, str(version), CLAIM), {"run_id": run_id})
+            claim = json.dumps({"run_id": run_id}, sort_keys=True).encode()
+            # Two runs publishing at once must not share a folder: the loser takes the next number.
+            while not self.create_exclusive(safe_join(name, str(version), CLAIM), claim):
+                log.info("model %s version %d was just claimed by another run; trying the next", name, version)
+                version += 1
         prefix = safe_join(name, str(version))
         manifest_key = safe_join(prefix, MANIFEST)
         hashes = {file_name: sha256_hex(data) for file_name, data in sorted(files.items())}

@@ -39,6 +39,17 @@ class FileStore(ModelStore):
             raise
         return self.uri_for(key)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 

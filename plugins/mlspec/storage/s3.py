@@ -281,6 +281,22 @@ class S3Store(ModelStore):
         )
         return self.uri_for(key)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """A conditional PUT (If-None-Match: *): S3 refuses it with 412 when the object exists."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._object_key(key),
+                Body=data,
+                IfNoneMatch="*",
+                Metadata={SHA256_METADATA: sha256_hex(data)},
+            )
+        except Exception as exc:  # botocore ClientError
+            if self._code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise self._error(exc, "writing", key) from exc
+        return True
+
     def _upload_parts(self, data: bytes) -> list[bytes]:
         """The parts boto3 cut the upload into (one for a single PUT)."""
         if len(data) < self.multipart_threshold:
