@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
 from tests.e2e.conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -119,10 +118,18 @@ def mlflow_tracking_server(root: Path) -> Iterator[MlflowServer]:
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [
-                str(BIN / "mlflow"), "server",
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                "--default-artifact-root", str(root / "artifacts"),
+                str(BIN / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--default-artifact-root",
+                str(root / "artifacts"),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -146,7 +153,7 @@ def mlflow_tracking_server(root: Path) -> Iterator[MlflowServer]:
 
 @contextmanager
 def model_server_process(state_dir: Path, extra_env: dict[str, str]) -> Iterator[str]:
-    """`mlspec serve` on 127.0.0.1:<free port>, with `extra_env` (e.g. boto3's S3 settings); yields its URL."""
+    """`mlspec serve` on 127.0.0.1:<free port> with `extra_env` (e.g. boto3's S3 settings); yields its URL."""
     port = free_port()
     env = {**os.environ, **extra_env}
     log_path = state_dir / "server.log"

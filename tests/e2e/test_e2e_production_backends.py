@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import yaml
-
 from tests.conftest import SPECS
 from tests.e2e.backends_fixtures import (
     MlflowServer,
@@ -52,9 +51,18 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
 
     with pytest.MonkeyPatch.context() as mp, moto_s3_server() as s3:
         # Nothing ambient may reach the code under test or send traffic elsewhere.
-        for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                     "AWS_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI",
-                     "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_REGISTRY_URI",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+            "MLFLOW_TRACKING_TOKEN",
+        ):
             mp.delenv(name, raising=False)
         mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
         mp.setenv(f"AIRFLOW_CONN_{S3_CONN.upper()}", s3.connection_json())
@@ -75,7 +83,7 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
 
 
 def production_spec(name: str, b: Backends) -> str:
-    """specs/digits.yaml as a platform would deploy it: S3 data and store, MLflow server, a given model server."""
+    """specs/digits.yaml as a platform deploys it: S3 data and store, an MLflow server, a model server."""
     spec = yaml.safe_load((SPECS / "digits.yaml").read_text())
     spec["metadata"]["name"] = name
     spec["data"]["source"] = b.data_uri
@@ -94,10 +102,12 @@ def s3_objects(b: Backends, prefix: str) -> dict[str, bytes]:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=b.bucket, Prefix=prefix)
         for obj in page.get("Contents", [])
     ]
-    return {key[len(prefix):]: client.get_object(Bucket=b.bucket, Key=key)["Body"].read() for key in keys}
+    return {key[len(prefix) :]: client.get_object(Bucket=b.bucket, Key=key)["Body"].read() for key in keys}
 
 
-def test_digits_on_s3_mlflow_server_and_local_serving(run_spec, backends, model_server, tmp_path, monkeypatch):
+def test_digits_on_s3_mlflow_server_and_local_serving(
+    run_spec, backends, model_server, tmp_path, monkeypatch
+):
     home = tmp_path / "mlspec-home"
     monkeypatch.setenv("MLSPEC_HOME", str(home))
     name = f"digits-prod-{uuid.uuid4().hex[:6]}"
@@ -112,9 +122,10 @@ def test_digits_on_s3_mlflow_server_and_local_serving(run_spec, backends, model_
 
     # The published version in S3: its files, the claim, and a manifest whose hashes match the bytes.
     version = s3_objects(backends, f"mlspec/{name}/1/")
-    assert set(version) == {"model.onnx", "signature.json", "metrics.json", "manifest.json", ".mlspec-claim.json"}
+    published = {"model.onnx", "signature.json", "metrics.json"}
+    assert set(version) == published | {"manifest.json", ".mlspec-claim.json"}
     manifest = json.loads(version["manifest.json"])
-    assert set(manifest["files"]) == {"model.onnx", "signature.json", "metrics.json"}
+    assert set(manifest["files"]) == published
     for file_name, digest in manifest["files"].items():
         assert hashlib.sha256(version[file_name]).hexdigest() == digest, file_name
     assert manifest["spec_hash"] == spec.spec_hash
@@ -128,10 +139,18 @@ def test_digits_on_s3_mlflow_server_and_local_serving(run_spec, backends, model_
 
     run_prefix = f"mlspec/{name}/runs/{run_key(dag_run.run_id)}/"
     artifacts = s3_objects(backends, run_prefix)
-    expected = {"data/dataset.npz", "train/model.keras", "evaluate/metrics.json", "export/model.onnx",
-                "export/signature.json", "summary.json"}
+    expected = {
+        "data/dataset.npz",
+        "train/model.keras",
+        "evaluate/metrics.json",
+        "export/model.onnx",
+        "export/signature.json",
+        "summary.json",
+    }
     assert expected <= set(artifacts), sorted(artifacts)
-    assert set(s3_objects(backends, f"mlspec/{name}/runs/")) == {f"{run_key(dag_run.run_id)}/{k}" for k in artifacts}
+    # ...and nothing of this run was written beside it.
+    everything = set(s3_objects(backends, f"mlspec/{name}/runs/"))
+    assert everything == {f"{run_key(dag_run.run_id)}/{key}" for key in artifacts}
     assert prepared["data_uri"] == f"s3://{backends.bucket}/{run_prefix}data/dataset.npz"
     assert artifacts["export/model.onnx"] == version["model.onnx"]
 
@@ -147,7 +166,8 @@ def test_digits_on_s3_mlflow_server_and_local_serving(run_spec, backends, model_
     assert run.data.tags["airflow_run_id"] == dag_run.run_id and run.data.tags["dag_id"] == name
     for metric in ("loss", "val_loss"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, metric))
-        assert len(steps) == trained["epochs_run"] and steps == list(range(steps[0], steps[0] + len(steps))), metric
+        assert len(steps) == trained["epochs_run"], metric
+        assert steps == list(range(steps[0], steps[0] + len(steps))), metric
 
     # ...and the registered model: one version with its tags, linked to that run, alias production on it.
     (mv,) = client.search_model_versions(f"name='{name}'")
@@ -177,7 +197,8 @@ def test_digits_on_s3_mlflow_server_and_local_serving(run_spec, backends, model_
 
     assert served_version(backends.server_url, name) == "1"
     dataset = Dataset.from_npz_bytes(artifacts["data/dataset.npz"])
-    x, y = dataset.x_test[:100].astype(np.float32), dataset.y_test[:100]
+    # The whole test split, so the endpoint's accuracy can be held against what evaluate measured.
+    x, y = dataset.x_test.astype(np.float32), dataset.y_test
     triton_client = triton.InferenceServerClient(url=backends.server_url.removeprefix("http://"))
     assert triton_client.is_model_ready(name)
     infer_input = triton.InferInput("input", list(x.shape), "FP32")
@@ -187,8 +208,8 @@ def test_digits_on_s3_mlflow_server_and_local_serving(run_spec, backends, model_
     assert probabilities.shape == offline.shape == (len(x), 10)
     assert np.array_equal(probabilities.argmax(1), offline.argmax(1))
     np.testing.assert_allclose(probabilities, offline, atol=1e-5)
-    assert (probabilities.argmax(1) == y).mean() >= 0.9
+    # Keras (evaluate) and ONNX agree to 1e-4, so at most a near-tie sample may flip.
+    assert (probabilities.argmax(1) == y).mean() == pytest.approx(metrics["accuracy"], abs=1.5 / len(y))
     summary = json.loads(artifacts["summary.json"])
     assert summary["stored_uri"] == f"s3://{backends.bucket}/mlspec/{name}/1"
     assert summary["example"]["label"] == CLASS_NAMES[int(y[0])]
-
