@@ -22,7 +22,15 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from kserve_testkit import GROUP, PLURAL, VERSION, FakeController, failed_to_load_status, pending_status, ready_status
+from kserve_testkit import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    FakeController,
+    failed_to_load_status,
+    pending_status,
+    ready_status,
+)
 
 from mlspec.compiler import build_dag
 from mlspec.spec import load_spec_text
@@ -182,20 +190,74 @@ def serves_only(*versions: int):
     return scenario
 
 
-@pytest.fixture()
-def mlflow_versions():
-    """Versions 1 and 2 of the model registered in the embedded MLflow (the register task's work)."""
+def register_versions(*versions: int):
+    """Register store versions of the model in the embedded MLflow (the register task's work)."""
     from mlspec.registry import RegistrationRequest
     from mlspec.registry.mlflow_registry import MlflowRegistry
 
     registry = MlflowRegistry()
-    for version in (1, 2):
+    for version in versions:
         uri = f"{STORE_ROOT}/{NAME}/{version}"
-        registry.register(RegistrationRequest(
-            model_name=NAME, version=version, source_uri=uri, model_uri=f"{uri}/model.onnx",
-            metrics={"accuracy": 0.95}, data_source="builtin:digits", spec_hash="f" * 64,
-            dag_id=NAME, run_id=f"manual__register_v{version}", onnx_opset=17,
-        ))
+        registry.register(
+            RegistrationRequest(
+                model_name=NAME,
+                version=version,
+                source_uri=uri,
+                model_uri=f"{uri}/model.onnx",
+                metrics={"accuracy": 0.95},
+                data_source="builtin:digits",
+                spec_hash="f" * 64,
+                dag_id=NAME,
+                run_id=f"manual__register_v{version}",
+                onnx_opset=17,
+            )
+        )
+    registry.client.search_registered_models()  # creates the database even when nothing is registered
+    return registry
+
+
+@pytest.fixture(scope="module")
+def mlflow_databases(tmp_path_factory) -> dict[str, Path]:
+    """Embedded MLflow databases made once per module: creating one runs every MLflow migration,
+    which takes seconds on a busy machine. "empty" has no versions; "registered" has 1 and 2."""
+    import shutil
+
+    from mlspec.registry.mlflow_registry import embedded_dir
+
+    made: dict[str, Path] = {}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLSPEC_HOME", str(tmp_path_factory.mktemp("mlflow-empty")))
+        register_versions()
+        made["empty"] = embedded_dir() / "mlflow.db"
+        env.setenv("MLSPEC_HOME", str(tmp_path_factory.mktemp("mlflow-registered")))
+        made["registered"] = shutil.copyfile(made["empty"], embedded_dir() / "mlflow.db")  # migrated once
+        register_versions(1, 2)
+    return made
+
+
+def embedded_mlflow(template: Path):
+    """This test's own embedded MLflow (under its MLSPEC_HOME), starting as a copy of `template`."""
+    import shutil
+
+    from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_dir
+
+    shutil.copyfile(template, embedded_dir() / "mlflow.db")
+    return MlflowRegistry()
+
+
+@pytest.fixture()
+def mlflow_versions(mlflow_databases):
+    """Versions 1 and 2 of the model registered in this test's embedded MLflow."""
+    registry = embedded_mlflow(mlflow_databases["registered"])
+    assert registry.find(NAME, 1) is not None and registry.find(NAME, 2) is not None
+    return registry
+
+
+@pytest.fixture()
+def empty_mlflow(mlflow_databases):
+    """An embedded MLflow in which nothing is registered."""
+    registry = embedded_mlflow(mlflow_databases["empty"])
+    assert registry.find(NAME, 1) is None
     return registry
 
 
@@ -204,7 +266,11 @@ def deployment_tags(registry, version: int) -> dict:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
-    (mv,) = [mv for mv in client.search_model_versions(f"name = '{NAME}'") if mv.tags.get("mlspec.version") == str(version)]
+    (mv,) = [
+        mv
+        for mv in client.search_model_versions(f"name = '{NAME}'")
+        if mv.tags.get("mlspec.version") == str(version)
+    ]
     return {k: v for k, v in mv.tags.items() if k.startswith("deployment.")}
 
 
@@ -221,8 +287,14 @@ def test_execute_applies_the_printed_manifest_and_defers_to_the_readiness_trigge
     assert isinstance(deferred.trigger, KServeReadinessTrigger)
     classpath, kwargs = deferred.trigger.serialize()
     assert classpath == "mlspec.triggers.kserve.KServeReadinessTrigger"
-    assert kwargs == {"name": NAME, "namespace": NS, "generation": 1, "connection": k8s_connection,
-                      "timeout_s": 45, "poll_interval_s": 5}
+    assert kwargs == {
+        "name": NAME,
+        "namespace": NS,
+        "generation": 1,
+        "connection": k8s_connection,
+        "timeout_s": 45,
+        "poll_interval_s": 5,
+    }
     assert deferred.kwargs["version"] == 1
     assert deferred.kwargs["state"]["previous_spec"] is None
 
@@ -325,7 +397,7 @@ def test_timeout_rolls_back_a_first_deploy_and_fails_the_task(k8s_api, k8s_conne
     assert deployment_tags(mlflow_versions, 1)["deployment.outcome"] == "rolled_back"
 
 
-def test_a_registry_failure_does_not_hide_the_rollback(k8s_api, k8s_connection):
+def test_a_registry_failure_does_not_hide_the_rollback(k8s_api, k8s_connection, empty_mlflow):
     """Nothing registered in MLflow: the rollback's story must still be what the task reports."""
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -345,9 +417,10 @@ def test_a_registry_failure_does_not_hide_the_rollback(k8s_api, k8s_connection):
 
 # -- 5. the smoke test sends the Kubernetes connection's token -------------------------------------
 def test_smoke_test_bearer_token_comes_from_the_kubernetes_connection(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_K8S_WITH_TOKEN", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"in_cluster": False, "token": "abc"}}
-    ))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_K8S_WITH_TOKEN",
+        json.dumps({"conn_type": "kubernetes", "extra": {"in_cluster": False, "token": "abc"}}),
+    )
     with_token = build_dag(load_spec_text(spec_text("k8s_with_token", auth="token"))).get_task("smoke_test")
     without = build_dag(load_spec_text(spec_text("k8s_with_token", auth="none"))).get_task("smoke_test")
     assert with_token.bearer_token() == "abc"

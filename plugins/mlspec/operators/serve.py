@@ -29,7 +29,10 @@ class DeployModelOperator(MlspecOperator):
     stage = "deploy"
     operator_extra_links = (EndpointLink(),)
     ui_color = "#d2e3fc"
-    local_next_step = "start the model server (`make serve` or `mlspec serve`) or fix the serving settings, then clear this task"
+    local_next_step = (
+        "start the model server (`make serve` or `mlspec serve`) or fix the serving settings, "
+        "then clear this task"
+    )
     kserve_next_step = (
         "check the Kubernetes connection, the namespace and that KServe is installed "
         "(`kubectl get inferenceservices -n <namespace>`), then clear this task"
@@ -78,22 +81,32 @@ class DeployModelOperator(MlspecOperator):
         from mlspec.errors import MlspecError, ServingError
         from mlspec.serving.kserve import RollbackFailed, deployment_from_event
 
+        # Outside the try: a ServingError from a bad config means nothing was rolled back.
+        backend = serving_backend(self.model_spec, self.store)
         try:
-            deployment = deployment_from_event(event, state, backend=serving_backend(self.model_spec, self.store))
+            deployment = deployment_from_event(event, state, backend=backend)
         except ServingError as exc:
             message = str(exc)
             # Only a rollback that worked may be recorded as one: otherwise the registry would claim
             # the old version is serving while the cluster still holds the failed one.
             outcome = "failed" if isinstance(exc, RollbackFailed) else "rolled_back"
-            deployment = {"platform": "kserve", "served_model_name": state.get("served_model_name"), "previous_state": state}
+            deployment = {
+                "platform": "kserve",
+                "served_model_name": state.get("served_model_name"),
+                "previous_state": state,
+            }
             try:
                 self.record(version, {**deployment, "message": message}, outcome)
             except MlspecError as record_exc:
-                # The deployment's fate is decided and the cluster already rolled back: a registry
-                # problem must not replace that story, nor turn it into a retry that deploys again.
-                log.warning("could not record outcome %r for %s version %d: %s", outcome, self.model_spec.name, version, record_exc)
+                # The deployment's fate is already decided: a registry problem must not replace that
+                # story, nor turn it into a retry that deploys the failed version again.
+                log.warning(
+                    "could not record outcome %r for %s version %d: %s",
+                    outcome, self.model_spec.name, version, record_exc,
+                )
                 message += f" The outcome ({outcome}) could not be recorded in the registry: {record_exc}"
-            raise GateFailed(message, next_step="read the InferenceService events and predictor logs, fix, and trigger a new run") from None
+            advice = "read the InferenceService events and predictor logs, fix, and trigger a new run"
+            raise GateFailed(message, next_step=advice) from None
         log.info("%s version %d is ready at %s", self.model_spec.name, version, deployment.endpoint_url)
         return deployment.to_xcom()
 
@@ -172,7 +185,6 @@ class PromoteOperator(MlspecOperator):
     ui_color = "#ceead6"
 
     def run(self, context) -> dict:
-        import json
 
         from mlspec.ml import data as ml_data
         from mlspec.registry import open_registry
