@@ -44,8 +44,9 @@ def wait_for_endpoint(client, timeout_s: float) -> None:
             ) from None
         except BotoCoreError as exc:
             if time.monotonic() >= deadline:
+                endpoint = client.meta.endpoint_url
                 raise SystemExit(
-                    f"the S3 endpoint {client.meta.endpoint_url} did not answer within {timeout_s:.0f}s: {exc}"
+                    f"the S3 endpoint {endpoint} did not answer within {timeout_s:.0f}s: {exc}"
                 ) from None
             log.info("waiting for %s (%s)", client.meta.endpoint_url, type(exc).__name__)
             time.sleep(1.0)
@@ -68,11 +69,15 @@ def ensure_buckets(client, buckets: list[str]) -> list[str]:
     return created
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("buckets", nargs="+", help="bucket names")
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the endpoint")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     client = _client()
     wait_for_endpoint(client, args.wait)

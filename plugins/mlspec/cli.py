@@ -203,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `mlspec render ... | head`: the reader left; not an error worth a traceback
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

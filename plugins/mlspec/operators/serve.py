@@ -25,6 +25,23 @@ def serving_backend(spec, store):
     return open_local_serving(spec.serving.url)
 
 
+def record_outcome(spec, version: int, deployment: dict, outcome: str) -> str:
+    """Record a deployment's fate in the registry; returns a note to append when that failed.
+
+    The fate is already decided: a registry problem must not replace that story, nor turn the task
+    into a retry that deploys the failed version again.
+    """
+    from mlspec.errors import MlspecError
+    from mlspec.registry import open_registry
+
+    try:
+        open_registry(spec.registry.backend, spec.registry.connection).record_deployment(spec.name, version, deployment, outcome)
+    except MlspecError as exc:
+        log.warning("could not record outcome %r for %s version %d: %s", outcome, spec.name, version, exc)
+        return f" The outcome ({outcome}) could not be recorded in the registry: {exc}"
+    return ""
+
+
 class DeployModelOperator(MlspecOperator):
     stage = "deploy"
     operator_extra_links = (EndpointLink(),)
@@ -78,7 +95,7 @@ class DeployModelOperator(MlspecOperator):
         return self.run_guarded(lambda: self.finish_kserve(event, state, version))
 
     def finish_kserve(self, event: dict, state: dict, version: int) -> dict:
-        from mlspec.errors import MlspecError, ServingError
+        from mlspec.errors import ServingError
         from mlspec.serving.kserve import RollbackFailed, deployment_from_event
 
         # Outside the try: a ServingError from a bad config means nothing was rolled back.
@@ -95,27 +112,11 @@ class DeployModelOperator(MlspecOperator):
                 "served_model_name": state.get("served_model_name"),
                 "previous_state": state,
             }
-            try:
-                self.record(version, {**deployment, "message": message}, outcome)
-            except MlspecError as record_exc:
-                # The deployment's fate is already decided: a registry problem must not replace that
-                # story, nor turn it into a retry that deploys the failed version again.
-                log.warning(
-                    "could not record outcome %r for %s version %d: %s",
-                    outcome, self.model_spec.name, version, record_exc,
-                )
-                message += f" The outcome ({outcome}) could not be recorded in the registry: {record_exc}"
+            message += record_outcome(self.model_spec, version, {**deployment, "message": message}, outcome)
             advice = "read the InferenceService events and predictor logs, fix, and trigger a new run"
             raise GateFailed(message, next_step=advice) from None
         log.info("%s version %d is ready at %s", self.model_spec.name, version, deployment.endpoint_url)
         return deployment.to_xcom()
-
-    def record(self, version: int, deployment: dict, outcome: str) -> None:
-        from mlspec.registry import open_registry
-
-        open_registry(self.model_spec.registry.backend, self.model_spec.registry.connection).record_deployment(
-            self.model_spec.name, version, deployment, outcome
-        )
 
 
 class SmokeTestOperator(MlspecOperator):
@@ -135,9 +136,9 @@ class SmokeTestOperator(MlspecOperator):
 
         import numpy as np
 
+        from mlspec.errors import ServingError
         from mlspec.ml import data as ml_data
         from mlspec.ml import onnx_export
-        from mlspec.registry import open_registry
         from mlspec.serving import Deployment
         from mlspec.serving.smoke_test import SmokeTestFailed, run_smoke_test
 
@@ -150,7 +151,6 @@ class SmokeTestOperator(MlspecOperator):
         onnx_bytes = self.store.read_uri(f"{stored['uri']}/model.onnx")
         expected = np.argmax(onnx_export.onnx_predict(onnx_bytes, x), axis=1)
         signature = json.loads(self.store.read_uri(f"{stored['uri']}/signature.json"))
-        registry = open_registry(spec.registry.backend, spec.registry.connection)
         try:
             report = run_smoke_test(
                 endpoint_url=deployment.endpoint_url,
@@ -165,11 +165,20 @@ class SmokeTestOperator(MlspecOperator):
             )
         except SmokeTestFailed as exc:
             log.error("smoke test failed for %s version %d; rolling back to %s", spec.name, deployment.version, deployment.previous_version)
-            serving_backend(spec, self.store).rollback(deployment)
+            message = f"version {deployment.version} failed its smoke test: {exc}"
+            try:
+                serving_backend(spec, self.store).rollback(deployment)
+            except ServingError as rollback_exc:
+                message += f"; the rollback failed too ({rollback_exc}), so the failed version may still be serving"
+                message += record_outcome(spec, deployment.version, {**deployment.to_xcom(), "message": message}, "failed")
+                raise GateFailed(
+                    message, next_step=f"restore version {deployment.previous_version} by hand, then fix and trigger a new run"
+                ) from None
             restored = f"version {deployment.previous_version} is serving again" if deployment.previous_version else "the new version was removed"
-            registry.record_deployment(spec.name, deployment.version, {**deployment.to_xcom(), "message": str(exc)}, "rolled_back")
+            message += f"; {restored}"
+            message += record_outcome(spec, deployment.version, {**deployment.to_xcom(), "message": str(exc)}, "rolled_back")
             raise GateFailed(
-                f"version {deployment.version} failed its smoke test: {exc}; {restored}",
+                message,
                 next_step="read the problems above; the endpoint was rolled back, so fix the model or serving settings and trigger a new run",
             ) from None
         log.info(
