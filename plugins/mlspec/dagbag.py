@@ -15,9 +15,8 @@ import os
 import re
 from pathlib import Path
 
-import yaml
-
-from mlspec.spec import SpecError, SpecProblem
+from mlspec.spec import SpecError, SpecProblem, resolve_spec
+from mlspec.spec.yaml_loader import LoadedYaml, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +27,25 @@ def spec_files(specs_dir: Path) -> list[Path]:
     return sorted(p for p in specs_dir.iterdir() if p.suffix in SPEC_SUFFIXES and p.is_file()) if specs_dir.is_dir() else []
 
 
-def declared_name(path: Path, text: str) -> str:
-    """The dag_id a spec claims, read leniently (the spec may be invalid), else one made from the file name."""
-    try:
-        data = yaml.safe_load(text)
-        name = data["metadata"]["name"]
-        if isinstance(name, str) and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63:
-            return name
-    except Exception:  # noqa: BLE001 - any unreadable spec falls back to its file name
-        pass
+_DAG_ID = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _fallback_name(path: Path) -> str:
     return "mlspec-invalid-" + re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")
+
+
+def _name_in(data: object, path: Path) -> str:
+    """The dag_id a (possibly invalid) spec claims, else one made from its file name."""
+    name = data.get("metadata", {}).get("name") if isinstance(data, dict) and isinstance(data.get("metadata"), dict) else None
+    return name if isinstance(name, str) and len(name) <= 63 and _DAG_ID.fullmatch(name) else _fallback_name(path)
+
+
+def declared_name(path: Path, text: str) -> str:
+    """The dag_id a spec claims, read leniently (the spec may be invalid)."""
+    try:
+        return _name_in(load_yaml(text, str(path)).data, path)
+    except SpecError:
+        return _fallback_name(path)
 
 
 def _problems_text(problems: list[SpecProblem]) -> str:
@@ -77,11 +85,11 @@ def _parsing_dag_id() -> str | None:
 def compile_specs(specs_dir: Path | str | None = None) -> dict:
     """dag_id -> DAG for every spec file in MLSPEC_SPECS_DIR when set, else specs_dir (default ./specs)."""
     from mlspec.compiler import build_dag
-    from mlspec.spec import load_spec_text
 
     specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir or "specs")
     only = _parsing_dag_id()
-    texts: dict[Path, str] = {}
+    # Each file is read and parsed once; a YAML error is kept and reported under the file's fallback name.
+    parsed: dict[Path, tuple[str, LoadedYaml | SpecError]] = {}
     claimed: dict[str, list[Path]] = {}
     for path in spec_files(specs_dir):
         try:
@@ -89,10 +97,14 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
         except OSError as exc:
             log.error("cannot read spec %s: %s", path, exc)
             continue
-        name = declared_name(path, text)
+        try:
+            doc: LoadedYaml | SpecError = load_yaml(text, str(path))
+            name = _name_in(doc.data, path)
+        except SpecError as exc:
+            doc, name = exc, _fallback_name(path)
         if only is not None and name != only:
             continue  # a worker running one task compiles that DAG's spec only
-        texts[path] = text
+        parsed[path] = (text, doc)
         claimed.setdefault(name, []).append(path)
 
     dags: dict = {}
@@ -106,9 +118,11 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
             dags[name] = build_error_dag(name, problems)
             continue
         (path,) = paths
+        text, doc = parsed[path]
         try:
-            spec = load_spec_text(texts[path], str(path))
-            dags[name] = build_dag(spec, spec_text=texts[path])
+            if isinstance(doc, SpecError):
+                raise doc
+            dags[name] = build_dag(resolve_spec(doc), spec_text=text)
         except SpecError as exc:
             log.error("invalid spec %s; its DAG %s shows the errors:\n%s", path, name, exc)
             dags[name] = build_error_dag(name, exc.problems)

@@ -13,9 +13,12 @@ minute); `make fuzz` runs >= 10,000. tests/spec/conftest.py prints the count and
 writes it as JSON.
 
 Loader bugs this fuzzer found are listed in KNOWN_BUGS with minimal reproducers. Each reproducer is a strict
-xfail test below, so the suite stays green until the loader is fixed, and then tells whoever fixed it to drop
-the marker. While a bug is present (its reproducer still misbehaves when this module is imported), the fuzz
-tests count its hits as `known_bug:<name>` instead of failing; once it is fixed, any new hit fails them.
+xfail test below (where the parser in use can have the bug: see `present`), so the suite stays green until the
+loader is fixed; then the XPASS tells whoever fixed it to set `present=False`, which turns the reproducers
+into ordinary regression tests. While a bug is present and live (its reproducer still misbehaves when this
+module is imported), the fuzz tests count its hits as `known_bug:<name>` instead of failing; once it is fixed,
+any new hit fails them. Crashes that would take the test process down (merge-key bomb, libyaml recursion)
+are tested in subprocesses and never generated in-process.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from tests.spec.fuzz_strategies import (
 )
 
 import mlspec.spec as spec_api
-from mlspec.spec import ModelSpec, SpecError, SpecProblem
+from mlspec.spec import ModelSpec, SpecError, SpecProblem, yaml_loader
 
 # ----------------------------------------------------------------------------------------------------
 # Known loader bugs (found by this fuzzer; see the module docstring). `matches` recognises what escapes.
@@ -74,9 +77,13 @@ class KnownBug:
     detail: str  # where in the loader and why
     reproducers: tuple
     matches: Callable[[BaseException], bool] | None  # None: the bug is an accepted spec, not an exception
+    present: bool = True  # False where the loader in use cannot have it (pure-Python vs libyaml parser)
 
 
 _VALID_IRIS = EXAMPLE_TEXTS["iris"]
+# yaml_loader parses with libyaml's CSafeLoader where PyYAML has it, else with the pure-Python SafeLoader;
+# some bugs exist with only one of them.
+USES_LIBYAML = getattr(yaml_loader, "SafeLoader", yaml.SafeLoader) is not yaml.SafeLoader
 KNOWN_BUGS = (
     KnownBug(
         "yaml-constructor-errors",
@@ -102,10 +109,12 @@ KNOWN_BUGS = (
     KnownBug(
         "reader-error-escapes",
         "a non-printable character (\\x01, \\x7f, \\ufffe) escapes as yaml.reader.ReaderError",
-        "yaml_loader.load_yaml builds yaml.SafeLoader(text) before its try block, so the reader's check for "
-        "non-printable characters (\\x01, \\x7f, \\ufffe, ...) escapes as yaml.reader.ReaderError",
+        "with the pure-Python parser, yaml_loader.load_yaml builds SafeLoader(text) before its try block, so "
+        "the reader's check for non-printable characters (\\x01, \\x7f, \\ufffe, ...) escapes as "
+        "yaml.reader.ReaderError (libyaml reports them inside the try: no bug there)",
         ("a: \x01\n", b"a: \x7f\n", "metadata: {name: \ufffe}\n"),
         lambda exc: isinstance(exc, yaml.reader.ReaderError),
+        present=not USES_LIBYAML,
     ),
     KnownBug(
         "surrogates-escape",
@@ -172,7 +181,12 @@ LIVE_BUGS = {bug.name for bug in KNOWN_BUGS if _bug_is_live(bug)}
 
 
 def _known_bug_for(exc: BaseException) -> str | None:
-    return next((b.name for b in KNOWN_BUGS if b.name in LIVE_BUGS and b.matches and b.matches(exc)), None)
+    live = [b for b in KNOWN_BUGS if b.present and b.name in LIVE_BUGS and b.matches]
+    return next((b.name for b in live if b.matches(exc)), None)
+
+
+def _nan_bug_live() -> bool:
+    return any(b.present and b.name in LIVE_BUGS and b.matches is None for b in KNOWN_BUGS)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -208,10 +222,12 @@ def assert_located(err: SpecError, data: str | bytes) -> None:
         if lines is None:  # undecodable bytes: only the document itself can be blamed
             assert (p.line, p.column) == (1, 1), p
         else:
-            assert p.line <= len(lines), f"line {p.line} is past the end of a {len(lines)}-line document: {p}"
-            assert p.column <= len(lines[p.line - 1]) + 1, (
-                f"column {p.column} is past the end of its line: {p}"
+            # libyaml reports "unexpected end of stream" just past the last line: (len(lines) + 1, 1).
+            end_of_stream = (p.line, p.column) == (len(lines) + 1, 1)
+            assert p.line <= len(lines) or end_of_stream, (
+                f"line {p.line} is past the end of the document: {p}"
             )
+            assert end_of_stream or p.column <= len(lines[p.line - 1]) + 1, f"column past the line's end: {p}"
 
 
 def assert_round_trips(spec: ModelSpec) -> None:
@@ -254,7 +270,7 @@ def check_loader(data: str | bytes, strategy: str, labels: tuple = (), *, record
                 ) from exc
             kind = f"known_bug:{bug}"
             return Outcome(kind)
-        if "nan-accepted" in LIVE_BUGS and _contains_nan(spec.to_dict()):
+        if _nan_bug_live() and _contains_nan(spec.to_dict()):
             kind = "known_bug:nan-accepted"
             return Outcome(kind, spec=spec)
         assert_round_trips(spec)
@@ -414,7 +430,7 @@ _BUG_CASES = [
         bug,
         data,
         id=f"{bug.name}-{index}",
-        marks=pytest.mark.xfail(strict=True, reason=f"loader bug {bug.name}: {bug.reason}"),
+        marks=pytest.mark.xfail(bug.present, strict=True, reason=f"loader bug {bug.name}: {bug.reason}"),
     )
     for bug in KNOWN_BUGS
     for index, data in enumerate(bug.reproducers)
@@ -431,6 +447,37 @@ def test_known_loader_bug_reproducer(bug, data):
         return
     assert not _contains_nan(outcome_spec.to_dict()), "a NaN number was accepted"
     assert_round_trips(outcome_spec)
+
+
+_NESTING_PROBE = """
+import sys
+from mlspec.spec import SpecError, load_spec_text
+try:
+    load_spec_text(sys.stdin.read(), "deep.yaml")
+    print("accepted")
+except SpecError as err:
+    print("SpecError", err.problems[0].line, err.problems[0].column, err.problems[0].message)
+"""
+
+
+@pytest.mark.xfail(
+    USES_LIBYAML, strict=True, reason="loader bug libyaml-deep-nesting: 80 KB of '[' crash Python (SIGSEGV)"
+)
+@pytest.mark.parametrize(
+    "text", ["[" * 40000 + "]" * 40000, "- " * 40000 + "x\n", "{a: " * 40000 + "}" * 40000]
+)
+def test_very_deep_nesting_is_refused_without_crashing(text):
+    """With CSafeLoader, yaml_loader composes the whole node tree in libyaml's Cython composer, which recurses
+    once per level without Python's recursion check, before _Builder can apply MAX_DEPTH: the C stack
+    overflows (~25,000 levels; a 60 KB spec), killing the process (an Airflow dag-processor) instead of
+    raising RecursionError as the pure-Python composer does. Run in a subprocess so a crash cannot take the
+    test session with it."""
+    assert len(text.encode()) < 1024 * 1024  # well under the size limit: only nesting can refuse it
+    result = subprocess.run(
+        [sys.executable, "-c", _NESTING_PROBE], input=text, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, f"the loader process died with exit code {result.returncode}"
+    assert result.stdout.startswith("SpecError"), result.stdout + result.stderr[-2000:]
 
 
 _BOMB_PROBE = """

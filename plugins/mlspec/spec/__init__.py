@@ -11,14 +11,19 @@ from mlspec.spec.errors import SpecError, SpecProblem
 from mlspec.spec.model import ModelSpec
 from mlspec.spec.schema import fill_defaults, load_schema, validate
 from mlspec.spec.semantic import check, check_credentials
-from mlspec.spec.yaml_loader import load_yaml
+from mlspec.spec.yaml_loader import LoadedYaml, load_yaml
 
-__all__ = ["ModelSpec", "SpecError", "SpecProblem", "load_schema", "load_spec", "load_spec_text"]
+__all__ = ["ModelSpec", "SpecError", "SpecProblem", "load_schema", "load_spec", "load_spec_text", "resolve_spec"]
 
 
 def load_spec_text(text: str | bytes, file: str = "<spec>") -> ModelSpec:
     """Parse, validate and resolve a spec; raise SpecError listing every problem with its location."""
-    doc = load_yaml(text, file)
+    return resolve_spec(load_yaml(text, file))
+
+
+def resolve_spec(doc: LoadedYaml) -> ModelSpec:
+    """Validate and resolve an already parsed spec (callers that parsed it once need not parse it again)."""
+    file = doc.file
     credential_problems = check_credentials(doc)
     flagged = {p.path for p in credential_problems}
     problems = credential_problems + [p for p in validate(doc) if p.path not in flagged]
