@@ -73,3 +73,24 @@ schema: install
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(MLSPEC_HOME) .pytest_cache
+
+# Parse-time benchmark: mlspec vs a hand-written DAG vs dag-factory, 200 specs; writes benchmarks/results/parse.json.
+# dag-factory goes into its own --target folder, never .venv; Airflow comes from .venv so all three share it.
+DAGFACTORY_SITE := benchmarks/.work/dagfactory-site
+
+$(DAGFACTORY_SITE)/.installed: $(VENV)/.installed
+	rm -rf $(DAGFACTORY_SITE)
+	$(UV) pip install --python $(BIN)/python --quiet --no-deps --target $(DAGFACTORY_SITE) 'dag-factory==1.1.*'
+	touch $@
+
+bench-parse: install $(DAGFACTORY_SITE)/.installed
+	$(BIN)/python benchmarks/bench_parse.py
+
+bench: bench-parse
+
+# Property-based fuzzing of the spec loader; prints the case count and writes benchmarks/results/fuzz.json.
+FUZZ_EXAMPLES ?= 10000
+
+fuzz: install
+	MLSPEC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MLSPEC_FUZZ_REPORT=benchmarks/results/fuzz.json \
+		$(BIN)/python -m pytest tests/spec/test_spec_fuzz.py -q -p no:cacheprovider

@@ -43,7 +43,7 @@ class FuzzStats:
     cases: Counter = field(default_factory=Counter)  # strategy -> loader calls
     outcomes: dict = field(
         default_factory=dict
-    )  # strategy -> Counter(accepted | rejected | known_bug:<name>)
+    )  # strategy -> Counter(accepted | rejected | failure)
     labels: Counter = field(default_factory=Counter)  # mutation / transform names, over all strategies
     seconds: Counter = field(default_factory=Counter)  # strategy -> seconds inside the loader and the checks
     failures: int = 0  # property violations seen (hypothesis replays a failing case while shrinking it)
@@ -68,13 +68,9 @@ class FuzzStats:
         return sum(self.cases.values())
 
     def as_report(self) -> dict:
-        known = Counter()
-        for counts in self.outcomes.values():
-            known.update({k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("known_bug:")})
         return {
             "cases": self.total,
             "failures": self.failures,
-            "known_bug_hits": dict(sorted(known.items())),
             "wall_s": round((self.last or 0) - (self.first or 0), 2),
             "examples_setting": examples_budget(),
             "strategies": {

@@ -12,26 +12,19 @@ MLSPEC_FUZZ_EXAMPLES sets the total number of generated cases for the module (de
 minute); `make fuzz` runs >= 10,000. tests/spec/conftest.py prints the count and, with MLSPEC_FUZZ_REPORT,
 writes it as JSON.
 
-Loader bugs this fuzzer found are listed in KNOWN_BUGS with minimal reproducers. Each reproducer is a strict
-xfail test below (where the parser in use can have the bug: see `present`), so the suite stays green until the
-loader is fixed; then the XPASS tells whoever fixed it to set `present=False`, which turns the reproducers
-into ordinary regression tests. While a bug is present and live (its reproducer still misbehaves when this
-module is imported), the fuzz tests count its hits as `known_bug:<name>` instead of failing; once it is fixed,
-any new hit fails them. Crashes that would take the test process down (merge-key bomb, libyaml recursion)
-are tested in subprocesses and never generated in-process.
+Bugs this fuzzer found in the loader are fixed; their minimal reproducers stay below as regression tests
+(FOUND_BUGS). Inputs that could take the test process down if the loader regressed (merge-key bomb, very deep
+nesting that would overflow libyaml's C stack) run in subprocesses and are never generated in-process.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -55,138 +48,39 @@ from tests.spec.fuzz_strategies import (
 )
 
 import mlspec.spec as spec_api
-from mlspec.spec import ModelSpec, SpecError, SpecProblem, yaml_loader
+from mlspec.spec import ModelSpec, SpecError, SpecProblem
 
 # ----------------------------------------------------------------------------------------------------
-# Known loader bugs (found by this fuzzer; see the module docstring). `matches` recognises what escapes.
-
-
-def _frames(exc: BaseException) -> list[str]:
-    return [frame.filename.replace("\\", "/") for frame in traceback.extract_tb(exc.__traceback__)]
-
-
-def _innermost_in(exc: BaseException, suffix: str) -> bool:
-    frames = _frames(exc)
-    return bool(frames) and frames[-1].endswith(suffix)
-
-
-@dataclass(frozen=True)
-class KnownBug:
-    name: str
-    reason: str  # one line for the xfail summary
-    detail: str  # where in the loader and why
-    reproducers: tuple
-    matches: Callable[[BaseException], bool] | None  # None: the bug is an accepted spec, not an exception
-    present: bool = True  # False where the loader in use cannot have it (pure-Python vs libyaml parser)
-
+# Bugs this fuzzer found in the loader (all fixed): each reproducer must now give a located SpecError.
 
 _VALID_IRIS = EXAMPLE_TEXTS["iris"]
-# yaml_loader parses with libyaml's CSafeLoader where PyYAML has it, else with the pure-Python SafeLoader;
-# some bugs exist with only one of them.
-USES_LIBYAML = getattr(yaml_loader, "SafeLoader", yaml.SafeLoader) is not yaml.SafeLoader
-KNOWN_BUGS = (
-    KnownBug(
-        "yaml-constructor-errors",
-        "an impossible date, a bad !!int/!!bool/!!timestamp value or a >4300-digit int escapes (ValueError)",
-        "yaml_loader._Builder.build calls loader.construct_object without converting ValueError/KeyError/"
-        "AttributeError/IndexError: an impossible date (2020-13-45, 2020-02-30), a bad explicit tag value "
-        "(!!int x, !!int '', !!bool x, !!timestamp x) or an integer of more than 4300 digits escapes as a "
-        "bare Python exception",
-        (
-            "metadata: {description: 2020-13-45}\n",
-            "a: 2020-02-30\n",
-            "a: !!int x\n",
-            "a: !!float x\n",
-            "a: !!bool x\n",
-            "a: !!timestamp x\n",
-            "!!timestamp x: 1\n",
-            "a: " + "9" * 4301 + "\n",
-            "a: !!int ''\n",
-            "a: !!float ''\n",
-        ),
-        lambda exc: not isinstance(exc, yaml.YAMLError) and _innermost_in(exc, "yaml/constructor.py"),
+FOUND_BUGS = {
+    # PyYAML constructors raise plain ValueError/KeyError/AttributeError/IndexError for these.
+    "yaml-constructor-errors": (
+        "metadata: {description: 2020-13-45}\n",
+        "a: 2020-02-30\n",
+        "a: !!int x\n",
+        "a: !!float x\n",
+        "a: !!bool x\n",
+        "a: !!timestamp x\n",
+        "!!timestamp x: 1\n",
+        "a: " + "9" * 4301 + "\n",
+        "a: !!int ''\n",
+        "a: !!float ''\n",
     ),
-    KnownBug(
-        "reader-error-escapes",
-        "a non-printable character (\\x01, \\x7f, \\ufffe) escapes as yaml.reader.ReaderError",
-        "with the pure-Python parser, yaml_loader.load_yaml builds SafeLoader(text) before its try block, so "
-        "the reader's check for non-printable characters (\\x01, \\x7f, \\ufffe, ...) escapes as "
-        "yaml.reader.ReaderError (libyaml reports them inside the try: no bug there)",
-        ("a: \x01\n", b"a: \x7f\n", "metadata: {name: \ufffe}\n"),
-        lambda exc: isinstance(exc, yaml.reader.ReaderError),
-        present=not USES_LIBYAML,
+    # Non-printable characters: the pure-Python reader raised ReaderError outside the loader's try.
+    "reader-error-escapes": ("a: \x01\n", b"a: \x7f\n", "metadata: {name: \ufffe}\n"),
+    # A lone surrogate in a str made text.encode() raise UnicodeEncodeError.
+    "surrogates-escape": ("a: \ud800\n",),
+    # urlparse raises ValueError('Invalid IPv6 URL') for an unbalanced '['.
+    "urlparse-valueerror": ("a: 'x://['\n", _VALID_IRIS.replace("evaluation:", "storage: {uri: '//[x'}\nevaluation:")),
+    # NaN passes every JSON Schema bound (all comparisons with NaN are false).
+    "nan-accepted": (
+        _VALID_IRIS.replace("learning_rate: 0.02", "learning_rate: .nan"),
+        _VALID_IRIS.replace("validation: 0.15", "validation: .nan"),
+        _VALID_IRIS.replace("accuracy: {min: 0.85}", "accuracy: {min: .nan}"),
     ),
-    KnownBug(
-        "surrogates-escape",
-        "a str spec with a lone surrogate escapes as UnicodeEncodeError",
-        "yaml_loader.load_yaml measures a str spec with text.encode(), which raises UnicodeEncodeError for "
-        "a lone surrogate (e.g. text read with errors='surrogateescape')",
-        ("a: \ud800\n",),
-        lambda exc: (
-            isinstance(exc, UnicodeError)
-            and any(f.endswith("mlspec/spec/yaml_loader.py") for f in _frames(exc))
-        ),
-    ),
-    KnownBug(
-        "urlparse-valueerror",
-        "a string like 'x://[' (any field) or storage.uri '//[x' escapes as ValueError('Invalid IPv6 URL')",
-        "semantic._credentials (any string containing '://') and semantic._uris (storage.uri, data.source) "
-        "call urllib.parse.urlparse, which raises ValueError('Invalid IPv6 URL') for an unbalanced '[' in "
-        "the host",
-        ("a: 'x://['\n", _VALID_IRIS.replace("evaluation:", "storage: {uri: '//[x'}\nevaluation:")),
-        lambda exc: isinstance(exc, ValueError) and _innermost_in(exc, "urllib/parse.py"),
-    ),
-    KnownBug(
-        "nan-accepted",
-        ".nan passes every numeric bound and the accepted spec is not equal to its own JSON round trip",
-        "JSON Schema bounds are comparisons, and every comparison with NaN is false: .nan passes minimum/"
-        "maximum (learning_rate, split fractions, thresholds, ...), the spec is accepted and no longer "
-        "equals itself after a JSON round trip",
-        (
-            _VALID_IRIS.replace("learning_rate: 0.02", "learning_rate: .nan"),
-            _VALID_IRIS.replace("validation: 0.15", "validation: .nan"),
-            _VALID_IRIS.replace("accuracy: {min: 0.85}", "accuracy: {min: .nan}"),
-        ),
-        None,
-    ),
-)
-
-
-def _contains_nan(value) -> bool:
-    if isinstance(value, float):
-        return math.isnan(value)
-    if isinstance(value, dict):
-        return any(_contains_nan(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_contains_nan(v) for v in value)
-    return False
-
-
-def _bug_is_live(bug: KnownBug) -> bool:
-    for data in bug.reproducers:
-        try:
-            spec = spec_api.load_spec_text(data, FUZZ_FILE)
-        except SpecError:
-            continue
-        except Exception as exc:  # noqa: BLE001 - classifying what escaped is the point
-            if bug.matches is not None and bug.matches(exc):
-                return True
-            continue
-        if bug.matches is None and _contains_nan(spec.to_dict()):
-            return True
-    return False
-
-
-LIVE_BUGS = {bug.name for bug in KNOWN_BUGS if _bug_is_live(bug)}
-
-
-def _known_bug_for(exc: BaseException) -> str | None:
-    live = [b for b in KNOWN_BUGS if b.present and b.name in LIVE_BUGS and b.matches]
-    return next((b.name for b in live if b.matches(exc)), None)
-
-
-def _nan_bug_live() -> bool:
-    return any(b.present and b.name in LIVE_BUGS and b.matches is None for b in KNOWN_BUGS)
+}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -246,7 +140,7 @@ def assert_round_trips(spec: ModelSpec) -> None:
 
 @dataclass
 class Outcome:
-    kind: str  # accepted | rejected | known_bug:<name>
+    kind: str  # accepted | rejected
     spec: ModelSpec | None = None
     error: SpecError | None = None
 
@@ -263,16 +157,7 @@ def check_loader(data: str | bytes, strategy: str, labels: tuple = (), *, record
             kind = "rejected"
             return Outcome(kind, error=err)
         except Exception as exc:  # noqa: BLE001 - anything but SpecError is the failure we look for
-            bug = _known_bug_for(exc)
-            if bug is None:
-                raise AssertionError(
-                    f"load_spec_text raised {type(exc).__name__}, not SpecError: {exc}"
-                ) from exc
-            kind = f"known_bug:{bug}"
-            return Outcome(kind)
-        if _nan_bug_live() and _contains_nan(spec.to_dict()):
-            kind = "known_bug:nan-accepted"
-            return Outcome(kind, spec=spec)
+            raise AssertionError(f"load_spec_text raised {type(exc).__name__}, not SpecError: {exc}") from exc
         assert_round_trips(spec)
         kind = "accepted"
         return Outcome(kind, spec=spec)
@@ -425,28 +310,14 @@ def test_the_property_fails_on_an_accepted_spec_that_does_not_round_trip(monkeyp
         check_loader("x", "oracle", record=False)
 
 
-_BUG_CASES = [
-    pytest.param(
-        bug,
-        data,
-        id=f"{bug.name}-{index}",
-        marks=pytest.mark.xfail(bug.present, strict=True, reason=f"loader bug {bug.name}: {bug.reason}"),
-    )
-    for bug in KNOWN_BUGS
-    for index, data in enumerate(bug.reproducers)
-]
-
-
-@pytest.mark.parametrize("bug, data", _BUG_CASES)
-def test_known_loader_bug_reproducer(bug, data):
-    """Fails today (strict xfail); when the loader is fixed it passes and pytest asks for the marker to go."""
-    try:
-        outcome_spec = spec_api.load_spec_text(data, FUZZ_FILE)
-    except SpecError as err:
-        assert_located(err, data)
-        return
-    assert not _contains_nan(outcome_spec.to_dict()), "a NaN number was accepted"
-    assert_round_trips(outcome_spec)
+@pytest.mark.parametrize(
+    "data",
+    [pytest.param(data, id=f"{name}-{i}") for name, cases in FOUND_BUGS.items() for i, data in enumerate(cases)],
+)
+def test_found_bugs_give_located_errors(data):
+    with pytest.raises(SpecError) as info:
+        spec_api.load_spec_text(data, FUZZ_FILE)
+    assert_located(info.value, data)
 
 
 _NESTING_PROBE = """
@@ -460,18 +331,13 @@ except SpecError as err:
 """
 
 
-@pytest.mark.xfail(
-    USES_LIBYAML, strict=True, reason="loader bug libyaml-deep-nesting: 80 KB of '[' crash Python (SIGSEGV)"
-)
 @pytest.mark.parametrize(
     "text", ["[" * 40000 + "]" * 40000, "- " * 40000 + "x\n", "{a: " * 40000 + "}" * 40000]
 )
 def test_very_deep_nesting_is_refused_without_crashing(text):
-    """With CSafeLoader, yaml_loader composes the whole node tree in libyaml's Cython composer, which recurses
-    once per level without Python's recursion check, before _Builder can apply MAX_DEPTH: the C stack
-    overflows (~25,000 levels; a 60 KB spec), killing the process (an Airflow dag-processor) instead of
-    raising RecursionError as the pure-Python composer does. Run in a subprocess so a crash cannot take the
-    test session with it."""
+    """libyaml's composer recurses in C once per level: without the loader's depth check on the event stream
+    ~25,000 levels (a 60 KB spec) overflow the C stack and kill the process (an Airflow dag-processor).
+    Run in a subprocess so a regression cannot take the test session with it."""
     assert len(text.encode()) < 1024 * 1024  # well under the size limit: only nesting can refuse it
     result = subprocess.run(
         [sys.executable, "-c", _NESTING_PROBE], input=text, capture_output=True, text=True, timeout=300
@@ -497,12 +363,9 @@ except MemoryError:
 """
 
 
-@pytest.mark.xfail(
-    strict=True, reason="loader bug merge-bomb: a 432-byte spec of nested `<<` merges needs ~700 MiB"
-)
 def test_merge_key_bomb_is_refused_within_128_mib():
-    """yaml_loader calls SafeLoader.flatten_mapping, which copies every merged entry (fan**levels of them)
-    before _Builder counts a single node, so MAX_NODES never gets a say; one level more needs ~6 GiB."""
+    """PyYAML's flatten_mapping copies every merged entry (fan**levels of them) before anything is counted;
+    the loader merges itself, through its node counter, so MAX_NODES refuses this 432-byte spec."""
     text = merge_bomb(levels=8)
     assert len(text.encode()) < 500
     result = subprocess.run(
@@ -511,12 +374,8 @@ def test_merge_key_bomb_is_refused_within_128_mib():
     assert result.stdout.startswith("SpecError"), result.stdout + result.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="loader bug merge-override: a key overriding a `<<` merge is a 'duplicate key'"
-)
 def test_merge_key_values_can_be_overridden():
-    """_Builder walks the flattened pairs and flags the merged-in key the mapping overrides, though overriding
-    is what merge keys are for (yaml.safe_load, whose merging the loader follows, gives the override)."""
+    """Overriding a merged key is what merge keys are for (yaml.safe_load gives the override too)."""
     text = _VALID_IRIS.replace(
         "    - dense: {units: 16, activation: relu}\n    - dense: {units: 3, activation: softmax}\n",
         "    - dense: &hidden {units: 16, activation: relu}\n"

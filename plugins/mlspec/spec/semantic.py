@@ -24,6 +24,19 @@ KNOWN_SOURCES = {
 SPATIAL_LAYERS = {"conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d"}
 
 
+def _urlparse(value: str):
+    """urlparse, or None for text it refuses (an unbalanced '[' raises ValueError: 'Invalid IPv6 URL')."""
+    try:
+        return urlparse(value)
+    except ValueError:
+        return None
+
+
+def _scheme(value: str) -> str:
+    parsed = _urlparse(value)
+    return parsed.scheme if parsed else ""
+
+
 def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     """`spec` is the schema-valid spec with defaults filled; positions come from doc."""
     checks = (_names, _uris, _schedule, _evaluation, _layers, _training, _serving)
@@ -66,7 +79,7 @@ def _credentials(doc: LoadedYaml) -> Iterator[SpecProblem]:
         if isinstance(value, str):
             if AWS_ACCESS_KEY.search(value):
                 yield doc.problem(path, f"this value looks like an AWS access key; {advice}")
-            elif "://" in value and urlparse(value).password is not None or re.match(r"^[a-z0-9+]+://[^/@\s]+@", value):
+            elif "://" in value and (re.match(r"^[a-z0-9+]+://[^/@\s]+@", value) or getattr(_urlparse(value), "password", None)):
                 yield doc.problem(path, f"URI carries user info (user:password@); {advice}")
 
 
@@ -84,10 +97,13 @@ def _uris(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     elif scheme == "file" and spec["data"]["format"] is None and not source.lower().endswith((".npz", ".csv", ".parquet")):
         yield doc.problem(("data", "format"), f"cannot infer the format of {source!r}; set data.format to npz, csv or parquet")
     uri = spec["storage"]["uri"]
-    if urlparse(uri).scheme not in ("file", "s3"):
+    if _scheme(uri) not in ("file", "s3"):
         yield doc.problem(("storage", "uri"), f"unsupported storage URI {uri!r}; use file://path or s3://bucket/prefix")
     for path, value in (("storage", "uri"), uri), (("data", "source"), source):
-        if ".." in urlparse(value).path.split("/"):
+        parsed = _urlparse(value)
+        if parsed is None:
+            yield doc.problem(path, f"{value!r} is not a valid URI")
+        elif ".." in parsed.path.split("/"):
             yield doc.problem(path, f"{value!r} contains '..'; store and data paths may not climb out of their prefix")
 
 
@@ -178,7 +194,7 @@ def _serving(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         yield doc.problem(("serving", "runtime"), "platform kserve needs runtime kserve-ovms or kserve-tritonserver")
     if platform == "local" and serving["auth"] == "token":
         yield doc.problem(("serving", "auth"), "auth: token needs platform kserve (the local server has no authentication)")
-    if platform == "kserve" and urlparse(spec["storage"]["uri"]).scheme != "s3":
+    if platform == "kserve" and _scheme(spec["storage"]["uri"]) != "s3":
         yield doc.problem(("storage", "uri"), "platform kserve pulls the model from object storage: use an s3:// storage.uri")
     if serving["replicas"]["min"] == 0 and serving["deployment_mode"] != "Serverless":
         yield doc.problem(("serving", "replicas", "min"), "scaling to zero needs deployment_mode: Serverless")

@@ -7,6 +7,7 @@ offending place. Only the safe constructor is used: Python tags are refused.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import yaml
@@ -53,6 +54,7 @@ class LoadedYaml:
         return SpecProblem(self.file, line, col, format_path(tuple(path)), message, severity)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
@@ -82,32 +84,72 @@ class _Builder:
         if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
             raise self.fail(node, path, f"YAML tag {node.tag} is not allowed (only plain data)")
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves '<<' merge keys the way the safe loader does
-            result: dict = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise self.fail(key_node, path, "mapping keys must be plain strings")
-                key = self.loader.construct_object(key_node)
-                if not isinstance(key, str):
-                    key = str(key)
-                if key in result:
-                    self.problems.append(
-                        SpecProblem(self.file, *_mark(key_node), format_path(path + (key,)), f"duplicate key `{key}`")
-                    )
-                self.positions[path + (key, "<key>")] = _mark(key_node)
-                result[key] = self.build(value_node, path + (key,), depth + 1)
-            return result
+            return self.build_mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        value = self.loader.construct_object(node)
+        return self.scalar(node, path)
+
+    def build_mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict:
+        # '<<' merge keys are resolved here rather than by PyYAML's flatten_mapping, which copies
+        # entries before anything is counted (a 400-byte "merge bomb" takes gigabytes). Merged
+        # values go through build(), so MAX_NODES bounds them; keys written in the mapping win.
+        merged: dict = {}
+        explicit: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode):
+                        raise self.fail(source, path, "a merge key `<<` takes a mapping or a list of mappings")
+                    for key, value in self.build_mapping(source, path, depth + 1).items():
+                        merged.setdefault(key, value)  # the first source listed wins
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, path, "mapping keys must be plain strings")
+            key = self.scalar(key_node, path)
+            key = key if isinstance(key, str) else str(key)
+            if key in explicit:
+                self.problems.append(SpecProblem(self.file, *_mark(key_node), format_path(path + (key,)), f"duplicate key `{key}`"))
+            self.positions[path + (key, "<key>")] = _mark(key_node)
+            explicit[key] = self.build(value_node, path + (key,), depth + 1)
+        return {**merged, **explicit}
+
+    def scalar(self, node: yaml.Node, path: Path) -> object:
+        try:
+            value = self.loader.construct_object(node)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+            # PyYAML's constructors raise plain exceptions for values like 2020-13-45 or `!!int x`.
+            shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+            raise self.fail(node, path, f"cannot read {shown!r} as {node.tag.rsplit(':', 1)[-1]}: {str(exc)[:200]}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(node, path, f"{node.value!r} is not a finite number")
         if isinstance(value, bytes | set) or value.__class__.__module__ not in ("builtins", "datetime"):
             raise self.fail(node, path, f"unsupported YAML value of type {type(value).__name__}")
         return value
 
 
+def _check_depth(text: str, file: str) -> None:
+    """Refuse deep nesting from the event stream, before composing: libyaml's composer recurses in C once
+    per level and would crash the process long before a Python RecursionError."""
+    depth = 0
+    for event in yaml.parse(text, Loader=SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, col = event.start_mark.line + 1, event.start_mark.column + 1
+                raise SpecError([SpecProblem(file, line, col, "", f"nested more than {MAX_DEPTH} levels deep; refusing it")])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def load_yaml(text: str | bytes, file: str = "<spec>") -> LoadedYaml:
     """Parse one YAML document safely; raise SpecError with a location for anything wrong."""
-    size = len(text.encode() if isinstance(text, str) else text)
+    try:
+        size = len(text.encode("utf-8") if isinstance(text, str) else text)
+    except UnicodeEncodeError as exc:  # a lone surrogate in a str
+        raise SpecError([SpecProblem(file, 1, 1, "", f"the spec is not valid Unicode text ({exc.reason})")]) from None
     if size > MAX_SPEC_BYTES:
         raise SpecError([SpecProblem(file, 1, 1, "", f"the spec is {size} bytes; the limit is {MAX_SPEC_BYTES} (1 MiB)")])
     if isinstance(text, bytes):
@@ -115,8 +157,10 @@ def load_yaml(text: str | bytes, file: str = "<spec>") -> LoadedYaml:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SpecError([SpecProblem(file, 1, 1, "", f"the spec is not UTF-8 text ({exc.reason})")]) from None
-    loader = SafeLoader(text)
+    loader = None
     try:
+        _check_depth(text, file)
+        loader = SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             raise SpecError([SpecProblem(file, 1, 1, "", "the spec is empty")])
@@ -132,7 +176,8 @@ def load_yaml(text: str | bytes, file: str = "<spec>") -> LoadedYaml:
     except RecursionError:
         raise SpecError([SpecProblem(file, 1, 1, "", "the spec is nested too deeply; refusing it")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if builder.problems:
         raise SpecError(builder.problems)
     if not isinstance(data, dict):
