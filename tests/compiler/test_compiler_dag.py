@@ -117,11 +117,11 @@ def test_a_worker_compiles_only_its_dags_spec(tmp_path, monkeypatch):
     """Airflow's parsing context names the DAG a worker runs; other specs are not even validated."""
     shutil.copy(SPECS / "digits.yaml", tmp_path)
     (tmp_path / "iris.yaml").write_text((SPECS / "iris.yaml").read_text().replace("epochs: 60", "epochs: -5"))
-    import mlspec.spec as spec_module
+    import mlspec.dagbag as dagbag
 
     loaded = []
-    real = spec_module.load_spec_text
-    monkeypatch.setattr(spec_module, "load_spec_text", lambda text, file="<spec>": loaded.append(file) or real(text, file))
+    real = dagbag.resolve_spec
+    monkeypatch.setattr(dagbag, "resolve_spec", lambda doc: loaded.append(doc.file) or real(doc))
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "digits")
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "train")
     dags = compile_specs(tmp_path)
