@@ -70,8 +70,14 @@ MEASUREMENTS = {
     "mlspec": (
         "mlspec",
         "production",
-        "mlspec.dagbag.compile_specs(folder): YAML with positions, JSON Schema "
-        "validation, semantic checks, defaults, ModelSpec, build_dag",
+        "mlspec.dagbag.compile_specs(folder), spec cache off: YAML with positions, JSON Schema "
+        "validation, semantic checks, defaults, ModelSpec, build_dag for every spec (the first parse after an edit)",
+    ),
+    "mlspec_cached": (
+        "mlspec",
+        "cached",
+        "mlspec.dagbag.compile_specs(folder) on specs it validated before (mlspec.spec.cache: keyed by "
+        "the spec text, schema and mlspec version): the steady state, as Airflow re-parses unchanged specs",
     ),
     "handwritten": (
         "handwritten",
@@ -343,6 +349,8 @@ def _prepare_tool(tool: str, variant: str, inputs: Path, names: list[str]):
 
         for module in OPERATOR_MODULES:
             importlib.import_module(module)
+        if variant == "cached":
+            mlspec.dagbag.compile_specs(inputs)  # validates every spec once and fills the cache (untimed)
         return lambda: mlspec.dagbag.compile_specs(inputs)
     if tool == "handwritten":
         module = _import_module_from(inputs, "handwritten_dags")
@@ -548,7 +556,7 @@ def worker_main(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def worker_env(tool: str, inputs: Path, scratch: Path, dagfactory_site: Path) -> dict[str, str]:
+def worker_env(tool: str, inputs: Path, scratch: Path, dagfactory_site: Path, variant: str = "") -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("_AIRFLOW_PARSING_CONTEXT")}
     env.update(
         {
@@ -557,6 +565,10 @@ def worker_env(tool: str, inputs: Path, scratch: Path, dagfactory_site: Path) ->
             "AIRFLOW__CORE__DAGS_FOLDER": str(inputs if inputs.is_dir() else inputs.parent),
             "MLSPEC_HOME": str(scratch / "mlspec-home"),
             "MLSPEC_SPECS_DIR": str(inputs) if tool == "mlspec" else "",
+            # Cold figures validate every spec; the cached variant gets a cache of its own per worker.
+            "MLSPEC_SPEC_CACHE": str(scratch / f"spec-cache-{os.getpid()}-{time.monotonic_ns()}")
+            if variant == "cached"
+            else "off",
             # dag-factory's usage telemetry: off (nothing may leave this machine).
             "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
             "DO_NOT_TRACK": "true",
@@ -611,7 +623,7 @@ def run_worker(
         try:
             completed = subprocess.run(
                 command,
-                env=worker_env(tool, inputs, scratch, Path(args.dagfactory_site)),
+                env=worker_env(tool, inputs, scratch, Path(args.dagfactory_site), variant),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 timeout=args.worker_timeout,
@@ -864,6 +876,7 @@ def driver_main(args: argparse.Namespace) -> int:
     paths = write_inputs(workdir, args.n)
     inputs_for = {
         ("mlspec", "production"): paths["mlspec"],
+        ("mlspec", "cached"): paths["mlspec"],
         ("mlspec", "libyaml"): paths["mlspec"],
         ("handwritten", "mlspec-operators"): paths["handwritten"],
         ("handwritten", "empty-operators"): paths["handwritten"],
@@ -920,25 +933,28 @@ def driver_main(args: argparse.Namespace) -> int:
             if structural:
                 raise SystemExit(f"the dag-factory DAG differs from mlspec's in structure: {structural}")
 
-        mlspec_ms = measurements["mlspec"]["per_dag_ms"]["cold"]["median"]
-        hand_ms = measurements["handwritten"]["per_dag_ms"]["cold"]["median"]
-        df_ms = measurements.get("dagfactory", {}).get("per_dag_ms", {}).get("cold", {}).get("median")
-        ratio_hand = round(mlspec_ms / hand_ms, 3)
-        ratio_df = round(df_ms / mlspec_ms, 3) if df_ms is not None else None
-        targets = {
-            "mlspec_within_1_5x_of_handwritten": {
-                "description": f"mlspec / hand-written <= {TARGET_MLSPEC_OVER_HANDWRITTEN}",
+        def median(name: str) -> float | None:
+            return measurements.get(name, {}).get("per_dag_ms", {}).get("cold", {}).get("median")
+
+        hand_ms, df_ms = median("handwritten"), median("dagfactory")
+        targets = {}
+        # Both states are reported: every spec validated (first parse after an edit) and the steady state.
+        for name, label in (("mlspec", "cache off"), ("mlspec_cached", "cached")):
+            ratio_hand = round(median(name) / hand_ms, 3)
+            ratio_df = round(df_ms / median(name), 3) if df_ms is not None else None
+            suffix = "" if name == "mlspec" else "_cached"
+            targets[f"mlspec_within_1_5x_of_handwritten{suffix}"] = {
+                "description": f"mlspec ({label}) / hand-written <= {TARGET_MLSPEC_OVER_HANDWRITTEN}",
                 "target": TARGET_MLSPEC_OVER_HANDWRITTEN,
                 "value": ratio_hand,
                 "met": ratio_hand <= TARGET_MLSPEC_OVER_HANDWRITTEN,
-            },
-            "mlspec_2x_faster_than_dagfactory": {
-                "description": f"dag-factory / mlspec >= {TARGET_DAGFACTORY_OVER_MLSPEC}",
+            }
+            targets[f"mlspec_2x_faster_than_dagfactory{suffix}"] = {
+                "description": f"dag-factory / mlspec ({label}) >= {TARGET_DAGFACTORY_OVER_MLSPEC}",
                 "target": TARGET_DAGFACTORY_OVER_MLSPEC,
                 "value": ratio_df,
                 "met": None if ratio_df is None else ratio_df >= TARGET_DAGFACTORY_OVER_MLSPEC,
-            },
-        }
+            }
         measured = [t["met"] for t in targets.values() if t["met"] is not None]
         all_met = all(measured) if len(measured) == len(targets) else None
 
@@ -1006,7 +1022,7 @@ def driver_main(args: argparse.Namespace) -> int:
         },
         "git": git_info(),
         "measurements": measurements,
-        "ratios": {"mlspec_over_handwritten": ratio_hand, "dagfactory_over_mlspec": ratio_df},
+        "ratios": {name: target["value"] for name, target in targets.items()},
         "targets": {**targets, "all_met": all_met},
         "shape_check": shapes,
         "diagnostics": diagnostics,

@@ -25,6 +25,7 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["MLSPEC_HOME"] = str(_SESSION_DIR / "mlspec-home")
+os.environ["MLSPEC_SPEC_CACHE"] = str(_SESSION_DIR / "spec-cache")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.pop("MLSPEC_SPECS_DIR", None)
 os.environ.pop("MLSPEC_SERVER_URL", None)

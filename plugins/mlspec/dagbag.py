@@ -15,7 +15,8 @@ import os
 import re
 from pathlib import Path
 
-from mlspec.spec import SpecError, SpecProblem, resolve_spec
+from mlspec.spec import ModelSpec, SpecError, SpecProblem, resolve_spec
+from mlspec.spec import cache as spec_cache
 from mlspec.spec.yaml_loader import LoadedYaml, load_yaml
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
     specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir or "specs")
     only = _parsing_dag_id()
     # Each file is read and parsed once; a YAML error is kept and reported under the file's fallback name.
-    parsed: dict[Path, tuple[str, LoadedYaml | SpecError]] = {}
+    parsed: dict[Path, tuple[str, LoadedYaml | SpecError | dict]] = {}
     claimed: dict[str, list[Path]] = {}
     for path in spec_files(specs_dir):
         try:
@@ -97,11 +98,16 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
         except OSError as exc:
             log.error("cannot read spec %s: %s", path, exc)
             continue
-        try:
-            doc: LoadedYaml | SpecError = load_yaml(text, str(path))
-            name = _name_in(doc.data, path)
-        except SpecError as exc:
-            doc, name = exc, _fallback_name(path)
+        resolved = spec_cache.get(text)
+        if resolved is not None:  # validated before: unchanged text, schema and mlspec version
+            doc: LoadedYaml | SpecError | dict = resolved
+            name = resolved["metadata"]["name"]
+        else:
+            try:
+                doc = load_yaml(text, str(path))
+                name = _name_in(doc.data, path)
+            except SpecError as exc:
+                doc, name = exc, _fallback_name(path)
         if only is not None and name != only:
             continue  # a worker running one task compiles that DAG's spec only
         parsed[path] = (text, doc)
@@ -122,7 +128,12 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
         try:
             if isinstance(doc, SpecError):
                 raise doc
-            dags[name] = build_dag(resolve_spec(doc), spec_text=text)
+            if isinstance(doc, dict):
+                spec = ModelSpec.from_dict(doc, source_file=str(path))
+            else:
+                spec = resolve_spec(doc)
+                spec_cache.put(text, spec.to_dict())
+            dags[name] = build_dag(spec, spec_text=text)
         except SpecError as exc:
             log.error("invalid spec %s; its DAG %s shows the errors:\n%s", path, name, exc)
             dags[name] = build_error_dag(name, exc.problems)

@@ -122,6 +122,7 @@ def test_a_worker_compiles_only_its_dags_spec(tmp_path, monkeypatch):
     loaded = []
     real = dagbag.resolve_spec
     monkeypatch.setattr(dagbag, "resolve_spec", lambda doc: loaded.append(doc.file) or real(doc))
+    monkeypatch.setenv("MLSPEC_SPEC_CACHE", "off")  # count real validations
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "digits")
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "train")
     dags = compile_specs(tmp_path)

@@ -1,0 +1,66 @@
+"""A disk cache of validated specs, keyed by content: Airflow re-parses dags/ every few seconds, and an
+unchanged spec need not be parsed and validated again.
+
+The key is a sha256 of the spec text, the schema and the mlspec version, so any edit to either, or an
+upgrade, validates again. Only valid specs are cached (as their resolved dict); the cache is a speed-up
+and nothing more: any problem reading or writing it falls back to the full path. `mlspec lint` never uses it.
+Set MLSPEC_SPEC_CACHE to a folder to choose where it lives, or to "off" to disable it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path | None:
+    setting = os.environ.get("MLSPEC_SPEC_CACHE", "")
+    if setting.lower() == "off":
+        return None
+    return Path(setting) if setting else Path(tempfile.gettempdir()) / f"mlspec-spec-cache-{os.getuid()}"
+
+
+@cache
+def _salt() -> bytes:
+    from mlspec import __version__
+    from mlspec.spec.schema import schema_path
+
+    return hashlib.sha256(__version__.encode() + b"\0" + schema_path().read_bytes()).digest()
+
+
+def _entry(text: str) -> Path | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    digest = hashlib.sha256(_salt() + text.encode("utf-8", "surrogatepass")).hexdigest()
+    return folder / f"{digest}.json"
+
+
+def get(text: str) -> dict | None:
+    """The resolved spec for this exact text, validated earlier by this schema and version, or None."""
+    entry = _entry(text)
+    try:
+        return json.loads(entry.read_bytes()) if entry is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def put(text: str, resolved: dict) -> None:
+    entry = _entry(text)
+    if entry is None:
+        return
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(resolved, handle)
+        os.replace(tmp, entry)
+    except (OSError, TypeError, ValueError) as exc:  # never let the cache break parsing
+        log.debug("spec cache not written: %s", exc)
