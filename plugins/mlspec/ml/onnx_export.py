@@ -17,27 +17,13 @@ from mlspec.errors import MlspecError
 if TYPE_CHECKING:
     import keras
 
+from mlspec.server.tensors import ORT_TYPES  # one table of v2 datatypes, shared with the server
+
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
 
-# ONNX Runtime type strings -> Open Inference Protocol (KServe v2) datatypes.
-OIP_DATATYPES = {
-    "tensor(bool)": "BOOL",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16",
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(string)": "BYTES",
-}
 
 
 class ExportError(MlspecError):
@@ -116,7 +102,7 @@ def onnx_signature(onnx_bytes: bytes) -> dict[str, Any]:
         return [
             {
                 "name": arg.name,
-                "datatype": OIP_DATATYPES.get(arg.type, arg.type),
+                "datatype": ORT_TYPES.get(arg.type, arg.type),
                 "shape": [d if isinstance(d, int) else -1 for d in arg.shape],
             }
             for arg in args
