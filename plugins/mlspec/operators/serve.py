@@ -194,7 +194,6 @@ class PromoteOperator(MlspecOperator):
     ui_color = "#ceead6"
 
     def run(self, context) -> dict:
-
         from mlspec.ml import data as ml_data
         from mlspec.registry import open_registry
         from mlspec.serving import Deployment
