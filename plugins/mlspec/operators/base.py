@@ -47,6 +47,18 @@ class MlspecOperator(BaseOperator):
             raise MlspecError(f"no result from task {task_id!r} for model {self.model_spec.name}; run it first")
         return value
 
+    def dataset(self, context):
+        """The run's splits, written by prepare_data."""
+        from mlspec.ml.data import Dataset
+
+        return Dataset.from_npz_bytes(self.store.read_uri(self.upstream(context, "prepare_data")["data_uri"]))
+
+    def trained_model(self, context):
+        """The Keras model written by train."""
+        from mlspec.ml.training import load_model_bytes
+
+        return load_model_bytes(self.store.read_uri(self.upstream(context, "train")["model_uri"]))
+
     def execute(self, context) -> Any:
         return self.run_guarded(lambda: self.run(context))
 

@@ -17,15 +17,11 @@ class EvaluateOperator(MlspecOperator):
     def run(self, context) -> dict:
         import numpy as np
 
-        from mlspec.ml import data as ml_data
         from mlspec.ml import metrics as ml_metrics
-        from mlspec.ml import training
 
         spec = self.model_spec
-        prepared = self.upstream(context, "prepare_data")
-        trained = self.upstream(context, "train")
-        dataset = ml_data.Dataset.from_npz_bytes(self.store.read_uri(prepared["data_uri"]))
-        model = training.load_model_bytes(self.store.read_uri(trained["model_uri"]))
+        dataset = self.dataset(context)
+        model = self.trained_model(context)
         probabilities = model.predict(dataset.x_test, verbose=0)
         y_true = dataset.y_test if dataset.y_test.ndim == 1 else np.argmax(dataset.y_test, axis=1)
         results = ml_metrics.classification_metrics(

@@ -15,14 +15,11 @@ class OnnxExportOperator(MlspecOperator):
     ui_color = "#f3e8fd"
 
     def run(self, context) -> dict:
-        from mlspec.ml import data as ml_data
-        from mlspec.ml import onnx_export, training
+        from mlspec.ml import onnx_export
 
         spec = self.model_spec
-        prepared = self.upstream(context, "prepare_data")
-        trained = self.upstream(context, "train")
-        dataset = ml_data.Dataset.from_npz_bytes(self.store.read_uri(prepared["data_uri"]))
-        model = training.load_model_bytes(self.store.read_uri(trained["model_uri"]))
+        dataset = self.dataset(context)
+        model = self.trained_model(context)
         onnx_bytes, signature = onnx_export.export_onnx(model, opset=spec.export.opset)
         signature["class_names"] = list(dataset.class_names)
         samples = dataset.x_test[: spec.export.parity_samples]

@@ -137,7 +137,6 @@ class SmokeTestOperator(MlspecOperator):
         import numpy as np
 
         from mlspec.errors import ServingError
-        from mlspec.ml import data as ml_data
         from mlspec.ml import onnx_export
         from mlspec.serving import Deployment
         from mlspec.serving.smoke_test import SmokeTestFailed, run_smoke_test
@@ -145,8 +144,7 @@ class SmokeTestOperator(MlspecOperator):
         spec = self.model_spec
         deployment = Deployment.from_xcom(self.upstream(context, "deploy"))
         stored = self.upstream(context, "store")
-        prepared = self.upstream(context, "prepare_data")
-        dataset = ml_data.Dataset.from_npz_bytes(self.store.read_uri(prepared["data_uri"]))
+        dataset = self.dataset(context)
         x = dataset.x_test[: spec.smoke_test.samples]
         onnx_bytes = self.store.read_uri(f"{stored['uri']}/model.onnx")
         expected = np.argmax(onnx_export.onnx_predict(onnx_bytes, x), axis=1)
@@ -194,7 +192,6 @@ class PromoteOperator(MlspecOperator):
     ui_color = "#ceead6"
 
     def run(self, context) -> dict:
-        from mlspec.ml import data as ml_data
         from mlspec.registry import open_registry
         from mlspec.serving import Deployment
 
@@ -202,8 +199,7 @@ class PromoteOperator(MlspecOperator):
         deployment = Deployment.from_xcom(self.upstream(context, "deploy"))
         registry = open_registry(spec.registry.backend, spec.registry.connection)
         registry.record_deployment(spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed")
-        prepared = self.upstream(context, "prepare_data")
-        dataset = ml_data.Dataset.from_npz_bytes(self.store.read_uri(prepared["data_uri"]))
+        dataset = self.dataset(context)
         example_x = dataset.x_test[:1]
         from mlspec.ml.onnx_export import onnx_predict
 

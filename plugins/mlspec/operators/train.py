@@ -33,13 +33,11 @@ class TrainOperator(MlspecOperator):
         }
 
     def run(self, context) -> dict:
-        from mlspec.ml import data as ml_data
         from mlspec.ml import keras_model, training
         from mlspec.registry.tracking import TrainingTracker
 
         spec = self.model_spec
-        prepared = self.upstream(context, "prepare_data")
-        dataset = ml_data.Dataset.from_npz_bytes(self.store.read_uri(prepared["data_uri"]))
+        dataset = self.dataset(context)
         settings = self.settings(context)
         training.set_seeds(settings["seed"])
         model = keras_model.build_model(
