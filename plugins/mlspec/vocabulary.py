@@ -1,0 +1,90 @@
+"""The words a spec may use, defined once: frameworks, tasks, data sources, layers, losses, metrics.
+
+The JSON Schema, lint (`spec.semantic`) and the code that acts on a word (data loaders, the Keras
+builder, metrics) all read these tables; tests/spec/test_spec_vocabulary.py fails when the schema
+and a table disagree. Pure data: importing this module costs nothing at DAG parse time.
+scikit-learn estimators and their parameters live in `mlspec.spec.estimators` (a generated table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FRAMEWORKS = ("tensorflow", "sklearn")
+TASKS = ("classification", "regression")
+
+# What each task's exported model answers (ONNX output names, so also the endpoint's outputs).
+INPUT_NAME = "input"
+OUTPUTS = {"classification": ("probabilities", "label"), "regression": ("prediction",)}
+
+
+@dataclass(frozen=True)
+class KnownSource:
+    """A named data set whose shape is known before it is loaded (lint checks layers against it)."""
+
+    task: str
+    shape: tuple[int, ...]  # per-sample raw feature shape
+    classes: int | None  # None for regression
+    offline: bool  # False: downloaded on first use
+
+
+DATA_SOURCES: dict[str, KnownSource] = {
+    "builtin:digits": KnownSource("classification", (64,), 10, True),
+    "builtin:iris": KnownSource("classification", (4,), 3, True),
+    "builtin:wine": KnownSource("classification", (13,), 3, True),
+    "builtin:breast_cancer": KnownSource("classification", (30,), 2, True),
+    "builtin:diabetes": KnownSource("regression", (10,), None, True),
+    "keras:mnist": KnownSource("classification", (28, 28), 10, False),
+    "keras:fashion_mnist": KnownSource("classification", (28, 28), 10, False),
+    "keras:cifar10": KnownSource("classification", (32, 32, 3), 10, False),
+}
+DATA_FORMATS = ("npz", "csv", "parquet")
+FEATURE_STEPS = ("scale", "normalize", "reshape")  # become part of the exported model
+LABEL_STEPS = ("one_hot",)  # change the labels only
+
+# spec layer type -> (keras.layers class, per-sample input rank it needs, or None for any)
+LAYERS: dict[str, tuple[str, int | None]] = {
+    "dense": ("Dense", None),
+    "conv2d": ("Conv2D", 3),
+    "max_pooling2d": ("MaxPooling2D", 3),
+    "average_pooling2d": ("AveragePooling2D", 3),
+    "global_average_pooling2d": ("GlobalAveragePooling2D", 3),
+    "flatten": ("Flatten", None),
+    "dropout": ("Dropout", None),
+    "batch_normalization": ("BatchNormalization", None),
+}
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+LOSSES = {
+    "classification": ("sparse_categorical_crossentropy", "categorical_crossentropy"),
+    "regression": ("mean_squared_error", "mean_absolute_error"),
+}
+ONE_HOT_LOSSES = ("categorical_crossentropy",)
+
+
+@dataclass(frozen=True)
+class Metric:
+    task: str
+    higher_is_better: bool
+    bounded: bool  # within [0, 1]
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("classification", True, True),
+    "precision": Metric("classification", True, True),  # macro average
+    "recall": Metric("classification", True, True),
+    "f1": Metric("classification", True, True),
+    "rmse": Metric("regression", False, False),
+    "mae": Metric("regression", False, False),
+    "mse": Metric("regression", False, False),
+    "r2": Metric("regression", True, False),  # at most 1, unbounded below
+}
+DEFAULT_METRICS = {"classification": ("accuracy", "precision", "recall", "f1"), "regression": ("rmse", "mae", "r2")}
+DEFAULT_LOSS = {"classification": "sparse_categorical_crossentropy", "regression": "mean_squared_error"}
+
+
+def metrics_for(task: str) -> tuple[str, ...]:
+    return tuple(name for name, metric in METRICS.items() if metric.task == task)
+
+
+KSERVE_RUNTIMES = ("kserve-ovms", "kserve-tritonserver")
+SERVING_RUNTIMES = ("onnxruntime", *KSERVE_RUNTIMES)
