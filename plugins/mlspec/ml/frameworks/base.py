@@ -63,7 +63,8 @@ class FitReport:
     steps_run: int  # epochs (Keras) or boosting stages / iterations (sklearn); 1 for one-shot fits
     stopped_early: bool
     history: dict[str, list[float]]  # per-step curves, e.g. loss, val_loss, accuracy
-    validation: dict[str, float]  # the fitted model's metrics on the validation split (val_<metric>)
+    # Extra per-step detail an adapter knows (best iteration, out-of-bag score); may stay empty.
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class FrameworkAdapter(ABC):
