@@ -76,10 +76,8 @@ def build_error_dag(dag_id: str, problems: list[SpecProblem]):
 
 
 def _parsing_dag_id() -> str | None:
-    try:
-        from airflow.sdk import get_parsing_context
-    except ImportError:  # pragma: no cover - older Airflow
-        return None
+    from airflow.sdk import get_parsing_context
+
     return get_parsing_context().dag_id
 
 

@@ -25,6 +25,18 @@ def curl_command(summary: dict) -> str:
     )
 
 
+def try_it_line(example: dict) -> str:
+    if "target" in example:
+        return (
+            f"Try it: a test sample whose target is {example['target']:.4g}; the 'prediction' it returns "
+            f"should be {example['predicted']:.4g}:"
+        )
+    return (
+        f"Try it: a test sample of class {example['label']}; the 'label' it returns should be the index of "
+        f"class {example['predicted']} (with its 'probabilities'):"
+    )
+
+
 def format_summary(summary: dict) -> str:
     registry = summary["registry"]
     smoke = summary["smoke_test"]
@@ -40,8 +52,7 @@ def format_summary(summary: dict) -> str:
         f"  endpoint       {summary['infer_url']}",
         f"  smoke test     {smoke['samples']} samples, agreement {smoke['agreement']:.3f}, p95 {smoke['p95_ms']:.1f} ms",
         "",
-        f"Try it: a test sample of class {summary['example']['label']}; the highest of the 'probabilities' it "
-        f"returns should be at class {summary['example']['predicted']}:",
+        try_it_line(summary["example"]),
         f"  {curl_command(summary)}",
         "",
         "The model server keeps running; stop it with `make stop`.",

@@ -1,4 +1,6 @@
-"""MLflow experiment tracking for the train task: params, per-epoch metrics, final metrics, tags.
+"""Experiment tracking for the train task (its own room, apart from the registry): params,
+per-epoch metrics, final metrics, tags. `open_tracker(spec, ...)` picks where runs go from the
+spec's `tracking` section: MLflow (a server, or the embedded SQLite file) or nowhere.
 
 Usage::
 
@@ -10,9 +12,9 @@ Usage::
         tracker.log_metrics({"test_accuracy": 0.97})
         xcom["mlflow_run_id"] = tracker.run_id
 
-Runs go to experiment ``mlspec/<name>`` (created when missing) of the same MLflow that
-:func:`mlspec.registry.mlflow_registry.resolve_tracking_uri` picks for the registry: the embedded
-SQLite file by default. Everything goes through one ``MlflowClient`` per tracker, never through
+Runs go to experiment ``mlspec/<name>`` (created when missing) of the MLflow named by
+``tracking.connection``; when that is left out, the registry's MLflow connection (registry backend
+mlflow) or the embedded SQLite file. Everything goes through one ``MlflowClient`` per tracker, never through
 ``mlflow.start_run``'s process-global active run, so several tasks in one process (``dag.test()``)
 do not write into each other's runs.
 
@@ -249,3 +251,39 @@ class _TrackingErrors:
             f"MLflow tracking at {where}: could not {self.action} (experiment {t.experiment!r}, run "
             f"{t.run_name!r}): {mlflow_error_text(exc)}; {hint}."
         ) from exc
+
+
+class NullTracker:
+    """`tracking.backend: none`: the same calls, recorded nowhere."""
+
+    run_id = ""
+    url = ""
+
+    def __enter__(self) -> NullTracker:
+        log.info("experiment tracking is off (tracking.backend: none)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None: ...
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+
+
+def tracking_connection(spec: Any) -> str | None:
+    """The MLflow connection id runs go to (None: the embedded MLflow under MLSPEC_HOME)."""
+    if spec.tracking.connection:
+        return spec.tracking.connection
+    return spec.registry.connection if spec.registry.backend == "mlflow" else None
+
+
+def open_tracker(spec: Any, *, run_name: str, tags: Mapping[str, Any]) -> TrainingTracker | NullTracker:
+    """The tracker for a ModelSpec's `tracking` section."""
+    if spec.tracking.backend == "none":
+        return NullTracker()
+    return TrainingTracker(tracking_connection(spec), experiment=f"mlspec/{spec.name}", run_name=run_name, tags=tags)

@@ -76,7 +76,6 @@ def make_request() -> Callable[..., RegistrationRequest]:
         owner="ml-team",
         storage_connection="aws_default",
         files={"model.onnx": "ab" * 32},
-        airflow_url="http://airflow.local/dags/digits/runs/manual__2026-11-20T10:00:00+00:00",
     )
 
     def make(**changes: object) -> RegistrationRequest:

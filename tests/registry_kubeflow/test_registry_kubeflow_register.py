@@ -47,7 +47,8 @@ def test_register_creates_model_version_and_artifact_with_every_field(fake, make
         "spec_hash": request.spec_hash,
         "dag_id": request.dag_id,
         "run_id": request.run_id,
-        "airflow_url": request.airflow_url,
+        "framework": request.framework,
+        "task": request.task,
     }.items():
         assert props[key] == {"metadataType": "MetadataStringValue", "string_value": expected}
 

@@ -80,7 +80,6 @@ class Publisher:
             description=f"{published.name} classifier",
             owner="ml-team",
             files=dict(published.files),
-            airflow_url=f"http://airflow.invalid/dags/{published.name}/runs/{published.run_id}",
         )
         fields.update(overrides)
         return RegistrationRequest(**fields)

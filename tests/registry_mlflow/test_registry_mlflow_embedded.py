@@ -11,7 +11,7 @@ import pytest
 
 from mlspec.errors import RegistryError
 from mlspec.registry.mlflow_registry import MlflowRegistry, resolve_tracking_uri
-from mlspec.registry.tracking import TrainingTracker
+from mlspec.tracking import TrainingTracker
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,8 @@ def test_register_creates_a_version_with_every_tag(
         "source_uri": published.uri,
         "onnx_opset": "17",
         "sha256.model.onnx": model_sha,
-        "airflow_url": request.airflow_url,
+        "framework": request.framework,
+        "task": request.task,
     }
     assert f"{published.uri}/model.onnx" in mv.description and "accuracy=0.9712" in mv.description
     model = client.get_registered_model(name)

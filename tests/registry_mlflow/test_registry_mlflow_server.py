@@ -13,7 +13,7 @@ import pytest
 
 from mlspec.errors import RegistryError
 from mlspec.registry.mlflow_registry import MlflowRegistry
-from mlspec.registry.tracking import TrainingTracker
+from mlspec.tracking import TrainingTracker
 
 
 def rest_model_version(server_url: str, name: str, version: str) -> dict:

@@ -1,4 +1,10 @@
-"""What every mlspec operator shares: the resolved spec, the run's store prefix, XCom hand-over, clear failures."""
+"""What every mlspec operator shares: the resolved spec, the run's store prefix, loading what an
+earlier stage handed over, clear failures.
+
+Stages hand each other small JSON dicts (URIs, metrics) through their arguments: in a compiled DAG
+those are the previous stages' `.output` (XComArgs), in a hand-written DAG any task's output or a
+literal dict. No operator looks up another task by its id.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ class MlspecOperator(BaseOperator):
     """Base of the stage operators. `spec` is the resolved spec dict (ModelSpec.to_dict()), so the
     operator serializes deterministically and can be used in a hand-written DAG as well."""
 
-    template_fields = ()
+    template_fields: tuple[str, ...] = ()
     ui_color = "#e8f0fe"
     stage = "stage"
     next_step = "fix the cause above and clear this task to retry it"
@@ -38,26 +44,34 @@ class MlspecOperator(BaseOperator):
 
         return open_store(self.model_spec.storage.uri, self.model_spec.storage.connection)
 
+    @cached_property
+    def adapter(self):
+        from mlspec.ml.frameworks import get_adapter
+
+        return get_adapter(self.model_spec.model.framework)
+
     def run_prefix(self, context) -> str:
         return self.store.run_prefix(self.model_spec.name, context["run_id"])
 
-    def upstream(self, context, task_id: str) -> dict:
-        value = context["ti"].xcom_pull(task_ids=task_id)
-        if not value:
-            raise MlspecError(f"no result from task {task_id!r} for model {self.model_spec.name}; run it first")
+    def handed_over(self, name: str) -> dict:
+        """An input from an earlier stage (an argument of this operator), checked to be there."""
+        value = getattr(self, name)
+        if not isinstance(value, dict) or not value:
+            raise MlspecError(
+                f"{self.task_id} got no `{name}` from the stage before it (got {value!r}) for model "
+                f"{self.model_spec.name}; run that stage first"
+            )
         return value
 
-    def dataset(self, context):
-        """The run's splits, written by prepare_data."""
+    def load_dataset(self):
+        """The run's splits, from prepare_data's result passed as `data`."""
         from mlspec.ml.data import Dataset
 
-        return Dataset.from_npz_bytes(self.store.read_uri(self.upstream(context, "prepare_data")["data_uri"]))
+        return Dataset.from_npz_bytes(self.store.read_uri(self.handed_over("data")["data_uri"]))
 
-    def trained_model(self, context):
-        """The Keras model written by train."""
-        from mlspec.ml.training import load_model_bytes
-
-        return load_model_bytes(self.store.read_uri(self.upstream(context, "train")["model_uri"]))
+    def load_model(self):
+        """The fitted model, from train's result passed as `model`."""
+        return self.adapter.load(self.store.read_uri(self.handed_over("model")["model_uri"]))
 
     def execute(self, context) -> Any:
         return self.run_guarded(lambda: self.run(context))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from mlspec.operators.base import GateFailed, MlspecOperator
 
@@ -11,25 +12,29 @@ log = logging.getLogger(__name__)
 
 
 class EvaluateOperator(MlspecOperator):
+    """Inputs: `data` (prepare_data's result) and `model` (train's). Output: the test metrics."""
+
     stage = "evaluate"
     ui_color = "#fce8e6"
+    template_fields = ("data", "model")
+
+    def __init__(self, *, data: Any, model: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+        self.model = model
 
     def run(self, context) -> dict:
-        import numpy as np
-
         from mlspec.ml import metrics as ml_metrics
 
         spec = self.model_spec
-        dataset = self.dataset(context)
-        model = self.trained_model(context)
-        probabilities = model.predict(dataset.x_test, verbose=0)
-        y_true = dataset.y_test if dataset.y_test.ndim == 1 else np.argmax(dataset.y_test, axis=1)
-        results = ml_metrics.classification_metrics(
-            y_true, np.argmax(probabilities, axis=1), class_names=list(dataset.class_names), metrics=list(spec.evaluation.metrics)
+        dataset = self.load_dataset()
+        outputs = self.adapter.predict(self.load_model(), dataset.x_test, spec.model.task)
+        results = ml_metrics.compute_metrics(
+            spec.model.task, dataset.y_test, outputs, metrics=list(spec.evaluation.metrics), class_names=list(dataset.class_names)
         )
         metrics_uri = self.store.write_bytes(f"{self.run_prefix(context)}/evaluate/metrics.json", json.dumps(results, indent=2).encode())
         summary = {name: round(float(results[name]), 6) for name in spec.evaluation.metrics}
-        log.info("test metrics on %d samples: %s", len(y_true), ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+        log.info("test metrics on %d samples: %s", len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
         thresholds = {
             name: {bound: value for bound, value in (("min", t.min), ("max", t.max)) if value is not None}
             for name, t in spec.evaluation.thresholds.items()
@@ -44,4 +49,4 @@ class EvaluateOperator(MlspecOperator):
                 ),
             )
         log.info("every threshold holds (%s)", ", ".join(thresholds) or "no thresholds set")
-        return {"metrics": summary, "metrics_uri": metrics_uri, "test_samples": int(len(y_true))}
+        return {"metrics": summary, "metrics_uri": metrics_uri, "test_samples": int(len(dataset.x_test))}

@@ -1,9 +1,11 @@
-"""export_onnx: tf2onnx at the spec's opset, checked against the trained model with onnxruntime."""
+"""export_onnx: the adapter's ONNX export, checked against the trained model with onnxruntime, plus
+the input and output schemas every published version carries."""
 
 from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from mlspec.operators.base import GateFailed, MlspecOperator
 
@@ -11,30 +13,60 @@ log = logging.getLogger(__name__)
 
 
 class OnnxExportOperator(MlspecOperator):
+    """Inputs: `data` (prepare_data's result) and `model` (train's). Output: URIs of model.onnx,
+    signature.json, input_schema.json and output_schema.json under the run's prefix."""
+
     stage = "export_onnx"
     ui_color = "#f3e8fd"
+    template_fields = ("data", "model")
+
+    def __init__(self, *, data: Any, model: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+        self.model = model
 
     def run(self, context) -> dict:
-        from mlspec.ml import onnx_export
+        import onnxruntime as ort
+
+        from mlspec.ml import io_schema, onnx_export
 
         spec = self.model_spec
-        dataset = self.dataset(context)
-        model = self.trained_model(context)
-        onnx_bytes, signature = onnx_export.export_onnx(model, opset=spec.export.opset)
-        signature["class_names"] = list(dataset.class_names)
+        task = spec.model.task
+        dataset = self.load_dataset()
+        model = self.load_model()
+        log.info("onnxruntime %s; providers available: %s (parity runs on CPU)", ort.__version__, ", ".join(ort.get_available_providers()))
+        onnx_bytes = self.adapter.to_onnx(model, task=task, opset=spec.export.opset, sample=dataset.x_train[:8])
+        signature = onnx_export.onnx_signature(onnx_bytes)
+        signature.update(opset=spec.export.opset, class_names=list(dataset.class_names), task=task)
+        log.info(
+            "exported ONNX (opset %d, %d bytes): %s -> %s", spec.export.opset, len(onnx_bytes),
+            ", ".join(f"{t['name']}{t['shape']} {t['datatype']}" for t in signature["inputs"]),
+            ", ".join(f"{t['name']}{t['shape']} {t['datatype']}" for t in signature["outputs"]),
+        )
         samples = dataset.x_test[: spec.export.parity_samples]
         try:
-            max_diff = onnx_export.check_parity(model, onnx_bytes, samples, atol=spec.export.parity_atol)
+            max_diff = onnx_export.check_parity(
+                self.adapter.predict(model, samples, task), onnx_export.onnx_predict(onnx_bytes, samples), atol=spec.export.parity_atol
+            )
         except onnx_export.ParityError as exc:
             raise GateFailed(
                 str(exc),
                 next_step="nothing was published; try another export.opset, or raise export.parity.atol if the difference is acceptable",
             ) from None
-        log.info("ONNX Runtime agrees with Keras on %d samples (max |diff| %.2e <= atol %g)", len(samples), max_diff, spec.export.parity_atol)
+        log.info(
+            "ONNX Runtime agrees with the trained %s model on %d samples (max |diff| %.2e <= atol %g)",
+            spec.model.framework, len(samples), max_diff, spec.export.parity_atol,
+        )
         prefix = f"{self.run_prefix(context)}/export"
+
+        def write_json(name: str, value: dict) -> str:
+            return self.store.write_bytes(f"{prefix}/{name}", json.dumps(value, indent=2, allow_nan=False).encode())
+
         return {
             "onnx_uri": self.store.write_bytes(f"{prefix}/model.onnx", onnx_bytes),
-            "signature_uri": self.store.write_bytes(f"{prefix}/signature.json", json.dumps(signature, indent=2).encode()),
+            "signature_uri": write_json("signature.json", signature),
+            "input_schema_uri": write_json("input_schema.json", io_schema.input_schema(dataset)),
+            "output_schema_uri": write_json("output_schema.json", io_schema.output_schema(task, list(dataset.class_names), signature)),
             "max_abs_diff": float(max_diff),
             "parity_samples": int(len(samples)),
             "opset": spec.export.opset,

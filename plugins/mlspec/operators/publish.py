@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from mlspec.links import RegistryLink
 from mlspec.operators.base import MlspecOperator
 
 log = logging.getLogger(__name__)
+
+# Published beside model.onnx: file name -> the key of export_onnx's result that holds its URI.
+EXPORTED_FILES = {
+    "model.onnx": "onnx_uri",
+    "signature.json": "signature_uri",
+    "input_schema.json": "input_schema_uri",
+    "output_schema.json": "output_schema_uri",
+}
 
 
 def publish_run_id(dag_id: str, run_id: str) -> str:
@@ -16,19 +25,23 @@ def publish_run_id(dag_id: str, run_id: str) -> str:
 
 
 class StoreModelOperator(MlspecOperator):
+    """Inputs: `exported` (export_onnx's result) and `evaluation` (evaluate's). Output: the version."""
+
     stage = "store"
     ui_color = "#e8eaed"
     next_step = "check storage.uri and its connection, then clear this task: a retry reuses the same version"
+    template_fields = ("exported", "evaluation")
+
+    def __init__(self, *, exported: Any, evaluation: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.exported = exported
+        self.evaluation = evaluation
 
     def run(self, context) -> dict:
         spec = self.model_spec
-        exported = self.upstream(context, "export_onnx")
-        evaluated = self.upstream(context, "evaluate")
-        files = {
-            "model.onnx": self.store.read_uri(exported["onnx_uri"]),
-            "signature.json": self.store.read_uri(exported["signature_uri"]),
-            "metrics.json": self.store.read_uri(evaluated["metrics_uri"]),
-        }
+        exported = self.handed_over("exported")
+        files = {name: self.store.read_uri(exported[key]) for name, key in EXPORTED_FILES.items()}
+        files["metrics.json"] = self.store.read_uri(self.handed_over("evaluation")["metrics_uri"])
         published = self.store.publish_version(
             spec.name,
             files,
@@ -39,17 +52,26 @@ class StoreModelOperator(MlspecOperator):
 
 
 class RegisterModelOperator(MlspecOperator):
+    """Inputs: `stored` (store's result) and `evaluation` (evaluate's). Output: the registry entry."""
+
     stage = "register"
     operator_extra_links = (RegistryLink(),)
     ui_color = "#e8eaed"
     next_step = "check the registry connection, then clear this task: a retry finds the version it registered"
+    template_fields = ("stored", "evaluation")
+
+    def __init__(self, *, stored: Any, evaluation: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stored = stored
+        self.evaluation = evaluation
 
     def run(self, context) -> dict:
+        import json
+
         from mlspec.registry import RegistrationRequest, open_registry
 
         spec = self.model_spec
-        stored = self.upstream(context, "store")
-        evaluated = self.upstream(context, "evaluate")
+        stored = self.handed_over("stored")
         registry = open_registry(spec.registry.backend, spec.registry.connection)
         entry = registry.register(
             RegistrationRequest(
@@ -57,12 +79,16 @@ class RegisterModelOperator(MlspecOperator):
                 version=stored["version"],
                 source_uri=stored["uri"],
                 model_uri=f"{stored['uri']}/model.onnx",
-                metrics=evaluated["metrics"],
+                metrics=self.handed_over("evaluation")["metrics"],
                 data_source=spec.data.source,
                 spec_hash=spec.spec_hash,
                 dag_id=self.dag_id,
                 run_id=context["run_id"],
                 onnx_opset=spec.export.opset,
+                framework=spec.model.framework,
+                task=spec.model.task,
+                input_schema=json.loads(self.store.read_uri(f"{stored['uri']}/input_schema.json")),
+                output_schema=json.loads(self.store.read_uri(f"{stored['uri']}/output_schema.json")),
                 description=spec.metadata.description,
                 owner=spec.metadata.owner,
                 storage_connection=spec.storage.connection,

@@ -1,8 +1,9 @@
-"""train: build the Keras model from the spec's layers, fit it, log params and per-epoch metrics to MLflow."""
+"""train: fit the spec's model with its framework's adapter and track the run (params, curves)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from mlspec.operators.base import MlspecOperator
 
@@ -10,78 +11,50 @@ log = logging.getLogger(__name__)
 
 
 class TrainOperator(MlspecOperator):
+    """Inputs: `data` (prepare_data's result). Output: the fitted model's URI and its fit report."""
+
     stage = "train"
     ui_color = "#e6f4ea"
-    next_step = "check model.layers and training in the spec, then clear this task"
+    template_fields = ("data",)
 
-    def settings(self, context) -> dict:
-        """Training settings from the spec, overridden by the run's parameters (Trigger DAG w/ config)."""
-        training = self.model_spec.training
-        params = context.get("params") or {}
-        return {
-            "epochs": int(params.get("epochs") or training.epochs),
-            "batch_size": training.batch_size,
-            "optimizer": {"name": training.optimizer.name, "learning_rate": float(params.get("learning_rate") or training.optimizer.learning_rate)},
-            "loss": training.loss,
-            "early_stopping": None if training.early_stopping is None else {
-                "monitor": training.early_stopping.monitor,
-                "patience": training.early_stopping.patience,
-                "min_delta": training.early_stopping.min_delta,
-                "restore_best_weights": training.early_stopping.restore_best_weights,
-            },
-            "seed": training.seed,
-        }
+    def __init__(self, *, data: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+
+    @property
+    def next_step(self) -> str:
+        where = "model.estimator and model.params" if self.model_spec.model.framework == "sklearn" else "model.layers and training"
+        return f"check {where} in the spec, then clear this task"
 
     def run(self, context) -> dict:
-        from mlspec.ml import keras_model, training
-        from mlspec.registry.tracking import TrainingTracker
+        from mlspec.ml.frameworks import TrainingPlan
+        from mlspec.tracking import open_tracker
 
         spec = self.model_spec
-        dataset = self.dataset(context)
-        settings = self.settings(context)
-        training.set_seeds(settings["seed"])
-        model = keras_model.build_model(
-            input_shape=tuple(dataset.x_train.shape[1:]),
-            preprocess=[step.to_mapping() for step in spec.data.preprocess],
-            layers=[step.to_mapping() for step in spec.model.layers],
-            x_train=dataset.x_train,
-            seed=settings["seed"],
-            num_classes=dataset.num_classes,  # a wrong output width fails here, clearly, not inside fit()
+        dataset = self.load_dataset()
+        plan = TrainingPlan.from_spec(self.spec, run_params=context.get("params") or {})
+        log.info(
+            "training %s (%s, %s) on %d samples", spec.name, plan.framework,
+            plan.estimator or f"{len(plan.layers)} layers", len(dataset.x_train),
         )
-        tracking_connection = spec.registry.connection if spec.registry.backend == "mlflow" else None
+        model = self.adapter.build(plan, dataset)
         tags = {"dag_id": self.dag_id, "airflow_run_id": context["run_id"], "spec_hash": spec.spec_hash}
-        with TrainingTracker(tracking_connection, experiment=f"mlspec/{spec.name}", run_name=context["run_id"], tags=tags) as tracker:
-            tracker.log_params(
-                {
-                    "epochs": settings["epochs"],
-                    "batch_size": settings["batch_size"],
-                    "optimizer": settings["optimizer"]["name"],
-                    "learning_rate": settings["optimizer"]["learning_rate"],
-                    "loss": settings["loss"],
-                    "seed": settings["seed"],
-                    "layers": len(spec.model.layers),
-                    "data_source": spec.data.source,
-                    "train_samples": len(dataset.x_train),
-                }
-            )
-            result = training.train(
-                model,
-                dataset,
-                epochs=settings["epochs"],
-                batch_size=settings["batch_size"],
-                optimizer=settings["optimizer"],
-                loss=settings["loss"],
-                early_stopping=settings["early_stopping"],
-                on_epoch_end=tracker.log_epoch,
-            )
+        with open_tracker(spec, run_name=context["run_id"], tags=tags) as tracker:
+            tracker.log_params({**plan.log_params(), "data_source": spec.data.source, "train_samples": len(dataset.x_train)})
+            report = self.adapter.fit(model, plan, dataset, on_progress=tracker.log_epoch)
             tracking_run_id = tracker.run_id
-        uri = self.store.write_bytes(f"{self.run_prefix(context)}/train/model.keras", training.save_model_bytes(model))
-        final = {name: values[-1] for name, values in result["history"].items()}
-        log.info("trained %d epochs%s; wrote %s", result["epochs_run"], " (stopped early)" if result["stopped_early"] else "", uri)
+        uri = self.store.write_bytes(f"{self.run_prefix(context)}/train/{self.adapter.artifact_name}", self.adapter.save(model))
+        final = {name: round(float(values[-1]), 6) for name, values in report.history.items() if values}
+        log.info(
+            "trained %d %s%s; wrote %s", report.steps_run, "epochs" if plan.framework == "tensorflow" else "steps",
+            " (stopped early)" if report.stopped_early else "", uri,
+        )
         return {
             "model_uri": uri,
+            "framework": plan.framework,
             "tracking_run_id": tracking_run_id,
-            "epochs_run": result["epochs_run"],
-            "stopped_early": result["stopped_early"],
-            "final_epoch_metrics": {k: round(float(v), 6) for k, v in final.items()},
+            "steps_run": report.steps_run,
+            "stopped_early": report.stopped_early,
+            "final_metrics": final,
+            "history": {name: [round(float(v), 6) for v in values] for name, values in report.history.items()},
         }

@@ -20,11 +20,38 @@ class RegistrationRequest:
     dag_id: str
     run_id: str
     onnx_opset: int
+    framework: str = "tensorflow"
+    task: str = "classification"
+    input_schema: dict = field(default_factory=dict)  # input_schema.json: features with statistics
+    output_schema: dict = field(default_factory=dict)  # output_schema.json: outputs and class names
     description: str = ""
     owner: str = ""
     storage_connection: str | None = None  # Airflow connection id of the store, for storageKey
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
-    airflow_url: str = ""  # link back to the DAG run, for lineage
+
+    def mlflow_signature(self) -> dict[str, str]:
+        """The model's signature in MLflow's own format (ModelSignature.to_dict()), built from the
+        schemas without importing MLflow: {"inputs": json, "outputs": json} of tensor specs."""
+        import json
+
+        def tensors(items: list[dict]) -> str:
+            return json.dumps(
+                [
+                    {"type": "tensor", "name": t["name"], "tensor-spec": {"dtype": _NUMPY_DTYPES.get(t["datatype"], "float32"), "shape": t["shape"]}}
+                    for t in items
+                ]
+            )
+
+        if not self.input_schema or not self.output_schema:
+            return {}
+        return {"inputs": tensors([self.input_schema]), "outputs": tensors(self.output_schema.get("outputs", []))}
+
+    def input_example(self) -> list[float]:
+        """One row a client can send: each feature's training mean (no training sample leaks out)."""
+        return [feature["mean"] for feature in self.input_schema.get("features", [])]
+
+
+_NUMPY_DTYPES = {"FP32": "float32", "FP64": "float64", "INT64": "int64", "INT32": "int32", "BOOL": "bool"}
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlspec.connections import bearer_token
 from mlspec.errors import RegistryError
 from mlspec.registry.base import ModelRegistry, RegistrationRequest, RegistryEntry
 from mlspec.registry.kubeflow_client import KubeflowApiError, ModelRegistryClient
@@ -113,21 +114,12 @@ def connection_settings(connection_id: str) -> tuple[str, str | None, bool | str
 
     host may carry the scheme ("https://registry.example.com"); without one, port 443 or no
     port means https, any other port http (the in-cluster service answers plain HTTP on 8080).
-    The bearer token is the password or extra {"token": ...}; extra {"verify": false | "<ca path>"}
+    The bearer token is read by `mlspec.connections.bearer_token`; extra {"verify": false | "<ca path>"}
     controls TLS verification.
     """
-    try:
-        from airflow.sdk import BaseHook
-    except ImportError:  # Airflow 2
-        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+    from mlspec.connections import get_connection
 
-    try:
-        conn = BaseHook.get_connection(connection_id)
-    except Exception as exc:  # the SDK raises its own not-found type; all mean the same to a user
-        raise RegistryError(
-            f"could not read Airflow connection '{connection_id}' for the Kubeflow Model Registry ({exc}); "
-            "create it with host (may include https://), port and the bearer token as password"
-        ) from exc
+    conn = get_connection(connection_id, used_for="the Kubeflow Model Registry (host, port, and the bearer token as password)", error_type=RegistryError)
     host = (conn.host or "").strip().rstrip("/")
     if not host:
         raise RegistryError(
@@ -149,7 +141,7 @@ def connection_settings(connection_id: str) -> tuple[str, str | None, bool | str
             scheme = "https" if port in (None, 443) else "http"
     default_port = 443 if scheme == "https" else 80
     netloc = hostname if port in (None, default_port) else f"{hostname}:{port}"
-    token = conn.password or extra.get("token") or None
+    token = bearer_token(conn)
     verify = extra.get("verify", True)
     return f"{scheme}://{netloc}{path}", token, verify
 
@@ -358,8 +350,11 @@ class KubeflowRegistry(ModelRegistry):
                 "source_uri": string_value(request.source_uri),
             }
         )
-        if request.airflow_url:
-            properties["airflow_url"] = string_value(request.airflow_url)
+        properties["framework"] = string_value(request.framework)
+        properties["task"] = string_value(request.task)
+        for name, schema in (("input_schema", request.input_schema), ("output_schema", request.output_schema)):
+            if schema:
+                properties[name] = string_value(json.dumps(schema, sort_keys=True))
         return properties
 
     def _find_artifact(self, model_name: str, version_id: str) -> dict[str, Any] | None:

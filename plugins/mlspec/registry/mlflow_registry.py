@@ -20,13 +20,14 @@ store's URI stays in the ``model_uri`` tag, which is what serving uses.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from mlspec.errors import RegistryError
@@ -57,21 +58,6 @@ def embedded_dir() -> Path:
     return folder
 
 
-def _get_connection(connection_id: str) -> Any:
-    try:  # Airflow 3: the task SDK's hook reads connections through the supervisor or secrets
-        from airflow.sdk import BaseHook
-    except ImportError:  # pragma: no cover - Airflow 2
-        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
-    try:
-        return BaseHook.get_connection(connection_id)
-    except Exception as exc:  # AirflowNotFoundException and secrets-backend failures alike
-        raise RegistryError(
-            f"Airflow connection {connection_id!r} for the MLflow registry could not be read ({exc}). "
-            f"Create it (UI, CLI or AIRFLOW_CONN_{connection_id.upper()}) with the tracking server's "
-            "host, or leave registry.connection out to use the embedded MLflow."
-        ) from exc
-
-
 def resolve_tracking_uri(connection_id: str | None) -> str:
     """The MLflow tracking (and registry) URI for a spec's ``registry.connection``.
 
@@ -85,7 +71,13 @@ def resolve_tracking_uri(connection_id: str | None) -> str:
     if not connection_id:
         return f"sqlite:///{(embedded_dir() / 'mlflow.db').as_posix()}"
 
-    conn = _get_connection(connection_id)
+    from mlspec.connections import bearer_token, get_connection
+
+    conn = get_connection(
+        connection_id,
+        used_for="the MLflow tracking server (its host; or leave the connection out to use the embedded MLflow)",
+        error_type=RegistryError,
+    )
     host = (conn.host or "").strip()
     if not host:
         raise RegistryError(
@@ -122,7 +114,7 @@ def resolve_tracking_uri(connection_id: str | None) -> str:
         os.environ["MLFLOW_TRACKING_USERNAME"] = login
         os.environ["MLFLOW_TRACKING_PASSWORD"] = password or ""
         auth.append("basic auth")
-    token = (conn.extra_dejson or {}).get("token")
+    token = bearer_token(conn) if not login else (conn.extra_dejson or {}).get("token")
     if token:
         os.environ["MLFLOW_TRACKING_TOKEN"] = str(token)
         auth.append("token")
@@ -423,8 +415,14 @@ class MlflowRegistry(ModelRegistry):
             tags[_tag_key(f"sha256.{file_name}")] = digest
         if request.storage_connection:
             tags["storage_connection"] = request.storage_connection
-        if request.airflow_url:
-            tags["airflow_url"] = request.airflow_url
+        tags["framework"] = request.framework
+        tags["task"] = request.task
+        for part, value in request.mlflow_signature().items():
+            tags[f"signature.{part}"] = value
+        if request.input_schema:
+            tags["input_example"] = json.dumps(request.input_example())
+        if request.output_schema.get("class_names"):
+            tags["class_names"] = json.dumps(request.output_schema["class_names"])
         return {key: _tag_value(value) for key, value in tags.items()}
 
     @staticmethod

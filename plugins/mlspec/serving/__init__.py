@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlspec.serving.base import Deployment, ServingBackend
 
-__all__ = ["Deployment", "ServingBackend", "open_local_serving"]
+__all__ = ["Deployment", "ServingBackend", "open_local_serving", "open_serving"]
 
 
 def open_local_serving(url: str | None) -> ServingBackend:
@@ -12,3 +12,13 @@ def open_local_serving(url: str | None) -> ServingBackend:
     from mlspec.serving.local import LocalServing
 
     return LocalServing(url or local_server_url())
+
+
+def open_serving(spec, store) -> ServingBackend:
+    """The spec's serving backend: the local model server, or KServe serving from the store's root."""
+    if spec.serving.platform == "kserve":
+        from mlspec.serving.kserve import KServeServing
+        from mlspec.serving.kserve_manifest import kserve_config
+
+        return KServeServing(kserve_config(spec), store.root_uri)
+    return open_local_serving(spec.serving.url)

@@ -2,7 +2,8 @@
 
 It checks readiness, compares the model metadata with the published signature, sends each sample
 as its own request (one request per sample, as an application would) and compares the endpoint's
-argmax with the offline ONNX Runtime predictions. Works against any v2 endpoint: the local server
+answers with the offline ONNX Runtime predictions: the same `label` for classification, a
+`prediction` within atol + rtol * |expected| for regression. Works against any v2 endpoint: the local server
 and KServe runtimes alike.
 """
 
@@ -81,6 +82,23 @@ def _metadata_problems(metadata: dict, signature: dict) -> list[str]:
     return problems
 
 
+def _comparison(task: str, signature: dict, expected: dict, *, atol: float, rtol: float):
+    """(output to ask for, expected answer per sample, agrees(answer, expected) -> bool)."""
+    import numpy as np
+
+    names = [t["name"] for t in signature["outputs"]]
+    if task == "regression":
+        name = "prediction" if "prediction" in names else names[0]
+        want = np.asarray(expected[name], dtype=np.float64).reshape(len(expected[name]), -1)
+        return name, want, lambda answer, row: bool(np.allclose(answer.reshape(-1), row, atol=atol, rtol=rtol))
+    if "label" in names:
+        return "label", np.asarray(expected["label"]).reshape(-1), lambda answer, label: int(answer.reshape(-1)[0]) == int(label)
+    # A classifier exported before the label output existed: compare the argmax of its probabilities.
+    first = names[0]
+    want = np.argmax(np.asarray(expected[first]), axis=1)
+    return first, want, lambda answer, label: int(np.argmax(answer)) == int(label)
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         return str(response.json().get("error") or response.text)
@@ -94,14 +112,18 @@ def run_smoke_test(
     model_name: str,
     version: int | None,
     x: np.ndarray,
-    expected: np.ndarray,
+    expected: dict[str, np.ndarray],
     signature: dict,
     min_agreement: float,
     max_latency_ms: float,
+    task: str = "classification",
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
     token: str | None = None,
     timeout_s: float = 30,
 ) -> dict:
-    """Send each row of `x` to the endpoint and compare the answers with `expected` (class indices).
+    """Send each row of `x` to the endpoint and compare its answers with `expected`, the offline
+    ONNX Runtime outputs by name (onnx_export.onnx_predict).
 
     Returns the report `{samples, agreement, p50_ms, p95_ms, passed, problems, ...}` (plain JSON
     values) when every check holds; raises SmokeTestFailed carrying the same report otherwise.
@@ -109,13 +131,8 @@ def run_smoke_test(
     import numpy as np
 
     x = np.asarray(x)
-    expected = np.asarray(expected).reshape(-1)
     if len(x) == 0:
         raise ServingError(f"smoke test of {model_name}: no samples to send")
-    if len(expected) != len(x):
-        raise ServingError(
-            f"smoke test of {model_name}: {len(x)} samples but {len(expected)} expected labels"
-        )
     if not signature.get("inputs") or not signature.get("outputs"):
         raise ServingError(f"smoke test of {model_name}: the signature has no inputs or outputs")
     if len(signature["inputs"]) != 1:
@@ -128,7 +145,10 @@ def run_smoke_test(
     model_path = f"/v2/models/{model_name}" + (f"/versions/{version}" if version is not None else "")
     what = f"model {model_name}" + (f" version {version}" if version is not None else "") + f" at {base}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    input_spec, output_spec = signature["inputs"][0], signature["outputs"][0]
+    input_spec = signature["inputs"][0]
+    output_name, want, agrees = _comparison(task, signature, expected, atol=atol, rtol=rtol)
+    if len(want) != len(x):
+        raise ServingError(f"smoke test of {model_name}: {len(x)} samples but {len(want)} expected answers")
     dtype = np.dtype(_NUMPY_DTYPES.get(input_spec["datatype"], "float32"))
 
     report: dict[str, Any] = {
@@ -189,7 +209,7 @@ def run_smoke_test(
                         "data": sample.astype(dtype).reshape(-1).tolist(),
                     }
                 ],
-                "outputs": [{"name": output_spec["name"]}],
+                "outputs": [{"name": output_name}],
             }
             started = time.perf_counter()
             try:
@@ -203,12 +223,12 @@ def run_smoke_test(
                 continue
             try:
                 outputs = {o["name"]: o for o in response.json()["outputs"]}
-                answer = np.asarray(outputs[output_spec["name"]]["data"], dtype=np.float64)
+                answer = np.asarray(outputs[output_name]["data"], dtype=np.float64)
             except (ValueError, KeyError, TypeError) as exc:
-                errors.append(f"sample {index}: no usable {output_spec['name']!r} output ({exc})")
+                errors.append(f"sample {index}: no usable {output_name!r} output ({exc})")
                 continue
             report["answered"] += 1
-            if answer.size and int(np.argmax(answer)) == int(expected[index]):
+            if answer.size and agrees(answer, want[index]):
                 matches += 1
 
     agreement = matches / len(x)
@@ -223,7 +243,7 @@ def run_smoke_test(
     if agreement < min_agreement:
         problems.append(
             f"agreement {agreement:.4g} is below min_agreement {min_agreement:g} "
-            f"({matches} of {len(x)} answers match the offline ONNX Runtime predictions)"
+            f"({matches} of {len(x)} {output_name!r} answers match the offline ONNX Runtime predictions)"
         )
     p95 = report["p95_ms"]
     if p95 is not None and p95 > max_latency_ms:

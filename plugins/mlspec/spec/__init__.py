@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlspec.spec.errors import SpecError, SpecProblem
 from mlspec.spec.model import ModelSpec
-from mlspec.spec.schema import fill_defaults, load_schema, validate
+from mlspec.spec.schema import fill_defaults, fill_task_defaults, load_schema, validate
 from mlspec.spec.semantic import check, check_credentials
 from mlspec.spec.yaml_loader import LoadedYaml, load_yaml
 
@@ -29,7 +29,7 @@ def resolve_spec(doc: LoadedYaml) -> ModelSpec:
     problems = credential_problems + [p for p in validate(doc) if p.path not in flagged]
     if problems:
         raise SpecError(problems)
-    resolved = fill_defaults(doc.data)
+    resolved = fill_task_defaults(fill_defaults(doc.data))
     problems = [p for p in check(doc, resolved) if p.severity == "error"]
     if problems:
         raise SpecError(problems)

@@ -71,8 +71,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelArchitecture:
-    framework: str
-    layers: tuple[Step, ...]
+    framework: str  # vocabulary.FRAMEWORKS
+    task: str  # vocabulary.TASKS
+    layers: tuple[Step, ...]  # tensorflow
+    estimator: str | None  # sklearn
+    params: MappingProxyType  # sklearn: the estimator's parameters
 
 
 @dataclass(frozen=True)
@@ -150,10 +153,18 @@ class ServingSpec:
 
 
 @dataclass(frozen=True)
+class TrackingSpec:
+    backend: str  # mlflow | none
+    connection: str | None
+
+
+@dataclass(frozen=True)
 class SmokeTestSpec:
     samples: int
     min_agreement: float
     max_latency_ms: float
+    atol: float  # regression agreement: |answer - expected| <= atol + rtol * |expected|
+    rtol: float
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,7 @@ class ModelSpec:
     export: ExportSpec
     storage: StorageSpec
     registry: RegistrySpec
+    tracking: TrackingSpec
     serving: ServingSpec
     smoke_test: SmokeTestSpec
     resolved: MappingProxyType  # the validated spec with every default filled in
@@ -202,7 +214,13 @@ class ModelSpec:
                 split=Split(**data["split"]),
                 preprocess=tuple(Step.from_mapping(s) for s in data["preprocess"]),
             ),
-            model=ModelArchitecture(d["model"]["framework"], tuple(Step.from_mapping(s) for s in d["model"]["layers"])),
+            model=ModelArchitecture(
+                framework=d["model"]["framework"],
+                task=d["model"]["task"],
+                layers=tuple(Step.from_mapping(s) for s in d["model"]["layers"]),
+                estimator=d["model"]["estimator"],
+                params=_freeze(d["model"]["params"]),
+            ),
             training=TrainingSpec(
                 epochs=tr["epochs"],
                 batch_size=tr["batch_size"],
@@ -218,6 +236,7 @@ class ModelSpec:
             export=ExportSpec(ex["format"], ex["opset"], ex["parity"]["samples"], ex["parity"]["atol"]),
             storage=StorageSpec(**d["storage"]),
             registry=RegistrySpec(**d["registry"]),
+            tracking=TrackingSpec(**d["tracking"]),
             serving=ServingSpec(
                 platform=sv["platform"],
                 runtime=sv["runtime"],

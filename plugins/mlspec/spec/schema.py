@@ -131,6 +131,18 @@ def fill_defaults(data: dict, schema: dict | None = None) -> dict:
     return _fill(copy.deepcopy(data), schema)
 
 
+def fill_task_defaults(resolved: dict) -> dict:
+    """Defaults that depend on model.task (the schema's own defaults are null for these)."""
+    from mlspec.vocabulary import DEFAULT_LOSS, DEFAULT_METRICS
+
+    task = resolved["model"]["task"]
+    if resolved["training"]["loss"] is None:
+        resolved["training"]["loss"] = DEFAULT_LOSS[task]
+    if resolved["evaluation"]["metrics"] is None:
+        resolved["evaluation"]["metrics"] = list(DEFAULT_METRICS[task])
+    return resolved
+
+
 def _fill(value, schema: dict):
     if isinstance(value, dict):
         object_schema = schema

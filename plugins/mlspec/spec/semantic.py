@@ -8,20 +8,14 @@ from urllib.parse import urlparse
 
 from mlspec.spec.errors import SpecProblem
 from mlspec.spec.yaml_loader import LoadedYaml
+from mlspec.vocabulary import DATA_SOURCES, LAYERS, LOSSES, METRICS, metrics_for
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 CRON_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 CREDENTIAL_KEY = re.compile(r"(passw(or)?d|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)", re.I)
 AWS_ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 
-# What the data tells before any download: per-sample feature shape and number of classes.
-KNOWN_SOURCES = {
-    "builtin:digits": ((64,), 10),
-    "builtin:iris": ((4,), 3),
-    "keras:mnist": ((28, 28), 10),
-    "keras:cifar10": ((32, 32, 3), 10),
-}
-SPATIAL_LAYERS = {"conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d"}
+SPATIAL_LAYERS = {kind for kind, (_, rank) in LAYERS.items() if rank == 3}
 
 
 def _urlparse(value: str):
@@ -39,7 +33,7 @@ def _scheme(value: str) -> str:
 
 def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     """`spec` is the schema-valid spec with defaults filled; positions come from doc."""
-    checks = (_names, _uris, _schedule, _evaluation, _layers, _training, _serving)
+    checks = (_names, _uris, _schedule, _framework, _evaluation, _layers, _training, _serving)
     return [problem for check_fn in checks for problem in check_fn(doc, spec)]
 
 
@@ -87,8 +81,8 @@ def _uris(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     source = spec["data"]["source"]
     scheme = source.split(":", 1)[0] if ":" in source else ""
     if scheme in ("builtin", "keras"):
-        if source not in KNOWN_SOURCES:
-            known = ", ".join(s for s in KNOWN_SOURCES if s.startswith(scheme))
+        if source not in DATA_SOURCES:
+            known = ", ".join(s for s in DATA_SOURCES if s.startswith(scheme))
             yield doc.problem(("data", "source"), f"unknown dataset {source!r}; available: {known}")
     elif scheme not in ("file", "s3"):
         yield doc.problem(
@@ -120,8 +114,68 @@ def _schedule(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         yield doc.problem(("schedule",), f"{schedule!r} is not a valid cron expression (five fields: minute hour day month weekday)")
 
 
+def _framework(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    """What each framework needs and refuses, and data that fits the task."""
+    model, task = spec["model"], spec["model"]["task"]
+    known = DATA_SOURCES.get(spec["data"]["source"])
+    if known is not None and known.task != task:
+        yield doc.problem(
+            ("data", "source"), f"{spec['data']['source']} is a {known.task} data set but model.task is {task}"
+        )
+    if model["framework"] == "tensorflow":
+        if not model["layers"]:
+            yield doc.problem(("model",), "framework tensorflow needs model.layers (the Keras network), e.g. - dense: {units: 10}")
+        for key in ("estimator", "params"):
+            if key in doc.data.get("model", {}):
+                yield doc.problem(("model", key), f"model.{key} is a scikit-learn setting; with framework tensorflow describe the network in model.layers", at_key=True)
+        return
+    yield from _sklearn(doc, spec)
+
+
+def _sklearn(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    from mlspec.spec import estimators
+
+    model, task = spec["model"], spec["model"]["task"]
+    if "layers" in doc.data.get("model", {}):
+        yield doc.problem(("model", "layers"), "model.layers are Keras layers; with framework sklearn name an estimator instead", at_key=True)
+    if "training" in doc.data:
+        yield doc.problem(
+            ("training",),
+            "training (epochs, optimizer, loss, early stopping) holds Keras settings; with framework sklearn remove it "
+            "and set the estimator's parameters in model.params",
+            at_key=True,
+        )
+    if not model["estimator"]:
+        names = ", ".join(estimators.estimator_names(task))
+        yield doc.problem(("model",), f"framework sklearn needs model.estimator; for {task}: {names}")
+    else:
+        for suffix, message in estimators.check_params(task, model["estimator"], dict(model["params"])):
+            path = ("model", "estimator") if not suffix else ("model", "params", *suffix)
+            yield doc.problem(path, message, at_key=bool(suffix))
+    for index, step in enumerate(spec["data"]["preprocess"]):
+        (kind,) = step
+        if kind in ("reshape", "one_hot"):
+            yield doc.problem(
+                ("data", "preprocess", index, kind),
+                f"{kind} is for Keras models; scikit-learn estimators take one feature vector per sample and class labels",
+                at_key=True,
+            )
+    known = DATA_SOURCES.get(spec["data"]["source"])
+    if known is not None and len(known.shape) != 1:
+        yield doc.problem(
+            ("data", "source"),
+            f"{spec['data']['source']} has samples of shape {list(known.shape)}; scikit-learn estimators need one feature vector per sample",
+        )
+
+
 def _evaluation(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     computed = spec["evaluation"]["metrics"]
+    task = spec["model"]["task"]
+    for index, metric in enumerate(computed):
+        if METRICS[metric].task != task:
+            yield doc.problem(
+                ("evaluation", "metrics", index), f"{metric} is a {METRICS[metric].task} metric; for {task} use {', '.join(metrics_for(task))}"
+            )
     for metric, bounds in spec["evaluation"]["thresholds"].items():
         path = ("evaluation", "thresholds", metric)
         if metric not in computed:
@@ -129,11 +183,16 @@ def _evaluation(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         low, high = bounds.get("min"), bounds.get("max")
         if low is not None and high is not None and low > high:
             yield doc.problem(path, f"min {low} is greater than max {high}; no model could pass")
+        if metric in METRICS and METRICS[metric].bounded:
+            for bound, value in (("min", low), ("max", high)):
+                if value is not None and not 0 <= value <= 1:
+                    yield doc.problem(path + (bound,), f"{metric} lies between 0 and 1, so a {bound} of {value} can never be met")
 
 
 def input_shape_after_preprocess(spec: dict) -> tuple[int, ...] | None:
     """Per-sample input shape the first layer sees, when the data source or a reshape tells it."""
-    shape = KNOWN_SOURCES.get(spec["data"]["source"], (None, None))[0]
+    known = DATA_SOURCES.get(spec["data"]["source"])
+    shape = known.shape if known else None
     if shape is None and spec["data"]["format"] in ("csv", "parquet") or str(spec["data"]["source"]).endswith((".csv", ".parquet")):
         shape = (None,)  # tables give one feature vector per row
     for step in spec["data"]["preprocess"]:
@@ -143,8 +202,10 @@ def input_shape_after_preprocess(spec: dict) -> tuple[int, ...] | None:
 
 
 def _layers(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
-    shape = input_shape_after_preprocess(spec)
     layers = spec["model"]["layers"]
+    if spec["model"]["framework"] != "tensorflow" or not layers:
+        return
+    shape = input_shape_after_preprocess(spec)
     rank = len(shape) if shape is not None else None
     for index, layer in enumerate(layers):
         ((kind, params),) = layer.items()
@@ -160,20 +221,37 @@ def _layers(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
             continue
         if rank is not None:
             rank = 1 if kind in ("flatten", "global_average_pooling2d") else rank
-    classes = KNOWN_SOURCES.get(spec["data"]["source"], (None, None))[1]
+    known = DATA_SOURCES.get(spec["data"]["source"])
+    classes = known.classes if known else None
     last_kind, last_params = next(iter(layers[-1].items()))
-    if classes is not None and last_kind == "dense" and last_params.get("units") != classes:
+    last = ("model", "layers", len(layers) - 1, "dense")
+    if spec["model"]["task"] == "regression":
+        if last_kind == "dense" and last_params.get("units") != 1:
+            yield doc.problem(last + ("units",), f"a regression model predicts one value: the last layer needs units: 1, not {last_params.get('units')}")
+        if last_kind == "dense" and last_params.get("activation") in ("softmax", "sigmoid"):
+            yield doc.problem(last + ("activation",), f"{last_params['activation']} squashes the prediction; a regression model ends with a linear layer (no activation)")
+    elif classes is not None and last_kind == "dense" and last_params.get("units") != classes:
         yield doc.problem(
             ("model", "layers", len(layers) - 1, "dense", "units"),
             f"the last layer has {last_params.get('units')} units but {spec['data']['source']} has {classes} classes",
         )
-    elif last_kind != "dense":
-        yield doc.problem(("model", "layers", len(layers) - 1), f"the last layer must be dense (one unit per class), not {last_kind}")
+    if last_kind != "dense":
+        yield doc.problem(("model", "layers", len(layers) - 1), f"the last layer must be dense (one unit per class, or one for regression), not {last_kind}")
 
 
 def _training(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    if spec["data"]["split"]["validation"] + spec["data"]["split"]["test"] >= 0.9:
+        yield doc.problem(("data", "split"), "validation + test leave less than 10% of the data for training")
+    if spec["model"]["framework"] != "tensorflow":
+        return
+    task = spec["model"]["task"]
     one_hot = any("one_hot" in step for step in spec["data"]["preprocess"])
     loss = spec["training"]["loss"]
+    if loss not in LOSSES[task]:
+        yield doc.problem(("training", "loss"), f"{loss} is not a {task} loss; use one of {', '.join(LOSSES[task])}")
+        return
+    if task == "regression" and one_hot:
+        yield doc.problem(("data", "preprocess"), "one_hot encodes class labels; a regression target stays a number")
     if one_hot and loss == "sparse_categorical_crossentropy":
         yield doc.problem(("training", "loss"), "labels are one-hot encoded (preprocess one_hot): use categorical_crossentropy")
     if not one_hot and loss == "categorical_crossentropy":
@@ -181,8 +259,9 @@ def _training(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     early = spec["training"]["early_stopping"]
     if early and early["monitor"].startswith("val_") and spec["data"]["split"]["validation"] == 0:
         yield doc.problem(("training", "early_stopping", "monitor"), f"monitors {early['monitor']} but data.split.validation is 0")
-    if spec["data"]["split"]["validation"] + spec["data"]["split"]["test"] >= 0.9:
-        yield doc.problem(("data", "split"), "validation + test leave less than 10% of the data for training")
+    wrong_metric = "accuracy" if task == "regression" else "rmse"
+    if early and early["monitor"].removeprefix("val_") == wrong_metric:
+        yield doc.problem(("training", "early_stopping", "monitor"), f"{early['monitor']} is not reported for {task}; monitor loss or {'rmse' if task == 'regression' else 'accuracy'}")
 
 
 def _serving(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:

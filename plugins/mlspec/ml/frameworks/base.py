@@ -42,6 +42,28 @@ class TrainingPlan:
     estimator: str | None = None  # sklearn: model.estimator
     params: Mapping[str, Any] = field(default_factory=dict)  # sklearn: model.params
 
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], run_params: Mapping[str, Any] | None = None) -> TrainingPlan:
+        """The plan for a resolved spec dict; a run's parameters (trigger form) override epochs and
+        learning_rate for one run."""
+        model, data, training = spec["model"], spec["data"], dict(spec["training"])
+        run_params = run_params or {}
+        if model["framework"] == "tensorflow":
+            if run_params.get("epochs"):
+                training["epochs"] = int(run_params["epochs"])
+            if run_params.get("learning_rate"):
+                training["optimizer"] = {**training["optimizer"], "learning_rate": float(run_params["learning_rate"])}
+        return cls(
+            framework=model["framework"],
+            task=model["task"],
+            preprocess=tuple(data["preprocess"]),
+            seed=int(training["seed"]),
+            layers=tuple(model["layers"]) if model["framework"] == "tensorflow" else (),
+            training=training if model["framework"] == "tensorflow" else {},
+            estimator=model["estimator"],
+            params=dict(model["params"]),
+        )
+
     def log_params(self) -> dict[str, Any]:
         """Flat parameters for the tracking run."""
         flat: dict[str, Any] = {"framework": self.framework, "task": self.task, "seed": self.seed}

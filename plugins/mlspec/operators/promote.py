@@ -1,0 +1,77 @@
+"""promote: mark the smoke-tested version as the one in production and write the run's summary."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlspec.operators.base import MlspecOperator
+
+log = logging.getLogger(__name__)
+
+
+class PromoteOperator(MlspecOperator):
+    """Marks the smoke-tested version as the one in production and writes the run's summary.
+
+    Inputs: the results of prepare_data (`data`), evaluate (`evaluation`), store (`stored`),
+    register (`registration`), deploy (`deployment`) and smoke_test (`smoke_test`).
+    """
+
+    stage = "promote"
+    ui_color = "#ceead6"
+    template_fields = ("data", "evaluation", "stored", "registration", "deployment", "smoke_test")
+
+    def __init__(
+        self, *, data: Any, evaluation: Any, stored: Any, registration: Any, deployment: Any, smoke_test: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+        self.evaluation = evaluation
+        self.stored = stored
+        self.registration = registration
+        self.deployment = deployment
+        self.smoke_test = smoke_test
+
+    def run(self, context) -> dict:
+        from mlspec.ml.onnx_export import onnx_predict
+        from mlspec.registry import open_registry
+        from mlspec.serving import Deployment
+
+        spec = self.model_spec
+        deployment = Deployment.from_xcom(self.handed_over("deployment"))
+        open_registry(spec.registry.backend, spec.registry.connection).record_deployment(
+            spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed"
+        )
+        dataset = self.load_dataset()
+        stored = self.handed_over("stored")
+        example_x = dataset.x_test[:1]
+        offline = onnx_predict(self.store.read_uri(f"{stored['uri']}/model.onnx"), example_x)
+        infer_url = f"{deployment.endpoint_url}/v2/models/{deployment.served_model_name}/infer"
+        summary = {
+            "model": spec.name,
+            "version": deployment.version,
+            "dag_id": self.dag_id,
+            "run_id": context["run_id"],
+            "metrics": self.handed_over("evaluation")["metrics"],
+            "stored_uri": stored["uri"],
+            "registry": self.handed_over("registration"),
+            "endpoint_url": deployment.endpoint_url,
+            "infer_url": infer_url,
+            "smoke_test": self.handed_over("smoke_test"),
+            "example": {
+                "input": example_x.reshape(-1).tolist(),
+                "shape": list(example_x.shape),
+                **example_answers(spec.model.task, dataset, offline),
+            },
+        }
+        self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
+        log.info("%s version %d is in production at %s", spec.name, deployment.version, infer_url)
+        return summary
+
+
+def example_answers(task: str, dataset, offline: dict) -> dict:
+    """What the first test sample is, and what the served model says it is."""
+    if task == "regression":
+        return {"target": float(dataset.y_test[0]), "predicted": float(offline["prediction"].reshape(-1)[0])}
+    truth = dataset.y_test[0] if dataset.y_test.ndim == 1 else dataset.y_test[0].argmax()
+    return {"label": dataset.class_names[int(truth)], "predicted": dataset.class_names[int(offline["label"][0])]}

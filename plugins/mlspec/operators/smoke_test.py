@@ -1,0 +1,88 @@
+"""smoke_test: prove the endpoint answers like the offline ONNX model; roll back when it does not,
+so the version that served before keeps serving."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlspec.operators.base import GateFailed, MlspecOperator
+from mlspec.registry import record_outcome
+from mlspec.serving import open_serving
+
+log = logging.getLogger(__name__)
+
+
+class SmokeTestOperator(MlspecOperator):
+    """Inputs: `data` (prepare_data's result), `stored` (store's) and `deployment` (deploy's).
+    Output: the smoke test report (agreement, latencies)."""
+
+    stage = "smoke_test"
+    ui_color = "#d2e3fc"
+    template_fields = ("data", "stored", "deployment")
+
+    def __init__(self, *, data: Any, stored: Any, deployment: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+        self.stored = stored
+        self.deployment = deployment
+
+    def bearer_token(self) -> str | None:
+        """With `auth: token` the endpoint wants the token kept in the Kubernetes connection."""
+        if self.model_spec.serving.auth != "token":
+            return None
+        from mlspec.connections import connection_token
+
+        return connection_token(self.model_spec.serving.connection or "kubernetes_default", used_for="the endpoint's bearer token")
+
+    def run(self, context) -> dict:
+        import json
+
+        from mlspec.errors import ServingError
+        from mlspec.ml import onnx_export
+        from mlspec.serving import Deployment
+        from mlspec.serving.smoke_test import SmokeTestFailed, run_smoke_test
+
+        spec = self.model_spec
+        deployment = Deployment.from_xcom(self.handed_over("deployment"))
+        stored = self.handed_over("stored")
+        x = self.load_dataset().x_test[: spec.smoke_test.samples]
+        expected = onnx_export.onnx_predict(self.store.read_uri(f"{stored['uri']}/model.onnx"), x)
+        signature = json.loads(self.store.read_uri(f"{stored['uri']}/signature.json"))
+        try:
+            report = run_smoke_test(
+                endpoint_url=deployment.endpoint_url,
+                model_name=deployment.served_model_name,
+                version=deployment.version if deployment.platform == "local" else None,
+                x=x,
+                expected=expected,
+                signature=signature,
+                min_agreement=spec.smoke_test.min_agreement,
+                max_latency_ms=spec.smoke_test.max_latency_ms,
+                task=spec.model.task,
+                atol=spec.smoke_test.atol,
+                rtol=spec.smoke_test.rtol,
+                token=self.bearer_token(),
+            )
+        except SmokeTestFailed as exc:
+            log.error("smoke test failed for %s version %d; rolling back to %s", spec.name, deployment.version, deployment.previous_version)
+            message = f"version {deployment.version} failed its smoke test: {exc}"
+            try:
+                open_serving(spec, self.store).rollback(deployment)
+            except ServingError as rollback_exc:
+                message += f"; the rollback failed too ({rollback_exc}), so the failed version may still be serving"
+                message += record_outcome(spec, deployment.version, {**deployment.to_xcom(), "message": message}, "failed")
+                raise GateFailed(
+                    message, next_step=f"restore version {deployment.previous_version} by hand, then fix and trigger a new run"
+                ) from None
+            restored = f"version {deployment.previous_version} is serving again" if deployment.previous_version else "the new version was removed"
+            message += f"; {restored}"
+            message += record_outcome(spec, deployment.version, {**deployment.to_xcom(), "message": str(exc)}, "rolled_back")
+            raise GateFailed(
+                message,
+                next_step="read the problems above; the endpoint was rolled back, so fix the model or serving settings and trigger a new run",
+            ) from None
+        log.info(
+            "smoke test passed: %d samples, agreement %.3f, p95 %.1f ms", report["samples"], report["agreement"], report["p95_ms"]
+        )
+        return report
