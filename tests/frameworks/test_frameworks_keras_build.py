@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlspec.ml.data import Dataset
-from mlspec.ml.keras_model import ModelBuildError, build_model, input_rank_after_preprocess
+from mlspec.ml.frameworks.keras import ModelBuildError, build_model
 
 CONV_PREPROCESS = [{"scale": {"divide_by": 16.0}}, {"reshape": [8, 8, 1]}]
 CONV_LAYERS = [
@@ -132,10 +132,3 @@ def test_preprocess_errors_use_spec_indices(digits_dataset: Dataset) -> None:
         [{"flatten": {}}, {"dense": {"units": 10, "activation": "softmax"}}],
     )
     assert model.layers[1].name == "preprocess_1_reshape"
-
-
-def test_input_rank_after_preprocess() -> None:
-    assert input_rank_after_preprocess((64,), []) == 1
-    assert input_rank_after_preprocess((64,), CONV_PREPROCESS) == 3
-    assert input_rank_after_preprocess((28, 28), [{"reshape": [784]}, {"normalize": {}}]) == 1
-    assert input_rank_after_preprocess((32, 32, 3), [{"scale": {"divide_by": 255}}, {"one_hot": {}}]) == 3

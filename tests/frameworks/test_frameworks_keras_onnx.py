@@ -1,4 +1,5 @@
-"""ONNX export of trained models, the signature a server sees, and parity with Keras."""
+"""ONNX export of Keras models: the signature a server sees, both classification outputs, regression,
+and parity with Keras through the framework-neutral check."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import numpy as np
 import pytest
 
 from mlspec.ml.data import Dataset
-from mlspec.ml.keras_model import build_model
-from mlspec.ml.onnx_export import ParityError, check_parity, export_onnx, onnx_predict, onnx_signature
+from mlspec.ml.frameworks import TrainingPlan, get_adapter
+from mlspec.ml.frameworks.keras import build_model, export_onnx
+from mlspec.ml.onnx_export import ParityError, check_parity, onnx_predict, onnx_signature
+
+KERAS = get_adapter("tensorflow")
 
 
 def test_signature_is_what_onnxruntime_sees(digits_onnx: tuple[bytes, dict[str, Any]]) -> None:
@@ -19,13 +23,12 @@ def test_signature_is_what_onnxruntime_sees(digits_onnx: tuple[bytes, dict[str, 
 
     onnx_bytes, signature = digits_onnx
     assert signature["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
-    assert signature["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]
-    assert signature["opset"] == 17
-    assert signature["class_names"] == []
+    assert signature["outputs"] == [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+        {"name": "label", "datatype": "INT64", "shape": [-1]},
+    ]
     proto = onnx.load_from_string(onnx_bytes)
     assert {op.domain: op.version for op in proto.opset_import}[""] == 17
-    assert [i.name for i in proto.graph.input] == ["input"]  # no stray inputs for captured tensors
-    assert onnx_signature(onnx_bytes) == {"inputs": signature["inputs"], "outputs": signature["outputs"]}
 
 
 def test_parity_on_raw_digits(
@@ -34,16 +37,15 @@ def test_parity_on_raw_digits(
     onnx_bytes, _ = digits_onnx
     x = digits_dataset.x_test[:64]
     assert x.max() == 16.0  # raw pixels go in; scaling and normalization are inside the model
-    diff = check_parity(trained_digits["model"], onnx_bytes, x, atol=1e-4)
+    answers = onnx_predict(onnx_bytes, x)
+    diff = check_parity(KERAS.predict(trained_digits["model"], x, "classification"), answers, atol=1e-4)
     assert 0.0 <= diff <= 1e-4
-    probabilities = onnx_predict(onnx_bytes, x)
-    assert probabilities.shape == (64, 10)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    keras_labels = trained_digits["model"].predict(x, verbose=0).argmax(axis=1)
-    np.testing.assert_array_equal(probabilities.argmax(axis=1), keras_labels)
+    assert answers["probabilities"].shape == (64, 10) and answers["label"].dtype == np.int64
+    np.testing.assert_allclose(answers["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(answers["label"], answers["probabilities"].argmax(axis=1))
 
 
-def test_parity_failure_names_difference_and_sample(
+def test_parity_failure_names_output_difference_and_sample(
     digits_onnx: tuple[bytes, dict[str, Any]],
     digits_dataset: Dataset,
     build_digits_model: Callable[[int], Any],
@@ -51,28 +53,34 @@ def test_parity_failure_names_difference_and_sample(
     onnx_bytes, _ = digits_onnx
     other = build_digits_model(99)  # same architecture, untrained: a different model
     x = digits_dataset.x_test[:16]
-    expected = np.abs(other.predict(x, verbose=0) - onnx_predict(onnx_bytes, x)).max(axis=1)
+    theirs = KERAS.predict(other, x, "classification")
+    ours = onnx_predict(onnx_bytes, x)
+    expected = np.abs(theirs["probabilities"] - ours["probabilities"]).max(axis=1)
     with pytest.raises(ParityError) as info:
-        check_parity(other, onnx_bytes, x, atol=1e-4)
-    pattern = r"max abs difference (\S+) at sample (\d+) exceeds export.parity.atol 0.0001"
+        check_parity({"probabilities": theirs["probabilities"]}, ours, atol=1e-4)
+    pattern = r"on 'probabilities': max abs difference (\S+) at sample (\d+) exceeds export.parity.atol 0.0001"
     match = re.search(pattern, str(info.value))
     assert match, str(info.value)
     assert float(match.group(1)) == pytest.approx(expected.max(), rel=1e-2)
     assert int(match.group(2)) == int(expected.argmax())
 
 
+def test_label_disagreement_fails_parity(digits_onnx: tuple[bytes, dict[str, Any]], digits_dataset: Dataset) -> None:
+    ours = onnx_predict(digits_onnx[0], digits_dataset.x_test[:8])
+    wrong = {"label": (ours["label"] + 1) % 10}
+    with pytest.raises(ParityError, match=r"'label' differs from the trained model's on 8 of 8 samples"):
+        check_parity(wrong, ours, atol=1e-4)
+
+
 def test_reloaded_model_exports_like_the_trained_one(
     trained_digits: dict[str, Any], digits_onnx: tuple[bytes, dict[str, Any]], digits_dataset: Dataset
 ) -> None:
-    # The pipeline exports in a later task, from the .keras bytes the training task stored.
-    from mlspec.ml.training import load_model_bytes, save_model_bytes
-
-    restored = load_model_bytes(save_model_bytes(trained_digits["model"]))
-    onnx_bytes, signature = export_onnx(restored, opset=17)
-    assert signature["inputs"] == digits_onnx[1]["inputs"]
+    # The pipeline exports in a later task, from the bytes the training task stored.
+    restored = KERAS.load(KERAS.save(trained_digits["model"]))
+    onnx_bytes = KERAS.to_onnx(restored, task="classification", opset=17, sample=digits_dataset.x_train[:2])
+    assert onnx_signature(onnx_bytes) == {k: digits_onnx[1][k] for k in ("inputs", "outputs")}
     x = digits_dataset.x_val[:32]
-    assert check_parity(trained_digits["model"], onnx_bytes, x, atol=1e-4) <= 1e-4
-    np.testing.assert_allclose(onnx_predict(onnx_bytes, x), onnx_predict(digits_onnx[0], x), atol=1e-6)
+    assert check_parity(KERAS.predict(trained_digits["model"], x, "classification"), onnx_predict(onnx_bytes, x), atol=1e-4) <= 1e-4
 
 
 def test_conv_model_with_reshape_exports_with_parity(digits_dataset: Dataset) -> None:
@@ -90,6 +98,40 @@ def test_conv_model_with_reshape_exports_with_parity(digits_dataset: Dataset) ->
         x_train=digits_dataset.x_train,
         seed=3,
     )
-    onnx_bytes, signature = export_onnx(model, opset=13)
-    assert signature["inputs"][0]["shape"] == [-1, 64] and signature["opset"] == 13
-    assert check_parity(model, onnx_bytes, digits_dataset.x_test[:32], atol=1e-4) <= 1e-4
+    onnx_bytes = export_onnx(model, task="classification", opset=13)
+    assert onnx_signature(onnx_bytes)["inputs"][0]["shape"] == [-1, 64]
+    x = digits_dataset.x_test[:32]
+    assert check_parity(KERAS.predict(model, x, "classification"), onnx_predict(onnx_bytes, x), atol=1e-4) <= 1e-4
+
+
+def test_keras_regressor_fits_exports_and_agrees() -> None:
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    dataset = Dataset(x_train=x[:300], y_train=y[:300], x_val=x[300:350], y_val=y[300:350], x_test=x[350:], y_test=y[350:], class_names=())
+    plan = TrainingPlan(
+        framework="tensorflow",
+        task="regression",
+        preprocess=({"normalize": {}},),
+        seed=5,
+        layers=({"dense": {"units": 16, "activation": "relu"}}, {"dense": {"units": 1}}),
+        training={"epochs": 30, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.05}, "loss": "mean_squared_error", "early_stopping": None},
+    )
+    model = KERAS.build(plan, dataset)
+    report = KERAS.fit(model, plan, dataset)
+    assert report.steps_run == 30 and "val_rmse" in report.history
+    assert report.history["rmse"][-1] < report.history["rmse"][0]  # it learned something
+    onnx_bytes = KERAS.to_onnx(model, task="regression", opset=17, sample=x[:2])
+    assert onnx_signature(onnx_bytes)["outputs"] == [{"name": "prediction", "datatype": "FP32", "shape": [-1, 1]}]
+    ours = onnx_predict(onnx_bytes, dataset.x_test)
+    assert check_parity(KERAS.predict(model, dataset.x_test, "regression"), ours, atol=1e-3) <= 1e-3
+    rmse = float(np.sqrt(np.mean((ours["prediction"].ravel() - dataset.y_test) ** 2)))
+    assert rmse < float(np.std(dataset.y_test))  # better than always predicting the mean
+
+
+def test_regression_model_must_end_with_one_unit(digits_dataset: Dataset) -> None:
+    from mlspec.ml.frameworks.keras import ModelBuildError
+
+    with pytest.raises(ModelBuildError, match=r"model\.layers\[0\] \(dense\): outputs 3 values per sample; a regression model ends with dense: \{units: 1\}"):
+        build_model(input_shape=(64,), preprocess=[], layers=[{"dense": {"units": 3}}], x_train=digits_dataset.x_train, seed=0, task="regression")

@@ -1,5 +1,4 @@
-"""Fixtures for the ml tests: a tmp MLSPEC_HOME, a file:// reader, and one small trained digits model
-shared by the training, export and parity tests (TensorFlow work is the slow part, so do it once)."""
+"""Fixtures for the ml tests: a tmp MLSPEC_HOME, a file:// reader and the digits data set."""
 
 from __future__ import annotations
 
@@ -10,12 +9,6 @@ from typing import Any
 import pytest
 
 from mlspec.storage import resolve_file_uri
-
-DIGITS_PREPROCESS = [{"scale": {"divide_by": 16.0}}, {"normalize": {}}]
-DIGITS_LAYERS = [
-    {"dense": {"units": 32, "activation": "relu"}},
-    {"dense": {"units": 10, "activation": "softmax"}},
-]
 
 
 @pytest.fixture(autouse=True)
@@ -56,48 +49,3 @@ def digits_dataset() -> Any:
         class_names=class_names,
         feature_names=feature_names,
     )
-
-
-@pytest.fixture(scope="session")
-def build_digits_model(digits_dataset: Any) -> Callable[[int], Any]:
-    """An untrained dense model on raw digits (scale + normalize as layers) for a seed."""
-
-    def build(seed: int) -> Any:
-        from mlspec.ml.keras_model import build_model
-
-        return build_model(
-            input_shape=digits_dataset.input_shape,
-            preprocess=DIGITS_PREPROCESS,
-            layers=DIGITS_LAYERS,
-            x_train=digits_dataset.x_train,
-            seed=seed,
-        )
-
-    return build
-
-
-@pytest.fixture(scope="session")
-def trained_digits(digits_dataset: Any, build_digits_model: Callable[[int], Any]) -> dict[str, Any]:
-    """The digits model trained 3 epochs, with what on_epoch_end saw."""
-    from mlspec.ml.training import train
-
-    seen_epochs: list[tuple[int, dict[str, float]]] = []
-    model = build_digits_model(7)
-    result = train(
-        model,
-        digits_dataset,
-        epochs=3,
-        batch_size=32,
-        optimizer={"name": "adam", "learning_rate": 0.01},
-        loss="sparse_categorical_crossentropy",
-        early_stopping=None,
-        on_epoch_end=lambda epoch, logs: seen_epochs.append((epoch, logs)),
-    )
-    return {"model": model, "result": result, "seen_epochs": seen_epochs}
-
-
-@pytest.fixture(scope="session")
-def digits_onnx(trained_digits: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-    from mlspec.ml.onnx_export import export_onnx
-
-    return export_onnx(trained_digits["model"], opset=17)

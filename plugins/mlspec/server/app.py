@@ -93,6 +93,8 @@ def _model_metadata(repo: ModelRepository, name: str, version: str | None) -> di
             "served_version": repo.served_version(name),
             "version": loaded.version,
             "storage_uri": loaded.storage_uri,
+            # The published input and output schemas (feature statistics, class names).
+            **loaded.schemas,
         },
     }
 

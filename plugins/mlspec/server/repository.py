@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 SIGNATURE_FILE = "signature.json"
+# Published beside model.onnx since mlspec 0.2; older versions lack them, so they are optional.
+SCHEMA_FILES = {"input_schema": "input_schema.json", "output_schema": "output_schema.json"}
 STATE_FILE = "state.json"
 PLATFORM = "onnxruntime"
 
@@ -55,6 +57,7 @@ class LoadedVersion:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     signature: dict = field(default_factory=dict)
+    schemas: dict = field(default_factory=dict)  # input_schema / output_schema, when published
 
     def run(self, feeds: dict, output_names: list[str]) -> dict:
         results = self.session.run(output_names, feeds)
@@ -141,7 +144,8 @@ def build_version(name: str, version: str, storage_uri: str) -> LoadedVersion:
         raise LoadFailed(f"cannot load {where}: its {MANIFEST} is for version {manifest['version']}")
 
     contents: dict[str, bytes] = {}
-    for file_name in (MODEL_FILE, SIGNATURE_FILE):
+    optional = [name for name in SCHEMA_FILES.values() if name in manifest["files"]]
+    for file_name in (MODEL_FILE, SIGNATURE_FILE, *optional):
         expected = manifest["files"].get(file_name)
         if not expected:
             raise LoadFailed(f"cannot load {where}: {MANIFEST} lists no sha256 for {file_name}")
@@ -162,6 +166,13 @@ def build_version(name: str, version: str, storage_uri: str) -> LoadedVersion:
         raise LoadFailed(f"cannot load {where}: {SIGNATURE_FILE} is not valid JSON: {exc}") from None
     if not isinstance(signature, dict):
         raise LoadFailed(f"cannot load {where}: {SIGNATURE_FILE} is not a JSON object")
+    schemas = {}
+    for key, file_name in SCHEMA_FILES.items():
+        if file_name in contents:
+            try:
+                schemas[key] = json.loads(contents[file_name])
+            except ValueError as exc:
+                raise LoadFailed(f"cannot load {where}: {file_name} is not valid JSON: {exc}") from None
 
     try:
         session = onnxruntime.InferenceSession(contents[MODEL_FILE], providers=["CPUExecutionProvider"])
@@ -171,7 +182,7 @@ def build_version(name: str, version: str, storage_uri: str) -> LoadedVersion:
     outputs = _tensor_specs(session.get_outputs(), where)
     _check_signature(signature, "inputs", inputs, where)
     _check_signature(signature, "outputs", outputs, where)
-    return LoadedVersion(name, version, storage_uri, session, inputs, outputs, signature)
+    return LoadedVersion(name, version, storage_uri, session, inputs, outputs, signature, schemas)
 
 
 class ModelRepository:
