@@ -82,8 +82,8 @@ def test_uris_and_connection_ids(line, path):
 
 
 def test_unknown_builtin_dataset_lists_the_available_ones():
-    (message,) = problems(MINIMAL.replace("builtin:iris", "builtin:wine"))
-    assert "available: builtin:digits, builtin:iris" in message
+    (message,) = problems(MINIMAL.replace("builtin:iris", "builtin:penguins"))
+    assert "available: builtin:digits, builtin:iris, builtin:wine, builtin:breast_cancer, builtin:diabetes" in message
 
 
 @pytest.mark.parametrize(

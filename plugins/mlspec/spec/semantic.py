@@ -126,7 +126,7 @@ def _framework(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         if not model["layers"]:
             yield doc.problem(("model",), "framework tensorflow needs model.layers (the Keras network), e.g. - dense: {units: 10}")
         for key in ("estimator", "params"):
-            if key in doc.data.get("model", {}):
+            if model[key]:  # set to something (a resolved spec's own dump carries null and {})
                 yield doc.problem(("model", key), f"model.{key} is a scikit-learn setting; with framework tensorflow describe the network in model.layers", at_key=True)
         return
     yield from _sklearn(doc, spec)
@@ -136,9 +136,9 @@ def _sklearn(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     from mlspec.spec import estimators
 
     model, task = spec["model"], spec["model"]["task"]
-    if "layers" in doc.data.get("model", {}):
+    if model["layers"]:
         yield doc.problem(("model", "layers"), "model.layers are Keras layers; with framework sklearn name an estimator instead", at_key=True)
-    if "training" in doc.data:
+    if "training" in doc.data and _keras_settings_changed(spec):
         yield doc.problem(
             ("training",),
             "training (epochs, optimizer, loss, early stopping) holds Keras settings; with framework sklearn remove it "
@@ -149,9 +149,13 @@ def _sklearn(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         names = ", ".join(estimators.estimator_names(task))
         yield doc.problem(("model",), f"framework sklearn needs model.estimator; for {task}: {names}")
     else:
-        for suffix, message in estimators.check_params(task, model["estimator"], dict(model["params"])):
+        problems = estimators.check_params(task, model["estimator"], dict(model["params"]))
+        # (An empty suffix means the estimator itself is unknown: then it has no parameters to look up.)
+        known = estimators.estimator_params(task, model["estimator"]) if all(suffix for suffix, _ in problems) else {}
+        for suffix, message in problems:
             path = ("model", "estimator") if not suffix else ("model", "params", *suffix)
-            yield doc.problem(path, message, at_key=bool(suffix))
+            # An unknown name is pointed at its key, a bad value at the value.
+            yield doc.problem(path, message, at_key=bool(suffix) and suffix[0] not in known)
     for index, step in enumerate(spec["data"]["preprocess"]):
         (kind,) = step
         if kind in ("reshape", "one_hot"):
@@ -166,6 +170,14 @@ def _sklearn(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
             ("data", "source"),
             f"{spec['data']['source']} has samples of shape {list(known.shape)}; scikit-learn estimators need one feature vector per sample",
         )
+
+
+def _keras_settings_changed(spec: dict) -> bool:
+    """Whether `training` says anything beyond the defaults (a resolved spec's own dump carries them)."""
+    from mlspec.spec.schema import fill_defaults, fill_task_defaults
+
+    baseline = fill_task_defaults(fill_defaults({"model": {"task": spec["model"]["task"]}, "training": {}, "evaluation": {}}))
+    return spec["training"] != baseline["training"]
 
 
 def _evaluation(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:

@@ -1,0 +1,61 @@
+"""One vocabulary: the JSON Schema and the code read the same words; this fails when they drift apart."""
+
+from __future__ import annotations
+
+from mlspec import vocabulary
+from mlspec.spec.schema import load_schema
+
+SCHEMA = load_schema()["properties"]
+
+
+def enum(node: dict) -> set:
+    return {value for value in node["enum"] if value is not None}
+
+
+def test_frameworks_and_tasks():
+    model = SCHEMA["model"]["properties"]
+    assert enum(model["framework"]) == set(vocabulary.FRAMEWORKS)
+    assert enum(model["task"]) == set(vocabulary.TASKS)
+
+
+def test_every_framework_has_an_adapter_module():
+    from mlspec.ml.frameworks import _MODULES
+
+    assert set(_MODULES) == set(vocabulary.FRAMEWORKS)
+
+
+def test_layers_are_the_ones_the_keras_builder_knows():
+    branches = SCHEMA["model"]["properties"]["layers"]["items"]["oneOf"]
+    assert {branch["required"][0] for branch in branches} == set(vocabulary.LAYERS)
+
+
+def test_preprocess_steps():
+    branches = SCHEMA["data"]["properties"]["preprocess"]["items"]["oneOf"]
+    assert {branch["required"][0] for branch in branches} == set(vocabulary.FEATURE_STEPS + vocabulary.LABEL_STEPS)
+
+
+def test_metrics_losses_optimizers_and_runtimes():
+    assert enum(SCHEMA["evaluation"]["properties"]["metrics"]["items"]) == set(vocabulary.METRICS)
+    training = SCHEMA["training"]["properties"]
+    assert enum(training["loss"]) == {loss for losses in vocabulary.LOSSES.values() for loss in losses}
+    assert enum(training["optimizer"]["properties"]["name"]) == set(vocabulary.OPTIMIZERS)
+    assert enum(SCHEMA["serving"]["properties"]["runtime"]) == set(vocabulary.SERVING_RUNTIMES)
+    assert enum(SCHEMA["data"]["properties"]["format"]) == set(vocabulary.DATA_FORMATS)
+
+
+def test_every_known_data_source_is_documented_and_loadable_by_name():
+    description = SCHEMA["data"]["properties"]["source"]["description"]
+    for source in vocabulary.DATA_SOURCES:
+        assert source.split(":", 1)[1] in description, source
+
+
+def test_kserve_runtimes_are_the_manifest_builders():
+    from mlspec.serving.kserve_manifest import RUNTIMES
+
+    assert tuple(RUNTIMES) == vocabulary.KSERVE_RUNTIMES
+
+
+def test_default_metrics_and_losses_belong_to_their_task():
+    for task in vocabulary.TASKS:
+        assert all(vocabulary.METRICS[m].task == task for m in vocabulary.DEFAULT_METRICS[task])
+        assert vocabulary.DEFAULT_LOSS[task] in vocabulary.LOSSES[task]
