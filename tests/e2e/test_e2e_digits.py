@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SPECS
-from tests.e2e.conftest import task_states, xcom
+from tests.fixtures.paths import SPECS
+from tests.e2e.e2e_testkit import task_states, xcom
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,7 @@ def test_digits_end_to_end(run_spec, model_server):
 
     # Stored files and their hashes.
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.onnx", "signature.json", "metrics.json"}
+    assert set(manifest["files"]) == {"model.onnx", "signature.json", "metrics.json", "input_schema.json", "output_schema.json"}
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((version_dir / name).read_bytes()).hexdigest() == digest
     assert manifest["spec_hash"] == spec.spec_hash and store_root is None
@@ -58,10 +58,10 @@ def test_digits_end_to_end(run_spec, model_server):
 
     # Training honoured the run parameter and logged one metric point per epoch to MLflow.
     trained = xcom(dag_run, "train")
-    assert trained["epochs_run"] <= 4
+    assert trained["steps_run"] <= 4 and trained["framework"] == "tensorflow"
     client = mlflow_client()
     history = client.get_metric_history(trained["tracking_run_id"], "loss")
-    assert [m.step for m in history] == list(range(1, trained["epochs_run"] + 1)) or len(history) == trained["epochs_run"]
+    assert [m.step for m in history] == list(range(1, trained["steps_run"] + 1))
     assert client.get_run(trained["tracking_run_id"]).data.params["epochs"] == "4"
 
     # The MLflow version and its tags.
@@ -86,10 +86,17 @@ def test_digits_end_to_end(run_spec, model_server):
     assert triton_client.is_model_ready("digits")
     infer_input = triton.InferInput("input", list(x.shape), "FP32")
     infer_input.set_data_from_numpy(x.astype(np.float32))
-    probabilities = triton_client.infer("digits", [infer_input]).as_numpy("probabilities")
+    answer = triton_client.infer("digits", [infer_input])
+    labels, probabilities = answer.as_numpy("label"), answer.as_numpy("probabilities")
     offline = onnx_predict((version_dir / "model.onnx").read_bytes(), x)
-    assert np.array_equal(probabilities.argmax(1), offline.argmax(1))
-    assert (probabilities.argmax(1) == y).mean() >= 0.9
+    assert np.array_equal(labels, offline["label"]) and np.array_equal(labels, probabilities.argmax(1))
+    assert (labels == y).mean() >= 0.9
+
+    # The server's metadata carries the published input and output schemas.
+    metadata = triton_client.get_model_metadata("digits")
+    input_schema = metadata["parameters"]["input_schema"]
+    assert len(input_schema["features"]) == 64 and input_schema["features"][0]["name"] == "pixel_0_0"
+    assert metadata["parameters"]["output_schema"]["class_names"] == [str(i) for i in range(10)]
 
     # The printed curl command works when pasted.
     from mlspec.summary import curl_command, format_summary, read_summary
@@ -99,9 +106,9 @@ def test_digits_end_to_end(run_spec, model_server):
     for fragment in ("accuracy=", "model version  1", str(version_dir.as_uri()), "registry       mlflow", summary["infer_url"], "curl -s"):
         assert fragment in printed
     answer = json.loads(subprocess.run(curl_command(summary), shell=True, capture_output=True, text=True, check=True).stdout)
-    predicted = int(np.argmax(answer["outputs"][0]["data"]))
+    predicted = {o["name"]: o["data"] for o in answer["outputs"]}["label"][0]
     assert summary["example"]["label"] == str(int(y[0]))
-    assert str(predicted) == summary["example"]["predicted"] == str(int(offline[0].argmax()))
+    assert str(predicted) == summary["example"]["predicted"] == str(int(offline["label"][0]))
 
 
 def test_retried_register_makes_no_second_version(run_spec):
@@ -114,13 +121,9 @@ def test_retried_register_makes_no_second_version(run_spec):
     from mlspec.compiler import build_dag
 
     register = build_dag(spec).get_task("register")
-    upstream = {task: xcom(dag_run, task) for task in ("store", "evaluate")}
-
-    class RetryTaskInstance:
-        def xcom_pull(self, task_ids):
-            return upstream[task_ids]
-
-    again = register.execute({"run_id": dag_run.run_id, "ti": RetryTaskInstance()})
+    # What Airflow renders into the operator's inputs before a try: the earlier stages' results.
+    register.stored, register.evaluation = xcom(dag_run, "store"), xcom(dag_run, "evaluate")
+    again = register.execute({"run_id": dag_run.run_id})
     assert again["created"] is False
     assert again["registry_version"] == first["registry_version"]
     assert len(mlflow_client().search_model_versions("name='digits-retry'")) == 1

@@ -15,16 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import yaml
-from tests.conftest import SPECS
-from tests.e2e.backends_fixtures import (
-    MlflowServer,
-    MotoS3,
-    mlflow_tracking_server,
-    model_server_process,
-    moto_s3_server,
-    served_version,
-)
-from tests.e2e.conftest import task_states, xcom
+from tests.e2e.e2e_testkit import model_server_process, served_version, task_states, xcom
+from tests.fixtures.mlflow_server import MlflowServer, mlflow_tracking_server
+from tests.fixtures.moto_s3 import MotoS3, moto_s3_server
+from tests.fixtures.paths import SPECS
 
 pytestmark = pytest.mark.e2e
 
@@ -122,7 +116,7 @@ def test_digits_on_s3_mlflow_server_and_local_serving(
 
     # The published version in S3: its files, the claim, and a manifest whose hashes match the bytes.
     version = s3_objects(backends, f"mlspec/{name}/1/")
-    published = {"model.onnx", "signature.json", "metrics.json"}
+    published = {"model.onnx", "signature.json", "metrics.json", "input_schema.json", "output_schema.json"}
     assert set(version) == published | {"manifest.json", ".mlspec-claim.json"}
     manifest = json.loads(version["manifest.json"])
     assert set(manifest["files"]) == published
@@ -145,6 +139,8 @@ def test_digits_on_s3_mlflow_server_and_local_serving(
         "evaluate/metrics.json",
         "export/model.onnx",
         "export/signature.json",
+        "export/input_schema.json",
+        "export/output_schema.json",
         "summary.json",
     }
     assert expected <= set(artifacts), sorted(artifacts)
@@ -159,14 +155,14 @@ def test_digits_on_s3_mlflow_server_and_local_serving(
 
     client = MlflowClient(tracking_uri=backends.mlflow.url, registry_uri=backends.mlflow.url)
     trained = xcom(dag_run, "train")
-    assert 1 <= trained["epochs_run"] <= 2
+    assert 1 <= trained["steps_run"] <= 2
     run = client.get_run(trained["tracking_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["epochs"] == "2" and run.data.params["data_source"] == backends.data_uri
     assert run.data.tags["airflow_run_id"] == dag_run.run_id and run.data.tags["dag_id"] == name
     for metric in ("loss", "val_loss"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, metric))
-        assert len(steps) == trained["epochs_run"], metric
+        assert len(steps) == trained["steps_run"], metric
         assert steps == list(range(steps[0], steps[0] + len(steps))), metric
 
     # ...and the registered model: one version with its tags, linked to that run, alias production on it.
@@ -203,13 +199,14 @@ def test_digits_on_s3_mlflow_server_and_local_serving(
     assert triton_client.is_model_ready(name)
     infer_input = triton.InferInput("input", list(x.shape), "FP32")
     infer_input.set_data_from_numpy(x)
-    probabilities = triton_client.infer(name, [infer_input]).as_numpy("probabilities")
+    answer = triton_client.infer(name, [infer_input])
+    probabilities, labels = answer.as_numpy("probabilities"), answer.as_numpy("label")
     offline = onnx_predict(version["model.onnx"], x)
-    assert probabilities.shape == offline.shape == (len(x), 10)
-    assert np.array_equal(probabilities.argmax(1), offline.argmax(1))
-    np.testing.assert_allclose(probabilities, offline, atol=1e-5)
+    assert probabilities.shape == offline["probabilities"].shape == (len(x), 10)
+    assert np.array_equal(labels, offline["label"])
+    np.testing.assert_allclose(probabilities, offline["probabilities"], atol=1e-5)
     # Keras (evaluate) and ONNX agree to 1e-4, so at most a near-tie sample may flip.
-    assert (probabilities.argmax(1) == y).mean() == pytest.approx(metrics["accuracy"], abs=1.5 / len(y))
+    assert (labels == y).mean() == pytest.approx(metrics["accuracy"], abs=1.5 / len(y))
     summary = json.loads(artifacts["summary.json"])
     assert summary["stored_uri"] == f"s3://{backends.bucket}/mlspec/{name}/1"
     assert summary["example"]["label"] == CLASS_NAMES[int(y[0])]

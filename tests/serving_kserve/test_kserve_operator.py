@@ -88,20 +88,15 @@ def stored(version: int) -> dict:
     }
 
 
-class StubTaskInstance:
-    """The part of Airflow's RuntimeTaskInstance the mlspec operators use."""
-
-    def __init__(self, results: dict[str, dict]) -> None:
-        self.results = results
-        self.pulled: list[str] = []
-
-    def xcom_pull(self, task_ids: str):
-        self.pulled.append(task_ids)
-        return self.results.get(task_ids)
-
-
 def context_for(version: int) -> dict:
-    return {"run_id": f"manual__deploy_v{version}", "ti": StubTaskInstance({"store": stored(version)})}
+    """The run's context, plus what Airflow renders into deploy's `stored` input for that run."""
+    return {"run_id": f"manual__deploy_v{version}", "stored": stored(version)}
+
+
+def given_inputs(task, context: dict):
+    """Render the deploy operator's input as Airflow does before a try: store's result for the run."""
+    task.stored = context["stored"]
+    return task
 
 
 def start(task, context: dict):
@@ -109,7 +104,7 @@ def start(task, context: dict):
     from airflow.sdk.exceptions import TaskDeferred
 
     with pytest.raises(TaskDeferred) as deferred:
-        task.execute(context)
+        given_inputs(task, context).execute(context)
     return deferred.value
 
 
@@ -135,7 +130,7 @@ def resume(task, context: dict, deferred, event):
 
     stored_kwargs = deserialize(serialize(deferred.kwargs or {}))  # what the DB keeps while deferred
     next_kwargs = deserialize(serialize({**stored_kwargs, "event": event.payload}))  # the trigger's event
-    return task.resume_execution(deferred.method_name, next_kwargs, context)
+    return given_inputs(task, context).resume_execution(deferred.method_name, next_kwargs, context)
 
 
 def read_isvc(k8s_api, name: str = NAME) -> dict | None:
@@ -282,7 +277,6 @@ def test_execute_applies_the_printed_manifest_and_defers_to_the_readiness_trigge
     context = context_for(1)
     deferred = start(deploy_task(text), context)
 
-    assert context["ti"].pulled == ["store"]
     assert deferred.method_name == "execute_complete"
     assert isinstance(deferred.trigger, KServeReadinessTrigger)
     classpath, kwargs = deferred.trigger.serialize()
@@ -454,7 +448,7 @@ def test_an_unreachable_cluster_fails_with_a_retryable_kserve_next_step(monkeypa
 
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
     with pytest.raises(AirflowException) as failure:
-        deploy_task(spec_text("no_such_k8s_connection")).execute(context_for(1))
+        given_inputs(deploy_task(spec_text("no_such_k8s_connection")), context_for(1)).execute(context_for(1))
     assert type(failure.value) is AirflowException  # an outage may pass: deploy keeps its retry
     message = str(failure.value)
     assert f"deploy failed for model {NAME}" in message and "no_such_k8s_connection" in message

@@ -243,7 +243,7 @@ def run_smoke_test(
     if agreement < min_agreement:
         problems.append(
             f"agreement {agreement:.4g} is below min_agreement {min_agreement:g} "
-            f"({matches} of {len(x)} {output_name!r} answers match the offline ONNX Runtime predictions)"
+            f"({matches} of {len(x)} answers match the offline ONNX Runtime predictions of {output_name!r})"
         )
     p95 = report["p95_ms"]
     if p95 is not None and p95 > max_latency_ms:
