@@ -1,4 +1,8 @@
-"""Test-session setup shared by every test: an isolated Airflow home and mlspec home, never the user's."""
+"""Test-session setup shared by every test: an isolated Airflow home and mlspec home, never the user's.
+
+The fixtures several folders use live in tests/fixtures/ and are registered below (`pytest_plugins`);
+tests import helpers from tests.fixtures.* or their folder's *_testkit module, never from a conftest.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,20 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from tests.fixtures.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-SPECS = REPO / "specs"
+pytest_plugins = [
+    "tests.fixtures.paths",
+    "tests.fixtures.ports",
+    "tests.fixtures.home",
+    "tests.fixtures.moto_s3",
+    "tests.fixtures.mlflow_server",
+    "tests.fixtures.model_server",
+]
 
 # Airflow reads its configuration when first imported, so this must happen before any test module imports it.
-# Guarded: test modules import this file again as `tests.conftest`, and a second setup would point the
-# environment at a new, unmigrated Airflow home.
+# Guarded: should this file be imported a second time, a second setup would point the environment at a
+# new, unmigrated Airflow home.
 if "MLSPEC_TEST_SESSION_DIR" not in os.environ:
     os.environ["MLSPEC_TEST_SESSION_DIR"] = tempfile.mkdtemp(prefix="mlspec-tests-")
 _SESSION_DIR = Path(os.environ["MLSPEC_TEST_SESSION_DIR"])
@@ -41,14 +52,9 @@ def airflow_db() -> Path:
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     airflow = Path(sys.executable).parent / "airflow"
-    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy()
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return home
 
-
-@pytest.fixture
-def contracts_dir() -> Path:
-    path = Path(os.environ.get("MLSPEC_CONTRACTS", REPO.parent / "shared" / "contracts"))
-    if not path.is_dir():
-        pytest.skip(f"contracts folder {path} is absent (see ../shared/contracts/README.md)")
-    return path

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO, SPECS
+from tests.fixtures.paths import REPO, SPECS
 
 MLSPEC = str(Path(sys.executable).parent / "mlspec")
 

@@ -11,11 +11,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.fixtures.paths import REPO, SPECS
 
 from mlspec.compiler import TASK_ORDER, build_dag
 from mlspec.dagbag import compile_specs
 from mlspec.spec import load_spec
-from tests.conftest import REPO, SPECS
 
 HEAVY = ["tensorflow", "tf2onnx", "onnxruntime", "mlflow", "boto3", "kubernetes", "keras", "sklearn"]
 

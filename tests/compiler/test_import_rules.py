@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.fixtures.paths import REPO
 
 
 def test_no_heavy_library_is_imported_at_module_level():

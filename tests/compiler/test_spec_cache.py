@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from tests.fixtures.paths import SPECS
 
 import mlspec.dagbag as dagbag
 from mlspec.compiler import TASK_ORDER
 from mlspec.spec import cache as spec_cache
-from tests.conftest import SPECS
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
-from server_testkit import classifier_onnx, load, predict_direct
+from tests.fixtures.server_testkit import classifier_onnx, load, predict_direct
 
 
 class GatedSession:

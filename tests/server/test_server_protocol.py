@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from server_testkit import (
+from tests.fixtures.server_testkit import (
     classifier_onnx,
     classifier_signature,
     identity_onnx,

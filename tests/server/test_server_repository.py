@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from server_testkit import classifier_onnx, classifier_signature, load, predict_direct, publish
+from tests.fixtures.server_testkit import classifier_onnx, classifier_signature, load, predict_direct, publish
 
 from mlspec.storage import resolve_file_uri
 
@@ -186,23 +186,6 @@ def test_a_version_that_cannot_be_restored_is_reported_and_kept(start_server, pu
         assert rows["1"]["state"] == "READY"
         assert rows["2"]["state"] == "UNAVAILABLE" and "does not exist" in rows["2"]["reason"]
     assert json.loads((state_dir / "state.json").read_text()) == state
-
-
-@pytest.fixture
-def s3_server(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_a_version_is_loaded_from_s3(client, s3_server):

@@ -1,14 +1,13 @@
-"""Fixtures for the serving tests: a real mlspec model server on 127.0.0.1 and published versions."""
+"""Fixtures for the serving tests (the shared model server ones are in tests/fixtures/model_server.py)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-
-# The ONNX model builders and the in-thread server live beside the server tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-
-from server_fixtures import mlspec_home, publish_classifier, server, start_server, store_root  # noqa: E402,F401
+import pytest
 
 
+@pytest.fixture(autouse=True)
+def _own_mlspec_home(mlspec_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here gets its own MLSPEC_HOME, and no MLSPEC_SERVER_URL from the environment."""
+    monkeypatch.delenv("MLSPEC_SERVER_URL", raising=False)

@@ -7,7 +7,7 @@ import socket
 import httpx
 import numpy as np
 import pytest
-from server_testkit import classifier_onnx, classifier_signature, predict_direct, publish
+from tests.fixtures.server_testkit import classifier_onnx, classifier_signature, predict_direct, publish
 
 from mlspec.errors import ServingError
 from mlspec.serving.base import Deployment

@@ -6,9 +6,9 @@ import dataclasses
 import json
 
 import pytest
+from tests.fixtures.paths import SPECS
 
 from mlspec.spec import ModelSpec, SpecError, load_schema, load_spec, load_spec_text
-from tests.conftest import SPECS
 
 MINIMAL = """\
 apiVersion: mlspec/v1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from tests.fixtures.paths import REPO, SPECS
+
 from mlspec.spec.reference import BEGIN, END, markdown
 from mlspec.spec.schema import load_schema
-from tests.conftest import REPO, SPECS
 
 
 def test_readme_reference_matches_the_schema():
