@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_model_registry import CONTRACT_FILES, FakeModelRegistry
+from kubeflow_testkit import TOKEN
+from tests.fixtures.paths import contracts_root, require_contract
 
 from mlspec.registry.base import RegistrationRequest
-
-REPO = Path(__file__).resolve().parents[2]
-CONTRACT_FILES = ("model-registry/model-registry-v1.yaml", "model-registry/model-registry-v1alpha3.yaml")
-TOKEN = "test-bearer-token-1234"
 
 
 @pytest.fixture(scope="session")
 def contracts_dir() -> Path:
-    root = Path(os.environ.get("MLSPEC_CONTRACTS", REPO.parent / "shared" / "contracts"))
-    for name in CONTRACT_FILES:
-        if not (root / name).is_file():
-            pytest.skip(f"Model Registry contract missing: {root / name} (set MLSPEC_CONTRACTS)")
-    return root
+    """The contracts folder, once every Model Registry contract the fake serves is in it (else skip)."""
+    for name in CONTRACT_FILES.values():
+        require_contract(f"model-registry/{name}")
+    return contracts_root()
 
 
 @pytest.fixture(autouse=True)
-def _mlspec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "mlspec-home"))
+def _own_mlspec_home(mlspec_home: Path) -> None:
+    """Every test here gets its own MLSPEC_HOME."""
 
 
 @pytest.fixture
@@ -36,8 +33,6 @@ def fake_registry(contracts_dir: Path) -> Iterator[Callable[..., object]]:
 
     Every fake is stopped at the end, and the test fails if any request or response broke the contract.
     """
-    from fake_model_registry import FakeModelRegistry
-
     started: list[FakeModelRegistry] = []
 
     def start(versions: tuple[str, ...] = ("v1",), token: str | None = TOKEN) -> FakeModelRegistry:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TOKEN
+from kubeflow_testkit import TOKEN
 
 from mlspec.errors import RegistryError
 from mlspec.registry.kubeflow import KubeflowRegistry, read_value

@@ -8,7 +8,7 @@ import socket
 
 import httpx
 import pytest
-from conftest import TOKEN
+from kubeflow_testkit import TOKEN
 
 from mlspec.errors import RegistryError
 from mlspec.registry.kubeflow import KubeflowRegistry, read_value
