@@ -1,18 +1,25 @@
-"""Fixtures for the docker-compose tests: the parsed compose file and every spec in specs/."""
+"""Fixtures for the docker-compose tests: the parsed compose file, every spec in specs/, a moto S3 server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import compose_stack
 import pytest
+from tests.fixtures.moto_s3 import moto_s3_server
 
 
 @pytest.fixture(autouse=True)
-def mlspec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "mlspec-home"
-    monkeypatch.setenv("MLSPEC_HOME", str(home))
-    return home
+def _own_mlspec_home(mlspec_home: Path) -> None:
+    """Every test here gets its own MLSPEC_HOME."""
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """A moto S3 server standing in for MinIO, one per test module (not the session's)."""
+    with moto_s3_server() as s3:
+        yield s3.endpoint
 
 
 @pytest.fixture(scope="session")

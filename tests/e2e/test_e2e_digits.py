@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.fixtures.paths import SPECS
 from tests.e2e.e2e_testkit import task_states, xcom
+from tests.fixtures.paths import SPECS
 
 pytestmark = pytest.mark.e2e
 

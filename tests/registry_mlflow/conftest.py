@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.fixtures.mlflow_server import MlflowServer
 
 from mlspec.registry.base import RegistrationRequest
 from mlspec.storage import PublishedVersion, open_store
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tiny_onnx_model(scale: float) -> bytes:
@@ -102,96 +89,12 @@ def client_for() -> Callable[[str], object]:
     return make
 
 
-# -- a real MLflow tracking server --------------------------------------------------------------
-@dataclass
-class MlflowServer:
-    url: str
-    port: int
-    root: Path
-    process: subprocess.Popen
-
-    def connection_json(self, **extra: object) -> str:
-        fields = {"conn_type": "http", "host": "127.0.0.1", "port": self.port, "schema": "http", **extra}
-        return json.dumps(fields)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    # `mlflow server` starts uvicorn workers in child processes: stop its whole process group.
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """`mlflow server` on 127.0.0.1:<free port> with a SQLite store; started once (it takes 10-40 s)."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    executable = Path(sys.executable).parent / "mlflow"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    # The server's background job runner (a pool of huey consumers for GenAI jobs) is not used by
-    # the registry or tracking APIs; leaving it off keeps a 2-core test machine responsive.
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    log_file = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(executable), "server",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--default-artifact-root", str(root / "artifacts"),
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=root,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        # Import the heavy client libraries while the server starts, not after it answers.
-        import mlflow.tracking  # noqa: F401
-        from airflow.sdk import BaseHook  # noqa: F401
-
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited with {process.returncode}:\n"
-                            + (root / "server.log").read_text(errors="replace")[-3000:])
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server did not answer /health within 180 s:\n"
-                            + (root / "server.log").read_text(errors="replace")[-3000:])
-            time.sleep(0.5)
-        yield MlflowServer(url=url, port=port, root=root, process=process)
-    finally:
-        _stop(process)
-        log_file.close()
-
-
+# -- the session's `mlflow server` (fixture mlflow_server, tests/fixtures/mlflow_server.py) ------------
 @pytest.fixture
 def server_connection(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """Airflow connection `mlflow_test` (from the environment, as a platform engineer would set it)."""
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", mlflow_server.connection_json())
     return "mlflow_test"
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    return free_port()
 
 
 @pytest.fixture

@@ -1,20 +1,20 @@
 """Fixtures for the object-store tests: a real S3 API (moto server on loopback) and file:// stores.
 
-The moto server runs once per session; every test gets its own bucket, so tests never see each
-other's objects. The Airflow connection is given as an AIRFLOW_CONN_* environment variable, which
-Airflow reads without a metadata database.
+The moto server (fixtures moto_s3 / moto_endpoint, tests/fixtures/moto_s3.py) runs once per session;
+every test gets its own bucket, so tests never see each other's objects. The Airflow connection is
+given as an AIRFLOW_CONN_* environment variable, which Airflow reads without a metadata database.
+MLSPEC_HOME (fixture mlspec_home) and closed_port come from tests/fixtures too.
 """
 
 from __future__ import annotations
 
-import json
-import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures.moto_s3 import MotoS3, aws_connection_json
 
 from mlspec.storage import ModelStore, open_store
 from mlspec.storage.s3 import S3Store
@@ -22,47 +22,10 @@ from mlspec.storage.s3 import S3Store
 CONN_ID = "moto_s3"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def mlspec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "mlspec-home"
-    monkeypatch.setenv("MLSPEC_HOME", str(home))
-    return home
-
-
-def _aws_connection_json(endpoint: str, **extra: Any) -> str:
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1", **extra},
-        }
-    )
-
-
 @pytest.fixture
 def s3_conn(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """An Airflow AWS connection id pointing at the moto server."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", _aws_connection_json(moto_endpoint))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", aws_connection_json(moto_endpoint))
     # Nothing ambient may leak in or send traffic elsewhere (instance metadata, profiles).
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
@@ -75,30 +38,16 @@ def aws_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
     """Define another Airflow AWS connection: aws_connection(conn_id, endpoint, **extra) -> conn_id."""
 
     def define(conn_id: str, endpoint: str, **extra: Any) -> str:
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", _aws_connection_json(endpoint, **extra))
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", aws_connection_json(endpoint, **extra))
         return conn_id
 
     return define
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on (it was free a moment ago)."""
-    return free_port()
-
-
-@pytest.fixture
-def s3_client(moto_endpoint: str) -> Any:
+def s3_client(moto_s3: MotoS3) -> Any:
     """A plain boto3 client on the moto server, to set up and inspect buckets behind the store's back."""
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    return moto_s3.client()
 
 
 @pytest.fixture
