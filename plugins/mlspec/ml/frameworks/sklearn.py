@@ -1,0 +1,429 @@
+"""The scikit-learn adapter: a Pipeline of the feature steps and the spec's estimator, fitted,
+saved with joblib and exported to ONNX with skl2onnx.
+
+Like the Keras model, the pipeline takes RAW features, so the ONNX export and the served endpoint
+accept the numbers of the data file:
+- `scale` ({divide_by, multiply_by, offset}: x * multiply_by / divide_by + offset) is a StandardScaler
+  whose statistics are set by hand (mean_ = -offset/s, scale_ = 1/s with s = multiply_by/divide_by),
+  wrapped in `sklearn.frozen.FrozenEstimator` so that fitting the pipeline leaves it as it is;
+- `normalize` is a StandardScaler fitted on the training data (as the earlier steps leave it).
+Both convert with skl2onnx's `div` option (Sub then Div in float32), which is the arithmetic
+StandardScaler.transform does on float32 input; the default Scaler op multiplies by 1/scale, and
+one rounding step of difference is enough to send a sample down the other branch of a tree.
+`reshape` and `one_hot` are Keras-only and refused.
+
+linear_svc: LinearSVC has no predict_proba, so the pipeline ends in
+CalibratedClassifierCV(LinearSVC(**params), method="sigmoid"): Platt scaling fitted on held-out folds
+gives real probabilities, their argmax is the label, and skl2onnx converts it (one LinearSVC and
+one sigmoid per fold, averaged).
+
+The saved model is joblib bytes (a pickle): load only what this project's own store holds.
+Nothing here imports scikit-learn, skl2onnx or joblib at module level (DAG parsing stays light).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlspec.ml.data import DataError, parse_steps, scale_factors
+from mlspec.ml.frameworks.base import (
+    FitReport,
+    FrameworkAdapter,
+    ProgressCallback,
+    TrainingError,
+    TrainingPlan,
+)
+from mlspec.spec.estimators import check_params, estimator_class, estimator_names
+from mlspec.vocabulary import INPUT_NAME, OUTPUTS
+
+if TYPE_CHECKING:
+    from mlspec.ml.data import Dataset
+
+log = logging.getLogger(__name__)
+
+ESTIMATOR_STEP = "estimator"
+MAX_PROGRESS_LINES = 20
+CALIBRATION_FOLDS = 5
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_pipeline(plan: TrainingPlan, dataset: Dataset) -> Any:
+    """An unfitted Pipeline: the feature steps of data.preprocess, then the estimator."""
+    from sklearn.pipeline import Pipeline
+
+    if plan.task not in OUTPUTS:
+        raise TrainingError(f"model.task {plan.task!r} is not supported; use one of {', '.join(OUTPUTS)}")
+    if not plan.estimator:
+        raise TrainingError(
+            f"model.estimator is not set; for {plan.task} use one of {', '.join(estimator_names(plan.task))}"
+        )
+    if dataset.x_train.ndim != 2:
+        raise TrainingError(
+            f"scikit-learn estimators take one feature vector per sample, but the data has samples of shape "
+            f"{tuple(dataset.x_train.shape[1:])}; use data.source with flat feature rows (data.preprocess "
+            "reshape is for Keras models)"
+        )
+    steps = _feature_steps(plan.preprocess, n_features=int(dataset.x_train.shape[1]))
+    estimator = _make_estimator(plan, dataset)
+    return Pipeline([*steps, (ESTIMATOR_STEP, estimator)])
+
+
+def _feature_steps(preprocess: Sequence[Mapping[str, Any]], *, n_features: int) -> list[tuple[str, Any]]:
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.preprocessing import StandardScaler
+
+    try:
+        parsed = parse_steps(preprocess)
+    except DataError as exc:
+        raise TrainingError(str(exc)) from exc
+    steps: list[tuple[str, Any]] = []
+    for index, (name, params) in enumerate(parsed):
+        where = f"data.preprocess[{index}] ({name})"
+        if name == "reshape":
+            raise TrainingError(
+                f"{where}: reshape is for Keras models; scikit-learn estimators take one flat feature vector "
+                "per sample, so remove the step"
+            )
+        if name == "one_hot":
+            raise TrainingError(
+                f"{where}: one_hot is for Keras losses; scikit-learn classifiers take class indices, so "
+                "remove the step"
+            )
+        if name == "scale":
+            scale, offset = scale_factors(params)
+            if scale == 0.0 or not np.isfinite(scale) or not np.isfinite(offset):
+                raise TrainingError(f"{where}: multiply_by / divide_by must be a finite number other than 0")
+            scaler = _fixed_scaler(StandardScaler, scale, offset, n_features)
+            steps.append((f"preprocess_{index}_scale", FrozenEstimator(scaler)))
+        elif name == "normalize":
+            steps.append((f"preprocess_{index}_normalize", StandardScaler()))
+    return steps
+
+
+def _fixed_scaler(scaler_class: type, scale: float, offset: float, n_features: int) -> Any:
+    """A fitted StandardScaler computing x * scale + offset, as (x - mean_) / scale_."""
+    scaler = scaler_class()
+    scaler.mean_ = np.full(n_features, -offset / scale, dtype=np.float64)
+    scaler.scale_ = np.full(n_features, 1.0 / scale, dtype=np.float64)
+    scaler.var_ = scaler.scale_**2
+    scaler.n_features_in_ = n_features
+    scaler.n_samples_seen_ = 0
+    return scaler
+
+
+def _make_estimator(plan: TrainingPlan, dataset: Dataset) -> Any:
+    task, name = plan.task, str(plan.estimator)
+    problems = check_params(task, name, dict(plan.params))
+    if problems:
+        if any(not suffix for suffix, _ in problems):
+            raise TrainingError(f"model.estimator: {'; '.join(message for _, message in problems)}")
+        raise TrainingError(f"model.params: {'; '.join(message for _, message in problems)}")
+    cls = _import(estimator_class(task, name))
+    params = dict(plan.params)
+    try:
+        estimator = cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"model.params: invalid parameters for {name}: {exc}") from exc
+    if "random_state" in estimator.get_params(deep=False) and "random_state" not in params:
+        estimator.set_params(random_state=plan.seed)
+    if name == "linear_svc" and task == "classification":
+        from sklearn.calibration import CalibratedClassifierCV
+
+        # No predict_proba on LinearSVC: see the module docstring.
+        estimator = CalibratedClassifierCV(estimator, method="sigmoid", cv=_calibration_folds(dataset))
+    return estimator
+
+
+def _calibration_folds(dataset: Dataset) -> int:
+    counts = np.bincount(np.asarray(dataset.y_train, dtype=np.int64).ravel())
+    smallest = int(counts[counts > 0].min()) if counts.size else 0
+    if smallest < 2:
+        raise TrainingError(
+            "linear_svc calibrates its probabilities on held-out folds and needs at least 2 training "
+            "samples of every class; add samples or use another estimator"
+        )
+    return min(CALIBRATION_FOLDS, smallest)
+
+
+def _import(path: str) -> type:
+    from importlib import import_module
+
+    module, _, attr = path.rpartition(".")
+    return getattr(import_module(module), attr)
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit_pipeline(
+    model: Any, plan: TrainingPlan, dataset: Dataset, on_progress: ProgressCallback | None = None
+) -> FitReport:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    name = str(plan.estimator)
+    x = np.asarray(dataset.x_train, dtype=np.float32)
+    y = _labels(dataset.y_train, plan.task)
+    if plan.task == "classification":
+        _check_classes(y, dataset)
+    log.info("fitting %s (%s) on %d samples, %d features", name, _final_name(model), len(x), x.shape[1])
+    started = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            model.fit(x, y)
+        except InvalidParameterError as exc:
+            raise TrainingError(f"model.params: {exc}") from exc
+        except (ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainingError(f"fitting {name} failed: {first} (check model.params)") from exc
+    elapsed = time.monotonic() - started
+    notes: dict[str, Any] = {}
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            log.warning("%s did not converge: %s (raise model.params.max_iter)", name, warning.message)
+            notes["converged"] = False
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+    estimator = _final(model)
+    curves, total, word = _curves(estimator, plan.task)
+    if curves:
+        steps_run = len(next(iter(curves.values())))
+        _report_stages(word, curves, total, on_progress)
+        log.info("fitted %s in %.2fs: %d of at most %d %ss", name, elapsed, steps_run, total, word)
+        # Boosting with n_iter_no_change and mlp stop before their maximum when the score stops improving.
+        stopped_early = steps_run < total
+        history = curves
+    else:
+        scores = _scores(model, dataset, plan.task)
+        log.info("fitted %s in %.2fs: %s", name, elapsed, _format(scores))
+        if on_progress is not None:
+            on_progress(1, scores)
+        steps_run, stopped_early = 1, False
+        history = {k: [v] for k, v in scores.items()}
+    if stopped_early:
+        log.info("%s stopped early after %d of %d %ss (no more improvement)", name, steps_run, total, word)
+    oob = getattr(estimator, "oob_score_", None)
+    if isinstance(oob, float | np.floating):
+        notes["oob_score"] = float(oob)
+    return FitReport(steps_run=steps_run, stopped_early=stopped_early, history=history, notes=notes)
+
+
+def _labels(y: np.ndarray, task: str) -> np.ndarray:
+    y = np.asarray(y)
+    if task == "classification":
+        if y.ndim != 1:
+            raise TrainingError(
+                "scikit-learn classifiers take one class index per sample, but the labels have shape "
+                f"{tuple(y.shape[1:])} per sample; remove one_hot from data.preprocess"
+            )
+        return y.astype(np.int64)
+    return y.astype(np.float32).reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y.astype(np.float32)
+
+
+def _check_classes(y: np.ndarray, dataset: Dataset) -> None:
+    present = set(np.unique(y).tolist())
+    missing = [n for i, n in enumerate(dataset.class_names) if i not in present]
+    if missing:
+        raise TrainingError(
+            f"the training split has no samples of class {', '.join(missing)} ({len(present)} of "
+            f"{dataset.num_classes} classes); the model must answer every class, so add samples or set "
+            "data.split.stratify: true"
+        )
+
+
+def _final(model: Any) -> Any:
+    return model.steps[-1][1]
+
+
+def _final_name(model: Any) -> str:
+    estimator = _final(model)
+    if type(estimator).__name__ == "CalibratedClassifierCV":
+        return f"CalibratedClassifierCV({type(estimator.estimator).__name__})"
+    return type(estimator).__name__
+
+
+def _curves(estimator: Any, task: str) -> tuple[dict[str, list[float]], int, str]:
+    """Per-stage curves of estimators that have stages, the most stages they could run, and their word."""
+    if hasattr(estimator, "train_score_") and hasattr(estimator, "n_estimators_"):  # gradient boosting
+        curves = {"loss": [float(v) for v in estimator.train_score_]}
+        oob = getattr(estimator, "oob_scores_", None)
+        if oob is not None and len(oob) == len(curves["loss"]):
+            curves["oob_loss"] = [float(v) for v in oob]
+        return curves, int(estimator.n_estimators), "stage"
+    if hasattr(estimator, "train_score_") and hasattr(estimator, "max_iter"):  # histogram boosting
+        # Both curves start with the score before the first iteration; drop it so step i is iteration i.
+        curves = {"train_score": [float(v) for v in estimator.train_score_[1:]]}
+        val = getattr(estimator, "validation_score_", None)
+        if val is not None and len(val) == len(estimator.train_score_):
+            curves["val_score"] = [float(v) for v in val[1:]]
+        return curves, int(estimator.max_iter), "iteration"
+    if getattr(estimator, "loss_curve_", None) is not None:  # mlp, stochastic solvers
+        curves = {"loss": [float(v) for v in estimator.loss_curve_]}
+        val = getattr(estimator, "validation_scores_", None)
+        if val is not None and len(val) == len(curves["loss"]):
+            curves["val_accuracy" if task == "classification" else "val_r2"] = [float(v) for v in val]
+        return curves, int(estimator.max_iter), "iteration"
+    return {}, 1, ""
+
+
+def progress_steps(count: int, most: int = MAX_PROGRESS_LINES) -> list[int]:
+    """1-based steps to log out of `count`: all when few, else `most` evenly spaced ones, always the last."""
+    if count <= most:
+        return list(range(1, count + 1))
+    picked = {int(round(v)) for v in np.linspace(count / most, count, most)}
+    return sorted(picked | {count})
+
+
+def _report_stages(
+    word: str, curves: dict[str, list[float]], total: int, on_progress: ProgressCallback | None
+) -> None:
+    count = len(next(iter(curves.values())))
+    for step in progress_steps(count):
+        values = {key: curve[step - 1] for key, curve in curves.items()}
+        log.info("%s %d/%d: %s", word, step, total, _format(values))
+        if on_progress is not None:
+            on_progress(step, values)
+
+
+def _scores(model: Any, dataset: Dataset, task: str) -> dict[str, float]:
+    metric = "accuracy" if task == "classification" else "r2"
+    scores = {metric: float(model.score(dataset.x_train, _labels(dataset.y_train, task)))}
+    if len(dataset.x_val):
+        scores[f"val_{metric}"] = float(model.score(dataset.x_val, _labels(dataset.y_val, task)))
+    return scores
+
+
+def _format(values: Mapping[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in values.items())
+
+
+# --------------------------------------------------------------------------- predict, save, load
+
+
+def predict_pipeline(model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
+    x = np.asarray(x, dtype=np.float32)
+    if task == "classification":
+        proba = np.asarray(model.predict_proba(x))
+        # The label is the most probable class (first on ties), as in scikit-learn's predict and the export.
+        return {"probabilities": proba.astype(np.float32), "label": np.argmax(proba, axis=1).astype(np.int64)}
+    return {"prediction": np.asarray(model.predict(x), dtype=np.float32).reshape(len(x), 1)}
+
+
+def save_pipeline(model: Any) -> bytes:
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    return buf.getvalue()
+
+
+def load_pipeline(data: bytes) -> Any:
+    import joblib
+
+    try:
+        model = joblib.load(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - corrupt, truncated or foreign files: one clear line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"could not load the trained model (joblib, {len(data)} bytes): {first}") from exc
+    if not hasattr(model, "steps"):
+        raise TrainingError(
+            f"the trained model (joblib, {len(data)} bytes) holds a {type(model).__name__}, "
+            "not a scikit-learn Pipeline"
+        )
+    return model
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+def export_onnx(model: Any, *, task: str, opset: int, sample: np.ndarray) -> bytes:
+    """skl2onnx conversion: input "input" FP32 [None, n_features]; outputs OUTPUTS[task], in that order."""
+    import onnx
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mlspec.ml.onnx_export import ExportError
+
+    # skl2onnx does not know FrozenEstimator: convert the same fitted steps without the wrapper.
+    steps = [(name, step.estimator if _is_frozen(step) else step) for name, step in model.steps]
+    pipeline = Pipeline(steps)
+    n_features = getattr(model, "n_features_in_", None) or int(np.asarray(sample).shape[1])
+    estimator = steps[-1][1]
+    options: dict[Any, Any] = {StandardScaler: {"div": "div"}}
+    if task == "classification":
+        width = len(estimator.classes_)
+        options[id(estimator)] = {"zipmap": False}
+        final_types = [("label", Int64TensorType([None])), ("probabilities", FloatTensorType([None, width]))]
+    else:
+        final_types = [("prediction", FloatTensorType([None, 1]))]
+    try:
+        proto = convert_sklearn(
+            pipeline,
+            name="mlspec_model",
+            initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+            final_types=final_types,
+            options=options,
+            target_opset=opset,
+        )
+    except Exception as exc:  # noqa: BLE001 - converter failures are many types; one clear line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(
+            f"skl2onnx could not convert {_final_name(model)} at opset {opset}: {first[:500]}"
+        ) from exc
+    outputs = {o.name: o for o in proto.graph.output}
+    wanted = OUTPUTS[task]
+    if set(outputs) != set(wanted):
+        raise ExportError(f"skl2onnx produced outputs {sorted(outputs)}; expected {', '.join(wanted)}")
+    ordered = [outputs[name] for name in wanted]
+    proto.graph.ClearField("output")
+    proto.graph.output.extend(ordered)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _is_frozen(step: Any) -> bool:
+    return type(step).__name__ == "FrozenEstimator"
+
+
+# --------------------------------------------------------------------------- the adapter
+
+
+class SklearnAdapter(FrameworkAdapter):
+    name = "sklearn"
+    artifact_name = "model.joblib"
+
+    def build(self, plan: TrainingPlan, dataset: Dataset) -> Any:
+        return build_pipeline(plan, dataset)
+
+    def fit(
+        self, model: Any, plan: TrainingPlan, dataset: Dataset, on_progress: ProgressCallback | None = None
+    ) -> FitReport:
+        return fit_pipeline(model, plan, dataset, on_progress)
+
+    def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
+        return predict_pipeline(model, x, task)
+
+    def save(self, model: Any) -> bytes:
+        return save_pipeline(model)
+
+    def load(self, data: bytes) -> Any:
+        return load_pipeline(data)
+
+    def to_onnx(self, model: Any, *, task: str, opset: int, sample: np.ndarray) -> bytes:
+        return export_onnx(model, task=task, opset=opset, sample=sample)
+
+
+ADAPTER = SklearnAdapter()
