@@ -14,14 +14,18 @@ import pytest
 
 from mlspec.errors import MlspecError
 from mlspec.ml.data import (
+    FEATURE_STEPS,
     DataError,
     Dataset,
     apply_label_steps,
+    feature_steps,
     infer_format,
     load_source,
     parse_steps,
+    scale_factors,
     split,
 )
+from mlspec.vocabulary import DATA_SOURCES
 
 Reader = Callable[[str], bytes]
 
@@ -53,8 +57,120 @@ def test_builtin_iris_uses_species_names() -> None:
 
 
 def test_unknown_builtin_lists_known_sources() -> None:
-    with pytest.raises(DataError, match="builtin:wine.*builtin:digits"):
-        load_source("builtin:wine", fmt=None, features=None, label=None, read_bytes=_never)
+    with pytest.raises(DataError, match="'builtin:titanic' is not a known.*builtin:digits.*builtin:diabetes"):
+        load_source("builtin:titanic", fmt=None, features=None, label=None, read_bytes=_never)
+    with pytest.raises(DataError, match="keras:fashion_mnist"):
+        load_source("keras:imagenet", fmt=None, features=None, label=None, read_bytes=_never)
+
+
+@pytest.mark.parametrize("source", [name for name, known in DATA_SOURCES.items() if known.offline])
+def test_offline_builtins_match_the_vocabulary(source: str) -> None:
+    known = DATA_SOURCES[source]
+    x, y, class_names, feature_names = load_source(
+        source, fmt=None, features=None, label=None, read_bytes=_never, task=known.task
+    )
+    assert x.dtype == np.float32 and x.shape[1:] == known.shape
+    assert len(feature_names) == int(np.prod(known.shape))
+    if known.task == "classification":
+        assert y.dtype == np.int64 and len(class_names) == known.classes
+        assert set(np.unique(y)) == set(range(known.classes))
+    else:
+        assert y.dtype == np.float32 and y.shape == (len(x),) and class_names == ()
+
+
+def test_new_builtins_shapes_and_class_names() -> None:
+    x, y, class_names, feature_names = load_source(
+        "builtin:wine", fmt=None, features=None, label=None, read_bytes=_never
+    )
+    assert x.shape == (178, 13) and class_names == ("class_0", "class_1", "class_2")
+    assert feature_names[0] == "alcohol"
+    x, y, class_names, _ = load_source(
+        "builtin:breast_cancer", fmt=None, features=None, label=None, read_bytes=_never
+    )
+    assert x.shape == (569, 30) and class_names == ("malignant", "benign")
+    assert Counter(y.tolist()) == {0: 212, 1: 357}
+
+
+def test_builtin_diabetes_is_raw_regression_data() -> None:
+    x, y, class_names, feature_names = load_source(
+        "builtin:diabetes", fmt=None, features=None, label=None, read_bytes=_never, task="regression"
+    )
+    assert x.shape == (442, 10) and x.dtype == np.float32
+    assert y.shape == (442,) and y.dtype == np.float32
+    assert class_names == ()
+    assert feature_names[:3] == ("age", "sex", "bmi")
+    # Unscaled measurements (age in years), the same numbers an endpoint would be sent.
+    assert x[0, 0] == 59.0 and y[:3].tolist() == [151.0, 75.0, 141.0]
+
+
+def test_builtin_of_the_wrong_task_says_which_task_it_is_for() -> None:
+    with pytest.raises(DataError, match="diabetes is a regression data set.*set model.task: regression"):
+        load_source("builtin:diabetes", fmt=None, features=None, label=None, read_bytes=_never)
+    with pytest.raises(DataError, match="iris is a classification data set.*model.task: classification"):
+        load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=_never, task="regression")
+    # keras data sets are checked before anything is downloaded.
+    with pytest.raises(DataError, match="keras:fashion_mnist is a classification data set"):
+        load_source(
+            "keras:fashion_mnist", fmt=None, features=None, label=None, read_bytes=_never, task="regression"
+        )
+    with pytest.raises(DataError, match="model.task 'ranking' is not known"):
+        load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=_never, task="ranking")
+
+
+def test_csv_with_a_float_target_for_regression(tmp_path: Path, read_file_uri: Reader) -> None:
+    frame = pd.DataFrame(
+        {"rooms": [3, 4, 2, 5], "area": [70.5, 92.0, 48.25, 120.0], "price": [210.5, 305.25, 150.0, 401.75]}
+    )
+    path = tmp_path / "houses.csv"
+    frame.to_csv(path, index=False)
+    x, y, class_names, feature_names = load_source(
+        path.as_uri(), fmt=None, features=None, label="price", read_bytes=read_file_uri, task="regression"
+    )
+    assert y.dtype == np.float32 and y.tolist() == [210.5, 305.25, 150.0, 401.75]
+    assert class_names == () and feature_names == ("rooms", "area")
+    np.testing.assert_array_equal(x[2], np.array([2.0, 48.25], dtype=np.float32))
+    # The same table as a classification is refused with a hint at the task.
+    with pytest.raises(DataError, match="fractional.*set model.task: regression"):
+        load_source(path.as_uri(), fmt=None, features=None, label="price", read_bytes=read_file_uri)
+
+
+def test_regression_target_errors_name_source_and_column(tmp_path: Path, read_file_uri: Reader) -> None:
+    path = tmp_path / "bad.csv"
+    _frame().to_csv(path, index=False)
+    with pytest.raises(DataError) as info:
+        load_source(
+            path.as_uri(),
+            fmt=None,
+            features=["petal"],
+            label="species",
+            read_bytes=read_file_uri,
+            task="regression",
+        )
+    message = str(info.value)
+    assert path.as_uri() in message and "'species' is not numeric" in message
+    inf_path = tmp_path / "inf.csv"
+    inf_path.write_text("a,y\n1,2.5\n2,inf\n3,-inf\n")
+    with pytest.raises(DataError, match=r"inf.csv: the regression target 'y' has 2 NaN or infinite values"):
+        load_source(
+            inf_path.as_uri(), fmt=None, features=None, label="y", read_bytes=read_file_uri, task="regression"
+        )
+    npz_path = tmp_path / "t.npz"
+    np.savez(npz_path, x=np.zeros((3, 2)), target=np.array([1.0, np.nan, 2.0]))
+    with pytest.raises(DataError, match=r"npz: the regression target 'target' has 1 NaN or infinite value "):
+        load_source(
+            npz_path.as_uri(),
+            fmt=None,
+            features=None,
+            label="target",
+            read_bytes=read_file_uri,
+            task="regression",
+        )
+    np.savez(npz_path, x=np.zeros((3, 2)), y=np.zeros((3, 2)))
+    with pytest.raises(DataError, match="one target value per sample"):
+        load_source(
+            npz_path.as_uri(), fmt=None, features=None, label=None,
+            read_bytes=read_file_uri, task="regression"
+        )
 
 
 def _frame() -> pd.DataFrame:
@@ -225,6 +341,53 @@ def test_npz_round_trip_keeps_names(digits_dataset: Dataset) -> None:
         Dataset.from_npz_bytes(b"not a zip")
 
 
+@pytest.fixture(scope="module")
+def diabetes() -> Dataset:
+    x, y, _, feature_names = load_source(
+        "builtin:diabetes", fmt=None, features=None, label=None, read_bytes=_never, task="regression"
+    )
+    # stratify: true is ignored for regression (a float target cannot be stratified).
+    return split(
+        x, y, validation=0.1, test=0.2, seed=3, stratify=True, class_names=(), feature_names=feature_names,
+        task="regression",
+    )
+
+
+def test_regression_split_is_random_and_keeps_float_targets(diabetes: Dataset) -> None:
+    assert diabetes.task == "regression" and diabetes.class_names == () and diabetes.num_classes == 0
+    assert (len(diabetes.x_train), len(diabetes.x_val), len(diabetes.x_test)) == (308, 45, 89)
+    for y in (diabetes.y_train, diabetes.y_val, diabetes.y_test):
+        assert y.dtype == np.float32 and y.ndim == 1
+    assert diabetes.input_shape == (10,)
+    with pytest.raises(DataError, match="no class names"):
+        replace(diabetes, class_names=("a",))
+
+
+def test_npz_round_trip_of_a_regression_dataset(diabetes: Dataset) -> None:
+    back = Dataset.from_npz_bytes(diabetes.to_npz_bytes())
+    assert back.task == "regression" and back.class_names == ()
+    assert back.feature_names == diabetes.feature_names
+    for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        original, restored = getattr(diabetes, field), getattr(back, field)
+        assert restored.dtype == original.dtype
+        np.testing.assert_array_equal(restored, original)
+
+
+def test_npz_without_task_is_classification(digits_dataset: Dataset) -> None:
+    # Data sets prepared before regression existed carry no task.
+    with np.load(io.BytesIO(digits_dataset.to_npz_bytes())) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "task"}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    assert Dataset.from_npz_bytes(buf.getvalue()).task == "classification"
+
+
+def test_one_hot_is_refused_for_regression(diabetes: Dataset) -> None:
+    with pytest.raises(DataError, match="one_hot encodes class labels, but model.task is regression"):
+        apply_label_steps(diabetes, [{"one_hot": {}}])
+    assert apply_label_steps(diabetes, [{"normalize": {}}]) is diabetes
+
+
 def test_label_steps_one_hot_only_changes_labels(digits_dataset: Dataset) -> None:
     steps = [{"scale": {"divide_by": 16.0}}, {"reshape": [8, 8, 1]}, {"one_hot": {}}]
     encoded = apply_label_steps(digits_dataset, steps)
@@ -249,3 +412,9 @@ def test_preprocess_step_validation() -> None:
         parse_steps([{"scale": {"divide_by": 2}, "reshape": [2]}])
     parsed = parse_steps([{"normalize": None}, {"reshape": [8, 8, 1]}])
     assert parsed == [("normalize", {}), ("reshape", (8, 8, 1))]
+
+
+def test_step_helpers_the_keras_adapter_imports() -> None:
+    assert FEATURE_STEPS == ("scale", "normalize", "reshape")
+    assert feature_steps([{"scale": {"divide_by": 4}}, {"one_hot": {}}]) == [("scale", {"divide_by": 4})]
+    assert scale_factors({"divide_by": 4, "offset": 1.0}) == (0.25, 1.0)

@@ -1,13 +1,16 @@
 """Training data: load a spec's `data.source`, split it, and describe its preprocess steps.
 
 Callers can rely on:
-- `load_source` returns float32 features with the samples on axis 0 and int64 class indices
-  `0..K-1` that index `class_names`.
-- `split` is deterministic for a seed.
-- Feature steps (scale, normalize, reshape) are *not* applied here: `keras_model.build_model`
-  turns them into the first layers of the model, so the exported ONNX model and the served
+- `load_source` returns float32 features with the samples on axis 0 and, for
+  `task="classification"`, int64 class indices `0..K-1` that index `class_names`; for
+  `task="regression"`, a float32 target per sample and no class names.
+- `split` is deterministic for a seed; it stratifies classification data only.
+- Feature steps (scale, normalize, reshape) are *not* applied here: the framework adapter
+  turns them into the first steps of the model, so the exported ONNX model and the served
   endpoint take raw features. Only label steps (one_hot) change the data (`apply_label_steps`).
 - Every problem with the data is a `DataError` that names the source and what is wrong.
+
+The known data sets, formats and step names come from `mlspec.vocabulary`.
 """
 
 from __future__ import annotations
@@ -23,14 +26,9 @@ from urllib.parse import urlparse
 import numpy as np
 
 from mlspec.errors import MlspecError
+from mlspec.vocabulary import DATA_FORMATS, DATA_SOURCES, FEATURE_STEPS, LABEL_STEPS, TASKS
 
 log = logging.getLogger(__name__)
-
-FEATURE_STEPS = ("scale", "normalize", "reshape")
-LABEL_STEPS = ("one_hot",)
-FORMATS = ("npz", "csv", "parquet")
-BUILTIN_SOURCES = ("builtin:digits", "builtin:iris")
-KERAS_SOURCES = ("keras:mnist", "keras:fashion_mnist", "keras:cifar10")
 
 _EXTENSIONS = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _CIFAR10_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
@@ -39,14 +37,24 @@ _FASHION_MNIST_CLASSES = tuple(
 )
 
 
+
 class DataError(MlspecError):
     """The data named by a spec cannot be loaded, split or preprocessed."""
 
 
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise DataError(f"model.task {task!r} is not known; use one of {', '.join(TASKS)}")
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """A split data set. x arrays are float32; y arrays are int64 class indices, or float32
-    one-hot rows once the one_hot label step ran."""
+    """A split data set. x arrays are float32 with the samples on axis 0.
+
+    classification: y arrays are int64 class indices into `class_names`, or float32 one-hot rows
+    once the one_hot label step ran. regression: y arrays are 1-D float32 targets and
+    `class_names` is empty.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -56,9 +64,16 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...] = ()
+    task: str = "classification"
+
+    def __post_init__(self) -> None:
+        _check_task(self.task)
+        if self.task == "regression" and self.class_names:
+            raise DataError("a regression data set has no class names")
 
     @property
     def num_classes(self) -> int:
+        """Number of classes; 0 for regression."""
         return len(self.class_names)
 
     @property
@@ -66,22 +81,12 @@ class Dataset:
         """Raw per-sample feature shape (what the model and the endpoint take)."""
         return tuple(int(d) for d in self.x_train.shape[1:])
 
-    def summary(self) -> dict[str, Any]:
-        """Small JSON-able description, good for XCom and logs."""
-        return {
-            "train": int(len(self.x_train)),
-            "validation": int(len(self.x_val)),
-            "test": int(len(self.x_test)),
-            "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes,
-            "class_names": list(self.class_names),
-        }
-
     def to_npz_bytes(self) -> bytes:
         """Serialise to one compressed npz (no pickles), so a later task can read it from a store.
 
         Features that are all whole numbers 0..255 (pixels: digits, mnist, cifar10) are stored as
-        uint8, a quarter of the size; `from_npz_bytes` gives back the same float32 values.
+        uint8, a quarter of the size; `from_npz_bytes` gives back the same float32 values. Labels
+        keep their dtype (int64 classes, float32 one-hot rows or regression targets).
         """
         xs = {"x_train": self.x_train, "x_val": self.x_val, "x_test": self.x_test}
         as_bytes = all(_fits_uint8(x) for x in xs.values())
@@ -94,6 +99,7 @@ class Dataset:
             y_test=self.y_test,
             class_names=np.array(self.class_names, dtype=np.str_),
             feature_names=np.array(self.feature_names, dtype=np.str_),
+            task=np.array(self.task, dtype=np.str_),
         )
         return buf.getvalue()
 
@@ -104,7 +110,8 @@ class Dataset:
                 arrays = {key: npz[key] for key in npz.files}
         except Exception as exc:  # noqa: BLE001 - any decode failure means the same thing to a user
             raise DataError(f"prepared data set is not a readable npz file: {exc}") from exc
-        missing = [f.name for f in fields(cls) if f.name not in arrays]
+        # Files written before regression existed have no "task": they are classification data.
+        missing = [f.name for f in fields(cls) if f.name not in arrays and f.name != "task"]
         if missing:
             raise DataError(f"prepared data set lacks {', '.join(missing)}; re-run the prepare_data task")
         return cls(
@@ -112,6 +119,7 @@ class Dataset:
             **{k: arrays[k] for k in ("y_train", "y_val", "y_test")},
             class_names=tuple(str(c) for c in arrays["class_names"].tolist()),
             feature_names=tuple(str(c) for c in arrays["feature_names"].tolist()),
+            task=str(arrays["task"]) if "task" in arrays else "classification",
         )
 
 
@@ -131,19 +139,31 @@ def load_source(
     features: str | list[str] | None,
     label: str | None,
     read_bytes: Callable[[str], bytes],
+    task: str = "classification",
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """Load `(x, y, class_names, feature_names)` from a spec's data source.
+    """Load `(x, y, class_names, feature_names)` from a spec's data source for a `model.task`.
 
-    builtin:* and keras:* sources ignore fmt/features/label (their layout is fixed). Any other
-    source is read through `read_bytes(source)` and parsed as npz, csv or parquet.
+    builtin:* and keras:* sources ignore fmt/features/label (their layout is fixed) and must be a
+    data set for `task`. Any other source is read through `read_bytes(source)` and parsed as npz,
+    csv or parquet; its label becomes class indices (classification) or a float32 target
+    (regression, with `class_names == ()`).
     """
-    if source in BUILTIN_SOURCES:
-        x, y, class_names, feature_names = _load_builtin(source)
-    elif source in KERAS_SOURCES:
-        x, y, class_names, feature_names = _load_keras(source)
+    _check_task(task)
+    if source in DATA_SOURCES:
+        known = DATA_SOURCES[source]
+        if known.task != task:
+            raise DataError(
+                f"{source} is a {known.task} data set but model.task is {task}; "
+                f"set model.task: {known.task}, or pick a {task} data set"
+            )
+        if source.startswith("builtin:"):
+            x, y, class_names, feature_names = _load_builtin(source)
+        else:
+            x, y, class_names, feature_names = _load_keras(source)
     elif source.startswith(("builtin:", "keras:")):
-        known = ", ".join(BUILTIN_SOURCES + KERAS_SOURCES)
-        raise DataError(f"data.source {source!r} is not a known data set; known ones: {known}")
+        raise DataError(
+            f"data.source {source!r} is not a known data set; known ones: {', '.join(DATA_SOURCES)}"
+        )
     else:
         fmt = fmt or infer_format(source)
         try:
@@ -155,21 +175,24 @@ def load_source(
         if not raw:
             raise DataError(f"data.source {source!r} is empty (0 bytes)")
         if fmt == "npz":
-            x, labels, feature_names = _parse_npz(source, raw, features, label)
+            x, labels, feature_names, label_name = _parse_npz(source, raw, features, label, task)
         elif fmt in ("csv", "parquet"):
-            x, labels, feature_names = _parse_table(source, raw, fmt, features, label)
+            x, labels, feature_names, label_name = _parse_table(source, raw, fmt, features, label)
         else:
             raise DataError(
-                f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(FORMATS)}"
+                f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(DATA_FORMATS)}"
             )
-        y, class_names = encode_labels(source, labels)
+        if task == "regression":
+            y, class_names = regression_target(source, labels, label_name), ()
+        else:
+            y, class_names = encode_labels(source, labels)
     _check_loaded(source, x, y)
     log.info(
-        "loaded %s: %d samples, feature shape %s, %d classes",
+        "loaded %s: %d samples, feature shape %s, %s",
         source,
         len(x),
         tuple(x.shape[1:]),
-        len(class_names),
+        f"{len(class_names)} classes" if task == "classification" else "regression target",
     )
     return x, y, class_names, feature_names
 
@@ -184,18 +207,24 @@ def infer_format(source: str) -> str:
         return _EXTENSIONS[suffix]
     raise DataError(
         f"cannot tell the format of data.source {source!r} from its extension {suffix or '(none)'!r}; "
-        f"set data.format to one of {', '.join(FORMATS)}"
+        f"set data.format to one of {', '.join(DATA_FORMATS)}"
     )
 
 
 def _load_builtin(source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """builtin:<name> is scikit-learn's bundled `sklearn.datasets.load_<name>` (offline). Features
+    are raw: builtin:diabetes is the unscaled table (age in years, bmi, ...), what an endpoint is sent."""
     from sklearn import datasets
 
-    bunch = datasets.load_digits() if source == "builtin:digits" else datasets.load_iris()
+    loader = getattr(datasets, "load_" + source.split(":", 1)[1])
+    regression = DATA_SOURCES[source].task == "regression"
+    bunch = loader(scaled=False) if source == "builtin:diabetes" else loader()
     x = np.asarray(bunch.data, dtype=np.float32)
+    feature_names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
+    if regression:
+        return x, np.asarray(bunch.target, dtype=np.float32), (), feature_names
     y = np.asarray(bunch.target, dtype=np.int64)
     class_names = tuple(str(n) for n in bunch.target_names)
-    feature_names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
     return x, y, class_names, feature_names
 
 
@@ -225,8 +254,8 @@ def _load_keras(source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], t
 
 
 def _parse_npz(
-    source: str, raw: bytes, features: str | list[str] | None, label: str | None
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    source: str, raw: bytes, features: str | list[str] | None, label: str | None, task: str
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     if isinstance(features, list):
         if len(features) != 1:
             raise DataError(f"{source}: for npz data, data.features is one array key, got {features}")
@@ -257,16 +286,19 @@ def _parse_npz(
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels.ravel()
     if labels.ndim != 1:
-        raise DataError(
-            f"{source}: label array {y_key!r} has shape {y_raw.shape}; it must hold one class label per "
-            "sample (use the one_hot preprocess step instead of storing one-hot labels)"
+        what = (
+            "one target value per sample"
+            if task == "regression"
+            else "one class label per sample (use the one_hot preprocess step instead of storing one-hot "
+            "labels)"
         )
-    return x, labels, ()
+        raise DataError(f"{source}: label array {y_key!r} has shape {y_raw.shape}; it must hold {what}")
+    return x, labels, (), y_key
 
 
 def _parse_table(
     source: str, raw: bytes, fmt: str, features: str | list[str] | None, label: str | None
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     import pandas as pd
 
     try:
@@ -313,7 +345,7 @@ def _parse_table(
         raise DataError(f"{source}: columns {', '.join(with_missing)} have missing values; fill or drop them")
     x = frame[feature_cols].to_numpy(dtype=np.float32)
     labels = frame[label].to_numpy()
-    return x, labels, tuple(feature_cols)
+    return x, labels, tuple(feature_cols), label
 
 
 def _as_float32(source: str, arr: np.ndarray, what: str) -> np.ndarray:
@@ -324,7 +356,7 @@ def _as_float32(source: str, arr: np.ndarray, what: str) -> np.ndarray:
 
 
 def encode_labels(source: str, labels: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Map labels to class indices 0..K-1 over their sorted unique values.
+    """Map class labels to class indices 0..K-1 over their sorted unique values.
 
     Integer labels 0..K-1 keep their value; other integer sets (e.g. 1..3) map to their rank so
     that `class_names[index]` is always the original label. Floats that are whole numbers count
@@ -340,7 +372,8 @@ def encode_labels(source: str, labels: np.ndarray) -> tuple[np.ndarray, tuple[st
             raise DataError(f"{source}: labels contain NaN or infinite values")
         if not np.all(labels == np.round(labels)):
             raise DataError(
-                f"{source}: labels are fractional numbers; mlspec trains classifiers and needs class labels"
+                f"{source}: labels are fractional numbers but model.task is classification, which needs "
+                "class labels; for a numeric target set model.task: regression"
             )
         labels = labels.astype(np.int64)
     if labels.dtype.kind in "iu":
@@ -348,6 +381,28 @@ def encode_labels(source: str, labels: np.ndarray) -> tuple[np.ndarray, tuple[st
         return index.astype(np.int64).ravel(), tuple(str(int(v)) for v in values)
     values, index = np.unique(labels.astype(str), return_inverse=True)
     return index.astype(np.int64).ravel(), tuple(str(v) for v in values)
+
+
+def regression_target(source: str, labels: np.ndarray, column: str) -> np.ndarray:
+    """The label column/array `column` as a 1-D float32 target; DataError unless every value is a
+    finite number."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise DataError(f"{source}: no target values in {column!r}")
+    if labels.dtype.kind not in "iuf":
+        raise DataError(
+            f"{source}: the regression target {column!r} is not numeric (dtype {labels.dtype}); "
+            "model.task regression needs a number per sample "
+            "(for class labels set model.task: classification)"
+        )
+    target = labels.astype(np.float32).ravel()
+    bad = int(np.count_nonzero(~np.isfinite(target)))
+    if bad:
+        raise DataError(
+            f"{source}: the regression target {column!r} has {bad} NaN or infinite "
+            f"value{'s' if bad > 1 else ''} (or values too large for float32); fill or drop those rows"
+        )
+    return target
 
 
 def _check_loaded(source: str, x: np.ndarray, y: np.ndarray) -> None:
@@ -372,13 +427,17 @@ def split(
     stratify: bool,
     class_names: Sequence[str],
     feature_names: Sequence[str] = (),
+    task: str = "classification",
 ) -> Dataset:
     """Split into train/validation/test; `validation` and `test` are shares of the whole set.
 
     A share of 0 gives an empty split with the right feature shape. Deterministic for a seed.
+    `stratify` keeps class shares per split for classification; regression targets are never
+    stratified (the flag is ignored with a log line).
     """
     from sklearn.model_selection import train_test_split
 
+    _check_task(task)
     for name, share in (("validation", validation), ("test", test)):
         if not 0.0 <= share < 1.0:
             raise DataError(f"data.split.{name} must be in [0, 1), got {share}")
@@ -387,6 +446,9 @@ def split(
             f"data.split.validation + data.split.test is {validation + test:g}; it must be below 1 "
             "to leave training data"
         )
+    if stratify and task == "regression":
+        log.info("data.split.stratify applies to classification only; splitting regression data at random")
+        stratify = False
 
     def cut(xs: np.ndarray, ys: np.ndarray, share: float, what: str) -> tuple[np.ndarray, ...]:
         if share == 0.0:
@@ -420,6 +482,7 @@ def split(
         y_test=y_test,
         class_names=tuple(class_names),
         feature_names=tuple(feature_names),
+        task=task,
     )
 
 
@@ -488,6 +551,11 @@ def apply_label_steps(dataset: Dataset, steps: Sequence[Mapping[str, Any]] | Non
     """Apply label steps (one_hot) to every split; feature steps are left to the model."""
     for name, _params in parse_steps(steps):
         if name == "one_hot":
+            if dataset.task != "classification":
+                raise DataError(
+                    f"data.preprocess: one_hot encodes class labels, but model.task is {dataset.task}; "
+                    "remove the one_hot step"
+                )
             if dataset.y_train.ndim != 1:
                 raise DataError(
                     "data.preprocess: one_hot applies to class indices, but the labels are one-hot already"
