@@ -133,6 +133,14 @@ def cmd_run(args) -> int:
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
+    overrides = [flag for flag, value in (("--epochs", args.epochs), ("--learning-rate", args.learning_rate)) if value is not None]
+    if overrides and spec.model.framework != "tensorflow":
+        print(
+            f"{args.spec}: {' and '.join(overrides)} override Keras training settings, but this spec uses "
+            f"framework {spec.model.framework}; change model.params in the spec instead",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     _point_airflow_at(Path(args.spec))
     _ensure_airflow_db()
     from mlspec.compiler import build_dag

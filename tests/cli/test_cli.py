@@ -88,3 +88,10 @@ def test_manifest_for_kserve_spec():
     isvc = yaml.safe_load(result.stdout)
     assert isvc["kind"] == "InferenceService" and isvc["metadata"]["labels"]["mlspec/version"] == "7"
     assert mlspec("manifest", "specs/digits.yaml").returncode == 1
+
+
+def test_run_refuses_keras_overrides_for_a_sklearn_spec():
+    result = mlspec("run", "specs/iris-forest.yaml", "--epochs", "3")
+    assert result.returncode == 2
+    assert "--epochs override Keras training settings, but this spec uses framework sklearn" in result.stderr
+    assert "model.params" in result.stderr
