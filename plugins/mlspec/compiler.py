@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from importlib import import_module
 
 import pendulum
 import yaml
@@ -18,7 +19,30 @@ log = logging.getLogger(__name__)
 
 # Fixed, not "now": a start date from the clock would change the DAG on every parse.
 START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
-TASK_ORDER = ("prepare_data", "train", "evaluate", "export_onnx", "store", "register", "deploy", "smoke_test", "promote")
+# The flow, in order: task id, operator, and which earlier task's result each of its inputs is.
+STAGES = (
+    ("prepare_data", "mlspec.operators.data.PrepareDataOperator", {}),
+    ("train", "mlspec.operators.train.TrainOperator", {"data": "prepare_data"}),
+    ("evaluate", "mlspec.operators.evaluate.EvaluateOperator", {"data": "prepare_data", "model": "train"}),
+    ("export_onnx", "mlspec.operators.export.OnnxExportOperator", {"data": "prepare_data", "model": "train"}),
+    ("store", "mlspec.operators.publish.StoreModelOperator", {"exported": "export_onnx", "evaluation": "evaluate"}),
+    ("register", "mlspec.operators.publish.RegisterModelOperator", {"stored": "store", "evaluation": "evaluate"}),
+    ("deploy", "mlspec.operators.deploy.DeployModelOperator", {"stored": "store"}),
+    (
+        "smoke_test",
+        "mlspec.operators.smoke_test.SmokeTestOperator",
+        {"data": "prepare_data", "stored": "store", "deployment": "deploy"},
+    ),
+    (
+        "promote",
+        "mlspec.operators.promote.PromoteOperator",
+        {
+            "data": "prepare_data", "evaluation": "evaluate", "stored": "store",
+            "registration": "register", "deployment": "deploy", "smoke_test": "smoke_test",
+        },
+    ),
+)
+TASK_ORDER = tuple(task_id for task_id, _, _ in STAGES)
 # Steps that talk to external services may hit a blip; retrying them is safe because each finds what
 # its earlier try did. Gates (evaluate, export parity, smoke test) never retry: they fail the same way.
 RETRIES = {"prepare_data": 1, "store": 2, "register": 2, "deploy": 1}
@@ -60,19 +84,15 @@ def run_params(spec: ModelSpec) -> dict:
     }
 
 
-def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
-    """One DAG for one spec: dag_id = metadata.name, tasks in TASK_ORDER, each stage handed the
-    results it needs from the earlier ones (XComArgs)."""
-    from airflow.sdk import DAG, chain
+def operator_class(classpath: str):
+    module, _, name = classpath.rpartition(".")
+    return getattr(import_module(module), name)
 
-    from mlspec.operators.data import PrepareDataOperator
-    from mlspec.operators.deploy import DeployModelOperator
-    from mlspec.operators.evaluate import EvaluateOperator
-    from mlspec.operators.export import OnnxExportOperator
-    from mlspec.operators.promote import PromoteOperator
-    from mlspec.operators.publish import RegisterModelOperator, StoreModelOperator
-    from mlspec.operators.smoke_test import SmokeTestOperator
-    from mlspec.operators.train import TrainOperator
+
+def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
+    """One DAG for one spec: dag_id = metadata.name, one task per STAGES entry, each handed the
+    results it needs from the earlier ones (XComArgs), chained in order."""
+    from airflow.sdk import DAG, chain
 
     resolved = spec.to_dict()
     dag = DAG(
@@ -87,22 +107,15 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
         default_args={"owner": spec.metadata.owner, "retries": 0, "retry_delay": timedelta(seconds=15)},
         params=run_params(spec),
     )
-
-    def stage(operator, task_id: str, **inputs):
-        return operator(task_id=task_id, spec=resolved, dag=dag, retries=RETRIES.get(task_id, 0), **inputs)
-
-    data = stage(PrepareDataOperator, "prepare_data")
-    model = stage(TrainOperator, "train", data=data.output)
-    evaluation = stage(EvaluateOperator, "evaluate", data=data.output, model=model.output)
-    exported = stage(OnnxExportOperator, "export_onnx", data=data.output, model=model.output)
-    stored = stage(StoreModelOperator, "store", exported=exported.output, evaluation=evaluation.output)
-    registration = stage(RegisterModelOperator, "register", stored=stored.output, evaluation=evaluation.output)
-    deployment = stage(DeployModelOperator, "deploy", stored=stored.output)
-    smoke_test = stage(SmokeTestOperator, "smoke_test", data=data.output, stored=stored.output, deployment=deployment.output)
-    promote = stage(
-        PromoteOperator, "promote", data=data.output, evaluation=evaluation.output, stored=stored.output,
-        registration=registration.output, deployment=deployment.output, smoke_test=smoke_test.output,
-    )
+    tasks = {}
+    for task_id, classpath, inputs in STAGES:
+        tasks[task_id] = operator_class(classpath)(
+            task_id=task_id,
+            spec=resolved,
+            dag=dag,
+            retries=RETRIES.get(task_id, 0),
+            **{argument: tasks[source].output for argument, source in inputs.items()},
+        )
     # The inputs already order most stages; the chain states the whole flow (gates before publishing).
-    chain(data, model, evaluation, exported, stored, registration, deployment, smoke_test, promote)
+    chain(*tasks.values())
     return dag

@@ -30,7 +30,15 @@ def test_digits_dag_shape():
     order = [t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort") else list(dag.task_dict)
     assert order == list(TASK_ORDER)
     for upstream, downstream in zip(TASK_ORDER, TASK_ORDER[1:]):
-        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+        assert downstream in dag.get_task(upstream).downstream_task_ids
+    # Each stage gets its inputs from the stages that made them, never by looking up a task id.
+    from mlspec.compiler import STAGES
+
+    for task_id, _, inputs in STAGES:
+        task = dag.get_task(task_id)
+        for argument, source in inputs.items():
+            assert getattr(task, argument).operator.task_id == source, (task_id, argument)
+        assert set(inputs.values()) <= task.upstream_task_ids
     assert dag.params["epochs"] == 10
     assert dag.get_task("evaluate").retries == 0 and dag.get_task("store").retries == 2
 

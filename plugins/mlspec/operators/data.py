@@ -36,7 +36,8 @@ class PrepareDataOperator(MlspecOperator):
         log.info("loading %s", data.source)
         features = list(data.features) if isinstance(data.features, tuple) else data.features
         x, y, class_names, feature_names = ml_data.load_source(
-            data.source, fmt=data.format, features=features, label=data.label, read_bytes=self.read_source_bytes
+            data.source, fmt=data.format, features=features, label=data.label, read_bytes=self.read_source_bytes,
+            task=self.model_spec.model.task,
         )
         dataset = ml_data.split(
             x,
@@ -47,13 +48,15 @@ class PrepareDataOperator(MlspecOperator):
             stratify=data.split.stratify,
             class_names=class_names,
             feature_names=feature_names,
+            task=self.model_spec.model.task,
         )
         dataset = ml_data.apply_label_steps(dataset, [step.to_mapping() for step in data.preprocess])
         payload = dataset.to_npz_bytes()
         uri = self.store.write_bytes(f"{self.run_prefix(context)}/data/dataset.npz", payload)
+        target = f"{dataset.num_classes} classes" if dataset.task == "classification" else "a numeric target"
         log.info(
-            "split %d samples: train=%d validation=%d test=%d, %d classes; wrote %s",
-            len(x), len(dataset.x_train), len(dataset.x_val), len(dataset.x_test), dataset.num_classes, uri,
+            "split %d samples: train=%d validation=%d test=%d, %s; wrote %s",
+            len(x), len(dataset.x_train), len(dataset.x_val), len(dataset.x_test), target, uri,
         )
         from mlspec.storage import sha256_hex
 
