@@ -14,7 +14,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.fixtures.paths import REPO
+
+# tests/fixtures' modules are imported here before pytest loads them as plugins: let it rewrite their asserts.
+pytest.register_assert_rewrite("tests.fixtures")
+
+from tests.fixtures.paths import REPO  # noqa: E402
 
 pytest_plugins = [
     "tests.fixtures.paths",
