@@ -11,7 +11,8 @@ import logging
 import os
 from pathlib import Path
 
-from tests.spec.fuzz_strategies import FUZZ_STATS, REPO
+from tests.fixtures.paths import REPO
+from tests.spec.fuzz_strategies import FUZZ_STATS
 
 log = logging.getLogger(__name__)
 DEFAULT_REPORT = Path("benchmarks") / "results" / "fuzz.json"

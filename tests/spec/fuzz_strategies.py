@@ -20,13 +20,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 from hypothesis import strategies as st
+from tests.fixtures.paths import REPO
+from tests.fixtures.paths import SPECS as SPECS_DIR
 
-REPO = Path(__file__).resolve().parents[2]
-SPECS_DIR = REPO / "specs"
 FUZZ_FILE = "fuzz.yaml"
 MAX_SPEC_BYTES = (
     1024 * 1024
