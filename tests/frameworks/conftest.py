@@ -39,7 +39,7 @@ def build_digits_model(digits_dataset: Any) -> Callable[[int], Any]:
     """An untrained dense model on raw digits (scale + normalize as layers) for a seed."""
 
     def build(seed: int) -> Any:
-        from mlspec.ml.frameworks.keras import build_model
+        from mlspec.ml.frameworks.keras_adapter import build_model
 
         return build_model(
             input_shape=tuple(digits_dataset.x_train.shape[1:]),
@@ -55,7 +55,7 @@ def build_digits_model(digits_dataset: Any) -> Callable[[int], Any]:
 @pytest.fixture(scope="session")
 def trained_digits(digits_dataset: Any, build_digits_model: Callable[[int], Any]) -> dict[str, Any]:
     """The digits model trained 3 epochs, with what on_epoch_end saw."""
-    from mlspec.ml.frameworks.keras import train
+    from mlspec.ml.frameworks.keras_adapter import train
 
     seen_epochs: list[tuple[int, dict[str, float]]] = []
     model = build_digits_model(7)
@@ -74,7 +74,7 @@ def trained_digits(digits_dataset: Any, build_digits_model: Callable[[int], Any]
 
 @pytest.fixture(scope="session")
 def digits_onnx(trained_digits: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-    from mlspec.ml.frameworks.keras import export_onnx
+    from mlspec.ml.frameworks.keras_adapter import export_onnx
     from mlspec.ml.onnx_export import onnx_signature
 
     onnx_bytes = export_onnx(trained_digits["model"], task="classification", opset=17)

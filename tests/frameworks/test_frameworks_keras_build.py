@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlspec.ml.data import Dataset
-from mlspec.ml.frameworks.keras import ModelBuildError, build_model
+from mlspec.ml.frameworks.keras_adapter import ModelBuildError, build_model
 
 CONV_PREPROCESS = [{"scale": {"divide_by": 16.0}}, {"reshape": [8, 8, 1]}]
 CONV_LAYERS = [

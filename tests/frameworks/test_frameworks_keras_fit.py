@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlspec.ml.data import Dataset, apply_label_steps, load_source, split
-from mlspec.ml.frameworks.keras import TrainingError, build_model, load_model_bytes, save_model_bytes, set_seeds, train
+from mlspec.ml.frameworks.keras_adapter import TrainingError, build_model, load_model_bytes, save_model_bytes, set_seeds, train
 
 SPARSE = "sparse_categorical_crossentropy"
 
@@ -62,7 +62,7 @@ def test_digits_training_beats_chance(trained_digits: dict[str, Any], digits_dat
 
 
 def test_one_log_line_per_epoch(iris: Dataset, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="mlspec.ml.frameworks.keras")
+    caplog.set_level(logging.INFO, logger="mlspec.ml.frameworks.keras_adapter")
     _train(iris, epochs=2, optimizer={"name": "sgd", "learning_rate": 0.1, "momentum": 0.9})
     messages = [r.getMessage() for r in caplog.records]
     lines = [m for m in messages if m.startswith("epoch ")]

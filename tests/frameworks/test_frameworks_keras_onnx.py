@@ -12,7 +12,7 @@ import pytest
 
 from mlspec.ml.data import Dataset
 from mlspec.ml.frameworks import TrainingPlan, get_adapter
-from mlspec.ml.frameworks.keras import build_model, export_onnx
+from mlspec.ml.frameworks.keras_adapter import build_model, export_onnx
 from mlspec.ml.onnx_export import ParityError, check_parity, onnx_predict, onnx_signature
 
 KERAS = get_adapter("tensorflow")
@@ -131,7 +131,7 @@ def test_keras_regressor_fits_exports_and_agrees() -> None:
 
 
 def test_regression_model_must_end_with_one_unit(digits_dataset: Dataset) -> None:
-    from mlspec.ml.frameworks.keras import ModelBuildError
+    from mlspec.ml.frameworks.keras_adapter import ModelBuildError
 
     with pytest.raises(ModelBuildError, match=r"model\.layers\[0\] \(dense\): outputs 3 values per sample; a regression model ends with dense: \{units: 1\}"):
         build_model(input_shape=(64,), preprocess=[], layers=[{"dense": {"units": 3}}], x_train=digits_dataset.x_train, seed=0, task="regression")

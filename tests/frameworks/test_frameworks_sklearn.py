@@ -12,7 +12,7 @@ import pytest
 
 from mlspec.ml.data import Dataset, split
 from mlspec.ml.frameworks import TrainingError, TrainingPlan, get_adapter
-from mlspec.ml.frameworks.sklearn import progress_steps
+from mlspec.ml.frameworks.sklearn_adapter import progress_steps
 from mlspec.ml.onnx_export import ExportError, onnx_predict, onnx_signature
 from mlspec.spec.estimators import ESTIMATORS
 from mlspec.vocabulary import OUTPUTS
@@ -244,7 +244,7 @@ def test_progress_is_logged_per_stage(datasets: dict[str, Dataset], caplog: pyte
     dataset = datasets["classification"]
     seen: list[tuple[int, dict[str, float]]] = []
     plan = _plan("classification", "gradient_boosting", params={"n_estimators": 60})
-    with caplog.at_level(logging.INFO, logger="mlspec.ml.frameworks.sklearn"):
+    with caplog.at_level(logging.INFO, logger="mlspec.ml.frameworks.sklearn_adapter"):
         report = SKLEARN.fit(
             SKLEARN.build(plan, dataset), plan, dataset, lambda step, values: seen.append((step, values))
         )
@@ -262,7 +262,7 @@ def test_mlp_progress_and_early_stopping(
     seen: list[int] = []
     params = {"hidden_layer_sizes": [8], "max_iter": 500, "early_stopping": True, "n_iter_no_change": 3}
     plan = _plan("classification", "mlp", params=params)
-    with caplog.at_level(logging.INFO, logger="mlspec.ml.frameworks.sklearn"):
+    with caplog.at_level(logging.INFO, logger="mlspec.ml.frameworks.sklearn_adapter"):
         report = SKLEARN.fit(
             SKLEARN.build(plan, dataset), plan, dataset, lambda step, values: seen.append(step)
         )
@@ -278,7 +278,7 @@ def test_one_shot_estimators_log_one_line(
     dataset = datasets["regression"]
     seen: list[tuple[int, dict[str, float]]] = []
     plan = _plan("regression", "ridge")
-    with caplog.at_level(logging.INFO, logger="mlspec.ml.frameworks.sklearn"):
+    with caplog.at_level(logging.INFO, logger="mlspec.ml.frameworks.sklearn_adapter"):
         report = SKLEARN.fit(
             SKLEARN.build(plan, dataset), plan, dataset, lambda step, values: seen.append((step, values))
         )
@@ -320,7 +320,7 @@ def test_module_imports_no_heavy_library() -> None:
     import sys
 
     code = (
-        "import sys, mlspec.ml.frameworks.sklearn\n"
+        "import sys, mlspec.ml.frameworks.sklearn_adapter\n"
         "heavy = [m for m in ('sklearn', 'skl2onnx', 'joblib', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -9,7 +9,7 @@ from mlspec.ml.frameworks.base import FitReport, FrameworkAdapter, TrainingError
 
 __all__ = ["FitReport", "FrameworkAdapter", "TrainingError", "TrainingPlan", "get_adapter"]
 
-_MODULES = {"tensorflow": "mlspec.ml.frameworks.keras", "sklearn": "mlspec.ml.frameworks.sklearn"}
+_MODULES = {"tensorflow": "mlspec.ml.frameworks.keras_adapter", "sklearn": "mlspec.ml.frameworks.sklearn_adapter"}
 
 
 def get_adapter(framework: str) -> FrameworkAdapter:
