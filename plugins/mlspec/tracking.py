@@ -4,13 +4,11 @@ spec's `tracking` section: MLflow (a server, or the embedded SQLite file) or now
 
 Usage::
 
-    tags = {"dag_id": dag_id, "airflow_run_id": run_id, "task_try": str(try_number)}
-    with TrainingTracker(spec.registry.connection, spec.metadata.name, f"train-{run_key}", tags) as tracker:
-        tracker.log_params({"epochs": 10, "optimizer": {"name": "adam", "learning_rate": 1e-3}})
-        for epoch, logs in enumerate(history):           # or from a Keras callback
-            tracker.log_epoch(epoch, logs)
-        tracker.log_metrics({"test_accuracy": 0.97})
-        xcom["mlflow_run_id"] = tracker.run_id
+    tags = {"dag_id": dag_id, "airflow_run_id": run_id}
+    with open_tracker(spec, run_name=run_id, tags=tags) as tracker:
+        tracker.log_params(plan.log_params())
+        adapter.fit(model, plan, dataset, on_progress=tracker.log_epoch)  # one point per epoch/stage
+        xcom["tracking_run_id"] = tracker.run_id
 
 Runs go to experiment ``mlspec/<name>`` (created when missing) of the MLflow named by
 ``tracking.connection``; when that is left out, the registry's MLflow connection (registry backend

@@ -31,7 +31,7 @@ class TrainingError(MlspecError):
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """What to fit, read from the spec (and a run's parameters) once, by `plan_from_spec`."""
+    """What to fit, read from the spec (and a run's parameters) once, by `TrainingPlan.from_spec`."""
 
     framework: str
     task: str
