@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.fixtures.moto_s3",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.model_server",
+    "tests.fixtures.mlspec_serve",
 ]
 
 # Airflow reads its configuration when first imported, so this must happen before any test module imports it.

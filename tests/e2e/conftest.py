@@ -1,20 +1,8 @@
-"""End-to-end fixtures: a real `mlspec serve` process and a specs folder Airflow compiles from."""
+"""End-to-end fixtures: a specs folder Airflow compiles from (model_server is in tests/fixtures)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from tests.e2e.e2e_testkit import model_server_process
-
-
-@pytest.fixture(scope="session")
-def model_server(tmp_path_factory):
-    """The local model server, started the way a user does (`mlspec serve`), on a free loopback port."""
-    with model_server_process(tmp_path_factory.mktemp("server-state"), {}) as url:
-        os.environ["MLSPEC_SERVER_URL"] = url
-        yield url
-        os.environ.pop("MLSPEC_SERVER_URL", None)
 
 
 @pytest.fixture

@@ -1,41 +1,11 @@
-"""Helpers for the end-to-end tests: an `mlspec serve` process, and reading back what a DAG run did.
+"""Helpers for the end-to-end tests: reading back what a DAG run did and what the model server serves.
 
-The other production backends (a moto S3 server, an `mlflow server`) are in tests/fixtures/; like
-`model_server_process` they are context managers too, so a test module decides their scope.
+The servers themselves (`mlspec serve`, a moto S3 server, an `mlflow server`) are in tests/fixtures/.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import httpx
-from tests.fixtures.ports import free_port
-from tests.fixtures.processes import server_process
-
-
-@contextmanager
-def model_server_process(state_dir: Path, extra_env: dict[str, str]) -> Iterator[str]:
-    """`mlspec serve` on 127.0.0.1:<free port> with `extra_env` (e.g. boto3's S3 settings); yields its URL.
-
-    Stopped by PID (its process group) when the block ends.
-    """
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    mlspec = Path(sys.executable).parent / "mlspec"
-    argv = [mlspec, "serve", "--port", str(port), "--state-dir", str(state_dir)]
-    with server_process(
-        argv,
-        health_url=f"{url}/v2/health/live",
-        log_path=state_dir / "server.log",
-        what="mlspec serve",
-        timeout_s=60,
-        env={**os.environ, **extra_env},
-    ):
-        yield url
 
 
 def served_version(server_url: str, model: str) -> str | None:

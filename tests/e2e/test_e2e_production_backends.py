@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import yaml
-from tests.e2e.e2e_testkit import model_server_process, served_version, task_states, xcom
+from tests.e2e.e2e_testkit import served_version, task_states, xcom
 from tests.fixtures.mlflow_server import MlflowServer, mlflow_tracking_server
+from tests.fixtures.mlspec_serve import model_server_process
 from tests.fixtures.moto_s3 import MotoS3, moto_s3_server
 from tests.fixtures.paths import SPECS
 
