@@ -10,7 +10,7 @@ import pytest
 
 from mlspec.ml.metrics import (
     MetricsError,
-    better,
+    challenger_wins,
     check_thresholds,
     classification_metrics,
     compute_metrics,
@@ -148,26 +148,26 @@ def test_regression_metrics_edge_cases() -> None:
         compute_metrics("regression", R_TRUE, {"label": R_PRED}, metrics=["rmse"])
 
 
-def test_better_follows_the_metric_direction() -> None:
+def test_challenger_wins_follows_the_metric_direction() -> None:
     # rmse: lower is better
-    assert better("rmse", 50.0, 60.0, 0.0)
-    assert not better("rmse", 60.0, 50.0, 0.0)
-    assert not better("rmse", 55.0, 55.0, 0.0)  # a tie is not better
-    assert better("rmse", 50.0, 60.0, 9.5)
-    assert not better("rmse", 50.0, 60.0, 10.0)  # a gain of exactly min_delta is not enough
+    assert challenger_wins("rmse", 50.0, 60.0, 0.0)
+    assert not challenger_wins("rmse", 60.0, 50.0, 0.0)
+    assert challenger_wins("rmse", 55.0, 55.0, 0.0)  # min_delta 0 lets a tie through
+    assert challenger_wins("rmse", 50.0, 60.0, 10.0)  # exactly min_delta better is enough
+    assert not challenger_wins("rmse", 50.0, 60.0, 10.5)
     # f1: higher is better
-    assert better("f1", 0.75, 0.5, 0.0)
-    assert not better("f1", 0.5, 0.75, 0.0)
-    assert not better("f1", 0.75, 0.75, 0.0)
-    assert not better("f1", 0.75, 0.5, min_delta=0.25)
-    assert better("f1", 0.75, 0.5, min_delta=0.125)
+    assert challenger_wins("f1", 0.75, 0.5, 0.0)
+    assert not challenger_wins("f1", 0.5, 0.75, 0.0)
+    assert not challenger_wins("f1", 0.75, 0.75, 0.01)  # a tie does not beat a positive min_delta
+    assert not challenger_wins("f1", 0.75, 0.5, min_delta=0.3)
+    assert challenger_wins("f1", 0.75, 0.5, min_delta=0.25)
     # r2 is higher-is-better although unbounded below
-    assert better("r2", -0.5, -2.0, 0.0)
-    assert not better("f1", float("nan"), 0.5, 0.0) and better("f1", 0.1, float("nan"), 0.0)
+    assert challenger_wins("r2", -0.5, -2.0, 0.0)
+    assert not challenger_wins("f1", float("nan"), 0.5, 0.0) and challenger_wins("f1", 0.1, float("nan"), 0.0)
     with pytest.raises(MetricsError, match="unknown metric 'loss'"):
-        better("loss", 0.1, 0.2, 0.0)
+        challenger_wins("loss", 0.1, 0.2, 0.0)
     with pytest.raises(MetricsError, match="min_delta must be a number >= 0"):
-        better("f1", 0.9, 0.8, -0.01)
+        challenger_wins("f1", 0.9, 0.8, -0.01)
 
 
 def test_thresholds_messages() -> None:

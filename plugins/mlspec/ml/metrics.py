@@ -225,12 +225,12 @@ def check_thresholds(metrics: Mapping[str, Any], thresholds: Mapping[str, Mappin
     return violations
 
 
-def better(metric: str, challenger: float, champion: float, min_delta: float = 0.0) -> bool:
-    """Whether `challenger` beats `champion` on `metric` by more than `min_delta` (>= 0), in the
+def challenger_wins(metric: str, challenger: float, champion: float, min_delta: float = 0.0) -> bool:
+    """Whether `challenger` is at least `min_delta` (>= 0) better than `champion` on `metric`, in the
     metric's direction (vocabulary.METRICS: higher is better for f1, lower for rmse).
 
-    A tie, or a gain of exactly `min_delta` or less, is not better. A NaN challenger is never
-    better; a NaN champion (a score that could not be computed) loses to any number.
+    With min_delta 0 a tie lets the challenger through (evaluation.champion.min_delta). A NaN
+    challenger never wins; a NaN champion (a score that could not be computed) loses to any number.
     """
     if metric not in METRICS:
         raise MetricsError(f"unknown metric {metric!r}; known metrics: {', '.join(METRICS)}")
@@ -243,4 +243,4 @@ def better(metric: str, challenger: float, champion: float, min_delta: float = 0
     gain = float(challenger) - float(champion)
     if not METRICS[metric].higher_is_better:
         gain = -gain
-    return gain > float(min_delta)
+    return gain >= float(min_delta)

@@ -74,7 +74,30 @@ class RegistryEntry:
         }
 
 
+# The state of each registered version, the registry's record of where it stands.
+STATES = ("candidate", "production", "archived", "undeployed", "rolled_back", "failed")
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What the registry knows of one store version: enough to load, verify and compare it."""
+
+    model_name: str
+    version: int  # the store's version number
+    source_uri: str  # the published version folder
+    files: dict[str, str]  # file name -> sha256, from the manifest
+    metrics: dict[str, float]  # test metrics at registration
+    run_id: str  # the DAG run that made it
+    state: str  # one of STATES
+
+
 class ModelRegistry(ABC):
+    """The record of every published version and of which one is production.
+
+    Production changes only through `set_production`, which remembers the order of production
+    versions so that a rollback knows where to go back to.
+    """
+
     backend: str
 
     @abstractmethod
@@ -92,3 +115,27 @@ class ModelRegistry(ABC):
         `outcome` is one of "deployed", "smoke_test_passed", "rolled_back", "failed";
         `deployment` holds at least platform, endpoint_url, served_model_name and an optional message.
         """
+
+    @abstractmethod
+    def production_version(self, model_name: str) -> int | None:
+        """The store version that is production, or None (nothing promoted yet, or undeployed)."""
+
+    @abstractmethod
+    def version_record(self, model_name: str, version: int) -> VersionRecord | None:
+        """The registry's record of a store version, or None when it is not registered."""
+
+    @abstractmethod
+    def latest_version(self, model_name: str) -> int | None:
+        """The highest store version the registry knows: the store never numbers a new one at or below it."""
+
+    @abstractmethod
+    def set_production(self, model_name: str, version: int | None, reason: str) -> None:
+        """Make `version` production (None: nothing is), archiving the one before; remembered in order."""
+
+    @abstractmethod
+    def production_history(self, model_name: str) -> list[int]:
+        """Store versions that were production, oldest first (the current one last, when there is one)."""
+
+    @abstractmethod
+    def set_state(self, model_name: str, version: int, state: str, details: dict[str, str] | None = None) -> None:
+        """Record a version's state (STATES) with details, e.g. both scores of a champion comparison."""

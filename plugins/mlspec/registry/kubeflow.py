@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from mlspec.connections import bearer_token
 from mlspec.errors import RegistryError
-from mlspec.registry.base import ModelRegistry, RegistrationRequest, RegistryEntry
+from mlspec.registry.base import STATES, ModelRegistry, RegistrationRequest, RegistryEntry, VersionRecord
 from mlspec.registry.kubeflow_client import KubeflowApiError, ModelRegistryClient
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ LOCAL_SERVING_ENVIRONMENT = "local"
 # Remembered on the InferenceService when mlspec points it at a new version, so that a
 # rollback can record that the earlier version is the one serving again.
 PREVIOUS_VERSION_PROPERTY = "previous_model_version_id"
+# The registry's record of production, on the RegisteredModel: the store version and the history.
+PRODUCTION_PROPERTY = "mlspec_production_version"
+HISTORY_PROPERTY = "mlspec_production_history"
+STATE_PROPERTY = "mlspec_state"  # on each ModelVersion: registry.base.STATES
 
 
 def external_id(model_name: str, version: int) -> str:
@@ -261,6 +265,87 @@ class KubeflowRegistry(ModelRegistry):
             service["id"],
             environment["name"],
         )
+
+    # ---- production ----------------------------------------------------------------------
+    # Production lives on the RegisteredModel (which store version, and the order they served in);
+    # each ModelVersion carries its state; deployments keep their InferenceService records.
+    def production_version(self, model_name: str) -> int | None:
+        with self._errors("read the production version of", model_name, 0):
+            model = self.client.find("/registered_model", {"name": model_name})
+        value = read_value((model or {}).get("customProperties", {}).get(PRODUCTION_PROPERTY))
+        return int(value) if value not in (None, "", "0", 0) else None
+
+    def production_history(self, model_name: str) -> list[int]:
+        with self._errors("read the production history of", model_name, 0):
+            model = self.client.find("/registered_model", {"name": model_name})
+        raw = read_value((model or {}).get("customProperties", {}).get(HISTORY_PROPERTY)) or "[]"
+        try:
+            return [int(v) for v in json.loads(raw)]
+        except (ValueError, TypeError):
+            return []
+
+    def version_record(self, model_name: str, version: int) -> VersionRecord | None:
+        with self._errors("read the record of", model_name, version):
+            model = self.client.find("/registered_model", {"name": model_name})
+            found = None if model is None else self._find_version(model["id"], model_name, version, strict=False)
+            artifact = None if found is None else self._find_artifact(model_name, found["id"])
+        if found is None:
+            return None
+        props = {key: read_value(value) for key, value in (found.get("customProperties") or {}).items()}
+        files_raw = read_value(((artifact or {}).get("customProperties") or {}).get("files_sha256")) or "{}"
+        return VersionRecord(
+            model_name=model_name,
+            version=version,
+            source_uri=str(props.get("source_uri", "")),
+            files=json.loads(files_raw),
+            metrics={k: float(v) for k, v in props.items() if isinstance(v, float)},
+            run_id=str(props.get("run_id", "")),
+            state=str(props.get(STATE_PROPERTY) or "candidate"),
+        )
+
+    def latest_version(self, model_name: str) -> int | None:
+        with self._errors("list the versions of", model_name, 0):
+            model = self.client.find("/registered_model", {"name": model_name})
+            if model is None:
+                return None
+            versions = self.client.get(f"/registered_models/{model['id']}/versions", {"pageSize": "1000"})
+        numbers = [int(v["name"]) for v in versions.get("items", []) if str(v.get("name", "")).isdigit()]
+        return max(numbers, default=None)
+
+    def set_production(self, model_name: str, version: int | None, reason: str) -> None:
+        current = self.production_version(model_name)
+        history = [v for v in self.production_history(model_name) if v != version]
+        with self._errors("change the production version of", model_name, version or 0):
+            model = self.client.find("/registered_model", {"name": model_name})
+            if model is None:
+                raise RegistryError(f"model '{model_name}' is not registered in the Kubeflow Model Registry")
+            if version is not None:
+                if self._find_version(model["id"], model_name, version, strict=False) is None:
+                    raise RegistryError(f"model '{model_name}' version {version} is not registered; it cannot become production")
+                history.append(version)
+            properties = dict(model.get("customProperties") or {})
+            properties[PRODUCTION_PROPERTY] = int_value(version or 0)
+            properties[HISTORY_PROPERTY] = string_value(json.dumps(history[-50:]))
+            self.client.patch(f"/registered_models/{model['id']}", {"customProperties": properties})
+        if current is not None and current != version:
+            self.set_state(model_name, current, "archived" if version is not None else "undeployed")
+        if version is not None:
+            self.set_state(model_name, version, "production")
+        log.info("Model '%s': production is now %s (%s)", model_name, version if version is not None else "nothing", reason)
+
+    def set_state(self, model_name: str, version: int, state: str, details: dict[str, str] | None = None) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown version state {state!r}; one of {', '.join(STATES)}")
+        with self._errors("record the state of", model_name, version):
+            model = self.client.find("/registered_model", {"name": model_name})
+            found = None if model is None else self._find_version(model["id"], model_name, version, strict=False)
+            if found is None:
+                raise RegistryError(f"model '{model_name}' version {version} is not registered")
+            properties = dict(found.get("customProperties") or {})
+            properties[STATE_PROPERTY] = string_value(state)
+            for key, value in (details or {}).items():
+                properties[key.replace(".", "_")] = string_value(value)
+            self.client.patch(f"/model_versions/{found['id']}", {"customProperties": properties})
 
     # ---- registration ------------------------------------------------------------------
     def _find_or_create_registered_model(self, request: RegistrationRequest) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from mlspec.errors import RegistryError
-from mlspec.registry.base import ModelRegistry, RegistrationRequest, RegistryEntry
+from mlspec.registry.base import STATES, ModelRegistry, RegistrationRequest, RegistryEntry, VersionRecord
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; mlflow is imported inside functions
     from mlflow import MlflowClient
@@ -46,6 +46,8 @@ EXPERIMENT_PREFIX = "mlspec/"
 _TAG_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/ ]+")
 _MAX_TAG_VALUE = 4000  # MLflow caps tag values at 5000 characters (8000 on newer servers)
 _OUTCOMES = ("deployed", "smoke_test_passed", "rolled_back", "failed")
+STATE_TAG = "mlspec.state"  # a version's place: registry.base.STATES
+HISTORY_TAG = "mlspec.production_history"  # registered-model tag: JSON list of store versions, oldest first
 
 
 # -- where MLflow lives ------------------------------------------------------------------------
@@ -350,13 +352,13 @@ class MlflowRegistry(ModelRegistry):
             }
             for key, value in tags.items():
                 self.client.set_model_version_tag(model_name, mv.version, key, _tag_value(value))
-            if outcome == "smoke_test_passed":
-                self.client.set_registered_model_alias(model_name, PRODUCTION_ALIAS, mv.version)
-                log.info("%s: alias %r of %s now points at version %s (MLflow version %s)",
-                         self._where(), PRODUCTION_ALIAS, model_name, version, mv.version)
-            else:
-                log.info("%s: recorded %s for %s version %s; alias %r unchanged",
-                         self._where(), outcome, model_name, version, PRODUCTION_ALIAS)
+            if outcome in ("rolled_back", "failed"):
+                self.client.set_model_version_tag(model_name, mv.version, STATE_TAG, outcome)
+        if outcome == "smoke_test_passed":
+            self.set_production(model_name, version, reason="its smoke test passed")
+        else:
+            log.info("%s: recorded %s for %s version %s; alias %r unchanged",
+                     self._where(), outcome, model_name, version, PRODUCTION_ALIAS)
 
     def production_version(self, model_name: str) -> int | None:
         """The store version alias ``production`` points at, or None when nothing was promoted yet."""
@@ -371,6 +373,88 @@ class MlflowRegistry(ModelRegistry):
                 raise
             tag = (mv.tags or {}).get(VERSION_TAG)
             return int(tag) if tag and tag.isdigit() else None
+
+    def version_record(self, model_name: str, version: int) -> VersionRecord | None:
+        with self._errors("read the version record", model_name, version):
+            mv = self._find_version(model_name, version)
+        if mv is None:
+            return None
+        tags = mv.tags or {}
+        return VersionRecord(
+            model_name=model_name,
+            version=version,
+            source_uri=tags.get("source_uri", ""),
+            files={k.removeprefix("sha256."): v for k, v in tags.items() if k.startswith("sha256.")},
+            metrics={k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")},
+            run_id=tags.get("run_id", ""),
+            state=tags.get(STATE_TAG, "candidate"),
+        )
+
+    def latest_version(self, model_name: str) -> int | None:
+        with self._errors("list the versions", model_name, None):
+            numbers = [
+                int(tag) for mv in self._model_versions(model_name)
+                if (tag := (mv.tags or {}).get(VERSION_TAG, "")).isdigit()
+            ]
+        return max(numbers, default=None)
+
+    def production_history(self, model_name: str) -> list[int]:
+        with self._errors("read the production history", model_name, None):
+            model = self._registered_model(model_name)
+        raw = ((model.tags or {}) if model is not None else {}).get(HISTORY_TAG, "[]")
+        try:
+            return [int(v) for v in json.loads(raw)]
+        except (ValueError, TypeError):
+            log.warning("%s: tag %s of %s is not a JSON list of versions: %r", self._where(), HISTORY_TAG, model_name, raw)
+            return []
+
+    def set_production(self, model_name: str, version: int | None, reason: str) -> None:
+        """Move alias `production` (MLflow's own record of production) and the versions' state tags."""
+        current = self.production_version(model_name)
+        with self._errors("change the production version", model_name, version):
+            if version is None:
+                if current is not None:
+                    self.client.delete_registered_model_alias(model_name, PRODUCTION_ALIAS)
+                    self._tag_state(model_name, current, "undeployed")
+                log.info("%s: %s has no production version now (%s)", self._where(), model_name, reason)
+                return
+            mv = self._find_version(model_name, version)
+            if mv is None:
+                raise RegistryError(f"{self._where()}: {model_name} version {version} is not registered; it cannot become production")
+            self.client.set_registered_model_alias(model_name, PRODUCTION_ALIAS, mv.version)
+            self.client.set_model_version_tag(model_name, mv.version, STATE_TAG, "production")
+            if current is not None and current != version:
+                self._tag_state(model_name, current, "archived")
+            history = [v for v in self.production_history(model_name) if v != version] + [version]
+            self.client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history[-50:]))
+        log.info("%s: %s version %s is production (alias %r on MLflow version %s): %s",
+                 self._where(), model_name, version, PRODUCTION_ALIAS, mv.version, reason)
+
+    def set_state(self, model_name: str, version: int, state: str, details: dict[str, str] | None = None) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown version state {state!r}; one of {', '.join(STATES)}")
+        with self._errors(f"record state {state!r}", model_name, version):
+            mv = self._find_version(model_name, version)
+            if mv is None:
+                raise RegistryError(f"{self._where()}: {model_name} version {version} is not registered")
+            self.client.set_model_version_tag(model_name, mv.version, STATE_TAG, state)
+            for key, value in (details or {}).items():
+                self.client.set_model_version_tag(model_name, mv.version, _tag_key(key), _tag_value(value))
+
+    def _tag_state(self, model_name: str, version: int, state: str) -> None:
+        mv = self._find_version(model_name, version)
+        if mv is not None:
+            self.client.set_model_version_tag(model_name, mv.version, STATE_TAG, state)
+
+    def _registered_model(self, model_name: str):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(model_name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
 
     # -- helpers -------------------------------------------------------------------------------
     def _ensure_registered_model(self, request: RegistrationRequest) -> None:
@@ -401,6 +485,7 @@ class MlflowRegistry(ModelRegistry):
     def _version_tags(self, request: RegistrationRequest) -> dict[str, str]:
         tags = {
             VERSION_TAG: str(request.version),
+            STATE_TAG: "candidate",
             "data_source": request.data_source,
             "spec_hash": request.spec_hash,
             "dag_id": request.dag_id,

@@ -109,9 +109,16 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class ChampionGate:
+    metric: str  # compared on the test split; its direction comes from vocabulary.METRICS
+    min_delta: float
+
+
+@dataclass(frozen=True)
 class EvaluationSpec:
     metrics: tuple[str, ...]
     thresholds: MappingProxyType  # metric -> Threshold
+    champion: ChampionGate | None  # None: the gate is off
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,7 @@ class ModelSpec:
             evaluation=EvaluationSpec(
                 metrics=tuple(ev["metrics"]),
                 thresholds=MappingProxyType({k: Threshold(v.get("min"), v.get("max")) for k, v in ev["thresholds"].items()}),
+                champion=None if ev["champion"] is None else ChampionGate(ev["champion"]["metric"], ev["champion"]["min_delta"]),
             ),
             export=ExportSpec(ex["format"], ex["opset"], ex["parity"]["samples"], ex["parity"]["atol"]),
             storage=StorageSpec(**d["storage"]),

@@ -140,6 +140,9 @@ def fill_task_defaults(resolved: dict) -> dict:
         resolved["training"]["loss"] = DEFAULT_LOSS[task]
     if resolved["evaluation"]["metrics"] is None:
         resolved["evaluation"]["metrics"] = list(DEFAULT_METRICS[task])
+    champion = resolved["evaluation"]["champion"]
+    if champion is not None and champion["metric"] is None:
+        champion["metric"] = resolved["evaluation"]["metrics"][0]
     return resolved
 
 

@@ -183,6 +183,12 @@ def _keras_settings_changed(spec: dict) -> bool:
 def _evaluation(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     computed = spec["evaluation"]["metrics"]
     task = spec["model"]["task"]
+    champion = spec["evaluation"]["champion"]
+    if champion is not None and champion["metric"] not in computed:
+        yield doc.problem(
+            ("evaluation", "champion", "metric"),
+            f"the champion gate compares {champion['metric']}, which is not computed; evaluation.metrics has {', '.join(computed)}",
+        )
     for index, metric in enumerate(computed):
         if METRICS[metric].task != task:
             yield doc.problem(
