@@ -175,6 +175,36 @@ class SmokeTestSpec:
 
 
 @dataclass(frozen=True)
+class TuningSpec:
+    """`tuning`: several trials (Airflow mapped tasks), the best by `metric` on the validation split goes on."""
+
+    strategy: str  # grid | random | optuna
+    trials: int
+    parallel: int  # at most this many trials at once
+    seed: int
+    metric: str  # e.g. val_accuracy
+    direction: str | None  # maximize | minimize; None: the metric's own (mlspec.tuning.objective_direction)
+    space: MappingProxyType  # path into the spec -> {choice: [...]} | {uniform: [lo, hi]} | ...
+    connection: str | None  # optuna: the study's database (Airflow connection id); None: SQLite under MLSPEC_HOME
+
+    @classmethod
+    def from_mapping(cls, tuning: dict | None) -> TuningSpec | None:
+        if tuning is None:
+            return None
+        objective = tuning["objective"]
+        return cls(
+            strategy=tuning["strategy"],
+            trials=tuning["trials"],
+            parallel=tuning["parallel"],
+            seed=tuning["seed"],
+            metric=objective["metric"],
+            direction=objective.get("direction"),
+            space=_freeze(tuning["space"]),
+            connection=tuning.get("connection"),
+        )
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     metadata: Metadata
     schedule: Any  # None | str | MappingProxyType({"assets": (...)})
@@ -190,6 +220,7 @@ class ModelSpec:
     smoke_test: SmokeTestSpec
     resolved: MappingProxyType  # the validated spec with every default filled in
     source_file: str = ""
+    tuning: TuningSpec | None = None  # None: train once
 
     @property
     def name(self) -> str:
@@ -264,4 +295,5 @@ class ModelSpec:
             smoke_test=SmokeTestSpec(**d["smoke_test"]),
             resolved=_freeze(d),
             source_file=source_file,
+            tuning=TuningSpec.from_mapping(d.get("tuning")),
         )
