@@ -27,7 +27,7 @@ STAGES = (
     ("export_onnx", "mlspec.operators.export.OnnxExportOperator", {"data": "prepare_data", "model": "train"}),
     ("store", "mlspec.operators.publish.StoreModelOperator", {"exported": "export_onnx", "evaluation": "evaluate"}),
     ("register", "mlspec.operators.publish.RegisterModelOperator", {"stored": "store", "evaluation": "evaluate"}),
-    ("deploy", "mlspec.operators.deploy.DeployModelOperator", {"stored": "store"}),
+    ("deploy", "mlspec.operators.deploy.DeployModelOperator", {"stored": "store", "evaluation": "evaluate"}),
     (
         "smoke_test",
         "mlspec.operators.smoke_test.SmokeTestOperator",

@@ -38,6 +38,16 @@ def try_it_line(example: dict) -> str:
 
 
 def format_summary(summary: dict) -> str:
+    if summary.get("outcome") == "champion_holds":
+        champion = summary["champion"]
+        return "\n".join([
+            "",
+            f"mlspec: {summary['model']}: the new model did not beat production; nothing was deployed",
+            f"  {champion['metric']:<14} new model {champion['challenger']:.4f}, production version "
+            f"{champion['champion_version']} {champion['champion']:.4f} (min_delta {champion['min_delta']:g})",
+            f"  candidate      version {summary['version']} at {summary['stored_uri']} (registered, not serving)",
+            f"  serve it anyway with: mlspec deploy <spec> --version {summary['version']}",
+        ])
     registry = summary["registry"]
     smoke = summary["smoke_test"]
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items())

@@ -285,3 +285,22 @@ def open_tracker(spec: Any, *, run_name: str, tags: Mapping[str, Any]) -> Traini
     if spec.tracking.backend == "none":
         return NullTracker()
     return TrainingTracker(tracking_connection(spec), experiment=f"mlspec/{spec.name}", run_name=run_name, tags=tags)
+
+
+def log_to_finished_run(spec: Any, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, Any]) -> None:
+    """Add metrics and tags to the training run after it ended (the test metrics, the champion's
+    scores). Tracking is a record, not a gate: a failure here is logged, never fatal."""
+    if spec.tracking.backend == "none" or not run_id:
+        return
+    from mlflow.entities import Metric, RunTag
+
+    try:
+        client = mlflow_client(resolve_tracking_uri(tracking_connection(spec)))
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(str(k), float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(str(k), str(v)) for k, v in tags.items()],
+        )
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the run's outcome does not depend on it
+        log.warning("could not add metrics to tracking run %s: %s", run_id, mlflow_error_text(exc))

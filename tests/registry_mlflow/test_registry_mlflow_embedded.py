@@ -44,6 +44,7 @@ def test_register_creates_a_version_with_every_tag(
     model_sha = hashlib.sha256(model_file.read_bytes()).hexdigest()
     assert mv.tags == {
         "mlspec.version": "1",
+        "mlspec.state": "candidate",
         "metric.accuracy": "0.9712",
         "metric.f1": "0.9688",
         "data_source": "builtin:digits",

@@ -14,8 +14,39 @@ from mlspec.serving import open_serving
 log = logging.getLogger(__name__)
 
 
+def deploy_following_the_registry(spec, serving, version: int, version_uri: str):
+    """Deploy `version`, with the registry's production version as the one to roll back to.
+
+    What the server served before may differ from the registry (a crash after a load, a hand-made
+    change): that is drift, reported here and corrected by the rollback, never taken as truth.
+    """
+    from dataclasses import replace
+
+    from mlspec.registry import open_registry
+
+    registry = open_registry(spec.registry.backend, spec.registry.connection)
+    production = registry.production_version(spec.name)
+    deployment = serving.deploy(spec.name, version, version_uri)
+    if deployment.previous_version != production:
+        log.warning(
+            "drift: serving had %s version %s while the registry's production version is %s; a rollback "
+            "restores the registry's", spec.name, deployment.previous_version, production,
+        )
+    record = registry.version_record(spec.name, production) if production is not None else None
+    deployment = replace(
+        deployment,
+        previous_version=production,
+        previous_state={"storage_uri": record.source_uri} if record is not None else None,
+    )
+    log.info("%s version %d is served at %s (production until it passes: %s)", spec.name, version, deployment.endpoint_url, production)
+    return deployment
+
+
 class DeployModelOperator(MlspecOperator):
-    """Input: `stored` (store's result). Output: the deployment (endpoint, served and previous version)."""
+    """Inputs: `stored` (store's result) and `evaluation` (evaluate's, with the champion gate's
+    verdict). Output: the deployment (endpoint, the version now served, and the registry's
+    production version to roll back to). When the champion holds, the task is skipped (and with
+    it smoke_test and promote): the run is green and production is untouched."""
 
     stage = "deploy"
     operator_extra_links = (EndpointLink(),)
@@ -34,20 +65,47 @@ class DeployModelOperator(MlspecOperator):
         # The local server's advice is no help to someone deploying to a cluster.
         return self.kserve_next_step if self.model_spec.serving.platform == "kserve" else self.local_next_step
 
-    template_fields = ("stored",)
+    template_fields = ("stored", "evaluation")
 
-    def __init__(self, *, stored: Any, **kwargs: Any) -> None:
+    def __init__(self, *, stored: Any, evaluation: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stored = stored
+        self.evaluation = evaluation
 
     def run(self, context) -> dict:
         spec = self.model_spec
         stored = self.handed_over("stored")
+        self.skip_when_the_champion_holds(context, stored)
         if spec.serving.platform == "kserve":
             return self.deploy_kserve(context, stored)
-        deployment = open_serving(spec, self.store).deploy(spec.name, stored["version"], stored["uri"])
-        log.info("%s version %d is served at %s (previous: %s)", spec.name, deployment.version, deployment.endpoint_url, deployment.previous_version)
+        deployment = deploy_following_the_registry(spec, open_serving(spec, self.store), stored["version"], stored["uri"])
         return deployment.to_xcom()
+
+    def skip_when_the_champion_holds(self, context, stored: dict) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mlspec.champion import DECISIONS, verdict_line
+
+        evaluation = self.evaluation if isinstance(self.evaluation, dict) else {}
+        verdict = evaluation.get("champion") or {"decision": "gate_off"}
+        if DECISIONS.get(verdict["decision"], True):
+            return
+        line = verdict_line(self.model_spec.name, verdict)
+        summary = {
+            "model": self.model_spec.name,
+            "outcome": "champion_holds",
+            "version": stored["version"],
+            "stored_uri": stored["uri"],
+            "dag_id": self.dag_id,
+            "run_id": context["run_id"],
+            "metrics": evaluation.get("metrics", {}),
+            "champion": verdict,
+            "message": line,
+        }
+        self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
+        log.info("%s; version %d is registered as a candidate (`mlspec deploy --version %d` serves it on purpose)",
+                 line, stored["version"], stored["version"])
+        raise AirflowSkipException(line)
 
     def deploy_kserve(self, context, stored: dict) -> None:
         from mlspec.triggers.kserve import KServeReadinessTrigger

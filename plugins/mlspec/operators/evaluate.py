@@ -12,7 +12,8 @@ log = logging.getLogger(__name__)
 
 
 class EvaluateOperator(MlspecOperator):
-    """Inputs: `data` (prepare_data's result) and `model` (train's). Output: the test metrics."""
+    """Inputs: `data` (prepare_data's result) and `model` (train's). Output: the test metrics and the
+    champion gate's verdict (mlspec.champion)."""
 
     stage = "evaluate"
     ui_color = "#fce8e6"
@@ -24,7 +25,9 @@ class EvaluateOperator(MlspecOperator):
         self.model = model
 
     def run(self, context) -> dict:
+        from mlspec.champion import compare_with_champion
         from mlspec.ml import metrics as ml_metrics
+        from mlspec.tracking import log_to_finished_run
 
         spec = self.model_spec
         dataset = self.load_dataset()
@@ -49,4 +52,12 @@ class EvaluateOperator(MlspecOperator):
                 ),
             )
         log.info("every threshold holds (%s)", ", ".join(thresholds) or "no thresholds set")
-        return {"metrics": summary, "metrics_uri": metrics_uri, "test_samples": int(len(dataset.x_test))}
+        verdict = compare_with_champion(spec, self.store, dataset, summary)
+        # Test metrics keep apart from the training curves (Keras logs `accuracy` per epoch).
+        scores = {f"test_{k}": v for k, v in summary.items()}
+        scores.update({f"champion_test_{k}": v for k, v in verdict.get("champion_metrics", {}).items()})
+        log_to_finished_run(
+            spec, self.handed_over("model").get("tracking_run_id", ""), scores,
+            {"mlspec.champion_decision": verdict["decision"], "mlspec.champion_version": verdict.get("champion_version", "")},
+        )
+        return {"metrics": summary, "metrics_uri": metrics_uri, "test_samples": int(len(dataset.x_test)), "champion": verdict}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mlspec.operators.base import MlspecOperator
+from mlspec.operators.base import GateFailed, MlspecOperator
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,17 @@ class PromoteOperator(MlspecOperator):
     def run(self, context) -> dict:
         from mlspec.ml.onnx_export import onnx_predict
         from mlspec.registry import open_registry
-        from mlspec.serving import Deployment
+        from mlspec.serving import Deployment, open_serving
 
         spec = self.model_spec
         deployment = Deployment.from_xcom(self.handed_over("deployment"))
+        served = open_serving(spec, self.store).served_version(spec.name)
+        if served != deployment.version:
+            raise GateFailed(
+                f"serving answers with version {served} of {spec.name}, not the deployed and smoke-tested version "
+                f"{deployment.version}; production was not changed",
+                next_step=f"run `mlspec status {spec.source_file or '<spec>'}` to see the drift, then trigger a new run",
+            )
         open_registry(spec.registry.backend, spec.registry.connection).record_deployment(
             spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed"
         )

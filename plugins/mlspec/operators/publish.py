@@ -19,6 +19,9 @@ EXPORTED_FILES = {
 }
 
 
+CHAMPION_DETAILS = ("decision", "metric", "challenger", "champion", "champion_version", "min_delta")
+
+
 def publish_run_id(dag_id: str, run_id: str) -> str:
     """Identifies the publishing run in the store's claim file, so a retry finds its version."""
     return f"{dag_id}/{run_id}"
@@ -42,11 +45,17 @@ class StoreModelOperator(MlspecOperator):
         exported = self.handed_over("exported")
         files = {name: self.store.read_uri(exported[key]) for name, key in EXPORTED_FILES.items()}
         files["metrics.json"] = self.store.read_uri(self.handed_over("evaluation")["metrics_uri"])
+        from mlspec.registry import open_registry
+
+        # The registry's numbers count too: a store that lost its folders must not hand out a
+        # version number the registry already holds for another model.
+        known = open_registry(spec.registry.backend, spec.registry.connection).latest_version(spec.name)
         published = self.store.publish_version(
             spec.name,
             files,
             run_id=publish_run_id(self.dag_id, context["run_id"]),
             metadata={"spec_hash": spec.spec_hash, "data_source": spec.data.source, "dag_id": self.dag_id},
+            min_version=(known or 0) + 1,
         )
         return {"version": published.version, "uri": published.uri, "files": published.files, "reused": published.reused}
 
@@ -99,4 +108,10 @@ class RegisterModelOperator(MlspecOperator):
             "%s %s version %d in %s (registry version %s)",
             "registered" if entry.created else "found already registered", spec.name, entry.version, entry.backend, entry.registry_version,
         )
+        if entry.created:
+            # Every new version starts as a candidate; promote makes it production. Both scores of
+            # the champion comparison stay on the version, whichever way it went.
+            verdict = self.handed_over("evaluation").get("champion") or {}
+            details = {f"champion.{key}": str(verdict[key]) for key in CHAMPION_DETAILS if key in verdict}
+            registry.set_state(spec.name, entry.version, "candidate", details)
         return entry.to_xcom()

@@ -265,6 +265,10 @@ class KubeflowRegistry(ModelRegistry):
             service["id"],
             environment["name"],
         )
+        if outcome == "smoke_test_passed":
+            self.set_production(model_name, version, reason="its smoke test passed")
+        elif outcome in ("rolled_back", "failed"):
+            self.set_state(model_name, version, outcome)
 
     # ---- production ----------------------------------------------------------------------
     # Production lives on the RegisteredModel (which store version, and the order they served in);

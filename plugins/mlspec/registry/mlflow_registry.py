@@ -303,6 +303,7 @@ class MlflowRegistry(ModelRegistry):
             self._ensure_registered_model(request)
             existing = self._find_version(name, version)
             if existing is not None:
+                self._check_same_content(existing, request)
                 log.info("%s: %s version %s is already registered as MLflow version %s (an earlier try)",
                          self._where(), name, version, existing.version)
                 return self._entry(name, version, existing, created=False)
@@ -320,6 +321,18 @@ class MlflowRegistry(ModelRegistry):
             log.info("%s: registered %s version %s as MLflow model version %s (source %s)",
                      self._where(), name, version, mv.version, source)
             return self._entry(name, version, mv, created=True)
+
+    def _check_same_content(self, existing: ModelVersion, request: RegistrationRequest) -> None:
+        """A version found by number is ours only if it holds the same files from the same run."""
+        tags = existing.tags or {}
+        theirs = tags.get(_tag_key("sha256.model.onnx"))
+        ours = request.files.get("model.onnx")
+        if tags.get("run_id") != request.run_id or (theirs and ours and theirs != ours):
+            raise RegistryError(
+                f"{self._where()}: {request.model_name} version {request.version} is already registered for run "
+                f"{tags.get('run_id')!r} with other files (model.onnx sha256 {str(theirs)[:12]}...); the store "
+                "handed out a number the registry knows. Publish again: the store now numbers above the registry"
+            )
 
     def find(self, model_name: str, version: int) -> RegistryEntry | None:
         with self._errors("look up the model version", model_name, version):

@@ -34,3 +34,11 @@ class ServingBackend(ABC):
     @abstractmethod
     def rollback(self, deployment: Deployment) -> None:
         """Serve deployment.previous_* again (or remove the new model when there was none)."""
+
+    @abstractmethod
+    def served_version(self, model_name: str) -> int | None:
+        """The store version serving answers with now (None: the model is not served)."""
+
+    @abstractmethod
+    def undeploy(self, model_name: str) -> None:
+        """Stop serving the model (every version); a model that is not served is fine."""

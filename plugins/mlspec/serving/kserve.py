@@ -321,6 +321,14 @@ class KServeServing(ServingBackend):
         return deployment_from_event({"status": outcome, "url": detail if outcome == "ready" else None,
                                       "message": detail}, state, backend=self)
 
+    def served_version(self, model_name: str) -> int | None:
+        isvc = self.get(model_name)
+        label = (((isvc or {}).get("metadata") or {}).get("labels") or {}).get(VERSION_LABEL, "")
+        return int(label) if str(label).isdigit() else None
+
+    def undeploy(self, model_name: str) -> None:
+        self.rollback_state({"name": model_name, "namespace": self.config.namespace, "previous_spec": None})
+
     # -- rollback -------------------------------------------------------------------------------
     def rollback(self, deployment: Deployment) -> None:
         if deployment.previous_state is None:

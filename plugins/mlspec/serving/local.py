@@ -180,7 +180,11 @@ class LocalServing(ServingBackend):
                 return
             storage_uri = (deployment.previous_state or {}).get("storage_uri")
             log.info("rolling back %s: serving version %s again, unloading %d", name, previous, version)
-            response = self._load(client, name, previous, storage_uri)
+            # The server still holds a version it served (even if its folder is gone since): ask for
+            # it by number first, and read it from its folder only when the server no longer has it.
+            response = self._load(client, name, previous, None)
+            if response.status_code != 200 and storage_uri:
+                response = self._load(client, name, previous, storage_uri)
             if response.status_code != 200:
                 raise ServingError(
                     f"rolling back {name} to version {previous} on {self.base_url} failed: "
@@ -190,3 +194,15 @@ class LocalServing(ServingBackend):
             self._wait_ready(client, name, previous)
             self._unload(client, name, version)
         log.info("rolled back %s to version %s on %s", name, previous, self.base_url)
+
+    def served_version(self, model_name: str) -> int | None:
+        with self._client() as client:
+            self._require_live(client)
+            served, _, _ = self._served(client, model_name)
+        return int(served) if served is not None and str(served).isdigit() else None
+
+    def undeploy(self, model_name: str) -> None:
+        with self._client() as client:
+            self._require_live(client)
+            self._unload(client, model_name, None)
+        log.info("%s is no longer served at %s", model_name, self.base_url)

@@ -6,10 +6,17 @@ primitives (read, write, exists, list); publishing is shared so that ``file://``
 behave the same way:
 
 * a version folder is claimed first by writing ``.mlspec-claim.json`` carrying the run id, so a
-  retried task finds the version its earlier try took instead of taking a new one;
+  retried task finds the version its earlier try took instead of taking a new one. The claim is
+  created whole or not at all (written aside, then linked into place; a conditional PUT on S3). A
+  claim that cannot be read (left by a crash or a full disk) is never an error: while it is young
+  its version is skipped, and once it is older than ``claim_grace_seconds`` the version counts as
+  abandoned and the next run takes it over (through one more exclusive create, so only one does);
 * files are uploaded (skipped when an identical object is already there), then ``manifest.json``
   with a sha256 of every file is written last. Readers only list versions that have a manifest,
   so a half-published version is never visible.
+
+A run's scratch folders (``<name>/runs/<run_key>/``) are pruned by ``prune_runs``: the newest
+``keep`` stay, the current run's always stays, and published versions are never touched.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import logging
 import posixpath
 import re
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -28,6 +36,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 CLAIM = ".mlspec-claim.json"
+# Created (exclusively) by the one run that takes over an abandoned, unreadable claim.
+CLAIM_TAKEOVER = ".mlspec-claim.json.takeover"
+DEFAULT_KEEP_RUNS = 20  # the schema's default of storage.keep_runs
+DEFAULT_CLAIM_GRACE_SECONDS = 300.0
 _SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -67,6 +79,10 @@ class PublishedVersion:
 class ModelStore(ABC):
     """A prefix in an object store. Keys are relative, '/'-separated, never absolute."""
 
+    # How old an unreadable claim must be before its version counts as abandoned (clocks of hosts sharing
+    # a store may differ a little; a claim is written in one go, so anything older is not being written).
+    claim_grace_seconds: float = DEFAULT_CLAIM_GRACE_SECONDS
+
     def __init__(self, root_uri: str) -> None:
         self.root_uri = root_uri.rstrip("/")
 
@@ -96,6 +112,18 @@ class ModelStore(ABC):
             return False
         self.write_bytes(key, data)
         return True
+
+    def modified_time(self, key: str) -> float | None:
+        """When the object was last written (seconds since the epoch), or None when unknown or missing."""
+        return None
+
+    def tree_times(self, key: str) -> dict[str, float]:
+        """For each immediate child of key: the newest modification time of anything under it."""
+        raise StoreError(f"{type(self).__name__} cannot list modification times under {self.uri_for(key)}")
+
+    def delete_tree(self, key: str) -> None:
+        """Delete the object or every object under the 'folder' key (never the store's root)."""
+        raise StoreError(f"{type(self).__name__} cannot delete {self.uri_for(key)}")
 
     def object_sha256(self, key: str) -> str | None:
         """sha256 of an existing object, or None. Backends may override with a cheaper lookup."""
@@ -138,24 +166,89 @@ class ModelStore(ABC):
     def read_manifest(self, name: str, version: int) -> dict:
         return self.read_json(safe_join(name, str(version), MANIFEST))
 
+    def _claim_owner(self, name: str, version: int) -> str | None:
+        """The run id a version folder is claimed by; None when there is no claim or it cannot be read.
+
+        An unreadable claim that was taken over names its new owner in the takeover marker.
+        """
+        prefix = safe_join(name, str(version))
+        for key in (safe_join(prefix, CLAIM), safe_join(prefix, CLAIM_TAKEOVER)):
+            if not self.exists(key):
+                return None
+            owner = _claim_run_id(self.read_bytes(key))
+            if owner is not None:
+                return owner
+        return None
+
     def _version_claimed_by(self, name: str, run_id: str) -> int | None:
         for version in reversed(self._numeric_children(name)):
-            claim_key = safe_join(name, str(version), CLAIM)
-            if self.exists(claim_key) and self.read_json(claim_key).get("run_id") == run_id:
+            if self._claim_owner(name, version) == run_id:
                 return version
         return None
 
+    def _take_over_abandoned_claim(self, name: str, version: int, run_id: str) -> bool:
+        """Claim `version` for run_id when its claim is unreadable, older than the grace period and the
+        version was never published. The takeover marker is created exclusively, so one run wins."""
+        prefix = safe_join(name, str(version))
+        claim_key = safe_join(prefix, CLAIM)
+        if self.exists(safe_join(prefix, MANIFEST)) or not self.exists(claim_key):
+            return False
+        content = self.read_bytes(claim_key)
+        if _claim_run_id(content) is not None:
+            return False
+        written = self.modified_time(claim_key)
+        age = None if written is None else time.time() - written
+        if age is None or age < self.claim_grace_seconds:
+            log.warning(
+                "model %s version %d has an unreadable claim (%d bytes) written %s ago; leaving it to its "
+                "writer for now (abandoned after %.0f s)",
+                name, version, len(content), "an unknown time" if age is None else f"{age:.0f} s", self.claim_grace_seconds,
+            )
+            return False
+        claim = json.dumps({"run_id": run_id}, sort_keys=True).encode()
+        if not self.create_exclusive(safe_join(prefix, CLAIM_TAKEOVER), claim):
+            return False
+        self.write_bytes(claim_key, claim)
+        log.warning(
+            "model %s version %d had an unreadable claim (%d bytes, %.0f s old, no manifest): abandoned; "
+            "run %s takes the version over",
+            name, version, len(content), age, run_id,
+        )
+        return True
+
+    def prune_runs(self, name: str, keep: int, *, current_run_id: str) -> list[str]:
+        """Delete the run folders of `name` but the `keep` newest and the current run's; return their keys.
+
+        Only `<name>/runs/<run_key>/` folders are ever deleted, never a published version.
+        """
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            raise StoreError(f"keep must be a positive number of runs, not {keep!r}")
+        runs = safe_join(name, "runs")
+        times = self.tree_times(runs)
+        newest_first = sorted(times, key=lambda key: (times[key], key), reverse=True)
+        kept = set(newest_first[:keep]) | {run_key(current_run_id)}
+        doomed = sorted(key for key in newest_first if key not in kept)
+        for key in doomed:
+            self.delete_tree(safe_join(runs, key))
+        if doomed:
+            log.info("pruned %d old run folder(s) of model %s under %s (keeping %d)", len(doomed), name, self.uri_for(runs), keep)
+        return doomed
+
     def publish_version(
-        self, name: str, files: dict[str, bytes], *, run_id: str, metadata: dict | None = None
+        self, name: str, files: dict[str, bytes], *, run_id: str, metadata: dict | None = None, min_version: int = 1
     ) -> PublishedVersion:
-        """Publish files as the next version of `name`; a retry by the same run reuses its version."""
+        """Publish files as the next version of `name`; a retry by the same run reuses its version.
+
+        `min_version`: the lowest number a new version may get (the registry's latest + 1), so a
+        number the registry knows is never reused, even when the store lost its folders.
+        """
         if not files:
             raise StoreError(f"nothing to publish for model {name!r}")
         version = self._version_claimed_by(name, run_id)
         reused = version is not None
         if version is None:
             existing = self._numeric_children(name)
-            version = (existing[-1] + 1) if existing else 1
+            version = max((existing[-1] + 1) if existing else 1, min_version)
             claim = json.dumps({"run_id": run_id}, sort_keys=True).encode()
             # Two runs publishing at once must not share a folder: the loser takes the next number.
             while not self.create_exclusive(safe_join(name, str(version), CLAIM), claim):
@@ -186,3 +279,13 @@ class ModelStore(ABC):
         self.write_json(manifest_key, manifest)
         log.info("published model %s version %d at %s", name, version, self.uri_for(prefix))
         return PublishedVersion(name, version, self.uri_for(prefix), hashes, run_id, reused=reused)
+
+
+def _claim_run_id(content: bytes) -> str | None:
+    """The run id in a claim's bytes, or None when they are not a claim (empty, cut short, not JSON)."""
+    try:
+        claim = json.loads(content)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    run_id = claim.get("run_id") if isinstance(claim, dict) else None
+    return run_id if isinstance(run_id, str) and run_id else None

@@ -1,0 +1,112 @@
+"""The champion/challenger gate: score the registry's production version (the champion) on the
+challenger's test split, and say whether the challenger may replace it.
+
+A retrain must never make production worse: the champion's files are read from the store and
+verified against the sha256 the registry recorded, then scored exactly like the challenger.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlspec.errors import MlspecError, StoreError
+
+log = logging.getLogger(__name__)
+
+# decision -> whether the challenger goes on to deploy
+DECISIONS = {
+    "gate_off": True,  # evaluation.champion: null
+    "no_champion": True,  # nothing is production yet
+    "challenger_wins": True,
+    "champion_holds": False,
+}
+
+
+def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[str, float]) -> dict[str, Any]:
+    """The gate's verdict as plain JSON: decision, metric, both scores, the champion's version."""
+    from mlspec.ml import metrics as ml_metrics
+    from mlspec.ml.onnx_export import onnx_predict
+    from mlspec.registry import open_registry
+    from mlspec.storage import sha256_hex
+
+    gate = spec.evaluation.champion
+    if gate is None:
+        log.info("champion gate is off (evaluation.champion: null): the challenger is not compared")
+        return {"decision": "gate_off"}
+    verdict: dict[str, Any] = {"metric": gate.metric, "min_delta": gate.min_delta, "challenger": challenger[gate.metric]}
+    registry = open_registry(spec.registry.backend, spec.registry.connection)
+    version = registry.production_version(spec.name)
+    if version is None:
+        log.info("champion gate: %s has no production version yet, so the challenger passes", spec.name)
+        return {**verdict, "decision": "no_champion"}
+    record = registry.version_record(spec.name, version)
+    if record is None or not record.source_uri:
+        raise MlspecError(f"the registry names version {version} of {spec.name} as production but has no record of its files")
+    try:
+        onnx_bytes = store.read_uri(f"{record.source_uri}/model.onnx")
+    except StoreError as exc:
+        return _against_recorded_metrics(spec, verdict, version, record, exc)
+    expected = record.files.get("model.onnx")
+    if expected and sha256_hex(onnx_bytes) != expected:
+        raise MlspecError(
+            f"the production version {version} of {spec.name} at {record.source_uri} does not match the sha256 the "
+            "registry recorded; its files were changed after publishing. Deploy a known-good version "
+            f"(`mlspec deploy {spec.source_file or '<spec>'} --version N`) before retraining"
+        )
+    outputs = onnx_predict(onnx_bytes, dataset.x_test)
+    scores = ml_metrics.compute_metrics(
+        spec.model.task, dataset.y_test, outputs, metrics=list(spec.evaluation.metrics), class_names=list(dataset.class_names)
+    )
+    champion = {name: round(float(scores[name]), 6) for name in spec.evaluation.metrics}
+    wins = ml_metrics.challenger_wins(gate.metric, challenger[gate.metric], champion[gate.metric], gate.min_delta)
+    verdict.update(
+        decision="challenger_wins" if wins else "champion_holds",
+        champion=champion[gate.metric],
+        champion_version=version,
+        champion_metrics=champion,
+        champion_scored_on="this run's test split",
+    )
+    log.info(
+        "champion gate on %s: challenger %.4f vs production version %d %.4f (min_delta %g): %s",
+        gate.metric, verdict["challenger"], version, verdict["champion"], gate.min_delta,
+        "the challenger wins" if wins else "the champion holds; the challenger is kept as a candidate",
+    )
+    return verdict
+
+
+def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, record: Any, why: Exception) -> dict[str, Any]:
+    """The champion's files cannot be read (a store that lost its folders; KServe-only stores):
+    compare with the test metrics the registry recorded for it, measured on its own test split."""
+    from mlspec.ml import metrics as ml_metrics
+
+    gate = spec.evaluation.champion
+    if gate.metric not in record.metrics:
+        raise MlspecError(
+            f"the production version {version} of {spec.name} cannot be scored ({why}) and the registry has no "
+            f"{gate.metric} for it; deploy a known-good version (`mlspec deploy --version N`) before retraining"
+        ) from None
+    champion = record.metrics[gate.metric]
+    wins = ml_metrics.challenger_wins(gate.metric, verdict["challenger"], champion, gate.min_delta)
+    log.warning(
+        "champion gate: production version %d of %s cannot be read (%s); comparing with the %s the registry "
+        "recorded for it (%.4f, measured on its own test split)", version, spec.name, why, gate.metric, champion,
+    )
+    return {
+        **verdict,
+        "decision": "challenger_wins" if wins else "champion_holds",
+        "champion": champion,
+        "champion_version": version,
+        "champion_metrics": dict(record.metrics),
+        "champion_scored_on": "the metrics the registry recorded",
+    }
+
+
+def verdict_line(name: str, verdict: dict[str, Any]) -> str:
+    """One sentence for logs and the run summary."""
+    if verdict.get("decision") != "champion_holds":
+        return f"{name}: the challenger goes on ({verdict.get('decision')})"
+    return (
+        f"{name}: production version {verdict['champion_version']} keeps serving: its {verdict['metric']} is "
+        f"{verdict['champion']:.4f} against the new model's {verdict['challenger']:.4f} (min_delta {verdict['min_delta']:g})"
+    )
