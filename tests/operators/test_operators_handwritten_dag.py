@@ -48,11 +48,32 @@ def handwritten_dag(spec: dict):
     return dag, live
 
 
-def test_a_handwritten_dag_with_renamed_tasks_runs_every_stage(airflow_db, model_server, mlspec_home):
+DAG_FILE = """\
+# A user's own Airflow DAG file (the words "airflow" and "dag" make Airflow parse it): mlspec's
+# operators under the user's task ids.
+import json
+from pathlib import Path
+
+from tests.operators.test_operators_handwritten_dag import handwritten_dag
+
+dag, _ = handwritten_dag(json.loads((Path(__file__).parent / "handmade.json").read_text()))
+"""
+
+
+def test_a_handwritten_dag_with_renamed_tasks_runs_every_stage(airflow_db, model_server, mlspec_home, tmp_path, monkeypatch):
+    import json
+
     from mlspec.spec import load_spec_text
 
     text = (SPECS / "iris-forest.yaml").read_text().replace("name: iris-forest", "name: handmade")
     spec = load_spec_text(text, "handmade.yaml")
+    # dag.test() runs what Airflow parsed from the DAG folder: make this DAG file the folder's.
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "handmade.json").write_text(json.dumps(spec.to_dict()))
+    (dags / "handmade_dag.py").write_text(DAG_FILE)
+    bundle = {"name": "handmade-dags", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(dags)}}
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
     dag, live = handwritten_dag(spec.to_dict())
     assert {"prepare_data", "train", "store"}.isdisjoint(dag.task_ids)  # none of the compiled ids
     dag_run = dag.test()
