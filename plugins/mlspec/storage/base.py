@@ -235,13 +235,34 @@ class ModelStore(ABC):
         return doomed
 
     def publish_version(
-        self, name: str, files: dict[str, bytes], *, run_id: str, metadata: dict | None = None, min_version: int = 1
+        self,
+        name: str,
+        files: dict[str, bytes],
+        *,
+        run_id: str,
+        metadata: dict | None = None,
+        min_version: int = 1,
+        keep_runs: int | None = None,
+        current_run_id: str | None = None,
     ) -> PublishedVersion:
         """Publish files as the next version of `name`; a retry by the same run reuses its version.
 
         `min_version`: the lowest number a new version may get (the registry's latest + 1), so a
         number the registry knows is never reused, even when the store lost its folders.
+        With `keep_runs` (and `current_run_id`, the Airflow run id of this run's scratch folder), old
+        run folders are pruned once the version is published; a failure to prune is logged, not raised.
         """
+        published = self._publish_version(name, files, run_id=run_id, metadata=metadata, min_version=min_version)
+        if keep_runs is not None and current_run_id is not None:
+            try:
+                self.prune_runs(name, keep_runs, current_run_id=current_run_id)
+            except StoreError as exc:
+                log.warning("could not prune old run folders of model %s: %s", name, exc)
+        return published
+
+    def _publish_version(
+        self, name: str, files: dict[str, bytes], *, run_id: str, metadata: dict | None, min_version: int
+    ) -> PublishedVersion:
         if not files:
             raise StoreError(f"nothing to publish for model {name!r}")
         version = self._version_claimed_by(name, run_id)
@@ -249,11 +270,14 @@ class ModelStore(ABC):
         if version is None:
             existing = self._numeric_children(name)
             version = max((existing[-1] + 1) if existing else 1, min_version)
-            claim = json.dumps({"run_id": run_id}, sort_keys=True).encode()
-            # Two runs publishing at once must not share a folder: the loser takes the next number.
-            while not self.create_exclusive(safe_join(name, str(version), CLAIM), claim):
-                log.info("model %s version %d was just claimed by another run; trying the next", name, version)
-                version += 1
+            if existing and existing[-1] >= min_version and self._take_over_abandoned_claim(name, existing[-1], run_id):
+                version = existing[-1]
+            else:
+                claim = json.dumps({"run_id": run_id}, sort_keys=True).encode()
+                # Two runs publishing at once must not share a folder: the loser takes the next number.
+                while not self.create_exclusive(safe_join(name, str(version), CLAIM), claim):
+                    log.info("model %s version %d was just claimed by another run; trying the next", name, version)
+                    version += 1
         prefix = safe_join(name, str(version))
         manifest_key = safe_join(prefix, MANIFEST)
         hashes = {file_name: sha256_hex(data) for file_name, data in sorted(files.items())}

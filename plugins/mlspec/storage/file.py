@@ -1,13 +1,23 @@
-"""`file://` object store: a folder on a local or shared filesystem."""
+"""`file://` object store: a folder on a local or shared filesystem.
+
+Files are written beside their target and renamed into place, with mode 0644 whatever the umask: a
+model server running as another user (as in the compose stack) must be able to read what is published.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from mlspec.errors import StoreError
-from mlspec.storage.base import ModelStore, safe_join
+from mlspec.storage.base import CLAIM, ModelStore, safe_join
+
+FILE_MODE = 0o644
+# Filesystems without hard links answer link() with one of these; claims then fall back to O_EXCL.
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
 
 
 class FileStore(ModelStore):
@@ -25,14 +35,28 @@ class FileStore(ModelStore):
         except FileNotFoundError:
             raise StoreError(f"{self.uri_for(key)} does not exist") from None
 
-    def write_bytes(self, key: str, data: bytes) -> str:
-        path = self._path(key)
+    @staticmethod
+    def _write_temp(path: Path, data: bytes, *, sync: bool = False) -> str:
+        """A complete copy of data in a temporary file beside path (mode 0644); its name."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target and rename: readers never see a partly written file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        # Write beside the target and rename: readers never see a partly written file.
+        tmp = self._write_temp(path, data)
+        try:
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -40,13 +64,32 @@ class FileStore(ModelStore):
         return self.uri_for(key)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Write the whole file aside, then hard-link it into place: link() fails when the name exists, so
+        exactly one writer wins, and a crash at any point leaves either no file or the complete one."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._write_temp(path, data, sync=True)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            return self._create_exclusive_without_links(path, data)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _create_exclusive_without_links(path: Path, data: bytes) -> bool:
+        # Not atomic: a crash between the create and the write leaves a short file, which publishing
+        # treats as an unreadable claim (skipped, then abandoned after the grace period).
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except FileExistsError:
             return False
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
             handle.write(data)
         return True
 
@@ -57,4 +100,41 @@ class FileStore(ModelStore):
         path = self._path(key)
         if not path.is_dir():
             return []
-        return sorted(p.name for p in path.iterdir() if not p.name.startswith(".") or p.name == ".mlspec-claim.json")
+        return sorted(p.name for p in path.iterdir() if not p.name.startswith(".") or p.name == CLAIM)
+
+    def modified_time(self, key: str) -> float | None:
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def tree_times(self, key: str) -> dict[str, float]:
+        path = self._path(key)
+        if not path.is_dir():
+            return {}
+        times: dict[str, float] = {}
+        for child in path.iterdir():
+            if child.name.startswith("."):
+                continue
+            newest = child.lstat().st_mtime
+            if child.is_dir() and not child.is_symlink():
+                for root, dirs, files in os.walk(child):
+                    for name in dirs + files:
+                        try:
+                            newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+                        except FileNotFoundError:  # deleted while we walked
+                            continue
+            times[child.name] = newest
+        return times
+
+    def delete_tree(self, key: str) -> None:
+        if not safe_join(key):
+            raise StoreError(f"refusing to delete the whole store {self.root_uri}")
+        path = self._path(key)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"deleting {self.uri_for(key)} failed: {exc.strerror or exc}") from exc

@@ -39,7 +39,8 @@ DEFAULT_MULTIPART_THRESHOLD = 64 * MIB
 DEFAULT_PART_SIZE = 16 * MIB
 SHA256_METADATA = "sha256"  # sent as the x-amz-meta-sha256 header
 
-_MULTIPART_SUFFIX = re.compile(r"-(\d+)$")
+_MULTIPART_SUFFIX = re.compile(r"-(\d+)\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {
     "403",
@@ -58,19 +59,35 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     a `..` segment is refused so a key can never climb out of its prefix.
     """
     if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise StoreError(f"not an s3:// URI: {uri!r}; expected s3://bucket/prefix")
+        raise StoreError(f"not an s3:// URI: {uri[:80]!r}; expected s3://bucket/prefix")
+    if _CONTROL.search(uri):
+        raise StoreError(f"s3:// URI with a control character: {uri[:80]!r}")
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not bucket:
-        raise StoreError(f"s3:// URI without a bucket: {uri!r}; expected s3://bucket/prefix")
+        raise StoreError(f"s3:// URI without a bucket: {uri[:80]!r}; expected s3://bucket/prefix")
     return bucket, safe_join(prefix)
 
 
-def read_uri_bytes(uri: str, connection_id: str | None = None) -> bytes:
-    """Bytes of one object named by a full s3:// URI (a spec's `data.source: s3://...`)."""
+def read_uri_bytes(uri: str, connection_id: str | None = None, *, max_bytes: int | None = None) -> bytes:
+    """Bytes of one object named by a full s3:// URI (a spec's `data.source: s3://...`).
+
+    With max_bytes, an object larger than that is refused before its body is read.
+    """
     bucket, key = parse_s3_uri(uri)
     if not key:
         raise StoreError(f"{uri} names a bucket, not an object; give the full key of the data file")
-    return S3Store(f"s3://{bucket}", connection_id or "aws_default").read_bytes(key)
+    store = S3Store(f"s3://{bucket}", connection_id or "aws_default")
+    if max_bytes is not None:
+        head = store._head(key)
+        if head is None:
+            raise StoreError(f"{uri} does not exist (bucket {bucket!r}, Airflow connection {store.connection_id!r})")
+        size = int(head.get("ContentLength") or 0)
+        if size > max_bytes:
+            raise StoreError(f"{uri} is {size} bytes; data sources are limited to {max_bytes} bytes")
+    data = store.read_bytes(key)
+    if max_bytes is not None and len(data) > max_bytes:  # replaced between the HEAD and the GET
+        raise StoreError(f"{uri} is {len(data)} bytes; data sources are limited to {max_bytes} bytes")
+    return data
 
 
 def _b64_sha256(data: bytes) -> str:
@@ -394,6 +411,61 @@ class S3Store(ModelStore):
 
     def list_children(self, key: str) -> list[str]:
         return self._list(key)
+
+    def _objects_under(self, key: str) -> list[dict]:
+        """Every object under the 'folder' key (all pages, no delimiter): dicts with Key and LastModified."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        object_key = self._object_key(key)
+        folder = f"{object_key}/" if object_key else ""
+        found: list[dict] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(
+                Bucket=self.bucket, Prefix=folder, PaginationConfig={"PageSize": self.list_page_size}
+            ):
+                found.extend(page.get("Contents", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "listing", key) from exc
+        return found
+
+    def modified_time(self, key: str) -> float | None:
+        head = self._head(key, check_bucket=False)
+        modified = head.get("LastModified") if head else None
+        return modified.timestamp() if modified is not None else None
+
+    def tree_times(self, key: str) -> dict[str, float]:
+        object_key = self._object_key(key)
+        folder = f"{object_key}/" if object_key else ""
+        times: dict[str, float] = {}
+        for obj in self._objects_under(key):
+            child = obj["Key"][len(folder) :].split("/", 1)[0]
+            if child:
+                stamp = obj["LastModified"].timestamp()
+                times[child] = max(times.get(child, stamp), stamp)
+        return times
+
+    def delete_tree(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not safe_join(key):
+            raise StoreError(f"refusing to delete the whole store {self.root_uri}")
+        keys = [obj["Key"] for obj in self._objects_under(key)]
+        if self._object_key(key) and self._head(key, check_bucket=False) is not None:
+            keys.append(self._object_key(key))
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            try:
+                response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error(exc, "deleting", key) from exc
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StoreError(
+                    f"deleting {self.uri_for(key)} failed for {len(errors)} object(s), e.g. {first.get('Key')}: "
+                    f"{first.get('Code')} {first.get('Message', '')}".rstrip()
+                )
 
     def object_sha256(self, key: str) -> str | None:
         """From the object's `x-amz-meta-sha256` (one HEAD); objects written by others are read and hashed."""
