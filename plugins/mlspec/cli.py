@@ -1,4 +1,4 @@
-"""The `mlspec` command: lint | schema | render | run | serve | manifest."""
+"""The `mlspec` command: lint | schema | render | run | serve | manifest | deploy | rollback | undeploy | status."""
 
 from __future__ import annotations
 
@@ -158,9 +158,32 @@ def cmd_run(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from mlspec.server.app import run_server
+    from mlspec.server.app import ServerConfig, run_server
+    from mlspec.server.tensors import Limits
 
-    run_server(host=args.host, port=args.port, state_dir=Path(args.state_dir) if args.state_dir else None)
+    config = ServerConfig(
+        auth=args.auth,
+        allow_roots=tuple(args.allow_root or ()),
+        limits=Limits(
+            max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            max_elements=args.max_elements,
+            max_batch=args.max_batch,
+        ),
+        max_models=args.max_models,
+        max_model_bytes=int(args.max_model_mb * 1024 * 1024),
+        load_timeout_s=args.load_timeout,
+        max_concurrent_loads=args.max_concurrent_loads,
+        inference_threads=args.inference_threads,
+        ort_threads=args.ort_threads,
+    )
+    run_server(
+        host=args.host,
+        port=args.port,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        config=config,
+        access_log=args.access_log,
+        shutdown_timeout_s=args.shutdown_timeout,
+    )
     return EXIT_OK
 
 
@@ -177,6 +200,48 @@ def cmd_manifest(args) -> int:
 
     print(yaml.safe_dump(manifest_for_spec(spec, version=args.version), sort_keys=False).rstrip())
     return EXIT_OK
+
+
+def cmd_operation(args) -> int:
+    """deploy | rollback | undeploy | status: the registry first, then serving, then a smoke test."""
+    from mlspec.errors import MlspecError
+    from mlspec.operations import run_action
+
+    spec = _load_or_report(args.spec)
+    if spec is None:
+        return EXIT_PROBLEMS
+    version = getattr(args, "version", None) or getattr(args, "to_version", None)
+    try:
+        result = run_action(spec, args.command, version)
+    except MlspecError as exc:
+        print(f"mlspec {args.command} {spec.name}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(describe_operation(result))
+    return EXIT_PROBLEMS if args.command == "status" and result.get("drift") and args.strict else EXIT_OK
+
+
+def describe_operation(result: dict) -> str:
+    name = result["model"]
+    if "drift" in result:
+        lines = [
+            f"{name}: registry production version {result['production']}, serving {result['serving']}",
+            f"  history {result['history']}, latest registered version {result['latest']}",
+        ]
+        if not result["reachable"]:
+            lines.append("  serving could not be asked; start it and ask again")
+        else:
+            lines.append(f"  DRIFT: {result['advice']}" if result["drift"] else "  serving follows the registry")
+        return "\n".join(lines)
+    if result["action"] == "undeploy":
+        return f"{name}: undeployed (was version {result['previous']}); nothing is production or serving"
+    smoke = result["smoke_test"]
+    return (
+        f"{name}: version {result['version']} is production and serving at {result['endpoint_url']} "
+        f"(was {result['previous']}; smoke test {smoke['samples']} samples, agreement {smoke['agreement']:.3f})"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,15 +262,56 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="override training.epochs for this run")
     run.add_argument("--learning-rate", type=float, help="override the learning rate for this run")
     run.set_defaults(func=cmd_run)
-    serve = sub.add_parser("serve", help="run the local Open Inference Protocol model server")
+    serve = sub.add_parser(
+        "serve",
+        help="run the local Open Inference Protocol model server",
+        description="The repository API (load, unload, index) needs the bearer token in MLSPEC_SERVER_TOKEN, "
+        "or the one generated at first start into the state folder's `token` file (mode 0600).",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8555)
-    serve.add_argument("--state-dir", help="remember loaded models here and reload them at start")
+    serve.add_argument("--state-dir", help="remember loaded models here and reload them at start; holds the token file")
+    serve.add_argument(
+        "--auth", choices=["admin", "token"], default="admin",
+        help="admin: only the repository API needs the token (default); token: inference and metadata too",
+    )
+    serve.add_argument(
+        "--allow-root", action="append", metavar="URI",
+        help="also load from below this storage root (file://..., s3://bucket[/prefix]); repeatable. "
+        "The store under MLSPEC_HOME is always allowed",
+    )
+    serve.add_argument("--max-body-mb", type=float, default=64, help="largest request body (413 beyond it)")
+    serve.add_argument("--max-elements", type=int, default=1 << 22, help="most values in one inference request")
+    serve.add_argument("--max-batch", type=int, default=1024, help="largest first dimension of an input")
+    serve.add_argument("--max-models", type=int, default=32, help="most models loaded at once")
+    serve.add_argument("--max-model-mb", type=float, default=1024, help="largest model.onnx a load accepts")
+    serve.add_argument("--load-timeout", type=float, default=120, help="seconds one load may take")
+    serve.add_argument("--max-concurrent-loads", type=int, default=2, help="loads running at once")
+    serve.add_argument("--inference-threads", type=int, default=0, help="inference worker threads (0: one per core)")
+    serve.add_argument("--ort-threads", type=int, default=1, help="onnxruntime intra-op threads per session")
+    serve.add_argument("--access-log", action="store_true", help="log every request (costs ~20%% throughput)")
+    serve.add_argument("--shutdown-timeout", type=float, default=10, help="seconds SIGTERM waits for requests")
     serve.set_defaults(func=cmd_serve)
     manifest = sub.add_parser("manifest", help="print the KServe InferenceService deploy would apply")
     manifest.add_argument("spec")
     manifest.add_argument("--version", type=int, default=1)
     manifest.set_defaults(func=cmd_manifest)
+    for name, help_text in (
+        ("deploy", "make a registered version production and serve it (smoke-tested; restored on failure)"),
+        ("rollback", "serve the version that was production before the current one (or --to-version N)"),
+        ("undeploy", "stop serving the model; the registry records that nothing is production"),
+        ("status", "the registry's production version, what serving answers with, and any drift"),
+    ):
+        op = sub.add_parser(name, help=help_text)
+        op.add_argument("spec")
+        if name == "deploy":
+            op.add_argument("--version", type=int, required=True, help="the store version to serve")
+        if name == "rollback":
+            op.add_argument("--to-version", type=int, help="default: the previous production version")
+        if name == "status":
+            op.add_argument("--strict", action="store_true", help="exit 1 when serving drifts from the registry")
+        op.add_argument("--json", action="store_true", help="print the result as JSON")
+        op.set_defaults(func=cmd_operation)
     return parser
 
 

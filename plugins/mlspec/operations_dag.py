@@ -1,0 +1,102 @@
+"""The `mlspec_operations` DAG: deploy, roll back, undeploy or check any model from the Airflow UI.
+
+One DAG whose trigger form offers the model (a list of the specs), the action and the version;
+its one task runs `mlspec.operations` exactly as the CLI does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from mlspec.operations import ACTIONS
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "mlspec_operations"
+
+
+class ModelOperationOperator(BaseOperator):
+    """Runs the action chosen in the trigger form (params model, action, version) on that model's spec."""
+
+    template_fields = ("model", "action", "version")
+    ui_color = "#fde293"
+
+    def __init__(self, *, specs_dir: str, model: str, action: str, version: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.specs_dir = specs_dir
+        self.model = model
+        self.action = action
+        self.version = version
+
+    def execute(self, context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlspec.errors import MlspecError
+        from mlspec.operations import run_action
+
+        version = int(self.version) if str(self.version or "").strip().isdigit() else None
+        try:
+            spec = spec_named(Path(self.specs_dir), self.model)
+            log.info("%s %s%s", self.action, self.model, f" version {version}" if version is not None else "")
+            result = run_action(spec, self.action, version)
+        except MlspecError as exc:
+            raise AirflowFailException(f"{self.action} of {self.model} failed: {exc}") from None
+        log.info("done: %s", result)
+        return result
+
+
+def spec_named(specs_dir: Path, name: str):
+    """The valid spec whose metadata.name is `name`."""
+    from mlspec.dagbag import declared_name, spec_files
+    from mlspec.errors import MlspecError
+    from mlspec.spec import load_spec
+
+    for path in spec_files(specs_dir):
+        if declared_name(path, path.read_text(encoding="utf-8", errors="replace")) == name:
+            return load_spec(path)
+    raise MlspecError(f"no spec in {specs_dir} is named {name!r}")
+
+
+def build_operations_dag(specs_dir: Path | str):
+    from airflow.sdk import DAG, Param
+
+    from mlspec.compiler import START_DATE
+    from mlspec.dagbag import declared_name, spec_files
+
+    specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir)
+    names = sorted({declared_name(p, p.read_text(encoding="utf-8", errors="replace")) for p in spec_files(specs_dir)})
+    with DAG(
+        dag_id=DAG_ID,
+        description="Deploy, roll back or undeploy a model version; the registry moves first, serving follows",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlspec", "operations"],
+        doc_md=(
+            "### Model operations\n\nTrigger with a model, an action and (for deploy, or rollback to a given "
+            "version) a version. Every action moves the registry first, then serving, then smoke-tests the "
+            "endpoint; a failure restores both. `status` only reports. The CLI does the same: "
+            "`mlspec deploy|rollback|undeploy|status <spec>`."
+        ),
+        params={
+            "model": Param(names[0] if names else "", type="string", enum=names or [""], title="Model", description="The spec's metadata.name"),
+            "action": Param("status", type="string", enum=list(ACTIONS), title="Action",
+                            description="status: report; deploy: serve version N; rollback: the previous production version (or N); undeploy: stop serving"),
+            "version": Param(None, type=["null", "integer"], minimum=1, title="Version",
+                             description="deploy: the store version to serve (required); rollback: optional target"),
+        },
+    ) as dag:
+        ModelOperationOperator(
+            task_id="run_operation",
+            specs_dir=str(specs_dir),
+            model="{{ params.model }}",
+            action="{{ params.action }}",
+            version="{{ params.version }}",
+        )
+    return dag
