@@ -66,7 +66,7 @@ class PromoteOperator(MlspecOperator):
             "infer_url": infer_url,
             "smoke_test": self.handed_over("smoke_test"),
             "example": {
-                "input": example_x.reshape(-1).tolist(),
+                "input": [float(f"{v:.7g}") for v in example_x.reshape(-1)],  # float32 values, printed short
                 "shape": list(example_x.shape),
                 **example_answers(spec.model.task, dataset, offline),
             },
