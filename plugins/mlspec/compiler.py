@@ -26,7 +26,11 @@ STAGES = (
     ("evaluate", "mlspec.operators.evaluate.EvaluateOperator", {"data": "prepare_data", "model": "train"}),
     ("export_onnx", "mlspec.operators.export.OnnxExportOperator", {"data": "prepare_data", "model": "train"}),
     ("store", "mlspec.operators.publish.StoreModelOperator", {"exported": "export_onnx", "evaluation": "evaluate"}),
-    ("register", "mlspec.operators.publish.RegisterModelOperator", {"stored": "store", "evaluation": "evaluate"}),
+    (
+        "register",
+        "mlspec.operators.publish.RegisterModelOperator",
+        {"stored": "store", "evaluation": "evaluate", "model": "train"},
+    ),
     ("deploy", "mlspec.operators.deploy.DeployModelOperator", {"stored": "store", "evaluation": "evaluate"}),
     (
         "smoke_test",
@@ -43,10 +47,45 @@ STAGES = (
     ),
 )
 TASK_ORDER = tuple(task_id for task_id, _, _ in STAGES)
+# A spec with `tuning`: plan_trials lists the trials, train runs once per trial (a mapped task: argument
+# `trial` expanded over plan_trials' result, at most tuning.parallel at once), and select_best hands the
+# best trial's result on wherever a later stage reads train's.
+PLAN_TRIALS = ("plan_trials", "mlspec.operators.tuning.PlanTrialsOperator", {})
+SELECT_BEST = ("select_best", "mlspec.operators.tuning.SelectBestOperator", {"trials": "train", "planned": "plan_trials"})
+MAPPED = {"train": ("trial", "plan_trials")}  # task id -> (argument it is expanded over, task whose result lists the values)
+# select_best runs once every trial is done and picks among those that succeeded (a failed trial does not sink the run).
+TRIGGER_RULES = {"select_best": "all_done_min_one_success"}
+
+
+def _tuned(stages: tuple) -> tuple:
+    tuned = []
+    for task_id, classpath, inputs in stages:
+        if task_id == "train":
+            tuned += [PLAN_TRIALS, (task_id, classpath, inputs), SELECT_BEST]
+        else:
+            tuned.append((task_id, classpath, {arg: "select_best" if source == "train" else source for arg, source in inputs.items()}))
+    return tuple(tuned)
+
+
+TUNED_STAGES = _tuned(STAGES)
+TUNED_TASK_ORDER = tuple(task_id for task_id, _, _ in TUNED_STAGES)
 # Steps that talk to external services may hit a blip; retrying them is safe because each finds what
 # its earlier try did. Gates (evaluate, export parity, smoke test) never retry: they fail the same way.
 RETRIES = {"prepare_data": 1, "store": 2, "register": 2, "deploy": 1}
 TRIGGER_NOTE = "Trigger with parameters to override `epochs` or `learning_rate` for one run.\n\n"
+TUNING_NOTE = (
+    "Tuned: {trials} trials ({strategy}, at most {parallel} at once), the best by {metric} goes on. Trigger with "
+    "parameters to override {fields} for one run.\n\n"
+)
+
+
+def stages_for(spec: ModelSpec) -> tuple:
+    """The spec's flow: STAGES, or TUNED_STAGES for a spec with a tuning section."""
+    return TUNED_STAGES if spec.tuning is not None else STAGES
+
+
+def task_order(spec: ModelSpec) -> tuple[str, ...]:
+    return TUNED_TASK_ORDER if spec.tuning is not None else TASK_ORDER
 
 
 def dag_doc(spec: ModelSpec, spec_text: str | None) -> str:
@@ -55,9 +94,22 @@ def dag_doc(spec: ModelSpec, spec_text: str | None) -> str:
     return (
         f"### {description}\n\n"
         f"Compiled by mlspec from `{spec.source_file or 'a ModelSpec'}` (spec hash `{spec.spec_hash[:12]}`).\n\n"
-        f"Owner: {spec.metadata.owner}. Flow: {' → '.join(TASK_ORDER)}.\n\n"
-        + (TRIGGER_NOTE if spec.model.framework == "tensorflow" else "")
+        f"Owner: {spec.metadata.owner}. Flow: {' → '.join(task_order(spec))}.\n\n"
+        + (TRIGGER_NOTE if spec.model.framework == "tensorflow" and spec.tuning is None else "")
+        + (_tuning_note(spec) if spec.tuning is not None else "")
         + f"```yaml\n{body.rstrip()}\n```\n"
+    )
+
+
+def _tuning_note(spec: ModelSpec) -> str:
+    from mlspec.tuning import tuned_run_params
+
+    tuning = spec.tuning
+    fields = [name for name in ("epochs", "learning_rate") if spec.model.framework == "tensorflow"]
+    fields = [f"`{name}`" for name in fields if name not in tuned_run_params(tuning.space)] + ["`trials`"]
+    return TUNING_NOTE.format(
+        trials=tuning.trials, strategy=tuning.strategy, parallel=tuning.parallel, metric=tuning.metric,
+        fields=" or ".join(fields),
     )
 
 
@@ -71,17 +123,27 @@ def dag_schedule(spec: ModelSpec):
 
 
 def run_params(spec: ModelSpec) -> dict:
-    """The trigger form's fields: Keras settings a run may override (scikit-learn models have none)."""
+    """The trigger form's fields: Keras settings a run may override (scikit-learn models have none) and,
+    for a tuned spec, the number of trials (settings the tuning space varies are left out)."""
     from airflow.sdk import Param
 
-    if spec.model.framework != "tensorflow":
-        return {}
-    return {
-        "epochs": Param(spec.training.epochs, type="integer", minimum=1, description="Maximum epochs for this run"),
-        "learning_rate": Param(
-            spec.training.optimizer.learning_rate, type="number", exclusiveMinimum=0, description="Learning rate for this run"
-        ),
-    }
+    params = {}
+    if spec.model.framework == "tensorflow":
+        params = {
+            "epochs": Param(spec.training.epochs, type="integer", minimum=1, description="Maximum epochs for this run"),
+            "learning_rate": Param(
+                spec.training.optimizer.learning_rate, type="number", exclusiveMinimum=0, description="Learning rate for this run"
+            ),
+        }
+    if spec.tuning is not None:
+        from mlspec.tuning import tuned_run_params
+
+        for name in sorted(tuned_run_params(spec.tuning.space)):
+            params.pop(name, None)
+        params["trials"] = Param(
+            spec.tuning.trials, type="integer", minimum=1, maximum=1000, description="Tuning trials for this run (tuning.trials)"
+        )
+    return params
 
 
 def operator_class(classpath: str):
@@ -90,8 +152,9 @@ def operator_class(classpath: str):
 
 
 def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
-    """One DAG for one spec: dag_id = metadata.name, one task per STAGES entry, each handed the
-    results it needs from the earlier ones (XComArgs), chained in order."""
+    """One DAG for one spec: dag_id = metadata.name, one task per STAGES entry (TUNED_STAGES for a tuned
+    spec, with train mapped over the trials), each handed the results it needs from the earlier ones
+    (XComArgs), chained in order."""
     from airflow.sdk import DAG, chain
 
     resolved = spec.to_dict()
@@ -108,14 +171,22 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
         params=run_params(spec),
     )
     tasks = {}
-    for task_id, classpath, inputs in STAGES:
-        tasks[task_id] = operator_class(classpath)(
-            task_id=task_id,
-            spec=resolved,
-            dag=dag,
-            retries=RETRIES.get(task_id, 0),
+    for task_id, classpath, inputs in stages_for(spec):
+        operator = operator_class(classpath)
+        arguments = {
+            "task_id": task_id,
+            "spec": resolved,
+            "dag": dag,
+            "retries": RETRIES.get(task_id, 0),
+            **({"trigger_rule": TRIGGER_RULES[task_id]} if task_id in TRIGGER_RULES else {}),
             **{argument: tasks[source].output for argument, source in inputs.items()},
-        )
+        }
+        if spec.tuning is not None and task_id in MAPPED:
+            argument, source = MAPPED[task_id]
+            mapped = operator.partial(max_active_tis_per_dagrun=spec.tuning.parallel, **arguments)
+            tasks[task_id] = mapped.expand(**{argument: tasks[source].output})
+        else:
+            tasks[task_id] = operator(**arguments)
     # The inputs already order most stages; the chain states the whole flow (gates before publishing).
     chain(*tasks.values())
     return dag

@@ -82,6 +82,11 @@ def format_path(parts: Sequence[str | int]) -> str:
     return text
 
 
+def param_key(path: str) -> str:
+    """A path as an MLflow parameter name (no brackets): model.layers[0].dense.units -> model.layers.0.dense.units."""
+    return _INDEX.sub(lambda m: f".{m.group(1)}", str(path))
+
+
 def apply_overrides(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict:
     """A deep copy of the resolved spec dict with each `path: value` of a trial set (defaults of a
     replaced mapping filled in again). The input is not changed; no params returns an equal copy."""
@@ -445,7 +450,7 @@ class OptunaTrial:
     mode: str = "asked"
 
     @classmethod
-    def ask(cls, reference: Mapping[str, Any], space: Mapping[str, Any], index: int, *, metric: str, direction: str | None) -> OptunaTrial:
+    def ask(cls, reference: Mapping[str, Any], space: Mapping[str, Any], index: int) -> OptunaTrial:
         import optuna
         from optuna.trial import TrialState
 

@@ -28,6 +28,8 @@ class RegistrationRequest:
     owner: str = ""
     storage_connection: str | None = None  # Airflow connection id of the store, for storageKey
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    best_trial: int | None = None  # tuned runs: the index of the trial that won (tag mlspec.best_trial)
+    trial_params: dict = field(default_factory=dict)  # tuned runs: the winning trial's {spec path: value}
 
     def mlflow_signature(self) -> dict[str, str]:
         """The model's signature in MLflow's own format (ModelSignature.to_dict()), built from the

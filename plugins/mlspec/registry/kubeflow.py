@@ -444,6 +444,9 @@ class KubeflowRegistry(ModelRegistry):
         for name, schema in (("input_schema", request.input_schema), ("output_schema", request.output_schema)):
             if schema:
                 properties[name] = string_value(json.dumps(schema, sort_keys=True))
+        if request.best_trial is not None:
+            properties["mlspec.best_trial"] = int_value(request.best_trial)
+            properties["mlspec.best_params"] = string_value(json.dumps(request.trial_params, sort_keys=True))
         return properties
 
     def _find_artifact(self, model_name: str, version_id: str) -> dict[str, Any] | None:

@@ -9,13 +9,20 @@ share MLflow's global "current tracking URI".
 A store version is found again through the model-version tag ``mlspec.version``, which is what
 makes a retried register task return the version its earlier try created.
 
-Sources. The embedded registry records the store's ``file://`` or ``s3://`` version folder as the
-model version's ``source`` as is. An MLflow *server* accepts ``s3://`` sources, but refuses local
-paths (``file://...``) unless they lie inside the artifact folder of the run named by ``run_id``
-(a safeguard against reading the server's own disk). For a ``file://`` store with a server the
-registry therefore uploads the version folder's files as artifacts of the training run (or of a
-registration run when no training run is found) and registers ``runs:/<run_id>/<path>``; the
-store's URI stays in the ``model_uri`` tag, which is what serving uses.
+Sources. A version published to a ``file://`` store is logged as an MLflow *logged model* first:
+the version folder's files (``model.onnx`` byte for byte, the schemas, metrics, manifest, and the
+plots and model card where the store has them) plus an ``MLmodel`` file with the ONNX flavor, the
+signature (from ``input_schema.json``/``output_schema.json``) and an input example (each feature's
+training mean). The logged model belongs to the training run of the DAG run (or to a registration run
+when no training run is found), carries the test metrics, and the model version is created from it:
+its ``source`` is ``models:/<model_id>``. This is also how a *server* gets the files: it refuses local
+``file://`` sources (a safeguard against reading the server's own disk), and the logged model's
+artifacts are uploaded through its artifact store. ``s3://`` (and other object-store) versions are
+registered with the version folder itself as the source, as MLflow servers read object stores; the
+store's URI stays in the ``model_uri`` and ``source_uri`` tags either way, which is what serving uses.
+
+The embedded SQLite database is created here, with experiment 0 ("Default") under
+``<MLSPEC_HOME>/mlflow/artifacts`` rather than MLflow's ``./mlruns`` of whatever the working directory is.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -133,7 +140,63 @@ def mlflow_client(tracking_uri: str) -> MlflowClient:
     """An MlflowClient bound to one URI for tracking and registry (no global MLflow state)."""
     from mlflow import MlflowClient
 
+    if tracking_uri.startswith("sqlite:///"):
+        prepare_embedded_store(Path(tracking_uri.removeprefix("sqlite:///")))
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+_PREPARED: set[str] = set()
+
+
+def prepare_embedded_store(db: Path) -> None:
+    """Create the SQLite database with its artifact root under MLSPEC_HOME.
+
+    MLflow makes experiment 0 ("Default") when it first opens a database, with its artifacts in
+    ``./mlruns`` of the current working directory; nothing of mlspec logs there, but the MLflow UI
+    lists it. Creating the database here puts it beside the others. A database made before keeps its
+    experiment 0, moved here when it holds no run.
+    """
+    if str(db) in _PREPARED and db.exists():
+        return
+    artifacts = db.parent / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    if not db.exists():
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = SqlAlchemyStore(f"sqlite:///{db.as_posix()}", artifacts.as_uri())
+        with suppress(AttributeError):
+            store.engine.dispose()
+    else:
+        import sqlite3
+
+        location = (artifacts / "0").as_uri()
+        with suppress(sqlite3.Error):
+            conn = sqlite3.connect(db, timeout=30)
+            try:
+                with conn:
+                    conn.execute(
+                        "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0 "
+                        "AND artifact_location <> ? AND NOT EXISTS (SELECT 1 FROM runs WHERE experiment_id = 0)",
+                        (location, location),
+                    )
+            finally:
+                conn.close()
+    _PREPARED.add(str(db))
+
+
+def _use_default_tracking_uri():
+    """MLflow's context manager that points its process-wide default tracking URI elsewhere for a
+    while, or None where this MLflow has no such helper.
+
+    MLflow's SQL registry store looks a ``models:/<id>`` source up through ``MlflowClient()`` with no
+    URI (the global one, else ``./mlflow.db`` of the working directory), not through the client that
+    called it; for the embedded store the default must name that same database during the call.
+    """
+    try:
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    except ImportError:  # pragma: no cover - a private helper; without it the artifact folder is the source
+        return None
+    return _use_tracking_uri
 
 
 def experiment_name(name: str) -> str:
@@ -521,6 +584,9 @@ class MlflowRegistry(ModelRegistry):
             tags["input_example"] = json.dumps(request.input_example())
         if request.output_schema.get("class_names"):
             tags["class_names"] = json.dumps(request.output_schema["class_names"])
+        if request.best_trial is not None:
+            tags["mlspec.best_trial"] = str(request.best_trial)
+            tags["mlspec.best_params"] = json.dumps(request.trial_params, sort_keys=True)
         return {key: _tag_value(value) for key, value in tags.items()}
 
     @staticmethod

@@ -101,6 +101,12 @@ class FrameworkAdapter(ABC):
     def fit(self, model: Any, plan: TrainingPlan, dataset: Dataset, on_progress: ProgressCallback | None = None) -> FitReport:
         """Fit in place, logging progress per epoch or stage."""
 
+    def validation_metrics(self, model: Any, plan: TrainingPlan, dataset: Dataset, report: FitReport) -> dict[str, float]:
+        """The fitted model's metrics on the validation split, named val_<metric>: what a tuning trial
+        is scored by (`mlspec.tuning.objective_metrics` lists them per framework). This default reads the
+        last value of each val_ curve of the fit."""
+        return {name: float(values[-1]) for name, values in report.history.items() if name.startswith("val_") and values}
+
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
         """The model's answers keyed like its ONNX outputs (vocabulary.OUTPUTS[task])."""

@@ -321,7 +321,11 @@ def train(
         log.info(
             "early stopping after epoch %d of %d (%s stopped improving)", epochs_run, epochs, stopper.monitor
         )
-    return {"epochs_run": epochs_run, "history": hist, "stopped_early": stopped_early}
+    # Early stopping with restore_best_weights hands the weights of its best epoch back at the end of
+    # training (whether it stopped early or not): the model is that epoch's, not the last one's.
+    restored = stopper is not None and stopper.restore_best_weights and stopper.best_weights is not None
+    kept_epoch = int(stopper.best_epoch) + 1 if restored else epochs_run
+    return {"epochs_run": epochs_run, "history": hist, "stopped_early": stopped_early, "kept_epoch": kept_epoch}
 
 
 def _check_loss_fits_task(loss: str, task: str, dataset: Dataset) -> None:
@@ -474,7 +478,19 @@ class KerasAdapter(FrameworkAdapter):
             on_epoch_end=on_progress,
             task=plan.task,
         )
-        return FitReport(steps_run=result["epochs_run"], stopped_early=result["stopped_early"], history=result["history"])
+        return FitReport(
+            steps_run=result["epochs_run"], stopped_early=result["stopped_early"], history=result["history"],
+            notes={"kept_epoch": result["kept_epoch"]},
+        )
+
+    def validation_metrics(self, model: Any, plan: TrainingPlan, dataset: Dataset, report: FitReport) -> dict[str, float]:
+        """val_loss and val_accuracy (or val_rmse) at the epoch whose weights the model keeps."""
+        epoch = int(report.notes.get("kept_epoch") or report.steps_run)
+        return {
+            name: float(values[epoch - 1])
+            for name, values in report.history.items()
+            if name.startswith("val_") and len(values) >= epoch > 0
+        }
 
     def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
         y = np.asarray(model.predict(np.asarray(x, dtype=np.float32), verbose=0), dtype=np.float32)

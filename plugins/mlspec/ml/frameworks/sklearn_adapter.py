@@ -308,6 +308,20 @@ def _format(values: Mapping[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in values.items())
 
 
+def validation_metrics(model: Any, dataset: Dataset, task: str) -> dict[str, float]:
+    """Every metric of the task on the validation split, named val_<metric> (val_accuracy, val_f1, ...;
+    val_rmse, val_r2, ...), computed like the test metrics (`compute_metrics`); empty without one."""
+    from mlspec.ml.metrics import compute_metrics
+    from mlspec.vocabulary import metrics_for
+
+    if not len(dataset.x_val):
+        return {}
+    names = metrics_for(task)
+    outputs = predict_pipeline(model, dataset.x_val, task)
+    computed = compute_metrics(task, dataset.y_val, outputs, metrics=names, class_names=dataset.class_names)
+    return {f"val_{name}": float(computed[name]) for name in names}
+
+
 # --------------------------------------------------------------------------- predict, save, load
 
 
@@ -412,6 +426,9 @@ class SklearnAdapter(FrameworkAdapter):
         self, model: Any, plan: TrainingPlan, dataset: Dataset, on_progress: ProgressCallback | None = None
     ) -> FitReport:
         return fit_pipeline(model, plan, dataset, on_progress)
+
+    def validation_metrics(self, model: Any, plan: TrainingPlan, dataset: Dataset, report: FitReport) -> dict[str, float]:
+        return validation_metrics(model, dataset, plan.task)
 
     def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
         return predict_pipeline(model, x, task)
