@@ -86,17 +86,21 @@ def _load_or_report(path: str):
 
 
 def cmd_render(args) -> int:
-    from mlspec.compiler import TASK_ORDER, build_dag
+    from mlspec.compiler import MAPPED, build_dag, task_order
 
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
     dag = build_dag(spec)
     print(f"DAG {dag.dag_id}  schedule={spec.schedule!r}  tags={list(dag.tags)}  spec_hash={spec.spec_hash[:12]}")
-    print("tasks: " + " -> ".join(TASK_ORDER))
-    for task_id in TASK_ORDER:
+    print("tasks: " + " -> ".join(task_order(spec)))
+    for task_id in task_order(spec):
         task = dag.get_task(task_id)
-        print(f"  {task_id:<13} {type(task).__name__:<22} retries={task.retries}")
+        mapped = ""
+        if spec.tuning is not None and task_id in MAPPED:
+            mapped = f"  mapped over {MAPPED[task_id][1]} ({spec.tuning.trials} trials, at most {spec.tuning.parallel} at once)"
+        operator = getattr(task, "operator_class", type(task))
+        print(f"  {task_id:<13} {getattr(operator, '__name__', str(operator)):<22} retries={task.retries}{mapped}")
     print("resolved settings:")
     import yaml
 
@@ -141,13 +145,19 @@ def cmd_run(args) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    refused = _tuning_overrides_refused(spec, args)
+    if refused:
+        print(f"{args.spec}: {refused}", file=sys.stderr)
+        return EXIT_USAGE
     _point_airflow_at(Path(args.spec))
     _ensure_airflow_db()
     from mlspec.compiler import build_dag
     from mlspec.summary import format_failure, format_summary, read_summary
 
     dag = build_dag(spec, spec_text=Path(args.spec).read_text())
-    conf = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate)) if v is not None}
+    conf = {
+        k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate), ("trials", args.trials)) if v is not None
+    }
     print(f"running {dag.dag_id} through Airflow (dag.test) ...", file=sys.stderr)
     dag_run = dag.test(run_conf=conf or None)
     if str(dag_run.state) != "success":
@@ -155,6 +165,23 @@ def cmd_run(args) -> int:
         return EXIT_PROBLEMS
     print(format_summary(read_summary(spec, dag_run.run_id)))
     return EXIT_OK
+
+
+def _tuning_overrides_refused(spec, args) -> str:
+    """Why `--trials` (or an override of a tuned setting) cannot apply to this spec; "" when it can."""
+    if args.trials is not None and spec.tuning is None:
+        return "--trials sets how many tuning trials run, but this spec has no tuning section"
+    if args.trials is not None and args.trials < 1:
+        return f"--trials must be at least 1, got {args.trials}"
+    if spec.tuning is None:
+        return ""
+    from mlspec.tuning import tuned_run_params
+
+    tuned = tuned_run_params(spec.tuning.space)
+    clashes = [flag for name, flag in (("epochs", "--epochs"), ("learning_rate", "--learning-rate")) if name in tuned and getattr(args, name) is not None]
+    if clashes:
+        return f"{' and '.join(clashes)} would override what tuning.space varies; change tuning.space instead"
+    return ""
 
 
 def cmd_serve(args) -> int:
@@ -261,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec")
     run.add_argument("--epochs", type=int, help="override training.epochs for this run")
     run.add_argument("--learning-rate", type=float, help="override the learning rate for this run")
+    run.add_argument("--trials", type=int, help="tuned specs: override tuning.trials for this run")
     run.set_defaults(func=cmd_run)
     serve = sub.add_parser(
         "serve",
@@ -277,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--allow-root", action="append", metavar="URI",
-        help="also load from below this storage root (file://..., s3://bucket[/prefix]); repeatable. "
-        "The store under MLSPEC_HOME is always allowed",
+        help="also load from below this storage root (file://..., s3://bucket[/prefix]; s3:// alone: every "
+        "bucket the server's credentials reach); repeatable. The store under MLSPEC_HOME is always allowed",
     )
     serve.add_argument("--max-body-mb", type=float, default=64, help="largest request body (413 beyond it)")
     serve.add_argument("--max-elements", type=int, default=1 << 22, help="most values in one inference request")
