@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import numpy as np
 from tests.fixtures.server_testkit import classifier_onnx, load, predict_direct
 
@@ -31,7 +30,7 @@ def _body(x: np.ndarray) -> dict:
 
 
 def test_a_slow_inference_does_not_block_the_event_loop(server, publish_classifier):
-    client = httpx.Client(base_url=server.url, timeout=30)
+    client = server.client(timeout=30)
     assert load(client, "digits", publish_classifier("digits", 1), "1").status_code == 200
     loaded = server.repository.get("digits", "1")
     gated = GatedSession(loaded.session)
@@ -41,7 +40,7 @@ def test_a_slow_inference_does_not_block_the_event_loop(server, publish_classifi
     result: dict = {}
 
     def slow_request() -> None:
-        with httpx.Client(base_url=server.url, timeout=60) as own:
+        with server.client(timeout=60) as own:
             result["response"] = own.post("/v2/models/digits/infer", json=_body(x))
 
     caller = threading.Thread(target=slow_request)
@@ -68,12 +67,12 @@ def test_a_slow_inference_does_not_block_the_event_loop(server, publish_classifi
 
 
 def test_concurrent_requests_each_get_their_own_answer(server, publish_classifier):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with server.client(timeout=30) as client:
         assert load(client, "digits", publish_classifier("digits", 1), "1").status_code == 200
     samples = np.random.default_rng(8).normal(size=(16, 1, 64)).astype(np.float32)
 
     def ask(x: np.ndarray) -> np.ndarray:
-        with httpx.Client(base_url=server.url, timeout=30) as own:
+        with server.client(timeout=30) as own:
             response = own.post("/v2/models/digits/infer", json=_body(x))
             assert response.status_code == 200, response.text
             return np.asarray(response.json()["outputs"][0]["data"], dtype=np.float32)

@@ -28,7 +28,7 @@ def _predict(client: httpx.Client, path: str = "/v2/models/digits/infer") -> tup
 
 @pytest.fixture
 def client(server):
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with server.client(timeout=30) as http:
         yield http
 
 
@@ -131,7 +131,7 @@ def test_unload_one_version_or_the_whole_model(client, publish_classifier):
 
 def test_old_versions_are_unloaded_beyond_the_limit(start_server, publish_classifier):
     server = start_server(max_loaded_versions=2)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with server.client(timeout=30) as client:
         uris = [publish_classifier("digits", seed) for seed in (1, 2, 3)]
         for version, uri in enumerate(uris, start=1):
             assert load(client, "digits", uri, str(version)).status_code == 200
@@ -149,7 +149,7 @@ def test_a_restarted_server_serves_what_it_served_before(start_server, publish_c
     v2 = publish_classifier("digits", 2)
     iris_model = classifier_onnx(9, features=4, classes=3)
     iris = publish(tmp_path / "other", "iris", iris_model, classifier_signature(4, 3), "r")
-    with httpx.Client(base_url=first.url, timeout=30) as client:
+    with first.client(timeout=30) as client:
         load(client, "digits", v1, "1")
         load(client, "digits", v2, "2")
         load(client, "digits", version="1")  # rolled back: 1 serves, 2 stays loaded
@@ -163,7 +163,7 @@ def test_a_restarted_server_serves_what_it_served_before(start_server, publish_c
     first.stop()
 
     second = start_server(state_dir)
-    with httpx.Client(base_url=second.url, timeout=30) as client:
+    with second.client(timeout=30) as client:
         assert client.get("/v2/health/ready").status_code == 200
         version, answer = _predict(client)
         assert (version, answer.tolist()) == (before[0], before[1].tolist())
@@ -180,16 +180,32 @@ def test_a_version_that_cannot_be_restored_is_reported_and_kept(start_server, pu
     state = {"digits": {"served_version": "2", "versions": {"1": v1, "2": v1[: -len("/1")] + "/2"}}}
     (state_dir / "state.json").write_text(json.dumps(state))
     server = start_server(state_dir)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        assert _predict(client)[0] == "1"
+    with server.client(timeout=30) as client:
+        # The version that served before is missing: the model says so, and version 1 (loaded) does
+        # not silently answer in its place.
+        response = client.post("/v2/models/digits/infer", json={"inputs": []})
+        assert response.status_code == 503
+        assert "version 2, which this server served before its restart" in response.json()["error"]
+        assert _predict(client, "/v2/models/digits/versions/1/infer")[0] == "1"
         rows = {row["version"]: row for row in client.post("/v2/repository/index").json()}
-        assert rows["1"]["state"] == "READY"
+        assert rows["1"]["state"] == "READY" and rows["1"]["served"] is False
         assert rows["2"]["state"] == "UNAVAILABLE" and "does not exist" in rows["2"]["reason"]
-    assert json.loads((state_dir / "state.json").read_text()) == state
+        assert json.loads((state_dir / "state.json").read_text()) == state
+        # Serving version 1 is an explicit decision; version 2 stays recorded until it is unloaded.
+        assert load(client, "digits", version="1").status_code == 200
+        assert _predict(client)[0] == "1"
+        assert json.loads((state_dir / "state.json").read_text())["digits"]["versions"] == state["digits"]["versions"]
+        unload = client.post("/v2/repository/models/digits/unload", json={"parameters": {"version": "2"}})
+        assert unload.status_code == 200
+    assert json.loads((state_dir / "state.json").read_text()) == {
+        "digits": {"served_version": "1", "versions": {"1": v1}}
+    }
 
 
-def test_a_version_is_loaded_from_s3(client, s3_server):
+def test_a_version_is_loaded_from_s3(start_server, s3_server):
     import boto3
+
+    from mlspec.server.app import ServerConfig
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="models")
@@ -203,6 +219,8 @@ def test_a_version_is_loaded_from_s3(client, s3_server):
     for name, data in files.items():
         s3.put_object(Bucket="models", Key=f"team/digits/3/{name}", Body=data)
 
+    server = start_server(config=ServerConfig(allow_roots=("s3://models/team",)))
+    client = server.client()
     response = load(client, "digits", "s3://models/team/digits/3", "3")
     assert response.status_code == 200, response.text
     version, answer = _predict(client)

@@ -122,10 +122,10 @@ def test_an_unreachable_endpoint_fails(deployed):
         _run(server, x, expected, endpoint_url=url, timeout_s=5)
 
 
-def test_the_bearer_token_is_sent(start_server, publish_classifier):
-    from mlspec.server.app import create_app
+def test_the_bearer_token_is_sent(start_server, publish_classifier, store_root):
+    from mlspec.server.app import ServerConfig, create_app
 
-    inner = create_app()
+    inner = create_app(config=ServerConfig(allow_roots=(store_root.as_uri(),)))
     seen: list[str | None] = []
 
     async def recording_app(scope, receive, send):

@@ -1,250 +1,597 @@
 """The local Open Inference Protocol (KServe v2 REST) model server on onnxruntime.
 
-Endpoints (all JSON; errors are an HTTP status with `{"error": "..."}`: 400 bad request, 404
-unknown model or version, 503 known but not ready):
+Endpoints (all JSON; errors are an HTTP status with `{"error": "..."}`: 400 bad request, 401 no or
+wrong token, 403 storage outside the allowed roots, 404 unknown model or version, 409 a change of
+that model in flight, 413 body too large, 503 known but not ready, 504 a load that timed out):
 
 * GET  /v2/health/live, /v2/health/ready, /v2 (server metadata)
 * GET  /v2/models/{m}[/versions/{v}]           model metadata (+ `parameters.served_version`)
-* GET  /v2/models/{m}[/versions/{v}]/ready     200 when ready
+* GET  /v2/models/{m}[/versions/{v}]/ready     200 when that model (version) is ready
 * POST /v2/models/{m}[/versions/{v}]/infer     JSON tensors, or Triton's binary tensor extension
-* POST /v2/repository/index                    every model version with its state
-* POST /v2/repository/models/{m}/load          {"parameters": {"storage_uri": ..., "version": "3"}}
-* POST /v2/repository/models/{m}/unload        optional {"parameters": {"version": "3"}}
+* POST /v2/repository/index                    every model version with its state       (admin)
+* POST /v2/repository/models/{m}/load          {"parameters": {"storage_uri": ..., "version": "3"}} (admin)
+* POST /v2/repository/models/{m}/unload        optional {"parameters": {"version": "3"}}  (admin)
 
-Inference, loads and unloads run in worker threads, so the event loop (health probes, metadata)
-always answers, even during a slow request or a large load.
+The repository API needs `Authorization: Bearer <token>` (MLSPEC_SERVER_TOKEN, or the token file
+the server writes into its state folder at first start, mode 0600); with `auth="token"` the
+model endpoints need it too. Health and server metadata stay open for probes.
+
+The app is a plain ASGI callable (no framework): every request is answered by this module, so an
+error of any kind becomes a JSON answer and never resets the keep-alive connection. Requests are
+decoded, run and encoded in a thread pool of their own; a request to a model whose small requests
+have proven tiny (under `INLINE_COST_S`) is answered inline on the event loop, which saves the
+thread hop that dominates at batch 1. Loads run in daemon threads under their own limiter and
+timeout, so storage that never answers cannot take inference, health probes or SIGTERM with it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import asyncio
+import hmac
 import logging
-from collections.abc import AsyncIterator
+import os
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import anyio.to_thread
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+import orjson
 
 from mlspec import __version__
-from mlspec.server.errors import BadRequest, ProtocolError
-from mlspec.server.repository import PLATFORM, LoadedVersion, ModelRepository
-from mlspec.server.tensors import HEADER_LENGTH, conform_inputs, encode_response, parse_infer_request
+from mlspec.server.errors import (
+    BadRequest,
+    Conflict,
+    LoadTimedOut,
+    NotFound,
+    PayloadTooLarge,
+    ProtocolError,
+    Unauthorized,
+)
+from mlspec.server.repository import DEFAULT_MAX_MODEL_BYTES, PLATFORM, LoadedVersion, ModelRepository
+from mlspec.server.sources import StorageRoots, default_roots
+from mlspec.server.tensors import Limits, conform_inputs, encode_response, loads, parse_infer_request
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "mlspec"
+# Requests up to this body size may run inline on the event loop once the model's small requests
+# are known to take less than INLINE_COST_S each (decode + run + encode).
+INLINE_BODY_BYTES = 64 * 1024
+INLINE_COST_S = 0.0005
+_JSON = [(b"content-type", b"application/json")]
 
 
-def _repo(request: Request) -> ModelRepository:
-    return request.app.state.repository
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the server guards itself; `mlspec serve` flags map onto these fields."""
+
+    token: str | None = None  # None: MLSPEC_SERVER_TOKEN, else the state folder's token file
+    auth: str = "admin"  # "admin": the repository API needs the token; "token": every model endpoint too
+    allow_roots: tuple[str, ...] = ()  # storage roots besides the store under MLSPEC_HOME
+    default_roots: bool = True  # include the store under MLSPEC_HOME
+    limits: Limits = field(default_factory=Limits)
+    max_models: int = 32
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    load_timeout_s: float = 120.0
+    max_concurrent_loads: int = 2
+    inference_threads: int = 0  # 0: one per core
+    ort_threads: int = 1
 
 
-def _version_param(request: Request) -> str | None:
-    return request.path_params.get("version")
+def ensure_server_token(state_dir: Path | None) -> str:
+    """MLSPEC_SERVER_TOKEN, else the token file in the state folder (MLSPEC_HOME/server without one),
+    generated at first start with mode 0600."""
+    from mlspec.home import SERVER_TOKEN_ENV, server_token_file
 
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-async def _json_body(request: Request, *, optional: bool = False) -> dict:
-    body = await request.body()
-    if not body.strip() and optional:
-        return {}
+    token = os.environ.get(SERVER_TOKEN_ENV, "").strip()
+    if token:
+        return token
+    path = server_token_file(state_dir)
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return payload
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+            log.warning("%s was readable by other users; its mode is now 0600", path)
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        if path.exists():  # empty (a crash between create and write): replace it
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # a server starting at the same moment may win: then its token counts
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    token = path.read_text().strip()
+    log.info("generated the model server's admin token into %s (mode 0600)", path)
+    return token
 
 
-# -- health and metadata --------------------------------------------------------------------------
-async def live(request: Request) -> Response:
-    return Response(status_code=200)
+class LoadRunner:
+    """Runs loads in daemon threads, at most `slots` at once, each awaited for at most `timeout_s`.
 
-
-async def ready(request: Request) -> Response:
-    is_ready, why = _repo(request).all_ready()
-    return Response(status_code=200) if is_ready else _error(503, why)
-
-
-async def server_metadata(request: Request) -> Response:
-    return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": ["model_repository"]})
-
-
-def _model_metadata(repo: ModelRepository, name: str, version: str | None) -> dict:
-    loaded = repo.get(name, version)
-    return {
-        "name": name,
-        "versions": repo.versions(name),
-        "platform": PLATFORM,
-        "inputs": [spec.to_json() for spec in loaded.inputs],
-        "outputs": [spec.to_json() for spec in loaded.outputs],
-        # Not in the protocol (its extension slot): lets a deployer find what serves now, for rollback.
-        "parameters": {
-            "served_version": repo.served_version(name),
-            "version": loaded.version,
-            "storage_uri": loaded.storage_uri,
-            # The published input and output schemas (feature statistics, class names).
-            **loaded.schemas,
-        },
-    }
-
-
-async def model_metadata(request: Request) -> Response:
-    payload = _model_metadata(_repo(request), request.path_params["model"], _version_param(request))
-    return JSONResponse(payload)
-
-
-async def model_ready(request: Request) -> Response:
-    _repo(request).get(request.path_params["model"], _version_param(request))
-    return Response(status_code=200)
-
-
-# -- inference ------------------------------------------------------------------------------------
-def _infer_sync(
-    loaded: LoadedVersion, body: bytes, header_length: str | None
-) -> tuple[bytes, dict[str, str]]:
-    parsed = parse_infer_request(body, header_length)
-    feeds = conform_inputs(parsed.inputs, loaded.inputs, loaded.name)
-    known = [spec.name for spec in loaded.outputs]
-    wanted = parsed.outputs if parsed.outputs is not None else known
-    for name in wanted:
-        if name not in known:
-            raise BadRequest(f"model {loaded.name} has no output named {name!r}; its outputs are {known}")
-    results = loaded.run(feeds, list(dict.fromkeys(wanted)))
-    return encode_response(
-        model_name=loaded.name, model_version=loaded.version, request=parsed, outputs=results
-    )
-
-
-async def infer(request: Request) -> Response:
-    # Resolve the version before reading the body: a request keeps the version it started with
-    # even if another one becomes served while it runs.
-    loaded = _repo(request).get(request.path_params["model"], _version_param(request))
-    body = await request.body()
-    # Decoding, the session run and encoding are CPU work: keep them off the event loop.
-    header_length = request.headers.get(HEADER_LENGTH)
-    content, headers = await anyio.to_thread.run_sync(_infer_sync, loaded, body, header_length)
-    return Response(content, status_code=200, headers=headers)
-
-
-# -- model repository extension -------------------------------------------------------------------
-def _parameters(payload: dict) -> dict:
-    parameters = payload.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequest("'parameters' must be a JSON object")
-    return parameters
-
-
-def _optional_str(parameters: dict, key: str) -> str | None:
-    value = parameters.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        raise BadRequest(f"parameters.{key} must be a non-empty string, got {value!r}")
-    return str(value).strip()
-
-
-async def repository_index(request: Request) -> Response:
-    payload = await _json_body(request, optional=True)
-    return JSONResponse(_repo(request).index(ready_only=bool(payload.get("ready", False))))
-
-
-async def repository_load(request: Request) -> Response:
-    name = request.path_params["model"]
-    parameters = _parameters(await _json_body(request, optional=True))
-    version = _optional_str(parameters, "version")
-    storage_uri = _optional_str(parameters, "storage_uri")
-    loaded = await anyio.to_thread.run_sync(_repo(request).load, name, version, storage_uri)
-    return JSONResponse(
-        {"name": name, "version": loaded.version, "state": "READY", "served_version": loaded.version}
-    )
-
-
-async def repository_unload(request: Request) -> Response:
-    name = request.path_params["model"]
-    parameters = _parameters(await _json_body(request, optional=True))
-    version = _optional_str(parameters, "version")
-    served = await anyio.to_thread.run_sync(_repo(request).unload, name, version)
-    return JSONResponse({"name": name, "unloaded_version": version, "served_version": served})
-
-
-# -- errors ---------------------------------------------------------------------------------------
-async def _protocol_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ProtocolError)
-    log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc)
-    return _error(exc.status, str(exc))
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    message = exc.detail if exc.status_code != 404 else f"no endpoint {request.url.path}"
-    log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, message)
-    return _error(exc.status_code, str(message))
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("%s %s failed", request.method, request.url.path)
-    return _error(500, f"internal server error: {type(exc).__name__}: {exc}")
-
-
-def _routes() -> list[Route]:
-    routes = [
-        Route("/v2/health/live", live, methods=["GET"]),
-        Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/v2", server_metadata, methods=["GET"]),
-        Route("/v2/", server_metadata, methods=["GET"]),
-        Route("/v2/repository/index", repository_index, methods=["POST"]),
-        Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
-        Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
-    ]
-    for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
-        routes += [
-            Route(prefix, model_metadata, methods=["GET"]),
-            Route(f"{prefix}/ready", model_ready, methods=["GET"]),
-            Route(f"{prefix}/infer", infer, methods=["POST"]),
-        ]
-    return routes
-
-
-def create_app(state_dir: Path | None = None, *, max_loaded_versions: int = 3) -> Starlette:
-    """The server as an ASGI app; with `state_dir`, it serves again at start-up what it served before.
-
-    `app.state.repository` is the ModelRepository behind it.
+    A load that times out keeps its slot until its thread returns (storage that never answers
+    cannot start unbounded threads); its result is discarded. Inference has its own pool, so stuck
+    loads never starve it, and daemon threads never keep the process from exiting.
     """
-    repository = ModelRepository(state_dir, max_loaded_versions=max_loaded_versions)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Restored before the server accepts connections: once it answers, it serves what it did.
-        await anyio.to_thread.run_sync(repository.restore)
-        log.info("mlspec model server ready (state: %s)", state_dir or "not persisted")
-        yield
+    def __init__(self, slots: int, timeout_s: float) -> None:
+        self.slots = max(1, slots)
+        self.timeout_s = timeout_s
+        self._free: asyncio.Semaphore | None = None
+        self.stuck = 0
 
-    handlers: dict[Any, Any] = {
-        ProtocolError: _protocol_error,
-        HTTPException: _http_error,
-        Exception: _unexpected_error,
-    }
-    app = Starlette(routes=_routes(), exception_handlers=handlers, lifespan=lifespan)
-    app.state.repository = repository
-    return app
+    async def run(self, what: str, fn, *args, **kwargs) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._free is None:
+            self._free = asyncio.Semaphore(self.slots)
+        free = self._free
+        deadline = loop.time() + self.timeout_s
+        try:
+            await asyncio.wait_for(free.acquire(), self.timeout_s)
+        except TimeoutError:
+            raise LoadTimedOut(
+                f"{what}: every load slot ({self.slots}) stayed busy for {self.timeout_s:g}s with loads "
+                "from storage that does not answer; nothing changed"
+            ) from None
+        cancelled = threading.Event()
+        future: asyncio.Future = loop.create_future()
+
+        def settle(ok: bool, value: Any) -> None:
+            free.release()
+            if not future.done():
+                future.set_result(value) if ok else future.set_exception(value)
+            elif not ok and not isinstance(value, ProtocolError):
+                log.error("%s failed after its timeout: %s", what, value)
+
+        def work() -> None:
+            try:
+                result, ok = fn(*args, cancelled=cancelled, **kwargs), True
+            except BaseException as exc:  # handed to the awaiting request
+                result, ok = exc, False
+            try:
+                loop.call_soon_threadsafe(settle, ok, result)
+            except RuntimeError:  # the event loop is gone: the server is shutting down
+                pass
+
+        threading.Thread(target=work, name=f"mlspec-load:{what}", daemon=True).start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            cancelled.set()
+            raise LoadTimedOut(
+                f"{what} did not finish within {self.timeout_s:g}s (storage that does not answer?); "
+                "its result will be discarded and nothing changed"
+            ) from None
 
 
-def run_server(host: str = "127.0.0.1", port: int = 8555, state_dir: Path | None = None) -> None:
-    """Serve until interrupted (the CLI's `mlspec serve`)."""
+def _error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+class ModelServer:
+    """The ASGI application; `state.repository` is the ModelRepository behind it."""
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        *,
+        max_loaded_versions: int = 3,
+        config: ServerConfig | None = None,
+    ) -> None:
+        config = config or ServerConfig()
+        self.config = config
+        self.limits = config.limits
+        roots = list(config.allow_roots) + (default_roots() if config.default_roots else [])
+        self.roots = StorageRoots.parse(roots)
+        self.repository = ModelRepository(
+            state_dir,
+            max_loaded_versions=max_loaded_versions,
+            max_models=config.max_models,
+            roots=self.roots,
+            max_model_bytes=config.max_model_bytes,
+            ort_threads=config.ort_threads,
+        )
+        self.token = (config.token or ensure_server_token(state_dir)).encode()
+        self.protect_models = config.auth == "token"
+        self.loads = LoadRunner(config.max_concurrent_loads, config.load_timeout_s)
+        self.restored = threading.Event()
+        self.state = SimpleNamespace(repository=self.repository, restored=self.restored, server=self)
+        threads = config.inference_threads or max(2, os.cpu_count() or 2)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mlspec-infer")
+        self._restore_task: asyncio.Task | None = None
+
+    # -- ASGI -----------------------------------------------------------------------------------
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # Restoring runs in the background: the server is live at once and ready (the
+                # probe) when what it served before is back; SIGTERM works meanwhile.
+                self._restore_task = asyncio.get_running_loop().create_task(self._restore())
+                log.info(
+                    "mlspec model server started (state: %s; loads from %s)",
+                    self.repository.state_dir or "not persisted",
+                    self.roots.describe(),
+                )
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._restore_task is not None and not self._restore_task.done():
+                    self._restore_task.cancel()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _restore(self) -> None:
+        repo = self.repository
+        try:
+            state = await asyncio.get_running_loop().run_in_executor(self._pool, repo.read_state)
+            plan = repo.begin_restore(state)
+            for name, version, uri, served in plan:
+                try:
+                    await self.loads.run(
+                        f"restoring model {name} version {version}",
+                        repo.load,
+                        name,
+                        version,
+                        uri,
+                        make_served=served,
+                    )
+                except ProtocolError as exc:
+                    repo.restore_failed(name, version, str(exc))
+                except Exception as exc:  # never leave the server unready for good
+                    repo.restore_failed(name, version, f"{type(exc).__name__}: {exc}")
+        finally:
+            repo.end_restore()
+            self.restored.set()
+            log.info("mlspec model server ready")
+
+    async def _http(self, scope, receive, send) -> None:
+        status, body, headers = 200, b"", _JSON
+        try:
+            status, body, headers = await self._route(scope, receive)
+        except ProtocolError as exc:
+            status, body = exc.status, _error_body(str(exc))
+            headers = list(_JSON)
+            if status == 401:
+                headers.append((b"www-authenticate", b'Bearer realm="mlspec"'))
+            elif status == 413:
+                headers.append((b"connection", b"close"))  # the rest of the body is not read
+            log.warning("%s %s -> %d: %s", scope["method"], scope["path"], status, exc)
+        except _ClientGone:
+            return
+        except Exception as exc:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            status, body, headers = (
+                500,
+                _error_body(f"internal server error: {type(exc).__name__}: {exc}"),
+                _JSON,
+            )
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # -- routing --------------------------------------------------------------------------------
+    async def _route(self, scope, receive) -> tuple[int, bytes, list]:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        parts = path.strip("/").split("/")
+        if parts[0] != "v2":
+            raise NotFound(f"no endpoint {path}")
+        rest = parts[1:]
+        if rest and rest[0] == "models" and len(rest) >= 2:
+            name = rest[1]
+            version = None
+            tail = rest[2:]
+            if len(tail) >= 2 and tail[0] == "versions":
+                version, tail = tail[1], tail[2:]
+            if not tail:
+                self._require(scope, "GET", method, models=True)
+                return 200, orjson.dumps(self._model_metadata(name, version)), _JSON
+            if tail == ["infer"]:
+                self._require(scope, "POST", method, models=True)
+                return await self._infer(scope, receive, name, version)
+            if tail == ["ready"]:
+                self._require(scope, "GET", method, models=True)
+                self.repository.get(name, version)
+                return 200, b"", _JSON
+            raise NotFound(f"no endpoint {path}")
+        if rest in ([], [""]):
+            self._require(scope, "GET", method)
+            return 200, self._server_metadata(), _JSON
+        if rest == ["health", "live"]:
+            self._require(scope, "GET", method)
+            return 200, b"", _JSON
+        if rest == ["health", "ready"]:
+            self._require(scope, "GET", method)
+            ready, why = self.repository.is_ready()
+            if not ready:
+                return 503, _error_body(why), _JSON
+            return 200, b"", _JSON
+        if rest == ["repository", "index"]:
+            self._require(scope, "POST", method, admin=True)
+            payload = await self._json_body(scope, receive)
+            ready_only = payload.get("ready", False)
+            return 200, orjson.dumps(self.repository.index(ready_only=ready_only is True)), _JSON
+        if len(rest) == 4 and rest[:2] == ["repository", "models"] and rest[3] in ("load", "unload"):
+            self._require(scope, "POST", method, admin=True)
+            payload = await self._json_body(scope, receive)
+            if rest[3] == "load":
+                return await self._load(rest[2], payload)
+            return await self._unload(rest[2], payload)
+        raise NotFound(f"no endpoint {path}")
+
+    def _require(
+        self, scope, allowed: str, method: str, *, admin: bool = False, models: bool = False
+    ) -> None:
+        if method != allowed:
+            raise _MethodNotAllowed(f"{scope['path']} answers {allowed}, not {method}")
+        if admin or (models and self.protect_models):
+            self._check_token(scope, admin)
+
+    def _check_token(self, scope, admin: bool) -> None:
+        given = b""
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                given = value
+                break
+        scheme, _, credential = given.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), self.token):
+            return
+        what = "the model repository API" if admin else "this server's model endpoints"
+        raise Unauthorized(
+            f"{what} needs 'Authorization: Bearer <token>' with the server's token (MLSPEC_SERVER_TOKEN, "
+            "or the token file in the server's state folder)"
+            if not given
+            else f"the bearer token is not this server's; {what} refused it"
+        )
+
+    # -- bodies ---------------------------------------------------------------------------------
+    async def _body(self, scope, receive) -> bytes:
+        limit = self.limits.max_body_bytes
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise BadRequest("Content-Length is not an integer") from None
+                if declared > limit:
+                    raise PayloadTooLarge(
+                        f"the request body is {declared} bytes, over the server's limit of {limit} bytes"
+                    )
+                break
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise PayloadTooLarge(f"the request body is over the server's limit of {limit} bytes")
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is over the server's limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _json_body(self, scope, receive) -> dict:
+        body = await self._body(scope, receive)
+        if not body.strip():
+            return {}
+        payload = loads(body)
+        if not isinstance(payload, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return payload
+
+    # -- metadata -------------------------------------------------------------------------------
+    def _server_metadata(self) -> bytes:
+        return orjson.dumps({"name": SERVER_NAME, "version": __version__, "extensions": ["model_repository"]})
+
+    def _model_metadata(self, name: str, version: str | None) -> dict:
+        repo = self.repository
+        loaded = repo.get(name, version)
+        return {
+            "name": name,
+            "versions": repo.versions(name),
+            "platform": PLATFORM,
+            "inputs": [spec.to_json() for spec in loaded.inputs],
+            "outputs": [spec.to_json() for spec in loaded.outputs],
+            # Not in the protocol (its extension slot): lets a deployer find what serves now, for rollback.
+            "parameters": {
+                "served_version": repo.served_version(name),
+                "version": loaded.version,
+                "storage_uri": loaded.storage_uri,
+                # The published input and output schemas (feature statistics, class names).
+                **loaded.schemas,
+            },
+        }
+
+    # -- inference ------------------------------------------------------------------------------
+    def _infer_sync(
+        self, loaded: LoadedVersion, body: bytes, header_length: str | None, measure: bool
+    ) -> tuple[bytes, list]:
+        started = time.perf_counter()
+        parsed = parse_infer_request(body, header_length, self.limits)
+        feeds = conform_inputs(parsed.inputs, loaded.inputs, loaded.name)
+        known = loaded.output_names
+        if parsed.outputs is None:
+            wanted = known
+        else:
+            for name in parsed.outputs:
+                if name not in known:
+                    raise BadRequest(
+                        f"model {loaded.name} has no output named {name[:80]!r}; its outputs are {known}"
+                    )
+            wanted = list(dict.fromkeys(parsed.outputs))
+        try:
+            results = loaded.run(feeds, wanted)
+        except Exception as exc:  # onnxruntime's own exception types: the input does not fit the graph
+            raise BadRequest(f"model {loaded.name} could not run on this input: {str(exc)[:300]}") from None
+        content, headers = encode_response(
+            model_name=loaded.name, model_version=loaded.version, request=parsed, outputs=results
+        )
+        if measure:
+            cost = time.perf_counter() - started
+            loaded.cost_s = cost if loaded.cost_s < 0 else 0.8 * loaded.cost_s + 0.2 * cost
+        if len(headers) == 1:
+            return content, _JSON
+        return content, [(k.encode(), v.encode()) for k, v in headers.items()]
+
+    async def _infer(self, scope, receive, name: str, version: str | None) -> tuple[int, bytes, list]:
+        # Resolve the version before reading the body: a request keeps the version it started with
+        # even if another one becomes served while it runs.
+        loaded = self.repository.get(name, version)
+        body = await self._body(scope, receive)
+        header_length = None
+        for key, value in scope["headers"]:
+            if key == b"inference-header-content-length":
+                header_length = value.decode("latin-1")
+                break
+        small = len(body) <= INLINE_BODY_BYTES
+        if small and 0 <= loaded.cost_s < INLINE_COST_S:
+            content, headers = self._infer_sync(loaded, body, header_length, True)
+        else:
+            loop = asyncio.get_running_loop()
+            content, headers = await loop.run_in_executor(
+                self._pool, self._infer_sync, loaded, body, header_length, small
+            )
+        return 200, content, headers
+
+    # -- model repository extension -------------------------------------------------------------
+    @staticmethod
+    def _parameters(payload: dict) -> dict:
+        parameters = payload.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise BadRequest("'parameters' must be a JSON object")
+        return parameters
+
+    @staticmethod
+    def _optional_str(parameters: dict, key: str) -> str | None:
+        value = parameters.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+            raise BadRequest(f"parameters.{key} must be a non-empty string, got {str(value)[:80]!r}")
+        text = str(value).strip()
+        if len(text) > 4096 or any(ord(c) < 32 for c in text):
+            raise BadRequest(f"parameters.{key} is too long or holds control characters")
+        return text
+
+    async def _load(self, name: str, payload: dict) -> tuple[int, bytes, list]:
+        parameters = self._parameters(payload)
+        version = self._optional_str(parameters, "version")
+        storage_uri = self._optional_str(parameters, "storage_uri")
+        repo = self.repository
+        if storage_uri is not None:
+            storage_uri = repo.check_storage_uri(storage_uri)  # 403 before anything is opened
+        busy = repo.busy(name)
+        if busy:
+            raise Conflict(f"{busy}; try again later")
+        what = f"loading model {name} version {version or '(from its manifest)'}"
+        loaded = await self.loads.run(what, repo.load, name, version, storage_uri)
+        body = {"name": name, "version": loaded.version, "state": "READY", "served_version": loaded.version}
+        return 200, orjson.dumps(body), _JSON
+
+    async def _unload(self, name: str, payload: dict) -> tuple[int, bytes, list]:
+        parameters = self._parameters(payload)
+        version = self._optional_str(parameters, "version")
+        repo = self.repository
+
+        def unload(cancelled: threading.Event) -> str | None:
+            return repo.unload(name, version)
+
+        served = await self.loads.run(f"unloading model {name}", unload)
+        return 200, orjson.dumps({"name": name, "unloaded_version": version, "served_version": served}), _JSON
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived: nothing to answer."""
+
+
+class _MethodNotAllowed(ProtocolError):
+    status = 405
+
+
+def create_app(
+    state_dir: Path | None = None, *, max_loaded_versions: int = 3, config: ServerConfig | None = None
+) -> ModelServer:
+    """The server as an ASGI app; with `state_dir`, it serves again after start-up what it served before.
+
+    `app.state.repository` is the ModelRepository behind it; `app.state.restored` (a threading.Event)
+    is set once the restore is over.
+    """
+    return ModelServer(
+        Path(state_dir) if state_dir is not None else None,
+        max_loaded_versions=max_loaded_versions,
+        config=config,
+    )
+
+
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = 8555,
+    state_dir: Path | None = None,
+    *,
+    config: ServerConfig | None = None,
+    access_log: bool = False,
+    shutdown_timeout_s: float = 10.0,
+) -> None:
+    """Serve until SIGTERM or SIGINT (the CLI's `mlspec serve`); stops within `shutdown_timeout_s`."""
     import uvicorn
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(Path(state_dir) if state_dir is not None else None, config=config)
     log.info("starting the mlspec model server on http://%s:%d", host, port)
-    uvicorn.run(create_app(Path(state_dir) if state_dir is not None else None), host=host, port=port)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=access_log,
+        log_level="info",
+        timeout_graceful_shutdown=shutdown_timeout_s,
+        lifespan="on",
+    )
+    # Daemon load threads stuck on storage never hold the exit; a stuck inference thread would
+    # (the pool joins its threads at exit), so leave once the grace period is over regardless.
+    log.info("mlspec model server stopped")
+    _exit_soon(shutdown_timeout_s)
+
+
+def _exit_soon(after_s: float) -> None:
+    def leave() -> None:
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(after_s, leave)
+    timer.daemon = True
+    timer.start()

@@ -25,3 +25,39 @@ class NotReady(ProtocolError):
     """The model (or version) is known but cannot answer now: still loading, or its load failed."""
 
     status = 503
+
+
+class Unauthorized(ProtocolError):
+    """No bearer token, or not the server's (answered with `WWW-Authenticate: Bearer`)."""
+
+    status = 401
+
+
+class Forbidden(ProtocolError):
+    """A load from a storage URI outside the roots the server may load from."""
+
+    status = 403
+
+
+class Conflict(ProtocolError):
+    """A load or unload of the same model is already in flight, or the version is taken."""
+
+    status = 409
+
+
+class PayloadTooLarge(ProtocolError):
+    """The request body is over the server's limit; answered before the body is read whole."""
+
+    status = 413
+
+
+class StateNotSaved(ProtocolError):
+    """The change could not be written to state.json, so it was not made."""
+
+    status = 500
+
+
+class LoadTimedOut(ProtocolError):
+    """A load did not finish in time (storage that does not answer); what served before keeps serving."""
+
+    status = 504

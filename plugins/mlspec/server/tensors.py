@@ -3,16 +3,23 @@
 Besides the JSON tensor format of the protocol, the server understands Triton's binary tensor
 data extension (a JSON header of `Inference-Header-Content-Length` bytes followed by raw tensors),
 because that is what `tritonclient` and other v2 clients send by default.
+
+Everything a request says is checked before it costs memory: the rank, every dimension, the batch
+(first dimension) and the element count against `Limits`, before the data is converted. Numbers
+must be finite: JSON has no NaN or Infinity, a literal such as 1e400 overflows, and a value that
+overflows the input's datatype (1e39 for FP32) is refused too, so an answer never carries a bare
+NaN. JSON is parsed with orjson and numpy arrays are written straight to JSON (non-finite outputs
+become null, as strict JSON requires).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from mlspec.server.errors import BadRequest
 
@@ -34,6 +41,7 @@ DATATYPES: dict[str, np.dtype] = {
     "FP64": np.dtype(np.float64),
 }
 _NUMPY_TO_DATATYPE = {dtype: name for name, dtype in DATATYPES.items()}
+_LITTLE_ENDIAN = {name: dtype.newbyteorder("<") for name, dtype in DATATYPES.items()}
 
 # onnxruntime's type strings -> v2 datatype.
 ORT_TYPES = {
@@ -55,6 +63,21 @@ ORT_TYPES = {
 # Which kinds of JSON values a datatype accepts (numpy kind codes): an integer tensor refuses 1.5
 # instead of silently truncating it.
 _ACCEPTED_KINDS = {"b": "b", "u": "bui", "i": "bui", "f": "buif"}
+
+# numpy cannot hold more dimensions than this; no model here has more than a handful.
+MAX_RANK = 32
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one inference request may ask for; beyond it the server answers 400 (413 for the body)."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_elements: int = 1 << 22  # values in all inputs of one request together
+    max_batch: int = 1024  # the first dimension of each input
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,14 @@ class InferRequest:
     binary_default: bool = False  # the request's `binary_data_output` parameter
 
 
+def loads(data: bytes | str) -> Any:
+    """Strict JSON (no NaN, no Infinity, no number that overflows a double); BadRequest when it is not."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
 def _parse_header(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     if header_length is not None:
         try:
@@ -93,82 +124,173 @@ def _parse_header(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
         header, binary = body[:length], body[length:]
     else:
         header, binary = body, b""
-    try:
-        payload = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    payload = loads(header)
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object with an 'inputs' list")
     return payload, binary
 
 
-def _shape_of(raw: Any, where: str) -> list[int]:
-    if not isinstance(raw, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in raw):
-        raise BadRequest(f"{where}: 'shape' must be a list of integers, got {raw!r}")
-    if any(d < 0 for d in raw):
-        raise BadRequest(f"{where}: 'shape' {raw} has a negative dimension")
+def _object(raw: Any, where: str) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest(f"{where} must be a JSON object, got {type(raw).__name__}")
     return raw
 
 
-def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) -> np.ndarray:
+def _flag(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise BadRequest(f"{where} must be true or false, got {raw!r}")
+    return raw
+
+
+def _shape_of(raw: Any, where: str, limits: Limits) -> list[int]:
+    if not isinstance(raw, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in raw):
+        raise BadRequest(f"{where}: 'shape' must be a list of integers, got {str(raw)[:80]}")
+    if len(raw) > MAX_RANK:
+        raise BadRequest(f"{where}: 'shape' has {len(raw)} dimensions; at most {MAX_RANK} are accepted")
+    for dim in raw:
+        if dim < 0:
+            raise BadRequest(f"{where}: 'shape' {raw} has a negative dimension")
+        if dim > limits.max_elements:
+            raise BadRequest(
+                f"{where}: dimension {dim} of 'shape' exceeds the server's limit of {limits.max_elements} elements"
+            )
+    if raw and raw[0] > limits.max_batch:
+        raise BadRequest(f"{where}: batch {raw[0]} exceeds the server's limit of {limits.max_batch}")
+    return raw
+
+
+def _no_strings_in_data(body: bytes, payload: dict) -> bool:
+    """True when every string in the JSON document is outside the inputs' `data`.
+
+    Each JSON string adds two quote characters, so a document with as many quotes as its skeleton
+    (the request with every `data` removed, written again) has none in `data`. Any doubt (escapes
+    written differently, repeated keys) answers False, which only costs the slower exact check.
+    """
+    skeleton = dict(payload)
+    skeleton["inputs"] = [
+        {k: v for k, v in raw.items() if k != "data"} if isinstance(raw, dict) else raw
+        for raw in payload.get("inputs") or []
+    ]
+    return body.count(b'"') == orjson.dumps(skeleton).count(b'"') + 2 * sum(
+        1 for raw in payload.get("inputs") or [] if isinstance(raw, dict) and "data" in raw
+    )
+
+
+def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str, *, fast: bool) -> np.ndarray:
     dtype = DATATYPES[datatype]
     if not isinstance(data, list):
         raise BadRequest(f"{where}: 'data' must be a JSON array")
-    try:
-        values = np.asarray(data)
-    except ValueError:
-        raise BadRequest(f"{where}: 'data' is ragged; nest it to the tensor's shape or flatten it") from None
     size = math.prod(shape)
+    values = None
+    if fast and dtype.kind == "f":
+        # The common case, float tensors: one conversion, no dtype discovery pass. The document has
+        # no strings in `data` (checked by the caller), so only numbers, booleans, null and lists remain.
+        try:
+            values = np.array(data, dtype=np.float64)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            values = None  # ragged or odd: the exact path below says what is wrong
+        else:
+            if values.ndim > 1 and list(values.shape) != shape and values.size == size:
+                raise BadRequest(
+                    f"{where}: nested 'data' has shape {list(values.shape)}, not the declared {shape}"
+                )
+    if values is None:
+        try:
+            values = np.asarray(data)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            raise BadRequest(
+                f"{where}: 'data' is ragged or nested too deep; nest it to the tensor's shape or flatten it"
+            ) from None
+        if values.size and values.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
+            kind = {"f": "non-integer numbers", "U": "strings", "O": "mixed, null or huge values"}.get(
+                values.dtype.kind, f"values of kind {values.dtype.kind!r}"
+            )
+            raise BadRequest(f"{where}: datatype {datatype} cannot hold {kind} found in 'data'")
+        if values.ndim > 1 and list(values.shape) != shape and values.size == size:
+            raise BadRequest(
+                f"{where}: nested 'data' has shape {list(values.shape)}, not the declared {shape}"
+            )
     if values.size != size:
         raise BadRequest(f"{where}: shape {shape} needs {size} values, 'data' has {values.size}")
     if values.ndim > 1 and list(values.shape) != shape:
         raise BadRequest(f"{where}: nested 'data' has shape {list(values.shape)}, not the declared {shape}")
-    if values.size and values.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
-        kind = {"f": "non-integer numbers", "U": "strings", "O": "mixed or huge values"}.get(
-            values.dtype.kind, f"values of kind {values.dtype.kind!r}"
-        )
-        raise BadRequest(f"{where}: datatype {datatype} cannot hold {kind} found in 'data'")
     if values.size and dtype.kind in "iu" and values.dtype.kind in "iu":
         info = np.iinfo(dtype)
         if values.min() < info.min or values.max() > info.max:
             raise BadRequest(f"{where}: 'data' has values outside the range of {datatype}")
-    # The kind and range checks above make this cast lossless except for float precision.
-    return values.astype(dtype, casting="unsafe").reshape(shape)
+    # The kind and range checks above make this cast lossless except for float precision; a float
+    # that overflows the datatype becomes inf and is refused by the caller's finiteness check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return values.astype(dtype, copy=False).reshape(shape)
 
 
-def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
+def _check_finite(array: np.ndarray, where: str, datatype: str) -> None:
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        raise BadRequest(
+            f"{where}: 'data' has NaN, Infinity or a value too large for {datatype}; only finite numbers "
+            "are accepted"
+        )
+
+
+def parse_infer_request(
+    body: bytes, header_length: str | None, limits: Limits = DEFAULT_LIMITS
+) -> InferRequest:
     """Parse a v2 inference request (JSON, or JSON header + binary tensors); BadRequest when malformed."""
+    if header_length is None and body.count(b",") > limits.max_elements + 4096:
+        # Every value but the last of each list is followed by a comma: refuse before parsing.
+        raise BadRequest(f"the request holds more than the server's limit of {limits.max_elements} values")
     payload, binary = _parse_header(body, header_length)
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest("the request needs a non-empty 'inputs' list")
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise BadRequest(f"'id' must be a string, got {request_id!r}")
-    parameters = payload.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequest("'parameters' must be a JSON object")
+        raise BadRequest(f"'id' must be a string, got {str(request_id)[:80]}")
+    parameters = _object(payload.get("parameters"), "'parameters'")
 
-    inputs: dict[str, np.ndarray] = {}
-    offset = 0
+    # Shapes first: nothing is converted before the whole request is known to fit the limits.
+    shapes: list[list[int]] = []
+    total = 0
     for index, raw in enumerate(raw_inputs):
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             raise BadRequest(f"inputs[{index}] must be an object with a string 'name'")
+        where = f"input {raw['name'][:80]!r}"
+        datatype = raw.get("datatype")
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
+            raise BadRequest(
+                f"{where}: datatype {str(datatype)[:40]!r} is not supported; use one of {', '.join(DATATYPES)}"
+            )
+        shape = _shape_of(raw.get("shape"), where, limits)
+        total += math.prod(shape)
+        if total > limits.max_elements:
+            raise BadRequest(
+                f"the request holds more than the server's limit of {limits.max_elements} values"
+            )
+        shapes.append(shape)
+
+    fast = header_length is None and _no_strings_in_data(body, payload)
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for raw, shape in zip(raw_inputs, shapes, strict=True):
         name = raw["name"]
-        where = f"input {name!r}"
+        where = f"input {name[:80]!r}"
         if name in inputs:
             raise BadRequest(f"{where} is given twice")
-        datatype = raw.get("datatype")
-        if datatype not in DATATYPES:
-            raise BadRequest(
-                f"{where}: datatype {datatype!r} is not supported; use one of {', '.join(DATATYPES)}"
-            )
-        shape = _shape_of(raw.get("shape"), where)
-        input_parameters = raw.get("parameters") or {}
-        binary_size = input_parameters.get("binary_data_size") if isinstance(input_parameters, dict) else None
+        datatype = raw["datatype"]
+        input_parameters = _object(raw.get("parameters"), f"{where}: 'parameters'")
+        binary_size = input_parameters.get("binary_data_size")
         if binary_size is not None:
-            if not isinstance(binary_size, int) or binary_size < 0 or offset + binary_size > len(binary):
-                raise BadRequest(f"{where}: binary_data_size {binary_size!r} does not fit the binary body")
+            if (
+                not isinstance(binary_size, int)
+                or isinstance(binary_size, bool)
+                or binary_size < 0
+                or offset + binary_size > len(binary)
+            ):
+                raise BadRequest(
+                    f"{where}: binary_data_size {str(binary_size)[:40]} does not fit the binary body"
+                )
             expected = math.prod(shape) * DATATYPES[datatype].itemsize
             if binary_size != expected:
                 raise BadRequest(
@@ -177,11 +299,13 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
                 )
             chunk = binary[offset : offset + binary_size]
             offset += binary_size
-            inputs[name] = np.frombuffer(chunk, dtype=DATATYPES[datatype].newbyteorder("<")).reshape(shape)
+            array = np.frombuffer(chunk, dtype=_LITTLE_ENDIAN[datatype]).reshape(shape)
         else:
             if "data" not in raw:
                 raise BadRequest(f"{where} has no 'data'")
-            inputs[name] = _decode_json_data(raw["data"], datatype, shape, where)
+            array = _decode_json_data(raw["data"], datatype, shape, where, fast=fast)
+        _check_finite(array, where, datatype)
+        inputs[name] = array
     if offset != len(binary):
         raise BadRequest(f"the body has {len(binary) - offset} bytes of binary data no input claims")
 
@@ -195,18 +319,23 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         for index, raw in enumerate(raw_outputs):
             if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
                 raise BadRequest(f"outputs[{index}] must be an object with a string 'name'")
-            output_parameters = raw.get("parameters") or {}
+            output_parameters = _object(raw.get("parameters"), f"outputs[{index}].parameters")
             if output_parameters.get("classification"):
-                raise BadRequest(f"output {raw['name']!r}: the classification extension is not supported")
+                raise BadRequest(
+                    f"output {raw['name'][:80]!r}: the classification extension is not supported"
+                )
             outputs.append(raw["name"])
             if "binary_data" in output_parameters:
-                binary_outputs[raw["name"]] = bool(output_parameters["binary_data"])
+                binary_outputs[raw["name"]] = _flag(
+                    output_parameters["binary_data"], f"outputs[{index}].parameters.binary_data"
+                )
+    binary_default = parameters.get("binary_data_output", False)
     return InferRequest(
         id=request_id,
         inputs=inputs,
         outputs=outputs,
         binary_outputs=binary_outputs,
-        binary_default=bool(parameters.get("binary_data_output", False)),
+        binary_default=_flag(binary_default, "parameters.binary_data_output"),
     )
 
 
@@ -214,36 +343,47 @@ def conform_inputs(
     inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: str
 ) -> dict[str, np.ndarray]:
     """Check names and shapes against the model's inputs and convert each to the model's datatype."""
-    expected = {spec.name: spec for spec in specs}
-    unknown = sorted(set(inputs) - set(expected))
-    if unknown:
-        raise BadRequest(
-            f"model {model} has no input named {unknown[0]!r}; its inputs are {sorted(expected)}"
-        )
-    missing = sorted(set(expected) - set(inputs))
-    if missing:
-        raise BadRequest(f"model {model} needs input {missing[0]!r}, which the request does not give")
+    if len(inputs) == len(specs) == 1:
+        # One input, as almost every model here has: skip the set arithmetic.
+        (given,) = inputs
+        if given != specs[0].name:
+            raise BadRequest(
+                f"model {model} has no input named {given[:80]!r}; its inputs are {[specs[0].name]}"
+            )
+    else:
+        expected_names = {spec.name for spec in specs}
+        unknown = sorted(set(inputs) - expected_names)
+        if unknown:
+            raise BadRequest(
+                f"model {model} has no input named {unknown[0][:80]!r}; its inputs are {sorted(expected_names)}"
+            )
+        missing = sorted(expected_names - set(inputs))
+        if missing:
+            raise BadRequest(f"model {model} needs input {missing[0]!r}, which the request does not give")
     feeds: dict[str, np.ndarray] = {}
-    for name, spec in expected.items():
+    for spec in specs:
+        name = spec.name
         array = inputs[name]
-        shape = list(array.shape)
+        shape = array.shape
         if len(shape) != len(spec.shape) or any(
             w not in (-1, g) for w, g in zip(spec.shape, shape, strict=True)
         ):
             raise BadRequest(
-                f"input {name!r} of model {model} has shape {spec.shape}; the request gives {shape}"
+                f"input {name!r} of model {model} has shape {spec.shape}; the request gives {list(shape)}"
             )
-        if spec.datatype not in DATATYPES:
+        target = DATATYPES.get(spec.datatype)
+        if target is None:
             raise BadRequest(f"input {name!r} of model {model} is {spec.datatype}, which is unsupported here")
-        target = DATATYPES[spec.datatype]
         if array.dtype != target:
-            given = _NUMPY_TO_DATATYPE.get(array.dtype, str(array.dtype))
+            given = _NUMPY_TO_DATATYPE.get(array.dtype.newbyteorder("="), str(array.dtype))
             if not np.can_cast(array.dtype, target, casting="same_kind"):
                 raise BadRequest(
                     f"input {name!r} of model {model} is {spec.datatype}; "
                     f"{given} data cannot be converted to it"
                 )
-            array = array.astype(target)
+            with np.errstate(over="ignore", invalid="ignore"):
+                array = array.astype(target)
+            _check_finite(array, f"input {name!r} of model {model}", spec.datatype)
         feeds[name] = np.ascontiguousarray(array)
     return feeds
 
@@ -253,6 +393,9 @@ def datatype_of(array: np.ndarray) -> str:
         return _NUMPY_TO_DATATYPE[array.dtype]
     except KeyError:
         raise BadRequest(f"the model produced a {array.dtype} tensor, which is unsupported here") from None
+
+
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 def encode_response(
@@ -271,10 +414,11 @@ def encode_response(
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = array.reshape(-1).tolist()
+            # Written by orjson straight from the array; NaN and Infinity become null (strict JSON).
+            entry["data"] = np.ascontiguousarray(array).reshape(-1)
         tensors.append(entry)
     header["outputs"] = tensors
-    text = json.dumps(header).encode()
+    text = orjson.dumps(header, option=_DUMPS_OPTIONS)
     if not blobs:
         return text, {"content-type": "application/json"}
     return text + b"".join(blobs), {

@@ -3,6 +3,9 @@
 It uses only the server's public API: the Open Inference Protocol for health, metadata and
 readiness, and the model repository extension (`/v2/repository/models/{m}/load|unload`) to change
 what is served. The server keeps earlier versions in memory, so a rollback is one fast call.
+
+Every request carries the server's bearer token: MLSPEC_SERVER_TOKEN, else the token file the
+server wrote into its state folder (MLSPEC_HOME/server/token, as `make serve` runs it).
 """
 
 from __future__ import annotations
@@ -25,27 +28,55 @@ class LocalServing(ServingBackend):
     platform = "local"
 
     def __init__(
-        self, base_url: str | None = None, *, timeout_s: float = 120.0, poll_interval_s: float = 0.2
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout_s: float = 120.0,
+        poll_interval_s: float = 0.2,
     ) -> None:
-        from mlspec.home import local_server_url
+        from mlspec.home import local_server_url, read_server_token
 
         self.base_url = (base_url or local_server_url()).rstrip("/")
+        self.token = token or read_server_token()
         self.timeout_s = timeout_s
         self.poll_interval_s = poll_interval_s
 
     # -- HTTP helpers -------------------------------------------------------------------------
     def _client(self) -> httpx.Client:
         # A load reads the model and builds a session: allow it the whole deploy timeout.
-        return httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(self.timeout_s, connect=5.0))
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(
+            base_url=self.base_url, timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=headers
+        )
 
     def _request(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ServingError(
-                f"the model server at {self.base_url} did not answer {method} {path}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                response = client.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise ServingError(
+                    f"the model server at {self.base_url} did not answer {method} {path}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            if response.status_code == 401:
+                raise ServingError(
+                    f"the model server at {self.base_url} refused {method} {path} (HTTP 401: "
+                    f"{self._error_text(response)}); "
+                    + (
+                        "the token sent is not the server's: set MLSPEC_SERVER_TOKEN to the token in the "
+                        "server's state folder (the `token` file)"
+                        if self.token
+                        else "no token was found: set MLSPEC_SERVER_TOKEN, or run the server with its state "
+                        "folder at MLSPEC_HOME/server (as `make serve` does) so its token file is found"
+                    )
+                )
+            # 409: another load or unload of this model is in flight (a concurrent deploy, or the
+            # server restoring it after a restart): wait for it rather than fail.
+            if response.status_code != 409 or time.monotonic() >= deadline:
+                return response
+            time.sleep(self.poll_interval_s)
 
     @staticmethod
     def _error_text(response: httpx.Response) -> str:
@@ -67,6 +98,15 @@ class LocalServing(ServingBackend):
                 f"the model server at {self.base_url} is not live (GET /v2/health/live answered "
                 f"{response.status_code}); restart it with `mlspec serve` or `make serve`"
             )
+        # Just restarted: wait until it has loaded again what it served, so "what serves now" is true.
+        deadline = time.monotonic() + self.timeout_s
+        while (ready := self._request(client, "GET", "/v2/health/ready")).status_code == 503:
+            if time.monotonic() >= deadline:
+                raise ServingError(
+                    f"the model server at {self.base_url} did not become ready within {self.timeout_s:g}s: "
+                    f"{self._error_text(ready)}"
+                )
+            time.sleep(self.poll_interval_s)
 
     def _served(self, client: httpx.Client, model_name: str) -> tuple[str | None, list[str], str | None]:
         """(served version, loaded versions, storage URI of the served version) or Nones when none serves."""
