@@ -106,6 +106,32 @@ def _error_text(response: httpx.Response) -> str:
         return (response.text or "")[:300]
 
 
+def endpoint_token(spec) -> str | None:
+    """The bearer token the smoke test sends to the spec's endpoint.
+
+    kserve: with `serving.auth: token`, the token of the Kubernetes connection (mlspec.connections).
+    local: the model server's own token (MLSPEC_SERVER_TOKEN, else MLSPEC_HOME/server/token), the
+    one deploy sends too; with `serving.auth: token` (the server runs `mlspec serve --auth token`)
+    it must exist.
+    """
+    serving = spec.serving
+    if serving.platform == "local":
+        from mlspec.home import read_server_token
+
+        token = read_server_token()
+        if token is None and serving.auth == "token":
+            raise ServingError(
+                "serving.auth is token but no model server token was found: set MLSPEC_SERVER_TOKEN, or run "
+                "the server with its state folder at MLSPEC_HOME/server (as `make serve` does)"
+            )
+        return token
+    if serving.auth != "token":
+        return None
+    from mlspec.connections import connection_token
+
+    return connection_token(serving.connection or "kubernetes_default", used_for="the endpoint's bearer token")
+
+
 def run_smoke_test(
     *,
     endpoint_url: str,
