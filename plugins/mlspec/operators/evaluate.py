@@ -12,8 +12,9 @@ log = logging.getLogger(__name__)
 
 
 class EvaluateOperator(MlspecOperator):
-    """Inputs: `data` (prepare_data's result) and `model` (train's). Output: the test metrics and the
-    champion gate's verdict (mlspec.champion)."""
+    """Inputs: `data` (prepare_data's result) and `model` (train's). Output: the test metrics, the
+    champion gate's verdict (mlspec.champion) and the evaluation plots (mlspec.ml.plots: file name -> URI
+    under the run's prefix, `evaluate/plots/<name>.png`), which store publishes with the version."""
 
     stage = "evaluate"
     ui_color = "#fce8e6"
@@ -37,6 +38,7 @@ class EvaluateOperator(MlspecOperator):
         )
         metrics_uri = self.store.write_bytes(f"{self.run_prefix(context)}/evaluate/metrics.json", json.dumps(results, indent=2).encode())
         summary = {name: round(float(results[name]), 6) for name in spec.evaluation.metrics}
+        plots = self.write_plots(context, dataset, outputs, results)
         log.info("test metrics on %d samples: %s", len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
         thresholds = {
             name: {bound: value for bound, value in (("min", t.min), ("max", t.max)) if value is not None}
@@ -60,4 +62,26 @@ class EvaluateOperator(MlspecOperator):
             spec, self.handed_over("model").get("tracking_run_id", ""), scores,
             {"mlspec.champion_decision": verdict["decision"], "mlspec.champion_version": verdict.get("champion_version", "")},
         )
-        return {"metrics": summary, "metrics_uri": metrics_uri, "test_samples": int(len(dataset.x_test)), "champion": verdict}
+        return {
+            "metrics": summary, "metrics_uri": metrics_uri, "test_samples": int(len(dataset.x_test)), "champion": verdict,
+            "plots": plots,
+        }
+
+    def write_plots(self, context, dataset, outputs, results) -> dict[str, str]:
+        """The confusion matrix or residuals and train's curves as PNGs under the run's prefix: name -> URI.
+        A plot that cannot be drawn is logged and left out; it never fails the run."""
+        from mlspec.ml.plots import evaluation_plots
+
+        spec = self.model_spec
+        history = self.model.get("history") if isinstance(self.model, dict) else None
+        try:
+            pngs = evaluation_plots(
+                spec.model.task, dataset.y_test, outputs, results, class_names=list(dataset.class_names),
+                history=history or {}, step_name="epoch" if spec.model.framework == "tensorflow" else "step",
+            )
+        except Exception as exc:  # noqa: BLE001 - plots are for people; the metrics and gates decide
+            log.warning("could not draw the evaluation plots (%s: %s); the version is published without them", type(exc).__name__, exc)
+            return {}
+        uris = {name: self.store.write_bytes(f"{self.run_prefix(context)}/evaluate/plots/{name}", data) for name, data in pngs.items()}
+        log.info("evaluation plots: %s", ", ".join(uris.values()))
+        return uris
