@@ -1,0 +1,231 @@
+"""The model card published with every version (`model_card.md`), and the example request it shows.
+
+A short Markdown page a person can read without mlspec: what the model is (framework, estimator or
+layers), its test metrics against the spec's thresholds, how the champion comparison went, the data it
+was trained on, the spec hash and the DAG run that made it, its input and output (with the training
+statistics of the features) and a `curl` that calls the endpoint. `store` renders it from what the run
+handed over, so it is checksummed in the manifest with the other files. The Models page in Airflow
+(mlspec.ui) uses the same example request.
+
+Rendering is deterministic (no clock): a retried store renders the same bytes and reuses its version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CARD_FILE = "model_card.md"
+# The feature table lists at most this many features; the rest are in input_schema.json.
+MAX_FEATURE_ROWS = 32
+KSERVE_ENDPOINT = "$ENDPOINT"  # KServe's URL is known once the InferenceService is ready
+DECISIONS = {
+    "gate_off": "the champion gate is off (evaluation.champion: null)",
+    "no_champion": "there was no production version to compare with; the gate passed",
+    "challenger_wins": "it beat the production version",
+    "champion_holds": "it did not beat the production version, so it was kept as a candidate and not deployed",
+}
+
+
+# -- what the card and the Models page share --------------------------------------------------
+def main_metric(spec: Any) -> str:
+    """The metric a model is judged by: the champion gate's, else the first of evaluation.metrics."""
+    gate = spec.evaluation.champion
+    return gate.metric if gate is not None else spec.evaluation.metrics[0]
+
+
+def endpoint_base(spec: Any) -> str:
+    """Where the model answers: the local model server's URL, or $ENDPOINT for KServe."""
+    if spec.serving.platform == "kserve":
+        return KSERVE_ENDPOINT
+    from mlspec.home import local_server_url
+
+    return (spec.serving.url or local_server_url()).rstrip("/")
+
+
+def infer_url(base: str, name: str, version: int | None = None) -> str:
+    """`/v2/models/<name>/infer` answers with what serves (production); with a version, that version."""
+    path = f"/v2/models/{name}" + (f"/versions/{version}" if version is not None else "")
+    return f"{base.rstrip('/')}{path}/infer"
+
+
+def example_request(input_schema: Mapping[str, Any]) -> dict:
+    """An Open Inference Protocol request of one row: every feature's training mean (no sample leaks out)."""
+    features = input_schema.get("features") or []
+    shape = [int(d) for d in (input_schema.get("shape") or [-1, len(features)])[1:]]
+    data = [float(f"{float(f['mean']):.6g}") if f.get("mean") is not None else 0.0 for f in features]
+    return {
+        "inputs": [
+            {"name": input_schema.get("name", "input"), "shape": [1, *shape], "datatype": input_schema.get("datatype", "FP32"), "data": data}
+        ]
+    }
+
+
+def curl_example(url: str, input_schema: Mapping[str, Any]) -> str:
+    body = json.dumps(example_request(input_schema), separators=(",", ":"))
+    # $ENDPOINT stays expandable by the shell (double quotes); a real URL is quoted as it is.
+    target = f'"{url}"' if url.startswith(KSERVE_ENDPOINT) else shlex.quote(url)
+    return f"curl -s -X POST {target} -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+
+
+def model_summary(spec: Any) -> str:
+    """One line: the framework and its estimator with parameters, or the Keras layers."""
+    model = spec.model
+    if model.framework == "sklearn":
+        params = ", ".join(f"{k}={_value(v)}" for k, v in sorted(dict(model.params).items()))
+        return f"scikit-learn {model.estimator}" + (f" ({params})" if params else "")
+    layers = " → ".join(_step(step) for step in model.layers)
+    return f"TensorFlow/Keras, {len(model.layers)} layers: {layers}"
+
+
+def decision_text(verdict: Mapping[str, Any]) -> str:
+    """The champion gate's outcome in words, with both scores where there were two."""
+    decision = str(verdict.get("decision", ""))
+    text = DECISIONS.get(decision, decision or "not recorded")
+    if verdict.get("champion_version") not in (None, "") and verdict.get("champion") not in (None, ""):
+        text += (
+            f": {verdict.get('metric')} {_number(verdict.get('challenger'))} against production version "
+            f"{verdict['champion_version']}'s {_number(verdict['champion'])} (min_delta {_number(verdict.get('min_delta', 0))})"
+        )
+    return text
+
+
+# -- the card ---------------------------------------------------------------------------------
+def render_model_card(
+    spec: Any,
+    *,
+    version: int,
+    evaluation: Mapping[str, Any],
+    input_schema: Mapping[str, Any],
+    output_schema: Mapping[str, Any],
+    dag_id: str,
+    run_id: str,
+    plots: Sequence[str] = (),
+    stored_uri: str = "",
+) -> str:
+    """model_card.md for one version, from the spec and what evaluate and export_onnx handed over."""
+    metrics = dict(evaluation.get("metrics") or {})
+    verdict = dict(evaluation.get("champion") or {})
+    thresholds = dict(spec.evaluation.thresholds)
+    lines = [
+        f"# {spec.name}, version {version}",
+        "",
+        _cell(spec.metadata.description) or f"Model {spec.name}.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| model | {_cell(model_summary(spec))} |",
+        f"| task | {spec.model.task} |",
+        f"| owner | {_cell(spec.metadata.owner)} |",
+        f"| data source | `{_cell(spec.data.source)}` |",
+        f"| spec hash | `{spec.spec_hash}` |",
+        f"| DAG run | `{_cell(dag_id)}` / `{_cell(run_id)}` |",
+        f"| ONNX opset | {spec.export.opset} |",
+    ]
+    if stored_uri:
+        lines.append(f"| stored at | `{_cell(stored_uri)}` |")
+    lines += ["", f"## Test metrics ({int(evaluation.get('test_samples') or 0)} samples)", "", "| metric | value | threshold |", "| --- | --- | --- |"]
+    for name, value in metrics.items():
+        lines.append(f"| {_cell(name)} | {_number(value)} | {_threshold(thresholds.get(name))} |")
+    lines += ["", "## Champion comparison", "", f"{decision_text(verdict)}.", ""]
+    lines += _io_lines(input_schema, output_schema)
+    if plots:
+        lines += ["## Plots", ""] + [f"- [{name}]({name})" for name in plots] + [""]
+    base = endpoint_base(spec)
+    lines += [
+        "## Try it",
+        "",
+        f"Once this version serves, `{infer_url(base, spec.name)}` answers with it (one row: each feature's "
+        "training mean):",
+        "",
+        "```bash",
+        curl_example(infer_url(base, spec.name), input_schema),
+        "```",
+        "",
+    ]
+    if base == KSERVE_ENDPOINT:
+        lines += [
+            f"`$ENDPOINT` is the InferenceService's URL: `kubectl get inferenceservice {spec.name} -n "
+            f"{spec.serving.namespace} -o jsonpath='{{.status.url}}'`.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _io_lines(input_schema: Mapping[str, Any], output_schema: Mapping[str, Any]) -> list[str]:
+    features = list(input_schema.get("features") or [])
+    lines = [
+        "## Input",
+        "",
+        f"`{_cell(str(input_schema.get('name', 'input')))}`: {input_schema.get('datatype', 'FP32')}, shape "
+        f"`{json.dumps(input_schema.get('shape', []))}`, {len(features)} raw features (statistics on the training split):",
+        "",
+        "| feature | min | max | mean | std | missing |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for feature in features[:MAX_FEATURE_ROWS]:
+        stats = " | ".join(_number(feature.get(key)) for key in ("min", "max", "mean", "std"))
+        lines.append(f"| {_cell(str(feature.get('name', '')))} | {stats} | {int(feature.get('missing') or 0)} |")
+    if len(features) > MAX_FEATURE_ROWS:
+        lines.append(f"| … {len(features) - MAX_FEATURE_ROWS} more in input_schema.json | | | | | |")
+    lines += ["", "## Output", "", "| output | datatype | shape |", "| --- | --- | --- |"]
+    for output in output_schema.get("outputs") or []:
+        lines.append(f"| {_cell(str(output.get('name', '')))} | {output.get('datatype', '')} | `{json.dumps(output.get('shape', []))}` |")
+    classes = output_schema.get("class_names") or []
+    if classes:
+        lines += ["", "Classes, in the order of `probabilities` and the values of `label`: "
+                  + ", ".join(f"{i} = {_cell(str(c))}" for i, c in enumerate(classes)) + "."]
+    return lines + [""]
+
+
+def expected_version(store: Any, name: str, run_id: str, min_version: int) -> int:
+    """The version `store.publish_version(name, ..., run_id=run_id, min_version=min_version)` will give:
+    the one this run already claimed (a retry), else the next number. The card names its version before
+    it is published; store checks afterwards that they agree."""
+    claimed = getattr(store, "_version_claimed_by", None)
+    if callable(claimed):
+        found = claimed(name, run_id)
+        if found is not None:
+            return int(found)
+    existing = [int(c) for c in store.list_children(name) if str(c).isdigit()]
+    return max(max(existing, default=0) + 1, min_version)
+
+
+# -- formatting -------------------------------------------------------------------------------
+def _step(step: Any) -> str:
+    params = ", ".join(f"{k}={_value(v)}" for k, v in dict(step.params or {}).items())
+    return f"{step.kind}({params})"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _number(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    try:
+        return f"{float(value):.6g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _threshold(threshold: Any) -> str:
+    if threshold is None:
+        return "—"
+    parts = [f"≥ {_number(threshold.min)}" if threshold.min is not None else "", f"≤ {_number(threshold.max)}" if threshold.max is not None else ""]
+    return ", ".join(p for p in parts if p) or "—"
+
+
+def _cell(text: str) -> str:
+    """Safe inside a Markdown table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
