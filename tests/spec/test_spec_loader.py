@@ -131,7 +131,7 @@ def test_oversized_and_deeply_nested_specs_are_refused():
     assert "limit is 1048576" in message
     (message,) = errors_of("a: " + "[" * 200 + "]" * 200)
     assert "nested more than" in message
-    laughs = "a: &a [1,1,1,1,1,1,1,1,1]\n" + "".join(f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefg", "bcdefgh"))
+    laughs = "a: &a [1,1,1,1,1,1,1,1,1]\n" + "".join(f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefg", "bcdefgh", strict=True))
     (message,) = errors_of(laughs)
     assert "alias expansion" in message
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tests.spec.test_spec_loader import MINIMAL
 
 from mlspec.spec import SpecError, load_spec_text
-from tests.spec.test_spec_loader import MINIMAL
 
 
 def problems(text: str) -> list[str]:

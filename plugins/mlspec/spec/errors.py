@@ -4,6 +4,25 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+QUOTE_CHARS = 60  # the most of a value a message quotes
+MESSAGE_CHARS = 300  # the longest message text a problem carries
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """repr(value), or a short prefix of it: a message never carries a whole long value (a 900 KB string in a
+    message costs as much as the string, once per problem and once more per line printed)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    if isinstance(value, list | tuple | dict) and len(value) > 20:
+        return f"a {type(value).__name__} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= limit + 2 else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def shorten(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """A message cut to `limit` characters (for text that may quote a value in full, e.g. a library's)."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
 
 @dataclass(frozen=True, order=True)
 class SpecProblem:
@@ -16,7 +35,8 @@ class SpecProblem:
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
+        severity = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}:{self.line}:{self.column}: {severity}{where}{self.message}"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -133,6 +133,7 @@ class ExportSpec:
 class StorageSpec:
     uri: str
     connection: str | None
+    keep_runs: int = 20  # run scratch folders kept; older ones are pruned when a run prepares its data
 
 
 @dataclass(frozen=True)

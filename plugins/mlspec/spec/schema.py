@@ -12,7 +12,7 @@ import json
 from functools import cache
 from pathlib import Path
 
-from mlspec.spec.errors import SpecProblem
+from mlspec.spec.errors import QUOTE_CHARS, SpecProblem, quote, shorten
 from mlspec.spec.yaml_loader import LoadedYaml
 
 SCHEMA_FILE = "model-spec.schema.json"
@@ -50,6 +50,29 @@ def _describe_oneof_choices(schema: dict) -> list[str]:
     return keys
 
 
+def _close_match(word: object, choices: list[str]) -> str | None:
+    """The choice word is probably a typo of (long words are no typo and not worth comparing)."""
+    if not isinstance(word, str) or len(word) > 100:
+        return None
+    hint = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return hint[0] if hint else None
+
+
+def _backticked(word: str) -> str:
+    return f"`{word}`" if len(word) <= QUOTE_CHARS else quote(word)
+
+
+def _library_message(error) -> str:
+    """jsonschema's own message, with a long value it quotes in full replaced by a short prefix."""
+    message = error.message
+    instance = error.instance
+    if isinstance(instance, str | list | dict) and len(instance) > 8:
+        full = repr(instance)
+        if len(full) > QUOTE_CHARS + 2 and full in message:
+            message = message.replace(full, quote(instance))
+    return shorten(message)
+
+
 def _messages(error, doc: LoadedYaml) -> list[SpecProblem]:
     path = tuple(error.absolute_path)
     instance = error.instance
@@ -57,9 +80,9 @@ def _messages(error, doc: LoadedYaml) -> list[SpecProblem]:
         allowed = _allowed_keys(error.schema)
         problems = []
         for key in sorted(set(instance) - set(allowed)):
-            hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            suggestion = f"; did you mean `{hint[0]}`?" if hint else f"; allowed keys: {', '.join(allowed)}"
-            problems.append(doc.problem(path + (key,), f"unknown key `{key}`{suggestion}", at_key=True))
+            hint = _close_match(key, allowed)
+            suggestion = f"; did you mean `{hint}`?" if hint else f"; allowed keys: {', '.join(allowed)}"
+            problems.append(doc.problem(path + (key,), f"unknown key {_backticked(key)}{suggestion}", at_key=True))
         return problems
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
@@ -72,14 +95,12 @@ def _messages(error, doc: LoadedYaml) -> list[SpecProblem]:
         return _oneof_messages(error, doc)
     if error.validator == "enum":
         allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
-        hint = ""
-        if isinstance(instance, str):
-            close = difflib.get_close_matches(instance, [str(v) for v in error.validator_value if v], n=1)
-            hint = f"; did you mean `{close[0]}`?" if close else ""
-        return [doc.problem(path, f"{instance!r} is not allowed; allowed values: {allowed}{hint}")]
+        close = _close_match(instance, [str(v) for v in error.validator_value if v])
+        hint = f"; did you mean `{close}`?" if close else ""
+        return [doc.problem(path, f"{quote(instance)} is not allowed; allowed values: {allowed}{hint}")]
     if error.validator == "const":
-        return [doc.problem(path, f"{instance!r} is not supported; expected {error.validator_value!r}")]
-    return [doc.problem(path, error.message)]
+        return [doc.problem(path, f"{quote(instance)} is not supported; expected {error.validator_value!r}")]
+    return [doc.problem(path, _library_message(error))]
 
 
 def _oneof_messages(error, doc: LoadedYaml) -> list[SpecProblem]:
@@ -93,9 +114,9 @@ def _oneof_messages(error, doc: LoadedYaml) -> list[SpecProblem]:
             return [doc.problem(path, f"expected exactly one of: {', '.join(choices)} (found {len(instance)} keys)")]
         (key,) = instance
         if key not in choices:
-            hint = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
-            suggestion = f"did you mean `{hint[0]}`? " if hint else ""
-            return [doc.problem(path + (key,), f"unknown type `{key}`; {suggestion}allowed: {', '.join(choices)}", at_key=True)]
+            hint = _close_match(key, choices)
+            suggestion = f"did you mean `{hint}`? " if hint else ""
+            return [doc.problem(path + (key,), f"unknown type {_backticked(key)}; {suggestion}allowed: {', '.join(choices)}", at_key=True)]
     by_branch: dict[int, list] = {}
     for sub in error.context or []:
         by_branch.setdefault(sub.schema_path[0], []).append(sub)
@@ -115,7 +136,7 @@ def _oneof_messages(error, doc: LoadedYaml) -> list[SpecProblem]:
         kind = branch.get("type")
         kinds.extend(kind if isinstance(kind, list) else [kind] if kind else [])
     expected = f"expected one of: {', '.join(dict.fromkeys(kinds))}" if kinds else "does not match any allowed form"
-    return [doc.problem(path, f"{instance!r} {expected}")]
+    return [doc.problem(path, f"{quote(instance)} {expected}")]
 
 
 def validate(doc: LoadedYaml) -> list[SpecProblem]:

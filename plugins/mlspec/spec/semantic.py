@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
-from mlspec.spec.errors import SpecProblem
+from mlspec.spec.errors import SpecProblem, quote
 from mlspec.spec.yaml_loader import LoadedYaml
 from mlspec.vocabulary import DATA_SOURCES, LAYERS, LOSSES, METRICS, metrics_for
 
-DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Matched with fullmatch: `$` would also match before a trailing newline ("iris\n" passed).
+DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# 2 GiB of float32 weights: a larger ONNX model cannot be written as one file (protobuf's limit), and training
+# it needs several times that in memory. Above it lint warns.
+PARAMETER_WARNING = 2**29
 CRON_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 CREDENTIAL_KEY = re.compile(r"(passw(or)?d|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)", re.I)
 AWS_ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
@@ -33,21 +43,21 @@ def _scheme(value: str) -> str:
 
 def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     """`spec` is the schema-valid spec with defaults filled; positions come from doc."""
-    checks = (_names, _uris, _schedule, _framework, _evaluation, _layers, _training, _serving, _tuning)
+    checks = (_names, _uris, _schedule, _framework, _reshape, _evaluation, _layers, _model_size, _training, _serving, _tuning)
     return [problem for check_fn in checks for problem in check_fn(doc, spec)]
 
 
 def _names(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     name = spec["metadata"]["name"]
-    if not DNS_1123_LABEL.match(name):
+    if not DNS_1123_LABEL.fullmatch(name):
         yield doc.problem(
             ("metadata", "name"),
-            f"{name!r} is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a "
+            f"{quote(name)} is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a "
             "letter or digit); it names the DAG, the registered model and the InferenceService",
         )
     namespace = spec["serving"]["namespace"]
-    if not DNS_1123_LABEL.match(namespace):
-        yield doc.problem(("serving", "namespace"), f"{namespace!r} is not a valid Kubernetes namespace (DNS-1123 label)")
+    if not DNS_1123_LABEL.fullmatch(namespace):
+        yield doc.problem(("serving", "namespace"), f"{quote(namespace)} is not a valid Kubernetes namespace (DNS-1123 label)")
 
 
 def _walk(value, path=()) -> Iterator[tuple[tuple, object]]:
@@ -69,7 +79,7 @@ def _credentials(doc: LoadedYaml) -> Iterator[SpecProblem]:
     advice = "credentials never belong in a spec: put them in an Airflow connection and name its id"
     for path, value in _walk(doc.data):
         if path and isinstance(path[-1], str) and CREDENTIAL_KEY.search(path[-1]):
-            yield doc.problem(path, f"key `{path[-1]}` looks like a credential; {advice}", at_key=True)
+            yield doc.problem(path, f"key {quote(path[-1])} looks like a credential; {advice}", at_key=True)
         if isinstance(value, str):
             if AWS_ACCESS_KEY.search(value):
                 yield doc.problem(path, f"this value looks like an AWS access key; {advice}")
@@ -83,35 +93,84 @@ def _uris(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     if scheme in ("builtin", "keras"):
         if source not in DATA_SOURCES:
             known = ", ".join(s for s in DATA_SOURCES if s.startswith(scheme))
-            yield doc.problem(("data", "source"), f"unknown dataset {source!r}; available: {known}")
+            yield doc.problem(("data", "source"), f"unknown dataset {quote(source)}; available: {known}")
     elif scheme not in ("file", "s3"):
         yield doc.problem(
-            ("data", "source"), f"unsupported source {source!r}; use builtin:, keras:, file:// or s3://"
+            ("data", "source"), f"unsupported source {quote(source)}; use builtin:, keras:, file:// or s3://"
         )
     elif scheme == "file" and spec["data"]["format"] is None and not source.lower().endswith((".npz", ".csv", ".parquet")):
-        yield doc.problem(("data", "format"), f"cannot infer the format of {source!r}; set data.format to npz, csv or parquet")
+        yield doc.problem(("data", "format"), f"cannot infer the format of {quote(source)}; set data.format to npz, csv or parquet")
     uri = spec["storage"]["uri"]
     if _scheme(uri) not in ("file", "s3"):
-        yield doc.problem(("storage", "uri"), f"unsupported storage URI {uri!r}; use file://path or s3://bucket/prefix")
-    for path, value in (("storage", "uri"), uri), (("data", "source"), source):
-        parsed = _urlparse(value)
-        if parsed is None:
-            yield doc.problem(path, f"{value!r} is not a valid URI")
-        elif ".." in parsed.path.split("/"):
-            yield doc.problem(path, f"{value!r} contains '..'; store and data paths may not climb out of their prefix")
+        yield doc.problem(("storage", "uri"), f"unsupported storage URI {quote(uri)}; use file://path or s3://bucket/prefix")
+    for path, value, is_source in (("storage", "uri"), uri, False), (("data", "source"), source, True):
+        problem = _uri_problem(value, names_an_object=is_source)
+        if problem:
+            yield doc.problem(path, problem)
+
+
+def _uri_problem(value: str, *, names_an_object: bool) -> str | None:
+    """What is wrong with a store or data URI, in any part of it: control characters, '..', no bucket."""
+    control = CONTROL_CHARACTER.search(value)
+    if control:
+        return f"{quote(value)} contains the control character {control.group()!r}; a URI is one line of plain text"
+    parsed = _urlparse(value)
+    if parsed is None:
+        return f"{quote(value)} is not a valid URI"
+    rest = value.split("://", 1)[1] if "://" in value else value.split(":", 1)[-1]
+    if ".." in re.split(r"[/\\]", rest):
+        return f"{quote(value)} contains '..'; store and data paths may not climb out of their prefix"
+    if parsed.scheme == "file" and not rest.strip("/"):
+        return f"{quote(value)} has no path; use file://models (under MLSPEC_HOME) or file:///absolute/path"
+    if parsed.scheme != "s3":
+        return None
+    if not value.startswith("s3://"):
+        return f"{quote(value)} is not written s3://bucket/key"
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        return f"{quote(value)} has no bucket; write s3://bucket/{'key' if names_an_object else 'prefix'}"
+    if not S3_BUCKET.fullmatch(bucket) or ".." in bucket:
+        return (
+            f"bucket {quote(bucket)} in {quote(value)} is not a valid S3 bucket name (3 to 63 lowercase letters, "
+            "digits, '.' and '-', starting and ending with a letter or digit)"
+        )
+    if names_an_object and not key.strip("/"):
+        return f"{quote(value)} names a bucket, not an object; give the full key of the data file"
+    return None
 
 
 def _schedule(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     schedule = spec["schedule"]
-    if not isinstance(schedule, str) or schedule in CRON_PRESETS:
+    if not isinstance(schedule, str):
+        return
+    if schedule == "@continuous":
+        yield _frequent(doc, spec, "@continuous starts the next run as soon as one ends, many times an hour")
+        return
+    if schedule in CRON_PRESETS:
         return
     if schedule.startswith("@"):
-        yield doc.problem(("schedule",), f"unknown preset {schedule!r}; use one of {', '.join(sorted(CRON_PRESETS))}")
+        yield doc.problem(("schedule",), f"unknown preset {quote(schedule)}; use one of {', '.join(sorted(CRON_PRESETS))}")
         return
     from croniter import croniter
 
     if len(schedule.split()) != 5 or not croniter.is_valid(schedule):
-        yield doc.problem(("schedule",), f"{schedule!r} is not a valid cron expression (five fields: minute hour day month weekday)")
+        yield doc.problem(("schedule",), f"{quote(schedule)} is not a valid cron expression (five fields: minute hour day month weekday)")
+        return
+    minutes = croniter(schedule).expanded[0]
+    per_hour = 60 if "*" in minutes else len(minutes)
+    if per_hour > 1:
+        yield _frequent(doc, spec, f"{quote(schedule)} starts a run up to {per_hour} times an hour")
+
+
+def _frequent(doc: LoadedYaml, spec: dict, what: str) -> SpecProblem:
+    """The warning for a sub-hourly schedule."""
+    keep = spec["storage"].get("keep_runs")
+    return doc.problem(
+        ("schedule",),
+        f"{what}; every run trains a model and leaves a scratch folder in the store "
+        f"(storage.keep_runs: {keep} keeps the newest). Hourly or slower is usual; check this is meant",
+        severity="warning",
+    )
 
 
 def _framework(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
@@ -178,6 +237,25 @@ def _keras_settings_changed(spec: dict) -> bool:
 
     baseline = fill_task_defaults(fill_defaults({"model": {"task": spec["model"]["task"]}, "training": {}, "evaluation": {}}))
     return spec["training"] != baseline["training"]
+
+
+def _reshape(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    """A reshape keeps the number of values per sample: it must hold exactly what a known source gives."""
+    known = DATA_SOURCES.get(spec["data"]["source"])
+    if known is None or spec["model"]["framework"] != "tensorflow":
+        return  # scikit-learn refuses reshape altogether (_sklearn)
+    size = math.prod(known.shape)
+    for index, step in enumerate(spec["data"]["preprocess"]):
+        if "reshape" not in step:
+            continue
+        target = list(step["reshape"])
+        if math.prod(target) != size:
+            yield doc.problem(
+                ("data", "preprocess", index, "reshape"),
+                f"reshape {target} holds {math.prod(target):,} values per sample, but {spec['data']['source']} gives "
+                f"{size:,} (shape {list(known.shape)}); the dimensions must multiply to {size}",
+                at_key=True,
+            )
 
 
 def _evaluation(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
@@ -257,6 +335,75 @@ def _layers(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         yield doc.problem(("model", "layers", len(layers) - 1), f"the last layer must be dense (one unit per class, or one for regression), not {last_kind}")
 
 
+def _pair(value) -> tuple[int, int]:
+    """A window or stride: one number (3, or 3.0, which JSON Schema calls an integer too) or [height, width]."""
+    return (int(value), int(value)) if isinstance(value, int | float) else (int(value[0]), int(value[-1]))
+
+
+def _spatial(shape: list | None, window, strides, padding: str) -> list | None:
+    """Height and width after a conv or pooling window (Keras' arithmetic); None when unknown."""
+    if not shape or len(shape) != 3:
+        return None
+    out = []
+    for size, k, s in zip(shape[:2], _pair(window), _pair(strides), strict=True):
+        s = max(s, 1)
+        if size is None:
+            out.append(None)
+        elif padding == "same":
+            out.append(-(-int(size) // s))
+        else:
+            out.append(max((int(size) - k) // s + 1, 0))
+    return out
+
+
+def estimate_parameters(spec: dict) -> int:
+    """The Keras network's parameter count (trainable and not), as far as the input shape is known: the first
+    layer's inputs count as 0 when the data's width is unknown (a table read at run time)."""
+    shape = input_shape_after_preprocess(spec)
+    shape = list(shape) if shape is not None else None
+    total = 0
+    for layer in spec["model"]["layers"]:
+        ((kind, params),) = layer.items()
+        params = params or {}
+        last = int(shape[-1] or 0) if shape else 0
+        if kind == "dense":
+            units = int(params["units"])
+            total += last * units + (units if params.get("use_bias", True) else 0)
+            shape = (shape[:-1] if shape else []) + [units]
+        elif kind == "conv2d":
+            filters = int(params["filters"])
+            kh, kw = _pair(params.get("kernel_size", 3))
+            total += kh * kw * last * filters + filters
+            spatial = _spatial(shape, (kh, kw), params.get("strides", 1), params.get("padding", "valid"))
+            shape = spatial + [filters] if spatial else None
+        elif kind in ("max_pooling2d", "average_pooling2d"):
+            pool = params.get("pool_size", 2)
+            spatial = _spatial(shape, pool, params.get("strides") or pool, params.get("padding", "valid"))
+            shape = spatial + [shape[-1]] if spatial else None
+        elif kind == "global_average_pooling2d":
+            shape = [shape[-1]] if shape else None
+        elif kind == "flatten":
+            shape = [math.prod(shape)] if shape and None not in shape else [None]
+        elif kind == "batch_normalization":
+            total += 4 * last  # gamma, beta, moving mean and variance
+    return total
+
+
+def _model_size(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    if spec["model"]["framework"] != "tensorflow" or not spec["model"]["layers"]:
+        return
+    total = estimate_parameters(spec)
+    if total > PARAMETER_WARNING:
+        gigabytes = total * 4 / 1e9
+        yield doc.problem(
+            ("model", "layers"),
+            f"the network has about {total:,} parameters ({gigabytes:,.1f} GB of float32 weights); an ONNX model "
+            "over 2 GB cannot be exported as one file, and training needs several times the weights in memory",
+            at_key=True,
+            severity="warning",
+        )
+
+
 def _training(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     if spec["data"]["split"]["validation"] + spec["data"]["split"]["test"] >= 0.9:
         yield doc.problem(("data", "split"), "validation + test leave less than 10% of the data for training")
@@ -289,6 +436,8 @@ def _serving(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         yield doc.problem(("serving", "runtime"), f"platform local serves with onnxruntime, not {runtime}")
     if platform == "kserve" and runtime == "onnxruntime":
         yield doc.problem(("serving", "runtime"), "platform kserve needs runtime kserve-ovms or kserve-tritonserver")
+    if platform == "local" and serving["auth"] == "token":
+        yield doc.problem(("serving", "auth"), "auth: token needs platform kserve (the local server has no authentication)")
     if platform == "kserve" and _scheme(spec["storage"]["uri"]) != "s3":
         yield doc.problem(("storage", "uri"), "platform kserve pulls the model from object storage: use an s3:// storage.uri")
     if serving["replicas"]["min"] == 0 and serving["deployment_mode"] != "Serverless":
@@ -512,3 +661,54 @@ def _tuning_path(parts: tuple) -> str:
 
     return format_path(parts)
 
+
+
+# --------------------------------------------------------------------------- local files (lint only)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
+    """`mlspec lint` only, on a valid spec: a file:// data source that exists here must be a regular file
+    within the size cap. (Parsing DAGs never looks at files: the data may live only where tasks run.)"""
+    from mlspec.storage import file_uri_path, max_source_bytes
+
+    source = spec["data"]["source"]
+    if _scheme(source) != "file":
+        return []
+    path = file_uri_path(source, lambda: Path(os.environ.get("MLSPEC_HOME") or Path.home() / ".mlspec").expanduser())
+    try:
+        info = os.stat(path)  # follows symlinks: a link to /dev/zero is a device
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        return [doc.problem(("data", "source"), f"cannot check {quote(source)} ({path}): {exc.strerror or exc}")]
+    if not stat.S_ISREG(info.st_mode):
+        return [
+            doc.problem(
+                ("data", "source"),
+                f"{quote(source)} ({path}) is a {_file_kind(info.st_mode)}, not a regular file; a data source must "
+                "be a file (a device or a pipe would be read without end)",
+            )
+        ]
+    limit = max_source_bytes()
+    if info.st_size > limit:
+        return [
+            doc.problem(
+                ("data", "source"),
+                f"{quote(source)} is {info.st_size} bytes; data sources are limited to {limit} bytes "
+                "(MLSPEC_MAX_SOURCE_BYTES)",
+            )
+        ]
+    return []

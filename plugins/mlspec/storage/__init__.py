@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,9 +18,22 @@ from mlspec.storage.base import (
 )
 
 __all__ = [
-    "DEFAULT_KEEP_RUNS", "ModelStore", "PublishedVersion", "check_uri_text", "open_store", "resolve_file_uri",
-    "run_key", "safe_join", "sha256_hex",
+    "DEFAULT_KEEP_RUNS", "DEFAULT_MAX_SOURCE_BYTES", "ModelStore", "PublishedVersion", "check_uri_text",
+    "file_uri_path", "max_source_bytes", "open_store", "resolve_file_uri", "run_key", "safe_join", "sha256_hex",
 ]  # fmt: skip
+
+# The largest data source prepare_data reads (and lint accepts for a local file); MLSPEC_MAX_SOURCE_BYTES
+# changes it. Sources are read into memory whole, so this bounds what one bad source can cost a worker.
+DEFAULT_MAX_SOURCE_BYTES = 1024**3
+
+
+def max_source_bytes() -> int:
+    raw = os.environ.get("MLSPEC_MAX_SOURCE_BYTES", "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_MAX_SOURCE_BYTES
+    except ValueError:
+        raise StoreError(f"MLSPEC_MAX_SOURCE_BYTES must be a number of bytes, not {raw[:40]!r}") from None
+    return value if value > 0 else DEFAULT_MAX_SOURCE_BYTES
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -42,9 +56,15 @@ def resolve_file_uri(uri: str) -> Path:
     if parsed.scheme != "file":
         raise StoreError(f"not a file:// URI: {uri[:80]!r}")
     check_uri_text(uri)
+    return file_uri_path(uri, mlspec_home)
+
+
+def file_uri_path(uri: str, home) -> Path:
+    """The path of a file:// URI; `home()` gives the folder relative URIs live under (called only for them)."""
+    parsed = urlparse(uri)
     relative = (parsed.netloc + parsed.path) if parsed.netloc else ""
     if relative:
-        return mlspec_home() / relative.lstrip("/")
+        return home() / relative.lstrip("/")
     return Path(parsed.path)
 
 
