@@ -436,8 +436,6 @@ def _serving(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         yield doc.problem(("serving", "runtime"), f"platform local serves with onnxruntime, not {runtime}")
     if platform == "kserve" and runtime == "onnxruntime":
         yield doc.problem(("serving", "runtime"), "platform kserve needs runtime kserve-ovms or kserve-tritonserver")
-    if platform == "local" and serving["auth"] == "token":
-        yield doc.problem(("serving", "auth"), "auth: token needs platform kserve (the local server has no authentication)")
     if platform == "kserve" and _scheme(spec["storage"]["uri"]) != "s3":
         yield doc.problem(("storage", "uri"), "platform kserve pulls the model from object storage: use an s3:// storage.uri")
     if serving["replicas"]["min"] == 0 and serving["deployment_mode"] != "Serverless":
