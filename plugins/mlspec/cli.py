@@ -26,20 +26,39 @@ def _spec_paths(paths: list[str]) -> list[Path]:
     return found
 
 
+def lint_file(path: Path) -> tuple[str, list]:
+    """(the dag_id the spec claims, its problems): errors, or else warnings and the checks of local files.
+
+    The file is read only when it is a regular file within the spec size limit.
+    """
+    from mlspec.dagbag import claimed_name, fallback_name
+    from mlspec.spec import SpecError, resolve_spec
+    from mlspec.spec.semantic import check, check_local_files
+    from mlspec.spec.yaml_loader import load_yaml, read_spec_file
+
+    try:
+        doc = load_yaml(read_spec_file(path), str(path))
+    except SpecError as exc:
+        return fallback_name(path), exc.problems
+    try:
+        spec = resolve_spec(doc)
+    except SpecError as exc:
+        return claimed_name(doc.data, path), exc.problems
+    resolved = spec.to_dict()
+    warnings = [p for p in check(doc, resolved) if p.severity == "warning"]
+    return spec.name, warnings + check_local_files(doc, resolved)
+
+
 def lint_paths(paths: list[Path]) -> list:
-    """Every problem of every spec, plus dag_ids claimed twice."""
-    from mlspec.dagbag import declared_name
-    from mlspec.spec import SpecError, SpecProblem, load_spec
+    """Every problem (errors and warnings) of every spec, plus dag_ids claimed twice."""
+    from mlspec.spec import SpecProblem
 
     problems = []
     names: dict[str, list[Path]] = {}
     for path in paths:
-        try:
-            spec = load_spec(path)
-            names.setdefault(spec.name, []).append(path)
-        except SpecError as exc:
-            problems.extend(exc.problems)
-            names.setdefault(declared_name(path, path.read_text(errors="replace")), []).append(path)
+        name, found = lint_file(path)
+        problems.extend(found)
+        names.setdefault(name, []).append(path)
     for name, claimed in names.items():
         for path in claimed if len(claimed) > 1 else []:
             others = ", ".join(str(o) for o in claimed if o != path)
@@ -54,13 +73,16 @@ def cmd_lint(args) -> int:
         print(f"mlspec lint: no such file or directory: {exc}", file=sys.stderr)
         return EXIT_USAGE
     problems = lint_paths(paths)
+    warnings = sum(p.severity == "warning" for p in problems)
+    errors = len(problems) - warnings
     if args.format == "json":
         print(json.dumps({"files": len(paths), "problems": [p.to_dict() for p in problems]}, indent=2))
     else:
         for problem in problems:
             print(problem)
-        print(f"{len(paths)} spec(s) checked, {len(problems)} problem(s)", file=sys.stderr)
-    return EXIT_PROBLEMS if problems else EXIT_OK
+        print(f"{len(paths)} spec(s) checked, {errors} problem(s), {warnings} warning(s)", file=sys.stderr)
+    # Warnings are worth reading, not worth failing a build over, unless asked (--strict).
+    return EXIT_PROBLEMS if errors or (warnings and args.strict) else EXIT_OK
 
 
 def cmd_schema(args) -> int:
@@ -274,8 +296,9 @@ def describe_operation(result: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlspec", description="Declarative YAML model specs -> Airflow ML pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
-    lint = sub.add_parser("lint", help="check specs; exit 0 clean, 1 problems, 2 usage error")
+    lint = sub.add_parser("lint", help="check specs; exit 0 clean (warnings print), 1 problems, 2 usage error")
     lint.add_argument("--format", choices=["text", "json"], default="text")
+    lint.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     lint.add_argument("paths", nargs="+", help="spec files or folders")
     lint.set_defaults(func=cmd_lint)
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec")

@@ -31,22 +31,23 @@ def spec_files(specs_dir: Path) -> list[Path]:
 _DAG_ID = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-def _fallback_name(path: Path) -> str:
-    return "mlspec-invalid-" + re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")
+def fallback_name(path: Path) -> str:
+    """The dag_id of a spec that names no usable dag_id itself."""
+    return "mlspec-invalid-" + re.sub(r"[^a-z0-9]+", "-", path.stem.lower())[:40].strip("-")
 
 
-def _name_in(data: object, path: Path) -> str:
+def claimed_name(data: object, path: Path) -> str:
     """The dag_id a (possibly invalid) spec claims, else one made from its file name."""
     name = data.get("metadata", {}).get("name") if isinstance(data, dict) and isinstance(data.get("metadata"), dict) else None
-    return name if isinstance(name, str) and len(name) <= 63 and _DAG_ID.fullmatch(name) else _fallback_name(path)
+    return name if isinstance(name, str) and len(name) <= 63 and _DAG_ID.fullmatch(name) else fallback_name(path)
 
 
 def declared_name(path: Path, text: str) -> str:
     """The dag_id a spec claims, read leniently (the spec may be invalid)."""
     try:
-        return _name_in(load_yaml(text, str(path)).data, path)
+        return claimed_name(load_yaml(text, str(path)).data, path)
     except SpecError:
-        return _fallback_name(path)
+        return fallback_name(path)
 
 
 def _problems_text(problems: list[SpecProblem]) -> str:
@@ -103,9 +104,9 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
         else:
             try:
                 doc = load_yaml(text, str(path))
-                name = _name_in(doc.data, path)
+                name = claimed_name(doc.data, path)
             except SpecError as exc:
-                doc, name = exc, _fallback_name(path)
+                doc, name = exc, fallback_name(path)
         if only is not None and name != only:
             continue  # a worker running one task compiles that DAG's spec only
         parsed[path] = (text, doc)
