@@ -16,18 +16,31 @@ class PrepareDataOperator(MlspecOperator):
     next_step = "check data.source in the spec (and its connection for s3://), then clear this task"
 
     def read_source_bytes(self, uri: str) -> bytes:
+        """The source's bytes: a regular file (never a device or a FIFO) or an S3 object, within the size cap."""
+        from mlspec.storage import max_source_bytes
+
         scheme = urlparse(uri).scheme
         if scheme == "file":
             from mlspec.storage import resolve_file_uri
+            from mlspec.storage.file import read_regular_file
 
             path = resolve_file_uri(uri)
             log.info("reading %s", path)
-            return path.read_bytes()
+            return read_regular_file(path, max_source_bytes())
         if scheme == "s3":
             from mlspec.storage.s3 import read_uri_bytes
 
-            return read_uri_bytes(uri, self.model_spec.data.connection or "aws_default")
-        raise ValueError(f"unsupported data source {uri!r}")
+            return read_uri_bytes(uri, self.model_spec.data.connection or "aws_default", max_bytes=max_source_bytes())
+        raise ValueError(f"unsupported data source {uri[:80]!r}")
+
+    def prune_old_runs(self, run_id: str) -> None:
+        """Keep the newest storage.keep_runs run folders (this run's among them); never fails the task."""
+        from mlspec.errors import StoreError
+
+        try:
+            self.store.prune_runs(self.model_spec.name, self.model_spec.storage.keep_runs, current_run_id=run_id)
+        except StoreError as exc:
+            log.warning("could not prune old run folders of model %s: %s", self.model_spec.name, exc)
 
     def run(self, context) -> dict:
         from mlspec.ml import data as ml_data
@@ -53,6 +66,7 @@ class PrepareDataOperator(MlspecOperator):
         dataset = ml_data.apply_label_steps(dataset, [step.to_mapping() for step in data.preprocess])
         payload = dataset.to_npz_bytes()
         uri = self.store.write_bytes(f"{self.run_prefix(context)}/data/dataset.npz", payload)
+        self.prune_old_runs(context["run_id"])
         target = f"{dataset.num_classes} classes" if dataset.task == "classification" else "a numeric target"
         log.info(
             "split %d samples: train=%d validation=%d test=%d, %s; wrote %s",

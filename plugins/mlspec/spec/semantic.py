@@ -664,23 +664,11 @@ def _tuning_path(parts: tuple) -> str:
 # --------------------------------------------------------------------------- local files (lint only)
 
 
-def _file_kind(mode: int) -> str:
-    for test, kind in (
-        (stat.S_ISDIR, "directory"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISFIFO, "FIFO (named pipe)"),
-        (stat.S_ISSOCK, "socket"),
-    ):
-        if test(mode):
-            return kind
-    return "special file"
-
-
 def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     """`mlspec lint` only, on a valid spec: a file:// data source that exists here must be a regular file
     within the size cap. (Parsing DAGs never looks at files: the data may live only where tasks run.)"""
     from mlspec.storage import file_uri_path, max_source_bytes
+    from mlspec.storage.file import file_kind
 
     source = spec["data"]["source"]
     if _scheme(source) != "file":
@@ -696,7 +684,7 @@ def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
         return [
             doc.problem(
                 ("data", "source"),
-                f"{quote(source)} ({path}) is a {_file_kind(info.st_mode)}, not a regular file; a data source must "
+                f"{quote(source)} ({path}) is a {file_kind(info.st_mode)}, not a regular file; a data source must "
                 "be a file (a device or a pipe would be read without end)",
             )
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,51 @@ from mlspec.storage.base import CLAIM, ModelStore, safe_join
 FILE_MODE = 0o644
 # Filesystems without hard links answer link() with one of these; claims then fall back to O_EXCL.
 _NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, kind in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most max_bytes; StoreError for anything else.
+
+    A device or a FIFO is refused before it is opened (and opened without blocking, should it be swapped
+    in after the check), so `/dev/zero` is never read and a FIFO with no writer never hangs the task.
+    """
+
+    def refuse(mode: int) -> StoreError:
+        return StoreError(f"{path} is a {file_kind(mode)}, not a regular file; a data source must be a file")
+
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse(info.st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise StoreError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse(info.st_mode)
+        if info.st_size > max_bytes:
+            raise StoreError(f"{path} is {info.st_size} bytes; data sources are limited to {max_bytes} bytes (MLSPEC_MAX_SOURCE_BYTES)")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew while we read it
+        raise StoreError(f"{path} is more than {max_bytes} bytes; data sources are limited to {max_bytes} bytes (MLSPEC_MAX_SOURCE_BYTES)")
+    return data
 
 
 class FileStore(ModelStore):
