@@ -28,6 +28,8 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
     "tests.fixtures.model_server",
     "tests.fixtures.mlspec_serve",
+    "tests.fixtures.airflow_stack",
+    "tests.fixtures.browser",
 ]
 
 # Airflow reads its configuration when first imported, so this must happen before any test module imports it.

@@ -25,8 +25,8 @@ info = plugins_manager.get_plugin_info()
 print(json.dumps({
     "plugins": [[p["name"], str(p["source"])] for p in info],
     "errors": plugins_manager.get_import_errors(),
-    # What a scan of plugins/ would import as top-level modules (a module named like a library shadows it).
-    "top_level": sorted(m for m in ("plugin", "cli", "compiler", "links", "keras_adapter") if m in sys.modules),
+    # What a scan of plugins/ imports as top-level modules (a module named like a library shadows it).
+    "top_level": sorted(m for m in ("plugin", "cli", "compiler", "keras_adapter") if m in sys.modules),
 }))
 """
 
@@ -63,7 +63,7 @@ def test_mlspec_registers_once_through_its_entry_point(tmp_path, case):
 
 
 def test_the_compose_stack_mounts_the_ignore_file_with_the_source():
-    """docker-compose.yaml points the plugins folder at the mounted ./plugins: .airflowignore travels with it."""
+    """docker-compose.yaml points the plugins folder at the mounted ./plugins; .airflowignore goes with it."""
     compose = (REPO / "docker-compose.yaml").read_text()
     assert "./plugins:/opt/airflow/plugins" in compose
     assert "AIRFLOW__CORE__PLUGINS_FOLDER: /opt/airflow/plugins" in compose
