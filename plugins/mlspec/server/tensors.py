@@ -14,6 +14,7 @@ become null, as strict JSON requires).
 
 from __future__ import annotations
 
+import array
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,41 +162,28 @@ def _shape_of(raw: Any, where: str, limits: Limits) -> list[int]:
     return raw
 
 
-def _no_strings_in_data(body: bytes, payload: dict) -> bool:
-    """True when every string in the JSON document is outside the inputs' `data`.
-
-    Each JSON string adds two quote characters, so a document with as many quotes as its skeleton
-    (the request with every `data` removed, written again) has none in `data`. Any doubt (escapes
-    written differently, repeated keys) answers False, which only costs the slower exact check.
-    """
-    skeleton = dict(payload)
-    skeleton["inputs"] = [
-        {k: v for k, v in raw.items() if k != "data"} if isinstance(raw, dict) else raw
-        for raw in payload.get("inputs") or []
-    ]
-    return body.count(b'"') == orjson.dumps(skeleton).count(b'"') + 2 * sum(
-        1 for raw in payload.get("inputs") or [] if isinstance(raw, dict) and "data" in raw
-    )
+# Flat JSON lists of numbers are converted by the array module in one C loop that refuses strings,
+# null and nested lists (TypeError) and out-of-range integers (OverflowError); anything else takes
+# numpy's exact path below, which says what is wrong.
+_ARRAY_CODES = {"f": ("d", np.float64), "i": ("q", np.int64), "u": ("q", np.int64)}
 
 
-def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str, *, fast: bool) -> np.ndarray:
+def _flat_numbers(data: list, dtype: np.dtype) -> np.ndarray | None:
+    code = _ARRAY_CODES.get(dtype.kind)
+    if code is None:
+        return None
+    try:
+        return np.frombuffer(array.array(code[0], data), dtype=code[1])
+    except (TypeError, OverflowError, ValueError):
+        return None
+
+
+def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) -> np.ndarray:
     dtype = DATATYPES[datatype]
     if not isinstance(data, list):
         raise BadRequest(f"{where}: 'data' must be a JSON array")
     size = math.prod(shape)
-    values = None
-    if fast and dtype.kind == "f":
-        # The common case, float tensors: one conversion, no dtype discovery pass. The document has
-        # no strings in `data` (checked by the caller), so only numbers, booleans, null and lists remain.
-        try:
-            values = np.array(data, dtype=np.float64)
-        except (ValueError, TypeError, OverflowError, RecursionError):
-            values = None  # ragged or odd: the exact path below says what is wrong
-        else:
-            if values.ndim > 1 and list(values.shape) != shape and values.size == size:
-                raise BadRequest(
-                    f"{where}: nested 'data' has shape {list(values.shape)}, not the declared {shape}"
-                )
+    values = _flat_numbers(data, dtype)
     if values is None:
         try:
             values = np.asarray(data)
@@ -208,10 +196,6 @@ def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str, *,
                 values.dtype.kind, f"values of kind {values.dtype.kind!r}"
             )
             raise BadRequest(f"{where}: datatype {datatype} cannot hold {kind} found in 'data'")
-        if values.ndim > 1 and list(values.shape) != shape and values.size == size:
-            raise BadRequest(
-                f"{where}: nested 'data' has shape {list(values.shape)}, not the declared {shape}"
-            )
     if values.size != size:
         raise BadRequest(f"{where}: shape {shape} needs {size} values, 'data' has {values.size}")
     if values.ndim > 1 and list(values.shape) != shape:
@@ -238,9 +222,11 @@ def parse_infer_request(
     body: bytes, header_length: str | None, limits: Limits = DEFAULT_LIMITS
 ) -> InferRequest:
     """Parse a v2 inference request (JSON, or JSON header + binary tensors); BadRequest when malformed."""
-    if header_length is None and body.count(b",") > limits.max_elements + 4096:
+    if header_length is None and len(body) > 2 * limits.max_elements:
         # Every value but the last of each list is followed by a comma: refuse before parsing.
-        raise BadRequest(f"the request holds more than the server's limit of {limits.max_elements} values")
+        commas = int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == ord(",")))
+        if commas > limits.max_elements + 4096:
+            raise BadRequest(f"the request holds more than the server's limit of {limits.max_elements} values")
     payload, binary = _parse_header(body, header_length)
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -270,7 +256,6 @@ def parse_infer_request(
             )
         shapes.append(shape)
 
-    fast = header_length is None and _no_strings_in_data(body, payload)
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for raw, shape in zip(raw_inputs, shapes, strict=True):
@@ -303,7 +288,7 @@ def parse_infer_request(
         else:
             if "data" not in raw:
                 raise BadRequest(f"{where} has no 'data'")
-            array = _decode_json_data(raw["data"], datatype, shape, where, fast=fast)
+            array = _decode_json_data(raw["data"], datatype, shape, where)
         _check_finite(array, where, datatype)
         inputs[name] = array
     if offset != len(binary):
