@@ -94,3 +94,12 @@ FUZZ_EXAMPLES ?= 10000
 fuzz: install
 	MLSPEC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MLSPEC_FUZZ_REPORT=benchmarks/results/fuzz.json \
 		$(BIN)/python -m pytest tests/spec/test_spec_fuzz.py -q -p no:cacheprovider
+
+# Serving benchmark: mlspec serve (pinned to CPU 0) against in-process onnxruntime, digits and a CIFAR-shape
+# CNN, JSON and binary, batch 1 and batched; writes benchmarks/results/serve.json. LOAD_TEST=1 adds the
+# 50-connection, 25 s load test at batch 1 and 32; BASELINE=<commit> also measures that commit's server,
+# interleaved on the same CPU (e.g. BASELINE=783cbcb, the server before issue 9).
+.PHONY: bench-serve
+bench-serve: install
+	$(if $(BASELINE),rm -rf benchmarks/.work/baseline && mkdir -p benchmarks/.work/baseline && git archive $(BASELINE) plugins | tar -x -C benchmarks/.work/baseline)
+	$(BIN)/python benchmarks/bench_serve.py $(if $(LOAD_TEST),--load-test) $(if $(BASELINE),--baseline benchmarks/.work/baseline/plugins)

@@ -1,0 +1,58 @@
+"""The serving benchmark's driver works end to end on a tiny run (no timing assertions: figures are noise).
+
+Runs benchmarks/bench_serve.py as `make bench-serve` does, with --quick (one round of half a second),
+two of its cases and the load test shortened, and checks the JSON it writes: every case was answered
+without errors and carries its limit, ratio and peers; the load test reports both batches.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DRIVER = REPO / "benchmarks" / "bench_serve.py"
+CASES = ["digits b1 c8 json", "cifar b16 c8 binary"]
+
+
+def test_driver_writes_a_complete_report(tmp_path: Path) -> None:
+    out = tmp_path / "serve.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(DRIVER),
+            "--quick",
+            "--load-test",
+            "--cases",
+            ",".join(CASES),
+            "--output",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [case["case"] for case in report["cases"]] == CASES
+    for case in report["cases"]:
+        assert case["errors"] == 0 and case["req_s"] > 0
+        assert case["limit_rows_s"] > 0 and case["ratio_to_limit"] > 0
+        assert (
+            case["rows_s"] == case["req_s"] * case["batch"]
+            or abs(case["rows_s"] - case["req_s"] * case["batch"]) < 1
+        )
+        assert len(case["runs"]) == 1
+    assert report["cases"][1]["peers_req_s_from_performance_md"]["triton"] == 298
+    assert report["rss_mib_idle"] > 0 and set(report["breakdown_us"]) == {
+        "digits b1 json",
+        "cifar b16 binary",
+    }
+    runs = report["load_test"]["runs"]
+    assert [run["batch"] for run in runs] == [1, 32] and report["load_test"]["connections"] == 50
+    assert all(run["requests"] > 0 and run["errors"] == 0 and run["rss_mib_after"] > 0 for run in runs)
+    assert "| digits b1 c8 json |" in completed.stdout
