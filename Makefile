@@ -4,19 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 PORT   ?= 8555
+# The Airflow UI and API of `make up` (127.0.0.1 only).
+AIRFLOW_PORT ?= 8080
+# Starts and stops what `make up`, `make serve-bg` and `make demo` run, by the PIDs and sessions it records.
+STACK  := $(BIN)/python scripts/local_stack.py
 
 export MLSPEC_HOME ?= $(CURDIR)/.mlspec
 export MLSPEC_SERVER_URL ?= http://127.0.0.1:$(PORT)
 export MLSPEC_SPECS_DIR ?= $(CURDIR)/specs
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
-export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+# No AIRFLOW__CORE__PLUGINS_FOLDER: mlspec registers with Airflow once, through its package's entry point.
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # airflow standalone starts its components as `airflow ...` subprocesses: they must find the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo up serve serve-bg stop lint schema bench bench-parse fuzz clean
+.PHONY: install test demo up down serve serve-bg stop contracts lint schema bench bench-parse fuzz clean
 
 install: $(VENV)/.installed
 
@@ -44,26 +48,33 @@ demo: install $(AIRFLOW_HOME)/.migrated serve-bg
 serve: install
 	$(BIN)/mlspec serve --port $(PORT) --state-dir $(MLSPEC_HOME)/server
 
-# The model server in the background; it keeps running after the demo so the printed curl works.
+# The model server in the background, in a session of its own (PID in $(MLSPEC_HOME)/server/server.json and
+# server.pid); it keeps running after the demo so the printed curl works.
 serve-bg: install
-	@mkdir -p $(MLSPEC_HOME)/server
-	@if curl -sf $(MLSPEC_SERVER_URL)/v2/health/live >/dev/null 2>&1; then \
-		echo "model server already running at $(MLSPEC_SERVER_URL)"; \
-	else \
-		nohup $(BIN)/mlspec serve --port $(PORT) --state-dir $(MLSPEC_HOME)/server >$(MLSPEC_HOME)/server/server.log 2>&1 & \
-		echo $$! >$(MLSPEC_HOME)/server/server.pid; \
-		for i in $$(seq 1 60); do curl -sf $(MLSPEC_SERVER_URL)/v2/health/live >/dev/null 2>&1 && break; sleep 0.5; done; \
-		curl -sf $(MLSPEC_SERVER_URL)/v2/health/live >/dev/null || { cat $(MLSPEC_HOME)/server/server.log; exit 1; }; \
-		echo "model server started at $(MLSPEC_SERVER_URL) (pid $$(cat $(MLSPEC_HOME)/server/server.pid); stop it with: make stop)"; \
-	fi
+	@$(STACK) serve-bg --server-port $(PORT)
 
 stop:
-	@if [ -f $(MLSPEC_HOME)/server/server.pid ]; then kill $$(cat $(MLSPEC_HOME)/server/server.pid) 2>/dev/null || true; rm -f $(MLSPEC_HOME)/server/server.pid; echo "model server stopped"; else echo "no model server started by make"; fi
+	@if [ -x $(BIN)/python ]; then $(STACK) stop-server; else echo "no model server started by make"; fi
 
-# Airflow (standalone: api-server, scheduler, dag-processor, triggerer) with every spec, plus the model server.
-up: install $(AIRFLOW_HOME)/.migrated serve-bg
-	@echo "Airflow UI: http://localhost:8080  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
-	$(BIN)/airflow standalone
+# Airflow (api-server, scheduler, dag-processor, triggerer: what `airflow standalone` runs, every port on
+# 127.0.0.1) with every spec, plus the model server, in the background; returns once the UI is usable.
+# Logs: $(AIRFLOW_HOME)/up/. `make down` stops all of it (see scripts/local_stack.py).
+up: install
+	@$(STACK) up --airflow-port $(AIRFLOW_PORT) --server-port $(PORT)
+
+down:
+	@if [ -x $(BIN)/python ]; then $(STACK) down; else echo "nothing to stop (no $(VENV))"; fi
+
+# The published contracts (KServe CRDs and Open Inference Protocol, Kubeflow Model Registry OpenAPI) that
+# contract tests need where ../shared/contracts is absent: downloaded from their pinned upstream commits
+# (scripts/contracts.json), each kept only when its sha256 matches, into $(CONTRACTS_DIR) (git-ignored).
+# Without access to GitHub: MLSPEC_CONTRACTS_BASE_URL=file:///path/to/contracts make contracts.
+# Standard library only, so it needs no `make install`.
+CONTRACTS_DIR ?= .contracts
+CONTRACTS_PY := $(firstword $(wildcard $(BIN)/python) $(shell command -v $(PYTHON) python3 2>/dev/null))
+
+contracts:
+	@$(CONTRACTS_PY) scripts/fetch_contracts.py --dest $(CONTRACTS_DIR)
 
 lint: install
 	$(BIN)/mlspec lint specs/
