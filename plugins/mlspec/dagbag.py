@@ -6,18 +6,32 @@
   `file:line:col` errors. The dag_id stays visible, so run history stays reachable after a bad edit.
 * Two specs with the same metadata.name both get reported in one placeholder; neither silently wins.
 * A worker that runs one task only compiles that DAG's spec (Airflow's parsing context).
+* One spec can never make Airflow drop the others: a spec that is not in the validation cache is checked
+  (parsed, validated, resolved) in a forked process under a time budget (MLSPEC_SPEC_TIME_BUDGET_S,
+  default 5 s) and a memory budget (MLSPEC_SPEC_MEMORY_BUDGET_MB, default 512 MiB), and all of them
+  together under the DAG file's budget (MLSPEC_SPECS_TIME_BUDGET_S, default half of Airflow's
+  dagbag_import_timeout). A spec that runs over becomes a placeholder naming it; its text is remembered
+  for a while so the next parses skip it instead of spending the budget again. MLSPEC_SPEC_ISOLATION=off
+  checks in this process without budgets.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
+import select
+import signal
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlspec.spec import ModelSpec, SpecError, SpecProblem, resolve_spec
 from mlspec.spec import cache as spec_cache
-from mlspec.spec.yaml_loader import LoadedYaml, load_yaml
+from mlspec.spec.errors import shorten
+from mlspec.spec.yaml_loader import load_yaml, read_spec_file
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +56,25 @@ def claimed_name(data: object, path: Path) -> str:
     return name if isinstance(name, str) and len(name) <= 63 and _DAG_ID.fullmatch(name) else fallback_name(path)
 
 
+_FLOW_METADATA_NAME = re.compile(r"^metadata:[ \t]*\{[^}\n]*?\bname:[ \t]*[\"']?([-a-z0-9]+)", re.M)
+
+
+def glimpsed_name(path: Path, text: str) -> str:
+    """The dag_id a spec appears to claim, read line by line without parsing it (for a spec whose check never
+    finished): `name:` in a top-level block `metadata:` mapping, or in a flow one; else the fallback name."""
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.rstrip() == "metadata:":
+            for inner in lines:
+                if inner.strip() and not inner[:1].isspace():
+                    break
+                key, _, value = inner.strip().partition(":")
+                if key == "name":
+                    return claimed_name({"metadata": {"name": value.split("#")[0].strip().strip("'\"")}}, path)
+    match = _FLOW_METADATA_NAME.search(text)
+    return claimed_name({"metadata": {"name": match.group(1)}}, path) if match else fallback_name(path)
+
+
 def declared_name(path: Path, text: str) -> str:
     """The dag_id a spec claims, read leniently (the spec may be invalid)."""
     try:
@@ -50,8 +83,13 @@ def declared_name(path: Path, text: str) -> str:
         return fallback_name(path)
 
 
+MAX_SHOWN_PROBLEMS = 50  # a placeholder's docs list this many problems, then a count
+
+
 def _problems_text(problems: list[SpecProblem]) -> str:
-    return "\n".join(str(p) for p in problems)
+    shown = "\n".join(str(p) for p in problems[:MAX_SHOWN_PROBLEMS])
+    more = len(problems) - MAX_SHOWN_PROBLEMS
+    return shown + (f"\n... and {more} more (mlspec lint shows them all)" if more > 0 else "")
 
 
 def build_error_dag(dag_id: str, problems: list[SpecProblem]):
@@ -82,39 +120,281 @@ def _parsing_dag_id() -> str | None:
     return get_parsing_context().dag_id
 
 
+# --------------------------------------------------------------------------- budgets
+
+DEFAULT_TIME_BUDGET_S = 5.0
+DEFAULT_MEMORY_BUDGET_MB = 512
+OVERRUN_REMEMBERED_S = 600.0  # a spec that ran over is skipped (a placeholder) this long, unless edited
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        log.warning("%s=%r is not a number; using %s", name, raw[:40], default)
+        return default
+    return value if value > 0 else default
+
+
+def _file_budget_s() -> float:
+    """Seconds all uncached specs may take together: MLSPEC_SPECS_TIME_BUDGET_S, else half of Airflow's
+    dagbag_import_timeout (30 s by default), so the DAG file itself never times out."""
+    if os.environ.get("MLSPEC_SPECS_TIME_BUDGET_S", "").strip():
+        return _env_number("MLSPEC_SPECS_TIME_BUDGET_S", 15.0)
+    try:
+        from airflow.configuration import conf
+
+        timeout = conf.getfloat("core", "dagbag_import_timeout", fallback=30.0)
+    except Exception:  # noqa: BLE001 - no Airflow configuration: use Airflow's default
+        timeout = 30.0
+    return timeout / 2 if timeout > 0 else math.inf
+
+
+@dataclass
+class _Job:
+    index: int
+    path: Path
+    text: str
+    outcome: dict = field(default_factory=dict)  # name and one of: resolved | problems | crash | overrun | skipped
+
+
+def _check_spec(job: _Job, only: str | None, on_name=None) -> dict:
+    """Parse, validate and resolve one spec: a JSON-able outcome (runs in the forked check)."""
+    try:
+        doc = load_yaml(job.text, str(job.path))
+    except SpecError as exc:
+        return {"name": fallback_name(job.path), "problems": [p.to_dict() for p in exc.problems]}
+    name = claimed_name(doc.data, job.path)
+    if on_name is not None:
+        on_name(name)
+    if only is not None and name != only:
+        return {"name": name, "skipped": True}
+    try:
+        return {"name": name, "resolved": resolve_spec(doc).to_dict()}
+    except SpecError as exc:
+        return {"name": name, "problems": [p.to_dict() for p in exc.problems]}
+
+
+def _vm_size() -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _child(jobs: list[_Job], only: str | None, write_fd: int, memory_mb: float, alarm_s: float) -> None:
+    """The forked check: each job's outcome as one JSON line (its name first, once known)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.alarm(max(1, math.ceil(alarm_s)))  # never outlives its parent's patience
+    vm = _vm_size()
+    if vm is not None:
+        import resource
+
+        limit = vm + int(memory_mb * 2**20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    with os.fdopen(write_fd, "wb") as out:
+
+        def emit(message: dict) -> None:
+            out.write(json.dumps(message).encode() + b"\n")
+            out.flush()
+
+        for job in jobs:
+            try:
+                outcome = _check_spec(job, only, on_name=lambda name, i=job.index: emit({"i": i, "name": name}))
+            except MemoryError:
+                outcome = {"overrun": "memory"}
+            except Exception as exc:  # noqa: BLE001 - reported in the placeholder
+                outcome = {"crash": shorten(f"{type(exc).__name__}: {exc}")}
+            emit({"i": job.index, "done": True, **outcome})
+
+
+class _Lines:
+    """JSON lines from the forked check, with a deadline per read."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.eof = False
+
+    def next(self, deadline: float) -> dict | str:
+        """The next message, or "timeout" / "eof"."""
+        while b"\n" not in self.buffer:
+            if self.eof:
+                return "eof"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout"
+            ready, _, _ = select.select([self.fd], [], [], remaining)
+            if not ready:
+                return "timeout"
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                self.eof = True
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+
+def _stop(pid: int) -> int:
+    """Kill the forked check if it still runs; its wait status."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def _died(status: int) -> dict:
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return {"overrun": "died", "how": f"was killed by {name}"}
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+    return {"overrun": "died", "how": f"exited with status {code}"}
+
+
+def _check_isolated(jobs: list[_Job], only: str | None) -> None:
+    """Check every job in forked processes under the budgets, filling job.outcome."""
+    per_spec = _env_number("MLSPEC_SPEC_TIME_BUDGET_S", DEFAULT_TIME_BUDGET_S)
+    memory_mb = _env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
+    file_deadline = time.monotonic() + _file_budget_s()
+    pending = list(jobs)
+    while pending:
+        if time.monotonic() >= file_deadline:
+            for job in pending:
+                job.outcome = {"name": job.outcome.get("name"), "overrun": "file"}
+            return
+        read_fd, write_fd = os.pipe()
+        alarm_s = min(per_spec * len(pending), max(file_deadline - time.monotonic(), 0)) + 5
+        pid = os.fork()
+        if pid == 0:  # the forked check never returns into the caller's code
+            code = 1
+            try:
+                os.close(read_fd)
+                _child(pending, only, write_fd, memory_mb, alarm_s)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        lines = _Lines(read_fd)
+        status: int | None = None
+        try:
+            while pending:
+                job = pending[0]
+                started = time.monotonic()
+                deadline = min(started + per_spec, file_deadline)
+                message = lines.next(deadline)
+                while isinstance(message, dict) and not message.get("done"):
+                    job.outcome["name"] = message.get("name")  # known before the spec is validated
+                    message = lines.next(deadline)
+                if message == "timeout":
+                    job.outcome["overrun"] = "time" if deadline < file_deadline else "file_spent"
+                    job.outcome["seconds"] = per_spec
+                    pending.pop(0)
+                    break
+                if message == "eof":
+                    status = _stop(pid)
+                    job.outcome.update(_died(status))
+                    pending.pop(0)
+                    break
+                message.pop("done")
+                message.pop("i", None)
+                job.outcome.update(message)
+                pending.pop(0)
+        finally:
+            os.close(read_fd)
+            if status is None:
+                _stop(pid)
+
+
+def _check_here(jobs: list[_Job], only: str | None) -> None:
+    for job in jobs:
+        try:
+            job.outcome = _check_spec(job, only)
+        except Exception as exc:  # noqa: BLE001 - reported in the placeholder
+            job.outcome = {"name": fallback_name(job.path), "crash": shorten(f"{type(exc).__name__}: {exc}")}
+
+
+def _overrun_problem(job: _Job, memory_mb: float) -> SpecProblem:
+    kind = job.outcome["overrun"]
+    if kind == "time":
+        what = f"checking this spec took more than {job.outcome.get('seconds', DEFAULT_TIME_BUDGET_S):g} s (its time budget)"
+    elif kind == "memory":
+        what = f"checking this spec needed more than {memory_mb:g} MiB (its memory budget)"
+    elif kind == "died":
+        what = f"checking this spec stopped: the check {job.outcome.get('how', 'died')} (its memory budget: {memory_mb:g} MiB)"
+    elif kind == "file_spent":
+        what = "checking this spec ran past the time budget of the whole DAG file (shared by every spec that is not cached)"
+    else:  # "file"
+        return SpecProblem(
+            str(job.path), 1, 1, "",
+            "this spec was not checked in this parse: specs before it spent the time budget of the whole DAG file "
+            "(their DAGs name them); it is checked again on the next parse",
+        )
+    return SpecProblem(str(job.path), 1, 1, "", f"{what}; it is left out until it is edited (`mlspec lint {job.path}` checks it on its own)")
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def _read(path: Path) -> tuple[str | None, SpecError | None]:
+    try:
+        return read_spec_file(path).decode("utf-8", errors="replace"), None
+    except SpecError as exc:
+        return None, exc
+
+
 def compile_specs(specs_dir: Path | str | None = None) -> dict:
     """dag_id -> DAG for every spec file in MLSPEC_SPECS_DIR when set, else specs_dir (default ./specs)."""
     from mlspec.compiler import build_dag
 
     specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir or "specs")
     only = _parsing_dag_id()
-    # Each file is read and parsed once; a YAML error is kept and reported under the file's fallback name.
-    parsed: dict[Path, tuple[str, LoadedYaml | SpecError | dict]] = {}
-    claimed: dict[str, list[Path]] = {}
-    for path in spec_files(specs_dir):
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            log.error("cannot read spec %s: %s", path, exc)
+    memory_mb = _env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
+    # Each file is read once (a regular file within 1 MiB) and checked once: from the cache, or else by a job.
+    jobs: list[_Job] = []
+    for index, path in enumerate(spec_files(specs_dir)):
+        text, error = _read(path)
+        job = _Job(index, path, text or "")
+        jobs.append(job)
+        if error is not None:
+            job.outcome = {"name": fallback_name(path), "problems": [p.to_dict() for p in error.problems]}
             continue
         resolved = spec_cache.get(text)
         if resolved is not None:  # validated before: unchanged text, schema and mlspec version
-            doc: LoadedYaml | SpecError | dict = resolved
-            name = resolved["metadata"]["name"]
-        else:
-            try:
-                doc = load_yaml(text, str(path))
-                name = claimed_name(doc.data, path)
-            except SpecError as exc:
-                doc, name = exc, fallback_name(path)
-        if only is not None and name != only:
+            job.outcome = {"name": resolved["metadata"]["name"], "resolved": resolved, "cached": True}
+            continue
+        overrun = spec_cache.get_overrun(text, OVERRUN_REMEMBERED_S)
+        if overrun is not None:  # ran over its budget recently: do not spend the budget on it again
+            job.outcome = overrun
+    unchecked = [job for job in jobs if not job.outcome]
+    isolate = os.environ.get("MLSPEC_SPEC_ISOLATION", "").strip().lower() != "off" and hasattr(os, "fork")
+    (_check_isolated if isolate else _check_here)(unchecked, only)
+
+    claimed: dict[str, list[_Job]] = {}
+    for job in jobs:
+        outcome = job.outcome
+        name = outcome.get("name") or (glimpsed_name(job.path, job.text) if "overrun" in outcome else fallback_name(job.path))
+        if outcome.get("skipped") or (only is not None and name != only):
             continue  # a worker running one task compiles that DAG's spec only
-        parsed[path] = (text, doc)
-        claimed.setdefault(name, []).append(path)
+        if outcome.get("overrun") in ("time", "memory", "died") and not outcome.get("remembered"):
+            spec_cache.put_overrun(job.text, {**outcome, "remembered": True})
+        claimed.setdefault(name, []).append(job)
 
     dags: dict = {}
-    for name, paths in claimed.items():
-        if len(paths) > 1:
+    for name, claimants in claimed.items():
+        if len(claimants) > 1:
+            paths = [job.path for job in claimants]
             problems = [
                 SpecProblem(str(p), 1, 1, "metadata.name", f"dag_id `{name}` is also claimed by {', '.join(str(o) for o in paths if o != p)}")
                 for p in paths
@@ -122,21 +402,24 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
             log.error("duplicate dag_id %s:\n%s", name, _problems_text(problems))
             dags[name] = build_error_dag(name, problems)
             continue
-        (path,) = paths
-        text, doc = parsed[path]
+        (job,) = claimants
+        outcome = job.outcome
         try:
-            if isinstance(doc, SpecError):
-                raise doc
-            if isinstance(doc, dict):
-                spec = ModelSpec.from_dict(doc, source_file=str(path))
-            else:
-                spec = resolve_spec(doc)
-                spec_cache.put(text, spec.to_dict())
-            dags[name] = build_dag(spec, spec_text=text)
+            if "overrun" in outcome:
+                raise SpecError([_overrun_problem(job, memory_mb)])
+            if "crash" in outcome:
+                raise SpecError([SpecProblem(str(job.path), 1, 1, "", f"could not compile: {outcome['crash']}")])
+            if "problems" in outcome:
+                raise SpecError([SpecProblem(**p) for p in outcome["problems"]])
+            spec = ModelSpec.from_dict(outcome["resolved"], source_file=str(job.path))
+            if not outcome.get("cached"):
+                spec_cache.put(job.text, outcome["resolved"])
+            dags[name] = build_dag(spec, spec_text=job.text)
         except SpecError as exc:
-            log.error("invalid spec %s; its DAG %s shows the errors:\n%s", path, name, exc)
+            log.error("invalid spec %s; its DAG %s shows the errors:\n%s", job.path, name, _problems_text(exc.problems))
             dags[name] = build_error_dag(name, exc.problems)
         except Exception as exc:  # noqa: BLE001 - one broken spec must never take the other DAGs down
-            log.exception("could not compile %s", path)
-            dags[name] = build_error_dag(name, [SpecProblem(str(path), 1, 1, "", f"could not compile: {type(exc).__name__}: {exc}")])
+            log.exception("could not compile %s", job.path)
+            problem = SpecProblem(str(job.path), 1, 1, "", f"could not compile: {shorten(f'{type(exc).__name__}: {exc}')}")
+            dags[name] = build_error_dag(name, [problem])
     return dags

@@ -29,7 +29,7 @@ def test_digits_dag_shape():
     assert "```yaml" in dag.doc_md and "builtin:digits" in dag.doc_md
     order = [t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort") else list(dag.task_dict)
     assert order == list(TASK_ORDER)
-    for upstream, downstream in zip(TASK_ORDER, TASK_ORDER[1:]):
+    for upstream, downstream in zip(TASK_ORDER, TASK_ORDER[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     # Each stage gets its inputs from the stages that made them, never by looking up a task id.
     from mlspec.compiler import STAGES
@@ -127,12 +127,18 @@ def test_a_worker_compiles_only_its_dags_spec(tmp_path, monkeypatch):
     (tmp_path / "iris.yaml").write_text((SPECS / "iris.yaml").read_text().replace("epochs: 60", "epochs: -5"))
     import mlspec.dagbag as dagbag
 
-    loaded = []
+    log = tmp_path / "validated.txt"  # specs are checked in a forked process: count them on disk
     real = dagbag.resolve_spec
-    monkeypatch.setattr(dagbag, "resolve_spec", lambda doc: loaded.append(doc.file) or real(doc))
+
+    def resolve(doc):
+        with open(log, "a") as handle:
+            handle.write(doc.file + "\n")
+        return real(doc)
+
+    monkeypatch.setattr(dagbag, "resolve_spec", resolve)
     monkeypatch.setenv("MLSPEC_SPEC_CACHE", "off")  # count real validations
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "digits")
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "train")
     dags = compile_specs(tmp_path)
     assert list(dags) == ["digits"]
-    assert loaded == [str(tmp_path / "digits.yaml")]
+    assert log.read_text().splitlines() == [str(tmp_path / "digits.yaml")]

@@ -12,12 +12,38 @@ from mlspec.compiler import TASK_ORDER
 from mlspec.spec import cache as spec_cache
 
 
+class Validations:
+    """The spec files validated so far (specs are checked in a forked process: recorded on disk)."""
+
+    def __init__(self, log) -> None:
+        self.log = log
+
+    def record(self, file: str) -> None:
+        with open(self.log, "a") as handle:
+            handle.write(file + "\n")
+
+    @property
+    def files(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def __eq__(self, other) -> bool:
+        return self.files == other
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
 @pytest.fixture
 def validations(tmp_path, monkeypatch):
     monkeypatch.setenv("MLSPEC_SPEC_CACHE", str(tmp_path / "cache"))
-    seen: list[str] = []
+    seen = Validations(tmp_path / "validated.txt")
     real = dagbag.resolve_spec
-    monkeypatch.setattr(dagbag, "resolve_spec", lambda doc: seen.append(doc.file) or real(doc))
+
+    def resolve(doc):
+        seen.record(doc.file)
+        return real(doc)
+
+    monkeypatch.setattr(dagbag, "resolve_spec", resolve)
     return seen
 
 
