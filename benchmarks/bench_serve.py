@@ -591,9 +591,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 runs[case_key(model, batch, concurrency, body)].append(run)
                 if baseline is not None:
+                    cpu_before = baseline.cpu_s()
                     old = run_client(
                         baseline.port, request, concurrency, args.duration, args.warmup, client_cpu
                     )
+                    old["server_cpu_us_per_req"] = (
+                        1e6 * (baseline.cpu_s() - cpu_before) / max(1, old["requests"]) * args.duration
+                    ) / (args.duration + args.warmup)
                     baseline_runs.setdefault(case_key(model, batch, concurrency, body), []).append(old)
         for model, batch, concurrency, body in cases:
             key = case_key(model, batch, concurrency, body)
