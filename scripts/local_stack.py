@@ -323,8 +323,10 @@ def server_url(port: int) -> str:
     return os.environ.get("MLSPEC_SERVER_URL") or f"http://127.0.0.1:{port}"
 
 
-def serve_bg(port: int, timeout_s: float = 60) -> int:
-    """`mlspec serve` in a session of its own, recorded in $MLSPEC_HOME/server/server.json and server.pid."""
+def start_server(port: int) -> subprocess.Popen | None:
+    """`mlspec serve` in a session of its own, recorded in $MLSPEC_HOME/server/server.json and server.pid;
+    None when a model server already answers at the URL (it is used; stopped only if make started it).
+    """
     url = server_url(port)
     folder = server_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -337,39 +339,49 @@ def serve_bg(port: int, timeout_s: float = 60) -> int:
             print(
                 f"a model server not started by make answers at {url}: using it (make down leaves it alone)"
             )
-        return 0
-    log_path = folder / "server.log"
-    with log_path.open("ab") as log:
+        return None
+    argv = [
+        str(BIN / "mlspec"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(folder),
+    ]
+    with (folder / "server.log").open("ab") as log:
         proc = subprocess.Popen(
-            [
-                str(BIN / "mlspec"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--state-dir",
-                str(folder),
-            ],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={**os.environ, "MLSPEC_HOME": str(mlspec_home())},
         )
-    _write_json(
-        state_file, {"pid": proc.pid, "create_time": _create_time(proc.pid) or time.time(), "url": url}
-    )
+    created = _create_time(proc.pid) or time.time()
+    _write_json(state_file, {"pid": proc.pid, "create_time": created, "url": url})
     (folder / "server.pid").write_text(f"{proc.pid}\n")
+    return proc
+
+
+def wait_for_server(proc: subprocess.Popen, port: int, timeout_s: float) -> bool:
+    """Whether the model server `proc` answers within `timeout_s`; stops it (and says why) when not."""
+    url = server_url(port)
     deadline = time.monotonic() + timeout_s
     while _http("GET", f"{url}/v2/health/live", timeout=2)[0] != 200:
         if proc.poll() is not None or time.monotonic() > deadline:
-            print(f"the model server did not start:\n{_tail(log_path)}", file=sys.stderr)
+            print(f"the model server did not start:\n{_tail(server_dir() / 'server.log')}", file=sys.stderr)
             stop_server()
-            return 1
+            return False
         time.sleep(0.3)
     print(f"model server started at {url} (pid {proc.pid}; make stop or make down stops it)")
-    return 0
+    return True
+
+
+def serve_bg(port: int, timeout_s: float = 60) -> int:
+    proc = start_server(port)
+    return 0 if proc is None or wait_for_server(proc, port, timeout_s) else 1
 
 
 def stop_server(grace_s: float = 10) -> bool:
@@ -530,15 +542,19 @@ def up(airflow_port: int, server_port: int, timeout_s: float, with_server: bool)
     state_file = folder / "airflow.json"
     state = _read_json(state_file)
     if state and recorded_processes(state):
-        print(f"Airflow is already running: http://localhost:{state['port']} (stop it with: make down)")
+        print(f"Airflow is already running: http://127.0.0.1:{state['port']} (stop it with: make down)")
         return 0 if (not with_server or serve_bg(server_port) == 0) else 1
     if not _port_free(airflow_port):
         print(f"port {airflow_port} on 127.0.0.1 is taken: set AIRFLOW_PORT=<free port>", file=sys.stderr)
         return 1
-    if with_server and serve_bg(server_port) != 0:
-        return 1
+    # The model server and Airflow start side by side; both are waited for below.
+    server = start_server(server_port) if with_server else None
     env = airflow_env(airflow_port)
-    migrate(env)
+    try:
+        migrate(env)
+    except SystemExit:
+        stop_server()
+        raise
     for stale in ("components.json", "ready.json"):
         (folder / stale).unlink(missing_ok=True)
     with (folder / "supervisor.log").open("ab") as log:
@@ -564,13 +580,16 @@ def up(airflow_port: int, server_port: int, timeout_s: float, with_server: bool)
         "url": f"http://127.0.0.1:{airflow_port}",
     }
     _write_json(state_file, state)
+    if server is not None and not wait_for_server(server, server_port, timeout_s):
+        stop_recorded(state_file, "Airflow", grace_s=5)
+        return 1
     marks = wait_until_usable(airflow_port, state, started, timeout_s)
     user, password = admin_credentials(airflow_home()) or ("admin", "?")
     _write_json(folder / "ready.json", {**state, "seconds": marks, "user": user})
     print(
         f"Airflow is up after {marks['dags']:.0f} s (api-server {marks['api']:.0f} s, all components healthy "
         f"{marks['healthy']:.0f} s, {marks['dag_count']} DAGs listed {marks['dags']:.0f} s)\n"
-        f"  UI       http://localhost:{airflow_port}  user {user}, password {password}\n"
+        f"  UI       http://127.0.0.1:{airflow_port}  user {user}, password {password}\n"
         f"           (from {airflow_home() / 'simple_auth_manager_passwords.json.generated'})\n"
         f"  logs     {folder}/<component>.log, task logs under {airflow_home() / 'logs'}\n"
         f"  stop     make down"
