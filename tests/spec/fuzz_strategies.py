@@ -1023,3 +1023,166 @@ def merge_bomb(levels: int, fan: int = 9) -> str:
     for i in range(1, levels + 1):
         node = f"&l{i} {{<<: [{node}{''.join(f', *l{i - 1}' for _ in range(fan - 1))}]}}"
     return "top: " + node + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Issue 9 shapes: aliases that fan out, long scalars, odd URIs, control characters in names.
+
+MAX_EXPANDED_BYTES = 2 * MAX_SPEC_BYTES  # mirrors mlspec.spec.yaml_loader.MAX_EXPANDED_BYTES
+CONTROL_CHARACTERS = ["\n", "\r", "\t", "\x00", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\u2028", "\u2029", "\r\n"]
+_LONG_SIZES = st.sampled_from([100, 1_000, 10_000, 50_000, 200_000, 500_000, 900_000, 1_000_000])
+_SPEC_NAMES = sorted(EXAMPLE_TEXTS)
+_FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: megabyte values in milliseconds
+
+
+def _flow_item(text: str) -> str:
+    """A YAML flow scalar for text (JSON double quotes: every character is written as an escape if need be)."""
+    return json.dumps(text)
+
+
+@st.composite
+def alias_fan_out(draw):
+    """A valid example spec plus one anchored value referenced many times through aliases: a long string, a
+    list or a mapping, under an unknown key, in the tags, in a layer, in a merge key or nested in lists."""
+    name = draw(st.sampled_from(_SPEC_NAMES))
+    base = EXAMPLE_TEXTS[name]
+    size = draw(st.sampled_from([10, 1_000, 5_000, 50_000, 100_000, 500_000, 900_000]))
+    # References that keep the document under 1 MiB: each `, *a` is 4 bytes.
+    room = max(0, (MAX_SPEC_BYTES - len(base.encode()) - size - 200) // 4)
+    refs = draw(st.one_of(st.integers(0, 20), st.integers(0, min(room, 20_000)), st.just(min(room, 19_000))))
+    shape = draw(st.sampled_from(["string", "list", "map", "nested"]))
+    if shape == "string":
+        anchored = "&a " + "a" * size
+    elif shape == "list":
+        anchored = "&a [" + ", ".join(["b" * 50] * max(1, size // 52)) + "]"
+    elif shape == "map":
+        anchored = "&a {" + ", ".join(f"k{i}: {'v' * 40}" for i in range(max(1, size // 48))) + "}"
+    else:
+        anchored = "&a [[[" + "c" * size + "]]]"
+    where = draw(st.sampled_from(["unknown_key", "tags", "sibling", "layers", "nested_lists", "merge"]))
+    aliases = ", *a" * refs
+    if where == "unknown_key":
+        text = base + f"x_unknown: [{anchored}{aliases}]\n"
+    elif where == "tags":
+        text = base.replace("metadata:\n", f"metadata:\n  tags: [{anchored}{aliases}]\n", 1)
+    elif where == "sibling":
+        text = base + f"x_anchor: {anchored}\nx_more: [{aliases.lstrip(', ')}]\n" if refs else base + f"x_anchor: {anchored}\n"
+    elif where == "layers":
+        text = base + f"x_anchor: {anchored}\nx_layers: [{'[' * 3}{aliases.lstrip(', ') or '1'}{']' * 3}]\n"
+    elif where == "nested_lists":
+        text = base + f"x: [{anchored}, [{aliases.lstrip(', ') or '1'}], [[{aliases.lstrip(', ') or '1'}]]]\n"
+    else:
+        text = base + f"x_base: &m {{k: {anchored}}}\nx_merged: [{', '.join(['{<<: *m}'] * min(refs, 5000)) or '{}'}]\n"
+    expanded = size * (refs + 1)
+    bucket = "over" if expanded > MAX_EXPANDED_BYTES else "under"
+    return text, (f"spec:{name}", f"fan_out:{shape}", f"at:{where}", f"expanded:{bucket}"), expanded
+
+
+LONG_SCALAR_FIELDS = [
+    ("metadata", "name"), ("metadata", "description"), ("metadata", "owner"), ("data", "source"),
+    ("data", "label"), ("storage", "uri"), ("storage", "connection"), ("registry", "backend"),
+    ("serving", "namespace"), ("serving", "url"), ("serving", "resources", "cpu"), ("schedule",),
+    ("training", "optimizer", "name"), ("x_unknown",),
+]  # fmt: skip
+
+
+@st.composite
+def long_scalars(draw):
+    """An example spec with one field (or one key) set to a very long string: messages must quote a prefix."""
+    name = draw(st.sampled_from(_SPEC_NAMES))
+    doc = copy.deepcopy(EXAMPLE_DOCS[name])
+    size = draw(_LONG_SIZES)
+    unit = draw(st.sampled_from(["x", "é", "9", "a-", "s3://b/", "../", "\u2028", "😀"]))
+    value = (unit * (size // len(unit) + 1))[:size]
+    as_key = draw(st.integers(0, 4)) == 0
+    path = draw(st.sampled_from(LONG_SCALAR_FIELDS))
+    parent = doc
+    for part in path[:-1]:
+        parent = parent.setdefault(part, {}) if isinstance(parent.get(part, {}), dict) else {}
+    if as_key:
+        parent[value[:200_000]] = 1
+    else:
+        parent[path[-1]] = value
+    text = yaml.dump(doc, Dumper=_FAST_DUMPER, allow_unicode=draw(st.booleans()), width=10**7)
+    return text, (f"spec:{name}", f"long:{'.'.join(path)}", f"as_key:{as_key}", f"size:{size}")
+
+
+ODD_URIS = [
+    "file://..", "file://../outside.csv", "file://.", "file://", "file:///", "file:///dev/zero", "file:///etc/..",
+    "file://models/../x", "file://models/..", "file://models/%2e%2e/x", "file://models\\..\\x", "file:models",
+    "file:/models", "file://models\n", "file://mod\x00els", "file://models\t", "file://models\u2028x",
+    "s3://", "s3:///key.csv", "s3://bucket", "s3://bucket/", "s3://../x", "s3://bucket/..", "s3://bucket/a/../b",
+    "s3://Bucket/x", "s3://bu_cket/x", "s3://ab/x", "s3://" + "b" * 64 + "/x", "s3://bucket..dots/x",
+    "s3://-bucket/x", "s3://bucket-/x", "s3://bucket\n/x.csv", "s3://bucket/x.csv\n", "s3://bucket/x\r\n",
+    "s3:bucket/x", "s3:/bucket/x", "S3://bucket/x", "s3://bucket/x y.csv", "s3://bücket/x", "s3://bucket/ü.csv",
+    "s3://bucket/%0a.csv", "s3://user@bucket/x", "s3://bucket:9000/x", "s3://bucket/x?versionId=1",
+    "s3://bucket/x#frag", "s3://[bucket/x", "builtin:../digits", "builtin:digits\n", "keras:mnist\x00",
+    "http://example.com/x.csv", "ftp://x/y", "//bucket/x", "models", "",
+]  # fmt: skip
+
+
+@st.composite
+def odd_uris(draw):
+    """storage.uri and data.source set to URIs with '..' in some part, control characters, no bucket, ..."""
+    name = draw(st.sampled_from(_SPEC_NAMES))
+    doc = copy.deepcopy(EXAMPLE_DOCS[name])
+    target = draw(st.sampled_from([("storage", "uri"), ("data", "source")]))
+    uri = draw(
+        st.one_of(
+            st.sampled_from(ODD_URIS),
+            st.builds(
+                lambda scheme, parts, sep: scheme + sep.join(parts),
+                st.sampled_from(["file://", "s3://", "file:///"]),
+                st.lists(st.sampled_from(["models", "..", ".", "", "b", "x.csv", "a\nb", "%2e%2e", "..."]), max_size=5),
+                st.sampled_from(["/", "\\", "//"]),
+            ),
+            st.builds(
+                lambda uri, control, at: uri[:at] + control + uri[at:],
+                st.sampled_from(["file://models", "s3://models/mlspec", "file://data/x.csv", "s3://data/x.csv"]),
+                st.sampled_from(CONTROL_CHARACTERS),
+                st.integers(0, 18),
+            ),
+        )
+    )
+    section = doc.setdefault(target[0], {})
+    section[target[1]] = uri
+    if target == ("data", "source") and draw(st.booleans()):
+        section["format"] = "csv"
+    text = yaml.safe_dump(doc, allow_unicode=draw(st.booleans()), width=10**6)
+    return text, (f"spec:{name}", f"uri:{'.'.join(target)}"), target, uri
+
+
+@st.composite
+def odd_names(draw):
+    """metadata.name (and serving.namespace) with control characters, trailing newlines, lookalikes, edges."""
+    name = draw(st.sampled_from(_SPEC_NAMES))
+    doc = copy.deepcopy(EXAMPLE_DOCS[name])
+    base = doc["metadata"]["name"]
+    how = draw(st.sampled_from(["append", "prepend", "insert", "only", "lookalike", "edge"]))
+    control = draw(st.sampled_from(CONTROL_CHARACTERS + [" ", "\ufeff", "\u200b", "\xa0"]))
+    if how == "append":
+        value = base + control
+    elif how == "prepend":
+        value = control + base
+    elif how == "insert":
+        at = draw(st.integers(0, len(base)))
+        value = base[:at] + control + base[at:]
+    elif how == "only":
+        value = control * draw(st.integers(1, 3))
+    elif how == "lookalike":
+        value = base.replace("i", "і").replace("a", "а").replace("o", "о") + draw(st.sampled_from(["", "ı"]))
+    else:
+        value = draw(st.sampled_from(["a" * 63, "a" * 64, "a", "0", "a-" * 31 + "a", "-a", "a-", "a--b", "A"]))
+    field_path = draw(st.sampled_from([("metadata", "name"), ("serving", "namespace")]))
+    doc.setdefault(field_path[0], {})[field_path[1]] = value
+    style = draw(st.sampled_from(["safe_dump", "double_quoted", "block_literal"]))
+    if style == "safe_dump":
+        text = yaml.safe_dump(doc, allow_unicode=draw(st.booleans()), width=10**6)
+    else:
+        doc.setdefault(field_path[0], {})[field_path[1]] = "__NAME__"
+        text = yaml.safe_dump(doc, allow_unicode=True, width=10**6)
+        rendered = _flow_item(value) if style == "double_quoted" else "|-\n    " + value.replace("\n", "\n    ")
+        if style == "block_literal" and (not value or value != value.strip() or any(c in value for c in "\r\x85\u2028\u2029\x00\x1b\x7f\ufeff")):
+            rendered = _flow_item(value)  # a literal block cannot carry these
+        text = text.replace("__NAME__", rendered, 1)
+    return text, (f"spec:{name}", f"name:{how}", f"field:{'.'.join(field_path)}", f"style:{style}"), field_path, value

@@ -6,7 +6,12 @@ The property (checked by `check_loader` for every generated case):
   same hash;
 - or raises SpecError whose every problem has file "fuzz.yaml", line >= 1, column >= 1 inside the document,
   a non-empty message, and prints as "fuzz.yaml:<line>:<col>: ...";
-- any other exception is a failure.
+- any other exception is a failure;
+- every problem line stays short (a message quotes at most a prefix of a long value).
+
+The issue-9 strategies add their own properties: aliases that fan out are refused within the expansion
+limit and quickly; accepted URIs carry no control character, no `..` in any part and a valid bucket; accepted
+names are whole DNS-1123 labels.
 
 MLSPEC_FUZZ_EXAMPLES sets the total number of generated cases for the module (default 300, well under a
 minute); `make fuzz` runs >= 10,000. tests/spec/conftest.py prints the count and, with MLSPEC_FUZZ_REPORT,
@@ -34,13 +39,18 @@ from tests.spec.fuzz_strategies import (
     EXAMPLE_TEXTS,
     FUZZ_FILE,
     FUZZ_STATS,
+    MAX_EXPANDED_BYTES,
     MAX_SPEC_BYTES,
+    alias_fan_out,
     deeply_nested,
     equivalent_texts,
     examples_budget,
+    long_scalars,
     merge_bomb,
     mutated_specs,
     near_size_limit,
+    odd_names,
+    odd_uris,
     random_bytes,
     random_text,
     random_yaml,
@@ -86,6 +96,7 @@ FOUND_BUGS = {
 # ----------------------------------------------------------------------------------------------------
 # The property.
 
+MAX_PROBLEM_CHARS = 2000  # one problem line; long values are quoted by a short prefix
 _YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # what PyYAML's reader counts as a new line
 
 
@@ -113,6 +124,7 @@ def assert_located(err: SpecError, data: str | bytes) -> None:
         assert isinstance(p.message, str) and p.message.strip(), f"empty message: {p!r}"
         assert "Traceback (most recent call last)" not in p.message, p
         assert str(p).startswith(f"{FUZZ_FILE}:{p.line}:{p.column}: "), str(p)
+        assert len(str(p)) < MAX_PROBLEM_CHARS, f"a {len(str(p))}-character problem: {str(p)[:300]}..."
         if lines is None:  # undecodable bytes: only the document itself can be blamed
             assert (p.line, p.column) == (1, 1), p
         else:
@@ -254,6 +266,67 @@ def test_size_limit_counts_bytes_and_holds_exactly(case):
         assert (problem.line, problem.column) == (1, 1) and f"the spec is {size} bytes" in problem.message
     else:
         assert outcome.kind == "accepted", f"a {size}-byte spec (a long comment) was refused: {outcome.error}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Issue 9: aliases that fan out, long scalars, odd URIs, control characters in names.
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+CASE_SECONDS = 5.0  # the slowest one case may be (a 154 s lint was the bug)
+
+
+@fuzz(0.04)
+@given(alias_fan_out())
+def test_aliases_that_fan_out_are_refused_fast(case):
+    data, labels, expanded = case
+    started = time.perf_counter()
+    outcome = check_loader(data, "alias_fan_out", labels)
+    assert time.perf_counter() - started < CASE_SECONDS, labels
+    if "fan_out:string" in labels and expanded > MAX_EXPANDED_BYTES:
+        assert outcome.kind == "rejected", f"{expanded} bytes after alias expansion were accepted"
+        assert any("expands to more than" in p.message for p in outcome.error.problems), outcome.error
+
+
+@fuzz(0.04)
+@given(long_scalars())
+def test_long_values_are_quoted_by_a_short_prefix(case):
+    data, labels = case
+    started = time.perf_counter()
+    check_loader(data, "long_scalars", labels)  # the property bounds every problem line
+    assert time.perf_counter() - started < CASE_SECONDS, labels
+
+
+@fuzz(0.05)
+@given(odd_uris())
+def test_accepted_uris_have_no_dotdot_control_character_or_missing_bucket(case):
+    data, labels, target, uri = case
+    outcome = check_loader(data, "odd_uris", labels)
+    if outcome.kind != "accepted":
+        return
+    # (What was read, not what was drawn: YAML folds some line breaks, e.g. NEL, into spaces.)
+    value = outcome.spec.storage.uri if target == ("storage", "uri") else outcome.spec.data.source
+    assert not _CONTROL.search(value), f"{value!r} was accepted"
+    assert value == value.strip(), f"{value!r} was accepted"
+    if value.startswith(("file:", "s3:")):
+        rest = value.split("://", 1)[-1]
+        assert ".." not in re.split(r"[/\\]", rest), f"{value!r} was accepted"
+    if value.startswith("s3:"):
+        bucket, _, key = value.removeprefix("s3://").partition("/")
+        assert value.startswith("s3://") and _S3_BUCKET.fullmatch(bucket), f"{value!r} was accepted"
+        assert target == ("storage", "uri") or key.strip("/"), f"data source {value!r} names no object"
+
+
+@fuzz(0.04)
+@given(odd_names())
+def test_accepted_names_are_whole_dns_labels(case):
+    data, labels, field, value = case
+    outcome = check_loader(data, "odd_names", labels)
+    if outcome.kind != "accepted":
+        return
+    accepted = outcome.spec.metadata.name if field == ("metadata", "name") else outcome.spec.serving.namespace
+    assert _DNS_LABEL.fullmatch(accepted) and len(accepted) <= 63, f"{accepted!r} was accepted as {'.'.join(field)}"
 
 
 # ----------------------------------------------------------------------------------------------------

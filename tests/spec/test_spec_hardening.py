@@ -402,3 +402,19 @@ def test_parameter_estimate_takes_integral_floats():
     assert "kernel_size: 3.0" in text
     spec = load_spec_text(text)
     assert estimate_parameters(spec.to_dict()) > 0
+
+
+@pytest.mark.parametrize("uri", ["' file://models'", "'file://models '", '"\\u00a0s3://models/x"'])
+def test_uris_with_surrounding_white_space_are_refused(uri):
+    """urlparse strips leading white space, so ' file://models' passed as a file:// URI (found by fuzzing: YAML
+    folds a NEL line break into a space)."""
+    assert any(": storage.uri: " in m and "white space" in m for m in problems(IRIS + f"storage: {{uri: {uri}}}\n"))
+
+
+def test_a_megabyte_of_tiny_values_is_refused_before_it_is_composed():
+    """A 1 MiB `[1,1,1,...]` took 5 s: half a million nodes were composed before the builder counted them."""
+    text = "a: [" + "1," * 500_000 + "1]\n"
+    outcome = run_probe(text)
+    assert outcome["outcome"] == "SpecError" and outcome["seconds"] < 1, outcome
+    (message,) = outcome["messages"]
+    assert f"more than {MAX_NODES} values" in message

@@ -114,6 +114,8 @@ def _uri_problem(value: str, *, names_an_object: bool) -> str | None:
     control = CONTROL_CHARACTER.search(value)
     if control:
         return f"{quote(value)} contains the control character {control.group()!r}; a URI is one line of plain text"
+    if value != value.strip():
+        return f"{quote(value)} starts or ends with white space"
     parsed = _urlparse(value)
     if parsed is None:
         return f"{quote(value)} is not a valid URI"

@@ -91,7 +91,7 @@ class _Builder:
         return SpecError([SpecProblem(self.file, line, col, format_path(path), message)])
 
     def _through_aliases(self) -> str:
-        return f" once its {self.alias_uses} YAML alias reference(s) are expanded" if self.alias_uses else ""
+        return " once its YAML aliases are expanded" if self.alias_uses else ""
 
     def add_text(self, node: yaml.Node, path: Path) -> None:
         """Count a scalar's text (each time an alias brings it in again) against MAX_EXPANDED_BYTES."""
@@ -171,11 +171,25 @@ class _Builder:
         return value
 
 
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.CollectionStartEvent, yaml.AliasEvent)
+
+
 def _check_depth(text: str, file: str) -> None:
-    """Refuse deep nesting from the event stream, before composing: libyaml's composer recurses in C once
-    per level and would crash the process long before a Python RecursionError."""
+    """Refuse deep nesting and too many nodes from the event stream, before composing: libyaml's composer
+    recurses in C once per level and would crash the process long before a Python RecursionError, and
+    composing half a million nodes (a 1 MiB `[1,1,1,...]`) takes seconds before the builder counts them.
+
+    Keys are nodes of the stream that the builder does not count as values, so the stream may hold up to
+    twice MAX_NODES: anything the builder would accept passes here."""
     depth = 0
+    nodes = 0
     for event in yaml.parse(text, Loader=SafeLoader):
+        if isinstance(event, _NODE_EVENTS):
+            nodes += 1
+            if nodes > 2 * MAX_NODES:
+                line, col = event.start_mark.line + 1, event.start_mark.column + 1
+                message = f"the spec holds more than {MAX_NODES} values (mappings, lists and scalars); refusing it"
+                raise SpecError([SpecProblem(file, line, col, "", message)])
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
