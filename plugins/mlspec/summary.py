@@ -71,10 +71,14 @@ def format_summary(summary: dict) -> str:
 
 
 def format_failure(spec: ModelSpec, dag_run) -> str:
-    from mlspec.compiler import TASK_ORDER
+    from mlspec.compiler import task_order
 
-    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-    failed = [task for task in TASK_ORDER if states.get(task) in ("failed", "upstream_failed")]
+    states: dict[str, str] = {}
+    for ti in dag_run.get_task_instances():
+        # A mapped task (tuning trials) counts as failed when any of its instances failed.
+        if states.get(ti.task_id) != "failed":
+            states[ti.task_id] = str(ti.state)
+    failed = [task for task in task_order(spec) if states.get(task) in ("failed", "upstream_failed")]
     first = next((task for task in failed if states[task] == "failed"), "unknown")
     return (
         f"\nmlspec: the run of {spec.name} did not succeed (state {dag_run.state}); first failed task: {first}.\n"
