@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT_S = 8.0
+DEFAULT_TIMEOUT_S = 15.0  # per backend call; a page waits at most about this long for one that hangs
 # Versions whose metrics.json is read from the store when the registry cannot say (newest first).
 MAX_STORE_METRICS = 50
 PLOT_FILE = re.compile(r"[a-z][a-z0-9_]*\.png")
@@ -215,8 +215,17 @@ def registry_where(spec: Any) -> str:
     return f"the {where} registry"
 
 
+def preload(spec: Any) -> None:
+    """Import the registry's client library before any deadline starts: importing MLflow takes seconds on a
+    cold api-server, and that is not a backend failing to answer."""
+    if spec.registry.backend == "mlflow":
+        import mlflow  # noqa: F401
+        from mlflow import MlflowClient  # noqa: F401
+
+
 def model_status(spec: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> ModelStatus:
     """Production, what serves and every version of one model; a backend that fails is a problem line."""
+    preload(spec)
     status = ModelStatus(spec)
     versions: dict[int, VersionInfo] = {}
     try:
