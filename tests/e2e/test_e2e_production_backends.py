@@ -117,7 +117,10 @@ def test_digits_on_s3_mlflow_server_and_local_serving(
 
     # The published version in S3: its files, the claim, and a manifest whose hashes match the bytes.
     version = s3_objects(backends, f"mlspec/{name}/1/")
-    published = {"model.onnx", "signature.json", "metrics.json", "input_schema.json", "output_schema.json"}
+    published = {
+        "model.onnx", "signature.json", "metrics.json", "input_schema.json", "output_schema.json",
+        "confusion_matrix.png", "training_curves.png", "model_card.md",
+    }
     assert set(version) == published | {"manifest.json", ".mlspec-claim.json"}
     manifest = json.loads(version["manifest.json"])
     assert set(manifest["files"]) == published
@@ -142,6 +145,8 @@ def test_digits_on_s3_mlflow_server_and_local_serving(
         "export/signature.json",
         "export/input_schema.json",
         "export/output_schema.json",
+        "evaluate/plots/confusion_matrix.png",
+        "evaluate/plots/training_curves.png",
         "summary.json",
     }
     assert expected <= set(artifacts), sorted(artifacts)
