@@ -42,6 +42,7 @@ from mlspec.registry.mlflow_registry import (
     mlflow_client,
     mlflow_error_text,
     resolve_tracking_uri,
+    ui_url,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,6 +97,7 @@ class TrainingTracker:
         self._client: MlflowClient | None = None
         self._run_id: str | None = None
         self._ended_run_id: str | None = None  # run_id stays readable after the with-block
+        self._ui_url: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> TrainingTracker:
@@ -159,10 +161,15 @@ class TrainingTracker:
 
     @property
     def url(self) -> str:
-        """The run's page in the MLflow UI for a server, else the SQLite tracking URI."""
+        """The run's page in the MLflow UI for a server (the connection's extra ui_url, else the server's
+        URL), else the SQLite tracking URI."""
         if is_server_uri(self.tracking_uri):
-            base = display_uri(self.tracking_uri).rstrip("/")
-            return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+            if self._ui_url is None:
+                try:
+                    self._ui_url = ui_url(self.connection_id, self.tracking_uri)
+                except RegistryError:
+                    self._ui_url = display_uri(self.tracking_uri).rstrip("/")
+            return f"{self._ui_url}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
         return self.tracking_uri
 
     def log_params(self, params: Mapping[str, Any]) -> None:

@@ -48,7 +48,10 @@ def test_digits_end_to_end(run_spec, model_server):
 
     # Stored files and their hashes.
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.onnx", "signature.json", "metrics.json", "input_schema.json", "output_schema.json"}
+    assert set(manifest["files"]) == {
+        "model.onnx", "signature.json", "metrics.json", "input_schema.json", "output_schema.json",
+        "confusion_matrix.png", "training_curves.png", "model_card.md",  # evaluate's plots and the card (issue 10)
+    }
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((version_dir / name).read_bytes()).hexdigest() == digest
     assert manifest["spec_hash"] == spec.spec_hash and store_root is None
@@ -65,7 +68,7 @@ def test_digits_end_to_end(run_spec, model_server):
 
     # The MLflow version and its tags.
     (version,) = client.search_model_versions("name='digits'")
-    assert version.source == f"{version_dir.as_uri()}"
+    assert version.source.startswith("models:/m-")  # the MLflow model logged from version_dir
     tags = version.tags
     assert tags["mlspec.version"] == "1"
     assert float(tags["metric.accuracy"]) == pytest.approx(metrics["accuracy"], abs=1e-4)

@@ -42,11 +42,15 @@ def test_register_uploads_a_file_store_version_and_tags_it(
     assert tags["model_uri"] == f"{published.uri}/model.onnx"
     for key in ("data_source", "spec_hash", "dag_id", "run_id", "onnx_opset", "sha256.model.onnx"):
         assert tags[key], key
-    # The server refuses file:// sources outside a run's artifacts, so the files were uploaded to a
-    # run and the version points there; what MLflow holds must be byte-identical to the store's file.
-    assert mv["source"] == f"runs:/{mv['run_id']}/mlspec-model-v1"
+    # The server refuses file:// sources outside a run's artifacts, so the files were uploaded as an
+    # MLflow model of a run and the version is created from it; what MLflow holds must be byte-identical
+    # to the store's file.
+    assert mv["source"].startswith("models:/m-")
     client = client_for(mlflow_server.url)
-    local = client.download_artifacts(mv["run_id"], "mlspec-model-v1/model.onnx", str(tmp_path))
+    from mlflow.artifacts import download_artifacts
+
+    logged = client.get_logged_model(mv["source"].removeprefix("models:/"))
+    local = download_artifacts(f"{logged.artifact_location}/model.onnx", dst_path=str(tmp_path))
     uploaded_sha = hashlib.sha256(Path(local).read_bytes()).hexdigest()
     assert uploaded_sha == tags["sha256.model.onnx"] == published.files["model.onnx"]
     run = client.get_run(mv["run_id"])
@@ -132,10 +136,8 @@ def test_tracker_on_the_server_and_lineage(
     entry = MlflowRegistry(server_connection).register(request)
     mv = client.get_model_version(name, entry.registry_version)
     assert mv.run_id == tracker.run_id
-    assert [a.path for a in client.list_artifacts(tracker.run_id, "mlspec-model-v1")] == [
-        "mlspec-model-v1/manifest.json",
-        "mlspec-model-v1/model.onnx",
-    ]
+    logged = client.get_logged_model(mv.source.removeprefix("models:/"))
+    assert logged.source_run_id == tracker.run_id
 
 
 def test_tracker_failure_on_the_server(mlflow_server, server_connection, client_for, unique_name) -> None:

@@ -132,6 +132,24 @@ def resolve_tracking_uri(connection_id: str | None) -> str:
     return uri
 
 
+def ui_url(connection_id: str | None, tracking_uri: str) -> str:
+    """Where people open the MLflow UI: the connection's extra ``ui_url`` (a server whose UI is at
+    another address than its API, e.g. behind a proxy), else the tracking server's own URL; "" for the
+    embedded MLflow, which has no UI of its own."""
+    if not connection_id:
+        return ""
+    from mlspec.connections import get_connection
+
+    conn = get_connection(connection_id, used_for="the MLflow tracking server", error_type=RegistryError)
+    configured = str((conn.extra_dejson or {}).get("ui_url") or "").strip()
+    if configured.startswith(("http://", "https://")):
+        return display_uri(configured).rstrip("/")
+    if configured:
+        log.warning("Airflow connection %r: extra ui_url %r is not an http(s) URL; using the server's URL",
+                    connection_id, configured)
+    return display_uri(tracking_uri).rstrip("/") if is_server_uri(tracking_uri) else ""
+
+
 def is_server_uri(tracking_uri: str) -> bool:
     return urlsplit(tracking_uri).scheme in ("http", "https")
 
@@ -175,8 +193,8 @@ def prepare_embedded_store(db: Path) -> None:
             try:
                 with conn:
                     conn.execute(
-                        "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0 "
-                        "AND artifact_location <> ? AND NOT EXISTS (SELECT 1 FROM runs WHERE experiment_id = 0)",
+                        "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0 AND "
+                        "artifact_location <> ? AND NOT EXISTS (SELECT 1 FROM runs WHERE experiment_id = 0)",
                         (location, location),
                     )
             finally:
@@ -184,19 +202,32 @@ def prepare_embedded_store(db: Path) -> None:
     _PREPARED.add(str(db))
 
 
-def _use_default_tracking_uri():
-    """MLflow's context manager that points its process-wide default tracking URI elsewhere for a
-    while, or None where this MLflow has no such helper.
+@contextmanager
+def _default_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide default tracking URI at `tracking_uri` for one call, then put back
+    exactly what was there (the global and the MLFLOW_TRACKING_URI variable).
 
     MLflow's SQL registry store looks a ``models:/<id>`` source up through ``MlflowClient()`` with no
     URI (the global one, else ``./mlflow.db`` of the working directory), not through the client that
-    called it; for the embedded store the default must name that same database during the call.
+    called it; for the embedded store that default must name the same database during the call.
     """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    saved_global = getattr(utils, "_tracking_uri", None)
+    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
     try:
-        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-    except ImportError:  # pragma: no cover - a private helper; without it the artifact folder is the source
-        return None
-    return _use_tracking_uri
+        yield
+    finally:
+        if saved_global is not None:
+            mlflow.set_tracking_uri(saved_global)
+        elif hasattr(utils, "_tracking_uri"):
+            utils._tracking_uri = None
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def experiment_name(name: str) -> str:
@@ -257,6 +288,38 @@ def _tag_value(value: object) -> str:
     return text if len(text) <= _MAX_TAG_VALUE else text[: _MAX_TAG_VALUE - 3] + "..."
 
 
+def mlflow_signature(request: RegistrationRequest):
+    """The version's ModelSignature (tensor specs from its input and output schemas), or None."""
+    from mlflow.models import ModelSignature
+
+    parts = request.mlflow_signature()
+    return ModelSignature.from_dict(parts) if parts else None
+
+
+def input_example(request: RegistrationRequest):
+    """One row shaped as the model's input (each feature's training mean), or None without a schema."""
+    import numpy as np
+
+    row = request.input_example()
+    if not row:
+        return None
+    dtype = {"FP64": np.float64, "INT64": np.int64, "INT32": np.int32}.get(
+        request.input_schema.get("datatype", "FP32"), np.float32
+    )
+    declared = request.input_schema.get("shape", [-1, len(row)])
+    shape = [1 if d is None or int(d) < 0 else int(d) for d in declared]
+    example = np.asarray(row, dtype=dtype)
+    return example.reshape(shape) if int(np.prod(shape)) == example.size else example.reshape(1, -1)
+
+
+_PRESENTATION = ("*.png", "*.svg", "model_card.md")  # published by evaluate/store for people to look at
+
+
+def _presentation_files(folder: Path) -> list[Path]:
+    found = {p for pattern in _PRESENTATION for p in folder.rglob(pattern) if p.is_file()}
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 # -- the registry ------------------------------------------------------------------------------
 class MlflowRegistry(ModelRegistry):
     """Registered model ``<spec name>``, one model version per published store version.
@@ -272,6 +335,7 @@ class MlflowRegistry(ModelRegistry):
         self.connection_id = connection_id
         self._tracking_uri: str | None = None
         self._client: MlflowClient | None = None
+        self._ui_url: str | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
@@ -320,11 +384,17 @@ class MlflowRegistry(ModelRegistry):
                 f"{mlflow_error_text(exc)}; {hint}, then clear the task to retry."
             ) from exc
 
+    @property
+    def ui_url(self) -> str:
+        """The MLflow UI's address ("" when none is known: the embedded MLflow)."""
+        if self._ui_url is None:
+            self._ui_url = ui_url(self.connection_id, self.tracking_uri)
+        return self._ui_url
+
     def version_url(self, model_name: str, registry_version: str) -> str:
-        """The MLflow UI page of a model version (servers); the SQLite URI for the embedded store."""
-        if self.is_server:
-            base = display_uri(self.tracking_uri).rstrip("/")
-            return f"{base}/#/models/{quote(model_name, safe='')}/versions/{registry_version}"
+        """The MLflow UI page of a model version when a UI is known; else the embedded store's SQLite URI."""
+        if self.ui_url:
+            return f"{self.ui_url}/#/models/{quote(model_name, safe='')}/versions/{registry_version}"
         return self.tracking_uri
 
     def _entry(self, model_name: str, version: int, mv: ModelVersion, created: bool) -> RegistryEntry:
@@ -372,18 +442,33 @@ class MlflowRegistry(ModelRegistry):
                 return self._entry(name, version, existing, created=False)
 
             lineage_run = self._training_run_id(request)
-            source, run_id = self._source_for(request, lineage_run)
-            mv = self.client.create_model_version(
-                name,
-                source=source,
-                run_id=run_id,
-                tags=self._version_tags(request),
-                description=self._version_description(request),
-                await_creation_for=60,
-            )
+            source, run_id, logged = self._source_for(request, lineage_run)
+            mv = self._create_version(request, source, run_id, logged)
             log.info("%s: registered %s version %s as MLflow model version %s (source %s)",
                      self._where(), name, version, mv.version, source)
             return self._entry(name, version, mv, created=True)
+
+    def _create_version(self, request: RegistrationRequest, source: str, run_id: str | None, logged):
+        """The model version, created from the logged model when there is one (`logged`)."""
+        arguments = dict(
+            source=source,
+            run_id=run_id,
+            tags=self._version_tags(request),
+            description=self._version_description(request),
+            await_creation_for=60,
+        )
+        if logged is None:
+            return self.client.create_model_version(request.model_name, **arguments)
+        arguments["model_id"] = logged.model_id
+        if self.is_server:
+            mv = self.client.create_model_version(request.model_name, **arguments)
+        else:
+            with _default_tracking_uri(self.tracking_uri):
+                mv = self.client.create_model_version(request.model_name, **arguments)
+        # What MLflow's own register_model records: the logged model lists the versions made from it.
+        versions = [{"name": request.model_name, "version": str(mv.version)}]
+        self.client.set_logged_model_tags(logged.model_id, {"mlflow.modelVersions": json.dumps(versions)})
+        return mv
 
     def _check_same_content(self, existing: ModelVersion, request: RegistrationRequest) -> None:
         """A version found by number is ours only if it holds the same files from the same run."""
@@ -619,34 +704,126 @@ class MlflowRegistry(ModelRegistry):
                 return str(run.info.run_id)
         return None
 
-    def _source_for(self, request: RegistrationRequest, lineage_run: str | None) -> tuple[str, str | None]:
-        """(source, run_id) to register; see the module docstring for why local files are uploaded."""
+    def _source_for(self, request: RegistrationRequest, lineage_run: str | None):
+        """(source, run_id, logged model or None) to register; see the module docstring."""
         source = request.source_uri.rstrip("/")
         scheme = urlsplit(source).scheme
         if scheme not in ("", "file"):
-            return source, lineage_run  # s3:// and friends: servers and the embedded store accept them
+            return source, lineage_run, None  # s3:// and friends: servers and the embedded store read them
         from mlspec.storage import resolve_file_uri
 
         folder = resolve_file_uri(source) if scheme == "file" else Path(source)
-        if not self.is_server:
-            return folder.resolve().as_uri(), lineage_run
-
-        if not folder.is_dir():
+        if not (folder / "model.onnx").is_file():
             raise RegistryError(
                 f"{self._where()}: model {request.model_name!r} version {request.version}: the published "
-                f"folder {source} does not exist on this worker, so it cannot be uploaded to the MLflow "
-                "server; use an s3:// storage.uri when tasks run on several machines."
+                f"folder {source} has no model.onnx on this worker, so it cannot be logged to MLflow; "
+                "use an s3:// storage.uri when tasks run on several machines."
             )
         run_id = lineage_run or self._registration_run_id(request)
-        artifact_path = f"mlspec-model-v{request.version}"
-        files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-        for path in files:  # uploading again on a retry overwrites the same objects
+        logged = self._log_model(request, folder, run_id)
+        return f"models:/{logged.model_id}", run_id, logged
+
+    def _log_model(self, request: RegistrationRequest, folder: Path, run_id: str):
+        """Log the version folder as an MLflow model of run `run_id`: model.onnx, an MLmodel file with
+        the ONNX flavor, signature and input example, and the version's other files (schemas, metrics,
+        plots, model card). The plots and the model card are logged to the run as well, and the test
+        metrics to both. A retry finds the logged model it made and uploads again (same paths)."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        run = self.client.get_run(run_id)
+        logged = self._logged_model_of(run.info.experiment_id, run_id, request)
+        if logged is None:
+            logged = self.client.create_logged_model(
+                run.info.experiment_id,
+                name=f"{request.model_name}-v{request.version}",
+                source_run_id=run_id,
+                tags={VERSION_TAG: str(request.version), "mlspec.model": request.model_name,
+                      "airflow_run_id": request.run_id, "source_uri": request.source_uri},
+                params={k: _tag_value(v) for k, v in list(run.data.params.items())[:100]},
+                model_type="onnx",
+            )
+        outputs = run.outputs.model_outputs if run.outputs is not None else []
+        if logged.model_id not in {output.model_id for output in outputs or []}:
+            self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mlspec-mlflow-") as tmp:
+            local = Path(tmp) / "model"
+            self._save_mlflow_model(request, folder, local, logged, run_id)
+            self.client.log_model_artifacts(logged.model_id, str(local))
+        for path in _presentation_files(folder):
             parent = path.parent.relative_to(folder).as_posix()
-            target = artifact_path if parent == "." else f"{artifact_path}/{parent}"
-            self.client.log_artifact(run_id, str(path), target)
-        log.info("%s: uploaded %d file(s) of %s to run %s/%s, since the server only registers local files "
-                 "from a run's artifacts", self._where(), len(files), source, run_id, artifact_path)
-        return f"runs:/{run_id}/{artifact_path}", run_id
+            self.client.log_artifact(run_id, str(path), None if parent == "." else parent)
+        if logged.status != LoggedModelStatus.READY:
+            logged = self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        self._log_test_metrics(request, run_id, logged.model_id)
+        log.info("%s: logged %s version %s as MLflow model %s of run %s (%s)", self._where(),
+                 request.model_name, request.version, logged.model_id, run_id, logged.artifact_location)
+        return logged
+
+    def _logged_model_of(self, experiment_id: str, run_id: str, request: RegistrationRequest):
+        """The logged model an earlier try of this register task made for this version, if any."""
+        page = self.client.search_logged_models(
+            [experiment_id], filter_string=f"source_run_id = '{run_id}'", max_results=100
+        )
+        for model in page:
+            if (model.tags or {}).get(VERSION_TAG) == str(request.version) and (
+                (model.tags or {}).get("mlspec.model") == request.model_name
+            ):
+                return model
+        return None
+
+    @staticmethod
+    def _save_mlflow_model(request: RegistrationRequest, folder: Path, local: Path, logged, run_id: str):
+        import shutil
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
+
+        import mlflow.onnx
+        import onnx
+        from mlflow.models import Model
+
+        onnx_bytes = (folder / "model.onnx").read_bytes()
+        requirements = []
+        for package in ("onnx", "onnxruntime"):
+            with suppress(PackageNotFoundError):
+                requirements.append(f"{package}=={installed(package)}")
+        mlflow_model = Model(
+            artifact_path=logged.artifact_location,
+            model_uuid=logged.model_id,
+            run_id=run_id,
+            model_id=logged.model_id,
+            metadata={"mlspec.version": str(request.version), "mlspec.source_uri": request.source_uri},
+        )
+        mlflow.onnx.save_model(
+            onnx.load_from_string(onnx_bytes),
+            str(local),
+            mlflow_model=mlflow_model,
+            signature=mlflow_signature(request),
+            input_example=input_example(request),
+            pip_requirements=requirements,
+            save_as_external_data=False,
+        )
+        (local / "model.onnx").write_bytes(onnx_bytes)  # the store's own bytes: the manifest's sha256 holds
+        for path in sorted(folder.rglob("*")):
+            target = local / path.relative_to(folder)
+            if path.is_file() and not path.name.startswith(".") and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+
+    def _log_test_metrics(self, request: RegistrationRequest, run_id: str, model_id: str) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(f"test_{key}", float(value), now, 0, run_id=run_id, model_id=model_id)
+            for key, value in sorted(request.metrics.items())
+        ]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
     def _registration_run_id(self, request: RegistrationRequest) -> str:
         """A run holding the uploaded files when no training run is tracked; reused by a retry."""
