@@ -169,6 +169,7 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
         doc_md=dag_doc(spec, spec_text),
         default_args={"owner": spec.metadata.owner, "retries": 0, "retry_delay": timedelta(seconds=15)},
         params=run_params(spec),
+        on_failure_callback=_failure_callback(spec),
     )
     tasks = {}
     for task_id, classpath, inputs in stages_for(spec):
@@ -179,6 +180,7 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
             "dag": dag,
             "retries": RETRIES.get(task_id, 0),
             **({"trigger_rule": TRIGGER_RULES[task_id]} if task_id in TRIGGER_RULES else {}),
+            **({"outlets": [_model_asset(spec)]} if task_id == "promote" else {}),
             **{argument: tasks[source].output for argument, source in inputs.items()},
         }
         if spec.tuning is not None and task_id in MAPPED:
@@ -187,6 +189,24 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
             tasks[task_id] = mapped.expand(**{argument: tasks[source].output})
         else:
             tasks[task_id] = operator(**arguments)
+    if "register" in tasks:
+        from mlspec.links import registry_links
+
+        tasks["register"].operator_extra_links = registry_links(spec)
     # The inputs already order most stages; the chain states the whole flow (gates before publishing).
     chain(*tasks.values())
     return dag
+
+
+def _model_asset(spec: ModelSpec):
+    """promote's outlet, x-mlspec://<name>: each promoted version is an asset event to schedule on."""
+    from mlspec.operators.promote import model_asset
+
+    return model_asset(spec.name)
+
+
+def _failure_callback(spec: ModelSpec):
+    """`notify` with `failure`: a message for every failed run (a notifier, not called at parse time)."""
+    from mlspec.notify import failure_callback
+
+    return failure_callback(spec)

@@ -23,8 +23,18 @@ class EndpointLink(BaseOperatorLink):
 
 
 class RegistryLink(BaseOperatorLink):
+    """The registry's page of the registered version (the MLflow UI's model version page)."""
+
     name = "Registry entry"
 
     def get_link(self, operator, *, ti_key) -> str:
         url = _returned(ti_key).get("url", "")
         return url if url.startswith(("http://", "https://")) else ""
+
+
+def registry_links(spec) -> tuple[BaseOperatorLink, ...]:
+    """The register task's links: the registry entry when the registry is a server named by a connection
+    (MLflow's UI is the server's URL, or the connection's extra ``ui_url``; Kubeflow's API), none for the
+    embedded MLflow, which has no UI: Airflow shows an "Extra Links" heading for every link a task
+    declares, even one without a URL."""
+    return (RegistryLink(),) if spec.registry.connection else ()

@@ -105,6 +105,9 @@ class DeployModelOperator(MlspecOperator):
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
         log.info("%s; version %d is registered as a candidate (`mlspec deploy --version %d` serves it on purpose)",
                  line, stored["version"], stored["version"])
+        from mlspec.notify import notify_champion_holds
+
+        notify_champion_holds(self.model_spec, summary, context)
         raise AirflowSkipException(line)
 
     def deploy_kserve(self, context, stored: dict) -> None:

@@ -9,12 +9,47 @@ from mlspec.operators.base import GateFailed, MlspecOperator
 
 log = logging.getLogger(__name__)
 
+# Airflow leaves URIs of x- schemes as they are; any other scheme is normalized through every installed
+# provider's URI handlers, which imports boto3 and friends while DAGs are parsed.
+ASSET_SCHEME = "x-mlspec"
+
+
+def model_asset_uri(name: str) -> str:
+    """``x-mlspec://<name>``: the Airflow Asset a model's new production versions are events of."""
+    return f"{ASSET_SCHEME}://{name}"
+
+
+def model_asset(name: str):
+    """The Asset promote declares as its outlet (the compiler) and whose event it fills in (promote)."""
+    from airflow.sdk import Asset
+
+    return Asset(name=model_asset_uri(name), uri=model_asset_uri(name))
+
+
+def asset_extra(summary: dict) -> dict:
+    """What a downstream DAG learns from the asset event: the version, where it is, how good, where it serves."""
+    registry = summary.get("registry") or {}
+    return {
+        "model": summary["model"],
+        "version": summary["version"],
+        "stored_uri": summary["stored_uri"],
+        "metrics": summary["metrics"],
+        "endpoint_url": summary["endpoint_url"],
+        "infer_url": summary["infer_url"],
+        "registry_version": registry.get("registry_version", ""),
+        "registry_url": registry.get("url", ""),
+        "dag_id": summary["dag_id"],
+        "run_id": summary["run_id"],
+    }
+
 
 class PromoteOperator(MlspecOperator):
     """Marks the smoke-tested version as the one in production and writes the run's summary.
 
     Inputs: the results of prepare_data (`data`), evaluate (`evaluation`), store (`stored`),
-    register (`registration`), deploy (`deployment`) and smoke_test (`smoke_test`).
+    register (`registration`), deploy (`deployment`) and smoke_test (`smoke_test`). Its outlet (set by
+    the compiler) is the model's Asset, ``x-mlspec://<name>``: each promoted version is an asset event whose
+    extra is :func:`asset_extra`; a run where the champion holds skips promote and emits none.
     """
 
     stage = "promote"
@@ -73,7 +108,18 @@ class PromoteOperator(MlspecOperator):
         }
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
         log.info("%s version %d is in production at %s", spec.name, deployment.version, infer_url)
+        self.fill_asset_event(context, summary)
         return summary
+
+    def fill_asset_event(self, context, summary: dict) -> None:
+        """The extra of the asset event Airflow emits for this task's outlet when it succeeds."""
+        outlet_events = context.get("outlet_events")
+        asset_uri = model_asset_uri(self.model_spec.name)
+        outlets = [o for o in self.outlets or [] if getattr(o, "name", None) == asset_uri]
+        if outlet_events is None or not outlets:
+            return  # a hand-written DAG without the outlet
+        outlet_events[outlets[0]].extra = asset_extra(summary)
+        log.info("asset event %s: version %s", asset_uri, summary["version"])
 
 
 def example_answers(task: str, dataset, offline: dict) -> dict:

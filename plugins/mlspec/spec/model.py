@@ -206,6 +206,21 @@ class TuningSpec:
 
 
 @dataclass(frozen=True)
+class NotifySpec:
+    """`notify`: who hears of a failed run or a champion that holds, through which Airflow connection."""
+
+    connection: str  # Airflow connection id of the notifier (smtp)
+    to: tuple[str, ...]
+    events: tuple[str, ...]  # failure | champion_holds
+
+    @classmethod
+    def from_mapping(cls, notify: dict | None) -> NotifySpec | None:
+        if notify is None:
+            return None
+        return cls(connection=notify["connection"], to=tuple(notify["to"]), events=tuple(notify["events"]))
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     metadata: Metadata
     schedule: Any  # None | str | MappingProxyType({"assets": (...)})
@@ -222,6 +237,7 @@ class ModelSpec:
     resolved: MappingProxyType  # the validated spec with every default filled in
     source_file: str = ""
     tuning: TuningSpec | None = None  # None: train once
+    notify: NotifySpec | None = None  # None: no notifications
 
     @property
     def name(self) -> str:
@@ -297,4 +313,5 @@ class ModelSpec:
             resolved=_freeze(d),
             source_file=source_file,
             tuning=TuningSpec.from_mapping(d.get("tuning")),
+            notify=NotifySpec.from_mapping(d.get("notify")),
         )

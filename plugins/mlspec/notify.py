@@ -1,0 +1,214 @@
+"""Notifications (the spec's ``notify``): a message when a run fails and when the champion holds.
+
+Messages go through Airflow's notifier classes, configured by an Airflow connection id: an ``smtp``
+(or ``email``) connection sends with the SMTP provider's ``SmtpNotifier`` (host, port, login and
+password of the connection; its extra ``from_email`` is the sender, else ``mlspec@localhost``).
+
+- ``failure``: the DAG's ``on_failure_callback`` (set by the compiler) is a :class:`RunFailedNotifier`;
+  Airflow calls it once per failed run (in the DAG processor, or in-process for ``dag.test``), with the
+  task instance that failed. The message names the model, the run, the failed task, the version the
+  run stored (if it got that far) and what to do.
+- ``champion_holds``: deploy calls :func:`notify_champion_holds` as it skips, with the run summary: both
+  scores, the candidate and the production version, and how to serve the candidate anyway.
+
+Notifying is a report, not a gate: a message that cannot be sent is logged and never changes the run.
+Parsing stays light: only ``airflow.sdk`` is imported here; the SMTP provider when a message is sent.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+log = logging.getLogger(__name__)
+
+FAILURE = "failure"
+CHAMPION_HOLDS = "champion_holds"
+EVENTS = (FAILURE, CHAMPION_HOLDS)
+DEFAULT_SENDER = "mlspec@localhost"
+SMTP_TYPES = ("smtp", "email")
+
+
+class RunFailedNotifier(BaseNotifier):
+    """The DAG's on_failure_callback: one message per failed run to `to`, through `connection`."""
+
+    template_fields = ()
+
+    def __init__(
+        self, *, model: str, spec_file: str, connection: str, to: tuple[str, ...] | list[str],
+        storage_uri: str = "", storage_connection: str | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.spec_file = spec_file
+        self.connection = connection
+        self.to = list(to)
+        self.storage_uri = storage_uri  # where to find the version this run stored, when XCom cannot say
+        self.storage_connection = storage_connection
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Nothing to render: the message is built from the context in notify. (Under dag.test the
+        callback's context holds the scheduler's DAG, which has no template environment.)"""
+
+    def notify(self, context) -> None:
+        stored = _pull(context.get("ti"), "store") or self.stored_by_run(context)
+        subject, paragraphs = failure_message(self.model, self.spec_file, context, stored)
+        send(self.connection, self.to, subject, paragraphs, context)
+
+    def stored_by_run(self, context) -> dict | None:
+        """The version this run published, asked of the store (its claim names the run)."""
+        if not self.storage_uri:
+            return None
+        try:
+            from mlspec.operators.publish import publish_run_id
+            from mlspec.storage import open_store
+
+            dag_id = getattr(context.get("dag"), "dag_id", "") or self.model
+            store = open_store(self.storage_uri, self.storage_connection)
+            version = store._version_claimed_by(self.model, publish_run_id(dag_id, context.get("run_id", "")))
+            if version is None or version not in store.list_versions(self.model):
+                return None
+            return {"version": version, "uri": store.uri_for(f"{self.model}/{version}")}
+        except Exception as exc:  # noqa: BLE001 - the message goes out without the version
+            log.info("could not ask the store which version run %s published: %s", context.get("run_id"), exc)
+            return None
+
+
+def failure_callback(spec: Any) -> RunFailedNotifier | None:
+    """The notifier for a spec's failed runs, or None when its `notify` does not ask for them."""
+    notify = spec.notify
+    if notify is None or FAILURE not in notify.events:
+        return None
+    return RunFailedNotifier(
+        model=spec.name, spec_file=spec.source_file or "", connection=notify.connection, to=notify.to,
+        storage_uri=spec.storage.uri, storage_connection=spec.storage.connection,
+    )
+
+
+def notify_champion_holds(spec: Any, summary: dict, context: Any) -> bool:
+    """Deploy's report that the champion held (`summary`: the run summary deploy writes); True when sent."""
+    notify = spec.notify
+    if notify is None or CHAMPION_HOLDS not in notify.events:
+        return False
+    subject, paragraphs = champion_holds_message(summary, spec.source_file or "")
+    return send(notify.connection, list(notify.to), subject, paragraphs, context)
+
+
+# -- the messages --------------------------------------------------------------------------------
+def failure_message(model: str, spec_file: str, context: Any, stored: dict | None) -> tuple[str, list[str]]:
+    """(subject, paragraphs) for a failed run, from the failure callback's context and the version the
+    run stored (store's result: version and uri), if it got that far."""
+    ti = context.get("ti")
+    run_id = context.get("run_id") or getattr(ti, "run_id", "") or "?"
+    dag = context.get("dag")
+    dag_id = getattr(dag, "dag_id", "") or getattr(ti, "dag_id", "") or model
+    task_id = getattr(ti, "task_id", "") or "a task"
+    spec_ref = spec_file or "the spec"
+    paragraphs = [
+        f"Model {model}: DAG {dag_id}, run {run_id} failed at task {task_id}"
+        + (f" (try {ti.try_number})." if getattr(ti, "try_number", None) else "."),
+    ]
+    if isinstance(stored, dict) and stored.get("version") is not None:
+        paragraphs.append(
+            f"Version {stored['version']} was stored at {stored.get('uri', '?')} by this run; it is not in "
+            "production, which keeps its version and keeps serving."
+        )
+    else:
+        paragraphs.append(
+            "No version was published by this run (it stopped before store), so production is unchanged."
+        )
+    task = getattr(ti, "task", None)
+    next_step = getattr(task, "next_step", "") if task is not None else ""
+    if not isinstance(next_step, str) or "the cause above" in next_step:
+        next_step = ""  # the generic advice points at the log, which the message already does
+    log_url = _log_url(ti)
+    paragraphs.append(
+        f"What to do: read the log of {task_id}"
+        + (f" ({log_url})" if log_url else "")
+        + ": its last lines say what failed and the next step."
+        + (f" For {task_id}: {next_step}." if next_step else "")
+        + " Every task is safe to retry (clear it);"
+        + f" to change the model, edit {spec_ref} and trigger a new run."
+    )
+    return f"[mlspec] {model}: run {run_id} failed at {task_id}", paragraphs
+
+
+def champion_holds_message(summary: dict, spec_file: str) -> tuple[str, list[str]]:
+    """(subject, paragraphs) for a challenger that lost the champion comparison."""
+    model = summary.get("model", "?")
+    version = summary.get("version", "?")
+    verdict = summary.get("champion") or {}
+    production = verdict.get("champion_version", "?")
+    spec_ref = spec_file or f"<the spec of {model}>"  # a task knows its resolved spec, not the file
+    metrics = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted((summary.get("metrics") or {}).items()))
+    paragraphs = [
+        f"Model {model}: version {version} did not beat production version {production}, which keeps serving."
+    ]
+    if {"metric", "champion", "challenger"} <= verdict.keys():
+        paragraphs.append(
+            f"Champion comparison on the same test split: {verdict['metric']} "
+            f"{float(verdict['champion']):.4f} (production version {production}) against "
+            f"{float(verdict['challenger']):.4f} (version {version}), "
+            f"min_delta {float(verdict.get('min_delta', 0)):g}."
+        )
+    paragraphs += [
+        f"Version {version} is stored at {summary.get('stored_uri', '?')} and registered as a candidate "
+        f"(DAG {summary.get('dag_id', '?')}, run {summary.get('run_id', '?')}"
+        + (f"; its test metrics: {metrics}" if metrics else "")
+        + ").",
+        f"What to do: nothing, if production should stay version {production}. To serve version {version} "
+        f"anyway: `mlspec deploy {spec_ref} --version {version}` (or the mlspec_operations DAG). To make a "
+        f"retrain win: improve the model or its data, or change evaluation.champion (metric, min_delta) in "
+        f"{spec_ref}, then trigger a new run.",
+    ]
+    return f"[mlspec] {model}: version {version} did not beat production version {production}", paragraphs
+
+
+# -- sending -------------------------------------------------------------------------------------
+def send(connection_id: str, to: list[str], subject: str, paragraphs: list[str], context: Any) -> bool:
+    """Send through the notifier the connection's type calls for; False (logged) when it could not."""
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(connection_id)
+        conn_type = (conn.conn_type or "").lower()
+        if conn_type not in SMTP_TYPES:
+            log.warning(
+                "notify.connection %r is a %r connection; mlspec sends through smtp connections "
+                "(SmtpNotifier). Not sent: %s", connection_id, conn_type, subject,
+            )
+            return False
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        sender = (conn.extra_dejson or {}).get("from_email") or DEFAULT_SENDER
+        body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+        notifier = SmtpNotifier(
+            to=list(to), from_email=sender, subject=subject, html_content=body, smtp_conn_id=connection_id
+        )
+        notifier.notify(context if isinstance(context, dict) else dict(context or {}))
+    except Exception as exc:  # noqa: BLE001 - a notification never changes the run's outcome
+        log.warning("could not send the notification %r through Airflow connection %r: %s",
+                    subject, connection_id, " ".join(str(exc).split())[:400])
+        return False
+    log.info("notified %s: %s", ", ".join(to), subject)
+    return True
+
+
+def _pull(ti: Any, task_id: str) -> Any:
+    if ti is None:
+        return None
+    try:
+        return ti.xcom_pull(task_ids=task_id)
+    except Exception as exc:  # noqa: BLE001 - the message goes out without the version
+        log.info("could not read %s's result for the notification: %s", task_id, exc)
+        return None
+
+
+def _log_url(ti: Any) -> str:
+    try:
+        return str(ti.log_url) if ti is not None else ""
+    except Exception:  # noqa: BLE001 - no API base URL configured
+        return ""
