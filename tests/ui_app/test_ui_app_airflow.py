@@ -44,7 +44,7 @@ def airflow_api(airflow_db, tmp_path_factory):
     specs = tmp_path_factory.mktemp("airflow-api-specs")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLSPEC_SPECS_DIR", str(specs))
-        patch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "mlspec-ui-test-secret-0123456789abcdef")
+        patch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "mlspec-ui-test-secret-" + "0123456789abcdef" * 4)
         from airflow.api_fastapi.app import create_app, get_auth_manager
 
         with TestClient(create_app()) as client:
