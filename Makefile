@@ -82,7 +82,8 @@ lint: install
 schema: install
 	$(BIN)/mlspec schema
 
-clean:
+# Stops what make up / make serve-bg started first: their records live in the folders it removes.
+clean: down
 	rm -rf $(AIRFLOW_HOME) $(MLSPEC_HOME) .pytest_cache
 
 # Parse-time benchmark: mlspec vs a hand-written DAG vs dag-factory, 200 specs; writes benchmarks/results/parse.json.
