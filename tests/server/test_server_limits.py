@@ -230,3 +230,64 @@ def test_batch_and_element_limits(start_server, publish_classifier, tmp_path):
             "/v2/models/digits/infer", json={"inputs": [_tensor(shape=[1, 64], data=[0] * 20000)]}
         )
         assert flood.status_code == 400 and "limit of 6400 values" in flood.json()["error"]
+
+
+def _large(values: str, rows: int = 400, datatype: str = "FP32", nested: bool = False) -> bytes:
+    """A JSON request over SIMD_MIN_BYTES: `rows` rows of 64 values, the last value replaced by `values`."""
+    row = ", ".join(["0.25"] * 64)
+    data = ", ".join([f"[{row}]" if nested else row] * (rows - 1))
+    last = ", ".join(["0.25"] * 63 + [values])
+    data += f", [{last}]" if nested else f", {last}"
+    return (
+        '{"id": "big", "inputs": [{"name": "input", "shape": [%d, 64], "datatype": "%s", "data": [%s]}]}'
+        % (rows, datatype, data)
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("last", "datatype", "nested", "fragment"),
+    [
+        ("0.5", "FP32", False, None),
+        ("0.5", "FP32", True, None),
+        ("7", "INT64", False, "cannot hold non-integer numbers"),
+        ("NaN", "FP32", False, "not valid JSON"),
+        ("1e400", "FP32", False, "not valid JSON"),
+        ("1e39", "FP32", False, "too large for FP32"),
+        ("true", "FP32", False, None),
+        ("null", "FP32", False, "cannot hold mixed, null"),
+        ('"0.5"', "FP32", False, "cannot hold strings"),
+        ("[0.5]", "FP32", False, "ragged"),
+        ("[0.5, 0.5]", "FP32", False, "ragged"),
+    ],
+)
+def test_large_json_bodies_are_read_exactly_like_small_ones(last, datatype, nested, fragment):
+    """Bodies over SIMD_MIN_BYTES take simdjson's path straight to float64; what they accept and refuse,
+    and the values, are those of the orjson path."""
+    from mlspec.server import tensors
+    from mlspec.server.errors import BadRequest
+
+    body = _large(last, datatype=datatype, nested=nested)
+    assert len(body) >= tensors.SIMD_MIN_BYTES
+    if fragment is not None:
+        with pytest.raises(BadRequest, match=fragment.replace("(", r"\(")):
+            tensors.parse_infer_request(body, None)
+        return
+    parsed = tensors.parse_infer_request(body, None)
+    assert parsed.id == "big"
+    values = parsed.inputs["input"]
+    expected = np.full((400, 64), 0.25, dtype=np.float32)
+    expected[-1, -1] = 1.0 if last == "true" else float(last)
+    if nested:  # [[...], [...]]: also right, through orjson
+        assert tensors._loads_large(body) is None
+    assert values.shape == (400, 64) and values.dtype == np.float32
+    np.testing.assert_array_equal(values, expected)
+
+
+def test_large_json_bodies_are_read_without_simdjson_too(monkeypatch):
+    from mlspec.server import tensors
+
+    body = _large("0.5")
+    with_simd = tensors.parse_infer_request(body, None).inputs["input"]
+    monkeypatch.setattr(tensors, "simdjson", None)
+    assert tensors._loads_large(body) is None
+    np.testing.assert_array_equal(tensors.parse_infer_request(body, None).inputs["input"], with_simd)

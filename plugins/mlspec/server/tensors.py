@@ -22,6 +22,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+try:  # the fast path for large JSON bodies; without it orjson parses everything
+    import simdjson
+except ImportError:  # pragma: no cover - a dependency, but the server works without it
+    simdjson = None
+
 from mlspec.server.errors import BadRequest
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -112,6 +117,86 @@ def loads(data: bytes | str) -> Any:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
 
+# From this size on, JSON bodies are parsed with simdjson, which writes each input's `data` (a flat
+# array of numbers, the common case) straight into a float64 array: no Python float per value.
+SIMD_MIN_BYTES = 16 * 1024
+_FLOAT_DATATYPES = {"FP16", "FP32", "FP64"}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
+def _input_entry(item: Any) -> Any:
+    if not isinstance(item, simdjson.Object):
+        return _plain(item)
+    entry = {}
+    data = None
+    for key in item.keys():
+        if key == "data":
+            data = item[key]
+        else:
+            entry[key] = _plain(item[key])
+    if data is not None:
+        if isinstance(data, simdjson.Array) and entry.get("datatype") in _FLOAT_DATATYPES:
+            try:
+                entry["data"] = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+            except (TypeError, ValueError):  # not only numbers (nested, booleans, null, strings)
+                entry["data"] = data.as_list()
+        else:
+            entry["data"] = _plain(data)
+    return entry
+
+
+def _loads_large(body: bytes) -> dict | None:
+    """The request as orjson would give it, but each float input's flat `data` already a float64
+    array; None when simdjson is missing or refuses the body (then orjson parses it and says why).
+
+    A fresh parser per request: its buffers go with it, and no simdjson object outlives the call.
+    """
+    if simdjson is None:
+        return None
+    parser = simdjson.Parser()
+    try:
+        doc = parser.parse(body)
+    except Exception:  # invalid JSON, NaN, 1e400, integers beyond 64 bits: orjson says what is wrong
+        return None
+    try:
+        if not isinstance(doc, simdjson.Object):
+            return None
+        payload = {}
+        for key in doc.keys():
+            value = doc[key]
+            if key == "inputs" and isinstance(value, simdjson.Array):
+                payload[key] = [_input_entry(item) for item in value]
+            else:
+                payload[key] = _plain(value)
+            del value
+    except Exception:
+        return None
+    finally:
+        del doc
+    # simdjson flattens nested arrays into the buffer: take it only where `data` was a flat array
+    # of numbers, i.e. the body has no '[' beyond those of everything else written again. Any
+    # doubt (nested data, escapes written differently) lets orjson parse the body instead.
+    skeleton = dict(payload)
+    if isinstance(payload.get("inputs"), list):
+        skeleton["inputs"] = [
+            {**entry, "data": []}
+            if isinstance(entry, dict) and isinstance(entry.get("data"), np.ndarray)
+            else entry
+            for entry in payload["inputs"]
+        ]
+    brackets = int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == ord("[")))
+    if brackets != orjson.dumps(skeleton).count(b"["):
+        return None
+    return payload
+
+
 def _parse_header(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     if header_length is not None:
         try:
@@ -125,7 +210,9 @@ def _parse_header(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
         header, binary = body[:length], body[length:]
     else:
         header, binary = body, b""
-    payload = loads(header)
+    payload = _loads_large(header) if len(header) >= SIMD_MIN_BYTES else None
+    if payload is None:
+        payload = loads(header)
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object with an 'inputs' list")
     return payload, binary
@@ -180,10 +267,13 @@ def _flat_numbers(data: list, dtype: np.dtype) -> np.ndarray | None:
 
 def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) -> np.ndarray:
     dtype = DATATYPES[datatype]
-    if not isinstance(data, list):
+    if isinstance(data, np.ndarray):  # parsed straight to float64 (_loads_large)
+        values = data
+    elif not isinstance(data, list):
         raise BadRequest(f"{where}: 'data' must be a JSON array")
+    else:
+        values = _flat_numbers(data, dtype)
     size = math.prod(shape)
-    values = _flat_numbers(data, dtype)
     if values is None:
         try:
             values = np.asarray(data)
@@ -226,7 +316,9 @@ def parse_infer_request(
         # Every value but the last of each list is followed by a comma: refuse before parsing.
         commas = int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == ord(",")))
         if commas > limits.max_elements + 4096:
-            raise BadRequest(f"the request holds more than the server's limit of {limits.max_elements} values")
+            raise BadRequest(
+                f"the request holds more than the server's limit of {limits.max_elements} values"
+            )
     payload, binary = _parse_header(body, header_length)
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
