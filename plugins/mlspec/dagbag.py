@@ -274,9 +274,16 @@ def _check_isolated(jobs: list[_Job], only: str | None) -> None:
             for job in pending:
                 job.outcome = {"name": job.outcome.get("name"), "overrun": "file"}
             return
-        read_fd, write_fd = os.pipe()
         alarm_s = min(per_spec * len(pending), max(file_deadline - time.monotonic(), 0)) + 5
-        pid = os.fork()
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no process to spare: check here, without budgets, rather than not at all
+            os.close(read_fd)
+            os.close(write_fd)
+            log.warning("cannot fork to check %d spec(s) under budgets (%s); checking them in this process", len(pending), exc)
+            _check_here(pending, only)
+            return
         if pid == 0:  # the forked check never returns into the caller's code
             code = 1
             try:

@@ -173,3 +173,11 @@ def test_isolation_can_be_switched_off(specs, monkeypatch):
 )
 def test_the_name_of_a_spec_that_was_never_checked_is_glimpsed_without_parsing(text, expected):
     assert dagbag.glimpsed_name(Path("spec.yaml"), text) == expected
+
+
+def test_when_no_process_can_be_forked_the_specs_are_checked_here(specs, monkeypatch):
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(dagbag.os, "fork", no_fork)
+    assert_others_compiled(dagbag.compile_specs(specs))

@@ -274,28 +274,30 @@ def test_size_limit_counts_bytes_and_holds_exactly(case):
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-CASE_SECONDS = 5.0  # the slowest one case may be (a 154 s lint was the bug)
+CASE_SECONDS = 5.0  # CPU seconds one case may take (a 154 s lint was the bug); CPU, not wall: the box is shared
 
 
 @fuzz(0.04)
 @given(alias_fan_out())
 def test_aliases_that_fan_out_are_refused_fast(case):
     data, labels, expanded = case
-    started = time.perf_counter()
+    started = time.process_time()
     outcome = check_loader(data, "alias_fan_out", labels)
-    assert time.perf_counter() - started < CASE_SECONDS, labels
+    assert time.process_time() - started < CASE_SECONDS, labels
     if "fan_out:string" in labels and expanded > MAX_EXPANDED_BYTES:
         assert outcome.kind == "rejected", f"{expanded} bytes after alias expansion were accepted"
-        assert any("expands to more than" in p.message for p in outcome.error.problems), outcome.error
+        too_big = len(data.encode()) > MAX_SPEC_BYTES  # refused for its own size first
+        expected = "the spec is" if too_big else "expands to more than"
+        assert any(expected in p.message for p in outcome.error.problems), str(outcome.error)[:500]
 
 
 @fuzz(0.04)
 @given(long_scalars())
 def test_long_values_are_quoted_by_a_short_prefix(case):
     data, labels = case
-    started = time.perf_counter()
+    started = time.process_time()
     check_loader(data, "long_scalars", labels)  # the property bounds every problem line
-    assert time.perf_counter() - started < CASE_SECONDS, labels
+    assert time.process_time() - started < CASE_SECONDS, labels
 
 
 @fuzz(0.05)
