@@ -14,7 +14,7 @@ become null, as strict JSON requires).
 
 from __future__ import annotations
 
-import array
+import array as pyarray
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -260,7 +260,7 @@ def _flat_numbers(data: list, dtype: np.dtype) -> np.ndarray | None:
     if code is None:
         return None
     try:
-        return np.frombuffer(array.array(code[0], data), dtype=code[1])
+        return np.frombuffer(pyarray.array(code[0], data), dtype=code[1])
     except (TypeError, OverflowError, ValueError):
         return None
 
