@@ -18,6 +18,7 @@ from tests.fixtures.browser import (
     wait_for_requests,
     wait_for_text,
 )
+from tests.fixtures.paths import SPECS
 
 from mlspec.dagbag import declared_name, spec_files
 
@@ -68,6 +69,7 @@ def test_a_duplicate_registration_would_show_on_the_home_page(chromium, tmp_path
     (plugins / "mlspec_again.py").write_text("from mlspec.plugin import MlspecPlugin  # noqa: F401\n")
     specs = tmp_path / "specs"
     specs.mkdir()
+    (specs / "iris.yaml").write_text((SPECS / "iris.yaml").read_text())  # `up` waits for a DAG to be listed
     with running_stack(
         tmp_path / "stack", specs, {"AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins)}, with_server=False
     ) as stack:
