@@ -8,7 +8,6 @@ import shutil
 
 import httpx
 import pytest
-
 from tests.e2e.e2e_testkit import task_states, xcom
 from tests.fixtures.paths import SPECS
 

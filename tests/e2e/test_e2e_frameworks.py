@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tests.e2e.e2e_testkit import task_states, xcom
 from tests.fixtures.paths import SPECS
 

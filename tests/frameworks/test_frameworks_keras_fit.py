@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from mlspec.ml.data import Dataset, apply_label_steps, load_source, split
-from mlspec.ml.frameworks.keras_adapter import TrainingError, build_model, load_model_bytes, save_model_bytes, set_seeds, train
+from mlspec.ml.frameworks.keras_adapter import (
+    TrainingError,
+    build_model,
+    load_model_bytes,
+    save_model_bytes,
+    set_seeds,
+    train,
+)
 
 SPARSE = "sparse_categorical_crossentropy"
 

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from tests.e2e.e2e_testkit import task_states, xcom
 from tests.fixtures.paths import SPECS
 
@@ -61,7 +60,6 @@ dag, _ = handwritten_dag(json.loads((Path(__file__).parent / "handmade.json").re
 
 
 def test_a_handwritten_dag_with_renamed_tasks_runs_every_stage(airflow_db, model_server, mlspec_home, tmp_path, monkeypatch):
-    import json
 
     from mlspec.spec import load_spec_text
 

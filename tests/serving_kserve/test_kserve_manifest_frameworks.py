@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tests.fixtures.paths import REPO, SPECS
 from tests.serving_kserve.kserve_testkit import schema_errors
 
