@@ -98,6 +98,26 @@ def dag_doc(spec: ModelSpec, spec_text: str | None) -> str:
         + (TRIGGER_NOTE if spec.model.framework == "tensorflow" and spec.tuning is None else "")
         + (_tuning_note(spec) if spec.tuning is not None else "")
         + f"```yaml\n{body.rstrip()}\n```\n"
+        + _example_curl(spec)
+    )
+
+
+def _example_curl(spec: ModelSpec) -> str:
+    """How to call the served model, for the end of the DAG docs (promote logs one with real data)."""
+    import json
+    import math
+
+    from mlspec.vocabulary import DATA_SOURCES
+
+    known = DATA_SOURCES.get(spec.data.source)
+    if spec.serving.platform == "kserve" or known is None:
+        inputs = "raw features as in the data source, shape [batch, ...] (see the version's input_schema.json)"
+        return f"\nThe served model's input is `input` (FP32): {inputs}.\n"
+    body = {"inputs": [{"name": "input", "shape": [1, *known.shape], "datatype": "FP32", "data": [0.0] * math.prod(known.shape)}]}
+    url = f"${{MLSPEC_SERVER_URL:-{spec.serving.url or 'http://127.0.0.1:8555'}}}/v2/models/{spec.name}/infer"
+    return (
+        "\nTry the production model (a row of zeros; `promote`'s log has a real test sample):\n\n"
+        f"```\ncurl -s -X POST \"{url}\" -H 'Content-Type: application/json' -d '{json.dumps(body, separators=(',', ':'))}'\n```\n"
     )
 
 

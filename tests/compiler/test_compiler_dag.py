@@ -27,6 +27,9 @@ def test_digits_dag_shape():
     assert dag.schedule == "@weekly" if hasattr(dag, "schedule") else True
     assert set(dag.tags) == {"mlspec", "vision", "demo"}
     assert "```yaml" in dag.doc_md and "builtin:digits" in dag.doc_md
+    # The docs end with a call to the served model, with an input of the right size (64 pixels).
+    last = dag.doc_md.rstrip().rsplit("```", 2)[-2]
+    assert last.strip().startswith("curl -s -X POST") and '"shape":[1,64]' in last and "/v2/models/digits/infer" in last
     order = [t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort") else list(dag.task_dict)
     assert order == list(TASK_ORDER)
     for upstream, downstream in zip(TASK_ORDER, TASK_ORDER[1:], strict=False):

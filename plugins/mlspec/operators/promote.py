@@ -107,7 +107,10 @@ class PromoteOperator(MlspecOperator):
             },
         }
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
+        from mlspec.summary import curl_command
+
         log.info("%s version %d is in production at %s", spec.name, deployment.version, infer_url)
+        log.info("try it: %s", curl_command(summary))
         self.fill_asset_event(context, summary)
         return summary
 
