@@ -418,3 +418,27 @@ def test_a_megabyte_of_tiny_values_is_refused_before_it_is_composed():
     assert outcome["outcome"] == "SpecError" and outcome["seconds"] < 1, outcome
     (message,) = outcome["messages"]
     assert f"more than {MAX_NODES} values" in message
+
+
+def test_a_huge_reshape_gives_a_warning_not_an_overflow():
+    """A reshape dimension of 10**400 made the parameter estimate overflow a float (found by fuzzing)."""
+    text = IRIS.replace("source: builtin:iris", "source: 'file://t.csv'").replace(
+        "  layers:\n", "  layers:\n    - flatten: {}\n    - dense: {units: 64}\n"
+    ).replace("\ndata:\n", "\ndata:\n  preprocess:\n    - reshape: [" + "1" + "0" * 400 + "]\n", 1)
+    (warning,) = warnings_of(text)
+    assert "more than 10^40" in warning and len(warning) < 400
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "storage: {uri: 's3://models/" + "k" * 3000 + "'}",
+        "serving: {url: 'http://x/" + "u" * 3000 + "'}",
+        "serving: {service_account: " + "s" * 300 + "}",
+    ],
+)
+def test_free_text_fields_have_a_length_limit(extra):
+    """A 500,000-character data.label was accepted (found by fuzzing); every free-text field has a maxLength now."""
+    assert any("is too long" in m for m in problems(IRIS + extra + "\n"))
+    label = IRIS.replace("source: builtin:iris", "source: builtin:iris\n  label: " + "é" * 300)
+    assert any(": data.label: " in m and "is too long" in m for m in problems(label))

@@ -396,10 +396,12 @@ def _model_size(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         return
     total = estimate_parameters(spec)
     if total > PARAMETER_WARNING:
-        gigabytes = total * 4 / 1e9
+        # Integers all the way: a reshape may name a dimension of 10**400, which no float holds.
+        count = f"about {total:,}" if total < 10**18 else f"more than 10^{len(str(total)) - 1}"
+        size = f"{total * 4 // 10**9:,} GB" if total < 10**18 else "far more than any machine has"
         yield doc.problem(
             ("model", "layers"),
-            f"the network has about {total:,} parameters ({gigabytes:,.1f} GB of float32 weights); an ONNX model "
+            f"the network has {count} parameters ({size} of float32 weights); an ONNX model "
             "over 2 GB cannot be exported as one file, and training needs several times the weights in memory",
             at_key=True,
             severity="warning",
