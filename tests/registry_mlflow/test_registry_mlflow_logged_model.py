@@ -256,3 +256,23 @@ def test_registry_link_is_on_the_register_task_only_when_a_ui_is_known(tmp_path,
     assert link.get_link(served, ti_key=None) == url
     monkeypatch.setattr("mlspec.links._returned", lambda ti_key: {"url": "sqlite:////x/mlflow.db"})
     assert link.get_link(served, ti_key=None) == ""
+
+
+def test_a_tuned_version_is_logged_to_the_winning_trials_run(publisher, unique_name, global_uri) -> None:
+    tracking_uri = resolve_tracking_uri(None)
+    global_uri(tracking_uri)
+    name = unique_name("iris")
+    run_id = "manual__tuned"
+    trial_runs = []
+    for trial in (0, 1):  # trial 1 finishes last, trial 0 wins
+        tags = {"dag_id": name, "airflow_run_id": run_id, "mlspec.trial": str(trial)}
+        with TrainingTracker(None, name, run_name=f"train-{trial}", tags=tags) as tracker:
+            tracker.log_epoch(0, {"val_accuracy": 0.9 - trial / 10})
+        trial_runs.append(tracker.run_id)
+    published = publish_with_everything(publisher.store_uri, name, run_id)
+
+    entry = MlflowRegistry().register(request_for(publisher, published, best_trial=0))
+
+    mv = MlflowRegistry().client.get_model_version(name, entry.registry_version)
+    assert mv.run_id == trial_runs[0]
+    assert MlflowRegistry().client.get_logged_model(mv.source.removeprefix("models:/")).source_run_id == trial_runs[0]

@@ -687,7 +687,8 @@ class MlflowRegistry(ModelRegistry):
         return "\n\n".join(lines)
 
     def _training_run_id(self, request: RegistrationRequest) -> str | None:
-        """The MLflow run TrainingTracker made for this DAG run, for lineage (newest finished one)."""
+        """The MLflow run TrainingTracker made for this DAG run, for lineage: the newest finished one, or for a
+        tuned run the winning trial's (tagged mlspec.trial)."""
         if "'" in request.run_id or "'" in request.dag_id:
             return None
         found = self.client.get_experiment_by_name(experiment_name(request.model_name))
@@ -699,10 +700,11 @@ class MlflowRegistry(ModelRegistry):
             order_by=["attributes.start_time DESC"],
             max_results=50,
         )
-        for run in runs:
-            if run.data.tags.get(ROLE_TAG) == "training" and run.info.status == "FINISHED":
-                return str(run.info.run_id)
-        return None
+        finished = [r for r in runs if r.data.tags.get(ROLE_TAG) == "training" and r.info.status == "FINISHED"]
+        if request.best_trial is not None:  # a tuned run: the winning trial's run, where evaluate logged
+            best = [r for r in finished if r.data.tags.get("mlspec.trial") == str(request.best_trial)]
+            finished = best or finished
+        return str(finished[0].info.run_id) if finished else None
 
     def _source_for(self, request: RegistrationRequest, lineage_run: str | None):
         """(source, run_id, logged model or None) to register; see the module docstring."""
