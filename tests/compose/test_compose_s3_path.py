@@ -181,9 +181,13 @@ def test_a_model_published_through_the_compose_connection_is_served_by_the_compo
     )
     assert published.uri == f"{spec.storage.uri}/{MODEL}/{published.version}"
 
+    # Airflow's services and the model server share the admin token compose gives them.
+    token = compose_stack.environment(services["airflow-scheduler"])["MLSPEC_SERVER_TOKEN"]
+    assert token == compose_stack.environment(services["model-server"])["MLSPEC_SERVER_TOKEN"]
     response = httpx.post(
         f"{model_server}/v2/repository/models/{MODEL}/load",
         json={"parameters": {"storage_uri": published.uri, "version": str(published.version)}},
+        headers={"Authorization": f"Bearer {token}"},
         timeout=60,
     )
     assert response.status_code == 200, response.text

@@ -28,12 +28,11 @@ class SmokeTestOperator(MlspecOperator):
         self.deployment = deployment
 
     def bearer_token(self) -> str | None:
-        """With `auth: token` the endpoint wants the token kept in the Kubernetes connection."""
-        if self.model_spec.serving.auth != "token":
-            return None
-        from mlspec.connections import connection_token
+        """The token the endpoint wants (mlspec.serving.smoke_test.endpoint_token: the Kubernetes
+        connection's for KServe with `auth: token`, the model server's own for local serving)."""
+        from mlspec.serving.smoke_test import endpoint_token
 
-        return connection_token(self.model_spec.serving.connection or "kubernetes_default", used_for="the endpoint's bearer token")
+        return endpoint_token(self.model_spec)
 
     def run(self, context) -> dict:
         import json
