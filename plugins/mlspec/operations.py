@@ -181,7 +181,7 @@ def _smoke_test(backends: Backends, deployment: Any, onnx_bytes: bytes, record: 
     import numpy as np
 
     from mlspec.ml.onnx_export import onnx_predict, onnx_signature
-    from mlspec.serving.smoke_test import endpoint_token, run_smoke_test
+    from mlspec.serving.smoke_test import run_smoke_test, spec_settings
 
     spec = backends.spec
     signature = onnx_signature(onnx_bytes)
@@ -206,12 +206,7 @@ def _smoke_test(backends: Backends, deployment: Any, onnx_bytes: bytes, record: 
         x=x,
         expected=onnx_predict(onnx_bytes, x),
         signature=signature,
-        min_agreement=spec.smoke_test.min_agreement,
-        max_latency_ms=spec.smoke_test.max_latency_ms,
-        task=spec.model.task,
-        atol=spec.smoke_test.atol,
-        rtol=spec.smoke_test.rtol,
-        token=endpoint_token(spec),
+        **spec_settings(spec),
     )
 
 

@@ -17,11 +17,8 @@ DIGITS_LAYERS = [
 
 
 @pytest.fixture(autouse=True)
-def mlspec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "mlspec-home"
-    home.mkdir()
-    monkeypatch.setenv("MLSPEC_HOME", str(home))
-    return home
+def _own_mlspec_home(mlspec_home: Path) -> None:
+    """Every test here gets its own MLSPEC_HOME (tests/fixtures/home.py)."""
 
 
 @pytest.fixture(scope="session")

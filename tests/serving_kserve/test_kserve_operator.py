@@ -415,10 +415,12 @@ def test_smoke_test_bearer_token_comes_from_the_kubernetes_connection(monkeypatc
         "AIRFLOW_CONN_K8S_WITH_TOKEN",
         json.dumps({"conn_type": "kubernetes", "extra": {"in_cluster": False, "token": "abc"}}),
     )
-    with_token = build_dag(load_spec_text(spec_text("k8s_with_token", auth="token"))).get_task("smoke_test")
-    without = build_dag(load_spec_text(spec_text("k8s_with_token", auth="none"))).get_task("smoke_test")
-    assert with_token.bearer_token() == "abc"
-    assert without.bearer_token() is None
+    from mlspec.serving.smoke_test import spec_settings
+
+    with_token = spec_settings(load_spec_text(spec_text("k8s_with_token", auth="token")))
+    without = spec_settings(load_spec_text(spec_text("k8s_with_token", auth="none")))
+    assert with_token["token"] == "abc"
+    assert without["token"] is None
 
 
 def test_a_failed_rollback_is_recorded_as_failed_not_rolled_back(k8s_api, k8s_connection, mlflow_versions):

@@ -94,6 +94,18 @@ class MlspecOperator(BaseOperator):
         raise NotImplementedError
 
 
+class TrainedModelStage(MlspecOperator):
+    """A stage that works on the trained model and the run's data: `data` is prepare_data's result,
+    `model` train's (or select_best's)."""
+
+    template_fields = ("data", "model")
+
+    def __init__(self, *, data: Any, model: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+        self.model = model
+
+
 class GateFailed(MlspecError):
     """A check that retrying cannot fix (thresholds, parity, smoke test): the task fails without retries."""
 

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
-from mlspec.operators.base import GateFailed, MlspecOperator
+from mlspec.operators.base import GateFailed, TrainedModelStage
 
 log = logging.getLogger(__name__)
 
 
-class EvaluateOperator(MlspecOperator):
+class EvaluateOperator(TrainedModelStage):
     """Inputs: `data` (prepare_data's result) and `model` (train's). Output: the test metrics, the
     champion gate's verdict (mlspec.champion) and the evaluation plots (mlspec.ml.plots: file name -> URI
     under the run's prefix, `evaluate/plots/<name>.png`), which store publishes with the version."""
 
     stage = "evaluate"
     ui_color = "#fce8e6"
-    template_fields = ("data", "model")
-
-    def __init__(self, *, data: Any, model: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.data = data
-        self.model = model
 
     def run(self, context) -> dict:
         from mlspec.champion import compare_with_champion

@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
-from mlspec.operators.base import GateFailed, MlspecOperator
+from mlspec.operators.base import GateFailed, TrainedModelStage
 
 log = logging.getLogger(__name__)
 
 
-class OnnxExportOperator(MlspecOperator):
+class OnnxExportOperator(TrainedModelStage):
     """Inputs: `data` (prepare_data's result) and `model` (train's). Output: URIs of model.onnx,
     signature.json, input_schema.json and output_schema.json under the run's prefix."""
 
     stage = "export_onnx"
     ui_color = "#f3e8fd"
-    template_fields = ("data", "model")
-
-    def __init__(self, *, data: Any, model: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.data = data
-        self.model = model
 
     def run(self, context) -> dict:
         import onnxruntime as ort

@@ -27,20 +27,13 @@ class SmokeTestOperator(MlspecOperator):
         self.stored = stored
         self.deployment = deployment
 
-    def bearer_token(self) -> str | None:
-        """The token the endpoint wants (mlspec.serving.smoke_test.endpoint_token: the Kubernetes
-        connection's for KServe with `auth: token`, the model server's own for local serving)."""
-        from mlspec.serving.smoke_test import endpoint_token
-
-        return endpoint_token(self.model_spec)
-
     def run(self, context) -> dict:
         import json
 
         from mlspec.errors import ServingError
         from mlspec.ml import onnx_export
         from mlspec.serving import Deployment
-        from mlspec.serving.smoke_test import SmokeTestFailed, run_smoke_test
+        from mlspec.serving.smoke_test import SmokeTestFailed, run_smoke_test, spec_settings
 
         spec = self.model_spec
         deployment = Deployment.from_xcom(self.handed_over("deployment"))
@@ -56,12 +49,7 @@ class SmokeTestOperator(MlspecOperator):
                 x=x,
                 expected=expected,
                 signature=signature,
-                min_agreement=spec.smoke_test.min_agreement,
-                max_latency_ms=spec.smoke_test.max_latency_ms,
-                task=spec.model.task,
-                atol=spec.smoke_test.atol,
-                rtol=spec.smoke_test.rtol,
-                token=self.bearer_token(),
+                **spec_settings(spec),
             )
         except SmokeTestFailed as exc:
             log.error("smoke test failed for %s version %d; rolling back to %s", spec.name, deployment.version, deployment.previous_version)

@@ -132,6 +132,18 @@ def endpoint_token(spec) -> str | None:
     return connection_token(serving.connection or "kubernetes_default", used_for="the endpoint's bearer token")
 
 
+def spec_settings(spec) -> dict:
+    """run_smoke_test's settings from a spec: its smoke_test section, task and endpoint token."""
+    return {
+        "min_agreement": spec.smoke_test.min_agreement,
+        "max_latency_ms": spec.smoke_test.max_latency_ms,
+        "task": spec.model.task,
+        "atol": spec.smoke_test.atol,
+        "rtol": spec.smoke_test.rtol,
+        "token": endpoint_token(spec),
+    }
+
+
 def run_smoke_test(
     *,
     endpoint_url: str,
