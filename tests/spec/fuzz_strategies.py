@@ -1029,6 +1029,7 @@ def merge_bomb(levels: int, fan: int = 9) -> str:
 # Issue 9 shapes: aliases that fan out, long scalars, odd URIs, control characters in names.
 
 MAX_EXPANDED_BYTES = 2 * MAX_SPEC_BYTES  # mirrors mlspec.spec.yaml_loader.MAX_EXPANDED_BYTES
+MAX_NODES = 20_000  # mirrors mlspec.spec.yaml_loader.MAX_NODES
 CONTROL_CHARACTERS = ["\n", "\r", "\t", "\x00", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\u2028", "\u2029", "\r\n"]
 _LONG_SIZES = st.sampled_from([100, 1_000, 10_000, 50_000, 200_000, 500_000, 900_000, 1_000_000])
 _SPEC_NAMES = sorted(EXAMPLE_TEXTS)

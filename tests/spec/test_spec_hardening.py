@@ -442,3 +442,25 @@ def test_free_text_fields_have_a_length_limit(extra):
     assert any("is too long" in m for m in problems(IRIS + extra + "\n"))
     label = IRIS.replace("source: builtin:iris", "source: builtin:iris\n  label: " + "é" * 300)
     assert any(": data.label: " in m and "is too long" in m for m in problems(label))
+
+
+def test_the_fuzzers_mirrored_limits_match_the_loader():
+    from tests.spec import fuzz_strategies
+
+    from mlspec.spec import yaml_loader
+
+    assert fuzz_strategies.MAX_EXPANDED_BYTES == yaml_loader.MAX_EXPANDED_BYTES
+    assert fuzz_strategies.MAX_NODES == yaml_loader.MAX_NODES
+    assert fuzz_strategies.MAX_SPEC_BYTES == yaml_loader.MAX_SPEC_BYTES
+
+
+def test_no_problem_carries_a_whole_long_value_whoever_wrote_it():
+    """The estimator table's messages quoted a whole value (`got [{'a': [[{'a': ...` for 5,500 characters, found by
+    fuzzing); every problem's message is cut to a bounded length."""
+    text = (SPECS / "iris-forest.yaml").read_text()
+    assert "n_estimators:" in text
+    deep = "[" * 20 + ", ".join(["{a: 150}"] * 300) + "]" * 20
+    text = re.sub(r"n_estimators: \d+", f"n_estimators: {deep}", text)
+    messages = problems(text)
+    assert any("n_estimators" in m for m in messages)
+    assert all(len(m) < 800 for m in messages), max(messages, key=len)[:200]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 QUOTE_CHARS = 60  # the most of a value a message quotes
-MESSAGE_CHARS = 300  # the longest message text a problem carries
+MESSAGE_CHARS = 300  # where shorten() cuts a message that may quote a value in full (a library's)
+MAX_MESSAGE_CHARS = 600  # no problem carries more, whoever wrote it: a safety net under quote()
 
 
 def quote(value: object, limit: int = QUOTE_CHARS) -> str:
@@ -32,6 +33,12 @@ class SpecProblem:
     path: str  # dotted field path, e.g. "training.epochs" or "model.layers[2].conv2d"; "" for the document
     message: str
     severity: str = "error"  # "error" | "warning"
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            object.__setattr__(self, "message", shorten(self.message, MAX_MESSAGE_CHARS))
+        if len(self.path) > MAX_MESSAGE_CHARS:
+            object.__setattr__(self, "path", shorten(self.path, MAX_MESSAGE_CHARS))
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
