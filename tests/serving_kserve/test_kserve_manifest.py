@@ -177,6 +177,8 @@ def test_int_or_string_and_lenient_mode(kserve_crd):
         ({"gpu": -1}, "gpu"),
         ({"cpu": "two cores"}, "cpu"),
         ({"namespace": "Bad_NS"}, "namespace"),
+        ({"namespace": "models\n"}, "namespace"),  # `$` alone would match before a trailing newline
+        ({"cpu": "2\n"}, "cpu"),
         ({"timeout_s": 0}, "timeout_s"),
         ({"min_replicas": "1"}, "min_replicas"),
     ],

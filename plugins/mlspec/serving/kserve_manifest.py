@@ -99,7 +99,7 @@ class KServeConfig:
             )
         if self.auth not in AUTH_MODES:
             problems.append(f"auth {self.auth!r} is not one of {', '.join(AUTH_MODES)}")
-        if not _DNS1123_LABEL.match(self.namespace or ""):
+        if not _DNS1123_LABEL.fullmatch(self.namespace or ""):
             problems.append(f"namespace {self.namespace!r} is not a DNS-1123 label")
         for name in ("min_replicas", "max_replicas", "gpu", "timeout_s"):
             value = getattr(self, name)
@@ -117,7 +117,7 @@ class KServeConfig:
             if self.timeout_s <= 0:
                 problems.append("timeout_s must be > 0")
         for name in ("cpu", "memory"):
-            if not _QUANTITY.match(str(getattr(self, name))):
+            if not _QUANTITY.fullmatch(str(getattr(self, name))):
                 problems.append(
                     f"{name} {getattr(self, name)!r} is not a Kubernetes quantity (e.g. '500m', '2Gi')"
                 )
@@ -151,7 +151,7 @@ def storage_layout(config: KServeConfig, *, model_name: str, version: int, store
 
 
 def _check_inputs(model_name: str, version: int, store_root_uri: str) -> None:
-    if not _DNS1123_LABEL.match(model_name) or len(model_name) > 63:
+    if not _DNS1123_LABEL.fullmatch(model_name) or len(model_name) > 63:
         raise ServingError(
             f"model name {model_name!r} is not a DNS-1123 label; it names the InferenceService"
         )
