@@ -216,3 +216,29 @@ def test_digits_on_s3_mlflow_server_and_local_serving(
     summary = json.loads(artifacts["summary.json"])
     assert summary["stored_uri"] == f"s3://{backends.bucket}/mlspec/{name}/1"
     assert summary["example"]["label"] == CLASS_NAMES[int(y[0])]
+
+
+def test_a_losing_challenger_keeps_production_with_an_mlflow_server(run_spec, backends, model_server, tmp_path, monkeypatch):
+    """The champion gate against the MLflow server and the S3 store: the champion's files come from S3,
+    verified by the sha256 the server's registry holds; a challenger that must win by 0.5 cannot."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "mlspec-home"))
+    name = f"digits-gate-{uuid.uuid4().hex[:6]}"
+    _, first = run_spec(production_spec(name, backends), name, epochs=2)
+    assert str(first.state) == "success", task_states(first)
+    strict = yaml.safe_load(production_spec(name, backends))
+    strict["evaluation"]["champion"] = {"metric": "accuracy", "min_delta": 0.5}
+    _, second = run_spec(yaml.safe_dump(strict, sort_keys=False), name, epochs=2)
+    states = task_states(second)
+    assert str(second.state) == "success", states
+    assert states["deploy"] == states["smoke_test"] == states["promote"] == "skipped"
+    verdict = xcom(second, "evaluate")["champion"]
+    assert verdict["decision"] == "champion_holds" and verdict["champion_version"] == 1
+    assert verdict["champion_scored_on"] == "this run's test split"
+
+    client = MlflowClient(tracking_uri=backends.mlflow.url, registry_uri=backends.mlflow.url)
+    assert client.get_model_version_by_alias(name, "production").tags["mlspec.version"] == "1"
+    (candidate,) = [v for v in client.search_model_versions(f"name='{name}'") if v.tags["mlspec.version"] == "2"]
+    assert candidate.tags["mlspec.state"] == "candidate" and candidate.tags["champion.decision"] == "champion_holds"
+    assert served_version(backends.server_url, name) == "1"
