@@ -19,11 +19,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp.web
@@ -363,3 +364,16 @@ def pending_status(isvc: dict) -> dict:
         ],
         "modelStatus": {"transitionStatus": "InProgress", "states": {"activeModelState": "Pending"}},
     }
+
+
+@contextlib.contextmanager
+def running_controller(k8s_api: Any, namespace: str, name: str, scenario: Callable[[dict], dict]) -> Iterator[FakeController]:
+    """A FakeController for one InferenceService while the block runs; the emulator must have accepted
+    every status it wrote."""
+    fake = FakeController(k8s_api.url, namespace, name, scenario)
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+    assert fake.failures == [], "the emulator rejected a status the fake controller wrote"

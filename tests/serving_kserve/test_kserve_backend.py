@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
-from kserve_testkit import FakeController, failed_to_load_status, pending_status, ready_status
+from kserve_testkit import failed_to_load_status, pending_status, ready_status, running_controller
 
 from mlspec.errors import ServingError
 from mlspec.serving.base import Deployment
@@ -22,15 +21,8 @@ def backend(connection: str, **overrides) -> KServeServing:
     return KServeServing(config, ROOT, poll_interval_s=0.02)
 
 
-@contextlib.contextmanager
 def controller(k8s_api, scenario, name="digits"):
-    fake = FakeController(k8s_api.url, NS, name, scenario)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-    assert fake.failures == [], "the emulator rejected a status the fake controller wrote"
+    return running_controller(k8s_api, NS, name, scenario)
 
 
 def version_of(isvc: dict) -> str:

@@ -3,9 +3,7 @@ InferenceService serves, and undeploy deleting it."""
 
 from __future__ import annotations
 
-import contextlib
-
-from kserve_testkit import FakeController, ready_status
+from kserve_testkit import ready_status, running_controller
 
 from mlspec.serving.kserve import KServeConfig, KServeServing
 
@@ -13,21 +11,10 @@ ROOT = "s3://models-bucket/prod"
 NS = "ml-serving"
 
 
-@contextlib.contextmanager
-def controller(k8s_api):
-    fake = FakeController(k8s_api.url, NS, "digits", ready_status)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-    assert fake.failures == []
-
-
 def test_served_version_follows_the_inferenceservice_and_undeploy_deletes_it(k8s_api, k8s_connection):
     kserve = KServeServing(KServeConfig(namespace=NS, connection=k8s_connection, timeout_s=30), ROOT, poll_interval_s=0.02)
     assert kserve.served_version("digits") is None
-    with controller(k8s_api):
+    with running_controller(k8s_api, NS, "digits", ready_status):
         kserve.deploy("digits", 1, f"{ROOT}/digits/1")
         assert kserve.served_version("digits") == 1
         kserve.deploy("digits", 2, f"{ROOT}/digits/2")

@@ -14,7 +14,6 @@ The registry is the embedded MLflow under a temporary MLSPEC_HOME.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import json
 from pathlib import Path
@@ -26,10 +25,10 @@ from kserve_testkit import (
     GROUP,
     PLURAL,
     VERSION,
-    FakeController,
     failed_to_load_status,
     pending_status,
     ready_status,
+    running_controller,
 )
 
 from mlspec.compiler import build_dag
@@ -163,15 +162,8 @@ def version_of(isvc: dict) -> str:
     return isvc["metadata"]["labels"]["mlspec/version"]
 
 
-@contextlib.contextmanager
 def controller(k8s_api, scenario):
-    fake = FakeController(k8s_api.url, NS, NAME, scenario)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-    assert fake.failures == [], "the emulator rejected a status the fake controller wrote"
+    return running_controller(k8s_api, NS, NAME, scenario)
 
 
 def serves_only(*versions: int):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 
 import pytest
-from kserve_testkit import FakeController, failed_to_load_status, pending_status, ready_status
+from kserve_testkit import failed_to_load_status, pending_status, ready_status, running_controller
 
 from mlspec.errors import ServingError
 from mlspec.serving.kserve import KServeConfig, KServeServing, deployment_from_event
@@ -36,15 +35,8 @@ def run_trigger(trigger: KServeReadinessTrigger) -> list:
     return asyncio.run(collect())
 
 
-@contextlib.contextmanager
 def controller(k8s_api, scenario):
-    fake = FakeController(k8s_api.url, NS, "digits", scenario)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-    assert fake.failures == []
+    return running_controller(k8s_api, NS, "digits", scenario)
 
 
 def backend(connection: str) -> KServeServing:
