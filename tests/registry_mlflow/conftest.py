@@ -8,26 +8,10 @@ from pathlib import Path
 
 import pytest
 from tests.fixtures.mlflow_server import MlflowServer
+from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
 
 from mlspec.registry.base import RegistrationRequest
 from mlspec.storage import PublishedVersion, open_store
-
-
-def tiny_onnx_model(scale: float) -> bytes:
-    """A real (one-node) ONNX model, so the registered files are what the pipeline publishes."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "k"], ["y"])],
-        "scale",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
-        initializer=[helper.make_tensor("k", TensorProto.FLOAT, [1], [scale])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
 
 from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_dir, resolve_tracking_uri
 from mlspec.storage import open_store
@@ -31,27 +32,12 @@ CARD = "# iris\n\nTest accuracy 0.97.\n"
 CURVE = [0.9, 0.5, 0.3]
 
 
-def onnx_model(scale: float) -> bytes:
-    """y = scale * x on 4 features, at an IR version onnxruntime loads (MLflow's pyfunc runs it)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "k"], ["y"])],
-        "scale",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
-        initializer=[helper.make_tensor("k", TensorProto.FLOAT, [1], [scale])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 def publish_with_everything(store_uri: str, name: str, run_id: str):
     """A version folder as the pipeline publishes it, with the Models page's plots and model card."""
     files = {
-        "model.onnx": onnx_model(2.0),
+        "model.onnx": tiny_onnx_model(2.0),
         "input_schema.json": json.dumps(INPUT_SCHEMA).encode(),
         "output_schema.json": json.dumps(OUTPUT_SCHEMA).encode(),
         "metrics.json": json.dumps({"accuracy": 0.97, "f1": 0.96}).encode(),

@@ -18,23 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.fixtures.paths import REPO, SPECS
+from tests.spec.test_spec_loader import MINIMAL
 
 from mlspec.spec import SpecError, load_spec_text
 from mlspec.spec.schema import fill_defaults, fill_task_defaults
 from mlspec.spec.semantic import check, check_local_files, estimate_parameters
 from mlspec.spec.yaml_loader import MAX_EXPANDED_BYTES, MAX_NODES, load_yaml
 
-IRIS = """\
-apiVersion: mlspec/v1
-kind: ModelSpec
-metadata:
-  name: tiny
-data:
-  source: builtin:iris
-model:
-  layers:
-    - dense: {units: 3, activation: softmax}
-"""
+IRIS = MINIMAL  # the smallest valid spec, shared with the loader tests
 DIGITS = IRIS.replace("builtin:iris", "builtin:digits").replace("units: 3", "units: 10")
 
 
