@@ -12,7 +12,12 @@ from mlspec.operations_dag import DAG_ID, build_operations_dag
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
-globals().update(compile_specs(SPECS_DIR))
-# A worker running a model's task needs that model's DAG only (Airflow's parsing context).
-if get_parsing_context().dag_id in (None, DAG_ID):
+_compiled = compile_specs(SPECS_DIR)
+globals().update(_compiled)
+# A worker running a model's task needs that model's DAG only (Airflow's parsing context); one running
+# an operation compiles no spec, so the operations DAG reads the spec names itself.
+_context = get_parsing_context().dag_id
+if _context is None:
+    globals()[DAG_ID] = build_operations_dag(SPECS_DIR, model_names=list(_compiled))
+elif _context == DAG_ID:
     globals()[DAG_ID] = build_operations_dag(SPECS_DIR)

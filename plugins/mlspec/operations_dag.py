@@ -62,14 +62,18 @@ def spec_named(specs_dir: Path, name: str):
     raise MlspecError(f"no spec in {specs_dir} is named {name!r}")
 
 
-def build_operations_dag(specs_dir: Path | str):
+def build_operations_dag(specs_dir: Path | str, model_names: list[str] | None = None):
+    """`model_names`: the dag ids compile_specs made (one per spec file), so the specs are not read a
+    second time; left out (a worker running this DAG's task alone), they are read from the files."""
     from airflow.sdk import DAG, Param
 
     from mlspec.compiler import START_DATE
     from mlspec.dagbag import declared_name, spec_files
 
     specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir)
-    names = sorted({declared_name(p, p.read_text(encoding="utf-8", errors="replace")) for p in spec_files(specs_dir)})
+    if model_names is None:
+        model_names = [declared_name(p, p.read_text(encoding="utf-8", errors="replace")) for p in spec_files(specs_dir)]
+    names = sorted(set(model_names))
     with DAG(
         dag_id=DAG_ID,
         description="Deploy, roll back or undeploy a model version; the registry moves first, serving follows",
