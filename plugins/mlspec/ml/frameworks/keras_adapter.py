@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from mlspec.ml.data import Dataset
 
 log = logging.getLogger(__name__)
-
-EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 class ModelBuildError(MlspecError):
@@ -256,7 +254,7 @@ def train(
     optimizer: Mapping[str, Any],
     loss: str,
     early_stopping: Mapping[str, Any] | None = None,
-    on_epoch_end: EpochCallback | None = None,
+    on_epoch_end: ProgressCallback | None = None,
     task: str = "classification",
 ) -> dict[str, Any]:
     """Compile (metrics: accuracy, or rmse for regression) and fit `model` in place.
@@ -350,7 +348,7 @@ def _format_logs(logs: Mapping[str, float]) -> str:
     return " ".join(f"{k}={float(logs[k]):.4f}" for k in keys)
 
 
-def _epoch_logger(epochs: int, on_epoch_end: EpochCallback | None) -> Any:
+def _epoch_logger(epochs: int, on_epoch_end: ProgressCallback | None) -> Any:
     # The class is made here because its base comes from keras, which this module imports lazily.
     import keras
 
