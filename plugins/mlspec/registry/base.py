@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -93,6 +94,103 @@ class VersionRecord:
     state: str  # one of STATES
 
 
+AUDIT_ACTIONS = ("promote", "deploy", "rollback", "undeploy", "auto_rollback")
+
+
+@dataclass(frozen=True)
+class ProductionChange:
+    """One change of a model's production version, as the audit trail records it."""
+
+    at: str  # ISO-8601 UTC, seconds
+    actor: str  # the Airflow user who triggered the run, "schedule", or "cli:<os user>"
+    action: str  # one of AUDIT_ACTIONS
+    from_version: int | None
+    to_version: int | None
+    reason: str
+    run_id: str = ""  # the Airflow DAG run id ("" from the CLI)
+    run_url: str = ""  # link to that run in the Airflow UI ("" when none)
+
+    def to_dict(self) -> dict:
+        return {
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "reason": self.reason,
+            "run_id": self.run_id,
+            "run_url": self.run_url,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ProductionChange:
+        def version(value) -> int | None:
+            return None if value is None or value == "" else int(value)
+
+        return cls(
+            at=str(d.get("at", "")),
+            actor=str(d.get("actor", "")),
+            action=str(d.get("action", "")),
+            from_version=version(d.get("from_version")),
+            to_version=version(d.get("to_version")),
+            reason=str(d.get("reason", "")),
+            run_id=str(d.get("run_id", "") or ""),
+            run_url=str(d.get("run_url", "") or ""),
+        )
+
+
+def utc_now() -> str:
+    """Now as the audit trail writes it: ISO-8601 UTC, seconds (2026-12-07T03:45:00Z)."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+AUDIT_KEEP = 200  # the registry keeps the newest 200 production changes of each model
+
+
+def audit_entry_json(change: ProductionChange) -> str:
+    """The change as stored on a registry: compact JSON of at most about 3,000 characters (the reason,
+    actor and run fields cut short), so it fits MLflow's tag and any string property."""
+    if change.action not in AUDIT_ACTIONS:
+        known = ", ".join(AUDIT_ACTIONS)
+        raise ValueError(f"unknown production change action {change.action!r}; one of {known}")
+
+    def cut(text: str, limit: int) -> str:
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    d = change.to_dict()
+    for key, limit in (("reason", 1200), ("actor", 200), ("run_id", 250), ("run_url", 1000), ("at", 40)):
+        d[key] = cut(str(d[key] or ""), limit)
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+
+
+def audit_key_suffix(keys: list[str], prefix: str) -> str:
+    """The next entry's key after `prefix`: a zero-padded sequence number above every existing one, then a
+    random part so that two writers racing for one number both keep their entry ("000007-3fa2c1")."""
+    import secrets
+
+    numbers = [int(k[len(prefix):].split("-")[0]) for k in keys if k[len(prefix):].split("-")[0].isdigit()]
+    return f"{max(numbers, default=0) + 1:06d}-{secrets.token_hex(3)}"
+
+
+def audit_order(key: str, prefix: str) -> tuple[int, str]:
+    number, _, rest = key[len(prefix):].partition("-")
+    return (int(number) if number.isdigit() else 0, rest)
+
+
+def history_from_changes(changes: list[ProductionChange]) -> list[int]:
+    """Production versions in the order they became production (repeats kept: v1 -> v2 -> v1 reads
+    [1, 2, 1]); the version production came from in the first change recorded starts the list."""
+    history: list[int] = []
+    if changes and changes[0].from_version is not None and changes[0].action != "auto_rollback":
+        history.append(changes[0].from_version)
+    for change in changes:
+        if change.to_version is not None and (not history or history[-1] != change.to_version):
+            history.append(change.to_version)
+    return history
+
+
 class ModelRegistry(ABC):
     """The record of every published version and of which one is production.
 
@@ -141,3 +239,11 @@ class ModelRegistry(ABC):
     @abstractmethod
     def set_state(self, model_name: str, version: int, state: str, details: dict[str, str] | None = None) -> None:
         """Record a version's state (STATES) with details, e.g. both scores of a champion comparison."""
+
+    @abstractmethod
+    def record_production_change(self, model_name: str, change: ProductionChange) -> None:
+        """Append one change of production to the model's audit trail (kept on the registry)."""
+
+    @abstractmethod
+    def production_changes(self, model_name: str) -> list[ProductionChange]:
+        """The model's audit trail of production changes, oldest first ([] when none is recorded)."""

@@ -27,7 +27,19 @@ from urllib.parse import urlsplit
 
 from mlspec.connections import bearer_token
 from mlspec.errors import RegistryError
-from mlspec.registry.base import STATES, ModelRegistry, RegistrationRequest, RegistryEntry, VersionRecord
+from mlspec.registry.base import (
+    AUDIT_KEEP,
+    STATES,
+    ModelRegistry,
+    ProductionChange,
+    RegistrationRequest,
+    RegistryEntry,
+    VersionRecord,
+    audit_entry_json,
+    audit_key_suffix,
+    audit_order,
+    history_from_changes,
+)
 from mlspec.registry.kubeflow_client import KubeflowApiError, ModelRegistryClient
 
 log = logging.getLogger(__name__)
@@ -47,6 +59,9 @@ PREVIOUS_VERSION_PROPERTY = "previous_model_version_id"
 PRODUCTION_PROPERTY = "mlspec_production_version"
 HISTORY_PROPERTY = "mlspec_production_history"
 STATE_PROPERTY = "mlspec_state"  # on each ModelVersion: registry.base.STATES
+# The audit trail of production, on the RegisteredModel: one string property per change,
+# mlspec_audit_<seq>-<random> = the ProductionChange as JSON (the newest AUDIT_KEEP kept).
+AUDIT_PROPERTY_PREFIX = "mlspec_audit_"
 
 
 def external_id(model_name: str, version: int) -> str:
@@ -280,8 +295,12 @@ class KubeflowRegistry(ModelRegistry):
         return int(value) if value not in (None, "", "0", 0) else None
 
     def production_history(self, model_name: str) -> list[int]:
+        """From the audit trail when there is one (order and repeats kept); else the older property."""
         with self._errors("read the production history of", model_name, 0):
             model = self.client.find("/registered_model", {"name": model_name})
+        changes = self._changes_of(model_name, model)
+        if changes:
+            return history_from_changes(changes)
         raw = read_value((model or {}).get("customProperties", {}).get(HISTORY_PROPERTY)) or "[]"
         try:
             return [int(v) for v in json.loads(raw)]
@@ -336,6 +355,47 @@ class KubeflowRegistry(ModelRegistry):
         if version is not None:
             self.set_state(model_name, version, "production")
         log.info("Model '%s': production is now %s (%s)", model_name, version if version is not None else "nothing", reason)
+
+    def record_production_change(self, model_name: str, change: ProductionChange) -> None:
+        value = audit_entry_json(change)
+        action = f"record a production change ({change.action}) of"
+        with self._errors(action, model_name, change.to_version or 0):
+            model = self.client.find("/registered_model", {"name": model_name})
+            if model is None:
+                raise RegistryError(
+                    f"model '{model_name}' is not registered in the Kubeflow Model Registry, so its "
+                    f"production change ({change.action} {change.from_version} -> {change.to_version}) "
+                    "cannot be recorded; register a version first"
+                )
+            properties = dict(model.get("customProperties") or {})
+            keys = [k for k in properties if k.startswith(AUDIT_PROPERTY_PREFIX)]
+            key = AUDIT_PROPERTY_PREFIX + audit_key_suffix(keys, AUDIT_PROPERTY_PREFIX)
+            properties[key] = string_value(value)
+            ordered = sorted(keys + [key], key=lambda k: audit_order(k, AUDIT_PROPERTY_PREFIX))
+            for old in ordered[: max(0, len(ordered) - AUDIT_KEEP)]:
+                del properties[old]
+            # PATCH sends the whole map: servers replace customProperties rather than merge them.
+            self.client.patch(f"/registered_models/{model['id']}", {"customProperties": properties})
+        log.info("Model '%s': production change recorded: %s %s -> %s by %s (%s)", model_name, change.action,
+                 change.from_version, change.to_version, change.actor, change.reason)
+
+    def production_changes(self, model_name: str) -> list[ProductionChange]:
+        with self._errors("read the production audit trail of", model_name, 0):
+            model = self.client.find("/registered_model", {"name": model_name})
+        return self._changes_of(model_name, model)
+
+    @staticmethod
+    def _changes_of(model_name: str, model: dict[str, Any] | None) -> list[ProductionChange]:
+        properties = (model or {}).get("customProperties") or {}
+        changes = []
+        keys = sorted((k for k in properties if k.startswith(AUDIT_PROPERTY_PREFIX)),
+                      key=lambda k: audit_order(k, AUDIT_PROPERTY_PREFIX))
+        for key in keys:
+            try:
+                changes.append(ProductionChange.from_dict(json.loads(read_value(properties[key]))))
+            except (ValueError, TypeError, AttributeError):
+                log.warning("Model '%s': property %s is not a production change; skipped", model_name, key)
+        return changes
 
     def set_state(self, model_name: str, version: int, state: str, details: dict[str, str] | None = None) -> None:
         if state not in STATES:

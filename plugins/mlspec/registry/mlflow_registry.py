@@ -38,7 +38,19 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from mlspec.errors import RegistryError
-from mlspec.registry.base import STATES, ModelRegistry, RegistrationRequest, RegistryEntry, VersionRecord
+from mlspec.registry.base import (
+    AUDIT_KEEP,
+    STATES,
+    ModelRegistry,
+    ProductionChange,
+    RegistrationRequest,
+    RegistryEntry,
+    VersionRecord,
+    audit_entry_json,
+    audit_key_suffix,
+    audit_order,
+    history_from_changes,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; mlflow is imported inside functions
     from mlflow import MlflowClient
@@ -55,6 +67,8 @@ _MAX_TAG_VALUE = 4000  # MLflow caps tag values at 5000 characters (8000 on newe
 _OUTCOMES = ("deployed", "smoke_test_passed", "rolled_back", "failed")
 STATE_TAG = "mlspec.state"  # a version's place: registry.base.STATES
 HISTORY_TAG = "mlspec.production_history"  # registered-model tag: JSON list of store versions, oldest first
+# registered-model tags mlspec.audit.<seq>-<random>: one ProductionChange as JSON each
+AUDIT_TAG_PREFIX = "mlspec.audit."
 
 
 # -- where MLflow lives ------------------------------------------------------------------------
@@ -560,9 +574,14 @@ class MlflowRegistry(ModelRegistry):
         return max(numbers, default=None)
 
     def production_history(self, model_name: str) -> list[int]:
+        """From the audit trail when there is one (order and repeats kept); else the older history tag."""
         with self._errors("read the production history", model_name, None):
             model = self._registered_model(model_name)
-        raw = ((model.tags or {}) if model is not None else {}).get(HISTORY_TAG, "[]")
+        tags = (model.tags or {}) if model is not None else {}
+        changes = self._changes_from_tags(model_name, tags)
+        if changes:
+            return history_from_changes(changes)
+        raw = tags.get(HISTORY_TAG, "[]")
         try:
             return [int(v) for v in json.loads(raw)]
         except (ValueError, TypeError):
@@ -601,6 +620,43 @@ class MlflowRegistry(ModelRegistry):
             self.client.set_model_version_tag(model_name, mv.version, STATE_TAG, state)
             for key, value in (details or {}).items():
                 self.client.set_model_version_tag(model_name, mv.version, _tag_key(key), _tag_value(value))
+
+    def record_production_change(self, model_name: str, change: ProductionChange) -> None:
+        """One registered-model tag per change, ``mlspec.audit.<seq>-<random>`` = the change as JSON (reason
+        cut to 1,200 characters); the newest AUDIT_KEEP are kept, older ones deleted."""
+        value = audit_entry_json(change)
+        with self._errors(f"record the production change ({change.action})", model_name, change.to_version):
+            model = self._registered_model(model_name)
+            if model is None:
+                raise RegistryError(
+                    f"{self._where()}: model {model_name!r} is not registered, so its production change "
+                    f"({change.action} {change.from_version} -> {change.to_version}) cannot be recorded; "
+                    "register a version first."
+                )
+            keys = [k for k in (model.tags or {}) if k.startswith(AUDIT_TAG_PREFIX)]
+            key = AUDIT_TAG_PREFIX + audit_key_suffix(keys, AUDIT_TAG_PREFIX)
+            self.client.set_registered_model_tag(model_name, key, value)
+            ordered = sorted(keys + [key], key=lambda k: audit_order(k, AUDIT_TAG_PREFIX))
+            for old in ordered[: max(0, len(ordered) - AUDIT_KEEP)]:
+                self.client.delete_registered_model_tag(model_name, old)
+        log.info("%s: %s production change recorded: %s %s -> %s by %s (%s)", self._where(), model_name,
+                 change.action, change.from_version, change.to_version, change.actor, change.reason)
+
+    def production_changes(self, model_name: str) -> list[ProductionChange]:
+        with self._errors("read the production audit trail", model_name, None):
+            model = self._registered_model(model_name)
+        return self._changes_from_tags(model_name, (model.tags or {}) if model is not None else {})
+
+    def _changes_from_tags(self, model_name: str, tags: dict[str, str]) -> list[ProductionChange]:
+        changes = []
+        keys = [k for k in tags if k.startswith(AUDIT_TAG_PREFIX)]
+        for key in sorted(keys, key=lambda k: audit_order(k, AUDIT_TAG_PREFIX)):
+            try:
+                changes.append(ProductionChange.from_dict(json.loads(tags[key])))
+            except (ValueError, TypeError, AttributeError):
+                log.warning("%s: tag %s of %s is not a production change; skipped: %.200r",
+                            self._where(), key, model_name, tags[key])
+        return changes
 
     def _tag_state(self, model_name: str, version: int, state: str) -> None:
         mv = self._find_version(model_name, version)
