@@ -40,9 +40,17 @@ def rows_around_the_training_means(input_schema: dict) -> list[list[float]]:
     ]
 
 
-def score(event_extra: dict, rows: list[list[float]], input_schema: dict, token: str | None) -> dict:
-    """POST the rows to the version's infer_url; the outputs by name."""
+def score(event_extra: dict, rows: list[list[float]], input_schema: dict) -> dict:
+    """POST the rows to the version's infer_url; the outputs by name.
+
+    The infer_url comes from the event, so it gets a token only when it is the configured model server
+    (MLSPEC_SERVER_URL): mlspec.serving.credentials.token_for never sends the server's token elsewhere.
+    """
     import httpx
+
+    from mlspec.serving.credentials import token_for
+
+    token = token_for(event_extra["infer_url"], field="the asset event's infer_url")
 
     request = {
         "inputs": [{
@@ -77,7 +85,6 @@ def build_scoring_dag(model: str) -> DAG:
             """Read the newest production event of the model (the triggering one, else the latest known) and score."""
             import json
 
-            from mlspec.home import read_server_token
             from mlspec.storage import open_store
 
             triggering = context.get("triggering_asset_events") or {}
@@ -89,7 +96,7 @@ def build_scoring_dag(model: str) -> DAG:
             extra = dict(events[-1].extra)
             input_schema = json.loads(open_store(extra["stored_uri"]).read_uri(f"{extra['stored_uri']}/input_schema.json"))
             rows = rows_around_the_training_means(input_schema)
-            outputs = score(extra, rows, input_schema, read_server_token())
+            outputs = score(extra, rows, input_schema)
             log.info("%s version %s (test metrics %s) scored %d rows: %s",
                      model, extra["version"], extra["metrics"], len(rows), outputs)
             return {"model": model, "version": extra["version"], "rows": rows, "outputs": outputs}

@@ -4,8 +4,10 @@ It uses only the server's public API: the Open Inference Protocol for health, me
 readiness, and the model repository extension (`/v2/repository/models/{m}/load|unload`) to change
 what is served. The server keeps earlier versions in memory, so a rollback is one fast call.
 
-Every request carries the server's bearer token: MLSPEC_SERVER_TOKEN, else the token file the
-server wrote into its state folder (MLSPEC_HOME/server/token, as `make serve` runs it).
+Every request to the configured model server (MLSPEC_SERVER_URL) carries its bearer token:
+MLSPEC_SERVER_TOKEN, else the token file the server wrote into its state folder (MLSPEC_HOME/server/token,
+as `make serve` runs it). Any other URL gets only the token of the Airflow connection named for it, or
+none (mlspec.serving.credentials decides).
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ class LocalServing(ServingBackend):
         base_url: str | None = None,
         *,
         token: str | None = None,
+        connection_id: str | None = None,
         timeout_s: float = 120.0,
         poll_interval_s: float = 0.2,
     ) -> None:
-        from mlspec.home import local_server_url, read_server_token
+        from mlspec.home import local_server_url
+        from mlspec.serving.credentials import token_for
 
         self.base_url = (base_url or local_server_url()).rstrip("/")
-        self.token = token or read_server_token()
+        # Never the admin token to a URL that is not the configured server (see credentials.token_for).
+        self.token = token or token_for(self.base_url, connection_id=connection_id)
         self.timeout_s = timeout_s
         self.poll_interval_s = poll_interval_s
 
@@ -63,20 +68,28 @@ class LocalServing(ServingBackend):
             if response.status_code == 401:
                 raise ServingError(
                     f"the model server at {self.base_url} refused {method} {path} (HTTP 401: "
-                    f"{self._error_text(response)}); "
-                    + (
-                        "the token sent is not the server's: set MLSPEC_SERVER_TOKEN to the token in the "
-                        "server's state folder (the `token` file)"
-                        if self.token
-                        else "no token was found: set MLSPEC_SERVER_TOKEN, or run the server with its state "
-                        "folder at MLSPEC_HOME/server (as `make serve` does) so its token file is found"
-                    )
+                    f"{self._error_text(response)}); " + self._token_hint()
                 )
             # 409: another load or unload of this model is in flight (a concurrent deploy, or the
             # server restoring it after a restart): wait for it rather than fail.
             if response.status_code != 409 or time.monotonic() >= deadline:
                 return response
             time.sleep(self.poll_interval_s)
+
+    def _token_hint(self) -> str:
+        from mlspec.serving.credentials import foreign_server_hint, is_configured_server
+
+        if self.token:
+            return (
+                "the token sent is not the server's: set MLSPEC_SERVER_TOKEN to the token in the server's "
+                "state folder (the `token` file)"
+            )
+        if not is_configured_server(self.base_url):
+            return foreign_server_hint(self.base_url)
+        return (
+            "no token was found: set MLSPEC_SERVER_TOKEN, or run the server with its state folder at "
+            "MLSPEC_HOME/server (as `make serve` does) so its token file is found"
+        )
 
     @staticmethod
     def _error_text(response: httpx.Response) -> str:

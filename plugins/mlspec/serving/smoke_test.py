@@ -110,19 +110,27 @@ def endpoint_token(spec) -> str | None:
     """The bearer token the smoke test sends to the spec's endpoint.
 
     kserve: with `serving.auth: token`, the token of the Kubernetes connection (mlspec.connections).
-    local: the model server's own token (MLSPEC_SERVER_TOKEN, else MLSPEC_HOME/server/token), the
-    one deploy sends too; with `serving.auth: token` (the server runs `mlspec serve --auth token`)
-    it must exist.
+    local: the token deploy sends too (mlspec.serving.credentials.token_for): the model server's own
+    token (MLSPEC_SERVER_TOKEN, else MLSPEC_HOME/server/token) only when the endpoint is the configured
+    server (MLSPEC_SERVER_URL), else the token of `serving.connection`, else none; with
+    `serving.auth: token` (the server runs `mlspec serve --auth token`) it must exist.
     """
     serving = spec.serving
     if serving.platform == "local":
-        from mlspec.home import read_server_token
+        from mlspec.model_card import endpoint_base
+        from mlspec.serving.credentials import foreign_server_hint, is_configured_server, token_for
 
-        token = read_server_token()
+        url = endpoint_base(spec)
+        token = token_for(url, connection_id=serving.connection)
         if token is None and serving.auth == "token":
+            if not serving.connection and not is_configured_server(url):
+                raise ServingError(f"{spec.name}: serving.auth is token but {foreign_server_hint(url)}")
             raise ServingError(
                 "serving.auth is token but no model server token was found: set MLSPEC_SERVER_TOKEN, or run "
                 "the server with its state folder at MLSPEC_HOME/server (as `make serve` does)"
+                if not serving.connection
+                else f"serving.auth is token but Airflow connection {serving.connection!r} holds no token "
+                "(set its password, or extra {\"token\": ...})"
             )
         return token
     if serving.auth != "token":
