@@ -106,3 +106,17 @@ class Page(HTMLParser):
         """The visible text (tags dropped, the stylesheet left out), whitespace collapsed."""
         body = re.sub(r"<style>.*?</style>", " ", self.html, flags=re.S)
         return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
+
+
+def slow_spec(name: str = "slow-tuned") -> str:
+    """specs/iris-tuned.yaml grown to the schema's limits (200 layers, 32 tuned paths of 100 choices each,
+    about 24 KB): checking it validates the spec once per choice, a minute or more of CPU (adversarial
+    finding 4 of issue 17: 73 s to lint, 90 s per load of the Models page)."""
+    text = (SPECS / "iris-tuned.yaml").read_text().replace("name: iris-tuned", f"name: {name}")
+    layers = "\n".join("    - dense: {units: 16, activation: relu}" for _ in range(199))  # and the output layer: 200
+    values = ", ".join(str(i) for i in range(1, 101))
+    space = "\n".join(f"    model.layers[{i}].dense.units: {{choice: [{values}]}}" for i in range(32))
+    text = text.replace("    - dense: {units: 16, activation: relu}\n", layers + "\n")
+    old_space = "    training.optimizer.learning_rate: {log_uniform: [1.0e-3, 5.0e-2]}\n    model.layers[0].dense.units: {choice: [8, 16, 32]}"
+    assert old_space in text
+    return text.replace(old_space, space)

@@ -10,10 +10,14 @@ store holds the files (manifest, metrics.json, schemas, plots, model card); serv
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -96,32 +100,40 @@ def specs_dir(default: Path | str | None = None) -> Path:
 
 
 def load_catalog(folder: Path | str | None = None) -> Catalog:
-    """Every spec in the folder, compiled or with its problems (the same split dagbag makes)."""
-    from mlspec.dagbag import declared_name, spec_files
-    from mlspec.spec import ModelSpec, SpecError, load_spec_text
-    from mlspec.spec import cache as spec_cache
+    """Every spec in the folder, compiled or with its problems (the same split dagbag makes).
+
+    A page never validates a spec in the api-server's own process, and never the same text twice: each file is
+    looked up (by its size, mtime and the sha256 of its text) in what this process checked before, failures
+    included, then in the DAG processor's cache (valid specs, and specs that ran over their budget); only what
+    neither knows is checked, by the DAG processor's own bounded check in a process of its own (`check_specs`).
+    """
+    from mlspec.dagbag import spec_files
 
     folder = specs_dir(folder)
-    loaded: list[tuple[Path, Any]] = []
-    broken: list[BrokenSpec] = []
+    outcomes: list[tuple[Path, Checked]] = []
+    unchecked: list[tuple[Path, str, tuple[str, str]]] = []
     for path in spec_files(folder):
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            broken.append(BrokenSpec(str(path), declared_name(path, ""), (f"{path}:0:0: cannot read the spec: {exc.strerror or exc}",)))
-            continue
-        cached = spec_cache.get(text)
-        try:
-            spec = ModelSpec.from_dict(cached, source_file=str(path)) if cached is not None else load_spec_text(text, str(path))
-        except SpecError as exc:
-            broken.append(BrokenSpec(str(path), declared_name(path, text), tuple(str(p) for p in exc.problems)))
-            continue
-        except Exception as exc:  # noqa: BLE001 - one odd file must not take the page down
-            broken.append(BrokenSpec(str(path), declared_name(path, text), (f"{path}:1:1: could not load: {one_line(exc)}",)))
-            continue
-        if cached is None:
-            spec_cache.put(text, spec.to_dict())
-        loaded.append((path, spec))
+        found, text, key = _known(path)
+        if found is not None:
+            outcomes.append((path, found))
+        elif text is not None and key is not None:
+            unchecked.append((path, text, key))
+    if unchecked:
+        with _CHECK_LOCK:  # concurrent page loads wait for one check rather than each starting their own
+            still = []
+            for path, text, key in unchecked:
+                found = _remembered(key)
+                if found is not None:
+                    outcomes.append((path, found))
+                else:
+                    still.append((path, text, key))
+            if still:
+                results = check_specs([(path, text) for path, text, _ in still])
+                for (path, _, key), found in zip(still, results, strict=True):
+                    _remember(key, found)
+                    outcomes.append((path, found))
+    loaded = [(path, found.spec) for path, found in outcomes if found.spec is not None]
+    broken = [BrokenSpec(str(path), found.name, found.problems) for path, found in outcomes if found.spec is None]
     by_name: dict[str, list[Path]] = {}
     for path, spec in loaded:
         by_name.setdefault(spec.name, []).append(path)
@@ -133,6 +145,190 @@ def load_catalog(folder: Path | str | None = None) -> Catalog:
         else:
             models.append(spec)
     return Catalog(folder, tuple(sorted(models, key=lambda s: s.name)), tuple(sorted(broken, key=lambda b: (b.name, b.file))))
+
+
+# -- checking specs, bounded, once per text ---------------------------------------------------
+PAGE_SPECS_BUDGET_S = 10.0  # all uncached specs of one page load together (MLSPEC_SPECS_TIME_BUDGET_S wins)
+CHECK_START_S = 30.0  # on top of the budget: starting the check process on a busy machine
+MAX_REMEMBERED = 512  # checked texts kept (LRU)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A spec file's check: its model (valid) or its problems, and until when it holds (None: until the text
+    changes; a spec that ran over its budget is checked again after a while, as the DAG processor does)."""
+
+    name: str
+    spec: Any = None
+    problems: tuple[str, ...] = ()
+    until: float | None = None
+
+
+_CHECK_LOCK = threading.Lock()
+_MEMO_LOCK = threading.Lock()
+_CHECKED: OrderedDict[tuple[str, str], Checked] = OrderedDict()  # (path, sha256 of the text) -> its check
+_BY_STAT: dict[str, tuple[tuple[int, int, int], tuple[str, str]]] = {}  # path -> (mtime_ns, size, inode), its key
+check_runs = 0  # check processes started by this process (tests and logs read it)
+
+
+def _remembered(key: tuple[str, str]) -> Checked | None:
+    with _MEMO_LOCK:
+        found = _CHECKED.get(key)
+        if found is None:
+            return None
+        if found.until is not None and found.until <= time.time():
+            del _CHECKED[key]
+            return None
+        _CHECKED.move_to_end(key)
+        return found
+
+
+def _remember(key: tuple[str, str], found: Checked) -> None:
+    if found.until is not None and found.until <= time.time():
+        return
+    with _MEMO_LOCK:
+        _CHECKED[key] = found
+        _CHECKED.move_to_end(key)
+        while len(_CHECKED) > MAX_REMEMBERED:
+            _CHECKED.popitem(last=False)
+
+
+def _known(path: Path) -> tuple[Checked | None, str | None, tuple[str, str] | None]:
+    """(what is known of the file's check, else None; its text when it was read; its key)."""
+    from mlspec.dagbag import fallback_name
+    from mlspec.spec import SpecError
+    from mlspec.spec.yaml_loader import read_spec_file
+
+    try:
+        info = path.stat()
+        stat = (info.st_mtime_ns, info.st_size, info.st_ino)
+    except OSError:
+        stat = None
+    with _MEMO_LOCK:
+        seen = _BY_STAT.get(str(path))
+    if stat is not None and seen is not None and seen[0] == stat:
+        found = _remembered(seen[1])
+        if found is not None:
+            return found, None, seen[1]
+    try:
+        text = read_spec_file(path).decode("utf-8", errors="replace")
+    except SpecError as exc:  # unreadable, too big, not a regular file: said now, looked at again next time
+        return Checked(fallback_name(path), problems=tuple(str(p) for p in exc.problems)), None, None
+    key = (str(path), hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+    if stat is not None:
+        with _MEMO_LOCK:
+            if len(_BY_STAT) > MAX_REMEMBERED:
+                _BY_STAT.clear()
+            _BY_STAT[str(path)] = (stat, key)
+    found = _remembered(key) or _from_processor(path, text)
+    if found is not None:
+        _remember(key, found)
+    return found, text, key
+
+
+def _from_processor(path: Path, text: str) -> Checked | None:
+    """What the DAG processor's check left in the spec cache: a valid spec, or one that ran over its budget."""
+    from mlspec.dagbag import OVERRUN_REMEMBERED_S
+    from mlspec.spec import ModelSpec
+    from mlspec.spec import cache as spec_cache
+
+    resolved = spec_cache.get(text)
+    if resolved is not None:
+        try:
+            spec = ModelSpec.from_dict(resolved, source_file=str(path))
+            return Checked(spec.name, spec=spec)
+        except Exception:  # noqa: BLE001 - an odd cache entry: check the spec instead
+            return None
+    overrun = spec_cache.get_overrun(text, OVERRUN_REMEMBERED_S)
+    if overrun is not None:
+        return _checked(path, text, overrun, until=time.time() + 60)
+    return None
+
+
+def check_specs(items: list[tuple[Path, str]]) -> list[Checked]:
+    """The DAG processor's bounded check (mlspec.dagbag: each spec in a forked process under its time and
+    memory budgets, all of them under MLSPEC_SPECS_TIME_BUDGET_S, default PAGE_SPECS_BUDGET_S here), run in
+    a fresh process (mlspec.ui.speccheck): the api-server's threads make forking it unsafe."""
+    global check_runs
+    import subprocess
+    import sys
+
+    import mlspec
+    from mlspec.dagbag import _env_number
+
+    budget = _env_number("MLSPEC_SPECS_TIME_BUDGET_S", PAGE_SPECS_BUDGET_S)
+    package_root = str(Path(mlspec.__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "MLSPEC_SPECS_TIME_BUDGET_S": repr(budget),
+        "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p),
+    }
+    check_runs += 1
+    log.info("checking %d spec(s) for the Models page (budget %g s): %s", len(items), budget, ", ".join(str(p) for p, _ in items))
+    why = ""
+    outcomes: Any = None
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mlspec.ui.speccheck"], input=json.dumps([[str(p), t] for p, t in items]),
+            capture_output=True, text=True, timeout=budget + CHECK_START_S, env=env, check=False,
+        )
+        if done.returncode == 0:
+            outcomes = json.loads(done.stdout)
+        else:
+            why = f"the check exited with status {done.returncode}: {one_line(Exception(done.stderr[-300:]))}"
+    except subprocess.TimeoutExpired:
+        why = f"the check did not finish within {budget + CHECK_START_S:g} s"
+    except (OSError, ValueError) as exc:
+        why = f"the check could not run: {one_line(exc)}"
+    if not isinstance(outcomes, list) or len(outcomes) != len(items):
+        log.warning("could not check specs for the Models page: %s", why or "it answered nonsense")
+        return [_not_checked(path, text, why or "the check answered nonsense") for path, text in items]
+    return [_checked(path, text, outcome) for (path, text), outcome in zip(items, outcomes, strict=True)]
+
+
+def _not_checked(path: Path, text: str, why: str) -> Checked:
+    from mlspec.dagbag import glimpsed_name
+
+    problem = f"{path}:1:1: this spec could not be checked for this page ({why}); reload the page, or run `mlspec lint {path}`"
+    return Checked(glimpsed_name(path, text), problems=(problem,), until=time.time())
+
+
+def _checked(path: Path, text: str, outcome: dict, until: float | None = None) -> Checked:
+    """One outcome of the bounded check (dagbag's format) as the page shows it."""
+    from mlspec.dagbag import (
+        DEFAULT_MEMORY_BUDGET_MB,
+        OVERRUN_REMEMBERED_S,
+        _env_number,
+        _Job,
+        _overrun_problem,
+        fallback_name,
+        glimpsed_name,
+    )
+    from mlspec.spec import ModelSpec, SpecProblem
+    from mlspec.spec import cache as spec_cache
+
+    name = outcome.get("name") or (glimpsed_name(path, text) if "overrun" in outcome else fallback_name(path))
+    if "resolved" in outcome:
+        try:
+            spec = ModelSpec.from_dict(outcome["resolved"], source_file=str(path))
+        except Exception as exc:  # noqa: BLE001 - one odd file must not take the page down
+            return Checked(name, problems=(f"{path}:1:1: could not load: {one_line(exc)}",))
+        spec_cache.put(text, outcome["resolved"])  # the DAG processor need not check it again either
+        return Checked(spec.name, spec=spec)
+    if "problems" in outcome:
+        return Checked(name, problems=tuple(str(SpecProblem(**p)) for p in outcome["problems"]))
+    if "crash" in outcome:
+        return Checked(name, problems=(f"{path}:1:1: could not compile: {outcome['crash']}",))
+    kind = outcome.get("overrun")
+    if kind in ("time", "memory", "died"):
+        if not outcome.get("remembered"):  # as compile_specs does: the DAG processor skips it too
+            spec_cache.put_overrun(text, {**outcome, "remembered": True})
+        until = until or time.time() + OVERRUN_REMEMBERED_S
+    else:  # not reached within the page's budget: checked again on the next load
+        until = time.time()
+    memory_mb = _env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
+    problem = _overrun_problem(_Job(0, path, text, dict(outcome, overrun=kind or "file")), memory_mb)
+    return Checked(name, problems=(str(problem),), until=until)
 
 
 # -- a model and its versions -----------------------------------------------------------------
