@@ -337,6 +337,7 @@ def test_a_sensible_model_gets_no_warning():
 
 def local_problems(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int | None = None) -> list[str]:
     monkeypatch.setenv("MLSPEC_HOME", str(tmp_path))
+    (tmp_path / "data").mkdir(exist_ok=True)  # within MLSPEC_HOME only data/ may be read (issue 17)
     if cap is not None:
         monkeypatch.setenv("MLSPEC_MAX_SOURCE_BYTES", str(cap))
     text = IRIS.replace("source: builtin:iris", f"source: '{source}'\n  format: csv")
@@ -347,35 +348,38 @@ def local_problems(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_a_device_file_is_not_a_data_source(tmp_path, monkeypatch):
     """`file:///dev/zero` was read until 1.85 GB."""
     (message,) = local_problems("file:///dev/zero", tmp_path, monkeypatch)
-    assert ": data.source: " in message and "not a regular file" in message and "character device" in message
+    assert ": data.source: " in message and "system folder /dev" in message
 
 
 def test_a_fifo_is_not_a_data_source_and_checking_it_does_not_block(tmp_path, monkeypatch):
-    os.mkfifo(tmp_path / "data.csv")
-    (message,) = local_problems("file://data.csv", tmp_path, monkeypatch)
+    (tmp_path / "data").mkdir()
+    os.mkfifo(tmp_path / "data" / "data.csv")
+    (message,) = local_problems("file://data/data.csv", tmp_path, monkeypatch)
     assert "not a regular file" in message and "FIFO" in message
 
 
 def test_a_folder_or_a_symlink_to_a_device_is_not_a_data_source(tmp_path, monkeypatch):
-    (tmp_path / "folder.csv").mkdir()
-    (tmp_path / "zero.csv").symlink_to("/dev/zero")
-    assert "directory" in local_problems("file://folder.csv", tmp_path, monkeypatch)[0]
-    assert "character device" in local_problems("file://zero.csv", tmp_path, monkeypatch)[0]
+    (tmp_path / "data" / "folder.csv").mkdir(parents=True)
+    (tmp_path / "data" / "zero.csv").symlink_to("/dev/zero")
+    assert "directory" in local_problems("file://data/folder.csv", tmp_path, monkeypatch)[0]
+    assert "system folder /dev" in local_problems("file://data/zero.csv", tmp_path, monkeypatch)[0]
 
 
 def test_a_data_source_over_the_size_cap_is_refused(tmp_path, monkeypatch):
-    with open(tmp_path / "big.csv", "wb") as handle:
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "big.csv", "wb") as handle:
         handle.truncate(4097)  # sparse: no disk space used
-    (message,) = local_problems("file://big.csv", tmp_path, monkeypatch, cap=4096)
+    (message,) = local_problems("file://data/big.csv", tmp_path, monkeypatch, cap=4096)
     assert "4097 bytes" in message and "4096" in message
 
 
 def test_a_regular_file_under_the_cap_and_a_missing_file_pass(tmp_path, monkeypatch):
-    (tmp_path / "iris.csv").write_text("a,label\n1,0\n")
-    assert local_problems("file://iris.csv", tmp_path, monkeypatch) == []
-    assert local_problems(f"file://{tmp_path}/iris.csv", tmp_path, monkeypatch) == []
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "iris.csv").write_text("a,label\n1,0\n")
+    assert local_problems("file://data/iris.csv", tmp_path, monkeypatch) == []
+    assert local_problems(f"file://{tmp_path}/data/iris.csv", tmp_path, monkeypatch) == []
     # A file that is not here may exist where the task runs: nothing to check.
-    assert local_problems("file://elsewhere.csv", tmp_path, monkeypatch) == []
+    assert local_problems("file://data/elsewhere.csv", tmp_path, monkeypatch) == []
 
 
 # -- storage.keep_runs ------------------------------------------------------------------------------------

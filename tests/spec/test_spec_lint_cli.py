@@ -57,16 +57,16 @@ def test_lint_refuses_a_device_as_data_source(tmp_path):
     spec.write_text(IRIS.replace("source: builtin:iris", "source: file:///dev/zero\n  format: csv"))
     result = mlspec("lint", str(spec))
     assert result.returncode == 1
-    assert "data.source: 'file:///dev/zero' (/dev/zero) is a character device, not a regular file" in result.stdout
+    assert "data.source: 'file:///dev/zero' (/dev/zero) is in the system folder /dev" in result.stdout
 
 
 def test_lint_refuses_a_source_over_the_cap(tmp_path):
-    data = tmp_path / "home" / "iris.csv"
-    data.parent.mkdir()
+    data = tmp_path / "home" / "data" / "iris.csv"
+    data.parent.mkdir(parents=True)
     data.write_bytes(b"x" * 2048)
     spec = tmp_path / "iris.yaml"
-    spec.write_text(IRIS.replace("source: builtin:iris", "source: file://iris.csv"))
-    env = {"MLSPEC_HOME": str(data.parent), "MLSPEC_MAX_SOURCE_BYTES": "1024"}
+    spec.write_text(IRIS.replace("source: builtin:iris", "source: file://data/iris.csv"))
+    env = {"MLSPEC_HOME": str(data.parent.parent), "MLSPEC_MAX_SOURCE_BYTES": "1024"}
     result = mlspec("lint", str(spec), env=env)
     assert result.returncode == 1 and "is 2048 bytes; data sources are limited to 1024 bytes" in result.stdout
     assert mlspec("lint", str(spec), env={**env, "MLSPEC_MAX_SOURCE_BYTES": "4096"}).returncode == 0

@@ -16,15 +16,16 @@ class PrepareDataOperator(MlspecOperator):
     next_step = "check data.source in the spec (and its connection for s3://), then clear this task"
 
     def read_source_bytes(self, uri: str) -> bytes:
-        """The source's bytes: a regular file (never a device or a FIFO) or an S3 object, within the size cap."""
+        """The source's bytes: a regular file (never a device or a FIFO) within the allowed data folders
+        (storage.check_data_path), or an S3 object; within the size cap."""
         from mlspec.storage import max_source_bytes
 
         scheme = urlparse(uri).scheme
         if scheme == "file":
-            from mlspec.storage import resolve_file_uri
+            from mlspec.storage import check_data_path, resolve_file_uri
             from mlspec.storage.file import read_regular_file
 
-            path = resolve_file_uri(uri)
+            path = check_data_path(resolve_file_uri(uri), what=f"data.source {uri[:160]!r}")
             log.info("reading %s", path)
             return read_regular_file(path, max_source_bytes())
         if scheme == "s3":

@@ -18,6 +18,10 @@ from mlspec.vocabulary import DATA_SOURCES, LAYERS, LOSSES, METRICS, metrics_for
 DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional controls (embeddings, overrides, isolates, marks): U+202E makes "ml-team\u202egnp.exe" read
+# differently from what it is. Refused with the control characters in every free-text field.
+BIDI_CONTROL = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+UNPRINTABLE = re.compile(CONTROL_CHARACTER.pattern[:-1] + BIDI_CONTROL.pattern[1:])
 # 2 GiB of float32 weights: a larger ONNX model cannot be written as one file (protobuf's limit), and training
 # it needs several times that in memory. Above it lint warns.
 PARAMETER_WARNING = 2**29
@@ -43,7 +47,7 @@ def _scheme(value: str) -> str:
 
 def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     """`spec` is the schema-valid spec with defaults filled; positions come from doc."""
-    checks = (_names, _uris, _schedule, _framework, _reshape, _evaluation, _layers, _model_size, _training, _serving, _tuning)
+    checks = (_text, _names, _uris, _schedule, _framework, _reshape, _evaluation, _layers, _model_size, _training, _serving, _tuning)
     return [problem for check_fn in checks for problem in check_fn(doc, spec)]
 
 
@@ -58,6 +62,31 @@ def _names(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     namespace = spec["serving"]["namespace"]
     if not DNS_1123_LABEL.fullmatch(namespace):
         yield doc.problem(("serving", "namespace"), f"{quote(namespace)} is not a valid Kubernetes namespace (DNS-1123 label)")
+
+
+def _text(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    """No control character (newline, NUL, ESC, ...) or bidirectional control (U+202E, ...) in any text the
+    spec holds, keys included: they forge log lines, cut names short or make text read as something else in
+    the Airflow UI, the registry and the model card. (URIs report their control characters themselves.)"""
+    for path, value in _walk(doc.data):
+        if path and isinstance(path[-1], str):
+            found = UNPRINTABLE.search(path[-1])
+            if found:
+                yield doc.problem(path, f"key {quote(path[-1])} {_unprintable(found.group())}", at_key=True)
+        if not isinstance(value, str):
+            continue
+        uri = path in (("data", "source"), ("storage", "uri"))
+        found = (BIDI_CONTROL if uri else UNPRINTABLE).search(value)
+        if found:
+            yield doc.problem(path, f"{quote(value)} {_unprintable(found.group())}")
+
+
+def _unprintable(char: str) -> str:
+    kind = "bidirectional control" if BIDI_CONTROL.fullmatch(char) else "control character"
+    return (
+        f"contains the {kind} U+{ord(char):04X}; spec text is one line of printable characters (no newline, tab, "
+        "NUL, escape or direction override, which forge log lines or make text read as something else)"
+    )
 
 
 def _walk(value, path=()) -> Iterator[tuple[tuple, object]]:
@@ -669,36 +698,57 @@ def _tuning_path(parts: tuple) -> str:
 
 
 def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
-    """`mlspec lint` only, on a valid spec: a file:// data source that exists here must be a regular file
-    within the size cap. (Parsing DAGs never looks at files: the data may live only where tasks run.)"""
-    from mlspec.storage import file_uri_path, max_source_bytes
+    """`mlspec lint` only, on a valid spec: a file:// store must be within the allowed store folders, and a
+    file:// data source within the allowed data folders and, when it exists here, a regular file within the
+    size cap. (Parsing DAGs never looks at files: the data may live only where tasks run, and the allowed
+    folders are the workers' MLSPEC_DATA_ROOTS / MLSPEC_STORE_ROOTS.)"""
+    from mlspec.errors import StoreError
+    from mlspec.storage import check_data_path, check_store_path, file_uri_path, max_source_bytes
     from mlspec.storage.file import file_kind
 
+    def home() -> Path:
+        return Path(os.environ.get("MLSPEC_HOME") or Path.home() / ".mlspec").expanduser()
+
+    # The specs folder, for the default roots (its parent is the project folder) when MLSPEC_SPECS_DIR is unset.
+    specs_dir = Path(doc.file).resolve().parent if doc.file and not doc.file.startswith("<") else None
+    problems: list[SpecProblem] = []
+    uri = spec["storage"]["uri"]
+    if _scheme(uri) == "file":
+        try:
+            check_store_path(file_uri_path(uri, home), what=quote(uri), specs_dir=specs_dir)
+        except StoreError as exc:
+            problems.append(doc.problem(("storage", "uri"), str(exc)))
     source = spec["data"]["source"]
     if _scheme(source) != "file":
-        return []
-    path = file_uri_path(source, lambda: Path(os.environ.get("MLSPEC_HOME") or Path.home() / ".mlspec").expanduser())
+        return problems
+    path = file_uri_path(source, home)
+    try:
+        check_data_path(path, what=quote(source), specs_dir=specs_dir)
+    except StoreError as exc:
+        return [*problems, doc.problem(("data", "source"), str(exc))]
     try:
         info = os.stat(path)  # follows symlinks: a link to /dev/zero is a device
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return problems
     except OSError as exc:
-        return [doc.problem(("data", "source"), f"cannot check {quote(source)} ({path}): {exc.strerror or exc}")]
+        return [*problems, doc.problem(("data", "source"), f"cannot check {quote(source)} ({path}): {exc.strerror or exc}")]
     if not stat.S_ISREG(info.st_mode):
         return [
+            *problems,
             doc.problem(
                 ("data", "source"),
                 f"{quote(source)} ({path}) is a {file_kind(info.st_mode)}, not a regular file; a data source must "
                 "be a file (a device or a pipe would be read without end)",
-            )
+            ),
         ]
     limit = max_source_bytes()
     if info.st_size > limit:
         return [
+            *problems,
             doc.problem(
                 ("data", "source"),
                 f"{quote(source)} is {info.st_size} bytes; data sources are limited to {limit} bytes "
                 "(MLSPEC_MAX_SOURCE_BYTES)",
-            )
+            ),
         ]
-    return []
+    return problems

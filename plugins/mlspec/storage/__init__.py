@@ -18,8 +18,9 @@ from mlspec.storage.base import (
 )
 
 __all__ = [
-    "DEFAULT_KEEP_RUNS", "DEFAULT_MAX_SOURCE_BYTES", "ModelStore", "PublishedVersion", "check_uri_text",
-    "file_uri_path", "max_source_bytes", "open_store", "resolve_file_uri", "run_key", "safe_join", "sha256_hex",
+    "DEFAULT_KEEP_RUNS", "DEFAULT_MAX_SOURCE_BYTES", "ModelStore", "PublishedVersion", "check_data_path",
+    "check_store_path", "check_uri_text", "data_roots", "file_uri_path", "max_source_bytes", "open_store",
+    "resolve_file_uri", "run_key", "safe_join", "sha256_hex", "store_roots",
 ]  # fmt: skip
 
 # The largest data source prepare_data reads (and lint accepts for a local file); MLSPEC_MAX_SOURCE_BYTES
@@ -68,13 +69,178 @@ def file_uri_path(uri: str, home) -> Path:
     return Path(parsed.path)
 
 
+# --------------------------------------------------------------------------- allowed local folders
+# A spec names local paths (data.source, storage.uri); whoever may write a spec must not reach the server's
+# token, Airflow's passwords or system folders through them. Both are confined to allowed roots.
+DATA_ROOTS_ENV = "MLSPEC_DATA_ROOTS"
+STORE_ROOTS_ENV = "MLSPEC_STORE_ROOTS"
+# Never a data source or a store, whatever the roots say (/var/tmp excepted).
+SYSTEM_FOLDERS = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run", "/sbin",
+    "/sys", "/usr", "/var",
+)  # fmt: skip
+_SYSTEM_EXCEPTIONS = ("/var/tmp",)
+# MLSPEC_HOME's own state (embedded MLflow, tuning studies, the model server's token); never a store.
+_HOME_STATE = ("server", "mlflow", "tuning")
+# Inside MLSPEC_HOME a data source may be read only from these folders (data files, the default store).
+_HOME_READABLE = ("data", "models")
+
+
+def _under(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _real(path: Path | str) -> Path:
+    """The path with symlinks and '..' resolved (what would really be opened)."""
+    return Path(os.path.realpath(os.path.expanduser(str(path))))
+
+
+def _env_roots(name: str) -> list[Path] | None:
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    roots = []
+    for part in (p.strip() for p in raw.split(":")):
+        if not part:
+            continue
+        if not os.path.isabs(os.path.expanduser(part)):
+            raise StoreError(f"{name}: {part[:80]!r} is not an absolute path; list absolute folders separated by ':'")
+        roots.append(_real(part))
+    return roots
+
+
+def _home_folder() -> Path:
+    return _real(os.environ.get("MLSPEC_HOME") or Path.home() / ".mlspec")
+
+
+def _airflow_home() -> Path:
+    return _real(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+
+
+def project_folder(specs_dir: Path | str | None = None) -> Path:
+    """The folder above the specs folder: MLSPEC_SPECS_DIR's parent, else specs_dir's, else the working folder."""
+    specs = os.environ.get("MLSPEC_SPECS_DIR") or specs_dir
+    return _real(specs).parent if specs else _real(Path.cwd())
+
+
+def data_roots(specs_dir: Path | str | None = None) -> list[Path]:
+    """Where a local data source may be: MLSPEC_DATA_ROOTS (':'-separated absolute folders) when set, else
+    MLSPEC_HOME/data and the project folder (the specs folder's parent)."""
+    configured = _env_roots(DATA_ROOTS_ENV)
+    if configured is not None:
+        return configured
+    return [_home_folder() / "data", project_folder(specs_dir)]
+
+
+def store_roots(specs_dir: Path | str | None = None) -> list[Path]:
+    """Where a file:// store may be: MLSPEC_STORE_ROOTS (':'-separated absolute folders) when set, else
+    MLSPEC_HOME, the project folder, the user's home folder, the temporary folder, /srv, /mnt and /data."""
+    configured = _env_roots(STORE_ROOTS_ENV)
+    if configured is not None:
+        return configured
+    import tempfile
+
+    defaults = [_home_folder(), project_folder(specs_dir), Path.home(), tempfile.gettempdir(), "/srv", "/mnt", "/data"]
+    return list(dict.fromkeys(_real(p) for p in defaults))
+
+
+def _system_folder(path: Path) -> str | None:
+    if path == Path("/"):
+        return "/"
+    import tempfile
+
+    if any(_under(path, _real(e)) for e in (*_SYSTEM_EXCEPTIONS, tempfile.gettempdir())):
+        return None
+    return next((f for f in SYSTEM_FOLDERS if _under(path, _real(f)) or _under(path, Path(f))), None)
+
+
+def _within_roots(path: Path, roots: list[Path]) -> bool:
+    """Under one of the roots, with no hidden (dot) folder or file below it (~/.ssh, .airflow, .env)."""
+    for root in roots:
+        if _under(path, root) and not any(part.startswith(".") for part in path.relative_to(root).parts):
+            return True
+    return False
+
+
+def _state_folders() -> list[tuple[Path, str]]:
+    home = _home_folder()  # the model server's state is MLSPEC_HOME/server (home.server_state_dir)
+    return [
+        (home / "server", "the model server's state folder (its admin token)"),
+        (_airflow_home(), "AIRFLOW_HOME (Airflow's configuration, logs and generated passwords)"),
+    ]
+
+
+def _shown(what: str, path: Path | str, real: Path) -> str:
+    text = str(path)[:160]
+    return f"{what} ({text}" + (f", really {str(real)[:160]}" if str(real) != str(path) else "") + ")"
+
+
+def check_data_path(path: Path | str, *, what: str = "data.source", specs_dir: Path | str | None = None) -> Path:
+    """The resolved path of a local data source, or StoreError when it is outside the allowed data roots
+    (symlinks and '..' resolved first) or inside a folder that is never data: a system folder, the model
+    server's state, AIRFLOW_HOME, or MLSPEC_HOME outside its data/ and models/ folders."""
+    real = _real(path)
+    shown = _shown(what, path, real)
+    home = _home_folder()
+    readable_in_home = any(_under(real, home / f) for f in _HOME_READABLE)
+    system = _system_folder(real)
+    if system:
+        raise StoreError(f"{shown} is in the system folder {system}; data sources are never read from there")
+    if not readable_in_home:
+        for folder, name in _state_folders():
+            if _under(real, folder):
+                raise StoreError(f"{shown} is inside {name}; data sources are never read from there")
+        if _under(real, home):
+            raise StoreError(
+                f"{shown} is inside MLSPEC_HOME ({home}) but outside its data/ and models/ folders; "
+                f"put data files under {home / 'data'}"
+            )
+    roots = data_roots(specs_dir)
+    if not _within_roots(real, roots):
+        raise StoreError(
+            f"{shown} is outside the allowed data folders ({', '.join(str(r) for r in roots)}; hidden folders "
+            f"below them excluded); move the file under one of them, or list its folder in {DATA_ROOTS_ENV} "
+            "(absolute folders separated by ':')"
+        )
+    return real
+
+
+def check_store_path(path: Path | str, *, what: str = "storage.uri", specs_dir: Path | str | None = None) -> Path:
+    """The resolved folder of a file:// store, or StoreError when it is a system folder, the model server's
+    state, AIRFLOW_HOME, MLSPEC_HOME itself or its state folders, or outside the allowed store roots."""
+    real = _real(path)
+    shown = _shown(what, path, real)
+    system = _system_folder(real)
+    if system:
+        raise StoreError(f"{shown} is in the system folder {system}; a store never writes there")
+    for folder, name in _state_folders():
+        if _under(real, folder):
+            raise StoreError(f"{shown} is inside {name}; a store never writes there")
+    home = _home_folder()
+    if real == home or any(_under(real, home / f) for f in _HOME_STATE):
+        raise StoreError(
+            f"{shown} is MLSPEC_HOME itself or one of its state folders ({', '.join(_HOME_STATE)}); "
+            f"use a folder of its own, e.g. file://models ({home / 'models'})"
+        )
+    roots = store_roots(specs_dir)
+    if not _within_roots(real, roots):
+        raise StoreError(
+            f"{shown} is outside the allowed store folders ({', '.join(str(r) for r in roots)}; hidden folders "
+            f"below them excluded); use one of them, or list the folder in {STORE_ROOTS_ENV} "
+            "(absolute folders separated by ':')"
+        )
+    return real
+
+
 def open_store(uri: str, connection_id: str | None = None) -> ModelStore:
-    """The store for a spec's `storage.uri` (and `storage.connection` for s3://)."""
+    """The store for a spec's `storage.uri` (and `storage.connection` for s3://). A file:// store must be
+    within the allowed store roots (`check_store_path`)."""
     scheme = urlparse(uri).scheme
     if scheme == "file":
         from mlspec.storage.file import FileStore
 
         path = resolve_file_uri(uri)
+        check_store_path(path)
         return FileStore(path.as_uri(), path)
     if scheme == "s3":
         from mlspec.storage.s3 import S3Store
