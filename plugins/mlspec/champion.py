@@ -2,7 +2,9 @@
 challenger's test split, and say whether the challenger may replace it.
 
 A retrain must never make production worse: the champion's files are read from the store and
-verified against the sha256 the registry recorded, then scored exactly like the challenger.
+verified against the sha256 the registry recorded, then scored exactly like the challenger. The
+challenger replaces it only when better by MORE than evaluation.champion.min_delta: an equal score is
+a tie, and the champion holds (an identical retrain never redeploys).
 """
 
 from __future__ import annotations
@@ -19,8 +21,31 @@ DECISIONS = {
     "gate_off": True,  # evaluation.champion: null
     "no_champion": True,  # nothing is production yet
     "challenger_wins": True,
-    "champion_holds": False,
+    "champion_holds": False,  # the challenger is worse, or better by no more than min_delta
+    "tie": False,  # both score the same: the champion holds (the challenger is a candidate, no redeploy)
 }
+TIE_WORDS = "tie: the champion holds"
+
+
+def decide(metric: str, challenger: float, champion: float, min_delta: float) -> str:
+    """challenger_wins (better by MORE than min_delta), tie (the same score) or champion_holds."""
+    from mlspec.ml import metrics as ml_metrics
+
+    if ml_metrics.challenger_wins(metric, challenger, champion, min_delta):
+        return "challenger_wins"
+    try:
+        same = abs(float(challenger) - float(champion)) <= 1e-9
+    except (TypeError, ValueError):
+        same = False
+    return "tie" if same else "champion_holds"
+
+
+def _outcome_words(decision: str) -> str:
+    if decision == "challenger_wins":
+        return "the challenger wins"
+    if decision == "tie":
+        return f"{TIE_WORDS}; the challenger is kept as a candidate (no redeploy)"
+    return "the champion holds; the challenger is kept as a candidate"
 
 
 def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[str, float]) -> dict[str, Any]:
@@ -59,9 +84,13 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
         spec.model.task, dataset.y_test, outputs, metrics=list(spec.evaluation.metrics), class_names=list(dataset.class_names)
     )
     champion = {name: round(float(scores[name]), 6) for name in spec.evaluation.metrics}
-    wins = ml_metrics.challenger_wins(gate.metric, challenger[gate.metric], champion[gate.metric], gate.min_delta)
+    log.info(
+        "production version %d (the champion), re-scored on this run's test split: test metrics on %d samples: %s",
+        version, len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in champion.items()),
+    )
+    decision = decide(gate.metric, challenger[gate.metric], champion[gate.metric], gate.min_delta)
     verdict.update(
-        decision="challenger_wins" if wins else "champion_holds",
+        decision=decision,
         champion=champion[gate.metric],
         champion_version=version,
         champion_metrics=champion,
@@ -69,8 +98,7 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
     )
     log.info(
         "champion gate on %s: challenger %.4f vs production version %d %.4f (min_delta %g): %s",
-        gate.metric, verdict["challenger"], version, verdict["champion"], gate.min_delta,
-        "the challenger wins" if wins else "the champion holds; the challenger is kept as a candidate",
+        gate.metric, verdict["challenger"], version, verdict["champion"], gate.min_delta, _outcome_words(decision),
     )
     return verdict
 
@@ -78,23 +106,23 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
 def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, record: Any, why: Exception) -> dict[str, Any]:
     """The champion's files cannot be read (a store that lost its folders; KServe-only stores):
     compare with the test metrics the registry recorded for it, measured on its own test split."""
-    from mlspec.ml import metrics as ml_metrics
-
     gate = spec.evaluation.champion
     if gate.metric not in record.metrics:
         raise MlspecError(
             f"the production version {version} of {spec.name} cannot be scored ({why}) and the registry has no "
-            f"{gate.metric} for it; deploy a known-good version (`mlspec deploy --version N`) before retraining"
+            f"{gate.metric} for it; deploy a known-good version (`mlspec deploy {spec.source_file or '<spec>'} "
+            "--version N`) before retraining"
         ) from None
     champion = record.metrics[gate.metric]
-    wins = ml_metrics.challenger_wins(gate.metric, verdict["challenger"], champion, gate.min_delta)
+    decision = decide(gate.metric, verdict["challenger"], champion, gate.min_delta)
     log.warning(
         "champion gate: production version %d of %s cannot be read (%s); comparing with the %s the registry "
-        "recorded for it (%.4f, measured on its own test split)", version, spec.name, why, gate.metric, champion,
+        "recorded for it (%.4f, measured on its own test split): %s", version, spec.name, why, gate.metric, champion,
+        _outcome_words(decision),
     )
     return {
         **verdict,
-        "decision": "challenger_wins" if wins else "champion_holds",
+        "decision": decision,
         "champion": champion,
         "champion_version": version,
         "champion_metrics": dict(record.metrics),
@@ -104,9 +132,10 @@ def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, 
 
 def verdict_line(name: str, verdict: dict[str, Any]) -> str:
     """One sentence for logs and the run summary."""
-    if verdict.get("decision") != "champion_holds":
+    if DECISIONS.get(verdict.get("decision"), True):
         return f"{name}: the challenger goes on ({verdict.get('decision')})"
     return (
-        f"{name}: production version {verdict['champion_version']} keeps serving: its {verdict['metric']} is "
+        f"{name}: " + (f"{TIE_WORDS}: " if verdict.get("decision") == "tie" else "")
+        + f"production version {verdict['champion_version']} keeps serving: its {verdict['metric']} is "
         f"{verdict['champion']:.4f} against the new model's {verdict['challenger']:.4f} (min_delta {verdict['min_delta']:g})"
     )

@@ -185,7 +185,7 @@ def cmd_run(args) -> int:
     if str(dag_run.state) != "success":
         print(format_failure(spec, dag_run), file=sys.stderr)
         return EXIT_PROBLEMS
-    print(format_summary(read_summary(spec, dag_run.run_id)))
+    print(format_summary(read_summary(spec, dag_run.run_id), spec_file=args.spec))
     return EXIT_OK
 
 

@@ -37,16 +37,21 @@ def try_it_line(example: dict) -> str:
     )
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: dict, spec_file: str = "") -> str:
+    """The summary as printed; `spec_file` (the spec's path) goes into the commands it suggests."""
     if summary.get("outcome") == "champion_holds":
         champion = summary["champion"]
+        verdict = (
+            "tie: the champion holds (the same score; a challenger must be better by more than min_delta)"
+            if champion.get("decision") == "tie" else "the new model did not beat production"
+        )
         return "\n".join([
             "",
-            f"mlspec: {summary['model']}: the new model did not beat production; nothing was deployed",
+            f"mlspec: {summary['model']}: {verdict}; nothing was deployed",
             f"  {champion['metric']:<14} new model {champion['challenger']:.4f}, production version "
             f"{champion['champion_version']} {champion['champion']:.4f} (min_delta {champion['min_delta']:g})",
             f"  candidate      version {summary['version']} at {summary['stored_uri']} (registered, not serving)",
-            f"  serve it anyway with: mlspec deploy <spec> --version {summary['version']}",
+            f"  serve it anyway with: mlspec deploy {spec_file or '<spec>'} --version {summary['version']}",
         ])
     registry = summary["registry"]
     smoke = summary["smoke_test"]

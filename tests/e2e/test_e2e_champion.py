@@ -74,6 +74,26 @@ def test_a_weaker_challenger_is_a_candidate_and_production_keeps_serving(run_spe
     assert "did not beat production" in printed and "production version 1" in printed
 
 
+def test_an_identical_retrain_is_a_tie_and_production_keeps_serving(run_spec, model_server):
+    """min_delta 0, the same data and settings: the same score, so the champion holds (no redeploy)."""
+    spec, first = run_spec(forest_spec("champ-tie"), "champ-tie")
+    assert str(first.state) == "success", task_states(first)
+    assert spec.evaluation.champion.min_delta == 0
+    _, second = run_spec(forest_spec("champ-tie"), "champ-tie")
+    states = task_states(second)
+    assert str(second.state) == "success", states
+    assert states["deploy"] == states["smoke_test"] == states["promote"] == "skipped"
+    verdict = xcom(second, "evaluate")["champion"]
+    assert verdict["decision"] == "tie" and verdict["challenger"] == verdict["champion"]
+    assert served_version(model_server, "champ-tie") == "1"
+    assert registry().production_version("champ-tie") == 1
+    assert registry().version_record("champ-tie", 2).state == "candidate"
+    assert registry().client.get_model_version("champ-tie", "2").tags["champion.decision"] == "tie"
+    from mlspec.summary import format_summary, read_summary
+
+    assert "tie: the champion holds" in format_summary(read_summary(spec, second.run_id))
+
+
 def test_a_stronger_challenger_replaces_production(run_spec, model_server):
     _, first = run_spec(forest_spec("champ-strong", WEAK), "champ-strong")
     assert str(first.state) == "success", task_states(first)

@@ -152,15 +152,18 @@ def test_challenger_wins_follows_the_metric_direction() -> None:
     # rmse: lower is better
     assert challenger_wins("rmse", 50.0, 60.0, 0.0)
     assert not challenger_wins("rmse", 60.0, 50.0, 0.0)
-    assert challenger_wins("rmse", 55.0, 55.0, 0.0)  # min_delta 0 lets a tie through
-    assert challenger_wins("rmse", 50.0, 60.0, 10.0)  # exactly min_delta better is enough
+    assert not challenger_wins("rmse", 55.0, 55.0, 0.0)  # a tie keeps the champion, even with min_delta 0
+    assert not challenger_wins("rmse", 50.0, 60.0, 10.0)  # better by exactly min_delta is not enough
+    assert challenger_wins("rmse", 50.0, 60.0, 9.5)
     assert not challenger_wins("rmse", 50.0, 60.0, 10.5)
     # f1: higher is better
     assert challenger_wins("f1", 0.75, 0.5, 0.0)
     assert not challenger_wins("f1", 0.5, 0.75, 0.0)
     assert not challenger_wins("f1", 0.75, 0.75, 0.01)  # a tie does not beat a positive min_delta
     assert not challenger_wins("f1", 0.75, 0.5, min_delta=0.3)
-    assert challenger_wins("f1", 0.75, 0.5, min_delta=0.25)
+    assert not challenger_wins("f1", 0.75, 0.5, min_delta=0.25)  # better by MORE than min_delta wins
+    assert challenger_wins("f1", 0.75, 0.5, min_delta=0.2)
+    assert not challenger_wins("f1", 0.9737, 0.9737, 0.0)  # an identical retrain does not replace production
     # r2 is higher-is-better although unbounded below
     assert challenger_wins("r2", -0.5, -2.0, 0.0)
     assert not challenger_wins("f1", float("nan"), 0.5, 0.0) and challenger_wins("f1", 0.1, float("nan"), 0.0)

@@ -185,7 +185,9 @@ def _check_lengths(true: np.ndarray, pred: np.ndarray, what: str) -> None:
 
 
 def _log_scores(samples: int, result: Mapping[str, Any]) -> None:
-    log.info(
+    # Detail only: each caller logs the scores once at INFO, saying whose they are (evaluate: the
+    # challenger's and production's).
+    log.debug(
         "metrics on %d samples: %s",
         samples,
         " ".join(f"{k}={v:.4f}" for k, v in result.items() if isinstance(v, float)),
@@ -226,11 +228,12 @@ def check_thresholds(metrics: Mapping[str, Any], thresholds: Mapping[str, Mappin
 
 
 def challenger_wins(metric: str, challenger: float, champion: float, min_delta: float = 0.0) -> bool:
-    """Whether `challenger` is at least `min_delta` (>= 0) better than `champion` on `metric`, in the
-    metric's direction (vocabulary.METRICS: higher is better for f1, lower for rmse).
+    """Whether `challenger` is better than `champion` on `metric` by MORE than `min_delta` (>= 0), in
+    the metric's direction (vocabulary.METRICS: higher is better for f1, lower for rmse).
 
-    With min_delta 0 a tie lets the challenger through (evaluation.champion.min_delta). A NaN
-    challenger never wins; a NaN champion (a score that could not be computed) loses to any number.
+    A tie never wins, not even with min_delta 0 (evaluation.champion.min_delta): an identical retrain
+    keeps the champion. A NaN challenger never wins; a NaN champion (a score that could not be
+    computed) loses to any number.
     """
     if metric not in METRICS:
         raise MetricsError(f"unknown metric {metric!r}; known metrics: {', '.join(METRICS)}")
@@ -243,4 +246,4 @@ def challenger_wins(metric: str, challenger: float, champion: float, min_delta: 
     gain = float(challenger) - float(champion)
     if not METRICS[metric].higher_is_better:
         gain = -gain
-    return gain >= float(min_delta)
+    return gain > float(min_delta)

@@ -103,8 +103,8 @@ class DeployModelOperator(MlspecOperator):
             "message": line,
         }
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
-        log.info("%s; version %d is registered as a candidate (`mlspec deploy --version %d` serves it on purpose)",
-                 line, stored["version"], stored["version"])
+        log.info("%s; version %d is registered as a candidate (`mlspec deploy %s --version %d` serves it on purpose)",
+                 line, stored["version"], self.model_spec.source_file or "<spec>", stored["version"])
         from mlspec.notify import notify_champion_holds
 
         notify_champion_holds(self.model_spec, summary, context)

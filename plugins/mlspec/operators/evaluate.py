@@ -32,7 +32,10 @@ class EvaluateOperator(TrainedModelStage):
         metrics_uri = self.store.write_bytes(f"{self.run_prefix(context)}/evaluate/metrics.json", json.dumps(results, indent=2).encode())
         summary = {name: round(float(results[name]), 6) for name in spec.evaluation.metrics}
         plots = self.write_plots(context, dataset, outputs, results)
-        log.info("test metrics on %d samples: %s", len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+        log.info(
+            "challenger (this run's model): test metrics on %d samples: %s",
+            len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in summary.items()),
+        )
         thresholds = {
             name: {bound: value for bound, value in (("min", t.min), ("max", t.max)) if value is not None}
             for name, t in spec.evaluation.thresholds.items()
