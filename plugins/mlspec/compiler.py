@@ -177,6 +177,8 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
     (XComArgs), chained in order."""
     from airflow.sdk import DAG, chain
 
+    from mlspec.deadlines import task_deadline
+
     resolved = spec.to_dict()
     dag = DAG(
         dag_id=spec.name,
@@ -199,6 +201,7 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
             "spec": resolved,
             "dag": dag,
             "retries": RETRIES.get(task_id, 0),
+            "execution_timeout": task_deadline(resolved, task_id),  # spec `timeouts`, else mlspec.deadlines
             **({"trigger_rule": TRIGGER_RULES[task_id]} if task_id in TRIGGER_RULES else {}),
             **({"outlets": [_model_asset(spec)]} if task_id == "promote" else {}),
             **{argument: tasks[source].output for argument, source in inputs.items()},

@@ -12,6 +12,9 @@ password of the connection; its extra ``from_email`` is the sender, else ``mlspe
   scores, the candidate and the production version, and how to serve the candidate anyway.
 
 Notifying is a report, not a gate: a message that cannot be sent is logged and never changes the run.
+Sending has an overall deadline (MLSPEC_NOTIFY_TIMEOUT_S, default 60 s), not just a per-read socket
+timeout: an SMTP server that answers one byte at a time is given up on, logged as a warning, and the
+task goes on.
 Parsing stays light: only ``airflow.sdk`` is imported here; the SMTP provider when a message is sent.
 """
 
@@ -30,6 +33,22 @@ CHAMPION_HOLDS = "champion_holds"
 EVENTS = (FAILURE, CHAMPION_HOLDS)
 DEFAULT_SENDER = "mlspec@localhost"
 SMTP_TYPES = ("smtp", "email")
+NOTIFY_TIMEOUT_ENV = "MLSPEC_NOTIFY_TIMEOUT_S"
+DEFAULT_NOTIFY_TIMEOUT_S = 60.0
+
+
+def notify_timeout_s() -> float:
+    """The overall deadline of one notification: MLSPEC_NOTIFY_TIMEOUT_S, else 60 s."""
+    import os
+
+    raw = os.environ.get(NOTIFY_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_NOTIFY_TIMEOUT_S
+    except ValueError:
+        log.warning("%s=%r is not a number of seconds; using %gs", NOTIFY_TIMEOUT_ENV, raw,
+                    DEFAULT_NOTIFY_TIMEOUT_S)
+        return DEFAULT_NOTIFY_TIMEOUT_S
+    return value if value > 0 else DEFAULT_NOTIFY_TIMEOUT_S
 
 
 class RunFailedNotifier(BaseNotifier):
@@ -168,8 +187,13 @@ def champion_holds_message(summary: dict, spec_file: str) -> tuple[str, list[str
 
 
 # -- sending -------------------------------------------------------------------------------------
-def send(connection_id: str, to: list[str], subject: str, paragraphs: list[str], context: Any) -> bool:
-    """Send through the notifier the connection's type calls for; False (logged) when it could not."""
+def send(
+    connection_id: str, to: list[str], subject: str, paragraphs: list[str], context: Any,
+    *, timeout_s: float | None = None,
+) -> bool:
+    """Send through the notifier the connection's type calls for, within `timeout_s` in all (default
+    notify_timeout_s()); False (logged as a warning) when it could not."""
+    deadline_s = notify_timeout_s() if timeout_s is None else timeout_s
     try:
         from airflow.sdk import BaseHook
 
@@ -188,13 +212,47 @@ def send(connection_id: str, to: list[str], subject: str, paragraphs: list[str],
         notifier = SmtpNotifier(
             to=list(to), from_email=sender, subject=subject, html_content=body, smtp_conn_id=connection_id
         )
-        notifier.notify(context if isinstance(context, dict) else dict(context or {}))
+        payload = context if isinstance(context, dict) else dict(context or {})
+        _within_deadline(lambda: notifier.notify(payload), deadline_s, notifier, f"{conn.host}:{conn.port}")
     except Exception as exc:  # noqa: BLE001 - a notification never changes the run's outcome
-        log.warning("could not send the notification %r through Airflow connection %r: %s",
+        log.warning("could not send the notification %r through Airflow connection %r (the run goes on): %s",
                     subject, connection_id, " ".join(str(exc).split())[:400])
         return False
     log.info("notified %s: %s", ", ".join(to), subject)
     return True
+
+
+def _within_deadline(work, deadline_s: float, notifier: Any, where: str) -> None:
+    """Run `work` in a daemon thread and wait at most `deadline_s` for it: a socket timeout bounds each
+    read, not the whole exchange, and a server sending one byte at a time never trips it. At the
+    deadline the SMTP socket (when open) is shut down so the thread ends; TimeoutError either way."""
+    import threading
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="mlspec-notify", daemon=True)
+    worker.start()
+    worker.join(deadline_s)
+    if worker.is_alive():
+        hook = getattr(notifier, "__dict__", {}).get("hook")  # only if already made: never make one here
+        client = getattr(hook, "_smtp_client", None)  # SmtpHook keeps its smtplib.SMTP here
+        sock = getattr(client, "sock", None)
+        if sock is not None:
+            import socket
+
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        raise TimeoutError(f"the SMTP server at {where} did not finish within {deadline_s:g}s; gave up")
+    if failure:
+        raise failure[0]
 
 
 def _pull(ti: Any, task_id: str) -> Any:

@@ -29,6 +29,12 @@ class MlspecOperator(BaseOperator):
     next_step = "fix the cause above and clear this task to retry it"
 
     def __init__(self, *, spec: dict, **kwargs: Any) -> None:
+        if kwargs.get("execution_timeout") is None:
+            # Every stage has a deadline (the spec's `timeouts`, else the stage's built-in one), in a
+            # compiled DAG and a hand-written one alike: nothing hung holds a run forever.
+            from mlspec.deadlines import task_deadline
+
+            kwargs["execution_timeout"] = task_deadline(spec, self.stage)
         super().__init__(**kwargs)
         self.spec = spec
 

@@ -238,6 +238,8 @@ class ModelSpec:
     source_file: str = ""
     tuning: TuningSpec | None = None  # None: train once
     notify: NotifySpec | None = None  # None: no notifications
+    # `timeouts`: task id or "default" -> duration ("2h"); None: the built-in deadlines (mlspec.deadlines)
+    timeouts: MappingProxyType | None = None
 
     @property
     def name(self) -> str:
@@ -314,4 +316,5 @@ class ModelSpec:
             source_file=source_file,
             tuning=TuningSpec.from_mapping(d.get("tuning")),
             notify=NotifySpec.from_mapping(d.get("notify")),
+            timeouts=_freeze(d["timeouts"]) if d.get("timeouts") else None,
         )

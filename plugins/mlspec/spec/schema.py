@@ -100,6 +100,9 @@ def _messages(error, doc: LoadedYaml) -> list[SpecProblem]:
         return [doc.problem(path, f"{quote(instance)} is not allowed; allowed values: {allowed}{hint}")]
     if error.validator == "const":
         return [doc.problem(path, f"{quote(instance)} is not supported; expected {error.validator_value!r}")]
+    if error.validator == "pattern" and isinstance(error.schema, dict) and error.schema.get("x-expected"):
+        # A field that says what it expects in words, rather than its regular expression.
+        return [doc.problem(path, f"{quote(instance)} is not {error.schema['x-expected']}")]
     return [doc.problem(path, _library_message(error))]
 
 
