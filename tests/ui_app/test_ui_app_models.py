@@ -136,8 +136,19 @@ def test_model_card_shows_the_version_as_the_registry_and_store_hold_it(client, 
     if number == 2:
         assert page.by_id("champion")["attrs"]["data-decision"] == "champion_holds"
         assert "did not beat the production version" in page.by_id("champion")["text"]
+        # Serving answers with version 1: no request to try for version 2 (it answered 404), how to deploy it instead.
+        assert not page.find(id="curl")
+        assert "mlspec deploy" in page.by_id("deploy-hint")["text"] and "--version 2" in page.by_id("deploy-hint")["text"]
+        assert "Never production" in page.by_id("production-story")["text"]
+    else:
         command = shlex.split(page.by_id("curl")["text"])
-        assert command[command.index("-X") + 2].endswith("/v2/models/ui-iris/versions/2/infer")
+        assert command[command.index("-X") + 2].endswith("/v2/models/ui-iris/infer")
+        answer = httpx.post(command[command.index("-X") + 2], json=json.loads(command[command.index("-d") + 1]), timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert "promoted by the pipeline run" in page.by_id("production-story")["text"]
+    # The settings the run logged: the forest of run 1, the one-split tree of run 2.
+    settings = {c["attrs"]["data-setting"]: c["text"] for c in page.within("settings").find() if "data-setting" in c["attrs"]}
+    assert settings["estimator"] == ("random_forest" if number == 1 else "decision_tree")
 
 
 def test_plots_are_pngs_whose_sha256_match_the_manifest_and_the_registry(client, two_runs):

@@ -90,8 +90,10 @@ async def airflow_access(request: Any) -> Allowed:
 def create_app(*, specs_dir: str | None = None, access: Access = allow_all, timeout_s: float = data.DEFAULT_TIMEOUT_S):
     """The Models app. specs_dir: read on every request (MLSPEC_SPECS_DIR wins, as for the DAGs)."""
     from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, Response
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="mlspec models", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -124,9 +126,11 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
         return found
 
     def production_curl(status: data.ModelStatus) -> str | None:
-        if status.production is None or not status.store_ok:
+        """The example request for what serving really answers with (nothing when it serves nothing, or did
+        not answer): the endpoint without a version, which the server answers with its served version."""
+        if not status.serving_ok or status.served is None or not status.store_ok:
             return None
-        return _curl(status, status.production, served=True, timeout_s=timeout_s)
+        return _curl(status, status.served, served=True, timeout_s=timeout_s)
 
     def overview(base: str, allowed: Allowed) -> str:
         found = catalog()
@@ -145,10 +149,9 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
 
         spec = model_spec(name, allowed)
         found = data.version_card(spec, version, timeout_s)
-        curl = None
-        if found.input_schema:
-            serves = found.status.serving_ok and found.status.served == version
-            curl = curl_example(infer_url(found.status.endpoint(), name, None if serves else version), found.input_schema)
+        curl = None  # only for the version serving answers with: any other gets how to deploy it instead
+        if found.input_schema and found.status.serving_ok and found.status.served == version:
+            curl = curl_example(infer_url(found.status.endpoint(), name, None), found.input_schema)
         spec_hash = (found.info.spec_hash if found.info else "") or (found.manifest or {}).get("spec_hash", "")
         summary = model_summary(spec) if spec_hash == spec.spec_hash else None
         return pages.card_page(base, found, curl, summary)
@@ -192,22 +195,50 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
         return await respond(request, lambda base, allowed: model(base, allowed, name))
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
-    async def card_route(request: Request, name: str, version: int):
-        return await respond(request, lambda base, allowed: card(base, allowed, name, version))
+    async def card_route(request: Request, name: str, version: str):
+        return await respond(request, lambda base, allowed: card(base, allowed, name, version_number(name, version)))
 
     @app.get("/models/{name}/versions/{version}/files/{file_name}")
-    async def file_route(request: Request, name: str, version: int, file_name: str):
-        return await respond(request, lambda base, allowed: file(base, allowed, name, version, file_name))
+    async def file_route(request: Request, name: str, version: str, file_name: str):
+        return await respond(request, lambda base, allowed: file(base, allowed, name, version_number(name, version), file_name))
 
     @app.get("/dag/{dag_id}", response_class=HTMLResponse)
     async def dag_route(request: Request, dag_id: str):
         return await respond(request, lambda base, allowed: dag_tab(base, allowed, dag_id))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """A path the app has no page for (404), or a method it does not answer (405): a page that says so."""
+        base = (request.scope.get("root_path") or "").rstrip("/")
+        if exc.status_code == 404:
+            title, message = "Not found", f"There is no page at {request.url.path}. {PAGES_HINT}"
+        elif exc.status_code == 405:
+            title, message = "Not allowed", f"{request.method} is not answered here: the Models pages are read with GET."
+        else:
+            title, message = f"Error {exc.status_code}", str(exc.detail)
+        return html(pages.message_page(base, title, message), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        base = (request.scope.get("root_path") or "").rstrip("/")
+        return html(pages.message_page(base, "Not found", f"There is no page at {request.url.path}. {PAGES_HINT}"), 404)
 
     @app.get("/icon.svg")
     async def icon():
         return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
     return app
+
+
+PAGES_HINT = "The Models pages are / (every model), /models/<name>, /models/<name>/versions/<number> and /dag/<dag_id>."
+
+
+def version_number(name: str, text: str) -> int:
+    """A version from a path: a whole number from 1; anything else is a page that does not exist."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1 or len(text) > 9:
+        raise data.NotFound(f"{text[:40]!r} is not a version of {name[:63]!r}: versions are whole numbers from 1, "
+                            f"as in /models/{name[:63]}/versions/1")
+    return int(text)
 
 
 def _curl(status: data.ModelStatus, version: int, *, served: bool, timeout_s: float) -> str | None:

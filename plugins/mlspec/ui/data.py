@@ -352,6 +352,9 @@ class VersionInfo:
     files: dict[str, str] = field(default_factory=dict)  # the registry's sha256 of each file
     champion: dict[str, str] = field(default_factory=dict)  # the gate's outcome: decision, metric, challenger, ...
     deployment: dict[str, str] = field(default_factory=dict)  # platform, endpoint_url, outcome, ...
+    tracking_run: str = ""  # MLflow: the run the version is registered from (the training run, when tracked)
+    best_trial: str = ""  # tuned runs: the winning trial's index (tag mlspec.best_trial)
+    best_params: dict[str, Any] = field(default_factory=dict)  # and its values, {spec path: value}
 
 
 @dataclass
@@ -359,6 +362,8 @@ class ModelStatus:
     spec: Any
     production: int | None = None
     history: list[int] = field(default_factory=list)
+    changes: list[Any] = field(default_factory=list)  # the registry's audit trail (ProductionChange), oldest first
+    changes_ok: bool = False  # the audit trail was read (an empty one too)
     served: int | None = None
     versions: list[VersionInfo] = field(default_factory=list)  # ascending
     registry_ok: bool = False
@@ -434,9 +439,13 @@ def model_status(spec: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> ModelStatus
         store = None
         status.problems.append(f"store unavailable: {exc}")
     try:
-        production, history, registered = bounded(registry_where(spec), lambda: _registry_state(spec), timeout_s)
+        production, history, registered, changes = bounded(registry_where(spec), lambda: _registry_state(spec), timeout_s)
         status.registry_ok = True
         status.production, status.history = production, history
+        if isinstance(changes, list):
+            status.changes, status.changes_ok = changes, True
+        else:
+            status.problems.append(f"production audit trail unreadable: {changes}")
         for number, info in registered.items():
             info.in_store = number in versions
             versions[number] = info
@@ -453,12 +462,17 @@ def model_status(spec: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> ModelStatus
     return status
 
 
-def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, VersionInfo]]:
+def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, VersionInfo], list | str]:
+    """Production, its history, every registered version and the audit trail (or why it could not be read)."""
     from mlspec.registry import open_registry
 
     registry = open_registry(spec.registry.backend, spec.registry.connection)
     production = registry.production_version(spec.name)
     history = registry.production_history(spec.name)
+    try:
+        changes: list | str = list(registry.production_changes(spec.name))
+    except Exception as exc:  # noqa: BLE001 - the rest of the registry's answer still counts
+        changes = one_line(exc)
     if spec.registry.backend == "mlflow":
         # One listing with every tag (champion.*, deployment.*, lineage) instead of one lookup per version.
         found = {}
@@ -467,7 +481,8 @@ def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, Version
             number = tags.get(VERSION_TAG, "")
             if number.isdigit():
                 found[int(number)] = _from_tags(int(number), tags, str(mv.version), getattr(mv, "creation_timestamp", None))
-        return production, history, found
+                found[int(number)].tracking_run = str(getattr(mv, "run_id", "") or "")
+        return production, history, found, changes
     found = {}
     for number in range(1, (registry.latest_version(spec.name) or 0) + 1):
         record = registry.version_record(spec.name, number)
@@ -476,7 +491,7 @@ def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, Version
                 number, registered=True, state=record.state, metrics=dict(record.metrics), metrics_from="registry",
                 run_id=record.run_id, source_uri=record.source_uri, files=dict(record.files),
             )
-    return production, history, found
+    return production, history, found, changes
 
 
 def _from_tags(number: int, tags: dict[str, str], registry_version: str, created_ms: Any) -> VersionInfo:
@@ -505,7 +520,17 @@ def _from_tags(number: int, tags: dict[str, str], registry_version: str, created
         files={k.removeprefix("sha256."): v for k, v in tags.items() if k.startswith("sha256.")},
         champion={k.removeprefix("champion."): v for k, v in tags.items() if k.startswith("champion.")},
         deployment={k.removeprefix("deployment."): v for k, v in tags.items() if k.startswith("deployment.")},
+        best_trial=tags.get("mlspec.best_trial", ""),
+        best_params=_json_object(tags.get("mlspec.best_params", "")),
     )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _metrics_from_store(store: Any, spec: Any, versions: dict[int, VersionInfo], timeout_s: float, problems: list[str]) -> None:
@@ -550,6 +575,8 @@ class VersionCard:
     input_schema: dict | None = None
     output_schema: dict | None = None
     problems: list[str] = field(default_factory=list)
+    settings: Settings | None = None  # how this version was trained
+    production_settings: Settings | None = None  # and the production version, to compare with (another version's card)
 
     @property
     def files(self) -> dict[str, str]:
@@ -572,16 +599,26 @@ def version_card(spec: Any, number: int, timeout_s: float = DEFAULT_TIMEOUT_S) -
     if info is None and status.registry_ok and status.store_ok:
         raise NotFound(f"{spec.name} has no version {number}")
     card = VersionCard(status, number, info)
+    _read_files(card, spec, number, timeout_s)
+    card.settings = training_settings(spec, info, (card.manifest or {}).get("spec_hash", ""), timeout_s, card.problems)
+    production = status.version(status.production) if status.production not in (None, number) else None
+    if production is not None:
+        card.production_settings = training_settings(spec, production, "", timeout_s, card.problems)
+    return card
+
+
+def _read_files(card: VersionCard, spec: Any, number: int, timeout_s: float) -> None:
+    status, info = card.status, card.info
     if not status.store_ok or (info is not None and not info.in_store):
         if status.store_ok:
             card.problems.append(f"version {number} has no published files in the store {spec.storage.uri} (pruned or lost)")
-        return card
+        return
     try:
         store = bounded("the store", lambda: open_model_store(spec), timeout_s)
         card.manifest = bounded("the store", lambda: store.read_manifest(spec.name, number), timeout_s)
     except Unavailable as exc:
         card.problems.append(f"manifest unreadable: {exc}")
-        return card
+        return
     for attribute, file_name in (("evaluation", "metrics.json"), ("input_schema", "input_schema.json"), ("output_schema", "output_schema.json")):
         if file_name not in card.files:
             continue
@@ -590,7 +627,59 @@ def version_card(spec: Any, number: int, timeout_s: float = DEFAULT_TIMEOUT_S) -
             setattr(card, attribute, json.loads(data))
         except (Unavailable, ChecksumMismatch, NotFound, ValueError) as exc:
             card.problems.append(f"{file_name}: {exc}")
-    return card
+
+
+# -- training settings ------------------------------------------------------------------------
+HIDDEN_SETTINGS = ("framework", "task", "data_source")  # on the card already
+
+
+@dataclass
+class Settings:
+    """What a version was trained with: the flat parameters its training run logged (epochs, batch_size,
+    optimizer.learning_rate; estimator, params.*; trial.* for a tuning trial), and where they were read."""
+
+    version: int
+    values: dict[str, str]
+    source: str  # "tracking": the run's logged parameters; "spec": the spec it was trained from
+    where: str  # says so in words
+
+
+def training_settings(spec: Any, info: VersionInfo | None, stored_hash: str, timeout_s: float, problems: list[str]) -> Settings | None:
+    """The parameters the version's MLflow training run logged (what the run really used, trigger-form values
+    included); else, when the version was trained from the spec as it is now (same spec hash), the spec's."""
+    if info is None:
+        return None
+    if info.tracking_run and spec.registry.backend == "mlflow":
+        try:
+            logged = bounded(f"the training run {info.tracking_run}", lambda: _run_params(spec, info.tracking_run), timeout_s)
+        except Unavailable as exc:
+            problems.append(f"training settings of version {info.version}: {exc}")
+            logged = {}
+        values = {k: v for k, v in logged.items() if k not in HIDDEN_SETTINGS}
+        if "epochs" in values or "estimator" in values:  # a training run, not the run registration made
+            return Settings(info.version, values, "tracking", f"logged by its training run {info.tracking_run} (MLflow)")
+    if (info.spec_hash or stored_hash) == spec.spec_hash:
+        from mlspec.ml.frameworks.base import TrainingPlan
+
+        plan = TrainingPlan.from_spec(spec.resolved)
+        values = {k: _text(v) for k, v in plan.log_params().items() if k not in HIDDEN_SETTINGS}
+        for path, value in info.best_params.items():
+            values[f"trial.{path}"] = _text(value)
+        return Settings(info.version, values, "spec", "from the spec it was trained from (no training run was tracked; "
+                        "a value the run's trigger form changed is not known)")
+    return Settings(info.version, {}, "", "not known: no training run was tracked, and the spec has changed since "
+                    f"(spec hash {info.spec_hash[:12] or 'unknown'})")
+
+
+def _run_params(spec: Any, run_id: str) -> dict[str, str]:
+    from mlspec.registry import open_registry
+
+    registry = open_registry(spec.registry.backend, spec.registry.connection)
+    return dict(registry.client.get_run(run_id).data.params or {})
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list | tuple) else str(value)
 
 
 def verified_bytes(

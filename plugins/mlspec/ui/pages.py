@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
 
@@ -32,6 +33,18 @@ DECISION_WORDS = {
     "challenger_wins": "beat production",
     "champion_holds": "lost to production",
 }
+
+OPERATIONS_DAG = "mlspec_operations"
+ACTION_WORDS = {
+    "promote": "promoted",
+    "deploy": "deployed",
+    "rollback": "rolled back to",
+    "undeploy": "undeployed",
+    "auto_rollback": "restored automatically",
+}
+NOTE_CHARS = 90  # a problem's summary line on the Models list
+# Training settings shown first, in this order; the others follow by name.
+FIRST_SETTINGS = ("estimator", "epochs", "batch_size", "optimizer.name", "optimizer.learning_rate", "loss", "layers")
 
 DASH = '<span class="muted">—</span>'
 FILES_GONE = '<span class="muted">files gone from the store</span>'
@@ -67,6 +80,10 @@ figure { display: inline-block; margin: 0 16px 16px 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid var(--line); border-radius: 4px; }
 figcaption { color: var(--muted); font-size: 12px; }
 .muted { color: var(--muted); }
+details.notes summary { cursor: pointer; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 46em; }
+details.notes ul { margin: 4px 0; padding-left: 18px; font-size: 12.5px; }
+tr.this-version td { font-weight: 600; }
+td.differs { background: #fef7e0; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 """
 
@@ -93,6 +110,51 @@ def num_cell(value: Any, **attrs: str) -> str:
     extra = "".join(f' {key.replace("_", "-")}="{e(v)}"' for key, v in attrs.items())
     exact = "" if value is None else f' data-value="{e(repr(float(value)) if isinstance(value, int | float) else value)}"'
     return f'<td class="num"{exact}{extra}>{e(num(value))}</td>'
+
+
+# -- links into Airflow's UI (the page is framed by it: links open at the top) ---------------
+def airflow_base(base: str) -> str:
+    """Airflow's UI root for an app mounted at `base` (…/mlspec): "" when Airflow is served at /."""
+    from mlspec.ui import URL_PREFIX
+
+    return base[: -len(URL_PREFIX)] if base.endswith(URL_PREFIX) else ""
+
+
+def dag_href(base: str, dag_id: str) -> str:
+    """The DAG's page in Airflow 3's UI; its Trigger button opens the trigger form (Airflow has no URL that
+    opens the form itself)."""
+    return f"{airflow_base(base)}/dags/{quote(dag_id, safe='')}"
+
+
+def run_href(base: str, dag_id: str, run_id: str) -> str:
+    return f"{dag_href(base, dag_id)}/runs/{quote(run_id, safe='')}"
+
+
+def airflow_link(href: str, text: str, **attrs: str) -> str:
+    extra = "".join(f' {key.replace("_", "-")}="{e(v)}"' for key, v in attrs.items())
+    return f'<a href="{e(href)}" target="_top"{extra}>{e(text)}</a>'
+
+
+def run_link(base: str, dag_id: str, run_id: str) -> str:
+    """A DAG run as a link to its page in Airflow ("—" when unknown)."""
+    if not run_id:
+        return DASH
+    if not dag_id:
+        return f"<code>{e(run_id)}</code>"
+    return airflow_link(run_href(base, dag_id, run_id), run_id, data_field="run-link")
+
+
+def _change_run(base: str, run_url: str, run_id: str) -> tuple[str, str]:
+    """(href, dag_id) of an audit entry's run: its URL's /dags/<dag>/runs/<run> under this Airflow (the entry's
+    own host may be another name of it), else the URL as recorded; ("", "") when there is none."""
+    path = urlsplit(run_url).path if run_url else ""
+    parts = path.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-4] == "dags" and parts[-2] == "runs":
+        dag_id, recorded_run = unquote(parts[-3]), unquote(parts[-1])
+        return run_href(base, dag_id, recorded_run or run_id), dag_id
+    if run_url.startswith(("http://", "https://")):
+        return run_url, ""
+    return "", ""
 
 
 def page(title: str, crumbs: Sequence[tuple[str, str | None]], body: str) -> str:
@@ -153,23 +215,45 @@ def overview_page(base: str, catalog: Catalog, statuses: Sequence[ModelStatus]) 
             f'<td class="num" data-field="latest">{e(latest.version) if latest else "—"}</td>'
             f"<td>{e(metric)}</td>{num_cell(value, data_field='production-metric')}"
             f'<td class="num">{len(status.versions)}</td>'
-            f"<td>{'<br>'.join(e(p) for p in status.problems) or DASH}</td></tr>"
+            f'<td data-field="last-change">{_last_change(status)}</td>'
+            f'<td data-field="notes">{notes(status.problems)}</td></tr>'
         )
     table = (
         '<table id="models"><thead><tr><th>model</th><th>framework · task</th><th>production</th><th>serving</th>'
         '<th class="num">latest</th><th>main metric</th><th class="num">production value</th><th class="num">versions</th>'
-        "<th>notes</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<th>last production change</th><th>notes</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
         if rows else '<p class="muted">No compiled specs yet.</p>'
     )
     count = f"{len(catalog.models)} model{'s' if len(catalog.models) != 1 else ''}"
     errors = f", {len(catalog.broken)} spec{'s' if len(catalog.broken) != 1 else ''} with errors" if catalog.broken else ""
     body = (
         f"<h1>Models</h1><p class=\"lead\">Every spec in <code>{e(catalog.specs_dir)}</code>: {count}{errors}. "
-        "Production is what the registry says; serving is what the endpoint answers with.</p>"
+        "Production is what the registry says; serving is what the endpoint answers with. "
+        f"To deploy, roll back or undeploy a version: {airflow_link(dag_href(base, OPERATIONS_DAG), OPERATIONS_DAG, data_field='operations')} "
+        "(Trigger, then pick the model, the action and the version).</p>"
         + spec_errors_panel(catalog.broken, str(catalog.specs_dir))
         + table
     )
     return page("Models · mlspec", [("Models", None)], body)
+
+
+def notes(problems: Sequence[str]) -> str:
+    """A model's problems as one short line (the first, cut), every one of them in full behind it."""
+    if not problems:
+        return DASH
+    first = problems[0]
+    short = first if len(first) <= NOTE_CHARS else first[: NOTE_CHARS - 1].rstrip() + "…"
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    items = "".join(f"<li>{e(p)}</li>" for p in problems)
+    return f'<details class="notes"><summary title="{e(first)}">{e(short)}{e(more)}</summary><ul>{items}</ul></details>'
+
+
+def _last_change(status: ModelStatus) -> str:
+    if not status.changes:
+        return DASH if status.changes_ok else '<span class="muted">unknown</span>'
+    change = status.changes[-1]
+    return (f'<span class="nowrap">{e(_versions_moved(change))}</span> <span class="muted">{e(change.action)} by '
+            f"{e(change.actor)}, {e(_at(change.at))}</span>")
 
 
 def _production_text(status: ModelStatus) -> str:
@@ -196,19 +280,23 @@ def model_section(base: str, status: ModelStatus, curl: str | None) -> str:
         ("owner", e(spec.metadata.owner)),
         ("framework · task", f"{e(spec.model.framework)} · {e(spec.model.task)}"),
         ("data source", f"<code>{e(spec.data.source)}</code>"),
-        ("DAG", f"<code>{e(spec.name)}</code> (from <code>{e(spec.source_file)}</code>)"),
+        ("DAG", f"{airflow_link(dag_href(base, spec.name), spec.name, data_field='dag')} (from <code>{e(spec.source_file)}</code>)"),
+        ("run it", f"{airflow_link(dag_href(base, spec.name), f'Trigger {spec.name}', data_field='trigger')} "
+                   "(its page in Airflow: the <b>Trigger</b> button opens the form with the spec's parameters) · "
+                   f"{airflow_link(dag_href(base, OPERATIONS_DAG), OPERATIONS_DAG, data_field='operations')} "
+                   f"(Trigger with model {e(spec.name)}: deploy, roll back or undeploy a version)"),
         ("registry", e(_registry_text(spec))),
         ("production (registry)", _production_text(status)),
         ("serving", _serving_text(status) + f' <span class="muted">at {e(status.endpoint())}</span>'),
     ]
     if status.history:
-        facts.append(("production history", e(" → ".join(f"v{v}" for v in status.history))))
+        facts.append(("production history", e(" → ".join(f"v{v}" for v in status.history)) + ' <span class="muted">(who, when and why: below)</span>'))
     if status.drift:
         facts.append((
             "drift",
             f'<span class="badge drift">drift</span> serving answers with {e(_version_word(status.served))} but the registry '
             f"says production is {e(_version_word(status.production))}: <code>mlspec status {e(spec.source_file)}</code> "
-            "shows it, <code>mlspec deploy --version N</code> fixes it",
+            f"shows it, <code>mlspec deploy {e(spec.source_file)} --version N</code> fixes it",
         ))
     elif status.registry_ok and status.serving_ok:
         facts.append(("drift", '<span class="badge ok" data-drift="false">in sync</span> serving follows the registry'))
@@ -225,7 +313,7 @@ def model_section(base: str, status: ModelStatus, curl: str | None) -> str:
             f'<tr data-version="{info.version}"><td class="nowrap"><a href="{e(base)}/models/{e(spec.name)}/versions/{info.version}">'
             f"version {info.version}</a></td><td>{badge(info.state) if info.registered else badge('', 'not registered')} "
             f"{' '.join(marks)}</td>{cells}<td data-field=\"champion\">{e(champion_short(info.champion))}</td>"
-            f"<td><code>{e(info.run_id)}</code></td><td>{e(_when(info.created_ms))}</td>"
+            f"<td>{run_link(base, info.dag_id or spec.name, info.run_id)}</td><td>{e(_when(info.created_ms))}</td>"
             f"<td>{'' if info.in_store else FILES_GONE}</td></tr>"
         )
     versions = (
@@ -237,7 +325,8 @@ def model_section(base: str, status: ModelStatus, curl: str | None) -> str:
     )
     chart = metric_chart(status, status.main_metric) if status.versions else ""
     try_it = (
-        "<h2>Try it</h2><p class=\"lead\">The production version answers at this endpoint (one row: each feature's training mean):</p>"
+        f"<h2>Try it</h2><p class=\"lead\">Serving answers with version {e(status.served)} at this endpoint "
+        "(one row: each feature's training mean):</p>"
         f'<pre id="curl">{e(curl)}</pre>'
         if curl else ""
     )
@@ -246,7 +335,9 @@ def model_section(base: str, status: ModelStatus, curl: str | None) -> str:
         + problems_panel(status.problems)
         + f'<dl class="facts" id="status">{head}</dl>'
         + (f"<h2>{e(status.main_metric)} over versions</h2>{chart}" if chart else "")
-        + f"<h2>Versions ({len(status.versions)})</h2>{versions}{try_it}"
+        + f"<h2>Versions ({len(status.versions)})</h2>{versions}"
+        + audit_timeline(base, status)
+        + try_it
     )
 
 
@@ -276,6 +367,123 @@ def champion_short(champion: Mapping[str, str]) -> str:
     if champion.get("champion_version") and champion.get("champion"):
         text += f" ({champion.get('metric', '')} {num(champion.get('challenger'), 4)} vs v{champion['champion_version']} {num(champion['champion'], 4)})"
     return text
+
+
+# -- the audit trail of production ------------------------------------------------------------
+def _v(version: int | None) -> str:
+    return "nothing" if version is None else f"v{version}"
+
+
+def _versions_moved(change: Any) -> str:
+    return f"{_v(change.from_version)} → {_v(change.to_version)}"
+
+
+def _at(at: str) -> str:
+    """An audit time (ISO-8601 UTC) as the page writes times."""
+    try:
+        when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return at
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _via(base: str, change: Any, with_dag: bool = True) -> str:
+    """Where a change was made: the run (a link into Airflow), or the CLI."""
+    href, dag_id = _change_run(base, change.run_url, change.run_id)
+    if href:
+        label = f"{dag_id} run {change.run_id}" if dag_id and with_dag else change.run_id or href
+        return airflow_link(href, label, data_field="change-run")
+    if change.actor.startswith("cli:"):
+        return "the mlspec CLI"
+    return f"<code>{e(change.run_id)}</code>" if change.run_id else DASH
+
+
+def audit_timeline(base: str, status: ModelStatus, version: int | None = None) -> str:
+    """Every recorded change of production, newest first: time, actor, action, from → to, reason, run. On a
+    version's card the rows that involve that version are marked."""
+    if not status.registry_ok:
+        return ""
+    heading = "<h2>Production changes</h2>"
+    if not status.changes_ok:
+        return heading + '<p class="muted" id="audit-trail">The registry\'s audit trail could not be read (see above).</p>'
+    if not status.changes:
+        return heading + ('<p class="muted" id="audit-trail">No change of production is recorded yet: the first promotion, '
+                          "deploy or rollback will appear here.</p>")
+    rows = []
+    for change in reversed(status.changes):
+        mine = ' class="this-version"' if version is not None and version in (change.from_version, change.to_version) else ""
+        rows.append(
+            f'<tr data-action="{e(change.action)}" data-from="{e(change.from_version if change.from_version is not None else "")}" '
+            f'data-to="{e(change.to_version if change.to_version is not None else "")}"{mine}>'
+            f'<td class="nowrap" data-field="at" data-value="{e(change.at)}">{e(_at(change.at))}</td>'
+            f'<td data-field="actor">{e(change.actor)}</td><td data-field="action">{e(change.action)}</td>'
+            f'<td class="nowrap" data-field="moved">{e(_versions_moved(change))}</td>'
+            f'<td data-field="reason">{e(change.reason)}</td><td data-field="run">{_via(base, change)}</td></tr>'
+        )
+    return (
+        f'{heading}<p class="lead">Who changed production, when, how and why (the registry\'s audit trail), newest first.</p>'
+        '<table id="audit-trail"><thead><tr><th>time</th><th>actor</th><th>action</th><th>production</th><th>reason</th>'
+        "<th>run</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def production_story(base: str, status: ModelStatus, info: VersionInfo | None, number: int) -> str:
+    """How this version reached production (the latest time it did), or that it never was."""
+    if not status.registry_ok:
+        return "not known: the registry did not answer"
+    made = [c for c in status.changes if c.to_version == number]
+    if made:
+        change = made[-1]
+        when = e(_at(change.at))
+        actor = e(change.actor)
+        if change.action == "promote":
+            text = f"promoted by the pipeline run {_via(base, change, with_dag=False)} on {when} (triggered by {actor})"
+            text += _gate_words(info, change)
+        elif change.action == "rollback":
+            text = f"made production again by a rollback (by {actor}, via {_via(base, change)}) on {when}"
+            if change.from_version is not None:
+                text += f", replacing v{e(change.from_version)}"
+        elif change.action == "auto_rollback":
+            text = f"restored automatically on {when} after a failed change (by {actor}, {_via(base, change)})"
+        else:
+            text = f"{e(ACTION_WORDS.get(change.action, change.action))} by {actor} via {_via(base, change)} on {when}"
+            if change.from_version is not None:
+                text += f", replacing v{e(change.from_version)}"
+        if change.reason:
+            text += f". Reason: {e(change.reason)}"
+        after = [c for c in status.changes[status.changes.index(change) + 1:] if c.from_version == number]
+        if after and status.production != number:
+            later = after[0]
+            text += (f". It stopped being production on {e(_at(later.at))}: {e(later.action)} to {e(_v(later.to_version))} "
+                     f"by {e(later.actor)}")
+        if len(made) > 1:
+            text += f" (production {len(made)} times; the latest shown)"
+        return text
+    if status.production == number:
+        return ("production, but the audit trail has no record of how it got there (it became production before "
+                "mlspec recorded production changes)")
+    if not status.changes_ok:
+        return "not known: the audit trail could not be read"
+    text = "never production"
+    decision = (info.champion if info else {}).get("decision", "")
+    if decision == "champion_holds":
+        text += f": the champion gate kept it as a candidate ({e(champion_short(info.champion))})"
+    elif info is not None and info.state == "failed":
+        text += ": it failed on its way there (state failed)"
+    return text
+
+
+def _gate_words(info: VersionInfo | None, change: Any) -> str:
+    champion = info.champion if info else {}
+    decision = champion.get("decision", "")
+    if decision == "challenger_wins" and champion.get("champion_version"):
+        return (f" after beating v{e(champion['champion_version'])} on {e(champion.get('metric', ''))} "
+                f"({e(num(champion.get('challenger'), 4))} vs {e(num(champion.get('champion'), 4))})")
+    if decision == "no_champion":
+        return ", the first production version (there was none to beat)"
+    if decision == "gate_off":
+        return ", with the champion gate off"
+    return f", replacing v{e(change.from_version)}" if change.from_version is not None else ""
 
 
 # -- the chart --------------------------------------------------------------------------------
@@ -361,7 +569,7 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
         ("framework · task", f"{e(info.framework if info and info.framework else spec.model.framework)} · {e(info.task if info and info.task else spec.model.task)}"),
         ("data source", f"<code>{e((info.data_source if info else '') or manifest.get('data_source', ''))}</code>"),
         ("spec hash", f"<code>{e((info.spec_hash if info else '') or manifest.get('spec_hash', ''))}</code>"),
-        ("DAG run", f"<code>{e((info.dag_id if info else '') or manifest.get('dag_id', ''))}</code> / <code data-field=\"run-id\">{e(info.run_id if info else manifest.get('run_id', ''))}</code>"),
+        ("DAG run", _card_run(base, spec, info, manifest)),
         ("registry", e(f"{_registry_text(spec)}, registry version {info.registry_version}" if info and info.registry_version else _registry_text(spec))),
         ("stored at", f"<code>{e(info.source_uri if info and info.source_uri else '')}</code>"),
     ]
@@ -370,8 +578,10 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
     if card.has_card:
         lineage.append(("model card", f'<a href="{e(files_base)}/model_card.md">model_card.md</a>'))
     body.append('<h2>Lineage</h2><dl class="facts" id="lineage">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in lineage) + "</dl>")
+    body.append(f'<h2>Production</h2><p id="production-story">{_capital(production_story(base, status, info, number))}.</p>')
     body.append(_metrics_table(card))
     body.append(_champion_section(info))
+    body.append(settings_section(card))
     body.append(_evaluation_details(card))
     if card.plots:
         figures = "".join(
@@ -384,11 +594,78 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
     body.append(_schema_sections(card))
     body.append(_files_table(card, files_base))
     if curl:
-        served_now = number == status.served
-        where = "It serves now; this" if served_now else f"While version {number} is loaded on the server, this"
-        body.append(f'<h2>Try it</h2><p class="lead">{e(where)} calls it (one row: each feature\'s training mean):</p><pre id="curl">{e(curl)}</pre>')
+        body.append(f'<h2>Try it</h2><p class="lead">Serving answers with this version; this calls it (one row: each '
+                    f'feature\'s training mean):</p><pre id="curl">{e(curl)}</pre>')
+    else:
+        body.append(_deploy_hint(base, card))
+    body.append(audit_timeline(base, status, number))
     crumbs = [("Models", f"{base}/"), (name, f"{base}/models/{name}"), (f"version {number}", None)]
     return page(f"{name} version {number} · Models", crumbs, "".join(body))
+
+
+def _capital(html_text: str) -> str:
+    return html_text[:1].upper() + html_text[1:]
+
+
+def _card_run(base: str, spec: Any, info: VersionInfo | None, manifest: Mapping[str, Any]) -> str:
+    dag_id = (info.dag_id if info else "") or str(manifest.get("dag_id", "")) or spec.name
+    run_id = (info.run_id if info else "") or str(manifest.get("run_id", ""))
+    return f'<code>{e(dag_id)}</code> / <span data-field="run-id">{run_link(base, dag_id, run_id)}</span>'
+
+
+def _deploy_hint(base: str, card: VersionCard) -> str:
+    """For a version serving does not answer with: why there is no request to try, and how to serve it."""
+    status, number, spec = card.status, card.number, card.status.spec
+    if not status.serving_ok:
+        now = "serving did not answer, so this page cannot tell whether it serves this version"
+    elif status.served is None:
+        now = f"version {number} is not served: nothing is"
+    else:
+        now = f"version {number} is not served: serving answers with version {status.served}"
+    if card.info is not None and not card.info.in_store:
+        how = "Its files are gone from the store, so it cannot be deployed again."
+    elif card.info is None or not card.info.registered:
+        how = "It is not registered, so it cannot be deployed."
+    else:
+        how = (f"To serve it: <code>mlspec deploy {e(spec.source_file)} --version {number}</code>, or trigger "
+               f"{airflow_link(dag_href(base, OPERATIONS_DAG), OPERATIONS_DAG, data_field='operations')} with model "
+               f"<code>{e(spec.name)}</code>, action <code>deploy</code>, version <code>{number}</code>. It then becomes "
+               "production (the registry moves first, serving follows, a smoke test checks it).")
+    return f'<h2>Try it</h2><p id="deploy-hint">{e(_capital(now))}, so there is no request to try. {how}</p>'
+
+
+def settings_section(card: VersionCard) -> str:
+    """What the version was trained with (beside production's, when this is another version), and for a tuned
+    run the winning trial's values."""
+    mine, theirs = card.settings, card.production_settings
+    if mine is None:
+        return ""
+    parts = ['<h2>Training settings</h2>']
+    if not mine.values:
+        return parts[0] + f'<p class="muted" id="settings">{e(_capital(mine.where))}.</p>'
+    compare = theirs is not None and bool(theirs.values)
+    keys = [k for k in FIRST_SETTINGS if k in mine.values or (compare and k in theirs.values)]
+    rest = sorted(set(mine.values) | (set(theirs.values) if compare else set()))
+    keys += [k for k in rest if k not in keys]
+    head = f'<th>setting</th><th>version {card.number}</th>' + (f"<th>production (version {theirs.version})</th>" if compare else "")
+    rows = []
+    for key in keys:
+        value = mine.values.get(key)
+        cells = f'<td data-setting="{e(key)}">{e(value) if value is not None else DASH}</td>'
+        if compare:
+            other = theirs.values.get(key)
+            differs = " differs" if other != value else ""
+            cells += f'<td class="production{differs}" data-production-setting="{e(key)}">{e(other) if other is not None else DASH}</td>'
+        rows.append(f"<tr><td><code>{e(key)}</code></td>{cells}</tr>")
+    where = f"Version {card.number}: {mine.where}."
+    if compare:
+        where += f" Production: {theirs.where}. Differences are marked."
+    parts.append(f'<p class="lead">{e(where)}</p><table id="settings"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    info = card.info
+    if info is not None and info.best_trial:
+        values = ", ".join(f"{path} = {json.dumps(value)}" for path, value in sorted(info.best_params.items()))
+        parts.append(f'<p id="tuned">Tuned: trial {e(info.best_trial)} won the run\'s tuning; its values: <code>{e(values or "none")}</code>.</p>')
+    return "".join(parts)
 
 
 def _metrics_table(card: VersionCard) -> str:
