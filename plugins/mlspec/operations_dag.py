@@ -62,6 +62,38 @@ def spec_named(specs_dir: Path, name: str):
     raise MlspecError(f"no spec in {specs_dir} is named {name!r}")
 
 
+def runs_here(resolved: Any) -> bool:
+    """Whether a (resolved) spec needs nothing but this machine: built-in or local data, a file:// store, the
+    embedded MLflow registry and tracking, and the local model server at its configured address."""
+    storage, registry, serving = resolved["storage"], resolved["registry"], resolved["serving"]
+    return (
+        str(resolved["data"]["source"]).startswith(("builtin:", "file:"))
+        and str(storage["uri"]).startswith("file:") and not storage.get("connection")
+        and registry["backend"] == "mlflow" and not registry.get("connection")
+        and not resolved["tracking"].get("connection")
+        and serving["platform"] == "local" and not serving.get("url")
+    )
+
+
+def default_model(specs_dir: Path, names: list[str]) -> str:
+    """The form's preselected model: the first, by name, that runs here (`runs_here`), else the first name.
+    Read from the spec cache compile_specs has just filled, so no spec is parsed again (with the cache off,
+    MLSPEC_SPEC_CACHE=off, it is the first name)."""
+    from mlspec.dagbag import spec_files
+    from mlspec.spec import cache as spec_cache
+    from mlspec.spec.yaml_loader import read_spec_file
+
+    local = set()
+    for path in spec_files(specs_dir):
+        try:
+            resolved = spec_cache.get(read_spec_file(path).decode("utf-8", errors="replace"))
+            if resolved is not None and runs_here(resolved):
+                local.add(resolved["metadata"]["name"])
+        except Exception:  # noqa: BLE001 - only the default is at stake
+            continue
+    return next((name for name in names if name in local), names[0] if names else "")
+
+
 def build_operations_dag(specs_dir: Path | str, model_names: list[str] | None = None):
     """`model_names`: the dag ids compile_specs made (one per spec file), so the specs are not read a
     second time; left out (a worker running this DAG's task alone), they are read from the files."""
@@ -89,7 +121,7 @@ def build_operations_dag(specs_dir: Path | str, model_names: list[str] | None = 
             "`mlspec deploy|rollback|undeploy|status <spec>`."
         ),
         params={
-            "model": Param(names[0] if names else "", type="string", enum=names or [""], title="Model", description="The spec's metadata.name"),
+            "model": Param(default_model(specs_dir, names), type="string", enum=names or [""], title="Model", description="The spec's metadata.name"),
             "action": Param("status", type="string", enum=list(ACTIONS), title="Action",
                             description="status: report; deploy: serve version N; rollback: the previous production version (or N); undeploy: stop serving"),
             "version": Param(None, type=["null", "integer"], minimum=1, title="Version",
