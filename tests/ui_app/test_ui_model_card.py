@@ -162,3 +162,21 @@ def test_spec_errors_and_other_text_are_escaped():
     html = pages.spec_errors_panel([broken], "specs")
     assert "<script>" not in html and "&lt;script&gt;" in html and "<b>" not in html
     assert pages.e('"><img src=x>') == "&quot;&gt;&lt;img src=x&gt;"
+
+
+def test_audit_entries_settings_and_notes_are_escaped():
+    """Everything on the new parts comes from the registry or a spec: actor, reason, run id, settings, problems."""
+    from mlspec.registry.base import ProductionChange
+
+    status = regression_status()
+    hostile = "<script>alert(1)</script>"
+    status.changes = [ProductionChange(at="2026-12-07T03:45:00Z", actor=hostile, action="deploy", from_version=1, to_version=2,
+                                       reason=f"<img src=x onerror=alert(1)>{hostile}", run_id=hostile,
+                                       run_url=f"http://h/dags/{hostile}/runs/{hostile}")]
+    status.changes_ok = True
+    status.problems.append(f"registry unavailable: {hostile}")
+    card = data.VersionCard(status, 2, status.version(2))
+    card.settings = data.Settings(2, {hostile: hostile}, "tracking", hostile)
+    html = pages.card_page("", card, None, None) + pages.model_page("", status, None) + pages.notes(status.problems)
+    assert "<script>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;" in html
