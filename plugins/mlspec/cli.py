@@ -1,4 +1,5 @@
-"""The `mlspec` command: lint | schema | render | run | serve | manifest | deploy | rollback | undeploy | status."""
+"""The `mlspec` command: lint | schema | render | run | serve | manifest | deploy | rollback | undeploy | status
+| history."""
 
 from __future__ import annotations
 
@@ -269,7 +270,45 @@ def cmd_operation(args) -> int:
         print(json.dumps(result, indent=2, default=str))
     else:
         print(describe_operation(result))
-    return EXIT_PROBLEMS if args.command == "status" and result.get("drift") and args.strict else EXIT_OK
+    if result.get("warning"):
+        print(f"mlspec {args.command} {spec.name}: warning: {result['warning']}", file=sys.stderr)
+    if args.command == "status" and args.strict and result.get("problems"):
+        # --strict: any disagreement between the registry and serving, or serving not answering, fails.
+        for problem in result["problems"]:
+            print(f"mlspec status --strict {spec.name}: {problem}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def cmd_history(args) -> int:
+    """The audit trail of production: every change, oldest first, with time, actor, action and run."""
+    from mlspec.errors import MlspecError
+    from mlspec.registry import open_registry
+
+    spec = _load_or_report(args.spec)
+    if spec is None:
+        return EXIT_PROBLEMS
+    try:
+        changes = open_registry(spec.registry.backend, spec.registry.connection).production_changes(spec.name)
+    except MlspecError as exc:
+        print(f"mlspec history {spec.name}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if args.json:
+        print(json.dumps([c.to_dict() for c in changes], indent=2))
+        return EXIT_OK
+    if not changes:
+        print(f"{spec.name}: no change of production is recorded yet")
+        return EXIT_OK
+
+    def version(v: int | None) -> str:
+        return "nothing" if v is None else f"v{v}"
+
+    print(f"{spec.name}: {len(changes)} change(s) of production, oldest first")
+    for c in changes:
+        line = f"{c.at}  {c.action:<13} {version(c.from_version)} -> {version(c.to_version)}  by {c.actor}"
+        print(line + (f"  run {c.run_url or c.run_id}" if (c.run_url or c.run_id) else ""))
+        print(f"    {c.reason}")
+    return EXIT_OK
 
 
 def describe_operation(result: dict) -> str:
@@ -283,6 +322,8 @@ def describe_operation(result: dict) -> str:
             lines.append("  serving could not be asked; start it and ask again")
         else:
             lines.append(f"  DRIFT: {result['advice']}" if result["drift"] else "  serving follows the registry")
+        if result.get("files_problem"):
+            lines.append(f"  FILES: {result['files_problem']}")
         return "\n".join(lines)
     if result["action"] == "undeploy":
         return f"{name}: undeployed (was version {result['previous']}); nothing is production or serving"
@@ -360,9 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "rollback":
             op.add_argument("--to-version", type=int, help="default: the previous production version")
         if name == "status":
-            op.add_argument("--strict", action="store_true", help="exit 1 when serving drifts from the registry")
+            op.add_argument(
+                "--strict", action="store_true",
+                help="exit 1 on any disagreement: serving differs from the registry, serving does not answer, "
+                "or production's files no longer match the sha256 the registry recorded",
+            )
         op.add_argument("--json", action="store_true", help="print the result as JSON")
         op.set_defaults(func=cmd_operation)
+    history = sub.add_parser("history", help="the audit trail of production: who changed it, when, why, from which run")
+    history.add_argument("spec")
+    history.add_argument("--json", action="store_true", help="print the changes as JSON")
+    history.set_defaults(func=cmd_history)
     return parser
 
 

@@ -37,13 +37,14 @@ class ModelOperationOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from mlspec.errors import MlspecError
-        from mlspec.operations import run_action
+        from mlspec.operations import Trigger, run_action
 
         version = int(self.version) if str(self.version or "").strip().isdigit() else None
         try:
             spec = spec_named(Path(self.specs_dir), self.model)
             log.info("%s %s%s", self.action, self.model, f" version {version}" if version is not None else "")
-            result = run_action(spec, self.action, version)
+            # The audit trail names who triggered this run (or "schedule") and links to it.
+            result = run_action(spec, self.action, version, trigger=Trigger.from_context(context))
         except MlspecError as exc:
             raise AirflowFailException(f"{self.action} of {self.model} failed: {exc}") from None
         log.info("done: %s", result)

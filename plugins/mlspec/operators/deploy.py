@@ -14,7 +14,7 @@ from mlspec.serving import open_serving
 log = logging.getLogger(__name__)
 
 
-def deploy_following_the_registry(spec, serving, version: int, version_uri: str):
+def deploy_following_the_registry(spec, serving, version: int, version_uri: str, store):
     """Deploy `version`, with the registry's production version as the one to roll back to.
 
     What the server served before may differ from the registry (a crash after a load, a hand-made
@@ -22,11 +22,24 @@ def deploy_following_the_registry(spec, serving, version: int, version_uri: str)
     """
     from dataclasses import replace
 
+    from mlspec.operations import OperationFailed, model_lock, verify_recorded_files
     from mlspec.registry import open_registry
 
     registry = open_registry(spec.registry.backend, spec.registry.connection)
-    production = registry.production_version(spec.name)
-    deployment = serving.deploy(spec.name, version, version_uri)
+    with model_lock(spec.name, f"pipeline deploy of version {version}"):
+        production = registry.production_version(spec.name)
+        record = registry.version_record(spec.name, version)
+        if record is None:
+            raise GateFailed(
+                f"{spec.name} version {version} is not in the registry, so its files cannot be checked "
+                "against the sha256 it recorded; nothing was deployed",
+                next_step="clear the register task, then this one",
+            )
+        try:  # every file the registry recorded a sha256 for: model.onnx, signature.json, the schemas
+            verify_recorded_files(store, record)
+        except OperationFailed as exc:
+            raise GateFailed(str(exc), next_step="publish a new version: trigger a new run") from None
+        deployment = serving.deploy(spec.name, version, version_uri)
     if deployment.previous_version != production:
         log.warning(
             "drift: serving had %s version %s while the registry's production version is %s; a rollback "
@@ -78,7 +91,9 @@ class DeployModelOperator(MlspecOperator):
         self.skip_when_the_champion_holds(context, stored)
         if spec.serving.platform == "kserve":
             return self.deploy_kserve(context, stored)
-        deployment = deploy_following_the_registry(spec, open_serving(spec, self.store), stored["version"], stored["uri"])
+        deployment = deploy_following_the_registry(
+            spec, open_serving(spec, self.store), stored["version"], stored["uri"], self.store
+        )
         return deployment.to_xcom()
 
     def skip_when_the_champion_holds(self, context, stored: dict) -> None:
@@ -105,10 +120,27 @@ class DeployModelOperator(MlspecOperator):
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
         log.info("%s; version %d is registered as a candidate (`mlspec deploy %s --version %d` serves it on purpose)",
                  line, stored["version"], self.model_spec.source_file or "<spec>", stored["version"])
+        if self.model_spec.serving.platform != "kserve":
+            self.reconcile_serving()
         from mlspec.notify import notify_champion_holds
 
         notify_champion_holds(self.model_spec, summary, context)
         raise AirflowSkipException(line)
+
+    def reconcile_serving(self) -> None:
+        """The champion keeps serving: make sure it does (a restarted server serves what its own state says,
+        e.g. a version whose deploy crashed). A serving problem here is logged; the run stays green."""
+        from mlspec.errors import MlspecError
+        from mlspec.operations import reconcile
+
+        try:
+            done = reconcile(self.model_spec)
+        except MlspecError as exc:
+            log.warning("could not check that serving follows the registry: %s; run `mlspec status --strict %s`",
+                        exc, self.model_spec.source_file or "<spec>")
+            return
+        if done:
+            log.warning("%s", done)
 
     def deploy_kserve(self, context, stored: dict) -> None:
         from mlspec.triggers.kserve import KServeReadinessTrigger
@@ -133,9 +165,9 @@ class DeployModelOperator(MlspecOperator):
 
     def execute_complete(self, context, event: dict, state: dict, version: int) -> dict:
         """Back from the triggerer: the InferenceService is ready, failed or timed out (then it was rolled back)."""
-        return self.run_guarded(lambda: self.finish_kserve(event, state, version))
+        return self.run_guarded(lambda: self.finish_kserve(event, state, version, context))
 
-    def finish_kserve(self, event: dict, state: dict, version: int) -> dict:
+    def finish_kserve(self, event: dict, state: dict, version: int, context=None) -> dict:
         from mlspec.errors import ServingError
         from mlspec.serving.kserve import RollbackFailed, deployment_from_event
 
@@ -154,6 +186,12 @@ class DeployModelOperator(MlspecOperator):
                 "previous_state": state,
             }
             message += record_outcome(self.model_spec, version, {**deployment, "message": message}, outcome)
+            if outcome == "rolled_back" and context is not None:
+                from mlspec.operators.smoke_test import record_automatic_rollback
+
+                message += record_automatic_rollback(
+                    self.model_spec, context, version, state.get("previous_version"), message
+                )
             advice = "read the InferenceService events and predictor logs, fix, and trigger a new run"
             raise GateFailed(message, next_step=advice) from None
         log.info("%s version %d is ready at %s", self.model_spec.name, version, deployment.endpoint_url)

@@ -81,9 +81,7 @@ class PromoteOperator(MlspecOperator):
                 f"{deployment.version}; production was not changed",
                 next_step=f"run `mlspec status {spec.source_file or '<spec>'}` to see the drift, then trigger a new run",
             )
-        open_registry(spec.registry.backend, spec.registry.connection).record_deployment(
-            spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed"
-        )
+        self.record_promotion(context, open_registry(spec.registry.backend, spec.registry.connection), deployment)
         dataset = self.load_dataset()
         stored = self.handed_over("stored")
         example_x = dataset.x_test[:1]
@@ -114,6 +112,28 @@ class PromoteOperator(MlspecOperator):
         self.fill_asset_event(context, summary)
         return summary
 
+    def record_promotion(self, context, registry, deployment) -> None:
+        """Production moves to the smoke-tested version (record_deployment "smoke_test_passed") and the
+        change lands on the audit trail: who triggered the run, from which version, why, and the run's link.
+        A retried promote finds its own entry and does not record it twice."""
+        from mlspec.operations import Trigger, model_lock, record_change
+
+        spec = self.model_spec
+        trigger = Trigger.from_context(context)
+        with model_lock(spec.name, f"promote version {deployment.version} (run {trigger.run_id})"):
+            before = registry.production_version(spec.name)
+            registry.record_deployment(spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed")
+            trail = registry.production_changes(spec.name)
+            done = any(c.action == "promote" and c.run_id == trigger.run_id and c.to_version == deployment.version
+                       for c in trail[-5:]) and bool(trigger.run_id)
+            if done:
+                log.info("promotion of %s version %d is already on the audit trail (an earlier try)", spec.name, deployment.version)
+                return
+            reason = promotion_reason(self.evaluation, self.smoke_test, before)
+            note = record_change(registry, spec.name, trigger.change("promote", before, deployment.version, reason))
+            if note:
+                log.warning(note.strip())
+
     def fill_asset_event(self, context, summary: dict) -> None:
         """The extra of the asset event Airflow emits for this task's outlet when it succeeds."""
         outlet_events = context.get("outlet_events")
@@ -123,6 +143,29 @@ class PromoteOperator(MlspecOperator):
             return  # a hand-written DAG without the outlet
         outlet_events[outlets[0]].extra = asset_extra(summary)
         log.info("asset event %s: version %s", asset_uri, summary["version"])
+
+
+def promotion_reason(evaluation: Any, smoke_test: Any, before: int | None) -> str:
+    """Why the pipeline promoted: the champion gate's scores (when it compared) and the smoke test."""
+    verdict = (evaluation or {}).get("champion") if isinstance(evaluation, dict) else None
+    verdict = verdict if isinstance(verdict, dict) else {}
+    parts = []
+    if verdict.get("decision") == "challenger_wins" and {"metric", "challenger", "champion"} <= verdict.keys():
+        parts.append(
+            f"beat production v{verdict.get('champion_version', before)} on {verdict['metric']} "
+            f"({float(verdict['challenger']):.4f} vs {float(verdict['champion']):.4f}, "
+            f"min_delta {float(verdict.get('min_delta', 0)):g})"
+        )
+    elif verdict.get("decision") == "no_champion" or (before is None and not verdict):
+        parts.append("first production version")
+    elif verdict.get("decision") == "gate_off":
+        parts.append("champion gate off")
+    smoke = smoke_test if isinstance(smoke_test, dict) else {}
+    if "agreement" in smoke:
+        parts.append(f"smoke test passed (agreement {float(smoke['agreement']):.3f} on {smoke.get('samples', '?')} samples)")
+    else:
+        parts.append("smoke test passed")
+    return "; ".join(parts)
 
 
 def example_answers(task: str, dataset, offline: dict) -> dict:

@@ -13,6 +13,21 @@ from mlspec.serving import open_serving
 log = logging.getLogger(__name__)
 
 
+def record_automatic_rollback(spec, context, failed: int, restored: int | None, reason: str) -> str:
+    """Serving went from the failed version back to `restored` (the registry's production version, which
+    never moved): an "auto_rollback" on the audit trail. Returns a note when it could not be recorded."""
+    from mlspec.operations import Trigger, record_change
+    from mlspec.registry import open_registry
+
+    change = Trigger.from_context(context).change("auto_rollback", failed, restored, reason[:1200])
+    try:
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+    except Exception as exc:  # noqa: BLE001 - the run's story is the failed smoke test, not this
+        log.warning("could not open the registry to record the automatic rollback: %s", exc)
+        return f" The automatic rollback could not be recorded on the audit trail: {exc}"
+    return record_change(registry, spec.name, change)
+
+
 class SmokeTestOperator(MlspecOperator):
     """Inputs: `data` (prepare_data's result), `stored` (store's) and `deployment` (deploy's).
     Output: the smoke test report (agreement, latencies)."""
@@ -65,6 +80,7 @@ class SmokeTestOperator(MlspecOperator):
             restored = f"version {deployment.previous_version} is serving again" if deployment.previous_version else "the new version was removed"
             message += f"; {restored}"
             message += record_outcome(spec, deployment.version, {**deployment.to_xcom(), "message": str(exc)}, "rolled_back")
+            message += record_automatic_rollback(spec, context, deployment.version, deployment.previous_version, message)
             raise GateFailed(
                 message,
                 next_step="read the problems above; the endpoint was rolled back, so fix the model or serving settings and trigger a new run",

@@ -1,0 +1,192 @@
+"""Operations leave an audit trail, record the deployment on the version, verify every recorded file,
+hold a per-model lock, and a restarted server is brought back to what the registry says.
+
+Real parts in this process: the embedded MLflow registry, a file store and the mlspec model server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from tests.fixtures.server_testkit import TEST_TOKEN, RunningServer
+from tests.operators.operations_testkit import publish_versions, spec_for
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("ops-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLSPEC_HOME", str(home))
+        mp.setenv("MLSPEC_SERVER_TOKEN", TEST_TOKEN)
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLSPEC_LOCK_TIMEOUT_S"):
+            mp.delenv(name, raising=False)
+        yield home
+
+
+def start_server(home: Path, monkeypatch: pytest.MonkeyPatch, state_dir: Path | None = None) -> RunningServer:
+    from mlspec.server.app import ServerConfig, create_app
+
+    server = RunningServer(create_app(state_dir, config=ServerConfig(allow_roots=(home.as_uri(),))))
+    monkeypatch.setenv("MLSPEC_SERVER_URL", server.url)
+    return server
+
+
+@pytest.fixture
+def server(home, monkeypatch):
+    running = start_server(home, monkeypatch)
+    yield running
+    running.stop()
+
+
+def unique(request) -> str:
+    return "ops-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
+
+
+def served(spec) -> int | None:
+    from mlspec.serving import open_local_serving
+
+    return open_local_serving(spec.serving.url).served_version(spec.name)
+
+
+def test_deploy_rollback_undeploy_are_recorded_with_actor_and_the_deployment(home, server, request):
+    from mlspec.operations import Trigger, deploy_version, rollback, undeploy
+
+    model = publish_versions(unique(request), 2)
+    spec, registry = model.spec, model.registry()
+    airflow = Trigger(actor="alice", run_id="manual__2026-12-07", run_url="http://localhost:8080/dags/mlspec_operations/runs/manual__2026-12-07")
+    deploy_version(spec, 1, trigger=Trigger.from_cli())
+    deploy_version(spec, 2, trigger=airflow)
+    result = rollback(spec, trigger=airflow)
+    assert result["version"] == 1 and served(spec) == 1
+
+    changes = registry.production_changes(spec.name)
+    assert [(c.action, c.from_version, c.to_version) for c in changes] == [
+        ("deploy", None, 1), ("deploy", 1, 2), ("rollback", 2, 1)]
+    assert changes[0].actor.startswith("cli:") and changes[0].run_id == ""
+    assert changes[1].actor == "alice" and changes[1].run_url.endswith("/runs/manual__2026-12-07")
+    assert changes[2].reason == "rollback from version 2" and changes[2].at.endswith("Z")
+    # v1 -> v2 -> v1 keeps its order (it read "v2 -> v1" before)
+    assert registry.production_history(spec.name) == [1, 2, 1]
+
+    # The version an operation deployed carries the deployment, like one the pipeline promoted.
+    tags = registry.client.get_model_version(spec.name, "2").tags
+    assert tags["deployment.outcome"] == "smoke_test_passed" and tags["deployment.endpoint_url"] == server.url
+    assert tags["mlspec.state"] == "archived"
+    assert registry.version_record(spec.name, 1).state == "production"
+
+    undeploy(spec, trigger=airflow)
+    last = registry.production_changes(spec.name)[-1]
+    assert (last.action, last.from_version, last.to_version, last.actor) == ("undeploy", 1, None, "alice")
+
+
+def test_a_failed_deploy_records_the_automatic_rollback_and_rollback_skips_it(home, server, request):
+    from mlspec.operations import OperationFailed, deploy_version, rollback
+
+    model = publish_versions(unique(request), 3)
+    spec, registry = model.spec, model.registry()
+    deploy_version(spec, 1)
+    deploy_version(spec, 2)
+    # a smoke test no endpoint can pass
+    strict = spec_for(spec.name, "smoke_test: {max_latency_ms: 0.0001}\n")
+    with pytest.raises(OperationFailed, match="version 2 is production and serving again"):
+        deploy_version(strict, 3)
+    assert served(spec) == 2 and registry.production_version(spec.name) == 2
+    last = registry.production_changes(spec.name)[-2:]
+    assert [(c.action, c.from_version, c.to_version) for c in last] == [("deploy", 2, 3), ("auto_rollback", 3, 2)]
+    assert "failed" in last[1].reason and registry.version_record(spec.name, 3).state == "failed"
+    # the default rollback goes back past the failed version 3, to 1
+    assert rollback(spec)["version"] == 1
+
+
+def test_every_file_the_registry_recorded_is_checked(home, server, request):
+    from mlspec.operations import OperationFailed, deploy_version
+
+    model = publish_versions(unique(request), 2)
+    deploy_version(model.spec, 1)
+    # signature.json and the manifest rewritten consistently: the server's own check would pass
+    signature = model.folder(2) / "signature.json"
+    signature.write_text(json.dumps({**json.loads(signature.read_text()), "opset": 99}))
+    manifest_path = model.folder(2) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["signature.json"] = hashlib.sha256(signature.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(OperationFailed, match=r"signature.json at .* does not match the sha256 the registry recorded"):
+        deploy_version(model.spec, 2)
+    assert served(model.spec) == 1 and model.registry().production_version(model.spec.name) == 1
+    assert [c.action for c in model.registry().production_changes(model.spec.name)] == ["deploy"]
+
+
+def test_concurrent_deploy_and_rollback_take_turns(home, server, request):
+    """`deploy 3` and `rollback --to-version 2` at once: each reports what is true when it returns,
+    and the one that finished last is what serves."""
+    from mlspec.operations import deploy_version, rollback
+
+    model = publish_versions(unique(request), 3)
+    spec = model.spec
+    deploy_version(spec, 1)
+    results: dict[str, dict] = {}
+    errors: list[BaseException] = []
+
+    def run(key: str, work) -> None:
+        try:
+            results[key] = work()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=("deploy", lambda: deploy_version(spec, 3))),
+               threading.Thread(target=run, args=("rollback", lambda: rollback(spec, 2)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    changes = model.registry().production_changes(spec.name)[1:]
+    assert sorted((c.from_version, c.to_version) for c in changes) in ([(1, 2), (2, 3)], [(1, 3), (3, 2)])
+    # serialized: the second one started from what the first one left
+    assert changes[1].from_version == changes[0].to_version
+    assert served(spec) == changes[-1].to_version == model.registry().production_version(spec.name)
+
+
+def test_the_lock_names_its_holder_when_it_times_out(home, request, monkeypatch):
+    from mlspec.operations import OperationFailed, lock_path, model_lock
+
+    monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "0.3")
+    name = unique(request)
+    with model_lock(name, "deploy version 3 for alice"):
+        assert lock_path(name) == home / "locks" / f"{name}.lock"
+        with pytest.raises(OperationFailed, match=r"another operation on .* holds .*deploy version 3 for alice"):
+            with model_lock(name, "rollback"):
+                pass
+    with model_lock(name, "after"):  # released
+        pass
+
+
+def test_a_restarted_server_is_reconciled_to_the_registry(home, request, monkeypatch, tmp_path):
+    """A crash mid-deploy: the server loaded version 2 (its state says so), the registry never promoted it."""
+    from mlspec.operations import reconcile, status
+    from mlspec.serving import open_local_serving
+
+    model = publish_versions(unique(request), 2)
+    spec = model.spec
+    state = tmp_path / "state"
+    first = start_server(home, monkeypatch, state)
+    try:
+        from mlspec.operations import deploy_version
+
+        deploy_version(spec, 1)
+        open_local_serving(None).deploy(spec.name, 2, model.uris[2])  # then the worker died
+    finally:
+        first.stop()
+    again = start_server(home, monkeypatch, state)
+    try:
+        assert served(spec) == 2  # the server restores what its state says
+        report = status(spec)
+        assert report["drift"] and any("version 2" in p for p in report["problems"])
+        assert "version 1 is serving again" in reconcile(spec)
+        assert served(spec) == 1 and status(spec)["problems"] == []
+        assert reconcile(spec) == ""  # nothing to do
+    finally:
+        again.stop()
