@@ -8,7 +8,12 @@ Callers can rely on:
 - Feature steps (scale, normalize, reshape) are *not* applied here: the framework adapter
   turns them into the first steps of the model, so the exported ONNX model and the served
   endpoint take raw features. Only label steps (one_hot) change the data (`apply_label_steps`).
-- Every problem with the data is a `DataError` that names the source and what is wrong.
+- Every problem with the data is a `DataError` that names the source and what is wrong; it quotes at
+  most a few column or array names, each cut short (`some_names`).
+- A source is checked against `data.limits` (spec.model.DataLimits) before it is loaded: its unpacked
+  size (gzip read in chunks up to the cap, npz members' declared sizes and npy headers, Parquet metadata,
+  a CSV's header and line count), its columns and its classes. Small files that unpack to gigabytes fail
+  with a clear message instead of exhausting memory.
 
 The known data sets, formats and step names come from `mlspec.vocabulary`.
 """
@@ -26,6 +31,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from mlspec.errors import MlspecError
+from mlspec.spec.model import DataLimits
 from mlspec.vocabulary import DATA_FORMATS, DATA_SOURCES, FEATURE_STEPS, LABEL_STEPS, TASKS
 
 log = logging.getLogger(__name__)
@@ -35,11 +41,41 @@ _CIFAR10_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship 
 _FASHION_MNIST_CLASSES = tuple(
     "t-shirt trouser pullover dress coat sandal shirt sneaker bag ankle-boot".split()
 )
+# An error quotes at most this many names (columns, arrays, labels), each cut to this many characters.
+MAX_QUOTED_NAMES = 5
+MAX_NAME_CHARS = 40
+_CHUNK = 1 << 20
 
 
 
 class DataError(MlspecError):
     """The data named by a spec cannot be loaded, split or preprocessed."""
+
+
+def some_names(names: Sequence[object], most: int = MAX_QUOTED_NAMES) -> str:
+    """`a, b, c, d, e ... and 999995 more`: a few names for a message, each printable and cut short."""
+    names = list(names)
+    shown = []
+    for name in names[:most]:
+        text = "".join(c if c.isprintable() else "?" for c in str(name)[: MAX_NAME_CHARS + 1])
+        shown.append(text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 1] + "…")
+    more = f" ... and {len(names) - most} more" if len(names) > most else ""
+    return (", ".join(shown) or "(none)") + more
+
+
+def _size(count: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= factor:
+            return f"{count / factor:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def _too_big(source: str, what: str, limits: DataLimits) -> DataError:
+    return DataError(
+        f"{source}: {what}, more than data.limits.max_bytes ({_size(limits.max_bytes)}); it was not loaded. "
+        "If the data really is that big, raise data.limits.max_bytes in the spec (e.g. max_bytes: 4GB) on a "
+        "worker with the memory for it"
+    )
 
 
 def _check_task(task: str) -> None:
@@ -140,15 +176,17 @@ def load_source(
     label: str | None,
     read_bytes: Callable[[str], bytes],
     task: str = "classification",
+    limits: DataLimits | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """Load `(x, y, class_names, feature_names)` from a spec's data source for a `model.task`.
 
     builtin:* and keras:* sources ignore fmt/features/label (their layout is fixed) and must be a
     data set for `task`. Any other source is read through `read_bytes(source)` and parsed as npz,
     csv or parquet; its label becomes class indices (classification) or a float32 target
-    (regression, with `class_names == ()`).
+    (regression, with `class_names == ()`). `limits` (default: the schema's) bound what a file may grow to.
     """
     _check_task(task)
+    limits = limits or DataLimits()
     if source in DATA_SOURCES:
         known = DATA_SOURCES[source]
         if known.task != task:
@@ -175,9 +213,9 @@ def load_source(
         if not raw:
             raise DataError(f"data.source {source!r} is empty (0 bytes)")
         if fmt == "npz":
-            x, labels, feature_names, label_name = _parse_npz(source, raw, features, label, task)
+            x, labels, feature_names, label_name = _parse_npz(source, raw, features, label, task, limits)
         elif fmt in ("csv", "parquet"):
-            x, labels, feature_names, label_name = _parse_table(source, raw, fmt, features, label)
+            x, labels, feature_names, label_name = _parse_table(source, raw, fmt, features, label, limits)
         else:
             raise DataError(
                 f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(DATA_FORMATS)}"
@@ -185,7 +223,7 @@ def load_source(
         if task == "regression":
             y, class_names = regression_target(source, labels, label_name), ()
         else:
-            y, class_names = encode_labels(source, labels)
+            y, class_names = encode_labels(source, labels, max_classes=limits.max_classes)
     _check_loaded(source, x, y)
     log.info(
         "loaded %s: %d samples, feature shape %s, %s",
@@ -253,8 +291,50 @@ def _load_keras(source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], t
     return x, y, class_names, ()
 
 
+def _npz_cost(source: str, raw: bytes, keys: Sequence[str], limits: DataLimits) -> None:
+    """Refuse an npz whose arrays `keys` would take more than max_bytes once loaded (features as float32
+    too), from each member's declared size and npy header, before any array is read."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(raw))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataError(f"{source}: not a readable npz file ({exc}); save it with numpy.savez") from exc
+    total, parts = 0, []
+    with archive:
+        for index, key in enumerate(keys):
+            try:
+                info = archive.getinfo(f"{key}.npy")
+            except KeyError:
+                continue  # np.load reports a missing array with the list of the others
+            if info.file_size > limits.max_bytes:
+                raise _too_big(source, f"array {some_names([key])} unpacks to {_size(info.file_size)}", limits)
+            try:
+                with archive.open(info) as member:
+                    version = npy.read_magic(member)
+                    read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                    shape, _fortran, dtype = read(member)
+            except Exception as exc:  # noqa: BLE001 - a broken member or header: not an npz we can read
+                raise DataError(f"{source}: array {some_names([key])} is not a readable .npy ({exc})") from exc
+            values = 1
+            for dim in shape:
+                values *= int(dim)
+            cost = values * dtype.itemsize + (values * 4 if index == 0 and dtype != np.float32 else 0)
+            total += max(cost, info.file_size)
+            parts.append(f"{some_names([key])} {tuple(int(d) for d in shape)} {dtype}")
+    if total > limits.max_bytes:
+        raise _too_big(source, f"arrays {'; '.join(parts)} take about {_size(total)} once loaded", limits)
+
+
 def _parse_npz(
-    source: str, raw: bytes, features: str | list[str] | None, label: str | None, task: str
+    source: str,
+    raw: bytes,
+    features: str | list[str] | None,
+    label: str | None,
+    task: str,
+    limits: DataLimits | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     if isinstance(features, list):
         if len(features) != 1:
@@ -262,14 +342,15 @@ def _parse_npz(
         features = features[0]
     x_key = features or "x"
     y_key = label or "y"
+    _npz_cost(source, raw, [x_key, y_key], limits or DataLimits())
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             keys = list(npz.files)
             for role, key in (("features", x_key), ("label", y_key)):
                 if key not in keys:
                     raise DataError(
-                        f"{source}: npz has no array {key!r} (data.{role}); available arrays: "
-                        f"{', '.join(keys) or '(none)'}"
+                        f"{source}: npz has no array {some_names([key])!r} (data.{role}); available arrays: "
+                        f"{some_names(keys)}"
                     )
             x_raw, y_raw = npz[x_key], npz[y_key]
     except DataError:
@@ -296,28 +377,117 @@ def _parse_npz(
     return x, labels, (), y_key
 
 
+def _gunzip(source: str, raw: bytes, limits: DataLimits) -> bytearray:
+    """The unpacked bytes of a .csv.gz source, read in chunks: refused as soon as they pass max_bytes, the
+    header has more than max_columns columns, or the lines so far make more cells than max_bytes holds."""
+    import gzip
+    import zlib
+
+    out = bytearray()
+    columns, rows = 0, 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            while chunk := stream.read(min(_CHUNK, limits.max_bytes + 1 - len(out))):
+                out += chunk
+                if len(out) > limits.max_bytes:
+                    raise _too_big(source, f"the {_size(len(raw))} gzip file unpacks to more than that", limits)
+                rows += chunk.count(b"\n")
+                if not columns and rows:
+                    columns = _header_columns(source, out[: out.find(b"\n")], limits)
+                if columns:
+                    _check_cells(source, rows - 1, columns, limits)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{source}: not a readable gzip file ({exc})") from exc
+    return out
+
+
+def _check_columns(source: str, count: int, limits: DataLimits) -> None:
+    if count > limits.max_columns:
+        raise DataError(
+            f"{source}: the table has {count:,} columns, more than data.limits.max_columns ({limits.max_columns:,}); "
+            "it was not parsed. Select fewer columns before training, or raise data.limits.max_columns"
+        )
+
+
+def _check_cells(source: str, rows: int, columns: int, limits: DataLimits) -> None:
+    cost = rows * columns * 8
+    if cost > limits.max_bytes:
+        raise _too_big(
+            source, f"{rows:,} rows x {columns:,} columns take about {_size(cost)} as 8-byte numbers", limits
+        )
+
+
+def _header_columns(source: str, header: bytes | bytearray, limits: DataLimits) -> int:
+    """The number of columns of a CSV header line, refused over max_columns."""
+    import csv
+
+    count = header.count(b",") + 1  # an upper bound (a quoted comma counts too): exact only when needed
+    if count > limits.max_columns:
+        count = len(next(csv.reader([bytes(header).decode("utf-8", "replace")]), []))
+    _check_columns(source, count, limits)
+    return count
+
+
+def _csv_shape(source: str, data: bytes | bytearray, limits: DataLimits) -> None:
+    """Columns from the header line and rows from the line count, checked before pandas parses anything."""
+    end = data.find(b"\n")
+    count = _header_columns(source, data if end < 0 else data[:end], limits)
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    _check_cells(source, max(lines - 1, 0), count, limits)  # rows below the header
+
+
+def _read_parquet(source: str, raw: bytes, limits: DataLimits):
+    """A DataFrame from Parquet bytes once its metadata (columns, rows, row groups' unpacked sizes) fits the
+    limits; text columns stay dictionary-encoded (pandas categoricals) so repeated strings cost no more."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(io.BytesIO(raw)).metadata
+    _check_columns(source, metadata.num_columns, limits)
+    unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    if unpacked > limits.max_bytes:
+        raise _too_big(source, f"its row groups unpack to {_size(unpacked)}", limits)
+    _check_cells(source, metadata.num_rows, metadata.num_columns, limits)
+    schema = pq.ParquetFile(io.BytesIO(raw)).schema_arrow
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]  # fmt: skip
+    return pq.ParquetFile(io.BytesIO(raw), read_dictionary=text).read().to_pandas()
+
+
 def _parse_table(
-    source: str, raw: bytes, fmt: str, features: str | list[str] | None, label: str | None
+    source: str,
+    raw: bytes,
+    fmt: str,
+    features: str | list[str] | None,
+    label: str | None,
+    limits: DataLimits | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     import pandas as pd
 
+    limits = limits or DataLimits()
     try:
         if fmt == "csv":
-            compression = "gzip" if urlparse(source).path.endswith(".gz") else None
-            frame = pd.read_csv(io.BytesIO(raw), compression=compression)
+            data = _gunzip(source, raw, limits) if urlparse(source).path.endswith(".gz") else raw
+            if len(data) > limits.max_bytes:
+                raise _too_big(source, f"the file is {_size(len(data))}", limits)
+            _csv_shape(source, data, limits)
+            frame = pd.read_csv(io.BytesIO(data))
+            del data
         else:
-            frame = pd.read_parquet(io.BytesIO(raw))
+            frame = _read_parquet(source, raw, limits)
+    except DataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - parser errors become one clear line
         raise DataError(f"{source}: not a readable {fmt} file ({exc})") from exc
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
-    available = ", ".join(columns) or "(none)"
+    available = some_names(columns)
     if label is None:
         if "label" not in columns:
             raise DataError(f"{source}: set data.label to the label column; columns are: {available}")
         label = "label"
     if label not in columns:
-        raise DataError(f"{source}: no label column {label!r} (data.label); columns are: {available}")
+        raise DataError(f"{source}: no label column {some_names([label])!r} (data.label); columns are: {available}")
     if features is None:
         feature_cols = [c for c in columns if c != label]
     else:
@@ -325,7 +495,7 @@ def _parse_table(
         missing = [c for c in feature_cols if c not in columns]
         if missing:
             raise DataError(
-                f"{source}: no column {', '.join(repr(c) for c in missing)} (data.features); "
+                f"{source}: no column {some_names([repr(c) for c in missing])} (data.features); "
                 f"columns are: {available}"
             )
         if label in feature_cols:
@@ -337,12 +507,12 @@ def _parse_table(
     non_numeric = [c for c in feature_cols if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
         raise DataError(
-            f"{source}: feature columns must be numeric; {', '.join(non_numeric)} are not "
+            f"{source}: feature columns must be numeric; {some_names(non_numeric)} are not "
             "(encode them before training, or leave them out of data.features)"
         )
     with_missing = [c for c in [*feature_cols, label] if frame[c].isna().any()]
     if with_missing:
-        raise DataError(f"{source}: columns {', '.join(with_missing)} have missing values; fill or drop them")
+        raise DataError(f"{source}: columns {some_names(with_missing)} have missing values; fill or drop them")
     x = frame[feature_cols].to_numpy(dtype=np.float32)
     labels = frame[label].to_numpy()
     return x, labels, tuple(feature_cols), label
@@ -355,12 +525,15 @@ def _as_float32(source: str, arr: np.ndarray, what: str) -> np.ndarray:
         raise DataError(f"{source}: {what} is not numeric (dtype {arr.dtype})") from exc
 
 
-def encode_labels(source: str, labels: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+def encode_labels(
+    source: str, labels: np.ndarray, *, max_classes: int = DataLimits.max_classes
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Map class labels to class indices 0..K-1 over their sorted unique values.
 
     Integer labels 0..K-1 keep their value; other integer sets (e.g. 1..3) map to their rank so
     that `class_names[index]` is always the original label. Floats that are whole numbers count
-    as integers (pandas reads integer columns with gaps as floats).
+    as integers (pandas reads integer columns with gaps as floats). More than `max_classes` distinct
+    labels is a DataError (data.limits.max_classes): the confusion matrix has that many squared cells.
     """
     labels = np.asarray(labels)
     if labels.size == 0:
@@ -378,9 +551,20 @@ def encode_labels(source: str, labels: np.ndarray) -> tuple[np.ndarray, tuple[st
         labels = labels.astype(np.int64)
     if labels.dtype.kind in "iu":
         values, index = np.unique(labels, return_inverse=True)
+        _check_classes(source, values, max_classes)
         return index.astype(np.int64).ravel(), tuple(str(int(v)) for v in values)
     values, index = np.unique(labels.astype(str), return_inverse=True)
+    _check_classes(source, values, max_classes)
     return index.astype(np.int64).ravel(), tuple(str(v) for v in values)
+
+
+def _check_classes(source: str, values: np.ndarray, max_classes: int) -> None:
+    if len(values) > max_classes:
+        raise DataError(
+            f"{source}: the label has {len(values):,} distinct values ({some_names(values.tolist())}), more than "
+            f"data.limits.max_classes ({max_classes:,}). For a numeric target set model.task: regression; for "
+            "really that many classes raise data.limits.max_classes"
+        )
 
 
 def regression_target(source: str, labels: np.ndarray, column: str) -> np.ndarray:

@@ -34,6 +34,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100
 # Above this many classes the cells are too small for their counts to be written into them.
 MAX_ANNOTATED_CLASSES = 30
+# Above this many classes the axes carry no class names (each is a text object to lay out and draw) ...
+MAX_LABELLED_CLASSES = 60
+# ... and above this many no heat map is drawn at all: the image of k x k cells is k² RGBA floats (10,000
+# classes: 3.2 GB). evaluate publishes the version without the plot.
+MAX_PLOTTED_CLASSES = 1_000
 # Predicted-vs-true draws at most this many points (evenly spaced picks): a plot, not a data dump.
 MAX_SCATTER_POINTS = 5000
 _TRAIN_COLOR, _VAL_COLOR = "#1a73e8", "#e8710a"
@@ -47,8 +52,10 @@ class PlotError(ValueError):
 # -- the plots --------------------------------------------------------------------------------
 def confusion_matrix_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str], *, title: str = "") -> bytes:
     """A heat map of the counts; rows are true classes, columns predicted ones, in class_names order."""
-    counts = np.asarray(matrix, dtype=np.int64)
     k = len(class_names)
+    if k > MAX_PLOTTED_CLASSES:
+        raise PlotError(f"{k:,} classes are too many for a confusion matrix plot (at most {MAX_PLOTTED_CLASSES:,})")
+    counts = np.asarray(matrix, dtype=np.int64)
     if counts.ndim != 2 or counts.shape != (k, k):
         raise PlotError(f"a confusion matrix of {k} classes must be {k}x{k}, not {list(counts.shape)}")
     names = [_short(str(name), 18) for name in class_names]
@@ -57,8 +64,10 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], class_names: Sequence[
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(counts, cmap="Blues", interpolation="nearest", vmin=0, vmax=max(int(counts.max()), 1))
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(k), labels=names, rotation=45 if max((len(n) for n in names), default=0) > 3 else 0, ha="right")
-    ax.set_yticks(range(k), labels=names)
+    if k <= MAX_LABELLED_CLASSES:
+        rotation = 45 if max((len(n) for n in names), default=0) > 3 else 0
+        ax.set_xticks(range(k), labels=names, rotation=rotation, ha="right")
+        ax.set_yticks(range(k), labels=names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     total = int(counts.sum())

@@ -51,7 +51,7 @@ class PrepareDataOperator(MlspecOperator):
         features = list(data.features) if isinstance(data.features, tuple) else data.features
         x, y, class_names, feature_names = ml_data.load_source(
             data.source, fmt=data.format, features=features, label=data.label, read_bytes=self.read_source_bytes,
-            task=self.model_spec.model.task,
+            task=self.model_spec.model.task, limits=data.limits,
         )
         dataset = ml_data.split(
             x,

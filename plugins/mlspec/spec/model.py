@@ -58,6 +58,37 @@ class Split:
     stratify: bool
 
 
+_BYTE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+def parse_bytes(value: int | str) -> int:
+    """data.limits.max_bytes as bytes: an int, or "2GB", "512 MiB", "1.5GiB" (the schema's pattern)."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    unit = text.lstrip("0123456789. ")
+    return int(float(text[: len(text) - len(unit)]) * _BYTE_UNITS[unit])
+
+
+@dataclass(frozen=True)
+class DataLimits:
+    """data.limits: what a source may grow to once read (the defaults mirror the schema's)."""
+
+    max_bytes: int = 2**30
+    max_columns: int = 10_000
+    max_classes: int = 1_000
+
+    @classmethod
+    def from_mapping(cls, limits: dict | None) -> DataLimits:
+        limits = limits or {}
+        default = cls()
+        return cls(
+            max_bytes=parse_bytes(limits.get("max_bytes", default.max_bytes)),
+            max_columns=int(limits.get("max_columns", default.max_columns)),
+            max_classes=int(limits.get("max_classes", default.max_classes)),
+        )
+
+
 @dataclass(frozen=True)
 class DataSpec:
     source: str
@@ -67,6 +98,7 @@ class DataSpec:
     connection: str | None
     split: Split
     preprocess: tuple[Step, ...]
+    limits: DataLimits = DataLimits()
 
 
 @dataclass(frozen=True)
@@ -270,6 +302,7 @@ class ModelSpec:
                 connection=data["connection"],
                 split=Split(**data["split"]),
                 preprocess=tuple(Step.from_mapping(s) for s in data["preprocess"]),
+                limits=DataLimits.from_mapping(data.get("limits")),
             ),
             model=ModelArchitecture(
                 framework=d["model"]["framework"],
