@@ -87,6 +87,9 @@ def cmd_lint(args) -> int:
 
 
 def cmd_schema(args) -> int:
+    if args.estimators:
+        print(estimator_table(), end="")
+        return EXIT_OK
     if args.markdown:
         from mlspec.spec.reference import markdown
 
@@ -96,6 +99,45 @@ def cmd_schema(args) -> int:
 
     print(json.dumps(load_schema(), indent=2))
     return EXIT_OK
+
+
+def estimator_table() -> str:
+    """The scikit-learn estimators a spec may name (model.estimator), per task, with each parameter a
+    spec may set in model.params: its type in words and scikit-learn's default."""
+    from mlspec.spec.estimators import ESTIMATORS, estimator_params, sklearn_version
+
+    lines = [f"scikit-learn estimators (model.framework: sklearn; table from scikit-learn {sklearn_version()})", ""]
+    for task, names in ESTIMATORS.items():
+        lines.append(f"task: {task}")
+        for name, path in names.items():
+            lines.append(f"  {name}  ({path})")
+            for param, entry in estimator_params(task, name).items():
+                default = json.dumps(entry["default"])
+                if "refused" in entry:
+                    lines.append(f"    {param:<26} not settable: {entry['refused']}")
+                else:
+                    lines.append(f"    {param:<26} {entry['allowed']}; default {default}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_params(spec, pairs: list[str]) -> dict:
+    """`--param KEY=VALUE` pairs as a run's configuration, typed (JSON values: 3, 0.1, null, true,
+    [64, 32]; anything else is text) and checked against the spec's run parameters (mlspec.run_form).
+    ValueError with the message for the user."""
+    from mlspec.run_form import RunParamError, check_conf, parse_cli_value
+
+    conf: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--param takes KEY=VALUE, got {pair!r}")
+        conf[key.strip()] = parse_cli_value(value.strip())
+    try:
+        check_conf(spec, conf, how="--param")
+    except RunParamError as exc:
+        raise ValueError(str(exc)) from None
+    return conf
 
 
 def _load_or_report(path: str):
@@ -144,12 +186,15 @@ def _ensure_airflow_db() -> None:
         marker.touch()
 
 
-def _point_airflow_at(spec_path: Path) -> None:
-    """dag.test() syncs the DAG from Airflow's dags folder, so that folder must compile this spec.
+def _point_airflow_at(spec_path: Path, dag_id: str) -> None:
+    """dag.test() syncs the DAG from Airflow's dags folder, so that folder must compile this spec, and
+    only this one: Airflow's parsing context names its DAG, so the other specs of the folder are not
+    checked and their problems are not printed (`mlspec lint` reports them).
 
     Must run before Airflow is imported: Airflow reads its configuration once, at import.
     """
     os.environ["MLSPEC_SPECS_DIR"] = str(spec_path.resolve().parent)
+    os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = dag_id  # what airflow.sdk.get_parsing_context() reads
     repo_dags = Path(__file__).resolve().parents[2] / "dags"
     if "AIRFLOW__CORE__DAGS_FOLDER" not in os.environ and repo_dags.is_dir():
         os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(repo_dags)
@@ -164,7 +209,8 @@ def cmd_run(args) -> int:
     if overrides and spec.model.framework != "tensorflow":
         print(
             f"{args.spec}: {' and '.join(overrides)} override Keras training settings, but this spec uses "
-            f"framework {spec.model.framework}; change model.params in the spec instead",
+            f"framework {spec.model.framework}; set its model.params for one run with --param KEY=VALUE "
+            "(e.g. --param n_estimators=50), or change model.params in the spec",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -172,7 +218,12 @@ def cmd_run(args) -> int:
     if refused:
         print(f"{args.spec}: {refused}", file=sys.stderr)
         return EXIT_USAGE
-    _point_airflow_at(Path(args.spec))
+    try:
+        params = parse_params(spec, args.param or [])
+    except ValueError as exc:
+        print(f"{args.spec}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _point_airflow_at(Path(args.spec), spec.name)
     _ensure_airflow_db()
     from mlspec.compiler import build_dag
     from mlspec.summary import format_failure, format_summary, read_summary
@@ -181,6 +232,7 @@ def cmd_run(args) -> int:
     conf = {
         k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate), ("trials", args.trials)) if v is not None
     }
+    conf.update(params)
     print(f"running {dag.dag_id} through Airflow (dag.test) ...", file=sys.stderr)
     dag_run = dag.test(run_conf=conf or None)
     if str(dag_run.state) != "success":
@@ -344,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     lint.set_defaults(func=cmd_lint)
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec")
     schema.add_argument("--markdown", action="store_true", help="print the spec reference table (as in the README)")
+    schema.add_argument(
+        "--estimators", action="store_true",
+        help="print the scikit-learn estimators (model.estimator) and their parameters (model.params) with types",
+    )
     schema.set_defaults(func=cmd_schema)
     render = sub.add_parser("render", help="show the task graph and the resolved settings of a spec")
     render.add_argument("spec")
@@ -353,6 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="override training.epochs for this run")
     run.add_argument("--learning-rate", type=float, help="override the learning rate for this run")
     run.add_argument("--trials", type=int, help="tuned specs: override tuning.trials for this run")
+    run.add_argument(
+        "--param", action="append", metavar="KEY=VALUE",
+        help="set a run parameter, as the trigger form does (repeatable): a scikit-learn spec's model.params "
+        "(e.g. n_estimators=3), epochs, learning_rate, trials; an unknown key lists the accepted ones (exit 2)",
+    )
     run.set_defaults(func=cmd_run)
     serve = sub.add_parser(
         "serve",
@@ -373,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
         "bucket the server's credentials reach); repeatable. The store under MLSPEC_HOME is always allowed",
     )
     serve.add_argument("--max-body-mb", type=float, default=64, help="largest request body (413 beyond it)")
+    serve.add_argument(
+        "--max-inflight-mb", type=float, default=None,
+        help="request body megabytes held at once across all requests (503 with Retry-After beyond it); "
+        "default MLSPEC_SERVER_MAX_INFLIGHT_MB, else 256",
+    )
     serve.add_argument("--max-elements", type=int, default=1 << 22, help="most values in one inference request")
     serve.add_argument("--max-batch", type=int, default=1024, help="largest first dimension of an input")
     serve.add_argument("--max-models", type=int, default=32, help="most models loaded at once")

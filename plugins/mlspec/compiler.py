@@ -72,7 +72,7 @@ TUNED_TASK_ORDER = tuple(task_id for task_id, _, _ in TUNED_STAGES)
 # Steps that talk to external services may hit a blip; retrying them is safe because each finds what
 # its earlier try did. Gates (evaluate, export parity, smoke test) never retry: they fail the same way.
 RETRIES = {"prepare_data": 1, "store": 2, "register": 2, "deploy": 1}
-TRIGGER_NOTE = "Trigger with parameters to override `epochs` or `learning_rate` for one run.\n\n"
+TRIGGER_NOTE = "Trigger with parameters to override {fields} for one run (any other key fails the run at once).\n\n"
 TUNING_NOTE = (
     "Tuned: {trials} trials ({strategy}, at most {parallel} at once), the best by {metric} goes on. Trigger with "
     "parameters to override {fields} for one run.\n\n"
@@ -95,7 +95,7 @@ def dag_doc(spec: ModelSpec, spec_text: str | None) -> str:
         f"### {description}\n\n"
         f"Compiled by mlspec from `{spec.source_file or 'a ModelSpec'}` (spec hash `{spec.spec_hash[:12]}`).\n\n"
         f"Owner: {spec.metadata.owner}. Flow: {' → '.join(task_order(spec))}.\n\n"
-        + (TRIGGER_NOTE if spec.model.framework == "tensorflow" and spec.tuning is None else "")
+        + (_trigger_note(spec) if spec.tuning is None else "")
         + (_tuning_note(spec) if spec.tuning is not None else "")
         + f"```yaml\n{body.rstrip()}\n```\n"
         + _example_curl(spec)
@@ -121,12 +121,20 @@ def _example_curl(spec: ModelSpec) -> str:
     )
 
 
-def _tuning_note(spec: ModelSpec) -> str:
-    from mlspec.tuning import tuned_run_params
+def _form_fields(spec: ModelSpec) -> list[str]:
+    from mlspec.run_form import run_parameters
 
+    return [f"`{name}`" for name in run_parameters(spec)]
+
+
+def _trigger_note(spec: ModelSpec) -> str:
+    fields = _form_fields(spec)
+    return TRIGGER_NOTE.format(fields=" or ".join(fields)) if fields else ""
+
+
+def _tuning_note(spec: ModelSpec) -> str:
     tuning = spec.tuning
-    fields = [name for name in ("epochs", "learning_rate") if spec.model.framework == "tensorflow"]
-    fields = [f"`{name}`" for name in fields if name not in tuned_run_params(tuning.space)] + ["`trials`"]
+    fields = _form_fields(spec)
     return TUNING_NOTE.format(
         trials=tuning.trials, strategy=tuning.strategy, parallel=tuning.parallel, metric=tuning.metric,
         fields=" or ".join(fields),
@@ -143,27 +151,42 @@ def dag_schedule(spec: ModelSpec):
 
 
 def run_params(spec: ModelSpec) -> dict:
-    """The trigger form's fields: Keras settings a run may override (scikit-learn models have none) and,
-    for a tuned spec, the number of trials (settings the tuning space varies are left out)."""
+    """The trigger form's fields (mlspec.run_form): Keras `epochs` and `learning_rate`; a scikit-learn
+    spec's model.params, typed from the estimator table, the spec's values as defaults; for a tuned spec
+    `trials` (settings the tuning space varies are left out)."""
     from airflow.sdk import Param
 
-    params = {}
-    if spec.model.framework == "tensorflow":
-        params = {
-            "epochs": Param(spec.training.epochs, type="integer", minimum=1, description="Maximum epochs for this run"),
-            "learning_rate": Param(
-                spec.training.optimizer.learning_rate, type="number", exclusiveMinimum=0, description="Learning rate for this run"
-            ),
-        }
-    if spec.tuning is not None:
-        from mlspec.tuning import tuned_run_params
+    from mlspec.run_form import run_parameters
 
-        for name in sorted(tuned_run_params(spec.tuning.space)):
-            params.pop(name, None)
-        params["trials"] = Param(
-            spec.tuning.trials, type="integer", minimum=1, maximum=1000, description="Tuning trials for this run (tuning.trials)"
-        )
-    return params
+    return {
+        name: Param(param.default, description=param.description, **param.form_schema())
+        for name, param in run_parameters(spec).items()
+    }
+
+
+def _conf_check(spec: ModelSpec):
+    """The first task's pre_execute hook: a run whose configuration holds a key that is not a run
+    parameter (or a value of the wrong type) fails at once, naming the accepted keys. Airflow accepts
+    any key when a run is triggered, and would hand it to no one."""
+
+    def check_run_conf(context) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlspec.run_form import RunParamError, check_conf
+
+        dag_run = context.get("dag_run")
+        try:
+            check_conf(spec, getattr(dag_run, "conf", None) or {}, how="the run's configuration (conf)")
+        except RunParamError as exc:
+            where = spec.source_file or "the spec"
+            message = (
+                f"run of {spec.name} refused: {exc}\nNext step: trigger a new run with only those keys "
+                f"(the trigger form shows them; `mlspec run {where} --param KEY=VALUE` takes the same)"
+            )
+            log.error("%s", message)
+            raise AirflowFailException(message) from None
+
+    return check_run_conf
 
 
 def operator_class(classpath: str):
@@ -204,6 +227,7 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
             "execution_timeout": task_deadline(resolved, task_id),  # spec `timeouts`, else mlspec.deadlines
             **({"trigger_rule": TRIGGER_RULES[task_id]} if task_id in TRIGGER_RULES else {}),
             **({"outlets": [_model_asset(spec)]} if task_id == "promote" else {}),
+            **({"pre_execute": _conf_check(spec)} if not tasks else {}),  # the first task checks the run's conf
             **{argument: tasks[source].output for argument, source in inputs.items()},
         }
         if spec.tuning is not None and task_id in MAPPED:

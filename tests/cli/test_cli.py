@@ -95,3 +95,78 @@ def test_run_refuses_keras_overrides_for_a_sklearn_spec():
     assert result.returncode == 2
     assert "--epochs override Keras training settings, but this spec uses framework sklearn" in result.stderr
     assert "model.params" in result.stderr
+
+
+def test_run_param_with_an_unknown_key_lists_the_accepted_keys():
+    result = mlspec("run", "specs/iris-forest.yaml", "--param", "n_estimatorz=1")
+    assert result.returncode == 2, result.stderr
+    assert "`n_estimatorz` (did you mean `n_estimators`?)" in result.stderr
+    assert "Accepted keys: n_estimators, max_depth, random_state" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("param", "words"),
+    [
+        ("n_estimators=0", "`n_estimators` must be an integer >= 1, got 0"),
+        ("n_estimators=2.5", "`n_estimators` must be an integer >= 1, got 2.5"),
+        ("max_depth=deep", "`max_depth` must be an integer >= 1 or null, got 'deep'"),
+        ("n_estimators", "--param takes KEY=VALUE"),
+    ],
+)
+def test_run_param_values_are_typed_from_the_estimator_table(param, words):
+    result = mlspec("run", "specs/iris-forest.yaml", "--param", param)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr
+
+
+def test_run_param_for_keras_and_tuned_specs():
+    result = mlspec("run", "specs/digits.yaml", "--param", "n_estimators=3")
+    assert result.returncode == 2 and "Accepted keys: epochs, learning_rate" in result.stderr
+    result = mlspec("run", "specs/iris-tuned.yaml", "--param", "learning_rate=0.1")
+    assert result.returncode == 2 and "Accepted keys: epochs, trials" in result.stderr
+
+
+def test_run_param_parsing():
+    from mlspec.cli import parse_params
+    from mlspec.spec import load_spec
+
+    spec = load_spec(SPECS / "iris-forest.yaml")
+    assert parse_params(spec, ["n_estimators=3", "max_depth=null", "random_state=7"]) == {
+        "n_estimators": 3, "max_depth": None, "random_state": 7,
+    }
+    gb = load_spec(SPECS / "diabetes.yaml")
+    assert parse_params(gb, ["learning_rate=1e-2"]) == {"learning_rate": 0.01}
+
+
+def test_schema_estimators_lists_the_estimator_table():
+    result = mlspec("schema", "--estimators")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "classification" in out and "regression" in out
+    assert "random_forest" in out and "sklearn.ensemble.RandomForestClassifier" in out
+    assert "n_estimators" in out and "an integer >= 1" in out and "default 100" in out
+    # The help that points at the flag is now true.
+    assert "mlspec schema --estimators" in json.dumps(json.loads(mlspec("schema").stdout))
+
+
+def test_run_reports_only_the_spec_it_runs(tmp_path, airflow_db, monkeypatch):
+    """Other specs of the folder (one invalid, two claiming one dag_id) are `mlspec lint`'s business: `run`
+    neither compiles nor prints them. The spec's data file is missing, so the run stops at prepare_data."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    lonely = (SPECS / "iris-forest.yaml").read_text().replace("name: iris-forest", "name: lonely-forest")
+    lonely = lonely.replace("source: builtin:iris", f"source: {(tmp_path / 'missing.csv').as_uri()}\n  label: species")
+    (specs / "lonely.yaml").write_text(lonely)
+    (specs / "broken.yaml").write_text("apiVersion: mlspec/v1\nkind: ModelSpec\nmetadata: {name: brokenone}\n")
+    twin = (SPECS / "iris.yaml").read_text().replace("name: iris\n", "name: twin\n")
+    (specs / "twin-a.yaml").write_text(twin)
+    (specs / "twin-b.yaml").write_text(twin)
+    (airflow_db / ".migrated").touch()
+    monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "home"))
+    result = mlspec("run", str(specs / "lonely.yaml"), "--param", "n_estimators=2")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "first failed task: prepare_data" in result.stderr
+    for other in ("broken.yaml", "brokenone", "twin"):
+        assert other not in output, other

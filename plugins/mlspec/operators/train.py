@@ -39,6 +39,7 @@ class TrainOperator(MlspecOperator):
         spec = self.model_spec
         dataset = self.load_dataset()
         plan = TrainingPlan.from_spec(self.spec, run_params=context.get("params") or {})
+        self.log_run_overrides(plan)
         log.info(
             "training %s (%s, %s) on %d samples", spec.name, plan.framework,
             plan.estimator or f"{len(plan.layers)} layers", len(dataset.x_train),
@@ -51,6 +52,19 @@ class TrainOperator(MlspecOperator):
             tracking_run_id = tracker.run_id
         uri = self.store.write_bytes(f"{self.run_prefix(context)}/train/{self.adapter.artifact_name}", self.adapter.save(model))
         return self._result(plan, report, uri, tracking_run_id)
+
+    def log_run_overrides(self, plan) -> None:
+        """Say which settings this run's parameters (the trigger form, `mlspec run --param`) changed."""
+        model, training = self.spec["model"], self.spec.get("training") or {}
+        if plan.framework == "sklearn":
+            spec_values = dict(model.get("params") or {})
+            used = dict(plan.params)
+        else:
+            spec_values = {"epochs": training.get("epochs"), "learning_rate": (training.get("optimizer") or {}).get("learning_rate")}
+            used = {"epochs": plan.training.get("epochs"), "learning_rate": (plan.training.get("optimizer") or {}).get("learning_rate")}
+        changed = [f"{name}={used[name]!r} (the spec says {spec_values.get(name)!r})" for name in used if used[name] != spec_values.get(name)]
+        if changed:
+            log.info("this run's parameters override the spec: %s", ", ".join(changed))
 
     def _result(self, plan, report, uri: str, tracking_run_id: str) -> dict:
         final = {name: round(float(values[-1]), 6) for name, values in report.history.items() if values}

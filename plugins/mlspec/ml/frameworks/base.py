@@ -44,10 +44,14 @@ class TrainingPlan:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], run_params: Mapping[str, Any] | None = None) -> TrainingPlan:
-        """The plan for a resolved spec dict; a run's parameters (trigger form) override epochs and
-        learning_rate for one run."""
+        """The plan for a resolved spec dict; a run's parameters (the trigger form, mlspec.run_form)
+        override, for one run, epochs and learning_rate (tensorflow) or a parameter the spec sets in
+        model.params (sklearn). The first task has checked the run's keys and types."""
         model, data, training = spec["model"], spec["data"], dict(spec["training"])
         run_params = run_params or {}
+        params = dict(model["params"])
+        if model["framework"] == "sklearn":
+            params.update({name: value for name, value in run_params.items() if name in params})
         if model["framework"] == "tensorflow":
             if run_params.get("epochs"):
                 training["epochs"] = int(run_params["epochs"])
@@ -61,7 +65,7 @@ class TrainingPlan:
             layers=tuple(model["layers"]) if model["framework"] == "tensorflow" else (),
             training=training if model["framework"] == "tensorflow" else {},
             estimator=model["estimator"],
-            params=dict(model["params"]),
+            params=params,
         )
 
     def log_params(self) -> dict[str, Any]:
