@@ -8,10 +8,17 @@ handed over, so it is checksummed in the manifest with the other files. The Mode
 (mlspec.ui) uses the same example request.
 
 Rendering is deterministic (no clock): a retried store renders the same bytes and reuses its version.
+
+Every string that comes from the spec, the data or the run (description, owner, data source, class and
+feature names, run id, URLs) goes through `_cell`: HTML is escaped (`<script>` and `<img onerror>` in a
+description stay text wherever the card is rendered), and backticks, brackets and pipes are escaped so no
+code span, link or table cell can be opened or closed. Such strings are never put in code spans, whose
+content a renderer shows raw. URLs are percent-encoded (`_url`) before they appear in text or the curl.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import shlex
@@ -113,45 +120,43 @@ def render_model_card(
     verdict = dict(evaluation.get("champion") or {})
     thresholds = dict(spec.evaluation.thresholds)
     lines = [
-        f"# {spec.name}, version {version}",
+        f"# {_cell(spec.name)}, version {int(version)}",
         "",
         _cell(spec.metadata.description) or f"Model {spec.name}.",
         "",
         "| | |",
         "| --- | --- |",
         f"| model | {_cell(model_summary(spec))} |",
-        f"| task | {spec.model.task} |",
+        f"| task | {_cell(spec.model.task)} |",
         f"| owner | {_cell(spec.metadata.owner)} |",
-        f"| data source | `{_cell(spec.data.source)}` |",
+        f"| data source | {_cell(spec.data.source)} |",
         f"| spec hash | `{spec.spec_hash}` |",
-        f"| DAG run | `{_cell(dag_id)}` / `{_cell(run_id)}` |",
-        f"| ONNX opset | {spec.export.opset} |",
+        f"| DAG run | {_cell(dag_id)} / {_cell(run_id)} |",
+        f"| ONNX opset | {int(spec.export.opset)} |",
     ]
     if stored_uri:
-        lines.append(f"| stored at | `{_cell(stored_uri)}` |")
+        lines.append(f"| stored at | {_cell(stored_uri)} |")
     lines += ["", f"## Test metrics ({int(evaluation.get('test_samples') or 0)} samples)", "", "| metric | value | threshold |", "| --- | --- | --- |"]
     for name, value in metrics.items():
         lines.append(f"| {_cell(name)} | {_number(value)} | {_threshold(thresholds.get(name))} |")
-    lines += ["", "## Champion comparison", "", f"{decision_text(verdict)}.", ""]
+    lines += ["", "## Champion comparison", "", f"{_cell(decision_text(verdict))}.", ""]
     lines += _io_lines(input_schema, output_schema)
     if plots:
-        lines += ["## Plots", ""] + [f"- [{name}]({name})" for name in plots] + [""]
-    base = endpoint_base(spec)
+        lines += ["## Plots", ""] + [f"- [{_cell(name)}]({_url(name)})" for name in plots] + [""]
+    base = _url(endpoint_base(spec))
     lines += [
         "## Try it",
         "",
-        f"Once this version serves, `{infer_url(base, spec.name)}` answers with it (one row: each feature's "
+        f"Once this version serves, {_cell(infer_url(base, spec.name))} answers with it (one row: each feature's "
         "training mean):",
         "",
-        "```bash",
-        curl_example(infer_url(base, spec.name), input_schema),
-        "```",
+        *_fenced("bash", curl_example(infer_url(base, spec.name), input_schema)),
         "",
     ]
     if base == KSERVE_ENDPOINT:
         lines += [
-            f"`$ENDPOINT` is the InferenceService's URL: `kubectl get inferenceservice {spec.name} -n "
-            f"{spec.serving.namespace} -o jsonpath='{{.status.url}}'`.",
+            f"`$ENDPOINT` is the InferenceService's URL: `kubectl get inferenceservice {_code(spec.name)} -n "
+            f"{_code(spec.serving.namespace)} -o jsonpath='{{.status.url}}'`.",
             "",
         ]
     return "\n".join(lines)
@@ -162,8 +167,8 @@ def _io_lines(input_schema: Mapping[str, Any], output_schema: Mapping[str, Any])
     lines = [
         "## Input",
         "",
-        f"`{_cell(str(input_schema.get('name', 'input')))}`: {input_schema.get('datatype', 'FP32')}, shape "
-        f"`{json.dumps(input_schema.get('shape', []))}`, {len(features)} raw features (statistics on the training split):",
+        f"{_cell(str(input_schema.get('name', 'input')))}: {_cell(input_schema.get('datatype', 'FP32'))}, shape "
+        f"{_cell(json.dumps(input_schema.get('shape', [])))}, {len(features)} raw features (statistics on the training split):",
         "",
         "| feature | min | max | mean | std | missing |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -175,10 +180,13 @@ def _io_lines(input_schema: Mapping[str, Any], output_schema: Mapping[str, Any])
         lines.append(f"| … {len(features) - MAX_FEATURE_ROWS} more in input_schema.json | | | | | |")
     lines += ["", "## Output", "", "| output | datatype | shape |", "| --- | --- | --- |"]
     for output in output_schema.get("outputs") or []:
-        lines.append(f"| {_cell(str(output.get('name', '')))} | {output.get('datatype', '')} | `{json.dumps(output.get('shape', []))}` |")
+        lines.append(
+            f"| {_cell(str(output.get('name', '')))} | {_cell(output.get('datatype', ''))} | "
+            f"{_cell(json.dumps(output.get('shape', [])))} |"
+        )
     classes = output_schema.get("class_names") or []
     if classes:
-        lines += ["", "Classes, in the order of `probabilities` and the values of `label`: "
+        lines += ["", "Classes, in the order of probabilities and the values of label: "
                   + ", ".join(f"{i} = {_cell(str(c))}" for i, c in enumerate(classes)) + "."]
     return lines + [""]
 
@@ -226,6 +234,36 @@ def _threshold(threshold: Any) -> str:
     return ", ".join(p for p in parts if p) or "—"
 
 
-def _cell(text: str) -> str:
-    """Safe inside a Markdown table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+def _cell(text: Any) -> str:
+    """Safe as Markdown text and inside a table cell: one line; HTML escaped (&, <, >); backslashes,
+    backticks, brackets and pipes escaped, so the text opens no tag, code span, link or cell."""
+    line = html.escape(" ".join(str(text).split()), quote=False)
+    for char in "\\`[]|":  # the backslash first: the others add backslashes
+        line = line.replace(char, "\\" + char)
+    return line
+
+
+def _code(text: Any) -> str:
+    """Inside a code span (a renderer shows it raw): one line of [A-Za-z0-9._/:-], the rest replaced by '?'
+    (used for DNS-1123 names, which never have anything else)."""
+    return "".join(c if c.isalnum() and c.isascii() or c in "._/:-" else "?" for c in str(text))
+
+
+def _url(url: str) -> str:
+    """A URL with every character that is not legal in one (<, >, quotes, backticks, spaces) percent-encoded."""
+    from urllib.parse import quote
+
+    return quote(str(url), safe=":/?#[]@!$&'()*+,;=%~")
+
+
+def _fenced(language: str, text: str) -> list[str]:
+    """A fenced code block whose fence is longer than any run of backticks in text (so text cannot close it)."""
+    longest = max((len(run) for run in text.split("\n") for run in _backtick_runs(run)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + language, text, fence]
+
+
+def _backtick_runs(line: str) -> list[str]:
+    import re
+
+    return re.findall(r"`+", line)

@@ -54,8 +54,9 @@ def test_the_card_says_what_the_version_is():
     lines = card.splitlines()
     assert lines[0] == "# diabetes, version 4"
     assert f"| spec hash | `{spec.spec_hash}` |" in lines
-    assert "| data source | `builtin:diabetes` |" in lines
-    assert "| DAG run | `diabetes` / `manual__2026-01-01T00:00:00+00:00` |" in lines
+    # Spec-derived text is escaped, never put in code spans (which renderers show raw; issue 17).
+    assert "| data source | builtin:diabetes |" in lines
+    assert "| DAG run | diabetes / manual__2026-01-01T00:00:00+00:00 |" in lines
     assert any(line.startswith("| model | scikit-learn gradient_boosting (") for line in lines)
     assert "| rmse | 57.5248 | ≤ 65 |" in lines and "| mae | 45.65 | — |" in lines
     assert "## Test metrics (89 samples)" in lines
