@@ -145,7 +145,7 @@ def test_model_card_shows_the_version_as_the_registry_and_store_hold_it(client, 
         assert command[command.index("-X") + 2].endswith("/v2/models/ui-iris/infer")
         answer = httpx.post(command[command.index("-X") + 2], json=json.loads(command[command.index("-d") + 1]), timeout=30)
         assert answer.status_code == 200, answer.text
-        assert "promoted by the pipeline run" in page.by_id("production-story")["text"]
+        assert page.by_id("production-story")["text"].startswith("Promoted by the pipeline run ")
     # The settings the run logged: the forest of run 1, the one-split tree of run 2.
     settings = {c["attrs"]["data-setting"]: c["text"] for c in page.within("settings").find() if "data-setting" in c["attrs"]}
     assert settings["estimator"] == ("random_forest" if number == 1 else "decision_tree")
