@@ -202,6 +202,8 @@ def test_links_into_airflow(client, built):
     (run,) = [a for a in page.within("lineage").find() if a["tag"] == "a" and a["attrs"].get("data-field") == "run-link"]
     assert run["attrs"]["href"] == f"/dags/{NAME}/runs/manual__2026-12-07T04%3A00%3A00%2B00%3A00" and run["text"] == RUNS[2]
     assert run["attrs"]["target"] == "_top"
+    assert page.within("lineage").find(data_field="trigger")[0]["attrs"]["href"] == f"/dags/{NAME}"
+    assert page.within("lineage").find(data_field="operations")[0]["attrs"]["href"] == "/dags/mlspec_operations"
     model = get_page(client, f"/models/{NAME}")
     status = model.within("status")
     assert status.find(data_field="trigger")[0]["attrs"]["href"] == f"/dags/{NAME}"

@@ -281,10 +281,7 @@ def model_section(base: str, status: ModelStatus, curl: str | None) -> str:
         ("framework · task", f"{e(spec.model.framework)} · {e(spec.model.task)}"),
         ("data source", f"<code>{e(spec.data.source)}</code>"),
         ("DAG", f"{airflow_link(dag_href(base, spec.name), spec.name, data_field='dag')} (from <code>{e(spec.source_file)}</code>)"),
-        ("run it", f"{airflow_link(dag_href(base, spec.name), f'Trigger {spec.name}', data_field='trigger')} "
-                   "(its page in Airflow: the <b>Trigger</b> button opens the form with the spec's parameters) · "
-                   f"{airflow_link(dag_href(base, OPERATIONS_DAG), OPERATIONS_DAG, data_field='operations')} "
-                   f"(Trigger with model {e(spec.name)}: deploy, roll back or undeploy a version)"),
+        ("run it", run_it(base, spec)),
         ("registry", e(_registry_text(spec))),
         ("production (registry)", _production_text(status)),
         ("serving", _serving_text(status) + f' <span class="muted">at {e(status.endpoint())}</span>'),
@@ -575,6 +572,7 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
     ]
     if info is not None and info.created_ms:
         lineage.append(("registered", e(_when(info.created_ms))))
+    lineage.append(("run it", run_it(base, spec)))
     if card.has_card:
         lineage.append(("model card", f'<a href="{e(files_base)}/model_card.md">model_card.md</a>'))
     body.append('<h2>Lineage</h2><dl class="facts" id="lineage">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in lineage) + "</dl>")
@@ -605,6 +603,15 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
 
 def _capital(html_text: str) -> str:
     return html_text[:1].upper() + html_text[1:]
+
+
+def run_it(base: str, spec: Any) -> str:
+    """Links to the DAG's trigger form and to mlspec_operations' (their pages: Airflow 3 opens a trigger form
+    from the page's Trigger button, never from a URL)."""
+    return (f"{airflow_link(dag_href(base, spec.name), f'Trigger {spec.name}', data_field='trigger')} "
+            "(its page in Airflow: the <b>Trigger</b> button opens the form with the spec's parameters) · "
+            f"{airflow_link(dag_href(base, OPERATIONS_DAG), OPERATIONS_DAG, data_field='operations')} "
+            f"(Trigger with model {e(spec.name)}: deploy, roll back or undeploy a version)")
 
 
 def _card_run(base: str, spec: Any, info: VersionInfo | None, manifest: Mapping[str, Any]) -> str:
