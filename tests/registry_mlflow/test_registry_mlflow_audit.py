@@ -46,8 +46,10 @@ def test_long_reasons_fit_a_tag_and_the_trail_is_bounded(publisher, unique_name,
     registry = MlflowRegistry(None)
     registry.register(publisher.request(publisher.publish(name, "run-a")))
     registry.record_production_change(name, change("deploy", None, 1, reason="x" * 20_000))
-    (only,) = registry.production_changes(name)
-    assert only.reason.endswith("...") and len(only.reason) <= 1200
+    registry.record_production_change(name, change("deploy", None, 1, reason='"\\' * 5000, actor='"' * 500))
+    first, escaped = registry.production_changes(name)
+    assert first.reason.endswith("...") and len(first.reason) <= 1200
+    assert escaped.reason.startswith('"\\"\\') and escaped.reason.endswith("...")
 
     monkeypatch.setattr("mlspec.registry.mlflow_registry.AUDIT_KEEP", 3)
     for i in range(5):

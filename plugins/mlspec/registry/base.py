@@ -162,7 +162,12 @@ def audit_entry_json(change: ProductionChange) -> str:
     d = change.to_dict()
     for key, limit in (("reason", 1200), ("actor", 200), ("run_id", 250), ("run_url", 1000), ("at", 40)):
         d[key] = cut(str(d[key] or ""), limit)
-    return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+    while len(text) > 3000:  # escaping (quotes, backslashes, control characters) can double a field
+        for key in ("reason", "run_url", "actor", "run_id"):
+            d[key] = cut(d[key], max(3, len(d[key]) // 2))
+        text = json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+    return text
 
 
 def audit_key_suffix(keys: list[str], prefix: str) -> str:
