@@ -155,6 +155,7 @@ def test_failed_smoke_test_leaves_the_previous_version_serving(run_spec, model_s
 
     # The same model, but with a latency budget no endpoint can meet: the smoke test must fail.
     impossible = good.replace("max_latency_ms: 500", "max_latency_ms: 0.001")
+    impossible = impossible.replace("evaluation:\n", "evaluation:\n  champion: null\n")  # a tie would keep v1
     spec, second = run_spec(impossible, "digits-rollback", epochs=2)
     states = task_states(second)
     assert str(second.state) == "failed"
