@@ -291,7 +291,9 @@ def test_a_model_whose_backends_are_not_here_takes_one_short_line(built, client)
             fragment = Page(page.html[page.html.index(f'data-model="{name}"'):].split("</tr>", 1)[0])
             (notes,) = fragment.find(data_field="notes")
             (summary,) = [el for el in fragment.find() if el["tag"] == "summary"]
-            assert len(summary["text"]) <= pages_note_limit() + 12, summary["text"]
+            needs = {"digits-s3": "needs-compose-stack", "cifar10": "needs-internet"}[name]  # what its tags say
+            assert summary["text"].startswith(f"{needs}: "), summary["text"]
+            assert len(summary["text"]) <= len(needs) + 2 + pages_note_limit() + 12, summary["text"]
             assert "\n" not in summary["text"] and "unavailable" in summary["text"]
             details = [li["text"] for li in fragment.find() if li["tag"] == "li"]
             assert len(details) >= 2 and any("registry unavailable" in d for d in details), details

@@ -216,7 +216,7 @@ def overview_page(base: str, catalog: Catalog, statuses: Sequence[ModelStatus]) 
             f"<td>{e(metric)}</td>{num_cell(value, data_field='production-metric')}"
             f'<td class="num">{len(status.versions)}</td>'
             f'<td data-field="last-change">{_last_change(status)}</td>'
-            f'<td data-field="notes">{notes(status.problems)}</td></tr>'
+            f'<td data-field="notes">{notes(status.problems, _needs(spec))}</td></tr>'
         )
     table = (
         '<table id="models"><thead><tr><th>model</th><th>framework · task</th><th>production</th><th>serving</th>'
@@ -237,12 +237,20 @@ def overview_page(base: str, catalog: Catalog, statuses: Sequence[ModelStatus]) 
     return page("Models · mlspec", [("Models", None)], body)
 
 
-def notes(problems: Sequence[str]) -> str:
-    """A model's problems as one short line (the first, cut), every one of them in full behind it."""
+def _needs(spec: Any) -> str:
+    """What the spec's tags say it needs beyond this machine (needs-internet, needs-compose-stack)."""
+    return ", ".join(tag for tag in spec.metadata.tags if str(tag).startswith("needs-"))
+
+
+def notes(problems: Sequence[str], needs: str = "") -> str:
+    """A model's problems as one short line (the first, cut; what the spec's tags say it needs first), every
+    one of them in full behind it."""
     if not problems:
         return DASH
     first = problems[0]
     short = first if len(first) <= NOTE_CHARS else first[: NOTE_CHARS - 1].rstrip() + "…"
+    if needs:
+        short = f"{needs}: {short}"
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
     items = "".join(f"<li>{e(p)}</li>" for p in problems)
     return f'<details class="notes"><summary title="{e(first)}">{e(short)}{e(more)}</summary><ul>{items}</ul></details>'
