@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures.paths import SPECS
-from tests.fixtures.server_testkit import classifier_onnx, classifier_signature
+from tests.fixtures.server_testkit import RunningServer, classifier_onnx, classifier_signature
 
 
 def spec_text(name: str, extra: str = "") -> str:
@@ -65,3 +65,23 @@ def publish_versions(name: str, count: int, extra: str = "") -> Published:
             run_id=f"run-{seed}", onnx_opset=17, files=dict(version.files),
         ))
     return published
+
+
+def start_server(home: Path, monkeypatch, state_dir: Path | None = None) -> RunningServer:
+    """A model server that loads from below `home`; MLSPEC_SERVER_URL points at it (the configured server)."""
+    from mlspec.server.app import ServerConfig, create_app
+
+    server = RunningServer(create_app(state_dir, config=ServerConfig(allow_roots=(home.as_uri(),))))
+    monkeypatch.setenv("MLSPEC_SERVER_URL", server.url)
+    return server
+
+
+def served(spec) -> int | None:
+    from mlspec.serving import open_local_serving
+
+    return open_local_serving(spec.serving.url).served_version(spec.name)
+
+
+def unique(request) -> str:
+    """A model name from the test's name (a DNS-1123 label)."""
+    return "ops-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")

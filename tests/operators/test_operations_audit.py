@@ -8,50 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from pathlib import Path
 
 import pytest
-from tests.fixtures.server_testkit import TEST_TOKEN, RunningServer
-from tests.operators.operations_testkit import publish_versions, spec_for
+from tests.operators.operations_testkit import publish_versions, served, spec_for, start_server, unique
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("ops-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLSPEC_HOME", str(home))
-        mp.setenv("MLSPEC_SERVER_TOKEN", TEST_TOKEN)
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLSPEC_LOCK_TIMEOUT_S"):
-            mp.delenv(name, raising=False)
-        yield home
-
-
-def start_server(home: Path, monkeypatch: pytest.MonkeyPatch, state_dir: Path | None = None) -> RunningServer:
-    from mlspec.server.app import ServerConfig, create_app
-
-    server = RunningServer(create_app(state_dir, config=ServerConfig(allow_roots=(home.as_uri(),))))
-    monkeypatch.setenv("MLSPEC_SERVER_URL", server.url)
-    return server
-
-
-@pytest.fixture
-def server(home, monkeypatch):
-    running = start_server(home, monkeypatch)
-    yield running
-    running.stop()
-
-
-def unique(request) -> str:
-    return "ops-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
-
-
-def served(spec) -> int | None:
-    from mlspec.serving import open_local_serving
-
-    return open_local_serving(spec.serving.url).served_version(spec.name)
-
-
-def test_deploy_rollback_undeploy_are_recorded_with_actor_and_the_deployment(home, server, request):
+def test_deploy_rollback_undeploy_are_recorded_with_actor_and_the_deployment(ops_home, ops_server, request):
     from mlspec.operations import Trigger, deploy_version, rollback, undeploy
 
     model = publish_versions(unique(request), 2)
@@ -73,7 +35,7 @@ def test_deploy_rollback_undeploy_are_recorded_with_actor_and_the_deployment(hom
 
     # The version an operation deployed carries the deployment, like one the pipeline promoted.
     tags = registry.client.get_model_version(spec.name, "2").tags
-    assert tags["deployment.outcome"] == "smoke_test_passed" and tags["deployment.endpoint_url"] == server.url
+    assert tags["deployment.outcome"] == "smoke_test_passed" and tags["deployment.endpoint_url"] == ops_server.url
     assert tags["mlspec.state"] == "archived"
     assert registry.version_record(spec.name, 1).state == "production"
 
@@ -82,7 +44,7 @@ def test_deploy_rollback_undeploy_are_recorded_with_actor_and_the_deployment(hom
     assert (last.action, last.from_version, last.to_version, last.actor) == ("undeploy", 1, None, "alice")
 
 
-def test_a_failed_deploy_records_the_automatic_rollback_and_rollback_skips_it(home, server, request):
+def test_a_failed_deploy_records_the_automatic_rollback_and_rollback_skips_it(ops_home, ops_server, request):
     from mlspec.operations import OperationFailed, deploy_version, rollback
 
     model = publish_versions(unique(request), 3)
@@ -101,7 +63,7 @@ def test_a_failed_deploy_records_the_automatic_rollback_and_rollback_skips_it(ho
     assert rollback(spec)["version"] == 1
 
 
-def test_every_file_the_registry_recorded_is_checked(home, server, request):
+def test_every_file_the_registry_recorded_is_checked(ops_home, ops_server, request):
     from mlspec.operations import OperationFailed, deploy_version
 
     model = publish_versions(unique(request), 2)
@@ -119,7 +81,7 @@ def test_every_file_the_registry_recorded_is_checked(home, server, request):
     assert [c.action for c in model.registry().production_changes(model.spec.name)] == ["deploy"]
 
 
-def test_concurrent_deploy_and_rollback_take_turns(home, server, request):
+def test_concurrent_deploy_and_rollback_take_turns(ops_home, ops_server, request):
     """`deploy 3` and `rollback --to-version 2` at once: each reports what is true when it returns,
     and the one that finished last is what serves."""
     from mlspec.operations import deploy_version, rollback
@@ -150,13 +112,13 @@ def test_concurrent_deploy_and_rollback_take_turns(home, server, request):
     assert served(spec) == changes[-1].to_version == model.registry().production_version(spec.name)
 
 
-def test_the_lock_names_its_holder_when_it_times_out(home, request, monkeypatch):
+def test_the_lock_names_its_holder_when_it_times_out(ops_home, request, monkeypatch):
     from mlspec.operations import OperationFailed, lock_path, model_lock
 
     monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "0.3")
     name = unique(request)
     with model_lock(name, "deploy version 3 for alice"):
-        assert lock_path(name) == home / "locks" / f"{name}.lock"
+        assert lock_path(name) == ops_home / "locks" / f"{name}.lock"
         with pytest.raises(OperationFailed, match=r"another operation on .* holds .*deploy version 3 for alice"):
             with model_lock(name, "rollback"):
                 pass
@@ -164,7 +126,18 @@ def test_the_lock_names_its_holder_when_it_times_out(home, request, monkeypatch)
         pass
 
 
-def test_a_restarted_server_is_reconciled_to_the_registry(home, request, monkeypatch, tmp_path):
+def test_an_unwritable_lock_folder_is_a_clear_error(ops_home, request, monkeypatch, tmp_path):
+    from mlspec.operations import OperationFailed, model_lock
+
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "locks").write_text("")  # a file where the locks folder belongs
+    monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "home"))
+    with pytest.raises(OperationFailed, match=r"cannot open the lock file .*home/locks/.*nothing changed"):
+        with model_lock(unique(request), "deploy"):
+            pass
+
+
+def test_a_restarted_server_is_reconciled_to_the_registry(ops_home, request, monkeypatch, tmp_path):
     """A crash mid-deploy: the server loaded version 2 (its state says so), the registry never promoted it."""
     from mlspec.operations import reconcile, status
     from mlspec.serving import open_local_serving
@@ -172,7 +145,7 @@ def test_a_restarted_server_is_reconciled_to_the_registry(home, request, monkeyp
     model = publish_versions(unique(request), 2)
     spec = model.spec
     state = tmp_path / "state"
-    first = start_server(home, monkeypatch, state)
+    first = start_server(ops_home, monkeypatch, state)
     try:
         from mlspec.operations import deploy_version
 
@@ -180,7 +153,7 @@ def test_a_restarted_server_is_reconciled_to_the_registry(home, request, monkeyp
         open_local_serving(None).deploy(spec.name, 2, model.uris[2])  # then the worker died
     finally:
         first.stop()
-    again = start_server(home, monkeypatch, state)
+    again = start_server(ops_home, monkeypatch, state)
     try:
         assert served(spec) == 2  # the server restores what its state says
         report = status(spec)

@@ -11,8 +11,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from tests.operators.operations_testkit import publish_versions
-from tests.operators.test_operations_audit import home, served, server, unique  # noqa: F401 - fixtures
+from tests.operators.operations_testkit import publish_versions, served, unique
 
 
 def context(run_id: str = "manual__2026-12-07T03:00:00+00:00", user: str | None = "alice", run_type: str = "manual") -> dict:
@@ -41,7 +40,7 @@ def promote_operator(spec, evaluation=None, smoke=None):
                            stored={}, registration={}, deployment={}, smoke_test=smoke or {})
 
 
-def test_promote_records_who_from_where_and_why_once(home, server, request):
+def test_promote_records_who_from_where_and_why_once(ops_home, ops_server, request):
     from mlspec.serving import open_local_serving
 
     model = publish_versions(unique(request), 2)
@@ -65,7 +64,7 @@ def test_promote_records_who_from_where_and_why_once(home, server, request):
     assert registry.production_version(spec.name) == 2
 
 
-def test_a_failed_smoke_test_records_the_automatic_rollback(home, server, request):
+def test_a_failed_smoke_test_records_the_automatic_rollback(ops_home, ops_server, request):
     from mlspec.operators.smoke_test import record_automatic_rollback
 
     model = publish_versions(unique(request), 2)
@@ -76,7 +75,7 @@ def test_a_failed_smoke_test_records_the_automatic_rollback(home, server, reques
     assert change.reason.startswith("version 2 failed its smoke test")
 
 
-def test_pipeline_deploy_refuses_a_version_whose_signature_changed(home, server, request):
+def test_pipeline_deploy_refuses_a_version_whose_signature_changed(ops_home, ops_server, request):
     from mlspec.operators.base import GateFailed
     from mlspec.operators.deploy import deploy_following_the_registry
     from mlspec.serving import open_local_serving
@@ -95,7 +94,7 @@ def test_pipeline_deploy_refuses_a_version_whose_signature_changed(home, server,
     assert served(model.spec) is None
 
 
-def test_when_the_champion_holds_serving_is_put_back_on_production(home, server, request):
+def test_when_the_champion_holds_serving_is_put_back_on_production(ops_home, ops_server, request):
     from mlspec.operations import deploy_version
     from mlspec.operators.deploy import DeployModelOperator
     from mlspec.serving import open_local_serving
