@@ -124,8 +124,14 @@ def model_lock(model_name: str, what: str, timeout_s: float | None = None) -> It
     if timeout_s is None:
         timeout_s = float(os.environ.get(LOCK_TIMEOUT_ENV) or DEFAULT_LOCK_TIMEOUT_S)
     path = lock_path(model_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise OperationFailed(
+            f"cannot open the lock file {path} of model {model_name} ({exc.strerror or exc}); nothing changed. "
+            "Make MLSPEC_HOME writable for this user (or point MLSPEC_HOME at a folder that is)"
+        ) from None
     try:
         deadline = time.monotonic() + timeout_s
         waited = False
