@@ -27,6 +27,7 @@ import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlspec.errors import MlspecError
@@ -366,10 +367,44 @@ def _hide_password(url: str) -> str:
 
 
 def _storage(url: str) -> Any:
+    """Optuna's storage. A SQLite file (the embedded study database) is opened under its lock: creating
+    its tables and version rows is not safe twice at once (runs starting together raced on a fresh home)."""
     import optuna
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    path = _sqlite_file(url)
+    if path is None:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    from mlspec import embedded_state
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with embedded_state.locked(path):
+        problem = embedded_state.unreadable(path) if embedded_state.exists(path) else None
+        if problem is None:
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except DatabaseError as exc:
+                if isinstance(exc, OperationalError):  # locked, disk full, ...: not the file's fault
+                    raise
+                problem = " ".join(str(exc.orig or exc).split())[:200]
+    raise TuningError(
+        f"the Optuna study database {path} cannot be read ({problem}). It holds only the trial history of "
+        "tuning runs (one study per DAG run); models, the store and the registry are not in it. Delete it "
+        f"(rm {path}) and clear this run's plan_trials task: a new database and study are made, and this "
+        "run's trials search from the start (earlier runs' studies are lost)"
+    )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
 
 
 def _quiet_optuna() -> None:

@@ -464,9 +464,9 @@ def model_status(spec: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> ModelStatus
 
 def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, VersionInfo], list | str]:
     """Production, its history, every registered version and the audit trail (or why it could not be read)."""
-    from mlspec.registry import open_registry
+    from mlspec.registry.reading import open_for_reading
 
-    registry = open_registry(spec.registry.backend, spec.registry.connection)
+    registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # never creates or migrates
     production = registry.production_version(spec.name)
     history = registry.production_history(spec.name)
     try:
@@ -672,9 +672,9 @@ def training_settings(spec: Any, info: VersionInfo | None, stored_hash: str, tim
 
 
 def _run_params(spec: Any, run_id: str) -> dict[str, str]:
-    from mlspec.registry import open_registry
+    from mlspec.registry.reading import open_for_reading
 
-    registry = open_registry(spec.registry.backend, spec.registry.connection)
+    registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # never creates or migrates
     return dict(registry.client.get_run(run_id).data.params or {})
 
 
