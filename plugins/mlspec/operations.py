@@ -190,7 +190,10 @@ class Backends:
 def status(spec: Any) -> dict[str, Any]:
     """The registry's production version, what serving answers with, and every disagreement between
     them (`problems`: drift, serving unreachable, production's files no longer what the registry recorded)."""
+    from mlspec.registry.reading import open_for_reading
+
     backends = Backends.open(spec)
+    backends.registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # creates nothing
     production = backends.registry.production_version(spec.name)
     try:
         serving: int | None | str = backends.serving.served_version(spec.name)

@@ -258,3 +258,17 @@ def test_a_file_that_is_not_a_database_is_left_alone_with_a_clear_message(fresh_
     assert f"embedded MLflow database {db} cannot be read (file is not a database)" in str(failure.value)
     assert f"mv {db} {db}.broken" in str(failure.value)
     assert db.read_bytes().startswith(b"this is not SQLite")
+
+
+def test_status_on_a_fresh_home_reads_nothing_registered_and_creates_nothing(fresh_home, monkeypatch) -> None:
+    from tests.fixtures.paths import SPECS
+    from tests.fixtures.ports import free_port
+
+    from mlspec.operations import status
+    from mlspec.registry.mlflow_registry import embedded_db
+    from mlspec.spec import load_spec
+
+    monkeypatch.setenv("MLSPEC_SERVER_URL", f"http://127.0.0.1:{free_port()}")
+    report = status(load_spec(SPECS / "iris-forest.yaml"))
+    assert (report["production"], report["history"], report["latest"]) == (None, [], None)
+    assert not embedded_db().exists()
