@@ -74,7 +74,7 @@ def locked(path: Path, *, shared: bool = False, timeout_s: float = DEFAULT_LOCK_
                 if time.monotonic() >= deadline:
                     raise EmbeddedStateError(
                         f"{path} is being created or upgraded by another process (it holds {lock}) for more "
-                        f"than {timeout_s:g} s; try again in a moment (if no mlspec task runs, delete {lock})"
+                        f"than {timeout_s:g} s; try again in a moment (`fuser -v {lock}` names that process)"
                     ) from None
                 time.sleep(pause)  # polling a lock someone else holds, not waiting for a result
                 pause = min(pause * 2, 0.25)

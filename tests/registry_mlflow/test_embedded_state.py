@@ -272,3 +272,34 @@ def test_status_on_a_fresh_home_reads_nothing_registered_and_creates_nothing(fre
     report = status(load_spec(SPECS / "iris-forest.yaml"))
     assert (report["production"], report["history"], report["latest"]) == (None, [], None)
     assert not embedded_db().exists()
+
+
+def test_a_held_lock_makes_others_wait_then_fail_naming_the_file_and_its_lock(tmp_path: Path) -> None:
+    import threading
+
+    from mlspec import embedded_state
+
+    db = tmp_path / "state.db"
+    taken, release, outcome = threading.Event(), threading.Event(), {}
+
+    def holder() -> None:
+        with embedded_state.locked(db):
+            taken.set()
+            release.wait(timeout=30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert taken.wait(timeout=30)
+        with pytest.raises(embedded_state.EmbeddedStateError) as failure:
+            with embedded_state.locked(db, shared=True, timeout_s=0.3):
+                outcome["read"] = True
+        assert "read" not in outcome
+        message = str(failure.value)
+        assert f"{db} is being created or upgraded by another process (it holds {db}.lock)" in message
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    with embedded_state.locked(db, shared=True, timeout_s=5):  # free again once the holder is done
+        outcome["read"] = True
+    assert outcome == {"read": True}
