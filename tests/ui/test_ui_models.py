@@ -91,6 +91,15 @@ def test_models_page_from_the_navigation_to_a_model_card(ui_driver, airflow_stac
         assert metric_cells(driver, "#metrics") == record.metrics
         assert record.run_id in driver.find_element(By.ID, "lineage").text
         assert "curl" in driver.find_element(By.ID, "curl").text
+        # How it reached production (the audit trail), and what it was trained with (its tracking run).
+        story = driver.find_element(By.ID, "production-story").text
+        assert story.startswith("Promoted by the pipeline run "), story
+        promotions = driver.find_elements(By.CSS_SELECTOR, f"#audit-trail tr[data-action='promote'][data-to='{production}']")
+        assert promotions and record.run_id in promotions[0].find_element(By.CSS_SELECTOR, "[data-field=run]").text
+        run_link = promotions[0].find_element(By.CSS_SELECTOR, "[data-field=run] a")
+        assert f"/dags/{MODEL}/runs/" in run_link.get_attribute("href") and run_link.get_attribute("target") == "_top"
+        settings = {c.get_attribute("data-setting"): c.text for c in driver.find_elements(By.CSS_SELECTOR, "#settings [data-setting]")}
+        assert settings.get("estimator") == "random_forest" and settings.get("params.n_estimators") == "100", settings
         images = driver.find_elements(By.CSS_SELECTOR, "#plots img")
         assert {img.get_attribute("data-file") for img in images} == {"confusion_matrix.png", "training_curves.png"}
         deadline = time.monotonic() + 30

@@ -436,9 +436,10 @@ def production_story(base: str, status: ModelStatus, info: VersionInfo | None, n
     """How this version reached production (the latest time it did), or that it never was."""
     if not status.registry_ok:
         return "not known: the registry did not answer"
-    made = [c for c in status.changes if c.to_version == number]
+    made = [i for i, c in enumerate(status.changes) if c.to_version == number]
     if made:
-        change = made[-1]
+        position = made[-1]
+        change = status.changes[position]
         when = e(_at(change.at))
         actor = e(change.actor)
         if change.action == "promote":
@@ -454,9 +455,9 @@ def production_story(base: str, status: ModelStatus, info: VersionInfo | None, n
             text = f"{e(ACTION_WORDS.get(change.action, change.action))} by {actor} via {_via(base, change)} on {when}"
             if change.from_version is not None:
                 text += f", replacing v{e(change.from_version)}"
-        if change.reason:
-            text += f". Reason: {e(change.reason)}"
-        after = [c for c in status.changes[status.changes.index(change) + 1:] if c.from_version == number]
+        if change.reason.strip().rstrip("."):
+            text += f". Reason: {e(change.reason.strip().rstrip('.'))}"
+        after = [c for c in status.changes[position + 1:] if c.from_version == number]
         if after and status.production != number:
             later = after[0]
             text += (f". It stopped being production on {e(_at(later.at))}: {e(later.action)} to {e(_v(later.to_version))} "
