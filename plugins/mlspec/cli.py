@@ -260,9 +260,17 @@ def _tuning_overrides_refused(spec, args) -> str:
 
 
 def cmd_serve(args) -> int:
-    from mlspec.server.app import ServerConfig, run_server
+    from mlspec.server.app import ServerConfig, max_inflight_bytes_from_env, run_server
+    from mlspec.server.errors import ServerSetupError
     from mlspec.server.tensors import Limits
 
+    try:
+        max_inflight = (
+            int(args.max_inflight_mb * 1024 * 1024) if args.max_inflight_mb else max_inflight_bytes_from_env()
+        )
+    except ServerSetupError as exc:
+        print(f"mlspec serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     config = ServerConfig(
         auth=args.auth,
         allow_roots=tuple(args.allow_root or ()),
@@ -271,6 +279,7 @@ def cmd_serve(args) -> int:
             max_elements=args.max_elements,
             max_batch=args.max_batch,
         ),
+        max_inflight_bytes=max_inflight,
         max_models=args.max_models,
         max_model_bytes=int(args.max_model_mb * 1024 * 1024),
         load_timeout_s=args.load_timeout,
@@ -278,14 +287,18 @@ def cmd_serve(args) -> int:
         inference_threads=args.inference_threads,
         ort_threads=args.ort_threads,
     )
-    run_server(
-        host=args.host,
-        port=args.port,
-        state_dir=Path(args.state_dir) if args.state_dir else None,
-        config=config,
-        access_log=args.access_log,
-        shutdown_timeout_s=args.shutdown_timeout,
-    )
+    try:
+        run_server(
+            host=args.host,
+            port=args.port,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+            config=config,
+            access_log=args.access_log,
+            shutdown_timeout_s=args.shutdown_timeout,
+        )
+    except ServerSetupError as exc:  # a token too short, limits that contradict each other
+        print(f"mlspec serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ import socket
 
 import numpy as np
 import pytest
-from tests.fixtures.server_testkit import load
+from tests.fixtures.server_testkit import TEST_TOKEN, load
 
 ROW = [0.5] * 64
 
@@ -119,7 +119,10 @@ def test_an_internal_error_answers_json_500_and_keeps_the_connection(served, mon
         raise RuntimeError("boom")
 
     monkeypatch.setattr(server.repository, "index", broken)
-    index = b"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\nContent-Length: 0\r\n\r\n"
+    index = (
+        f"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_TOKEN}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
     first, second = _raw_exchange(server.port, [index, _post("/v2/models/digits/infer", GOOD)])
     assert first.startswith(b"HTTP/1.1 500") and b"RuntimeError: boom" in first
     assert second.startswith(b"HTTP/1.1 200")

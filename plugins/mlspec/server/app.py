@@ -2,7 +2,8 @@
 
 Endpoints (all JSON; errors are an HTTP status with `{"error": "..."}`: 400 bad request, 401 no or
 wrong token, 403 storage outside the allowed roots, 404 unknown model or version, 409 a change of
-that model in flight, 413 body too large, 503 known but not ready, 504 a load that timed out):
+that model in flight, 413 body too large, 503 known but not ready or too many request bytes in flight
+(with Retry-After), 504 a load that timed out):
 
 * GET  /v2/health/live, /v2/health/ready, /v2 (server metadata)
 * GET  /v2/models/{m}[/versions/{v}]           model metadata (+ `parameters.served_version`)
@@ -13,8 +14,14 @@ that model in flight, 413 body too large, 503 known but not ready, 504 a load th
 * POST /v2/repository/models/{m}/unload        optional {"parameters": {"version": "3"}}  (admin)
 
 The repository API needs `Authorization: Bearer <token>` (MLSPEC_SERVER_TOKEN, or the token file
-the server writes into its state folder at first start, mode 0600); with `auth="token"` the
-model endpoints need it too. Health and server metadata stay open for probes.
+the server writes into its state folder at first start, mode 0600), at least MIN_TOKEN_CHARS long
+(the server refuses to start with a shorter one); with `auth="token"` the model endpoints need it
+too. Health and server metadata stay open for probes.
+
+Request bodies are capped one by one (`Limits.max_body_bytes`, 413) and all together: the bytes of the
+bodies being received or answered at one moment stay under `ServerConfig.max_inflight_bytes`
+(`mlspec serve --max-inflight-mb`, MLSPEC_SERVER_MAX_INFLIGHT_MB); a request that would go over is
+answered 503 with Retry-After before its body is read.
 
 The app is a plain ASGI callable (no framework): every request is answered by this module, so an
 error of any kind becomes a JSON answer and never resets the keep-alive connection. Requests are
@@ -44,11 +51,13 @@ import orjson
 from mlspec import __version__
 from mlspec.server.errors import (
     BadRequest,
+    Busy,
     Conflict,
     LoadTimedOut,
     NotFound,
     PayloadTooLarge,
     ProtocolError,
+    ServerSetupError,
     Unauthorized,
 )
 from mlspec.server.repository import DEFAULT_MAX_MODEL_BYTES, PLATFORM, LoadedVersion, ModelRepository
@@ -63,6 +72,11 @@ SERVER_NAME = "mlspec"
 INLINE_BODY_BYTES = 64 * 1024
 INLINE_COST_S = 0.0005
 _JSON = [(b"content-type", b"application/json")]
+# The shortest admin token the server accepts: secrets.token_urlsafe(32) (what it generates) is 43.
+MIN_TOKEN_CHARS = 32
+DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+MAX_INFLIGHT_ENV = "MLSPEC_SERVER_MAX_INFLIGHT_MB"
+RETRY_AFTER_S = 1
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,8 @@ class ServerConfig:
     allow_roots: tuple[str, ...] = ()  # storage roots besides the store under MLSPEC_HOME
     default_roots: bool = True  # include the store under MLSPEC_HOME
     limits: Limits = field(default_factory=Limits)
+    # Request body bytes held at once across all requests (being received or answered); 503 beyond.
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     max_models: int = 32
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     load_timeout_s: float = 120.0
@@ -206,7 +222,17 @@ class ModelServer:
             max_model_bytes=config.max_model_bytes,
             ort_threads=config.ort_threads,
         )
-        self.token = (config.token or ensure_server_token(state_dir)).encode()
+        token = config.token or ensure_server_token(state_dir)
+        self.token = _checked_token(token, config, state_dir).encode()
+        if config.max_inflight_bytes < self.limits.max_body_bytes:
+            raise ServerSetupError(
+                f"max_inflight_bytes ({config.max_inflight_bytes}) is below the largest request body "
+                f"({self.limits.max_body_bytes}), so a request of the largest size could never be served: "
+                "raise "
+                "--max-inflight-mb (MLSPEC_SERVER_MAX_INFLIGHT_MB) or lower --max-body-mb"
+            )
+        self.max_inflight = config.max_inflight_bytes
+        self.inflight = 0  # body bytes reserved by requests now being received or answered (event loop only)
         self.protect_models = config.auth == "token"
         self.loads = LoadRunner(config.max_concurrent_loads, config.load_timeout_s)
         self.restored = threading.Event()
@@ -269,28 +295,35 @@ class ModelServer:
 
     async def _http(self, scope, receive, send) -> None:
         status, body, headers = 200, b"", _JSON
+        scope[_RESERVED] = 0
         try:
-            status, body, headers = await self._route(scope, receive)
-        except ProtocolError as exc:
-            status, body = exc.status, _error_body(str(exc))
-            headers = list(_JSON)
-            if status == 401:
-                headers.append((b"www-authenticate", b'Bearer realm="mlspec"'))
-            elif status == 413:
-                headers.append((b"connection", b"close"))  # the rest of the body is not read
-            log.warning("%s %s -> %d: %s", scope["method"], scope["path"], status, exc)
-        except _ClientGone:
-            return
-        except Exception as exc:
-            log.exception("%s %s failed", scope["method"], scope["path"])
-            status, body, headers = (
-                500,
-                _error_body(f"internal server error: {type(exc).__name__}: {exc}"),
-                _JSON,
-            )
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            try:
+                status, body, headers = await self._route(scope, receive)
+            except ProtocolError as exc:
+                status, body = exc.status, _error_body(str(exc))
+                headers = list(_JSON)
+                if status == 401:
+                    headers.append((b"www-authenticate", b'Bearer realm="mlspec"'))
+                elif status == 413:
+                    headers.append((b"connection", b"close"))  # the rest of the body is not read
+                elif isinstance(exc, Busy):
+                    headers += [(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")]
+                log.warning("%s %s -> %d: %s", scope["method"], scope["path"], status, exc)
+            except _ClientGone:
+                return
+            except Exception as exc:
+                log.exception("%s %s failed", scope["method"], scope["path"])
+                status, body, headers = (
+                    500,
+                    _error_body(f"internal server error: {type(exc).__name__}: {exc}"),
+                    _JSON,
+                )
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            # The body is answered (or abandoned): its bytes are free.
+            self.inflight -= scope.pop(_RESERVED, 0)
 
     # -- routing --------------------------------------------------------------------------------
     async def _route(self, scope, receive) -> tuple[int, bytes, list]:
@@ -368,6 +401,20 @@ class ModelServer:
         )
 
     # -- bodies ---------------------------------------------------------------------------------
+    def _reserve(self, scope, size: int) -> None:
+        """Count `size` more body bytes of this request as in flight, or refuse it with 503 (Busy) when
+        all requests together would hold more than max_inflight_bytes. Runs on the event loop only."""
+        extra = size - scope.get(_RESERVED, 0)
+        if extra <= 0:
+            return
+        if self.inflight + extra > self.max_inflight:
+            raise Busy(
+                f"the server is holding {self.inflight} bytes of request bodies (its limit across requests "
+                f"is {self.max_inflight} bytes) and this request needs {size}; retry in {RETRY_AFTER_S}s"
+            )
+        self.inflight += extra
+        scope[_RESERVED] = size
+
     async def _body(self, scope, receive) -> bytes:
         limit = self.limits.max_body_bytes
         for key, value in scope["headers"]:
@@ -380,6 +427,7 @@ class ModelServer:
                     raise PayloadTooLarge(
                         f"the request body is {declared} bytes, over the server's limit of {limit} bytes"
                     )
+                self._reserve(scope, declared)  # before a byte is read: 503 at once when over
                 break
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -388,9 +436,11 @@ class ModelServer:
         if not message.get("more_body", False):
             if len(body) > limit:
                 raise PayloadTooLarge(f"the request body is over the server's limit of {limit} bytes")
+            self._reserve(scope, len(body))
             return body
         chunks = [body]
         size = len(body)
+        self._reserve(scope, size)
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -399,6 +449,7 @@ class ModelServer:
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(f"the request body is over the server's limit of {limit} bytes")
+            self._reserve(scope, size)  # a body without Content-Length (chunked) counts as it arrives
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -531,6 +582,50 @@ class ModelServer:
 
         served = await self.loads.run(f"unloading model {name}", unload)
         return 200, orjson.dumps({"name": name, "unloaded_version": version, "served_version": served}), _JSON
+
+
+_RESERVED = "mlspec.reserved_bytes"  # in the request's scope: the body bytes it holds in flight
+
+
+def _checked_token(token: str, config: ServerConfig, state_dir: Path | None) -> str:
+    """The admin token, refused (ServerSetupError naming where it came from) when shorter than
+    MIN_TOKEN_CHARS: a short token can be guessed, and it guards loads and unloads."""
+    token = token.strip()
+    if len(token) >= MIN_TOKEN_CHARS:
+        return token
+    from mlspec.home import SERVER_TOKEN_ENV, server_token_file
+
+    if config.token:
+        source = "the configured token (ServerConfig.token)"
+        fix = "pass a longer one"
+    elif os.environ.get(SERVER_TOKEN_ENV, "").strip():
+        source = SERVER_TOKEN_ENV
+        fix = (
+            f"set {SERVER_TOKEN_ENV} to a longer one, or unset it to let the server generate one in its "
+            "state folder"
+        )
+    else:
+        path = server_token_file(state_dir)
+        source = f"the token file {path}"
+        fix = f"delete {path} and start the server again: it generates a new 43-character token"
+    raise ServerSetupError(
+        f"the model server's admin token from {source} is {len(token)} characters; it needs at least "
+        f"{MIN_TOKEN_CHARS}: {fix} (make one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+    )
+
+
+def max_inflight_bytes_from_env(default: int = DEFAULT_MAX_INFLIGHT_BYTES) -> int:
+    """MLSPEC_SERVER_MAX_INFLIGHT_MB as bytes, else `default`; ServerSetupError when not a positive number."""
+    raw = os.environ.get(MAX_INFLIGHT_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ServerSetupError(f"{MAX_INFLIGHT_ENV}={raw[:40]!r} is not a positive number of megabytes")
+    return int(value * 1024 * 1024)
 
 
 class _ClientGone(Exception):

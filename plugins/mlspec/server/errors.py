@@ -61,3 +61,13 @@ class LoadTimedOut(ProtocolError):
     """A load did not finish in time (storage that does not answer); what served before keeps serving."""
 
     status = 504
+
+
+class Busy(ProtocolError):
+    """Too many request bytes in flight across requests: retry shortly (the answer carries Retry-After)."""
+
+    status = 503
+
+
+class ServerSetupError(Exception):
+    """The server cannot start as configured (a token too short, limits that contradict each other)."""
