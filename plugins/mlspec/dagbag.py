@@ -110,7 +110,12 @@ def build_error_dag(dag_id: str, problems: list[SpecProblem]):
         tags=["mlspec", "invalid-spec"],
         doc_md=f"### This spec does not compile\n\nFix these problems (`mlspec lint` shows the same):\n\n```\n{text}\n```\n",
     )
-    SpecErrorOperator(task_id="spec_error", errors=text, dag=dag, doc_md=f"```\n{text}\n```")
+    from mlspec.deadlines import SPEC_ERROR_DEADLINE
+
+    SpecErrorOperator(
+        task_id="spec_error", errors=text, dag=dag, doc_md=f"```\n{text}\n```",
+        execution_timeout=SPEC_ERROR_DEADLINE,
+    )
     return dag
 
 

@@ -30,6 +30,10 @@ DEFAULT_DEADLINES_S = {
     "promote": 15 * 60,
 }
 FALLBACK_DEADLINE_S = 60 * 60  # a stage not listed above (a hand-written operator subclass)
+# The operations DAG's one task: registry, serving (deploy waits up to serving.timeout) and a smoke test.
+OPERATION_DEADLINE = timedelta(hours=1)
+# An invalid spec's DAG: its one task only fails with the spec's problems.
+SPEC_ERROR_DEADLINE = timedelta(minutes=5)
 # Deploy waits up to serving.timeout for the endpoint to become ready, and may roll back after.
 DEPLOY_MARGIN_S = 10 * 60
 

@@ -129,8 +129,11 @@ def build_operations_dag(specs_dir: Path | str, model_names: list[str] | None = 
                              description="deploy: the store version to serve (required); rollback: optional target"),
         },
     ) as dag:
+        from mlspec.deadlines import OPERATION_DEADLINE
+
         ModelOperationOperator(
             task_id="run_operation",
+            execution_timeout=OPERATION_DEADLINE,  # a hung endpoint or store never holds the operations
             specs_dir=str(specs_dir),
             model="{{ params.model }}",
             action="{{ params.action }}",

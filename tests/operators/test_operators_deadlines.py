@@ -165,3 +165,15 @@ def test_an_unknown_task_in_timeouts_fails_lint():
 
     with pytest.raises(SpecError, match="timeouts"):
         _spec("timeouts: {trian: 1h}\n")
+
+
+def test_the_operations_task_and_an_invalid_specs_task_have_deadlines(tmp_path):
+    from mlspec.dagbag import build_error_dag
+    from mlspec.deadlines import OPERATION_DEADLINE, SPEC_ERROR_DEADLINE
+    from mlspec.operations_dag import build_operations_dag
+    from mlspec.spec import SpecProblem
+
+    (operation,) = build_operations_dag(tmp_path, ["iris-forest"]).tasks
+    assert operation.execution_timeout == OPERATION_DEADLINE == timedelta(hours=1)
+    (error,) = build_error_dag("broken", [SpecProblem("broken.yaml", 1, 1, "data", "missing")]).tasks
+    assert error.execution_timeout == SPEC_ERROR_DEADLINE
