@@ -307,9 +307,33 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+
+
+def passwords_file(home: Path) -> Path:
+    """Where Airflow's SimpleAuthManager keeps the generated passwords (its setting, else AIRFLOW_HOME)."""
+    configured = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "").strip()
+    return Path(configured) if configured else home / PASSWORDS_FILE
+
+
+def protect_passwords_file(home: Path) -> Path:
+    """Make the passwords file 0600 before Airflow writes it: the api-server opens it for appending and
+    writes in place, so a file created here with mode 0600 keeps that mode (Airflow creates it 0644,
+    readable by every user of the machine). An existing one is set to 0600."""
+    path = passwords_file(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return path
+
+
 def admin_credentials(home: Path) -> tuple[str, str] | None:
     """(user, password) the simple auth manager generated in `home`, once the api-server wrote them."""
-    passwords = _read_json(home / "simple_auth_manager_passwords.json.generated")
+    passwords = _read_json(passwords_file(home))
     if not passwords:
         return None
     user = "admin" if "admin" in passwords else next(iter(passwords))
@@ -553,6 +577,7 @@ def up(airflow_port: int, server_port: int, timeout_s: float, with_server: bool)
     # The model server and Airflow start side by side; both are waited for below.
     server = start_server(server_port) if with_server else None
     env = airflow_env(airflow_port)
+    protect_passwords_file(airflow_home())  # before the api-server generates the admin password into it
     try:
         migrate(env)
     except SystemExit:
@@ -593,7 +618,7 @@ def up(airflow_port: int, server_port: int, timeout_s: float, with_server: bool)
         f"Airflow is up after {marks['dags']:.0f} s (api-server {marks['api']:.0f} s, all components healthy "
         f"{marks['healthy']:.0f} s, {marks['dag_count']} DAGs listed {marks['dags']:.0f} s)\n"
         f"  UI       http://127.0.0.1:{airflow_port}  user {user}, password {password}\n"
-        f"           (from {airflow_home() / 'simple_auth_manager_passwords.json.generated'})\n"
+        f"           (from {passwords_file(airflow_home())}, mode 0600)\n"
         f"  logs     {folder}/<component>.log, task logs under {airflow_home() / 'logs'}\n"
         f"  stop     make down"
     )

@@ -112,6 +112,12 @@ def test_make_up_then_make_down_leaves_nothing_running(tmp_path: Path):
         server = json.loads((tmp_path / "mlspec-home" / "server" / "server.json").read_text())
         ready = json.loads((tmp_path / "airflow" / "up" / "ready.json").read_text())
         recorded = _session(airflow["pid"]) + _session(server["pid"])
+        # Secrets on disk are the user's alone: Airflow's generated passwords and the model server's token.
+        for secret in (
+            tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated",
+            tmp_path / "mlspec-home" / "server" / "token",
+        ):
+            assert secret.stat().st_mode & 0o777 == 0o600, f"{secret} is {oct(secret.stat().st_mode & 0o777)}"
         commands = _describe(recorded)
         for component in ("api_server", "scheduler", "dag-processor", "triggerer", "LocalExecutor", "serve"):
             assert component in commands, f"{component} is not running:\n{commands}"
