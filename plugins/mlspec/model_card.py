@@ -36,6 +36,7 @@ DECISIONS = {
     "no_champion": "there was no production version to compare with; the gate passed",
     "challenger_wins": "it beat the production version",
     "champion_holds": "it did not beat the production version, so it was kept as a candidate and not deployed",
+    "tie": "it scored the same as the production version (a tie keeps the champion), so it was kept as a candidate and not deployed",
 }
 
 

@@ -155,3 +155,14 @@ def test_evaluate_labels_each_metrics_line_once(spec, production_v1, monkeypatch
     assert len(challenger) == 1 and len(production) == 1, scores
     assert "6 samples" in challenger[0] and "6 samples" in production[0]
     assert not [m for m in logged.messages if re.match(r"metrics on \d+ samples", m)]
+
+
+def test_every_gate_decision_has_words_on_the_models_page_and_in_the_model_card():
+    """A decision the gate can reach (a tie, say) is never shown to a person as its raw code."""
+    from mlspec import model_card
+    from mlspec.champion import DECISIONS
+    from mlspec.ui import pages
+
+    assert set(DECISIONS) <= set(pages.DECISION_WORDS), set(DECISIONS) - set(pages.DECISION_WORDS)
+    assert set(DECISIONS) <= set(model_card.DECISIONS), set(DECISIONS) - set(model_card.DECISIONS)
+    assert "tie" in pages.champion_short({"decision": "tie"})

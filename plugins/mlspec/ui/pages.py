@@ -32,6 +32,7 @@ DECISION_WORDS = {
     "no_champion": "passed (no production yet)",
     "challenger_wins": "beat production",
     "champion_holds": "lost to production",
+    "tie": "tied with production (the champion holds)",
 }
 
 OPERATIONS_DAG = "mlspec_operations"
@@ -472,7 +473,7 @@ def production_story(base: str, status: ModelStatus, info: VersionInfo | None, n
         return "not known: the audit trail could not be read"
     text = "never production"
     decision = (info.champion if info else {}).get("decision", "")
-    if decision == "champion_holds":
+    if decision in ("champion_holds", "tie"):
         text += f": the champion gate kept it as a candidate ({e(champion_short(info.champion))})"
     elif info is not None and info.state == "failed":
         text += ": it failed on its way there (state failed)"
