@@ -348,13 +348,13 @@ def cmd_operation(args) -> int:
 def cmd_history(args) -> int:
     """The audit trail of production: every change, oldest first, with time, actor, action and run."""
     from mlspec.errors import MlspecError
-    from mlspec.registry import open_registry
+    from mlspec.registry.reading import open_for_reading
 
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
-    try:
-        changes = open_registry(spec.registry.backend, spec.registry.connection).production_changes(spec.name)
+    try:  # a read: never creates the embedded registry
+        changes = open_for_reading(spec.registry.backend, spec.registry.connection).production_changes(spec.name)
     except MlspecError as exc:
         print(f"mlspec history {spec.name}: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -106,3 +106,13 @@ def test_history_prints_the_timeline(env, server, capsys):
     assert "rollback      v2 -> v1" in lines[5] and lines[6].strip() == "rollback from version 2"
     code, out, _ = run(capsys, "history", path, "--json")
     assert [c["action"] for c in json.loads(out)] == ["deploy", "deploy", "rollback"]
+
+
+def test_history_on_a_fresh_home_reads_nothing_and_creates_no_registry(env, capsys):
+    """A read never creates the embedded MLflow database (the first task does, under its lock)."""
+    path = env / "fresh.yaml"
+    path.write_text(spec_text("fresh"))
+    code, out, err = run(capsys, "history", str(path))
+    assert code == 0, err
+    assert "no change of production is recorded yet" in out
+    assert not (env / "home" / "mlflow" / "mlflow.db").exists()
