@@ -368,9 +368,12 @@ def cmd_history(args) -> int:
     def version(v: int | None) -> str:
         return "nothing" if v is None else f"v{v}"
 
+    from mlspec.registry.base import ACTION_WORDS, action_words
+
+    width = max(len(words) for words in ACTION_WORDS.values())  # the action codes stay in --json
     print(f"{spec.name}: {len(changes)} change(s) of production, oldest first")
     for c in changes:
-        line = f"{c.at}  {c.action:<13} {version(c.from_version)} -> {version(c.to_version)}  by {c.actor}"
+        line = f"{c.at}  {action_words(c.action):<{width}} {version(c.from_version)} -> {version(c.to_version)}  by {c.actor}"
         print(line + (f"  run {c.run_url or c.run_id}" if (c.run_url or c.run_id) else ""))
         print(f"    {c.reason}")
     return EXIT_OK

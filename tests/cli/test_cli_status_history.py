@@ -101,9 +101,9 @@ def test_history_prints_the_timeline(env, server, capsys):
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "history: 3 change(s) of production, oldest first"
-    assert "deploy        nothing -> v1  by cli:" in lines[1]
-    assert "deploy        v1 -> v2  by alice  run http://localhost:8080/dags/d/runs/manual__1" in lines[3]
-    assert "rollback      v2 -> v1" in lines[5] and lines[6].strip() == "rollback from version 2"
+    assert "deployed               nothing -> v1  by cli:" in lines[1]
+    assert "deployed               v1 -> v2  by alice  run http://localhost:8080/dags/d/runs/manual__1" in lines[3]
+    assert "rolled back            v2 -> v1" in lines[5] and lines[6].strip() == "rollback from version 2"
     code, out, _ = run(capsys, "history", path, "--json")
     assert [c["action"] for c in json.loads(out)] == ["deploy", "deploy", "rollback"]
 

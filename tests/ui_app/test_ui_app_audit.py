@@ -137,7 +137,7 @@ def test_the_model_page_shows_the_audit_trail_newest_first(client, built):
     assert "v1 → v3 → v1" in page.within("status").text()
     # The overview: one line with the latest change.
     (cell,) = get_page(client, "/").find(data_field="last-change")
-    assert "v3 → v1" in cell["text"] and "rollback by cli:bob" in cell["text"]
+    assert "v3 → v1" in cell["text"] and "rolled back by cli:bob" in cell["text"]
 
 
 def test_each_card_says_how_the_version_reached_production(client, built):
@@ -147,7 +147,7 @@ def test_each_card_says_how_the_version_reached_production(client, built):
     three = get_page(client, f"/models/{NAME}/versions/3")
     story = three.by_id("production-story")["text"]
     assert story.startswith("Deployed by alice via mlspec_operations run manual__ops-1 on 2026-12-08 09:00 UTC, replacing v1")
-    assert "It stopped being production on 2026-12-08 10:00 UTC: rollback to v1 by cli:bob" in story
+    assert "It stopped being production on 2026-12-08 10:00 UTC: rolled back to v1 by cli:bob" in story
     marked = [r["attrs"]["data-action"] for r in three.within("audit-trail").find() if r["attrs"].get("class") == "this-version"]
     assert marked == ["rollback", "deploy"]
     two = get_page(client, f"/models/{NAME}/versions/2").by_id("production-story")["text"]

@@ -95,6 +95,20 @@ class VersionRecord:
 
 
 AUDIT_ACTIONS = ("promote", "deploy", "rollback", "undeploy", "auto_rollback")
+# How each action reads to people (Models page, model card, `mlspec history`): "<words> by <actor>". The
+# codes above stay in the data (the audit JSON, `--json`, data-action attributes); every action has words.
+ACTION_WORDS = {
+    "promote": "promoted",
+    "deploy": "deployed",
+    "rollback": "rolled back",
+    "undeploy": "undeployed",
+    "auto_rollback": "restored automatically",
+}
+
+
+def action_words(action: str) -> str:
+    """The words for an audit action; an action this version does not know (a newer writer's) as it is."""
+    return ACTION_WORDS.get(action, action)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from mlspec.registry.base import action_words
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
 
 MAX_FEATURE_ROWS = 100
@@ -36,13 +37,6 @@ DECISION_WORDS = {
 }
 
 OPERATIONS_DAG = "mlspec_operations"
-ACTION_WORDS = {
-    "promote": "promoted",
-    "deploy": "deployed",
-    "rollback": "rolled back to",
-    "undeploy": "undeployed",
-    "auto_rollback": "restored automatically",
-}
 NOTE_CHARS = 90  # a problem's summary line on the Models list
 # Training settings shown first, in this order; the others follow by name.
 FIRST_SETTINGS = ("estimator", "epochs", "batch_size", "optimizer.name", "optimizer.learning_rate", "loss", "layers")
@@ -261,7 +255,7 @@ def _last_change(status: ModelStatus) -> str:
     if not status.changes:
         return DASH if status.changes_ok else '<span class="muted">unknown</span>'
     change = status.changes[-1]
-    return (f'<span class="nowrap">{e(_versions_moved(change))}</span> <span class="muted">{e(change.action)} by '
+    return (f'<span class="nowrap">{e(_versions_moved(change))}</span> <span class="muted">{e(action_words(change.action))} by '
             f"{e(change.actor)}, {e(_at(change.at))}</span>")
 
 
@@ -380,6 +374,11 @@ def _v(version: int | None) -> str:
     return "nothing" if version is None else f"v{version}"
 
 
+def _to(change: Any) -> str:
+    """ " to v2" after an action's words; nothing when the change left no version (an undeploy)."""
+    return "" if change.to_version is None else f" to {e(_v(change.to_version))}"
+
+
 def _versions_moved(change: Any) -> str:
     return f"{_v(change.from_version)} → {_v(change.to_version)}"
 
@@ -422,7 +421,7 @@ def audit_timeline(base: str, status: ModelStatus, version: int | None = None) -
             f'<tr data-action="{e(change.action)}" data-from="{e(change.from_version if change.from_version is not None else "")}" '
             f'data-to="{e(change.to_version if change.to_version is not None else "")}"{mine}>'
             f'<td class="nowrap" data-field="at" data-value="{e(change.at)}">{e(_at(change.at))}</td>'
-            f'<td data-field="actor">{e(change.actor)}</td><td data-field="action">{e(change.action)}</td>'
+            f'<td data-field="actor">{e(change.actor)}</td><td data-field="action">{e(action_words(change.action))}</td>'
             f'<td class="nowrap" data-field="moved">{e(_versions_moved(change))}</td>'
             f'<td data-field="reason">{e(change.reason)}</td><td data-field="run">{_via(base, change)}</td></tr>'
         )
@@ -453,7 +452,7 @@ def production_story(base: str, status: ModelStatus, info: VersionInfo | None, n
         elif change.action == "auto_rollback":
             text = f"restored automatically on {when} after a failed change (by {actor}, {_via(base, change)})"
         else:
-            text = f"{e(ACTION_WORDS.get(change.action, change.action))} by {actor} via {_via(base, change)} on {when}"
+            text = f"{e(action_words(change.action))} by {actor} via {_via(base, change)} on {when}"
             if change.from_version is not None:
                 text += f", replacing v{e(change.from_version)}"
         if change.reason.strip().rstrip("."):
@@ -461,7 +460,7 @@ def production_story(base: str, status: ModelStatus, info: VersionInfo | None, n
         after = [c for c in status.changes[position + 1:] if c.from_version == number]
         if after and status.production != number:
             later = after[0]
-            text += (f". It stopped being production on {e(_at(later.at))}: {e(later.action)} to {e(_v(later.to_version))} "
+            text += (f". It stopped being production on {e(_at(later.at))}: {e(action_words(later.action))}{_to(later)} "
                      f"by {e(later.actor)}")
         if len(made) > 1:
             text += f" (production {len(made)} times; the latest shown)"
