@@ -113,6 +113,24 @@ def test_the_models_page_sends_no_admin_token_to_a_spec_url(listener):
     _no_admin_token(listener)
 
 
+def test_the_models_page_sends_a_spec_connections_token_to_its_own_server(listener, monkeypatch):
+    """serving.url with serving.connection: the page's serving read carries that connection's token, as deploy does
+    (review item 8); a connection pointing elsewhere is a problem on the page naming it, and nothing is sent."""
+    from mlspec.ui.data import _served_version, model_status
+
+    port = int(listener.url.rsplit(":", 1)[1])
+    monkeypatch.setenv("AIRFLOW_CONN_REMOTE_SERVER", json.dumps(
+        {"conn_type": "http", "host": "127.0.0.1", "port": port, "password": "remote-token"}))
+    monkeypatch.setenv("AIRFLOW_CONN_OTHER_SERVER", json.dumps(
+        {"conn_type": "http", "host": "127.0.0.1", "port": port + 1, "password": "other-token"}))
+    assert _served_version(_spec(listener.url, connection="remote_server"), timeout_s=5) is None
+    assert listener.requests and listener.authorizations() == {"Bearer remote-token"}
+    listener.requests.clear()
+    status = model_status(_spec(listener.url, connection="other_server"), timeout_s=5)
+    assert not status.serving_ok and not listener.requests
+    assert any("serving unavailable" in p and "connection 'other_server'" in p for p in status.problems), status.problems
+
+
 def test_the_smoke_test_sends_no_admin_token_to_a_spec_url(listener):
     from mlspec.serving.smoke_test import SmokeTestFailed, run_smoke_test, spec_settings
 

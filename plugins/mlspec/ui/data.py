@@ -558,7 +558,10 @@ def _served_version(spec: Any, timeout_s: float) -> int | None:
         from mlspec.model_card import endpoint_base
         from mlspec.serving.local import LocalServing
 
-        return LocalServing(endpoint_base(spec), timeout_s=timeout_s, poll_interval_s=0.1).served_version(spec.name)
+        # serving.connection: the token for a spec's own serving.url, as deploy sends it (credentials.token_for).
+        serving = LocalServing(endpoint_base(spec), connection_id=spec.serving.connection, timeout_s=timeout_s,
+                               poll_interval_s=0.1)
+        return serving.served_version(spec.name)
     from mlspec.serving import open_serving
 
     return open_serving(spec, open_model_store(spec)).served_version(spec.name)
