@@ -26,7 +26,8 @@ from mlspec.errors import MlspecError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LOCK_TIMEOUT_S = 300.0  # a migration of a large MLflow database can take a while
+LOCK_TIMEOUT_ENV = "MLSPEC_LOCK_TIMEOUT_S"
+DEFAULT_LOCK_TIMEOUT_S = 600.0  # a migration of a large MLflow database; a deploy waiting on a slow server
 _SIDE_FILES = ("-journal", "-wal", "-shm")
 _local = threading.local()
 
@@ -35,51 +36,100 @@ class EmbeddedStateError(MlspecError):
     """An embedded state file could not be locked, read or made."""
 
 
+class LockError(EmbeddedStateError):
+    """A lock (an embedded state file's, or a model's operations lock) could not be taken."""
+
+
 def lock_path(path: Path) -> Path:
     """The lock file of `path`: ``<path>.lock`` beside it."""
     return path.with_name(path.name + ".lock")
 
 
+def lock_timeout_s() -> float:
+    """How long a lock is waited for: MLSPEC_LOCK_TIMEOUT_S (seconds), else 600; LockError when it is not a
+    positive number."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise LockError(
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to a positive number "
+            f"(e.g. {LOCK_TIMEOUT_ENV}=600) or unset it (default {DEFAULT_LOCK_TIMEOUT_S:g} s)"
+        )
+    return value
+
+
+def holder_of(lock: Path) -> str:
+    """The note the holder of `lock` wrote ("pid 123: deploy version 3 for alice"), or "an unknown holder"."""
+    try:
+        return lock.read_text(encoding="utf-8", errors="replace").strip()[:200] or "an unknown holder"
+    except OSError:
+        return "an unknown holder"
+
+
 @contextmanager
-def locked(path: Path, *, shared: bool = False, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold ``<path>.lock`` exclusively (or shared) for the block; EmbeddedStateError after `timeout_s`.
+def locked(
+    path: Path, *, shared: bool = False, timeout_s: float | None = None, what: str = "", busy: str = "",
+    next_step: str = "",
+) -> Iterator[None]:
+    """Hold ``<path>.lock`` exclusively (or shared) for the block; LockError after `timeout_s` (default
+    MLSPEC_LOCK_TIMEOUT_S, else 600 s), naming the holder: an exclusive holder writes ``pid <pid>: <what>``
+    into the lock file (created 0600).
 
     Exclusive holders exclude each other and shared ones, across processes and threads (each call opens
-    its own file description). Re-entering the exclusive lock of one path in one thread is a no-op, so a
-    creator may call helpers that lock too.
+    its own file description). Re-entering the lock of one path in one thread while holding it
+    exclusively is a no-op, so a holder may call helpers that lock too. `busy` and `next_step` word the
+    timeout ("another operation on iris holds ...", "wait for it and try again").
     """
     held: set[str] = _local.__dict__.setdefault("held", set())
     key = str(path)
     if key in held:
         yield
         return
+    if timeout_s is None:
+        timeout_s = lock_timeout_s()
     lock = lock_path(path)
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT, 0o644)  # holds no data
+        fd = os.open(lock, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT, 0o600)
     except OSError as exc:
         if not shared:
-            raise EmbeddedStateError(f"cannot create the lock file {lock}: {exc.strerror or exc}") from None
+            raise LockError(
+                f"cannot open the lock file {lock} ({exc.strerror or exc}); make its folder writable for "
+                "this user (or point MLSPEC_HOME at a folder that is)"
+            ) from None
         yield  # a reader that may not write there (a read-only home) reads without the lock
         return
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         deadline = time.monotonic() + timeout_s
         pause = 0.01
+        waited = False
         while True:
             try:
                 fcntl.flock(fd, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not waited:
+                    log.info("%s is locked by %s; waiting up to %g s", lock, holder_of(lock), timeout_s)
+                    waited = True
                 if time.monotonic() >= deadline:
-                    raise EmbeddedStateError(
-                        f"{path} is being created or upgraded by another process (it holds {lock}) for more "
-                        f"than {timeout_s:g} s; try again in a moment (`fuser -v {lock}` names that process)"
+                    who = busy or f"{path} is being created or upgraded by another process; it"
+                    raise LockError(
+                        f"{who} holds {lock} ({holder_of(lock)}) for more than {timeout_s:g} s; "
+                        f"{next_step or 'try again in a moment'} (or raise {LOCK_TIMEOUT_ENV}; "
+                        f"`fuser -v {lock}` names the process)"
                     ) from None
                 time.sleep(pause)  # polling a lock someone else holds, not waiting for a result
                 pause = min(pause * 2, 0.25)
         if not shared:
             held.add(key)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}: {what or 'creating or upgrading ' + path.name}\n".encode())
         try:
             yield
         finally:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from mlspec.errors import MlspecError, ServingError
 log = logging.getLogger(__name__)
 
 ACTIONS = ("status", "deploy", "rollback", "undeploy")
-LOCK_TIMEOUT_ENV = "MLSPEC_LOCK_TIMEOUT_S"
-DEFAULT_LOCK_TIMEOUT_S = 600.0
 
 
 class OperationFailed(MlspecError):
@@ -117,55 +114,17 @@ def lock_path(model_name: str):
 
 @contextmanager
 def model_lock(model_name: str, what: str, timeout_s: float | None = None) -> Iterator[None]:
-    """Hold ``$MLSPEC_HOME/locks/<model>.lock`` exclusively; waits up to `timeout_s` (MLSPEC_LOCK_TIMEOUT_S,
-    default 600) for an operation that holds it, then fails naming that operation."""
-    import fcntl
+    """Hold ``$MLSPEC_HOME/locks/<model>.lock`` exclusively (embedded_state.locked: re-entrant in one thread,
+    0600, the holder's pid and `what` in the file); waits up to `timeout_s` (MLSPEC_LOCK_TIMEOUT_S, default
+    600) for an operation that holds it, then LockError naming that operation."""
+    from mlspec.embedded_state import locked
 
-    if timeout_s is None:
-        timeout_s = float(os.environ.get(LOCK_TIMEOUT_ENV) or DEFAULT_LOCK_TIMEOUT_S)
     path = lock_path(model_name)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise OperationFailed(
-            f"cannot open the lock file {path} of model {model_name} ({exc.strerror or exc}); nothing changed. "
-            "Make MLSPEC_HOME writable for this user (or point MLSPEC_HOME at a folder that is)"
-        ) from None
-    try:
-        deadline = time.monotonic() + timeout_s
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited:
-                    log.info("another operation on %s holds %s (%s); waiting up to %gs", model_name, path,
-                             _holder(path), timeout_s)
-                    waited = True
-                if time.monotonic() >= deadline:
-                    raise OperationFailed(
-                        f"another operation on {model_name} holds {path} ({_holder(path)}) for more than "
-                        f"{timeout_s:g}s; nothing changed. Wait for it to finish and try again (or raise "
-                        f"{LOCK_TIMEOUT_ENV})"
-                    ) from None
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}: {what}\n".encode())
+    with locked(
+        path.with_name(path.stem), timeout_s=timeout_s, what=what, busy=f"another operation on {model_name}",
+        next_step="nothing changed. Wait for it to finish and try again",
+    ):
         yield
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-def _holder(path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()[:200] or "unknown holder"
-    except OSError:
-        return "unknown holder"
 
 
 @dataclass

@@ -113,26 +113,68 @@ def test_concurrent_deploy_and_rollback_take_turns(ops_home, ops_server, request
 
 
 def test_the_lock_names_its_holder_when_it_times_out(ops_home, request, monkeypatch):
-    from mlspec.operations import OperationFailed, lock_path, model_lock
+    import os
+    import threading
+
+    from mlspec.embedded_state import LockError
+    from mlspec.operations import lock_path, model_lock
 
     monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "0.3")
     name = unique(request)
-    with model_lock(name, "deploy version 3 for alice"):
-        assert lock_path(name) == ops_home / "locks" / f"{name}.lock"
-        with pytest.raises(OperationFailed, match=r"another operation on .* holds .*deploy version 3 for alice"):
+    failures: list[Exception] = []
+
+    def other_operation() -> None:  # another thread: its own file description, so it must wait
+        try:
             with model_lock(name, "rollback"):
                 pass
+        except LockError as exc:
+            failures.append(exc)
+
+    with model_lock(name, "deploy version 3 for alice"):
+        assert lock_path(name) == ops_home / "locks" / f"{name}.lock"
+        assert oct(lock_path(name).stat().st_mode & 0o777) == "0o600"
+        thread = threading.Thread(target=other_operation)
+        thread.start()
+        thread.join(timeout=30)
+    (failure,) = failures
+    assert f"another operation on {name} holds" in str(failure)
+    assert f"(pid {os.getpid()}: deploy version 3 for alice)" in str(failure)
+    assert "nothing changed" in str(failure) and "MLSPEC_LOCK_TIMEOUT_S" in str(failure)
     with model_lock(name, "after"):  # released
         pass
 
 
+def test_a_nested_take_of_one_model_lock_in_one_thread_does_not_deadlock(ops_home, request, monkeypatch):
+    """rollback -> deploy helpers, promote -> a helper that locks: the same thread takes the lock again."""
+    from mlspec.operations import lock_path, model_lock
+
+    monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "2")
+    name = unique(request)
+    with model_lock(name, "outer"):
+        with model_lock(name, "inner"):
+            assert "outer" in lock_path(name).read_text()
+    with model_lock(name, "again"):  # released by the outer one
+        pass
+
+
+def test_a_lock_timeout_that_is_not_a_number_is_a_clear_error(ops_home, request, monkeypatch):
+    from mlspec.embedded_state import LockError
+    from mlspec.operations import model_lock
+
+    monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "ten minutes")
+    with pytest.raises(LockError, match=r"MLSPEC_LOCK_TIMEOUT_S='ten minutes' is not a number of seconds; set it"):
+        with model_lock(unique(request), "deploy"):
+            pass
+
+
 def test_an_unwritable_lock_folder_is_a_clear_error(ops_home, request, monkeypatch, tmp_path):
-    from mlspec.operations import OperationFailed, model_lock
+    from mlspec.embedded_state import LockError
+    from mlspec.operations import model_lock
 
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "locks").write_text("")  # a file where the locks folder belongs
     monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "home"))
-    with pytest.raises(OperationFailed, match=r"cannot open the lock file .*home/locks/.*nothing changed"):
+    with pytest.raises(LockError, match=r"cannot open the lock file .*home/locks/.*MLSPEC_HOME"):
         with model_lock(unique(request), "deploy"):
             pass
 

@@ -275,6 +275,7 @@ def test_status_on_a_fresh_home_reads_nothing_registered_and_creates_nothing(fre
 
 
 def test_a_held_lock_makes_others_wait_then_fail_naming_the_file_and_its_lock(tmp_path: Path) -> None:
+    import os
     import threading
 
     from mlspec import embedded_state
@@ -296,7 +297,9 @@ def test_a_held_lock_makes_others_wait_then_fail_naming_the_file_and_its_lock(tm
                 outcome["read"] = True
         assert "read" not in outcome
         message = str(failure.value)
-        assert f"{db} is being created or upgraded by another process (it holds {db}.lock)" in message
+        assert f"{db} is being created or upgraded by another process; it holds {db}.lock" in message
+        assert f"(pid {os.getpid()}: creating or upgrading state.db)" in message
+        assert oct((tmp_path / "state.db.lock").stat().st_mode & 0o777) == "0o600"  # not readable by others
     finally:
         release.set()
         thread.join(timeout=30)
