@@ -56,12 +56,17 @@ def parse_duration(text: str, *, where: str = "timeouts") -> int:
 def task_deadline(resolved: dict[str, Any], stage: str) -> timedelta:
     """The deadline of `stage` for a resolved spec dict (ModelSpec.to_dict())."""
     timeouts = {k: v for k, v in dict(resolved.get("timeouts") or {}).items() if v is not None}
-    if stage in timeouts:
+    if stage in timeouts:  # named on purpose: as written (lint warns when deploy's is under deploy_floor_s)
         return timedelta(seconds=parse_duration(timeouts[stage], where=f"timeouts.{stage}"))
     if "default" in timeouts:
-        return timedelta(seconds=parse_duration(timeouts["default"], where="timeouts.default"))
-    seconds = DEFAULT_DEADLINES_S.get(stage, FALLBACK_DEADLINE_S)
-    if stage == "deploy":
-        serving_timeout = int((resolved.get("serving") or {}).get("timeout") or 0)
-        seconds = max(seconds, serving_timeout + DEPLOY_MARGIN_S)
+        seconds = parse_duration(timeouts["default"], where="timeouts.default")
+    else:
+        seconds = DEFAULT_DEADLINES_S.get(stage, FALLBACK_DEADLINE_S)
+    if stage == "deploy":  # a blanket default never kills a deploy still waiting for readiness
+        seconds = max(seconds, deploy_floor_s(resolved))
     return timedelta(seconds=seconds)
+
+
+def deploy_floor_s(resolved: dict[str, Any]) -> int:
+    """The shortest deploy deadline that outlasts its readiness wait (serving.timeout) with room to roll back."""
+    return int((resolved.get("serving") or {}).get("timeout") or 0) + DEPLOY_MARGIN_S
