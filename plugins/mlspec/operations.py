@@ -58,12 +58,15 @@ class Trigger:
     @classmethod
     def from_context(cls, context: Any) -> Trigger:
         """The run's triggering user (Airflow 3's dag_run.triggering_user_name); "schedule" for a run
-        the scheduler made (on its timetable, or on an asset event); the run's page in the Airflow UI."""
+        the scheduler made (on its timetable, or on an asset event); "cli:<os user>" for `mlspec run`
+        (dag.test, whose runs Airflow names "dag_test"); the run's page in the Airflow UI."""
         dag_run = context.get("dag_run") if hasattr(context, "get") else None
         run_id = str(context.get("run_id") or getattr(dag_run, "run_id", "") or "")
         user = getattr(dag_run, "triggering_user_name", None)
         run_type = getattr(getattr(dag_run, "run_type", None), "value", getattr(dag_run, "run_type", None))
-        if user:
+        if user == "dag_test":  # Airflow's dag.test() (`mlspec run`) names no user: the one at the terminal
+            actor = cls.from_cli().actor
+        elif user:
             actor = str(user)
         elif str(run_type or "") in ("scheduled", "asset_triggered", "asset_materialization"):
             actor = "schedule"
@@ -180,8 +183,12 @@ def status(spec: Any) -> dict[str, Any]:
         problems.append(f"serving answers with version {serving}, the registry's production version is "
                         f"{production}: {report['advice']}")
     if not reachable:
-        problems.append(f"serving could not be asked which version it serves ({serving}); start the model "
-                        "server (`make serve` or `mlspec serve`) and ask again")
+        if spec.serving.platform == "kserve":
+            step = (f"check the Kubernetes connection and the InferenceService `{spec.name}` "
+                    f"(`kubectl get inferenceservice {spec.name} -n {spec.serving.namespace}`) and ask again")
+        else:
+            step = "start the model server (`make serve` or `mlspec serve`) and ask again"
+        problems.append(f"serving could not be asked which version it serves ({serving}); {step}")
     if production is not None:
         record = backends.registry.version_record(spec.name, production)
         try:
@@ -222,21 +229,28 @@ def _deploy_locked(backends: Backends, version: int, reason: str, trigger: Trigg
     log.info("%s %s version %d (production before: %s): registry first, then serving", action, spec.name,
              version, previous)
     backends.registry.set_production(spec.name, version, reason=reason)
-    notes = record_change(backends.registry, spec.name, trigger.change(action, previous, version, reason))
+    notes = ""
     deployment = None
     try:
+        notes = record_change(backends.registry, spec.name, trigger.change(action, previous, version, reason))
         deployment = backends.serving.deploy(spec.name, version, record.source_uri)
         report = _smoke_test(backends, deployment, onnx_bytes, record)
         served = backends.serving.served_version(spec.name)
         if served != version:
             raise OperationFailed(f"after deploying, serving answers with version {served}, not {version}")
-    except MlspecError as exc:
+    except BaseException as exc:
+        # Also a task's deadline (AirflowTaskTimeout), a Ctrl-C or a bug: the registry moved first, so it and
+        # serving go back before the exception goes on.
+        why = str(exc) if isinstance(exc, MlspecError) else f"interrupted ({type(exc).__name__}: {exc})"
         restored = _restore(backends, previous)
-        failure = f"{action} of {spec.name} version {version} failed: {exc}"
+        failure = f"{action} of {spec.name} version {version} failed: {why}"
         _record_failure(backends, version, deployment, failure)
         record_change(backends.registry, spec.name,
                       trigger.change("auto_rollback", version, previous, f"{failure}; {restored}"[:1200]))
-        raise OperationFailed(f"{failure}; {restored}") from None
+        if isinstance(exc, MlspecError):
+            raise OperationFailed(f"{failure}; {restored}") from None
+        log.error("%s; %s", failure, restored)
+        raise
     from dataclasses import replace
 
     # What the pipeline's promote records: where the version went and that it passed its smoke test.
@@ -299,15 +313,20 @@ def undeploy(spec: Any, *, trigger: Trigger | None = None) -> dict[str, Any]:
         previous = backends.registry.production_version(spec.name)
         reason = "undeployed on request"
         backends.registry.set_production(spec.name, None, reason=reason)
-        notes = record_change(backends.registry, spec.name, trigger.change("undeploy", previous, None, reason))
+        notes = ""
         try:
+            notes = record_change(backends.registry, spec.name, trigger.change("undeploy", previous, None, reason))
             backends.serving.undeploy(spec.name)
-        except MlspecError as exc:
-            if previous is not None:
+        except BaseException as exc:  # a deadline or Ctrl-C too: the registry moved first, so it goes back
+            why = str(exc) if isinstance(exc, MlspecError) else f"interrupted ({type(exc).__name__}: {exc})"
+            if previous is not None:  # with nothing production before, nothing moved: nothing to restore
                 backends.registry.set_production(spec.name, previous, reason="restored: undeploy failed")
-            record_change(backends.registry, spec.name,
-                          trigger.change("auto_rollback", None, previous, f"undeploy failed: {exc}"[:1200]))
-            raise OperationFailed(f"undeploying {spec.name} failed: {exc}; the registry still names version {previous}") from None
+                record_change(backends.registry, spec.name,
+                              trigger.change("auto_rollback", None, previous, f"undeploy failed: {why}"[:1200]))
+            if not isinstance(exc, MlspecError):
+                raise
+            still = f"version {previous}" if previous is not None else "nothing (as before)"
+            raise OperationFailed(f"undeploying {spec.name} failed: {exc}; the registry still names {still}") from None
     result = {"model": spec.name, "action": "undeploy", "previous": previous, "actor": trigger.actor}
     if notes:
         result["warning"] = notes.strip()

@@ -205,3 +205,110 @@ def test_a_restarted_server_is_reconciled_to_the_registry(ops_home, request, mon
         assert reconcile(spec) == ""  # nothing to do
     finally:
         again.stop()
+
+
+class Interrupted(BaseException):
+    """What a task's deadline (Airflow's AirflowTaskTimeout) or a Ctrl-C is: a BaseException, not an Exception."""
+
+
+def serving_that(monkeypatch, **replaced):
+    """Every operation's serving backend, with the named methods replaced (each gets the real backend first)."""
+    from mlspec import operations
+
+    real_open = operations.Backends.open.__func__
+
+    class Wrapped:
+        def __init__(self, serving):
+            self.serving = serving
+
+        def __getattr__(self, name):
+            if name in replaced:
+                return lambda *args: replaced[name](self.serving, *args)
+            return getattr(self.serving, name)
+
+    def wrapped_open(cls, spec):
+        backends = real_open(cls, spec)
+        backends.serving = Wrapped(backends.serving)
+        return backends
+
+    monkeypatch.setattr(operations.Backends, "open", classmethod(wrapped_open))
+
+
+def test_a_deadline_mid_deploy_restores_the_registry_and_serving_and_records_it(ops_home, ops_server, request, monkeypatch):
+    from mlspec.operations import deploy_version
+
+    model = publish_versions(unique(request), 2)
+    spec, registry = model.spec, model.registry()
+    deploy_version(spec, 1)
+
+    def half_deploy(serving, name, version, uri):
+        deployment = serving.deploy(name, version, uri)  # serving changed...
+        if version == 2:
+            raise Interrupted("Timeout, PID: 4242")  # ...then the task's deadline hit
+        return deployment
+
+    serving_that(monkeypatch, deploy=half_deploy)
+    with pytest.raises(Interrupted):  # the interruption goes on, after the restore
+        deploy_version(spec, 2)
+    assert registry.production_version(spec.name) == 1 and served(spec) == 1
+    last = registry.production_changes(spec.name)[-2:]
+    assert [(c.action, c.from_version, c.to_version) for c in last] == [("deploy", 1, 2), ("auto_rollback", 2, 1)]
+    assert "interrupted (Interrupted: Timeout, PID: 4242)" in last[1].reason
+    assert registry.version_record(spec.name, 2).state == "failed"
+
+
+def test_a_deadline_mid_undeploy_restores_the_registry_and_records_it(ops_home, ops_server, request, monkeypatch):
+    from mlspec.operations import deploy_version, undeploy
+
+    model = publish_versions(unique(request), 1)
+    spec, registry = model.spec, model.registry()
+    deploy_version(spec, 1)
+
+    def interrupted(serving, name):
+        raise Interrupted("Timeout")
+
+    serving_that(monkeypatch, undeploy=interrupted)
+    with pytest.raises(Interrupted):
+        undeploy(spec)
+    assert registry.production_version(spec.name) == 1 and served(spec) == 1
+    last = registry.production_changes(spec.name)[-1]
+    assert (last.action, last.from_version, last.to_version) == ("auto_rollback", None, 1)
+
+
+def test_a_failed_undeploy_with_nothing_in_production_records_no_restore(ops_home, ops_server, request, monkeypatch):
+    from mlspec.errors import ServingError
+    from mlspec.operations import OperationFailed, undeploy
+
+    model = publish_versions(unique(request), 1)
+    spec, registry = model.spec, model.registry()
+
+    def refused(serving, name):
+        raise ServingError("the model server refused: 503")
+
+    serving_that(monkeypatch, undeploy=refused)
+    with pytest.raises(OperationFailed, match="the registry still names nothing"):
+        undeploy(spec)
+    # the undeploy itself is on the trail (the registry was asked to name nothing); no "nothing -> nothing" restore
+    assert [(c.action, c.from_version, c.to_version) for c in registry.production_changes(spec.name)] == [
+        ("undeploy", None, None)]
+
+
+def test_status_advice_when_serving_does_not_answer_fits_the_platform(ops_home, request, monkeypatch):
+    import mlspec.serving
+    from mlspec.errors import ServingError
+    from mlspec.operations import status
+
+    class Unreachable:
+        def served_version(self, name):
+            raise ServingError("connection refused")
+
+    monkeypatch.setattr(mlspec.serving, "open_serving", lambda spec, store: Unreachable())
+    from dataclasses import replace
+
+    local = spec_for(unique(request))
+    kserve = replace(local, serving=replace(local.serving, platform="kserve", namespace="models"))
+    (problem,) = status(kserve)["problems"]
+    assert "make serve" not in problem
+    assert f"kubectl get inferenceservice {kserve.name} -n models" in problem
+    (problem,) = status(local)["problems"]
+    assert "start the model server (`make serve` or `mlspec serve`)" in problem

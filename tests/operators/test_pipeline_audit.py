@@ -31,6 +31,8 @@ def test_the_actor_is_the_triggering_user_or_the_schedule():
     assert Trigger.from_context(context("asset_triggered__1", None, "asset_triggered")).actor == "schedule"
     assert Trigger.from_context(context("manual__2", None, "manual")).actor.startswith("unknown (manual run")
     assert Trigger.from_cli().actor.startswith("cli:")
+    # `mlspec run` is Airflow's dag.test, whose runs name the user "dag_test": it is the CLI's user
+    assert Trigger.from_context(context("manual__3", "dag_test", "manual")).actor == Trigger.from_cli().actor
 
 
 def promote_operator(spec, evaluation=None, smoke=None):
