@@ -40,15 +40,18 @@ def test_lint_refuses_the_servers_token_as_a_data_source(tmp_path: Path, mlspec_
 def test_lint_refuses_a_data_source_outside_the_roots_and_names_the_setting(
     tmp_path: Path, mlspec_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    elsewhere = tmp_path / "elsewhere" / "iris.csv"
+    elsewhere = Path("/opt/mlspec-nowhere/iris.csv")  # below no default data root
     (message,) = lint(tmp_path, with_source(elsewhere.as_uri()))
     assert ": data.source: " in message and "outside the allowed data folders" in message
     assert "MLSPEC_DATA_ROOTS" in message
-    # The project folder (the specs folder's parent) and MLSPEC_HOME/data are allowed by default.
+    # Allowed by default: the project folder (the specs folder's parent), MLSPEC_HOME/data, the temp folder.
     assert lint(tmp_path, with_source((tmp_path / "project" / "data" / "iris.csv").as_uri())) == []
     assert lint(tmp_path, with_source("file://data/iris.csv")) == []
+    assert lint(tmp_path, with_source((tmp_path / "elsewhere" / "iris.csv").as_uri())) == []
     monkeypatch.setenv("MLSPEC_DATA_ROOTS", str(elsewhere.parent))
     assert lint(tmp_path, with_source(elsewhere.as_uri())) == []
+    (message,) = lint(tmp_path, with_source((tmp_path / "elsewhere" / "iris.csv").as_uri()))  # set: strict
+    assert "outside the allowed data folders" in message
 
 
 def test_lint_refuses_a_system_folder_as_a_store(tmp_path: Path, mlspec_home: Path) -> None:

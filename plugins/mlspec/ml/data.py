@@ -74,7 +74,8 @@ def _too_big(source: str, what: str, limits: DataLimits) -> DataError:
     return DataError(
         f"{source}: {what}, more than data.limits.max_bytes ({_size(limits.max_bytes)}); it was not loaded. "
         "If the data really is that big, raise data.limits.max_bytes in the spec (e.g. max_bytes: 4GB) on a "
-        "worker with the memory for it"
+        "worker with the memory for it (it raises the cap on the source file too, unless the workers' admin "
+        "set MLSPEC_MAX_SOURCE_BYTES, which then has to be raised as well)"
     )
 
 

@@ -15,23 +15,34 @@ class PrepareDataOperator(MlspecOperator):
     ui_color = "#fef7e0"
     next_step = "check data.source in the spec (and its connection for s3://), then clear this task"
 
+    def __init__(self, *, spec_file: str | None = None, **kwargs) -> None:
+        """`spec_file`: the spec's path; its folder's parent is the project folder of the allowed data roots,
+        as `mlspec lint` takes it (without it, and without MLSPEC_SPECS_DIR, it is the working folder)."""
+        super().__init__(**kwargs)
+        self.spec_file = spec_file
+
     def read_source_bytes(self, uri: str) -> bytes:
         """The source's bytes: a regular file (never a device or a FIFO) within the allowed data folders
-        (storage.check_data_path), or an S3 object; within the size cap."""
+        (storage.check_data_path), or an S3 object; within the size cap (storage.max_source_bytes)."""
+        from pathlib import Path
+
         from mlspec.storage import max_source_bytes
 
+        cap = max_source_bytes(self.model_spec.data.limits.max_bytes)
         scheme = urlparse(uri).scheme
         if scheme == "file":
             from mlspec.storage import check_data_path, resolve_file_uri
             from mlspec.storage.file import read_regular_file
 
-            path = check_data_path(resolve_file_uri(uri), what=f"data.source {uri[:160]!r}")
+            specs_dir = Path(self.spec_file).resolve().parent if self.spec_file else None
+            what = f"data.source {uri[:160]!r}"
+            path = check_data_path(resolve_file_uri(uri), what=what, specs_dir=specs_dir)
             log.info("reading %s", path)
-            return read_regular_file(path, max_source_bytes())
+            return read_regular_file(path, cap)
         if scheme == "s3":
             from mlspec.storage.s3 import read_uri_bytes
 
-            return read_uri_bytes(uri, self.model_spec.data.connection or "aws_default", max_bytes=max_source_bytes())
+            return read_uri_bytes(uri, self.model_spec.data.connection or "aws_default", max_bytes=cap)
         raise ValueError(f"unsupported data source {uri[:80]!r}")
 
     def prune_old_runs(self, run_id: str) -> None:

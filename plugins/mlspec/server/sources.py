@@ -49,16 +49,16 @@ def _refuse_parent_segments(uri: str, path: str) -> None:
 
 
 def local_path(uri: str) -> Path:
-    """The absolute path of a `file://` URI (`file://models/...` is relative to MLSPEC_HOME)."""
+    """The absolute path of a `file://` URI (`file://models/...` is relative to MLSPEC_HOME), read by
+    storage.file_uri_path as the workers read it; a `..` segment raises OutsideRoots."""
     from mlspec.home import mlspec_home
+    from mlspec.storage import file_uri_path
 
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise StoreError(f"not a file:// URI: {uri}")
     _refuse_parent_segments(uri, parsed.netloc + parsed.path)
-    if parsed.netloc:
-        return mlspec_home() / unquote(parsed.netloc + parsed.path).lstrip("/")
-    return Path(unquote(parsed.path))
+    return file_uri_path(uri, mlspec_home)  # the workers' parser: percent-decoded, then checked
 
 
 @dataclass(frozen=True)

@@ -749,14 +749,16 @@ def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     uri = spec["storage"]["uri"]
     if _scheme(uri) == "file":
         try:
-            check_store_path(file_uri_path(uri, home), what=quote(uri), specs_dir=specs_dir)
+            store = check_store_path(file_uri_path(uri, home), what=quote(uri), specs_dir=specs_dir)
         except StoreError as exc:
             problems.append(doc.problem(("storage", "uri"), str(exc)))
+        else:
+            problems.extend(_served_store_warning(doc, spec, uri, store, home))
     source = spec["data"]["source"]
     if _scheme(source) != "file":
         return problems
-    path = file_uri_path(source, home)
     try:
+        path = file_uri_path(source, home)
         check_data_path(path, what=quote(source), specs_dir=specs_dir)
     except StoreError as exc:
         return [*problems, doc.problem(("data", "source"), str(exc))]
@@ -775,14 +777,35 @@ def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
                 "be a file (a device or a pipe would be read without end)",
             ),
         ]
-    limit = max_source_bytes()
+    from mlspec.spec.model import parse_bytes
+    from mlspec.storage import source_cap_hint
+
+    limit = max_source_bytes(parse_bytes(spec["data"].get("limits", {}).get("max_bytes", 0)))
     if info.st_size > limit:
         return [
             *problems,
             doc.problem(
                 ("data", "source"),
-                f"{quote(source)} is {info.st_size} bytes; data sources are limited to {limit} bytes "
-                "(MLSPEC_MAX_SOURCE_BYTES)",
+                f"{quote(source)} is {info.st_size} bytes; data sources are limited to {limit} bytes: "
+                f"{source_cap_hint()}",
             ),
         ]
     return problems
+
+
+def _served_store_warning(doc: LoadedYaml, spec: dict, uri: str, store: Path, home) -> list[SpecProblem]:
+    """A warning when the local model server, as started by default (`mlspec serve`, `make serve`), would
+    refuse to load from this file:// store: it loads only from MLSPEC_HOME/models without --allow-root."""
+    if spec["serving"]["platform"] != "local":
+        return []
+    served = Path(os.path.realpath(home() / "models"))
+    if store == served or served in store.parents:
+        return []
+    return [
+        doc.problem(
+            ("storage", "uri"),
+            f"the local model server loads only from {served} by default, so deploying from {quote(uri)} "
+            f"would be refused (403); start it with --allow-root {store.as_uri()} (or use file://models)",
+            severity="warning",
+        )
+    ]

@@ -23,18 +23,41 @@ __all__ = [
     "resolve_file_uri", "run_key", "safe_join", "sha256_hex", "store_roots",
 ]  # fmt: skip
 
-# The largest data source prepare_data reads (and lint accepts for a local file); MLSPEC_MAX_SOURCE_BYTES
-# changes it. Sources are read into memory whole, so this bounds what one bad source can cost a worker.
+# The largest data source file prepare_data reads (and lint accepts for a local file). Sources are read into
+# memory whole, so this bounds what one bad source can cost a worker: MLSPEC_MAX_SOURCE_BYTES when an admin
+# sets it (it then confines every spec), else the larger of 1 GiB and the spec's data.limits.max_bytes.
 DEFAULT_MAX_SOURCE_BYTES = 1024**3
+MAX_SOURCE_BYTES_ENV = "MLSPEC_MAX_SOURCE_BYTES"
 
 
-def max_source_bytes() -> int:
-    raw = os.environ.get("MLSPEC_MAX_SOURCE_BYTES", "").strip()
+def _configured_max_source_bytes() -> int | None:
+    raw = os.environ.get(MAX_SOURCE_BYTES_ENV, "").strip()
     try:
-        value = int(raw) if raw else DEFAULT_MAX_SOURCE_BYTES
+        value = int(raw) if raw else 0
     except ValueError:
-        raise StoreError(f"MLSPEC_MAX_SOURCE_BYTES must be a number of bytes, not {raw[:40]!r}") from None
-    return value if value > 0 else DEFAULT_MAX_SOURCE_BYTES
+        raise StoreError(f"{MAX_SOURCE_BYTES_ENV} must be a number of bytes, not {raw[:40]!r}") from None
+    return value if value > 0 else None
+
+
+def max_source_bytes(spec_max_bytes: int | None = None) -> int:
+    """The raw-file cap: MLSPEC_MAX_SOURCE_BYTES when set, else max(1 GiB, the spec's max_bytes)."""
+    configured = _configured_max_source_bytes()
+    if configured is not None:
+        return configured
+    return max(DEFAULT_MAX_SOURCE_BYTES, spec_max_bytes or 0)
+
+
+def source_cap_hint() -> str:
+    """How to raise the raw-file cap, for the errors that refuse a source over it."""
+    if _configured_max_source_bytes() is not None:
+        return (
+            f"{MAX_SOURCE_BYTES_ENV} (set by the admin of the workers) caps every source; it must be raised "
+            "there, data.limits.max_bytes in the spec cannot go beyond it"
+        )
+    return (
+        "raise data.limits.max_bytes in the spec (e.g. max_bytes: 4GB), which also raises the raw-file cap; "
+        f"an admin can instead set {MAX_SOURCE_BYTES_ENV} on the workers, which then caps every spec"
+    )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -61,12 +84,25 @@ def resolve_file_uri(uri: str) -> Path:
 
 
 def file_uri_path(uri: str, home) -> Path:
-    """The path of a file:// URI; `home()` gives the folder relative URIs live under (called only for them)."""
+    """The path of a file:// URI, percent-decoded (`my%20file.csv` is `my file.csv`) and then checked: a
+    decoded `..` segment (`%2e%2e`) or control character is refused (StoreError). `home()` gives the folder
+    relative URIs (`file://models/...`) live under; it is called only for them. The one parser of file://
+    URIs: the workers, lint and the model server (server.sources.local_path) all read a URI through it."""
+    from urllib.parse import unquote
+
     parsed = urlparse(uri)
-    relative = (parsed.netloc + parsed.path) if parsed.netloc else ""
-    if relative:
-        return home() / relative.lstrip("/")
-    return Path(parsed.path)
+    decoded = unquote((parsed.netloc + parsed.path) if parsed.netloc else parsed.path)
+    found = _CONTROL.search(decoded)
+    if found:
+        raise StoreError(f"URI {uri[:80]!r} decodes to the control character {found.group()!r}")
+    if ".." in decoded.replace("\\", "/").split("/"):
+        raise StoreError(
+            f"URI {uri[:80]!r} contains '..' (once decoded); store and data paths may not climb out of their "
+            "prefix"
+        )
+    if parsed.netloc:
+        return home() / decoded.lstrip("/")
+    return Path(decoded)
 
 
 # --------------------------------------------------------------------------- allowed local folders
@@ -123,13 +159,22 @@ def project_folder(specs_dir: Path | str | None = None) -> Path:
     return _real(specs).parent if specs else _real(Path.cwd())
 
 
+def _shared_roots(specs_dir: Path | str | None) -> list[Path | str]:
+    """The folders both defaults allow: the project folder, home, the temporary folder, /srv, /mnt, /data."""
+    import tempfile
+
+    return [project_folder(specs_dir), Path.home(), tempfile.gettempdir(), "/srv", "/mnt", "/data"]
+
+
 def data_roots(specs_dir: Path | str | None = None) -> list[Path]:
     """Where a local data source may be: MLSPEC_DATA_ROOTS (':'-separated absolute folders) when set, else
-    MLSPEC_HOME/data and the project folder (the specs folder's parent)."""
+    MLSPEC_HOME/data, the project folder (the specs folder's parent), the user's home folder, the temporary
+    folder, /srv, /mnt and /data (as broad as the store roots; the guarded folders are refused whatever the
+    roots, see check_data_path)."""
     configured = _env_roots(DATA_ROOTS_ENV)
     if configured is not None:
         return configured
-    return [_home_folder() / "data", project_folder(specs_dir)]
+    return list(dict.fromkeys(_real(p) for p in [_home_folder() / "data", *_shared_roots(specs_dir)]))
 
 
 def store_roots(specs_dir: Path | str | None = None) -> list[Path]:
@@ -138,10 +183,7 @@ def store_roots(specs_dir: Path | str | None = None) -> list[Path]:
     configured = _env_roots(STORE_ROOTS_ENV)
     if configured is not None:
         return configured
-    import tempfile
-
-    defaults = [_home_folder(), project_folder(specs_dir), Path.home(), tempfile.gettempdir(), "/srv", "/mnt", "/data"]
-    return list(dict.fromkeys(_real(p) for p in defaults))
+    return list(dict.fromkeys(_real(p) for p in [_home_folder(), *_shared_roots(specs_dir)]))
 
 
 def _system_folder(path: Path) -> str | None:
@@ -170,6 +212,25 @@ def _state_folders() -> list[tuple[Path, str]]:
     ]
 
 
+# Files that mark a folder as the model server's state (mlspec serve --state-dir anywhere) or an Airflow home
+# (whatever AIRFLOW_HOME the worker's environment names): nothing in such a folder, or below it, is data.
+_GUARD_MARKERS = (
+    (("token",), "the model server's state folder (it holds its admin token file)"),
+    (("state.json", "token"), "the model server's state folder (state.json and its token file)"),
+    (("simple_auth_manager_passwords.json.generated",), "an Airflow home (it holds Airflow's passwords)"),
+    (("airflow.cfg",), "an Airflow home (it holds airflow.cfg)"),
+)
+
+
+def _guarded_by_markers(path: Path) -> tuple[Path, str] | None:
+    """The nearest folder at or above path's folder that holds a state folder's or an Airflow home's files."""
+    for folder in path.parents:
+        for names, what in _GUARD_MARKERS:
+            if all(os.path.isfile(folder / name) for name in names):
+                return folder, what
+    return None
+
+
 def _shown(what: str, path: Path | str, real: Path) -> str:
     text = str(path)[:160]
     return f"{what} ({text}" + (f", really {str(real)[:160]}" if str(real) != str(path) else "") + ")"
@@ -178,7 +239,9 @@ def _shown(what: str, path: Path | str, real: Path) -> str:
 def check_data_path(path: Path | str, *, what: str = "data.source", specs_dir: Path | str | None = None) -> Path:
     """The resolved path of a local data source, or StoreError when it is outside the allowed data roots
     (symlinks and '..' resolved first) or inside a folder that is never data: a system folder, the model
-    server's state, AIRFLOW_HOME, or MLSPEC_HOME outside its data/ and models/ folders."""
+    server's state, AIRFLOW_HOME, MLSPEC_HOME outside its data/ and models/ folders, or any folder (the
+    file's own or one above it) holding a model server's token file or an Airflow home's airflow.cfg or
+    generated passwords file, wherever it is."""
     real = _real(path)
     shown = _shown(what, path, real)
     home = _home_folder()
@@ -195,6 +258,11 @@ def check_data_path(path: Path | str, *, what: str = "data.source", specs_dir: P
                 f"{shown} is inside MLSPEC_HOME ({home}) but outside its data/ and models/ folders; "
                 f"put data files under {home / 'data'}"
             )
+    guarded = _guarded_by_markers(real)
+    if guarded:
+        folder, name = guarded
+        where = str(folder)[:160]
+        raise StoreError(f"{shown} is inside {where}, {name}; data sources are never read from there")
     roots = data_roots(specs_dir)
     if not _within_roots(real, roots):
         raise StoreError(

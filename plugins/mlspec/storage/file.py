@@ -35,6 +35,12 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
+def _over_cap(what: str, max_bytes: int) -> StoreError:
+    from mlspec.storage import source_cap_hint
+
+    return StoreError(f"{what}; data sources are limited to {max_bytes} bytes: {source_cap_hint()}")
+
+
 def read_regular_file(path: Path, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most max_bytes; StoreError for anything else.
 
@@ -59,10 +65,10 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise refuse(info.st_mode)
         if info.st_size > max_bytes:
-            raise StoreError(f"{path} is {info.st_size} bytes; data sources are limited to {max_bytes} bytes (MLSPEC_MAX_SOURCE_BYTES)")
+            raise _over_cap(f"{path} is {info.st_size} bytes", max_bytes)
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:  # grew while we read it
-        raise StoreError(f"{path} is more than {max_bytes} bytes; data sources are limited to {max_bytes} bytes (MLSPEC_MAX_SOURCE_BYTES)")
+        raise _over_cap(f"{path} is more than {max_bytes} bytes", max_bytes)
     return data
 
 
