@@ -22,7 +22,7 @@ def deploy_following_the_registry(spec, serving, version: int, version_uri: str,
     """
     from dataclasses import replace
 
-    from mlspec.operations import OperationFailed, model_lock, verify_recorded_files
+    from mlspec.operations import model_lock
     from mlspec.registry import open_registry
 
     registry = open_registry(spec.registry.backend, spec.registry.connection)
@@ -35,10 +35,7 @@ def deploy_following_the_registry(spec, serving, version: int, version_uri: str,
                 "against the sha256 it recorded; nothing was deployed",
                 next_step="clear the register task, then this one",
             )
-        try:  # every file the registry recorded a sha256 for: model.onnx, signature.json, the schemas
-            verify_recorded_files(store, record)
-        except OperationFailed as exc:
-            raise GateFailed(str(exc), next_step="publish a new version: trigger a new run") from None
+        verify_before_deploy(store, record)
         deployment = serving.deploy(spec.name, version, version_uri)
     if deployment.previous_version != production:
         log.warning(
@@ -53,6 +50,17 @@ def deploy_following_the_registry(spec, serving, version: int, version_uri: str,
     )
     log.info("%s version %d is served at %s (production until it passes: %s)", spec.name, version, deployment.endpoint_url, production)
     return deployment
+
+
+def verify_before_deploy(store, record) -> None:
+    """Every file the registry recorded a sha256 for (model.onnx, signature.json, the schemas) must still
+    match, or GateFailed before anything is deployed."""
+    from mlspec.operations import OperationFailed, verify_recorded_files
+
+    try:
+        verify_recorded_files(store, record)
+    except OperationFailed as exc:
+        raise GateFailed(str(exc), next_step="publish a new version: trigger a new run") from None
 
 
 class DeployModelOperator(MlspecOperator):
@@ -143,11 +151,24 @@ class DeployModelOperator(MlspecOperator):
             log.warning("%s", done)
 
     def deploy_kserve(self, context, stored: dict) -> None:
+        """Under the model's lock: check the version's recorded files, then apply the InferenceService (the
+        wait for readiness runs in the triggerer, without the lock)."""
+        from mlspec.operations import model_lock
+        from mlspec.registry import open_registry
         from mlspec.triggers.kserve import KServeReadinessTrigger
 
-        backend = open_serving(self.model_spec, self.store)
+        spec, version = self.model_spec, stored["version"]
+        backend = open_serving(spec, self.store)
         config = backend.config
-        state = backend.apply(self.model_spec.name, stored["version"], stored["uri"])
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        with model_lock(spec.name, f"pipeline deploy of version {version} to KServe"):
+            record = registry.version_record(spec.name, version)
+            if record is not None:
+                verify_before_deploy(self.store, record)
+            else:
+                log.warning("%s version %d is not in the registry; its files cannot be checked against a "
+                            "recorded sha256 before it is applied", spec.name, version)
+            state = backend.apply(spec.name, version, stored["uri"])
         log.info("applied InferenceService %s/%s (generation %s); waiting for it to become ready", config.namespace, self.model_spec.name, state["generation"])
         # The wait runs in the triggerer: no worker slot is held while KServe pulls and loads the model.
         self.defer(
@@ -187,11 +208,16 @@ class DeployModelOperator(MlspecOperator):
             }
             message += record_outcome(self.model_spec, version, {**deployment, "message": message}, outcome)
             if outcome == "rolled_back" and context is not None:
+                from mlspec.operations import model_lock
                 from mlspec.operators.smoke_test import record_automatic_rollback
 
-                message += record_automatic_rollback(
-                    self.model_spec, context, version, state.get("previous_version"), message
-                )
+                with model_lock(self.model_spec.name, f"record the rollback of version {version} on KServe"):
+                    message += record_automatic_rollback(self.model_spec, context, version, message)
+            elif outcome == "failed":
+                # Serving did not go back: the audit trail (changes of production) gets no entry, since the
+                # registry never moved; the version is recorded "failed" and the task says what to restore.
+                log.warning("the rollback of %s version %d on KServe failed; no automatic rollback is recorded "
+                            "on the audit trail (production did not change)", self.model_spec.name, version)
             advice = "read the InferenceService events and predictor logs, fix, and trigger a new run"
             raise GateFailed(message, next_step=advice) from None
         log.info("%s version %d is ready at %s", self.model_spec.name, version, deployment.endpoint_url)

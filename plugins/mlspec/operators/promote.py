@@ -70,17 +70,10 @@ class PromoteOperator(MlspecOperator):
     def run(self, context) -> dict:
         from mlspec.ml.onnx_export import onnx_predict
         from mlspec.registry import open_registry
-        from mlspec.serving import Deployment, open_serving
+        from mlspec.serving import Deployment
 
         spec = self.model_spec
         deployment = Deployment.from_xcom(self.handed_over("deployment"))
-        served = open_serving(spec, self.store).served_version(spec.name)
-        if served != deployment.version:
-            raise GateFailed(
-                f"serving answers with version {served} of {spec.name}, not the deployed and smoke-tested version "
-                f"{deployment.version}; production was not changed",
-                next_step=f"run `mlspec status {spec.source_file or '<spec>'}` to see the drift, then trigger a new run",
-            )
         self.record_promotion(context, open_registry(spec.registry.backend, spec.registry.connection), deployment)
         dataset = self.load_dataset()
         stored = self.handed_over("stored")
@@ -115,12 +108,24 @@ class PromoteOperator(MlspecOperator):
     def record_promotion(self, context, registry, deployment) -> None:
         """Production moves to the smoke-tested version (record_deployment "smoke_test_passed") and the
         change lands on the audit trail: who triggered the run, from which version, why, and the run's link.
-        A retried promote finds its own entry and does not record it twice."""
+        Under the model's lock, serving must still answer with that version (an operation may have run
+        since the smoke test); otherwise GateFailed and nothing changes. A retried promote finds its own
+        entry and does not record it twice."""
         from mlspec.operations import Trigger, model_lock, record_change
+        from mlspec.serving import open_serving
 
         spec = self.model_spec
         trigger = Trigger.from_context(context)
         with model_lock(spec.name, f"promote version {deployment.version} (run {trigger.run_id})"):
+            served = open_serving(spec, self.store).served_version(spec.name)
+            if served != deployment.version:
+                raise GateFailed(
+                    f"serving answers with version {served} of {spec.name}, not the deployed and "
+                    f"smoke-tested version {deployment.version} (an operation ran since the smoke test?); "
+                    "production was not changed",
+                    next_step=f"run `mlspec status {spec.source_file or '<spec>'}` to see what serves and "
+                    "what the registry says, then trigger a new run",
+                )
             before = registry.production_version(spec.name)
             registry.record_deployment(spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed")
             trail = registry.production_changes(spec.name)

@@ -13,18 +13,27 @@ from mlspec.serving import open_serving
 log = logging.getLogger(__name__)
 
 
-def record_automatic_rollback(spec, context, failed: int, restored: int | None, reason: str) -> str:
-    """Serving went from the failed version back to `restored` (the registry's production version, which
-    never moved): an "auto_rollback" on the audit trail. Returns a note when it could not be recorded."""
+def record_automatic_rollback(spec, context, failed: int, reason: str, registry=None) -> str:
+    """Serving went from the failed candidate `failed` back to the registry's production version, which
+    never moved: an "auto_rollback" on the audit trail from production to production (v2 -> v2; the reason
+    names the candidate), so no one reads it as a change of production. Nothing is recorded when nothing is
+    production (no production change happened, none was restored). Call it under the model's lock. Returns
+    a note when it could not be recorded."""
+    from mlspec.errors import MlspecError
     from mlspec.operations import Trigger, record_change
     from mlspec.registry import open_registry
 
-    change = Trigger.from_context(context).change("auto_rollback", failed, restored, reason[:1200])
     try:
-        registry = open_registry(spec.registry.backend, spec.registry.connection)
-    except Exception as exc:  # noqa: BLE001 - the run's story is the failed smoke test, not this
+        registry = registry or open_registry(spec.registry.backend, spec.registry.connection)
+        production = registry.production_version(spec.name)
+    except MlspecError as exc:  # the run's story is the failed candidate, not this
         log.warning("could not open the registry to record the automatic rollback: %s", exc)
         return f" The automatic rollback could not be recorded on the audit trail: {exc}"
+    if production is None or production == failed:
+        return ""
+    why = (f"{reason}; serving went back to production version {production}; the candidate version "
+           f"{failed} never became production (the registry did not move)")
+    change = Trigger.from_context(context).change("auto_rollback", production, production, why[:1200])
     return record_change(registry, spec.name, change)
 
 
@@ -45,7 +54,6 @@ class SmokeTestOperator(MlspecOperator):
     def run(self, context) -> dict:
         import json
 
-        from mlspec.errors import ServingError
         from mlspec.ml import onnx_export
         from mlspec.serving import Deployment
         from mlspec.serving.smoke_test import SmokeTestFailed, run_smoke_test, spec_settings
@@ -67,25 +75,55 @@ class SmokeTestOperator(MlspecOperator):
                 **spec_settings(spec),
             )
         except SmokeTestFailed as exc:
-            log.error("smoke test failed for %s version %d; rolling back to %s", spec.name, deployment.version, deployment.previous_version)
-            message = f"version {deployment.version} failed its smoke test: {exc}"
-            try:
-                open_serving(spec, self.store).rollback(deployment)
-            except ServingError as rollback_exc:
-                message += f"; the rollback failed too ({rollback_exc}), so the failed version may still be serving"
-                message += record_outcome(spec, deployment.version, {**deployment.to_xcom(), "message": message}, "failed")
-                raise GateFailed(
-                    message, next_step=f"restore version {deployment.previous_version} by hand, then fix and trigger a new run"
-                ) from None
-            restored = f"version {deployment.previous_version} is serving again" if deployment.previous_version else "the new version was removed"
-            message += f"; {restored}"
-            message += record_outcome(spec, deployment.version, {**deployment.to_xcom(), "message": str(exc)}, "rolled_back")
-            message += record_automatic_rollback(spec, context, deployment.version, deployment.previous_version, message)
-            raise GateFailed(
-                message,
-                next_step="read the problems above; the endpoint was rolled back, so fix the model or serving settings and trigger a new run",
-            ) from None
+            self.roll_back_to_production(context, deployment, exc)
         log.info(
             "smoke test passed: %d samples, agreement %.3f, p95 %.1f ms", report["samples"], report["agreement"], report["p95_ms"]
         )
         return report
+
+    def roll_back_to_production(self, context, deployment, failure: Exception) -> None:
+        """Serve the registry's production version again, read under the model's lock (an operation may have
+        changed production since deploy), record it, and fail the task."""
+        from dataclasses import replace
+
+        from mlspec.errors import ServingError
+        from mlspec.operations import model_lock
+        from mlspec.registry import open_registry
+
+        spec, version = self.model_spec, deployment.version
+        message = f"version {version} failed its smoke test: {failure}"
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        with model_lock(spec.name, f"roll back version {version} after its failed smoke test"):
+            production = registry.production_version(spec.name)
+            if production != deployment.previous_version:
+                log.warning("production of %s moved from %s to %s since version %d was deployed (an operation "
+                            "ran); serving goes back to %s", spec.name, deployment.previous_version, production,
+                            version, production)
+            if production == version:  # an operation made the candidate production on purpose since
+                message += f"; an operation has made version {version} production since: serving left as is"
+                step = f"run `mlspec status {spec.source_file or '<spec>'}`"
+                raise GateFailed(message, next_step=step) from None
+            log.error("smoke test failed for %s version %d; rolling back to %s", spec.name, version, production)
+            record = registry.version_record(spec.name, production) if production is not None else None
+            target = replace(deployment, previous_version=production,
+                             previous_state={"storage_uri": record.source_uri} if record is not None else None)
+            try:
+                open_serving(spec, self.store).rollback(target)
+            except ServingError as rollback_exc:
+                message += f"; the rollback failed too ({rollback_exc}), so the failed version may still serve"
+                failed = {**deployment.to_xcom(), "message": message}
+                message += record_outcome(spec, version, failed, "failed")
+                raise GateFailed(
+                    message, next_step=f"restore version {production} by hand, then fix and trigger a new run"
+                ) from None
+            restored = (f"version {production} is serving again" if production is not None
+                        else "the new version was removed")
+            message += f"; {restored}"
+            rolled_back = {**deployment.to_xcom(), "message": str(failure)}
+            message += record_outcome(spec, version, rolled_back, "rolled_back")
+            message += record_automatic_rollback(spec, context, version, message, registry)
+        raise GateFailed(
+            message,
+            next_step="read the problems above; the endpoint was rolled back, so fix the model or serving "
+            "settings and trigger a new run",
+        ) from None

@@ -252,9 +252,10 @@ def notes(problems: Sequence[str], needs: str = "") -> str:
 
 
 def _last_change(status: ModelStatus) -> str:
-    if not status.changes:
+    moves = _production_moves(status.changes)  # a failed candidate put back on production moved nothing
+    if not moves:
         return DASH if status.changes_ok else '<span class="muted">unknown</span>'
-    change = status.changes[-1]
+    change = status.changes[moves[-1]]
     return (f'<span class="nowrap">{e(_versions_moved(change))}</span> <span class="muted">{e(action_words(change.action))} by '
             f"{e(change.actor)}, {e(_at(change.at))}</span>")
 
@@ -383,6 +384,22 @@ def _versions_moved(change: Any) -> str:
     return f"{_v(change.from_version)} → {_v(change.to_version)}"
 
 
+def _production_moves(changes: list[Any]) -> list[int]:
+    """Indexes of the audit entries that changed production: not an automatic rollback whose target already
+    was production (the pipeline's candidate failed its smoke test and serving went back; the registry never
+    moved), recorded v2 → v2, or v3 → v2 by mlspec versions before that was fixed."""
+    moves: list[int] = []
+    production: int | None = None
+    for i, change in enumerate(changes):
+        if change.action == "auto_rollback" and (
+            change.from_version == change.to_version or (moves and change.to_version == production)
+        ):
+            continue
+        moves.append(i)
+        production = change.to_version
+    return moves
+
+
 def _at(at: str) -> str:
     """An audit time (ISO-8601 UTC) as the page writes times."""
     try:
@@ -436,7 +453,8 @@ def production_story(base: str, status: ModelStatus, info: VersionInfo | None, n
     """How this version reached production (the latest time it did), or that it never was."""
     if not status.registry_ok:
         return "not known: the registry did not answer"
-    made = [i for i, c in enumerate(status.changes) if c.to_version == number]
+    moves = _production_moves(status.changes)
+    made = [i for i in moves if status.changes[i].to_version == number]
     if made:
         position = made[-1]
         change = status.changes[position]
@@ -457,7 +475,7 @@ def production_story(base: str, status: ModelStatus, info: VersionInfo | None, n
                 text += f", replacing v{e(change.from_version)}"
         if change.reason.strip().rstrip("."):
             text += f". Reason: {e(change.reason.strip().rstrip('.'))}"
-        after = [c for c in status.changes[position + 1:] if c.from_version == number]
+        after = [status.changes[i] for i in moves if i > position and status.changes[i].from_version == number]
         if after and status.production != number:
             later = after[0]
             text += (f". It stopped being production on {e(_at(later.at))}: {e(action_words(later.action))}{_to(later)} "
