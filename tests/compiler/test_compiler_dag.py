@@ -44,6 +44,8 @@ def test_digits_dag_shape():
         assert set(inputs.values()) <= task.upstream_task_ids
     assert dag.params["epochs"] == 10
     assert dag.get_task("evaluate").retries == 0 and dag.get_task("store").retries == 2
+    # prepare_data checks a file:// source against the spec's own project folder, as `mlspec lint` does.
+    assert dag.get_task("prepare_data").spec_file == spec.source_file and spec.source_file
 
 
 def test_asset_schedule_becomes_airflow_assets(tmp_path):

@@ -134,3 +134,16 @@ def test_store_roots_are_configurable(mlspec_home: Path, tmp_path: Path, monkeyp
         open_store((tmp_path / "models").as_uri())
     with pytest.raises(StoreError, match="hidden folders"):
         storage.check_store_path(tmp_path / "stores" / ".ssh")
+
+
+def test_the_users_own_home_is_not_a_system_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as root with no MLSPEC_HOME, the default store is /root/.mlspec/models: lint refused every example
+    spec ("is in the system folder /root"). The running user's home is theirs; /root stays refused for others."""
+    monkeypatch.delenv("MLSPEC_HOME", raising=False)
+    monkeypatch.delenv("MLSPEC_STORE_ROOTS", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: Path("/root")))
+    assert storage.check_store_path("/root/.mlspec/models") == Path("/root/.mlspec/models")
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: Path("/home/alice")))
+    monkeypatch.setenv("MLSPEC_HOME", "/home/alice/.mlspec")
+    with pytest.raises(StoreError, match="system folder /root"):
+        storage.check_store_path("/root/models")

@@ -191,7 +191,9 @@ def _system_folder(path: Path) -> str | None:
         return "/"
     import tempfile
 
-    if any(_under(path, _real(e)) for e in (*_SYSTEM_EXCEPTIONS, tempfile.gettempdir())):
+    # The running user's home (root's is /root) and MLSPEC_HOME are theirs, not the system's.
+    exceptions = (*_SYSTEM_EXCEPTIONS, tempfile.gettempdir(), Path.home(), _home_folder())
+    if any(_under(path, _real(e)) for e in exceptions):
         return None
     return next((f for f in SYSTEM_FOLDERS if _under(path, _real(f)) or _under(path, Path(f))), None)
 
