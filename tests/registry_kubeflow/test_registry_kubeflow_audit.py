@@ -48,3 +48,33 @@ def test_trail_is_bounded_and_an_unknown_model_is_refused(fake, make_request, mo
     with pytest.raises(RegistryError, match="'nothing' is not registered"):
         registry.record_production_change("nothing", change("deploy", None, 1))
     assert fake.violations == []
+
+
+def test_an_entry_dropped_by_another_writers_patch_is_written_again(fake, make_request, monkeypatch) -> None:
+    """Another machine read the customProperties map before our PATCH and PATCHed its own entry after it:
+    the server keeps its whole map, which lacks ours. Ours is read back, found missing and written again."""
+    from mlspec.registry.base import audit_entry_json
+    from mlspec.registry.kubeflow import string_value
+
+    registry = KubeflowRegistry.from_url(fake.url, token=TOKEN)
+    registry.register(make_request(version=1, source_uri="s3://b/digits/1"))
+    stale = KubeflowRegistry.from_url(fake.url, token=TOKEN).client.find("/registered_model", {"name": "digits"})
+    theirs = change("promote", None, 1, actor="schedule")
+    client = registry.client
+    real_patch = client.patch
+    raced: list[str] = []
+
+    def patch_then_the_other_writer(path, body):
+        result = real_patch(path, body)
+        if path.startswith("/registered_models/") and not raced:
+            raced.append(path)
+            properties = dict(stale.get("customProperties") or {})
+            properties[f"{AUDIT_PROPERTY_PREFIX}000001-0ther0"] = string_value(audit_entry_json(theirs))
+            real_patch(path, {"customProperties": properties})
+        return result
+
+    monkeypatch.setattr(client, "patch", patch_then_the_other_writer)
+    registry.record_production_change("digits", change("deploy", None, 1, actor="cli:bob"))
+    assert raced, "the other writer never raced"
+    assert sorted(c.actor for c in registry.production_changes("digits")) == ["cli:bob", "schedule"]
+    assert fake.violations == []

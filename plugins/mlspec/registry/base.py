@@ -186,7 +186,12 @@ def audit_entry_json(change: ProductionChange) -> str:
 
 def audit_key_suffix(keys: list[str], prefix: str) -> str:
     """The next entry's key after `prefix`: a zero-padded sequence number above every existing one, then a
-    random part so that two writers racing for one number both keep their entry ("000007-3fa2c1")."""
+    random part so that two writers racing for one number do not pick the same key ("000007-3fa2c1").
+
+    That keeps both entries only where each entry is written on its own (MLflow: one tag per request).
+    Kubeflow replaces the RegisteredModel's whole customProperties map on PATCH, so a racing writer can
+    still drop an entry: KubeflowRegistry writes under the model's lock and writes again an entry it does
+    not read back."""
     import secrets
 
     numbers = [int(k[len(prefix):].split("-")[0]) for k in keys if k[len(prefix):].split("-")[0].isdigit()]

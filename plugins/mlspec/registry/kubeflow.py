@@ -62,6 +62,7 @@ STATE_PROPERTY = "mlspec_state"  # on each ModelVersion: registry.base.STATES
 # The audit trail of production, on the RegisteredModel: one string property per change,
 # mlspec_audit_<seq>-<random> = the ProductionChange as JSON (the newest AUDIT_KEEP kept).
 AUDIT_PROPERTY_PREFIX = "mlspec_audit_"
+AUDIT_WRITE_TRIES = 5  # a production change dropped by another writer's whole-map PATCH is written again
 
 
 def external_id(model_name: str, version: int) -> str:
@@ -336,20 +337,25 @@ class KubeflowRegistry(ModelRegistry):
         return max(numbers, default=None)
 
     def set_production(self, model_name: str, version: int | None, reason: str) -> None:
-        current = self.production_version(model_name)
-        history = [v for v in self.production_history(model_name) if v != version]
-        with self._errors("change the production version of", model_name, version or 0):
-            model = self.client.find("/registered_model", {"name": model_name})
-            if model is None:
-                raise RegistryError(f"model '{model_name}' is not registered in the Kubeflow Model Registry")
-            if version is not None:
-                if self._find_version(model["id"], model_name, version, strict=False) is None:
-                    raise RegistryError(f"model '{model_name}' version {version} is not registered; it cannot become production")
-                history.append(version)
-            properties = dict(model.get("customProperties") or {})
-            properties[PRODUCTION_PROPERTY] = int_value(version or 0)
-            properties[HISTORY_PROPERTY] = string_value(json.dumps(history[-50:]))
-            self.client.patch(f"/registered_models/{model['id']}", {"customProperties": properties})
+        from mlspec.operations import model_lock
+
+        # customProperties is written whole (read-modify-PATCH): under the model's lock, so that no audit
+        # entry written beside it on this machine is lost (see _write_model_properties).
+        with model_lock(model_name, f"set the production version of {model_name} on the Kubeflow Model Registry"):
+            current = self.production_version(model_name)
+            history = [v for v in self.production_history(model_name) if v != version]
+            with self._errors("change the production version of", model_name, version or 0):
+                model = self.client.find("/registered_model", {"name": model_name})
+                if model is None:
+                    raise RegistryError(f"model '{model_name}' is not registered in the Kubeflow Model Registry")
+                if version is not None:
+                    if self._find_version(model["id"], model_name, version, strict=False) is None:
+                        raise RegistryError(f"model '{model_name}' version {version} is not registered; it cannot become production")
+                    history.append(version)
+                properties = dict(model.get("customProperties") or {})
+                properties[PRODUCTION_PROPERTY] = int_value(version or 0)
+                properties[HISTORY_PROPERTY] = string_value(json.dumps(history[-50:]))
+                self.client.patch(f"/registered_models/{model['id']}", {"customProperties": properties})
         if current is not None and current != version:
             self.set_state(model_name, current, "archived" if version is not None else "undeployed")
         if version is not None:
@@ -357,25 +363,44 @@ class KubeflowRegistry(ModelRegistry):
         log.info("Model '%s': production is now %s (%s)", model_name, version if version is not None else "nothing", reason)
 
     def record_production_change(self, model_name: str, change: ProductionChange) -> None:
+        """Add one customProperty. The server replaces the whole customProperties map on PATCH, so a writer that
+        read the map before this PATCH and writes after it drops this entry: the write holds the model's lock
+        (writers on this machine take turns), and the map is read back after the PATCH and the entry written
+        again (up to AUDIT_WRITE_TRIES times) while it is missing (a writer on another machine)."""
+        from mlspec.operations import model_lock
+
         value = audit_entry_json(change)
         action = f"record a production change ({change.action}) of"
-        with self._errors(action, model_name, change.to_version or 0):
-            model = self.client.find("/registered_model", {"name": model_name})
-            if model is None:
+        with model_lock(model_name, f"record a production change of {model_name} on the Kubeflow Model Registry"):
+            for attempt in range(1, AUDIT_WRITE_TRIES + 1):
+                with self._errors(action, model_name, change.to_version or 0):
+                    model = self.client.find("/registered_model", {"name": model_name})
+                    if model is None:
+                        raise RegistryError(
+                            f"model '{model_name}' is not registered in the Kubeflow Model Registry, so its "
+                            f"production change ({change.action} {change.from_version} -> {change.to_version}) "
+                            "cannot be recorded; register a version first"
+                        )
+                    properties = dict(model.get("customProperties") or {})
+                    keys = [k for k in properties if k.startswith(AUDIT_PROPERTY_PREFIX)]
+                    key = AUDIT_PROPERTY_PREFIX + audit_key_suffix(keys, AUDIT_PROPERTY_PREFIX)
+                    properties[key] = string_value(value)
+                    ordered = sorted(keys + [key], key=lambda k: audit_order(k, AUDIT_PROPERTY_PREFIX))
+                    for old in ordered[: max(0, len(ordered) - AUDIT_KEEP)]:
+                        del properties[old]
+                    # PATCH sends the whole map: servers replace customProperties rather than merge them.
+                    self.client.patch(f"/registered_models/{model['id']}", {"customProperties": properties})
+                    again = self.client.find("/registered_model", {"name": model_name}) or {}
+                if key in (again.get("customProperties") or {}):
+                    break
+                log.warning("Model '%s': the production change %s was replaced by another writer's PATCH "
+                            "(try %d of %d); writing it again", model_name, key, attempt, AUDIT_WRITE_TRIES)
+            else:
                 raise RegistryError(
-                    f"model '{model_name}' is not registered in the Kubeflow Model Registry, so its "
-                    f"production change ({change.action} {change.from_version} -> {change.to_version}) "
-                    "cannot be recorded; register a version first"
+                    f"Kubeflow Model Registry: the production change ({change.action} {change.from_version} -> "
+                    f"{change.to_version}) of model '{model_name}' was replaced by other writers "
+                    f"{AUDIT_WRITE_TRIES} times; run one operation at a time on this model and record it again"
                 )
-            properties = dict(model.get("customProperties") or {})
-            keys = [k for k in properties if k.startswith(AUDIT_PROPERTY_PREFIX)]
-            key = AUDIT_PROPERTY_PREFIX + audit_key_suffix(keys, AUDIT_PROPERTY_PREFIX)
-            properties[key] = string_value(value)
-            ordered = sorted(keys + [key], key=lambda k: audit_order(k, AUDIT_PROPERTY_PREFIX))
-            for old in ordered[: max(0, len(ordered) - AUDIT_KEEP)]:
-                del properties[old]
-            # PATCH sends the whole map: servers replace customProperties rather than merge them.
-            self.client.patch(f"/registered_models/{model['id']}", {"customProperties": properties})
         log.info("Model '%s': production change recorded: %s %s -> %s by %s (%s)", model_name, change.action,
                  change.from_version, change.to_version, change.actor, change.reason)
 
