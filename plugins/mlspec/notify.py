@@ -156,16 +156,17 @@ def failure_message(model: str, spec_file: str, context: Any, stored: dict | Non
 
 
 def champion_holds_message(summary: dict, spec_file: str) -> tuple[str, list[str]]:
-    """(subject, paragraphs) for a challenger that lost the champion comparison."""
+    """(subject, paragraphs) for a challenger that lost the champion comparison or tied with production."""
     model = summary.get("model", "?")
     version = summary.get("version", "?")
     verdict = summary.get("champion") or {}
     production = verdict.get("champion_version", "?")
     spec_ref = spec_file or f"<the spec of {model}>"  # a task knows its resolved spec, not the file
     metrics = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted((summary.get("metrics") or {}).items()))
-    paragraphs = [
-        f"Model {model}: version {version} did not beat production version {production}, which keeps serving."
-    ]
+    tie = verdict.get("decision") == "tie"  # the same score (an identical retrain): no redeploy
+    outcome = (f"tied with production version {production} (the same score)" if tie
+               else f"did not beat production version {production}")
+    paragraphs = [f"Model {model}: version {version} {outcome}, which keeps serving."]
     if {"metric", "champion", "challenger"} <= verdict.keys():
         paragraphs.append(
             f"Champion comparison on the same test split: {verdict['metric']} "
@@ -183,7 +184,7 @@ def champion_holds_message(summary: dict, spec_file: str) -> tuple[str, list[str
         f"retrain win: improve the model or its data, or change evaluation.champion (metric, min_delta) in "
         f"{spec_ref}, then trigger a new run.",
     ]
-    return f"[mlspec] {model}: version {version} did not beat production version {production}", paragraphs
+    return f"[mlspec] {model}: version {version} {outcome}", paragraphs
 
 
 # -- sending -------------------------------------------------------------------------------------
