@@ -145,6 +145,7 @@ def test_a_half_migrated_database_is_repaired_with_one_log_line(fresh_home, capl
         embedded_store_exists()
     assert revision(db) == []
 
+    caplog.clear()  # only what opening the registry logs (the set-up may log too, at INFO in a full run)
     with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_registry"):
         registry = MlflowRegistry()
         assert registry.client.get_registered_model("kept").name == "kept"
@@ -179,6 +180,7 @@ def test_an_older_revision_is_upgraded_under_the_lock(fresh_home, caplog) -> Non
         embedded_store_exists()
     assert revision(db) == [older]  # reading changed nothing
 
+    caplog.clear()  # only what opening the registry logs (the set-up may log too, at INFO in a full run)
     with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_registry"):
         assert MlflowRegistry().client.get_registered_model("kept").name == "kept"
     lines = [r.getMessage() for r in caplog.records if "embedded MLflow database" in r.getMessage()]
@@ -197,6 +199,7 @@ def test_a_half_made_database_without_data_is_rebuilt(fresh_home, caplog) -> Non
         conn.execute("CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY, name VARCHAR(256))")
         conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
 
+    caplog.clear()  # only what opening the registry logs (the set-up may log too, at INFO in a full run)
     with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_registry"):
         MlflowRegistry().client.create_registered_model("fresh")
 
@@ -235,6 +238,7 @@ def test_beyond_repair_with_runs_but_no_model_is_moved_aside(fresh_home, caplog)
     break_beyond_repair(db)
     forget(db)
 
+    caplog.clear()  # only what opening the registry logs (the set-up may log too, at INFO in a full run)
     with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_registry"):
         fresh = MlflowRegistry().client
     (aside,) = db.parent.glob("mlflow.db.broken-*")
