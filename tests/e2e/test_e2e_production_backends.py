@@ -105,6 +105,8 @@ def test_digits_on_s3_mlflow_server_and_local_serving(
 ):
     home = tmp_path / "mlspec-home"
     monkeypatch.setenv("MLSPEC_HOME", str(home))
+    # The production model server is the configured one: the only URL the admin token goes to.
+    monkeypatch.setenv("MLSPEC_SERVER_URL", backends.server_url)
     name = f"digits-prod-{uuid.uuid4().hex[:6]}"
     spec, dag_run = run_spec(production_spec(name, backends), name, epochs=2)
     assert str(dag_run.state) == "success", task_states(dag_run)
@@ -224,6 +226,7 @@ def test_a_losing_challenger_keeps_production_with_an_mlflow_server(run_spec, ba
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "mlspec-home"))
+    monkeypatch.setenv("MLSPEC_SERVER_URL", backends.server_url)
     name = f"digits-gate-{uuid.uuid4().hex[:6]}"
     _, first = run_spec(production_spec(name, backends), name, epochs=2)
     assert str(first.state) == "success", task_states(first)
