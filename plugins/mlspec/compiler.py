@@ -227,8 +227,7 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
             "execution_timeout": task_deadline(resolved, task_id),  # spec `timeouts`, else mlspec.deadlines
             **({"trigger_rule": TRIGGER_RULES[task_id]} if task_id in TRIGGER_RULES else {}),
             **({"outlets": [_model_asset(spec)]} if task_id == "promote" else {}),
-            # the spec's folder decides the project folder of the allowed data roots, as in `mlspec lint`
-            **({"spec_file": spec.source_file} if task_id == "prepare_data" else {}),
+            "spec_file": spec.source_file,  # for hints naming the spec, and the allowed data roots as in lint
             **({"pre_execute": _conf_check(spec)} if not tasks else {}),  # the first task checks the run's conf
             **{argument: tasks[source].output for argument, source in inputs.items()},
         }

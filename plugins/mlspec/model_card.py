@@ -35,8 +35,8 @@ DECISIONS = {
     "gate_off": "the champion gate is off (evaluation.champion: null)",
     "no_champion": "there was no production version to compare with; the gate passed",
     "challenger_wins": "it beat the production version",
-    "champion_holds": "it did not beat the production version, so it was kept as a candidate and not deployed",
-    "tie": "it scored the same as the production version (a tie keeps the champion), so it was kept as a candidate and not deployed",
+    "champion_holds": "it did not beat the production version, so its training run kept it as a candidate and did not deploy it (a later deployment, if any, is in the production history)",
+    "tie": "it scored the same as the production version (a tie keeps the champion), so its training run kept it as a candidate and did not deploy it (a later deployment, if any, is in the production history)",
 }
 
 

@@ -44,8 +44,11 @@ def test_digits_dag_shape():
         assert set(inputs.values()) <= task.upstream_task_ids
     assert dag.params["epochs"] == 10
     assert dag.get_task("evaluate").retries == 0 and dag.get_task("store").retries == 2
-    # prepare_data checks a file:// source against the spec's own project folder, as `mlspec lint` does.
-    assert dag.get_task("prepare_data").spec_file == spec.source_file and spec.source_file
+    # Every task knows its spec's file: hints name it (`mlspec deploy specs/digits.yaml --version 2`, not
+    # `<spec>`), and prepare_data checks a file:// source against its project folder, as `mlspec lint` does.
+    assert spec.source_file
+    for task_id in TASK_ORDER:
+        assert dag.get_task(task_id).model_spec.source_file == spec.source_file, task_id
 
 
 def test_asset_schedule_becomes_airflow_assets(tmp_path):

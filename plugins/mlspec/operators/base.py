@@ -28,7 +28,9 @@ class MlspecOperator(BaseOperator):
     stage = "stage"
     next_step = "fix the cause above and clear this task to retry it"
 
-    def __init__(self, *, spec: dict, **kwargs: Any) -> None:
+    def __init__(self, *, spec: dict, spec_file: str = "", **kwargs: Any) -> None:
+        """`spec_file`: the spec's path, for messages (`mlspec deploy <spec> --version N`) and for the project
+        folder of the allowed data roots; the resolved `spec` dict does not carry it."""
         if kwargs.get("execution_timeout") is None:
             # Every stage has a deadline (the spec's `timeouts`, else the stage's built-in one), in a
             # compiled DAG and a hand-written one alike: nothing hung holds a run forever.
@@ -37,12 +39,13 @@ class MlspecOperator(BaseOperator):
             kwargs["execution_timeout"] = task_deadline(spec, self.stage)
         super().__init__(**kwargs)
         self.spec = spec
+        self.spec_file = spec_file
 
     @cached_property
     def model_spec(self):
         from mlspec.spec.model import ModelSpec
 
-        return ModelSpec.from_dict(self.spec)
+        return ModelSpec.from_dict(self.spec, source_file=self.spec_file)
 
     @cached_property
     def store(self):

@@ -15,12 +15,6 @@ class PrepareDataOperator(MlspecOperator):
     ui_color = "#fef7e0"
     next_step = "check data.source in the spec (and its connection for s3://), then clear this task"
 
-    def __init__(self, *, spec_file: str | None = None, **kwargs) -> None:
-        """`spec_file`: the spec's path; its folder's parent is the project folder of the allowed data roots,
-        as `mlspec lint` takes it (without it, and without MLSPEC_SPECS_DIR, it is the working folder)."""
-        super().__init__(**kwargs)
-        self.spec_file = spec_file
-
     def read_source_bytes(self, uri: str) -> bytes:
         """The source's bytes: a regular file (never a device or a FIFO) within the allowed data folders
         (storage.check_data_path), or an S3 object; within the size cap (storage.max_source_bytes)."""
