@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from tests.fixtures.paths import SPECS
 from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
-from tests.ui_app.ui_app_testkit import Page, forest_spec
+from tests.ui_app.ui_app_testkit import Page, forest_spec, get_page
 
 from mlspec.ui import data
 
@@ -110,13 +110,6 @@ def client(built, monkeypatch):
     monkeypatch.setattr(data, "_served_version", lambda spec, timeout_s: 1)
     with TestClient(create_app(timeout_s=20)) as test_client:
         yield test_client
-
-
-def get_page(client, path: str, status: int = 200) -> Page:
-    response = client.get(path)
-    assert response.status_code == status, response.text[-3000:]
-    assert response.headers["content-type"].startswith("text/html")
-    return Page(response.text)
 
 
 def test_the_model_page_shows_the_audit_trail_newest_first(client, built):

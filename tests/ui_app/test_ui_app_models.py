@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 from tests.e2e.e2e_testkit import task_states, xcom
-from tests.ui_app.ui_app_testkit import Page, forest_spec, registry
+from tests.ui_app.ui_app_testkit import Page, forest_spec, get_page, registry
 
 pytestmark = pytest.mark.e2e
 
@@ -25,13 +25,6 @@ def client(two_runs):
 
     with TestClient(create_app(timeout_s=20)) as test_client:
         yield test_client
-
-
-def get_page(client, path: str, status: int = 200) -> Page:
-    response = client.get(path)
-    assert response.status_code == status, response.text[-3000:]
-    assert response.headers["content-type"].startswith("text/html")
-    return Page(response.text)
 
 
 def version_dir(spec, version: int):

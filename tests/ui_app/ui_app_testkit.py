@@ -108,6 +108,14 @@ class Page(HTMLParser):
         return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
 
 
+def get_page(client, path: str, status: int = 200) -> Page:
+    """A page of the Models app through a FastAPI TestClient, checked to be HTML with the status expected."""
+    response = client.get(path)
+    assert response.status_code == status, response.text[-3000:]
+    assert response.headers["content-type"].startswith("text/html")
+    return Page(response.text)
+
+
 def slow_spec(name: str = "slow-tuned") -> str:
     """specs/iris-tuned.yaml grown to the schema's limits (200 layers, 32 tuned paths of 100 choices each,
     about 24 KB): checking it validates the spec once per choice, a minute or more of CPU (adversarial
