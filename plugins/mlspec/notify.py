@@ -161,7 +161,7 @@ def champion_holds_message(summary: dict, spec_file: str) -> tuple[str, list[str
     version = summary.get("version", "?")
     verdict = summary.get("champion") or {}
     production = verdict.get("champion_version", "?")
-    spec_ref = spec_file or f"<the spec of {model}>"  # a task knows its resolved spec, not the file
+    spec_ref = spec_file or f"<the spec of {model}>"  # a hand-written DAG may not give the spec's file
     metrics = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted((summary.get("metrics") or {}).items()))
     tie = verdict.get("decision") == "tie"  # the same score (an identical retrain): no redeploy
     outcome = (f"tied with production version {production} (the same score)" if tie

@@ -103,7 +103,7 @@ def test_a_champion_that_holds_sends_a_message_and_a_win_sends_none(run_spec, mo
     assert str(first.state) == "success", task_states(first)
     assert smtp_inbox.messages == []
 
-    _, second = run_spec(forest_spec(name, WEAK, events="[champion_holds]"), name)
+    spec, second = run_spec(forest_spec(name, WEAK, events="[champion_holds]"), name)
     assert str(second.state) == "success", task_states(second)
     verdict = xcom(second, "evaluate")["champion"]
     assert verdict["decision"] == "champion_holds"
@@ -112,7 +112,8 @@ def test_a_champion_that_holds_sends_a_message_and_a_win_sends_none(run_spec, mo
     assert f"Model {name}: version 2 did not beat production version 1, which keeps serving." in body
     assert f"accuracy {verdict['champion']:.4f} (production version 1) against {verdict['challenger']:.4f}" in body
     assert "What to do: nothing, if production should stay version 1. To serve version 2 anyway: `mlspec deploy" in body
-    assert f"`mlspec deploy <the spec of {name}> --version 2`" in body
+    assert spec.source_file.endswith(f"{name}.yaml")  # a task knows its spec's file: the command is one to paste
+    assert f"`mlspec deploy {spec.source_file} --version 2`" in body
 
 
 def test_no_notify_means_no_callback_and_failure_only_means_no_champion_message():
