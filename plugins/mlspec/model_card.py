@@ -81,11 +81,13 @@ def curl_example(url: str, input_schema: Mapping[str, Any]) -> str:
     return f"curl -s -X POST {target} -H 'Content-Type: application/json' -d {shlex.quote(body)}"
 
 
-def model_summary(spec: Any) -> str:
-    """One line: the framework and its estimator with parameters, or the Keras layers."""
+def model_summary(spec: Any, run_params: Mapping[str, Any] | None = None) -> str:
+    """One line: the framework and its estimator with parameters, or the Keras layers. `run_params`: what a
+    run's trigger form (or `mlspec run --param`) set, which is what that version was trained with."""
     model = spec.model
     if model.framework == "sklearn":
-        params = ", ".join(f"{k}={_value(v)}" for k, v in sorted(dict(model.params).items()))
+        used = {**dict(model.params), **{k: v for k, v in (run_params or {}).items() if k in model.params}}
+        params = ", ".join(f"{k}={_value(v)}" for k, v in sorted(used.items()))
         return f"scikit-learn {model.estimator}" + (f" ({params})" if params else "")
     layers = " → ".join(_step(step) for step in model.layers)
     return f"TensorFlow/Keras, {len(model.layers)} layers: {layers}"
@@ -115,8 +117,10 @@ def render_model_card(
     run_id: str,
     plots: Sequence[str] = (),
     stored_uri: str = "",
+    run_params: Mapping[str, Any] | None = None,
 ) -> str:
-    """model_card.md for one version, from the spec and what evaluate and export_onnx handed over."""
+    """model_card.md for one version, from the spec, the run's parameters (its trigger form) and what evaluate
+    and export_onnx handed over."""
     metrics = dict(evaluation.get("metrics") or {})
     verdict = dict(evaluation.get("champion") or {})
     thresholds = dict(spec.evaluation.thresholds)
@@ -127,7 +131,7 @@ def render_model_card(
         "",
         "| | |",
         "| --- | --- |",
-        f"| model | {_cell(model_summary(spec))} |",
+        f"| model | {_cell(model_summary(spec, run_params))} |",
         f"| task | {_cell(spec.model.task)} |",
         f"| owner | {_cell(spec.metadata.owner)} |",
         f"| data source | {_cell(spec.data.source)} |",

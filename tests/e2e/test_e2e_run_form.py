@@ -31,6 +31,9 @@ def test_a_form_value_is_what_the_model_is_trained_with(run_spec):
 
     run = MlflowRegistry(None).client.get_run(xcom(dag_run, "train")["tracking_run_id"])
     assert run.data.params["params.n_estimators"] == "3"
+    # The published model card says what it was trained with, not what the spec says.
+    card = store.read_uri(f"{xcom(dag_run, 'store')['uri']}/model_card.md").decode()
+    assert "random_forest (max_depth=6, n_estimators=3, random_state=0)" in card, card[:600]
 
 
 def test_an_unknown_key_fails_the_first_task_with_the_accepted_keys(run_spec, capfd):

@@ -181,3 +181,15 @@ def test_audit_entries_settings_and_notes_are_escaped():
     html = pages.card_page("", card, None, None) + pages.model_page("", status, None) + pages.notes(status.problems)
     assert "<script>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_the_model_line_shows_what_the_run_trained_with_not_only_the_spec():
+    """A trigger-form value (n_estimators=3) is what the version was trained with; a key the spec does not set
+    in model.params (not a run parameter) changes nothing."""
+    from mlspec.model_card import model_summary
+    from mlspec.spec import load_spec
+
+    spec = load_spec(SPECS / "iris-forest.yaml")
+    assert model_summary(spec) == "scikit-learn random_forest (max_depth=6, n_estimators=100, random_state=0)"
+    used = model_summary(spec, {"n_estimators": "3", "trials": 4})
+    assert used == "scikit-learn random_forest (max_depth=6, n_estimators=3, random_state=0)"

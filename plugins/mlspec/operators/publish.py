@@ -93,6 +93,7 @@ class StoreModelOperator(MlspecOperator):
             run_id=context["run_id"],
             plots=[name for name in files if name.endswith(".png")],
             stored_uri=self.store.uri_for(f"{self.model_spec.name}/{version}"),
+            run_params=context.get("params") or {},  # what this run's trigger form set is what it trained with
         ).encode()
 
 

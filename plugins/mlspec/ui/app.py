@@ -153,7 +153,10 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
         if found.input_schema and found.status.serving_ok and found.status.served == version:
             curl = curl_example(infer_url(found.status.endpoint(), name, None), found.input_schema)
         spec_hash = (found.info.spec_hash if found.info else "") or (found.manifest or {}).get("spec_hash", "")
-        summary = model_summary(spec) if spec_hash == spec.spec_hash else None
+        # The parameters the version's training run logged (trigger-form values included) over the spec's.
+        logged = found.settings.values if found.settings and found.settings.source == "tracking" else {}
+        run_params = {k.removeprefix("params."): v for k, v in logged.items() if k.startswith("params.")}
+        summary = model_summary(spec, run_params) if spec_hash == spec.spec_hash else None
         return pages.card_page(base, found, curl, summary)
 
     def file(base: str, allowed: Allowed, name: str, version: int, file_name: str) -> Response:
