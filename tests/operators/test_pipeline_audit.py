@@ -60,7 +60,7 @@ def test_promote_records_who_from_where_and_why_once(ops_home, ops_server, reque
     changes = registry.production_changes(spec.name)
     assert [(c.action, c.from_version, c.to_version, c.actor) for c in changes] == [
         ("promote", None, 1, "schedule"), ("promote", 1, 2, "alice")]
-    assert changes[0].reason.startswith("first production version; smoke test passed")
+    assert changes[0].reason.startswith("nothing was in production to compare with; smoke test passed")
     assert changes[1].reason.startswith("beat production v1 on accuracy (0.9800 vs 0.9500")
     assert "/dags/iris_forest/runs/manual__" in changes[1].run_url
     assert registry.production_version(spec.name) == 2

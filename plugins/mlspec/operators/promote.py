@@ -162,7 +162,7 @@ def promotion_reason(evaluation: Any, smoke_test: Any, before: int | None) -> st
             f"min_delta {float(verdict.get('min_delta', 0)):g})"
         )
     elif verdict.get("decision") == "no_champion" or (before is None and not verdict):
-        parts.append("first production version")
+        parts.append("nothing was in production to compare with")  # a first version, or one after an undeploy
     elif verdict.get("decision") == "gate_off":
         parts.append("champion gate off")
     smoke = smoke_test if isinstance(smoke_test, dict) else {}

@@ -504,7 +504,7 @@ def _gate_words(info: VersionInfo | None, change: Any) -> str:
         return (f" after beating v{e(champion['champion_version'])} on {e(champion.get('metric', ''))} "
                 f"({e(num(champion.get('challenger'), 4))} vs {e(num(champion.get('champion'), 4))})")
     if decision == "no_champion":
-        return ", the first production version (there was none to beat)"
+        return ", with nothing in production to beat"
     if decision == "gate_off":
         return ", with the champion gate off"
     return f", replacing v{e(change.from_version)}" if change.from_version is not None else ""
