@@ -43,7 +43,7 @@ _FASHION_MNIST_CLASSES = tuple(
 )
 # An error quotes at most this many names (columns, arrays, labels), each cut to this many characters.
 MAX_QUOTED_NAMES = 5
-MAX_NAME_CHARS = 40
+MAX_NAME_CHARS = 20  # enough for a column name; a secret read as a header would leak little
 _CHUNK = 1 << 20
 
 
