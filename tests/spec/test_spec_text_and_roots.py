@@ -71,6 +71,8 @@ def test_lint_refuses_a_system_folder_as_a_store(tmp_path: Path, mlspec_home: Pa
         ('"ml\\tteam"', "U+0009"),
         ('"\\e[31mred"', "U+001B"),
         ('"ml\\u2066team"', "U+2066"),
+        ('"ml\\u200b-team"', "U+200B"),
+        ('"\\ufeffml-team"', "U+FEFF"),
     ],
 )
 def test_owner_with_a_control_or_bidi_character_is_refused(owner: str, char: str) -> None:

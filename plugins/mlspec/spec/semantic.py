@@ -21,7 +21,9 @@ CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Bidirectional controls (embeddings, overrides, isolates, marks): U+202E makes "ml-team\u202egnp.exe" read
 # differently from what it is. Refused with the control characters in every free-text field.
 BIDI_CONTROL = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-UNPRINTABLE = re.compile(CONTROL_CHARACTER.pattern[:-1] + BIDI_CONTROL.pattern[1:])
+# Invisible characters (zero-width space, joiners, word joiner, BOM): "ml-team" and "ml\u200b-team" look the same.
+INVISIBLE = re.compile(r"[\u200b-\u200d\u2060\ufeff]")
+UNPRINTABLE = re.compile(CONTROL_CHARACTER.pattern[:-1] + BIDI_CONTROL.pattern[1:-1] + INVISIBLE.pattern[1:])
 # 2 GiB of float32 weights: a larger ONNX model cannot be written as one file (protobuf's limit), and training
 # it needs several times that in memory. Above it lint warns.
 PARAMETER_WARNING = 2**29
@@ -82,10 +84,11 @@ def _text(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
 
 
 def _unprintable(char: str) -> str:
-    kind = "bidirectional control" if BIDI_CONTROL.fullmatch(char) else "control character"
+    kind = ("bidirectional control" if BIDI_CONTROL.fullmatch(char)
+            else "invisible character" if INVISIBLE.fullmatch(char) else "control character")
     return (
         f"contains the {kind} U+{ord(char):04X}; spec text is one line of printable characters (no newline, tab, "
-        "NUL, escape or direction override, which forge log lines or make text read as something else)"
+        "NUL, escape, direction override or invisible character, which forge log lines or make text read as something else)"
     )
 
 
