@@ -147,3 +147,17 @@ def test_the_users_own_home_is_not_a_system_folder(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MLSPEC_HOME", "/home/alice/.mlspec")
     with pytest.raises(StoreError, match="system folder /root"):
         storage.check_store_path("/root/models")
+
+
+def test_a_store_is_never_a_server_state_folder_or_an_airflow_home_wherever_they_are(tmp_path: Path) -> None:
+    """`mlspec serve --state-dir /tmp/x` and an AIRFLOW_HOME the worker's environment does not name: refused as
+    data already, and now as a store too (their folders are found by the files they hold)."""
+    state, airflow_home = tmp_path / "state", tmp_path / "otheraf"
+    state.mkdir()
+    airflow_home.mkdir()
+    (state / "token").write_text("x" * 43)
+    (airflow_home / "airflow.cfg").write_text("[core]\n")
+    for folder, why in ((state, "token file"), (airflow_home / "models", "airflow.cfg")):
+        with pytest.raises(StoreError, match=why):
+            storage.check_store_path(folder)
+    assert storage.check_store_path(tmp_path / "models") == (tmp_path / "models").resolve()

@@ -224,9 +224,10 @@ _GUARD_MARKERS = (
 )
 
 
-def _guarded_by_markers(path: Path) -> tuple[Path, str] | None:
-    """The nearest folder at or above path's folder that holds a state folder's or an Airflow home's files."""
-    for folder in path.parents:
+def _guarded_by_markers(path: Path, *, is_folder: bool = False) -> tuple[Path, str] | None:
+    """The nearest folder at or above path's folder (path itself when `is_folder`) that holds a state folder's
+    or an Airflow home's files."""
+    for folder in (path, *path.parents) if is_folder else path.parents:
         for names, what in _GUARD_MARKERS:
             if all(os.path.isfile(folder / name) for name in names):
                 return folder, what
@@ -277,7 +278,8 @@ def check_data_path(path: Path | str, *, what: str = "data.source", specs_dir: P
 
 def check_store_path(path: Path | str, *, what: str = "storage.uri", specs_dir: Path | str | None = None) -> Path:
     """The resolved folder of a file:// store, or StoreError when it is a system folder, the model server's
-    state, AIRFLOW_HOME, MLSPEC_HOME itself or its state folders, or outside the allowed store roots."""
+    state, AIRFLOW_HOME, MLSPEC_HOME itself or its state folders, a folder holding (or below one holding) a
+    model server's token or an Airflow home's files wherever it is, or outside the allowed store roots."""
     real = _real(path)
     shown = _shown(what, path, real)
     system = _system_folder(real)
@@ -286,6 +288,10 @@ def check_store_path(path: Path | str, *, what: str = "storage.uri", specs_dir: 
     for folder, name in _state_folders():
         if _under(real, folder):
             raise StoreError(f"{shown} is inside {name}; a store never writes there")
+    guarded = _guarded_by_markers(real, is_folder=True)
+    if guarded:
+        folder, name = guarded
+        raise StoreError(f"{shown} is inside {str(folder)[:160]}, {name}; a store never writes there")
     home = _home_folder()
     if real == home or any(_under(real, home / f) for f in _HOME_STATE):
         raise StoreError(
