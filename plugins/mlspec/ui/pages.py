@@ -167,7 +167,7 @@ def badge(state: str, label: str | None = None) -> str:
     return f'<span class="badge" data-state="{e(state)}" style="background:{color}">{e(label or state or "not registered")}</span>'
 
 
-def problems_panel(problems: Iterable[str], heading: str = "Some backends did not answer") -> str:
+def problems_panel(problems: Iterable[str], heading: str = "Some backends did not answer or are not set up here") -> str:
     items = "".join(f"<li>{e(p)}</li>" for p in problems)
     if not items:
         return ""
@@ -261,6 +261,8 @@ def _last_change(status: ModelStatus) -> str:
 
 
 def _production_text(status: ModelStatus) -> str:
+    if "registry" in status.unset_connections:
+        return '<span class="muted">not set up here</span>'
     if not status.registry_ok:
         return '<span class="muted">registry unavailable</span>'
     if status.production is None:
@@ -269,6 +271,8 @@ def _production_text(status: ModelStatus) -> str:
 
 
 def _serving_text(status: ModelStatus) -> str:
+    if "serving" in status.unset_connections:
+        return '<span class="muted">not set up here</span>'
     if not status.serving_ok:
         return '<span class="muted">unknown (serving unavailable)</span>'
     served = "not served" if status.served is None else f"version {status.served}"
