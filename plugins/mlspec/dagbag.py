@@ -132,7 +132,8 @@ DEFAULT_MEMORY_BUDGET_MB = 512
 OVERRUN_REMEMBERED_S = 600.0  # a spec that ran over is skipped (a placeholder) this long, unless edited
 
 
-def _env_number(name: str, default: float) -> float:
+def env_number(name: str, default: float) -> float:
+    """A positive number from the environment variable `name`, else `default` (a warning when it is not one)."""
     raw = os.environ.get(name, "").strip()
     try:
         value = float(raw) if raw else default
@@ -146,7 +147,7 @@ def _file_budget_s() -> float:
     """Seconds all uncached specs may take together: MLSPEC_SPECS_TIME_BUDGET_S, else half of Airflow's
     dagbag_import_timeout (30 s by default), so the DAG file itself never times out."""
     if os.environ.get("MLSPEC_SPECS_TIME_BUDGET_S", "").strip():
-        return _env_number("MLSPEC_SPECS_TIME_BUDGET_S", 15.0)
+        return env_number("MLSPEC_SPECS_TIME_BUDGET_S", 15.0)
     try:
         from airflow.configuration import conf
 
@@ -268,10 +269,18 @@ def _died(status: int) -> dict:
     return {"overrun": "died", "how": f"exited with status {code}"}
 
 
+def check_texts(items: list[tuple[Path, str]]) -> list[dict]:
+    """The bounded check of compile_specs for specs given as (path, text): one outcome each, in order
+    ({"name", and one of "resolved" | "problems" | "crash" | "overrun"}). Forks: call it from one thread."""
+    jobs = [_Job(index, path, text) for index, (path, text) in enumerate(items)]
+    _check_isolated(jobs, None)
+    return [job.outcome for job in jobs]
+
+
 def _check_isolated(jobs: list[_Job], only: str | None) -> None:
     """Check every job in forked processes under the budgets, filling job.outcome."""
-    per_spec = _env_number("MLSPEC_SPEC_TIME_BUDGET_S", DEFAULT_TIME_BUDGET_S)
-    memory_mb = _env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
+    per_spec = env_number("MLSPEC_SPEC_TIME_BUDGET_S", DEFAULT_TIME_BUDGET_S)
+    memory_mb = env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
     file_deadline = time.monotonic() + _file_budget_s()
     pending = list(jobs)
     while pending:
@@ -337,23 +346,24 @@ def _check_here(jobs: list[_Job], only: str | None) -> None:
             job.outcome = {"name": fallback_name(job.path), "crash": shorten(f"{type(exc).__name__}: {exc}")}
 
 
-def _overrun_problem(job: _Job, memory_mb: float) -> SpecProblem:
-    kind = job.outcome["overrun"]
+def overrun_problem(path: Path, outcome: dict, memory_mb: float) -> SpecProblem:
+    """What a spec whose check ran over its budget (`outcome["overrun"]`) says at its first line."""
+    kind = outcome["overrun"]
     if kind == "time":
-        what = f"checking this spec took more than {job.outcome.get('seconds', DEFAULT_TIME_BUDGET_S):g} s (its time budget)"
+        what = f"checking this spec took more than {outcome.get('seconds', DEFAULT_TIME_BUDGET_S):g} s (its time budget)"
     elif kind == "memory":
         what = f"checking this spec needed more than {memory_mb:g} MiB (its memory budget)"
     elif kind == "died":
-        what = f"checking this spec stopped: the check {job.outcome.get('how', 'died')} (its memory budget: {memory_mb:g} MiB)"
+        what = f"checking this spec stopped: the check {outcome.get('how', 'died')} (its memory budget: {memory_mb:g} MiB)"
     elif kind == "file_spent":
         what = "checking this spec ran past the time budget of the whole DAG file (shared by every spec that is not cached)"
     else:  # "file"
         return SpecProblem(
-            str(job.path), 1, 1, "",
+            str(path), 1, 1, "",
             "this spec was not checked in this parse: specs before it spent the time budget of the whole DAG file "
             "(their DAGs name them); it is checked again on the next parse",
         )
-    return SpecProblem(str(job.path), 1, 1, "", f"{what}; it is left out until it is edited (`mlspec lint {job.path}` checks it on its own)")
+    return SpecProblem(str(path), 1, 1, "", f"{what}; it is left out until it is edited (`mlspec lint {path}` checks it on its own)")
 
 
 # --------------------------------------------------------------------------- compile
@@ -372,7 +382,7 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
 
     specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir or "specs")
     only = _parsing_dag_id()
-    memory_mb = _env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
+    memory_mb = env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
     # Each file is read once (a regular file within 1 MiB) and checked once: from the cache, or else by a job.
     jobs: list[_Job] = []
     for index, path in enumerate(spec_files(specs_dir)):
@@ -418,7 +428,7 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
         outcome = job.outcome
         try:
             if "overrun" in outcome:
-                raise SpecError([_overrun_problem(job, memory_mb)])
+                raise SpecError([overrun_problem(job.path, job.outcome, memory_mb)])
             if "crash" in outcome:
                 raise SpecError([SpecProblem(str(job.path), 1, 1, "", f"could not compile: {outcome['crash']}")])
             if "problems" in outcome:

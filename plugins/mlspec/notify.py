@@ -39,16 +39,9 @@ DEFAULT_NOTIFY_TIMEOUT_S = 60.0
 
 def notify_timeout_s() -> float:
     """The overall deadline of one notification: MLSPEC_NOTIFY_TIMEOUT_S, else 60 s."""
-    import os
+    from mlspec.dagbag import env_number
 
-    raw = os.environ.get(NOTIFY_TIMEOUT_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_NOTIFY_TIMEOUT_S
-    except ValueError:
-        log.warning("%s=%r is not a number of seconds; using %gs", NOTIFY_TIMEOUT_ENV, raw,
-                    DEFAULT_NOTIFY_TIMEOUT_S)
-        return DEFAULT_NOTIFY_TIMEOUT_S
-    return value if value > 0 else DEFAULT_NOTIFY_TIMEOUT_S
+    return env_number(NOTIFY_TIMEOUT_ENV, DEFAULT_NOTIFY_TIMEOUT_S)
 
 
 class RunFailedNotifier(BaseNotifier):

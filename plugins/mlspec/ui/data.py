@@ -254,9 +254,9 @@ def check_specs(items: list[tuple[Path, str]]) -> list[Checked]:
     import sys
 
     import mlspec
-    from mlspec.dagbag import _env_number
+    from mlspec.dagbag import env_number
 
-    budget = _env_number("MLSPEC_SPECS_TIME_BUDGET_S", PAGE_SPECS_BUDGET_S)
+    budget = env_number("MLSPEC_SPECS_TIME_BUDGET_S", PAGE_SPECS_BUDGET_S)
     package_root = str(Path(mlspec.__file__).resolve().parent.parent)
     env = {
         **os.environ,
@@ -298,11 +298,10 @@ def _checked(path: Path, text: str, outcome: dict, until: float | None = None) -
     from mlspec.dagbag import (
         DEFAULT_MEMORY_BUDGET_MB,
         OVERRUN_REMEMBERED_S,
-        _env_number,
-        _Job,
-        _overrun_problem,
+        env_number,
         fallback_name,
         glimpsed_name,
+        overrun_problem,
     )
     from mlspec.spec import ModelSpec, SpecProblem
     from mlspec.spec import cache as spec_cache
@@ -326,8 +325,8 @@ def _checked(path: Path, text: str, outcome: dict, until: float | None = None) -
         until = until or time.time() + OVERRUN_REMEMBERED_S
     else:  # not reached within the page's budget: checked again on the next load
         until = time.time()
-    memory_mb = _env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
-    problem = _overrun_problem(_Job(0, path, text, dict(outcome, overrun=kind or "file")), memory_mb)
+    memory_mb = env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
+    problem = overrun_problem(path, dict(outcome, overrun=kind or "file"), memory_mb)
     return Checked(name, problems=(str(problem),), until=until)
 
 
@@ -430,7 +429,10 @@ def model_status(spec: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> ModelStatus
     status = ModelStatus(spec)
     # A backend whose Airflow connection is not defined here is not asked (digits-s3 and cifar10 under `make
     # up`): asking printed AWS, Kubeflow and kube-config errors and waited on their timeouts. Not an error.
-    status.unset_connections = unset_connections(spec)
+    try:  # a secrets backend may be slow: bounded like every other call the page makes
+        status.unset_connections = bounded("the Airflow connections", lambda: unset_connections(spec), timeout_s)
+    except Unavailable:
+        status.unset_connections = {}  # the backends are asked (bounded) and say what is wrong
     for what, connection_id in status.unset_connections.items():
         status.problems.append(f"{what} not set up on this machine: Airflow connection {connection_id!r} is not "
                                "defined here (create it to see this model's " + what + ")")

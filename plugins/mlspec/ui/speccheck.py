@@ -15,11 +15,9 @@ from pathlib import Path
 
 
 def main() -> int:
-    from mlspec.dagbag import _check_isolated, _Job
+    from mlspec.dagbag import check_texts
 
-    jobs = [_Job(index, Path(path), text) for index, (path, text) in enumerate(json.load(sys.stdin))]
-    _check_isolated(jobs, None)
-    json.dump([job.outcome for job in jobs], sys.stdout)
+    json.dump(check_texts([(Path(path), text) for path, text in json.load(sys.stdin)]), sys.stdout)
     return 0
 
 
