@@ -6,21 +6,12 @@ TensorFlow or MLflow on a task's stderr: Airflow shows every stderr line of a ta
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 from tests.fixtures.paths import REPO
-
-
-@pytest.fixture(scope="module")
-def local_stack():
-    spec = importlib.util.spec_from_file_location("local_stack", REPO / "scripts" / "local_stack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -5,20 +5,10 @@ SimpleAuthManager then writes the admin password into it in place, and the mode 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 
 import pytest
-from tests.fixtures.paths import REPO
-
-
-@pytest.fixture(scope="module")
-def local_stack():
-    spec = importlib.util.spec_from_file_location("local_stack", REPO / "scripts" / "local_stack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _mode(path) -> int:

@@ -8,7 +8,6 @@ process, are left alone.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,17 +15,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
-from tests.fixtures.paths import REPO
-
-
-@pytest.fixture(scope="module")
-def local_stack():
-    spec = importlib.util.spec_from_file_location("local_stack", REPO / "scripts" / "local_stack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
 LEADER = f"""
