@@ -34,7 +34,7 @@ def lint_file(path: Path) -> tuple[str, list]:
     """
     from mlspec.dagbag import claimed_name, fallback_name
     from mlspec.spec import SpecError, resolve_spec
-    from mlspec.spec.semantic import check, check_local_files
+    from mlspec.spec.lint import check, check_local_files
     from mlspec.spec.yaml_loader import load_yaml, read_spec_file
 
     try:

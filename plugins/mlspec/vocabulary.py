@@ -1,6 +1,6 @@
 """The words a spec may use, defined once: frameworks, tasks, data sources, layers, losses, metrics.
 
-The JSON Schema, lint (`spec.semantic`) and the code that acts on a word (data loaders, the Keras
+The JSON Schema, lint (`spec.lint`) and the code that acts on a word (data loaders, the Keras
 builder, metrics) all read these tables; tests/spec/test_spec_vocabulary.py fails when the schema
 and a table disagree. Pure data: importing this module costs nothing at DAG parse time.
 scikit-learn estimators and their parameters live in `mlspec.spec.estimators` (a generated table).

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlspec.serving.platforms import with_settings_moved
 from mlspec.spec.errors import SpecError, SpecProblem
+from mlspec.spec.lint import check, check_credentials
 from mlspec.spec.model import ModelSpec
 from mlspec.spec.schema import fill_defaults, fill_task_defaults, load_schema, validate
-from mlspec.spec.semantic import check, check_credentials
 from mlspec.spec.yaml_loader import LoadedYaml, load_yaml
 
 __all__ = ["ModelSpec", "SpecError", "SpecProblem", "load_schema", "load_spec", "load_spec_text", "resolve_spec"]
@@ -29,7 +30,7 @@ def resolve_spec(doc: LoadedYaml) -> ModelSpec:
     problems = credential_problems + [p for p in validate(doc) if p.path not in flagged]
     if problems:
         raise SpecError(problems)
-    resolved = fill_task_defaults(fill_defaults(doc.data))
+    resolved = fill_task_defaults(fill_defaults(with_settings_moved(doc.data)))
     problems = [p for p in check(doc, resolved) if p.severity == "error"]
     if problems:
         raise SpecError(problems)

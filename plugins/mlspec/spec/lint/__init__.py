@@ -1,0 +1,71 @@
+"""Checks the JSON Schema cannot express, each reported at the node it is about: one module per spec
+section (data, storage, model and training, evaluation, serving, registry, schedule, timeouts, tuning), plus
+the whole document's text and credentials."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlspec.spec.errors import SpecProblem
+from mlspec.spec.lint.data import check_data_source, check_local_source, check_split
+from mlspec.spec.lint.evaluation import check_evaluation
+from mlspec.spec.lint.metadata import check_name
+from mlspec.spec.lint.model import (
+    check_framework,
+    check_layers,
+    check_model_size,
+    check_reshape,
+    check_training,
+    estimate_parameters,
+    input_shape_after_preprocess,
+)
+from mlspec.spec.lint.registry import check_registry
+from mlspec.spec.lint.schedule import check_schedule
+from mlspec.spec.lint.serving import check_serving
+from mlspec.spec.lint.storage import check_local_store, check_storage_uri
+from mlspec.spec.lint.text import check_credentials, check_text
+from mlspec.spec.lint.timeouts import check_deploy_deadline
+from mlspec.spec.lint.tuning import check_tuning
+from mlspec.spec.yaml_loader import LoadedYaml
+
+__all__ = ["check", "check_credentials", "check_local_files", "estimate_parameters", "input_shape_after_preprocess"]
+
+# Each takes (doc, spec) and yields problems; a new section's checks are one more entry here.
+CHECKS = (
+    check_text,
+    check_name,
+    check_data_source,
+    check_storage_uri,
+    check_schedule,
+    check_framework,
+    check_reshape,
+    check_evaluation,
+    check_layers,
+    check_model_size,
+    check_split,
+    check_training,
+    check_serving,
+    check_registry,
+    check_deploy_deadline,
+    check_tuning,
+)
+
+
+def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
+    """`spec` is the schema-valid spec with defaults filled; positions come from doc."""
+    return [problem for check_fn in CHECKS for problem in check_fn(doc, spec)]
+
+
+def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
+    """`mlspec lint` only, on a valid spec: a file:// store must be within the allowed store folders, and a
+    file:// data source within the allowed data folders and, when it exists here, a regular file within the
+    size cap. (Parsing DAGs never looks at files: the data may live only where tasks run, and the allowed
+    folders are the workers' MLSPEC_DATA_ROOTS / MLSPEC_STORE_ROOTS.)"""
+
+    def home() -> Path:
+        return Path(os.environ.get("MLSPEC_HOME") or Path.home() / ".mlspec").expanduser()
+
+    # The specs folder, for the default roots (its parent is the project folder) when MLSPEC_SPECS_DIR is unset.
+    specs_dir = Path(doc.file).resolve().parent if doc.file and not doc.file.startswith("<") else None
+    return check_local_store(doc, spec, home, specs_dir) + check_local_source(doc, spec, home, specs_dir)
