@@ -1,0 +1,369 @@
+"""The shape of the code, counted (issue 15's "Done when"): every axis keeps its names in its own package,
+no module reaches into another package's private members, mlspec's modules import each other without a
+circle, and at module level. Each count prints what it found, file:line, so a failure says where to look.
+
+Everything is read with `ast` from plugins/mlspec; nothing is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from tests.fixtures.paths import REPO
+
+PLUGINS = REPO / "plugins"
+PACKAGE = PLUGINS / "mlspec"
+
+# Ratchets: each count may fall, never rise (the counts when issue 15's refactor began; it brings them to 0).
+EXPECTED_MAX_NAME_CHECKS = 40
+EXPECTED_MAX_PRIVATE_ACCESS = 2
+EXPECTED_MAX_IMPORT_CIRCLES = 4
+EXPECTED_MAX_FUNCTION_IMPORTS = 141
+
+# Each axis's names, and the package (folder under plugins/mlspec) where comparing them is the package's own job.
+AXIS_NAMES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
+    "framework": (frozenset({"tensorflow", "sklearn", "xgboost", "lightgbm"}), ("ml/frameworks",)),
+    "serving platform": (frozenset({"local", "kserve"}), ("serving",)),
+    "registry backend": (frozenset({"mlflow", "kubeflow"}), ("registry",)),
+    "URI scheme": (frozenset({"file", "s3"}), ("storage",)),
+}
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str  # dotted, e.g. mlspec.spec.lint.data
+    path: Path
+    tree: ast.Module
+
+    @property
+    def package(self) -> str:
+        """The package the module belongs to: its folder (mlspec.spec.lint for mlspec/spec/lint/data.py)."""
+        return self.name if self.path.name == "__init__.py" else self.name.rpartition(".")[0]
+
+    @property
+    def folder(self) -> str:
+        """The module's folder relative to plugins/mlspec ('' for the top level)."""
+        return self.path.parent.relative_to(PACKAGE).as_posix().removeprefix(".")
+
+    def where(self, node: ast.AST) -> str:
+        return f"{self.path.relative_to(REPO)}:{getattr(node, 'lineno', 0)}"
+
+
+def by_place(found: list[str]) -> list[str]:
+    """file:line entries in file order, then line order (ast.walk visits breadth first)."""
+
+    def key(entry: str) -> tuple[str, int, str]:
+        file, line, rest = entry.split(":", 2)
+        return file, int(line), rest
+
+    return sorted(set(found), key=key)
+
+
+@cache
+def modules() -> tuple[Module, ...]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PLUGINS).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found.append(Module(name, path, ast.parse(path.read_text(encoding="utf-8"), str(path))))
+    return tuple(found)
+
+
+def module_names() -> frozenset[str]:
+    return frozenset(m.name for m in modules())
+
+
+def offenders_message(what: str, offenders: list[str], limit: int) -> str:
+    return f"{len(offenders)} {what} (at most {limit} allowed):\n  " + "\n  ".join(offenders)
+
+
+# --------------------------------------------------------------------------- 1. axis names outside their package
+
+
+def _strings(node: ast.AST) -> Iterator[ast.Constant]:
+    """The string literals a comparison compares with: the value itself, or the items of a tuple/list/set."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node
+    elif isinstance(node, ast.Tuple | ast.List | ast.Set):
+        for item in node.elts:
+            yield from _strings(item)
+
+
+def _compared_strings(tree: ast.AST) -> Iterator[ast.Constant]:
+    """String literals used to tell values apart: in a comparison (==, !=, in, not in), as a dict key, as a
+    match case."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in node.ops):
+            for side in (node.left, *node.comparators):
+                yield from _strings(side)
+        elif isinstance(node, ast.Dict):
+            for key in node.keys:
+                if key is not None:
+                    yield from _strings(key)
+        elif isinstance(node, ast.MatchValue):
+            yield from _strings(node.value)
+
+
+def name_checks() -> list[str]:
+    found = []
+    for module in modules():
+        for literal in _compared_strings(module.tree):
+            for axis, (names, homes) in AXIS_NAMES.items():
+                at_home = any(module.folder == home or module.folder.startswith(home + "/") for home in homes)
+                if literal.value in names and not at_home:
+                    found.append(f"{module.where(literal)}: {axis} {literal.value!r}")
+    return by_place(found)
+
+
+def test_axis_names_are_compared_only_in_their_own_package():
+    found = name_checks()
+    assert len(found) <= EXPECTED_MAX_NAME_CHECKS, offenders_message(
+        "framework, platform, registry or URI-scheme string checks outside their package", found, EXPECTED_MAX_NAME_CHECKS
+    )
+
+
+# --------------------------------------------------------------------------- 2. private members across packages
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+@cache
+def private_definitions() -> dict[str, frozenset[str]]:
+    """Each private name -> the packages that define it: at module level, in a class body, or as self._x."""
+    defined: dict[str, set[str]] = {}
+
+    def add(name: str, module: Module) -> None:
+        if _private(name):
+            defined.setdefault(name, set()).add(module.package)
+
+    for module in modules():
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                add(node.name, module)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                add(node.id, module)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _is_self(node.value):
+                add(node.attr, module)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                add(node.target.id, module)
+    return {name: frozenset(packages) for name, packages in defined.items()}
+
+
+def _is_self(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id in ("self", "cls")
+
+
+def private_access() -> list[str]:
+    """`obj._name` (obj not self/cls) or `from mlspec.x import _name`, where `_name` is defined only in other
+    packages than the accessing module's (a name mlspec never defines, such as sys._getframe, is not ours)."""
+    definitions = private_definitions()
+    found = []
+    for module in modules():
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr) and not _is_self(node.value):
+                name = node.attr
+            elif isinstance(node, ast.ImportFrom) and _resolve_from(module, node).startswith("mlspec"):
+                for alias in node.names:
+                    if _private(alias.name) and module.package not in definitions.get(alias.name, {module.package}):
+                        found.append(f"{module.where(node)}: imports {alias.name}")
+                continue
+            else:
+                continue
+            packages = definitions.get(name)
+            if packages and module.package not in packages:
+                found.append(f"{module.where(node)}: {ast.unparse(node)} (defined in {', '.join(sorted(packages))})")
+    return by_place(found)
+
+
+def test_no_module_reaches_into_another_packages_private_members():
+    found = private_access()
+    assert len(found) <= EXPECTED_MAX_PRIVATE_ACCESS, offenders_message(
+        "private-member accesses across packages", found, EXPECTED_MAX_PRIVATE_ACCESS
+    )
+
+
+# --------------------------------------------------------------------------- 3 and 4. imports
+
+
+def _resolve_from(module: Module, node: ast.ImportFrom) -> str:
+    """The absolute module an ImportFrom names (relative imports resolved against the module's package)."""
+    if not node.level:
+        return node.module or ""
+    base = module.package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes under `if TYPE_CHECKING:`, which never run."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    return skipped
+
+
+def imported_modules(module: Module) -> Iterator[tuple[ast.AST, str]]:
+    """(import node, mlspec module it imports) for every import of the module, at any depth. `from a import b`
+    imports the module a.b when there is one, else a (the implicit import of a's parent packages is left out)."""
+    known = module_names()
+    skipped = _type_checking_only(module.tree)
+    for node in ast.walk(module.tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in known:
+                    yield node, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            source = _resolve_from(module, node)
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                if submodule in known:
+                    yield node, submodule
+                elif source in known:
+                    yield node, source
+
+
+def import_circles() -> list[list[str]]:
+    """The strongly connected components of more than one module in mlspec's import graph (Tarjan)."""
+    graph = {m.name: sorted({target for _, target in imported_modules(m) if target != m.name}) for m in modules()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(name: str) -> None:  # recursion depth is bounded by the number of modules (about 100)
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        on_stack.add(name)
+        for target in graph[name]:
+            if target not in index:
+                visit(target)
+                low[name] = min(low[name], low[target])
+            elif target in on_stack:
+                low[name] = min(low[name], index[target])
+        if low[name] == index[name]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == name:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for name in graph:
+        if name not in index:
+            visit(name)
+    return circles
+
+
+def _circle_words(component: list[str]) -> str:
+    """A component and, for each member, which of the others it imports."""
+    members = set(component)
+    by_name = {m.name: m for m in modules()}
+    edges = {
+        f"{by_name[name].where(node)}: {name} imports {target}"
+        for name in component
+        for node, target in imported_modules(by_name[name])
+        if target in members and target != name
+    }
+    return "\n    ".join([" <-> ".join(component), *by_place(list(edges))])
+
+
+def test_mlspec_modules_import_each_other_without_a_circle():
+    circles = import_circles()
+    assert len(circles) <= EXPECTED_MAX_IMPORT_CIRCLES, offenders_message(
+        "import circles", [_circle_words(c) for c in circles], EXPECTED_MAX_IMPORT_CIRCLES
+    )
+
+
+def function_imports() -> list[str]:
+    """Imports of mlspec's own modules inside a function (they hide what a module depends on)."""
+    found = []
+    for module in modules():
+        skipped = _type_checking_only(module.tree)
+        for function in ast.walk(module.tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if id(node) in skipped or not isinstance(node, ast.Import | ast.ImportFrom):
+                    continue
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [_resolve_from(module, node)]
+                if any(n == "mlspec" or n.startswith("mlspec.") for n in names):
+                    found.append(f"{module.where(node)}: {ast.unparse(node)}")
+    return by_place(found)  # (a nested function's import is found once per enclosing function: set() in by_place)
+
+
+def test_mlspec_modules_are_imported_at_module_level():
+    found = function_imports()
+    assert len(found) <= EXPECTED_MAX_FUNCTION_IMPORTS, offenders_message(
+        "in-function imports of mlspec modules", found, EXPECTED_MAX_FUNCTION_IMPORTS
+    )
+
+
+# --------------------------------------------------------------------------- the counters themselves
+
+
+def test_the_counters_find_what_they_count(tmp_path, monkeypatch):
+    """Each counter, on a small package with one offence of each kind, finds exactly that offence."""
+    package = tmp_path / "mlspec"
+    (package / "serving").mkdir(parents=True)
+    (package / "ml" / "frameworks").mkdir(parents=True)
+    for folder in (package, package / "serving", package / "ml", package / "ml" / "frameworks"):
+        (folder / "__init__.py").write_text("")
+    (package / "serving" / "local.py").write_text(
+        "def _start(): pass\n"
+        "class Server:\n"
+        "    def _ready(self):\n"
+        "        return self._port\n"
+        "def pick(platform):\n"
+        "    return platform == 'kserve'\n"  # at home: not counted
+    )
+    (package / "ml" / "frameworks" / "keras.py").write_text("NAMES = {'tensorflow': 1}\n")  # at home
+    (package / "compiler.py").write_text(
+        "from mlspec.serving import local\n"
+        "from mlspec.serving.local import _start\n"  # private import across packages
+        "def build(spec, server):\n"
+        "    from mlspec import summary\n"  # in-function import, and a circle with summary
+        "    server._ready()\n"  # private call across packages
+        "    server._unknown()\n"  # not mlspec's: not counted
+        "    if spec['framework'] in ('sklearn', 'xgboost'):\n"  # one compare, two names
+        "        return {'kserve': 1}\n"  # dict key
+        "    match spec['scheme']:\n"
+        "        case 's3':\n"  # match case
+        "            pass\n"
+    )
+    (package / "summary.py").write_text("import mlspec.compiler\n")
+    this = sys.modules[__name__]
+    monkeypatch.setattr(this, "PLUGINS", tmp_path)
+    monkeypatch.setattr(this, "PACKAGE", package)
+    monkeypatch.setattr(this, "REPO", tmp_path)
+    modules.cache_clear()
+    private_definitions.cache_clear()
+    try:
+        assert name_checks() == [
+            "mlspec/compiler.py:7: framework 'sklearn'",
+            "mlspec/compiler.py:7: framework 'xgboost'",
+            "mlspec/compiler.py:8: serving platform 'kserve'",
+            "mlspec/compiler.py:10: URI scheme 's3'",
+        ]
+        assert private_access() == [
+            "mlspec/compiler.py:2: imports _start",
+            "mlspec/compiler.py:5: server._ready (defined in mlspec.serving)",
+        ]
+        assert import_circles() == [["mlspec.compiler", "mlspec.summary"]]
+        assert function_imports() == ["mlspec/compiler.py:4: from mlspec import summary"]
+    finally:
+        modules.cache_clear()
+        private_definitions.cache_clear()
