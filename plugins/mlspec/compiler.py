@@ -13,6 +13,7 @@ from importlib import import_module
 import pendulum
 import yaml
 
+from mlspec.inference_protocol import curl, infer_request, infer_url
 from mlspec.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,6 @@ def dag_doc(spec: ModelSpec, spec_text: str | None) -> str:
 
 def _example_curl(spec: ModelSpec) -> str:
     """How to call the served model, for the end of the DAG docs (promote logs one with real data)."""
-    import json
     import math
 
     from mlspec.vocabulary import DATA_SOURCES
@@ -113,11 +113,11 @@ def _example_curl(spec: ModelSpec) -> str:
     if spec.serving.platform == "kserve" or known is None:
         inputs = "raw features as in the data source, shape [batch, ...] (see the version's input_schema.json)"
         return f"\nThe served model's input is `input` (FP32): {inputs}.\n"
-    body = {"inputs": [{"name": "input", "shape": [1, *known.shape], "datatype": "FP32", "data": [0.0] * math.prod(known.shape)}]}
-    url = f"${{MLSPEC_SERVER_URL:-{spec.serving.url or 'http://127.0.0.1:8555'}}}/v2/models/{spec.name}/infer"
+    request = infer_request([0.0] * math.prod(known.shape), [1, *known.shape])
+    url = infer_url(f"${{MLSPEC_SERVER_URL:-{spec.serving.url or 'http://127.0.0.1:8555'}}}", spec.name)
     return (
         "\nTry the production model (a row of zeros; `promote`'s log has a real test sample):\n\n"
-        f"```\ncurl -s -X POST \"{url}\" -H 'Content-Type: application/json' -d '{json.dumps(body, separators=(',', ':'))}'\n```\n"
+        f"```\n{curl(url, request)}\n```\n"
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from airflow.sdk import BaseOperatorLink
 
+from mlspec.inference_protocol import model_url
+
 
 def _returned(ti_key) -> dict:
     from airflow.sdk.execution_time.xcom import XCom
@@ -19,7 +21,7 @@ class EndpointLink(BaseOperatorLink):
         deployed = _returned(ti_key)
         if not deployed.get("endpoint_url"):
             return ""
-        return f"{deployed['endpoint_url']}/v2/models/{deployed['served_model_name']}"
+        return model_url(deployed["endpoint_url"], deployed["served_model_name"])
 
 
 class RegistryLink(BaseOperatorLink):

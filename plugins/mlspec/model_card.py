@@ -21,9 +21,11 @@ from __future__ import annotations
 import html
 import json
 import logging
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from mlspec.inference_protocol import DEFAULT_DATATYPE, curl, infer_request, infer_url
+from mlspec.vocabulary import INPUT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -56,29 +58,21 @@ def endpoint_base(spec: Any) -> str:
     return (spec.serving.url or local_server_url()).rstrip("/")
 
 
-def infer_url(base: str, name: str, version: int | None = None) -> str:
-    """`/v2/models/<name>/infer` answers with what serves (production); with a version, that version."""
-    path = f"/v2/models/{name}" + (f"/versions/{version}" if version is not None else "")
-    return f"{base.rstrip('/')}{path}/infer"
-
-
 def example_request(input_schema: Mapping[str, Any]) -> dict:
     """An Open Inference Protocol request of one row: every feature's training mean (no sample leaks out)."""
     features = input_schema.get("features") or []
     shape = [int(d) for d in (input_schema.get("shape") or [-1, len(features)])[1:]]
     data = [float(f"{float(f['mean']):.6g}") if f.get("mean") is not None else 0.0 for f in features]
-    return {
-        "inputs": [
-            {"name": input_schema.get("name", "input"), "shape": [1, *shape], "datatype": input_schema.get("datatype", "FP32"), "data": data}
-        ]
-    }
+    return infer_request(
+        data,
+        [1, *shape],
+        name=input_schema.get("name", INPUT_NAME),
+        datatype=input_schema.get("datatype", DEFAULT_DATATYPE),
+    )
 
 
 def curl_example(url: str, input_schema: Mapping[str, Any]) -> str:
-    body = json.dumps(example_request(input_schema), separators=(",", ":"))
-    # $ENDPOINT stays expandable by the shell (double quotes); a real URL is quoted as it is.
-    target = f'"{url}"' if url.startswith(KSERVE_ENDPOINT) else shlex.quote(url)
-    return f"curl -s -X POST {target} -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    return curl(url, example_request(input_schema))
 
 
 def model_summary(spec: Any, run_params: Mapping[str, Any] | None = None) -> str:
@@ -172,7 +166,7 @@ def _io_lines(input_schema: Mapping[str, Any], output_schema: Mapping[str, Any])
     lines = [
         "## Input",
         "",
-        f"{_cell(str(input_schema.get('name', 'input')))}: {_cell(input_schema.get('datatype', 'FP32'))}, shape "
+        f"{_cell(str(input_schema.get('name', INPUT_NAME)))}: {_cell(input_schema.get('datatype', DEFAULT_DATATYPE))}, shape "
         f"{_cell(json.dumps(input_schema.get('shape', [])))}, {len(features)} raw features (statistics on the training split):",
         "",
         "| feature | min | max | mean | std | missing |",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shlex
-
+from mlspec.inference_protocol import curl, infer_request
 from mlspec.spec import ModelSpec
 
 
@@ -18,11 +16,7 @@ def read_summary(spec: ModelSpec, run_id: str) -> dict:
 
 def curl_command(summary: dict) -> str:
     example = summary["example"]
-    body = {"inputs": [{"name": "input", "shape": example["shape"], "datatype": "FP32", "data": example["input"]}]}
-    return (
-        f"curl -s -X POST {summary['infer_url']} -H 'Content-Type: application/json' "
-        f"-d {shlex.quote(json.dumps(body, separators=(',', ':')))}"
-    )
+    return curl(summary["infer_url"], infer_request(example["input"], example["shape"]))
 
 
 def try_it_line(example: dict) -> str:

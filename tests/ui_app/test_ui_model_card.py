@@ -10,11 +10,11 @@ import pytest
 from tests.fixtures.paths import SPECS
 from tests.ui_app.ui_app_testkit import Page
 
+from mlspec.inference_protocol import infer_url
 from mlspec.model_card import (
     curl_example,
     example_request,
     expected_version,
-    infer_url,
     main_metric,
     render_model_card,
 )

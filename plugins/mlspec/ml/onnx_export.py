@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mlspec.errors import MlspecError
-from mlspec.server.tensors import ORT_TYPES  # one table of v2 datatypes, shared with the server
+from mlspec.inference_protocol import ORT_TYPES  # one table of v2 datatypes, shared with the server
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from mlspec import inference_protocol
 from mlspec.operators.base import GateFailed, MlspecOperator
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class PromoteOperator(MlspecOperator):
         stored = self.handed_over("stored")
         example_x = dataset.x_test[:1]
         offline = onnx_predict(self.store.read_uri(f"{stored['uri']}/model.onnx"), example_x)
-        infer_url = f"{deployment.endpoint_url}/v2/models/{deployment.served_model_name}/infer"
+        infer_url = inference_protocol.infer_url(deployment.endpoint_url, deployment.served_model_name)
         summary = {
             "model": spec.name,
             "version": deployment.version,

@@ -6,6 +6,8 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from mlspec.inference_protocol import numpy_dtype
+
 
 @dataclass(frozen=True)
 class RegistrationRequest:
@@ -40,7 +42,7 @@ class RegistrationRequest:
         def tensors(items: list[dict]) -> str:
             return json.dumps(
                 [
-                    {"type": "tensor", "name": t["name"], "tensor-spec": {"dtype": _NUMPY_DTYPES.get(t["datatype"], "float32"), "shape": t["shape"]}}
+                    {"type": "tensor", "name": t["name"], "tensor-spec": {"dtype": numpy_dtype(t["datatype"]), "shape": t["shape"]}}
                     for t in items
                 ]
             )
@@ -52,9 +54,6 @@ class RegistrationRequest:
     def input_example(self) -> list[float]:
         """One row a client can send: each feature's training mean (no training sample leaks out)."""
         return [feature["mean"] for feature in self.input_schema.get("features", [])]
-
-
-_NUMPY_DTYPES = {"FP32": "float32", "FP64": "float64", "INT64": "int64", "INT32": "int32", "BOOL": "bool"}
 
 
 @dataclass(frozen=True)

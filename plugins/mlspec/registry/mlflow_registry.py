@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from mlspec.errors import RegistryError
+from mlspec.inference_protocol import DEFAULT_DATATYPE, numpy_dtype
 from mlspec.registry.base import (
     AUDIT_KEEP,
     STATES,
@@ -558,9 +559,7 @@ def input_example(request: RegistrationRequest):
     row = request.input_example()
     if not row:
         return None
-    dtype = {"FP64": np.float64, "INT64": np.int64, "INT32": np.int32}.get(
-        request.input_schema.get("datatype", "FP32"), np.float32
-    )
+    dtype = np.dtype(numpy_dtype(request.input_schema.get("datatype", DEFAULT_DATATYPE)))
     declared = request.input_schema.get("shape", [-1, len(row)])
     shape = [1 if d is None or int(d) < 0 else int(d) for d in declared]
     example = np.asarray(row, dtype=dtype)

@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from mlspec.errors import StoreError
+from mlspec.inference_protocol import ORT_TYPES
 from mlspec.server.errors import BadRequest, Conflict, Forbidden, NotFound, NotReady, StateNotSaved
 from mlspec.server.sources import SMALL_FILE_LIMIT, OutsideRoots, StorageRoots, VersionSource
-from mlspec.server.tensors import ORT_TYPES, TensorSpec
+from mlspec.server.tensors import TensorSpec
 from mlspec.storage.base import MANIFEST, sha256_hex
 
 log = logging.getLogger(__name__)

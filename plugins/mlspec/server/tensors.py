@@ -27,44 +27,15 @@ try:  # the fast path for large JSON bodies; without it orjson parses everything
 except ImportError:  # pragma: no cover - a dependency, but the server works without it
     simdjson = None
 
+from mlspec.inference_protocol import FLOAT_DATATYPES, NUMPY_DTYPES
 from mlspec.server.errors import BadRequest
 
 HEADER_LENGTH = "inference-header-content-length"
 
-# v2 datatype -> numpy dtype. BYTES (strings) is left out on purpose: mlspec models take numbers.
-DATATYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-}
+# v2 datatype -> numpy dtype (the protocol's table, mlspec.inference_protocol).
+DATATYPES: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in NUMPY_DTYPES.items()}
 _NUMPY_TO_DATATYPE = {dtype: name for name, dtype in DATATYPES.items()}
 _LITTLE_ENDIAN = {name: dtype.newbyteorder("<") for name, dtype in DATATYPES.items()}
-
-# onnxruntime's type strings -> v2 datatype.
-ORT_TYPES = {
-    "tensor(bool)": "BOOL",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16",
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(string)": "BYTES",
-}
 
 # Which kinds of JSON values a datatype accepts (numpy kind codes): an integer tensor refuses 1.5
 # instead of silently truncating it.
@@ -120,7 +91,6 @@ def loads(data: bytes | str) -> Any:
 # From this size on, JSON bodies are parsed with simdjson, which writes each input's `data` (a flat
 # array of numbers, the common case) straight into a float64 array: no Python float per value.
 SIMD_MIN_BYTES = 16 * 1024
-_FLOAT_DATATYPES = {"FP16", "FP32", "FP64"}
 
 
 def _plain(value: Any) -> Any:
@@ -142,7 +112,7 @@ def _input_entry(item: Any) -> Any:
         else:
             entry[key] = _plain(item[key])
     if data is not None:
-        if isinstance(data, simdjson.Array) and entry.get("datatype") in _FLOAT_DATATYPES:
+        if isinstance(data, simdjson.Array) and entry.get("datatype") in FLOAT_DATATYPES:
             try:
                 entry["data"] = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
             except (TypeError, ValueError):  # not only numbers (nested, booleans, null, strings)

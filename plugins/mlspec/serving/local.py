@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from mlspec.errors import ServingError
+from mlspec.inference_protocol import LIVE_PATH, SERVER_READY_PATH, model_path, ready_path, repository_path
 from mlspec.serving.base import Deployment, ServingBackend
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class LocalServing(ServingBackend):
 
     def _require_live(self, client: httpx.Client) -> None:
         try:
-            response = client.get("/v2/health/live")
+            response = client.get(LIVE_PATH)
         except httpx.HTTPError as exc:
             raise ServingError(
                 f"no model server answers at {self.base_url} ({type(exc).__name__}); start one with "
@@ -108,12 +109,12 @@ class LocalServing(ServingBackend):
             ) from None
         if response.status_code != 200:
             raise ServingError(
-                f"the model server at {self.base_url} is not live (GET /v2/health/live answered "
+                f"the model server at {self.base_url} is not live (GET {LIVE_PATH} answered "
                 f"{response.status_code}); restart it with `mlspec serve` or `make serve`"
             )
         # Just restarted: wait until it has loaded again what it served, so "what serves now" is true.
         deadline = time.monotonic() + self.timeout_s
-        while (ready := self._request(client, "GET", "/v2/health/ready")).status_code == 503:
+        while (ready := self._request(client, "GET", SERVER_READY_PATH)).status_code == 503:
             if time.monotonic() >= deadline:
                 raise ServingError(
                     f"the model server at {self.base_url} did not become ready within {self.timeout_s:g}s: "
@@ -123,7 +124,7 @@ class LocalServing(ServingBackend):
 
     def _served(self, client: httpx.Client, model_name: str) -> tuple[str | None, list[str], str | None]:
         """(served version, loaded versions, storage URI of the served version) or Nones when none serves."""
-        response = self._request(client, "GET", f"/v2/models/{model_name}")
+        response = self._request(client, "GET", model_path(model_name))
         if response.status_code in (404, 503):
             return None, [], None
         if response.status_code != 200:
@@ -137,7 +138,7 @@ class LocalServing(ServingBackend):
         return parameters.get("served_version"), versions, parameters.get("storage_uri")
 
     def _storage_uri(self, client: httpx.Client, model_name: str, version: str) -> str | None:
-        response = self._request(client, "GET", f"/v2/models/{model_name}/versions/{version}")
+        response = self._request(client, "GET", model_path(model_name, version))
         if response.status_code != 200:
             return None
         return (response.json().get("parameters") or {}).get("storage_uri")
@@ -149,12 +150,12 @@ class LocalServing(ServingBackend):
         if storage_uri:
             parameters["storage_uri"] = storage_uri
         return self._request(
-            client, "POST", f"/v2/repository/models/{model_name}/load", json={"parameters": parameters}
+            client, "POST", repository_path(model_name, "load"), json={"parameters": parameters}
         )
 
     def _unload(self, client: httpx.Client, model_name: str, version: int | None) -> None:
         body = {"parameters": {"version": str(version)}} if version is not None else {}
-        response = self._request(client, "POST", f"/v2/repository/models/{model_name}/unload", json=body)
+        response = self._request(client, "POST", repository_path(model_name, "unload"), json=body)
         # 404: already gone (a retried rollback); that is the state we want.
         if response.status_code not in (200, 404):
             what = f"version {version} of {model_name}" if version is not None else model_name
@@ -164,7 +165,7 @@ class LocalServing(ServingBackend):
             )
 
     def _wait_ready(self, client: httpx.Client, model_name: str, version: int) -> None:
-        path = f"/v2/models/{model_name}/versions/{version}/ready"
+        path = ready_path(model_name, version)
         deadline = time.monotonic() + self.timeout_s
         while True:
             response = self._request(client, "GET", path)

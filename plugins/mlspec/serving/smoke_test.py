@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from mlspec.connections import connection_token
 from mlspec.errors import ServingError
+from mlspec.inference_protocol import LIVE_PATH, infer_path, model_path, numpy_dtype, ready_path
+from mlspec.model_card import endpoint_base
+from mlspec.serving.credentials import foreign_server_hint, is_configured_server, token_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,22 +28,6 @@ log = logging.getLogger(__name__)
 
 # Requests whose error text is quoted in the report; the rest are only counted.
 _QUOTED_ERRORS = 3
-
-_NUMPY_DTYPES = {
-    "BOOL": "bool",
-    "UINT8": "uint8",
-    "UINT16": "uint16",
-    "UINT32": "uint32",
-    "UINT64": "uint64",
-    "INT8": "int8",
-    "INT16": "int16",
-    "INT32": "int32",
-    "INT64": "int64",
-    "FP16": "float16",
-    "FP32": "float32",
-    "FP64": "float64",
-}
-
 
 class SmokeTestFailed(ServingError):
     """The endpoint answered wrongly, too slowly or not at all; `report` holds the numbers."""
@@ -117,9 +105,6 @@ def endpoint_token(spec) -> str | None:
     """
     serving = spec.serving
     if serving.platform == "local":
-        from mlspec.model_card import endpoint_base
-        from mlspec.serving.credentials import foreign_server_hint, is_configured_server, token_for
-
         url = endpoint_base(spec)
         token = token_for(url, connection_id=serving.connection)
         if token is None and serving.auth == "token":
@@ -135,8 +120,6 @@ def endpoint_token(spec) -> str | None:
         return token
     if serving.auth != "token":
         return None
-    from mlspec.connections import connection_token
-
     return connection_token(serving.connection or "kubernetes_default", used_for="the endpoint's bearer token")
 
 
@@ -188,14 +171,14 @@ def run_smoke_test(
         )
 
     base = endpoint_url.rstrip("/")
-    model_path = f"/v2/models/{model_name}" + (f"/versions/{version}" if version is not None else "")
+    metadata_path = model_path(model_name, version)
     what = f"model {model_name}" + (f" version {version}" if version is not None else "") + f" at {base}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     input_spec = signature["inputs"][0]
     output_name, want, agrees = _comparison(task, signature, expected, atol=atol, rtol=rtol)
     if len(want) != len(x):
         raise ServingError(f"smoke test of {model_name}: {len(x)} samples but {len(want)} expected answers")
-    dtype = np.dtype(_NUMPY_DTYPES.get(input_spec["datatype"], "float32"))
+    dtype = np.dtype(numpy_dtype(input_spec["datatype"]))
 
     report: dict[str, Any] = {
         "endpoint_url": base,
@@ -219,24 +202,24 @@ def run_smoke_test(
     with httpx.Client(base_url=base, headers=headers, timeout=timeout_s) as client:
         # Readiness first: without it, every sample would only repeat the same error.
         try:
-            live = client.get("/v2/health/live")
+            live = client.get(LIVE_PATH)
             if live.status_code != 200:
-                problems.append(f"the server is not live (GET /v2/health/live answered {live.status_code})")
+                problems.append(f"the server is not live (GET {LIVE_PATH} answered {live.status_code})")
                 raise fail()
-            ready = client.get(f"{model_path}/ready")
+            ready = client.get(ready_path(model_name, version))
             if ready.status_code != 200:
                 problems.append(
-                    f"the model is not ready (GET {model_path}/ready answered {ready.status_code}: "
+                    f"the model is not ready (GET {ready_path(model_name, version)} answered {ready.status_code}: "
                     f"{_error_text(ready)})"
                 )
                 raise fail()
-            metadata = client.get(model_path)
+            metadata = client.get(metadata_path)
         except httpx.HTTPError as exc:
             problems.append(f"the endpoint did not answer: {type(exc).__name__}: {exc}")
             raise fail() from None
         if metadata.status_code != 200:
             problems.append(
-                f"model metadata (GET {model_path}) answered {metadata.status_code}: {_error_text(metadata)}"
+                f"model metadata (GET {metadata_path}) answered {metadata.status_code}: {_error_text(metadata)}"
             )
         else:
             problems.extend(_metadata_problems(metadata.json(), signature))
@@ -259,7 +242,7 @@ def run_smoke_test(
             }
             started = time.perf_counter()
             try:
-                response = client.post(f"{model_path}/infer", json=body)
+                response = client.post(infer_path(model_name, version), json=body)
             except httpx.HTTPError as exc:
                 errors.append(f"sample {index}: {type(exc).__name__}: {exc}")
                 continue

@@ -145,7 +145,8 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
         return pages.model_page(base, status, production_curl(status))
 
     def card(base: str, allowed: Allowed, name: str, version: int) -> str:
-        from mlspec.model_card import curl_example, infer_url, model_summary
+        from mlspec.inference_protocol import infer_url
+        from mlspec.model_card import curl_example, model_summary
 
         spec = model_spec(name, allowed)
         found = data.version_card(spec, version, timeout_s)
@@ -248,7 +249,8 @@ def _curl(status: data.ModelStatus, version: int, *, served: bool, timeout_s: fl
     """The example request for the model's endpoint, built from the version's input_schema.json."""
     import json
 
-    from mlspec.model_card import curl_example, infer_url
+    from mlspec.inference_protocol import infer_url
+    from mlspec.model_card import curl_example
 
     try:
         schema = json.loads(data.verified_bytes(status.spec, version, "input_schema.json", timeout_s))
