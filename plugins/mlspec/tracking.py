@@ -33,17 +33,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mlspec.errors import RegistryError
-from mlspec.registry.mlflow_registry import (
-    ROLE_TAG,
+from mlspec.registry.mlflow_connection import (
     display_uri,
-    ensure_experiment,
-    experiment_name,
     is_server_uri,
     mlflow_client,
     mlflow_error_text,
-    resolve_tracking_uri,
+    resolve_connection,
     ui_url,
 )
+from mlspec.registry.mlflow_experiments import ROLE_TAG, ensure_experiment, experiment_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -116,7 +114,8 @@ class TrainingTracker:
         """Create the run (idempotent on one tracker) and return its id."""
         if self._run_id is not None:
             return self._run_id
-        self.tracking_uri = resolve_tracking_uri(self.connection_id)
+        connection = resolve_connection(self.connection_id)
+        self.tracking_uri = connection.tracking_uri
         tags = dict(self.tags)
         for tag, variable in _CONTEXT_TAGS.items():
             if tag not in tags and os.environ.get(variable):
@@ -127,7 +126,7 @@ class TrainingTracker:
                         self.run_name, " or ".join(missing))
         tags[ROLE_TAG] = "training"
         with self._errors("start a tracking run"):
-            self._client = mlflow_client(self.tracking_uri)
+            self._client = mlflow_client(connection)
             self.experiment_id = ensure_experiment(self._client, self.tracking_uri, self.experiment)
             run = self._client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
             self._run_id = str(run.info.run_id)
@@ -302,7 +301,7 @@ def log_to_finished_run(spec: Any, run_id: str, metrics: Mapping[str, float], ta
     from mlflow.entities import Metric, RunTag
 
     try:
-        client = mlflow_client(resolve_tracking_uri(tracking_connection(spec)))
+        client = mlflow_client(resolve_connection(tracking_connection(spec)))
         now = int(time.time() * 1000)
         client.log_batch(
             run_id,

@@ -129,7 +129,7 @@ def test_every_example_connection_in_the_production_guide_parses():
 
 
 def test_the_mlflow_connection_resolves_to_the_mlflow_service(use_compose_connection, services):
-    from mlspec.registry.mlflow_registry import resolve_tracking_uri
+    from mlspec.registry.mlflow_connection import resolve_tracking_uri
 
     uri = resolve_tracking_uri(use_compose_connection("mlflow_server"))
     argv = compose_stack.command(services["mlflow"])
@@ -145,7 +145,7 @@ def test_the_mlflow_server_accepts_the_host_header_airflow_tasks_send(use_compos
     """MLflow 3 answers 403 to unknown Host headers; its default list has no 'mlflow:5000'."""
     from mlflow.server.security_utils import get_default_allowed_hosts, is_allowed_host_header
 
-    from mlspec.registry.mlflow_registry import resolve_tracking_uri
+    from mlspec.registry.mlflow_connection import resolve_tracking_uri
 
     host_header = urlsplit(resolve_tracking_uri(use_compose_connection("mlflow_server"))).netloc
     allowed = [

@@ -25,7 +25,7 @@ def renamed(name: str, text: str = DIGITS) -> str:
 def mlflow_client():
     from mlflow import MlflowClient
 
-    from mlspec.registry.mlflow_registry import resolve_tracking_uri
+    from mlspec.registry.mlflow_connection import resolve_tracking_uri
 
     uri = resolve_tracking_uri(None)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -88,7 +88,7 @@ def trial_results(dag_run) -> dict[int, dict]:
 def mlflow_client():
     from mlflow import MlflowClient
 
-    from mlspec.registry.mlflow_registry import resolve_tracking_uri
+    from mlspec.registry.mlflow_connection import resolve_tracking_uri
 
     uri = resolve_tracking_uri(None)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -52,7 +52,7 @@ def _register_at_once(home: str, name: str, barrier) -> tuple[str, list[str]]:
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record.getMessage())
 
-    logger = logging.getLogger("mlspec.registry.mlflow_registry")
+    logger = logging.getLogger("mlspec.registry.mlflow_embedded")
     logger.addHandler(Keep())
     logger.setLevel(logging.INFO)
     request = publish(Path(home), name)
@@ -108,7 +108,8 @@ def test_four_processes_open_a_fresh_registry_at_once(fresh_home: Path) -> None:
 
 
 def test_a_read_only_registry_never_creates_the_database(fresh_home: Path) -> None:
-    from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_db, embedded_store_exists
+    from mlspec.registry.mlflow_embedded import embedded_db, embedded_store_exists
+    from mlspec.registry.mlflow_registry import MlflowRegistry
 
     assert embedded_store_exists() is False
     with pytest.raises(RegistryError, match="does not exist yet: nothing has been registered"):
@@ -117,7 +118,8 @@ def test_a_read_only_registry_never_creates_the_database(fresh_home: Path) -> No
 
 
 def make_registry_with_a_model(name: str = "kept") -> Path:
-    from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_db
+    from mlspec.registry.mlflow_embedded import embedded_db
+    from mlspec.registry.mlflow_registry import MlflowRegistry
 
     registry = MlflowRegistry()
     registry.client.create_registered_model(name)
@@ -126,13 +128,14 @@ def make_registry_with_a_model(name: str = "kept") -> Path:
 
 def forget(db: Path) -> None:
     """Let the next use in this process check the database again (a task is a new process)."""
-    from mlspec.registry import mlflow_registry
+    from mlspec.registry import mlflow_embedded
 
-    mlflow_registry._PREPARED.discard(str(db))
+    mlflow_embedded._PREPARED.discard(str(db))
 
 
 def test_a_half_migrated_database_is_repaired_with_one_log_line(fresh_home, caplog) -> None:
-    from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_store_exists
+    from mlspec.registry.mlflow_embedded import embedded_store_exists
+    from mlspec.registry.mlflow_registry import MlflowRegistry
 
     db = make_registry_with_a_model()
     # What a raced creation left: alembic_version empty and a batch migration's stray table.
@@ -146,7 +149,7 @@ def test_a_half_migrated_database_is_repaired_with_one_log_line(fresh_home, capl
     assert revision(db) == []
 
     caplog.clear()  # only what opening the registry logs (the set-up may log too, at INFO in a full run)
-    with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_registry"):
+    with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_embedded"):
         registry = MlflowRegistry()
         assert registry.client.get_registered_model("kept").name == "kept"
 
@@ -164,7 +167,8 @@ def test_an_older_revision_is_upgraded_under_the_lock(fresh_home, caplog) -> Non
     from alembic import command
     from mlflow.store.db.utils import _get_alembic_config, create_sqlalchemy_engine
 
-    from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_store_exists
+    from mlspec.registry.mlflow_embedded import embedded_store_exists
+    from mlspec.registry.mlflow_registry import MlflowRegistry
 
     db = make_registry_with_a_model()
     engine = create_sqlalchemy_engine(f"sqlite:///{db}")
@@ -181,7 +185,7 @@ def test_an_older_revision_is_upgraded_under_the_lock(fresh_home, caplog) -> Non
     assert revision(db) == [older]  # reading changed nothing
 
     caplog.clear()  # only what opening the registry logs (the set-up may log too, at INFO in a full run)
-    with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_registry"):
+    with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_embedded"):
         assert MlflowRegistry().client.get_registered_model("kept").name == "kept"
     lines = [r.getMessage() for r in caplog.records if "embedded MLflow database" in r.getMessage()]
     assert len(lines) == 1, lines
@@ -191,7 +195,8 @@ def test_an_older_revision_is_upgraded_under_the_lock(fresh_home, caplog) -> Non
 
 
 def test_a_half_made_database_without_data_is_rebuilt(fresh_home, caplog) -> None:
-    from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_db
+    from mlspec.registry.mlflow_embedded import embedded_db
+    from mlspec.registry.mlflow_registry import MlflowRegistry
 
     db = embedded_db()
     db.parent.mkdir(parents=True)
@@ -200,7 +205,7 @@ def test_a_half_made_database_without_data_is_rebuilt(fresh_home, caplog) -> Non
         conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
 
     caplog.clear()  # only what opening the registry logs (the set-up may log too, at INFO in a full run)
-    with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_registry"):
+    with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_embedded"):
         MlflowRegistry().client.create_registered_model("fresh")
 
     lines = [r.getMessage() for r in caplog.records if "embedded MLflow database" in r.getMessage()]
@@ -239,7 +244,7 @@ def test_beyond_repair_with_runs_but_no_model_is_moved_aside(fresh_home, caplog)
     forget(db)
 
     caplog.clear()  # only what opening the registry logs (the set-up may log too, at INFO in a full run)
-    with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_registry"):
+    with caplog.at_level(logging.INFO, logger="mlspec.registry.mlflow_embedded"):
         fresh = MlflowRegistry().client
     (aside,) = db.parent.glob("mlflow.db.broken-*")
     lines = [r.getMessage() for r in caplog.records if "embedded MLflow database" in r.getMessage()]
@@ -252,7 +257,8 @@ def test_beyond_repair_with_runs_but_no_model_is_moved_aside(fresh_home, caplog)
 
 
 def test_a_file_that_is_not_a_database_is_left_alone_with_a_clear_message(fresh_home) -> None:
-    from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_db
+    from mlspec.registry.mlflow_embedded import embedded_db
+    from mlspec.registry.mlflow_registry import MlflowRegistry
 
     db = embedded_db()
     db.parent.mkdir(parents=True)
@@ -269,7 +275,7 @@ def test_status_on_a_fresh_home_reads_nothing_registered_and_creates_nothing(fre
     from tests.fixtures.ports import free_port
 
     from mlspec.operations import status
-    from mlspec.registry.mlflow_registry import embedded_db
+    from mlspec.registry.mlflow_embedded import embedded_db
     from mlspec.spec import load_spec
 
     monkeypatch.setenv("MLSPEC_SERVER_URL", f"http://127.0.0.1:{free_port()}")

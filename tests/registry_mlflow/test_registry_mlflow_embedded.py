@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mlspec.errors import RegistryError
-from mlspec.registry.mlflow_registry import MlflowRegistry, resolve_tracking_uri
+from mlspec.registry.mlflow_connection import resolve_tracking_uri
+from mlspec.registry.mlflow_registry import MlflowRegistry
 from mlspec.tracking import TrainingTracker
 
 

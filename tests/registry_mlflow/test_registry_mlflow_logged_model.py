@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
 
-from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_dir, resolve_tracking_uri
+from mlspec.registry.mlflow_connection import mlflow_client, resolve_connection, resolve_tracking_uri
+from mlspec.registry.mlflow_embedded import embedded_dir
+from mlspec.registry.mlflow_registry import MlflowRegistry
 from mlspec.storage import open_store
 from mlspec.tracking import TrainingTracker
 
@@ -192,10 +194,7 @@ def test_a_retry_after_the_model_was_logged_reuses_it(publisher, unique_name, gl
 def test_a_fresh_embedded_store_has_its_default_experiment_under_mlspec_home(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    tracking_uri = resolve_tracking_uri(None)
-    from mlspec.registry.mlflow_registry import mlflow_client
-
-    default = mlflow_client(tracking_uri).get_experiment("0")
+    default = mlflow_client(resolve_connection(None)).get_experiment("0")
     assert default.artifact_location == (tmp_path / "home" / "mlflow" / "artifacts" / "0").as_uri()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mlspec.errors import RegistryError
-from mlspec.registry.mlflow_registry import MlflowRegistry, display_uri, resolve_tracking_uri
+from mlspec.registry.mlflow_connection import display_uri, resolve_connection, resolve_tracking_uri
+from mlspec.registry.mlflow_registry import MlflowRegistry
 
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
@@ -52,31 +53,42 @@ def test_connection_shapes(monkeypatch: pytest.MonkeyPatch, fields: dict, expect
     assert resolve_tracking_uri("mlflow_x") == expected
 
 
-def test_credentials_are_exported_not_logged(
+def test_credentials_go_to_the_connection_not_the_environment_nor_the_log(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     set_connection(
         monkeypatch, "mlflow_auth", conn_type="http", host="mlflow.internal", port=5000,
         login="alice", password="s3cret-pass-word", extra={"token": "tok-987654321"},
     )
+    environment = dict(os.environ)
     with caplog.at_level(logging.DEBUG):
-        uri = resolve_tracking_uri("mlflow_auth")
-    assert uri == "http://mlflow.internal:5000"
-    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice"
-    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret-pass-word"
-    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "tok-987654321"
+        connection = resolve_connection("mlflow_auth")
+    assert connection.tracking_uri == "http://mlflow.internal:5000"
+    assert (connection.username, connection.password, connection.token) == ("alice", "s3cret-pass-word", "tok-987654321")
+    creds = connection.host_creds(connection.tracking_uri)
+    assert (creds.username, creds.password, creds.token) == ("alice", "s3cret-pass-word", "tok-987654321")
+    assert dict(os.environ) == environment
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "mlflow.internal:5000" in logged
     assert "s3cret-pass-word" not in logged and "tok-987654321" not in logged
+    assert "s3cret-pass-word" not in repr(connection) and "tok-987654321" not in repr(connection)
 
 
 def test_credentials_in_a_host_url_leave_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     set_connection(monkeypatch, "mlflow_url_auth", host="https://bob:pw-in-url@mlflow.example.com")
-    uri = resolve_tracking_uri("mlflow_url_auth")
-    assert uri == "https://mlflow.example.com"
-    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "bob"
-    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "pw-in-url"
+    connection = resolve_connection("mlflow_url_auth")
+    assert connection.tracking_uri == "https://mlflow.example.com"
+    assert (connection.username, connection.password) == ("bob", "pw-in-url")
+    assert not any(os.environ.get(name) for name in CREDENTIAL_VARS)
     assert display_uri("https://bob:pw@mlflow.example.com:8443/x") == "https://mlflow.example.com:8443/x"
+
+
+def test_the_environment_still_signs_in_where_the_connection_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, "mlflow_plain", conn_type="http", host="mlflow.internal", port=5000)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "set-by-the-platform")
+    connection = resolve_connection("mlflow_plain")
+    assert not connection.has_credentials
+    assert connection.host_creds(connection.tracking_uri).token == "set-by-the-platform"
 
 
 def test_missing_connection_is_a_registry_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -209,7 +209,7 @@ def mlflow_databases(tmp_path_factory) -> dict[str, Path]:
     which takes seconds on a busy machine. "empty" has no versions; "registered" has 1 and 2."""
     import shutil
 
-    from mlspec.registry.mlflow_registry import embedded_dir
+    from mlspec.registry.mlflow_embedded import embedded_dir
 
     made: dict[str, Path] = {}
     with pytest.MonkeyPatch.context() as env:
@@ -226,7 +226,8 @@ def embedded_mlflow(template: Path):
     """This test's own embedded MLflow (under its MLSPEC_HOME), starting as a copy of `template`."""
     import shutil
 
-    from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_dir
+    from mlspec.registry.mlflow_embedded import embedded_dir
+    from mlspec.registry.mlflow_registry import MlflowRegistry
 
     shutil.copyfile(template, embedded_dir() / "mlflow.db")
     return MlflowRegistry()

@@ -1,10 +1,7 @@
 """The MLflow model registry: an embedded SQLite file under MLSPEC_HOME, or an MLflow tracking server.
 
-Where MLflow lives is decided by :func:`resolve_tracking_uri`: no connection id means the embedded
-``sqlite:///<MLSPEC_HOME>/mlflow/mlflow.db``; a connection id names an Airflow connection whose
-host (and schema/port) is the tracking server. Every call goes through an explicit
-``MlflowClient(tracking_uri=..., registry_uri=...)`` so that several tasks in one process never
-share MLflow's global "current tracking URI".
+Where MLflow lives and how a client signs in is mlspec.registry.mlflow_connection's job (the embedded
+store's database, mlspec.registry.mlflow_embedded's); this module is the registry on top of one client.
 
 A store version is found again through the model-version tag ``mlspec.version``, which is what
 makes a retried register task return the version its earlier try created.
@@ -20,20 +17,15 @@ its ``source`` is ``models:/<model_id>``. This is also how a *server* gets the f
 artifacts are uploaded through its artifact store. ``s3://`` (and other object-store) versions are
 registered with the version folder itself as the source, as MLflow servers read object stores; the
 store's URI stays in the ``model_uri`` and ``source_uri`` tags either way, which is what serving uses.
-
-The embedded SQLite database is created here, with experiment 0 ("Default") under
-``<MLSPEC_HOME>/mlflow/artifacts`` rather than MLflow's ``./mlruns`` of whatever the working directory is:
-once, under the lock ``mlflow.db.lock`` (mlspec.embedded_state), by the first task that needs it; a
-half-made one is repaired or rebuilt there (:func:`prepare_embedded_store`). Reads (``create=False``: the
-Models page, status) never create or migrate it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -55,6 +47,17 @@ from mlspec.registry.base import (
     audit_order,
     history_from_changes,
 )
+from mlspec.registry.mlflow_connection import (
+    MlflowConnection,
+    display_uri,
+    mlflow_client,
+    mlflow_error_text,
+    resolve_connection,
+    ui_url,
+)
+from mlspec.registry.mlflow_embedded import default_tracking_uri, embedded_dir
+from mlspec.registry.mlflow_experiments import ROLE_TAG, ensure_experiment, experiment_name, tag_key
+from mlspec.storage import resolve_file_uri
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; mlflow is imported inside functions
     from mlflow import MlflowClient
@@ -63,480 +66,13 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; mlflow is imported inside f
 log = logging.getLogger(__name__)
 
 VERSION_TAG = "mlspec.version"
-ROLE_TAG = "mlspec.role"  # "training" (TrainingTracker) | "registration" (registry upload run)
 PRODUCTION_ALIAS = "production"
-EXPERIMENT_PREFIX = "mlspec/"
-_TAG_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/ ]+")
 _MAX_TAG_VALUE = 4000  # MLflow caps tag values at 5000 characters (8000 on newer servers)
 _OUTCOMES = ("deployed", "smoke_test_passed", "rolled_back", "failed")
 STATE_TAG = "mlspec.state"  # a version's place: registry.base.STATES
 HISTORY_TAG = "mlspec.production_history"  # registered-model tag: JSON list of store versions, oldest first
 # registered-model tags mlspec.audit.<seq>-<random>: one ProductionChange as JSON each
 AUDIT_TAG_PREFIX = "mlspec.audit."
-
-
-# -- where MLflow lives ------------------------------------------------------------------------
-def embedded_dir() -> Path:
-    """``<MLSPEC_HOME>/mlflow``: the embedded registry's SQLite file and its artifacts folder."""
-    from mlspec.home import mlspec_home
-
-    folder = mlspec_home() / "mlflow"
-    (folder / "artifacts").mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def resolve_tracking_uri(connection_id: str | None) -> str:
-    """The MLflow tracking (and registry) URI for a spec's ``registry.connection``.
-
-    ``None`` gives the embedded ``sqlite:///<MLSPEC_HOME>/mlflow/mlflow.db`` (its folder is
-    created). A connection id gives ``<scheme>://<host>[:<port>][/path]``: the host may be a bare
-    name (scheme from the connection's schema, ``http`` unless it says ``https``) or a full URL.
-    Login/password are exported as MLFLOW_TRACKING_USERNAME/PASSWORD and ``extra.token`` as
-    MLFLOW_TRACKING_TOKEN, where MLflow's HTTP client reads them; they are never logged or put
-    in the URI.
-    """
-    if not connection_id:
-        return f"sqlite:///{(embedded_dir() / 'mlflow.db').as_posix()}"
-
-    from mlspec.connections import bearer_token, get_connection
-
-    conn = get_connection(
-        connection_id,
-        used_for="the MLflow tracking server (its host; or leave the connection out to use the embedded MLflow)",
-        error_type=RegistryError,
-    )
-    host = (conn.host or "").strip()
-    if not host:
-        raise RegistryError(
-            f"Airflow connection {connection_id!r} has no host; set it to the MLflow tracking server, "
-            "e.g. host=mlflow.example.com port=5000 schema=https, or host=http://mlflow:5000."
-        )
-    login, password = conn.login, conn.password
-    if "://" in host:
-        parts = urlsplit(host)
-        scheme = parts.scheme.lower()
-        hostname = parts.hostname or ""
-        port = conn.port or parts.port
-        path = parts.path.rstrip("/")
-        # credentials written into the host URL would otherwise end up in logs and error messages
-        login = login or parts.username
-        password = password or parts.password
-    else:
-        hostname, _, rest = host.partition("/")
-        path = f"/{rest}".rstrip("/") if rest else ""
-        candidates = [(conn.schema or "").lower(), (conn.conn_type or "").lower()]
-        scheme = next((c for c in candidates if c in ("http", "https")), "http")
-        port = conn.port
-    if scheme not in ("http", "https"):
-        raise RegistryError(
-            f"Airflow connection {connection_id!r}: MLflow tracking server URL scheme {scheme!r} is not "
-            "http or https; set the connection's schema to http or https."
-        )
-    if ":" in hostname and not hostname.startswith("["):
-        hostname = f"[{hostname}]"  # IPv6 literal
-    uri = f"{scheme}://{hostname}{f':{port}' if port else ''}{path}"
-
-    auth = []
-    if login:
-        os.environ["MLFLOW_TRACKING_USERNAME"] = login
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = password or ""
-        auth.append("basic auth")
-    token = bearer_token(conn) if not login else (conn.extra_dejson or {}).get("token")
-    if token:
-        os.environ["MLFLOW_TRACKING_TOKEN"] = str(token)
-        auth.append("token")
-    log.info("MLflow tracking server %s (Airflow connection %r%s)", uri, connection_id,
-             f", {' and '.join(auth)}" if auth else "")
-    return uri
-
-
-def ui_url(connection_id: str | None, tracking_uri: str) -> str:
-    """Where people open the MLflow UI: the connection's extra ``ui_url`` (a server whose UI is at
-    another address than its API, e.g. behind a proxy), else the tracking server's own URL; "" for the
-    embedded MLflow, which has no UI of its own."""
-    if not connection_id:
-        return ""
-    from mlspec.connections import get_connection
-
-    conn = get_connection(connection_id, used_for="the MLflow tracking server", error_type=RegistryError)
-    configured = str((conn.extra_dejson or {}).get("ui_url") or "").strip()
-    if configured.startswith(("http://", "https://")):
-        return display_uri(configured).rstrip("/")
-    if configured:
-        log.warning("Airflow connection %r: extra ui_url %r is not an http(s) URL; using the server's URL",
-                    connection_id, configured)
-    return display_uri(tracking_uri).rstrip("/") if is_server_uri(tracking_uri) else ""
-
-
-def is_server_uri(tracking_uri: str) -> bool:
-    return urlsplit(tracking_uri).scheme in ("http", "https")
-
-
-def mlflow_client(tracking_uri: str, *, create: bool = True) -> MlflowClient:
-    """An MlflowClient bound to one URI for tracking and registry (no global MLflow state).
-
-    For the embedded store, `create` (tasks, the CLI) makes the database, or migrates or repairs it,
-    under its lock first (:func:`prepare_embedded_store`); ``create=False`` (pages, status reads) only
-    opens one that exists and is at MLflow's schema, and raises RegistryError otherwise.
-    """
-    from mlflow import MlflowClient
-
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
-        if create:
-            prepare_embedded_store(db)
-        elif not embedded_store_exists(db):
-            raise RegistryError(
-                f"the embedded MLflow database {db} does not exist yet: nothing has been registered; "
-                "the first run of a spec creates it"
-            )
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-_PREPARED: set[str] = set()
-_HEAD: list[str] = []  # MLflow's schema head revision, read once
-_HEAD_COLUMNS: dict[str, set[str]] = {}  # {table: columns} of a database MLflow made at its head, read once
-_DATA_TABLES = ("registered_models", "model_versions", "runs", "logged_models")
-
-
-def embedded_db() -> Path:
-    """``<MLSPEC_HOME>/mlflow/mlflow.db``, the embedded registry's database (nothing is created)."""
-    from mlspec.home import mlspec_home
-
-    return mlspec_home() / "mlflow" / "mlflow.db"
-
-
-def _mlflow_head() -> str:
-    if not _HEAD:
-        from mlflow.store.db.utils import _get_latest_schema_revision
-
-        _HEAD.append(str(_get_latest_schema_revision()))
-    return _HEAD[0]
-
-
-def _revision(db: Path) -> str | None:
-    """The database's alembic revision; None when it has none (no alembic_version table, or it is empty)."""
-    from mlspec import embedded_state
-
-    conn = embedded_state.read_only(db)
-    try:
-        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-        if not conn.execute(found).fetchone():
-            return None
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        return str(row[0]) if row and row[0] else None
-    finally:
-        conn.close()
-
-
-def embedded_store_problem(db: Path) -> str | None:
-    """What is wrong with an existing embedded MLflow database, None when it is ready. Reads only."""
-    from mlspec import embedded_state
-
-    why = embedded_state.unreadable(db)
-    if why:
-        return f"cannot be read ({why})"
-    names = embedded_state.tables(db)
-    stray = sorted(n for n in names if n.startswith("_alembic_tmp_"))
-    if stray:
-        return f"is half-migrated (stray table{'s' if len(stray) > 1 else ''} {', '.join(stray)})"
-    revision, head = _revision(db), _mlflow_head()
-    if revision is None:
-        return "has no schema revision (its alembic_version is empty or missing: an interrupted creation)"
-    if revision != head:
-        return f"is at schema revision {revision}, not MLflow's {head}"
-    from mlflow.store.db.base_sql_model import Base
-
-    missing = sorted(set(Base.metadata.tables) - names)
-    if missing:
-        return f"lacks table{'s' if len(missing) > 1 else ''} {', '.join(missing[:5])}"
-    return None
-
-
-def embedded_store_exists(db: Path | None = None) -> bool:
-    """Whether the embedded MLflow database is there to read; it creates and migrates nothing.
-
-    False when there is none yet (nothing was registered: a page says "no version yet"). While a task
-    creates or upgrades it, this waits for that (a shared lock, at most 10 s). A database that is there but
-    half-made or unreadable is a RegistryError naming the file and what to do; a page never repairs it.
-    """
-    from mlspec import embedded_state
-
-    db = db or embedded_db()
-    if not embedded_state.exists(db):
-        return False
-    try:
-        with embedded_state.locked(db, shared=True, timeout_s=10):
-            if not embedded_state.exists(db):
-                return False
-            problem = embedded_store_problem(db)
-    except embedded_state.EmbeddedStateError as exc:
-        raise RegistryError(str(exc)) from None
-    if problem:
-        raise RegistryError(
-            f"the embedded MLflow database {db} {problem}; the next task that uses it (any spec's run) "
-            "repairs it under its lock, see the README's Troubleshooting"
-        )
-    return True
-
-
-def prepare_embedded_store(db: Path) -> None:
-    """Make the embedded SQLite database ready, once, under ``<db>.lock`` (idempotent, across processes).
-
-    Missing: created, with experiment 0 ("Default") under MLSPEC_HOME's artifacts folder rather than
-    MLflow's ``./mlruns`` of the working directory. Ready: a database made before keeps its experiment 0,
-    moved here when it holds no run. Half-made (an interrupted or raced creation, an older MLflow schema):
-    repaired, or rebuilt when it holds nothing, or moved aside to ``mlflow.db.broken-<time>`` when it
-    holds runs but no registered model; one with registered models that cannot be repaired is a
-    RegistryError saying how to recover. Every change is one log line.
-    """
-    from mlspec import embedded_state
-
-    if str(db) in _PREPARED and embedded_state.exists(db):
-        return
-    artifacts = db.parent / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    try:
-        with embedded_state.locked(db):
-            _make_ready(db, artifacts)
-    except embedded_state.EmbeddedStateError as exc:
-        raise RegistryError(str(exc)) from None
-    _PREPARED.add(str(db))
-
-
-def _make_ready(db: Path, artifacts: Path) -> None:
-    """prepare_embedded_store's work, under the lock."""
-    from mlspec import embedded_state
-
-    if not embedded_state.exists(db):
-        embedded_state.remove(db)  # a 0-byte file or stray journal of a creation that never started
-        _create_embedded(db, artifacts)
-        log.info("created the embedded MLflow database %s (schema %s)", db, _mlflow_head())
-        return
-    problem = embedded_store_problem(db)
-    if problem is None:
-        _experiment_zero_here(db, artifacts)
-        return
-    recovery = (
-        f"take a copy of it, then try `mlflow db upgrade sqlite:///{db}`; if that fails and you can lose "
-        f"what it records, move it aside (mv {db} {db}.broken) and run again: an empty registry is made (the "
-        "model files stay in the store; clear a run's register task to register its version again)"
-    )
-    where = f"the embedded MLflow database {db}"
-    if embedded_state.unreadable(db):
-        raise RegistryError(f"{where} {problem}; mlspec leaves it alone: {recovery}.")
-    held = {table: embedded_state.count_rows(db, table) for table in _DATA_TABLES}
-    if not any(held.values()):
-        _release_engines(db)
-        embedded_state.remove(db)
-        _create_embedded(db, artifacts)
-        log.warning("%s %s and held no registered model and no run: rebuilt it", where, problem)
-        return
-    try:
-        done = _repair_embedded(db)
-        left = embedded_store_problem(db)
-    except Exception as exc:  # noqa: BLE001 - any failure to repair leads to the decision below
-        done, left = "", f"could not be repaired: {mlflow_error_text(exc, 300)}"
-    if left is None:
-        log.warning("%s %s: repaired it (%s); its %d registered model(s) and %d run(s) are kept",
-                    where, problem, done, held["registered_models"], held["runs"])
-        return
-    if not held["registered_models"]:
-        _release_engines(db)
-        target = embedded_state.move_aside(db)
-        _create_embedded(db, artifacts)
-        log.warning("%s %s and %s; it held no registered model, so it was moved aside to %s (its %d run(s) "
-                    "are there) and a new one was created", where, problem, left, target, held["runs"])
-        return
-    raise RegistryError(
-        f"{where} {problem} and {left}; it holds {held['registered_models']} registered model(s), so mlspec "
-        f"leaves it alone: {recovery}."
-    )
-
-
-def _release_engines(db: Path) -> None:
-    """Close the connections this process's MLflow keeps to `db` (its stores cache one engine per URI), so
-    that after the file is replaced the next use opens what is at the path then, not the old file."""
-    import sys
-
-    uri = f"sqlite:///{db.as_posix()}"
-    for module in ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store"):
-        store_class = getattr(sys.modules.get(module), "SqlAlchemyStore", None)
-        engines = getattr(store_class, "_engine_map", None) or {}
-        for key, engine in list(engines.items()):
-            if key == uri:
-                engine.dispose()
-
-
-def _create_embedded(db: Path, artifacts: Path) -> None:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    store = SqlAlchemyStore(f"sqlite:///{db.as_posix()}", artifacts.as_uri())
-    with suppress(AttributeError):
-        store.engine.dispose()
-
-
-def _head_columns() -> dict[str, set[str]]:
-    """{table: columns} of a database MLflow creates at its head revision (made once, in a temp folder)."""
-    if not _HEAD_COLUMNS:
-        import tempfile
-
-        from mlspec import embedded_state
-
-        with tempfile.TemporaryDirectory(prefix="mlspec-mlflow-head-") as folder:
-            reference = Path(folder) / "mlflow.db"
-            _create_embedded(reference, Path(folder) / "artifacts")
-            _HEAD_COLUMNS.update(embedded_state.columns(reference))
-    return _HEAD_COLUMNS
-
-
-def _repair_embedded(db: Path) -> str:
-    """Under the lock: drop stray ``_alembic_tmp_*`` tables whose original is there, then stamp the head
-    revision on a database whose tables are exactly the head's but has none, or upgrade one at an older
-    revision. Returns what was done; raises when it cannot tell."""
-    import sqlite3
-
-    from mlspec import embedded_state
-
-    done = []
-    names = embedded_state.tables(db)
-    stray = sorted(n for n in names if n.startswith("_alembic_tmp_"))
-    orphans = [t for t in stray if t.removeprefix("_alembic_tmp_") not in names]
-    if orphans:
-        raise RegistryError(f"{', '.join(orphans)} may hold the only copy of its table's rows")
-    conn = sqlite3.connect(db, timeout=60)
-    try:
-        with conn:
-            for table in stray:
-                conn.execute(f'DROP TABLE "{table}"')
-        if stray:
-            done.append(f"dropped {', '.join(stray)}")
-        revision, head = _revision(db), _mlflow_head()
-        if revision is None:
-            ours = {t: c for t, c in embedded_state.columns(db).items() if t != "alembic_version"}
-            theirs = {t: c for t, c in _head_columns().items() if t != "alembic_version"}
-            if ours != theirs:
-                changed = {t for t in set(ours) & set(theirs) if ours[t] != theirs[t]}
-                differ = ", ".join(sorted(set(ours) ^ set(theirs) | changed)[:5])
-                raise RegistryError(f"it has no schema revision; its tables differ from MLflow's ({differ})")
-            with conn:
-                conn.execute("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, "
-                             "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
-                conn.execute("DELETE FROM alembic_version")
-                conn.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (head,))
-            done.append(f"its tables match MLflow's schema: stamped revision {head}")
-    finally:
-        conn.close()
-    revision = _revision(db)
-    if revision != _mlflow_head():
-        from mlflow.store.db.utils import _upgrade_db, create_sqlalchemy_engine
-
-        engine = create_sqlalchemy_engine(f"sqlite:///{db.as_posix()}")
-        try:
-            _upgrade_db(engine)
-        finally:
-            engine.dispose()
-        done.append(f"upgraded it from revision {revision} to {_mlflow_head()}")
-    return "; ".join(done) or "nothing to change"
-
-
-def _experiment_zero_here(db: Path, artifacts: Path) -> None:
-    """Experiment 0 of a database MLflow itself made keeps its artifacts here if it holds no run."""
-    import sqlite3
-
-    location = (artifacts / "0").as_uri()
-    with suppress(sqlite3.Error):
-        conn = sqlite3.connect(db, timeout=30)
-        try:
-            with conn:
-                conn.execute(
-                    "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0 AND "
-                    "artifact_location <> ? AND NOT EXISTS (SELECT 1 FROM runs WHERE experiment_id = 0)",
-                    (location, location),
-                )
-        finally:
-            conn.close()
-
-
-@contextmanager
-def _default_tracking_uri(tracking_uri: str) -> Iterator[None]:
-    """Point MLflow's process-wide default tracking URI at `tracking_uri` for one call, then put back
-    exactly what was there (the global and the MLFLOW_TRACKING_URI variable).
-
-    MLflow's SQL registry store looks a ``models:/<id>`` source up through ``MlflowClient()`` with no
-    URI (the global one, else ``./mlflow.db`` of the working directory), not through the client that
-    called it; for the embedded store that default must name the same database during the call.
-    """
-    import mlflow
-    from mlflow.tracking._tracking_service import utils
-
-    saved_global = getattr(utils, "_tracking_uri", None)
-    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        if saved_global is not None:
-            mlflow.set_tracking_uri(saved_global)
-        elif hasattr(utils, "_tracking_uri"):
-            utils._tracking_uri = None
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
-
-
-def experiment_name(name: str) -> str:
-    """``mlspec/<name>``: every spec's runs live in one experiment of that name."""
-    return name if name.startswith(EXPERIMENT_PREFIX) else f"{EXPERIMENT_PREFIX}{name}"
-
-
-def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str:
-    """The id of experiment ``name``, created when missing.
-
-    The embedded store gets an explicit artifact folder under MLSPEC_HOME, since MLflow's own
-    default there would be ``./mlruns`` relative to whatever the worker's working directory is.
-    """
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return str(found.experiment_id)
-    location = None
-    if not is_server_uri(tracking_uri):
-        folder = embedded_dir() / "artifacts" / _TAG_KEY_UNSAFE.sub("_", name).replace("/", "_")
-        location = folder.as_uri()
-    try:
-        experiment_id = client.create_experiment(name, artifact_location=location)
-        log.info("created MLflow experiment %r (id %s)", name, experiment_id)
-        return str(experiment_id)
-    except MlflowException:
-        # another task created it between our lookup and create
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return str(found.experiment_id)
-
-
-def display_uri(tracking_uri: str) -> str:
-    """The tracking URI without any user:password, for messages."""
-    parts = urlsplit(tracking_uri)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return parts._replace(netloc=netloc).geturl()
-    return tracking_uri
-
-
-def mlflow_error_text(exc: BaseException, limit: int = 400) -> str:
-    """One short line from an MLflow exception (connection errors carry pages of urllib3 detail)."""
-    text = " ".join(str(getattr(exc, "message", None) or exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _tag_key(text: str) -> str:
-    return _TAG_KEY_UNSAFE.sub("_", text)
 
 
 def _tag_value(value: object) -> str:
@@ -588,26 +124,30 @@ class MlflowRegistry(ModelRegistry):
     def __init__(self, connection_id: str | None = None, *, create: bool = True) -> None:
         self.connection_id = connection_id
         self.create = create  # False: never create or migrate the embedded database (pages, status reads)
-        self._tracking_uri: str | None = None
+        self._connection: MlflowConnection | None = None
         self._client: MlflowClient | None = None
         self._ui_url: str | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
+    def connection(self) -> MlflowConnection:
+        if self._connection is None:
+            self._connection = resolve_connection(self.connection_id)
+        return self._connection
+
+    @property
     def tracking_uri(self) -> str:
-        if self._tracking_uri is None:
-            self._tracking_uri = resolve_tracking_uri(self.connection_id)
-        return self._tracking_uri
+        return self.connection.tracking_uri
 
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = mlflow_client(self.tracking_uri, create=self.create)
+            self._client = mlflow_client(self.connection, create=self.create)
         return self._client
 
     @property
     def is_server(self) -> bool:
-        return is_server_uri(self.tracking_uri)
+        return self.connection.is_server
 
     def _where(self) -> str:
         if self.connection_id:
@@ -718,7 +258,7 @@ class MlflowRegistry(ModelRegistry):
         if self.is_server:
             mv = self.client.create_model_version(request.model_name, **arguments)
         else:
-            with _default_tracking_uri(self.tracking_uri):
+            with default_tracking_uri(self.tracking_uri):
                 mv = self.client.create_model_version(request.model_name, **arguments)
         # What MLflow's own register_model records: the logged model lists the versions made from it.
         versions = [{"name": request.model_name, "version": str(mv.version)}]
@@ -728,7 +268,7 @@ class MlflowRegistry(ModelRegistry):
     def _check_same_content(self, existing: ModelVersion, request: RegistrationRequest) -> None:
         """A version found by number is ours only if it holds the same files from the same run."""
         tags = existing.tags or {}
-        theirs = tags.get(_tag_key("sha256.model.onnx"))
+        theirs = tags.get(tag_key("sha256.model.onnx"))
         ours = request.files.get("model.onnx")
         if tags.get("run_id") != request.run_id or (theirs and ours and theirs != ours):
             raise RegistryError(
@@ -860,7 +400,7 @@ class MlflowRegistry(ModelRegistry):
                 raise RegistryError(f"{self._where()}: {model_name} version {version} is not registered")
             self.client.set_model_version_tag(model_name, mv.version, STATE_TAG, state)
             for key, value in (details or {}).items():
-                self.client.set_model_version_tag(model_name, mv.version, _tag_key(key), _tag_value(value))
+                self.client.set_model_version_tag(model_name, mv.version, tag_key(key), _tag_value(value))
 
     def record_production_change(self, model_name: str, change: ProductionChange) -> None:
         """One registered-model tag per change, ``mlspec.audit.<seq>-<random>`` = the change as JSON (reason
@@ -953,9 +493,9 @@ class MlflowRegistry(ModelRegistry):
             "onnx_opset": str(request.onnx_opset),
         }
         for metric, value in sorted(request.metrics.items()):
-            tags[_tag_key(f"metric.{metric}")] = str(float(value))  # shortest exact repr, e.g. "0.9712"
+            tags[tag_key(f"metric.{metric}")] = str(float(value))  # shortest exact repr, e.g. "0.9712"
         for file_name, digest in sorted(request.files.items()):
-            tags[_tag_key(f"sha256.{file_name}")] = digest
+            tags[tag_key(f"sha256.{file_name}")] = digest
         if request.storage_connection:
             tags["storage_connection"] = request.storage_connection
         tags["framework"] = request.framework
@@ -1009,8 +549,6 @@ class MlflowRegistry(ModelRegistry):
         scheme = urlsplit(source).scheme
         if scheme not in ("", "file"):
             return source, lineage_run, None  # s3:// and friends: servers and the embedded store read them
-        from mlspec.storage import resolve_file_uri
-
         folder = resolve_file_uri(source) if scheme == "file" else Path(source)
         if not (folder / "model.onnx").is_file():
             raise RegistryError(
@@ -1045,8 +583,6 @@ class MlflowRegistry(ModelRegistry):
         if logged.model_id not in {output.model_id for output in outputs or []}:
             self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
 
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="mlspec-mlflow-") as tmp:
             local = Path(tmp) / "model"
             self._save_mlflow_model(request, folder, local, logged, run_id)
@@ -1075,7 +611,6 @@ class MlflowRegistry(ModelRegistry):
 
     @staticmethod
     def _save_mlflow_model(request: RegistrationRequest, folder: Path, local: Path, logged, run_id: str):
-        import shutil
         from importlib.metadata import PackageNotFoundError
         from importlib.metadata import version as installed
 
@@ -1112,8 +647,6 @@ class MlflowRegistry(ModelRegistry):
                 shutil.copyfile(path, target)
 
     def _log_test_metrics(self, request: RegistrationRequest, run_id: str, model_id: str) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlspec.errors import RegistryError
+from mlspec.registry.mlflow_embedded import embedded_store_exists
+from mlspec.registry.mlflow_registry import MlflowRegistry
 
 
 class NothingRegisteredYet:
@@ -44,8 +46,6 @@ class NothingRegisteredYet:
 def open_for_reading(backend: str, connection_id: str | None) -> Any:
     """The spec's registry for reads only; NothingRegisteredYet when the embedded MLflow has no database."""
     if backend == "mlflow":
-        from mlspec.registry.mlflow_registry import MlflowRegistry, embedded_store_exists
-
         if not connection_id and not embedded_store_exists():
             return NothingRegisteredYet()
         return MlflowRegistry(connection_id, create=False)
