@@ -303,17 +303,19 @@ def cmd_serve(args) -> int:
 
 
 def cmd_manifest(args) -> int:
-    from mlspec.serving.kserve_manifest import manifest_for_spec
+    from mlspec.serving import PLATFORMS, platform_of
 
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
-    if spec.serving.platform != "kserve":
-        print(f"{args.spec}: serving.platform is {spec.serving.platform}; manifests are for kserve", file=sys.stderr)
+    platform = platform_of(spec)
+    if platform.manifest is None:
+        having = ", ".join(p.name for p in PLATFORMS.values() if p.manifest is not None)
+        print(f"{args.spec}: serving.platform is {platform.name}; manifests are for {having}", file=sys.stderr)
         return EXIT_PROBLEMS
     import yaml
 
-    print(yaml.safe_dump(manifest_for_spec(spec, version=args.version), sort_keys=False).rstrip())
+    print(yaml.safe_dump(platform.manifest(spec, version=args.version), sort_keys=False).rstrip())
     return EXIT_OK
 
 

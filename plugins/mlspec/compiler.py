@@ -14,6 +14,7 @@ import pendulum
 import yaml
 
 from mlspec.inference_protocol import curl, infer_request, infer_url
+from mlspec.serving import platform_of
 from mlspec.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,12 @@ def _example_curl(spec: ModelSpec) -> str:
     from mlspec.vocabulary import DATA_SOURCES
 
     known = DATA_SOURCES.get(spec.data.source)
-    if spec.serving.platform == "kserve" or known is None:
+    shell_endpoint = platform_of(spec).shell_endpoint  # None: the URL is known only once deployed
+    if shell_endpoint is None or known is None:
         inputs = "raw features as in the data source, shape [batch, ...] (see the version's input_schema.json)"
         return f"\nThe served model's input is `input` (FP32): {inputs}.\n"
     request = infer_request([0.0] * math.prod(known.shape), [1, *known.shape])
-    url = infer_url(f"${{MLSPEC_SERVER_URL:-{spec.serving.url or 'http://127.0.0.1:8555'}}}", spec.name)
+    url = infer_url(shell_endpoint(spec), spec.name)
     return (
         "\nTry the production model (a row of zeros; `promote`'s log has a real test sample):\n\n"
         f"```\n{curl(url, request)}\n```\n"

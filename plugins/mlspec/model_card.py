@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlspec.inference_protocol import DEFAULT_DATATYPE, curl, infer_request, infer_url
+from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER, platform_of
 from mlspec.vocabulary import INPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 CARD_FILE = "model_card.md"
 # The feature table lists at most this many features; the rest are in input_schema.json.
 MAX_FEATURE_ROWS = 32
-KSERVE_ENDPOINT = "$ENDPOINT"  # KServe's URL is known once the InferenceService is ready
 DECISIONS = {
     "gate_off": "the champion gate is off (evaluation.champion: null)",
     "no_champion": "there was no production version to compare with; the gate passed",
@@ -50,12 +50,9 @@ def main_metric(spec: Any) -> str:
 
 
 def endpoint_base(spec: Any) -> str:
-    """Where the model answers: the local model server's URL, or $ENDPOINT for KServe."""
-    if spec.serving.platform == "kserve":
-        return KSERVE_ENDPOINT
-    from mlspec.home import local_server_url
-
-    return (spec.serving.url or local_server_url()).rstrip("/")
+    """Where the model answers: the local model server's URL, or ENDPOINT_PLACEHOLDER where the platform
+    knows its URL only once deployed (KServe)."""
+    return platform_of(spec).endpoint_base(spec)
 
 
 def example_request(input_schema: Mapping[str, Any]) -> dict:
@@ -152,12 +149,9 @@ def render_model_card(
         *_fenced("bash", curl_example(infer_url(base, spec.name), input_schema)),
         "",
     ]
-    if base == KSERVE_ENDPOINT:
-        lines += [
-            f"`$ENDPOINT` is the InferenceService's URL: `kubectl get inferenceservice {_code(spec.name)} -n "
-            f"{_code(spec.serving.namespace)} -o jsonpath='{{.status.url}}'`.",
-            "",
-        ]
+    lookup = platform_of(spec).endpoint_lookup
+    if base == ENDPOINT_PLACEHOLDER and lookup is not None:
+        lines += [f"`{ENDPOINT_PLACEHOLDER}` is the model's URL on {platform_of(spec).title}: `{_code(lookup(spec), also=_COMMAND_CHARS)}`.", ""]
     return "\n".join(lines)
 
 
@@ -242,10 +236,14 @@ def _cell(text: Any) -> str:
     return line
 
 
-def _code(text: Any) -> str:
-    """Inside a code span (a renderer shows it raw): one line of [A-Za-z0-9._/:-], the rest replaced by '?'
-    (used for DNS-1123 names, which never have anything else)."""
-    return "".join(c if c.isalnum() and c.isascii() or c in "._/:-" else "?" for c in str(text))
+# What a shell command in a code span may hold besides _code's own characters (never a backtick or a newline).
+_COMMAND_CHARS = " '{}="
+
+
+def _code(text: Any, also: str = "") -> str:
+    """Inside a code span (a renderer shows it raw): one line of [A-Za-z0-9._/:-] and the characters in
+    `also`, the rest replaced by '?' (used for DNS-1123 names, which never have anything else, and commands)."""
+    return "".join(c if c.isalnum() and c.isascii() or c in "._/:-" or c in also else "?" for c in str(text))
 
 
 def _url(url: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from mlspec.operations import ACTIONS
+from mlspec.serving import platform_named
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def runs_here(resolved: Any) -> bool:
         and str(storage["uri"]).startswith("file:") and not storage.get("connection")
         and registry["backend"] == "mlflow" and not registry.get("connection")
         and not resolved["tracking"].get("connection")
-        and serving["platform"] == "local" and not serving.get("url")
+        and platform_named(serving["platform"]).on_this_machine and not serving.get("url")
     )
 
 

@@ -42,7 +42,7 @@ def test_minimal_spec_gets_every_default_from_the_schema():
     assert spec.training.epochs == schema["training"]["properties"]["epochs"]["default"]
     assert spec.storage.uri == "file://models"
     assert spec.registry.backend == "mlflow"
-    assert spec.serving.platform == "local" and spec.serving.min_replicas == 1
+    assert spec.serving.platform == "local" and spec.resolved["serving"]["kserve"]["replicas"]["min"] == 1
     assert spec.data.split.test == 0.2 and spec.data.split.stratify is True
     assert spec.export.opset == 17 and spec.export.parity_atol == 1e-4
     assert spec.smoke_test.min_agreement == 0.99

@@ -32,10 +32,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from mlspec.errors import ServingError
+from mlspec.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,51 @@ _QUANTITY = re.compile(  # the CRD's own pattern for resource quantities
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 _FAILED_TRANSITIONS = {"BlockedByFailedLoad", "InvalidSpec"}
+
+# The `serving.*` keys that moved into `serving.kserve`: still read where they were, with a lint warning.
+MOVED_KEYS = ("namespace", "service_account", "deployment_mode", "replicas", "resources")
+
+
+@dataclass(frozen=True)
+class KServeSettings:
+    """`serving.kserve`: the InferenceService's namespace, identity, deployment mode and size (the schema
+    holds the defaults)."""
+
+    namespace: str
+    service_account: str | None
+    deployment_mode: str
+    min_replicas: int
+    max_replicas: int
+    cpu: str
+    memory: str
+    gpu: int
+
+    @classmethod
+    def from_mapping(cls, kserve: Mapping) -> KServeSettings:
+        replicas, resources = kserve["replicas"], kserve["resources"]
+        return cls(
+            namespace=kserve["namespace"],
+            service_account=kserve["service_account"],
+            deployment_mode=kserve["deployment_mode"],
+            min_replicas=replicas["min"],
+            max_replicas=replicas["max"],
+            cpu=resources["cpu"],
+            memory=resources["memory"],
+            gpu=resources["gpu"],
+        )
+
+
+def lint_settings(kserve: Mapping, problem: Callable[..., Any]) -> Iterator[Any]:
+    """What the schema cannot say about `serving.kserve` (defaults filled); `problem(path, message)` makes
+    one finding, its path relative to `serving.kserve`."""
+    namespace = kserve["namespace"]
+    if not _DNS1123_LABEL.fullmatch(namespace):
+        yield problem(("namespace",), f"{namespace!r} is not a valid Kubernetes namespace (DNS-1123 label)")
+    replicas = kserve["replicas"]
+    if replicas["min"] == 0 and kserve["deployment_mode"] != "Serverless":
+        yield problem(("replicas", "min"), "scaling to zero needs deployment_mode: Serverless")
+    if replicas["min"] > replicas["max"]:
+        yield problem(("replicas",), f"min {replicas['min']} is greater than max {replicas['max']}")
 
 
 @dataclass(frozen=True)
@@ -286,28 +334,19 @@ def check_readiness(isvc: dict, generation: int) -> tuple[str, str]:
 
 
 def kserve_config(spec) -> KServeConfig:
-    """The KServe settings of a ModelSpec (mlspec.spec.ModelSpec)."""
+    """The KServe settings of a ModelSpec (mlspec.spec.ModelSpec): its serving section and `serving.kserve`."""
     serving = spec.serving
     return KServeConfig(
         runtime=serving.runtime,
-        namespace=serving.namespace,
         connection=serving.connection or "kubernetes_default",
-        min_replicas=serving.min_replicas,
-        max_replicas=serving.max_replicas,
-        cpu=serving.cpu,
-        memory=serving.memory,
-        gpu=serving.gpu,
         timeout_s=serving.timeout,
-        deployment_mode=serving.deployment_mode,
-        service_account=serving.service_account,
         auth=serving.auth,
         storage_connection=spec.storage.connection,
+        **asdict(serving.settings),
     )
 
 
 def manifest_for_spec(spec, *, version: int) -> dict:
     """Exactly the InferenceService that deploy applies for `version` of this spec (`mlspec manifest`)."""
-    from mlspec.storage import open_store
-
     store_root = open_store(spec.storage.uri, spec.storage.connection).root_uri
     return build_inference_service(kserve_config(spec), model_name=spec.name, version=version, store_root_uri=store_root)

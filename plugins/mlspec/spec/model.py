@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from mlspec.serving.platforms import platform_named
+
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
@@ -176,20 +178,27 @@ class RegistrySpec:
 
 @dataclass(frozen=True)
 class ServingSpec:
-    platform: str
-    runtime: str
-    auth: str
-    url: str | None
-    namespace: str
-    connection: str | None
-    service_account: str | None
-    deployment_mode: str
-    min_replicas: int
-    max_replicas: int
-    cpu: str
-    memory: str
-    gpu: int
-    timeout: int
+    """`serving`: what every platform reads, plus the chosen platform's own settings (`serving.<platform>`)."""
+
+    platform: str  # a name in mlspec.serving.platforms.PLATFORMS
+    runtime: str  # one of that platform's runtimes
+    auth: str  # none | token: the endpoint wants a bearer token
+    url: str | None  # local: the model server's URL (None: MLSPEC_SERVER_URL)
+    connection: str | None  # Airflow connection id of the platform's credentials
+    timeout: int  # seconds a deploy waits for the endpoint to become ready
+    settings: Any = None  # the platform's typed settings, e.g. KServeSettings; None when it has none
+
+    @classmethod
+    def from_mapping(cls, serving: dict) -> ServingSpec:
+        return cls(
+            platform=serving["platform"],
+            runtime=serving["runtime"],
+            auth=serving["auth"],
+            url=serving["url"],
+            connection=serving["connection"],
+            timeout=serving["timeout"],
+            settings=platform_named(serving["platform"]).settings_of(serving),
+        )
 
 
 @dataclass(frozen=True)
@@ -328,22 +337,7 @@ class ModelSpec:
             storage=StorageSpec(**d["storage"]),
             registry=RegistrySpec(**d["registry"]),
             tracking=TrackingSpec(**d["tracking"]),
-            serving=ServingSpec(
-                platform=sv["platform"],
-                runtime=sv["runtime"],
-                auth=sv["auth"],
-                url=sv["url"],
-                namespace=sv["namespace"],
-                connection=sv["connection"],
-                service_account=sv["service_account"],
-                deployment_mode=sv["deployment_mode"],
-                min_replicas=sv["replicas"]["min"],
-                max_replicas=sv["replicas"]["max"],
-                cpu=sv["resources"]["cpu"],
-                memory=sv["resources"]["memory"],
-                gpu=sv["resources"]["gpu"],
-                timeout=sv["timeout"],
-            ),
+            serving=ServingSpec.from_mapping(sv),
             smoke_test=SmokeTestSpec(**d["smoke_test"]),
             resolved=_freeze(d),
             source_file=source_file,

@@ -31,6 +31,8 @@ def _default(node: dict) -> str:
 
 def _rows(node: dict, path: str, required: set[str]):
     for key, prop in node.get("properties", {}).items():
+        if prop.get("deprecated"):
+            continue  # listed under the table by _moved
         here = f"{path}.{key}" if path else key
         default = "required" if key in required else _default(prop)
         yield f"| `{here}` | {_type(prop) if prop.get('type') != 'object' else 'object'} | {default} | {_cell(prop.get('description', ''))} |"
@@ -39,6 +41,16 @@ def _rows(node: dict, path: str, required: set[str]):
         branch = next((b for b in prop.get("oneOf", []) if b.get("type") == "object" and "properties" in b), None)
         if branch and "required" in branch and len(branch["properties"]) > 1:
             yield from _rows(branch, here, set(branch.get("required", [])))
+
+
+def _moved(node: dict, path: str = ""):
+    """Keys that moved elsewhere, still read where they were (with a lint warning)."""
+    for key, prop in node.get("properties", {}).items():
+        here = f"{path}.{key}" if path else key
+        if prop.get("deprecated"):
+            yield f"- `{here}`: {_cell(prop.get('description', ''))}"
+        else:
+            yield from _moved(prop, here)
 
 
 def _choices(title: str, items: dict) -> list[str]:
@@ -66,6 +78,7 @@ def markdown() -> str:
         "| --- | --- | --- | --- |",
         *_rows(schema, "", set(schema["required"])),
         "",
+        *(["**Moved keys:**", "", *moved, ""] if (moved := list(_moved(schema))) else []),
         *_choices("data.preprocess steps", schema["properties"]["data"]["properties"]["preprocess"]["items"]),
         *_choices("model.layers", schema["properties"]["model"]["properties"]["layers"]["items"]),
     ]

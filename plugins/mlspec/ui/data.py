@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mlspec.serving import open_serving, platform_of
+from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -395,10 +398,10 @@ class ModelStatus:
 
     def endpoint(self) -> str:
         """The base URL that answers for this model: the local server, or KServe's recorded URL."""
-        from mlspec.model_card import KSERVE_ENDPOINT, endpoint_base
+        from mlspec.model_card import endpoint_base
 
         base = endpoint_base(self.spec)
-        if base == KSERVE_ENDPOINT and self.production is not None:
+        if base == ENDPOINT_PLACEHOLDER and self.production is not None:
             info = self.version(self.production)
             if info is not None and info.deployment.get("endpoint_url"):
                 return info.deployment["endpoint_url"].rstrip("/")
@@ -472,7 +475,7 @@ def model_status(spec: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> ModelStatus
     try:
         if "serving" in status.unset_connections:
             raise NotSetUp()
-        status.served = bounded(f"serving ({_serving_where(spec)})", lambda: _served_version(spec, timeout_s), timeout_s + 1)
+        status.served = bounded(f"serving ({platform_of(spec).where(spec)})", lambda: _served_version(spec, timeout_s), timeout_s + 1)
         status.serving_ok = True
     except NotSetUp:
         pass
@@ -587,26 +590,9 @@ def _metrics_from_store(store: Any, spec: Any, versions: dict[int, VersionInfo],
         versions[number].metrics_from = "store (metrics.json)"
 
 
-def _serving_where(spec: Any) -> str:
-    if spec.serving.platform == "kserve":
-        return f"KServe namespace {spec.serving.namespace}"
-    from mlspec.model_card import endpoint_base
-
-    return f"the local model server at {endpoint_base(spec)}"
-
-
 def _served_version(spec: Any, timeout_s: float) -> int | None:
-    if spec.serving.platform == "local":
-        from mlspec.model_card import endpoint_base
-        from mlspec.serving.local import LocalServing
-
-        # serving.connection: the token for a spec's own serving.url, as deploy sends it (credentials.token_for).
-        serving = LocalServing(endpoint_base(spec), connection_id=spec.serving.connection, timeout_s=timeout_s,
-                               poll_interval_s=0.1)
-        return serving.served_version(spec.name)
-    from mlspec.serving import open_serving
-
-    return open_serving(spec, open_model_store(spec)).served_version(spec.name)
+    # The spec's own backend, as deploy opens it (a local serving.url gets serving.connection's token).
+    return open_serving(spec, timeout_s=timeout_s).served_version(spec.name)
 
 
 # -- one version ------------------------------------------------------------------------------

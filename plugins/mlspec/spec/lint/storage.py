@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlspec.errors import StoreError
+from mlspec.serving.platforms import platform_named
 from mlspec.spec.errors import SpecProblem, quote
 from mlspec.spec.lint.uris import uri_problem, uri_scheme
 from mlspec.spec.yaml_loader import LoadedYaml
@@ -38,7 +39,7 @@ def check_local_store(doc: LoadedYaml, spec: dict, home: Callable[[], Path], spe
 def _served_store_warning(doc: LoadedYaml, spec: dict, uri: str, store: Path, home) -> list[SpecProblem]:
     """A warning when the local model server, as started by default (`mlspec serve`, `make serve`), would
     refuse to load from this file:// store: it loads only from MLSPEC_HOME/models without --allow-root."""
-    if spec["serving"]["platform"] != "local":
+    if not platform_named(spec["serving"]["platform"]).on_this_machine:
         return []
     served = Path(os.path.realpath(home() / "models"))
     if store == served or served in store.parents:
