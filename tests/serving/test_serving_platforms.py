@@ -128,6 +128,11 @@ def test_settings_of_another_platform_are_reported_as_ignored():
     assert problems == ["s.yaml:9:19: warning: serving.kserve: ignored: serving.platform is local, not kserve"]
 
 
+def test_settings_written_for_another_platform_are_still_checked():
+    (message,) = errors(IRIS + "serving: {namespace: Models}\n")
+    assert "serving.namespace: 'Models' is not a valid Kubernetes namespace" in message
+
+
 def test_the_runtime_and_the_store_come_from_the_platform():
     assert any("serving.runtime: platform local needs runtime onnxruntime, not kserve-ovms" in m
                for m in errors(IRIS + "serving: {runtime: kserve-ovms}\n"))

@@ -328,7 +328,7 @@ def test_accepted_names_are_whole_dns_labels(case):
     outcome = check_loader(data, "odd_names", labels)
     if outcome.kind != "accepted":
         return
-    accepted = outcome.spec.metadata.name if field == ("metadata", "name") else outcome.spec.serving.namespace
+    accepted = outcome.spec.metadata.name if field == ("metadata", "name") else outcome.spec.resolved["serving"]["kserve"]["namespace"]
     assert _DNS_LABEL.fullmatch(accepted) and len(accepted) <= 63, f"{accepted!r} was accepted as {'.'.join(field)}"
 
 

@@ -26,12 +26,9 @@ def check_serving(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     for other in PLATFORMS.values():
         if other is not platform and other.name in written:
             yield doc.problem(("serving", other.name), f"ignored: serving.platform is {platform.name}, not {other.name}", severity="warning")
-    if platform.lint is not None:
-
-        def problem(path: tuple, message: str, severity: str = "error") -> SpecProblem:
-            return doc.problem(_written_at(written, platform.name, path), message, severity=severity)
-
-        yield from platform.lint(serving[platform.name], problem)
+    for each in PLATFORMS.values():  # every platform's settings: one written for another platform is still checked
+        if each.lint is not None:
+            yield from each.lint(serving[each.name], _reporter(doc, written, each.name))
 
 
 def _moved_keys(doc: LoadedYaml, written: dict) -> Iterator[SpecProblem]:
@@ -40,6 +37,15 @@ def _moved_keys(doc: LoadedYaml, written: dict) -> Iterator[SpecProblem]:
             yield doc.problem(("serving", key), f"written twice: serving.{name}.{key} is read, this one is not; delete it")
         else:
             yield doc.problem(("serving", key), f"serving.{key} is now serving.{name}.{key}: move it there", severity="warning")
+
+
+def _reporter(doc: LoadedYaml, written: dict, name: str):
+    """problem(path, message) for a platform's lint rules: its path relative to serving.<name>."""
+
+    def problem(path: tuple, message: str, severity: str = "error") -> SpecProblem:
+        return doc.problem(_written_at(written, name, path), message, severity=severity)
+
+    return problem
 
 
 def _written_at(written: dict, name: str, path: tuple) -> tuple:
