@@ -28,11 +28,13 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mlspec.errors import RegistryError
+from mlspec.registry.backends import backend_of
 from mlspec.registry.mlflow_connection import (
     display_uri,
     is_server_uri,
@@ -280,24 +282,18 @@ class NullTracker:
 
 
 def tracking_connection(spec: Any) -> str | None:
-    """The MLflow connection id runs go to (None: the embedded MLflow under MLSPEC_HOME)."""
+    """The MLflow connection id runs go to (None: the embedded MLflow under MLSPEC_HOME): tracking.connection,
+    else the registry's connection when the registry backend is an MLflow server too."""
     if spec.tracking.connection:
         return spec.tracking.connection
-    return spec.registry.connection if spec.registry.backend == "mlflow" else None
+    return spec.registry.connection if backend_of(spec).tracks_training else None
 
 
-def open_tracker(spec: Any, *, run_name: str, tags: Mapping[str, Any]) -> TrainingTracker | NullTracker:
-    """The tracker for a ModelSpec's `tracking` section."""
-    if spec.tracking.backend == "none":
-        return NullTracker()
+def _open_mlflow_tracker(spec: Any, run_name: str, tags: Mapping[str, Any]) -> TrainingTracker:
     return TrainingTracker(tracking_connection(spec), experiment=f"mlspec/{spec.name}", run_name=run_name, tags=tags)
 
 
-def log_to_finished_run(spec: Any, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, Any]) -> None:
-    """Add metrics and tags to the training run after it ended (the test metrics, the champion's
-    scores). Tracking is a record, not a gate: a failure here is logged, never fatal."""
-    if spec.tracking.backend == "none" or not run_id:
-        return
+def _add_to_finished_mlflow_run(spec: Any, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, Any]) -> None:
     from mlflow.entities import Metric, RunTag
 
     try:
@@ -310,3 +306,47 @@ def log_to_finished_run(spec: Any, run_id: str, metrics: Mapping[str, float], ta
         )
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the run's outcome does not depend on it
         log.warning("could not add metrics to tracking run %s: %s", run_id, mlflow_error_text(exc))
+
+
+@dataclass(frozen=True)
+class TrackingBackend:
+    """One `tracking.backend`: how a train task's tracker is opened, and how a finished run gets more."""
+
+    name: str  # the value of tracking.backend
+    title: str  # in sentences
+    open: Callable[[Any, str, Mapping[str, Any]], TrainingTracker | NullTracker]  # (spec, run_name, tags)
+    # (spec, run_id, metrics, tags) -> None, never raising; None: there is no run to add to.
+    add_to_finished_run: Callable[[Any, str, Mapping[str, float], Mapping[str, Any]], None] | None = None
+
+
+# The schema's tracking.backend enum is checked against this table (tests/registry/test_registry_backends.py).
+TRACKING_BACKENDS: dict[str, TrackingBackend] = {
+    backend.name: backend
+    for backend in (
+        TrackingBackend("mlflow", "MLflow", _open_mlflow_tracker, _add_to_finished_mlflow_run),
+        TrackingBackend("none", "nothing (tracking is off)", lambda spec, run_name, tags: NullTracker()),
+    )
+}
+
+
+def tracking_of(spec: Any) -> TrackingBackend:
+    """The descriptor of a ModelSpec's tracking.backend."""
+    try:
+        return TRACKING_BACKENDS[spec.tracking.backend]
+    except KeyError:
+        raise RegistryError(
+            f"unknown tracking backend {spec.tracking.backend!r}; known: {', '.join(TRACKING_BACKENDS)}"
+        ) from None
+
+
+def open_tracker(spec: Any, *, run_name: str, tags: Mapping[str, Any]) -> TrainingTracker | NullTracker:
+    """The tracker for a ModelSpec's `tracking` section."""
+    return tracking_of(spec).open(spec, run_name, tags)
+
+
+def log_to_finished_run(spec: Any, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, Any]) -> None:
+    """Add metrics and tags to the training run after it ended (the test metrics, the champion's
+    scores). Tracking is a record, not a gate: a failure here is logged, never fatal."""
+    add = tracking_of(spec).add_to_finished_run
+    if add is not None and run_id:
+        add(spec, run_id, metrics, tags)

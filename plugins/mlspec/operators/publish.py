@@ -9,6 +9,7 @@ from typing import Any
 from mlspec.links import RegistryLink
 from mlspec.model_card import CARD_FILE, expected_version, render_model_card
 from mlspec.operators.base import MlspecOperator
+from mlspec.registry.backends import backend_of
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,11 @@ class RegisterModelOperator(MlspecOperator):
     stage = "register"
     operator_extra_links = (RegistryLink(),)
     ui_color = "#e8eaed"
-    next_step = "check the registry connection, then clear this task: a retry finds the version it registered"
     template_fields = ("stored", "evaluation", "model")
+
+    @property
+    def next_step(self) -> str:
+        return f"{backend_of(self.model_spec).next_step}; then clear this task: a retry finds the version it registered"
 
     def __init__(self, *, stored: Any, evaluation: Any, model: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mlspec.registry.backends import backend_of
 from mlspec.serving import open_serving, platform_of
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER
 
@@ -422,9 +423,9 @@ def registry_where(spec: Any) -> str:
 def preload(spec: Any) -> None:
     """Import the registry's client library before any deadline starts: importing MLflow takes seconds on a
     cold api-server, and that is not a backend failing to answer."""
-    if spec.registry.backend == "mlflow":
-        import mlflow  # noqa: F401
-        from mlflow import MlflowClient  # noqa: F401
+    preload_client = backend_of(spec).preload
+    if preload_client is not None:
+        preload_client()
 
 
 def model_status(spec: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> ModelStatus:
@@ -680,9 +681,11 @@ def training_settings(spec: Any, info: VersionInfo | None, stored_hash: str, tim
     included); else, when the version was trained from the spec as it is now (same spec hash), the spec's."""
     if info is None:
         return None
-    if info.tracking_run and spec.registry.backend == "mlflow":
+    run_params = backend_of(spec).training_run_params
+    if info.tracking_run and run_params is not None:
         try:
-            logged = bounded(f"the training run {info.tracking_run}", lambda: _run_params(spec, info.tracking_run), timeout_s)
+            logged = bounded(f"the training run {info.tracking_run}",
+                             lambda: run_params(spec.registry.connection, info.tracking_run), timeout_s)
         except Unavailable as exc:
             problems.append(f"training settings of version {info.version}: {exc}")
             logged = {}
@@ -700,13 +703,6 @@ def training_settings(spec: Any, info: VersionInfo | None, stored_hash: str, tim
                         "a value the run's trigger form changed is not known)")
     return Settings(info.version, {}, "", "not known: no training run was tracked, and the spec has changed since "
                     f"(spec hash {info.spec_hash[:12] or 'unknown'})")
-
-
-def _run_params(spec: Any, run_id: str) -> dict[str, str]:
-    from mlspec.registry.reading import open_for_reading
-
-    registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # never creates or migrates
-    return dict(registry.client.get_run(run_id).data.params or {})
 
 
 def _text(value: Any) -> str:
