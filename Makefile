@@ -95,8 +95,10 @@ $(DAGFACTORY_SITE)/.installed: $(VENV)/.installed
 	$(UV) pip install --python $(BIN)/python --quiet --no-deps --target $(DAGFACTORY_SITE) 'dag-factory==1.1.*'
 	touch $@
 
+# BASELINE=<commit>: that commit's mlspec is measured in the same rounds, for a before/after on one machine.
 bench-parse: install $(DAGFACTORY_SITE)/.installed
-	$(BIN)/python benchmarks/bench_parse.py
+	$(if $(BASELINE),rm -rf benchmarks/.work/parse-baseline && mkdir -p benchmarks/.work/parse-baseline && git archive $(BASELINE) plugins schemas | tar -x -C benchmarks/.work/parse-baseline)
+	$(BIN)/python benchmarks/bench_parse.py $(if $(BASELINE),--baseline benchmarks/.work/parse-baseline/plugins)
 
 bench: bench-parse
 

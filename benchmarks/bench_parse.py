@@ -51,9 +51,13 @@ DAGFACTORY_DEPS = ("yaml", "packaging", "pathspec", "typer")  # installed with -
 TARGET_MLSPEC_OVER_HANDWRITTEN = 1.5  # at most
 TARGET_DAGFACTORY_OVER_MLSPEC = 2.0  # at least
 
+# A worker measuring a baseline (--baseline) imports mlspec from that plugins folder instead of this checkout's.
+PLUGINS_ENV = "MLSPEC_BENCH_PLUGINS"
+
+
 # The operator class of every task, by task id, and its inputs (argument -> earlier task): the compiler's own table.
 def _stages() -> tuple:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+    sys.path.insert(0, os.environ.get(PLUGINS_ENV) or str(Path(__file__).resolve().parents[1] / "plugins"))
     from mlspec.compiler import STAGES
 
     return STAGES
@@ -91,6 +95,12 @@ MEASUREMENTS = {
         "the same 9 mlspec operator classpaths, the resolved spec passed once through default_args",
     ),
 }
+# With --baseline: the same two measurements of another mlspec (e.g. the commit before a change), in the same
+# run and rounds, so a before/after comparison shares the machine's load.
+BASELINE_MEASUREMENTS = {
+    "mlspec_baseline": ("mlspec", "production", "the --baseline mlspec, spec cache off"),
+    "mlspec_baseline_cached": ("mlspec", "cached", "the --baseline mlspec on specs it validated before"),
+}
 DIAGNOSTICS = {
     "handwritten_empty_operator": (
         "handwritten",
@@ -124,7 +134,7 @@ def dag_names(n: int) -> list[str]:
 
 def write_inputs(workdir: Path, n: int) -> dict[str, Path]:
     """Generate every input under workdir (its generated sub-folders are replaced, nothing else)."""
-    from mlspec.compiler import RETRIES, START_DATE, TASK_ORDER, dag_doc
+    from mlspec.compiler import RETRIES, START_DATE, TASK_ORDER, build_dag, dag_doc
     from mlspec.spec import load_spec_text
 
     names = dag_names(n)
@@ -160,8 +170,11 @@ def write_inputs(workdir: Path, n: int) -> dict[str, Path]:
     # The hand-written file's doc is mlspec's doc of the first DAG with the name made a placeholder, so
     # both produce identical DAGs for that name (the shape check below compares them).
     doc_template = dag_doc(first_spec, first_text).replace(names[0], "__NAME__")
+    extras = task_extras(build_dag(first_spec, spec_text=first_text), names[0])
     paths["handwritten"].write_text(
-        handwritten_module_text(resolved, doc_template, first_spec, TASK_ORDER, RETRIES, START_DATE),
+        handwritten_module_text(
+            resolved, doc_template, first_spec, TASK_ORDER, RETRIES, START_DATE, extras, paths["mlspec"]
+        ),
         encoding="utf-8",
     )
 
@@ -178,7 +191,7 @@ def write_inputs(workdir: Path, n: int) -> dict[str, Path]:
             ("spec-per-task", paths["dagfactory-per-task"]),
         ):
             config = dagfactory_config(
-                name, spec, header, first_spec, TASK_ORDER, RETRIES, START_DATE, variant
+                name, spec, header, first_spec, TASK_ORDER, RETRIES, START_DATE, variant, extras, paths["mlspec"]
             )
             (folder / f"{name}.yaml").write_text(dump_yaml(config), encoding="utf-8")
     log.info("wrote %d specs, %d+%d dag-factory files and %s", n, n, n, paths["handwritten"])
@@ -192,7 +205,9 @@ def dump_yaml(data: dict) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
 
 
-def dagfactory_config(name, spec, header, model_spec, task_order, retries, start_date, variant) -> dict:
+def dagfactory_config(
+    name, spec, header, model_spec, task_order, retries, start_date, variant, extras, specs_dir
+) -> dict:
     """One dag-factory YAML document for one DAG (dag-factory 1.x: `__type__` builds Param and timedelta)."""
     default_args: dict[str, Any] = {
         "owner": model_spec.metadata.owner,
@@ -208,7 +223,14 @@ def dagfactory_config(name, spec, header, model_spec, task_order, retries, start
             "task_id": task_id,
             "operator": OPERATOR_CLASSPATHS[task_id],
             "retries": retries.get(task_id, 0),
+            "execution_timeout": {"__type__": "datetime.timedelta", "seconds": extras[task_id]["timeout_s"]},
+            "spec_file": f"{specs_dir}/{name}.yaml",
         }
+        if extras[task_id]["outlets"]:
+            task["outlets"] = [
+                {"__type__": "airflow.sdk.Asset", "name": uri, "uri": uri}
+                for uri in (u.replace("__NAME__", name) for u in extras[task_id]["outlets"])
+            ]
         if variant == "spec-per-task":
             task["spec"] = spec
         # dag-factory passes no XComArgs: each input is a template that pulls the earlier task's result.
@@ -249,14 +271,35 @@ def dagfactory_config(name, spec, header, model_spec, task_order, retries, start
     }
 
 
-def handwritten_module_text(resolved, doc_template, model_spec, task_order, retries, start_date) -> str:
+def task_extras(dag, name: str) -> dict[str, dict]:
+    """What mlspec's compiler sets on each task besides its spec, DAG, retries and inputs (a deadline, promote's
+    outlet, the first task's check of the run's configuration): the hand-written file writes the same, so both
+    build the same DAG (dag_shape compares these too). `__NAME__` stands for the DAG's name."""
+    return {
+        task.task_id: {
+            "timeout_s": task.execution_timeout.total_seconds(),
+            "outlets": [asset.uri.replace(name, "__NAME__") for asset in task.outlets],
+            "checks_conf": task.task_id == dag.roots[0].task_id,
+            "links": [f"{type(link).__module__}.{type(link).__qualname__}" for link in task.operator_extra_links],
+        }
+        for task in dag.task_dict.values()
+    }
+
+
+def handwritten_module_text(
+    resolved, doc_template, model_spec, task_order, retries, start_date, extras, specs_dir
+) -> str:
     operators = "\n".join(
         f"from {path.rsplit('.', 1)[0]} import {path.rsplit('.', 1)[1]}"
         for path in OPERATOR_CLASSPATHS.values()
     )
+    links = sorted({path for extra in extras.values() for path in extra["links"]})
+    operators += "".join(f"\nfrom {path.rsplit('.', 1)[0]} import {path.rsplit('.', 1)[1]}" for path in links)
     tasks = "\n".join(
         f"    ({task_id!r}, {OPERATOR_CLASSPATHS[task_id].rsplit('.', 1)[1]}, {retries.get(task_id, 0)}, "
-        f"{STAGE_INPUTS[task_id]!r}),"
+        f"{STAGE_INPUTS[task_id]!r}, timedelta(seconds={extras[task_id]['timeout_s']!r}), "
+        f"{extras[task_id]['outlets']!r}, {extras[task_id]['checks_conf']!r}, "
+        f"({''.join(path.rsplit('.', 1)[1] + '(), ' for path in extras[task_id]['links'])})),"
         for task_id in task_order
     )
     return f'''"""A hand-written DAG file of the same shape as an mlspec DAG (generated by bench_parse.py)."""
@@ -267,7 +310,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, Param
 
 {operators}
 
@@ -276,9 +319,15 @@ SPEC = {pprint.pformat(resolved, width=110, sort_dicts=False)}
 DOC_MD = {doc_template!r}
 
 START_DATE = pendulum.datetime({start_date.year}, {start_date.month}, {start_date.day}, tz="UTC")
+SPECS_DIR = {str(specs_dir)!r}
+# task id, operator, retries, inputs (argument -> earlier task), deadline, outlets, checks the run's conf, links
 TASKS = [
 {tasks}
 ]
+
+
+def check_run_conf(context) -> None:
+    """The first task's check of a run's configuration (mlspec's refuses keys that are not run parameters)."""
 
 
 def build_dag(name: str, empty: bool = False) -> DAG:
@@ -304,12 +353,23 @@ def build_dag(name: str, empty: bool = False) -> DAG:
     )
     previous = None
     tasks = {{}}
-    for task_id, operator, retries, inputs in TASKS:
+    for task_id, operator, retries, inputs, deadline, outlets, checks_conf, links in TASKS:
         if empty:
             task = EmptyOperator(task_id=task_id, dag=dag, retries=retries)
         else:
             handed = {{argument: tasks[source].output for argument, source in inputs.items()}}
-            task = operator(task_id=task_id, spec=spec, dag=dag, retries=retries, **handed)
+            task = operator(
+                task_id=task_id,
+                spec=spec,
+                dag=dag,
+                retries=retries,
+                execution_timeout=deadline,
+                outlets=[Asset(name=uri.replace("__NAME__", name), uri=uri.replace("__NAME__", name)) for uri in outlets],
+                spec_file=f"{{SPECS_DIR}}/{{name}}.yaml",
+                **({{"pre_execute": check_run_conf}} if checks_conf else {{}}),
+                **handed,
+            )
+            task.operator_extra_links = links  # as mlspec's compiler leaves them (register's depend on the spec)
         tasks[task_id] = task
         if previous is not None:
             previous >> task
@@ -392,6 +452,13 @@ def dag_shape(dag) -> dict:
                 "retries": task.retries,
                 "downstream": sorted(task.downstream_task_ids),
                 "spec_sha256": digest(task.spec) if hasattr(task, "spec") else None,
+                "spec_file": Path(task.spec_file).name if getattr(task, "spec_file", None) else None,
+                "execution_timeout": str(task.execution_timeout),
+                "trigger_rule": str(task.trigger_rule),
+                "outlets": [getattr(asset, "uri", str(asset)) for asset in task.outlets],
+                "checks_conf": task._pre_execute_hook is not None,  # noqa: SLF001 - no public accessor
+                "extra_links": sorted(type(link).__name__ for link in task.operator_extra_links),
+                "on_failure_callback": bool(task.on_failure_callback),
             }
         )
     default_args = dict(dag.default_args or {})
@@ -408,6 +475,7 @@ def dag_shape(dag) -> dict:
         "default_args_has_spec": "spec" in default_args,
         "doc_md_chars": len(dag.doc_md or ""),
         "doc_md_sha256": digest(dag.doc_md or ""),
+        "on_failure_callback": bool(dag.on_failure_callback),
         "tasks": tasks,
     }
 
@@ -537,6 +605,7 @@ def worker_main(args: argparse.Namespace) -> int:
         "n": args.n,
         "airflow_version": airflow.__version__,
         "airflow_file": airflow.__file__,
+        "mlspec_file": getattr(sys.modules.get("mlspec"), "__file__", None),
         "python": sys.version.split()[0],
         "executable": sys.executable,
         "dagfactory": dagfactory_info,
@@ -558,8 +627,16 @@ def worker_main(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def worker_env(tool: str, inputs: Path, scratch: Path, dagfactory_site: Path, variant: str = "") -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("_AIRFLOW_PARSING_CONTEXT")}
+def worker_env(
+    tool: str, inputs: Path, scratch: Path, dagfactory_site: Path, variant: str = "", plugins: Path | None = None
+) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("_AIRFLOW_PARSING_CONTEXT") and key != PLUGINS_ENV
+    }
+    if plugins is not None:
+        env[PLUGINS_ENV] = str(plugins)
     env.update(
         {
             "AIRFLOW_HOME": str(scratch / "airflow"),
@@ -594,6 +671,7 @@ def run_worker(
     *,
     passes: int,
     profile: bool = False,
+    plugins: Path | None = None,
 ) -> dict:
     results_dir = Path(args.workdir) / "results"
     logs_dir = Path(args.workdir) / "logs"
@@ -625,7 +703,7 @@ def run_worker(
         try:
             completed = subprocess.run(
                 command,
-                env=worker_env(tool, inputs, scratch, Path(args.dagfactory_site), variant),
+                env=worker_env(tool, inputs, scratch, Path(args.dagfactory_site), variant, plugins),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 timeout=args.worker_timeout,
@@ -642,6 +720,8 @@ def run_worker(
         )
     result = json.loads(result_path.read_text(encoding="utf-8"))
     result["wall_s"] = time.perf_counter() - started
+    if plugins is not None and not str(result["mlspec_file"]).startswith(str(plugins)):
+        raise SystemExit(f"{name} imported mlspec from {result['mlspec_file']}, not from {plugins}")
     if (
         result["missing_dag_ids"]
         or result["bad_dags"]
@@ -731,6 +811,8 @@ STRUCTURAL = (
     "max_active_runs:",
     "params:",
 )
+# dag-factory's YAML cannot hand a task a pre_execute callable: the check of a run's conf is what it lacks.
+NOT_STRUCTURAL = tuple(f"checks_conf: {flag} != {not flag}" for flag in (True, False))
 
 
 def mlspec_source_fingerprint() -> str:
@@ -857,6 +939,10 @@ def markdown_table(report: dict) -> str:
             value = "not measured" if target["value"] is None else f"{target['value']:.2f}x"
             met = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
             lines.append(f"- {target['description']}: {value} ({met})")
+    for name in BASELINE_MEASUREMENTS:
+        ratio = report["ratios"].get(f"{name}_over_handwritten")
+        if ratio is not None:
+            lines.append(f"- {name} / hand-written (before, same rounds): {ratio:.2f}x")
     return "\n".join(lines)
 
 
@@ -886,6 +972,11 @@ def driver_main(args: argparse.Namespace) -> int:
         ("dagfactory", "spec-per-task"): paths["dagfactory-per-task"],
     }
     selected = {k: v for k, v in MEASUREMENTS.items() if not (args.skip_dagfactory and v[0] == "dagfactory")}
+    baseline = Path(args.baseline).resolve() if args.baseline else None
+    if baseline is not None:
+        if not (baseline / "mlspec" / "__init__.py").is_file():
+            raise SystemExit(f"--baseline {baseline} is not a plugins folder holding mlspec/")
+        selected.update(BASELINE_MEASUREMENTS)
 
     scratch = Path(tempfile.mkdtemp(prefix="mlspec-bench-parse-"))
     try:
@@ -895,9 +986,11 @@ def driver_main(args: argparse.Namespace) -> int:
             rotated = order[round_index % len(order) :] + order[: round_index % len(order)]
             for name in rotated:
                 tool, variant, _ = selected[name]
+                plugins = baseline if name in BASELINE_MEASUREMENTS else None
                 per_round[name].append(
                     run_worker(
-                        name, tool, variant, inputs_for[(tool, variant)], args, scratch, round_index, passes=2
+                        name, tool, variant, inputs_for[(tool, variant)], args, scratch, round_index,
+                        passes=2, plugins=plugins,
                     )
                 )
         measurements = {
@@ -931,7 +1024,7 @@ def driver_main(args: argparse.Namespace) -> int:
         if "dagfactory" in measurements:
             diffs = shape_differences(measurements["mlspec"]["shape"], measurements["dagfactory"]["shape"])
             shapes["dagfactory_vs_mlspec"] = diffs
-            structural = [d for d in diffs if d.startswith(STRUCTURAL)]
+            structural = [d for d in diffs if d.startswith(STRUCTURAL) and not d.endswith(NOT_STRUCTURAL)]
             if structural:
                 raise SystemExit(f"the dag-factory DAG differs from mlspec's in structure: {structural}")
 
@@ -957,6 +1050,12 @@ def driver_main(args: argparse.Namespace) -> int:
                 "value": ratio_df,
                 "met": None if ratio_df is None else ratio_df >= TARGET_DAGFACTORY_OVER_MLSPEC,
             }
+        # The baseline's figures beside this checkout's, on the same hand-written figure (no target: a comparison).
+        before_after = {
+            f"{name}_over_handwritten": round(median(name) / hand_ms, 3)
+            for name in BASELINE_MEASUREMENTS
+            if name in measurements
+        }
         measured = [t["met"] for t in targets.values() if t["met"] is not None]
         all_met = all(measured) if len(measured) == len(targets) else None
 
@@ -1010,6 +1109,7 @@ def driver_main(args: argparse.Namespace) -> int:
             "airflow_location": str(Path(airflow_file).parent),
             "mlspec": package_version("mlspec"),
             "mlspec_source_sha256": source_before,
+            "mlspec_baseline": None if baseline is None else str(baseline),
             "mlspec_yaml_loader": yaml_kind,
             "dag_factory": dagfactory_version,
             "dag_factory_location": None if args.skip_dagfactory else args.dagfactory_site,
@@ -1024,7 +1124,7 @@ def driver_main(args: argparse.Namespace) -> int:
         },
         "git": git_info(),
         "measurements": measurements,
-        "ratios": {name: target["value"] for name, target in targets.items()},
+        "ratios": {name: target["value"] for name, target in targets.items()} | before_after,
         "targets": {**targets, "all_met": all_met},
         "shape_check": shapes,
         "diagnostics": diagnostics,
@@ -1067,6 +1167,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="dag-factory's own --target install (default benchmarks/.work/dagfactory-site)",
     )
     parser.add_argument("--skip-dagfactory", action="store_true", help="measure mlspec and hand-written only")
+    parser.add_argument(
+        "--baseline",
+        help="another mlspec's plugins folder (e.g. `git archive <commit> plugins schemas` unpacked; "
+        "make bench-parse BASELINE=<commit> does it): measured in the same rounds as mlspec_baseline(_cached)",
+    )
     parser.add_argument(
         "--no-diagnostics", action="store_true", help="skip the one-round diagnostic variants"
     )

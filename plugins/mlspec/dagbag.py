@@ -11,8 +11,13 @@
   default 5 s) and a memory budget (MLSPEC_SPEC_MEMORY_BUDGET_MB, default 512 MiB), and all of them
   together under the DAG file's budget (MLSPEC_SPECS_TIME_BUDGET_S, default half of Airflow's
   dagbag_import_timeout). A spec that runs over becomes a placeholder naming it; its text is remembered
-  for a while so the next parses skip it instead of spending the budget again. MLSPEC_SPEC_ISOLATION=off
-  checks in this process without budgets.
+  for a while so the next parses skip it instead of spending the budget again.
+* Except a spec far below every limit of the YAML loader (at most IN_PROCESS_MAX_CHARS of text, and at most
+  IN_PROCESS_MAX_VALUES values and IN_PROCESS_MAX_CHARS of text once its aliases are expanded): its check
+  costs about a millisecond, less than the fork, and is done in this process, under a CPU-time limit
+  (IN_PROCESS_CPU_S) past which it is handed to the forked check after all. A hostile spec (an alias bomb,
+  a file near the size limit, thousands of tuning choices) is beyond those sizes and still forked.
+  MLSPEC_SPEC_ISOLATION=always forks for every spec; =off checks every spec in this process without budgets.
 """
 
 from __future__ import annotations
@@ -24,10 +29,16 @@ import os
 import re
 import select
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airflow.sdk import DAG, get_parsing_context
+
+from mlspec.compiler import START_DATE, build_dag
+from mlspec.deadlines import SPEC_ERROR_DEADLINE
+from mlspec.operators.spec_error import SpecErrorOperator
 from mlspec.spec import ModelSpec, SpecError, SpecProblem, resolve_spec
 from mlspec.spec import cache as spec_cache
 from mlspec.spec.errors import shorten
@@ -94,11 +105,6 @@ def _problems_text(problems: list[SpecProblem]) -> str:
 
 def build_error_dag(dag_id: str, problems: list[SpecProblem]):
     """A runnable-looking but failing DAG that shows a spec's errors where users look in the UI."""
-    from airflow.sdk import DAG
-
-    from mlspec.compiler import START_DATE
-    from mlspec.operators.spec_error import SpecErrorOperator
-
     text = _problems_text(problems)
     dag = DAG(
         dag_id=dag_id,
@@ -110,8 +116,6 @@ def build_error_dag(dag_id: str, problems: list[SpecProblem]):
         tags=["mlspec", "invalid-spec"],
         doc_md=f"### This spec does not compile\n\nFix these problems (`mlspec lint` shows the same):\n\n```\n{text}\n```\n",
     )
-    from mlspec.deadlines import SPEC_ERROR_DEADLINE
-
     SpecErrorOperator(
         task_id="spec_error", errors=text, dag=dag, doc_md=f"```\n{text}\n```",
         execution_timeout=SPEC_ERROR_DEADLINE,
@@ -120,8 +124,6 @@ def build_error_dag(dag_id: str, problems: list[SpecProblem]):
 
 
 def _parsing_dag_id() -> str | None:
-    from airflow.sdk import get_parsing_context
-
     return get_parsing_context().dag_id
 
 
@@ -165,21 +167,104 @@ class _Job:
     outcome: dict = field(default_factory=dict)  # name and one of: resolved | problems | crash | overrun | skipped
 
 
-def _check_spec(job: _Job, only: str | None, on_name=None) -> dict:
-    """Parse, validate and resolve one spec: a JSON-able outcome (runs in the forked check)."""
+def _check_spec(job: _Job, only: str | None, on_name=None, *, small_only: bool = False) -> dict | None:
+    """Parse, validate and resolve one spec: its outcome, the ModelSpec under "spec". With small_only, None
+    for a spec too big once its aliases are expanded to be checked in this process (the forked check does)."""
     try:
         doc = load_yaml(job.text, str(job.path))
     except SpecError as exc:
         return {"name": fallback_name(job.path), "problems": [p.to_dict() for p in exc.problems]}
+    if small_only and not _is_small(doc.data):
+        return None
     name = claimed_name(doc.data, job.path)
     if on_name is not None:
         on_name(name)
     if only is not None and name != only:
         return {"name": name, "skipped": True}
     try:
-        return {"name": name, "resolved": resolve_spec(doc).to_dict()}
+        return {"name": name, "spec": resolve_spec(doc)}
     except SpecError as exc:
         return {"name": name, "problems": [p.to_dict() for p in exc.problems]}
+
+
+# ----------------------------------------------------------------------------- small specs, in this process
+
+# Far below the YAML loader's limits (MAX_SPEC_BYTES, MAX_EXPANDED_BYTES, MAX_NODES): the example specs are
+# 1 to 3 KB and 100 to 200 values; the 24 KB tuned spec that took a minute to check holds 3,600 values.
+IN_PROCESS_MAX_CHARS = 64 * 1024
+IN_PROCESS_MAX_VALUES = 2_000
+IN_PROCESS_CPU_S = 1.0  # a check here that takes more CPU than this is handed to the forked check
+
+
+def _is_small(data: object) -> bool:
+    """Whether a loaded spec holds at most IN_PROCESS_MAX_VALUES values (keys count too) and
+    IN_PROCESS_MAX_CHARS characters of text, once its aliases are expanded."""
+    values = chars = 0
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        values += 1
+        if values > IN_PROCESS_MAX_VALUES:
+            return False
+        if isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            chars += len(value)
+            if chars > IN_PROCESS_MAX_CHARS:
+                return False
+    return True
+
+
+class _CpuSpent(BaseException):
+    """The in-process check ran past IN_PROCESS_CPU_S (a BaseException: no `except Exception` in a check
+    swallows it)."""
+
+
+def _raise_cpu_spent(signum, frame) -> None:
+    raise _CpuSpent
+
+
+def _can_time_cpu_here() -> bool:
+    """The CPU-time limit is a SIGPROF timer: only the main thread receives it, and nobody else may use it."""
+    return (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGPROF) in (signal.SIG_DFL, signal.SIG_IGN)
+        and signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+    )
+
+
+def _check_small_here(jobs: list[_Job], only: str | None) -> list[_Job]:
+    """Check the small specs among jobs in this process, each under IN_PROCESS_CPU_S of CPU time (filling
+    job.outcome); the jobs left for the forked check."""
+    if not _can_time_cpu_here():
+        return jobs
+    left = []
+    previous = signal.signal(signal.SIGPROF, _raise_cpu_spent)
+    try:
+        for job in jobs:
+            if len(job.text) > IN_PROCESS_MAX_CHARS:
+                left.append(job)
+                continue
+            try:
+                signal.setitimer(signal.ITIMER_PROF, IN_PROCESS_CPU_S)
+                try:
+                    outcome = _check_spec(job, only, small_only=True)
+                except Exception as exc:  # noqa: BLE001 - reported in the placeholder, as from the forked check
+                    outcome = {"name": fallback_name(job.path), "crash": shorten(f"{type(exc).__name__}: {exc}")}
+                signal.setitimer(signal.ITIMER_PROF, 0)
+            except _CpuSpent:
+                outcome = None
+            if outcome is None:
+                left.append(job)
+            else:
+                job.outcome = outcome
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+    return left
 
 
 def _vm_size() -> int | None:
@@ -213,6 +298,8 @@ def _child(jobs: list[_Job], only: str | None, write_fd: int, memory_mb: float, 
         for job in jobs:
             try:
                 outcome = _check_spec(job, only, on_name=lambda name, i=job.index: emit({"i": i, "name": name}))
+                if "spec" in outcome:
+                    outcome["resolved"] = outcome.pop("spec").to_dict()
             except MemoryError:
                 outcome = {"overrun": "memory"}
             except Exception as exc:  # noqa: BLE001 - reported in the placeholder
@@ -273,15 +360,19 @@ def check_texts(items: list[tuple[Path, str]]) -> list[dict]:
     """The bounded check of compile_specs for specs given as (path, text): one outcome each, in order
     ({"name", and one of "resolved" | "problems" | "crash" | "overrun"}). Forks: call it from one thread."""
     jobs = [_Job(index, path, text) for index, (path, text) in enumerate(items)]
-    _check_isolated(jobs, None)
-    return [job.outcome for job in jobs]
+    _check_isolated(jobs, None, time.monotonic() + _file_budget_s())
+    outcomes = [job.outcome for job in jobs]
+    for outcome in outcomes:  # checked here when no process could be forked
+        if "spec" in outcome:
+            outcome["resolved"] = outcome.pop("spec").to_dict()
+    return outcomes
 
 
-def _check_isolated(jobs: list[_Job], only: str | None) -> None:
-    """Check every job in forked processes under the budgets, filling job.outcome."""
+def _check_isolated(jobs: list[_Job], only: str | None, file_deadline: float) -> None:
+    """Check every job in forked processes under the budgets (all of them by file_deadline, a
+    time.monotonic()), filling job.outcome."""
     per_spec = env_number("MLSPEC_SPEC_TIME_BUDGET_S", DEFAULT_TIME_BUDGET_S)
     memory_mb = env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
-    file_deadline = time.monotonic() + _file_budget_s()
     pending = list(jobs)
     while pending:
         if time.monotonic() >= file_deadline:
@@ -378,8 +469,7 @@ def _read(path: Path) -> tuple[str | None, SpecError | None]:
 
 def compile_specs(specs_dir: Path | str | None = None) -> dict:
     """dag_id -> DAG for every spec file in MLSPEC_SPECS_DIR when set, else specs_dir (default ./specs)."""
-    from mlspec.compiler import build_dag
-
+    file_deadline = time.monotonic() + _file_budget_s()  # the checks below share the DAG file's budget
     specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir or "specs")
     only = _parsing_dag_id()
     memory_mb = env_number("MLSPEC_SPEC_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB)
@@ -400,8 +490,13 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
         if overrun is not None:  # ran over its budget recently: do not spend the budget on it again
             job.outcome = overrun
     unchecked = [job for job in jobs if not job.outcome]
-    isolate = os.environ.get("MLSPEC_SPEC_ISOLATION", "").strip().lower() != "off" and hasattr(os, "fork")
-    (_check_isolated if isolate else _check_here)(unchecked, only)
+    isolation = os.environ.get("MLSPEC_SPEC_ISOLATION", "").strip().lower()
+    if isolation == "off" or not hasattr(os, "fork"):
+        _check_here(unchecked, only)
+    else:
+        if isolation != "always":
+            unchecked = _check_small_here(unchecked, only)
+        _check_isolated(unchecked, only, file_deadline)
 
     claimed: dict[str, list[_Job]] = {}
     for job in jobs:
@@ -433,9 +528,9 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
                 raise SpecError([SpecProblem(str(job.path), 1, 1, "", f"could not compile: {outcome['crash']}")])
             if "problems" in outcome:
                 raise SpecError([SpecProblem(**p) for p in outcome["problems"]])
-            spec = ModelSpec.from_dict(outcome["resolved"], source_file=str(job.path))
-            if not outcome.get("cached"):
-                spec_cache.put(job.text, outcome["resolved"])
+            spec = outcome.get("spec") or ModelSpec.from_dict(outcome["resolved"], source_file=str(job.path))
+            if not outcome.get("cached") and spec_cache.cache_dir() is not None:
+                spec_cache.put(job.text, outcome.get("resolved") or spec.to_dict())
             dags[name] = build_dag(spec, spec_text=job.text)
         except SpecError as exc:
             log.error("invalid spec %s; its DAG %s shows the errors:\n%s", job.path, name, _problems_text(exc.problems))

@@ -24,12 +24,15 @@ EXAMPLES = sorted(p.stem for p in SPECS.glob("*.yaml"))
 
 @pytest.fixture
 def specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the example specs; the validation cache off, so every spec is checked."""
+    """A copy of the example specs; the validation cache off, so every spec is checked. These tests make an
+    ordinary spec's check misbehave, and such a small spec is otherwise checked in this process
+    (test_dagbag_in_process.py): MLSPEC_SPEC_ISOLATION=always forks for every spec."""
     folder = tmp_path / "specs"
     folder.mkdir()
     for path in SPECS.glob("*.yaml"):
         shutil.copy(path, folder)
     monkeypatch.setenv("MLSPEC_SPEC_CACHE", "off")
+    monkeypatch.setenv("MLSPEC_SPEC_ISOLATION", "always")
     monkeypatch.delenv("MLSPEC_SPECS_DIR", raising=False)
     return folder
 

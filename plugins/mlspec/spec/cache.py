@@ -20,6 +20,9 @@ import time
 from functools import cache
 from pathlib import Path
 
+from mlspec import __version__
+from mlspec.spec.schema import schema_path
+
 log = logging.getLogger(__name__)
 
 
@@ -32,9 +35,6 @@ def cache_dir() -> Path | None:
 
 @cache
 def _salt() -> bytes:
-    from mlspec import __version__
-    from mlspec.spec.schema import schema_path
-
     return hashlib.sha256(__version__.encode() + b"\0" + schema_path().read_bytes()).digest()
 
 
