@@ -104,7 +104,7 @@ def cmd_schema(args) -> int:
 def estimator_table() -> str:
     """The scikit-learn estimators a spec may name (model.estimator), per task, with each parameter a
     spec may set in model.params: its type in words and scikit-learn's default."""
-    from mlspec.spec.estimators import ESTIMATORS, estimator_params, sklearn_version
+    from mlspec.ml.frameworks.sklearn_estimators import ESTIMATORS, estimator_params, sklearn_version
 
     lines = [f"scikit-learn estimators (model.framework: sklearn; table from scikit-learn {sklearn_version()})", ""]
     for task, names in ESTIMATORS.items():
@@ -205,12 +205,15 @@ def cmd_run(args) -> int:
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
+    from mlspec.ml.frameworks import framework_of
+
     overrides = [flag for flag, value in (("--epochs", args.epochs), ("--learning-rate", args.learning_rate)) if value is not None]
-    if overrides and spec.model.framework != "tensorflow":
+    offered = framework_of(spec).run_parameters(spec.resolved)
+    if overrides and not {"epochs", "learning_rate"} <= set(offered):
         print(
             f"{args.spec}: {' and '.join(overrides)} override Keras training settings, but this spec uses "
-            f"framework {spec.model.framework}; set its model.params for one run with --param KEY=VALUE "
-            "(e.g. --param n_estimators=50), or change model.params in the spec",
+            f"framework {spec.model.framework}; set its run parameters with --param KEY=VALUE "
+            f"({', '.join(offered) or 'it has none'}), or change {framework_of(spec).settings} in the spec",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -153,15 +153,15 @@ def dag_schedule(spec: ModelSpec):
 
 
 def run_params(spec: ModelSpec) -> dict:
-    """The trigger form's fields (mlspec.run_form): Keras `epochs` and `learning_rate`; a scikit-learn
-    spec's model.params, typed from the estimator table, the spec's values as defaults; for a tuned spec
-    `trials` (settings the tuning space varies are left out)."""
+    """The trigger form's fields (mlspec.run_form): what the spec's framework offers (Keras `epochs` and
+    `learning_rate`; the model.params a spec sets, typed from its parameter table, the spec's values as
+    defaults); for a tuned spec `trials` (settings the tuning space varies are left out)."""
     from airflow.sdk import Param
 
-    from mlspec.run_form import run_parameters
+    from mlspec.run_form import form_schema, run_parameters
 
     return {
-        name: Param(param.default, description=param.description, **param.form_schema())
+        name: Param(param.default, description=param.description, **form_schema(param))
         for name, param in run_parameters(spec).items()
     }
 

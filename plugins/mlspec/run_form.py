@@ -1,10 +1,11 @@
 """The parameters one run of a spec's DAG may set: its trigger form, `mlspec run --param k=v`, and the
 check that a run's configuration holds nothing else.
 
-- tensorflow: `epochs` and `learning_rate` (training.epochs, training.optimizer.learning_rate);
-- sklearn: every parameter the spec sets in `model.params`, typed from the estimator table
-  (mlspec.spec.estimators) with the spec's value as its default. Parameters the spec leaves out are
-  not offered: to vary one per run, set it in model.params (at its default) and the form offers it;
+- what the spec's framework offers (its `run_parameters`): Keras `epochs` and `learning_rate`
+  (training.epochs, training.optimizer.learning_rate); for a framework with `model.params`, every
+  parameter the spec sets there, typed from its parameter table with the spec's value as its default.
+  Parameters the spec leaves out are not offered: to vary one per run, set it in model.params (at
+  its default) and the form offers it;
 - a tuned spec: `trials`; a setting that tuning.space varies is left out (a trial sets it).
 
 A run's configuration key that is not one of these fails the run's first task at once, listing the
@@ -19,63 +20,33 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from mlspec.errors import MlspecError
+from mlspec.ml.frameworks import RunParam, framework_of
+from mlspec.ml.frameworks.sklearn_estimators import describe, validator
+from mlspec.tuning import parse_path
 
 
 class RunParamError(MlspecError):
     """A run's configuration names a key that is not a parameter, or gives one a value of the wrong type."""
 
 
-@dataclass(frozen=True)
-class RunParam:
-    name: str
-    default: Any
-    schema: dict[str, Any]  # JSON Schema of a value (for sklearn: the estimator table's, integers strict)
-    description: str
-    target: str  # the spec field it overrides for one run
-
-    def form_schema(self) -> dict[str, Any]:
-        """`schema` with a top-level "type" the Airflow form can pick a field by (the table's anyOf
-        alternatives keep deciding what is valid)."""
-        schema = dict(self.schema)
-        if "type" not in schema:
-            types = _types(schema)
-            if types:
-                schema["type"] = types[0] if len(types) == 1 else types
-        return schema
+def form_schema(param: RunParam) -> dict[str, Any]:
+    """The parameter's schema with a top-level "type" the Airflow form can pick a field by (the table's
+    anyOf alternatives keep deciding what is valid)."""
+    schema = dict(param.schema)
+    if "type" not in schema:
+        types = _types(schema)
+        if types:
+            schema["type"] = types[0] if len(types) == 1 else types
+    return schema
 
 
 def run_parameters(spec: Any) -> dict[str, RunParam]:
     """name -> RunParam for a ModelSpec, in form order."""
-    from mlspec.spec.estimators import describe, param_schema
-
-    params: dict[str, RunParam] = {}
-    model = spec.model
-    if model.framework == "tensorflow":
-        params["epochs"] = RunParam(
-            "epochs", spec.training.epochs, {"type": "integer", "minimum": 1}, "Maximum epochs for this run", "training.epochs"
-        )
-        params["learning_rate"] = RunParam(
-            "learning_rate", spec.training.optimizer.learning_rate, {"type": "number", "exclusiveMinimum": 0},
-            "Learning rate for this run", "training.optimizer.learning_rate",
-        )
-    elif model.framework == "sklearn" and model.estimator:
-        for name, value in dict(model.params).items():
-            try:
-                schema = param_schema(model.task, model.estimator, name)
-            except (KeyError, ValueError):
-                continue  # lint refuses the spec already
-            params[name] = RunParam(
-                name, value, dict(schema),
-                f"{model.estimator} {name}: {describe(schema)}; the spec sets {_show(value)} (model.params.{name})",
-                f"model.params.{name}",
-            )
+    params = framework_of(spec).run_parameters(spec.resolved)
     if spec.tuning is not None:
-        from mlspec.tuning import parse_path
-
         tuned = [parse_path(path) for path in spec.tuning.space]
         for name, param in list(params.items()):
             target = parse_path(param.target)
@@ -115,8 +86,6 @@ def check_conf(spec: Any, conf: Mapping[str, Any] | None, *, how: str = "the run
 
 def value_problem(param: RunParam, value: Any) -> str:
     """Why `value` does not fit `param` ("" when it does); integers are strict (3.0 is not 3)."""
-    from mlspec.spec.estimators import describe, validator
-
     if validator(param.schema).is_valid(value):
         return ""
     return f"`{param.name}` must be {describe(param.schema)}, got {_show(value)}"
@@ -131,10 +100,10 @@ def parse_cli_value(text: str) -> Any:
 
 
 def _why_not(spec: Any) -> str:
-    if spec.model.framework == "sklearn":
-        where = spec.source_file or "the spec"
-        return f". To vary another {spec.model.estimator} parameter per run, set it in model.params of {where}"
-    return ""
+    if framework_of(spec).param_schema is None:
+        return ""
+    where = spec.source_file or "the spec"
+    return f". To vary another model.params parameter per run, set it in model.params of {where}"
 
 
 def _types(schema: Mapping[str, Any]) -> list[str]:

@@ -30,8 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlspec import embedded_state
+from mlspec.connections import get_connection
 from mlspec.errors import MlspecError
-from mlspec.vocabulary import METRICS, metrics_for
+from mlspec.home import mlspec_home
+from mlspec.ml.frameworks import framework_named
+from mlspec.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,7 @@ def apply_overrides(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -
             node[last] = copy.deepcopy(value)
         else:
             raise TuningError(f"tuning.space: {path} does not exist in the spec (at {format_path(parts)})")
+    # Not at module level: mlspec.spec's lint imports this module.
     from mlspec.spec.schema import fill_defaults, fill_task_defaults
 
     return fill_task_defaults(fill_defaults(resolved))
@@ -150,14 +155,8 @@ def tuned_run_params(space_paths: Iterable[str]) -> set[str]:
 
 
 def objective_metrics(framework: str, task: str) -> tuple[str, ...]:
-    """The validation metrics a framework reports for a trial, the objectives a spec may name.
-
-    tensorflow: what Keras logs on the validation data (val_loss and val_accuracy or val_rmse);
-    sklearn: every metric of the task computed on the validation split (`compute_metrics`), val_<metric>.
-    """
-    if framework == "tensorflow":
-        return ("val_loss", "val_accuracy") if task == "classification" else ("val_loss", "val_rmse")
-    return tuple(f"val_{name}" for name in metrics_for(task))
+    """The validation metrics a framework reports for a trial, the objectives a spec may name."""
+    return framework_named(framework).objective_metrics(task)
 
 
 def metric_direction(metric: str) -> str:
@@ -319,13 +318,9 @@ def storage_url(connection_id: str | None) -> str:
     database (conn type postgres/mysql/...; extra `sqlalchemy_scheme` picks the driver, e.g.
     postgresql+psycopg; extra `sqlalchemy_url` gives the whole URL). Holds credentials: never log it."""
     if not connection_id:
-        from mlspec.home import mlspec_home
-
         folder = mlspec_home() / "tuning"
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'optuna.db'}"
-    from mlspec.connections import get_connection
-
     connection = get_connection(connection_id, used_for="the Optuna study database (tuning.connection)", error_type=TuningError)
     return connection_url(connection)
 
@@ -376,8 +371,6 @@ def _storage(url: str) -> Any:
     if path is None:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     from sqlalchemy.exc import DatabaseError, OperationalError
-
-    from mlspec import embedded_state
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with embedded_state.locked(path):

@@ -3,7 +3,7 @@
 The JSON Schema, lint (`spec.lint`) and the code that acts on a word (data loaders, the Keras
 builder, metrics) all read these tables; tests/spec/test_spec_vocabulary.py fails when the schema
 and a table disagree. Pure data: importing this module costs nothing at DAG parse time.
-scikit-learn estimators and their parameters live in `mlspec.spec.estimators` (a generated table).
+scikit-learn estimators and their parameters live in `mlspec.ml.frameworks.sklearn_estimators` (a generated table).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from mlspec.ml.data import Dataset, split
 from mlspec.ml.frameworks import TrainingError, TrainingPlan, get_adapter
 from mlspec.ml.frameworks.sklearn_adapter import progress_steps
 from mlspec.ml.onnx_export import ExportError, onnx_predict, onnx_signature
-from mlspec.spec.estimators import ESTIMATORS
+from mlspec.ml.frameworks.sklearn_estimators import ESTIMATORS
 from mlspec.vocabulary import OUTPUTS
 
 SKLEARN = get_adapter("sklearn")

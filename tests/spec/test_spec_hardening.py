@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from tests.fixtures.paths import REPO, SPECS
 from tests.spec.test_spec_loader import MINIMAL
 
+from mlspec.ml.frameworks.keras_lint import estimate_parameters
 from mlspec.spec import SpecError, load_spec_text
-from mlspec.spec.lint import check, check_local_files, estimate_parameters
+from mlspec.spec.lint import check, check_local_files
 from mlspec.spec.schema import fill_defaults, fill_task_defaults
 from mlspec.spec.yaml_loader import MAX_EXPANDED_BYTES, MAX_NODES, load_yaml
 

@@ -18,10 +18,18 @@ def test_frameworks_and_tasks():
     assert enum(model["task"]) == set(vocabulary.TASKS)
 
 
-def test_every_framework_has_an_adapter_module():
-    from mlspec.ml.frameworks import _MODULES
+def test_the_framework_table_is_the_vocabulary_and_the_schema_enum():
+    from mlspec.ml.frameworks import FRAMEWORKS
 
-    assert set(_MODULES) == set(vocabulary.FRAMEWORKS)
+    assert tuple(FRAMEWORKS) == vocabulary.FRAMEWORKS
+    assert enum(SCHEMA["model"]["properties"]["framework"]) == set(FRAMEWORKS)
+    for name, framework in FRAMEWORKS.items():
+        assert framework.name == framework.adapter.name == name
+        for path in framework.fields:  # each field it owns is one the schema knows (KeyError otherwise)
+            section, *keys = path.split(".")
+            node = SCHEMA[section]
+            for key in keys:
+                node = node["properties"][key]
 
 
 def test_layers_are_the_ones_the_keras_builder_knows():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+from mlspec.champion import compare_with_champion
+from mlspec.ml.frameworks import framework_of
 from mlspec.operators.base import GateFailed, TrainedModelStage
 
 log = logging.getLogger(__name__)
@@ -19,8 +21,7 @@ class EvaluateOperator(TrainedModelStage):
     ui_color = "#fce8e6"
 
     def run(self, context) -> dict:
-        from mlspec.champion import compare_with_champion
-        from mlspec.ml import metrics as ml_metrics
+        from mlspec.ml import metrics as ml_metrics  # numpy: not at DAG parse time
         from mlspec.tracking import log_to_finished_run
 
         spec = self.model_spec
@@ -66,14 +67,14 @@ class EvaluateOperator(TrainedModelStage):
     def write_plots(self, context, dataset, outputs, results) -> dict[str, str]:
         """The confusion matrix or residuals and train's curves as PNGs under the run's prefix: name -> URI.
         A plot that cannot be drawn is logged and left out; it never fails the run."""
-        from mlspec.ml.plots import evaluation_plots
+        from mlspec.ml.plots import evaluation_plots  # numpy: not at DAG parse time
 
         spec = self.model_spec
         history = self.model.get("history") if isinstance(self.model, dict) else None
         try:
             pngs = evaluation_plots(
                 spec.model.task, dataset.y_test, outputs, results, class_names=list(dataset.class_names),
-                history=history or {}, step_name="epoch" if spec.model.framework == "tensorflow" else "step",
+                history=history or {}, step_name=framework_of(spec).step,
             )
         except Exception as exc:  # noqa: BLE001 - plots are for people; the metrics and gates decide
             log.warning("could not draw the evaluation plots (%s: %s); the version is published without them", type(exc).__name__, exc)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from mlspec import tuning
 from mlspec.errors import MlspecError
+from mlspec.ml.frameworks import TrainingPlan, framework_of
 from mlspec.operators.base import MlspecOperator
+from mlspec.tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +31,18 @@ class TrainOperator(MlspecOperator):
 
     @property
     def next_step(self) -> str:
-        where = "model.estimator and model.params" if self.model_spec.model.framework == "sklearn" else "model.layers and training"
-        return f"check {where} in the spec, then clear this task"
+        return f"check {framework_of(self.model_spec).settings} in the spec, then clear this task"
 
     def run(self, context) -> dict:
         if self.trial is not None:
             return self.run_trial(context)
-        from mlspec.ml.frameworks import TrainingPlan
-        from mlspec.tracking import open_tracker
 
         spec = self.model_spec
         dataset = self.load_dataset()
-        plan = TrainingPlan.from_spec(self.spec, run_params=context.get("params") or {})
-        self.log_run_overrides(plan)
-        log.info(
-            "training %s (%s, %s) on %d samples", spec.name, plan.framework,
-            plan.estimator or f"{len(plan.layers)} layers", len(dataset.x_train),
-        )
+        run_params = context.get("params") or {}
+        plan = TrainingPlan.from_spec(self.spec, run_params=run_params)
+        self.log_run_overrides(run_params)
+        log.info("training %s (%s) on %d samples", spec.name, framework_of(spec).describe(self.spec, run_params), len(dataset.x_train))
         model = self.adapter.build(plan, dataset)
         tags = {"dag_id": self.dag_id, "airflow_run_id": context["run_id"], "spec_hash": spec.spec_hash}
         with open_tracker(spec, run_name=context["run_id"], tags=tags) as tracker:
@@ -53,23 +52,21 @@ class TrainOperator(MlspecOperator):
         uri = self.store.write_bytes(f"{self.run_prefix(context)}/train/{self.adapter.artifact_name}", self.adapter.save(model))
         return self._result(plan, report, uri, tracking_run_id)
 
-    def log_run_overrides(self, plan) -> None:
+    def log_run_overrides(self, run_params: dict) -> None:
         """Say which settings this run's parameters (the trigger form, `mlspec run --param`) changed."""
-        model, training = self.spec["model"], self.spec.get("training") or {}
-        if plan.framework == "sklearn":
-            spec_values = dict(model.get("params") or {})
-            used = dict(plan.params)
-        else:
-            spec_values = {"epochs": training.get("epochs"), "learning_rate": (training.get("optimizer") or {}).get("learning_rate")}
-            used = {"epochs": plan.training.get("epochs"), "learning_rate": (plan.training.get("optimizer") or {}).get("learning_rate")}
-        changed = [f"{name}={used[name]!r} (the spec says {spec_values.get(name)!r})" for name in used if used[name] != spec_values.get(name)]
+        offered = framework_of(self.model_spec).run_parameters(self.spec)
+        changed = [
+            f"{name}={run_params[name]!r} (the spec says {param.default!r})"
+            for name, param in offered.items()
+            if name in run_params and run_params[name] != param.default
+        ]
         if changed:
             log.info("this run's parameters override the spec: %s", ", ".join(changed))
 
     def _result(self, plan, report, uri: str, tracking_run_id: str) -> dict:
         final = {name: round(float(values[-1]), 6) for name, values in report.history.items() if values}
         log.info(
-            "trained %d %s%s; wrote %s", report.steps_run, "epochs" if plan.framework == "tensorflow" else "steps",
+            "trained %d %s%s; wrote %s", report.steps_run, framework_of(self.model_spec).steps,
             " (stopped early)" if report.stopped_early else "", uri,
         )
         return {
@@ -86,8 +83,6 @@ class TrainOperator(MlspecOperator):
     def run_trial(self, context) -> dict:
         """One trial: its parameters set in the spec (for optuna asked from the shared study first),
         fitted, scored on the validation split, tracked as its own run tagged mlspec.trial=<index>."""
-        from mlspec import tuning
-
         spec = self.model_spec
         if spec.tuning is None:
             raise MlspecError(f"train got a trial ({self.trial!r}) but the spec of {spec.name} has no tuning section")
@@ -115,12 +110,6 @@ class TrainOperator(MlspecOperator):
         return result
 
     def _fit_trial(self, context, index: int, params: dict, metric: str, direction: str) -> dict:
-        import time
-
-        from mlspec import tuning
-        from mlspec.ml.frameworks import TrainingPlan
-        from mlspec.tracking import open_tracker
-
         spec = self.model_spec
         try:
             trial_spec = tuning.apply_overrides(self.spec, params)
@@ -130,8 +119,8 @@ class TrainOperator(MlspecOperator):
         run_params = tuning.run_params_for_trial(context.get("params") or {}, params)
         plan = TrainingPlan.from_spec(trial_spec, run_params=run_params)
         log.info(
-            "training %s trial %d (%s, %s) on %d samples", spec.name, index, plan.framework,
-            plan.estimator or f"{len(plan.layers)} layers", len(dataset.x_train),
+            "training %s trial %d (%s) on %d samples", spec.name, index, framework_of(spec).describe(trial_spec, run_params),
+            len(dataset.x_train),
         )
         model = self.adapter.build(plan, dataset)
         tags = {

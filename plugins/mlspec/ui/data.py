@@ -690,10 +690,10 @@ def training_settings(spec: Any, info: VersionInfo | None, stored_hash: str, tim
             problems.append(f"training settings of version {info.version}: {exc}")
             logged = {}
         values = {k: v for k, v in logged.items() if k not in HIDDEN_SETTINGS}
-        if "epochs" in values or "estimator" in values:  # a training run, not the run registration made
+        if "framework" in logged:  # a training run (TrainingPlan.log_params), not the run registration made
             return Settings(info.version, values, "tracking", f"logged by its training run {info.tracking_run} (MLflow)")
     if (info.spec_hash or stored_hash) == spec.spec_hash:
-        from mlspec.ml.frameworks.base import TrainingPlan
+        from mlspec.ml.frameworks import TrainingPlan
 
         plan = TrainingPlan.from_spec(spec.resolved)
         values = {k: _text(v) for k, v in plan.log_params().items() if k not in HIDDEN_SETTINGS}

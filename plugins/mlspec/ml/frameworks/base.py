@@ -1,4 +1,6 @@
-"""The one interface every training framework implements; nothing outside ml/frameworks/ imports one.
+"""What every training framework provides: a `Framework` descriptor (the words, spec fields, lint,
+run parameters and tuning hooks the rest of mlspec asks about) and a `FrameworkAdapter` (the runtime
+that fits and exports). `mlspec.ml.frameworks.FRAMEWORKS` is the one table of them.
 
 An adapter turns a framework-neutral `TrainingPlan` into a fitted model, and that model into
 bytes (for the store) and into ONNX whose outputs are `vocabulary.OUTPUTS[task]`:
@@ -10,7 +12,7 @@ export takes raw features as its one input, `input` (FP32).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from mlspec.ml.data import Dataset
+    from mlspec.ml.frameworks import TrainingPlan
+    from mlspec.spec.errors import SpecProblem
+    from mlspec.spec.yaml_loader import LoadedYaml
 
 # (step number from 1, metrics after that step): called once per epoch (Keras) or stage (sklearn).
 ProgressCallback = Callable[[int, dict[str, float]], None]
@@ -27,61 +32,6 @@ ProgressCallback = Callable[[int, dict[str, float]], None]
 
 class TrainingError(MlspecError):
     """The training settings do not fit the model or the data, or fitting failed."""
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """What to fit, read from the spec (and a run's parameters) once, by `TrainingPlan.from_spec`."""
-
-    framework: str
-    task: str
-    preprocess: tuple[Mapping[str, Any], ...]  # data.preprocess, feature and label steps
-    seed: int
-    layers: tuple[Mapping[str, Any], ...] = ()  # tensorflow: model.layers
-    training: Mapping[str, Any] = field(default_factory=dict)  # tensorflow: epochs, batch_size, optimizer, loss, early_stopping
-    estimator: str | None = None  # sklearn: model.estimator
-    params: Mapping[str, Any] = field(default_factory=dict)  # sklearn: model.params
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], run_params: Mapping[str, Any] | None = None) -> TrainingPlan:
-        """The plan for a resolved spec dict; a run's parameters (the trigger form, mlspec.run_form)
-        override, for one run, epochs and learning_rate (tensorflow) or a parameter the spec sets in
-        model.params (sklearn). The first task has checked the run's keys and types."""
-        model, data, training = spec["model"], spec["data"], dict(spec["training"])
-        run_params = run_params or {}
-        params = dict(model["params"])
-        if model["framework"] == "sklearn":
-            params.update({name: value for name, value in run_params.items() if name in params})
-        if model["framework"] == "tensorflow":
-            if run_params.get("epochs"):
-                training["epochs"] = int(run_params["epochs"])
-            if run_params.get("learning_rate"):
-                training["optimizer"] = {**training["optimizer"], "learning_rate": float(run_params["learning_rate"])}
-        return cls(
-            framework=model["framework"],
-            task=model["task"],
-            preprocess=tuple(data["preprocess"]),
-            seed=int(training["seed"]),
-            layers=tuple(model["layers"]) if model["framework"] == "tensorflow" else (),
-            training=training if model["framework"] == "tensorflow" else {},
-            estimator=model["estimator"],
-            params=params,
-        )
-
-    def log_params(self) -> dict[str, Any]:
-        """Flat parameters for the tracking run."""
-        flat: dict[str, Any] = {"framework": self.framework, "task": self.task, "seed": self.seed}
-        if self.framework == "sklearn":
-            flat["estimator"] = self.estimator
-            flat.update({f"params.{k}": v for k, v in self.params.items()})
-        else:
-            flat["layers"] = len(self.layers)
-            for key, value in self.training.items():
-                if isinstance(value, Mapping):
-                    flat.update({f"{key}.{k}": v for k, v in value.items()})
-                else:
-                    flat[key] = value
-        return flat
 
 
 @dataclass(frozen=True)
@@ -124,3 +74,64 @@ class FrameworkAdapter(ABC):
     @abstractmethod
     def to_onnx(self, model: Any, *, task: str, opset: int, sample: np.ndarray) -> bytes:
         """ONNX with input `input` and outputs vocabulary.OUTPUTS[task]; `sample` is a few raw rows."""
+
+
+def value_text(value: Any) -> str:
+    """A setting's value in a summary line: `[64, 32]`, `{name: adam}`, `0.1`."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {value_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RunParam:
+    """A parameter one run may set (the trigger form, `mlspec run --param`): see mlspec.run_form."""
+
+    name: str
+    default: Any
+    schema: dict[str, Any]  # JSON Schema of a value (integers strict)
+    description: str
+    target: str  # the dotted spec field it overrides for one run, e.g. "training.epochs"
+
+
+@dataclass(frozen=True)
+class Framework:
+    """One training framework, as the rest of mlspec sees it: its entry in `mlspec.ml.frameworks.FRAMEWORKS`.
+
+    Code outside ml/frameworks/ asks the descriptor (`framework_of(spec)`) and never compares
+    `model.framework` with a name. Cheap to import (the table is read at DAG parse time and by lint):
+    the module defining a framework imports no heavy library, numpy included, at module level.
+    A `spec` argument is the resolved spec as a mapping (`ModelSpec.resolved`, or the dict a task holds).
+    """
+
+    name: str  # the value of model.framework
+    title: str  # in summaries and model cards: "TensorFlow/Keras", "scikit-learn", "XGBoost"
+    library: str  # in lint's words, "a Keras setting": "Keras", "scikit-learn", "XGBoost"
+    step: str  # one unit of fitting in logs and curves: "epoch", "stage", "round"
+    # Spec fields only this framework reads (dotted): lint refuses them, when set, under any other framework.
+    fields: tuple[str, ...]
+    settings: str  # where a spec describes this model, for next-step advice: "model.layers and training"
+    adapter: FrameworkAdapter  # the runtime; its heavy libraries are imported inside its methods
+    # (spec, run's parameters) -> one line about the model: "TensorFlow/Keras, 3 layers: dense(units=64) → ..."
+    describe: Callable[[Mapping[str, Any], Mapping[str, Any]], str]
+    # (doc, spec) -> what this framework needs and refuses in a schema-valid spec, as doc.problem(...)s
+    lint: Callable[[LoadedYaml, Mapping[str, Any]], Iterable[SpecProblem]]
+    # spec -> name -> RunParam, in form order: what a run may set (TrainingPlan.from_spec applies them)
+    run_parameters: Callable[[Mapping[str, Any]], dict[str, RunParam]]
+    # task -> the validation metrics a tuning trial reports (`validation_metrics`), the objectives it offers
+    objective_metrics: Callable[[str], tuple[str, ...]]
+    tune_hint: str  # what a tuning.space path of this framework names: "model.layers or training"
+    tune_example: str  # one such path: "training.optimizer.learning_rate"
+    # (model section, parameter) -> JSON Schema of model.params.<parameter> (KeyError: unknown,
+    # ValueError: not settable from a spec); None for a framework without model.params.
+    param_schema: Callable[[Mapping[str, Any], str], Mapping[str, Any]] | None = None
+
+    @property
+    def steps(self) -> str:
+        return f"{self.step}s"
+
+    def owns(self, path: str) -> bool:
+        """Whether `path` (dotted) is, or lies inside, one of this framework's own fields."""
+        return any(path == name or path.startswith(f"{name}.") or path.startswith(f"{name}[") for name in self.fields)

@@ -16,23 +16,25 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from mlspec.errors import MlspecError
-from mlspec.ml.data import DataError, parse_steps, scale_factors
+from mlspec.ml.frameworks import keras_lint
 from mlspec.ml.frameworks.base import (
     FitReport,
+    Framework,
     FrameworkAdapter,
     ProgressCallback,
+    RunParam,
     TrainingError,
-    TrainingPlan,
+    value_text,
 )
 from mlspec.vocabulary import FEATURE_STEPS, INPUT_NAME, LAYERS, LOSSES, ONE_HOT_LOSSES, OPTIMIZERS, OUTPUTS
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
     from mlspec.ml.data import Dataset
+    from mlspec.ml.frameworks import TrainingPlan
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ def build_model(
     given) or one value (regression).
     """
     import keras
+
+    from mlspec.ml.data import DataError, parse_steps  # imports numpy: not at DAG parse time
 
     set_seeds(seed)  # weight initialisation must not depend on what ran before
     if not layers:
@@ -157,6 +161,8 @@ def build_model(
 def _preprocess_layer(
     keras: Any, index: int, name: str, params: Any, shape: tuple[Any, ...], sample: np.ndarray
 ) -> Any:
+    from mlspec.ml.data import scale_factors  # imports numpy: not at DAG parse time
+
     layer_name = f"preprocess_{index}_{name}"
     if name == "scale":
         scale, offset = scale_factors(params)
@@ -491,6 +497,8 @@ class KerasAdapter(FrameworkAdapter):
         }
 
     def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
+        import numpy as np
+
         y = np.asarray(model.predict(np.asarray(x, dtype=np.float32), verbose=0), dtype=np.float32)
         if task == "classification":
             return {"probabilities": y, "label": np.argmax(y, axis=1).astype(np.int64)}
@@ -506,4 +514,50 @@ class KerasAdapter(FrameworkAdapter):
         return export_onnx(model, task=task, opset=opset)
 
 
-ADAPTER = KerasAdapter()
+# --------------------------------------------------------------------------- the framework
+
+
+def describe(spec: Mapping[str, Any], run_params: Mapping[str, Any]) -> str:
+    layers = spec["model"]["layers"]
+    return f"TensorFlow/Keras, {len(layers)} layers: " + " → ".join(_layer_text(layer) for layer in layers)
+
+
+def _layer_text(layer: Mapping[str, Any]) -> str:
+    ((kind, params),) = layer.items()
+    return f"{kind}(" + ", ".join(f"{k}={value_text(v)}" for k, v in dict(params or {}).items()) + ")"
+
+
+def run_parameters(spec: Mapping[str, Any]) -> dict[str, RunParam]:
+    """A run may change how long and how fast the network learns."""
+    training = spec["training"]
+    return {
+        "epochs": RunParam(
+            "epochs", training["epochs"], {"type": "integer", "minimum": 1}, "Maximum epochs for this run", "training.epochs"
+        ),
+        "learning_rate": RunParam(
+            "learning_rate", training["optimizer"]["learning_rate"], {"type": "number", "exclusiveMinimum": 0},
+            "Learning rate for this run", "training.optimizer.learning_rate",
+        ),
+    }
+
+
+def objective_metrics(task: str) -> tuple[str, ...]:
+    """What Keras logs on the validation data, at the epoch whose weights the model keeps."""
+    return ("val_loss", "val_accuracy") if task == "classification" else ("val_loss", "val_rmse")
+
+
+FRAMEWORK = Framework(
+    name="tensorflow",
+    title="TensorFlow/Keras",
+    library="Keras",
+    step="epoch",
+    fields=("model.layers", "training"),
+    settings="model.layers and training",
+    adapter=KerasAdapter(),
+    describe=describe,
+    lint=keras_lint.lint,
+    run_parameters=run_parameters,
+    objective_metrics=objective_metrics,
+    tune_hint="model.layers or training",
+    tune_example="training.optimizer.learning_rate",
+)

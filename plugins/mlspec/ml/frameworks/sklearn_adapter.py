@@ -24,27 +24,39 @@ Nothing here imports scikit-learn, skl2onnx or joblib at module level (DAG parsi
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from mlspec.ml.data import DataError, parse_steps, scale_factors
 from mlspec.ml.frameworks.base import (
     FitReport,
+    Framework,
     FrameworkAdapter,
     ProgressCallback,
+    RunParam,
     TrainingError,
-    TrainingPlan,
+    value_text,
 )
-from mlspec.spec.estimators import check_params, estimator_class, estimator_names
-from mlspec.vocabulary import INPUT_NAME, OUTPUTS
+from mlspec.ml.frameworks.sklearn_estimators import (
+    check_params,
+    describe,
+    estimator_class,
+    estimator_names,
+    estimator_params,
+    param_schema,
+)
+from mlspec.vocabulary import DATA_SOURCES, INPUT_NAME, OUTPUTS, metrics_for
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from mlspec.ml.data import Dataset
+    from mlspec.ml.frameworks import TrainingPlan
+    from mlspec.spec.errors import SpecProblem
+    from mlspec.spec.yaml_loader import LoadedYaml
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +84,21 @@ def build_pipeline(plan: TrainingPlan, dataset: Dataset) -> Any:
             f"{tuple(dataset.x_train.shape[1:])}; use data.source with flat feature rows (data.preprocess "
             "reshape is for Keras models)"
         )
-    steps = _feature_steps(plan.preprocess, n_features=int(dataset.x_train.shape[1]))
+    steps = feature_steps(plan.preprocess, n_features=int(dataset.x_train.shape[1]))
     estimator = _make_estimator(plan, dataset)
     return Pipeline([*steps, (ESTIMATOR_STEP, estimator)])
 
 
-def _feature_steps(preprocess: Sequence[Mapping[str, Any]], *, n_features: int) -> list[tuple[str, Any]]:
+def feature_steps(
+    preprocess: Sequence[Mapping[str, Any]], *, n_features: int, framework: str = "scikit-learn"
+) -> list[tuple[str, Any]]:
+    """Pipeline steps for the feature steps of data.preprocess, for any framework whose model is a
+    scikit-learn Pipeline (`framework` names it in errors)."""
+    import numpy as np
     from sklearn.frozen import FrozenEstimator
     from sklearn.preprocessing import StandardScaler
+
+    from mlspec.ml.data import DataError, parse_steps, scale_factors  # imports numpy: not at DAG parse time
 
     try:
         parsed = parse_steps(preprocess)
@@ -90,12 +109,12 @@ def _feature_steps(preprocess: Sequence[Mapping[str, Any]], *, n_features: int) 
         where = f"data.preprocess[{index}] ({name})"
         if name == "reshape":
             raise TrainingError(
-                f"{where}: reshape is for Keras models; scikit-learn estimators take one flat feature vector "
+                f"{where}: reshape is for Keras models; {framework} estimators take one flat feature vector "
                 "per sample, so remove the step"
             )
         if name == "one_hot":
             raise TrainingError(
-                f"{where}: one_hot is for Keras losses; scikit-learn classifiers take class indices, so "
+                f"{where}: one_hot is for Keras losses; {framework} classifiers take class indices, so "
                 "remove the step"
             )
         if name == "scale":
@@ -111,6 +130,8 @@ def _feature_steps(preprocess: Sequence[Mapping[str, Any]], *, n_features: int) 
 
 def _fixed_scaler(scaler_class: type, scale: float, offset: float, n_features: int) -> Any:
     """A fitted StandardScaler computing x * scale + offset, as (x - mean_) / scale_."""
+    import numpy as np
+
     scaler = scaler_class()
     scaler.mean_ = np.full(n_features, -offset / scale, dtype=np.float64)
     scaler.scale_ = np.full(n_features, 1.0 / scale, dtype=np.float64)
@@ -144,6 +165,8 @@ def _make_estimator(plan: TrainingPlan, dataset: Dataset) -> Any:
 
 
 def _calibration_folds(dataset: Dataset) -> int:
+    import numpy as np
+
     counts = np.bincount(np.asarray(dataset.y_train, dtype=np.int64).ravel())
     smallest = int(counts[counts > 0].min()) if counts.size else 0
     if smallest < 2:
@@ -167,14 +190,15 @@ def _import(path: str) -> type:
 def fit_pipeline(
     model: Any, plan: TrainingPlan, dataset: Dataset, on_progress: ProgressCallback | None = None
 ) -> FitReport:
+    import numpy as np
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils._param_validation import InvalidParameterError
 
     name = str(plan.estimator)
     x = np.asarray(dataset.x_train, dtype=np.float32)
-    y = _labels(dataset.y_train, plan.task)
+    y = labels(dataset.y_train, plan.task)
     if plan.task == "classification":
-        _check_classes(y, dataset)
+        check_classes(y, dataset)
     log.info("fitting %s (%s) on %d samples, %d features", name, _final_name(model), len(x), x.shape[1])
     started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:
@@ -219,7 +243,9 @@ def fit_pipeline(
     return FitReport(steps_run=steps_run, stopped_early=stopped_early, history=history, notes=notes)
 
 
-def _labels(y: np.ndarray, task: str) -> np.ndarray:
+def labels(y: np.ndarray, task: str) -> np.ndarray:
+    import numpy as np
+
     y = np.asarray(y)
     if task == "classification":
         if y.ndim != 1:
@@ -231,7 +257,9 @@ def _labels(y: np.ndarray, task: str) -> np.ndarray:
     return y.astype(np.float32).reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y.astype(np.float32)
 
 
-def _check_classes(y: np.ndarray, dataset: Dataset) -> None:
+def check_classes(y: np.ndarray, dataset: Dataset) -> None:
+    import numpy as np
+
     present = set(np.unique(y).tolist())
     missing = [n for i, n in enumerate(dataset.class_names) if i not in present]
     if missing:
@@ -279,6 +307,8 @@ def _curves(estimator: Any, task: str) -> tuple[dict[str, list[float]], int, str
 
 def progress_steps(count: int, most: int = MAX_PROGRESS_LINES) -> list[int]:
     """1-based steps to log out of `count`: all when few, else `most` evenly spaced ones, always the last."""
+    import numpy as np
+
     if count <= most:
         return list(range(1, count + 1))
     picked = {int(round(v)) for v in np.linspace(count / most, count, most)}
@@ -298,9 +328,9 @@ def _report_stages(
 
 def _scores(model: Any, dataset: Dataset, task: str) -> dict[str, float]:
     metric = "accuracy" if task == "classification" else "r2"
-    scores = {metric: float(model.score(dataset.x_train, _labels(dataset.y_train, task)))}
+    scores = {metric: float(model.score(dataset.x_train, labels(dataset.y_train, task)))}
     if len(dataset.x_val):
-        scores[f"val_{metric}"] = float(model.score(dataset.x_val, _labels(dataset.y_val, task)))
+        scores[f"val_{metric}"] = float(model.score(dataset.x_val, labels(dataset.y_val, task)))
     return scores
 
 
@@ -311,8 +341,7 @@ def _format(values: Mapping[str, float]) -> str:
 def validation_metrics(model: Any, dataset: Dataset, task: str) -> dict[str, float]:
     """Every metric of the task on the validation split, named val_<metric> (val_accuracy, val_f1, ...;
     val_rmse, val_r2, ...), computed like the test metrics (`compute_metrics`); empty without one."""
-    from mlspec.ml.metrics import compute_metrics
-    from mlspec.vocabulary import metrics_for
+    from mlspec.ml.metrics import compute_metrics  # imports numpy: not at DAG parse time
 
     if not len(dataset.x_val):
         return {}
@@ -326,6 +355,8 @@ def validation_metrics(model: Any, dataset: Dataset, task: str) -> dict[str, flo
 
 
 def predict_pipeline(model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
+    import numpy as np
+
     x = np.asarray(x, dtype=np.float32)
     if task == "classification":
         proba = np.asarray(model.predict_proba(x))
@@ -361,8 +392,11 @@ def load_pipeline(data: bytes) -> Any:
 # --------------------------------------------------------------------------- ONNX
 
 
-def export_onnx(model: Any, *, task: str, opset: int, sample: np.ndarray) -> bytes:
-    """skl2onnx conversion: input "input" FP32 [None, n_features]; outputs OUTPUTS[task], in that order."""
+def export_onnx(model: Any, *, task: str, opset: int, sample: np.ndarray, ml_opset: int | None = None) -> bytes:
+    """skl2onnx conversion: input "input" FP32 [None, n_features]; outputs OUTPUTS[task], in that order.
+    `ml_opset` pins the ai.onnx.ml domain for converters that would otherwise pick one newer than
+    skl2onnx accepts (onnxmltools' tree converters)."""
+    import numpy as np
     import onnx
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
@@ -390,7 +424,7 @@ def export_onnx(model: Any, *, task: str, opset: int, sample: np.ndarray) -> byt
             initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
             final_types=final_types,
             options=options,
-            target_opset=opset,
+            target_opset=opset if ml_opset is None else {"": opset, "ai.onnx.ml": ml_opset},
         )
     except Exception as exc:  # noqa: BLE001 - converter failures are many types; one clear line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -443,4 +477,106 @@ class SklearnAdapter(FrameworkAdapter):
         return export_onnx(model, task=task, opset=opset, sample=sample)
 
 
-ADAPTER = SklearnAdapter()
+# --------------------------------------------------------------------------- the framework
+
+
+def lint(doc: LoadedYaml, spec: Mapping[str, Any]) -> Iterator[SpecProblem]:
+    """An estimator the table knows for the task, parameters it takes, and flat feature rows."""
+    model, task = spec["model"], spec["model"]["task"]
+    if not model["estimator"]:
+        names = ", ".join(estimator_names(task))
+        yield doc.problem(("model",), f"framework sklearn needs model.estimator; for {task}: {names}")
+    else:
+        problems = check_params(task, model["estimator"], dict(model["params"]))
+        # (An empty suffix means the estimator itself is unknown: then it has no parameters to look up.)
+        known = estimator_params(task, model["estimator"]) if all(suffix for suffix, _ in problems) else {}
+        for suffix, message in problems:
+            path = ("model", "estimator") if not suffix else ("model", "params", *suffix)
+            # An unknown name is pointed at its key, a bad value at the value.
+            yield doc.problem(path, message, at_key=bool(suffix) and suffix[0] not in known)
+    yield from check_flat_features(doc, spec, "scikit-learn estimators")
+
+
+def check_flat_features(doc: LoadedYaml, spec: Mapping[str, Any], models: str) -> Iterator[SpecProblem]:
+    """For a framework whose `models` ("scikit-learn estimators") take one feature vector per sample and
+    class labels: no reshape or one_hot step, and no data source of images."""
+    for index, step in enumerate(spec["data"]["preprocess"]):
+        (kind,) = step
+        if kind in ("reshape", "one_hot"):
+            yield doc.problem(
+                ("data", "preprocess", index, kind),
+                f"{kind} is for Keras models; {models} take one feature vector per sample and class labels",
+                at_key=True,
+            )
+    known = DATA_SOURCES.get(spec["data"]["source"])
+    if known is not None and len(known.shape) != 1:
+        yield doc.problem(
+            ("data", "source"),
+            f"{spec['data']['source']} has samples of shape {list(known.shape)}; {models} need one feature vector per sample",
+        )
+
+
+def describe_model(spec: Mapping[str, Any], run_params: Mapping[str, Any]) -> str:
+    """`scikit-learn random_forest (max_depth=8, n_estimators=100)`, with the values this run used."""
+    model = spec["model"]
+    return f"scikit-learn {model['estimator']}" + params_text(model["params"], run_params)
+
+
+def params_text(params: Mapping[str, Any], run_params: Mapping[str, Any]) -> str:
+    """` (k=v, ...)` of model.params as a run used them (its parameters override the spec's), or ""."""
+    used = {**dict(params), **{k: v for k, v in run_params.items() if k in params}}
+    text = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(used.items()))
+    return f" ({text})" if text else ""
+
+
+def params_run_parameters(
+    spec: Mapping[str, Any], schema_of: Any, model_name: str
+) -> dict[str, RunParam]:
+    """Every parameter the spec sets in model.params, typed by `schema_of(model, name)` (the framework's
+    param_schema), the spec's value as its default. Parameters the spec leaves out are not offered."""
+    model = spec["model"]
+    params: dict[str, RunParam] = {}
+    for name, value in dict(model["params"]).items():
+        try:
+            schema = schema_of(model, name)
+        except (KeyError, ValueError):
+            continue  # lint refuses the spec already
+        shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+        params[name] = RunParam(
+            name, value, dict(schema), f"{model_name} {name}: {describe(schema)}; the spec sets {shown} (model.params.{name})",
+            f"model.params.{name}",
+        )
+    return params
+
+
+def run_parameters(spec: Mapping[str, Any]) -> dict[str, RunParam]:
+    if not spec["model"]["estimator"]:
+        return {}
+    return params_run_parameters(spec, model_param_schema, spec["model"]["estimator"])
+
+
+def model_param_schema(model: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    return param_schema(model["task"], str(model["estimator"]), name)
+
+
+def objective_metrics(task: str) -> tuple[str, ...]:
+    """Every metric of the task, computed on the validation split (`validation_metrics`)."""
+    return tuple(f"val_{name}" for name in metrics_for(task))
+
+
+FRAMEWORK = Framework(
+    name="sklearn",
+    title="scikit-learn",
+    library="scikit-learn",
+    step="step",
+    fields=("model.estimator", "model.params"),
+    settings="model.estimator and model.params",
+    adapter=SklearnAdapter(),
+    describe=describe_model,
+    lint=lint,
+    run_parameters=run_parameters,
+    objective_metrics=objective_metrics,
+    tune_hint="model.params.<parameter>",
+    tune_example="model.params.max_depth",
+    param_schema=model_param_schema,
+)

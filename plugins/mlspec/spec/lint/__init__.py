@@ -11,15 +11,7 @@ from mlspec.spec.errors import SpecProblem
 from mlspec.spec.lint.data import check_data_source, check_local_source, check_split
 from mlspec.spec.lint.evaluation import check_evaluation
 from mlspec.spec.lint.metadata import check_name
-from mlspec.spec.lint.model import (
-    check_framework,
-    check_layers,
-    check_model_size,
-    check_reshape,
-    check_training,
-    estimate_parameters,
-    input_shape_after_preprocess,
-)
+from mlspec.spec.lint.model import check_framework
 from mlspec.spec.lint.registry import check_registry
 from mlspec.spec.lint.schedule import check_schedule
 from mlspec.spec.lint.serving import check_serving
@@ -29,7 +21,7 @@ from mlspec.spec.lint.timeouts import check_deploy_deadline
 from mlspec.spec.lint.tuning import check_tuning
 from mlspec.spec.yaml_loader import LoadedYaml
 
-__all__ = ["check", "check_credentials", "check_local_files", "estimate_parameters", "input_shape_after_preprocess"]
+__all__ = ["check", "check_credentials", "check_local_files"]
 
 # Each takes (doc, spec) and yields problems; a new section's checks are one more entry here.
 CHECKS = (
@@ -38,13 +30,9 @@ CHECKS = (
     check_data_source,
     check_storage_uri,
     check_schedule,
-    check_framework,
-    check_reshape,
+    check_framework,  # and the framework's own rules (mlspec.ml.frameworks)
     check_evaluation,
-    check_layers,
-    check_model_size,
     check_split,
-    check_training,
     check_serving,
     check_registry,
     check_deploy_deadline,

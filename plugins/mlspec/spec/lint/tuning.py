@@ -8,15 +8,17 @@ import json
 from collections.abc import Iterator
 
 from mlspec import tuning as rules
-from mlspec.spec import estimators
+from mlspec.ml.frameworks import framework_of
+from mlspec.ml.frameworks.sklearn_estimators import describe
+from mlspec.ml.frameworks.sklearn_estimators import validator as value_validator
 from mlspec.spec.errors import SpecProblem
-from mlspec.spec.lint.model import check_framework, check_layers, check_training
+from mlspec.spec.lint.model import check_framework, owner_of
 from mlspec.spec.schema import load_schema
 from mlspec.spec.yaml_loader import LoadedYaml
 
 # Checks that change the spec in ways a tuned value could break; each is run again on the spec as a trial
-# would change it, and what it says then (and not of the spec itself) is the tuned value's problem.
-_TRIAL_CHECKS = (check_framework, check_layers, check_training)
+# would change it, and the errors it reports then (and not of the spec itself) are the tuned value's problem.
+_TRIAL_CHECKS = (check_framework,)
 
 
 def check_tuning(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
@@ -102,7 +104,7 @@ def _space_entry(doc: LoadedYaml, spec: dict, strategy: str, key: str, dist: dic
             )
         return
     # Each value on its own must leave a spec the other checks accept (ranges: their ends).
-    baseline = {(p.path, p.message) for check_fn in _TRIAL_CHECKS for p in check_fn(doc, spec)}
+    baseline = {(p.path, p.message) for check_fn in _TRIAL_CHECKS for p in check_fn(doc, spec) if p.severity != "warning"}
     for position, value in enumerate(probes if kind == "choice" else [probes[0], probes[-1]]):
         try:
             variant = rules.apply_overrides(spec, {key: value})
@@ -111,7 +113,7 @@ def _space_entry(doc: LoadedYaml, spec: dict, strategy: str, key: str, dist: dic
             return
         for check_fn in _TRIAL_CHECKS:
             for problem in check_fn(doc, variant):
-                if (problem.path, problem.message) in baseline:
+                if (problem.path, problem.message) in baseline or problem.severity == "warning":
                     continue
                 at = where + ("choice", position) if kind == "choice" else where + (kind,)
                 yield doc.problem(at, f"with {key} = {_show(value)}: {problem.path}: {problem.message}")
@@ -126,38 +128,37 @@ def _show(value: object) -> str:
 
 
 def _untunable(spec: dict, parts: tuple) -> str:
-    framework = spec["model"]["framework"]
+    framework = framework_of(spec)
     if parts[0] not in rules.TUNABLE_ROOTS:
         return "only model and training settings can be tuned (every trial is scored on the same data and split)"
     if len(parts) == 1:
-        return f"name a setting inside {parts[0]}, e.g. {'training.optimizer.learning_rate' if framework == 'tensorflow' else 'model.params.max_depth'}"
+        return f"name a setting inside {parts[0]}, e.g. {framework.tune_example}"
     if tuple(parts[:2]) in rules.UNTUNABLE:
         return f"{parts[0]}.{parts[1]} cannot be tuned: the trials are compared as one kind of model"
-    if framework == "tensorflow" and parts[:2] == ("model", "params"):
-        return "model.params is a scikit-learn setting; with framework tensorflow tune model.layers or training"
-    if framework == "sklearn" and (parts[0] == "training" or parts[:2] == ("model", "layers")):
-        return f"{parts[0]}.{parts[1]} is a Keras setting; with framework sklearn tune model.params.<parameter>"
+    owner = owner_of(f"{parts[0]}.{parts[1]}", besides=framework)
+    if owner is not None:
+        return f"{parts[0]}.{parts[1]} is a {owner.library} setting; with framework {framework.name} tune {framework.tune_hint}"
     return ""
 
 
 def _tuned_field(spec: dict, parts: tuple):
     """((is_valid, describe_problem), "") for the field at `parts`, or (None, why it is not a setting).
 
-    model.params.<name> of a scikit-learn spec: the estimator's parameter (its JSON Schema from
-    scikit-learn's constraints); anything else: the field's JSON Schema, walked beside the spec's data.
+    model.params.<name>: the parameter's JSON Schema from the framework's parameter table (`param_schema`);
+    anything else: the field's JSON Schema, walked beside the spec's data.
     """
-    if parts[:2] == ("model", "params") and len(parts) > 2:
+    framework = framework_of(spec)
+    if parts[:2] == ("model", "params") and len(parts) > 2 and framework.param_schema is not None:
         if len(parts) != 3 or not isinstance(parts[2], str):
-            return None, "a scikit-learn parameter is model.params.<name>"
-        model = spec["model"]
+            return None, f"a {framework.library} parameter is model.params.<name>"
         try:
-            schema = estimators.param_schema(model["task"], str(model["estimator"]), parts[2])
+            schema = framework.param_schema(spec["model"], parts[2])
         except KeyError as exc:
             return None, str(exc.args[0])
         except ValueError as exc:
             return None, str(exc)
-        checker = estimators.validator(schema)
-        return (checker.is_valid, lambda _value: f"{parts[2]} must be {estimators.describe(schema)}"), ""
+        checker = value_validator(schema)
+        return (checker.is_valid, lambda _value: f"{parts[2]} must be {describe(schema)}"), ""
 
     node, data = load_schema(), spec
     for depth, part in enumerate(parts):

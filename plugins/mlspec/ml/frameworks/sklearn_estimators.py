@@ -1,10 +1,10 @@
 """The scikit-learn estimators a spec may name, and their parameters, without importing scikit-learn.
 
 `model: {framework: sklearn, task: ..., estimator: random_forest, params: {...}}` is checked here at
-lint and DAG-parse time. The parameter table, estimators.json beside this module, is GENERATED from
-scikit-learn itself (`python -m mlspec.spec.estimators --write`): each class's `get_params()`
+lint and DAG-parse time. The parameter table, sklearn_estimators.json beside this module, is GENERATED from
+scikit-learn itself (`python -m mlspec.ml.frameworks.sklearn_estimators --write`): each class's `get_params()`
 names and defaults, and its `_parameter_constraints` (scikit-learn's own type and range checks)
-turned into one JSON Schema fragment per parameter. tests/spec/test_spec_estimators.py fails when
+turned into one JSON Schema fragment per parameter. tests/frameworks/test_frameworks_sklearn_estimators.py fails when
 the committed file differs from a fresh generation, i.e. when scikit-learn changes.
 
 Integers are strict, like scikit-learn's `Interval(Integral, ...)`: `n_estimators: 200.0` is refused.
@@ -25,11 +25,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-TABLE_FILE = Path(__file__).with_name("estimators.json")
-REGENERATE = "python -m mlspec.spec.estimators --write"
+TABLE_FILE = Path(__file__).with_name("sklearn_estimators.json")
+REGENERATE = "python -m mlspec.ml.frameworks.sklearn_estimators --write"
 
 # spec name -> scikit-learn class (public import path), per task. Every one is fitted and exported with
-# skl2onnx by tests/spec/test_spec_estimators.py.
+# skl2onnx by tests/frameworks/test_frameworks_sklearn_estimators.py.
 # hist_gradient_boosting is left out: skl2onnx 1.20 cannot convert a HistGradientBoosting* model fitted by
 # scikit-learn 1.9 ("AttributeProto.ints: Expected an int, got a boolean"); a strict xfail in that test
 # says when it can come back.
@@ -92,7 +92,7 @@ def _params(task: str, name: str) -> dict[str, Any]:
 
 
 def sklearn_version() -> str:
-    """The scikit-learn version estimators.json was generated from."""
+    """The scikit-learn version sklearn_estimators.json was generated from."""
     return str(_table()["sklearn"])
 
 
@@ -474,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m mlspec.spec.estimators", description="Generate estimators.json from scikit-learn."
+        prog="python -m mlspec.ml.frameworks.sklearn_estimators", description="Generate sklearn_estimators.json from scikit-learn."
     )
     parser.add_argument("--write", action="store_true", help=f"write {TABLE_FILE.name} beside this module")
     parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is out of date")

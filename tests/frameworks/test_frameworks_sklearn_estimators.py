@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from tests.conftest import REPO
 
-from mlspec.spec import estimators
-from mlspec.spec.estimators import (
+from mlspec.ml.frameworks import sklearn_estimators as estimators
+from mlspec.ml.frameworks.sklearn_estimators import (
     ESTIMATORS,
     TABLE_FILE,
     check_params,
@@ -221,7 +221,7 @@ def test_importing_the_module_imports_neither_sklearn_nor_jsonschema() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import mlspec.spec.estimators as e
+        import mlspec.ml.frameworks.sklearn_estimators as e
         assert "sklearn" not in sys.modules and "jsonschema" not in sys.modules
         e.estimator_names("classification"); e.estimator_class("regression", "ridge")
         assert e.check_params("classification", "random_forest", {"n_estimatorz": 1})
