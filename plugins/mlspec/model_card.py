@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlspec.inference_protocol import DEFAULT_DATATYPE, curl, infer_request, infer_url
+from mlspec.ml.frameworks import framework_of
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER, platform_of
 from mlspec.vocabulary import INPUT_NAME
 
@@ -73,15 +74,9 @@ def curl_example(url: str, input_schema: Mapping[str, Any]) -> str:
 
 
 def model_summary(spec: Any, run_params: Mapping[str, Any] | None = None) -> str:
-    """One line: the framework and its estimator with parameters, or the Keras layers. `run_params`: what a
+    """One line about the model in its framework's words (Keras layers, an estimator with its parameters). `run_params`: what a
     run's trigger form (or `mlspec run --param`) set, which is what that version was trained with."""
-    model = spec.model
-    if model.framework == "sklearn":
-        used = {**dict(model.params), **{k: v for k, v in (run_params or {}).items() if k in model.params}}
-        params = ", ".join(f"{k}={_value(v)}" for k, v in sorted(used.items()))
-        return f"scikit-learn {model.estimator}" + (f" ({params})" if params else "")
-    layers = " → ".join(_step(step) for step in model.layers)
-    return f"TensorFlow/Keras, {len(model.layers)} layers: {layers}"
+    return framework_of(spec).describe(spec.resolved, run_params or {})
 
 
 def decision_text(verdict: Mapping[str, Any]) -> str:
@@ -198,19 +193,6 @@ def expected_version(store: Any, name: str, run_id: str, min_version: int) -> in
 
 
 # -- formatting -------------------------------------------------------------------------------
-def _step(step: Any) -> str:
-    params = ", ".join(f"{k}={_value(v)}" for k, v in dict(step.params or {}).items())
-    return f"{step.kind}({params})"
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    return str(value)
-
-
 def _number(value: Any) -> str:
     if value is None or value == "":
         return "—"

@@ -23,7 +23,7 @@ class RegistrationRequest:
     dag_id: str
     run_id: str
     onnx_opset: int
-    framework: str = "tensorflow"
+    framework: str = ""  # model.framework; "" where a caller (a test) does not say
     task: str = "classification"
     input_schema: dict = field(default_factory=dict)  # input_schema.json: features with statistics
     output_schema: dict = field(default_factory=dict)  # output_schema.json: outputs and class names
