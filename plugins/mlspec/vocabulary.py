@@ -1,16 +1,16 @@
-"""The words a spec may use, defined once: frameworks, tasks, data sources, layers, losses, metrics.
+"""The words a spec may use, defined once: tasks, data sources, layers, losses, metrics.
 
 The JSON Schema, lint (`spec.lint`) and the code that acts on a word (data loaders, the Keras
 builder, metrics) all read these tables; tests/spec/test_spec_vocabulary.py fails when the schema
 and a table disagree. Pure data: importing this module costs nothing at DAG parse time.
-scikit-learn estimators and their parameters live in `mlspec.ml.frameworks.sklearn_estimators` (a generated table).
+The frameworks are the table `mlspec.ml.frameworks.FRAMEWORKS`; scikit-learn's estimators and their
+parameters live beside its adapter, in `mlspec.ml.frameworks.sklearn_estimators` (a generated table).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-FRAMEWORKS = ("tensorflow", "sklearn")
 TASKS = ("classification", "regression")
 
 # What each task's exported model answers (ONNX output names, so also the endpoint's outputs).

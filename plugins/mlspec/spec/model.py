@@ -105,11 +105,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelArchitecture:
-    framework: str  # vocabulary.FRAMEWORKS
+    framework: str  # a name in mlspec.ml.frameworks.FRAMEWORKS
     task: str  # vocabulary.TASKS
-    layers: tuple[Step, ...]  # tensorflow
-    estimator: str | None  # sklearn
-    params: MappingProxyType  # sklearn: the estimator's parameters
+    layers: tuple[Step, ...]  # Keras
+    estimator: str | None  # scikit-learn
+    params: MappingProxyType  # the model's constructor parameters (scikit-learn's estimator, ...)
 
 
 @dataclass(frozen=True)
