@@ -24,7 +24,7 @@ from typing import Any
 
 from mlspec.errors import MlspecError
 from mlspec.ml.frameworks import RunParam, framework_of
-from mlspec.ml.frameworks.sklearn_estimators import describe, validator
+from mlspec.ml.frameworks.param_schema import describe, validator
 from mlspec.tuning import parse_path
 
 

@@ -14,11 +14,11 @@ import pytest
 from tests.conftest import REPO
 
 from mlspec.ml.frameworks import sklearn_estimators as estimators
+from mlspec.ml.frameworks.param_schema import describe, validator
 from mlspec.ml.frameworks.sklearn_estimators import (
     ESTIMATORS,
     TABLE_FILE,
     check_params,
-    describe,
     estimator_class,
     estimator_names,
     param_schema,
@@ -205,7 +205,7 @@ def test_param_schema() -> None:
     schema = param_schema("classification", "random_forest", "max_depth")
     assert schema == {"anyOf": [{"minimum": 1, "type": "integer"}, {"type": "null"}]}
     assert describe(schema) == "an integer >= 1 or null"
-    assert estimators.validator(schema).is_valid(3) and not estimators.validator(schema).is_valid(3.0)
+    assert validator(schema).is_valid(3) and not validator(schema).is_valid(3.0)
     with pytest.raises(KeyError, match="did you mean `max_depth`"):
         param_schema("classification", "random_forest", "max_dept")
     with pytest.raises(KeyError):

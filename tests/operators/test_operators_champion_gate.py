@@ -145,7 +145,7 @@ def test_evaluate_labels_each_metrics_line_once(spec, production_v1, monkeypatch
     monkeypatch.setattr(EvaluateOperator, "load_dataset", lambda self: DATASET)
     monkeypatch.setattr(EvaluateOperator, "load_model", lambda self: None)
     monkeypatch.setattr(EvaluateOperator, "write_plots", lambda self, *args: {})
-    monkeypatch.setattr("mlspec.tracking.log_to_finished_run", lambda *args: None)
+    monkeypatch.setattr("mlspec.operators.evaluate.log_to_finished_run", lambda *args: None)
     result = op.run({"run_id": "manual__1"})
     assert result["champion"]["decision"] == "tie"
     scores = [m for m in logged.messages if "accuracy=1.0000" in m]

@@ -8,6 +8,7 @@ import logging
 from mlspec.champion import compare_with_champion
 from mlspec.ml.frameworks import framework_of
 from mlspec.operators.base import GateFailed, TrainedModelStage
+from mlspec.tracking import log_to_finished_run
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,6 @@ class EvaluateOperator(TrainedModelStage):
 
     def run(self, context) -> dict:
         from mlspec.ml import metrics as ml_metrics  # numpy: not at DAG parse time
-        from mlspec.tracking import log_to_finished_run
 
         spec = self.model_spec
         dataset = self.load_dataset()

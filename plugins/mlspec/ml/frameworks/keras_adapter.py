@@ -414,7 +414,7 @@ def export_onnx(model: keras.Model, *, task: str, opset: int) -> bytes:
     import tf2onnx
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from mlspec.ml.onnx_export import ExportError
+    from mlspec.ml.onnx_export import ExportError  # imports numpy: not at DAG parse time
 
     input_shape = tuple(int(d) for d in model.input_shape[1:])
     spec = tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)

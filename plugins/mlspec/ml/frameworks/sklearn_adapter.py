@@ -40,9 +40,9 @@ from mlspec.ml.frameworks.base import (
     TrainingError,
     value_text,
 )
+from mlspec.ml.frameworks.param_schema import describe
 from mlspec.ml.frameworks.sklearn_estimators import (
     check_params,
-    describe,
     estimator_class,
     estimator_names,
     estimator_params,
@@ -403,7 +403,7 @@ def export_onnx(model: Any, *, task: str, opset: int, sample: np.ndarray, ml_ops
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mlspec.ml.onnx_export import ExportError
+    from mlspec.ml.onnx_export import ExportError  # imports numpy: not at DAG parse time
 
     # skl2onnx does not know FrozenEstimator: convert the same fitted steps without the wrapper.
     steps = [(name, step.estimator if _is_frozen(step) else step) for name, step in model.steps]

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 from mlspec import tuning as rules
 from mlspec.ml.frameworks import framework_of
-from mlspec.ml.frameworks.sklearn_estimators import describe
-from mlspec.ml.frameworks.sklearn_estimators import validator as value_validator
+from mlspec.ml.frameworks.param_schema import describe
+from mlspec.ml.frameworks.param_schema import validator as value_validator
 from mlspec.spec.errors import SpecProblem
 from mlspec.spec.lint.model import check_framework, owner_of
 from mlspec.spec.schema import load_schema
