@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mlspec.ml.frameworks.sklearn_estimators import describe, validator
+from mlspec.ml.frameworks.param_schema import describe, validator
 
 
 @dataclass(frozen=True)
