@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from mlspec import vocabulary
 from mlspec.ml.frameworks import FRAMEWORKS
-from mlspec.spec.schema import load_schema
+from mlspec.spec.schema import load_schema, schema_path
 
 SCHEMA = load_schema()["properties"]
 
@@ -27,6 +29,13 @@ def test_the_schema_offers_the_frameworks_of_the_table():
             node = SCHEMA[section]
             for key in keys:
                 node = node["properties"][key]
+
+
+def test_the_schema_file_names_no_framework_so_adding_one_leaves_it_alone():
+    on_disk = json.loads(schema_path().read_text())["properties"]["model"]["properties"]["framework"]
+    assert "enum" not in on_disk
+    loaded = SCHEMA["model"]["properties"]["framework"]["description"]
+    assert all(f"{name} ({framework.title})" in loaded for name, framework in FRAMEWORKS.items())
 
 
 def test_layers_are_the_ones_the_keras_builder_knows():

@@ -20,6 +20,7 @@ import logging
 from functools import cache
 from pathlib import Path
 
+from mlspec.ml.frameworks import FRAMEWORKS
 from mlspec.spec.errors import QUOTE_CHARS, SpecProblem, quote, shorten
 from mlspec.spec.yaml_loader import LoadedYaml, format_path
 from mlspec.vocabulary import DEFAULT_LOSS, DEFAULT_METRICS
@@ -40,7 +41,15 @@ def schema_path() -> Path:
 
 @cache
 def load_schema() -> dict:
-    return json.loads(schema_path().read_text())
+    """The schema, with model.framework's words and their description taken from the framework table:
+    adding a framework changes no schema file."""
+    schema = json.loads(schema_path().read_text())
+    framework = schema["properties"]["model"]["properties"]["framework"]
+    framework["enum"] = list(FRAMEWORKS)
+    framework["description"] = "Training framework: " + ", ".join(
+        f"{name} ({entry.title})" for name, entry in FRAMEWORKS.items()
+    ) + "."
+    return schema
 
 
 @cache

@@ -3,7 +3,7 @@ descriptor (mlspec.ml.frameworks.base): its words for logs, summaries and model 
 it owns, its lint rules, its run parameters and tuning hooks, its next-step advice and its runtime
 adapter. This table is the one list of frameworks: code outside this package asks `framework_of(spec)`
 and never compares a framework's name (tests/frameworks/test_frameworks_table.py counts), and the
-schema's `model.framework` enum is checked against it (tests/spec/test_spec_vocabulary.py).
+schema's `model.framework` enum is filled in from it when the schema is loaded (mlspec.spec.schema).
 
 To add a framework:
 1. write one module here, `<name>_adapter.py`, that defines its `FrameworkAdapter` subclass and, at
@@ -12,8 +12,7 @@ To add a framework:
    scikit-learn or other heavy library, no mlspec.ml.data and no mlspec.spec (spec lint imports this
    table); import those inside the functions that use them. A parameter table it lints `model.params`
    with lives beside it (a generated JSON file);
-2. add its module to `FRAMEWORKS` below, and its name to the schema's `model.framework` enum
-   (schemas/model-spec.schema.json; the vocabulary test fails until both agree).
+2. add its module to `FRAMEWORKS` below: the schema's `model.framework` enum follows.
 """
 
 from __future__ import annotations
