@@ -17,3 +17,7 @@ class RegistryError(MlspecError):
 
 class ServingError(MlspecError):
     """A serving backend could not deploy, reach or roll back a model."""
+
+
+class DataError(MlspecError):
+    """The data named by a spec cannot be loaded, split or preprocessed."""

@@ -15,6 +15,8 @@ from airflow.sdk import BaseOperator
 
 from mlspec.operations import ACTIONS
 from mlspec.serving import platform_named
+from mlspec.sources import source_kind
+from mlspec.storage import store_kind
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,10 @@ def runs_here(resolved: Any) -> bool:
     """Whether a (resolved) spec needs nothing but this machine: built-in or local data, a file:// store, the
     embedded MLflow registry and tracking, and the local model server at its configured address."""
     storage, registry, serving = resolved["storage"], resolved["registry"], resolved["serving"]
+    source, store = source_kind(str(resolved["data"]["source"])), store_kind(str(storage["uri"]))
     return (
-        str(resolved["data"]["source"]).startswith(("builtin:", "file:"))
-        and str(storage["uri"]).startswith("file:") and not storage.get("connection")
+        source is not None and source.runs_here
+        and store is not None and store.runs_here and not storage.get("connection")
         and registry["backend"] == "mlflow" and not registry.get("connection")
         and not resolved["tracking"].get("connection")
         and platform_named(serving["platform"]).on_this_machine and not serving.get("url")

@@ -30,26 +30,19 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from mlspec.errors import MlspecError
+from mlspec.errors import DataError, MlspecError
+from mlspec.sources import source_kind
 from mlspec.spec.model import DataLimits
 from mlspec.vocabulary import DATA_FORMATS, DATA_SOURCES, FEATURE_STEPS, LABEL_STEPS, TASKS
 
 log = logging.getLogger(__name__)
 
 _EXTENSIONS = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_CIFAR10_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
-_FASHION_MNIST_CLASSES = tuple(
-    "t-shirt trouser pullover dress coat sandal shirt sneaker bag ankle-boot".split()
-)
 # An error quotes at most this many names (columns, arrays, labels), each cut to this many characters.
 MAX_QUOTED_NAMES = 5
 MAX_NAME_CHARS = 20  # enough for a column name; a secret read as a header would leak little
 _CHUNK = 1 << 20
 
-
-
-class DataError(MlspecError):
-    """The data named by a spec cannot be loaded, split or preprocessed."""
 
 
 def some_names(names: Sequence[object], most: int = MAX_QUOTED_NAMES) -> str:
@@ -181,28 +174,26 @@ def load_source(
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """Load `(x, y, class_names, feature_names)` from a spec's data source for a `model.task`.
 
-    builtin:* and keras:* sources ignore fmt/features/label (their layout is fixed) and must be a
-    data set for `task`. Any other source is read through `read_bytes(source)` and parsed as npz,
+    A data set by name (builtin:*, keras:*; mlspec.sources) ignores fmt/features/label (its layout is fixed)
+    and must be a data set for `task`. Any other source is read through `read_bytes(source)` and parsed as npz,
     csv or parquet; its label becomes class indices (classification) or a float32 target
     (regression, with `class_names == ()`). `limits` (default: the schema's) bound what a file may grow to.
     """
     _check_task(task)
     limits = limits or DataLimits()
-    if source in DATA_SOURCES:
-        known = DATA_SOURCES[source]
+    kind = source_kind(source)
+    if kind is not None and kind.load_dataset is not None:  # a data set by name (builtin:, keras:)
+        known = DATA_SOURCES.get(source)
+        if known is None:
+            raise DataError(
+                f"data.source {source!r} is not a known data set; known ones: {', '.join(DATA_SOURCES)}"
+            )
         if known.task != task:
             raise DataError(
                 f"{source} is a {known.task} data set but model.task is {task}; "
                 f"set model.task: {known.task}, or pick a {task} data set"
             )
-        if source.startswith("builtin:"):
-            x, y, class_names, feature_names = _load_builtin(source)
-        else:
-            x, y, class_names, feature_names = _load_keras(source)
-    elif source.startswith(("builtin:", "keras:")):
-        raise DataError(
-            f"data.source {source!r} is not a known data set; known ones: {', '.join(DATA_SOURCES)}"
-        )
+        x, y, class_names, feature_names = kind.load_dataset(source)
     else:
         fmt = fmt or infer_format(source)
         try:
@@ -248,48 +239,6 @@ def infer_format(source: str) -> str:
         f"cannot tell the format of data.source {source!r} from its extension {suffix or '(none)'!r}; "
         f"set data.format to one of {', '.join(DATA_FORMATS)}"
     )
-
-
-def _load_builtin(source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """builtin:<name> is scikit-learn's bundled `sklearn.datasets.load_<name>` (offline). Features
-    are raw: builtin:diabetes is the unscaled table (age in years, bmi, ...), what an endpoint is sent."""
-    from sklearn import datasets
-
-    loader = getattr(datasets, "load_" + source.split(":", 1)[1])
-    regression = DATA_SOURCES[source].task == "regression"
-    bunch = loader(scaled=False) if source == "builtin:diabetes" else loader()
-    x = np.asarray(bunch.data, dtype=np.float32)
-    feature_names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
-    if regression:
-        return x, np.asarray(bunch.target, dtype=np.float32), (), feature_names
-    y = np.asarray(bunch.target, dtype=np.int64)
-    class_names = tuple(str(n) for n in bunch.target_names)
-    return x, y, class_names, feature_names
-
-
-def _load_keras(source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    # Downloads on first use (keras caches under ~/.keras/datasets); train+test are joined
-    # because the spec's own split decides what is held out.
-    import keras
-
-    name = source.split(":", 1)[1]
-    loader = getattr(keras.datasets, name)
-    try:
-        (x_a, y_a), (x_b, y_b) = loader.load_data()
-    except Exception as exc:  # noqa: BLE001 - network or cache failures
-        raise DataError(
-            f"could not load {source}: {exc}; it is downloaded on first use, so the worker needs internet "
-            "access or a pre-filled ~/.keras/datasets cache"
-        ) from exc
-    x = np.concatenate([x_a, x_b]).astype(np.float32)
-    y = np.concatenate([np.ravel(y_a), np.ravel(y_b)]).astype(np.int64)
-    if name == "cifar10":
-        class_names = _CIFAR10_CLASSES
-    elif name == "fashion_mnist":
-        class_names = _FASHION_MNIST_CLASSES
-    else:
-        class_names = tuple(str(i) for i in range(10))
-    return x, y, class_names, ()
 
 
 def _npz_cost(source: str, raw: bytes, keys: Sequence[str], limits: DataLimits) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlparse
+from pathlib import Path
 
+from mlspec.errors import StoreError
 from mlspec.operators.base import MlspecOperator
+from mlspec.sources import SourceRead, source_kind
+from mlspec.storage import max_source_bytes, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -13,43 +16,34 @@ log = logging.getLogger(__name__)
 class PrepareDataOperator(MlspecOperator):
     stage = "prepare_data"
     ui_color = "#fef7e0"
-    next_step = "check data.source in the spec (and its connection for s3://), then clear this task"
+
+    @property
+    def next_step(self) -> str:
+        """What to check depends on the source's kind: the file's folder, the S3 connection, the network."""
+        kind = source_kind(self.model_spec.data.source)
+        return kind.next_step if kind is not None else super().next_step
 
     def read_source_bytes(self, uri: str) -> bytes:
-        """The source's bytes: a regular file (never a device or a FIFO) within the allowed data folders
-        (storage.check_data_path), or an S3 object; within the size cap (storage.max_source_bytes)."""
-        from pathlib import Path
-
-        from mlspec.storage import max_source_bytes
-
-        cap = max_source_bytes(self.model_spec.data.limits.max_bytes)
-        scheme = urlparse(uri).scheme
-        if scheme == "file":
-            from mlspec.storage import check_data_path, resolve_file_uri
-            from mlspec.storage.file import read_regular_file
-
-            specs_dir = Path(self.spec_file).resolve().parent if self.spec_file else None
-            what = f"data.source {uri[:160]!r}"
-            path = check_data_path(resolve_file_uri(uri), what=what, specs_dir=specs_dir)
-            log.info("reading %s", path)
-            return read_regular_file(path, cap)
-        if scheme == "s3":
-            from mlspec.storage.s3 import read_uri_bytes
-
-            return read_uri_bytes(uri, self.model_spec.data.connection or "aws_default", max_bytes=cap)
-        raise ValueError(f"unsupported data source {uri[:80]!r}")
+        """The bytes of a file source (mlspec.sources): a regular file within the allowed data folders, or an
+        S3 object; within the size cap (storage.max_source_bytes)."""
+        kind = source_kind(uri)
+        if kind is None or kind.read_bytes is None:
+            raise ValueError(f"unsupported data source {uri[:80]!r}")
+        data = self.model_spec.data
+        specs_dir = Path(self.spec_file).resolve().parent if self.spec_file else None
+        return kind.read_bytes(
+            uri, SourceRead(connection=data.connection, max_bytes=max_source_bytes(data.limits.max_bytes), specs_dir=specs_dir)
+        )
 
     def prune_old_runs(self, run_id: str) -> None:
         """Keep the newest storage.keep_runs run folders (this run's among them); never fails the task."""
-        from mlspec.errors import StoreError
-
         try:
             self.store.prune_runs(self.model_spec.name, self.model_spec.storage.keep_runs, current_run_id=run_id)
         except StoreError as exc:
             log.warning("could not prune old run folders of model %s: %s", self.model_spec.name, exc)
 
     def run(self, context) -> dict:
-        from mlspec.ml import data as ml_data
+        from mlspec.ml import data as ml_data  # imports numpy: not at DAG parse time
 
         data = self.model_spec.data
         log.info("loading %s", data.source)
@@ -78,8 +72,6 @@ class PrepareDataOperator(MlspecOperator):
             "split %d samples: train=%d validation=%d test=%d, %s; wrote %s",
             len(x), len(dataset.x_train), len(dataset.x_val), len(dataset.x_test), target, uri,
         )
-        from mlspec.storage import sha256_hex
-
         return {
             "data_uri": uri,
             "data_sha256": sha256_hex(payload),

@@ -41,6 +41,7 @@ from mlspec.registry.base import (
     history_from_changes,
 )
 from mlspec.registry.kubeflow_client import KubeflowApiError, ModelRegistryClient
+from mlspec.storage import store_kind
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ def read_value(prop: dict[str, Any] | None) -> Any:
 def storage_path(source_uri: str) -> str:
     """The version folder's path inside its storage (bucket and scheme belong to storageKey)."""
     parts = urlsplit(source_uri)
-    if parts.scheme in ("", "file"):
+    store = store_kind(source_uri)
+    if not parts.scheme or (store is not None and store.local_path is not None):
         return parts.path or source_uri
     return parts.path.lstrip("/")
 

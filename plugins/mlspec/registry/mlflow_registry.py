@@ -57,7 +57,7 @@ from mlspec.registry.mlflow_connection import (
 )
 from mlspec.registry.mlflow_embedded import default_tracking_uri, embedded_dir
 from mlspec.registry.mlflow_experiments import ROLE_TAG, ensure_experiment, experiment_name, tag_key
-from mlspec.storage import resolve_file_uri
+from mlspec.storage import resolve_file_uri, store_kind
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; mlflow is imported inside functions
     from mlflow import MlflowClient
@@ -546,10 +546,10 @@ class MlflowRegistry(ModelRegistry):
     def _source_for(self, request: RegistrationRequest, lineage_run: str | None):
         """(source, run_id, logged model or None) to register; see the module docstring."""
         source = request.source_uri.rstrip("/")
-        scheme = urlsplit(source).scheme
-        if scheme not in ("", "file"):
+        store = store_kind(source)
+        if urlsplit(source).scheme and (store is None or store.local_path is None):
             return source, lineage_run, None  # s3:// and friends: servers and the embedded store read them
-        folder = resolve_file_uri(source) if scheme == "file" else Path(source)
+        folder = resolve_file_uri(source) if store is not None else Path(source)
         if not (folder / "model.onnx").is_file():
             raise RegistryError(
                 f"{self._where()}: model {request.model_name!r} version {request.version}: the published "

@@ -38,6 +38,7 @@ from mlspec.serving.kserve_manifest import (
     check_readiness,
     served_model_name,
 )
+from mlspec.storage import store_kind
 
 __all__ = [
     "KServeConfig",
@@ -113,7 +114,8 @@ class KServeServing(ServingBackend):
         self.store_root_uri = store_root_uri.rstrip("/")
         self.labels = dict(labels or {})
         self.poll_interval_s = poll_interval_s
-        if self.store_root_uri.startswith("s3://") and not config.service_account:
+        store = store_kind(self.store_root_uri)
+        if store is not None and not store.runs_here and not config.service_account:
             # The storage initializer runs in the cluster: Airflow's connection is no use to it.
             log.warning(
                 "serving from %s without a service_account: KServe pods can only read it if the cluster "

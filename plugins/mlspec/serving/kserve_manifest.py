@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from mlspec.errors import ServingError
-from mlspec.storage import open_store
+from mlspec.storage import open_store, store_kind
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,8 @@ def _check_inputs(model_name: str, version: int, store_root_uri: str) -> None:
         raise ServingError(
             f"model {model_name}: store root {store_root_uri!r} is not a URI (s3://, pvc://, ...)"
         )
-    if scheme == "file":
+    store = store_kind(store_root_uri)
+    if store is not None and store.local_path is not None:  # a folder on the worker's disk
         log.warning(
             "model %s: KServe pods only see %s if that path is mounted into them; "
             "use an s3:// store (or pvc://) for a real cluster",

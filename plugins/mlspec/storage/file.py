@@ -15,6 +15,8 @@ from pathlib import Path
 
 from mlspec.errors import StoreError
 from mlspec.storage.base import CLAIM, ModelStore, safe_join
+from mlspec.storage.kind import Quote, StoreKind
+from mlspec.storage.local_paths import check_store_path, file_uri_path, resolve_file_uri
 
 FILE_MODE = 0o644
 # Filesystems without hard links answer link() with one of these; claims then fall back to O_EXCL.
@@ -190,3 +192,30 @@ class FileStore(ModelStore):
                 path.unlink(missing_ok=True)
         except OSError as exc:
             raise StoreError(f"deleting {self.uri_for(key)} failed: {exc.strerror or exc}") from exc
+
+
+def open_file_store(uri: str, connection_id: str | None = None) -> FileStore:
+    """The store of a `file://` storage.uri, which must be within the allowed store folders
+    (`check_store_path`); a folder needs no connection."""
+    path = resolve_file_uri(uri)
+    check_store_path(path)
+    return FileStore(path.as_uri(), path)
+
+
+def file_uri_problem(uri: str, quote: Quote, names_an_object: bool) -> str | None:
+    """A file:// URI needs a path (`file://` alone names nothing)."""
+    rest = uri.split("://", 1)[1] if "://" in uri else uri.split(":", 1)[-1]
+    if not rest.strip("/"):
+        return f"{quote(uri)} has no path; use file://models (under MLSPEC_HOME) or file:///absolute/path"
+    return None
+
+
+KIND = StoreKind(
+    scheme="file",
+    title="a folder on this machine (or a shared filesystem)",
+    example="file://path",
+    runs_here=True,
+    open=open_file_store,
+    uri_problem=file_uri_problem,
+    local_path=file_uri_path,
+)

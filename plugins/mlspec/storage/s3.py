@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlspec.errors import StoreError
 from mlspec.storage.base import ModelStore, safe_join, sha256_hex
+from mlspec.storage.kind import Quote, StoreKind
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -38,8 +39,10 @@ MIN_PART_SIZE = 5 * MIB
 DEFAULT_MULTIPART_THRESHOLD = 64 * MIB
 DEFAULT_PART_SIZE = 16 * MIB
 SHA256_METADATA = "sha256"  # sent as the x-amz-meta-sha256 header
+DEFAULT_CONNECTION = "aws_default"  # when the spec names no storage.connection or data.connection
 
 _MULTIPART_SUFFIX = re.compile(r"-(\d+)\Z")
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {
@@ -76,7 +79,7 @@ def read_uri_bytes(uri: str, connection_id: str | None = None, *, max_bytes: int
     bucket, key = parse_s3_uri(uri)
     if not key:
         raise StoreError(f"{uri} names a bucket, not an object; give the full key of the data file")
-    store = S3Store(f"s3://{bucket}", connection_id or "aws_default")
+    store = S3Store(f"s3://{bucket}", connection_id or DEFAULT_CONNECTION)
     if max_bytes is not None:
         head = store._head(key)
         if head is None:
@@ -104,7 +107,7 @@ class S3Store(ModelStore):
     def __init__(
         self,
         uri: str,
-        connection_id: str = "aws_default",
+        connection_id: str = DEFAULT_CONNECTION,
         *,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         part_size: int = DEFAULT_PART_SIZE,
@@ -476,3 +479,35 @@ class S3Store(ModelStore):
         if stored:
             return str(stored)
         return sha256_hex(self.read_bytes(key))
+
+
+def open_s3_store(uri: str, connection_id: str | None = None) -> S3Store:
+    """The store of an `s3://` storage.uri, reached through Airflow connection `connection_id`."""
+    return S3Store(uri, connection_id or DEFAULT_CONNECTION)
+
+
+def s3_uri_problem(uri: str, quote: Quote, names_an_object: bool) -> str | None:
+    """s3://bucket/key: a valid bucket name, and a key when the URI names an object (a data file)."""
+    if not uri.startswith("s3://"):
+        return f"{quote(uri)} is not written s3://bucket/key"
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        return f"{quote(uri)} has no bucket; write s3://bucket/{'key' if names_an_object else 'prefix'}"
+    if not S3_BUCKET.fullmatch(bucket) or ".." in bucket:
+        return (
+            f"bucket {quote(bucket)} in {quote(uri)} is not a valid S3 bucket name (3 to 63 lowercase letters, "
+            "digits, '.' and '-', starting and ending with a letter or digit)"
+        )
+    if names_an_object and not key.strip("/"):
+        return f"{quote(uri)} names a bucket, not an object; give the full key of the data file"
+    return None
+
+
+KIND = StoreKind(
+    scheme="s3",
+    title="an S3 (or MinIO) prefix, through an Airflow AWS connection",
+    example="s3://bucket/prefix",
+    runs_here=False,
+    open=open_s3_store,
+    uri_problem=s3_uri_problem,
+)

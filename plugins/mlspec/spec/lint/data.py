@@ -1,5 +1,5 @@
-"""data: the source is a known data set or a file:// / s3:// file of a known format, and the split leaves
-data to train on; `mlspec lint` also checks a local file source (check_local_source)."""
+"""data: the source is of a known kind (mlspec.sources: a known data set, or a file of a known format), and the
+split leaves data to train on; `mlspec lint` also checks a local file source (check_local_source)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlspec.errors import StoreError
+from mlspec.sources import schemes_text, source_kind
 from mlspec.spec.errors import SpecProblem, quote
-from mlspec.spec.lint.uris import uri_problem, uri_scheme
+from mlspec.spec.lint.uris import uri_problem
 from mlspec.spec.model import parse_bytes
 from mlspec.spec.yaml_loader import LoadedYaml
-from mlspec.storage import check_data_path, file_uri_path, max_source_bytes, source_cap_hint
+from mlspec.storage import check_data_path, max_source_bytes, source_cap_hint
 from mlspec.storage.file import file_kind
-from mlspec.vocabulary import DATA_SOURCES
 
 
 def check_data_source(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
+    """The source's kind (mlspec.sources) must be known; then its own rules, then the URI's form."""
     source = spec["data"]["source"]
-    scheme = source.split(":", 1)[0] if ":" in source else ""
-    if scheme in ("builtin", "keras"):
-        if source not in DATA_SOURCES:
-            known = ", ".join(s for s in DATA_SOURCES if s.startswith(scheme))
-            yield doc.problem(("data", "source"), f"unknown dataset {quote(source)}; available: {known}")
-    elif scheme not in ("file", "s3"):
-        yield doc.problem(
-            ("data", "source"), f"unsupported source {quote(source)}; use builtin:, keras:, file:// or s3://"
-        )
-    elif scheme == "file" and spec["data"]["format"] is None and not source.lower().endswith((".npz", ".csv", ".parquet")):
-        yield doc.problem(("data", "format"), f"cannot infer the format of {quote(source)}; set data.format to npz, csv or parquet")
+    kind = source_kind(source)
+    if kind is None:
+        yield doc.problem(("data", "source"), f"unsupported source {quote(source)}; use {schemes_text()}")
+    else:
+        for field, message in kind.problems(source, quote, spec["data"]):
+            yield doc.problem(("data", field), message)
     problem = uri_problem(source, names_an_object=True)
     if problem:
         yield doc.problem(("data", "source"), problem)
@@ -42,13 +38,14 @@ def check_split(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
 
 
 def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None) -> list[SpecProblem]:
-    """A file:// data source within the allowed data folders and, when it exists here, a regular file within
-    the size cap (`mlspec lint` only)."""
+    """A data source on this machine (a file:// source) within the allowed data folders and, when it exists
+    here, a regular file within the size cap (`mlspec lint` only)."""
     source = spec["data"]["source"]
-    if uri_scheme(source) != "file":
+    kind = source_kind(source)
+    if kind is None or kind.local_path is None:
         return []
     try:
-        path = file_uri_path(source, home)
+        path = kind.local_path(source, home)
         check_data_path(path, what=quote(source), specs_dir=specs_dir)
     except StoreError as exc:
         return [doc.problem(("data", "source"), str(exc))]

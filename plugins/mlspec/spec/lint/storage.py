@@ -10,27 +10,29 @@ from pathlib import Path
 from mlspec.errors import StoreError
 from mlspec.serving.platforms import platform_named
 from mlspec.spec.errors import SpecProblem, quote
-from mlspec.spec.lint.uris import uri_problem, uri_scheme
+from mlspec.spec.lint.uris import uri_problem
 from mlspec.spec.yaml_loader import LoadedYaml
-from mlspec.storage import check_store_path, file_uri_path
+from mlspec.storage import STORE_KINDS, check_store_path, store_kind
 
 
 def check_storage_uri(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     uri = spec["storage"]["uri"]
-    if uri_scheme(uri) not in ("file", "s3"):
-        yield doc.problem(("storage", "uri"), f"unsupported storage URI {quote(uri)}; use file://path or s3://bucket/prefix")
+    if store_kind(uri) is None:
+        examples = " or ".join(kind.example for kind in STORE_KINDS.values())
+        yield doc.problem(("storage", "uri"), f"unsupported storage URI {quote(uri)}; use {examples}")
     problem = uri_problem(uri, names_an_object=False)
     if problem:
         yield doc.problem(("storage", "uri"), problem)
 
 
 def check_local_store(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None) -> list[SpecProblem]:
-    """A file:// store within the allowed store folders (`mlspec lint` only)."""
+    """A store on this machine (a file:// store) within the allowed store folders (`mlspec lint` only)."""
     uri = spec["storage"]["uri"]
-    if uri_scheme(uri) != "file":
+    kind = store_kind(uri)
+    if kind is None or kind.local_path is None:
         return []
     try:
-        store = check_store_path(file_uri_path(uri, home), what=quote(uri), specs_dir=specs_dir)
+        store = check_store_path(kind.local_path(uri, home), what=quote(uri), specs_dir=specs_dir)
     except StoreError as exc:
         return [doc.problem(("storage", "uri"), str(exc))]
     return _served_store_warning(doc, spec, uri, store, home)

@@ -6,8 +6,8 @@ import re
 from urllib.parse import urlparse
 
 from mlspec.spec.errors import quote
+from mlspec.storage import store_kind
 
-S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Bidirectional controls (embeddings, overrides, isolates, marks): U+202E makes "ml-team\u202egnp.exe" read
 # differently from what it is. Refused with the control characters in every free-text field.
@@ -40,20 +40,5 @@ def uri_problem(value: str, *, names_an_object: bool) -> str | None:
     rest = value.split("://", 1)[1] if "://" in value else value.split(":", 1)[-1]
     if ".." in re.split(r"[/\\]", rest):
         return f"{quote(value)} contains '..'; store and data paths may not climb out of their prefix"
-    if parsed.scheme == "file" and not rest.strip("/"):
-        return f"{quote(value)} has no path; use file://models (under MLSPEC_HOME) or file:///absolute/path"
-    if parsed.scheme != "s3":
-        return None
-    if not value.startswith("s3://"):
-        return f"{quote(value)} is not written s3://bucket/key"
-    bucket, _, key = rest.partition("/")
-    if not bucket:
-        return f"{quote(value)} has no bucket; write s3://bucket/{'key' if names_an_object else 'prefix'}"
-    if not S3_BUCKET.fullmatch(bucket) or ".." in bucket:
-        return (
-            f"bucket {quote(bucket)} in {quote(value)} is not a valid S3 bucket name (3 to 63 lowercase letters, "
-            "digits, '.' and '-', starting and ending with a letter or digit)"
-        )
-    if names_an_object and not key.strip("/"):
-        return f"{quote(value)} names a bucket, not an object; give the full key of the data file"
-    return None
+    kind = store_kind(value)  # file:// and s3:// data sources are written as the stores of their kind are
+    return kind.uri_problem(value, quote, names_an_object) if kind is not None else None

@@ -1,0 +1,61 @@
+"""What one kind of data source declares: the entry of `mlspec.sources.SOURCE_KINDS` for a `data.source` scheme.
+
+Two shapes exist today. A named kind (`builtin:`, `keras:`) has a closed list of data sets
+(`vocabulary.DATA_SOURCES`) and loads one by name; a file kind (`file://`, `s3://`) reads the bytes of a
+file of `data.format` (npz, csv, parquet) that `mlspec.ml.data` parses. Lint, prepare_data, the loader and
+the operations DAG read the table; none of them compares a scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlspec.storage.kind import Quote
+from mlspec.vocabulary import DATA_SOURCES
+
+# A named data set as loaded: (x, y, class_names, feature_names); numpy arrays, so typed loosely here.
+Loaded = tuple[Any, Any, tuple[str, ...], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """What reading a file source needs besides its URI."""
+
+    connection: str | None  # data.connection (a kind that needs none ignores it)
+    max_bytes: int  # the raw-file cap (storage.max_source_bytes)
+    specs_dir: Path | None  # the spec file's folder: the project folder's rules use it
+
+
+def _no_problems(source: str, quote: Quote, data: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    return ()
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    scheme: str  # data.source is "<scheme>:<name>" or "<scheme>://<path>"
+    prefix: str  # how such a source starts as written: "builtin:", "file://"
+    title: str  # in words, for people
+    next_step: str  # prepare_data's advice when such a source fails
+    runs_here: bool  # True: needs no connection and no network (the operations DAG runs it anywhere)
+    # Named kinds: load a data set of `datasets` by name (heavy libraries are imported when it is called).
+    load_dataset: Callable[[str], Loaded] | None = None
+    # File kinds: the bytes of the file the source names.
+    read_bytes: Callable[[str, SourceRead], bytes] | None = None
+    # File kinds on this machine: the path a source names (home(): MLSPEC_HOME), checked by `mlspec lint`.
+    local_path: Callable[[str, Callable[[], Path]], Path] | None = None
+    # The kind's own lint rules: (field of the data section, message) for each problem.
+    lint: Callable[[str, Quote, Mapping[str, Any]], Iterable[tuple[str, str]]] = _no_problems
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """A named kind's data sets (every `vocabulary.DATA_SOURCES` entry with its prefix); () for a file kind."""
+        return tuple(name for name in DATA_SOURCES if name.startswith(self.prefix)) if self.load_dataset else ()
+
+    def problems(self, source: str, quote: Quote, data: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        """Lint: a named kind's source must be one of its data sets; then the kind's own rules."""
+        if self.load_dataset is not None and source not in DATA_SOURCES:
+            yield "source", f"unknown dataset {quote(source)}; available: {', '.join(self.datasets)}"
+        yield from self.lint(source, quote, data)
