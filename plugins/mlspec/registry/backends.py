@@ -6,7 +6,8 @@ name. Adding a backend is one module here (a `ModelRegistry` subclass) and one e
 schema's `registry.backend` enum is checked against this table by tests/registry/test_registry_backends.py.
 
 Light on purpose (read at DAG parse time and by lint): a backend module, and its client library, is
-imported only when a registry is opened.
+imported only when a registry is opened. (At module level it would also be a circle: a backend module imports
+mlspec.registry.base, and the mlspec.registry package imports this table.)
 """
 
 from __future__ import annotations
