@@ -85,6 +85,3 @@ DEFAULT_LOSS = {"classification": "sparse_categorical_crossentropy", "regression
 def metrics_for(task: str) -> tuple[str, ...]:
     return tuple(name for name, metric in METRICS.items() if metric.task == task)
 
-
-KSERVE_RUNTIMES = ("kserve-ovms", "kserve-tritonserver")
-SERVING_RUNTIMES = ("onnxruntime", *KSERVE_RUNTIMES)

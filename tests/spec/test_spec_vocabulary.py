@@ -48,12 +48,11 @@ def test_preprocess_steps():
     assert {branch["required"][0] for branch in branches} == set(vocabulary.FEATURE_STEPS + vocabulary.LABEL_STEPS)
 
 
-def test_metrics_losses_optimizers_and_runtimes():
+def test_metrics_losses_optimizers_and_formats():
     assert enum(SCHEMA["evaluation"]["properties"]["metrics"]["items"]) == set(vocabulary.METRICS)
     training = SCHEMA["training"]["properties"]
     assert enum(training["loss"]) == {loss for losses in vocabulary.LOSSES.values() for loss in losses}
     assert enum(training["optimizer"]["properties"]["name"]) == set(vocabulary.OPTIMIZERS)
-    assert enum(SCHEMA["serving"]["properties"]["runtime"]) == set(vocabulary.SERVING_RUNTIMES)
     assert enum(SCHEMA["data"]["properties"]["format"]) == set(vocabulary.DATA_FORMATS)
 
 
@@ -61,12 +60,6 @@ def test_every_known_data_source_is_documented_and_loadable_by_name():
     description = SCHEMA["data"]["properties"]["source"]["description"]
     for source in vocabulary.DATA_SOURCES:
         assert source.split(":", 1)[1] in description, source
-
-
-def test_kserve_runtimes_are_the_manifest_builders():
-    from mlspec.serving.kserve_manifest import RUNTIMES
-
-    assert tuple(RUNTIMES) == vocabulary.KSERVE_RUNTIMES
 
 
 def test_default_metrics_and_losses_belong_to_their_task():
