@@ -20,17 +20,17 @@ PLUGINS = REPO / "plugins"
 PACKAGE = PLUGINS / "mlspec"
 
 # Ratchets: each count may fall, never rise (the counts when issue 15's refactor began; it brings them to 0).
-EXPECTED_MAX_NAME_CHECKS = 40
-EXPECTED_MAX_PRIVATE_ACCESS = 2
-EXPECTED_MAX_IMPORT_CIRCLES = 4
-EXPECTED_MAX_FUNCTION_IMPORTS = 141
+EXPECTED_MAX_NAME_CHECKS = 0
+EXPECTED_MAX_PRIVATE_ACCESS = 0
+EXPECTED_MAX_IMPORT_CIRCLES = 3
+EXPECTED_MAX_FUNCTION_IMPORTS = 115
 
 # Each axis's names, and the package (folder under plugins/mlspec) where comparing them is the package's own job.
 AXIS_NAMES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     "framework": (frozenset({"tensorflow", "sklearn", "xgboost", "lightgbm"}), ("ml/frameworks",)),
     "serving platform": (frozenset({"local", "kserve"}), ("serving",)),
     "registry backend": (frozenset({"mlflow", "kubeflow"}), ("registry",)),
-    "URI scheme": (frozenset({"file", "s3"}), ("storage",)),
+    "URI scheme": (frozenset({"file", "s3"}), ("sources", "storage")),
 }
 
 
