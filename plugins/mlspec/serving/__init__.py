@@ -20,7 +20,7 @@ __all__ = [
 def open_local_serving(url: str | None, connection_id: str | None = None) -> ServingBackend:
     """The local model server at `url` (None: MLSPEC_SERVER_URL); the admin token goes only to the
     configured server, another URL's token only from `connection_id` (mlspec.serving.credentials)."""
-    from mlspec.serving.local import LocalServing
+    from mlspec.serving.local import LocalServing  # here, not at the top: parsing DAGs needs no HTTP client
 
     return LocalServing(url, connection_id=connection_id)
 
