@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from tests.fixtures.paths import SPECS
 
-from mlspec import storage
 from mlspec.cli import lint_file
+from mlspec.storage import source_limits
 
 IRIS = (SPECS / "iris.yaml").read_text()
 
@@ -60,7 +60,7 @@ def test_lint_decodes_a_data_source_uri_as_the_workers_do(tmp_path: Path, mlspec
 def test_lint_takes_the_specs_max_bytes_as_the_raw_file_cap(
     tmp_path: Path, mlspec_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "DEFAULT_MAX_SOURCE_BYTES", 100)  # stands for 1 GiB
+    monkeypatch.setattr(source_limits, "DEFAULT_MAX_SOURCE_BYTES", 100)  # stands for 1 GiB
     data = tmp_path / "rows.csv"
     data.write_text("a,label\n" + "1,0\n" * 100)
     text = IRIS.replace(

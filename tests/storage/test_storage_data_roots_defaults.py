@@ -20,6 +20,7 @@ from mlspec import storage
 from mlspec.errors import StoreError
 from mlspec.operators.data import PrepareDataOperator
 from mlspec.spec import load_spec_text
+from mlspec.storage import source_limits
 
 TOKEN = "s3cr3t-admin-token-0123456789abcdef0123456789"
 CSV = "a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(60))
@@ -143,7 +144,7 @@ def test_the_spec_max_bytes_raises_the_raw_file_cap(
     mlspec_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Review item 14: a plain CSV over 1 GiB was refused by the raw-file cap whatever max_bytes said."""
-    monkeypatch.setattr(storage, "DEFAULT_MAX_SOURCE_BYTES", 1000)  # stands for 1 GiB
+    monkeypatch.setattr(source_limits, "DEFAULT_MAX_SOURCE_BYTES", 1000)  # stands for 1 GiB
     monkeypatch.delenv("MLSPEC_MAX_SOURCE_BYTES", raising=False)
     data = tmp_path / "rows.csv"
     data.write_text(CSV * 4)  # about 2.5 kB

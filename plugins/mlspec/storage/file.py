@@ -17,6 +17,7 @@ from mlspec.errors import StoreError
 from mlspec.storage.base import CLAIM, ModelStore, safe_join
 from mlspec.storage.kind import Quote, StoreKind
 from mlspec.storage.local_paths import check_store_path, file_uri_path, resolve_file_uri
+from mlspec.storage.source_limits import source_cap_hint
 
 FILE_MODE = 0o644
 # Filesystems without hard links answer link() with one of these; claims then fall back to O_EXCL.
@@ -38,8 +39,6 @@ def file_kind(mode: int) -> str:
 
 
 def _over_cap(what: str, max_bytes: int) -> StoreError:
-    from mlspec.storage import source_cap_hint
-
     return StoreError(f"{what}; data sources are limited to {max_bytes} bytes: {source_cap_hint()}")
 
 
