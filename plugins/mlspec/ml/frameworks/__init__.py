@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlspec.ml.frameworks import keras_adapter, sklearn_adapter, xgboost_adapter
+from mlspec.ml.frameworks import keras_adapter, lightgbm_adapter, sklearn_adapter, xgboost_adapter
 from mlspec.ml.frameworks.base import FitReport, Framework, FrameworkAdapter, RunParam, TrainingError
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 
 FRAMEWORKS: dict[str, Framework] = {
     module.FRAMEWORK.name: module.FRAMEWORK
-    for module in (keras_adapter, sklearn_adapter, xgboost_adapter)
+    for module in (keras_adapter, sklearn_adapter, xgboost_adapter, lightgbm_adapter)
 }
 
 
