@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.e2e.e2e_testkit import task_states, xcom
+from tests.e2e.e2e_testkit import served_version, task_states, xcom
 from tests.e2e.test_e2e_frameworks import held_out, infer, version_dir
 from tests.fixtures.paths import SPECS
 
@@ -45,3 +45,30 @@ def test_xgboost_classifier_on_wine(run_spec, model_server, capfd):
         page = client.get("/models/wine-xgboost/versions/1")
     assert page.status_code == 200, page.text[-2000:]
     assert "xgboost · classification" in page.text
+
+
+TUNING = """\
+tuning:
+  strategy: grid
+  trials: 2
+  objective: {metric: val_f1}
+  space:
+    model.params.max_depth: {choice: [2, 4]}
+"""
+
+
+def test_a_tuned_xgboost_spec_then_an_identical_retrain_meets_the_champion_gate(run_spec, model_server):
+    text = (SPECS / "wine-xgboost.yaml").read_text().replace("name: wine-xgboost", "name: wine-xgb-tuned")
+    text += TUNING
+    spec, first = run_spec(text, "wine-xgb-tuned")
+    assert str(first.state) == "success", task_states(first)
+    best = xcom(first, "select_best")
+    assert best["framework"] == "xgboost" and {row["state"] for row in best["trials"]} == {"success"}
+    assert served_version(model_server, "wine-xgb-tuned") == "1"
+
+    _, second = run_spec(text, "wine-xgb-tuned")
+    states = task_states(second)
+    assert str(second.state) == "success", states
+    verdict = xcom(second, "evaluate")["champion"]
+    assert verdict["decision"] == "tie" and states["deploy"] == "skipped", (verdict, states)
+    assert served_version(model_server, "wine-xgb-tuned") == "1"
