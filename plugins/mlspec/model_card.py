@@ -183,11 +183,9 @@ def expected_version(store: Any, name: str, run_id: str, min_version: int) -> in
     """The version `store.publish_version(name, ..., run_id=run_id, min_version=min_version)` will give:
     the one this run already claimed (a retry), else the next number. The card names its version before
     it is published; store checks afterwards that they agree."""
-    claimed = getattr(store, "_version_claimed_by", None)
-    if callable(claimed):
-        found = claimed(name, run_id)
-        if found is not None:
-            return int(found)
+    found = store.version_claimed_by(name, run_id)
+    if found is not None:
+        return int(found)
     existing = [int(c) for c in store.list_children(name) if str(c).isdigit()]
     return max(max(existing, default=0) + 1, min_version)
 

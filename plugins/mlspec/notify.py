@@ -26,6 +26,10 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from mlspec.dagbag import env_number
+from mlspec.operators.publish import publish_run_id
+from mlspec.storage import open_store
+
 log = logging.getLogger(__name__)
 
 FAILURE = "failure"
@@ -39,8 +43,6 @@ DEFAULT_NOTIFY_TIMEOUT_S = 60.0
 
 def notify_timeout_s() -> float:
     """The overall deadline of one notification: MLSPEC_NOTIFY_TIMEOUT_S, else 60 s."""
-    from mlspec.dagbag import env_number
-
     return env_number(NOTIFY_TIMEOUT_ENV, DEFAULT_NOTIFY_TIMEOUT_S)
 
 
@@ -75,12 +77,9 @@ class RunFailedNotifier(BaseNotifier):
         if not self.storage_uri:
             return None
         try:
-            from mlspec.operators.publish import publish_run_id
-            from mlspec.storage import open_store
-
             dag_id = getattr(context.get("dag"), "dag_id", "") or self.model
             store = open_store(self.storage_uri, self.storage_connection)
-            version = store._version_claimed_by(self.model, publish_run_id(dag_id, context.get("run_id", "")))
+            version = store.version_claimed_by(self.model, publish_run_id(dag_id, context.get("run_id", "")))
             if version is None or version not in store.list_versions(self.model):
                 return None
             return {"version": version, "uri": store.uri_for(f"{self.model}/{version}")}

@@ -1,7 +1,7 @@
 """The `mlspec_operations` DAG: deploy, roll back, undeploy or check any model from the Airflow UI.
 
 One DAG whose trigger form offers the model (a list of the specs), the action and the version;
-its one task runs `mlspec.operations` exactly as the CLI does.
+its one task runs `mlspec.operations` (the release service) exactly as the CLI does.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from mlspec.operations import ACTIONS
+from mlspec.operations import ACTIONS, run_action
+from mlspec.release import Trigger
 from mlspec.serving import platform_named
 from mlspec.sources import source_kind
 from mlspec.storage import store_kind
@@ -40,7 +41,6 @@ class ModelOperationOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from mlspec.errors import MlspecError
-        from mlspec.operations import Trigger, run_action
 
         version = int(self.version) if str(self.version or "").strip().isdigit() else None
         try:

@@ -14,7 +14,8 @@ from tests.operators.operations_testkit import publish_versions, served, spec_fo
 
 
 def test_deploy_rollback_undeploy_are_recorded_with_actor_and_the_deployment(ops_home, ops_server, request):
-    from mlspec.operations import Trigger, deploy_version, rollback, undeploy
+    from mlspec.operations import deploy_version, rollback, undeploy
+    from mlspec.release import Trigger
 
     model = publish_versions(unique(request), 2)
     spec, registry = model.spec, model.registry()
@@ -45,7 +46,8 @@ def test_deploy_rollback_undeploy_are_recorded_with_actor_and_the_deployment(ops
 
 
 def test_a_failed_deploy_records_the_automatic_rollback_and_rollback_skips_it(ops_home, ops_server, request):
-    from mlspec.operations import OperationFailed, deploy_version, rollback
+    from mlspec.operations import deploy_version, rollback
+    from mlspec.release import OperationFailed
 
     model = publish_versions(unique(request), 3)
     spec, registry = model.spec, model.registry()
@@ -64,7 +66,8 @@ def test_a_failed_deploy_records_the_automatic_rollback_and_rollback_skips_it(op
 
 
 def test_every_file_the_registry_recorded_is_checked(ops_home, ops_server, request):
-    from mlspec.operations import OperationFailed, deploy_version
+    from mlspec.operations import deploy_version
+    from mlspec.release import OperationFailed
 
     model = publish_versions(unique(request), 2)
     deploy_version(model.spec, 1)
@@ -117,7 +120,7 @@ def test_the_lock_names_its_holder_when_it_times_out(ops_home, request, monkeypa
     import threading
 
     from mlspec.embedded_state import LockError
-    from mlspec.operations import lock_path, model_lock
+    from mlspec.release import lock_path, model_lock
 
     monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "0.3")
     name = unique(request)
@@ -146,7 +149,7 @@ def test_the_lock_names_its_holder_when_it_times_out(ops_home, request, monkeypa
 
 def test_a_nested_take_of_one_model_lock_in_one_thread_does_not_deadlock(ops_home, request, monkeypatch):
     """rollback -> deploy helpers, promote -> a helper that locks: the same thread takes the lock again."""
-    from mlspec.operations import lock_path, model_lock
+    from mlspec.release import lock_path, model_lock
 
     monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "2")
     name = unique(request)
@@ -159,7 +162,7 @@ def test_a_nested_take_of_one_model_lock_in_one_thread_does_not_deadlock(ops_hom
 
 def test_a_lock_timeout_that_is_not_a_number_is_a_clear_error(ops_home, request, monkeypatch):
     from mlspec.embedded_state import LockError
-    from mlspec.operations import model_lock
+    from mlspec.release import model_lock
 
     monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "ten minutes")
     with pytest.raises(LockError, match=r"MLSPEC_LOCK_TIMEOUT_S='ten minutes' is not a number of seconds; set it"):
@@ -169,7 +172,7 @@ def test_a_lock_timeout_that_is_not_a_number_is_a_clear_error(ops_home, request,
 
 def test_an_unwritable_lock_folder_is_a_clear_error(ops_home, request, monkeypatch, tmp_path):
     from mlspec.embedded_state import LockError
-    from mlspec.operations import model_lock
+    from mlspec.release import model_lock
 
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "locks").write_text("")  # a file where the locks folder belongs
@@ -213,9 +216,9 @@ class Interrupted(BaseException):
 
 def serving_that(monkeypatch, **replaced):
     """Every operation's serving backend, with the named methods replaced (each gets the real backend first)."""
-    from mlspec import operations
+    from mlspec.release import Release
 
-    real_open = operations.Backends.open.__func__
+    real_open = Release.open.__func__
 
     class Wrapped:
         def __init__(self, serving):
@@ -226,12 +229,12 @@ def serving_that(monkeypatch, **replaced):
                 return lambda *args: replaced[name](self.serving, *args)
             return getattr(self.serving, name)
 
-    def wrapped_open(cls, spec):
-        backends = real_open(cls, spec)
-        backends.serving = Wrapped(backends.serving)
-        return backends
+    def wrapped_open(cls, spec, store=None):
+        release = real_open(cls, spec, store)
+        release.serving = Wrapped(release.serving)
+        return release
 
-    monkeypatch.setattr(operations.Backends, "open", classmethod(wrapped_open))
+    monkeypatch.setattr(Release, "open", classmethod(wrapped_open))
 
 
 def test_a_deadline_mid_deploy_restores_the_registry_and_serving_and_records_it(ops_home, ops_server, request, monkeypatch):
@@ -277,7 +280,8 @@ def test_a_deadline_mid_undeploy_restores_the_registry_and_records_it(ops_home, 
 
 def test_a_failed_undeploy_with_nothing_in_production_records_no_restore(ops_home, ops_server, request, monkeypatch):
     from mlspec.errors import ServingError
-    from mlspec.operations import OperationFailed, undeploy
+    from mlspec.operations import undeploy
+    from mlspec.release import OperationFailed
 
     model = publish_versions(unique(request), 1)
     spec, registry = model.spec, model.registry()
@@ -294,7 +298,7 @@ def test_a_failed_undeploy_with_nothing_in_production_records_no_restore(ops_hom
 
 
 def test_status_advice_when_serving_does_not_answer_fits_the_platform(ops_home, request, monkeypatch):
-    import mlspec.serving
+    import mlspec.release
     from mlspec.errors import ServingError
     from mlspec.operations import status
 
@@ -302,11 +306,12 @@ def test_status_advice_when_serving_does_not_answer_fits_the_platform(ops_home, 
         def served_version(self, name):
             raise ServingError("connection refused")
 
-    monkeypatch.setattr(mlspec.serving, "open_serving", lambda spec, store: Unreachable())
+    monkeypatch.setattr(mlspec.release, "open_serving", lambda spec, store: Unreachable())
     from dataclasses import replace
+    from types import SimpleNamespace
 
     local = spec_for(unique(request))
-    kserve = replace(local, serving=replace(local.serving, platform="kserve", namespace="models"))
+    kserve = replace(local, serving=replace(local.serving, platform="kserve", settings=SimpleNamespace(namespace="models")))
     (problem,) = status(kserve)["problems"]
     assert "make serve" not in problem
     assert f"kubectl get inferenceservice {kserve.name} -n models" in problem

@@ -21,7 +21,7 @@ def context(run_id: str = "manual__2026-12-07T03:00:00+00:00", user: str | None 
 
 
 def test_the_actor_is_the_triggering_user_or_the_schedule():
-    from mlspec.operations import Trigger
+    from mlspec.release import Trigger
 
     manual = Trigger.from_context(context())
     assert manual.actor == "alice" and manual.run_id.startswith("manual__")
@@ -33,6 +33,15 @@ def test_the_actor_is_the_triggering_user_or_the_schedule():
     assert Trigger.from_cli().actor.startswith("cli:")
     # `mlspec run` is Airflow's dag.test, whose runs name the user "dag_test": it is the CLI's user
     assert Trigger.from_context(context("manual__3", "dag_test", "manual")).actor == Trigger.from_cli().actor
+
+
+def pipeline_deploy(spec, version: int, uri: str):
+    """The pipeline's deploy task for a stored version (the champion gate off): its Deployment."""
+    from mlspec.operators.deploy import DeployModelOperator
+    from mlspec.serving import Deployment
+
+    op = DeployModelOperator(task_id="deploy", spec=spec.to_dict(), stored={"version": version, "uri": uri})
+    return Deployment.from_xcom(op.run(context()))
 
 
 def promote_operator(spec, evaluation=None, smoke=None):
@@ -49,13 +58,13 @@ def test_promote_records_who_from_where_and_why_once(ops_home, ops_server, reque
     spec, registry = model.spec, model.registry()
     first = open_local_serving(None).deploy(spec.name, 1, model.uris[1])
     promote_operator(spec, smoke={"agreement": 1.0, "samples": 20}).record_promotion(
-        context("scheduled__1", None, "scheduled"), registry, first)
+        context("scheduled__1", None, "scheduled"), first)
     second = open_local_serving(None).deploy(spec.name, 2, model.uris[2])
     verdict = {"decision": "challenger_wins", "metric": "accuracy", "challenger": 0.98, "champion": 0.95,
                "champion_version": 1, "min_delta": 0.0}
     op = promote_operator(spec, evaluation={"champion": verdict}, smoke={"agreement": 1.0, "samples": 20})
-    op.record_promotion(context(), registry, second)
-    op.record_promotion(context(), registry, second)  # a retried promote
+    op.record_promotion(context(), second)
+    op.record_promotion(context(), second)  # a retried promote
 
     changes = registry.production_changes(spec.name)
     assert [(c.action, c.from_version, c.to_version, c.actor) for c in changes] == [
@@ -69,14 +78,15 @@ def test_promote_records_who_from_where_and_why_once(ops_home, ops_server, reque
 def test_a_failed_smoke_test_records_serving_going_back_not_a_change_of_production(ops_home, ops_server, request):
     """The pipeline's candidate never became production: the entry reads production -> production."""
     from mlspec.operations import deploy_version
-    from mlspec.operators.smoke_test import record_automatic_rollback
+    from mlspec.release import Release, Trigger
 
     model = publish_versions(unique(request), 2)
     spec, registry = model.spec, model.registry()
-    assert record_automatic_rollback(spec, context(), 2, "version 2 failed its smoke test") == ""
+    release, trigger = Release.open(spec), Trigger.from_context(context())
+    assert release.record_serving_went_back(trigger, 2, "version 2 failed its smoke test") == ""
     assert registry.production_changes(spec.name) == []  # nothing production: no "nothing -> nothing" entry
     deploy_version(spec, 1)
-    assert record_automatic_rollback(spec, context(), 2, "version 2 failed its smoke test: agreement 0.4") == ""
+    assert release.record_serving_went_back(trigger, 2, "version 2 failed its smoke test: agreement 0.4") == ""
     change = registry.production_changes(spec.name)[-1]
     assert (change.action, change.from_version, change.to_version, change.actor) == ("auto_rollback", 1, 1, "alice")
     assert change.reason.startswith("version 2 failed its smoke test")
@@ -106,15 +116,11 @@ def test_a_failed_smoke_test_restores_what_the_registry_says_now_not_at_deploy_t
     """`mlspec deploy 3` ran between the pipeline's deploy of 2 (production was 1) and its smoke test."""
     from mlspec.operations import deploy_version
     from mlspec.operators.base import GateFailed
-    from mlspec.operators.deploy import deploy_following_the_registry
-    from mlspec.serving import open_local_serving
-    from mlspec.storage import open_store
 
     model = publish_versions(unique(request), 3)
     spec, registry = model.spec, model.registry()
     deploy_version(spec, 1)
-    store = open_store(spec.storage.uri)
-    candidate = deploy_following_the_registry(spec, open_local_serving(None), 2, model.uris[2], store)
+    candidate = pipeline_deploy(spec, 2, model.uris[2])
     assert candidate.previous_version == 1
     deploy_version(spec, 3)  # the operation in between
     op = smoke_test_operator(spec, {"version": 2, "uri": model.uris[2]}, candidate, monkeypatch)
@@ -129,7 +135,9 @@ def test_a_failed_smoke_test_restores_what_the_registry_says_now_not_at_deploy_t
 def test_promote_checks_serving_under_the_lock(ops_home, ops_server, request, monkeypatch):
     """`mlspec rollback --to-version 1` finished between promote's first look and its lock: promote refuses."""
     from mlspec import operations
+    from mlspec.operators import promote
     from mlspec.operators.base import GateFailed
+    from mlspec.release import model_lock
     from mlspec.serving import open_local_serving
 
     model = publish_versions(unique(request), 3)
@@ -137,17 +145,15 @@ def test_promote_checks_serving_under_the_lock(ops_home, ops_server, request, mo
     operations.deploy_version(spec, 1)
     operations.deploy_version(spec, 2)
     candidate = open_local_serving(None).deploy(spec.name, 3, model.uris[3])  # deployed and smoke-tested
-    real_lock = operations.model_lock
 
     def lock_after_a_rollback(name, what, timeout_s=None):
-        monkeypatch.setattr(operations, "model_lock", real_lock)
         operations.rollback(spec, 1)  # the operation got the lock first
-        return real_lock(name, what, timeout_s)
+        return model_lock(name, what, timeout_s)
 
-    monkeypatch.setattr(operations, "model_lock", lock_after_a_rollback)
+    monkeypatch.setattr(promote, "model_lock", lock_after_a_rollback)
     op = promote_operator(spec, smoke={"agreement": 1.0, "samples": 20})
     with pytest.raises(GateFailed, match="serving answers with version 1 .*not the deployed and smoke-tested version 3"):
-        op.record_promotion(context(), registry, candidate)
+        op.record_promotion(context(), candidate)
     assert registry.production_version(spec.name) == 1 and served(spec) == 1
     assert registry.production_changes(spec.name)[-1].action == "rollback"
 
@@ -157,16 +163,23 @@ def test_a_kserve_deploy_checks_the_recorded_files_under_the_model_lock(ops_home
     import os
     from dataclasses import replace
 
-    from mlspec.operations import lock_path
+    from mlspec import release
     from mlspec.operators import deploy
     from mlspec.operators.base import GateFailed
+    from mlspec.release import lock_path
 
     model = publish_versions(unique(request), 2)
-    kserve = replace(model.spec, serving=replace(model.spec.serving, platform="kserve", namespace="models"))
+    kserve = replace(model.spec, serving=replace(model.spec.serving, platform="kserve", settings=SimpleNamespace(namespace="models")))
     applied: list[tuple[int, bool]] = []
 
     class FakeKServe:
-        config = SimpleNamespace(namespace="models", connection="k8s", timeout_s=30)
+        platform = "kserve"
+
+        def served_version(self, name):
+            return None
+
+        def readiness_trigger(self, state):
+            return SimpleNamespace(state=state)
 
         def apply(self, name, version, uri):
             fd = os.open(lock_path(name), os.O_RDWR)
@@ -180,25 +193,30 @@ def test_a_kserve_deploy_checks_the_recorded_files_under_the_model_lock(ops_home
             applied.append((version, held))
             return {"name": name, "namespace": "models", "generation": 1}
 
-    monkeypatch.setattr(deploy, "open_serving", lambda spec, store: FakeKServe())
-    monkeypatch.setattr(deploy.DeployModelOperator, "defer", lambda self, **kwargs: None)
-    op = deploy.DeployModelOperator(task_id="deploy", spec=model.spec.to_dict(), stored={})
+    class Deferred(Exception):
+        pass
+
+    def defer(self, **kwargs):
+        raise Deferred(kwargs)
+
+    monkeypatch.setattr(release, "open_serving", lambda spec, store: FakeKServe())
+    monkeypatch.setattr(deploy.DeployModelOperator, "defer", defer)
+    op = deploy.DeployModelOperator(task_id="deploy", spec=model.spec.to_dict(), stored={"version": 1, "uri": model.uris[1]})
     op.__dict__["model_spec"] = kserve
-    op.deploy_kserve(context(), {"version": 1, "uri": model.uris[1]})
+    with pytest.raises(Deferred):
+        op.run(context())
     assert applied == [(1, True)]  # applied while this deploy held the model's lock
 
     signature = model.folder(2) / "signature.json"
     signature.write_text(json.dumps({**json.loads(signature.read_text()), "opset": 99}))
+    op.stored = {"version": 2, "uri": model.uris[2]}
     with pytest.raises(GateFailed, match="signature.json at .* does not match the sha256 the registry recorded"):
-        op.deploy_kserve(context(), {"version": 2, "uri": model.uris[2]})
+        op.run(context())
     assert applied == [(1, True)]  # version 2 was never applied
 
 
 def test_pipeline_deploy_refuses_a_version_whose_signature_changed(ops_home, ops_server, request):
     from mlspec.operators.base import GateFailed
-    from mlspec.operators.deploy import deploy_following_the_registry
-    from mlspec.serving import open_local_serving
-    from mlspec.storage import open_store
 
     model = publish_versions(unique(request), 1)
     folder = model.folder(1)
@@ -207,9 +225,8 @@ def test_pipeline_deploy_refuses_a_version_whose_signature_changed(ops_home, ops
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["signature.json"] = hashlib.sha256(signature.read_bytes()).hexdigest()
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    store = open_store(model.spec.storage.uri)
     with pytest.raises(GateFailed, match="signature.json at .* does not match the sha256 the registry recorded"):
-        deploy_following_the_registry(model.spec, open_local_serving(None), 1, model.uris[1], store)
+        pipeline_deploy(model.spec, 1, model.uris[1])
     assert served(model.spec) is None
 
 

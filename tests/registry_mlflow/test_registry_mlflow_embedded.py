@@ -114,7 +114,7 @@ def test_s3_sources_are_recorded_as_they_are(
     assert mv.tags["storage_connection"] == "aws_default"
 
 
-def test_record_deployment_tags_every_outcome_and_moves_the_alias_only_on_success(
+def test_record_deployment_tags_every_outcome_and_never_moves_the_alias(
     registry, publisher, tracking_uri, client_for, unique_name
 ) -> None:
     name = unique_name("digits")
@@ -129,6 +129,9 @@ def test_record_deployment_tags_every_outcome_and_moves_the_alias_only_on_succes
     assert client.get_registered_model(name).aliases == {}
 
     registry.record_deployment(name, 1, deployment, "smoke_test_passed")
+    assert client.get_registered_model(name).aliases == {}  # production moves only through set_production
+    assert registry.production_version(name) is None
+    registry.set_production(name, 1, reason="its smoke test passed")
     tags = client.get_model_version(name, e1.registry_version).tags
     assert tags["deployment.platform"] == "local"
     assert tags["deployment.endpoint_url"] == "http://127.0.0.1:8555"
@@ -147,6 +150,8 @@ def test_record_deployment_tags_every_outcome_and_moves_the_alias_only_on_succes
     assert registry.production_version(name) == 1
 
     registry.record_deployment(name, 2, deployment, "smoke_test_passed")
+    assert str(client.get_model_version_by_alias(name, "production").version) == e1.registry_version
+    registry.set_production(name, 2, reason="its smoke test passed")
     assert str(client.get_model_version_by_alias(name, "production").version) == e2.registry_version
     assert registry.production_version(name) == 2
 

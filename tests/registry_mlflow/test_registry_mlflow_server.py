@@ -95,6 +95,7 @@ def test_record_deployment_on_the_server(
     client = client_for(mlflow_server.url)
 
     registry.record_deployment(name, 1, deployment, "smoke_test_passed")
+    registry.set_production(name, 1, reason="its smoke test passed")
     failed = {**deployment, "message": "smoke test: agreement 0.50"}
     registry.record_deployment(name, 2, failed, "rolled_back")
 

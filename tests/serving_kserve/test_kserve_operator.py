@@ -241,14 +241,6 @@ def mlflow_versions(mlflow_databases):
     return registry
 
 
-@pytest.fixture()
-def empty_mlflow(mlflow_databases):
-    """An embedded MLflow in which nothing is registered."""
-    registry = embedded_mlflow(mlflow_databases["empty"])
-    assert registry.find(NAME, 1) is None
-    return registry
-
-
 def deployment_tags(registry, version: int) -> dict:
     """The deployment.* tags of a store version, read with a plain MlflowClient."""
     from mlflow import MlflowClient
@@ -264,7 +256,7 @@ def deployment_tags(registry, version: int) -> dict:
 
 # -- 1. execute applies the manifest and defers --------------------------------------------------
 def test_execute_applies_the_printed_manifest_and_defers_to_the_readiness_trigger(
-    k8s_api, k8s_connection, tmp_path, capsys
+    k8s_api, k8s_connection, tmp_path, capsys, mlflow_versions
 ):
     text = spec_text(k8s_connection, timeout=45)
     context = context_for(1)
@@ -290,7 +282,7 @@ def test_execute_applies_the_printed_manifest_and_defers_to_the_readiness_trigge
     assert without_server_fields(live) == printed_manifest(text, tmp_path, 1, capsys)
 
 
-def test_a_retried_execute_finds_its_own_apply_and_changes_nothing(k8s_api, k8s_connection):
+def test_a_retried_execute_finds_its_own_apply_and_changes_nothing(k8s_api, k8s_connection, mlflow_versions):
     text = spec_text(k8s_connection)
     first = start(deploy_task(text), context_for(1))
     before = read_isvc(k8s_api)
@@ -333,6 +325,7 @@ def test_failed_to_load_rolls_back_records_and_fails_the_task(k8s_api, k8s_conne
         first_ctx = context_for(1)
         first = start(deploy_task(text), first_ctx)
         resume(deploy_task(text), first_ctx, first, run_in_triggerer(first)[0])
+        mlflow_versions.set_production(NAME, 1, reason="promoted")  # what the run's promote does
         v1_spec = read_isvc(k8s_api)["spec"]
 
         context = context_for(2)
@@ -359,7 +352,42 @@ def test_failed_to_load_rolls_back_records_and_fails_the_task(k8s_api, k8s_conne
     assert tags["deployment.platform"] == "kserve"
     assert "unsupported ONNX opset 99" in tags["deployment.message"]
     assert deployment_tags(mlflow_versions, 1) == {}
-    assert mlflow_versions.production_version(NAME) is None  # a rollback never moves the alias
+    assert mlflow_versions.production_version(NAME) == 1  # a rollback never moves the alias
+
+
+def test_a_failed_candidate_goes_back_to_the_registry_production_not_to_what_the_cluster_served(
+    k8s_api, k8s_connection, mlflow_versions
+):
+    """The registry's production is version 1, the cluster serves 3 (applied by hand): after candidate 2 fails to
+    load, the cluster serves 1 again, not 3."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlspec.serving.kserve import KServeConfig, KServeServing
+
+    text = spec_text(k8s_connection, timeout=60)
+    with controller(k8s_api, serves_only(1, 3)):
+        first_ctx = context_for(1)
+        first = start(deploy_task(text), first_ctx)
+        resume(deploy_task(text), first_ctx, first, run_in_triggerer(first)[0])
+        mlflow_versions.set_production(NAME, 1, reason="promoted")
+        by_hand = KServeServing(KServeConfig(namespace=NS, connection=k8s_connection, timeout_s=30), STORE_ROOT,
+                                poll_interval_s=0.05)
+        by_hand.deploy(NAME, 3, f"{STORE_ROOT}/{NAME}/3")
+        assert version_of(read_isvc(k8s_api)) == "3"
+
+        context = context_for(2)
+        deferred = start(deploy_task(text), context)
+        assert deferred.kwargs["state"]["previous_version"] == 3  # what the cluster had
+        events = run_in_triggerer(deferred)
+        assert [e.payload["status"] for e in events] == ["failed"]
+        with pytest.raises(AirflowFailException) as failure:
+            resume(deploy_task(text), context, deferred, events[0])
+        live = read_isvc(k8s_api)
+
+    assert version_of(live) == "1" and live["spec"] == by_hand.manifest(NAME, 1)["spec"]
+    assert "Serving had version 3 before; it now serves the registry's production version: version 1" in str(failure.value)
+    assert deployment_tags(mlflow_versions, 2)["deployment.outcome"] == "rolled_back"
+    assert mlflow_versions.production_version(NAME) == 1
 
 
 # -- 4. timeout: never ready, a first deploy is deleted again --------------------------------------
@@ -384,13 +412,15 @@ def test_timeout_rolls_back_a_first_deploy_and_fails_the_task(k8s_api, k8s_conne
     assert deployment_tags(mlflow_versions, 1)["deployment.outcome"] == "rolled_back"
 
 
-def test_a_registry_failure_does_not_hide_the_rollback(k8s_api, k8s_connection, empty_mlflow):
-    """Nothing registered in MLflow: the rollback's story must still be what the task reports."""
+def test_a_registry_failure_does_not_hide_the_rollback(k8s_api, k8s_connection, mlflow_versions):
+    """The model is gone from MLflow while the deploy waits: the rollback's story must still be what the task
+    reports."""
     from airflow.sdk.exceptions import AirflowFailException
 
     text = spec_text(k8s_connection, timeout=1)
     context = context_for(1)
     deferred = start(deploy_task(text), context)
+    mlflow_versions.client.delete_registered_model(NAME)
     with controller(k8s_api, pending_status):
         events = run_in_triggerer(deferred)
 
@@ -438,7 +468,7 @@ def test_a_failed_rollback_is_recorded_as_failed_not_rolled_back(k8s_api, k8s_co
     assert deployment_tags(mlflow_versions, 2)["deployment.outcome"] == "failed"
 
 
-def test_an_unreachable_cluster_fails_with_a_retryable_kserve_next_step(monkeypatch, tmp_path):
+def test_an_unreachable_cluster_fails_with_a_retryable_kserve_next_step(monkeypatch, tmp_path, mlflow_versions):
     from airflow.sdk.exceptions import AirflowException
 
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))

@@ -6,7 +6,11 @@ import logging
 from typing import Any
 
 from mlspec import inference_protocol
+from mlspec.ml.onnx_export import onnx_predict
 from mlspec.operators.base import GateFailed, MlspecOperator
+from mlspec.release import Release, Trigger, model_lock
+from mlspec.serving import Deployment
+from mlspec.summary import curl_command
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +73,9 @@ class PromoteOperator(MlspecOperator):
         self.smoke_test = smoke_test
 
     def run(self, context) -> dict:
-        from mlspec.ml.onnx_export import onnx_predict
-        from mlspec.registry import open_registry
-        from mlspec.serving import Deployment
-
         spec = self.model_spec
         deployment = Deployment.from_xcom(self.handed_over("deployment"))
-        self.record_promotion(context, open_registry(spec.registry.backend, spec.registry.connection), deployment)
+        self.record_promotion(context, deployment)
         dataset = self.load_dataset()
         stored = self.handed_over("stored")
         example_x = dataset.x_test[:1]
@@ -99,26 +99,22 @@ class PromoteOperator(MlspecOperator):
             },
         }
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
-        from mlspec.summary import curl_command
-
         log.info("%s version %d is in production at %s", spec.name, deployment.version, infer_url)
         log.info("try it: %s", curl_command(summary))
         self.fill_asset_event(context, summary)
         return summary
 
-    def record_promotion(self, context, registry, deployment) -> None:
-        """Production moves to the smoke-tested version (record_deployment "smoke_test_passed") and the
-        change lands on the audit trail: who triggered the run, from which version, why, and the run's link.
-        Under the model's lock, serving must still answer with that version (an operation may have run
-        since the smoke test); otherwise GateFailed and nothing changes. A retried promote finds its own
-        entry and does not record it twice."""
-        from mlspec.operations import Trigger, model_lock, record_change
-        from mlspec.serving import open_serving
-
+    def record_promotion(self, context, deployment: Deployment) -> None:
+        """The release service's promote: production moves to the smoke-tested version (set explicitly), the
+        deployment is recorded on it and the change lands on the audit trail: who triggered the run, from which
+        version, why, and the run's link. Under the model's lock, serving must still answer with that version
+        (an operation may have run since the smoke test); otherwise GateFailed and nothing changes. A retried
+        promote finds its own entry and does not record it twice."""
         spec = self.model_spec
         trigger = Trigger.from_context(context)
+        release = Release.open(spec, self.store)
         with model_lock(spec.name, f"promote version {deployment.version} (run {trigger.run_id})"):
-            served = open_serving(spec, self.store).served_version(spec.name)
+            served = release.serving.served_version(spec.name)
             if served != deployment.version:
                 raise GateFailed(
                     f"serving answers with version {served} of {spec.name}, not the deployed and "
@@ -127,16 +123,15 @@ class PromoteOperator(MlspecOperator):
                     next_step=f"run `mlspec status {spec.source_file or '<spec>'}` to see what serves and "
                     "what the registry says, then trigger a new run",
                 )
-            before = registry.production_version(spec.name)
-            registry.record_deployment(spec.name, deployment.version, deployment.to_xcom(), "smoke_test_passed")
-            trail = registry.production_changes(spec.name)
+            before = release.production()
+            trail = release.registry.production_changes(spec.name)
             done = any(c.action == "promote" and c.run_id == trigger.run_id and c.to_version == deployment.version
                        for c in trail[-5:]) and bool(trigger.run_id)
             if done:
                 log.info("promotion of %s version %d is already on the audit trail (an earlier try)", spec.name, deployment.version)
-                return
             reason = promotion_reason(self.evaluation, self.smoke_test, before)
-            note = record_change(registry, spec.name, trigger.change("promote", before, deployment.version, reason))
+            change = None if done else trigger.change("promote", before, deployment.version, reason)
+            note = release.promote(deployment, change)
             if note:
                 log.warning(note.strip())
 

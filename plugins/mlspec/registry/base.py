@@ -91,6 +91,19 @@ class VersionRecord:
     metrics: dict[str, float]  # test metrics at registration
     run_id: str  # the DAG run that made it
     state: str  # one of STATES
+    # What else a registry keeps of the version ("" / {} / None where it keeps none of it):
+    registry_version: str = ""  # the registry's own id or number for it
+    created_ms: int | None = None  # when it was registered, ms since the epoch
+    dag_id: str = ""
+    data_source: str = ""
+    spec_hash: str = ""
+    framework: str = ""
+    task: str = ""
+    champion: dict[str, str] = field(default_factory=dict)  # the champion gate's outcome: decision, metric, ...
+    deployment: dict[str, str] = field(default_factory=dict)  # the last deployment: platform, endpoint_url, outcome
+    tracking_run: str = ""  # the tracking run it is registered from (the training run, when tracked)
+    best_trial: str = ""  # tuned runs: the winning trial's index
+    best_params: dict = field(default_factory=dict)  # and its values, {spec path: value}
 
 
 AUDIT_ACTIONS = ("promote", "deploy", "rollback", "undeploy", "auto_rollback")
@@ -233,10 +246,12 @@ class ModelRegistry(ABC):
 
     @abstractmethod
     def record_deployment(self, model_name: str, version: int, deployment: dict, outcome: str) -> None:
-        """Record where the version was deployed and what happened.
+        """Record where the version was deployed and what happened; production never moves here (that is
+        `set_production`'s, an explicit step of the release service).
 
-        `outcome` is one of "deployed", "smoke_test_passed", "rolled_back", "failed";
-        `deployment` holds at least platform, endpoint_url, served_model_name and an optional message.
+        `outcome` is one of "deployed", "smoke_test_passed", "rolled_back", "failed" (the last two also
+        set the version's state); `deployment` holds at least platform, endpoint_url, served_model_name
+        and an optional message.
         """
 
     @abstractmethod
@@ -250,6 +265,12 @@ class ModelRegistry(ABC):
     @abstractmethod
     def latest_version(self, model_name: str) -> int | None:
         """The highest store version the registry knows: the store never numbers a new one at or below it."""
+
+    def list_versions(self, model_name: str) -> list[VersionRecord]:
+        """Every version the registry knows, in ascending order (a registry that can list them in one call
+        does so)."""
+        records = (self.version_record(model_name, n) for n in range(1, (self.latest_version(model_name) or 0) + 1))
+        return [record for record in records if record is not None]
 
     @abstractmethod
     def set_production(self, model_name: str, version: int | None, reason: str) -> None:

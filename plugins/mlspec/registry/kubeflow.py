@@ -283,9 +283,7 @@ class KubeflowRegistry(ModelRegistry):
             service["id"],
             environment["name"],
         )
-        if outcome == "smoke_test_passed":
-            self.set_production(model_name, version, reason="its smoke test passed")
-        elif outcome in ("rolled_back", "failed"):
+        if outcome in ("rolled_back", "failed"):  # production moves only through set_production
             self.set_state(model_name, version, outcome)
 
     # ---- production ----------------------------------------------------------------------

@@ -283,11 +283,8 @@ class MlflowRegistry(ModelRegistry):
             return None if mv is None else self._entry(model_name, version, mv, created=False)
 
     def record_deployment(self, model_name: str, version: int, deployment: dict, outcome: str) -> None:
-        """Tag the version with where it went and what happened; move alias ``production`` on success.
-
-        The alias names what is serving, so only ``smoke_test_passed`` moves it; after
-        ``rolled_back`` or ``failed`` it keeps pointing at the version that still serves.
-        """
+        """Tag the version with where it went and what happened (``deployment.*``; ``rolled_back`` and
+        ``failed`` also set its state). Alias ``production`` moves only through set_production."""
         if outcome not in _OUTCOMES:
             log.warning("record_deployment: unexpected outcome %r for %s version %s",
                         outcome, model_name, version)
@@ -310,11 +307,7 @@ class MlflowRegistry(ModelRegistry):
                 self.client.set_model_version_tag(model_name, mv.version, key, _tag_value(value))
             if outcome in ("rolled_back", "failed"):
                 self.client.set_model_version_tag(model_name, mv.version, STATE_TAG, outcome)
-        if outcome == "smoke_test_passed":
-            self.set_production(model_name, version, reason="its smoke test passed")
-        else:
-            log.info("%s: recorded %s for %s version %s; alias %r unchanged",
-                     self._where(), outcome, model_name, version, PRODUCTION_ALIAS)
+        log.info("%s: recorded %s for %s version %s", self._where(), outcome, model_name, version)
 
     def production_version(self, model_name: str) -> int | None:
         """The store version alias ``production`` points at, or None when nothing was promoted yet."""
@@ -333,18 +326,17 @@ class MlflowRegistry(ModelRegistry):
     def version_record(self, model_name: str, version: int) -> VersionRecord | None:
         with self._errors("read the version record", model_name, version):
             mv = self._find_version(model_name, version)
-        if mv is None:
-            return None
-        tags = mv.tags or {}
-        return VersionRecord(
-            model_name=model_name,
-            version=version,
-            source_uri=tags.get("source_uri", ""),
-            files={k.removeprefix("sha256."): v for k, v in tags.items() if k.startswith("sha256.")},
-            metrics={k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")},
-            run_id=tags.get("run_id", ""),
-            state=tags.get(STATE_TAG, "candidate"),
-        )
+        return None if mv is None else _record_from(model_name, version, mv)
+
+    def list_versions(self, model_name: str) -> list[VersionRecord]:
+        """One listing with every tag (champion.*, deployment.*, lineage) instead of one lookup per version."""
+        with self._errors("list the versions", model_name, None):
+            found: dict[int, ModelVersion] = {}
+            for mv in sorted(self._model_versions(model_name), key=lambda mv: int(mv.version)):
+                number = (mv.tags or {}).get(VERSION_TAG, "")
+                if number.isdigit():
+                    found.setdefault(int(number), mv)  # the oldest of two, as _find_version
+        return [_record_from(model_name, number, found[number]) for number in sorted(found)]
 
     def latest_version(self, model_name: str) -> int | None:
         with self._errors("list the versions", model_name, None):
@@ -683,3 +675,42 @@ class MlflowRegistry(ModelRegistry):
         )
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return str(run.info.run_id)
+
+
+def _record_from(model_name: str, version: int, mv: ModelVersion) -> VersionRecord:
+    """The VersionRecord of a store version from its MLflow model version's tags."""
+    tags = dict(mv.tags or {})
+
+    def prefixed(prefix: str) -> dict[str, str]:
+        return {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
+
+    metrics = {}
+    for key, value in prefixed("metric.").items():
+        with suppress(ValueError):
+            metrics[key] = float(value)
+    try:
+        best_params = json.loads(tags.get("mlspec.best_params") or "{}")
+    except ValueError:
+        best_params = {}
+    created = getattr(mv, "creation_timestamp", None)
+    return VersionRecord(
+        model_name=model_name,
+        version=version,
+        source_uri=tags.get("source_uri", ""),
+        files=prefixed("sha256."),
+        metrics=metrics,
+        run_id=tags.get("run_id", ""),
+        state=tags.get(STATE_TAG, "candidate"),
+        registry_version=str(mv.version),
+        created_ms=int(created) if isinstance(created, int | float) else None,
+        dag_id=tags.get("dag_id", ""),
+        data_source=tags.get("data_source", ""),
+        spec_hash=tags.get("spec_hash", ""),
+        framework=tags.get("framework", ""),
+        task=tags.get("task", ""),
+        champion=prefixed("champion."),
+        deployment=prefixed("deployment."),
+        tracking_run=str(getattr(mv, "run_id", "") or ""),
+        best_trial=tags.get("mlspec.best_trial", ""),
+        best_params=best_params if isinstance(best_params, dict) else {},
+    )

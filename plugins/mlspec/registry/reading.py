@@ -35,7 +35,7 @@ class NothingRegisteredYet:
     def find(self, model_name: str, version: int) -> None:
         return None
 
-    def _model_versions(self, model_name: str) -> list:
+    def list_versions(self, model_name: str) -> list:
         return []
 
     @property

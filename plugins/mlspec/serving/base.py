@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from mlspec.errors import ServingError
 
 
 @dataclass(frozen=True)
 class Deployment:
-    platform: str  # "local" | "kserve"
+    platform: str  # the serving platform's name (spec serving.platform)
     model_name: str  # the spec's metadata.name
     version: int  # store version now being served
     endpoint_url: str  # base URL of the Open Inference Protocol endpoint, e.g. http://127.0.0.1:8555
     served_model_name: str  # the name to use in /v2/models/{name}
-    previous_version: int | None = None  # what served before, for rollback
-    previous_state: dict | None = None  # backend-specific state needed to restore it (e.g. the old ISVC spec)
+    previous_version: int | None = None  # what to roll back to: the registry's production version
+    previous_state: dict | None = None  # backend-specific state needed to restore it (a storage_uri, an apply's state)
 
     def to_xcom(self) -> dict:
         return asdict(self)
@@ -24,16 +27,41 @@ class Deployment:
         return cls(**payload)
 
 
+class RollbackFailed(ServingError):
+    """A deployment failed and putting back what served before failed too: nothing was rolled back."""
+
+
 class ServingBackend(ABC):
+    """Deploying a version is two steps, so that Airflow can wait without holding a worker slot:
+    `apply` starts serving it and returns a JSON state (it travels through XCom); `await_ready` waits
+    until it answers, in the worker, or takes the verdict of `readiness_trigger`'s wait in the triggerer."""
+
     platform: str
 
     @abstractmethod
+    def apply(self, model_name: str, version: int, version_uri: str) -> dict:
+        """Start serving `version` (published at version_uri); the previous one serves until it is ready.
+        Returns the state `await_ready` needs; safe to retry."""
+
+    @abstractmethod
+    def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
+        """The applied version answers: its Deployment. `event` is the verdict of `readiness_trigger`'s wait
+        ({"status": "ready"|"failed"|"timeout", "url", "message"}); without one, wait here. A version that
+        does not become ready is taken back (ServingError; RollbackFailed when taking it back failed too)."""
+
+    def readiness_trigger(self, state: dict) -> Any | None:
+        """An Airflow trigger that waits for readiness in the triggerer, or None: `await_ready` waits in the
+        worker (a wait of seconds is not worth a deferral)."""
+        return None
+
     def deploy(self, model_name: str, version: int, version_uri: str) -> Deployment:
-        """Make `version` (published at version_uri) the one served, keeping the previous one until it is ready."""
+        """Apply `version` and wait until it answers."""
+        return self.await_ready(self.apply(model_name, version, version_uri))
 
     @abstractmethod
     def rollback(self, deployment: Deployment) -> None:
-        """Serve deployment.previous_* again (or remove the new model when there was none)."""
+        """Serve deployment.previous_version again (previous_state says where it is), or remove the model when
+        it is None; the failed deployment.version stops serving."""
 
     @abstractmethod
     def served_version(self, model_name: str) -> int | None:

@@ -1,16 +1,17 @@
 """KServe serving backend: one InferenceService per model, through Airflow's cncf-kubernetes provider.
 
-Deploying a version is two steps so that operators can wait without holding a worker slot:
+Deploying a version is the interface's two steps, so that operators can wait without holding a worker slot:
 
 1. :meth:`KServeServing.apply` creates or patches the InferenceService and returns a small JSON
    *state* (name, namespace, the generation our change produced, the spec it replaced);
-2. waiting for readiness: :meth:`KServeServing.wait` polls synchronously (CLI, non-deferrable
-   operators), or ``mlspec.triggers.kserve.KServeReadinessTrigger`` polls in the triggerer and
-   :func:`deployment_from_event` turns its event into a :class:`Deployment` or rolls back.
+2. :meth:`KServeServing.await_ready` polls synchronously (CLI, operations), or takes the event of
+   :meth:`KServeServing.readiness_trigger`'s wait in the triggerer, and turns it into a :class:`Deployment`
+   (:func:`deployment_from_event`).
 
-:meth:`KServeServing.deploy` does both. A failed or timed-out wait always rolls back: the old spec
-is put back (KServe keeps the old pods serving until the new ones are ready, so traffic never
-sees the failed version) or, when nothing served before, the new InferenceService is deleted.
+A failed or timed-out wait always takes its own change back: the replaced spec is put back (KServe keeps
+the old pods serving until the new ones are ready, so traffic never sees the failed version) or, when
+nothing served before, the new InferenceService is deleted. Bringing serving back to the registry's
+production version is the release service's step (:meth:`KServeServing.rollback` with that version).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from mlspec.errors import ServingError
-from mlspec.serving.base import Deployment, ServingBackend
+from mlspec.serving.base import Deployment, RollbackFailed, ServingBackend
 from mlspec.serving.kserve_manifest import (
     ENABLE_AUTH_ANNOTATION,
     GROUP,
@@ -39,6 +40,7 @@ from mlspec.serving.kserve_manifest import (
     served_model_name,
 )
 from mlspec.storage import store_kind
+from mlspec.triggers.kserve import KServeReadinessTrigger
 
 __all__ = [
     "KServeConfig",
@@ -54,10 +56,6 @@ log = logging.getLogger(__name__)
 # Keys mlspec sets only in some configurations; removed again when the configuration drops them.
 _OPTIONAL_LABELS = (VISIBILITY_LABEL,)
 _OPTIONAL_ANNOTATIONS = (ENABLE_AUTH_ANNOTATION, PREVIOUS_SPEC_ANNOTATION, PREVIOUS_VERSION_ANNOTATION)
-
-
-class RollbackFailed(ServingError):
-    """A deployment failed and putting back what served before failed too: nothing was rolled back."""
 
 
 def _pointer(*parts: str) -> str:
@@ -317,11 +315,22 @@ class KServeServing(ServingBackend):
                 return "timeout", f"not ready within {timeout:g}s; last status: {last}"
             time.sleep(min(self.poll_interval_s, remaining))
 
-    def deploy(self, model_name: str, version: int, version_uri: str) -> Deployment:
-        state = self.apply(model_name, version, version_uri)
-        outcome, detail = self.wait(state)
-        return deployment_from_event({"status": outcome, "url": detail if outcome == "ready" else None,
-                                      "message": detail}, state, backend=self)
+    def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
+        if event is None:
+            outcome, detail = self.wait(state)
+            event = {"status": outcome, "url": detail if outcome == "ready" else None, "message": detail}
+        return deployment_from_event(event, state, backend=self)
+
+    def readiness_trigger(self, state: dict) -> Any:
+        """KServe pulls and loads a model for minutes: the wait runs in Airflow's triggerer."""
+        return KServeReadinessTrigger(
+            name=state["name"],
+            namespace=state["namespace"],
+            generation=state["generation"],
+            connection=self.config.connection,
+            timeout_s=self.config.timeout_s,
+            poll_interval_s=5,
+        )
 
     def served_version(self, model_name: str) -> int | None:
         isvc = self.get(model_name)
@@ -333,12 +342,23 @@ class KServeServing(ServingBackend):
 
     # -- rollback -------------------------------------------------------------------------------
     def rollback(self, deployment: Deployment) -> None:
-        if deployment.previous_state is None:
-            raise ServingError(
-                f"cannot roll back model {deployment.model_name} version {deployment.version}: the "
-                "deployment carries no KServe state (it was not made by the kserve backend)"
-            )
-        self.rollback_state(deployment.previous_state)
+        """Put back deployment.previous_state when it is this backend's own apply state (the spec it
+        replaced); otherwise serve deployment.previous_version (the registry's production version, from
+        previous_state's storage_uri), or delete the InferenceService when it is None."""
+        state = deployment.previous_state or {}
+        if "previous_spec" in state:
+            self.rollback_state(state)
+            return
+        name, previous = deployment.model_name, deployment.previous_version
+        if previous is None:
+            self.rollback_state({"name": name, "namespace": self.config.namespace, "previous_spec": None})
+            return
+        if self.served_version(name) == previous:
+            return
+        try:
+            self.deploy(name, previous, state.get("storage_uri") or f"{self.store_root_uri}/{name}/{previous}")
+        except ServingError as exc:
+            raise RollbackFailed(f"serving version {previous} of {name} again failed: {exc}") from exc
 
     def rollback_state(self, state: dict) -> str:
         """Put back what `state` replaced; returns a short description of what was done."""

@@ -19,8 +19,10 @@ from typing import Any
 import httpx
 
 from mlspec.errors import ServingError
+from mlspec.home import local_server_url
 from mlspec.inference_protocol import LIVE_PATH, SERVER_READY_PATH, model_path, ready_path, repository_path
 from mlspec.serving.base import Deployment, ServingBackend
+from mlspec.serving.credentials import foreign_server_hint, is_configured_server, token_for
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,6 @@ class LocalServing(ServingBackend):
         timeout_s: float = 120.0,
         poll_interval_s: float = 0.2,
     ) -> None:
-        from mlspec.home import local_server_url
-        from mlspec.serving.credentials import token_for
-
         self.base_url = (base_url or local_server_url()).rstrip("/")
         # Never the admin token to a URL that is not the configured server (see credentials.token_for).
         self.token = token or token_for(self.base_url, connection_id=connection_id)
@@ -78,8 +77,6 @@ class LocalServing(ServingBackend):
             time.sleep(self.poll_interval_s)
 
     def _token_hint(self) -> str:
-        from mlspec.serving.credentials import foreign_server_hint, is_configured_server
-
         if self.token:
             return (
                 "the token sent is not the server's: set MLSPEC_SERVER_TOKEN to the token in the server's "
@@ -180,8 +177,8 @@ class LocalServing(ServingBackend):
             time.sleep(self.poll_interval_s)
 
     # -- ServingBackend -------------------------------------------------------------------------
-    def deploy(self, model_name: str, version: int, version_uri: str) -> Deployment:
-        """Load `version` from `version_uri` and serve it; the previous version serves until it is ready.
+    def apply(self, model_name: str, version: int, version_uri: str) -> dict:
+        """Load `version` from `version_uri`; the previous version serves until it is ready.
 
         Raises ServingError when no server answers or the load fails (the previous version keeps serving).
         """
@@ -210,6 +207,13 @@ class LocalServing(ServingBackend):
                     f"the model server at {self.base_url} could not load {model_name} version {version} from "
                     f"{version_uri}: {self._error_text(response)}; {keeps}"
                 )
+        return {"model_name": model_name, "version": version, "previous_version": previous,
+                "previous_storage_uri": served_uri if previous is not None else None}
+
+    def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
+        """Wait until the loaded version answers (the server loads in seconds: no triggerer event here)."""
+        model_name, version, previous = state["model_name"], state["version"], state["previous_version"]
+        with self._client() as client:
             self._wait_ready(client, model_name, version)
         log.info("%s version %d is served at %s", model_name, version, self.base_url)
         return Deployment(
@@ -219,7 +223,7 @@ class LocalServing(ServingBackend):
             endpoint_url=self.base_url,
             served_model_name=model_name,
             previous_version=previous,
-            previous_state={"storage_uri": served_uri} if previous is not None and served_uri else None,
+            previous_state={"storage_uri": state["previous_storage_uri"]} if state.get("previous_storage_uri") else None,
         )
 
     def rollback(self, deployment: Deployment) -> None:

@@ -180,7 +180,9 @@ class ModelStore(ABC):
                 return owner
         return None
 
-    def _version_claimed_by(self, name: str, run_id: str) -> int | None:
+    def version_claimed_by(self, name: str, run_id: str) -> int | None:
+        """The version folder run `run_id` claimed (published or not), or None: what a retry of that run
+        finishes, and which version a failed run was making."""
         for version in reversed(self._numeric_children(name)):
             if self._claim_owner(name, version) == run_id:
                 return version
@@ -265,7 +267,7 @@ class ModelStore(ABC):
     ) -> PublishedVersion:
         if not files:
             raise StoreError(f"nothing to publish for model {name!r}")
-        version = self._version_claimed_by(name, run_id)
+        version = self.version_claimed_by(name, run_id)
         reused = version is not None
         if version is None:
             existing = self._numeric_children(name)

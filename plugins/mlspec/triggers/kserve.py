@@ -1,9 +1,9 @@
 """Wait for a KServe InferenceService to become ready without holding a worker slot.
 
-The DeployOperator applies the InferenceService, then defers to :class:`KServeReadinessTrigger`;
-the triggerer polls the cluster and wakes the operator with exactly one event:
-``{"status": "ready"|"failed"|"timeout", "url": str|None, "message": str}``. The operator's
-``execute_complete`` passes it to ``mlspec.serving.kserve.deployment_from_event``.
+The KServe backend's ``readiness_trigger`` makes one after its ``apply``; the deploy task defers to it;
+the triggerer polls the cluster and wakes the task with exactly one event:
+``{"status": "ready"|"failed"|"timeout", "url": str|None, "message": str}``, which the task hands back to
+the backend's ``await_ready``.
 """
 
 from __future__ import annotations

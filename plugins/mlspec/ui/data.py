@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlspec.registry.backends import backend_of
+from mlspec.registry.reading import open_for_reading
+from mlspec.release import drifts, read_registry
 from mlspec.serving import open_serving, platform_of
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER
 
@@ -37,8 +39,6 @@ DEFAULT_TIMEOUT_S = 15.0  # per backend call; a page waits at most about this lo
 # Versions whose metrics.json is read from the store when the registry cannot say (newest first).
 MAX_STORE_METRICS = 50
 PLOT_FILE = re.compile(r"[a-z][a-z0-9_]*\.png")
-VERSION_TAG = "mlspec.version"
-STATE_TAG = "mlspec.state"
 
 # One pool for every backend call of every request: a hung backend holds a thread, never a request.
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mlspec-ui")
@@ -388,7 +388,7 @@ class ModelStatus:
     @property
     def drift(self) -> bool:
         """Serving answers with another version than the registry's production (both known)."""
-        return self.registry_ok and self.serving_ok and self.served != self.production
+        return self.registry_ok and self.serving_ok and drifts(self.production, self.served)
 
     def version(self, number: int) -> VersionInfo | None:
         return next((v for v in self.versions if v.version == number), None)
@@ -510,73 +510,21 @@ def unset_connections(spec: Any) -> dict[str, str]:
 
 def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, VersionInfo], list | str]:
     """Production, its history, every registered version and the audit trail (or why it could not be read)."""
-    from mlspec.registry.reading import open_for_reading
-
-    registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # never creates or migrates
-    production = registry.production_version(spec.name)
-    history = registry.production_history(spec.name)
-    try:
-        changes: list | str = list(registry.production_changes(spec.name))
-    except Exception as exc:  # noqa: BLE001 - the rest of the registry's answer still counts
-        changes = one_line(exc)
-    if spec.registry.backend == "mlflow":
-        # One listing with every tag (champion.*, deployment.*, lineage) instead of one lookup per version.
-        found = {}
-        for mv in registry._model_versions(spec.name):
-            tags = dict(mv.tags or {})
-            number = tags.get(VERSION_TAG, "")
-            if number.isdigit():
-                found[int(number)] = _from_tags(int(number), tags, str(mv.version), getattr(mv, "creation_timestamp", None))
-                found[int(number)].tracking_run = str(getattr(mv, "run_id", "") or "")
-        return production, history, found, changes
-    found = {}
-    for number in range(1, (registry.latest_version(spec.name) or 0) + 1):
-        record = registry.version_record(spec.name, number)
-        if record is not None:
-            found[number] = VersionInfo(
-                number, registered=True, state=record.state, metrics=dict(record.metrics), metrics_from="registry",
-                run_id=record.run_id, source_uri=record.source_uri, files=dict(record.files),
-            )
-    return production, history, found, changes
+    state = read_registry(open_for_reading(spec.registry.backend, spec.registry.connection), spec.name)  # never creates
+    changes = state.changes if isinstance(state.changes, list) else state.changes[:400]
+    return state.production, state.history, {r.version: _version_info(r) for r in state.versions}, changes
 
 
-def _from_tags(number: int, tags: dict[str, str], registry_version: str, created_ms: Any) -> VersionInfo:
-    metrics = {}
-    for key, value in tags.items():
-        if key.startswith("metric."):
-            try:
-                metrics[key.removeprefix("metric.")] = float(value)
-            except ValueError:
-                continue
+def _version_info(record: Any) -> VersionInfo:
+    """What the page shows of a registered version (registry.base.VersionRecord)."""
     return VersionInfo(
-        number,
-        registered=True,
-        state=tags.get(STATE_TAG, "candidate"),
-        metrics=metrics,
-        metrics_from="registry",
-        run_id=tags.get("run_id", ""),
-        dag_id=tags.get("dag_id", ""),
-        data_source=tags.get("data_source", ""),
-        spec_hash=tags.get("spec_hash", ""),
-        source_uri=tags.get("source_uri", ""),
-        framework=tags.get("framework", ""),
-        task=tags.get("task", ""),
-        registry_version=registry_version,
-        created_ms=int(created_ms) if isinstance(created_ms, int | float) else None,
-        files={k.removeprefix("sha256."): v for k, v in tags.items() if k.startswith("sha256.")},
-        champion={k.removeprefix("champion."): v for k, v in tags.items() if k.startswith("champion.")},
-        deployment={k.removeprefix("deployment."): v for k, v in tags.items() if k.startswith("deployment.")},
-        best_trial=tags.get("mlspec.best_trial", ""),
-        best_params=_json_object(tags.get("mlspec.best_params", "")),
+        record.version, registered=True, state=record.state, metrics=dict(record.metrics), metrics_from="registry",
+        run_id=record.run_id, dag_id=record.dag_id, data_source=record.data_source, spec_hash=record.spec_hash,
+        source_uri=record.source_uri, framework=record.framework, task=record.task,
+        registry_version=record.registry_version, created_ms=record.created_ms, files=dict(record.files),
+        champion=dict(record.champion), deployment=dict(record.deployment), tracking_run=record.tracking_run,
+        best_trial=record.best_trial, best_params=dict(record.best_params),
     )
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _metrics_from_store(store: Any, spec: Any, versions: dict[int, VersionInfo], timeout_s: float, problems: list[str]) -> None:

@@ -1,0 +1,552 @@
+"""The release service: the one path a model version takes into production and back out.
+
+Every caller goes through it: the pipeline's deploy, smoke_test and promote tasks, the operations by version
+(`mlspec deploy|rollback|undeploy|status` and the mlspec_operations DAG, in mlspec.operations) and the Models
+page. It works over the interfaces only (ModelRegistry, ServingBackend, the store), so a new registry or
+serving platform changes nothing here.
+
+The registry is the record of production and serving follows it. Every release takes the same steps, in
+the same order (issue 8, "registry first"):
+
+1. ``check``: under the model's lock, the registry's record of the version (each file checked against the
+   sha256 it recorded) and its production version, the one a failure goes back to;
+2. ``set_production``: the registry moves first when a person chose the version (an operation). A
+   pipeline candidate is not production until it passes its smoke test: its move is step 5;
+3. ``serve``: the serving backend applies the version and waits until it answers (``apply`` and
+   ``await_ready``; on KServe the wait runs in Airflow's triggerer);
+4. ``smoke_test``: the endpoint must answer like the offline ONNX model;
+5. ``promote``: production is set explicitly, the deployment recorded on the version, the change put on
+   the audit trail.
+
+A failure ``restore``s: the registry goes back to where it was (when it moved) and serving to the
+registry's production version, never to what the server or the cluster happened to serve before.
+
+Every change of production is recorded on the registry's audit trail (``ProductionChange``: time, actor,
+action, from -> to, reason, run link). Releases of one model hold an exclusive file lock,
+``$MLSPEC_HOME/locks/<model>.lock``, from the first registry read to the last serving check. The lock is
+local to one machine (one MLSPEC_HOME); Airflow workers on several machines need the mlspec_operations
+DAG's ``max_active_runs=1`` (its default) and no CLI operations run beside it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from mlspec.embedded_state import locked
+from mlspec.errors import MlspecError, ServingError
+from mlspec.home import mlspec_home
+from mlspec.ml import onnx_export
+from mlspec.registry import open_registry
+from mlspec.registry.base import ModelRegistry, ProductionChange, VersionRecord, utc_now
+from mlspec.registry.reading import open_for_reading
+from mlspec.serving import open_serving, platform_of
+from mlspec.serving import smoke_test as endpoint_check
+from mlspec.serving.base import Deployment, RollbackFailed, ServingBackend
+from mlspec.storage import open_store, sha256_hex
+
+log = logging.getLogger(__name__)
+
+
+class OperationFailed(MlspecError):
+    """The release did not complete; the message says what was restored."""
+
+
+# -- who changed production, and from which run ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Who asked for a change of production and from which run: what the audit trail records."""
+
+    actor: str  # the Airflow user, "schedule", or "cli:<os user>"
+    run_id: str = ""
+    run_url: str = ""
+
+    @classmethod
+    def from_cli(cls) -> Trigger:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry and no USER variable (some containers)
+            user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+        return cls(actor=f"cli:{user}")
+
+    @classmethod
+    def from_context(cls, context: Any) -> Trigger:
+        """The run's triggering user (Airflow 3's dag_run.triggering_user_name); "schedule" for a run
+        the scheduler made (on its timetable, or on an asset event); "cli:<os user>" for `mlspec run`
+        (dag.test, whose runs Airflow names "dag_test"); the run's page in the Airflow UI."""
+        dag_run = context.get("dag_run") if hasattr(context, "get") else None
+        run_id = str(context.get("run_id") or getattr(dag_run, "run_id", "") or "")
+        user = getattr(dag_run, "triggering_user_name", None)
+        run_type = getattr(getattr(dag_run, "run_type", None), "value", getattr(dag_run, "run_type", None))
+        if user == "dag_test":  # Airflow's dag.test() (`mlspec run`) names no user: the one at the terminal
+            actor = cls.from_cli().actor
+        elif user:
+            actor = str(user)
+        elif str(run_type or "") in ("scheduled", "asset_triggered", "asset_materialization"):
+            actor = "schedule"
+        else:
+            actor = f"unknown ({run_type or 'no'} run without a triggering user)"
+        dag_id = str(getattr(dag_run, "dag_id", "") or "")
+        return cls(actor=actor, run_id=run_id, run_url=dag_run_url(dag_id, run_id) if dag_id and run_id else "")
+
+    def change(self, action: str, before: int | None, after: int | None, reason: str) -> ProductionChange:
+        return ProductionChange(at=utc_now(), actor=self.actor, action=action, from_version=before,
+                                to_version=after, reason=reason, run_id=self.run_id, run_url=self.run_url)
+
+
+def dag_run_url(dag_id: str, run_id: str) -> str:
+    """The DAG run's page in the Airflow UI ([api] base_url, as Airflow's own task log links)."""
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # pragma: no cover - older SDKs
+        from airflow.configuration import conf
+    base = str(conf.get("api", "base_url", fallback="http://localhost:8080/") or "http://localhost:8080/")
+    return f"{base.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def record_change(registry: ModelRegistry, model_name: str, change: ProductionChange) -> str:
+    """Append `change` to the model's audit trail; "" or a note when the registry refused it (the change of
+    production itself already happened, so this never undoes or fails it)."""
+    try:
+        registry.record_production_change(model_name, change)
+    except MlspecError as exc:
+        log.warning("could not record %s of %s (%s -> %s) on the audit trail: %s", change.action, model_name,
+                    change.from_version, change.to_version, exc)
+        return f" The change could not be recorded on the registry's audit trail: {exc}"
+    return ""
+
+
+# -- one release per model at a time --------------------------------------------------------------
+
+
+def lock_path(model_name: str):
+    return mlspec_home() / "locks" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', model_name)}.lock"
+
+
+@contextmanager
+def model_lock(model_name: str, what: str, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold ``$MLSPEC_HOME/locks/<model>.lock`` exclusively (embedded_state.locked: re-entrant in one thread,
+    0600, the holder's pid and `what` in the file); waits up to `timeout_s` (MLSPEC_LOCK_TIMEOUT_S, default
+    600) for a release that holds it, then LockError naming that release."""
+    path = lock_path(model_name)
+    with locked(
+        path.with_name(path.stem), timeout_s=timeout_s, what=what, busy=f"another operation on {model_name}",
+        next_step="nothing changed. Wait for it to finish and try again",
+    ):
+        yield
+
+
+def verify_recorded_files(store: Any, record: VersionRecord) -> dict[str, bytes]:
+    """Read every file the registry recorded a sha256 for (model.onnx, signature.json, the schemas, ...)
+    from the version folder and check it; OperationFailed names the first that is missing or changed."""
+    where = f"{record.model_name} version {record.version}"
+    if "model.onnx" not in record.files:
+        log.warning("%s: the registry recorded no sha256 for model.onnx; its files cannot be checked", where)
+    contents: dict[str, bytes] = {}
+    for file_name, expected in sorted(record.files.items()):
+        try:
+            data = store.read_uri(f"{record.source_uri}/{file_name}")
+        except MlspecError as exc:
+            raise OperationFailed(f"{where}: {file_name} cannot be read from {record.source_uri}: {exc}; nothing changed") from None
+        if expected and sha256_hex(data) != expected:
+            raise OperationFailed(
+                f"{where}: {file_name} at {record.source_uri} does not match the sha256 the registry recorded "
+                f"({expected[:12]}...; changed after publishing); nothing changed"
+            )
+        contents[file_name] = data
+    return contents
+
+
+def interrupted(exc: BaseException) -> str:
+    """What failed, in words: an mlspec error's message, or what interrupted the release (a task's deadline,
+    a Ctrl-C, a bug)."""
+    return str(exc) if isinstance(exc, MlspecError) else f"interrupted ({type(exc).__name__}: {exc})"
+
+
+# -- the release service --------------------------------------------------------------------------
+
+
+@dataclass
+class Release:
+    """One model's release steps over its spec's registry, serving backend and store. Callers hold the
+    model's lock around each step that reads production and acts on it (`model_lock`)."""
+
+    spec: Any
+    registry: ModelRegistry
+    serving: ServingBackend
+    store: Any
+
+    @classmethod
+    def open(cls, spec: Any, store: Any = None) -> Release:
+        store = store if store is not None else open_store(spec.storage.uri, spec.storage.connection)
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        return cls(spec, registry, open_serving(spec, store), store)
+
+    @classmethod
+    def for_reading(cls, spec: Any) -> Release:
+        """A release that only reads: its registry never creates or migrates the embedded database."""
+        store = open_store(spec.storage.uri, spec.storage.connection)
+        registry = open_for_reading(spec.registry.backend, spec.registry.connection)
+        return cls(spec, registry, open_serving(spec, store), store)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def spec_ref(self) -> str:
+        return self.spec.source_file or "<spec>"
+
+    # -- 1. check ---------------------------------------------------------------------------------
+    def check(self, version: int) -> tuple[VersionRecord, dict[str, bytes]]:
+        """The registry's record of `version` and its files, each checked against the sha256 recorded."""
+        record = self.registry.version_record(self.name, version)
+        if record is None:
+            known = self.registry.latest_version(self.name)
+            raise OperationFailed(
+                f"{self.name} version {version} is not registered (latest registered: {known}); nothing changed"
+            )
+        return record, verify_recorded_files(self.store, record)
+
+    def production(self) -> int | None:
+        return self.registry.production_version(self.name)
+
+    def served_or_none(self) -> int | None:
+        try:
+            return self.serving.served_version(self.name)
+        except ServingError:
+            return None
+
+    # -- 3. serve -----------------------------------------------------------------------------------
+    def serve(self, version: int, version_uri: str) -> Deployment:
+        """Apply `version` and wait until it answers, in this process."""
+        return self.await_ready(self.apply(version, version_uri))
+
+    def apply(self, version: int, version_uri: str) -> dict:
+        """Start serving `version`; the backend's state for `await_ready` (or its `readiness_trigger`)."""
+        served = self.served_or_none()
+        production = self.production()
+        if served is not None and served != production:
+            log.warning("drift: serving had %s version %s while the registry's production version is %s; a "
+                        "failure restores the registry's", self.name, served, production)
+        return self.serving.apply(self.name, version, version_uri)
+
+    def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
+        """The applied version answers: its Deployment, to be rolled back to the registry's production
+        version. A version that never became ready was taken back by the backend; serving then goes to
+        the registry's production version (ServingError says so; RollbackFailed when that failed)."""
+        try:
+            deployment = self.serving.await_ready(state, event)
+        except RollbackFailed:
+            raise
+        except ServingError as exc:
+            raise ServingError(f"{exc}{self.serve_production_instead(state['version'])}") from None
+        return replace(deployment, previous_version=self.production())
+
+    def serve_production_instead(self, failed: int) -> str:
+        """After the backend took `failed` back to what it served before: when that is not the registry's
+        production version (drift), serve production. Returns a sentence to add ("" when nothing was to do)."""
+        production = self.production()
+        served = self.served_or_none()
+        if served == production:
+            return ""
+        self.serving.rollback(self.rollback_target(failed, production))
+        now = f"version {production}" if production is not None else "nothing"
+        return f" Serving had version {served} before; it now serves the registry's production version: {now}."
+
+    def rollback_target(self, failed: int, production: int | None, served_model_name: str | None = None) -> Deployment:
+        """The failed version's Deployment, pointed back at `production` (None: serve nothing)."""
+        record = self.registry.version_record(self.name, production) if production is not None else None
+        return Deployment(
+            platform=self.serving.platform, model_name=self.name, version=failed, endpoint_url="",
+            served_model_name=served_model_name or self.name, previous_version=production,
+            previous_state={"storage_uri": record.source_uri} if record is not None else None,
+        )
+
+    # -- 4. smoke test ------------------------------------------------------------------------------
+    def smoke_test(self, deployment: Deployment, x: np.ndarray, onnx_bytes: bytes, signature: dict) -> dict:
+        """The endpoint must answer `x` as the offline ONNX model does (SmokeTestFailed otherwise)."""
+        return endpoint_check.run_smoke_test(
+            endpoint_url=deployment.endpoint_url,
+            model_name=deployment.served_model_name,
+            version=deployment.version if platform_of(self.spec).serves_versions else None,
+            x=x,
+            expected=onnx_export.onnx_predict(onnx_bytes, x),
+            signature=signature,
+            **endpoint_check.spec_settings(self.spec),
+        )
+
+    def sample_rows(self, record: VersionRecord, onnx_bytes: bytes) -> np.ndarray:
+        """Rows drawn around each feature's training statistics (input_schema.json): an operation has no
+        test split at hand."""
+        signature = onnx_export.onnx_signature(onnx_bytes)
+        try:
+            schema = json.loads(self.store.read_uri(f"{record.source_uri}/input_schema.json"))
+        except MlspecError:
+            schema = {}
+        shape = [int(d) for d in signature["inputs"][0]["shape"][1:]]
+        rng = np.random.default_rng(0)
+        samples = self.spec.smoke_test.samples
+        features = schema.get("features") or []
+        if features and len(features) == int(np.prod(shape)):
+            mean = np.array([f.get("mean") or 0.0 for f in features], dtype=np.float32)
+            std = np.array([f.get("std") or 0.0 for f in features], dtype=np.float32)
+            return (mean + std * rng.standard_normal((samples, len(features))).astype(np.float32)).reshape(samples, *shape)
+        return rng.standard_normal((samples, *shape)).astype(np.float32)
+
+    # -- 5. promote -----------------------------------------------------------------------------------
+    def promote(self, deployment: Deployment, change: ProductionChange | None) -> str:
+        """The smoke-tested version becomes production (an explicit `set_production`: recording a deployment
+        never moves it), its deployment is recorded on the version and `change` on the audit trail (None: an
+        earlier try recorded it). Call it under the model's lock. Returns what could not be recorded."""
+        self.registry.set_production(self.name, deployment.version, reason="its smoke test passed")
+        self.registry.record_deployment(self.name, deployment.version, deployment.to_xcom(), "smoke_test_passed")
+        return record_change(self.registry, self.name, change) if change is not None else ""
+
+    # -- failure: restore -----------------------------------------------------------------------------
+    def restore_serving(self, failed: int, served_model_name: str | None = None) -> str:
+        """Serving goes back to the registry's production version (read now) and stops serving `failed`.
+        Returns a sentence saying what serves; RollbackFailed/ServingError when serving refused."""
+        production = self.production()
+        self.serving.rollback(self.rollback_target(failed, production, served_model_name))
+        return f"version {production} is serving again" if production is not None else "the new version was removed"
+
+    def record_outcome(self, version: int, deployment: dict, outcome: str) -> str:
+        """Record a deployment's fate ("rolled_back", "failed") on the version; a note when the registry refused.
+
+        The fate is already decided: a registry problem must not replace that story, nor turn the task into
+        a retry that deploys the failed version again."""
+        try:
+            self.registry.record_deployment(self.name, version, deployment, outcome)
+        except MlspecError as exc:
+            log.warning("could not record outcome %r for %s version %d: %s", outcome, self.name, version, exc)
+            return f" The outcome ({outcome}) could not be recorded in the registry: {exc}"
+        return ""
+
+    def record_serving_went_back(self, trigger: Trigger, failed: int, reason: str) -> str:
+        """A pipeline candidate failed: serving went back to the registry's production version, which never
+        moved. An "auto_rollback" from production to production (v2 -> v2; the reason names the candidate),
+        so no one reads it as a change of production; nothing when nothing is production. A note when it
+        could not be recorded."""
+        try:
+            production = self.production()
+        except MlspecError as exc:  # the run's story is the failed candidate, not this
+            log.warning("could not read the registry to record the automatic rollback: %s", exc)
+            return f" The automatic rollback could not be recorded on the audit trail: {exc}"
+        if production is None or production == failed:
+            return ""
+        why = (f"{reason}; serving went back to production version {production}; the candidate version "
+               f"{failed} never became production (the registry did not move)")
+        return record_change(self.registry, self.name, trigger.change("auto_rollback", production, production, why[:1200]))
+
+    # -- an operation: a chosen version, the registry first ---------------------------------------------
+    def change_production(self, version: int, reason: str, trigger: Trigger, action: str) -> dict[str, Any]:
+        """Make `version` production, then serve and smoke-test it; a failure restores the registry and
+        serving. Call it under the model's lock."""
+        record, contents = self.check(version)
+        onnx_bytes = contents.get("model.onnx") or self.read_model(record)
+        previous = self.production()
+        log.info("%s %s version %d (production before: %s): registry first, then serving", action, self.name,
+                 version, previous)
+        self.registry.set_production(self.name, version, reason=reason)
+        notes = ""
+        deployment = None
+        try:
+            notes = record_change(self.registry, self.name, trigger.change(action, previous, version, reason))
+            deployment = replace(self.serving.deploy(self.name, version, record.source_uri), previous_version=previous)
+            rows = self.sample_rows(record, onnx_bytes)
+            report = self.smoke_test(deployment, rows, onnx_bytes, onnx_export.onnx_signature(onnx_bytes))
+            served = self.serving.served_version(self.name)
+            if served != version:
+                raise OperationFailed(f"after deploying, serving answers with version {served}, not {version}")
+        except BaseException as exc:
+            # Also a task's deadline (AirflowTaskTimeout), a Ctrl-C or a bug: the registry moved first, so it and
+            # serving go back before the exception goes on.
+            failure = f"{action} of {self.name} version {version} failed: {interrupted(exc)}"
+            restored = self.restore(previous, version)
+            self.record_failure(version, deployment, failure)
+            record_change(self.registry, self.name,
+                          trigger.change("auto_rollback", version, previous, f"{failure}; {restored}"[:1200]))
+            if isinstance(exc, MlspecError):
+                raise OperationFailed(f"{failure}; {restored}") from None
+            log.error("%s; %s", failure, restored)
+            raise
+        passed = replace(deployment, previous_version=previous).to_xcom()
+        passed["message"] = f"{action} by {trigger.actor}: {reason}"
+        try:
+            self.registry.record_deployment(self.name, version, passed, "smoke_test_passed")
+        except MlspecError as exc:
+            notes += f" The deployment could not be recorded on version {version}: {exc}"
+        log.info("%s version %d is production and serving (smoke test agreement %.3f)", self.name, version, report["agreement"])
+        result = {"model": self.name, "action": action, "version": version, "previous": previous,
+                  "endpoint_url": deployment.endpoint_url, "smoke_test": report, "actor": trigger.actor}
+        if notes:
+            result["warning"] = notes.strip()
+        return result
+
+    def restore(self, previous: int | None, failed: int) -> str:
+        """Put the registry back to `previous`, then serving to it; a sentence saying what was done."""
+        self.registry.set_production(self.name, previous, reason="restored after a failed operation")
+        try:
+            self.restore_serving(failed)
+        except MlspecError as exc:
+            return f"the registry names version {previous} again, but serving could not be restored ({exc}); serve it by hand"
+        if previous is None:
+            return "the registry and serving were restored: nothing is production and nothing serves"
+        return f"version {previous} is production and serving again"
+
+    def record_failure(self, version: int, deployment: Deployment | None, failure: str) -> None:
+        try:
+            if deployment is not None:
+                self.registry.record_deployment(self.name, version, {**deployment.to_xcom(), "message": failure[:2000]}, "failed")
+            self.registry.set_state(self.name, version, "failed", {"failure": failure[:2000]})
+        except MlspecError as exc:
+            log.warning("could not record the failure of %s version %d: %s", self.name, version, exc)
+
+    def read_model(self, record: VersionRecord) -> bytes:
+        try:
+            return self.store.read_uri(f"{record.source_uri}/model.onnx")
+        except MlspecError as exc:
+            raise OperationFailed(f"{record.model_name} version {record.version} cannot be read from "
+                                  f"{record.source_uri}: {exc}; nothing changed") from None
+
+    def undeploy(self, trigger: Trigger) -> dict[str, Any]:
+        """Nothing is production, then nothing serves; if serving refuses, the registry is restored. Call it
+        under the model's lock."""
+        previous = self.production()
+        reason = "undeployed on request"
+        self.registry.set_production(self.name, None, reason=reason)
+        notes = ""
+        try:
+            notes = record_change(self.registry, self.name, trigger.change("undeploy", previous, None, reason))
+            self.serving.undeploy(self.name)
+        except BaseException as exc:  # a deadline or Ctrl-C too: the registry moved first, so it goes back
+            if previous is not None:  # with nothing production before, nothing moved: nothing to restore
+                self.registry.set_production(self.name, previous, reason="restored: undeploy failed")
+                record_change(self.registry, self.name,
+                              trigger.change("auto_rollback", None, previous, f"undeploy failed: {interrupted(exc)}"[:1200]))
+            if not isinstance(exc, MlspecError):
+                raise
+            still = f"version {previous}" if previous is not None else "nothing (as before)"
+            raise OperationFailed(f"undeploying {self.name} failed: {exc}; the registry still names {still}") from None
+        result = {"model": self.name, "action": "undeploy", "previous": previous, "actor": trigger.actor}
+        if notes:
+            result["warning"] = notes.strip()
+        return result
+
+    def previous_production(self, current: int | None) -> int:
+        """The version production was before `current`, skipping versions that failed or were rolled back."""
+        for candidate in reversed(self.registry.production_history(self.name)):
+            if candidate == current:
+                continue
+            record = self.registry.version_record(self.name, candidate)
+            if record is not None and record.state not in ("failed", "rolled_back"):
+                return candidate
+        raise OperationFailed(
+            f"{self.name} has no earlier production version to roll back to (production: {current}); "
+            "name one with --to-version, or undeploy"
+        )
+
+    def reconcile(self) -> str:
+        """Make serving follow the registry (a restarted server serves what its own state says): serve the
+        registry's production version, or nothing when none is. A sentence of what was done ("" when serving
+        already followed). Production does not change, so the audit trail records nothing. Call it under the
+        model's lock."""
+        production = self.production()
+        served = self.serving.served_version(self.name)
+        if served == production:
+            return ""
+        if production is None:
+            self.serving.undeploy(self.name)
+            return f"serving had {self.name} version {served} while nothing is production in the registry; it was unloaded"
+        record = self.registry.version_record(self.name, production)
+        if record is None:
+            raise OperationFailed(f"the registry names {self.name} version {production} production but has no record of it")
+        self.check(production)
+        self.serving.deploy(self.name, production, record.source_uri)
+        return (f"serving had {self.name} version {served}, the registry's production version is {production}; "
+                f"version {production} is serving again")
+
+    # -- status ---------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The registry's production version, what serving answers with, and every disagreement between
+        them (`problems`: drift, serving unreachable, production's files no longer what the registry recorded)."""
+        production = self.production()
+        try:
+            serving: int | None | str = self.serving.served_version(self.name)
+        except ServingError as exc:
+            serving = f"unreachable: {exc}"
+        reachable = not isinstance(serving, str)
+        report: dict[str, Any] = {
+            "model": self.name,
+            "production": production,
+            "serving": serving,
+            "reachable": reachable,
+            "drift": drifts(production, serving) if reachable else False,
+            "history": self.registry.production_history(self.name),
+            "latest": self.registry.latest_version(self.name),
+        }
+        problems: list[str] = []
+        if report["drift"]:
+            report["advice"] = drift_advice(self.spec, production)
+            problems.append(f"serving answers with version {serving}, the registry's production version is "
+                            f"{production}: {report['advice']}")
+        if not reachable:
+            problems.append(f"serving could not be asked which version it serves ({serving}); "
+                            f"{platform_of(self.spec).unreachable_next_step(self.spec)}")
+        if production is not None:
+            try:
+                if self.registry.version_record(self.name, production) is None:
+                    raise OperationFailed(f"the registry names version {production} production but has no record of it")
+                self.check(production)
+            except OperationFailed as exc:
+                report["files_problem"] = str(exc).removesuffix("; nothing changed")
+                problems.append(f"{report['files_problem']}; serve a version whose files match "
+                                f"(`mlspec deploy {self.spec_ref} --version N`)")
+        report["problems"] = problems
+        return report
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    production: int | None
+    history: list[int]  # production versions, oldest first
+    changes: list[ProductionChange] | str  # the audit trail, oldest first, or why it could not be read
+    versions: list[VersionRecord]  # every registered version, ascending
+
+
+def read_registry(registry: ModelRegistry, model_name: str) -> RegistryState:
+    """What the registry says of a model: production, its history, the audit trail, every version."""
+    try:
+        changes: list[ProductionChange] | str = list(registry.production_changes(model_name))
+    except Exception as exc:  # noqa: BLE001 - the rest of the registry's answer still counts
+        changes = f"{type(exc).__name__}: {exc}"
+    return RegistryState(production=registry.production_version(model_name),
+                         history=registry.production_history(model_name), changes=changes,
+                         versions=registry.list_versions(model_name))
+
+
+def drifts(production: int | None, served: int | None) -> bool:
+    """Serving answers with another version than the registry's production one (both known)."""
+    return served != production
+
+
+def drift_advice(spec: Any, production: int | None) -> str:
+    """What puts serving back on the registry's production version."""
+    source = spec.source_file or "<spec>"
+    if production is not None:
+        return (f"serving does not follow the registry; `mlspec deploy {source} --version {production}` "
+                "puts the registry's production version back")
+    return f"nothing is production in the registry; `mlspec undeploy {source}` stops serving"
