@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import BaseNotifier
@@ -36,7 +38,6 @@ FAILURE = "failure"
 CHAMPION_HOLDS = "champion_holds"
 EVENTS = (FAILURE, CHAMPION_HOLDS)
 DEFAULT_SENDER = "mlspec@localhost"
-SMTP_TYPES = ("smtp", "email")
 NOTIFY_TIMEOUT_ENV = "MLSPEC_NOTIFY_TIMEOUT_S"
 DEFAULT_NOTIFY_TIMEOUT_S = 60.0
 
@@ -179,6 +180,36 @@ def champion_holds_message(summary: dict, spec_file: str) -> tuple[str, list[str
     return f"[mlspec] {model}: version {version} {outcome}", paragraphs
 
 
+# -- the notifiers: one entry per kind of notify.connection ----------------------------------------
+@dataclass(frozen=True)
+class NotifierKind:
+    """One kind of notifier: the Airflow connection types it sends through, and the Airflow notifier it makes."""
+
+    name: str
+    title: str  # in sentences: "email (SMTP)"
+    conn_types: tuple[str, ...]  # the notify.connection types it serves
+    # (connection id, the Airflow connection, to, subject, paragraphs) -> an Airflow notifier; imports its provider
+    make: Callable[[str, Any, list[str], str, list[str]], Any]
+
+
+def _smtp_notifier(connection_id: str, conn: Any, to: list[str], subject: str, paragraphs: list[str]) -> Any:
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    sender = (conn.extra_dejson or {}).get("from_email") or DEFAULT_SENDER
+    body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+    return SmtpNotifier(to=to, from_email=sender, subject=subject, html_content=body, smtp_conn_id=connection_id)
+
+
+NOTIFIERS: dict[str, NotifierKind] = {
+    kind.name: kind for kind in (NotifierKind("smtp", "email (SMTP)", ("smtp", "email"), _smtp_notifier),)
+}
+
+
+def notifier_for(conn_type: str) -> NotifierKind | None:
+    """The notifier that sends through connections of `conn_type`, or None when mlspec has none."""
+    return next((kind for kind in NOTIFIERS.values() if conn_type in kind.conn_types), None)
+
+
 # -- sending -------------------------------------------------------------------------------------
 def send(
     connection_id: str, to: list[str], subject: str, paragraphs: list[str], context: Any,
@@ -192,19 +223,13 @@ def send(
 
         conn = BaseHook.get_connection(connection_id)
         conn_type = (conn.conn_type or "").lower()
-        if conn_type not in SMTP_TYPES:
-            log.warning(
-                "notify.connection %r is a %r connection; mlspec sends through smtp connections "
-                "(SmtpNotifier). Not sent: %s", connection_id, conn_type, subject,
-            )
+        kind = notifier_for(conn_type)
+        if kind is None:
+            known = ", ".join(t for k in NOTIFIERS.values() for t in k.conn_types)
+            log.warning("notify.connection %r is a %r connection; mlspec sends through %s connections. Not sent: %s",
+                        connection_id, conn_type, known, subject)
             return False
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-        sender = (conn.extra_dejson or {}).get("from_email") or DEFAULT_SENDER
-        body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
-        notifier = SmtpNotifier(
-            to=list(to), from_email=sender, subject=subject, html_content=body, smtp_conn_id=connection_id
-        )
+        notifier = kind.make(connection_id, conn, list(to), subject, paragraphs)
         payload = context if isinstance(context, dict) else dict(context or {})
         _within_deadline(lambda: notifier.notify(payload), deadline_s, notifier, f"{conn.host}:{conn.port}")
     except Exception as exc:  # noqa: BLE001 - a notification never changes the run's outcome

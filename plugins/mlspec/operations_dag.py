@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from mlspec.operations import ACTIONS, run_action
+from mlspec.registry.backends import backend_named
 from mlspec.release import Trigger
 from mlspec.serving import platform_named
 from mlspec.sources import source_kind
@@ -74,7 +75,7 @@ def runs_here(resolved: Any) -> bool:
     return (
         source is not None and source.runs_here
         and store is not None and store.runs_here and not storage.get("connection")
-        and registry["backend"] == "mlflow" and not registry.get("connection")
+        and backend_named(registry["backend"]).embedded and not registry.get("connection")
         and not resolved["tracking"].get("connection")
         and platform_named(serving["platform"]).on_this_machine and not serving.get("url")
     )

@@ -55,7 +55,7 @@ from mlspec.registry.mlflow_connection import (
     resolve_connection,
     ui_url,
 )
-from mlspec.registry.mlflow_embedded import default_tracking_uri, embedded_dir
+from mlspec.registry.mlflow_embedded import default_tracking_uri, embedded_dir, embedded_store_exists
 from mlspec.registry.mlflow_experiments import ROLE_TAG, ensure_experiment, experiment_name, tag_key
 from mlspec.storage import resolve_file_uri, store_kind
 
@@ -108,6 +108,47 @@ _PRESENTATION = ("*.png", "*.svg", "model_card.md")  # published by evaluate/sto
 def _presentation_files(folder: Path) -> list[Path]:
     found = {p for pattern in _PRESENTATION for p in folder.rglob(pattern) if p.is_file()}
     return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def open_mlflow_for_reading(connection_id: str | None) -> MlflowRegistry | NothingRegisteredYet:
+    """The MLflow registry for reads only (pages, status): it never creates, migrates or repairs the embedded
+    database; before that database exists (nothing registered yet) every read answers "nothing yet"."""
+    if not connection_id and not embedded_store_exists():
+        return NothingRegisteredYet()
+    return MlflowRegistry(connection_id, create=False)
+
+
+class NothingRegisteredYet:
+    """The embedded MLflow registry before its database exists: no version, no production, no history.
+    Creating it is the first task's work, under its lock."""
+
+    backend = "mlflow"
+    connection_id = None
+
+    def production_version(self, model_name: str) -> int | None:
+        return None
+
+    def production_history(self, model_name: str) -> list[int]:
+        return []
+
+    def production_changes(self, model_name: str) -> list:
+        return []
+
+    def latest_version(self, model_name: str) -> int | None:
+        return None
+
+    def version_record(self, model_name: str, version: int) -> None:
+        return None
+
+    def find(self, model_name: str, version: int) -> None:
+        return None
+
+    def list_versions(self, model_name: str) -> list:
+        return []
+
+    @property
+    def client(self) -> MlflowClient:
+        raise RegistryError("the embedded MLflow database does not exist yet: nothing has been registered")
 
 
 # -- the registry ------------------------------------------------------------------------------
