@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mlspec.release import OperationFailed, Release, Trigger, model_lock
+from mlspec.locks import model_lock
+from mlspec.release import OperationFailed, Release, Trigger
 
 log = logging.getLogger(__name__)
 

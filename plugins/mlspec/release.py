@@ -34,18 +34,13 @@ import getpass
 import json
 import logging
 import os
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
-from mlspec.embedded_state import locked
 from mlspec.errors import MlspecError, ServingError
-from mlspec.home import mlspec_home
 from mlspec.ml import onnx_export
 from mlspec.registry import open_registry
 from mlspec.registry.base import ModelRegistry, ProductionChange, VersionRecord, utc_now
@@ -126,26 +121,6 @@ def record_change(registry: ModelRegistry, model_name: str, change: ProductionCh
                     change.from_version, change.to_version, exc)
         return f" The change could not be recorded on the registry's audit trail: {exc}"
     return ""
-
-
-# -- one release per model at a time --------------------------------------------------------------
-
-
-def lock_path(model_name: str):
-    return mlspec_home() / "locks" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', model_name)}.lock"
-
-
-@contextmanager
-def model_lock(model_name: str, what: str, timeout_s: float | None = None) -> Iterator[None]:
-    """Hold ``$MLSPEC_HOME/locks/<model>.lock`` exclusively (embedded_state.locked: re-entrant in one thread,
-    0600, the holder's pid and `what` in the file); waits up to `timeout_s` (MLSPEC_LOCK_TIMEOUT_S, default
-    600) for a release that holds it, then LockError naming that release."""
-    path = lock_path(model_name)
-    with locked(
-        path.with_name(path.stem), timeout_s=timeout_s, what=what, busy=f"another operation on {model_name}",
-        next_step="nothing changed. Wait for it to finish and try again",
-    ):
-        yield
 
 
 def verify_recorded_files(store: Any, record: VersionRecord) -> dict[str, bytes]:

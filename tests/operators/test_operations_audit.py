@@ -120,7 +120,7 @@ def test_the_lock_names_its_holder_when_it_times_out(ops_home, request, monkeypa
     import threading
 
     from mlspec.embedded_state import LockError
-    from mlspec.release import lock_path, model_lock
+    from mlspec.locks import lock_path, model_lock
 
     monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "0.3")
     name = unique(request)
@@ -149,7 +149,7 @@ def test_the_lock_names_its_holder_when_it_times_out(ops_home, request, monkeypa
 
 def test_a_nested_take_of_one_model_lock_in_one_thread_does_not_deadlock(ops_home, request, monkeypatch):
     """rollback -> deploy helpers, promote -> a helper that locks: the same thread takes the lock again."""
-    from mlspec.release import lock_path, model_lock
+    from mlspec.locks import lock_path, model_lock
 
     monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "2")
     name = unique(request)
@@ -162,7 +162,7 @@ def test_a_nested_take_of_one_model_lock_in_one_thread_does_not_deadlock(ops_hom
 
 def test_a_lock_timeout_that_is_not_a_number_is_a_clear_error(ops_home, request, monkeypatch):
     from mlspec.embedded_state import LockError
-    from mlspec.release import model_lock
+    from mlspec.locks import model_lock
 
     monkeypatch.setenv("MLSPEC_LOCK_TIMEOUT_S", "ten minutes")
     with pytest.raises(LockError, match=r"MLSPEC_LOCK_TIMEOUT_S='ten minutes' is not a number of seconds; set it"):
@@ -172,7 +172,7 @@ def test_a_lock_timeout_that_is_not_a_number_is_a_clear_error(ops_home, request,
 
 def test_an_unwritable_lock_folder_is_a_clear_error(ops_home, request, monkeypatch, tmp_path):
     from mlspec.embedded_state import LockError
-    from mlspec.release import model_lock
+    from mlspec.locks import model_lock
 
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "locks").write_text("")  # a file where the locks folder belongs

@@ -135,9 +135,9 @@ def test_a_failed_smoke_test_restores_what_the_registry_says_now_not_at_deploy_t
 def test_promote_checks_serving_under_the_lock(ops_home, ops_server, request, monkeypatch):
     """`mlspec rollback --to-version 1` finished between promote's first look and its lock: promote refuses."""
     from mlspec import operations
+    from mlspec.locks import model_lock
     from mlspec.operators import promote
     from mlspec.operators.base import GateFailed
-    from mlspec.release import model_lock
     from mlspec.serving import open_local_serving
 
     model = publish_versions(unique(request), 3)
@@ -164,9 +164,9 @@ def test_a_kserve_deploy_checks_the_recorded_files_under_the_model_lock(ops_home
     from dataclasses import replace
 
     from mlspec import release
+    from mlspec.locks import lock_path
     from mlspec.operators import deploy
     from mlspec.operators.base import GateFailed
-    from mlspec.release import lock_path
 
     model = publish_versions(unique(request), 2)
     kserve = replace(model.spec, serving=replace(model.spec.serving, platform="kserve", settings=SimpleNamespace(namespace="models")))

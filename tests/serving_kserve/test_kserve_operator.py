@@ -390,6 +390,28 @@ def test_a_failed_candidate_goes_back_to_the_registry_production_not_to_what_the
     assert mlflow_versions.production_version(NAME) == 1
 
 
+def test_a_failed_smoke_test_on_kserve_serves_the_registry_production_version_again(
+    k8s_api, k8s_connection, mlflow_versions
+):
+    """smoke_test's rollback on KServe: candidate 2 is ready but answered wrong; the release service's restore
+    applies the registry's production version 1 (it used to need the apply's own state, which it did not get)."""
+    from mlspec.release import Release
+
+    text = spec_text(k8s_connection)
+    with controller(k8s_api, serves_only(1, 2)):
+        for version in (1, 2):
+            context = context_for(version)
+            deferred = start(deploy_task(text), context)
+            resume(deploy_task(text), context, deferred, run_in_triggerer(deferred)[0])
+            if version == 1:
+                mlflow_versions.set_production(NAME, 1, reason="promoted")
+        assert version_of(read_isvc(k8s_api)) == "2"
+        release = Release.open(load_spec_text(text))
+        assert release.restore_serving(2, NAME) == "version 1 is serving again"
+        live = read_isvc(k8s_api)
+    assert version_of(live) == "1" and live["spec"] == release.serving.manifest(NAME, 1)["spec"]
+
+
 # -- 4. timeout: never ready, a first deploy is deleted again --------------------------------------
 def test_timeout_rolls_back_a_first_deploy_and_fails_the_task(k8s_api, k8s_connection, mlflow_versions):
     from airflow.sdk.exceptions import AirflowFailException

@@ -12,9 +12,10 @@ from airflow.sdk.exceptions import AirflowSkipException
 from mlspec.champion import DECISIONS, verdict_line
 from mlspec.errors import MlspecError, ServingError
 from mlspec.links import EndpointLink
+from mlspec.locks import model_lock
 from mlspec.notify import notify_champion_holds
 from mlspec.operators.base import GateFailed, MlspecOperator
-from mlspec.release import OperationFailed, Release, Trigger, model_lock
+from mlspec.release import OperationFailed, Release, Trigger
 from mlspec.serving import platform_of
 from mlspec.serving.base import RollbackFailed
 

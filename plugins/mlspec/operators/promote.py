@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 from mlspec import inference_protocol
+from mlspec.locks import model_lock
 from mlspec.ml.onnx_export import onnx_predict
 from mlspec.operators.base import GateFailed, MlspecOperator
-from mlspec.release import Release, Trigger, model_lock
+from mlspec.release import Release, Trigger
 from mlspec.serving import Deployment
 from mlspec.summary import curl_command
 

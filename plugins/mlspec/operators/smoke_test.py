@@ -8,8 +8,9 @@ import logging
 from typing import Any
 
 from mlspec.errors import ServingError
+from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
-from mlspec.release import Release, Trigger, model_lock
+from mlspec.release import Release, Trigger
 from mlspec.serving import Deployment
 from mlspec.serving.smoke_test import SmokeTestFailed
 

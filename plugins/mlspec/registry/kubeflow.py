@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from mlspec.connections import bearer_token
 from mlspec.errors import RegistryError
+from mlspec.locks import model_lock
 from mlspec.registry.base import (
     AUDIT_KEEP,
     STATES,
@@ -337,8 +338,6 @@ class KubeflowRegistry(ModelRegistry):
         return max(numbers, default=None)
 
     def set_production(self, model_name: str, version: int | None, reason: str) -> None:
-        from mlspec.operations import model_lock
-
         # customProperties is written whole (read-modify-PATCH): under the model's lock, so that no audit
         # entry written beside it on this machine is lost (see _write_model_properties).
         with model_lock(model_name, f"set the production version of {model_name} on the Kubeflow Model Registry"):
@@ -367,8 +366,6 @@ class KubeflowRegistry(ModelRegistry):
         read the map before this PATCH and writes after it drops this entry: the write holds the model's lock
         (writers on this machine take turns), and the map is read back after the PATCH and the entry written
         again (up to AUDIT_WRITE_TRIES times) while it is missing (a writer on another machine)."""
-        from mlspec.operations import model_lock
-
         value = audit_entry_json(change)
         action = f"record a production change ({change.action}) of"
         with model_lock(model_name, f"record a production change of {model_name} on the Kubeflow Model Registry"):
