@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -243,6 +244,10 @@ def _check_small_here(jobs: list[_Job], only: str | None) -> list[_Job]:
         return jobs
     left = []
     previous = signal.signal(signal.SIGPROF, _raise_cpu_spent)
+    # A check makes thousands of short-lived objects and no garbage cycle worth collecting, and each collection
+    # they set off walks every object Airflow holds: 0.5 ms per spec here. Collections wait until the end.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for job in jobs:
             if len(job.text) > IN_PROCESS_MAX_CHARS:
@@ -262,6 +267,8 @@ def _check_small_here(jobs: list[_Job], only: str | None) -> list[_Job]:
             else:
                 job.outcome = outcome
     finally:
+        if collecting:
+            gc.enable()
         signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGPROF, previous)
     return left

@@ -104,7 +104,7 @@ def test_a_keyword_the_compiled_validator_does_not_check_leaves_the_schema_to_js
     grown = copy.deepcopy(load_schema())
     grown["properties"]["metadata"]["unevaluatedProperties"] = False
     with pytest.raises(schema._NotCompilable, match="unevaluatedProperties"):
-        schema._as_draft7(grown)
-    assert schema._as_draft7({"type": "array", "prefixItems": [{"type": "number"}], "items": False}) == {
+        schema._draft7_schema(grown)
+    assert schema._as_draft7({"type": "array", "prefixItems": [{"type": "number"}], "items": False}, {}) == {
         "type": "array", "items": [{"type": "number"}], "additionalItems": False,
     }
