@@ -5,7 +5,32 @@ The servers themselves (`mlspec serve`, a moto S3 server, an `mlflow server`) ar
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
+
+
+@contextmanager
+def kept_messages(logger_name: str) -> Iterator[list[str]]:
+    """What a logger says at INFO and above while the block runs, kept by a handler of its own: after a
+    first dag.test, Airflow's logging config no longer sends mlspec's records to stdout or caplog."""
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler, logger = Keep(), logging.getLogger(logger_name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def served_version(server_url: str, model: str) -> str | None:

@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.e2e.e2e_testkit import task_states, xcom
+from tests.e2e.e2e_testkit import kept_messages, task_states, xcom
 from tests.e2e.test_e2e_frameworks import held_out, infer, version_dir
 from tests.fixtures.paths import SPECS
+
+from mlspec.ml.frameworks.boosting import shown_rounds
 
 pytestmark = pytest.mark.e2e
 
 
-def test_lightgbm_regressor_on_diabetes(run_spec, model_server, capfd):
-    spec, dag_run = run_spec((SPECS / "diabetes-lightgbm.yaml").read_text(), "diabetes-lightgbm")
+def test_lightgbm_regressor_on_diabetes(run_spec, model_server):
+    with kept_messages("mlspec.ml.frameworks.boosting") as logged:
+        spec, dag_run = run_spec((SPECS / "diabetes-lightgbm.yaml").read_text(), "diabetes-lightgbm")
     assert str(dag_run.state) == "success", task_states(dag_run)
     trained = xcom(dag_run, "train")
     assert trained["framework"] == "lightgbm" and sorted(trained["history"]) == ["l2", "val_l2"]
     assert trained["steps_run"] == 80
-    out, err = capfd.readouterr()
-    assert "round 80/80: l2=" in out + err
+    # 80 rounds: the first, every 2nd and the last are logged (about MAX_ROUND_LINES lines).
+    rounds = [line for line in logged if line.startswith("round ")]
+    assert rounds[0].startswith("round 1/80: l2=") and rounds[-1].startswith("round 80/80: l2=")
+    assert len(rounds) == len(shown_rounds(80)) == 41
 
     dataset = held_out(dag_run)
     prediction = infer(model_server, "diabetes-lightgbm", dataset.x_test, ["prediction"])[
