@@ -43,7 +43,7 @@ from mlspec.operators.spec_error import SpecErrorOperator
 from mlspec.spec import ModelSpec, SpecError, SpecProblem, resolve_spec
 from mlspec.spec import cache as spec_cache
 from mlspec.spec.errors import shorten
-from mlspec.spec.yaml_loader import load_yaml, read_spec_file
+from mlspec.spec.yaml_loader import LoadedYaml, load_yaml, read_spec_file
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _check_spec(job: _Job, only: str | None, on_name=None, *, small_only: bool =
         doc = load_yaml(job.text, str(job.path))
     except SpecError as exc:
         return {"name": fallback_name(job.path), "problems": [p.to_dict() for p in exc.problems]}
-    if small_only and not _is_small(doc.data):
+    if small_only and not _is_small(doc, job.text):
         return None
     name = claimed_name(doc.data, job.path)
     if on_name is not None:
@@ -191,22 +191,24 @@ def _check_spec(job: _Job, only: str | None, on_name=None, *, small_only: bool =
 # ----------------------------------------------------------------------------- small specs, in this process
 
 # Far below the YAML loader's limits (MAX_SPEC_BYTES, MAX_EXPANDED_BYTES, MAX_NODES): the example specs are
-# 1 to 3 KB and 100 to 200 values; the 24 KB tuned spec that took a minute to check holds 3,600 values.
+# 1 to 3 KB and 70 to 170 values and keys; the 24 KB tuned spec that took a minute to check holds 4,800.
 IN_PROCESS_MAX_CHARS = 64 * 1024
 IN_PROCESS_MAX_VALUES = 2_000
 IN_PROCESS_CPU_S = 1.0  # a check here that takes more CPU than this is handed to the forked check
 
 
-def _is_small(data: object) -> bool:
-    """Whether a loaded spec holds at most IN_PROCESS_MAX_VALUES values (keys count too) and
-    IN_PROCESS_MAX_CHARS characters of text, once its aliases are expanded."""
-    values = chars = 0
-    pending = [data]
+def _is_small(doc: LoadedYaml, text: str) -> bool:
+    """Whether a loaded spec (text: at most IN_PROCESS_MAX_CHARS) holds at most IN_PROCESS_MAX_VALUES values
+    and keys (the loader keeps a position for each), and IN_PROCESS_MAX_CHARS characters of text, once its
+    aliases are expanded (only an alias, `*name`, makes the expanded text longer than the spec's own)."""
+    if len(doc.positions) > IN_PROCESS_MAX_VALUES:
+        return False
+    if "*" not in text:
+        return True
+    chars = 0
+    pending = [doc.data]
     while pending:
         value = pending.pop()
-        values += 1
-        if values > IN_PROCESS_MAX_VALUES:
-            return False
         if isinstance(value, dict):
             pending.extend(value)
             pending.extend(value.values())
