@@ -114,3 +114,19 @@ def test_lint_imports_neither_lightgbm_nor_numpy():
 def test_a_setting_the_library_refuses_while_fitting_fails_as_a_training_error():
     with pytest.raises(TrainingError, match=r"fitting LGBMClassifier failed: .*\(check model.params\)"):
         cases.fit("lightgbm", cases.dataset("iris"), {"objective": "nonsense"})
+
+
+def test_the_export_decides_every_split_as_lightgbm_does():
+    """LightGBM's thresholds are doubles; rounded to the nearest float32 (onnxmltools' way), two
+    validation samples of this fit went down the other branch in ONNX (1.74 apart). The export rounds
+    them down instead, which decides float32 features exactly as LightGBM does."""
+    import numpy as np
+
+    from mlspec.ml.onnx_export import check_parity, onnx_predict
+
+    data = cases.dataset("diabetes")
+    model, *_ = cases.fit("lightgbm", data, {"n_estimators": 50})
+    onnx_bytes = LIGHTGBM.adapter.to_onnx(model, task="regression", opset=17, sample=data.x_train[:8])
+    x = np.concatenate([data.x_train, data.x_val, data.x_test])
+    expected = LIGHTGBM.adapter.predict(model, x, "regression")
+    assert check_parity(expected, onnx_predict(onnx_bytes, x), atol=1e-3) < 1e-3

@@ -72,20 +72,65 @@ class LightGBMAdapter(BoostingAdapter):
             calculate_linear_regressor_output_shapes,
         )
 
+        def convert(scope: Any, operator: Any, container: Any) -> None:
+            operator.raw_operator = _Float32Thresholds(operator.raw_operator)
+            convert_lightgbm(scope, operator, container)
+
         update_registered_converter(
             LGBMClassifier,
             "LightGbmLGBMClassifier",
             calculate_linear_classifier_output_shapes,
-            convert_lightgbm,
+            convert,
             options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
         )
         update_registered_converter(
             LGBMRegressor,
             "LightGbmLGBMRegressor",
             calculate_linear_regressor_output_shapes,
-            convert_lightgbm,
+            convert,
             options={"split": None},
         )
+
+
+class _Float32Thresholds:
+    """A fitted LightGBM model as onnxmltools reads it, each split threshold t replaced by the largest
+    float32 <= t. LightGBM compares features with double thresholds; the ONNX tree compares float32
+    features with float32 thresholds, and onnxmltools rounds t to the NEAREST float32, which can be a
+    feature value just above t: that sample then goes left in ONNX and right in LightGBM (a 7.2
+    difference on one diabetes sample). For a float32 x, x <= t exactly when x <= floor32(t), so the
+    export decides every split as LightGBM does. Every other attribute is the model's."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.booster_ = _FlooredBooster(model.booster_)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+class _FlooredBooster:
+    is_mock = True  # onnxmltools then reads dump_model() instead of LightGBM's C API
+
+    def __init__(self, booster: Any) -> None:
+        self._booster = booster
+
+    def dump_model(self) -> dict[str, Any]:
+        import numpy as np
+
+        dump = self._booster.dump_model()
+        nodes = [tree["tree_structure"] for tree in dump["tree_info"]]
+        while nodes:
+            node = nodes.pop()
+            if node.get("decision_type") == "<=":
+                floored = np.float32(node["threshold"])
+                if float(floored) > node["threshold"]:
+                    floored = np.nextafter(floored, np.float32(-np.inf))
+                node["threshold"] = float(floored)
+            nodes.extend(node[child] for child in ("left_child", "right_child") if child in node)
+        return dump
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._booster, name)
 
 
 FRAMEWORK = boosting_framework(LightGBMAdapter(), title="LightGBM", tune_example="model.params.num_leaves")
