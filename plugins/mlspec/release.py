@@ -22,7 +22,7 @@ A failure ``restore``s: the registry goes back to where it was (when it moved) a
 registry's production version, never to what the server or the cluster happened to serve before.
 
 Every change of production is recorded on the registry's audit trail (``ProductionChange``: time, actor,
-action, from -> to, reason, run link). Releases of one model hold an exclusive file lock,
+action, from -> to, reason, run link). Releases of one model hold an exclusive file lock (mlspec.locks),
 ``$MLSPEC_HOME/locks/<model>.lock``, from the first registry read to the last serving check. The lock is
 local to one machine (one MLSPEC_HOME); Airflow workers on several machines need the mlspec_operations
 DAG's ``max_active_runs=1`` (its default) and no CLI operations run beside it.
@@ -144,7 +144,7 @@ def verify_recorded_files(store: Any, record: VersionRecord) -> dict[str, bytes]
     return contents
 
 
-def interrupted(exc: BaseException) -> str:
+def what_failed(exc: BaseException) -> str:
     """What failed, in words: an mlspec error's message, or what interrupted the release (a task's deadline,
     a Ctrl-C, a bug)."""
     return str(exc) if isinstance(exc, MlspecError) else f"interrupted ({type(exc).__name__}: {exc})"
@@ -156,7 +156,7 @@ def interrupted(exc: BaseException) -> str:
 @dataclass
 class Release:
     """One model's release steps over its spec's registry, serving backend and store. Callers hold the
-    model's lock around each step that reads production and acts on it (`model_lock`)."""
+    model's lock around each step that reads production and acts on it (mlspec.locks.model_lock)."""
 
     spec: Any
     registry: ModelRegistry
@@ -204,11 +204,7 @@ class Release:
         except ServingError:
             return None
 
-    # -- 3. serve -----------------------------------------------------------------------------------
-    def serve(self, version: int, version_uri: str) -> Deployment:
-        """Apply `version` and wait until it answers, in this process."""
-        return self.await_ready(self.apply(version, version_uri))
-
+    # -- 3. serve: apply, then await_ready (in the worker, or with the triggerer's event) ---------------
     def apply(self, version: int, version_uri: str) -> dict:
         """Start serving `version`; the backend's state for `await_ready` (or its `readiness_trigger`)."""
         served = self.served_or_none()
@@ -349,7 +345,7 @@ class Release:
         except BaseException as exc:
             # Also a task's deadline (AirflowTaskTimeout), a Ctrl-C or a bug: the registry moved first, so it and
             # serving go back before the exception goes on.
-            failure = f"{action} of {self.name} version {version} failed: {interrupted(exc)}"
+            failure = f"{action} of {self.name} version {version} failed: {what_failed(exc)}"
             restored = self.restore(previous, version)
             self.record_failure(version, deployment, failure)
             record_change(self.registry, self.name,
@@ -411,7 +407,7 @@ class Release:
             if previous is not None:  # with nothing production before, nothing moved: nothing to restore
                 self.registry.set_production(self.name, previous, reason="restored: undeploy failed")
                 record_change(self.registry, self.name,
-                              trigger.change("auto_rollback", None, previous, f"undeploy failed: {interrupted(exc)}"[:1200]))
+                              trigger.change("auto_rollback", None, previous, f"undeploy failed: {what_failed(exc)}"[:1200]))
             if not isinstance(exc, MlspecError):
                 raise
             still = f"version {previous}" if previous is not None else "nothing (as before)"

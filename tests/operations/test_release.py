@@ -20,7 +20,7 @@ def test_recording_a_deployment_never_moves_production_promote_does(ops_home, op
 
     model = publish_versions(unique(request), 1)
     release = Release.open(model.spec)
-    deployment = release.serve(1, model.uris[1])
+    deployment = release.await_ready(release.apply(1, model.uris[1]))
     release.registry.record_deployment(model.name, 1, deployment.to_xcom(), "smoke_test_passed")
     assert release.production() is None  # a record of what happened, not a change of production
 
@@ -61,7 +61,7 @@ def test_a_failed_candidate_goes_back_to_the_registry_production_not_to_what_ser
     deploy_version(model.spec, 1)
     open_local_serving(None).deploy(model.name, 3, model.uris[3])
     release = Release.open(model.spec)
-    candidate = release.serve(2, model.uris[2])
+    candidate = release.await_ready(release.apply(2, model.uris[2]))
     assert candidate.previous_version == 1  # the registry's production, not the server's 3
     assert release.restore_serving(2) == "version 1 is serving again"
     assert served(model.spec) == 1 and release.production() == 1

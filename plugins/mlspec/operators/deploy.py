@@ -111,26 +111,31 @@ class DeployModelOperator(MlspecOperator):
         """The applied version answers: its deployment, to be smoke-tested. One that did not become ready was
         taken back and serving follows the registry's production version again: recorded, and the task fails."""
         spec = self.model_spec
-        try:
-            deployment = release.await_ready(state, event)
-        except ServingError as exc:
-            message = str(exc)
-            # Only a rollback that worked may be recorded as one: otherwise the registry would claim
-            # the old version is serving while serving still holds the failed one.
-            outcome = "failed" if isinstance(exc, RollbackFailed) else "rolled_back"
-            deployment = {"platform": release.serving.platform, "served_model_name": state.get("served_model_name"),
-                          "previous_state": state}
-            message += release.record_outcome(version, {**deployment, "message": message}, outcome)
-            if outcome == "rolled_back":
-                with model_lock(spec.name, f"record the rollback of version {version}"):
-                    message += release.record_serving_went_back(Trigger.from_context(context), version, message)
-            else:
-                # Serving did not go back: the audit trail (changes of production) gets no entry, since the
-                # registry never moved; the version is recorded "failed" and the task says what to restore.
-                log.warning("the rollback of %s version %d failed; no automatic rollback is recorded on the "
-                            "audit trail (production did not change)", spec.name, version)
-            advice = "read the serving platform's events and logs, fix, and trigger a new run"
-            raise GateFailed(message, next_step=advice) from None
+        # Under the lock: a failure reads the registry's production version and may serve it again.
+        with model_lock(spec.name, f"finish the deploy of version {version}"):
+            try:
+                deployment = release.await_ready(state, event)
+            except ServingError as exc:
+                raise GateFailed(self.record_not_ready(release, state, version, exc, context),
+                                 next_step="read the serving platform's events and logs, fix, and trigger a new run") from None
         log.info("%s version %d is served at %s (production until it passes: %s)", spec.name, version,
                  deployment.endpoint_url, deployment.previous_version)
         return deployment.to_xcom()
+
+    def record_not_ready(self, release: Release, state: dict, version: int, failure: ServingError, context) -> str:
+        """Record a version that never became ready; the task's message."""
+        message = str(failure)
+        # Only a rollback that worked may be recorded as one: otherwise the registry would claim the old
+        # version is serving while serving still holds the failed one.
+        outcome = "failed" if isinstance(failure, RollbackFailed) else "rolled_back"
+        deployment = {"platform": release.serving.platform, "served_model_name": state.get("served_model_name"),
+                      "previous_state": state}
+        message += release.record_outcome(version, {**deployment, "message": message}, outcome)
+        if outcome == "rolled_back":
+            message += release.record_serving_went_back(Trigger.from_context(context), version, message)
+        else:
+            # Serving did not go back: the audit trail (changes of production) gets no entry, since the registry
+            # never moved; the version is recorded "failed" and the task says what to restore.
+            log.warning("the rollback of %s version %d failed; no automatic rollback is recorded on the audit "
+                        "trail (production did not change)", release.name, version)
+        return message
