@@ -16,7 +16,7 @@ class Deployment:
     version: int  # store version now being served
     endpoint_url: str  # base URL of the Open Inference Protocol endpoint, e.g. http://127.0.0.1:8555
     served_model_name: str  # the name to use in /v2/models/{name}
-    previous_version: int | None = None  # what to roll back to: the registry's production version
+    previous_version: int | None = None  # what to roll back to (the release service: the registry's production)
     previous_state: dict | None = None  # backend-specific state needed to restore it (a storage_uri, an apply's state)
 
     def to_xcom(self) -> dict:
