@@ -1,7 +1,7 @@
 """The parse benchmark's driver works end to end on a tiny input (no timing assertions: figures are noise).
 
-Runs benchmarks/bench_parse.py as `make bench-parse` does, with N=5, one round, without dag-factory and
-without the diagnostics, and checks the JSON it writes: every measurement compiled exactly N DAGs of the
+Runs benchmarks/bench_parse.py as `make bench-parse BASELINE=...` does (this checkout's plugins folder as the
+baseline), with N=5, one round, without dag-factory and without the diagnostics, and checks the JSON it writes: every measurement compiled exactly N DAGs of the
 same shape, the figures are positive numbers, and the targets are reported as booleans or "not measured".
 """
 
@@ -41,6 +41,8 @@ def test_driver_writes_a_complete_report(tmp_path: Path) -> None:
             str(out),
             "--workdir",
             str(workdir),
+            "--baseline",
+            str(REPO / "plugins"),
         ],
         capture_output=True,
         text=True,
@@ -53,13 +55,16 @@ def test_driver_writes_a_complete_report(tmp_path: Path) -> None:
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["benchmark"] == "parse"
     assert report["n_specs"] == N and report["rounds"] == 1
-    assert set(report["measurements"]) == {"mlspec", "mlspec_cached", "handwritten"}
+    assert set(report["measurements"]) == {
+        "mlspec", "mlspec_cached", "handwritten", "mlspec_baseline", "mlspec_baseline_cached",
+    }
     for name, measurement in report["measurements"].items():
         assert measurement["dags_per_pass"] == N, name
         assert [raw["dag_counts"] for raw in measurement["raw"]] == [[N, N]], name
         _positive_stats(measurement["per_dag_ms"]["cold"])
         _positive_stats(measurement["per_dag_ms"]["warm"])
         _positive_stats(measurement["airflow_import_ms"])
+        assert set(measurement["cpu_per_dag_ms"]["cold"]) == {"median", "min", "max"}
         assert measurement["tool_import_ms"]["min"] >= 0
         shape = measurement["shape"]
         assert [task["task_id"] for task in shape["tasks"]] == list(TASK_ORDER)
@@ -69,6 +74,10 @@ def test_driver_writes_a_complete_report(tmp_path: Path) -> None:
     # The hand-written DAG is the same DAG as mlspec's, field by field.
     assert report["shape_check"]["handwritten_vs_mlspec"] == []
     assert report["measurements"]["mlspec"]["shape"] == report["measurements"]["handwritten"]["shape"]
+
+    for name in ("mlspec_baseline", "mlspec_baseline_cached"):
+        assert report["ratios"][f"{name}_over_handwritten"] > 0
+    assert report["versions"]["mlspec_baseline"] == str(REPO / "plugins")
 
     targets = report["targets"]
     hand_ms = report["measurements"]["handwritten"]["per_dag_ms"]["cold"]["median"]
