@@ -135,3 +135,15 @@ def test_regression_model_must_end_with_one_unit(digits_dataset: Dataset) -> Non
 
     with pytest.raises(ModelBuildError, match=r"model\.layers\[0\] \(dense\): outputs 3 values per sample; a regression model ends with dense: \{units: 1\}"):
         build_model(input_shape=(64,), preprocess=[], layers=[{"dense": {"units": 3}}], x_train=digits_dataset.x_train, seed=0, task="regression")
+
+
+def test_parity_allows_a_relative_difference_on_large_predictions() -> None:
+    # float32 keeps about 7 digits: a regressor's 300.0 and ONNX Runtime's 300.0004 are the same number to it.
+    trained = {"prediction": np.array([[300.0], [12.0]], dtype=np.float32)}
+    onnx = {"prediction": np.array([[300.0004], [12.00001]], dtype=np.float32)}
+    with pytest.raises(ParityError, match=r"max abs difference 0.000397 at sample 0 exceeds export.parity.atol 0.0001 \(1 of 2"):
+        check_parity(trained, onnx, atol=1e-4)
+    assert check_parity(trained, onnx, atol=1e-4, rtol=1e-5) == pytest.approx(3.97e-4, rel=1e-2)
+    onnx_far = {"prediction": np.array([[300.01], [12.0]], dtype=np.float32)}
+    with pytest.raises(ParityError, match=r"exceeds export.parity.atol 0.0001 \+ rtol 1e-05 x \|value\|"):
+        check_parity(trained, onnx_far, atol=1e-4, rtol=1e-5)

@@ -39,16 +39,17 @@ class OnnxExportOperator(TrainedModelStage):
         samples = dataset.x_test[: spec.export.parity_samples]
         try:
             max_diff = onnx_export.check_parity(
-                self.adapter.predict(model, samples, task), onnx_export.onnx_predict(onnx_bytes, samples), atol=spec.export.parity_atol
+                self.adapter.predict(model, samples, task), onnx_export.onnx_predict(onnx_bytes, samples),
+                atol=spec.export.parity_atol, rtol=spec.export.parity_rtol,
             )
         except onnx_export.ParityError as exc:
             raise GateFailed(
                 str(exc),
-                next_step="nothing was published; try another export.opset, or raise export.parity.atol if the difference is acceptable",
+                next_step="nothing was published; try another export.opset, or raise export.parity.atol (or rtol, for large predictions) if the difference is acceptable",
             ) from None
         log.info(
-            "ONNX Runtime agrees with the trained %s model on %d samples (max |diff| %.2e <= atol %g)",
-            spec.model.framework, len(samples), max_diff, spec.export.parity_atol,
+            "ONNX Runtime agrees with the trained %s model on %d samples (max |diff| %.2e; atol %g, rtol %g)",
+            spec.model.framework, len(samples), max_diff, spec.export.parity_atol, spec.export.parity_rtol,
         )
         prefix = f"{self.run_prefix(context)}/export"
 

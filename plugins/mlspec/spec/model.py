@@ -161,6 +161,7 @@ class ExportSpec:
     opset: int
     parity_samples: int
     parity_atol: float
+    parity_rtol: float
 
 
 @dataclass(frozen=True)
@@ -333,7 +334,7 @@ class ModelSpec:
                 thresholds=MappingProxyType({k: Threshold(v.get("min"), v.get("max")) for k, v in ev["thresholds"].items()}),
                 champion=None if ev["champion"] is None else ChampionGate(ev["champion"]["metric"], ev["champion"]["min_delta"]),
             ),
-            export=ExportSpec(ex["format"], ex["opset"], ex["parity"]["samples"], ex["parity"]["atol"]),
+            export=ExportSpec(ex["format"], ex["opset"], ex["parity"]["samples"], ex["parity"]["atol"], ex["parity"]["rtol"]),
             storage=StorageSpec(**d["storage"]),
             registry=RegistrySpec(**d["registry"]),
             tracking=TrackingSpec(**d["tracking"]),
