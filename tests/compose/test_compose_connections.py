@@ -129,9 +129,9 @@ def test_every_example_connection_in_the_production_guide_parses():
 
 
 def test_the_mlflow_connection_resolves_to_the_mlflow_service(use_compose_connection, services):
-    from mlspec.registry.mlflow_connection import resolve_tracking_uri
+    from mlspec.registry.mlflow_connection import resolve_connection
 
-    uri = resolve_tracking_uri(use_compose_connection("mlflow_server"))
+    uri = resolve_connection(use_compose_connection("mlflow_server")).tracking_uri
     argv = compose_stack.command(services["mlflow"])
     assert argv[:2] == ["mlflow", "server"]
     parts = urlsplit(uri)
@@ -145,9 +145,9 @@ def test_the_mlflow_server_accepts_the_host_header_airflow_tasks_send(use_compos
     """MLflow 3 answers 403 to unknown Host headers; its default list has no 'mlflow:5000'."""
     from mlflow.server.security_utils import get_default_allowed_hosts, is_allowed_host_header
 
-    from mlspec.registry.mlflow_connection import resolve_tracking_uri
+    from mlspec.registry.mlflow_connection import resolve_connection
 
-    host_header = urlsplit(resolve_tracking_uri(use_compose_connection("mlflow_server"))).netloc
+    host_header = urlsplit(resolve_connection(use_compose_connection("mlflow_server")).tracking_uri).netloc
     allowed = [
         h.strip()
         for h in compose_stack.option(compose_stack.command(services["mlflow"]), "--allowed-hosts").split(",")

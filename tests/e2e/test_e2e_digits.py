@@ -25,9 +25,9 @@ def renamed(name: str, text: str = DIGITS) -> str:
 def mlflow_client():
     from mlflow import MlflowClient
 
-    from mlspec.registry.mlflow_connection import resolve_tracking_uri
+    from mlspec.registry.mlflow_connection import resolve_connection
 
-    uri = resolve_tracking_uri(None)
+    uri = resolve_connection(None).tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -88,9 +88,9 @@ def trial_results(dag_run) -> dict[int, dict]:
 def mlflow_client():
     from mlflow import MlflowClient
 
-    from mlspec.registry.mlflow_connection import resolve_tracking_uri
+    from mlspec.registry.mlflow_connection import resolve_connection
 
-    uri = resolve_tracking_uri(None)
+    uri = resolve_connection(None).tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

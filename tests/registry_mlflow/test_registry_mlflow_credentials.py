@@ -74,3 +74,45 @@ def test_each_connection_signs_in_with_its_own_credentials_and_the_environment_i
     with pytest.raises(RegistryError, match="mlflow_nobody"):
         MlflowRegistry("mlflow_nobody").latest_version(names[0])
     assert alice_proxy.refused and {auth for _, _, auth in alice_proxy.refused} == {""}
+
+
+def test_a_connection_with_a_token_never_sends_the_workers_own_login(
+    proxies, publisher, unique_name, mlspec_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow prefers a username/password over a token: the login a platform engineer exported for another
+    server must not reach the connection's server in place of the connection's own token."""
+    _, bob_proxy = proxies
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "envuser")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "envpw")
+    name = unique_name("bob-env")
+
+    version = MlflowRegistry("mlflow_bob").register(
+        publisher.request(publisher.publish(name, "manual__2026-03-03T00:00:00+00:00")))
+
+    assert version.created
+    assert bob_proxy.seen and not bob_proxy.refused, bob_proxy.refused[:3]
+    assert {auth for _, _, auth in bob_proxy.seen} == {BOB}
+
+
+def test_a_connection_credential_replaces_every_kind_the_environment_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlspec.registry.mlflow_connection import MlflowConnection
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "envuser")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "envpw")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "env-token")
+    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "some_auth_provider")
+    monkeypatch.setenv("MLFLOW_TRACKING_AWS_SIGV4", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
+    uri = "http://mlflow.example:5000"
+
+    by_token = MlflowConnection(uri, "conn", token="conn-token").host_creds(uri)
+    by_login = MlflowConnection(uri, "conn", username="alice", password="pw").host_creds(uri)
+    without = MlflowConnection(uri, "conn").host_creds(uri)
+
+    assert (by_token.username, by_token.password, by_token.token) == (None, None, "conn-token")
+    assert (by_login.username, by_login.password, by_login.token) == ("alice", "pw", None)
+    for creds in (by_token, by_login):
+        assert (creds.auth, creds.aws_sigv4) == (None, False)
+        assert creds.ignore_tls_verification  # TLS settings are not credentials: they still apply
+    # a connection that says nothing keeps what the worker's environment configures
+    assert (without.username, without.token, without.auth) == ("envuser", "env-token", "some_auth_provider")

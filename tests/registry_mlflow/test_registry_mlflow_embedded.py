@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlspec.errors import RegistryError
-from mlspec.registry.mlflow_connection import resolve_tracking_uri
+from mlspec.registry.mlflow_connection import resolve_connection
 from mlspec.registry.mlflow_registry import MlflowRegistry
 from mlspec.tracking import TrainingTracker
 
@@ -22,7 +22,7 @@ def registry(mlspec_home: Path) -> MlflowRegistry:
 
 @pytest.fixture(scope="module")
 def tracking_uri(mlspec_home: Path) -> str:
-    return resolve_tracking_uri(None)
+    return resolve_connection(None).tracking_uri
 
 
 def test_register_creates_a_version_with_every_tag(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
 
-from mlspec.registry.mlflow_connection import mlflow_client, resolve_connection, resolve_tracking_uri
+from mlspec.registry.mlflow_connection import mlflow_client, resolve_connection
 from mlspec.registry.mlflow_embedded import embedded_dir
 from mlspec.registry.mlflow_registry import MlflowRegistry
 from mlspec.storage import open_store
@@ -142,7 +142,7 @@ def test_embedded_version_is_a_logged_model_with_signature_metrics_and_artifacts
 ) -> None:
     monkeypatch.chdir(tmp_path / ".")  # nothing may land in the worker's working directory
     workdir = sorted(tmp_path.iterdir())
-    tracking_uri = resolve_tracking_uri(None)
+    tracking_uri = resolve_connection(None).tracking_uri
     global_uri(tracking_uri)
     name = unique_name("iris")
     run_id = "manual__2026-03-01T00:00:00+00:00"
@@ -174,7 +174,7 @@ def test_embedded_version_is_a_logged_model_with_signature_metrics_and_artifacts
 
 def test_a_retry_after_the_model_was_logged_reuses_it(publisher, unique_name, global_uri) -> None:
     """The first try died between logging the model and creating the version (no training run tracked)."""
-    tracking_uri = resolve_tracking_uri(None)
+    tracking_uri = resolve_connection(None).tracking_uri
     global_uri(tracking_uri)
     name = unique_name("iris")
     published = publish_with_everything(publisher.store_uri, name, "manual__half")
@@ -244,7 +244,7 @@ def test_registry_link_is_on_the_register_task_only_when_a_ui_is_known(tmp_path,
 
 
 def test_a_tuned_version_is_logged_to_the_winning_trials_run(publisher, unique_name, global_uri) -> None:
-    tracking_uri = resolve_tracking_uri(None)
+    tracking_uri = resolve_connection(None).tracking_uri
     global_uri(tracking_uri)
     name = unique_name("iris")
     run_id = "manual__tuned"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlspec.errors import RegistryError
-from mlspec.registry.mlflow_connection import display_uri, resolve_connection, resolve_tracking_uri
+from mlspec.registry.mlflow_connection import display_uri, resolve_connection
 from mlspec.registry.mlflow_registry import MlflowRegistry
 
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
@@ -30,7 +30,7 @@ def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: obje
 
 
 def test_embedded_default_is_sqlite_under_mlspec_home(tmp_path: Path) -> None:
-    uri = resolve_tracking_uri(None)
+    uri = resolve_connection(None).tracking_uri
     db = tmp_path / "home" / "mlflow" / "mlflow.db"
     assert uri == f"sqlite:///{db.resolve()}"
     assert (tmp_path / "home" / "mlflow" / "artifacts").is_dir()
@@ -50,7 +50,7 @@ def test_embedded_default_is_sqlite_under_mlspec_home(tmp_path: Path) -> None:
 )
 def test_connection_shapes(monkeypatch: pytest.MonkeyPatch, fields: dict, expected: str) -> None:
     set_connection(monkeypatch, "mlflow_x", **fields)
-    assert resolve_tracking_uri("mlflow_x") == expected
+    assert resolve_connection("mlflow_x").tracking_uri == expected
 
 
 def test_credentials_go_to_the_connection_not_the_environment_nor_the_log(
@@ -94,20 +94,20 @@ def test_the_environment_still_signs_in_where_the_connection_says_nothing(monkey
 def test_missing_connection_is_a_registry_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_NO_SUCH_MLFLOW", raising=False)
     with pytest.raises(RegistryError, match="no_such_mlflow") as info:
-        resolve_tracking_uri("no_such_mlflow")
+        resolve_connection("no_such_mlflow")
     assert "embedded" in str(info.value)
 
 
 def test_connection_without_host_is_a_registry_error(monkeypatch: pytest.MonkeyPatch) -> None:
     set_connection(monkeypatch, "mlflow_nohost", conn_type="http", port=5000)
     with pytest.raises(RegistryError, match="has no host"):
-        resolve_tracking_uri("mlflow_nohost")
+        resolve_connection("mlflow_nohost")
 
 
 def test_non_http_scheme_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     set_connection(monkeypatch, "mlflow_ftp", conn_type="http", host="ftp://mlflow.example.com")
     with pytest.raises(RegistryError, match="'ftp'"):
-        resolve_tracking_uri("mlflow_ftp")
+        resolve_connection("mlflow_ftp")
 
 
 def test_registry_construction_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:

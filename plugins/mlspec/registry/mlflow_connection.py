@@ -14,7 +14,8 @@ credentials: its REST stores take a ``get_host_creds`` callable, and the client 
 MlflowClient whose tracking and registry service clients hold such stores (the sign-in is
 ``MlflowConnection.host_creds``). Artifacts uploaded through a server (``mlflow-artifacts:`` locations)
 use the same credentials. What a platform engineer exported in the worker's environment
-(MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN, TLS settings) still applies where the connection says nothing.
+(MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN/AUTH, TLS settings) still applies where the connection says nothing;
+a connection with credentials signs in with those alone (TLS settings still apply).
 """
 
 from __future__ import annotations
@@ -58,14 +59,19 @@ class MlflowConnection:
 
     def host_creds(self, host: str) -> MlflowHostCreds:
         """What MLflow sends to `host`: its defaults (TLS settings, and credentials from the worker's
-        environment) with this connection's credentials in their place where it has any."""
+        environment) with this connection's credentials in their place where it has any.
+
+        A connection with credentials signs in with those alone: MLflow prefers a login over a token and an
+        auth provider over both, so any kind the environment sets would otherwise send the worker's own
+        login (exported for another server, perhaps) to this connection's server."""
         from mlflow.utils.credentials import get_default_host_creds
 
         creds = get_default_host_creds(host)
-        if self.username:
-            creds.username, creds.password = self.username, self.password or ""
-        if self.token:
+        if self.has_credentials:
+            creds.username = self.username
+            creds.password = (self.password or "") if self.username else None
             creds.token = self.token
+            creds.auth, creds.aws_sigv4 = None, False
         return creds
 
 
@@ -132,11 +138,6 @@ def resolve_connection(connection_id: str | None) -> MlflowConnection:
         password=(password or "") if login else None,
         token=str(token) if token else None,
     )
-
-
-def resolve_tracking_uri(connection_id: str | None) -> str:
-    """Just the URI of :func:`resolve_connection` (for messages and tests; clients need the connection)."""
-    return resolve_connection(connection_id).tracking_uri
 
 
 def ui_url(connection_id: str | None, tracking_uri: str) -> str:
