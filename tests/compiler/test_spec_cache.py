@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 
 import pytest
@@ -87,4 +88,41 @@ def test_the_cache_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("MLSPEC_SPEC_CACHE", "off")
     text = (SPECS / "digits.yaml").read_text()
     spec_cache.put(text, {"metadata": {"name": "digits"}})
+    assert spec_cache.get(text) is None
+
+
+@pytest.fixture
+def fresh_salt():
+    """The cache key's salt computed again for the test and after it (it is computed once per process)."""
+    spec_cache._salt.cache_clear()
+    yield
+    spec_cache._salt.cache_clear()
+
+
+def test_a_regenerated_parameter_table_validates_again(tmp_path, monkeypatch, fresh_salt):
+    monkeypatch.setenv("MLSPEC_SPEC_CACHE", str(tmp_path / "cache"))
+    text = (SPECS / "digits.yaml").read_text()
+    tables = tmp_path / "frameworks"
+    shutil.copytree(spec_cache.FRAMEWORK_TABLES, tables, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    assert {t.name for t in tables.glob("*.json")} >= {"sklearn_estimators.json", "xgboost_params.json"}
+    monkeypatch.setattr(spec_cache, "FRAMEWORK_TABLES", tables)
+    spec_cache.put(text, {"metadata": {"name": "digits"}})
+    assert spec_cache.get(text) == {"metadata": {"name": "digits"}}
+
+    table = tables / "xgboost_params.json"
+    table.write_text(table.read_text().replace("n_estimators", "n_estimators_renamed"))
+    spec_cache._salt.cache_clear()
+
+    assert spec_cache.get(text) is None
+
+
+def test_a_new_framework_validates_again(tmp_path, monkeypatch, fresh_salt):
+    monkeypatch.setenv("MLSPEC_SPEC_CACHE", str(tmp_path / "cache"))
+    text = (SPECS / "digits.yaml").read_text()
+    spec_cache.put(text, {"metadata": {"name": "digits"}})
+    schema = copy.deepcopy(spec_cache.load_schema())
+    schema["properties"]["model"]["properties"]["framework"]["enum"].append("catboost")
+    monkeypatch.setattr(spec_cache, "load_schema", lambda: schema)
+    spec_cache._salt.cache_clear()
+
     assert spec_cache.get(text) is None

@@ -1,8 +1,9 @@
 """A disk cache of validated specs, keyed by content: Airflow re-parses dags/ every few seconds, and an
 unchanged spec need not be parsed and validated again.
 
-The key is a sha256 of the spec text, the schema and the mlspec version, so any edit to either, or an
-upgrade, validates again. Only valid specs are cached (as their resolved dict); the cache is a speed-up
+The key is a sha256 of the spec text, the schema as validation sees it (model.framework's words come
+from the framework table), the frameworks' parameter tables and the mlspec version, so any edit to
+these (a new framework, a regenerated table) or an upgrade validates again. Only valid specs are cached (as their resolved dict); the cache is a speed-up
 and nothing more: any problem reading or writing it falls back to the full path. `mlspec lint` never uses it.
 Besides, the DagBag remembers for a while which spec texts ran over their check budget (`put_overrun`), so
 that a slow spec does not spend the DAG file's parse budget again on every parse.
@@ -21,7 +22,8 @@ from functools import cache
 from pathlib import Path
 
 from mlspec import __version__
-from mlspec.spec.schema import schema_path
+from mlspec.ml import frameworks
+from mlspec.spec.schema import load_schema
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,17 @@ def cache_dir() -> Path | None:
     return Path(setting) if setting else Path(tempfile.gettempdir()) / f"mlspec-spec-cache-{os.getuid()}"
 
 
+# The tables lint checks model.params against (xgboost_params.json, sklearn_estimators.json, ...) lie
+# beside the framework modules.
+FRAMEWORK_TABLES = Path(frameworks.__file__).parent
+
+
 @cache
 def _salt() -> bytes:
-    return hashlib.sha256(__version__.encode() + b"\0" + schema_path().read_bytes()).digest()
+    salt = hashlib.sha256(__version__.encode() + b"\0" + json.dumps(load_schema(), sort_keys=True).encode())
+    for table in sorted(FRAMEWORK_TABLES.glob("*.json")):
+        salt.update(b"\0" + table.name.encode() + b"\0" + table.read_bytes())
+    return salt.digest()
 
 
 def _entry(text: str, suffix: str = ".json") -> Path | None:
