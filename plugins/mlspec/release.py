@@ -18,8 +18,9 @@ the same order (issue 8, "registry first"):
 5. ``promote``: production is set explicitly, the deployment recorded on the version, the change put on
    the audit trail.
 
-A failure ``restore``s: the registry goes back to where it was (when it moved) and serving to the
-registry's production version, never to what the server or the cluster happened to serve before.
+A failure restores (``serve_production``, the one restore): the registry goes back to where it was (when it
+moved) and serving to the registry's production version, never to what the server or the cluster happened to
+serve before.
 
 Every change of production is recorded on the registry's audit trail (``ProductionChange``: time, actor,
 action, from -> to, reason, run link). Releases of one model hold an exclusive file lock (mlspec.locks),
@@ -35,13 +36,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
-import numpy as np
-
 from mlspec.errors import MlspecError, ServingError
-from mlspec.ml import onnx_export
 from mlspec.registry import open_registry
 from mlspec.registry.base import ModelRegistry, ProductionChange, VersionRecord, utc_now
 from mlspec.registry.reading import open_for_reading
@@ -50,11 +48,23 @@ from mlspec.serving import smoke_test as endpoint_check
 from mlspec.serving.base import Deployment, RollbackFailed, ServingBackend
 from mlspec.storage import open_store, sha256_hex
 
+if TYPE_CHECKING:
+    import numpy as np
+
 log = logging.getLogger(__name__)
 
 
 class OperationFailed(MlspecError):
     """The release did not complete; the message says what was restored."""
+
+
+class CandidateRefused(OperationFailed):
+    """A pipeline candidate's release stops for good (a retry cannot fix it): the message says what serves,
+    `next_step` what to do."""
+
+    def __init__(self, message: str, next_step: str) -> None:
+        super().__init__(message)
+        self.next_step = next_step
 
 
 # -- who changed production, and from which run ---------------------------------------------------
@@ -223,19 +233,17 @@ class Release:
         except RollbackFailed:
             raise
         except ServingError as exc:
-            raise ServingError(f"{exc}{self.serve_production_instead(state['version'])}") from None
+            served, production = self.served_or_none(), self.production()
+            if served == production:  # the backend went back to production itself
+                raise
+            try:  # drift: the backend went back to what it served, which is not production
+                self.serve_production(state["version"])
+            except RollbackFailed as restore_exc:  # nothing went back: say so, never "rolled back"
+                raise RollbackFailed(f"{exc}; {restore_exc}") from None
+            now = f"version {production}" if production is not None else "nothing"
+            raise ServingError(f"{exc} Serving had version {served} before; it now serves the registry's "
+                               f"production version: {now}.") from None
         return replace(deployment, previous_version=self.production())
-
-    def serve_production_instead(self, failed: int) -> str:
-        """After the backend took `failed` back to what it served before: when that is not the registry's
-        production version (drift), serve production. Returns a sentence to add ("" when nothing was to do)."""
-        production = self.production()
-        served = self.served_or_none()
-        if served == production:
-            return ""
-        self.serving.rollback(self.rollback_target(failed, production))
-        now = f"version {production}" if production is not None else "nothing"
-        return f" Serving had version {served} before; it now serves the registry's production version: {now}."
 
     def rollback_target(self, failed: int, production: int | None, served_model_name: str | None = None) -> Deployment:
         """The failed version's Deployment, pointed back at `production` (None: serve nothing)."""
@@ -249,6 +257,9 @@ class Release:
     # -- 4. smoke test ------------------------------------------------------------------------------
     def smoke_test(self, deployment: Deployment, x: np.ndarray, onnx_bytes: bytes, signature: dict) -> dict:
         """The endpoint must answer `x` as the offline ONNX model does (SmokeTestFailed otherwise)."""
+        # numpy: tasks only, not at DAG parse (tests/compiler/test_parse_stays_light.py::test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library)
+        from mlspec.ml import onnx_export
+
         return endpoint_check.run_smoke_test(
             endpoint_url=deployment.endpoint_url,
             model_name=deployment.served_model_name,
@@ -262,7 +273,9 @@ class Release:
     def sample_rows(self, record: VersionRecord, onnx_bytes: bytes) -> np.ndarray:
         """Rows drawn around each feature's training statistics (input_schema.json): an operation has no
         test split at hand."""
-        signature = onnx_export.onnx_signature(onnx_bytes)
+        import numpy as np
+
+        signature = signature_of(onnx_bytes)
         try:
             schema = json.loads(self.store.read_uri(f"{record.source_uri}/input_schema.json"))
         except MlspecError:
@@ -286,13 +299,93 @@ class Release:
         self.registry.record_deployment(self.name, deployment.version, deployment.to_xcom(), "smoke_test_passed")
         return record_change(self.registry, self.name, change) if change is not None else ""
 
+    def promote_candidate(self, deployment: Deployment, trigger: Trigger, reason: str) -> str:
+        """The pipeline's promote: serving must still answer with the smoke-tested version (an operation may
+        have run since the smoke test; CandidateRefused then, and nothing changes), then `promote`. A retried
+        promote finds its own audit entry and does not record it twice. Call it under the model's lock.
+        Returns what could not be recorded."""
+        served = self.serving.served_version(self.name)
+        if served != deployment.version:
+            raise CandidateRefused(
+                f"serving answers with version {served} of {self.name}, not the deployed and smoke-tested version "
+                f"{deployment.version} (an operation ran since the smoke test?); production was not changed",
+                next_step=f"run `mlspec status {self.spec_ref}` to see what serves and what the registry says, "
+                "then trigger a new run",
+            )
+        trail = self.registry.production_changes(self.name)
+        done = bool(trigger.run_id) and any(
+            c.action == "promote" and c.run_id == trigger.run_id and c.to_version == deployment.version for c in trail[-5:])
+        if done:
+            log.info("promotion of %s version %d is already on the audit trail (an earlier try)", self.name,
+                     deployment.version)
+        before = self.production()
+        return self.promote(deployment, None if done else trigger.change("promote", before, deployment.version, reason))
+
     # -- failure: restore -----------------------------------------------------------------------------
-    def restore_serving(self, failed: int, served_model_name: str | None = None) -> str:
-        """Serving goes back to the registry's production version (read now) and stops serving `failed`.
-        Returns a sentence saying what serves; RollbackFailed/ServingError when serving refused."""
+    def serve_production(self, failed: int, served_model_name: str | None = None) -> str:
+        """The one restore: serving goes to the registry's production version (read now) and stops serving
+        `failed`. When `failed` is production itself (a redeploy of it failed), production is deployed again,
+        never read as "nothing served before". Returns a sentence saying what serves; RollbackFailed, which
+        says what may serve now and what to do, when serving refused."""
         production = self.production()
-        self.serving.rollback(self.rollback_target(failed, production, served_model_name))
+        try:
+            if production is not None and production == failed:
+                record = self.registry.version_record(self.name, production)
+                self.serving.deploy(self.name, production, record.source_uri)
+            else:
+                self.serving.rollback(self.rollback_target(failed, production, served_model_name))
+        except RollbackFailed:
+            raise
+        except ServingError as exc:
+            now = f"version {production}" if production is not None else "nothing"
+            raise RollbackFailed(f"serving the registry's production version ({now}) failed too: {exc}; version "
+                                 f"{failed} may still serve: check with `mlspec status {self.spec_ref}`") from None
         return f"version {production} is serving again" if production is not None else "the new version was removed"
+
+    def fail_candidate(self, deployment: Deployment, failure: str, trigger: Trigger) -> NoReturn:
+        """A pipeline candidate failed its smoke test: serving goes to the registry's production version as it
+        is now (an operation may have moved it since deploy), the outcome is recorded on the version and
+        serving's going back on the audit trail. Always raises CandidateRefused. Call it under the model's lock."""
+        version = deployment.version
+        message = f"version {version} failed its smoke test: {failure}"
+        production = self.production()
+        if production != deployment.previous_version:
+            log.warning("production of %s moved from %s to %s since version %d was deployed (an operation ran); "
+                        "serving goes back to %s", self.name, deployment.previous_version, production, version,
+                        production)
+        if production == version:  # an operation made the candidate production on purpose since
+            raise CandidateRefused(f"{message}; an operation has made version {version} production since: serving "
+                                   "left as is", next_step=f"run `mlspec status {self.spec_ref}`")
+        log.error("smoke test failed for %s version %d; rolling back to %s", self.name, version, production)
+        try:
+            restored = self.serve_production(version, deployment.served_model_name)
+        except ServingError as exc:
+            message += f"; the rollback failed too ({exc}), so the failed version may still serve"
+            message += self.record_outcome(version, {**deployment.to_xcom(), "message": message}, "failed")
+            raise CandidateRefused(
+                message, next_step=f"restore version {production} by hand, then fix and trigger a new run") from None
+        message += f"; {restored}"
+        message += self.record_outcome(version, {**deployment.to_xcom(), "message": failure}, "rolled_back")
+        message += self.record_serving_went_back(trigger, version, message)
+        raise CandidateRefused(message, next_step="read the problems above; the endpoint was rolled back, so fix "
+                               "the model or serving settings and trigger a new run")
+
+    def candidate_not_ready(self, state: dict, failure: ServingError, trigger: Trigger) -> str:
+        """Record a pipeline candidate that never became ready (`await_ready` raised `failure`); the story.
+        Only a restore that worked is recorded as a rollback: after RollbackFailed the version is "failed" and
+        the audit trail gets no entry (the registry never moved, and serving did not go back)."""
+        version = state["version"]
+        message = str(failure)
+        outcome = "failed" if isinstance(failure, RollbackFailed) else "rolled_back"
+        deployment = {"platform": self.serving.platform, "served_model_name": state.get("served_model_name"),
+                      "previous_state": state}
+        message += self.record_outcome(version, {**deployment, "message": message}, outcome)
+        if outcome == "rolled_back":
+            message += self.record_serving_went_back(trigger, version, message)
+        else:
+            log.warning("the rollback of %s version %d failed; no automatic rollback is recorded on the audit "
+                        "trail (production did not change)", self.name, version)
+        return message
 
     def record_outcome(self, version: int, deployment: dict, outcome: str) -> str:
         """Record a deployment's fate ("rolled_back", "failed") on the version; a note when the registry refused.
@@ -338,7 +431,7 @@ class Release:
             notes = record_change(self.registry, self.name, trigger.change(action, previous, version, reason))
             deployment = replace(self.serving.deploy(self.name, version, record.source_uri), previous_version=previous)
             rows = self.sample_rows(record, onnx_bytes)
-            report = self.smoke_test(deployment, rows, onnx_bytes, onnx_export.onnx_signature(onnx_bytes))
+            report = self.smoke_test(deployment, rows, onnx_bytes, signature_of(onnx_bytes))
             served = self.serving.served_version(self.name)
             if served != version:
                 raise OperationFailed(f"after deploying, serving answers with version {served}, not {version}")
@@ -346,8 +439,9 @@ class Release:
             # Also a task's deadline (AirflowTaskTimeout), a Ctrl-C or a bug: the registry moved first, so it and
             # serving go back before the exception goes on.
             failure = f"{action} of {self.name} version {version} failed: {what_failed(exc)}"
-            restored = self.restore(previous, version)
-            self.record_failure(version, deployment, failure)
+            restored = self.undo_operation(previous, version)
+            if version != previous:  # a failed redeploy of production leaves it production (the audit trail
+                self.record_failure(version, deployment, failure)  # says what failed): a rollback must not skip it
             record_change(self.registry, self.name,
                           trigger.change("auto_rollback", version, previous, f"{failure}; {restored}"[:1200]))
             if isinstance(exc, MlspecError):
@@ -367,11 +461,12 @@ class Release:
             result["warning"] = notes.strip()
         return result
 
-    def restore(self, previous: int | None, failed: int) -> str:
-        """Put the registry back to `previous`, then serving to it; a sentence saying what was done."""
+    def undo_operation(self, previous: int | None, failed: int) -> str:
+        """A failed operation moved the registry first: put it back to `previous`, then serving to it (the one
+        restore, `serve_production`); a sentence saying what was done."""
         self.registry.set_production(self.name, previous, reason="restored after a failed operation")
         try:
-            self.restore_serving(failed)
+            self.serve_production(failed)
         except MlspecError as exc:
             return f"the registry names version {previous} again, but serving could not be restored ({exc}); serve it by hand"
         if previous is None:
@@ -521,3 +616,11 @@ def drift_advice(spec: Any, production: int | None) -> str:
         return (f"serving does not follow the registry; `mlspec deploy {source} --version {production}` "
                 "puts the registry's production version back")
     return f"nothing is production in the registry; `mlspec undeploy {source}` stops serving"
+
+
+def signature_of(onnx_bytes: bytes) -> dict:
+    """The ONNX model's input and output signature."""
+    # numpy: tasks only, not at DAG parse (tests/compiler/test_parse_stays_light.py::test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library)
+    from mlspec.ml import onnx_export
+
+    return onnx_export.onnx_signature(onnx_bytes)

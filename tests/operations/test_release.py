@@ -63,7 +63,7 @@ def test_a_failed_candidate_goes_back_to_the_registry_production_not_to_what_ser
     release = Release.open(model.spec)
     candidate = release.await_ready(release.apply(2, model.uris[2]))
     assert candidate.previous_version == 1  # the registry's production, not the server's 3
-    assert release.restore_serving(2) == "version 1 is serving again"
+    assert release.serve_production(2) == "version 1 is serving again"
     assert served(model.spec) == 1 and release.production() == 1
 
 
@@ -122,3 +122,58 @@ def test_run_action_names_what_is_missing():
         run_action(spec, "deploy")
     with pytest.raises(OperationFailed, match="unknown action 'promote'; one of status, deploy, rollback, undeploy"):
         run_action(spec, "promote")
+
+
+def test_redeploying_the_production_version_that_fails_keeps_it_serving(ops_home, ops_server, request):
+    """`mlspec deploy --version N` with N production (status's drift advice) fails: the restore serves N
+    again, it does not read "production == failed" as "nothing served before" and unload the model."""
+    from tests.operators.operations_testkit import spec_for
+
+    from mlspec.operations import deploy_version
+    from mlspec.release import OperationFailed
+
+    model = publish_versions(unique(request), 1)
+    deploy_version(model.spec, 1)
+    strict = spec_for(model.name, "smoke_test: {max_latency_ms: 0.0001}\n")  # no endpoint passes it
+    with pytest.raises(OperationFailed, match="version 1 is production and serving again"):
+        deploy_version(strict, 1)
+    registry = model.registry()
+    assert registry.production_version(model.name) == 1 and served(model.spec) == 1
+    # production stays a good version: a later `mlspec rollback` and the Models page must not skip it as failed
+    assert registry.version_record(model.name, 1).state == "production"
+
+
+def test_a_version_never_ready_whose_restore_fails_too_is_recorded_failed(ops_home, ops_server, request, monkeypatch):
+    """Serving had drifted (3 served, 1 production); candidate 2 never becomes ready and serving production
+    fails too: the task says so and what to do, the version is recorded "failed" (not "rolled_back") and the
+    audit trail claims no automatic rollback, since nothing went back."""
+    from mlspec.errors import ServingError
+    from mlspec.operations import deploy_version
+    from mlspec.operators.base import GateFailed
+    from mlspec.operators.deploy import DeployModelOperator
+    from mlspec.serving import open_local_serving
+    from mlspec.serving.local import LocalServing
+
+    model = publish_versions(unique(request), 3)
+    deploy_version(model.spec, 1)
+    open_local_serving(None).deploy(model.name, 3, model.uris[3])
+
+    def never_ready(self, state, event=None):
+        raise ServingError("version 2 did not become ready")
+
+    def refuses(self, deployment):
+        raise ServingError("the model server refused the load")
+
+    monkeypatch.setattr(LocalServing, "await_ready", never_ready)
+    monkeypatch.setattr(LocalServing, "rollback", refuses)
+    op = DeployModelOperator(task_id="deploy", spec=model.spec.to_dict(), stored={"version": 2, "uri": model.uris[2]})
+    with pytest.raises(GateFailed) as failure:
+        op.run(context())
+    message = str(failure.value)
+    assert "version 2 did not become ready" in message
+    assert "serving the registry's production version (version 1) failed too: the model server refused" in message
+    assert "check with `mlspec status" in message and "went back" not in message
+    registry = model.registry()
+    assert registry.version_record(model.name, 2).deployment["outcome"] == "failed"
+    assert "auto_rollback" not in [c.action for c in registry.production_changes(model.name)]
+    assert registry.production_version(model.name) == 1

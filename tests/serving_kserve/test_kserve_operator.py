@@ -407,7 +407,24 @@ def test_a_failed_smoke_test_on_kserve_serves_the_registry_production_version_ag
                 mlflow_versions.set_production(NAME, 1, reason="promoted")
         assert version_of(read_isvc(k8s_api)) == "2"
         release = Release.open(load_spec_text(text))
-        assert release.restore_serving(2, NAME) == "version 1 is serving again"
+        assert release.serve_production(2, NAME) == "version 1 is serving again"
+        live = read_isvc(k8s_api)
+    assert version_of(live) == "1" and live["spec"] == release.serving.manifest(NAME, 1)["spec"]
+
+
+def test_a_failed_redeploy_of_the_production_version_on_kserve_keeps_it_serving(k8s_api, k8s_connection, mlflow_versions):
+    """Production 1 was deployed again and failed after it became ready (its smoke test): the restore serves
+    version 1 again; it never reads "failed == production" as "nothing served before" and deletes the service."""
+    from mlspec.release import Release
+
+    text = spec_text(k8s_connection)
+    with controller(k8s_api, serves_only(1)):
+        context = context_for(1)
+        deferred = start(deploy_task(text), context)
+        resume(deploy_task(text), context, deferred, run_in_triggerer(deferred)[0])
+        mlflow_versions.set_production(NAME, 1, reason="promoted")
+        release = Release.open(load_spec_text(text))
+        assert release.serve_production(1, NAME) == "version 1 is serving again"
         live = read_isvc(k8s_api)
     assert version_of(live) == "1" and live["spec"] == release.serving.manifest(NAME, 1)["spec"]
 

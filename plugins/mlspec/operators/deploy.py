@@ -17,7 +17,6 @@ from mlspec.notify import notify_champion_holds
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import OperationFailed, Release, Trigger
 from mlspec.serving import platform_of
-from mlspec.serving.base import RollbackFailed
 
 log = logging.getLogger(__name__)
 
@@ -116,26 +115,8 @@ class DeployModelOperator(MlspecOperator):
             try:
                 deployment = release.await_ready(state, event)
             except ServingError as exc:
-                raise GateFailed(self.record_not_ready(release, state, version, exc, context),
+                raise GateFailed(release.candidate_not_ready(state, exc, Trigger.from_context(context)),
                                  next_step="read the serving platform's events and logs, fix, and trigger a new run") from None
         log.info("%s version %d is served at %s (production until it passes: %s)", spec.name, version,
                  deployment.endpoint_url, deployment.previous_version)
         return deployment.to_xcom()
-
-    def record_not_ready(self, release: Release, state: dict, version: int, failure: ServingError, context) -> str:
-        """Record a version that never became ready; the task's message."""
-        message = str(failure)
-        # Only a rollback that worked may be recorded as one: otherwise the registry would claim the old
-        # version is serving while serving still holds the failed one.
-        outcome = "failed" if isinstance(failure, RollbackFailed) else "rolled_back"
-        deployment = {"platform": release.serving.platform, "served_model_name": state.get("served_model_name"),
-                      "previous_state": state}
-        message += release.record_outcome(version, {**deployment, "message": message}, outcome)
-        if outcome == "rolled_back":
-            message += release.record_serving_went_back(Trigger.from_context(context), version, message)
-        else:
-            # Serving did not go back: the audit trail (changes of production) gets no entry, since the registry
-            # never moved; the version is recorded "failed" and the task says what to restore.
-            log.warning("the rollback of %s version %d failed; no automatic rollback is recorded on the audit "
-                        "trail (production did not change)", release.name, version)
-        return message

@@ -7,9 +7,8 @@ from typing import Any
 
 from mlspec import inference_protocol
 from mlspec.locks import model_lock
-from mlspec.ml.onnx_export import onnx_predict
 from mlspec.operators.base import GateFailed, MlspecOperator
-from mlspec.release import Release, Trigger
+from mlspec.release import CandidateRefused, Release, Trigger
 from mlspec.serving import Deployment
 from mlspec.summary import curl_command
 
@@ -80,6 +79,9 @@ class PromoteOperator(MlspecOperator):
         dataset = self.load_dataset()
         stored = self.handed_over("stored")
         example_x = dataset.x_test[:1]
+        # numpy: tasks only, not at DAG parse (tests/compiler/test_parse_stays_light.py::test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library)
+        from mlspec.ml.onnx_export import onnx_predict
+
         offline = onnx_predict(self.store.read_uri(f"{stored['uri']}/model.onnx"), example_x)
         infer_url = inference_protocol.infer_url(deployment.endpoint_url, deployment.served_model_name)
         summary = {
@@ -115,26 +117,13 @@ class PromoteOperator(MlspecOperator):
         trigger = Trigger.from_context(context)
         release = Release.open(spec, self.store)
         with model_lock(spec.name, f"promote version {deployment.version} (run {trigger.run_id})"):
-            served = release.serving.served_version(spec.name)
-            if served != deployment.version:
-                raise GateFailed(
-                    f"serving answers with version {served} of {spec.name}, not the deployed and "
-                    f"smoke-tested version {deployment.version} (an operation ran since the smoke test?); "
-                    "production was not changed",
-                    next_step=f"run `mlspec status {spec.source_file or '<spec>'}` to see what serves and "
-                    "what the registry says, then trigger a new run",
-                )
-            before = release.production()
-            trail = release.registry.production_changes(spec.name)
-            done = any(c.action == "promote" and c.run_id == trigger.run_id and c.to_version == deployment.version
-                       for c in trail[-5:]) and bool(trigger.run_id)
-            if done:
-                log.info("promotion of %s version %d is already on the audit trail (an earlier try)", spec.name, deployment.version)
-            reason = promotion_reason(self.evaluation, self.smoke_test, before)
-            change = None if done else trigger.change("promote", before, deployment.version, reason)
-            note = release.promote(deployment, change)
-            if note:
-                log.warning(note.strip())
+            reason = promotion_reason(self.evaluation, self.smoke_test, release.production())
+            try:
+                note = release.promote_candidate(deployment, trigger, reason)
+            except CandidateRefused as refused:
+                raise GateFailed(str(refused), next_step=refused.next_step) from None
+        if note:
+            log.warning(note.strip())
 
     def fill_asset_event(self, context, summary: dict) -> None:
         """The extra of the asset event Airflow emits for this task's outlet when it succeeds."""
