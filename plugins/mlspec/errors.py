@@ -21,3 +21,8 @@ class ServingError(MlspecError):
 
 class DataError(MlspecError):
     """The data named by a spec cannot be loaded, split or preprocessed."""
+
+
+class DataSourceError(StoreError, DataError):
+    """A data source file that is not there, not allowed or over the size cap: a StoreError to whoever reads
+    files, and a DataError to prepare_data, which does not retry it (a retry finds the same file)."""

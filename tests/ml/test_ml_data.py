@@ -252,9 +252,11 @@ def test_npz_missing_key_lists_available(tmp_path: Path, read_file_uri: Reader) 
 def test_csv_missing_column_lists_columns(tmp_path: Path, read_file_uri: Reader) -> None:
     path = tmp_path / "f.csv"
     _frame().to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"no column 'width'.*columns are: petal, sepal, note, species"):
+    with pytest.raises(DataError, match=r"data.features 'width' is not a column of .*; its columns are: petal, sepal, note, species"):
         load_source(path.as_uri(), fmt=None, features=["width"], label="species", read_bytes=read_file_uri)
-    with pytest.raises(DataError, match=r"no label column 'kind'"):
+    with pytest.raises(DataError, match=r"data.label 'Species' is not a column of .*f.csv; did you mean 'species'\?"):
+        load_source(path.as_uri(), fmt=None, features=["petal"], label="Species", read_bytes=read_file_uri)
+    with pytest.raises(DataError, match=r"data.label 'kind' is not a column"):
         load_source(path.as_uri(), fmt=None, features=["petal"], label="kind", read_bytes=read_file_uri)
     # Every column except the label includes the text column "note": that is named, not silently dropped.
     with pytest.raises(DataError, match="must be numeric; note"):

@@ -99,9 +99,9 @@ def test_a_misspelled_label_in_a_wide_table_quotes_a_few_short_names() -> None:
     header = ",".join([long] + [f"c{i}" for i in range(9_000)] + ["label"]).encode() + b"\n"
     raw = header + b",".join([b"0"] * 9_002) + b"\n"
     with pytest.raises(DataError) as caught:
-        load("file:///d/wide.csv", raw, label="lable")
+        load("file:///d/wide.csv", raw, label="target")
     message = str(caught.value)
-    assert "no label column 'lable'" in message
+    assert "data.label 'target' is not a column of file:///d/wide.csv" in message
     assert "columns are: " + "x" * 19 + "…, c0, c1, c2, c3 ... and 8997 more" in message
     assert len(message) < 400
 

@@ -63,7 +63,7 @@ def test_lint_refuses_a_device_as_data_source(tmp_path):
 def test_lint_refuses_a_source_over_the_cap(tmp_path):
     data = tmp_path / "home" / "data" / "iris.csv"
     data.parent.mkdir(parents=True)
-    data.write_bytes(b"x" * 2048)
+    data.write_bytes(b"a,label\n" + b"1,0\n" * 510)  # 2048 bytes of a table lint's sample check accepts
     spec = tmp_path / "iris.yaml"
     spec.write_text(IRIS.replace("source: builtin:iris", "source: file://data/iris.csv"))
     env = {"MLSPEC_HOME": str(data.parent.parent), "MLSPEC_MAX_SOURCE_BYTES": "1024"}

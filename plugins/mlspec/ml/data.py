@@ -32,6 +32,7 @@ import numpy as np
 
 from mlspec.errors import DataError, MlspecError
 from mlspec.sources import source_kind
+from mlspec.sources.columns import did_you_mean, partition_values
 from mlspec.spec.model import DataLimits
 from mlspec.vocabulary import DATA_FORMATS, DATA_SOURCES, FEATURE_STEPS, LABEL_STEPS, TASKS
 
@@ -171,6 +172,7 @@ def load_source(
     read_bytes: Callable[[str], bytes],
     task: str = "classification",
     limits: DataLimits | None = None,
+    list_files: Callable[[str], list[tuple[str, str]]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """Load `(x, y, class_names, feature_names)` from a spec's data source for a `model.task`.
 
@@ -178,6 +180,8 @@ def load_source(
     and must be a data set for `task`. Any other source is read through `read_bytes(source)` and parsed as npz,
     csv or parquet; its label becomes class indices (classification) or a float32 target
     (regression, with `class_names == ()`). `limits` (default: the schema's) bound what a file may grow to.
+    `list_files(source)` names the files of a folder, glob or prefix (mlspec.sources' list_files): their tables
+    are read in name order into one (`_read_files`).
     """
     _check_task(task)
     limits = limits or DataLimits()
@@ -195,23 +199,12 @@ def load_source(
             )
         x, y, class_names, feature_names = kind.load_dataset(source)
     else:
-        fmt = fmt or infer_format(source)
-        try:
-            raw = read_bytes(source)
-        except MlspecError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a reader's own errors become one clear line
-            raise DataError(f"could not read data.source {source!r}: {exc}") from exc
-        if not raw:
-            raise DataError(f"data.source {source!r} is empty (0 bytes)")
-        if fmt == "npz":
-            x, labels, feature_names, label_name = _parse_npz(source, raw, features, label, task, limits)
-        elif fmt in ("csv", "parquet"):
-            x, labels, feature_names, label_name = _parse_table(source, raw, fmt, features, label, limits)
+        files = list_files(source) if list_files is not None else [(source, source)]
+        if [uri for uri, _name in files] == [source]:
+            x, labels, feature_names, label_name = _read_file(source, fmt, features, label, task, limits, read_bytes)
         else:
-            raise DataError(
-                f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(DATA_FORMATS)}"
-            )
+            frame = _read_files(source, files, fmt, limits, read_bytes)
+            x, labels, feature_names, label_name = _table_columns(source, frame, features, label)
         if task == "regression":
             y, class_names = regression_target(source, labels, label_name), ()
         else:
@@ -225,6 +218,85 @@ def load_source(
         f"{len(class_names)} classes" if task == "classification" else "regression target",
     )
     return x, y, class_names, feature_names
+
+
+def _read_file(
+    source: str,
+    fmt: str | None,
+    features: str | list[str] | None,
+    label: str | None,
+    task: str,
+    limits: DataLimits,
+    read_bytes: Callable[[str], bytes],
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """A file source's (features, labels, feature names, label name), parsed by data.format."""
+    fmt = fmt or infer_format(source)
+    raw = _read_bytes(source, read_bytes)
+    if fmt == "npz":
+        return _parse_npz(source, raw, features, label, task, limits)
+    if fmt in ("csv", "parquet"):
+        return _parse_table(source, raw, fmt, features, label, limits)
+    raise DataError(f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(DATA_FORMATS)}")
+
+
+def _read_files(
+    source: str, files: list[tuple[str, str]], fmt: str | None, limits: DataLimits, read_bytes: Callable[[str], bytes]
+) -> Any:
+    """One table of a folder's, glob's or prefix's files (`(uri, name below the folder)`, in name order): each
+    file's `key=value` folders become columns (numbers where every value is one), and every file must have the
+    first one's columns. Together they must fit data.limits (bytes read, cells) as one file would."""
+    import pandas as pd
+
+    frames, read, rows, first, columns = [], 0, 0, "", None
+    for uri, name in files:
+        file_format = fmt or infer_format(uri)
+        if file_format == "npz":
+            raise DataError(f"{source}: {name} is an npz file; a folder, glob or prefix reads csv or parquet files")
+        raw = _read_bytes(uri, read_bytes)
+        read += len(raw)
+        if read > limits.max_bytes:
+            raise _too_big(source, f"its files up to {name} are {_size(read)} together", limits)
+        frame = read_frame(uri, raw, file_format, limits)
+        del raw
+        frame.columns = [str(c) for c in frame.columns]
+        for key, value in partition_values(name).items():
+            if key in frame.columns:
+                raise DataError(f"{source}: {name} has a column {key!r} and a folder {key}=...; rename one of them")
+            frame[key] = value
+        if columns is None:
+            first, columns = name, list(frame.columns)
+        elif set(frame.columns) != set(columns):
+            extra = [c for c in frame.columns if c not in columns]
+            lacking = [c for c in columns if c not in frame.columns]
+            differences = [f"has {some_names(extra)}, which {first} has not"] if extra else []
+            differences += [f"lacks {some_names(lacking)}, which {first} has"] if lacking else []
+            raise DataError(
+                f"{source}: the files' columns differ: {name} {'; '.join(differences)}. Every file of a folder, glob "
+                "or prefix must have the same columns"
+            )
+        rows += len(frame)
+        _check_cells(source, rows, len(columns), limits)
+        frames.append(frame[columns])
+    table = pd.concat(frames, ignore_index=True)
+    for key in partition_values(files[0][1]):
+        numbers = pd.to_numeric(table[key], errors="coerce")
+        if numbers.notna().sum() == table[key].notna().sum():
+            table[key] = numbers
+    log.info("read %d files of %s: %d rows", len(files), source, len(table))
+    return table
+
+
+def _read_bytes(uri: str, read_bytes: Callable[[str], bytes]) -> bytes:
+    """A file's bytes, not empty; a reader's own exceptions become one clear line."""
+    try:
+        raw = read_bytes(uri)
+    except MlspecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a reader's own errors become one clear line
+        raise DataError(f"could not read data.source {uri!r}: {exc}") from exc
+    if not raw:
+        raise DataError(f"data.source {uri!r} is empty (0 bytes)")
+    return raw
 
 
 def infer_format(source: str) -> str:
@@ -412,9 +484,13 @@ def _parse_table(
     label: str | None,
     limits: DataLimits | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    return _table_columns(source, read_frame(source, raw, fmt, limits or DataLimits()), features, label)
+
+
+def read_frame(source: str, raw: bytes, fmt: str, limits: DataLimits) -> Any:
+    """The DataFrame of one CSV (.csv.gz too) or Parquet file's bytes, once its shape fits the limits."""
     import pandas as pd
 
-    limits = limits or DataLimits()
     try:
         if fmt == "csv":
             data = _gunzip(source, raw, limits) if urlparse(source).path.endswith(".gz") else raw
@@ -429,6 +505,16 @@ def _parse_table(
         raise
     except Exception as exc:  # noqa: BLE001 - parser errors become one clear line
         raise DataError(f"{source}: not a readable {fmt} file ({exc})") from exc
+    return frame
+
+
+def _table_columns(
+    source: str, frame: Any, features: str | list[str] | None, label: str | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """A table's (features, labels, feature names, label name) by data.label and data.features, whether it came
+    from one CSV or Parquet file or from a folder of them: the same rules for every table."""
+    import pandas as pd
+
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     available = some_names(columns)
@@ -437,17 +523,14 @@ def _parse_table(
             raise DataError(f"{source}: set data.label to the label column; columns are: {available}")
         label = "label"
     if label not in columns:
-        raise DataError(f"{source}: no label column {some_names([label])!r} (data.label); columns are: {available}")
+        raise DataError(not_a_column("data.label", label, source, columns))
     if features is None:
         feature_cols = [c for c in columns if c != label]
     else:
         feature_cols = [features] if isinstance(features, str) else [str(c) for c in features]
         missing = [c for c in feature_cols if c not in columns]
         if missing:
-            raise DataError(
-                f"{source}: no column {some_names([repr(c) for c in missing])} (data.features); "
-                f"columns are: {available}"
-            )
+            raise DataError(not_a_column("data.features", missing[0], source, columns))
         if label in feature_cols:
             raise DataError(f"{source}: the label column {label!r} is also listed in data.features")
     if not feature_cols:
@@ -466,6 +549,13 @@ def _parse_table(
     x = frame[feature_cols].to_numpy(dtype=np.float32)
     labels = frame[label].to_numpy()
     return x, labels, tuple(feature_cols), label
+
+
+def not_a_column(field: str, name: str, source: str, columns: Sequence[str]) -> str:
+    """`data.label 'Species' is not a column of <source>; did you mean 'species'?` (else its columns)."""
+    meant = did_you_mean(name, columns)
+    hint = f"did you mean {meant!r}?" if meant else f"its columns are: {some_names(columns)}"
+    return f"{field} {some_names([name])!r} is not a column of {source}; {hint}"
 
 
 def _as_float32(source: str, arr: np.ndarray, what: str) -> np.ndarray:

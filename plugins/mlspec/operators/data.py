@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from mlspec.errors import StoreError
-from mlspec.operators.base import MlspecOperator
+from mlspec.errors import DataError, DataSourceError, StoreError
+from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.sources import SourceRead, source_kind
 from mlspec.storage import max_source_bytes, sha256_hex
 
 log = logging.getLogger(__name__)
+
+# A data error's next step: the message above says what is wrong with the data or the spec's data section.
+DATA_NEXT_STEP = (
+    "correct the data or the spec's data section as the message above says, then start a new run "
+    "(clearing this task reads the same data again)"
+)
 
 
 class PrepareDataOperator(MlspecOperator):
@@ -35,12 +42,37 @@ class PrepareDataOperator(MlspecOperator):
             uri, SourceRead(connection=data.connection, max_bytes=max_source_bytes(data.limits.max_bytes), specs_dir=specs_dir)
         )
 
+    def list_source_files(self, uri: str) -> list[tuple[str, str]]:
+        """The files of a folder, glob or prefix source in name order, each read through read_source_bytes."""
+        kind = source_kind(uri)
+        if kind is None or kind.list_files is None:
+            raise ValueError(f"unsupported data source {uri[:80]!r}")
+        data = self.model_spec.data
+        specs_dir = Path(self.spec_file).resolve().parent if self.spec_file else None
+        return kind.list_files(
+            uri, SourceRead(connection=data.connection, max_bytes=max_source_bytes(data.limits.max_bytes), specs_dir=specs_dir)
+        )
+
     def prune_old_runs(self, run_id: str) -> None:
         """Keep the newest storage.keep_runs run folders (this run's among them); never fails the task."""
         try:
             self.store.prune_runs(self.model_spec.name, self.model_spec.storage.keep_runs, current_run_id=run_id)
         except StoreError as exc:
             log.warning("could not prune old run folders of model %s: %s", self.model_spec.name, exc)
+
+    def execute(self, context) -> Any:
+        return self.run_guarded(lambda: self.run_without_retrying_data_errors(context))
+
+    def run_without_retrying_data_errors(self, context) -> dict:
+        """run, where a DataError fails the task at once: the data or the spec's data section is wrong, and a
+        retry reads the same. A missing or refused file's next step is its kind's (the data folders, the
+        connection); any other's is the spec's data section, as its message says."""
+        try:
+            return self.run(context)
+        except DataError as exc:
+            kind = source_kind(self.model_spec.data.source)
+            next_step = kind.next_step if isinstance(exc, DataSourceError) and kind else DATA_NEXT_STEP
+            raise GateFailed(str(exc), next_step=next_step) from exc
 
     def run(self, context) -> dict:
         from mlspec.ml import data as ml_data  # imports numpy: not at DAG parse time
@@ -50,7 +82,7 @@ class PrepareDataOperator(MlspecOperator):
         features = list(data.features) if isinstance(data.features, tuple) else data.features
         x, y, class_names, feature_names = ml_data.load_source(
             data.source, fmt=data.format, features=features, label=data.label, read_bytes=self.read_source_bytes,
-            task=self.model_spec.model.task, limits=data.limits,
+            task=self.model_spec.model.task, limits=data.limits, list_files=self.list_source_files,
         )
         dataset = ml_data.split(
             x,

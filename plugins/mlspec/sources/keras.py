@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlspec.errors import DataError
+from mlspec.errors import StoreError
 from mlspec.sources.kind import Loaded, SourceKind
 
 CLASS_NAMES = {
@@ -22,7 +22,8 @@ def load_keras(source: str) -> Loaded:
     try:
         (x_a, y_a), (x_b, y_b) = loader.load_data()
     except Exception as exc:  # noqa: BLE001 - network or cache failures
-        raise DataError(
+        # A StoreError, not a DataError: a download that failed may succeed when the task is retried.
+        raise StoreError(
             f"could not load {source}: {exc}; it is downloaded on first use, so the worker needs internet "
             "access or a pre-filled ~/.keras/datasets cache"
         ) from exc

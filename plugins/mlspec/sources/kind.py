@@ -44,6 +44,9 @@ class SourceKind:
     load_dataset: Callable[[str], Loaded] | None = None
     # File kinds: the bytes of the file the source names.
     read_bytes: Callable[[str, SourceRead], bytes] | None = None
+    # File kinds: the files a folder, glob or prefix names, in name order, as (URI for read_bytes, name below
+    # the folder or the pattern's fixed part: its `key=value` folders are partition columns); one file: itself.
+    list_files: Callable[[str, SourceRead], list[tuple[str, str]]] | None = None
     # File kinds on this machine: the path a source names (home(): MLSPEC_HOME), checked by `mlspec lint`.
     local_path: Callable[[str, Callable[[], Path]], Path] | None = None
     # The kind's own lint rules: (field of the data section, message) for each problem.

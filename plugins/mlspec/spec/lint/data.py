@@ -1,5 +1,6 @@
 """data: the source is of a known kind (mlspec.sources: a known data set, or a file of a known format), and the
-split leaves data to train on; `mlspec lint` also checks a local file source (check_local_source)."""
+split leaves data to train on; `mlspec lint` also checks a local file source (check_local_source): where it is,
+and a sample of its rows against data.label and data.features (check_sample)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlspec.errors import StoreError
-from mlspec.sources import schemes_text, source_kind
+from mlspec.sources import SourceRead, schemes_text, source_kind
+from mlspec.sources.columns import did_you_mean, partition_values, sample_table
+from mlspec.sources.file import is_pattern, pattern_root
 from mlspec.spec.errors import SpecProblem, quote
 from mlspec.spec.lint.uris import uri_problem
 from mlspec.spec.model import parse_bytes
 from mlspec.spec.yaml_loader import LoadedYaml
-from mlspec.storage import check_data_path, max_source_bytes, source_cap_hint
+from mlspec.storage import check_data_path, max_source_bytes, resolve_file_uri, source_cap_hint
 from mlspec.storage.file import file_kind
 
 
@@ -37,6 +40,9 @@ def check_split(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
         yield doc.problem(("data", "split"), "validation + test leave less than 10% of the data for training")
 
 
+SAMPLE_ROWS = 1_000  # lint reads at most this many rows of a local table
+
+
 def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None) -> list[SpecProblem]:
     """A data source on this machine (a file:// source) within the allowed data folders and, when it exists
     here, a regular file within the size cap (`mlspec lint` only)."""
@@ -49,6 +55,16 @@ def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], sp
         check_data_path(path, what=quote(source), specs_dir=specs_dir)
     except StoreError as exc:
         return [doc.problem(("data", "source"), str(exc))]
+    limit = max_source_bytes(parse_bytes(spec["data"].get("limits", {}).get("max_bytes", 0)))
+    name = path.name
+    if kind.list_files is not None and (is_pattern(str(path)) or path.is_dir()):  # a folder or a glob: its first file
+        if is_pattern(str(path)) and not pattern_root(path).is_dir():
+            return []  # the data may live only where the tasks run
+        try:
+            files = kind.list_files(source, SourceRead(connection=None, max_bytes=limit, specs_dir=specs_dir))
+        except StoreError as exc:
+            return [doc.problem(("data", "source"), str(exc))]
+        path, name = resolve_file_uri(files[0][0]), files[0][1]
     try:
         info = os.stat(path)  # follows symlinks: a link to /dev/zero is a device
     except (FileNotFoundError, NotADirectoryError):
@@ -63,7 +79,6 @@ def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], sp
                 "be a file (a device or a pipe would be read without end)",
             ),
         ]
-    limit = max_source_bytes(parse_bytes(spec["data"].get("limits", {}).get("max_bytes", 0)))
     if info.st_size > limit:
         return [
             doc.problem(
@@ -72,4 +87,74 @@ def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], sp
                 f"{source_cap_hint()}",
             ),
         ]
-    return []
+    return list(check_sample(doc, spec, path, name))
+
+
+def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str) -> Iterator[SpecProblem]:
+    """The first SAMPLE_ROWS rows of a local CSV or Parquet file (a folder's first file, with its partition
+    folders as columns): the label and every listed feature are columns, and the columns training reads have
+    no gaps. Only the sample is read, so lint stays fast on a huge file."""
+    data = spec["data"]
+    fmt = data.get("format") or _table_format(path.name)
+    if fmt not in ("csv", "parquet"):
+        return
+    label = data.get("label") or "label"
+    label_at = ("data", "label") if data.get("label") else ("data", "source")
+    listed = _listed_features(data.get("features"))
+    wanted = None if listed is None else [*(feature for feature, _at in listed), label]
+    try:
+        sample = sample_table(path, fmt, SAMPLE_ROWS, wanted)
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the same to the user
+        yield doc.problem(("data", "source"), f"{quote(data['source'])} ({path}) is not a readable {fmt} file: {exc}")
+        return
+    if sample is None:
+        return
+    partitions = partition_values(name)
+    for key, value in partitions.items():
+        sample[key] = value
+    columns = [*sample.attrs["columns"], *partitions]
+    shown = str(path) if path.name == name else f"{path} (the first of its files)"
+    if label not in columns:
+        yield doc.problem(label_at, _not_a_column("data.label", label, shown, columns))
+    for feature, at in listed or ():
+        if feature not in columns:
+            yield doc.problem(at, _not_a_column("data.features", feature, shown, columns))
+    used = listed if listed is not None else [(c, ("data", "source")) for c in columns if c != label]
+    for column, at in [*used, (label, label_at)]:
+        gaps = int(sample[column].isna().sum()) if column in sample.columns else 0
+        if gaps and not _fills_gaps(data.get("features"), column):
+            yield doc.problem(
+                at,
+                f"column {quote(column)} has {gaps:,} missing values in the first {len(sample):,} rows of {shown}; "
+                "mlspec cannot train on gaps yet: fill them or "
+                + ("drop those rows" if column == label else "exclude the column"),
+            )
+
+
+def _table_format(name: str) -> str | None:
+    name = name.lower().removesuffix(".gz")
+    return "csv" if name.endswith(".csv") else "parquet" if name.endswith((".parquet", ".pq")) else None
+
+
+def _listed_features(features: object) -> list[tuple[str, tuple]] | None:
+    """(column, where in the spec) of each feature data.features names; None when it names none (all columns)."""
+    if isinstance(features, str):
+        return [(features, ("data", "features"))]
+    if isinstance(features, list):
+        return [(str(feature), ("data", "features", index)) for index, feature in enumerate(features)]
+    if isinstance(features, dict):
+        return [(str(feature), ("data", "features", feature)) for feature in features]
+    return None
+
+
+def _fills_gaps(features: object, column: str) -> bool:
+    """A feature declared with a `missing:` strategy other than error (issue 13) is filled, not refused."""
+    declared = features.get(column) if isinstance(features, dict) else None
+    return isinstance(declared, dict) and declared.get("missing", "error") != "error"
+
+
+def _not_a_column(field: str, name: str, where: str, columns: list[str]) -> str:
+    meant = did_you_mean(name, columns)
+    listed = ", ".join(quote(c) for c in columns[:10]) + (f" and {len(columns) - 10} more" if len(columns) > 10 else "")
+    hint = f"did you mean {quote(meant)}?" if meant else f"its columns are: {listed}"
+    return f"{field} {quote(name)} is not a column of {where}; {hint}"
