@@ -35,17 +35,15 @@ from mlspec.connections import get_connection
 from mlspec.errors import MlspecError
 from mlspec.home import mlspec_home
 from mlspec.ml.frameworks import framework_named
+from mlspec.plain_data import thaw
 from mlspec.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("grid", "random", "optuna")
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int_uniform")
-DIRECTIONS = ("maximize", "minimize")
-# The tags a trial's tracking run and the registered version carry.
+# The tag a trial's tracking run carries.
 TRIAL_TAG = "mlspec.trial"
-BEST_TRIAL_TAG = "mlspec.best_trial"
-BEST_PARAMS_TAG = "mlspec.best_params"
 # The optuna trial's user attribute naming the mlspec trial (map index) it belongs to.
 OPTUNA_TRIAL_ATTR = "mlspec_trial"
 # Run parameters of the trigger form and the spec field each overrides (see TrainingPlan.from_spec).
@@ -95,7 +93,7 @@ def param_key(path: str) -> str:
 def apply_overrides(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict:
     """A deep copy of the resolved spec dict with each `path: value` of a trial set (defaults of a
     replaced mapping filled in again). The input is not changed; no params returns an equal copy."""
-    resolved = copy.deepcopy(_plain(spec))
+    resolved = copy.deepcopy(thaw(spec))
     if not params:
         return resolved
     for path, value in params.items():
@@ -122,14 +120,6 @@ def _child(node: Any, part: str | int, where: Sequence[str | int], path: str) ->
     if isinstance(node, list) and isinstance(part, int) and part < len(node):
         return node[part]
     raise TuningError(f"tuning.space: {path} does not exist in the spec ({format_path(where)} is missing or not a mapping/list)")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def run_params_for_trial(run_params: Mapping[str, Any], space_paths: Iterable[str]) -> dict[str, Any]:

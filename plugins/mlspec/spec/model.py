@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from mlspec.plain_data import thaw
 from mlspec.serving.platforms import platform_named
 
 
@@ -16,15 +17,6 @@ def _freeze(value: Any) -> Any:
         return MappingProxyType({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
-    return value
-
-
-def thaw(value: Any) -> Any:
-    """Plain dicts and lists again (for JSON, Keras builders, XCom)."""
-    if isinstance(value, MappingProxyType | dict):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [thaw(v) for v in value]
     return value
 
 

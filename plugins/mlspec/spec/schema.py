@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 from mlspec.ml.frameworks import FRAMEWORKS
+from mlspec.plain_data import thaw
 from mlspec.spec.errors import QUOTE_CHARS, SpecProblem, quote, shorten
 from mlspec.spec.yaml_loader import LoadedYaml, format_path
 from mlspec.vocabulary import DEFAULT_LOSS, DEFAULT_METRICS
@@ -265,17 +266,7 @@ def validate(doc: LoadedYaml) -> list[SpecProblem]:
 def fill_defaults(data: dict, schema: dict | None = None) -> dict:
     """A copy of data with every schema default filled in (recursively, through object branches)."""
     schema = load_schema() if schema is None else schema
-    return _fill(_copied(data), schema)
-
-
-def _copied(value):
-    """A copy of plain data (mappings, lists and immutable scalars: what a spec and the schema's defaults
-    hold), several times faster than copy.deepcopy, paid for every spec a parse checks."""
-    if isinstance(value, dict):
-        return {key: _copied(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copied(item) for item in value]
-    return value
+    return _fill(thaw(data), schema)
 
 
 def fill_task_defaults(resolved: dict) -> dict:
@@ -298,7 +289,7 @@ def _fill(value, schema: dict):
             object_schema = next((b for b in schema["oneOf"] if b.get("type") == "object"), {})
         for key, prop in object_schema.get("properties", {}).items():
             if key not in value and "default" in prop:
-                value[key] = _copied(prop["default"])
+                value[key] = thaw(prop["default"])
             if key in value:
                 value[key] = _fill(value[key], prop)
         extra = object_schema.get("additionalProperties")

@@ -24,6 +24,7 @@ from typing import Any
 
 from mlspec.ml.frameworks import keras_adapter, lightgbm_adapter, sklearn_adapter, xgboost_adapter
 from mlspec.ml.frameworks.base import FitReport, Framework, FrameworkAdapter, RunParam, TrainingError
+from mlspec.plain_data import thaw
 
 __all__ = [
     "FRAMEWORKS",
@@ -118,7 +119,7 @@ class TrainingPlan:
 
 def _with_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a resolved spec with each dotted path (`training.optimizer.learning_rate`) set."""
-    copied = copy.deepcopy(_plain(spec))
+    copied = copy.deepcopy(thaw(spec))
     for path, value in values.items():
         *parents, last = path.split(".")
         node = copied
@@ -126,11 +127,3 @@ def _with_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str
             node = node[key]
         node[last] = value
     return copied
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value

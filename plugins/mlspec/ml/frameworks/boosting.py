@@ -23,25 +23,21 @@ from typing import TYPE_CHECKING, Any
 from mlspec.ml.frameworks.base import (
     FitReport,
     Framework,
-    FrameworkAdapter,
     ProgressCallback,
     RunParam,
     TrainingError,
 )
 from mlspec.ml.frameworks.signature_params import SignatureParams
 from mlspec.ml.frameworks.sklearn_adapter import (
+    PipelineAdapter,
     check_classes,
     check_flat_features,
     export_onnx,
     feature_steps,
     labels,
-    load_pipeline,
     objective_metrics,
     params_run_parameters,
     params_text,
-    predict_pipeline,
-    save_pipeline,
-    validation_metrics,
 )
 from mlspec.vocabulary import OUTPUTS
 
@@ -65,11 +61,10 @@ SKL2ONNX_ML_OPSET = 3
 RoundCallback = Callable[[int, dict[str, float]], None]
 
 
-class BoostingAdapter(FrameworkAdapter):
+class BoostingAdapter(PipelineAdapter):
     """A library's adapter sets `name`, `params` (its generated parameter table) and `quiet`
     (constructor settings that silence the library's own printing), and implements the three hooks."""
 
-    artifact_name = "model.joblib"
     params: SignatureParams
     quiet: Mapping[str, Any] = {}
 
@@ -176,21 +171,7 @@ class BoostingAdapter(FrameworkAdapter):
             steps_run=steps_run, stopped_early=stopped_early, history=progress.curves, notes=notes
         )
 
-    # ----------------------------------------------------------------- the rest is the sklearn adapter's
-
-    def validation_metrics(
-        self, model: Any, plan: TrainingPlan, dataset: Dataset, report: FitReport
-    ) -> dict[str, float]:
-        return validation_metrics(model, dataset, plan.task)
-
-    def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
-        return predict_pipeline(model, x, task)
-
-    def save(self, model: Any) -> bytes:
-        return save_pipeline(model)
-
-    def load(self, data: bytes) -> Any:
-        return load_pipeline(data)
+    # ----------------------------------------------------------------- export (the rest is PipelineAdapter's)
 
     def to_onnx(self, model: Any, *, task: str, opset: int, sample: np.ndarray) -> bytes:
         self.register_converter()

@@ -449,17 +449,11 @@ def _is_frozen(step: Any) -> bool:
 # --------------------------------------------------------------------------- the adapter
 
 
-class SklearnAdapter(FrameworkAdapter):
-    name = "sklearn"
+class PipelineAdapter(FrameworkAdapter):
+    """What every adapter whose model is a scikit-learn Pipeline shares (this one, and the boosting
+    libraries' through mlspec.ml.frameworks.boosting): metrics, predictions and the joblib artifact."""
+
     artifact_name = "model.joblib"
-
-    def build(self, plan: TrainingPlan, dataset: Dataset) -> Any:
-        return build_pipeline(plan, dataset)
-
-    def fit(
-        self, model: Any, plan: TrainingPlan, dataset: Dataset, on_progress: ProgressCallback | None = None
-    ) -> FitReport:
-        return fit_pipeline(model, plan, dataset, on_progress)
 
     def validation_metrics(self, model: Any, plan: TrainingPlan, dataset: Dataset, report: FitReport) -> dict[str, float]:
         return validation_metrics(model, dataset, plan.task)
@@ -472,6 +466,18 @@ class SklearnAdapter(FrameworkAdapter):
 
     def load(self, data: bytes) -> Any:
         return load_pipeline(data)
+
+
+class SklearnAdapter(PipelineAdapter):
+    name = "sklearn"
+
+    def build(self, plan: TrainingPlan, dataset: Dataset) -> Any:
+        return build_pipeline(plan, dataset)
+
+    def fit(
+        self, model: Any, plan: TrainingPlan, dataset: Dataset, on_progress: ProgressCallback | None = None
+    ) -> FitReport:
+        return fit_pipeline(model, plan, dataset, on_progress)
 
     def to_onnx(self, model: Any, *, task: str, opset: int, sample: np.ndarray) -> bytes:
         return export_onnx(model, task=task, opset=opset, sample=sample)
