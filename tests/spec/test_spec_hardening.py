@@ -359,10 +359,12 @@ def test_a_fifo_is_not_a_data_source_and_checking_it_does_not_block(tmp_path, mo
     assert "not a regular file" in message and "FIFO" in message
 
 
-def test_a_folder_or_a_symlink_to_a_device_is_not_a_data_source(tmp_path, monkeypatch):
+def test_a_folder_of_no_files_or_a_symlink_to_a_device_is_not_a_data_source(tmp_path, monkeypatch):
+    """A folder is read file by file (issue 13); one with no regular file in it names no data."""
     (tmp_path / "data" / "folder.csv").mkdir(parents=True)
     (tmp_path / "data" / "zero.csv").symlink_to("/dev/zero")
-    assert "directory" in local_problems("file://data/folder.csv", tmp_path, monkeypatch)[0]
+    (tmp_path / "data" / "folder.csv" / "zero.csv").symlink_to("/dev/zero")  # never read as one of its files
+    assert "no data files match" in local_problems("file://data/folder.csv", tmp_path, monkeypatch)[0]
     assert "system folder /dev" in local_problems("file://data/zero.csv", tmp_path, monkeypatch)[0]
 
 
