@@ -245,15 +245,6 @@ class Release:
                                f"production version: {now}.") from None
         return replace(deployment, previous_version=self.production())
 
-    def rollback_target(self, failed: int, production: int | None, served_model_name: str | None = None) -> Deployment:
-        """The failed version's Deployment, pointed back at `production` (None: serve nothing)."""
-        record = self.registry.version_record(self.name, production) if production is not None else None
-        return Deployment(
-            platform=self.serving.platform, model_name=self.name, version=failed, endpoint_url="",
-            served_model_name=served_model_name or self.name, previous_version=production,
-            previous_state={"storage_uri": record.source_uri} if record is not None else None,
-        )
-
     # -- 4. smoke test ------------------------------------------------------------------------------
     def smoke_test(self, deployment: Deployment, x: np.ndarray, onnx_bytes: bytes, signature: dict) -> dict:
         """The endpoint must answer `x` as the offline ONNX model does (SmokeTestFailed otherwise)."""
@@ -328,12 +319,16 @@ class Release:
         never read as "nothing served before". Returns a sentence saying what serves; RollbackFailed, which
         says what may serve now and what to do, when serving refused."""
         production = self.production()
+        record = self.registry.version_record(self.name, production) if production is not None else None
         try:
-            if production is not None and production == failed:
-                record = self.registry.version_record(self.name, production)
+            if record is not None and production == failed:
                 self.serving.deploy(self.name, production, record.source_uri)
-            else:
-                self.serving.rollback(self.rollback_target(failed, production, served_model_name))
+            else:  # the failed version's Deployment, pointed back at production (None: serve nothing)
+                self.serving.rollback(Deployment(
+                    platform=self.serving.platform, model_name=self.name, version=failed, endpoint_url="",
+                    served_model_name=served_model_name or self.name, previous_version=production,
+                    previous_state={"storage_uri": record.source_uri} if record is not None else None,
+                ))
         except RollbackFailed:
             raise
         except ServingError as exc:
