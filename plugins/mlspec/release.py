@@ -226,8 +226,9 @@ class Release:
 
     def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
         """The applied version answers: its Deployment, to be rolled back to the registry's production
-        version. A version that never became ready was taken back by the backend; serving then goes to
-        the registry's production version (ServingError says so; RollbackFailed when that failed)."""
+        version. A version that never became ready: when serving does not answer with the registry's production
+        version afterwards (KServe took it back to what the cluster served; the local server may still hold it),
+        serving goes to production (ServingError says so; RollbackFailed, never a rollback, when that failed)."""
         try:
             deployment = self.serving.await_ready(state, event)
         except RollbackFailed:
