@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.fixtures.mlspec_serve",
     "tests.fixtures.airflow_stack",
     "tests.fixtures.browser",
+    "tests.fixtures.postgres",
 ]
 
 # Airflow reads its configuration when first imported, so this must happen before any test module imports it.

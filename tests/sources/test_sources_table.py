@@ -32,14 +32,14 @@ def test_every_named_data_set_of_the_vocabulary_belongs_to_a_kind_that_loads_it(
     assert sorted(n for kind in named for n in kind.datasets) == sorted(vocabulary.DATA_SOURCES)
 
 
-def test_each_kind_either_loads_by_name_or_reads_a_file_and_the_schema_names_it():
+def test_each_kind_loads_by_name_reads_a_file_or_reads_a_table_and_the_schema_names_it():
     description = SCHEMA["data"]["properties"]["source"]["description"]
     for scheme, kind in SOURCE_KINDS.items():
         assert kind.scheme == scheme and kind.prefix.startswith(scheme + ":")
-        assert (kind.load_dataset is None) != (kind.read_bytes is None), scheme
+        assert [kind.load_dataset, kind.read_bytes, kind.read_table].count(None) == 2, scheme
         assert kind.prefix.rstrip("/") in description, scheme
         assert kind.title and kind.next_step
-    assert schemes_text() == "builtin:, keras:, file:// or s3://"
+    assert schemes_text() == "builtin:, keras:, file://, s3:// or sql://"
 
 
 def test_a_file_kind_reads_every_data_format_the_schema_offers():
@@ -50,7 +50,7 @@ def test_a_file_kind_reads_every_data_format_the_schema_offers():
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("gs://bucket/data.csv", "unsupported source 'gs://bucket/data.csv'; use builtin:, keras:, file:// or s3://"),
+        ("gs://bucket/data.csv", "unsupported source 'gs://bucket/data.csv'; use builtin:, keras:, file://, s3:// or sql://"),
         ("builtin:mnist", "unknown dataset 'builtin:mnist'; available: builtin:digits, builtin:iris"),
         ("s3://bucket", "names a bucket, not an object"),
     ],
@@ -80,7 +80,9 @@ def test_prepare_data_refuses_a_source_no_kind_reads():
 def test_what_runs_on_this_machine_is_what_the_kinds_say():
     resolved = load_spec_text(spec_text("builtin:iris")).to_dict()
     assert runs_here(resolved)
-    for source, here in [("file:///data/iris.csv", True), ("s3://bucket/iris.csv", False), ("keras:mnist", False)]:
+    for source, here in [
+        ("file:///data/iris.csv", True), ("s3://bucket/iris.csv", False), ("keras:mnist", False), ("sql://db", False),
+    ]:
         assert runs_here({**resolved, "data": {**resolved["data"], "source": source}}) is here, source
     assert not runs_here({**resolved, "storage": {**resolved["storage"], "uri": "s3://bucket/models"}})
 

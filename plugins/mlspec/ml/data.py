@@ -172,13 +172,15 @@ def load_source(
     read_bytes: Callable[[str], bytes],
     task: str = "classification",
     limits: DataLimits | None = None,
+    read_table: Callable[[str], Any] | None = None,
     list_files: Callable[[str], list[tuple[str, str]]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """Load `(x, y, class_names, feature_names)` from a spec's data source for a `model.task`.
 
     A data set by name (builtin:*, keras:*; mlspec.sources) ignores fmt/features/label (its layout is fixed)
-    and must be a data set for `task`. Any other source is read through `read_bytes(source)` and parsed as npz,
-    csv or parquet; its label becomes class indices (classification) or a float32 target
+    and must be a data set for `task`. A table kind (sql://) is read through `read_table(source)`, a pandas
+    DataFrame that takes the CSV/Parquet path from its columns on. Any other source is read through
+    `read_bytes(source)` and parsed as npz, csv or parquet; its label becomes class indices (classification) or a float32 target
     (regression, with `class_names == ()`). `limits` (default: the schema's) bound what a file may grow to.
     `list_files(source)` names the files of a folder, glob or prefix (mlspec.sources' list_files): their tables
     are read in name order into one (`_read_files`).
@@ -199,12 +201,19 @@ def load_source(
             )
         x, y, class_names, feature_names = kind.load_dataset(source)
     else:
-        files = list_files(source) if list_files is not None else [(source, source)]
-        if [uri for uri, _name in files] == [source]:
-            x, labels, feature_names, label_name = _read_file(source, fmt, features, label, task, limits, read_bytes)
-        else:
-            frame = _read_files(source, files, fmt, limits, read_bytes)
+        if kind is not None and kind.read_table is not None:  # a table a query returns (sql://)
+            if read_table is None:
+                raise DataError(f"data.source {source!r} is a table source; this caller cannot read one")
+            frame = read_table(source)
+            _check_frame_size(source, frame, limits)
             x, labels, feature_names, label_name = _table_columns(source, frame, features, label)
+        else:
+            files = list_files(source) if list_files is not None else [(source, source)]
+            if [uri for uri, _name in files] == [source]:
+                x, labels, feature_names, label_name = _read_file(source, fmt, features, label, task, limits, read_bytes)
+            else:
+                frame = _read_files(source, files, fmt, limits, read_bytes)
+                x, labels, feature_names, label_name = _table_columns(source, frame, features, label)
         if task == "regression":
             y, class_names = regression_target(source, labels, label_name), ()
         else:
@@ -508,11 +517,17 @@ def read_frame(source: str, raw: bytes, fmt: str, limits: DataLimits) -> Any:
     return frame
 
 
+def _check_frame_size(source: str, frame: Any, limits: DataLimits) -> None:
+    """A table read whole (a query's result) against data.limits: its columns, and its cells as numbers."""
+    _check_columns(source, len(frame.columns), limits)
+    _check_cells(source, len(frame), len(frame.columns), limits)
+
+
 def _table_columns(
     source: str, frame: Any, features: str | list[str] | None, label: str | None
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     """A table's (features, labels, feature names, label name) by data.label and data.features, whether it came
-    from one CSV or Parquet file or from a folder of them: the same rules for every table."""
+    from one CSV or Parquet file, a folder of them or a query: the same rules for every table."""
     import pandas as pd
 
     columns = [str(c) for c in frame.columns]

@@ -21,14 +21,31 @@ DATA_NEXT_STEP = (
 
 
 class PrepareDataOperator(MlspecOperator):
+    """data.source and data.query are Jinja templates: Airflow renders them with the run's context ({{ ds }},
+    {{ data_interval_start | ds }}, ...) before `run`, which reads, logs and returns the rendered values."""
+
     stage = "prepare_data"
     ui_color = "#fef7e0"
+    template_fields = ("source", "query")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source: str = self.spec["data"]["source"]
+        self.query: str | None = self.spec["data"].get("query")
 
     @property
     def next_step(self) -> str:
         """What to check depends on the source's kind: the file's folder, the S3 connection, the network."""
-        kind = source_kind(self.model_spec.data.source)
-        return kind.next_step if kind is not None else super().next_step
+        kind = source_kind(self.source)
+        return kind.next_step_for(self.source) if kind is not None else super().next_step
+
+    def read_options(self) -> SourceRead:
+        data = self.model_spec.data
+        specs_dir = Path(self.spec_file).resolve().parent if self.spec_file else None
+        return SourceRead(
+            connection=data.connection, max_bytes=max_source_bytes(data.limits.max_bytes), specs_dir=specs_dir,
+            query=self.query,
+        )
 
     def read_source_bytes(self, uri: str) -> bytes:
         """The bytes of a file source (mlspec.sources): a regular file within the allowed data folders, or an
@@ -36,22 +53,25 @@ class PrepareDataOperator(MlspecOperator):
         kind = source_kind(uri)
         if kind is None or kind.read_bytes is None:
             raise ValueError(f"unsupported data source {uri[:80]!r}")
-        data = self.model_spec.data
-        specs_dir = Path(self.spec_file).resolve().parent if self.spec_file else None
-        return kind.read_bytes(
-            uri, SourceRead(connection=data.connection, max_bytes=max_source_bytes(data.limits.max_bytes), specs_dir=specs_dir)
-        )
+        return kind.read_bytes(uri, self.read_options())
 
     def list_source_files(self, uri: str) -> list[tuple[str, str]]:
         """The files of a folder, glob or prefix source in name order, each read through read_source_bytes."""
         kind = source_kind(uri)
         if kind is None or kind.list_files is None:
             raise ValueError(f"unsupported data source {uri[:80]!r}")
-        data = self.model_spec.data
-        specs_dir = Path(self.spec_file).resolve().parent if self.spec_file else None
-        return kind.list_files(
-            uri, SourceRead(connection=data.connection, max_bytes=max_source_bytes(data.limits.max_bytes), specs_dir=specs_dir)
-        )
+        return kind.list_files(uri, self.read_options())
+
+    def read_source_table(self, uri: str) -> Any:
+        """The DataFrame a table source's query returns (sql://). A missing connection or a query the database
+        refuses fails at once: a retry would read the same connection and the same query."""
+        kind = source_kind(uri)
+        if kind is None or kind.read_table is None:
+            raise ValueError(f"unsupported data source {uri[:80]!r}")
+        try:
+            return kind.read_table(uri, self.read_options())
+        except DataError as exc:
+            raise GateFailed(str(exc), next_step=kind.next_step_for(uri)) from exc
 
     def prune_old_runs(self, run_id: str) -> None:
         """Keep the newest storage.keep_runs run folders (this run's among them); never fails the task."""
@@ -70,19 +90,20 @@ class PrepareDataOperator(MlspecOperator):
         try:
             return self.run(context)
         except DataError as exc:
-            kind = source_kind(self.model_spec.data.source)
-            next_step = kind.next_step if isinstance(exc, DataSourceError) and kind else DATA_NEXT_STEP
+            kind = source_kind(self.source)
+            next_step = kind.next_step_for(self.source) if isinstance(exc, DataSourceError) and kind else DATA_NEXT_STEP
             raise GateFailed(str(exc), next_step=next_step) from exc
 
     def run(self, context) -> dict:
         from mlspec.ml import data as ml_data  # imports numpy: not at DAG parse time
 
         data = self.model_spec.data
-        log.info("loading %s", data.source)
+        log.info("loading %s%s", self.source, f" with data.query: {self.query}" if self.query else "")
         features = list(data.features) if isinstance(data.features, tuple) else data.features
         x, y, class_names, feature_names = ml_data.load_source(
-            data.source, fmt=data.format, features=features, label=data.label, read_bytes=self.read_source_bytes,
-            task=self.model_spec.model.task, limits=data.limits, list_files=self.list_source_files,
+            self.source, fmt=data.format, features=features, label=data.label, read_bytes=self.read_source_bytes,
+            task=self.model_spec.model.task, limits=data.limits, read_table=self.read_source_table,
+            list_files=self.list_source_files,
         )
         dataset = ml_data.split(
             x,
@@ -105,6 +126,7 @@ class PrepareDataOperator(MlspecOperator):
             len(x), len(dataset.x_train), len(dataset.x_val), len(dataset.x_test), target, uri,
         )
         return {
+            "source": self.source,  # as rendered for this run
             "data_uri": uri,
             "data_sha256": sha256_hex(payload),
             "class_names": list(dataset.class_names),

@@ -1,9 +1,10 @@
 """What one kind of data source declares: the entry of `mlspec.sources.SOURCE_KINDS` for a `data.source` scheme.
 
-Two shapes exist today. A named kind (`builtin:`, `keras:`) has a closed list of data sets
+Three shapes exist today. A named kind (`builtin:`, `keras:`) has a closed list of data sets
 (`vocabulary.DATA_SOURCES`) and loads one by name; a file kind (`file://`, `s3://`) reads the bytes of a
-file of `data.format` (npz, csv, parquet) that `mlspec.ml.data` parses. Lint, prepare_data, the loader and
-the operations DAG read the table; none of them compares a scheme.
+file of `data.format` (npz, csv, parquet) that `mlspec.ml.data` parses; a table kind (`sql://`) returns the
+table of data.query as a pandas DataFrame, which `mlspec.ml.data` reads as it reads a CSV file's. Lint,
+prepare_data, the loader and the operations DAG read the table; none of them compares a scheme.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class SourceRead:
     connection: str | None  # data.connection (a kind that needs none ignores it)
     max_bytes: int  # the raw-file cap (storage.max_source_bytes)
     specs_dir: Path | None  # the spec file's folder: the project folder's rules use it
+    query: str | None = None  # data.query as rendered for the run (a table kind reads it)
 
 
 def _no_problems(source: str, quote: Quote, data: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
@@ -38,7 +40,7 @@ class SourceKind:
     scheme: str  # data.source is "<scheme>:<name>" or "<scheme>://<path>"
     prefix: str  # how such a source starts as written: "builtin:", "file://"
     title: str  # in words, for people
-    next_step: str  # prepare_data's advice when such a source fails
+    next_step: str  # prepare_data's advice when such a source fails; "{name}": what follows the prefix
     runs_here: bool  # True: needs no connection and no network (the operations DAG runs it anywhere)
     # Named kinds: load a data set of `datasets` by name (heavy libraries are imported when it is called).
     load_dataset: Callable[[str], Loaded] | None = None
@@ -47,6 +49,8 @@ class SourceKind:
     # File kinds: the files a folder, glob or prefix names, in name order, as (URI for read_bytes, name below
     # the folder or the pattern's fixed part: its `key=value` folders are partition columns); one file: itself.
     list_files: Callable[[str, SourceRead], list[tuple[str, str]]] | None = None
+    # Table kinds: the table data.query returns, a pandas DataFrame.
+    read_table: Callable[[str, SourceRead], Any] | None = None
     # File kinds on this machine: the path a source names (home(): MLSPEC_HOME), checked by `mlspec lint`.
     local_path: Callable[[str, Callable[[], Path]], Path] | None = None
     # The kind's own lint rules: (field of the data section, message) for each problem.
@@ -56,6 +60,11 @@ class SourceKind:
     def datasets(self) -> tuple[str, ...]:
         """A named kind's data sets (every `vocabulary.DATA_SOURCES` entry with its prefix); () for a file kind."""
         return tuple(name for name in DATA_SOURCES if name.startswith(self.prefix)) if self.load_dataset else ()
+
+    def next_step_for(self, source: str) -> str:
+        """The advice for one source: sql://warehouse's names the connection warehouse."""
+        name = source[len(self.prefix):] if source.startswith(self.prefix) else ""
+        return self.next_step.replace("{name}", name)
 
     def problems(self, source: str, quote: Quote, data: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
         """Lint: a named kind's source must be one of its data sets; then the kind's own rules."""

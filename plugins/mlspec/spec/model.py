@@ -91,6 +91,7 @@ class DataSpec:
     label: str | None
     connection: str | None
     split: Split
+    query: str | None  # a sql:// source's SQL; like source, a template rendered when prepare_data runs
     preprocess: tuple[Step, ...]
     limits: DataLimits = DataLimits()
 
@@ -303,6 +304,7 @@ class ModelSpec:
                 label=data["label"],
                 connection=data["connection"],
                 split=Split(**data["split"]),
+                query=data.get("query"),
                 preprocess=tuple(Step.from_mapping(s) for s in data["preprocess"]),
                 limits=DataLimits.from_mapping(data.get("limits")),
             ),

@@ -14,6 +14,7 @@ from mlspec.sources import SourceRead, schemes_text, source_kind
 from mlspec.sources.columns import did_you_mean, partition_values, sample_table
 from mlspec.sources.file import is_pattern, pattern_root
 from mlspec.spec.errors import SpecProblem, quote
+from mlspec.spec.lint.templates import check_templates, is_template, rendered_today
 from mlspec.spec.lint.uris import uri_problem
 from mlspec.spec.model import parse_bytes
 from mlspec.spec.yaml_loader import LoadedYaml
@@ -30,6 +31,9 @@ def check_data_source(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     else:
         for field, message in kind.problems(source, quote, spec["data"]):
             yield doc.problem(("data", field), message)
+        if kind.read_table is None and spec["data"].get("query") is not None:
+            yield doc.problem(("data", "query"), f"data.query is read by a sql:// source only, not {kind.prefix}")
+    yield from check_templates(doc, spec)
     problem = uri_problem(source, names_an_object=True)
     if problem:
         yield doc.problem(("data", "source"), problem)
@@ -50,6 +54,11 @@ def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], sp
     kind = source_kind(source)
     if kind is None or kind.local_path is None:
         return []
+    pattern = source if is_template(source) else None
+    if pattern is not None:  # the file a run today reads; each run reads the file of its own date
+        source = rendered_today(pattern)
+        if source is None:
+            return []  # check_templates reports a template that does not compile; this one names run-time values
     try:
         path = kind.local_path(source, home)
         check_data_path(path, what=quote(source), specs_dir=specs_dir)
@@ -68,7 +77,16 @@ def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], sp
     try:
         info = os.stat(path)  # follows symlinks: a link to /dev/zero is a device
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        if pattern is None:
+            return []
+        return [
+            doc.problem(
+                ("data", "source"),
+                f"no file {quote(source)} for today's date ({path}); a run reads the file its own date names, so "
+                "check the pattern if today's should exist",
+                severity="warning",
+            ),
+        ]
     except OSError as exc:
         return [doc.problem(("data", "source"), f"cannot check {quote(source)} ({path}): {exc.strerror or exc}")]
     if not stat.S_ISREG(info.st_mode):
