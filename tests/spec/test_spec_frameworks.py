@@ -115,3 +115,10 @@ def test_bounded_metric_thresholds_and_free_regression_thresholds():
     assert "f1 lies between 0 and 1" in message
     spec = load_spec_text(KERAS_REGRESSION + "evaluation: {thresholds: {rmse: {max: 60}, r2: {min: -0.5}}}\n", "s.yaml")
     assert spec.evaluation.thresholds["rmse"].max == 60
+
+
+def test_a_setting_several_frameworks_read_names_them_all() -> None:
+    # model.params is read by scikit-learn, XGBoost and LightGBM: a Keras spec that sets it is told so.
+    with pytest.raises(SpecError) as info:
+        load_spec_text(KERAS_REGRESSION + "  params: {max_depth: 3}\n", "s.yaml")
+    assert "model.params is a scikit-learn, XGBoost or LightGBM setting; with framework tensorflow" in str(info.value)

@@ -143,7 +143,7 @@ def test_a_malformed_path():
     [
         ("data.split.seed: {choice: [1, 2]}", "only model and training settings can be tuned"),
         ("model.framework: {choice: [sklearn]}", "model.framework cannot be tuned"),
-        ("model.params.max_depth: {choice: [3]}", "model.params is a scikit-learn setting"),
+        ("model.params.max_depth: {choice: [3]}", "model.params is a scikit-learn, XGBoost or LightGBM setting"),
         ("training: {choice: [{epochs: 3}]}", "name a setting inside training"),
     ],
 )

@@ -26,11 +26,13 @@ def check_framework(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     yield from framework.lint(doc, spec)
 
 
-def owner_of(path: str, besides: Framework) -> Framework | None:
-    """The first framework other than `besides` whose own fields hold `path`, if `besides` does not."""
+def owners_of(path: str, besides: Framework) -> str:
+    """"scikit-learn, XGBoost or LightGBM": the frameworks whose own fields hold `path`, if `besides` does
+    not read it ("" when it does, or when none does)."""
     if besides.owns(path):
-        return None
-    return next((other for other in FRAMEWORKS.values() if other.owns(path)), None)
+        return ""
+    libraries = [other.library for other in FRAMEWORKS.values() if other.owns(path)]
+    return ", ".join(libraries[:-1]) + " or " + libraries[-1] if len(libraries) > 1 else "".join(libraries)
 
 
 def _foreign_settings(doc: LoadedYaml, spec: dict, framework: Framework) -> Iterator[SpecProblem]:
@@ -46,7 +48,8 @@ def _foreign_settings(doc: LoadedYaml, spec: dict, framework: Framework) -> Iter
             keys = tuple(path.split("."))
             if keys[0] in doc.data and _at(spec, keys) != _at(baseline, keys):
                 # A whole section (training) holds settings; a field in one (model.estimator) is a setting.
-                what = f"holds {other.library} settings" if len(keys) == 1 else f"is a {other.library} setting"
+                owners = owners_of(path, besides=framework)
+                what = f"holds {owners} settings" if len(keys) == 1 else f"is a {owners} setting"
                 yield doc.problem(
                     keys,
                     f"{path} {what}; with framework {framework.name} describe the model in {framework.settings}",

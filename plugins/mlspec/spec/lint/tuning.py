@@ -12,7 +12,7 @@ from mlspec.ml.frameworks import framework_of
 from mlspec.ml.frameworks.param_schema import describe
 from mlspec.ml.frameworks.param_schema import validator as value_validator
 from mlspec.spec.errors import SpecProblem
-from mlspec.spec.lint.model import check_framework, owner_of
+from mlspec.spec.lint.model import check_framework, owners_of
 from mlspec.spec.schema import load_schema
 from mlspec.spec.yaml_loader import LoadedYaml
 
@@ -135,9 +135,9 @@ def _untunable(spec: dict, parts: tuple) -> str:
         return f"name a setting inside {parts[0]}, e.g. {framework.tune_example}"
     if tuple(parts[:2]) in rules.UNTUNABLE:
         return f"{parts[0]}.{parts[1]} cannot be tuned: the trials are compared as one kind of model"
-    owner = owner_of(f"{parts[0]}.{parts[1]}", besides=framework)
-    if owner is not None:
-        return f"{parts[0]}.{parts[1]} is a {owner.library} setting; with framework {framework.name} tune {framework.tune_hint}"
+    owners = owners_of(f"{parts[0]}.{parts[1]}", besides=framework)
+    if owners:
+        return f"{parts[0]}.{parts[1]} is a {owners} setting; with framework {framework.name} tune {framework.tune_hint}"
     return ""
 
 
