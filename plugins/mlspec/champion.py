@@ -13,6 +13,8 @@ import logging
 from typing import Any
 
 from mlspec.errors import MlspecError, StoreError
+from mlspec.registry import open_registry
+from mlspec.storage import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,6 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
     """The gate's verdict as plain JSON: decision, metric, both scores, the champion's version."""
     from mlspec.ml import metrics as ml_metrics
     from mlspec.ml.onnx_export import onnx_predict
-    from mlspec.registry import open_registry
-    from mlspec.storage import sha256_hex
 
     gate = spec.evaluation.champion
     if gate is None:

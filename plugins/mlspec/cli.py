@@ -9,12 +9,28 @@ import os
 import sys
 from pathlib import Path
 
+from mlspec.compiler import MAPPED, build_dag, task_order
+from mlspec.dagbag import claimed_name, fallback_name, spec_files
+from mlspec.errors import MlspecError
+from mlspec.ml.frameworks import framework_of
+from mlspec.ml.frameworks.sklearn_estimators import ESTIMATORS, estimator_params, sklearn_version
+from mlspec.operations import run_action
+from mlspec.registry.base import ACTION_WORDS, action_words
+from mlspec.registry.reading import open_for_reading
+from mlspec.run_form import RunParamError, check_conf, parse_cli_value
+from mlspec.server.errors import ServerSetupError
+from mlspec.serving import PLATFORMS, platform_of
+from mlspec.spec import SpecError, SpecProblem, load_schema, load_spec, resolve_spec
+from mlspec.spec.lint import check, check_local_files
+from mlspec.spec.reference import markdown
+from mlspec.spec.yaml_loader import load_yaml, read_spec_file
+from mlspec.summary import format_failure, format_summary, read_summary
+from mlspec.tuning import tuned_run_params
+
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
 def _spec_paths(paths: list[str]) -> list[Path]:
-    from mlspec.dagbag import spec_files
-
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -32,11 +48,6 @@ def lint_file(path: Path) -> tuple[str, list]:
 
     The file is read only when it is a regular file within the spec size limit.
     """
-    from mlspec.dagbag import claimed_name, fallback_name
-    from mlspec.spec import SpecError, resolve_spec
-    from mlspec.spec.lint import check, check_local_files
-    from mlspec.spec.yaml_loader import load_yaml, read_spec_file
-
     try:
         doc = load_yaml(read_spec_file(path), str(path))
     except SpecError as exc:
@@ -52,8 +63,6 @@ def lint_file(path: Path) -> tuple[str, list]:
 
 def lint_paths(paths: list[Path]) -> list:
     """Every problem (errors and warnings) of every spec, plus dag_ids claimed twice."""
-    from mlspec.spec import SpecProblem
-
     problems = []
     names: dict[str, list[Path]] = {}
     for path in paths:
@@ -91,11 +100,8 @@ def cmd_schema(args) -> int:
         print(estimator_table(), end="")
         return EXIT_OK
     if args.markdown:
-        from mlspec.spec.reference import markdown
-
         print(markdown(), end="")
         return EXIT_OK
-    from mlspec.spec import load_schema
 
     print(json.dumps(load_schema(), indent=2))
     return EXIT_OK
@@ -104,8 +110,6 @@ def cmd_schema(args) -> int:
 def estimator_table() -> str:
     """The scikit-learn estimators a spec may name (model.estimator), per task, with each parameter a
     spec may set in model.params: its type in words and scikit-learn's default."""
-    from mlspec.ml.frameworks.sklearn_estimators import ESTIMATORS, estimator_params, sklearn_version
-
     lines = [f"scikit-learn estimators (model.framework: sklearn; table from scikit-learn {sklearn_version()})", ""]
     for task, names in ESTIMATORS.items():
         lines.append(f"task: {task}")
@@ -125,8 +129,6 @@ def parse_params(spec, pairs: list[str]) -> dict:
     """`--param KEY=VALUE` pairs as a run's configuration, typed (JSON values: 3, 0.1, null, true,
     [64, 32]; anything else is text) and checked against the spec's run parameters (mlspec.run_form).
     ValueError with the message for the user."""
-    from mlspec.run_form import RunParamError, check_conf, parse_cli_value
-
     conf: dict = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -141,8 +143,6 @@ def parse_params(spec, pairs: list[str]) -> dict:
 
 
 def _load_or_report(path: str):
-    from mlspec.spec import SpecError, load_spec
-
     try:
         return load_spec(path)
     except SpecError as exc:
@@ -151,8 +151,6 @@ def _load_or_report(path: str):
 
 
 def cmd_render(args) -> int:
-    from mlspec.compiler import MAPPED, build_dag, task_order
-
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
@@ -205,7 +203,6 @@ def cmd_run(args) -> int:
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
-    from mlspec.ml.frameworks import framework_of
 
     overrides = [flag for flag, value in (("--epochs", args.epochs), ("--learning-rate", args.learning_rate)) if value is not None]
     offered = framework_of(spec).run_parameters(spec.resolved)
@@ -228,8 +225,6 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     _point_airflow_at(Path(args.spec), spec.name)
     _ensure_airflow_db()
-    from mlspec.compiler import build_dag
-    from mlspec.summary import format_failure, format_summary, read_summary
 
     dag = build_dag(spec, spec_text=Path(args.spec).read_text())
     conf = {
@@ -253,7 +248,6 @@ def _tuning_overrides_refused(spec, args) -> str:
         return f"--trials must be at least 1, got {args.trials}"
     if spec.tuning is None:
         return ""
-    from mlspec.tuning import tuned_run_params
 
     tuned = tuned_run_params(spec.tuning.space)
     clashes = [flag for name, flag in (("epochs", "--epochs"), ("learning_rate", "--learning-rate")) if name in tuned and getattr(args, name) is not None]
@@ -264,7 +258,6 @@ def _tuning_overrides_refused(spec, args) -> str:
 
 def cmd_serve(args) -> int:
     from mlspec.server.app import ServerConfig, max_inflight_bytes_from_env, run_server
-    from mlspec.server.errors import ServerSetupError
     from mlspec.server.tensors import Limits
 
     try:
@@ -306,8 +299,6 @@ def cmd_serve(args) -> int:
 
 
 def cmd_manifest(args) -> int:
-    from mlspec.serving import PLATFORMS, platform_of
-
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
@@ -324,9 +315,6 @@ def cmd_manifest(args) -> int:
 
 def cmd_operation(args) -> int:
     """deploy | rollback | undeploy | status: the registry first, then serving, then a smoke test."""
-    from mlspec.errors import MlspecError
-    from mlspec.operations import run_action
-
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
@@ -352,9 +340,6 @@ def cmd_operation(args) -> int:
 
 def cmd_history(args) -> int:
     """The audit trail of production: every change, oldest first, with time, actor, action and run."""
-    from mlspec.errors import MlspecError
-    from mlspec.registry.reading import open_for_reading
-
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
@@ -372,8 +357,6 @@ def cmd_history(args) -> int:
 
     def version(v: int | None) -> str:
         return "nothing" if v is None else f"v{v}"
-
-    from mlspec.registry.base import ACTION_WORDS, action_words
 
     width = max(len(words) for words in ACTION_WORDS.values())  # the action codes stay in --json
     print(f"{spec.name}: {len(changes)} change(s) of production, oldest first")

@@ -13,9 +13,15 @@ from importlib import import_module
 import pendulum
 import yaml
 
+from mlspec.deadlines import task_deadline
 from mlspec.inference_protocol import curl, infer_request, infer_url
+from mlspec.links import registry_links
+from mlspec.notify import failure_callback
+from mlspec.operators.promote import model_asset
+from mlspec.run_form import RunParamError, check_conf, form_schema, run_parameters
 from mlspec.serving import platform_of
 from mlspec.spec import ModelSpec
+from mlspec.vocabulary import DATA_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +114,6 @@ def _example_curl(spec: ModelSpec) -> str:
     """How to call the served model, for the end of the DAG docs (promote logs one with real data)."""
     import math
 
-    from mlspec.vocabulary import DATA_SOURCES
-
     known = DATA_SOURCES.get(spec.data.source)
     shell_endpoint = platform_of(spec).shell_endpoint  # None: the URL is known only once deployed
     if shell_endpoint is None or known is None:
@@ -124,8 +128,6 @@ def _example_curl(spec: ModelSpec) -> str:
 
 
 def _form_fields(spec: ModelSpec) -> list[str]:
-    from mlspec.run_form import run_parameters
-
     return [f"`{name}`" for name in run_parameters(spec)]
 
 
@@ -158,8 +160,6 @@ def run_params(spec: ModelSpec) -> dict:
     defaults); for a tuned spec `trials` (settings the tuning space varies are left out)."""
     from airflow.sdk import Param
 
-    from mlspec.run_form import form_schema, run_parameters
-
     return {
         name: Param(param.default, description=param.description, **form_schema(param))
         for name, param in run_parameters(spec).items()
@@ -173,8 +173,6 @@ def _conf_check(spec: ModelSpec):
 
     def check_run_conf(context) -> None:
         from airflow.sdk.exceptions import AirflowFailException
-
-        from mlspec.run_form import RunParamError, check_conf
 
         dag_run = context.get("dag_run")
         try:
@@ -201,8 +199,6 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
     spec, with train mapped over the trials), each handed the results it needs from the earlier ones
     (XComArgs), chained in order."""
     from airflow.sdk import DAG, chain
-
-    from mlspec.deadlines import task_deadline
 
     resolved = spec.to_dict()
     dag = DAG(
@@ -240,8 +236,6 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
         else:
             tasks[task_id] = operator(**arguments)
     if "register" in tasks:
-        from mlspec.links import registry_links
-
         tasks["register"].operator_extra_links = registry_links(spec)
     # The inputs already order most stages; the chain states the whole flow (gates before publishing).
     chain(*tasks.values())
@@ -250,13 +244,9 @@ def build_dag(spec: ModelSpec, *, spec_text: str | None = None):
 
 def _model_asset(spec: ModelSpec):
     """promote's outlet, x-mlspec://<name>: each promoted version is an asset event to schedule on."""
-    from mlspec.operators.promote import model_asset
-
     return model_asset(spec.name)
 
 
 def _failure_callback(spec: ModelSpec):
     """`notify` with `failure`: a message for every failed run (a notifier, not called at parse time)."""
-    from mlspec.notify import failure_callback
-
     return failure_callback(spec)

@@ -37,6 +37,8 @@ from pathlib import Path
 
 from mlspec.compiler import START_DATE, build_dag
 from mlspec.deadlines import SPEC_ERROR_DEADLINE
+from mlspec.env import env_number
+from mlspec.operators.spec_error import SpecErrorOperator
 from mlspec.spec import ModelSpec, SpecError, SpecProblem, resolve_spec
 from mlspec.spec import cache as spec_cache
 from mlspec.spec.errors import shorten
@@ -106,8 +108,6 @@ def build_error_dag(dag_id: str, problems: list[SpecProblem]):
     # Airflow only where a DAG is made: `mlspec lint` reads spec files through this module (2.5 s less).
     from airflow.sdk import DAG
 
-    from mlspec.operators.spec_error import SpecErrorOperator
-
     text = _problems_text(problems)
     dag = DAG(
         dag_id=dag_id,
@@ -137,17 +137,6 @@ def _parsing_dag_id() -> str | None:
 DEFAULT_TIME_BUDGET_S = 5.0
 DEFAULT_MEMORY_BUDGET_MB = 512
 OVERRUN_REMEMBERED_S = 600.0  # a spec that ran over is skipped (a placeholder) this long, unless edited
-
-
-def env_number(name: str, default: float) -> float:
-    """A positive number from the environment variable `name`, else `default` (a warning when it is not one)."""
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        log.warning("%s=%r is not a number; using %s", name, raw[:40], default)
-        return default
-    return value if value > 0 else default
 
 
 def _file_budget_s() -> float:

@@ -28,7 +28,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from mlspec.dagbag import env_number
+from mlspec.env import env_number
 from mlspec.operators.publish import publish_run_id
 from mlspec.storage import open_store
 

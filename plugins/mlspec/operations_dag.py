@@ -13,11 +13,18 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from mlspec.compiler import START_DATE
+from mlspec.dagbag import declared_name, spec_files
+from mlspec.deadlines import OPERATION_DEADLINE
+from mlspec.errors import MlspecError
 from mlspec.operations import ACTIONS, run_action
 from mlspec.registry.backends import backend_named
 from mlspec.release import Trigger
 from mlspec.serving import platform_named
 from mlspec.sources import source_kind
+from mlspec.spec import cache as spec_cache
+from mlspec.spec import load_spec
+from mlspec.spec.yaml_loader import read_spec_file
 from mlspec.storage import store_kind
 
 log = logging.getLogger(__name__)
@@ -41,8 +48,6 @@ class ModelOperationOperator(BaseOperator):
     def execute(self, context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from mlspec.errors import MlspecError
-
         version = int(self.version) if str(self.version or "").strip().isdigit() else None
         try:
             spec = spec_named(Path(self.specs_dir), self.model)
@@ -57,10 +62,6 @@ class ModelOperationOperator(BaseOperator):
 
 def spec_named(specs_dir: Path, name: str):
     """The valid spec whose metadata.name is `name`."""
-    from mlspec.dagbag import declared_name, spec_files
-    from mlspec.errors import MlspecError
-    from mlspec.spec import load_spec
-
     for path in spec_files(specs_dir):
         if declared_name(path, path.read_text(encoding="utf-8", errors="replace")) == name:
             return load_spec(path)
@@ -85,10 +86,6 @@ def default_model(specs_dir: Path, names: list[str]) -> str:
     """The form's preselected model: the first, by name, that runs here (`runs_here`), else the first name.
     Read from the spec cache compile_specs has just filled, so no spec is parsed again (with the cache off,
     MLSPEC_SPEC_CACHE=off, it is the first name)."""
-    from mlspec.dagbag import spec_files
-    from mlspec.spec import cache as spec_cache
-    from mlspec.spec.yaml_loader import read_spec_file
-
     local = set()
     for path in spec_files(specs_dir):
         try:
@@ -104,9 +101,6 @@ def build_operations_dag(specs_dir: Path | str, model_names: list[str] | None = 
     """`model_names`: the dag ids compile_specs made (one per spec file), so the specs are not read a
     second time; left out (a worker running this DAG's task alone), they are read from the files."""
     from airflow.sdk import DAG, Param
-
-    from mlspec.compiler import START_DATE
-    from mlspec.dagbag import declared_name, spec_files
 
     specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir)
     if model_names is None:
@@ -134,8 +128,6 @@ def build_operations_dag(specs_dir: Path | str, model_names: list[str] | None = 
                              description="deploy: the store version to serve (required); rollback: optional target"),
         },
     ) as dag:
-        from mlspec.deadlines import OPERATION_DEADLINE
-
         ModelOperationOperator(
             task_id="run_operation",
             execution_timeout=OPERATION_DEADLINE,  # a hung endpoint or store never holds the operations

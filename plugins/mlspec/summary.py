@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from mlspec.compiler import task_order
 from mlspec.inference_protocol import curl, infer_request
 from mlspec.spec import ModelSpec
+from mlspec.storage import open_store
 
 
 def read_summary(spec: ModelSpec, run_id: str) -> dict:
     """The promote task writes summary.json under the run's prefix of the store."""
-    from mlspec.storage import open_store
-
     store = open_store(spec.storage.uri, spec.storage.connection)
     return store.read_json(f"{store.run_prefix(spec.name, run_id)}/summary.json")
 
@@ -70,8 +70,6 @@ def format_summary(summary: dict, spec_file: str = "") -> str:
 
 
 def format_failure(spec: ModelSpec, dag_run) -> str:
-    from mlspec.compiler import task_order
-
     states: dict[str, str] = {}
     for ti in dag_run.get_task_instances():
         # A mapped task (tuning trials) counts as failed when any of its instances failed.

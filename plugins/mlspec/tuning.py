@@ -36,6 +36,7 @@ from mlspec.errors import MlspecError
 from mlspec.home import mlspec_home
 from mlspec.ml.frameworks import framework_named
 from mlspec.plain_data import thaw
+from mlspec.spec.schema import fill_defaults, fill_task_defaults
 from mlspec.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,6 @@ def apply_overrides(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -
         else:
             raise TuningError(f"tuning.space: {path} does not exist in the spec (at {format_path(parts)})")
     # Not at module level: mlspec.spec's lint imports this module.
-    from mlspec.spec.schema import fill_defaults, fill_task_defaults
 
     return fill_task_defaults(fill_defaults(resolved))
 

@@ -86,7 +86,7 @@ def spec():
 def production_v1(monkeypatch):
     """Production is version 1, whose ONNX model answers the test labels exactly (accuracy 1.0)."""
     registry = FakeRegistry(1, {"accuracy": 1.0})
-    monkeypatch.setattr("mlspec.registry.open_registry", lambda backend, connection: registry)
+    monkeypatch.setattr("mlspec.champion.open_registry", lambda backend, connection: registry)
     monkeypatch.setattr("mlspec.ml.onnx_export.onnx_predict", lambda data, x: {"label": Y_TEST})
     return registry
 
@@ -119,7 +119,7 @@ def test_the_deploy_hint_names_the_spec(spec, monkeypatch):
     from mlspec.champion import compare_with_champion
     from mlspec.errors import MlspecError
 
-    monkeypatch.setattr("mlspec.registry.open_registry", lambda backend, connection: FakeRegistry(2, {}))
+    monkeypatch.setattr("mlspec.champion.open_registry", lambda backend, connection: FakeRegistry(2, {}))
     with pytest.raises(MlspecError) as raised:
         compare_with_champion(spec, FakeStore(files_gone=True), DATASET, {"accuracy": 1.0})
     assert f"mlspec deploy {spec.source_file} --version N" in str(raised.value)

@@ -14,7 +14,11 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from mlspec.deadlines import task_deadline
 from mlspec.errors import MlspecError
+from mlspec.ml.frameworks import get_adapter
+from mlspec.spec.model import ModelSpec
+from mlspec.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,6 @@ class MlspecOperator(BaseOperator):
         if kwargs.get("execution_timeout") is None:
             # Every stage has a deadline (the spec's `timeouts`, else the stage's built-in one), in a
             # compiled DAG and a hand-written one alike: nothing hung holds a run forever.
-            from mlspec.deadlines import task_deadline
 
             kwargs["execution_timeout"] = task_deadline(spec, self.stage)
         super().__init__(**kwargs)
@@ -43,20 +46,14 @@ class MlspecOperator(BaseOperator):
 
     @cached_property
     def model_spec(self):
-        from mlspec.spec.model import ModelSpec
-
         return ModelSpec.from_dict(self.spec, source_file=self.spec_file)
 
     @cached_property
     def store(self):
-        from mlspec.storage import open_store
-
         return open_store(self.model_spec.storage.uri, self.model_spec.storage.connection)
 
     @cached_property
     def adapter(self):
-        from mlspec.ml.frameworks import get_adapter
-
         return get_adapter(self.model_spec.model.framework)
 
     def run_prefix(self, context) -> str:

@@ -10,7 +10,6 @@ from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import CandidateRefused, Release, Trigger
 from mlspec.serving import Deployment
-from mlspec.summary import curl_command
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,8 @@ class PromoteOperator(MlspecOperator):
         }
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
         log.info("%s version %d is in production at %s", spec.name, deployment.version, infer_url)
-        log.info("try it: %s", curl_command(summary))
+        example = summary["example"]
+        log.info("try it: %s", inference_protocol.curl(infer_url, inference_protocol.infer_request(example["input"], example["shape"])))
         self.fill_asset_event(context, summary)
         return summary
 

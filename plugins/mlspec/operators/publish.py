@@ -9,6 +9,7 @@ from typing import Any
 from mlspec.links import RegistryLink
 from mlspec.model_card import CARD_FILE, expected_version, render_model_card
 from mlspec.operators.base import MlspecOperator
+from mlspec.registry import RegistrationRequest, open_registry
 from mlspec.registry.backends import backend_of
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ class StoreModelOperator(MlspecOperator):
         files = {name: self.store.read_uri(exported[key]) for name, key in EXPORTED_FILES.items()}
         files["metrics.json"] = self.store.read_uri(evaluation["metrics_uri"])
         files.update(self.plot_files(evaluation))
-        from mlspec.registry import open_registry
 
         # The registry's numbers count too: a store that lost its folders must not hand out a
         # version number the registry already holds for another model.
@@ -120,8 +120,6 @@ class RegisterModelOperator(MlspecOperator):
 
     def run(self, context) -> dict:
         import json
-
-        from mlspec.registry import RegistrationRequest, open_registry
 
         spec = self.model_spec
         stored = self.handed_over("stored")

@@ -13,6 +13,7 @@ import logging
 import math
 from typing import Any
 
+from mlspec import tuning
 from mlspec.errors import MlspecError
 from mlspec.operators.base import MlspecOperator
 
@@ -29,8 +30,6 @@ class PlanTrialsOperator(MlspecOperator):
     next_step = "check the tuning section of the spec (and for optuna its database connection), then clear this task"
 
     def run(self, context) -> list[dict]:
-        from mlspec import tuning
-
         spec = self.model_spec
         settings = self.spec.get("tuning")
         if not settings:
@@ -78,8 +77,6 @@ class SelectBestOperator(MlspecOperator):
         self.planned = planned
 
     def run(self, context) -> dict:
-        from mlspec import tuning
-
         spec = self.model_spec
         if spec.tuning is None:
             raise MlspecError(f"select_best needs a tuning section; the spec of {spec.name} has none")

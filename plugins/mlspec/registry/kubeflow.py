@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlspec.connections import bearer_token
+from mlspec.connections import bearer_token, get_connection
 from mlspec.errors import RegistryError
 from mlspec.locks import model_lock
 from mlspec.registry.base import (
@@ -140,8 +140,6 @@ def connection_settings(connection_id: str) -> tuple[str, str | None, bool | str
     The bearer token is read by `mlspec.connections.bearer_token`; extra {"verify": false | "<ca path>"}
     controls TLS verification.
     """
-    from mlspec.connections import get_connection
-
     conn = get_connection(connection_id, used_for="the Kubeflow Model Registry (host, port, and the bearer token as password)", error_type=RegistryError)
     host = (conn.host or "").strip().rstrip("/")
     if not host:

@@ -49,6 +49,7 @@ from typing import Any
 import orjson
 
 from mlspec import __version__
+from mlspec.home import SERVER_TOKEN_ENV, server_token_file
 from mlspec.server.errors import (
     BadRequest,
     Busy,
@@ -101,8 +102,6 @@ class ServerConfig:
 def ensure_server_token(state_dir: Path | None) -> str:
     """MLSPEC_SERVER_TOKEN, else the token file in the state folder (MLSPEC_HOME/server without one),
     generated at first start with mode 0600."""
-    from mlspec.home import SERVER_TOKEN_ENV, server_token_file
-
     token = os.environ.get(SERVER_TOKEN_ENV, "").strip()
     if token:
         return token
@@ -593,7 +592,6 @@ def _checked_token(token: str, config: ServerConfig, state_dir: Path | None) -> 
     token = token.strip()
     if len(token) >= MIN_TOKEN_CHARS:
         return token
-    from mlspec.home import SERVER_TOKEN_ENV, server_token_file
 
     if config.token:
         source = "the configured token (ServerConfig.token)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlspec.serving.base import Deployment, ServingBackend
+from mlspec.serving.local import LocalServing
 from mlspec.serving.platforms import PLATFORMS, ServingPlatform, platform_named, platform_of
 
 __all__ = [
@@ -20,8 +21,6 @@ __all__ = [
 def open_local_serving(url: str | None, connection_id: str | None = None) -> ServingBackend:
     """The local model server at `url` (None: MLSPEC_SERVER_URL); the admin token goes only to the
     configured server, another URL's token only from `connection_id` (mlspec.serving.credentials)."""
-    from mlspec.serving.local import LocalServing  # here, not at the top: parsing DAGs needs no HTTP client
-
     return LocalServing(url, connection_id=connection_id)
 
 

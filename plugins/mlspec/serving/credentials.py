@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from mlspec.connections import bearer_token, get_connection
 from mlspec.errors import ServingError
+from mlspec.home import local_server_url, read_server_token
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -38,8 +40,6 @@ def same_origin(a: str, b: str) -> bool:
 
 
 def configured_server_url() -> str:
-    from mlspec.home import local_server_url
-
     return local_server_url()
 
 
@@ -72,8 +72,6 @@ def token_for(url: str, *, connection_id: str | None = None, field: str = "servi
     model server's admin token when `url` is the configured server, else None.
     """
     if connection_id:
-        from mlspec.connections import bearer_token, get_connection
-
         connection = get_connection(
             connection_id, used_for=f"the bearer token of the model server at {url}", error_type=ServingError
         )
@@ -85,8 +83,6 @@ def token_for(url: str, *, connection_id: str | None = None, field: str = "servi
             )
         return bearer_token(connection)
     if is_configured_server(url):
-        from mlspec.home import read_server_token
-
         return read_server_token()
     return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-URL_PREFIX = "/mlspec"
+from mlspec.ui.mount import URL_PREFIX
 
 # Airflow 3 external views: `href` is loaded in an iframe under Airflow's navigation; a "dag" view's
 # {DAG_ID} is filled in with the DAG whose page shows the tab.

@@ -23,6 +23,8 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves the handlers' annotations here
 
+from mlspec.inference_protocol import infer_url
+from mlspec.model_card import curl_example, model_summary
 from mlspec.ui import data, pages
 
 log = logging.getLogger(__name__)
@@ -145,9 +147,6 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
         return pages.model_page(base, status, production_curl(status))
 
     def card(base: str, allowed: Allowed, name: str, version: int) -> str:
-        from mlspec.inference_protocol import infer_url
-        from mlspec.model_card import curl_example, model_summary
-
         spec = model_spec(name, allowed)
         found = data.version_card(spec, version, timeout_s)
         curl = None  # only for the version serving answers with: any other gets how to deploy it instead
@@ -248,9 +247,6 @@ def version_number(name: str, text: str) -> int:
 def _curl(status: data.ModelStatus, version: int, *, served: bool, timeout_s: float) -> str | None:
     """The example request for the model's endpoint, built from the version's input_schema.json."""
     import json
-
-    from mlspec.inference_protocol import infer_url
-    from mlspec.model_card import curl_example
 
     try:
         schema = json.loads(data.verified_bytes(status.spec, version, "input_schema.json", timeout_s))

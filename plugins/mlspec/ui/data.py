@@ -25,11 +25,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import mlspec
+from mlspec.connections import get_connection
+from mlspec.dagbag import (
+    DEFAULT_MEMORY_BUDGET_MB,
+    OVERRUN_REMEMBERED_S,
+    fallback_name,
+    glimpsed_name,
+    overrun_problem,
+    spec_files,
+)
+from mlspec.env import env_number
+from mlspec.errors import MlspecError
+from mlspec.ml.frameworks import TrainingPlan
+from mlspec.model_card import CARD_FILE, endpoint_base, main_metric
 from mlspec.registry.backends import backend_of
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import drifts, read_registry
 from mlspec.serving import open_serving, platform_of
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER
+from mlspec.spec import ModelSpec, SpecError, SpecProblem
+from mlspec.spec import cache as spec_cache
+from mlspec.spec.yaml_loader import read_spec_file
+from mlspec.storage import open_store, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +129,6 @@ def load_catalog(folder: Path | str | None = None) -> Catalog:
     included, then in the DAG processor's cache (valid specs, and specs that ran over their budget); only what
     neither knows is checked, by the DAG processor's own bounded check in a process of its own (`check_specs`).
     """
-    from mlspec.dagbag import spec_files
-
     folder = specs_dir(folder)
     outcomes: list[tuple[Path, Checked]] = []
     unchecked: list[tuple[Path, str, tuple[str, str]]] = []
@@ -199,10 +215,6 @@ def _remember(key: tuple[str, str], found: Checked) -> None:
 
 def _known(path: Path) -> tuple[Checked | None, str | None, tuple[str, str] | None]:
     """(what is known of the file's check, else None; its text when it was read; its key)."""
-    from mlspec.dagbag import fallback_name
-    from mlspec.spec import SpecError
-    from mlspec.spec.yaml_loader import read_spec_file
-
     try:
         info = path.stat()
         stat = (info.st_mtime_ns, info.st_size, info.st_ino)
@@ -232,10 +244,6 @@ def _known(path: Path) -> tuple[Checked | None, str | None, tuple[str, str] | No
 
 def _from_processor(path: Path, text: str) -> Checked | None:
     """What the DAG processor's check left in the spec cache: a valid spec, or one that ran over its budget."""
-    from mlspec.dagbag import OVERRUN_REMEMBERED_S
-    from mlspec.spec import ModelSpec
-    from mlspec.spec import cache as spec_cache
-
     resolved = spec_cache.get(text)
     if resolved is not None:
         try:
@@ -256,9 +264,6 @@ def check_specs(items: list[tuple[Path, str]]) -> list[Checked]:
     global check_runs
     import subprocess
     import sys
-
-    import mlspec
-    from mlspec.dagbag import env_number
 
     budget = env_number("MLSPEC_SPECS_TIME_BUDGET_S", PAGE_SPECS_BUDGET_S)
     package_root = str(Path(mlspec.__file__).resolve().parent.parent)
@@ -291,25 +296,12 @@ def check_specs(items: list[tuple[Path, str]]) -> list[Checked]:
 
 
 def _not_checked(path: Path, text: str, why: str) -> Checked:
-    from mlspec.dagbag import glimpsed_name
-
     problem = f"{path}:1:1: this spec could not be checked for this page ({why}); reload the page, or run `mlspec lint {path}`"
     return Checked(glimpsed_name(path, text), problems=(problem,), until=time.time())
 
 
 def _checked(path: Path, text: str, outcome: dict, until: float | None = None) -> Checked:
     """One outcome of the bounded check (dagbag's format) as the page shows it."""
-    from mlspec.dagbag import (
-        DEFAULT_MEMORY_BUDGET_MB,
-        OVERRUN_REMEMBERED_S,
-        env_number,
-        fallback_name,
-        glimpsed_name,
-        overrun_problem,
-    )
-    from mlspec.spec import ModelSpec, SpecProblem
-    from mlspec.spec import cache as spec_cache
-
     name = outcome.get("name") or (glimpsed_name(path, text) if "overrun" in outcome else fallback_name(path))
     if "resolved" in outcome:
         try:
@@ -381,8 +373,6 @@ class ModelStatus:
 
     @property
     def main_metric(self) -> str:
-        from mlspec.model_card import main_metric
-
         return main_metric(self.spec)
 
     @property
@@ -399,8 +389,6 @@ class ModelStatus:
 
     def endpoint(self) -> str:
         """The base URL that answers for this model: the local server, or KServe's recorded URL."""
-        from mlspec.model_card import endpoint_base
-
         base = endpoint_base(self.spec)
         if base == ENDPOINT_PLACEHOLDER and self.production is not None:
             info = self.version(self.production)
@@ -410,8 +398,6 @@ class ModelStatus:
 
 
 def open_model_store(spec: Any) -> Any:
-    from mlspec.storage import open_store
-
     return open_store(spec.storage.uri, spec.storage.connection)
 
 
@@ -493,9 +479,6 @@ class NotSetUp(Exception):
 def unset_connections(spec: Any) -> dict[str, str]:
     """{"store" | "registry" | "serving": connection id} for each Airflow connection the spec names for them that
     is not defined here (embedded backends name none)."""
-    from mlspec.connections import get_connection
-    from mlspec.errors import MlspecError
-
     named = {"store": spec.storage.connection, "registry": spec.registry.connection, "serving": spec.serving.connection}
     missing = {}
     for what, connection_id in named.items():
@@ -568,8 +551,6 @@ class VersionCard:
 
     @property
     def has_card(self) -> bool:
-        from mlspec.model_card import CARD_FILE
-
         return CARD_FILE in self.files
 
 
@@ -641,8 +622,6 @@ def training_settings(spec: Any, info: VersionInfo | None, stored_hash: str, tim
         if "framework" in logged:  # a training run (TrainingPlan.log_params), not the run registration made
             return Settings(info.version, values, "tracking", f"logged by its training run {info.tracking_run} (MLflow)")
     if (info.spec_hash or stored_hash) == spec.spec_hash:
-        from mlspec.ml.frameworks import TrainingPlan
-
         plan = TrainingPlan.from_spec(spec.resolved)
         values = {k: _text(v) for k, v in plan.log_params().items() if k not in HIDDEN_SETTINGS}
         for path, value in info.best_params.items():
@@ -661,8 +640,6 @@ def verified_bytes(
     spec: Any, number: int, file_name: str, timeout_s: float = DEFAULT_TIMEOUT_S, *, manifest: dict | None = None, store: Any = None
 ) -> bytes:
     """A published file's bytes, after checking them against the sha256 in the version's manifest."""
-    from mlspec.storage import sha256_hex
-
     if store is None:
         store = bounded("the store", lambda: open_model_store(spec), timeout_s)
     if manifest is None:

@@ -15,8 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from mlspec.model_card import decision_text
 from mlspec.registry.base import action_words
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
+from mlspec.ui.mount import URL_PREFIX
+from mlspec.vocabulary import METRICS
 
 MAX_FEATURE_ROWS = 100
 STATE_COLORS = {
@@ -110,8 +113,6 @@ def num_cell(value: Any, **attrs: str) -> str:
 # -- links into Airflow's UI (the page is framed by it: links open at the top) ---------------
 def airflow_base(base: str) -> str:
     """Airflow's UI root for an app mounted at `base` (…/mlspec): "" when Airflow is served at /."""
-    from mlspec.ui import URL_PREFIX
-
     return base[: -len(URL_PREFIX)] if base.endswith(URL_PREFIX) else ""
 
 
@@ -528,7 +529,6 @@ def metric_chart(status: ModelStatus, metric: str, width: int = 720, height: int
     low, high = min(values + limits), max(values + limits)
     pad = (high - low) * 0.15 or max(abs(high) * 0.05, 0.01)
     low, high = low - pad, high + pad
-    from mlspec.vocabulary import METRICS
 
     if metric in METRICS and METRICS[metric].bounded:
         low, high = max(low, 0.0), min(high, 1.0)
@@ -733,7 +733,6 @@ def _metrics_table(card: VersionCard) -> str:
 def _champion_section(info: VersionInfo | None) -> str:
     if info is None or not info.champion:
         return ""
-    from mlspec.model_card import decision_text
 
     text = decision_text(info.champion)
     return f'<h2>Champion gate</h2><p id="champion" data-decision="{e(info.champion.get("decision", ""))}">{e(text[:1].upper() + text[1:])}.</p>'

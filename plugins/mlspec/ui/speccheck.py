@@ -13,10 +13,10 @@ import json
 import sys
 from pathlib import Path
 
+from mlspec.dagbag import check_texts
+
 
 def main() -> int:
-    from mlspec.dagbag import check_texts
-
     json.dump(check_texts([(Path(path), text) for path, text in json.load(sys.stdin)]), sys.stdout)
     return 0
 
