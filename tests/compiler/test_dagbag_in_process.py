@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tests.compiler.test_dagbag_budget import EXAMPLES, assert_others_compiled, placeholder_text
 from tests.fixtures.paths import SPECS
-from tests.ui_app.ui_app_testkit import slow_spec
+from tests.ui.app.ui_app_testkit import slow_spec
 
 import mlspec.dagbag as dagbag
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from tests.fixtures.paths import SPECS
-from tests.ui_app.ui_app_testkit import Page
+from tests.ui.app.ui_app_testkit import Page
 
 from mlspec.registry.base import ACTION_WORDS, AUDIT_ACTIONS, ProductionChange
 

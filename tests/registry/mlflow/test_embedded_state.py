@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
+from tests.registry.mlflow.mlflow_testkit import tiny_onnx_model
 
 from mlspec.errors import RegistryError
 from mlspec.registry.base import RegistrationRequest

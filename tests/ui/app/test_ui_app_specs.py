@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.ui_app.ui_app_testkit import Page, forest_spec, slow_spec
+from tests.ui.app.ui_app_testkit import Page, forest_spec, slow_spec
 
 from mlspec.ui import data
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
+from tests.registry.mlflow.mlflow_testkit import tiny_onnx_model
 
 from mlspec.registry.mlflow_connection import mlflow_client, resolve_connection
 from mlspec.registry.mlflow_embedded import embedded_dir

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 from tests.e2e.e2e_testkit import task_states, xcom
-from tests.ui_app.ui_app_testkit import Page, forest_spec, get_page, registry
+from tests.ui.app.ui_app_testkit import Page, forest_spec, get_page, registry
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.fixtures.mlflow_server import MlflowServer
-from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
+from tests.registry.mlflow.mlflow_testkit import tiny_onnx_model
 
 from mlspec.registry.base import RegistrationRequest
 from mlspec.storage import PublishedVersion, open_store

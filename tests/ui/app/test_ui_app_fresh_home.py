@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tests.ui_app.ui_app_testkit import Page, forest_spec
+from tests.ui.app.ui_app_testkit import Page, forest_spec
 
 MODELS = 8  # the overview checks up to 8 models at once
 LOADS = 16

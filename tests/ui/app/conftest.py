@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.ui_app.ui_app_testkit import TwoRuns, forest_spec, run_spec_text
+from tests.ui.app.ui_app_testkit import TwoRuns, forest_spec, run_spec_text
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.fixtures.paths import REPO, SPECS
-from tests.serving_kserve.kserve_testkit import schema_errors
+from tests.serving.kserve.kserve_testkit import schema_errors
 
 KSERVE_SETTINGS = """\
 storage: {uri: s3://models/mlspec, connection: aws_default}

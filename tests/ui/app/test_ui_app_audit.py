@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from tests.fixtures.paths import SPECS
-from tests.registry_mlflow.mlflow_testkit import tiny_onnx_model
-from tests.ui_app.ui_app_testkit import Page, forest_spec, get_page
+from tests.registry.mlflow.mlflow_testkit import tiny_onnx_model
+from tests.ui.app.ui_app_testkit import Page, forest_spec, get_page
 
 from mlspec.ui import data
 

@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 from tests.fixtures.paths import SPECS
-from tests.ui_app.ui_app_testkit import Page
+from tests.ui.app.ui_app_testkit import Page
 
 from mlspec.inference_protocol import infer_url
 from mlspec.model_card import (

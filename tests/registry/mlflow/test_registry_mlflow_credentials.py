@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.fixtures.mlflow_server import MlflowServer, mlflow_tracking_server
-from tests.registry_mlflow.mlflow_testkit import SigningInProxy, signing_in_proxy
+from tests.registry.mlflow.mlflow_testkit import SigningInProxy, signing_in_proxy
 
 from mlspec.errors import RegistryError
 from mlspec.registry.mlflow_registry import MlflowRegistry
