@@ -118,11 +118,11 @@ def test_keras_regressor_on_diabetes(run_spec, model_server):
 
 def test_a_sklearn_parity_failure_publishes_nothing(run_spec, model_server):
     # ONNX Runtime computes in float32, scikit-learn in float64: a logistic regression's probabilities
-    # differ by more than 1e-30, so this parity gate must fail.
+    # differ by more than 1e-30 (and no relative slack), so this parity gate must fail.
     text = (SPECS / "iris-forest.yaml").read_text().replace("name: iris-forest", "name: iris-parity")
     text = text.replace("estimator: random_forest", "estimator: logistic_regression")
     text = text.replace("params: {n_estimators: 100, max_depth: 6, random_state: 0}", "params: {C: 0.5}")
-    text += "export: {parity: {atol: 1.0e-30}}\n"
+    text += "export: {parity: {atol: 1.0e-30, rtol: 0}}\n"
     spec, dag_run = run_spec(text, "iris-parity")
     states = task_states(dag_run)
     assert states["export_onnx"] == "failed" and states["store"] == "upstream_failed", states
