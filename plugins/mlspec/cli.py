@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-from mlspec.compiler import MAPPED, build_dag, task_order
 from mlspec.dagbag import claimed_name, fallback_name, spec_files
 from mlspec.errors import MlspecError
 from mlspec.ml.frameworks import framework_of
@@ -24,7 +23,6 @@ from mlspec.spec import SpecError, SpecProblem, load_schema, load_spec, resolve_
 from mlspec.spec.lint import check, check_local_files
 from mlspec.spec.reference import markdown
 from mlspec.spec.yaml_loader import load_yaml, read_spec_file
-from mlspec.summary import format_failure, format_summary, read_summary
 from mlspec.tuning import tuned_run_params
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -151,6 +149,9 @@ def _load_or_report(path: str):
 
 
 def cmd_render(args) -> int:
+    # Airflow (about 2 s of imports) only for the commands that build a DAG: lint, schema and status stay quick.
+    from mlspec.compiler import MAPPED, build_dag, task_order
+
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
@@ -200,6 +201,9 @@ def _point_airflow_at(spec_path: Path, dag_id: str) -> None:
 
 
 def cmd_run(args) -> int:
+    from mlspec.compiler import build_dag  # Airflow: see cmd_render
+    from mlspec.summary import format_failure, format_summary, read_summary
+
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS

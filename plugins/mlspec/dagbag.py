@@ -35,10 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlspec.compiler import START_DATE, build_dag
 from mlspec.deadlines import SPEC_ERROR_DEADLINE
 from mlspec.env import env_number
-from mlspec.operators.spec_error import SpecErrorOperator
 from mlspec.spec import ModelSpec, SpecError, SpecProblem, resolve_spec
 from mlspec.spec import cache as spec_cache
 from mlspec.spec.errors import shorten
@@ -107,6 +105,9 @@ def build_error_dag(dag_id: str, problems: list[SpecProblem]):
     """A runnable-looking but failing DAG that shows a spec's errors where users look in the UI."""
     # Airflow only where a DAG is made: `mlspec lint` reads spec files through this module (2.5 s less).
     from airflow.sdk import DAG
+
+    from mlspec.compiler import START_DATE
+    from mlspec.operators.spec_error import SpecErrorOperator
 
     text = _problems_text(problems)
     dag = DAG(
@@ -471,6 +472,8 @@ def _read(path: Path) -> tuple[str | None, SpecError | None]:
 
 def compile_specs(specs_dir: Path | str | None = None) -> dict:
     """dag_id -> DAG for every spec file in MLSPEC_SPECS_DIR when set, else specs_dir (default ./specs)."""
+    from mlspec import compiler  # Airflow, as in build_error_dag: only where DAGs are built
+
     file_deadline = time.monotonic() + _file_budget_s()  # the checks below share the DAG file's budget
     specs_dir = Path(os.environ.get("MLSPEC_SPECS_DIR") or specs_dir or "specs")
     only = _parsing_dag_id()
@@ -533,7 +536,7 @@ def compile_specs(specs_dir: Path | str | None = None) -> dict:
             spec = outcome.get("spec") or ModelSpec.from_dict(outcome["resolved"], source_file=str(job.path))
             if not outcome.get("cached") and spec_cache.cache_dir() is not None:
                 spec_cache.put(job.text, outcome.get("resolved") or spec.to_dict())
-            dags[name] = build_dag(spec, spec_text=job.text)
+            dags[name] = compiler.build_dag(spec, spec_text=job.text)
         except SpecError as exc:
             log.error("invalid spec %s; its DAG %s shows the errors:\n%s", job.path, name, _problems_text(exc.problems))
             dags[name] = build_error_dag(name, exc.problems)
