@@ -26,7 +26,12 @@ def _cell(text: str) -> str:
 
 
 def _default(node: dict) -> str:
-    return f"`{json.dumps(node['default'])}`" if "default" in node else "required"
+    """The default, or x-default: one shown here but not filled into the spec (lint must see what the author
+    wrote, e.g. an encode on a number column)."""
+    for key in ("default", "x-default"):
+        if key in node:
+            return f"`{json.dumps(node[key])}`"
+    return "required"
 
 
 def _rows(node: dict, path: str, required: set[str]):
@@ -41,6 +46,19 @@ def _rows(node: dict, path: str, required: set[str]):
         branch = next((b for b in prop.get("oneOf", []) if b.get("type") == "object" and "properties" in b), None)
         if branch and "required" in branch and len(branch["properties"]) > 1:
             yield from _rows(branch, here, set(branch.get("required", [])))
+        entry = _named_entry(prop)
+        if entry:  # a mapping of names the author chooses (data.features' columns): its entries' keys
+            yield from _rows(entry, f"{here}.<name>", set(entry.get("required", [])))
+
+
+def _named_entry(prop: dict) -> dict | None:
+    """The object form of a value in a name -> settings mapping (a oneOf branch whose additionalProperties
+    take such objects), or None."""
+    for branch in prop.get("oneOf", []):
+        values = branch.get("additionalProperties") if branch.get("type") == "object" else None
+        if isinstance(values, dict):
+            return next((b for b in values.get("oneOf", [values]) if b.get("type") == "object" and "properties" in b), None)
+    return None
 
 
 def _moved(node: dict, path: str = ""):

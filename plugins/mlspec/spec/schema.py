@@ -158,10 +158,11 @@ def _allowed_keys(schema: dict) -> list[str]:
 
 
 def _describe_oneof_choices(schema: dict) -> list[str]:
-    keys = []
-    for branch in schema.get("oneOf", []):
-        keys.extend(branch.get("required", []))
-    return keys
+    """The keys of a oneOf whose every branch is a one-key mapping named by its key (layers, preprocess
+    steps); [] for any other oneOf."""
+    branches = schema.get("oneOf", [])
+    one_key = [b for b in branches if len(b.get("required", [])) == 1 and set(b.get("properties", {})) == set(b["required"])]
+    return [b["required"][0] for b in one_key] if branches and len(one_key) == len(branches) else []
 
 
 def _close_match(word: object, choices: list[str]) -> str | None:
@@ -241,6 +242,10 @@ def _oneof_messages(error, doc: LoadedYaml) -> list[SpecProblem]:
         for index, subs in by_branch.items()
         if not any(s.validator in ("type", "required") and not s.relative_path for s in subs)
     }
+    if not plausible:  # a mapping missing a required key still meant the mapping branch, if it is the only one
+        plausible = {
+            index: subs for index, subs in by_branch.items() if not any(s.validator == "type" and not s.relative_path for s in subs)
+        }
     if len(plausible) == 1:
         problems: list[SpecProblem] = []
         for sub in next(iter(plausible.values())):
