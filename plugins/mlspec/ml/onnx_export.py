@@ -8,6 +8,7 @@ Dynamic dimensions (the batch) are -1. The conversion itself belongs to each fra
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -43,11 +44,17 @@ def onnx_signature(onnx_bytes: bytes) -> dict[str, Any]:
     return {"inputs": describe(session.get_inputs()), "outputs": describe(session.get_outputs())}
 
 
-def onnx_predict(onnx_bytes: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every output of the model, by name, from ONNX Runtime's CPU provider."""
+def onnx_predict(onnx_bytes: bytes, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of the model, by name, from ONNX Runtime's CPU provider.
+
+    `x`: the float32 array of a single-input model, or named feeds, one per input (a table model's
+    columns, as `mlspec.ml.model_inputs.model_inputs` builds them)."""
     session = _session(onnx_bytes)
-    name = session.get_inputs()[0].name
-    values = session.run(None, {name: np.asarray(x, dtype=np.float32)})
+    if isinstance(x, Mapping):
+        feeds = {name: np.asarray(value) for name, value in x.items()}
+    else:
+        feeds = {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)}
+    values = session.run(None, feeds)
     return {output.name: np.asarray(value) for output, value in zip(session.get_outputs(), values, strict=True)}
 
 
@@ -55,8 +62,8 @@ def check_parity(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray],
     """Compare the trained model's answers with ONNX Runtime's, output by output.
 
     Float outputs (probabilities, prediction) may differ by at most `atol + rtol * |expected|` (float32
-    keeps about 7 significant digits, so a prediction near 300 cannot agree to 1e-4); integer outputs
-    (label) must be equal. Returns the largest float difference; ParityError names the output and sample.
+    keeps about 7 significant digits, so a prediction near 300 cannot agree to 1e-4); integer and text
+    outputs (label: a class index, or the class value itself) must be equal. Returns the largest float difference; ParityError names the output and sample.
     """
     missing = sorted(set(expected) - set(actual))
     if missing:
@@ -68,7 +75,7 @@ def check_parity(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray],
             raise ParityError("no samples to compare the ONNX model with the trained model")
         if want.shape != got.shape:
             raise ParityError(f"ONNX output {name!r} has shape {got.shape}, the trained model's {want.shape}")
-        if want.dtype.kind in "iub":
+        if want.dtype.kind in "iubUSO" or got.dtype.kind in "USO":
             wrong = np.flatnonzero((want != got).reshape(len(want), -1).any(axis=1))
             if len(wrong):
                 raise ParityError(
