@@ -32,29 +32,14 @@ import numpy as np
 
 from mlspec.errors import DataError, MlspecError
 from mlspec.sources import source_kind
-from mlspec.sources.columns import did_you_mean, partition_values
+from mlspec.sources.columns import did_you_mean, partition_values, some_names
 from mlspec.spec.model import DataLimits
 from mlspec.vocabulary import DATA_FORMATS, DATA_SOURCES, FEATURE_STEPS, LABEL_STEPS, TASKS
 
 log = logging.getLogger(__name__)
 
 _EXTENSIONS = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-# An error quotes at most this many names (columns, arrays, labels), each cut to this many characters.
-MAX_QUOTED_NAMES = 5
-MAX_NAME_CHARS = 20  # enough for a column name; a secret read as a header would leak little
 _CHUNK = 1 << 20
-
-
-
-def some_names(names: Sequence[object], most: int = MAX_QUOTED_NAMES) -> str:
-    """`a, b, c, d, e ... and 999995 more`: a few names for a message, each printable and cut short."""
-    names = list(names)
-    shown = []
-    for name in names[:most]:
-        text = "".join(c if c.isprintable() else "?" for c in str(name)[: MAX_NAME_CHARS + 1])
-        shown.append(text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 1] + "…")
-    more = f" ... and {len(names) - most} more" if len(names) > most else ""
-    return (", ".join(shown) or "(none)") + more
 
 
 def _size(count: int) -> str:

@@ -14,6 +14,20 @@ from urllib.parse import unquote
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 # Lint reads at most this much of a CSV file for its sample (the first 1,000 rows of a sane table).
 SAMPLE_BYTES = 8 * 1024 * 1024
+# An error quotes at most this many names (columns, arrays, labels), each cut to this many characters.
+MAX_QUOTED_NAMES = 5
+MAX_NAME_CHARS = 20  # enough for a column name; a secret read as a header would leak little
+
+
+def some_names(names: Sequence[object], most: int = MAX_QUOTED_NAMES) -> str:
+    """`a, b, c, d, e ... and 999995 more`: a few names for a message, each printable and cut short."""
+    names = list(names)
+    shown = []
+    for name in names[:most]:
+        text = "".join(c if c.isprintable() else "?" for c in str(name)[: MAX_NAME_CHARS + 1])
+        shown.append(text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 1] + "…")
+    more = f" ... and {len(names) - most} more" if len(names) > most else ""
+    return (", ".join(shown) or "(none)") + more
 
 
 def did_you_mean(name: str, columns: Sequence[str]) -> str | None:

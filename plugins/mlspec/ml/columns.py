@@ -1,0 +1,495 @@
+"""Typed table columns: what `data.features` declares, what the data implies for the columns it does not
+declare, and the raw feature table a model's preprocessor takes (issue 13).
+
+- `declared_columns` reads the spec's shapes (a name, a list of names, or a mapping of names to a type or to
+  `{type, missing, encode, max_categories}`) without any data: lint and render use it.
+- `resolve_columns` adds the data's view: every feature column with its type, inferred where not declared
+  (numbers: number, booleans: boolean, text with at most MAX_INFERRED_CATEGORIES values: category; other text
+  and dates are an error that says to declare or exclude the column).
+- `raw_features` gives the normalized raw table: unlabeled rows and `missing: drop_row` gaps dropped (and
+  logged), gaps in a `missing: error` column refused, every column in one form the preprocessor and the
+  npz file both take: number/integer/boolean -> float64 with NaN for a gap (booleans 1.0/0.0), category ->
+  Python str with "" for a gap.
+
+pandas and numpy are imported inside the functions that need data, so lint can import this module cheaply.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from mlspec.errors import DataError
+from mlspec.sources.columns import did_you_mean, some_names
+
+log = logging.getLogger(__name__)
+
+COLUMN_TYPES = ("number", "integer", "boolean", "category")
+MISSING_STRATEGIES = ("error", "mean", "median", "most_frequent", "constant", "drop_row")
+ENCODINGS = ("one_hot", "ordinal")
+# An undeclared text column with more distinct values than this is refused rather than one-hot encoded.
+MAX_INFERRED_CATEGORIES = 50
+# The v2 (Open Inference Protocol) datatype of each column type's endpoint input.
+DATATYPES = {"number": "FP32", "integer": "INT64", "boolean": "BOOL", "category": "BYTES"}
+# Strategies that leave a gap for the model's imputer to fill.
+FILLED = ("mean", "median", "most_frequent", "constant")
+# Text a boolean column may hold (case does not matter).
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "0"})
+# Text that looks like a date (2024-05-01, 2024/5/1 12:00, 05/01/2024, 1.5.2024): not a category to infer.
+_DATE = re.compile(
+    r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T].*)?|\d{1,2}[-/]\d{1,2}[-/]\d{2,4}|\d{1,2}\.\d{1,2}\.\d{4})\s*$"
+)
+# pandas.api.types.infer_dtype's names for dates and times in an object column (a database's DATE column).
+_DATE_KINDS = frozenset({"date", "datetime", "datetime64", "time", "timedelta", "timedelta64", "period"})
+_SHOWN_ROWS = 5  # a message quotes at most this many row numbers
+
+
+@dataclass(frozen=True)
+class Column:
+    """One feature column of a table: its type, what fills its gaps and how a category is encoded."""
+
+    name: str
+    type: str  # COLUMN_TYPES
+    missing: str = "error"  # MISSING_STRATEGIES
+    constant: Any = None  # the fill value when missing == "constant"
+    encode: str = "one_hot"  # category only
+    max_categories: int | None = None  # one-hot categories only: the rarest values share an "other" column
+    inferred: bool = False  # True when the type was inferred from the data
+
+    def __post_init__(self) -> None:
+        where = f"data.features.{self.name}"
+        if self.type not in COLUMN_TYPES:
+            raise DataError(f"{where}: type {self.type!r} is not known; use one of {', '.join(COLUMN_TYPES)}")
+        if self.missing not in MISSING_STRATEGIES:
+            raise DataError(
+                f"{where}: missing {self.missing!r} is not known; use error, mean, median, most_frequent, "
+                "{constant: value} or drop_row"
+            )
+        if self.missing in ("mean", "median") and self.type == "category":
+            raise DataError(
+                f"{where}: missing: {self.missing} needs numbers, but the column is a category; use "
+                "most_frequent or {constant: value}"
+            )
+        if self.missing == "constant":
+            _check_constant(where, self.type, self.constant)
+        elif self.constant is not None:
+            raise DataError(f"{where}: a constant is used only with missing: {{constant: value}}")
+        if self.encode not in ENCODINGS:
+            raise DataError(f"{where}: encode {self.encode!r} is not known; use {' or '.join(ENCODINGS)}")
+        if self.encode != "one_hot" and self.type != "category":
+            raise DataError(f"{where}: encode applies to category columns only, not to a {self.type}")
+        if self.max_categories is not None:
+            if self.type != "category" or self.encode != "one_hot":
+                raise DataError(f"{where}: max_categories applies to one-hot encoded category columns only")
+            if (
+                not isinstance(self.max_categories, int)
+                or isinstance(self.max_categories, bool)
+                or (self.max_categories < 2)
+            ):
+                raise DataError(f"{where}: max_categories must be a whole number of at least 2")
+
+    @property
+    def datatype(self) -> str:
+        """The v2 datatype of this column's endpoint input: FP32, INT64, BOOL or BYTES."""
+        return DATATYPES[self.type]
+
+    @property
+    def filled(self) -> bool:
+        """True when the model fills this column's gaps (mean, median, most_frequent, constant)."""
+        return self.missing in FILLED
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Column:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def _check_constant(where: str, column_type: str, value: Any) -> None:
+    if value is None:
+        raise DataError(f"{where}: missing: constant needs the value, e.g. missing: {{constant: 0}}")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    fits = {
+        "number": number,
+        "integer": number and float(value).is_integer(),
+        "boolean": isinstance(value, bool),
+        "category": isinstance(value, str),
+    }[column_type]
+    if not fits:
+        kind = {
+            "number": "a number",
+            "integer": "a whole number",
+            "boolean": "true or false",
+            "category": "text",
+        }
+        raise DataError(
+            f"{where}: the constant {value!r} does not fit a {column_type} column; give {kind[column_type]}"
+        )
+
+
+# --------------------------------------------------------------------------- the spec's declarations
+
+
+def declared_columns(features: Any, exclude: Sequence[str] | None = None) -> dict[str, Column | None]:
+    """data.features as `{name: declared Column, or None where the data decides its type}`, in spec order.
+
+    features: None (every column but the label and `exclude`: {}), one name, a list of names (all inferred),
+    or a mapping of names to a type (`number`), to `{type, missing, encode, max_categories}` (missing may be
+    `{constant: value}`), or to nothing (inferred). `exclude` is only for features omitted. DataError when a
+    declaration is malformed; the message names its place in the spec.
+    """
+    if exclude and features is not None:
+        raise DataError(
+            "data.exclude applies only when data.features is omitted (every column but the label and these); "
+            "remove data.exclude, or data.features"
+        )
+    if features is None:
+        return {}
+    if isinstance(features, str):
+        return {features: None}
+    if isinstance(features, Mapping):
+        return {str(name): _declared(str(name), value) for name, value in features.items()}
+    if isinstance(features, Sequence) and all(isinstance(name, str) for name in features):
+        return dict.fromkeys(features)
+    raise DataError("data.features must be a column name, a list of names or a mapping of names to types")
+
+
+def _declared(name: str, value: Any) -> Column | None:
+    where = f"data.features.{name}"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return Column(name, value)
+    if not isinstance(value, Mapping):
+        raise DataError(
+            f"{where}: give a type ({', '.join(COLUMN_TYPES)}) or a mapping, e.g. {{type: number}}"
+        )
+    unknown = sorted(set(value) - {"type", "missing", "encode", "max_categories"})
+    if unknown:
+        raise DataError(
+            f"{where}: unknown key {', '.join(map(str, unknown))}; keys: type, missing, encode, max_categories"
+        )
+    if "type" not in value:
+        raise DataError(f"{where}: give its type: one of {', '.join(COLUMN_TYPES)}")
+    missing, constant = value.get("missing", "error"), None
+    if isinstance(missing, Mapping):
+        if set(missing) != {"constant"}:
+            raise DataError(f"{where}.missing: a mapping here is {{constant: value}}")
+        missing, constant = "constant", missing["constant"]
+        if value["type"] == "category" and isinstance(constant, int | float | bool):
+            constant = _text(constant)  # {constant: 0} in a category column fills the text "0"
+    elif missing == "constant":
+        raise DataError(f"{where}.missing: give the value to fill, e.g. missing: {{constant: 0}}")
+    return Column(
+        name,
+        value["type"],
+        missing=missing,
+        constant=constant,
+        encode=value.get("encode", "one_hot"),
+        max_categories=value.get("max_categories"),
+    )
+
+
+# --------------------------------------------------------------------------- the data's view
+
+
+def table_label(source: str, columns: Sequence[str], label: str | None) -> str:
+    """The label column's name: data.label, else a column named `label`; DataError when there is none."""
+    if label is None:
+        if "label" not in columns:
+            raise DataError(
+                f"{source}: set data.label to the label column; its columns: {some_names(columns)}"
+            )
+        return "label"
+    if label not in columns:
+        raise DataError(not_a_column("data.label", label, source, columns))
+    return label
+
+
+def not_a_column(field: str, name: str, source: str, columns: Sequence[str]) -> str:
+    """`data.label 'Species' is not a column of <source>; did you mean 'species'?` (else its columns)."""
+    meant = did_you_mean(name, columns)
+    hint = f"did you mean {meant!r}?" if meant else f"its columns are: {some_names(columns)}"
+    return f"{field} {some_names([name])!r} is not a column of {source}; {hint}"
+
+
+def resolve_columns(
+    source: str, frame: Any, features: Any, label: str | None, exclude: Sequence[str] | None = None
+) -> tuple[Column, ...]:
+    """Every feature column of a table (a pandas DataFrame), in feature order: the declared ones as declared,
+    the others with the type their values imply (`inferred=True`, missing: error). DataError names a column
+    that does not exist, a text column with too many values to be a category, or dates."""
+    names = [str(c) for c in frame.columns]
+    label = table_label(source, names, label)
+    declared = declared_columns(features, exclude)
+    for field, wanted in (("data.features", declared), ("data.exclude", exclude or ())):
+        for name in wanted:
+            if name not in names:
+                raise DataError(not_a_column(field, name, source, names))
+    if label in declared:
+        raise DataError(f"{source}: the label column {label!r} is also listed in data.features")
+    skipped = {label, *(exclude or ())}
+    wanted = list(declared) if declared else [name for name in names if name not in skipped]
+    if not wanted:
+        raise DataError(f"{source}: no feature columns left besides the label {label!r}")
+    position = {name: index for index, name in enumerate(names)}
+    columns = []
+    for name in wanted:
+        column = declared.get(name)
+        series = frame.iloc[:, position[name]]
+        if column is None:
+            column = _inferred(source, name, series, listed=bool(declared))
+        elif _holds_dates(series) and column.type != "category":
+            hint = _date_hint(name, bool(declared))
+            raise DataError(f"{source}: column {some_names([name])!r} holds dates; {hint}")
+        columns.append(column)
+    return tuple(columns)
+
+
+def _inferred(source: str, name: str, series: Any, *, listed: bool) -> Column:
+    import pandas as pd
+
+    shown = some_names([name])
+    if pd.api.types.is_bool_dtype(series):
+        return Column(name, "boolean", inferred=True)
+    if pd.api.types.is_numeric_dtype(series):
+        return Column(name, "number", inferred=True)
+    if _holds_dates(series):
+        raise DataError(f"{source}: column {shown!r} holds dates; {_date_hint(name, listed)}")
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind == "boolean":
+        return Column(name, "boolean", inferred=True)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):  # numbers in an object column (SQL)
+        return Column(name, "number", inferred=True)
+    distinct = series.nunique(dropna=True) - int((series == "").any())
+    if distinct > MAX_INFERRED_CATEGORIES:
+        where = "declare its type under data.features" + (
+            f" (e.g. {name}: {{type: category, max_categories: 20}}) or leave it out of data.features"
+            if listed
+            else f" (e.g. {name}: {{type: category, max_categories: 20}}) or add it to data.exclude"
+        )
+        raise DataError(
+            f"{source}: column {shown!r} is text with {distinct:,} distinct values, more than the "
+            f"{MAX_INFERRED_CATEGORIES} a category is inferred for; {where}"
+        )
+    return Column(name, "category", inferred=True)
+
+
+def _date_hint(name: str, listed: bool) -> str:
+    leave_out = "leave it out of data.features" if listed else "add it to data.exclude"
+    return (
+        f"mlspec takes no dates as features: {leave_out}, derive a number from it before training, or "
+        f"declare it as text (data.features.{name}: {{type: category}})"
+    )
+
+
+def _holds_dates(series: Any) -> bool:
+    """Dates and times: a datetime column, dates a database returned, or text that is all dates."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        return True
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind in _DATE_KINDS:
+        return True
+    if kind != "string":
+        return False
+    values = [v for v in series.dropna().unique()[:1000] if v != ""]
+    return bool(values) and all(_DATE.match(v) for v in values)
+
+
+# --------------------------------------------------------------------------- the raw feature table
+
+
+def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str | None) -> tuple[Any, Any]:
+    """`(features, labels)`: the normalized raw feature table (a DataFrame with `columns` in order, index
+    0..n-1) and the label column's values (a numpy array), for the rows training uses.
+
+    Rows with no label are dropped, then rows with a gap in a `missing: drop_row` column (both logged with
+    their counts); a gap left in a `missing: error` column is a DataError that names the column, how many
+    rows and the strategies that would fill it. Numbers, integers and booleans become float64 (NaN for a
+    gap; booleans 1.0/0.0), categories Python str ("" for a gap; a number in a category becomes its text).
+    """
+    import pandas as pd
+
+    names = [str(c) for c in frame.columns]
+    label = table_label(source, names, label)
+    position = {name: index for index, name in enumerate(names)}
+    labels = frame.iloc[:, position[label]]
+    unlabeled = labels.isna().to_numpy() | (labels == "").to_numpy()
+    keep = ~unlabeled
+    if unlabeled.any():
+        count = int(unlabeled.sum())
+        log.info("%s: dropped %d of %d rows that have no label (%s)", source, count, len(frame), label)
+    index = frame.index
+    table, gaps = {}, {}
+    for column in columns:
+        values, gap = _normalized(source, column, frame.iloc[:, position[column.name]], index)
+        table[column.name], gaps[column.name] = values, gap
+    for column in columns:
+        if column.missing == "drop_row":
+            dropped = gaps[column.name] & keep
+            if dropped.any():
+                count = int(dropped.sum())
+                log.info(
+                    "%s: dropped %d rows with no %s value (missing: drop_row)", source, count, column.name
+                )
+            keep &= ~gaps[column.name]
+    for column in columns:
+        if column.missing == "error" and (gaps[column.name] & keep).any():
+            raise DataError(_gaps_message(source, column, index[gaps[column.name] & keep]))
+    dropped = len(frame) - int(keep.sum())
+    if dropped:
+        log.info("%s: %d of %d rows dropped in all, %d left", source, dropped, len(frame), int(keep.sum()))
+    if not keep.any():
+        raise DataError(
+            f"{source}: no rows left once rows without a label or with gaps in drop_row columns are dropped"
+            if len(frame)
+            else f"{source}: the table has no rows"
+        )
+    # An explicit dtype per column: pandas 3 would otherwise turn an object array of str into its string dtype.
+    features = pd.DataFrame(
+        {name: pd.Series(values[keep], dtype=values.dtype) for name, values in table.items()}
+    )
+    return features, labels.to_numpy()[keep]
+
+
+def _gaps_message(source: str, column: Column, rows: Any) -> str:
+    count = len(rows)
+    shown = ", ".join(str(r) for r in rows[:_SHOWN_ROWS]) + (" ..." if count > _SHOWN_ROWS else "")
+    name = some_names([column.name])
+    fill = (
+        f"set data.features.{name}.missing to most_frequent, {{constant: ...}} or drop_row"
+        if column.type == "category"
+        else f"set data.features.{name}.missing to mean, median, most_frequent, {{constant: ...}} or drop_row"
+    )
+    if column.inferred:
+        fill += f" (declare it under data.features, e.g. {name}: {{type: {column.type}, missing: "
+        fill += "most_frequent})" if column.type == "category" else "median})"
+    values = "values" if count > 1 else "value"
+    return f"{source}: column {name} has {count:,} missing {values} (rows {shown}); {fill}"
+
+
+def _normalized(source: str, column: Column, series: Any, index: Any) -> tuple[Any, Any]:
+    """(values, gaps): a column as float64 (NaN gaps) or as an object array of str ("" gaps); its gap mask."""
+    if column.type == "category":
+        values = _category_values(series)
+        return values, values == ""
+    import numpy as np
+
+    values = (
+        _boolean_values(source, column, series, index)
+        if column.type == "boolean"
+        else (_number_values(source, column, series, index))
+    )
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise DataError(
+            f"{source}: column {some_names([column.name])} has {int(infinite.sum()):,} infinite values "
+            f"(rows {_rows(index[infinite])}); replace them with numbers, or leave them empty to fill as gaps"
+        )
+    return values, np.isnan(values)
+
+
+def _rows(rows: Any) -> str:
+    return ", ".join(str(r) for r in rows[:_SHOWN_ROWS]) + (" ..." if len(rows) > _SHOWN_ROWS else "")
+
+
+def _blank(series: Any) -> Any:
+    """True where a value is missing: NA/NaN/None, or empty text."""
+    import pandas as pd
+
+    gaps = series.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        gaps = gaps | series.astype(object).map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    return gaps
+
+
+def _number_values(source: str, column: Column, series: Any, index: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        gaps = _blank(series)
+        numbers = pd.to_numeric(series.where(~gaps, None), errors="coerce")
+        wrong = numbers.isna().to_numpy() & ~gaps
+        if wrong.any():
+            examples = some_names(pd.unique(series[wrong].astype(str))[:3])
+            raise DataError(
+                f"{source}: column {some_names([column.name])} is a {column.type} column, but "
+                f"{int(wrong.sum()):,} of its values are not numbers (e.g. {examples}; rows {_rows(index[wrong])}); "
+                "declare it as a category, or correct the data"
+            )
+        values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    if column.type == "integer":
+        with np.errstate(invalid="ignore"):
+            fractional = np.isfinite(values) & (values != np.round(values))
+        if fractional.any():
+            raise DataError(
+                f"{source}: column {some_names([column.name])} is an integer column, but "
+                f"{int(fractional.sum()):,} of its values have a fraction (e.g. {values[fractional][0]:g}; "
+                f"rows {_rows(index[fractional])}); declare it as a number"
+            )
+    return values
+
+
+def _boolean_values(source: str, column: Column, series: Any, index: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    gaps = _blank(series)
+    meaning = {}
+    for value in pd.unique(series[~gaps]):
+        if isinstance(value, bool | np.bool_):
+            meaning[value] = float(value)
+        elif isinstance(value, int | float | np.integer | np.floating) and value in (0, 1):
+            meaning[value] = float(value)
+        elif isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            meaning[value] = 1.0 if value.strip().lower() in _TRUE else 0.0
+    mapped = series.map(meaning).to_numpy(dtype=np.float64, na_value=np.nan)
+    wrong = np.isnan(mapped) & ~gaps
+    if wrong.any():
+        examples = some_names(pd.unique(series[wrong].astype(str))[:3])
+        raise DataError(
+            f"{source}: column {some_names([column.name])} is a boolean column, but {int(wrong.sum()):,} of "
+            f"its values are not true/false, yes/no or 1/0 (e.g. {examples}; rows {_rows(index[wrong])}); "
+            "declare it as a category, or correct the data"
+        )
+    return mapped  # a gap maps to NaN: it has no meaning
+
+
+def _category_values(series: Any) -> Any:
+    """An object array of str: text as is, numbers as their text (2007.0 -> "2007"), "" for a gap."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        texts = np.array([_text(c) for c in series.cat.categories] + [""], dtype=object)
+        return texts[series.cat.codes.to_numpy()]  # code -1 (a gap) takes the last entry, ""
+    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        return series.astype(object).where(series.notna(), "").to_numpy(dtype=object)
+    uniques = pd.unique(series.dropna())
+    return series.map({value: _text(value) for value in uniques}).fillna("").to_numpy(dtype=object)
+
+
+def _text(value: Any) -> str:
+    """A category value's text; whole numbers without ".0" (pandas reads integers with gaps as floats)."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar
+        return _text(value.item())
+    return str(value)
