@@ -15,7 +15,8 @@ from typing import Any
 
 from mlspec.vocabulary import INPUT_NAME
 
-# v2 datatype -> numpy dtype name. BYTES (strings) is left out on purpose: mlspec models take numbers.
+# v2 datatype -> numpy dtype name. BYTES (strings: a table model's category columns and text labels)
+# are Python str objects in numpy, as onnxruntime takes and gives them.
 NUMPY_DTYPES: dict[str, str] = {
     "BOOL": "bool",
     "UINT8": "uint8",
@@ -29,10 +30,13 @@ NUMPY_DTYPES: dict[str, str] = {
     "FP16": "float16",
     "FP32": "float32",
     "FP64": "float64",
+    "BYTES": "object",
 }
 FLOAT_DATATYPES = frozenset(name for name, dtype in NUMPY_DTYPES.items() if dtype.startswith("float"))
-# Every exported model takes raw features as one FP32 input (mlspec.ml.frameworks.base).
+# Every exported model of an array source takes raw features as one FP32 input (mlspec.ml.frameworks.base);
+# a table model takes one input per column instead.
 DEFAULT_DATATYPE = "FP32"
+BYTES_DATATYPE = "BYTES"
 
 # onnxruntime's type strings -> v2 datatype.
 ORT_TYPES: dict[str, str] = {

@@ -490,8 +490,8 @@ class ModelServer:
         self, loaded: LoadedVersion, body: bytes, header_length: str | None, measure: bool
     ) -> tuple[bytes, list]:
         started = time.perf_counter()
-        parsed = parse_infer_request(body, header_length, self.limits)
-        feeds = conform_inputs(parsed.inputs, loaded.inputs, loaded.name)
+        parsed = parse_infer_request(body, header_length, self.limits, loaded.table)
+        feeds = conform_inputs(parsed.inputs, loaded.inputs, loaded.name, loaded.table)
         known = loaded.output_names
         if parsed.outputs is None:
             wanted = known

@@ -37,6 +37,7 @@ from typing import Any
 
 from mlspec.errors import StoreError
 from mlspec.inference_protocol import ORT_TYPES
+from mlspec.server.columns import TableInputs, table_inputs
 from mlspec.server.errors import BadRequest, Conflict, Forbidden, NotFound, NotReady, StateNotSaved
 from mlspec.server.sources import SMALL_FILE_LIMIT, OutsideRoots, StorageRoots, VersionSource
 from mlspec.server.tensors import TensorSpec
@@ -73,12 +74,16 @@ class LoadedVersion:
     signature: dict = field(default_factory=dict)
     schemas: dict = field(default_factory=dict)  # input_schema / output_schema, when published
     output_names: list[str] = field(default_factory=list)
+    # A table model's column inputs (which accept a gap, and what fills it); None for one array input.
+    table: TableInputs | None = None
     # Exponential average of the seconds one small request takes end to end (decode, run, encode);
     # the app answers requests inline on the event loop while it stays tiny.
     cost_s: float = -1.0
 
     def __post_init__(self) -> None:
         self.output_names = [spec.name for spec in self.outputs]
+        datatypes = {spec.name: spec.datatype for spec in self.inputs}
+        self.table = table_inputs(self.schemas.get("input_schema"), datatypes)
 
     def run(self, feeds: dict, output_names: list[str]) -> dict:
         results = self.session.run(output_names, feeds)

@@ -10,12 +10,20 @@ must be finite: JSON has no NaN or Infinity, a literal such as 1e400 overflows, 
 overflows the input's datatype (1e39 for FP32) is refused too, so an answer never carries a bare
 NaN. JSON is parsed with orjson and numpy arrays are written straight to JSON (non-finite outputs
 become null, as strict JSON requires).
+
+BYTES tensors (a table model's category columns, its text `label`) are JSON strings, or in binary
+each element's 4-byte little-endian length followed by its UTF-8 bytes (Triton's serialization);
+in numpy they are object arrays of str, as onnxruntime takes and gives them. The one exception to
+"finite numbers only" is a gap (JSON null, or NaN in a binary FP tensor) in a column input whose
+spec fills it (mlspec.server.columns): it becomes NaN, "" or the published fill value.
 """
 
 from __future__ import annotations
 
 import array as pyarray
 import math
+import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +35,10 @@ try:  # the fast path for large JSON bodies; without it orjson parses everything
 except ImportError:  # pragma: no cover - a dependency, but the server works without it
     simdjson = None
 
-from mlspec.inference_protocol import FLOAT_DATATYPES, NUMPY_DTYPES
+from mlspec.inference_protocol import BYTES_DATATYPE, FLOAT_DATATYPES, NUMPY_DTYPES
+from mlspec.server.columns import InputColumn, TableInputs
 from mlspec.server.errors import BadRequest
+from mlspec.vocabulary import INPUT_NAME
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -52,6 +62,7 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     max_elements: int = 1 << 22  # values in all inputs of one request together
     max_batch: int = 1024  # the first dimension of each input
+    max_string_bytes: int = 64 * 1024  # one element of a BYTES tensor, in UTF-8
 
 
 DEFAULT_LIMITS = Limits()
@@ -235,7 +246,31 @@ def _flat_numbers(data: list, dtype: np.dtype) -> np.ndarray | None:
         return None
 
 
-def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) -> np.ndarray:
+def _row(flat_index: int, shape: list[int]) -> int:
+    """The row (index along the first dimension) of the flat_index-th element of a tensor of `shape`."""
+    return flat_index // max(1, math.prod(shape[1:]))
+
+
+def _fill_nulls(values: np.ndarray, column: InputColumn, shape: list[int]) -> np.ndarray:
+    """`values` (numpy's object array of JSON data) with each null replaced by the column's gap value,
+    as numbers again; BadRequest naming the column when its spec does not fill gaps."""
+    gaps = np.frompyfunc(lambda value: value is None, 1, 1)(values).astype(bool)
+    if not gaps.any():
+        return values
+    refused = column.gap_refused("a null", _row(int(np.flatnonzero(gaps)[0]), shape))
+    if refused:
+        raise BadRequest(refused)
+    values = values.copy()
+    values[gaps] = column.gap_value
+    try:
+        return np.asarray(values.tolist())
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        return values  # still mixed: the caller's kind check says what is wrong
+
+
+def _decode_json_data(
+    data: Any, datatype: str, shape: list[int], where: str, column: InputColumn | None = None
+) -> np.ndarray:
     dtype = DATATYPES[datatype]
     if isinstance(data, np.ndarray):  # parsed straight to float64 (_loads_large)
         values = data
@@ -251,6 +286,8 @@ def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) ->
             raise BadRequest(
                 f"{where}: 'data' is ragged or nested too deep; nest it to the tensor's shape or flatten it"
             ) from None
+        if column is not None and values.dtype == object and values.size:
+            values = _fill_nulls(values, column, shape)
         if values.size and values.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
             kind = {"f": "non-integer numbers", "U": "strings", "O": "mixed, null or huge values"}.get(
                 values.dtype.kind, f"values of kind {values.dtype.kind!r}"
@@ -270,18 +307,121 @@ def _decode_json_data(data: Any, datatype: str, shape: list[int], where: str) ->
         return values.astype(dtype, copy=False).reshape(shape)
 
 
-def _check_finite(array: np.ndarray, where: str, datatype: str) -> None:
-    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+def _not_finite(where: str, datatype: str) -> BadRequest:
+    return BadRequest(
+        f"{where}: 'data' has NaN, Infinity or a value too large for {datatype}; only finite numbers "
+        "are accepted"
+    )
+
+
+def _check_finite(array: np.ndarray, where: str, datatype: str, column: InputColumn | None) -> None:
+    """Only finite numbers, except NaN (a gap) in a column input whose spec fills it."""
+    if array.dtype.kind != "f" or not array.size or np.isfinite(array).all():
+        return
+    if column is None or np.isinf(array).any():
+        raise _not_finite(where, datatype)
+    refused = column.gap_refused("NaN", _row(int(np.flatnonzero(np.isnan(array))[0]), list(array.shape)))
+    if refused:
+        raise BadRequest(refused)
+
+
+_LENGTH = struct.Struct("<I")  # the length in front of each element of a binary BYTES tensor
+
+
+def _text(value: str, index: int, where: str, limits: Limits) -> str:
+    if len(value) > limits.max_string_bytes or (
+        len(value) * 4 > limits.max_string_bytes
+        and len(value.encode("utf-8", "surrogatepass")) > limits.max_string_bytes
+    ):
         raise BadRequest(
-            f"{where}: 'data' has NaN, Infinity or a value too large for {datatype}; only finite numbers "
-            "are accepted"
+            f"{where}: element {index} is longer than the server's limit of {limits.max_string_bytes} bytes "
+            "per string"
         )
+    return value
+
+
+def _flat_elements(data: list, shape: list[int], where: str) -> list:
+    """The elements of JSON `data` given flat, or nested exactly to `shape`."""
+    values = data
+    if any(isinstance(value, list) for value in data):
+        for dim in shape[1:]:
+            if not all(isinstance(value, list) and len(value) == dim for value in values):
+                raise BadRequest(
+                    f"{where}: 'data' is ragged or nested too deep; nest it to the tensor's shape or flatten it"
+                )
+            values = [value for nested in values for value in nested]
+    size = math.prod(shape)
+    if len(values) != size:
+        raise BadRequest(f"{where}: shape {shape} needs {size} values, 'data' has {len(values)}")
+    return values
+
+
+def _decode_json_bytes(
+    data: Any, shape: list[int], where: str, limits: Limits, column: InputColumn | None
+) -> np.ndarray:
+    """JSON strings (a null where the column fills gaps) as an object array of str."""
+    if not isinstance(data, list):
+        raise BadRequest(f"{where}: 'data' must be a JSON array")
+    values = _flat_elements(data, shape, where)
+    array = np.empty(len(values), dtype=object)
+    for index, value in enumerate(values):
+        if isinstance(value, str):
+            array[index] = _text(value, index, where, limits)
+        elif value is None and column is not None:
+            refused = column.gap_refused("a null", _row(index, shape))
+            if refused:
+                raise BadRequest(refused)
+            array[index] = column.gap_value
+        else:
+            found = "null" if value is None else type(value).__name__
+            raise BadRequest(f"{where}: datatype BYTES holds strings; 'data' has {found} at element {index}")
+    return array.reshape(shape)
+
+
+def _decode_binary_bytes(chunk: bytes, shape: list[int], where: str, limits: Limits) -> np.ndarray:
+    """Triton's binary BYTES: per element a 4-byte little-endian length, then that many UTF-8 bytes."""
+    size = math.prod(shape)
+    if size * _LENGTH.size > len(chunk):
+        raise BadRequest(
+            f"{where}: {len(chunk)} bytes of binary data cannot hold the {size} strings of shape {shape}"
+        )
+    array = np.empty(size, dtype=object)
+    offset = 0
+    for index in range(size):
+        if offset + _LENGTH.size > len(chunk):
+            raise BadRequest(
+                f"{where}: the binary data ends after {index} of the {size} strings of shape {shape}"
+            )
+        (length,) = _LENGTH.unpack_from(chunk, offset)
+        offset += _LENGTH.size
+        if length > limits.max_string_bytes:
+            raise BadRequest(
+                f"{where}: element {index} is {length} bytes, over the server's limit of "
+                f"{limits.max_string_bytes} bytes per string"
+            )
+        if offset + length > len(chunk):
+            raise BadRequest(
+                f"{where}: element {index} says {length} bytes, beyond the end of its binary data"
+            )
+        try:
+            array[index] = str(chunk[offset : offset + length], "utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"{where}: element {index} is not UTF-8 text") from None
+        offset += length
+    if offset != len(chunk):
+        raise BadRequest(
+            f"{where}: binary_data_size {len(chunk)} is {len(chunk) - offset} bytes more than its {size} strings"
+        )
+    return array.reshape(shape)
 
 
 def parse_infer_request(
-    body: bytes, header_length: str | None, limits: Limits = DEFAULT_LIMITS
+    body: bytes, header_length: str | None, limits: Limits = DEFAULT_LIMITS, table: TableInputs | None = None
 ) -> InferRequest:
-    """Parse a v2 inference request (JSON, or JSON header + binary tensors); BadRequest when malformed."""
+    """Parse a v2 inference request (JSON, or JSON header + binary tensors); BadRequest when malformed.
+
+    `table`: the model's column inputs, whose published spec says which of them accept a gap."""
+    columns: Mapping[str, InputColumn] = table.columns if table is not None else {}
     if header_length is None and len(body) > 2 * limits.max_elements:
         # Every value but the last of each list is followed by a comma: refuse before parsing.
         commas = int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == ord(",")))
@@ -338,20 +478,26 @@ def parse_infer_request(
                 raise BadRequest(
                     f"{where}: binary_data_size {str(binary_size)[:40]} does not fit the binary body"
                 )
-            expected = math.prod(shape) * DATATYPES[datatype].itemsize
-            if binary_size != expected:
-                raise BadRequest(
-                    f"{where}: shape {shape} of {datatype} needs {expected} bytes, "
-                    f"binary_data_size is {binary_size}"
-                )
             chunk = binary[offset : offset + binary_size]
             offset += binary_size
-            array = np.frombuffer(chunk, dtype=_LITTLE_ENDIAN[datatype]).reshape(shape)
+            if datatype == BYTES_DATATYPE:
+                array = _decode_binary_bytes(chunk, shape, where, limits)
+            else:
+                expected = math.prod(shape) * DATATYPES[datatype].itemsize
+                if binary_size != expected:
+                    raise BadRequest(
+                        f"{where}: shape {shape} of {datatype} needs {expected} bytes, "
+                        f"binary_data_size is {binary_size}"
+                    )
+                array = np.frombuffer(chunk, dtype=_LITTLE_ENDIAN[datatype]).reshape(shape)
         else:
             if "data" not in raw:
                 raise BadRequest(f"{where} has no 'data'")
-            array = _decode_json_data(raw["data"], datatype, shape, where)
-        _check_finite(array, where, datatype)
+            if datatype == BYTES_DATATYPE:
+                array = _decode_json_bytes(raw["data"], shape, where, limits, columns.get(name))
+            else:
+                array = _decode_json_data(raw["data"], datatype, shape, where, columns.get(name))
+        _check_finite(array, where, datatype, columns.get(name))
         inputs[name] = array
     if offset != len(binary):
         raise BadRequest(f"the body has {len(binary) - offset} bytes of binary data no input claims")
@@ -386,10 +532,32 @@ def parse_infer_request(
     )
 
 
+def _split_columns(array: np.ndarray, table: TableInputs, model: str) -> dict[str, np.ndarray]:
+    """Today's single `input` [N, F] of a table model whose columns are all numbers, as its column inputs."""
+    names = list(table.columns)
+    if array.ndim != 2 or array.shape[1] != len(names):
+        raise BadRequest(
+            f"model {model} takes one input per column ({', '.join(names)}); a single {INPUT_NAME!r} must "
+            f"have shape [N, {len(names)}] with the columns in that order, the request gives {list(array.shape)}"
+        )
+    return {name: array[:, index : index + 1] for index, name in enumerate(names)}
+
+
 def conform_inputs(
-    inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: str
+    inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: str, table: TableInputs | None = None
 ) -> dict[str, np.ndarray]:
-    """Check names and shapes against the model's inputs and convert each to the model's datatype."""
+    """Check names and shapes against the model's inputs and convert each to the model's datatype.
+
+    An input of shape [-1, 1] also takes [N]; a table model whose columns are all numbers also takes
+    today's single `input` [N, F] in column order."""
+    if (
+        table is not None
+        and len(inputs) == 1
+        and INPUT_NAME in inputs
+        and table.all_numbers
+        and all(spec.name != INPUT_NAME for spec in specs)
+    ):
+        inputs = _split_columns(inputs[INPUT_NAME], table, model)
     if len(inputs) == len(specs) == 1:
         # One input, as almost every model here has: skip the set arithmetic.
         (given,) = inputs
@@ -411,6 +579,8 @@ def conform_inputs(
     for spec in specs:
         name = spec.name
         array = inputs[name]
+        if array.ndim == 1 and len(spec.shape) == 2 and spec.shape[1] == 1:  # a column sent as [N]
+            array = array.reshape(-1, 1)
         shape = array.shape
         if len(shape) != len(spec.shape) or any(
             w not in (-1, g) for w, g in zip(spec.shape, shape, strict=True)
@@ -423,14 +593,18 @@ def conform_inputs(
             raise BadRequest(f"input {name!r} of model {model} is {spec.datatype}, which is unsupported here")
         if array.dtype != target:
             given = _NUMPY_TO_DATATYPE.get(array.dtype.newbyteorder("="), str(array.dtype))
-            if not np.can_cast(array.dtype, target, casting="same_kind"):
+            # Strings never become numbers, nor numbers strings (numpy would allow the latter).
+            if target.kind == "O" or not np.can_cast(array.dtype, target, casting="same_kind"):
                 raise BadRequest(
                     f"input {name!r} of model {model} is {spec.datatype}; "
                     f"{given} data cannot be converted to it"
                 )
             with np.errstate(over="ignore", invalid="ignore"):
                 array = array.astype(target)
-            _check_finite(array, f"input {name!r} of model {model}", spec.datatype)
+            # NaN was vetted when the request was parsed (a gap in a column that fills it); a
+            # value that overflows the model's datatype (FP64 1e300 into FP32) is refused here.
+            if array.dtype.kind == "f" and np.isinf(array).any():
+                raise _not_finite(f"input {name!r} of model {model}", spec.datatype)
         feeds[name] = np.ascontiguousarray(array)
     return feeds
 
@@ -456,7 +630,17 @@ def encode_response(
     blobs: list[bytes] = []
     for name, array in outputs.items():
         entry: dict[str, Any] = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
-        if request.binary_outputs.get(name, request.binary_default):
+        binary = request.binary_outputs.get(name, request.binary_default)
+        if array.dtype.kind == "O":  # BYTES: a text label
+            texts = [value if isinstance(value, str) else str(value) for value in array.reshape(-1).tolist()]
+            if binary:
+                encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+                blob = b"".join(_LENGTH.pack(len(item)) + item for item in encoded)
+                entry["parameters"] = {"binary_data_size": len(blob)}
+                blobs.append(blob)
+            else:
+                entry["data"] = texts
+        elif binary:
             blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
