@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tests.fixtures.paths import SPECS
 
+from mlspec.ml.columns import Column
 from mlspec.spec import SpecError, resolve_spec
 from mlspec.spec.reference import markdown
 from mlspec.spec.schema import validate
@@ -88,3 +89,20 @@ def test_the_reference_lists_each_column_key_with_its_default() -> None:
     assert "`\"one_hot\"`" in rows["`data.features.<name>.encode`"]
     assert "required" in rows["`data.features.<name>.type`"]
     assert "`[]`" in rows["`data.exclude`"]
+
+
+def test_the_data_spec_gives_the_declared_columns_typed_and_keeps_todays_shapes() -> None:
+    data = resolve_spec(doc(PENGUINS)).data
+    assert list(data.features) == ["island", "bill_length_mm", "body_mass_g", "sex"]
+    columns = data.declared_columns
+    assert list(columns) == list(data.features)
+    assert columns["bill_length_mm"] == Column("bill_length_mm", "number", missing="median")
+    assert columns["body_mass_g"] == Column("body_mass_g", "number")
+    assert columns["sex"] == Column("sex", "category", missing="constant", constant="unknown", max_categories=10)
+    assert columns["island"].datatype == "BYTES" and data.exclude == ()
+    listed = resolve_spec(doc("  source: file://data/penguins.csv\n  features: [island, sex]\n")).data
+    assert listed.features == ("island", "sex") and listed.declared_columns == {"island": None, "sex": None}
+    every = resolve_spec(doc("  source: file://data/penguins.csv\n  exclude: [year]\n")).data
+    assert every.features is None and every.exclude == ("year",) and every.declared_columns == {}
+    iris = resolve_spec(load_yaml(IRIS, "iris.yaml")).data
+    assert iris.features is None and iris.exclude == () and iris.declared_columns == {}

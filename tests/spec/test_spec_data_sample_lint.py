@@ -69,12 +69,13 @@ def test_a_column_with_gaps_is_reported_with_its_count(tmp_path: Path, mlspec_ho
     (problem,) = lint(tmp_path, "  source: file://data/gaps.parquet\n  label: species\n  features: [bill_length_mm]\n")
     assert problem.path == "data.features[0]" and problem.line == 14
     assert problem.message == (
-        f"column 'bill_length_mm' has 1,000 missing values in the first 1,000 rows of {path}; mlspec cannot train "
-        "on gaps yet: fill them or exclude the column"
+        f"the first 1,000 rows of {path}: column bill_length_mm has 1,000 missing values (rows 0, 1, 2, 3, 4 ...); "
+        "set data.features.bill_length_mm.missing to mean, median, most_frequent, {constant: ...} or drop_row "
+        "(declare it under data.features, e.g. bill_length_mm: {type: number, missing: median})"
     )
     # Features left out: every column but the label is read, so the gap is reported at data.source.
     (problem,) = lint(tmp_path, "  source: file://data/gaps.parquet\n  label: species\n")
-    assert problem.path == "data.source" and "'bill_length_mm' has 1,000 missing values" in problem.message
+    assert problem.path == "data.source" and "column bill_length_mm has 1,000 missing values" in problem.message
 
 
 def test_a_folder_is_checked_through_its_first_file_and_its_partition_folders(

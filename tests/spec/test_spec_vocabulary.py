@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from mlspec import vocabulary
+from mlspec.ml import columns
 from mlspec.ml.frameworks import FRAMEWORKS
 from mlspec.spec.schema import load_schema, schema_path
 
@@ -66,3 +67,16 @@ def test_default_metrics_and_losses_belong_to_their_task():
     for task in vocabulary.TASKS:
         assert all(vocabulary.METRICS[m].task == task for m in vocabulary.DEFAULT_METRICS[task])
         assert vocabulary.DEFAULT_LOSS[task] in vocabulary.LOSSES[task]
+
+
+def test_column_types_missing_strategies_and_encodings_are_the_columns_module():
+    mapping = next(b for b in SCHEMA["data"]["properties"]["features"]["oneOf"] if b.get("type") == "object")
+    shorthand, declaration = (b for b in mapping["additionalProperties"]["oneOf"] if b["type"] != "null")
+    keys = declaration["properties"]
+    assert shorthand["enum"] == keys["type"]["enum"] == list(columns.COLUMN_TYPES)
+    words, constant = keys["missing"]["oneOf"]
+    assert set(words["enum"]) | set(constant["required"]) == set(columns.MISSING_STRATEGIES)
+    assert keys["encode"]["enum"] == list(columns.ENCODINGS)
+    assert keys["encode"]["x-default"] == columns.Column("x", "category").encode
+    assert keys["missing"]["x-default"] == columns.Column("x", "number").missing
+    assert f"at most {columns.MAX_INFERRED_CATEGORIES} distinct values" in SCHEMA["data"]["properties"]["features"]["description"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from mlspec.ml.columns import Column, declared_columns
 from mlspec.plain_data import thaw
 from mlspec.serving.platforms import platform_named
 
@@ -87,13 +88,22 @@ class DataLimits:
 class DataSpec:
     source: str
     format: str | None
-    features: str | tuple[str, ...] | None
+    # None: every column but the label and `exclude`; an npz key; column names (types inferred); or, frozen as
+    # written, a mapping of names to a type or {type, missing, encode, max_categories} (see declared_columns).
+    features: str | tuple[str, ...] | MappingProxyType | None
     label: str | None
     connection: str | None
     split: Split
     query: str | None  # a sql:// source's SQL; like source, a template rendered when prepare_data runs
     preprocess: tuple[Step, ...]
     limits: DataLimits = DataLimits()
+    exclude: tuple[str, ...] = ()  # columns left out when features is None
+
+    @property
+    def declared_columns(self) -> dict[str, Column | None]:
+        """data.features as typed columns by name, in spec order (None where the data decides the type);
+        {} when features is None (every column but the label and `exclude`, all inferred)."""
+        return declared_columns(self.features, self.exclude)
 
 
 @dataclass(frozen=True)
@@ -300,13 +310,14 @@ class ModelSpec:
             data=DataSpec(
                 source=data["source"],
                 format=data["format"],
-                features=tuple(features) if isinstance(features, list) else features,
+                features=_freeze(features),
                 label=data["label"],
                 connection=data["connection"],
                 split=Split(**data["split"]),
                 query=data.get("query"),
                 preprocess=tuple(Step.from_mapping(s) for s in data["preprocess"]),
                 limits=DataLimits.from_mapping(data.get("limits")),
+                exclude=tuple(data.get("exclude") or ()),
             ),
             model=ModelArchitecture(
                 framework=d["model"]["framework"],

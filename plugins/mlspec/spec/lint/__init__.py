@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from mlspec.spec.errors import SpecProblem
+from mlspec.spec.lint.columns import check_columns
 from mlspec.spec.lint.data import check_data_source, check_local_source, check_split
 from mlspec.spec.lint.evaluation import check_evaluation
 from mlspec.spec.lint.metadata import check_name
@@ -28,6 +29,7 @@ CHECKS = (
     check_text,
     check_name,
     check_data_source,
+    check_columns,
     check_storage_uri,
     check_schedule,
     check_framework,  # and the framework's own rules (mlspec.ml.frameworks)

@@ -14,6 +14,7 @@ from mlspec.sources import SourceRead, schemes_text, source_kind
 from mlspec.sources.columns import did_you_mean, partition_values, sample_table
 from mlspec.sources.file import is_pattern, pattern_root
 from mlspec.spec.errors import SpecProblem, quote
+from mlspec.spec.lint.columns import check_sample_columns, feature_places, table_label
 from mlspec.spec.lint.templates import check_templates, is_template, rendered_today
 from mlspec.spec.lint.uris import uri_problem
 from mlspec.spec.model import parse_bytes
@@ -116,9 +117,9 @@ def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str) -> Iterator
     fmt = data.get("format") or _table_format(path.name)
     if fmt not in ("csv", "parquet"):
         return
-    label = data.get("label") or "label"
+    label = table_label(data)
     label_at = ("data", "label") if data.get("label") else ("data", "source")
-    listed = _listed_features(data.get("features"))
+    listed = feature_places(data.get("features"))
     wanted = None if listed is None else [*(feature for feature, _at in listed), label]
     try:
         sample = sample_table(path, fmt, SAMPLE_ROWS, wanted)
@@ -137,38 +138,16 @@ def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str) -> Iterator
     for feature, at in listed or ():
         if feature not in columns:
             yield doc.problem(at, _not_a_column("data.features", feature, shown, columns))
-    used = listed if listed is not None else [(c, ("data", "source")) for c in columns if c != label]
-    for column, at in [*used, (label, label_at)]:
-        gaps = int(sample[column].isna().sum()) if column in sample.columns else 0
-        if gaps and not _fills_gaps(data.get("features"), column):
-            yield doc.problem(
-                at,
-                f"column {quote(column)} has {gaps:,} missing values in the first {len(sample):,} rows of {shown}; "
-                "mlspec cannot train on gaps yet: fill them or "
-                + ("drop those rows" if column == label else "exclude the column"),
-            )
+    for index, excluded in enumerate(data.get("exclude") or ()):
+        if excluded not in columns:
+            yield doc.problem(("data", "exclude", index), _not_a_column("data.exclude", excluded, shown, columns))
+    if label in sample.columns:
+        yield from check_sample_columns(doc, spec, sample, shown)
 
 
 def _table_format(name: str) -> str | None:
     name = name.lower().removesuffix(".gz")
     return "csv" if name.endswith(".csv") else "parquet" if name.endswith((".parquet", ".pq")) else None
-
-
-def _listed_features(features: object) -> list[tuple[str, tuple]] | None:
-    """(column, where in the spec) of each feature data.features names; None when it names none (all columns)."""
-    if isinstance(features, str):
-        return [(features, ("data", "features"))]
-    if isinstance(features, list):
-        return [(str(feature), ("data", "features", index)) for index, feature in enumerate(features)]
-    if isinstance(features, dict):
-        return [(str(feature), ("data", "features", feature)) for feature in features]
-    return None
-
-
-def _fills_gaps(features: object, column: str) -> bool:
-    """A feature declared with a `missing:` strategy other than error (issue 13) is filled, not refused."""
-    declared = features.get(column) if isinstance(features, dict) else None
-    return isinstance(declared, dict) and declared.get("missing", "error") != "error"
 
 
 def _not_a_column(field: str, name: str, where: str, columns: list[str]) -> str:

@@ -1,0 +1,157 @@
+"""Lint of data.features' column declarations and data.exclude (issue 13 §1, §3), each at the spec's line:
+without data (mean on a category, encode on a number, exclude beside a features list, a column both a feature and
+excluded, the label as a feature, columns on a data set that is no table), and with a local table's first rows
+(a declared type its values do not fit, a text column that cannot be inferred, gaps without a strategy with
+their count, an excluded column that does not exist). The rules are mlspec.ml.columns', as prepare_data's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.fixtures.paths import SPECS
+
+from mlspec.cli import lint_file
+
+IRIS = (SPECS / "iris.yaml").read_text()
+
+
+def lint(tmp_path: Path, data: str) -> dict[tuple[str, int], str]:
+    """{(path, line): message} of every problem; data replaces the data.source line (line 12 on)."""
+    spec = tmp_path / "project" / "specs" / "table.yaml"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    spec.write_text(IRIS.replace("  source: builtin:iris\n", data))
+    return {(p.path, p.line): f"{p.severity}: {p.message}" for p in lint_file(spec)[1]}
+
+
+@pytest.fixture
+def table(mlspec_home: Path) -> Path:
+    rows = 60
+    bill = np.linspace(35, 45, rows)
+    bill[[3, 7]] = np.nan
+    frame = pd.DataFrame(
+        {
+            "species": ["Adelie", "Gentoo", "Chinstrap"] * (rows // 3),
+            "island": ["Torgersen", "Biscoe"] * (rows // 2),
+            "bill_length_mm": bill,
+            "sex": ["male", "female", None] * (rows // 3),
+            "year": [2007, 2008] * (rows // 2),
+            "name": [f"bird {i}" for i in range(rows)],  # text with 60 distinct values: no category to infer
+            "seen": [f"2024-05-{1 + i % 28:02d}" for i in range(rows)],  # dates
+        }
+    )
+    path = mlspec_home / "data" / "table.csv"
+    path.parent.mkdir(parents=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_declarations_that_contradict_themselves_are_reported_without_data(tmp_path: Path) -> None:
+    found = lint(
+        tmp_path,
+        "  source: file:///data/nowhere/table.csv\n"  # line 12: not on this machine, no sample
+        "  label: species\n"
+        "  features:\n"
+        "    island: {type: category, missing: median}\n"  # line 15
+        "    bill_length_mm: {type: number, encode: ordinal}\n"
+        "    year: {type: integer, max_categories: 5}\n"
+        "    sex: {type: category, encode: ordinal, max_categories: 5}\n"
+        "    mass: {type: number, missing: {constant: unknown}}\n"
+        "    species: category\n"  # line 20
+        "  exclude: [year, name]\n",
+    )
+    assert found == {
+        ("data.features.island", 15): "error: missing: median needs numbers, but the column is a category; use "
+        "most_frequent or {constant: value}",
+        ("data.features.bill_length_mm", 16): "error: encode applies to category columns only, not to a number",
+        ("data.features.year", 17): "error: max_categories applies to one-hot encoded category columns only",
+        ("data.features.sex", 18): "error: max_categories applies to one-hot encoded category columns only",
+        ("data.features.mass", 19): "error: the constant 'unknown' does not fit a number column; give a number",
+        ("data.features.species", 20): "error: 'species' is the label column; a model does not read its own "
+        "answer as a feature",
+        ("data.exclude", 21): "error: data.exclude applies only when data.features is omitted (every column but the "
+        "label and these); remove data.exclude, or data.features",
+        ("data.exclude[0]", 21): "error: 'year' is both a feature (data.features) and excluded",
+    }
+
+
+def test_the_label_in_exclude_is_a_warning_and_columns_need_a_table(tmp_path: Path) -> None:
+    found = lint(tmp_path, "  source: file:///data/nowhere/table.csv\n  label: species\n  exclude: [species]\n")
+    assert found == {
+        ("data.exclude[0]", 14): "warning: 'species' is the label, which is never a feature; it needs no data.exclude"
+    }
+    found = lint(tmp_path, "  source: builtin:iris\n  features:\n    petal: number\n")
+    assert found == {
+        ("data.features", 13): "error: column types and data.exclude are for a table (csv, parquet or sql://), not "
+        "a named data set (builtin:iris)"
+    }
+    found = lint(tmp_path, "  source: file:///data/nowhere/x.npz\n  exclude: [y2]\n")
+    assert found == {
+        ("data.exclude", 13): "error: column types and data.exclude are for a table (csv, parquet or sql://), not an "
+        "npz file (one features array)"
+    }
+
+
+def test_the_sample_checks_types_inference_gaps_and_excluded_names(tmp_path: Path, table: Path) -> None:
+    rows = f"the first 60 rows of {table}"
+    found = lint(
+        tmp_path,
+        "  source: file://data/table.csv\n"  # line 12
+        "  label: species\n"
+        "  features:\n"
+        "    island: number\n"  # line 15: text
+        "    bill_length_mm: {type: number}\n"  # gaps, missing: error
+        "    sex: category\n"  # gaps
+        "    year: {type: boolean}\n"
+        "    name: {type: category, max_categories: 10}\n"  # declared: many values are fine
+        "    seen: number\n",  # line 20: dates
+    )
+    assert found == {
+        ("data.features.island", 15): f"error: {rows}: column island is a number column, but 60 of its values are "
+        "not numbers (e.g. Torgersen, Biscoe; rows 0, 1, 2, 3, 4 ...); declare it as a category, or correct the data",
+        ("data.features.bill_length_mm", 16): f"error: {rows}: column bill_length_mm has 2 missing values (rows 3, 7); "
+        "set data.features.bill_length_mm.missing to mean, median, most_frequent, {constant: ...} or drop_row",
+        ("data.features.sex", 17): f"error: {rows}: column sex has 20 missing values (rows 2, 5, 8, 11, 14 ...); "
+        "set data.features.sex.missing to most_frequent, {constant: ...} or drop_row",
+        ("data.features.year", 18): f"error: {rows}: column year is a boolean column, but 60 of its values are not "
+        "true/false, yes/no or 1/0 (e.g. 2007, 2008; rows 0, 1, 2, 3, 4 ...); declare it as a category, or correct "
+        "the data",
+        ("data.features.seen", 20): f"error: {rows}: column 'seen' holds dates; mlspec takes no dates as features: "
+        "leave it out of data.features, derive a number from it before training, or declare it as text "
+        "(data.features.seen: {type: category})",
+    }
+
+
+def test_every_column_but_the_excluded_ones_is_inferred_from_the_sample(tmp_path: Path, table: Path) -> None:
+    rows = f"the first 60 rows of {table}"
+    spec = tmp_path / "project" / "specs" / "table.yaml"
+    spec.parent.mkdir(parents=True)
+    spec.write_text(
+        IRIS.replace("  source: builtin:iris\n", "  source: file://data/table.csv\n  label: species\n  exclude: [bill_length_mm, sex, nme]\n")
+    )
+    found = [(p.path, p.line, p.message) for p in lint_file(spec)[1]]
+    assert found == [
+        ("data.exclude[2]", 14, f"data.exclude 'nme' is not a column of {table}; did you mean 'name'?"),
+        ("data.source", 12, f"{rows}: column 'name' is text with 60 distinct values, more than the 50 a category is "
+         "inferred for; declare its type under data.features (e.g. name: {type: category, max_categories: 20}) or add "
+         "it to data.exclude"),
+        ("data.source", 12, f"{rows}: column 'seen' holds dates; mlspec takes no dates as features: add it to "
+         "data.exclude, derive a number from it before training, or declare it as text (data.features.seen: "
+         "{type: category})"),
+    ]
+
+
+def test_a_clean_declared_table_passes_and_a_filled_gap_is_not_reported(tmp_path: Path, table: Path) -> None:
+    assert lint(
+        tmp_path,
+        "  source: file://data/table.csv\n"
+        "  label: species\n"
+        "  features:\n"
+        "    island: category\n"
+        "    bill_length_mm: {type: number, missing: median}\n"
+        "    sex: {type: category, missing: {constant: unknown}}\n"
+        "    year: integer\n",
+    ) == {}
+    assert lint(tmp_path, "  source: file://data/table.csv\n  label: species\n  exclude: [bill_length_mm, sex, name, seen]\n") == {}
