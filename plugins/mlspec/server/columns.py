@@ -14,11 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlspec.inference_protocol import BYTES_DATATYPE, FLOAT_DATATYPES
-
-# The `missing:` strategies that do not fill a gap: `error` refuses it and `drop_row` drops the row
-# in training, which a request cannot do. Every other strategy (mean, median, most_frequent,
-# constant) is a fill the model applies (mlspec.ml.columns.MISSING_STRATEGIES).
-UNFILLED = ("error", "drop_row")
+from mlspec.ml.columns import FILLED
 
 
 @dataclass(frozen=True)
@@ -54,12 +50,6 @@ class TableInputs:
         return all(column.datatype in FLOAT_DATATYPES for column in self.columns.values())
 
 
-def _fills_gaps(missing: Any) -> bool:
-    if isinstance(missing, dict):  # {constant: value}
-        return "constant" in missing
-    return isinstance(missing, str) and missing not in UNFILLED
-
-
 def _gap_value(datatype: str, fill: Any) -> Any:
     if datatype in FLOAT_DATATYPES:
         return float("nan")
@@ -88,7 +78,9 @@ def table_inputs(input_schema: Any, datatypes: Mapping[str, str]) -> TableInputs
             continue
         name = entry["name"]
         datatype = datatypes[name]
-        fills = _fills_gaps(entry.get("missing", "error"))
+        # `error` refuses a gap and `drop_row` drops the row in training, which a request cannot do;
+        # the other strategies are fills the model applies.
+        fills = entry.get("missing") in FILLED
         gap_value = _gap_value(datatype, entry.get("fill")) if fills else None
         columns[name] = InputColumn(name, datatype, fills, gap_value)
     return TableInputs(columns) if columns else None
