@@ -114,6 +114,8 @@ def fitted_fills(columns: Sequence[Column], frame: pd.DataFrame) -> dict[str, An
 
 def _category_text(value: Any) -> str:
     """A value as a category column holds it: 2007 (or 2007.0) -> "2007"."""
+    if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar
+        value = value.item()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -128,9 +130,10 @@ def _most_frequent(values: list[Any]) -> Any:
     return min(value for value, count in counts.items() if count == most)
 
 
-def build_preprocessor(columns: Sequence[Column], fills: Mapping[str, Any]) -> Any:
+def build_preprocessor(columns: Sequence[Column], fills: Mapping[str, Any], *, sparse: bool = False) -> Any:
     """An unfitted ColumnTransformer over the raw table, one branch per column in feature order, whose
-    output is the model's feature matrix (dense: one-hot columns included)."""
+    output is the model's feature matrix: dense, or a sparse matrix where one-hot columns are (`sparse`,
+    for a model that takes one: a million rows of a 1,000-value category would not fit in memory dense)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -152,11 +155,11 @@ def build_preprocessor(columns: Sequence[Column], fills: Mapping[str, Any]) -> A
             else:
                 if column.max_categories:
                     steps.append(_category_folder()(column.max_categories))
-                steps.append(OneHotEncoder(handle_unknown="ignore", sparse_output=False))
+                steps.append(OneHotEncoder(handle_unknown="ignore", sparse_output=sparse))
         transformer = make_pipeline(*steps) if steps else "passthrough"
         # Branches are named by position: skl2onnx would rewrite a column name it finds odd.
         branches.append((f"column_{index}", transformer, [column.name]))
-    return ColumnTransformer(branches, sparse_threshold=0.0)
+    return ColumnTransformer(branches, sparse_threshold=1.0 if sparse else 0.0)
 
 
 def __getattr__(name: str) -> Any:
@@ -247,16 +250,19 @@ class TabularModel:
     # not transform the table again (not saved).
     prepared: tuple[Any, Any] | None = field(default=None, repr=False)
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """The raw table's rows (normalized form) as the framework's model takes them."""
+    def transform(self, frame: pd.DataFrame) -> Any:
+        """The raw table's rows (normalized form) as the framework's model takes them: float32 [N, D], a
+        scipy sparse matrix when the preprocessor was built `sparse`."""
         import numpy as np
+        import scipy.sparse
 
         if not len(frame):  # an empty split (no validation data): the imputers refuse 0 rows
             width = max(part.stop for part in self.preprocessor.output_indices_.values())
             return np.zeros((0, width), dtype=np.float32)
-        return np.asarray(
-            self.preprocessor.transform(frame[[c.name for c in self.columns]]), dtype=np.float32
-        )
+        features = self.preprocessor.transform(frame[[c.name for c in self.columns]])
+        if scipy.sparse.issparse(features):
+            return features.tocsr().astype(np.float32)
+        return np.asarray(features, dtype=np.float32)
 
 
 def fill_values(model: Any) -> dict[str, Any]:
@@ -467,7 +473,7 @@ class TabularAdapter(FrameworkAdapter):
         if not dataset.columns:
             return self.inner.build(plan, dataset)
         fills = fitted_fills(dataset.columns, dataset.x_train)
-        preprocessor = build_preprocessor(dataset.columns, fills)
+        preprocessor = build_preprocessor(dataset.columns, fills, sparse=self.inner.takes_sparse(plan))
         preprocessor.fit(dataset.x_train[[c.name for c in dataset.columns]])
         model = TabularModel(
             preprocessor=preprocessor,

@@ -61,6 +61,11 @@ class FrameworkAdapter(ABC):
         last value of each val_ curve of the fit."""
         return {name: float(values[-1]) for name, values in report.history.items() if name.startswith("val_") and values}
 
+    def takes_sparse(self, plan: TrainingPlan) -> bool:
+        """Whether `plan`'s model fits and predicts on a scipy sparse matrix as on its dense twin: a table's
+        one-hot columns (mlspec.ml.tabular) then reach it sparse, as most of their values are 0."""
+        return False
+
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
         """The model's answers keyed like its ONNX outputs (vocabulary.OUTPUTS[task])."""

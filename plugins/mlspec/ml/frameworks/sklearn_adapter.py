@@ -195,11 +195,11 @@ def fit_pipeline(
     from sklearn.utils._param_validation import InvalidParameterError
 
     name = str(plan.estimator)
-    x = np.asarray(dataset.x_train, dtype=np.float32)
+    x = features(dataset.x_train)
     y = labels(dataset.y_train, plan.task)
     if plan.task == "classification":
         check_classes(y, dataset)
-    log.info("fitting %s (%s) on %d samples, %d features", name, _final_name(model), len(x), x.shape[1])
+    log.info("fitting %s (%s) on %d samples, %d features", name, _final_name(model), x.shape[0], x.shape[1])
     started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -329,7 +329,7 @@ def _report_stages(
 def _scores(model: Any, dataset: Dataset, task: str) -> dict[str, float]:
     metric = "accuracy" if task == "classification" else "r2"
     scores = {metric: float(model.score(dataset.x_train, labels(dataset.y_train, task)))}
-    if len(dataset.x_val):
+    if dataset.x_val.shape[0]:
         scores[f"val_{metric}"] = float(model.score(dataset.x_val, labels(dataset.y_val, task)))
     return scores
 
@@ -343,7 +343,7 @@ def validation_metrics(model: Any, dataset: Dataset, task: str) -> dict[str, flo
     val_rmse, val_r2, ...), computed like the test metrics (`compute_metrics`); empty without one."""
     from mlspec.ml.metrics import compute_metrics  # imports numpy: not at DAG parse time
 
-    if not len(dataset.x_val):
+    if not dataset.x_val.shape[0]:
         return {}
     names = metrics_for(task)
     outputs = predict_pipeline(model, dataset.x_val, task)
@@ -357,12 +357,20 @@ def validation_metrics(model: Any, dataset: Dataset, task: str) -> dict[str, flo
 def predict_pipeline(model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
     import numpy as np
 
-    x = np.asarray(x, dtype=np.float32)
+    x = features(x)
     if task == "classification":
         proba = np.asarray(model.predict_proba(x))
         # The label is the most probable class (first on ties), as in scikit-learn's predict and the export.
         return {"probabilities": proba.astype(np.float32), "label": np.argmax(proba, axis=1).astype(np.int64)}
-    return {"prediction": np.asarray(model.predict(x), dtype=np.float32).reshape(len(x), 1)}
+    return {"prediction": np.asarray(model.predict(x), dtype=np.float32).reshape(x.shape[0], 1)}
+
+
+def features(x: Any) -> Any:
+    """Feature rows as float32: an array, or a scipy sparse matrix kept sparse (see `takes_sparse`)."""
+    import numpy as np
+    import scipy.sparse
+
+    return x.astype(np.float32) if scipy.sparse.issparse(x) else np.asarray(x, dtype=np.float32)
 
 
 def save_pipeline(model: Any) -> bytes:
@@ -481,6 +489,15 @@ class SklearnAdapter(PipelineAdapter):
 
     def to_onnx(self, model: Any, *, task: str, opset: int, sample: np.ndarray) -> bytes:
         return export_onnx(model, task=task, opset=opset, sample=sample)
+
+    def takes_sparse(self, plan: TrainingPlan) -> bool:
+        """Estimators that take sparse input (scikit-learn's tags say so: not GaussianNB-like ones), when no
+        data.preprocess step scales the features (a StandardScaler cannot center a sparse matrix)."""
+        from sklearn.utils import get_tags
+
+        if plan.preprocess or plan.task not in OUTPUTS or plan.estimator not in estimator_names(plan.task):
+            return False
+        return bool(get_tags(_import(estimator_class(plan.task, plan.estimator))()).input_tags.sparse)
 
 
 # --------------------------------------------------------------------------- the framework
