@@ -289,6 +289,11 @@ def test_raw_rows_with_strings_and_nulls_answer_species_names(served):
             "column island has a null in row 1; its spec has no missing: strategy, so send a value",
         ),
         ("body_mass_g", None, "column body_mass_g has a null in row 1; its spec has no missing: strategy"),
+        (
+            "island",
+            "",
+            "column island has an empty string (a missing value) in row 1; its spec has no missing:",
+        ),
         ("island", 3, "datatype BYTES holds strings; 'data' has int at element 1"),
         ("body_mass_g", "heavy", "datatype FP32 cannot hold strings"),
         ("year", 2008.5, "cannot hold non-integer numbers"),
@@ -391,6 +396,10 @@ def test_binary_tensors_carry_strings_and_nan_gaps(served):
         (
             {"body_mass_g": ("FP64", np.array([[5100.0], [np.nan], [3500.0]]))},
             "column body_mass_g has NaN in row 1",
+        ),
+        (
+            {"island": ("BYTES", np.array(["Biscoe", "Dream", ""], dtype=object))},
+            "column island has an empty string (a missing value) in row 2",
         ),
         (
             {"bill_length_mm": ("FP32", np.array([47.1, np.inf, 39.0], dtype=np.float32))},

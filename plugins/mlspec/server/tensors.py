@@ -415,6 +415,16 @@ def _decode_binary_bytes(chunk: bytes, shape: list[int], where: str, limits: Lim
     return array.reshape(shape)
 
 
+def _refuse_empty(array: np.ndarray, column: InputColumn | None, shape: list[int]) -> None:
+    """An empty string is a category's missing value (as in training): like a null, it is refused in a
+    column whose spec does not fill gaps."""
+    if column is None or column.fills_gaps or not array.size:
+        return
+    empty = np.flatnonzero(array.reshape(-1) == "")
+    if empty.size:
+        raise BadRequest(column.gap_refused("an empty string (a missing value)", _row(int(empty[0]), shape)))
+
+
 def parse_infer_request(
     body: bytes, header_length: str | None, limits: Limits = DEFAULT_LIMITS, table: TableInputs | None = None
 ) -> InferRequest:
@@ -482,6 +492,7 @@ def parse_infer_request(
             offset += binary_size
             if datatype == BYTES_DATATYPE:
                 array = _decode_binary_bytes(chunk, shape, where, limits)
+                _refuse_empty(array, columns.get(name), shape)
             else:
                 expected = math.prod(shape) * DATATYPES[datatype].itemsize
                 if binary_size != expected:
@@ -495,6 +506,7 @@ def parse_infer_request(
                 raise BadRequest(f"{where} has no 'data'")
             if datatype == BYTES_DATATYPE:
                 array = _decode_json_bytes(raw["data"], shape, where, limits, columns.get(name))
+                _refuse_empty(array, columns.get(name), shape)
             else:
                 array = _decode_json_data(raw["data"], datatype, shape, where, columns.get(name))
         _check_finite(array, where, datatype, columns.get(name))
