@@ -20,6 +20,7 @@ from mlspec.run_form import RunParamError, check_conf, parse_cli_value
 from mlspec.server.errors import ServerSetupError
 from mlspec.serving import PLATFORMS, platform_of
 from mlspec.spec import SpecError, SpecProblem, load_schema, load_spec, resolve_spec
+from mlspec.spec.column_table import column_table
 from mlspec.spec.lint import check, check_local_files
 from mlspec.spec.reference import markdown
 from mlspec.spec.yaml_loader import load_yaml, read_spec_file
@@ -165,6 +166,7 @@ def cmd_render(args) -> int:
             mapped = f"  mapped over {MAPPED[task_id][1]} ({spec.tuning.trials} trials, at most {spec.tuning.parallel} at once)"
         operator = getattr(task, "operator_class", type(task))
         print(f"  {task_id:<13} {getattr(operator, '__name__', str(operator)):<22} retries={task.retries}{mapped}")
+    print("\n".join(column_table(load_yaml(read_spec_file(Path(args.spec)), args.spec), spec)))
     print("resolved settings:")
     import yaml
 

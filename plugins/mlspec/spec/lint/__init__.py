@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from mlspec.spec.errors import SpecProblem
 from mlspec.spec.lint.columns import check_columns
-from mlspec.spec.lint.data import check_data_source, check_local_source, check_split
+from mlspec.spec.lint.data import check_data_source, check_local_source, check_split, local_sample
 from mlspec.spec.lint.evaluation import check_evaluation
 from mlspec.spec.lint.metadata import check_name
 from mlspec.spec.lint.model import check_framework
@@ -22,7 +23,7 @@ from mlspec.spec.lint.timeouts import check_deploy_deadline
 from mlspec.spec.lint.tuning import check_tuning
 from mlspec.spec.yaml_loader import LoadedYaml
 
-__all__ = ["check", "check_credentials", "check_local_files"]
+__all__ = ["check", "check_credentials", "check_local_files", "local_table_sample"]
 
 # Each takes (doc, spec) and yields problems; a new section's checks are one more entry here.
 CHECKS = (
@@ -50,12 +51,22 @@ def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
 def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     """`mlspec lint` only, on a valid spec: a file:// store must be within the allowed store folders, and a
     file:// data source within the allowed data folders and, when it exists here, a regular file within the
-    size cap. (Parsing DAGs never looks at files: the data may live only where tasks run, and the allowed
-    folders are the workers' MLSPEC_DATA_ROOTS / MLSPEC_STORE_ROOTS.)"""
+    size cap whose first rows fit the spec. (Parsing DAGs never looks at files: the data may live only where
+    tasks run, and the allowed folders are the workers' MLSPEC_DATA_ROOTS / MLSPEC_STORE_ROOTS.)"""
+    specs_dir = _specs_dir(doc)
+    return check_local_store(doc, spec, _home, specs_dir) + check_local_source(doc, spec, _home, specs_dir)
 
-    def home() -> Path:
-        return Path(os.environ.get("MLSPEC_HOME") or Path.home() / ".mlspec").expanduser()
 
-    # The specs folder, for the default roots (its parent is the project folder) when MLSPEC_SPECS_DIR is unset.
-    specs_dir = Path(doc.file).resolve().parent if doc.file and not doc.file.startswith("<") else None
-    return check_local_store(doc, spec, home, specs_dir) + check_local_source(doc, spec, home, specs_dir)
+def local_table_sample(doc: LoadedYaml, spec: dict) -> tuple[Any, str] | None:
+    """`mlspec render`: the first rows of a local table source that lint checks, and where they come from in
+    words; None when there is none on this machine."""
+    return local_sample(doc, spec, _home, _specs_dir(doc))
+
+
+def _home() -> Path:
+    return Path(os.environ.get("MLSPEC_HOME") or Path.home() / ".mlspec").expanduser()
+
+
+def _specs_dir(doc: LoadedYaml) -> Path | None:
+    """The specs folder, for the default roots (its parent is the project folder) when MLSPEC_SPECS_DIR is unset."""
+    return Path(doc.file).resolve().parent if doc.file and not doc.file.startswith("<") else None

@@ -8,6 +8,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from mlspec.errors import StoreError
 from mlspec.sources import SourceRead, schemes_text, source_kind
@@ -50,7 +51,27 @@ SAMPLE_ROWS = 1_000  # lint reads at most this many rows of a local table
 
 def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None) -> list[SpecProblem]:
     """A data source on this machine (a file:// source) within the allowed data folders and, when it exists
-    here, a regular file within the size cap (`mlspec lint` only)."""
+    here, a regular file within the size cap whose first rows fit the spec (`mlspec lint` only)."""
+    found = local_file(doc, spec, home, specs_dir)
+    return found if isinstance(found, list) else list(check_sample(doc, spec, *found))
+
+
+def local_sample(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None) -> tuple[Any, str] | None:
+    """(the first SAMPLE_ROWS rows of a local table source as a DataFrame, where they come from in words), or
+    None when the source is no table on this machine that lint could read (`mlspec render`'s column types)."""
+    found = local_file(doc, spec, home, specs_dir)
+    if isinstance(found, list):
+        return None
+    try:
+        read = read_sample(spec, *found)
+    except Exception:  # noqa: BLE001 - lint reports an unreadable file; render then resolves nothing here
+        return None
+    return None if read is None else (read[0], read[2])
+
+
+def local_file(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None) -> tuple[Path, str] | list[SpecProblem]:
+    """(the local file a table source reads first, its name below the source's folder), or the problems that
+    stop lint from reading it ([] where the source is not on this machine)."""
     source = spec["data"]["source"]
     kind = source_kind(source)
     if kind is None or kind.local_path is None:
@@ -106,33 +127,46 @@ def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], sp
                 f"{source_cap_hint()}",
             ),
         ]
-    return list(check_sample(doc, spec, path, name))
+    return path, name
 
 
-def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str) -> Iterator[SpecProblem]:
-    """The first SAMPLE_ROWS rows of a local CSV or Parquet file (a folder's first file, with its partition
-    folders as columns): the label and every listed feature are columns, and the columns training reads have
-    no gaps. Only the sample is read, so lint stays fast on a huge file."""
+def read_sample(spec: dict, path: Path, name: str) -> tuple[Any, list[str], str] | None:
+    """(the first SAMPLE_ROWS rows of a local CSV or Parquet file as a DataFrame, with a folder's partition
+    folders as columns; every column name of the file; the file in words), or None when it is no such table
+    or its first rows are too long to sample. Only the sample is read, so lint stays fast on a huge file; a
+    parser's exception passes through."""
     data = spec["data"]
     fmt = data.get("format") or _table_format(path.name)
     if fmt not in ("csv", "parquet"):
-        return
-    label = table_label(data)
-    label_at = ("data", "label") if data.get("label") else ("data", "source")
+        return None
     listed = feature_places(data.get("features"))
-    wanted = None if listed is None else [*(feature for feature, _at in listed), label]
-    try:
-        sample = sample_table(path, fmt, SAMPLE_ROWS, wanted)
-    except Exception as exc:  # noqa: BLE001 - any parser failure means the same to the user
-        yield doc.problem(("data", "source"), f"{quote(data['source'])} ({path}) is not a readable {fmt} file: {exc}")
-        return
+    wanted = None if listed is None else [*(feature for feature, _at in listed), table_label(data)]
+    sample = sample_table(path, fmt, SAMPLE_ROWS, wanted)
     if sample is None:
-        return
+        return None
     partitions = partition_values(name)
     for key, value in partitions.items():
         sample[key] = value
-    columns = [*sample.attrs["columns"], *partitions]
     shown = str(path) if path.name == name else f"{path} (the first of its files)"
+    return sample, [*sample.attrs["columns"], *partitions], shown
+
+
+def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str) -> Iterator[SpecProblem]:
+    """The first rows of a local CSV or Parquet file (a folder's first file): the label, every listed feature
+    and every excluded column are columns, and each feature column fits the spec (check_sample_columns)."""
+    data = spec["data"]
+    try:
+        read = read_sample(spec, path, name)
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the same to the user
+        fmt = data.get("format") or _table_format(path.name)
+        yield doc.problem(("data", "source"), f"{quote(data['source'])} ({path}) is not a readable {fmt} file: {exc}")
+        return
+    if read is None:
+        return
+    sample, columns, shown = read
+    label = table_label(data)
+    label_at = ("data", "label") if data.get("label") else ("data", "source")
+    listed = feature_places(data.get("features"))
     if label not in columns:
         yield doc.problem(label_at, _not_a_column("data.label", label, shown, columns))
     for feature, at in listed or ():
