@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from mlspec.ml.columns import Column
 from mlspec.ml.frameworks.base import FitReport, FrameworkAdapter, ProgressCallback, TrainingError
 from mlspec.ml.frameworks.boosting import ml_opset
-from mlspec.vocabulary import INPUT_NAME
+from mlspec.vocabulary import INPUT_NAME, OUTPUTS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,10 +65,12 @@ INNER_FILE = "model"
 VALUE_LABELS = ("BYTES", "INT64")
 # The ONNX element types of the endpoint inputs, by column type.
 _NUMERIC_INPUTS = {"number": "FLOAT", "integer": "INT64", "boolean": "BOOL"}
-# The preprocessor's own names inside the merged graph (the model's get their own prefix).
-_PREPROCESSOR_PREFIX = "preprocess_"
-_MODEL_PREFIX = "model_"
-_LABEL_INDEX = "label_index"
+# Every name inside the merged graph but its inputs (the columns) and outputs starts with _INTERNAL.
+_INTERNAL = "mlspec_"
+_PREPROCESSOR_PREFIX = f"{_INTERNAL}preprocess_"
+_MODEL_PREFIX = f"{_INTERNAL}model_"
+_LABEL_INDEX = f"{_INTERNAL}label_index"
+_CLASS_VALUES = f"{_INTERNAL}class_values"
 
 
 # --------------------------------------------------------------------------- fills and the preprocessor
@@ -254,15 +256,22 @@ class TabularModel:
         """The raw table's rows (normalized form) as the framework's model takes them: float32 [N, D], a
         scipy sparse matrix when the preprocessor was built `sparse`."""
         import numpy as np
-        import scipy.sparse
 
         if not len(frame):  # an empty split (no validation data): the imputers refuse 0 rows
             width = max(part.stop for part in self.preprocessor.output_indices_.values())
             return np.zeros((0, width), dtype=np.float32)
-        features = self.preprocessor.transform(frame[[c.name for c in self.columns]])
-        if scipy.sparse.issparse(features):
-            return features.tocsr().astype(np.float32)
-        return np.asarray(features, dtype=np.float32)
+        return _float32(self.preprocessor.transform(frame[[c.name for c in self.columns]]))
+
+
+def _float32(features: Any) -> Any:
+    import numpy as np
+    import scipy.sparse
+
+    return (
+        features.tocsr().astype(np.float32)
+        if scipy.sparse.issparse(features)
+        else np.asarray(features, np.float32)
+    )
 
 
 def fill_values(model: Any) -> dict[str, Any]:
@@ -384,7 +393,7 @@ def preprocessor_onnx(model: TabularModel, *, opset: int, ml_opset: int) -> Any:
         inner_name = graph_input.name
         if column.type in ("integer", "boolean"):
             # The endpoint takes INT64/BOOL; the preprocessor (and the training table) work in float.
-            inner_name = f"{column.name}_as_float"
+            inner_name = f"{_INTERNAL}{column.name}_as_float"
             _rename_uses(graph, graph_input.name, inner_name)
             casts.append(helper.make_node("Cast", [column.name], [inner_name], to=TensorProto.FLOAT))
         elif graph_input.name != column.name:
@@ -414,6 +423,14 @@ def tabular_onnx(model: TabularModel, inner_onnx: bytes, *, task: str, opset: in
     import onnx
     from onnx import compose, helper, numpy_helper
 
+    from mlspec.ml.onnx_export import ExportError  # imports numpy: not at DAG parse time
+
+    clash = [c.name for c in model.columns if c.name in OUTPUTS[task] or c.name.startswith(_INTERNAL)]
+    if clash:
+        raise ExportError(
+            f"column {clash[0]} has the name of one of the exported model's outputs or internal values "
+            f"({', '.join(OUTPUTS[task])}, {_INTERNAL}...); rename the column in the data"
+        )
     inner = onnx.load_from_string(inner_onnx)
     pre = preprocessor_onnx(model, opset=opset, ml_opset=ml_opset(opset))
     # merge_models wants one version per domain. Both converters declare the lowest version whose
@@ -443,9 +460,9 @@ def tabular_onnx(model: TabularModel, inner_onnx: bytes, *, task: str, opset: in
     )
     if values is not None:
         graph = merged.graph
-        constant = numpy_helper.from_array(values, "class_values")
+        constant = numpy_helper.from_array(values, _CLASS_VALUES)
         graph.initializer.append(constant)
-        graph.node.append(helper.make_node("Gather", ["class_values", _LABEL_INDEX], ["label"], axis=0))
+        graph.node.append(helper.make_node("Gather", [_CLASS_VALUES, _LABEL_INDEX], ["label"], axis=0))
         element = onnx.TensorProto.INT64 if model.label_datatype == "INT64" else onnx.TensorProto.STRING
         outputs = [
             helper.make_tensor_value_info("label", element, [None]) if output.name == _LABEL_INDEX else output
@@ -474,7 +491,7 @@ class TabularAdapter(FrameworkAdapter):
             return self.inner.build(plan, dataset)
         fills = fitted_fills(dataset.columns, dataset.x_train)
         preprocessor = build_preprocessor(dataset.columns, fills, sparse=self.inner.takes_sparse(plan))
-        preprocessor.fit(dataset.x_train[[c.name for c in dataset.columns]])
+        x_train = preprocessor.fit_transform(dataset.x_train[[c.name for c in dataset.columns]])
         model = TabularModel(
             preprocessor=preprocessor,
             model=None,
@@ -483,7 +500,7 @@ class TabularAdapter(FrameworkAdapter):
             label_datatype=dataset.label_datatype if dataset.label_datatype in VALUE_LABELS else "",
             fills=fills,
         )
-        arrays = _prepared(model, dataset)
+        arrays = _prepared(model, dataset, x_train=_float32(x_train))
         model.model = self.inner.build(plan, arrays)
         return model
 
@@ -564,15 +581,18 @@ def is_tabular(data: bytes) -> bool:
         return MANIFEST in archive.namelist()
 
 
-def _prepared(model: TabularModel, dataset: Dataset) -> Dataset:
-    """The data set as the framework's model sees it: float32 arrays [N, D], no columns."""
+def _prepared(model: TabularModel, dataset: Dataset, x_train: Any = None) -> Dataset:
+    """The data set as the framework's model sees it: float32 [N, D] (see `TabularModel.transform`), no
+    columns; `x_train`: the training rows already transformed."""
     if model.prepared is not None and model.prepared[0] is dataset:
         return model.prepared[1]
     arrays = dataclasses.replace(
         dataset,
-        x_train=model.transform(dataset.x_train),
+        x_train=model.transform(dataset.x_train) if x_train is None else x_train,
         x_val=model.transform(dataset.x_val),
-        x_test=model.transform(dataset.x_test),
+        # Fitting and scoring never read the test split (evaluate predicts it from the raw table): left empty.
+        x_test=model.transform(dataset.x_test[:0]),
+        y_test=dataset.y_test[:0],
         columns=(),
         label_datatype="",
     )
