@@ -25,7 +25,7 @@ def _own_mlspec_home(mlspec_home: Path) -> None:
 def digits_dataset() -> Any:
     from mlspec.ml.data import load_source, split
 
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         "builtin:digits", fmt=None, features=None, label=None, read_bytes=lambda uri: b""
     )
     return split(x, y, validation=0.1, test=0.2, seed=42, stratify=True, class_names=class_names, feature_names=feature_names)

@@ -25,7 +25,7 @@ SPARSE = "sparse_categorical_crossentropy"
 
 @pytest.fixture(scope="module")
 def iris() -> Dataset:
-    x, y, names, _ = load_source(
+    x, y, names, _, *_ = load_source(
         "builtin:iris", fmt=None, features=None, label=None, read_bytes=lambda uri: b""
     )
     return split(x, y, validation=0.2, test=0.2, seed=0, stratify=True, class_names=names)

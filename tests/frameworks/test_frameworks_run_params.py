@@ -26,7 +26,7 @@ def test_the_fitted_pipeline_uses_the_run_value() -> None:
     from mlspec.ml.data import load_source, split
     from mlspec.ml.frameworks import get_adapter
 
-    x, y, classes, features = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=lambda uri: b"")
+    x, y, classes, features, *_ = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=lambda uri: b"")
     dataset = split(x, y, validation=0.1, test=0.2, seed=1, stratify=True, class_names=classes, feature_names=features)
     plan = TrainingPlan.from_spec(load_spec(SPECS / "iris-forest.yaml").to_dict(), run_params={"n_estimators": 3})
     adapter = get_adapter("sklearn")

@@ -36,7 +36,7 @@ def digits_dataset() -> Any:
     def no_reads(uri: str) -> bytes:
         raise AssertionError(f"builtin sources must not be read through read_bytes ({uri})")
 
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         "builtin:digits", fmt=None, features=None, label=None, read_bytes=no_reads
     )
     return split(

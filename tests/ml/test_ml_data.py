@@ -35,7 +35,7 @@ def _never(uri: str) -> bytes:
 
 
 def test_builtin_digits_loads_raw_pixels() -> None:
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         "builtin:digits", fmt=None, features=None, label=None, read_bytes=_never
     )
     assert x.shape == (1797, 64) and x.dtype == np.float32
@@ -47,7 +47,7 @@ def test_builtin_digits_loads_raw_pixels() -> None:
 
 
 def test_builtin_iris_uses_species_names() -> None:
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         "builtin:iris", fmt=None, features=None, label=None, read_bytes=_never
     )
     assert x.shape == (150, 4)
@@ -66,7 +66,7 @@ def test_unknown_builtin_lists_known_sources() -> None:
 @pytest.mark.parametrize("source", [name for name, known in DATA_SOURCES.items() if known.offline])
 def test_offline_builtins_match_the_vocabulary(source: str) -> None:
     known = DATA_SOURCES[source]
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         source, fmt=None, features=None, label=None, read_bytes=_never, task=known.task
     )
     assert x.dtype == np.float32 and x.shape[1:] == known.shape
@@ -79,12 +79,12 @@ def test_offline_builtins_match_the_vocabulary(source: str) -> None:
 
 
 def test_new_builtins_shapes_and_class_names() -> None:
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         "builtin:wine", fmt=None, features=None, label=None, read_bytes=_never
     )
     assert x.shape == (178, 13) and class_names == ("class_0", "class_1", "class_2")
     assert feature_names[0] == "alcohol"
-    x, y, class_names, _ = load_source(
+    x, y, class_names, _, *_ = load_source(
         "builtin:breast_cancer", fmt=None, features=None, label=None, read_bytes=_never
     )
     assert x.shape == (569, 30) and class_names == ("malignant", "benign")
@@ -92,7 +92,7 @@ def test_new_builtins_shapes_and_class_names() -> None:
 
 
 def test_builtin_diabetes_is_raw_regression_data() -> None:
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         "builtin:diabetes", fmt=None, features=None, label=None, read_bytes=_never, task="regression"
     )
     assert x.shape == (442, 10) and x.dtype == np.float32
@@ -123,12 +123,14 @@ def test_csv_with_a_float_target_for_regression(tmp_path: Path, read_file_uri: R
     )
     path = tmp_path / "houses.csv"
     frame.to_csv(path, index=False)
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         path.as_uri(), fmt=None, features=None, label="price", read_bytes=read_file_uri, task="regression"
     )
     assert y.dtype == np.float32 and y.tolist() == [210.5, 305.25, 150.0, 401.75]
     assert class_names == () and feature_names == ("rooms", "area")
-    np.testing.assert_array_equal(x[2], np.array([2.0, 48.25], dtype=np.float32))
+    # A table loads as its raw DataFrame: numbers as float64 (the model's preprocessor makes them float32).
+    assert list(x.columns) == ["rooms", "area"] and all(x.dtypes == np.float64)
+    np.testing.assert_array_equal(x.iloc[2], [2.0, 48.25])
     # The same table as a classification is refused with a hint at the task.
     with pytest.raises(DataError, match="fractional.*set model.task: regression"):
         load_source(path.as_uri(), fmt=None, features=None, label="price", read_bytes=read_file_uri)
@@ -187,7 +189,7 @@ def _frame() -> pd.DataFrame:
 def test_csv_with_string_labels_and_listed_columns(mlspec_home: Path, read_file_uri: Reader) -> None:
     (mlspec_home / "data").mkdir()
     _frame().to_csv(mlspec_home / "data" / "flowers.csv", index=False)
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         "file://data/flowers.csv",
         fmt=None,
         features=["sepal", "petal"],
@@ -197,15 +199,15 @@ def test_csv_with_string_labels_and_listed_columns(mlspec_home: Path, read_file_
     assert class_names == ("setosa", "versicolor", "virginica")  # sorted
     assert y.tolist() == [2, 0, 1, 0, 2, 1]
     assert feature_names == ("sepal", "petal")  # the order asked for
-    np.testing.assert_array_equal(x[0], np.array([0.5, 1.0], dtype=np.float32))
-    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x.iloc[0], [0.5, 1.0])
+    assert list(x.columns) == ["sepal", "petal"] and all(x.dtypes == np.float64)
 
 
 def test_parquet_with_integer_labels_and_default_features(tmp_path: Path, read_file_uri: Reader) -> None:
     frame = pd.DataFrame({"a": [1, 2, 3, 4], "b": [0.1, 0.2, 0.3, 0.4], "label": [2, 0, 1, 2]})
     path = tmp_path / "t.parquet"
     frame.to_parquet(path)
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         path.as_uri(), fmt=None, features=None, label=None, read_bytes=read_file_uri
     )
     assert feature_names == ("a", "b")  # every column except the label
@@ -218,7 +220,7 @@ def test_integer_labels_with_gaps_index_class_names(tmp_path: Path, read_file_ur
     frame = pd.DataFrame({"f": [1.0, 2.0, 3.0], "grade": [3, 7, 3]})
     path = tmp_path / "grades.csv"
     frame.to_csv(path, index=False)
-    _, y, class_names, _ = load_source(
+    _, y, class_names, _, *_ = load_source(
         path.as_uri(), fmt="csv", features=None, label="grade", read_bytes=read_file_uri
     )
     assert class_names == ("3", "7")
@@ -231,7 +233,7 @@ def test_npz_with_custom_keys(tmp_path: Path, read_file_uri: Reader) -> None:
     np.savez(buf, images=images, targets=np.array([[1], [0], [1], [1], [0]]))
     path = tmp_path / "imgs.bin"
     path.write_bytes(buf.getvalue())
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         path.as_uri(), fmt="npz", features="images", label="targets", read_bytes=read_file_uri
     )
     assert x.shape == (5, 4, 4) and x.dtype == np.float32
@@ -258,9 +260,12 @@ def test_csv_missing_column_lists_columns(tmp_path: Path, read_file_uri: Reader)
         load_source(path.as_uri(), fmt=None, features=["petal"], label="Species", read_bytes=read_file_uri)
     with pytest.raises(DataError, match=r"data.label 'kind' is not a column"):
         load_source(path.as_uri(), fmt=None, features=["petal"], label="kind", read_bytes=read_file_uri)
-    # Every column except the label includes the text column "note": that is named, not silently dropped.
-    with pytest.raises(DataError, match="must be numeric; note"):
-        load_source(path.as_uri(), fmt=None, features=None, label="species", read_bytes=read_file_uri)
+    # Every column except the label includes the text column "note": a category now (issue 13), not refused.
+    loaded = load_source(path.as_uri(), fmt=None, features=None, label="species", read_bytes=read_file_uri)
+    assert [(c.name, c.type, c.inferred) for c in loaded.columns] == [
+        ("petal", "number", True), ("sepal", "number", True), ("note", "category", True)
+    ]
+    assert loaded.x["note"].tolist() == ["a", "b", "c", "d", "e", "f"]
 
 
 def test_format_errors(tmp_path: Path, read_file_uri: Reader) -> None:
@@ -290,7 +295,7 @@ def test_empty_and_unreadable_sources(tmp_path: Path, read_file_uri: Reader) -> 
 
 
 def test_split_is_deterministic_and_stratified() -> None:
-    x, y, class_names, _ = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=_never)
+    x, y, class_names, _, *_ = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=_never)
     def cut(seed: int) -> Dataset:
         return split(x, y, validation=0.2, test=0.2, seed=seed, stratify=True, class_names=class_names)
 
@@ -345,7 +350,7 @@ def test_npz_round_trip_keeps_names(digits_dataset: Dataset) -> None:
 
 @pytest.fixture(scope="module")
 def diabetes() -> Dataset:
-    x, y, _, feature_names = load_source(
+    x, y, _, feature_names, *_ = load_source(
         "builtin:diabetes", fmt=None, features=None, label=None, read_bytes=_never, task="regression"
     )
     # stratify: true is ignored for regression (a float target cannot be stratified).

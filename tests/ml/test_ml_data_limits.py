@@ -130,7 +130,7 @@ def test_a_compressed_npz_over_max_bytes_is_refused_from_its_declared_size() -> 
     assert len(buffer.getvalue()) < 100_000
     with pytest.raises(DataError, match=r"array x unpacks to 15\.3 MiB.*max_bytes \(1\.0 MiB\)"):
         load("file:///d/x.npz", buffer.getvalue(), label=None, limits=DataLimits(max_bytes=2**20))
-    x, y, _, _ = load("file:///d/x.npz", buffer.getvalue(), label=None)
+    x, y, _, _, *_ = load("file:///d/x.npz", buffer.getvalue(), label=None)
     assert x.shape == (2_000, 1_000) and x.dtype == np.float32
 
 
@@ -157,7 +157,7 @@ def test_repeated_text_in_parquet_stays_dictionary_encoded() -> None:
     import pandas as pd
 
     frame = pd.DataFrame({"a": np.arange(1000, dtype=np.float64), "label": ["setosa " * 50, "virginica"] * 500})
-    x, y, class_names, _ = load("file:///d/t.parquet", _parquet(frame))
+    x, y, class_names, _, *_ = load("file:///d/t.parquet", _parquet(frame))
     assert x.shape == (1000, 1) and sorted(set(y.tolist())) == [0, 1] and class_names[1] == "virginica"
 
 
@@ -168,7 +168,7 @@ def test_too_many_classes_is_refused_when_loading() -> None:
     message = str(caught.value)
     assert "1,500 distinct values (0, 1, 2, 3, 4 ... and 1495 more)" in message
     assert "data.limits.max_classes (1,000)" in message and "model.task: regression" in message
-    _x, _y, class_names, _ = load("file:///d/t.csv", raw, limits=DataLimits(max_classes=2_000))
+    _x, _y, class_names, _, *_ = load("file:///d/t.csv", raw, limits=DataLimits(max_classes=2_000))
     assert len(class_names) == 1_500
 
 

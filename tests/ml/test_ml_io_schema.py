@@ -16,7 +16,7 @@ def _never(uri: str) -> bytes:
 
 
 def _dataset(source: str, task: str) -> Dataset:
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         source, fmt=None, features=None, label=None, read_bytes=_never, task=task
     )
     return split(

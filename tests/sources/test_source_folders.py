@@ -57,15 +57,15 @@ def partitioned(mlspec_home: Path) -> Path:
 
 
 def test_a_folder_reads_every_file_in_name_order_with_its_partition_folders_as_columns(partitioned: Path) -> None:
-    x, y, classes, features = load("file://data/cars/")
+    x, y, classes, features, *_ = load("file://data/cars/")
     assert features == ("weight", "cylinders", "year")
-    assert x[:, 0].tolist() == [0, 1, 2, 3, 100, 101, 102, 103, 200, 201, 202, 203]
-    assert x[:, 2].tolist() == [2020] * 4 + [2021] * 4 + [2022] * 4  # a number: every value is one
+    assert x.iloc[:, 0].tolist() == [0, 1, 2, 3, 100, 101, 102, 103, 200, 201, 202, 203]
+    assert x.iloc[:, 2].tolist() == [2020] * 4 + [2021] * 4 + [2022] * 4  # a number: every value is one
     assert classes == ("0", "1") and y.tolist() == [0, 1] * 6
     # The same folder without the trailing '/' (lint then asks for data.format), and a glob of it.
     assert np.array_equal(load("file://data/cars", extra="\n  format: parquet")[0], x)
     x_glob, *_ = load("file://data/cars/year=202[01]/*.parquet", features=["weight", "year"])
-    assert x_glob[:, 1].tolist() == [2020] * 4 + [2021] * 4
+    assert x_glob.iloc[:, 1].tolist() == [2020] * 4 + [2021] * 4
 
 
 def test_a_glob_of_csv_files_reads_each_in_name_order(mlspec_home: Path) -> None:
@@ -75,7 +75,7 @@ def test_a_glob_of_csv_files_reads_each_in_name_order(mlspec_home: Path) -> None
         cars(2020 + int(day[-1])).to_csv(folder / f"{day}.csv", index=False)
     (folder / "notes.txt").write_text("not matched")
     x, *_ = load("file://data/daily/*.csv", features=["weight"])
-    assert x[:, 0].tolist() == [100, 101, 102, 103, 200, 201, 202, 203]
+    assert x.iloc[:, 0].tolist() == [100, 101, 102, 103, 200, 201, 202, 203]
 
 
 def test_files_whose_columns_differ_are_refused_naming_the_first_that_differs(partitioned: Path) -> None:
@@ -153,14 +153,14 @@ def test_an_s3_prefix_reads_every_object_under_it_in_name_order(s3: tuple[Any, s
         put_parquet(client, bucket, f"cars/year={year}/part-0.parquet", cars(year))
     client.put_object(Bucket=bucket, Key="cars/_SUCCESS", Body=b"")
     client.put_object(Bucket=bucket, Key="carsales/other.parquet", Body=b"not under cars/")
-    x, _y, _classes, features = s3_load(f"s3://{bucket}/cars/")
+    x, _y, _classes, features, *_ = s3_load(f"s3://{bucket}/cars/")
     assert features == ("weight", "cylinders", "year")
-    assert x[:, 2].tolist() == [2020] * 4 + [2021] * 4 + [2022] * 4
+    assert x.iloc[:, 2].tolist() == [2020] * 4 + [2021] * 4 + [2022] * 4
     x_glob, *_ = s3_load(f"s3://{bucket}/cars/year=202[12]/*.parquet", features=["weight", "year"])
-    assert x_glob[:, 1].tolist() == [2021] * 4 + [2022] * 4
+    assert x_glob.iloc[:, 1].tolist() == [2021] * 4 + [2022] * 4
     # One object still reads as one file.
     x_one, *_ = s3_load(f"s3://{bucket}/cars/year=2020/part-0.parquet", features=["weight"])
-    assert x_one[:, 0].tolist() == [0, 1, 2, 3]
+    assert x_one.iloc[:, 0].tolist() == [0, 1, 2, 3]
 
 
 def test_a_missing_s3_object_is_a_data_error_and_s3_failures_stay_store_errors(

@@ -61,15 +61,15 @@ def warehouse(postgres_server, airflow_db, monkeypatch):
 
 
 def test_the_query_is_read_through_the_connections_hook_into_the_table_path(warehouse):
-    x, y, class_names, feature_names = load_source(
+    x, y, class_names, feature_names, *_ = load_source(
         f"sql://{warehouse}", fmt=None, features=None, label="species", read_bytes=bytes,
         read_table=lambda source: read(source, QUERY),
     )
-    assert x.shape == (150, 4) and x.dtype == np.float32
+    assert x.shape == (150, 4) and all(x.dtypes == np.float64)  # a table: the raw DataFrame
     assert feature_names == ("sepal_length", "sepal_width", "petal_length", "petal_width")
     assert class_names == ("setosa", "versicolor", "virginica") and np.bincount(y).tolist() == [50, 50, 50]
     # data.features and data.label pick columns as they do in a CSV file, with the same messages.
-    x, _, _, names = load_source(
+    x, _, _, names, *_ = load_source(
         f"sql://{warehouse}", fmt=None, features=["petal_length", "petal_width"], label="species",
         read_bytes=bytes, read_table=lambda source: read(source, QUERY),
     )

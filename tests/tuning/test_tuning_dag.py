@@ -155,7 +155,7 @@ def test_select_best_hands_on_the_winner_with_the_table():
 def iris():
     from mlspec.ml.data import load_source, split
 
-    x, y, classes, features = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=lambda uri: b"")
+    x, y, classes, features, *_ = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=lambda uri: b"")
     return split(x, y, validation=0.2, test=0.2, seed=7, stratify=True, class_names=classes, feature_names=features)
 
 

@@ -1,9 +1,12 @@
 """Training data: load a spec's `data.source`, split it, and describe its preprocess steps.
 
 Callers can rely on:
-- `load_source` returns float32 features with the samples on axis 0 and, for
-  `task="classification"`, int64 class indices `0..K-1` that index `class_names`; for
-  `task="regression"`, a float32 target per sample and no class names.
+- `load_source` returns a `Loaded` (x, y, class_names, feature_names, columns, label_datatype). A table
+  (CSV/Parquet files, a folder, glob or prefix of them, a sql:// query) gives x as the normalized raw
+  pandas DataFrame of its typed feature columns (mlspec.ml.columns: declared in data.features or inferred;
+  the model's preprocessor encodes and fills them); any other source (npz, builtin:, keras:) float32 features
+  with the samples on axis 0 and no columns. y: for `task="classification"`, int64 class indices `0..K-1`
+  that index `class_names`; for `task="regression"`, a float32 target per sample and no class names.
 - `split` is deterministic for a seed; it stratifies classification data only.
 - Feature steps (scale, normalize, reshape) are *not* applied here: the framework adapter
   turns them into the first steps of the model, so the exported ONNX model and the served
@@ -21,18 +24,20 @@ The known data sets, formats and step names come from `mlspec.vocabulary`.
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
 
 from mlspec.errors import DataError, MlspecError
+from mlspec.ml.columns import Column, raw_features, resolve_columns, table_label
 from mlspec.sources import source_kind
-from mlspec.sources.columns import did_you_mean, partition_values, some_names
+from mlspec.sources.columns import partition_values, some_names
 from mlspec.spec.model import DataLimits
 from mlspec.vocabulary import DATA_FORMATS, DATA_SOURCES, FEATURE_STEPS, LABEL_STEPS, TASKS
 
@@ -40,6 +45,10 @@ log = logging.getLogger(__name__)
 
 _EXTENSIONS = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _CHUNK = 1 << 20
+SPLITS = ("train", "val", "test")
+# label_datatype: how an endpoint answers the class. "" the class index (npz, builtin:, keras:, regression);
+# INT64 the original integer label; BYTES the class name (text labels).
+LABEL_DATATYPES = ("", "INT64", "BYTES")
 
 
 def _size(count: int) -> str:
@@ -65,27 +74,33 @@ def _check_task(task: str) -> None:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A split data set. x arrays are float32 with the samples on axis 0.
+    """A split data set. x arrays are float32 with the samples on axis 0; with `columns` (a table source) the
+    x splits are pandas DataFrames of those columns in the normalized raw form of mlspec.ml.columns
+    (numbers float64 with NaN gaps, categories str with "" gaps), which len(), [:k] and .shape serve alike.
 
     classification: y arrays are int64 class indices into `class_names`, or float32 one-hot rows
-    once the one_hot label step ran. regression: y arrays are 1-D float32 targets and
-    `class_names` is empty.
+    once the one_hot label step ran; `label_datatype` says how an endpoint answers the class (LABEL_DATATYPES).
+    regression: y arrays are 1-D float32 targets, `class_names` is empty and `label_datatype` "".
     """
 
-    x_train: np.ndarray
+    x_train: Any
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Any
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: Any
     y_test: np.ndarray
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...] = ()
     task: str = "classification"
+    columns: tuple[Column, ...] = ()
+    label_datatype: str = ""
 
     def __post_init__(self) -> None:
         _check_task(self.task)
         if self.task == "regression" and self.class_names:
             raise DataError("a regression data set has no class names")
+        if self.label_datatype not in LABEL_DATATYPES or (self.label_datatype and self.task == "regression"):
+            raise DataError(f"label_datatype {self.label_datatype!r} does not fit a {self.task} data set")
 
     @property
     def num_classes(self) -> int:
@@ -94,28 +109,38 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Raw per-sample feature shape (what the model and the endpoint take)."""
+        """Raw per-sample feature shape (what the model and the endpoint take); a table's: its column count."""
+        if self.columns:
+            return (len(self.columns),)
         return tuple(int(d) for d in self.x_train.shape[1:])
 
     def to_npz_bytes(self) -> bytes:
         """Serialise to one compressed npz (no pickles), so a later task can read it from a store.
 
         Features that are all whole numbers 0..255 (pixels: digits, mnist, cifar10) are stored as
-        uint8, a quarter of the size; `from_npz_bytes` gives back the same float32 values. Labels
-        keep their dtype (int64 classes, float32 one-hot rows or regression targets).
+        uint8, a quarter of the size; `from_npz_bytes` gives back the same float32 values. A table's
+        splits are stored column by column (`x_<split>.<i>`: float64; a category as int32 codes into its
+        distinct values as numpy unicode), with the columns as JSON text. Labels keep their dtype (int64
+        classes, float32 one-hot rows or regression targets).
         """
-        xs = {"x_train": self.x_train, "x_val": self.x_val, "x_test": self.x_test}
-        as_bytes = all(_fits_uint8(x) for x in xs.values())
+        xs = {f"x_{split}": getattr(self, f"x_{split}") for split in SPLITS}
+        if self.columns:
+            features = {key: array for name, x in xs.items() for key, array in _column_arrays(name, x, self.columns)}
+            features["columns"] = np.array(json.dumps([c.to_json() for c in self.columns]), dtype=np.str_)
+        else:
+            as_bytes = all(_fits_uint8(x) for x in xs.values())
+            features = {k: x.astype(np.uint8) if as_bytes else x for k, x in xs.items()}
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
-            **{k: x.astype(np.uint8) if as_bytes else x for k, x in xs.items()},
+            **features,
             y_train=self.y_train,
             y_val=self.y_val,
             y_test=self.y_test,
             class_names=np.array(self.class_names, dtype=np.str_),
             feature_names=np.array(self.feature_names, dtype=np.str_),
             task=np.array(self.task, dtype=np.str_),
+            label_datatype=np.array(self.label_datatype, dtype=np.str_),
         )
         return buf.getvalue()
 
@@ -126,17 +151,64 @@ class Dataset:
                 arrays = {key: npz[key] for key in npz.files}
         except Exception as exc:  # noqa: BLE001 - any decode failure means the same thing to a user
             raise DataError(f"prepared data set is not a readable npz file: {exc}") from exc
-        # Files written before regression existed have no "task": they are classification data.
-        missing = [f.name for f in fields(cls) if f.name not in arrays and f.name != "task"]
+        # Files written before tables (issue 13) have no "columns" and "label_datatype", before regression no
+        # "task": they are array (and classification) data.
+        columns = tuple(Column.from_json(c) for c in json.loads(str(arrays["columns"]))) if "columns" in arrays else ()
+        xs = [] if columns else [f"x_{split}" for split in SPLITS]
+        missing = [k for k in [*xs, *(f"y_{s}" for s in SPLITS), "class_names", "feature_names"] if k not in arrays]
         if missing:
             raise DataError(f"prepared data set lacks {', '.join(missing)}; re-run the prepare_data task")
+        try:
+            features = {
+                f"x_{split}": _column_frame(arrays, f"x_{split}", columns)
+                if columns
+                else arrays[f"x_{split}"].astype(np.float32)
+                for split in SPLITS
+            }
+        except KeyError as exc:
+            raise DataError(f"prepared data set lacks the array {exc}; re-run the prepare_data task") from exc
         return cls(
-            **{k: arrays[k].astype(np.float32) for k in ("x_train", "x_val", "x_test")},
-            **{k: arrays[k] for k in ("y_train", "y_val", "y_test")},
+            **features,
+            **{f"y_{split}": arrays[f"y_{split}"] for split in SPLITS},
             class_names=tuple(str(c) for c in arrays["class_names"].tolist()),
             feature_names=tuple(str(c) for c in arrays["feature_names"].tolist()),
             task=str(arrays["task"]) if "task" in arrays else "classification",
+            columns=columns,
+            label_datatype=str(arrays["label_datatype"]) if "label_datatype" in arrays else "",
         )
+
+
+def _column_arrays(name: str, frame: Any, columns: Sequence[Column]) -> list[tuple[str, np.ndarray]]:
+    """A table split's npz arrays: `<name>.<i>` float64 per number column, `<name>.<i>.codes` (int32) and
+    `<name>.<i>.values` (numpy unicode) per category column, so repeated text is stored once."""
+    import pandas as pd
+
+    arrays = []
+    for index, column in enumerate(columns):
+        values = frame.iloc[:, index].to_numpy()
+        if column.type == "category":
+            codes, distinct = pd.factorize(values)
+            arrays += [
+                (f"{name}.{index}.codes", codes.astype(np.int32)),
+                (f"{name}.{index}.values", np.array(distinct, dtype=np.str_)),
+            ]
+        else:
+            arrays.append((f"{name}.{index}", values.astype(np.float64)))
+    return arrays
+
+
+def _column_frame(arrays: Mapping[str, np.ndarray], name: str, columns: Sequence[Column]) -> Any:
+    """The DataFrame `_column_arrays` stored: float64 numbers, categories as Python str (object dtype)."""
+    import pandas as pd
+
+    data = {}
+    for index, column in enumerate(columns):
+        if column.type == "category":
+            distinct = arrays[f"{name}.{index}.values"].astype(object)  # numpy unicode -> Python str
+            data[column.name] = pd.Series(distinct[arrays[f"{name}.{index}.codes"]], dtype=object)
+        else:
+            data[column.name] = pd.Series(arrays[f"{name}.{index}"], dtype=np.float64)
+    return pd.DataFrame(data)
 
 
 def _fits_uint8(x: np.ndarray) -> bool:
@@ -148,31 +220,46 @@ def _fits_uint8(x: np.ndarray) -> bool:
 # --------------------------------------------------------------------------- loading
 
 
+class Loaded(NamedTuple):
+    """What `load_source` read: `split(*loaded, ...)` takes it as is."""
+
+    x: Any  # float32 array (samples on axis 0), or a table's normalized raw DataFrame (mlspec.ml.columns)
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    columns: tuple[Column, ...] = ()  # a table's feature columns; () for npz, builtin: and keras: data
+    label_datatype: str = ""  # LABEL_DATATYPES
+
+
 def load_source(
     source: str,
     *,
     fmt: str | None,
-    features: str | list[str] | None,
+    features: Any,
     label: str | None,
     read_bytes: Callable[[str], bytes],
     task: str = "classification",
     limits: DataLimits | None = None,
     read_table: Callable[[str], Any] | None = None,
     list_files: Callable[[str], list[tuple[str, str]]] | None = None,
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """Load `(x, y, class_names, feature_names)` from a spec's data source for a `model.task`.
+    exclude: Sequence[str] | None = None,
+) -> Loaded:
+    """Load `(x, y, class_names, feature_names, columns, label_datatype)` from a spec's data source for a
+    `model.task`.
 
-    A data set by name (builtin:*, keras:*; mlspec.sources) ignores fmt/features/label (its layout is fixed)
-    and must be a data set for `task`. A table kind (sql://) is read through `read_table(source)`, a pandas
-    DataFrame that takes the CSV/Parquet path from its columns on. Any other source is read through
-    `read_bytes(source)` and parsed as npz, csv or parquet; its label becomes class indices (classification) or a float32 target
-    (regression, with `class_names == ()`). `limits` (default: the schema's) bound what a file may grow to.
+    A data set by name (builtin:*, keras:*; mlspec.sources) ignores fmt/features/label/exclude (its layout is
+    fixed) and must be a data set for `task`. A table kind (sql://) is read through `read_table(source)`, a
+    pandas DataFrame. Any other source is read through `read_bytes(source)` and parsed as npz, csv or parquet.
     `list_files(source)` names the files of a folder, glob or prefix (mlspec.sources' list_files): their tables
-    are read in name order into one (`_read_files`).
+    are read in name order into one (`_read_files`). A table's feature columns are data.features (a name, names,
+    or names with types; mlspec.ml.columns) or, with features None, every column but the label and `exclude`;
+    x is their normalized raw DataFrame. The label becomes class indices (classification) or a float32 target
+    (regression, with `class_names == ()`). `limits` (default: the schema's) bound what a file may grow to.
     """
     _check_task(task)
     limits = limits or DataLimits()
     kind = source_kind(source)
+    columns: tuple[Column, ...] = ()
     if kind is not None and kind.load_dataset is not None:  # a data set by name (builtin:, keras:)
         known = DATA_SOURCES.get(source)
         if known is None:
@@ -186,51 +273,72 @@ def load_source(
             )
         x, y, class_names, feature_names = kind.load_dataset(source)
     else:
+        frame = None
         if kind is not None and kind.read_table is not None:  # a table a query returns (sql://)
             if read_table is None:
                 raise DataError(f"data.source {source!r} is a table source; this caller cannot read one")
             frame = read_table(source)
             _check_frame_size(source, frame, limits)
-            x, labels, feature_names, label_name = _table_columns(source, frame, features, label)
         else:
             files = list_files(source) if list_files is not None else [(source, source)]
-            if [uri for uri, _name in files] == [source]:
-                x, labels, feature_names, label_name = _read_file(source, fmt, features, label, task, limits, read_bytes)
-            else:
+            if [uri for uri, _name in files] != [source]:
                 frame = _read_files(source, files, fmt, limits, read_bytes)
-                x, labels, feature_names, label_name = _table_columns(source, frame, features, label)
+            elif (fmt or infer_format(source)) == "npz":
+                if exclude:
+                    raise DataError(f"{source}: data.exclude names table columns; npz data has arrays")
+                raw = _read_bytes(source, read_bytes)
+                x, labels, feature_names, label_name = _parse_npz(source, raw, features, label, task, limits)
+            else:
+                frame = _read_table_file(source, fmt or infer_format(source), limits, read_bytes)
+        if frame is not None:
+            frame.columns = [str(c) for c in frame.columns]
+            label_name = table_label(source, list(frame.columns), label)
+            columns = resolve_columns(source, frame, features, label_name, exclude)
+            x, labels = raw_features(source, frame, columns, label_name)
+            del frame
+            labels = _numbers_as_numbers(labels)
+            feature_names = tuple(column.name for column in columns)
         if task == "regression":
             y, class_names = regression_target(source, labels, label_name), ()
         else:
             y, class_names = encode_labels(source, labels, max_classes=limits.max_classes)
     _check_loaded(source, x, y)
+    label_datatype = _label_datatype(labels) if columns and task == "classification" else ""
     log.info(
-        "loaded %s: %d samples, feature shape %s, %s",
+        "loaded %s: %d samples, %s, %s",
         source,
         len(x),
-        tuple(x.shape[1:]),
+        f"{len(columns)} columns" if columns else f"feature shape {tuple(x.shape[1:])}",
         f"{len(class_names)} classes" if task == "classification" else "regression target",
     )
-    return x, y, class_names, feature_names
+    return Loaded(x, y, class_names, feature_names, columns, label_datatype)
 
 
-def _read_file(
-    source: str,
-    fmt: str | None,
-    features: str | list[str] | None,
-    label: str | None,
-    task: str,
-    limits: DataLimits,
-    read_bytes: Callable[[str], bytes],
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
-    """A file source's (features, labels, feature names, label name), parsed by data.format."""
-    fmt = fmt or infer_format(source)
-    raw = _read_bytes(source, read_bytes)
-    if fmt == "npz":
-        return _parse_npz(source, raw, features, label, task, limits)
-    if fmt in ("csv", "parquet"):
-        return _parse_table(source, raw, fmt, features, label, limits)
-    raise DataError(f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(DATA_FORMATS)}")
+def _numbers_as_numbers(labels: np.ndarray) -> np.ndarray:
+    """A label column a database returned as Python numbers (object dtype: Decimal, int) as a numeric array,
+    so integer classes sort as numbers and a regression target is numeric; anything else as it is."""
+    import pandas as pd
+
+    if labels.dtype == object and pd.api.types.infer_dtype(labels, skipna=True) in (
+        "integer", "floating", "decimal", "mixed-integer-float"
+    ):
+        return pd.to_numeric(pd.Series(labels)).to_numpy()
+    return labels
+
+
+def _label_datatype(labels: np.ndarray) -> str:
+    """How a table classifier's endpoint answers the class: INT64 for numeric (or true/false) labels, which
+    encode_labels accepted as whole numbers; BYTES, the class name, for text."""
+    return "INT64" if labels.dtype.kind in "biuf" else "BYTES"
+
+
+def _read_table_file(source: str, fmt: str, limits: DataLimits, read_bytes: Callable[[str], bytes]) -> Any:
+    """The DataFrame of a single CSV or Parquet file source."""
+    if fmt not in ("csv", "parquet"):
+        raise DataError(
+            f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(DATA_FORMATS)}"
+        )
+    return read_frame(source, _read_bytes(source, read_bytes), fmt, limits)
 
 
 def _read_files(
@@ -347,14 +455,16 @@ def _npz_cost(source: str, raw: bytes, keys: Sequence[str], limits: DataLimits) 
 def _parse_npz(
     source: str,
     raw: bytes,
-    features: str | list[str] | None,
+    features: Any,
     label: str | None,
     task: str,
     limits: DataLimits | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
-    if isinstance(features, list):
+    if isinstance(features, Mapping):
+        raise DataError(f"{source}: npz data has arrays, not typed columns; data.features is one array key")
+    if isinstance(features, Sequence) and not isinstance(features, str):
         if len(features) != 1:
-            raise DataError(f"{source}: for npz data, data.features is one array key, got {features}")
+            raise DataError(f"{source}: for npz data, data.features is one array key, got {list(features)}")
         features = features[0]
     x_key = features or "x"
     y_key = label or "y"
@@ -470,17 +580,6 @@ def _read_parquet(source: str, raw: bytes, limits: DataLimits):
     return pq.ParquetFile(io.BytesIO(raw), read_dictionary=text).read().to_pandas()
 
 
-def _parse_table(
-    source: str,
-    raw: bytes,
-    fmt: str,
-    features: str | list[str] | None,
-    label: str | None,
-    limits: DataLimits | None = None,
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
-    return _table_columns(source, read_frame(source, raw, fmt, limits or DataLimits()), features, label)
-
-
 def read_frame(source: str, raw: bytes, fmt: str, limits: DataLimits) -> Any:
     """The DataFrame of one CSV (.csv.gz too) or Parquet file's bytes, once its shape fits the limits."""
     import pandas as pd
@@ -506,56 +605,6 @@ def _check_frame_size(source: str, frame: Any, limits: DataLimits) -> None:
     """A table read whole (a query's result) against data.limits: its columns, and its cells as numbers."""
     _check_columns(source, len(frame.columns), limits)
     _check_cells(source, len(frame), len(frame.columns), limits)
-
-
-def _table_columns(
-    source: str, frame: Any, features: str | list[str] | None, label: str | None
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
-    """A table's (features, labels, feature names, label name) by data.label and data.features, whether it came
-    from one CSV or Parquet file, a folder of them or a query: the same rules for every table."""
-    import pandas as pd
-
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    available = some_names(columns)
-    if label is None:
-        if "label" not in columns:
-            raise DataError(f"{source}: set data.label to the label column; columns are: {available}")
-        label = "label"
-    if label not in columns:
-        raise DataError(not_a_column("data.label", label, source, columns))
-    if features is None:
-        feature_cols = [c for c in columns if c != label]
-    else:
-        feature_cols = [features] if isinstance(features, str) else [str(c) for c in features]
-        missing = [c for c in feature_cols if c not in columns]
-        if missing:
-            raise DataError(not_a_column("data.features", missing[0], source, columns))
-        if label in feature_cols:
-            raise DataError(f"{source}: the label column {label!r} is also listed in data.features")
-    if not feature_cols:
-        raise DataError(f"{source}: no feature columns left besides the label {label!r}")
-    if frame.empty:
-        raise DataError(f"{source}: the table has no rows")
-    non_numeric = [c for c in feature_cols if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        raise DataError(
-            f"{source}: feature columns must be numeric; {some_names(non_numeric)} are not "
-            "(encode them before training, or leave them out of data.features)"
-        )
-    with_missing = [c for c in [*feature_cols, label] if frame[c].isna().any()]
-    if with_missing:
-        raise DataError(f"{source}: columns {some_names(with_missing)} have missing values; fill or drop them")
-    x = frame[feature_cols].to_numpy(dtype=np.float32)
-    labels = frame[label].to_numpy()
-    return x, labels, tuple(feature_cols), label
-
-
-def not_a_column(field: str, name: str, source: str, columns: Sequence[str]) -> str:
-    """`data.label 'Species' is not a column of <source>; did you mean 'species'?` (else its columns)."""
-    meant = did_you_mean(name, columns)
-    hint = f"did you mean {meant!r}?" if meant else f"its columns are: {some_names(columns)}"
-    return f"{field} {some_names([name])!r} is not a column of {source}; {hint}"
 
 
 def _as_float32(source: str, arr: np.ndarray, what: str) -> np.ndarray:
@@ -629,12 +678,14 @@ def regression_target(source: str, labels: np.ndarray, column: str) -> np.ndarra
     return target
 
 
-def _check_loaded(source: str, x: np.ndarray, y: np.ndarray) -> None:
+def _check_loaded(source: str, x: Any, y: np.ndarray) -> None:
+    """Samples and labels match; array features are finite. A table's gaps were checked column by column
+    (mlspec.ml.columns.raw_features): NaN is left only where the column's missing strategy fills it."""
     if len(x) == 0:
         raise DataError(f"{source}: the data set has no samples")
     if len(x) != len(y):
         raise DataError(f"{source}: {len(x)} feature rows but {len(y)} labels")
-    if not np.all(np.isfinite(x)):
+    if isinstance(x, np.ndarray) and not np.all(np.isfinite(x)):
         raise DataError(f"{source}: features contain NaN or infinite values")
 
 
@@ -642,22 +693,25 @@ def _check_loaded(source: str, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def split(
-    x: np.ndarray,
+    x: Any,
     y: np.ndarray,
+    class_names: Sequence[str],
+    feature_names: Sequence[str] = (),
+    columns: Sequence[Column] = (),
+    label_datatype: str = "",
     *,
     validation: float,
     test: float,
     seed: int,
     stratify: bool,
-    class_names: Sequence[str],
-    feature_names: Sequence[str] = (),
     task: str = "classification",
 ) -> Dataset:
-    """Split into train/validation/test; `validation` and `test` are shares of the whole set.
+    """Split into train/validation/test; `validation` and `test` are shares of the whole set. The
+    positional arguments are what `load_source` returns: `split(*loaded, validation=..., ...)`.
 
-    A share of 0 gives an empty split with the right feature shape. Deterministic for a seed.
-    `stratify` keeps class shares per split for classification; regression targets are never
-    stratified (the flag is ignored with a log line).
+    x is an array or a table's DataFrame (its splits get a fresh 0..n-1 index). A share of 0 gives an
+    empty split with the right feature shape. Deterministic for a seed. `stratify` keeps class shares per
+    split for classification; regression targets are never stratified (the flag is ignored with a log line).
     """
     from sklearn.model_selection import train_test_split
 
@@ -674,14 +728,14 @@ def split(
         log.info("data.split.stratify applies to classification only; splitting regression data at random")
         stratify = False
 
-    def cut(xs: np.ndarray, ys: np.ndarray, share: float, what: str) -> tuple[np.ndarray, ...]:
+    def cut(xs: Any, ys: np.ndarray, share: float, what: str) -> tuple[Any, ...]:
         if share == 0.0:
             return xs, xs[:0], ys, ys[:0]
         try:
             parts = train_test_split(
                 xs, ys, test_size=share, random_state=seed, stratify=ys if stratify else None, shuffle=True
             )
-            return tuple(parts)
+            return tuple(p.reset_index(drop=True) if hasattr(p, "reset_index") else p for p in parts)
         except ValueError as exc:
             hint = " (set data.split.stratify: false, or add samples)" if stratify else ""
             raise DataError(
@@ -707,6 +761,8 @@ def split(
         class_names=tuple(class_names),
         feature_names=tuple(feature_names),
         task=task,
+        columns=tuple(columns),
+        label_datatype=label_datatype,
     )
 
 

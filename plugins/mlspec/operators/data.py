@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlspec.errors import DataError, DataSourceError, StoreError
+from mlspec.ml.columns import Column
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.sources import SourceRead, source_kind
 from mlspec.storage import max_source_bytes, sha256_hex
@@ -18,6 +19,15 @@ DATA_NEXT_STEP = (
     "correct the data or the spec's data section as the message above says, then start a new run "
     "(clearing this task reads the same data again)"
 )
+
+
+def describe_column(column: Column) -> str:
+    """`island: category, one_hot, missing error (inferred)`: a table column as prepare_data's log shows it."""
+    parts = [column.type]
+    if column.type == "category":
+        parts.append(column.encode + (f" (max_categories {column.max_categories})" if column.max_categories else ""))
+    parts.append(f"missing {column.missing}" + (f" {column.constant!r}" if column.missing == "constant" else ""))
+    return f"{column.name}: {', '.join(parts)}" + (" (inferred)" if column.inferred else "")
 
 
 class PrepareDataOperator(MlspecOperator):
@@ -99,21 +109,19 @@ class PrepareDataOperator(MlspecOperator):
 
         data = self.model_spec.data
         log.info("loading %s%s", self.source, f" with data.query: {self.query}" if self.query else "")
-        features = list(data.features) if isinstance(data.features, tuple) else data.features
-        x, y, class_names, feature_names = ml_data.load_source(
-            self.source, fmt=data.format, features=features, label=data.label, read_bytes=self.read_source_bytes,
+        loaded = ml_data.load_source(
+            self.source, fmt=data.format, features=data.features, label=data.label, read_bytes=self.read_source_bytes,
             task=self.model_spec.model.task, limits=data.limits, read_table=self.read_source_table,
-            list_files=self.list_source_files,
+            list_files=self.list_source_files, exclude=self.spec["data"].get("exclude"),
         )
+        for column in loaded.columns:
+            log.info("column %s", describe_column(column))
         dataset = ml_data.split(
-            x,
-            y,
+            *loaded,
             validation=data.split.validation,
             test=data.split.test,
             seed=data.split.seed,
             stratify=data.split.stratify,
-            class_names=class_names,
-            feature_names=feature_names,
             task=self.model_spec.model.task,
         )
         dataset = ml_data.apply_label_steps(dataset, [step.to_mapping() for step in data.preprocess])
@@ -123,13 +131,13 @@ class PrepareDataOperator(MlspecOperator):
         target = f"{dataset.num_classes} classes" if dataset.task == "classification" else "a numeric target"
         log.info(
             "split %d samples: train=%d validation=%d test=%d, %s; wrote %s",
-            len(x), len(dataset.x_train), len(dataset.x_val), len(dataset.x_test), target, uri,
+            len(loaded.x), len(dataset.x_train), len(dataset.x_val), len(dataset.x_test), target, uri,
         )
         return {
             "source": self.source,  # as rendered for this run
             "data_uri": uri,
             "data_sha256": sha256_hex(payload),
             "class_names": list(dataset.class_names),
-            "input_shape": list(dataset.x_train.shape[1:]),
+            "input_shape": list(dataset.input_shape),
             "samples": {"train": len(dataset.x_train), "validation": len(dataset.x_val), "test": len(dataset.x_test)},
         }

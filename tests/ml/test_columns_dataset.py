@@ -1,0 +1,156 @@
+"""A table source through mlspec.ml.data: typed columns into a split Dataset of raw DataFrames, the label's
+datatype, and the npz round trip without pickles (issue 13 §1)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlspec.errors import DataError
+from mlspec.ml.columns import Column
+from mlspec.ml.data import Dataset, Loaded, load_source, split
+from mlspec.operators.data import describe_column
+
+Reader = Callable[[str], bytes]
+
+PENGUINS = """species,island,bill_length_mm,body_mass_g,sex,year
+Adelie,Torgersen,39.1,3750,male,2007
+Adelie,Torgersen,,3800,female,2007
+Gentoo,Biscoe,46.1,4500,female,2008
+Gentoo,Biscoe,50.0,5700,,2008
+Chinstrap,Dream,46.5,3500,female,2009
+Chinstrap,Dream,50.0,3900,male,2009
+,Dream,45.0,3600,male,2009
+Adelie,Dream,37.2,3400,male,2008
+Gentoo,Biscoe,48.7,5350,male,2009
+Chinstrap,Dream,49.6,3775,female,2008
+Adelie,Biscoe,38.8,3325,female,2007
+Gentoo,Biscoe,47.5,4875,female,2007
+Chinstrap,Dream,51.3,3650,male,2007
+"""
+FEATURES = {
+    "island": {"type": "category"},
+    "bill_length_mm": {"type": "number", "missing": "median"},
+    "body_mass_g": "number",
+    "sex": {"type": "category", "missing": {"constant": "unknown"}},
+}
+
+
+@pytest.fixture
+def penguins_csv(tmp_path: Path) -> str:
+    path = tmp_path / "penguins.csv"
+    path.write_text(PENGUINS)
+    return path.as_uri()
+
+
+def test_a_table_with_text_and_gaps_loads_as_typed_columns(
+    penguins_csv: str, read_file_uri: Reader, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        loaded = load_source(penguins_csv, fmt=None, features=FEATURES, label="species", read_bytes=read_file_uri)
+    assert isinstance(loaded, Loaded)
+    assert loaded.columns == (
+        Column("island", "category"),
+        Column("bill_length_mm", "number", missing="median"),
+        Column("body_mass_g", "number"),
+        Column("sex", "category", missing="constant", constant="unknown"),
+    )
+    assert loaded.feature_names == ("island", "bill_length_mm", "body_mass_g", "sex")
+    assert len(loaded.x) == len(loaded.y) == 12  # the row without a species is dropped
+    assert "dropped 1 of 13 rows that have no label (species)" in caplog.text
+    assert loaded.x["bill_length_mm"].isna().sum() == 1 and loaded.x["sex"].tolist().count("") == 1
+    assert loaded.class_names == ("Adelie", "Chinstrap", "Gentoo") and loaded.label_datatype == "BYTES"
+    assert loaded.y.dtype == np.int64
+
+
+def test_exclude_and_inferred_types(penguins_csv: str, read_file_uri: Reader) -> None:
+    with pytest.raises(DataError, match="column bill_length_mm has 1 missing value"):
+        load_source(penguins_csv, fmt=None, features=None, label="species", read_bytes=read_file_uri)
+    loaded = load_source(
+        penguins_csv, fmt=None, features=None, label="species", read_bytes=read_file_uri,
+        exclude=["bill_length_mm", "sex"],
+    )
+    assert [(c.name, c.type, c.inferred) for c in loaded.columns] == [
+        ("island", "category", True), ("body_mass_g", "number", True), ("year", "number", True)
+    ]
+
+
+def test_label_datatype_follows_the_label_column(tmp_path: Path, read_file_uri: Reader) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,grade,score\n1.0,3,0.5\n2.0,7,1.5\n3.0,3,2.5\n")
+    integer = load_source(path.as_uri(), fmt=None, features=["a"], label="grade", read_bytes=read_file_uri)
+    assert integer.label_datatype == "INT64" and integer.class_names == ("3", "7")
+    regression = load_source(
+        path.as_uri(), fmt=None, features=["a"], label="score", read_bytes=read_file_uri, task="regression"
+    )
+    assert regression.label_datatype == "" and regression.class_names == ()
+    builtin = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=lambda uri: b"")
+    assert builtin.label_datatype == "" and builtin.columns == ()
+
+
+def test_split_and_npz_round_trip_of_a_table(penguins_csv: str, read_file_uri: Reader) -> None:
+    loaded = load_source(penguins_csv, fmt=None, features=FEATURES, label="species", read_bytes=read_file_uri)
+    dataset = split(*loaded, validation=0.0, test=0.25, seed=1, stratify=True)
+    assert isinstance(dataset.x_train, pd.DataFrame) and list(dataset.x_train.index) == list(range(9))
+    assert (len(dataset.x_train), len(dataset.x_val), len(dataset.x_test)) == (9, 0, 3)
+    assert dataset.input_shape == (4,) and dataset.x_val.shape == (0, 4)
+    assert dataset.columns == loaded.columns and dataset.label_datatype == "BYTES"
+    payload = dataset.to_npz_bytes()
+    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:  # no pickles: every array loads without them
+        assert "x_train" not in npz.files and npz["x_train.0.values"].dtype.kind == "U"
+    back = Dataset.from_npz_bytes(payload)
+    assert back.columns == dataset.columns and back.label_datatype == "BYTES"
+    for name in ("x_train", "x_val", "x_test"):
+        pd.testing.assert_frame_equal(getattr(back, name), getattr(dataset, name))
+        assert getattr(back, name)["island"].dtype == object
+        assert all(type(v) is str for v in getattr(back, name)["island"])
+    np.testing.assert_array_equal(back.y_train, dataset.y_train)
+    assert back.feature_names == dataset.feature_names and back.class_names == dataset.class_names
+
+
+def test_a_table_npz_that_lacks_a_column_array_is_refused(penguins_csv: str, read_file_uri: Reader) -> None:
+    loaded = load_source(penguins_csv, fmt=None, features=FEATURES, label="species", read_bytes=read_file_uri)
+    dataset = split(*loaded, validation=0.0, test=0.25, seed=1, stratify=False)
+    with np.load(io.BytesIO(dataset.to_npz_bytes())) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "x_test.1"}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with pytest.raises(DataError, match="lacks the array 'x_test.1'; re-run the prepare_data task"):
+        Dataset.from_npz_bytes(buf.getvalue())
+
+
+def test_an_npz_from_before_tables_still_loads() -> None:
+    x = np.arange(12, dtype=np.float32).reshape(6, 2) / 10
+    arrays = {
+        "x_train": x[:4], "x_val": x[4:5], "x_test": x[5:], "y_train": np.array([0, 1, 0, 1]),
+        "y_val": np.array([0]), "y_test": np.array([1]), "class_names": np.array(["a", "b"]),
+        "feature_names": np.array(["f", "g"]), "task": np.array("classification"),
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    back = Dataset.from_npz_bytes(buf.getvalue())
+    assert back.columns == () and back.label_datatype == ""
+    np.testing.assert_array_equal(back.x_train, x[:4])
+
+
+def test_label_datatype_must_fit_the_task() -> None:
+    x = np.zeros((2, 1), dtype=np.float32)
+    y = np.zeros(2, dtype=np.float32)
+    with pytest.raises(DataError, match="label_datatype 'BYTES' does not fit a regression"):
+        Dataset(x, y, x, y, x, y, class_names=(), task="regression", label_datatype="BYTES")
+
+
+def test_prepare_data_logs_each_column() -> None:
+    assert describe_column(Column("island", "category", inferred=True)) == (
+        "island: category, one_hot, missing error (inferred)"
+    )
+    assert describe_column(Column("sex", "category", missing="constant", constant="unknown", max_categories=5)) == (
+        "sex: category, one_hot (max_categories 5), missing constant 'unknown'"
+    )
+    assert describe_column(Column("bill", "number", missing="median")) == "bill: number, missing median"
