@@ -98,6 +98,17 @@ def infer_request(
     return {"inputs": [{"name": name, "shape": list(shape), "datatype": datatype, "data": list(data)}]}
 
 
+def rows_request(rows: Sequence[Mapping[str, Any]], columns: Sequence[Mapping[str, Any]]) -> dict:
+    """A table model's JSON inference request: one [N, 1] input per column ({"name", "datatype"}: an
+    input_schema.json column or a signature input), N raw rows ({column: value}; None sends null)."""
+    return {
+        "inputs": [
+            {"name": c["name"], "shape": [len(rows), 1], "datatype": c["datatype"], "data": [row.get(c["name"]) for row in rows]}
+            for c in columns
+        ]
+    }
+
+
 def curl(url: str, request: Mapping[str, Any]) -> str:
     """The shell command that POSTs `request` to `url`. A URL holding a shell variable ($ENDPOINT,
     ${MLSPEC_SERVER_URL:-...}) stays expandable in double quotes; any other is quoted as it is."""

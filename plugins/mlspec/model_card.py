@@ -24,7 +24,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlspec.inference_protocol import DEFAULT_DATATYPE, curl, infer_request, infer_url
+from mlspec.inference_protocol import DEFAULT_DATATYPE, curl, infer_request, infer_url, rows_request
 from mlspec.ml.frameworks import framework_of
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER, platform_of
 from mlspec.vocabulary import INPUT_NAME
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 CARD_FILE = "model_card.md"
 # The feature table lists at most this many features; the rest are in input_schema.json.
 MAX_FEATURE_ROWS = 32
+# A category's row shows at most this many of its training values.
+MAX_SHOWN_CATEGORIES = 8
 DECISIONS = {
     "gate_off": "the champion gate is off (evaluation.champion: null)",
     "no_champion": "there was no production version to compare with; the gate passed",
@@ -57,7 +59,11 @@ def endpoint_base(spec: Any) -> str:
 
 
 def example_request(input_schema: Mapping[str, Any]) -> dict:
-    """An Open Inference Protocol request of one row: every feature's training mean (no sample leaks out)."""
+    """An Open Inference Protocol request: a table model's published example rows (real test rows, raw
+    values, null in a gap), one input per column; any other model's one row of every feature's training
+    mean (no sample leaks out)."""
+    if input_schema.get("columns"):
+        return rows_request(input_schema.get("example") or [], input_schema["columns"])
     features = input_schema.get("features") or []
     shape = [int(d) for d in (input_schema.get("shape") or [-1, len(features)])[1:]]
     data = [float(f"{float(f['mean']):.6g}") if f.get("mean") is not None else 0.0 for f in features]
@@ -71,6 +77,14 @@ def example_request(input_schema: Mapping[str, Any]) -> dict:
 
 def curl_example(url: str, input_schema: Mapping[str, Any]) -> str:
     return curl(url, example_request(input_schema))
+
+
+def example_words(input_schema: Mapping[str, Any]) -> str:
+    """What the example request sends, in words."""
+    if input_schema.get("columns"):
+        rows = len(input_schema.get("example") or [])
+        return f"{rows} test row{'s' if rows != 1 else ''} as they are in the data, null where a value is missing"
+    return "one row: each feature's training mean"
 
 
 def model_summary(spec: Any, run_params: Mapping[str, Any] | None = None) -> str:
@@ -138,8 +152,7 @@ def render_model_card(
     lines += [
         "## Try it",
         "",
-        f"Once this version serves, {_cell(infer_url(base, spec.name))} answers with it (one row: each feature's "
-        "training mean):",
+        f"Once this version serves, {_cell(infer_url(base, spec.name))} answers with it ({example_words(input_schema)}):",
         "",
         *_fenced("bash", curl_example(infer_url(base, spec.name), input_schema)),
         "",
@@ -151,6 +164,25 @@ def render_model_card(
 
 
 def _io_lines(input_schema: Mapping[str, Any], output_schema: Mapping[str, Any]) -> list[str]:
+    lines = _column_lines(input_schema) if input_schema.get("columns") else _feature_lines(input_schema)
+    classes = output_schema.get("class_names") or []
+    lines += ["", "## Output", "", "| output | datatype | shape |", "| --- | --- | --- |"]
+    for output in output_schema.get("outputs") or []:
+        lines.append(
+            f"| {_cell(str(output.get('name', '')))} | {_cell(output.get('datatype', ''))} | "
+            f"{_cell(json.dumps(output.get('shape', [])))} |"
+        )
+    if classes and output_schema.get("label_datatype"):
+        lines += ["", "label answers the class itself; probabilities follow this order: "
+                  + ", ".join(_cell(str(c)) for c in classes) + "."]
+    elif classes:
+        lines += ["", "Classes, in the order of probabilities and the values of label: "
+                  + ", ".join(f"{i} = {_cell(str(c))}" for i, c in enumerate(classes)) + "."]
+    return lines + [""]
+
+
+def _feature_lines(input_schema: Mapping[str, Any]) -> list[str]:
+    """Any other model's one input and its features' training statistics."""
     features = list(input_schema.get("features") or [])
     lines = [
         "## Input",
@@ -166,17 +198,36 @@ def _io_lines(input_schema: Mapping[str, Any], output_schema: Mapping[str, Any])
         lines.append(f"| {_cell(str(feature.get('name', '')))} | {stats} | {int(feature.get('missing') or 0)} |")
     if len(features) > MAX_FEATURE_ROWS:
         lines.append(f"| … {len(features) - MAX_FEATURE_ROWS} more in input_schema.json | | | | | |")
-    lines += ["", "## Output", "", "| output | datatype | shape |", "| --- | --- | --- |"]
-    for output in output_schema.get("outputs") or []:
-        lines.append(
-            f"| {_cell(str(output.get('name', '')))} | {_cell(output.get('datatype', ''))} | "
-            f"{_cell(json.dumps(output.get('shape', [])))} |"
+    return lines
+
+
+def _column_lines(input_schema: Mapping[str, Any]) -> list[str]:
+    """A table model's inputs: one per column, its type, how a gap is filled and its training statistics."""
+    columns = list(input_schema["columns"])
+    lines = [
+        "## Input",
+        "",
+        f"{len(columns)} columns, one input each (shape [-1, 1], or [-1]); send raw values, null where a value is "
+        "missing (accepted where the column has a fill). Statistics on the training split:",
+        "",
+        "| column | type | datatype | missing values | fill | values seen in training | min | max | mean | std |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for column in columns[:MAX_FEATURE_ROWS]:
+        categories = column.get("categories")
+        seen = (
+            _cell(", ".join(str(c) for c in categories[:MAX_SHOWN_CATEGORIES]) + (" …" if len(categories) > MAX_SHOWN_CATEGORIES else ""))
+            if categories else "—"
         )
-    classes = output_schema.get("class_names") or []
-    if classes:
-        lines += ["", "Classes, in the order of probabilities and the values of label: "
-                  + ", ".join(f"{i} = {_cell(str(c))}" for i, c in enumerate(classes)) + "."]
-    return lines + [""]
+        fill = "—" if column.get("fill") is None else _cell(str(column["fill"]))
+        stats = " | ".join(_number(column.get(key)) for key in ("min", "max", "mean", "std"))
+        lines.append(
+            f"| {_cell(str(column.get('name', '')))} | {_cell(column.get('type', ''))} | {_cell(column.get('datatype', ''))} "
+            f"| {_cell(column.get('missing', ''))} ({int(column.get('missing_count') or 0)} in training) | {fill} | {seen} | {stats} |"
+        )
+    if len(columns) > MAX_FEATURE_ROWS:
+        lines.append(f"| … {len(columns) - MAX_FEATURE_ROWS} more in input_schema.json | | | | | | | | | |")
+    return lines
 
 
 def expected_version(store: Any, name: str, run_id: str, min_version: int) -> int:

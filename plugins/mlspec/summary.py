@@ -15,11 +15,20 @@ def read_summary(spec: ModelSpec, run_id: str) -> dict:
 
 
 def curl_command(summary: dict) -> str:
+    """The example's request: a table model's published example rows (promote puts the request in the
+    summary), else the one test sample as a single input."""
     example = summary["example"]
-    return curl(summary["infer_url"], infer_request(example["input"], example["shape"]))
+    request = example.get("request") or infer_request(example["input"], example["shape"])
+    return curl(summary["infer_url"], request)
 
 
 def try_it_line(example: dict) -> str:
+    rows = len(example["request"]["inputs"][0]["data"]) if example.get("request") else 0
+    if rows:  # a table model: real test rows, raw values; the label is the class itself
+        first = f"{rows} test rows as they are in the data; for the first" if rows > 1 else "a test row as it is in the data; for it"
+        if "target" in example:
+            return f"Try it: {first} (target {example['target']:.4g}) the 'prediction' it returns should be {example['predicted']:.4g}:"
+        return f"Try it: {first} (class {example['label']}) the 'label' it returns should be {example['predicted']}:"
     if "target" in example:
         return (
             f"Try it: a test sample whose target is {example['target']:.4g}; the 'prediction' it returns "

@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import Request  # module level: FastAPI resolves the handlers' annotations here
 
 from mlspec.inference_protocol import infer_url
-from mlspec.model_card import curl_example, model_summary
+from mlspec.model_card import curl_example, example_words, model_summary
 from mlspec.ui import data, pages
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,12 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
             raise data.NotFound(f"there is no model {name!r} (no compiled spec of that name in the specs folder)")
         return found
 
-    def production_curl(status: data.ModelStatus) -> str | None:
+    def production_curl(status: data.ModelStatus) -> tuple[str | None, str]:
         """The example request for what serving really answers with (nothing when it serves nothing, or did
-        not answer): the endpoint without a version, which the server answers with its served version."""
+        not answer): the endpoint without a version, which the server answers with its served version; and
+        what it sends, in words."""
         if not status.serving_ok or status.served is None or not status.store_ok:
-            return None
+            return None, ""
         return _curl(status, status.served, served=True, timeout_s=timeout_s)
 
     def overview(base: str, allowed: Allowed) -> str:
@@ -144,20 +145,21 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
 
     def model(base: str, allowed: Allowed, name: str) -> str:
         status = data.model_status(model_spec(name, allowed), timeout_s)
-        return pages.model_page(base, status, production_curl(status))
+        return pages.model_page(base, status, *production_curl(status))
 
     def card(base: str, allowed: Allowed, name: str, version: int) -> str:
         spec = model_spec(name, allowed)
         found = data.version_card(spec, version, timeout_s)
-        curl = None  # only for the version serving answers with: any other gets how to deploy it instead
+        curl, words = None, ""  # only for the version serving answers with: any other gets how to deploy it instead
         if found.input_schema and found.status.serving_ok and found.status.served == version:
             curl = curl_example(infer_url(found.status.endpoint(), name, None), found.input_schema)
+            words = example_words(found.input_schema)
         spec_hash = (found.info.spec_hash if found.info else "") or (found.manifest or {}).get("spec_hash", "")
         # The parameters the version's training run logged (trigger-form values included) over the spec's.
         logged = found.settings.values if found.settings and found.settings.source == "tracking" else {}
         run_params = {k.removeprefix("params."): v for k, v in logged.items() if k.startswith("params.")}
         summary = model_summary(spec, run_params) if spec_hash == spec.spec_hash else None
-        return pages.card_page(base, found, curl, summary)
+        return pages.card_page(base, found, curl, summary, words)
 
     def file(base: str, allowed: Allowed, name: str, version: int, file_name: str) -> Response:
         spec = model_spec(name, allowed)
@@ -183,7 +185,7 @@ def create_app(*, specs_dir: str | None = None, access: Access = allow_all, time
         if spec is not None:
             status = data.model_status(spec, timeout_s)
             return pages.page(f"{dag_id} · Model", [("Models", f"{base}/"), (dag_id, None)],
-                              pages.model_section(base, status, production_curl(status)))
+                              pages.model_section(base, status, *production_curl(status)))
         broken = found.broken_named(dag_id)
         if broken is not None:
             return pages.broken_model_page(base, broken, str(found.specs_dir))
@@ -244,16 +246,17 @@ def version_number(name: str, text: str) -> int:
     return int(text)
 
 
-def _curl(status: data.ModelStatus, version: int, *, served: bool, timeout_s: float) -> str | None:
-    """The example request for the model's endpoint, built from the version's input_schema.json."""
+def _curl(status: data.ModelStatus, version: int, *, served: bool, timeout_s: float) -> tuple[str | None, str]:
+    """The example request for the model's endpoint, built from the version's input_schema.json, and what it
+    sends in words."""
     import json
 
     try:
         schema = json.loads(data.verified_bytes(status.spec, version, "input_schema.json", timeout_s))
     except (data.Unavailable, data.NotFound, data.ChecksumMismatch, ValueError) as exc:
         status.problems.append(f"no example request: {exc}")
-        return None
-    return curl_example(infer_url(status.endpoint(), status.name, None if served else version), schema)
+        return None, ""
+    return curl_example(infer_url(status.endpoint(), status.name, None if served else version), schema), example_words(schema)
 
 
 def airflow_app() -> Any:

@@ -15,11 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from mlspec.model_card import decision_text
+from mlspec.model_card import decision_text, example_words
 from mlspec.registry.base import action_words
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
 from mlspec.ui.mount import URL_PREFIX
 from mlspec.vocabulary import METRICS
+
+# What a model's example request sends when the page is not told (a single-input model's).
+MEAN_ROW = example_words({})
 
 MAX_FEATURE_ROWS = 100
 STATE_COLORS = {
@@ -282,7 +285,8 @@ def _serving_text(status: ModelStatus) -> str:
 
 
 # -- one model --------------------------------------------------------------------------------
-def model_section(base: str, status: ModelStatus, curl: str | None) -> str:
+def model_section(base: str, status: ModelStatus, curl: str | None, curl_words: str = MEAN_ROW) -> str:
+    """`curl`: the example request for what serves; `curl_words`: what it sends (model_card.example_words)."""
     spec = status.spec
     metrics = list(spec.evaluation.metrics)
     facts = [
@@ -332,7 +336,7 @@ def model_section(base: str, status: ModelStatus, curl: str | None) -> str:
     chart = metric_chart(status, status.main_metric) if status.versions else ""
     try_it = (
         f"<h2>Try it</h2><p class=\"lead\">Serving answers with version {e(status.served)} at this endpoint "
-        "(one row: each feature's training mean):</p>"
+        f"({e(curl_words)}):</p>"
         f'<pre id="curl">{e(curl)}</pre>'
         if curl else ""
     )
@@ -347,8 +351,8 @@ def model_section(base: str, status: ModelStatus, curl: str | None) -> str:
     )
 
 
-def model_page(base: str, status: ModelStatus, curl: str | None) -> str:
-    return page(f"{status.name} · Models", [("Models", f"{base}/"), (status.name, None)], model_section(base, status, curl))
+def model_page(base: str, status: ModelStatus, curl: str | None, curl_words: str = MEAN_ROW) -> str:
+    return page(f"{status.name} · Models", [("Models", f"{base}/"), (status.name, None)], model_section(base, status, curl, curl_words))
 
 
 def _registry_text(spec: Any) -> str:
@@ -579,7 +583,7 @@ def metric_chart(status: ModelStatus, metric: str, width: int = 720, height: int
 
 
 # -- one version ------------------------------------------------------------------------------
-def card_page(base: str, card: VersionCard, curl: str | None, summary: str | None) -> str:
+def card_page(base: str, card: VersionCard, curl: str | None, summary: str | None, curl_words: str = MEAN_ROW) -> str:
     status, info, spec = card.status, card.info, card.status.spec
     name, number = spec.name, card.number
     files_base = f"{base}/models/{name}/versions/{number}/files"
@@ -623,8 +627,8 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
     body.append(_schema_sections(card))
     body.append(_files_table(card, files_base))
     if curl:
-        body.append(f'<h2>Try it</h2><p class="lead">Serving answers with this version; this calls it (one row: each '
-                    f'feature\'s training mean):</p><pre id="curl">{e(curl)}</pre>')
+        body.append(f'<h2>Try it</h2><p class="lead">Serving answers with this version; this calls it ({e(curl_words)}):</p>'
+                    f'<pre id="curl">{e(curl)}</pre>')
     else:
         body.append(_deploy_hint(base, card))
     body.append(audit_timeline(base, status, number))
@@ -764,7 +768,9 @@ def _evaluation_details(card: VersionCard) -> str:
 def _schema_sections(card: VersionCard) -> str:
     parts = []
     schema = card.input_schema
-    if schema:
+    if schema and schema.get("columns"):
+        parts.append(_column_section(schema))
+    elif schema:
         features = list(schema.get("features") or [])
         rows = "".join(
             f"<tr><td>{e(f.get('name'))}</td><td>{e(f.get('dtype'))}</td>"
@@ -786,15 +792,41 @@ def _schema_sections(card: VersionCard) -> str:
             for o in output.get("outputs") or []
         )
         classes = output.get("class_names") or []
-        class_list = (
-            '<p class="lead">Classes (index = <code>label</code>): '
-            + ", ".join(f"{i} = {e(c)}" for i, c in enumerate(classes)) + "</p>" if classes else ""
-        )
+        if classes and output.get("label_datatype"):  # label answers the class itself
+            class_list = ('<p class="lead" id="classes"><code>label</code> answers the class; <code>probabilities</code> '
+                          "follow this order: " + ", ".join(e(c) for c in classes) + "</p>")
+        else:
+            class_list = (
+                '<p class="lead">Classes (index = <code>label</code>): '
+                + ", ".join(f"{i} = {e(c)}" for i, c in enumerate(classes)) + "</p>" if classes else ""
+            )
         parts.append(
             '<h2>Output</h2><table id="output-schema"><thead><tr><th>output</th><th>datatype</th><th>shape</th></tr></thead>'
             f"<tbody>{rows}</tbody></table>{class_list}"
         )
     return "".join(parts)
+
+
+def _column_section(schema: Mapping[str, Any]) -> str:
+    """A table model's inputs: one per column, with its type, how a gap is filled, the categories it
+    knows and its training statistics."""
+    columns = list(schema["columns"])
+    rows = "".join(
+        f"<tr><td>{e(c.get('name'))}</td><td>{e(c.get('type'))}</td><td>{e(c.get('datatype'))}</td>"
+        f"<td>{e(c.get('missing'))}</td><td>{e('—' if c.get('fill') is None else c['fill'])}</td>"
+        f"<td>{e(', '.join(map(str, c.get('categories') or [])) or '—')}</td>"
+        + "".join(num_cell(c.get(k)) for k in ("min", "max", "mean", "std"))
+        + f'<td class="num">{e(c.get("missing_count", 0))}</td></tr>'
+        for c in columns[:MAX_FEATURE_ROWS]
+    )
+    more = f'<p class="muted">… and {len(columns) - MAX_FEATURE_ROWS} more in input_schema.json.</p>' if len(columns) > MAX_FEATURE_ROWS else ""
+    return (
+        f'<h2>Input</h2><p class="lead">{len(columns)} columns, one input each (shape <code>[-1, 1]</code>): raw values, '
+        "null where a value is missing (for a column with a fill); statistics on the training split.</p>"
+        '<table id="input-schema"><thead><tr><th>column</th><th>type</th><th>datatype</th><th>missing</th><th>fill</th>'
+        '<th>categories</th><th class="num">min</th><th class="num">max</th><th class="num">mean</th><th class="num">std</th>'
+        f'<th class="num">gaps in training</th></tr></thead><tbody>{rows}</tbody></table>{more}'
+    )
 
 
 def _files_table(card: VersionCard, files_base: str) -> str:
