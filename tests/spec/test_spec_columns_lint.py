@@ -155,3 +155,13 @@ def test_a_clean_declared_table_passes_and_a_filled_gap_is_not_reported(tmp_path
         "    year: integer\n",
     ) == {}
     assert lint(tmp_path, "  source: file://data/table.csv\n  label: species\n  exclude: [bill_length_mm, sex, name, seen]\n") == {}
+
+
+def test_rows_without_a_label_are_a_warning_since_prepare_data_drops_them(tmp_path: Path, mlspec_home: Path) -> None:
+    path = mlspec_home / "data" / "unlabeled.csv"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "species": ["a", None, "b", None]}).to_csv(path, index=False)
+    found = lint(tmp_path, "  source: file://data/unlabeled.csv\n  label: species\n")
+    assert found == {
+        ("data.label", 13): f"warning: 2 of the first 4 rows of {path} have no 'species'; prepare_data leaves such rows out"
+    }

@@ -109,6 +109,11 @@ def check_sample_columns(doc: LoadedYaml, spec: dict, sample: Any, shown: str) -
             f"{unlabeled:,} of {rows} have no {quote(label)}; prepare_data leaves such rows out",
             severity="warning",
         )
+    try:  # most tables are fine: one pass over every column says so
+        raw_features(rows, sample, resolve_columns(rows, sample, features, label, exclude), label)
+        return
+    except DataError:
+        pass  # find every problem, column by column
     places = feature_places(features)
     if places is None:
         skipped = {label, *exclude}
