@@ -23,6 +23,7 @@ from mlspec.ml.columns import Column
 from mlspec.ml.data import Dataset
 from mlspec.ml.frameworks import TrainingPlan, get_adapter
 from mlspec.ml.onnx_export import onnx_predict
+from mlspec.server.tensors import SIMD_MIN_BYTES
 from mlspec.storage import open_store
 
 SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
@@ -592,3 +593,19 @@ def test_a_table_model_exported_by_mlspec_answers_raw_rows_with_gaps_and_unseen_
         "column size has a null in row 0; its spec has no missing: strategy, so send a value"
     )
     client.close()
+
+
+def test_a_large_body_of_rows_reads_as_small_ones_do(served):
+    """Bodies over SIMD_MIN_BYTES take simdjson's path; strings and nulls come through it unchanged."""
+    _, client = served
+    repeat = 300
+    rows = {name: values * repeat for name, values in ROWS.items()}
+    body = _body(rows)
+    assert len(json.dumps(body)) > SIMD_MIN_BYTES
+    response = client.post("/v2/models/penguins/infer", json={**body, "outputs": [{"name": "label"}]})
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == _expected()[0] * repeat
+    rows["island"][-1] = None
+    response = client.post("/v2/models/penguins/infer", json=_body(rows))
+    assert response.status_code == 400
+    assert "column island has a null in row 899" in response.json()["error"]
