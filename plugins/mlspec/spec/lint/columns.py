@@ -96,8 +96,8 @@ def _without_place(message: str) -> str:
 def check_sample_columns(doc: LoadedYaml, spec: dict, sample: Any, shown: str) -> Iterator[SpecProblem]:
     """The first rows of a local table (a pandas DataFrame whose columns include every name the spec gives):
     each feature column's type, declared or inferred, fits its values, and a column with gaps has a strategy
-    for them. Each column is resolved and normalized on its own, so every column's problem is reported, at
-    its place in the spec; rows with no label are dropped first, as prepare_data drops them (a warning)."""
+    for them. Rows with no label are left out first, as prepare_data leaves them out (a warning). A table that
+    fails is checked again column by column, so every column's problem is reported at its place in the spec."""
     data = spec["data"]
     features, exclude, label = data["features"], data.get("exclude") or [], table_label(data)
     rows = f"the first {len(sample):,} rows of {shown}"
@@ -109,6 +109,8 @@ def check_sample_columns(doc: LoadedYaml, spec: dict, sample: Any, shown: str) -
             f"{unlabeled:,} of {rows} have no {quote(label)}; prepare_data leaves such rows out",
             severity="warning",
         )
+    if unlabeled == len(sample):
+        return  # no row to check (prepare_data says so of the whole table, if it is so there)
     try:  # most tables are fine: one pass over every column says so
         raw_features(rows, sample, resolve_columns(rows, sample, features, label, exclude), label)
         return
