@@ -8,7 +8,8 @@ that model in flight, 413 body too large, 503 known but not ready or too many re
 * GET  /v2/health/live, /v2/health/ready, /v2 (server metadata)
 * GET  /v2/models/{m}[/versions/{v}]           model metadata (+ `parameters.served_version`)
 * GET  /v2/models/{m}[/versions/{v}]/ready     200 when that model (version) is ready
-* POST /v2/models/{m}[/versions/{v}]/infer     JSON tensors, or Triton's binary tensor extension
+* POST /v2/models/{m}[/versions/{v}]/infer     JSON tensors, or Triton's binary tensor extension; a table
+                                               model takes raw rows, one input per column (tensors.py)
 * POST /v2/repository/index                    every model version with its state       (admin)
 * POST /v2/repository/models/{m}/load          {"parameters": {"storage_uri": ..., "version": "3"}} (admin)
 * POST /v2/repository/models/{m}/unload        optional {"parameters": {"version": "3"}}  (admin)
