@@ -476,8 +476,30 @@ _FIELDS = {
     ),
     ("data", "format"): st.sampled_from(["npz", "csv", "parquet", None, "json"]),
     ("data", "features"): st.one_of(
-        st.none(), st.sampled_from(["x", ""]), st.lists(st.sampled_from(["a", "b", ""]), max_size=3)
+        st.none(),
+        st.sampled_from(["x", ""]),
+        st.lists(st.sampled_from(["a", "b", "label", ""]), max_size=3),
+        st.dictionaries(  # issue 13's column declarations, sound and contradictory
+            st.sampled_from(["a", "b", "label"]),
+            st.one_of(
+                st.none(),
+                st.sampled_from(["number", "integer", "boolean", "category", "text"]),
+                st.fixed_dictionaries(
+                    {"type": st.sampled_from(["number", "integer", "boolean", "category"])},
+                    optional={
+                        "missing": st.one_of(
+                            st.sampled_from(["error", "mean", "median", "most_frequent", "drop_row", "constant"]),
+                            st.fixed_dictionaries({"constant": st.one_of(st.booleans(), st.integers(), st.floats(), st.text(max_size=3))}),
+                        ),
+                        "encode": st.sampled_from(["one_hot", "ordinal", "hash"]),
+                        "max_categories": st.sampled_from([1, 2, 10, 2.5]),
+                    },
+                ),
+            ),
+            max_size=3,
+        ),
     ),
+    ("data", "exclude"): st.lists(st.sampled_from(["a", "b", "label", ""]), max_size=2),
     ("data", "split"): st.fixed_dictionaries(
         {"validation": st.sampled_from([0, 0.1, 0.5, 0.89]), "test": st.sampled_from([0.01, 0.2, 0.4, 0.89])}
     ),
