@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlspec.inference_protocol import numpy_dtype
 
@@ -49,10 +50,16 @@ class RegistrationRequest:
 
         if not self.input_schema or not self.output_schema:
             return {}
-        return {"inputs": tensors([self.input_schema]), "outputs": tensors(self.output_schema.get("outputs", []))}
+        inputs = self.input_schema.get("columns") or [self.input_schema]  # a table model: one input per column
+        return {"inputs": tensors(inputs), "outputs": tensors(self.output_schema.get("outputs", []))}
 
-    def input_example(self) -> list[float]:
-        """One row a client can send: each feature's training mean (no training sample leaks out)."""
+    def input_example(self) -> list[float] | dict[str, Any]:
+        """One row a client can send. A table model's is its first published example row, a real test row
+        ({column: value}; a row without gaps when there is one); any other model's is each feature's training
+        mean (no training sample leaks out)."""
+        rows = self.input_schema.get("example") or []
+        if rows:
+            return next((row for row in rows if None not in row.values()), rows[0])
         return [feature["mean"] for feature in self.input_schema.get("features", [])]
 
 
