@@ -1,6 +1,7 @@
 """data: the source is of a known kind (mlspec.sources: a known data set, or a file of a known format), and the
 split leaves data to train on; `mlspec lint` also checks a local file source (check_local_source): where it is,
-and a sample of its rows against data.label and data.features (check_sample)."""
+and a sample of its rows against data.label, data.features and data.exclude (check_sample, then
+lint.columns.check_sample_columns); `mlspec render` types its columns from the same sample (local_sample)."""
 
 from __future__ import annotations
 
