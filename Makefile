@@ -117,3 +117,10 @@ fuzz: install
 bench-serve: install
 	$(if $(BASELINE),rm -rf benchmarks/.work/baseline && mkdir -p benchmarks/.work/baseline && git archive $(BASELINE) plugins | tar -x -C benchmarks/.work/baseline)
 	$(BIN)/python benchmarks/bench_serve.py $(if $(LOAD_TEST),--load-test) $(if $(BASELINE),--baseline benchmarks/.work/baseline/plugins)
+
+# Data benchmark: a generated 1,000,000-row table (10 numbers with gaps, 10 categories) as CSV, Parquet and a
+# PostgreSQL table, through prepare_data, a logistic regression and the ONNX export, against the same work by hand
+# (pandas + a scikit-learn Pipeline + skl2onnx); writes benchmarks/results/data.json. ROWS=<n> for a smaller table.
+.PHONY: bench-data
+bench-data: install
+	$(BIN)/python benchmarks/bench_data.py $(if $(ROWS),--rows $(ROWS))
