@@ -9,6 +9,7 @@ a tie, and the champion holds (an identical retrain never redeploys).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -53,7 +54,6 @@ def _outcome_words(decision: str) -> str:
 def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[str, float]) -> dict[str, Any]:
     """The gate's verdict as plain JSON: decision, metric, both scores, the champion's version."""
     from mlspec.ml import metrics as ml_metrics
-    from mlspec.ml.onnx_export import onnx_predict
 
     gate = spec.evaluation.champion
     if gate is None:
@@ -79,7 +79,10 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
             "registry recorded; its files were changed after publishing. Deploy a known-good version "
             f"(`mlspec deploy {spec.source_file or '<spec>'} --version N`) before retraining"
         )
-    outputs = onnx_predict(onnx_bytes, dataset.x_test)
+    try:
+        outputs = champion_outputs(store, record.source_uri, onnx_bytes, dataset)
+    except ChampionUnfit as exc:
+        return _against_recorded_metrics(spec, verdict, version, record, exc)
     scores = ml_metrics.compute_metrics(
         spec.model.task, dataset.y_test, outputs, metrics=list(spec.evaluation.metrics), class_names=list(dataset.class_names)
     )
@@ -101,6 +104,40 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
         gate.metric, verdict["challenger"], version, verdict["champion"], gate.min_delta, _outcome_words(decision),
     )
     return verdict
+
+
+class ChampionUnfit(MlspecError):
+    """The production version cannot take this run's test rows (a model of other inputs)."""
+
+
+def champion_outputs(store: Any, source_uri: str, onnx_bytes: bytes, dataset: Any) -> dict[str, Any]:
+    """Production's ONNX answers on this run's test split. For a table data set, production takes the
+    split's columns by name (with its own published fills) and its label, the class value, is mapped back
+    to an index of this run's class_names by name: a class this run does not know is a wrong answer."""
+    from mlspec.ml import model_io  # numpy: not at DAG parse time
+    from mlspec.ml.onnx_export import onnx_predict
+
+    if not dataset.columns:
+        return onnx_predict(onnx_bytes, dataset.x_test)
+
+    def published(name: str) -> dict:
+        try:
+            return json.loads(store.read_uri(f"{source_uri}/{name}"))
+        except (StoreError, ValueError):
+            return {}  # published before the schemas existed
+
+    input_schema = published("input_schema.json")
+    columns = model_io.schema_columns(input_schema)
+    if not columns:
+        raise ChampionUnfit("it takes one array of features, this run's table one input per column")
+    lacking = [c.name for c in columns if c.name not in dataset.x_test.columns]
+    if lacking:
+        raise ChampionUnfit(f"it takes the column(s) {', '.join(lacking)}, which this run's data lacks")
+    outputs = onnx_predict(onnx_bytes, model_io.model_inputs(dataset.x_test, columns, model_io.schema_fills(input_schema)))
+    if "label" in outputs:
+        label_datatype = published("output_schema.json").get("label_datatype", "")
+        outputs["label"] = model_io.class_indices(outputs["label"], dataset.class_names, label_datatype)
+    return outputs
 
 
 def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, record: Any, why: Exception) -> dict[str, Any]:

@@ -247,31 +247,34 @@ class Release:
         return replace(deployment, previous_version=self.production())
 
     # -- 4. smoke test ------------------------------------------------------------------------------
-    def smoke_test(self, deployment: Deployment, x: np.ndarray, onnx_bytes: bytes, signature: dict) -> dict:
-        """The endpoint must answer `x` as the offline ONNX model does (SmokeTestFailed otherwise)."""
+    def smoke_test(
+        self, deployment: Deployment, x: np.ndarray | list[dict], onnx_bytes: bytes, signature: dict, input_schema: dict | None = None
+    ) -> dict:
+        """The endpoint must answer `x` as the offline ONNX model does (SmokeTestFailed otherwise). `x`: a
+        single-input model's samples, or a table model's JSON rows ({column: raw value or None}) with its
+        published `input_schema` (columns and fills: the offline model is fed what the server makes of them)."""
         # numpy: tasks only, not at DAG parse (tests/compiler/test_parse_stays_light.py::test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library)
-        from mlspec.ml import onnx_export
+        from mlspec.ml import model_io, onnx_export
 
+        table = bool((input_schema or {}).get("columns"))
         return endpoint_check.run_smoke_test(
             endpoint_url=deployment.endpoint_url,
             model_name=deployment.served_model_name,
             version=deployment.version if platform_of(self.spec).serves_versions else None,
             x=x,
-            expected=onnx_export.onnx_predict(onnx_bytes, x),
+            expected=onnx_export.onnx_predict(onnx_bytes, model_io.rows_inputs(x, input_schema) if table else x),
             signature=signature,
             **endpoint_check.spec_settings(self.spec),
         )
 
-    def sample_rows(self, record: VersionRecord, onnx_bytes: bytes) -> np.ndarray:
-        """Rows drawn around each feature's training statistics (input_schema.json): an operation has no
-        test split at hand."""
+    def sample_rows(self, onnx_bytes: bytes, schema: dict) -> np.ndarray | list[dict]:
+        """What an operation sends, having no test split at hand: a table model's published example rows
+        (real test rows, input_schema.json), else rows drawn around each feature's training statistics."""
         import numpy as np
 
+        if schema.get("columns"):
+            return list(schema.get("example") or [])
         signature = signature_of(onnx_bytes)
-        try:
-            schema = json.loads(self.store.read_uri(f"{record.source_uri}/input_schema.json"))
-        except MlspecError:
-            schema = {}
         shape = [int(d) for d in signature["inputs"][0]["shape"][1:]]
         rng = np.random.default_rng(0)
         samples = self.spec.smoke_test.samples
@@ -281,6 +284,13 @@ class Release:
             std = np.array([f.get("std") or 0.0 for f in features], dtype=np.float32)
             return (mean + std * rng.standard_normal((samples, len(features))).astype(np.float32)).reshape(samples, *shape)
         return rng.standard_normal((samples, *shape)).astype(np.float32)
+
+    def input_schema(self, record: VersionRecord) -> dict:
+        """The version's input_schema.json; {} where it was published without one."""
+        try:
+            return json.loads(self.store.read_uri(f"{record.source_uri}/input_schema.json"))
+        except MlspecError:
+            return {}
 
     # -- 5. promote -----------------------------------------------------------------------------------
     def promote(self, deployment: Deployment, change: ProductionChange | None) -> str:
@@ -426,8 +436,9 @@ class Release:
         try:
             notes = record_change(self.registry, self.name, trigger.change(action, previous, version, reason))
             deployment = replace(self.serving.deploy(self.name, version, record.source_uri), previous_version=previous)
-            rows = self.sample_rows(record, onnx_bytes)
-            report = self.smoke_test(deployment, rows, onnx_bytes, signature_of(onnx_bytes))
+            schema = self.input_schema(record)
+            rows = self.sample_rows(onnx_bytes, schema)
+            report = self.smoke_test(deployment, rows, onnx_bytes, signature_of(onnx_bytes), schema)
             served = self.serving.served_version(self.name)
             if served != version:
                 raise OperationFailed(f"after deploying, serving answers with version {served}, not {version}")

@@ -15,7 +15,9 @@ from mlspec.errors import StoreError
 from mlspec.spec import load_spec
 
 Y_TEST = np.array([0, 1, 2, 1, 0, 2])
-DATASET = SimpleNamespace(x_test=np.zeros((6, 4), dtype=np.float32), y_test=Y_TEST, class_names=("setosa", "versicolor", "virginica"))
+DATASET = SimpleNamespace(
+    x_test=np.zeros((6, 4), dtype=np.float32), y_test=Y_TEST, class_names=("setosa", "versicolor", "virginica"), columns=()
+)
 
 
 class FakeRegistry:

@@ -107,7 +107,7 @@ def smoke_test_operator(spec, stored: dict, deployment, monkeypatch):
     monkeypatch.setattr(onnx_export, "onnx_predict", lambda onnx, x: {})
     op = SmokeTestOperator(task_id="smoke_test", spec=spec.to_dict(), data={"data_uri": "unused"}, stored=stored,
                            deployment=deployment.to_xcom())
-    monkeypatch.setattr(SmokeTestOperator, "load_dataset", lambda self: SimpleNamespace(x_test=[[0.0] * 4] * 5))
+    monkeypatch.setattr(SmokeTestOperator, "load_dataset", lambda self: SimpleNamespace(x_test=[[0.0] * 4] * 5, columns=()))
     return op
 
 

@@ -2,6 +2,8 @@
 
 `input_schema` describes what the endpoint takes, raw features, with per-feature statistics
 measured on the training split (a reference for drift checks and for people writing clients).
+A table model takes one input per column: its schema lists the columns (type, datatype, how a gap
+is filled, the categories seen in training) and a few real test rows as the example clients send.
 `output_schema` describes what it answers, from the exported model's ONNX signature.
 Both are plain JSON (no NaN or infinity: a statistic that does not exist is null).
 """
@@ -15,12 +17,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlspec.errors import MlspecError
+from mlspec.ml import model_io
 from mlspec.vocabulary import INPUT_NAME, OUTPUTS, TASKS
 
 if TYPE_CHECKING:
     from mlspec.ml.data import Dataset
 
 SIGNIFICANT_DIGITS = 6
+# A table model's input_schema.json publishes this many real test rows as its example.
+EXAMPLE_ROWS = 3
 
 
 class SchemaError(MlspecError):
@@ -44,13 +49,19 @@ def feature_names(dataset: Dataset) -> list[str]:
     return [f"x[{i}]" for i in range(width)]
 
 
-def input_schema(dataset: Dataset) -> dict[str, Any]:
+def input_schema(
+    dataset: Dataset, fills: Mapping[str, Any] | None = None, categories: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
     """{"name": "input", "datatype": "FP32", "shape": [-1, *per-sample shape], "features": [...]}.
 
     One feature entry per flattened position: {"name", "dtype": "FP32", "min", "max", "mean",
     "std" (population), "missing" (count of NaN)}, measured on the training split only and
-    rounded to 6 significant digits.
+    rounded to 6 significant digits. A table model (dataset.columns set) is described by
+    `table_schema` instead, with the trained model's fills and categories (mlspec.ml.tabular's
+    fill_values and categories).
     """
+    if dataset.columns:
+        return table_schema(dataset, fills or {}, categories or {})
     x = np.asarray(dataset.x_train)
     flat = x.reshape(len(x), -1).astype(np.float64)
     missing = np.isnan(flat).sum(axis=0)
@@ -75,11 +86,76 @@ def input_schema(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def output_schema(task: str, class_names: Sequence[str], signature: Mapping[str, Any]) -> dict[str, Any]:
-    """{"task", "outputs": [{"name", "datatype", "shape"}...], "class_names": [...]}.
+def table_schema(dataset: Dataset, fills: Mapping[str, Any], categories: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """{"columns": [...], "example": [...]}: what a table model's endpoint takes, one input per column.
+
+    Each column: {"name", "type", "datatype", "shape": [-1, 1], "missing" (its strategy), "fill" (the
+    value a null becomes, or null where nulls are refused), "missing_count" (gaps in the training split),
+    for a category "encode" and "categories" (the values the encoder knows: `categories`, else every
+    training value), else "min", "max", "mean", "std" measured on the training split. "example": a few real test rows as {column: raw
+    value or null}, including one with a gap where the test split has one.
+    """
+    x = dataset.x_train
+    columns = []
+    for column in dataset.columns:
+        values = x[column.name]
+        entry: dict[str, Any] = {
+            "name": column.name,
+            "type": column.type,
+            "datatype": column.datatype,
+            "shape": [-1, 1],
+            "missing": column.missing,
+            "fill": _json_scalar(fills.get(column.name)) if column.filled else None,
+        }
+        if column.type == "category":
+            seen = values[values != ""]
+            known = categories.get(column.name) or sorted({str(v) for v in seen})
+            entry.update(encode=column.encode, categories=[str(c) for c in known], missing_count=int(len(values) - len(seen)))
+        else:
+            numbers = np.asarray(values, dtype=np.float64)
+            present = numbers[~np.isnan(numbers)]
+            stats: dict[str, float | None] = dict.fromkeys(("min", "max", "mean", "std"))
+            if present.size:
+                stats = {"min": _round(present.min()), "max": _round(present.max()), "mean": _round(present.mean()), "std": _round(present.std())}
+            entry.update(stats, missing_count=int(numbers.size - present.size))
+        columns.append(entry)
+    return {"columns": columns, "example": example_rows(dataset)}
+
+
+def example_rows(dataset: Dataset) -> list[dict[str, Any]]:
+    """The first EXAMPLE_ROWS test rows as JSON rows; when none of them has a gap and a later test row
+    has one, that row takes the last place (the first row stays the first test sample)."""
+    x = dataset.x_test
+    count = min(EXAMPLE_ROWS, len(x))
+    gaps = np.zeros(len(x), dtype=bool)
+    for column in dataset.columns:
+        values = x[column.name]
+        gaps |= (values == "").to_numpy() if column.type == "category" else values.isna().to_numpy()
+    picked = list(range(count))
+    later = np.flatnonzero(gaps[count:])
+    if count and not gaps[:count].any() and later.size:
+        picked[-1] = count + int(later[0])
+    return model_io.json_rows(x.iloc[picked], dataset.columns)
+
+
+def _json_scalar(value: Any) -> Any:
+    """A fill as plain JSON (numpy scalars unwrapped; NaN is no fill)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def output_schema(
+    task: str, class_names: Sequence[str], signature: Mapping[str, Any], label_datatype: str = ""
+) -> dict[str, Any]:
+    """{"task", "outputs": [{"name", "datatype", "shape"}...], "class_names": [...]} (+ "label_datatype").
 
     outputs come from `signature["outputs"]` (as read by `onnx_export.onnx_signature`) and must
     include the task's outputs (vocabulary.OUTPUTS); class_names is [] for regression.
+    "label_datatype" (Dataset.label_datatype) is there when `label` answers the class value itself
+    (BYTES or INT64) instead of its index.
     """
     if task not in TASKS:
         raise SchemaError(f"model.task {task!r} is not known; use one of {', '.join(TASKS)}")
@@ -93,8 +169,11 @@ def output_schema(task: str, class_names: Sequence[str], signature: Mapping[str,
             f"the exported model has outputs {', '.join(o['name'] for o in outputs) or '(none)'}; a {task} "
             f"model must answer {', '.join(OUTPUTS[task])} (missing {', '.join(missing)})"
         )
-    return {
+    schema = {
         "task": task,
         "outputs": outputs,
         "class_names": [str(c) for c in class_names] if task == "classification" else [],
     }
+    if label_datatype and task == "classification":  # absent: label is the class index, as before tables
+        schema["label_datatype"] = label_datatype
+    return schema

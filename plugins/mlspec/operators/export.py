@@ -1,11 +1,13 @@
 """export_onnx: the adapter's ONNX export, checked against the trained model with onnxruntime, plus
-the input and output schemas every published version carries."""
+the input and output schemas every published version carries. A table model's check also covers raw
+rows with a gap in each filled column and a category never seen in training."""
 
 from __future__ import annotations
 
 import json
 import logging
 
+from mlspec.ml import tabular
 from mlspec.operators.base import GateFailed, TrainedModelStage
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ class OnnxExportOperator(TrainedModelStage):
     def run(self, context) -> dict:
         import onnxruntime as ort
 
-        from mlspec.ml import io_schema, onnx_export
+        from mlspec.ml import io_schema, model_io, onnx_export  # numpy: not at DAG parse time
 
         spec = self.model_spec
         task = spec.model.task
@@ -36,10 +38,15 @@ class OnnxExportOperator(TrainedModelStage):
             ", ".join(f"{t['name']}{t['shape']} {t['datatype']}" for t in signature["inputs"]),
             ", ".join(f"{t['name']}{t['shape']} {t['datatype']}" for t in signature["outputs"]),
         )
+        fills = tabular.fill_values(model)
         samples = dataset.x_test[: spec.export.parity_samples]
+        if dataset.columns:
+            samples = with_edge_rows(samples, dataset.columns)
         try:
             max_diff = onnx_export.check_parity(
-                self.adapter.predict(model, samples, task), onnx_export.onnx_predict(onnx_bytes, samples),
+                # A table classifier's graph answers the class value as label; the trained model its index.
+                tabular.served_outputs(model, self.adapter.predict(model, samples, task)),
+                onnx_export.onnx_predict(onnx_bytes, model_io.model_inputs(samples, dataset.columns, fills)),
                 atol=spec.export.parity_atol, rtol=spec.export.parity_rtol,
             )
         except onnx_export.ParityError as exc:
@@ -59,9 +66,42 @@ class OnnxExportOperator(TrainedModelStage):
         return {
             "onnx_uri": self.store.write_bytes(f"{prefix}/model.onnx", onnx_bytes),
             "signature_uri": write_json("signature.json", signature),
-            "input_schema_uri": write_json("input_schema.json", io_schema.input_schema(dataset)),
-            "output_schema_uri": write_json("output_schema.json", io_schema.output_schema(task, list(dataset.class_names), signature)),
+            "input_schema_uri": write_json(
+                "input_schema.json", io_schema.input_schema(dataset, fills, tabular.categories(model))
+            ),
+            "output_schema_uri": write_json(
+                "output_schema.json", io_schema.output_schema(task, list(dataset.class_names), signature, dataset.label_datatype)
+            ),
             "max_abs_diff": float(max_diff),
             "parity_samples": int(len(samples)),
             "opset": spec.export.opset,
         }
+
+
+# A category value no training set holds: the parity rows' unseen category.
+UNSEEN_CATEGORY = "(a value never seen in training)"
+
+
+def with_edge_rows(samples, columns):
+    """The test rows plus the rows an endpoint meets that a clean test split may lack: for each column
+    whose gaps the model fills, a row with a gap in it (NaN, or "" for a category), one row with a gap in
+    every such column, and for each category a row with a value never seen in training."""
+    import pandas as pd  # not at DAG parse time
+
+    if not len(samples):
+        return samples
+    edges = []
+    filled = [column for column in columns if column.filled]
+    for index, column in enumerate([*filled, *(c for c in columns if c.type == "category")]):
+        row = samples.iloc[[index % len(samples)]].copy()
+        if index < len(filled):
+            row[column.name] = "" if column.type == "category" else float("nan")
+        else:
+            row[column.name] = UNSEEN_CATEGORY
+        edges.append(row)
+    if filled:
+        row = samples.iloc[[0]].copy()
+        for column in filled:
+            row[column.name] = "" if column.type == "category" else float("nan")
+        edges.append(row)
+    return pd.concat([samples, *edges], ignore_index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -77,11 +78,6 @@ class PromoteOperator(MlspecOperator):
         self.record_promotion(context, deployment)
         dataset = self.load_dataset()
         stored = self.handed_over("stored")
-        example_x = dataset.x_test[:1]
-        # numpy: tasks only, not at DAG parse (tests/compiler/test_parse_stays_light.py::test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library)
-        from mlspec.ml.onnx_export import onnx_predict
-
-        offline = onnx_predict(self.store.read_uri(f"{stored['uri']}/model.onnx"), example_x)
         infer_url = inference_protocol.infer_url(deployment.endpoint_url, deployment.served_model_name)
         summary = {
             "model": spec.name,
@@ -94,18 +90,37 @@ class PromoteOperator(MlspecOperator):
             "endpoint_url": deployment.endpoint_url,
             "infer_url": infer_url,
             "smoke_test": self.handed_over("smoke_test"),
-            "example": {
-                "input": [float(f"{v:.7g}") for v in example_x.reshape(-1)],  # float32 values, printed short
-                "shape": list(example_x.shape),
-                **example_answers(spec.model.task, dataset, offline),
-            },
+            "example": self.example(dataset, stored["uri"]),
         }
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
         log.info("%s version %d is in production at %s", spec.name, deployment.version, infer_url)
         example = summary["example"]
-        log.info("try it: %s", inference_protocol.curl(infer_url, inference_protocol.infer_request(example["input"], example["shape"])))
+        request = example.get("request") or inference_protocol.infer_request(example["input"], example["shape"])
+        log.info("try it: %s", inference_protocol.curl(infer_url, request))
         self.fill_asset_event(context, summary)
         return summary
+
+    def example(self, dataset, stored_uri: str) -> dict:
+        """The run summary's example and what the offline ONNX model answers for its first row: a table
+        model's published example rows (input_schema.json, their first is the first test row) as a v2
+        request, else the first test sample as one input."""
+        # numpy: tasks only, not at DAG parse (tests/compiler/test_parse_stays_light.py::test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library)
+        from mlspec.ml import model_io
+        from mlspec.ml.onnx_export import onnx_predict
+
+        onnx_bytes = self.store.read_uri(f"{stored_uri}/model.onnx")
+        task = self.model_spec.model.task
+        if dataset.columns:
+            schema = json.loads(self.store.read_uri(f"{stored_uri}/input_schema.json"))
+            rows = schema["example"]
+            offline = onnx_predict(onnx_bytes, model_io.rows_inputs(rows, schema))
+            return {"request": inference_protocol.rows_request(rows, schema["columns"]), **example_answers(task, dataset, offline)}
+        example_x = dataset.x_test[:1]
+        return {
+            "input": [float(f"{v:.7g}") for v in example_x.reshape(-1)],  # float32 values, printed short
+            "shape": list(example_x.shape),
+            **example_answers(task, dataset, onnx_predict(onnx_bytes, example_x)),
+        }
 
     def record_promotion(self, context, deployment: Deployment) -> None:
         """The release service's promote: production moves to the smoke-tested version (set explicitly), the
@@ -160,8 +175,12 @@ def promotion_reason(evaluation: Any, smoke_test: Any, before: int | None) -> st
 
 
 def example_answers(task: str, dataset, offline: dict) -> dict:
-    """What the first test sample is, and what the served model says it is."""
+    """What the first test sample is, and what the served model says it is (its label is the class
+    itself where the data set's label_datatype says so)."""
+    from mlspec.ml import model_io  # numpy: tasks only
+
     if task == "regression":
         return {"target": float(dataset.y_test[0]), "predicted": float(offline["prediction"].reshape(-1)[0])}
     truth = dataset.y_test[0] if dataset.y_test.ndim == 1 else dataset.y_test[0].argmax()
-    return {"label": dataset.class_names[int(truth)], "predicted": dataset.class_names[int(offline["label"][0])]}
+    predicted = model_io.label_name(offline["label"].reshape(-1)[0], dataset.class_names, dataset.label_datatype)
+    return {"label": dataset.class_names[int(truth)], "predicted": predicted}

@@ -34,12 +34,19 @@ class SmokeTestOperator(MlspecOperator):
         spec = self.model_spec
         deployment = Deployment.from_xcom(self.handed_over("deployment"))
         stored = self.handed_over("stored")
-        x = self.load_dataset().x_test[: spec.smoke_test.samples]
+        dataset = self.load_dataset()
+        x = dataset.x_test[: spec.smoke_test.samples]
         onnx_bytes = self.store.read_uri(f"{stored['uri']}/model.onnx")
         signature = json.loads(self.store.read_uri(f"{stored['uri']}/signature.json"))
+        input_schema = None
+        if dataset.columns:  # real test rows as a client sends them: raw values, null in a gap
+            from mlspec.ml.model_io import json_rows  # pandas: tasks only, not at DAG parse
+
+            x = json_rows(x, dataset.columns)
+            input_schema = json.loads(self.store.read_uri(f"{stored['uri']}/input_schema.json"))
         release = Release.open(spec, self.store)
         try:
-            report = release.smoke_test(deployment, x, onnx_bytes, signature)
+            report = release.smoke_test(deployment, x, onnx_bytes, signature, input_schema)
         except SmokeTestFailed as exc:
             self.roll_back_to_production(context, release, deployment, exc)
         log.info(

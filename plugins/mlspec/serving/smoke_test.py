@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from mlspec.connections import connection_token
 from mlspec.errors import ServingError
-from mlspec.inference_protocol import LIVE_PATH, infer_path, model_path, numpy_dtype, ready_path
+from mlspec.inference_protocol import LIVE_PATH, infer_path, model_path, numpy_dtype, ready_path, rows_request
 from mlspec.model_card import endpoint_base
 from mlspec.serving.credentials import foreign_server_hint, is_configured_server, token_for
 
@@ -80,7 +81,10 @@ def _comparison(task: str, signature: dict, expected: dict, *, atol: float, rtol
         want = np.asarray(expected[name], dtype=np.float64).reshape(len(expected[name]), -1)
         return name, want, lambda answer, row: bool(np.allclose(answer.reshape(-1), row, atol=atol, rtol=rtol))
     if "label" in names:
-        return "label", np.asarray(expected["label"]).reshape(-1), lambda answer, label: int(answer.reshape(-1)[0]) == int(label)
+        want = np.asarray(expected["label"]).reshape(-1)
+        if want.dtype.kind in "USO":  # a table classifier answers the class itself (a name)
+            return "label", want, lambda answer, label: str(answer.reshape(-1)[0]) == str(label)
+        return "label", want, lambda answer, label: int(answer.reshape(-1)[0]) == int(label)
     # A classifier exported before the label output existed: compare the argmax of its probabilities.
     first = names[0]
     want = np.argmax(np.asarray(expected[first]), axis=1)
@@ -140,7 +144,7 @@ def run_smoke_test(
     endpoint_url: str,
     model_name: str,
     version: int | None,
-    x: np.ndarray,
+    x: np.ndarray | Sequence[Mapping[str, Any]],
     expected: dict[str, np.ndarray],
     signature: dict,
     min_agreement: float,
@@ -154,31 +158,44 @@ def run_smoke_test(
     """Send each row of `x` to the endpoint and compare its answers with `expected`, the offline
     ONNX Runtime outputs by name (onnx_export.onnx_predict).
 
+    `x`: the samples of a single-input model (an array), or a table model's rows as JSON values
+    ({column: raw value or None}, as input_schema.json's example), each sent as one input per column
+    (BYTES for a category, null where a value is missing).
+
     Returns the report `{samples, agreement, p50_ms, p95_ms, passed, problems, ...}` (plain JSON
     values) when every check holds; raises SmokeTestFailed carrying the same report otherwise.
     """
     import numpy as np
 
-    x = np.asarray(x)
+    rows = not isinstance(x, np.ndarray) and all(isinstance(row, Mapping) for row in x)
+    if not rows:
+        x = np.asarray(x)
     if len(x) == 0:
         raise ServingError(f"smoke test of {model_name}: no samples to send")
     if not signature.get("inputs") or not signature.get("outputs"):
         raise ServingError(f"smoke test of {model_name}: the signature has no inputs or outputs")
-    if len(signature["inputs"]) != 1:
+    if len(signature["inputs"]) != 1 and not rows:
         raise ServingError(
-            f"smoke test of {model_name}: the model has {len(signature['inputs'])} inputs; only single-input "
-            "models can be smoke-tested"
+            f"smoke test of {model_name}: the model has {len(signature['inputs'])} inputs; send a table model's "
+            "rows as {column: value} to smoke-test it"
         )
 
     base = endpoint_url.rstrip("/")
     metadata_path = model_path(model_name, version)
     what = f"model {model_name}" + (f" version {version}" if version is not None else "") + f" at {base}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    input_spec = signature["inputs"][0]
     output_name, want, agrees = _comparison(task, signature, expected, atol=atol, rtol=rtol)
+    text = want.dtype.kind in "USO"
     if len(want) != len(x):
         raise ServingError(f"smoke test of {model_name}: {len(x)} samples but {len(want)} expected answers")
-    dtype = np.dtype(numpy_dtype(input_spec["datatype"]))
+
+    def inputs(sample: Any) -> list[dict]:
+        if rows:
+            return rows_request([sample], signature["inputs"])["inputs"]
+        input_spec = signature["inputs"][0]
+        dtype = np.dtype(numpy_dtype(input_spec["datatype"]))
+        data = sample.astype(dtype).reshape(-1).tolist()
+        return [{"name": input_spec["name"], "shape": [1, *sample.shape], "datatype": input_spec["datatype"], "data": data}]
 
     report: dict[str, Any] = {
         "endpoint_url": base,
@@ -228,18 +245,7 @@ def run_smoke_test(
         matches = 0
         errors: list[str] = []
         for index, sample in enumerate(x):
-            body = {
-                "id": f"smoke-{index}",
-                "inputs": [
-                    {
-                        "name": input_spec["name"],
-                        "shape": [1, *sample.shape],
-                        "datatype": input_spec["datatype"],
-                        "data": sample.astype(dtype).reshape(-1).tolist(),
-                    }
-                ],
-                "outputs": [{"name": output_name}],
-            }
+            body = {"id": f"smoke-{index}", "inputs": inputs(sample), "outputs": [{"name": output_name}]}
             started = time.perf_counter()
             try:
                 response = client.post(infer_path(model_name, version), json=body)
@@ -252,7 +258,7 @@ def run_smoke_test(
                 continue
             try:
                 outputs = {o["name"]: o for o in response.json()["outputs"]}
-                answer = np.asarray(outputs[output_name]["data"], dtype=np.float64)
+                answer = np.asarray(outputs[output_name]["data"], dtype=object if text else np.float64)
             except (ValueError, KeyError, TypeError) as exc:
                 errors.append(f"sample {index}: no usable {output_name!r} output ({exc})")
                 continue
