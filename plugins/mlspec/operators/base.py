@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator
 
 from mlspec.deadlines import task_deadline
 from mlspec.errors import MlspecError
+from mlspec.ml import tabular
 from mlspec.ml.frameworks import get_adapter
 from mlspec.spec.model import ModelSpec
 from mlspec.storage import open_store
@@ -54,7 +55,8 @@ class MlspecOperator(BaseOperator):
 
     @cached_property
     def adapter(self):
-        return get_adapter(self.model_spec.model.framework)
+        """The framework's adapter, with a table's columns preprocessing in front (mlspec.ml.tabular)."""
+        return tabular.wrap(get_adapter(self.model_spec.model.framework))
 
     def run_prefix(self, context) -> str:
         return self.store.run_prefix(self.model_spec.name, context["run_id"])
