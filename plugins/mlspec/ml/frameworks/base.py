@@ -6,7 +6,9 @@ An adapter turns a framework-neutral `TrainingPlan` into a fitted model, and tha
 bytes (for the store) and into ONNX whose outputs are `vocabulary.OUTPUTS[task]`:
 `probabilities` (FP32, [-1, classes]) and `label` (INT64, [-1]) for classification,
 `prediction` (FP32, [-1, 1]) for regression. Feature preprocessing is inside the model, so every
-export takes raw features as its one input, `input` (FP32).
+export takes raw features as its one input, `input` (FP32). A table's columns (text, gaps) never reach an
+adapter: mlspec.ml.tabular wraps every one, encodes the columns into that float input and joins its own
+graph in front of the adapter's export.
 """
 
 from __future__ import annotations
