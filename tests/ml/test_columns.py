@@ -129,9 +129,11 @@ def test_every_fill_strategy_is_accepted_where_it_fits():
     )
 
 
-def test_exclude_only_with_features_omitted():
-    with pytest.raises(DataError, match="data.exclude applies only when data.features is omitted"):
-        declared_columns(["a"], ["b"])
+def test_exclude_beside_features_may_not_name_a_listed_column():
+    # The issue's own example writes a features mapping and exclude: [year] together.
+    assert list(declared_columns({"a": "number"}, ["year"])) == ["a"]
+    with pytest.raises(DataError, match="data.exclude names 'a', which data.features lists"):
+        declared_columns(["a"], ["a", "b"])
 
 
 def test_json_round_trip():

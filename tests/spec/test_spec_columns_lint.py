@@ -71,8 +71,6 @@ def test_declarations_that_contradict_themselves_are_reported_without_data(tmp_p
         ("data.features.mass", 19): "error: the constant 'unknown' does not fit a number column; give a number",
         ("data.features.species", 20): "error: 'species' is the label column; a model does not read its own "
         "answer as a feature",
-        ("data.exclude", 21): "error: data.exclude applies only when data.features is omitted (every column but the "
-        "label and these); remove data.exclude, or data.features",
         ("data.exclude[0]", 21): "error: 'year' is both a feature (data.features) and excluded",
     }
 

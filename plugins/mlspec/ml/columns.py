@@ -141,14 +141,13 @@ def declared_columns(features: Any, exclude: Sequence[str] | None = None) -> dic
 
     features: None (every column but the label and `exclude`: {}), one name, a list of names (all inferred),
     or a mapping of names to a type (`number`), to `{type, missing, encode, max_categories}` (missing may be
-    `{constant: value}`), or to nothing (inferred). `exclude` is only for features omitted. DataError when a
-    declaration is malformed; the message names its place in the spec.
+    `{constant: value}`), or to nothing (inferred). `exclude` picks columns when features is omitted; beside a
+    features list it only has to name no listed column (the issue's own example writes both). DataError when a
+    declaration is malformed or a column is both listed and excluded; the message names its place in the spec.
     """
-    if exclude and features is not None:
-        raise DataError(
-            "data.exclude applies only when data.features is omitted (every column but the label and these); "
-            "remove data.exclude, or data.features"
-        )
+    both = [name for name in exclude or () if features is not None and name in _listed_names(features)]
+    if both:
+        raise DataError(f"data.exclude names {both[0]!r}, which data.features lists; keep it in one of them")
     if features is None:
         return {}
     if isinstance(features, str):
@@ -158,6 +157,14 @@ def declared_columns(features: Any, exclude: Sequence[str] | None = None) -> dic
     if isinstance(features, Sequence) and all(isinstance(name, str) for name in features):
         return dict.fromkeys(features)
     raise DataError("data.features must be a column name, a list of names or a mapping of names to types")
+
+
+def _listed_names(features: Any) -> set[str]:
+    if isinstance(features, str):
+        return {features}
+    if isinstance(features, Mapping | Sequence):
+        return {str(name) for name in features}
+    return set()
 
 
 def _declared(name: str, value: Any) -> Column | None:

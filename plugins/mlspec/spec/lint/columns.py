@@ -48,7 +48,7 @@ def not_a_table(data: dict) -> str | None:
 
 def check_columns(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     """The declarations alone: each column's type, missing strategy and encoding agree (mean on a category,
-    encode on a number ...), data.exclude only beside data.features omitted, no column both a feature and
+    encode on a number ...), no column both a feature and
     excluded, the label not a feature."""
     data = spec["data"]
     features, exclude = data["features"], data.get("exclude") or []
@@ -70,11 +70,6 @@ def check_columns(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     for name, at in places:
         if name == label and not isinstance(features, str):
             yield doc.problem(at, f"{quote(name)} is the label column; a model does not read its own answer as a feature")
-    if exclude and features is not None:
-        try:
-            declared_columns([name for name, _at in places], exclude)
-        except DataError as exc:
-            yield doc.problem(("data", "exclude"), str(exc))
     listed = {name for name, _at in places}
     for index, name in enumerate(exclude):
         if name in listed:
