@@ -363,8 +363,9 @@ def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str 
             else f"{source}: the table has no rows"
         )
     # An explicit dtype per column: pandas 3 would otherwise turn an object array of str into its string dtype.
+    every_row = bool(keep.all())
     features = pd.DataFrame(
-        {name: pd.Series(values[keep], dtype=values.dtype) for name, values in table.items()}
+        {name: pd.Series(values if every_row else values[keep], dtype=values.dtype) for name, values in table.items()}
     )
     return features, labels.to_numpy()[keep]
 
@@ -478,17 +479,15 @@ def _boolean_values(source: str, column: Column, series: Any, index: Any) -> Any
 
 
 def _category_values(series: Any) -> Any:
-    """An object array of str: text as is, numbers as their text (2007.0 -> "2007"), "" for a gap."""
+    """An object array of str: text as is, numbers as their text (2007.0 -> "2007"), "" for a gap. Each
+    distinct value is one str object that every row holding it shares: a million rows of a category cost 8
+    bytes each, not a str object each."""
     import numpy as np
     import pandas as pd
 
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        texts = np.array([_text(c) for c in series.cat.categories] + [""], dtype=object)
-        return texts[series.cat.codes.to_numpy()]  # code -1 (a gap) takes the last entry, ""
-    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
-        return series.astype(object).where(series.notna(), "").to_numpy(dtype=object)
-    uniques = pd.unique(series.dropna())
-    return series.map({value: _text(value) for value in uniques}).fillna("").to_numpy(dtype=object)
+    codes, distinct = pd.factorize(series, use_na_sentinel=True)  # a gap is code -1: the last text, ""
+    texts = np.array([_text(value) for value in distinct] + [""], dtype=object)
+    return texts[codes]
 
 
 def _text(value: Any) -> str:

@@ -115,11 +115,11 @@ class Dataset:
         return tuple(int(d) for d in self.x_train.shape[1:])
 
     def to_npz_bytes(self) -> bytes:
-        """Serialise to one compressed npz (no pickles), so a later task can read it from a store.
+        """Serialise to one npz (no pickles), so a later task can read it from a store.
 
-        Features that are all whole numbers 0..255 (pixels: digits, mnist, cifar10) are stored as
-        uint8, a quarter of the size; `from_npz_bytes` gives back the same float32 values. A table's
-        splits are stored column by column (`x_<split>.<i>`: float64; a category as int32 codes into its
+        Array features that are all whole numbers 0..255 (pixels: digits, mnist, cifar10) are stored as
+        uint8, a quarter of the size; `from_npz_bytes` gives back the same float32 values. A table's splits
+        are stored column by column, uncompressed (`x_<split>.<i>`: float64; a category as codes into its
         distinct values as numpy unicode), with the columns as JSON text. Labels keep their dtype (int64
         classes, float32 one-hot rows or regression targets).
         """
@@ -130,19 +130,19 @@ class Dataset:
         else:
             as_bytes = all(_fits_uint8(x) for x in xs.values())
             features = {k: x.astype(np.uint8) if as_bytes else x for k, x in xs.items()}
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            **features,
-            y_train=self.y_train,
-            y_val=self.y_val,
-            y_test=self.y_test,
-            class_names=np.array(self.class_names, dtype=np.str_),
-            feature_names=np.array(self.feature_names, dtype=np.str_),
-            task=np.array(self.task, dtype=np.str_),
-            label_datatype=np.array(self.label_datatype, dtype=np.str_),
+        return _npz(
+            {
+                **features,
+                "y_train": self.y_train,
+                "y_val": self.y_val,
+                "y_test": self.y_test,
+                "class_names": np.array(self.class_names, dtype=np.str_),
+                "feature_names": np.array(self.feature_names, dtype=np.str_),
+                "task": np.array(self.task, dtype=np.str_),
+                "label_datatype": np.array(self.label_datatype, dtype=np.str_),
+            },
+            compress=not self.columns,
         )
-        return buf.getvalue()
 
     @classmethod
     def from_npz_bytes(cls, data: bytes) -> Dataset:
@@ -178,8 +178,25 @@ class Dataset:
         )
 
 
+def _npz(arrays: Mapping[str, np.ndarray], *, compress: bool) -> bytes:
+    """An npz file (np.load reads it; no pickles), deflated at level 1 (numpy's savez_compressed uses 6: 4x the
+    time for 8 % less) or, for a table's columns, stored: floats and category codes shrink by a third at best,
+    and deflating a million rows took longer than reading and checking them."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    buf = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buf, "w", method, compresslevel=1 if compress else None) as archive:
+        for key, array in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                npy.write_array(member, np.asanyarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
 def _column_arrays(name: str, frame: Any, columns: Sequence[Column]) -> list[tuple[str, np.ndarray]]:
-    """A table split's npz arrays: `<name>.<i>` float64 per number column, `<name>.<i>.codes` (int32) and
+    """A table split's npz arrays: `<name>.<i>` float64 per number column, `<name>.<i>.codes` (the smallest unsigned int) and
     `<name>.<i>.values` (numpy unicode) per category column, so repeated text is stored once."""
     import pandas as pd
 
@@ -187,9 +204,9 @@ def _column_arrays(name: str, frame: Any, columns: Sequence[Column]) -> list[tup
     for index, column in enumerate(columns):
         values = frame.iloc[:, index].to_numpy()
         if column.type == "category":
-            codes, distinct = pd.factorize(values)
+            codes, distinct = pd.factorize(values)  # no gaps to code as -1: a gap is the text ""
             arrays += [
-                (f"{name}.{index}.codes", codes.astype(np.int32)),
+                (f"{name}.{index}.codes", codes.astype(np.min_scalar_type(max(len(distinct) - 1, 0)))),
                 (f"{name}.{index}.values", np.array(distinct, dtype=np.str_)),
             ]
         else:
@@ -728,24 +745,37 @@ def split(
         log.info("data.split.stratify applies to classification only; splitting regression data at random")
         stratify = False
 
-    def cut(xs: Any, ys: np.ndarray, share: float, what: str) -> tuple[Any, ...]:
+    def cut(rows: np.ndarray | None, share: float, what: str) -> tuple[np.ndarray | None, np.ndarray]:
+        """(rest, cut off) row numbers of `rows` (None: every row, in order)."""
         if share == 0.0:
-            return xs, xs[:0], ys, ys[:0]
+            return rows, np.arange(0)
+        rows = np.arange(len(y)) if rows is None else rows
         try:
-            parts = train_test_split(
-                xs, ys, test_size=share, random_state=seed, stratify=ys if stratify else None, shuffle=True
+            rest, part = train_test_split(
+                rows, test_size=share, random_state=seed, stratify=y[rows] if stratify else None, shuffle=True
             )
-            return tuple(p.reset_index(drop=True) if hasattr(p, "reset_index") else p for p in parts)
         except ValueError as exc:
             hint = " (set data.split.stratify: false, or add samples)" if stratify else ""
             raise DataError(
-                f"cannot split off the {what} set ({share:g} of {len(ys)} samples): {exc}{hint}"
+                f"cannot split off the {what} set ({share:g} of {len(rows)} samples): {exc}{hint}"
             ) from exc
+        return rest, part
 
-    x_rest, x_test, y_rest, y_test = cut(x, y, test, "test")
+    def take(data: Any, rows: np.ndarray | None) -> Any:
+        """The rows of an array or a table (a fresh 0..n-1 index), in that order; all of them uncopied."""
+        if rows is None:
+            return data
+        if hasattr(data, "iloc"):
+            return data.iloc[rows].reset_index(drop=True)
+        return data[rows]
+
+    # Row numbers are split, not the data: each split's rows are copied once, in the order the cut gives them.
+    rest, test_rows = cut(None, test, "test")
     # The validation share is of the whole set, so rescale it to what remains after the test cut.
     val_share = validation / (1.0 - test) if validation else 0.0
-    x_train, x_val, y_train, y_val = cut(x_rest, y_rest, val_share, "validation")
+    train_rows, val_rows = cut(rest, val_share, "validation")
+    x_train, x_val, x_test = (take(x, rows) for rows in (train_rows, val_rows, test_rows))
+    y_train, y_val, y_test = (take(y, rows) for rows in (train_rows, val_rows, test_rows))
     if len(x_train) == 0:
         raise DataError(
             "the split leaves no training samples; lower data.split.validation or data.split.test"

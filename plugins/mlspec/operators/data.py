@@ -112,7 +112,7 @@ class PrepareDataOperator(MlspecOperator):
         loaded = ml_data.load_source(
             self.source, fmt=data.format, features=data.features, label=data.label, read_bytes=self.read_source_bytes,
             task=self.model_spec.model.task, limits=data.limits, read_table=self.read_source_table,
-            list_files=self.list_source_files, exclude=self.spec["data"].get("exclude"),
+            list_files=self.list_source_files, exclude=data.exclude,
         )
         for column in loaded.columns:
             log.info("column %s", describe_column(column))
