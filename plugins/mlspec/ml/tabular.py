@@ -3,8 +3,9 @@ training table and carried inside the model, its save file and its ONNX graph, f
 
 `wrap(adapter)` (what the operators use) gives a `TabularAdapter`: for a data set with `columns` (a table
 source) it fits the preprocessor on the raw training table and hands the framework's own adapter (Keras,
-scikit-learn, XGBoost, LightGBM: unchanged) a data set of float32 arrays [N, D]; for any other data set it
-is a pure pass-through. So a framework never sees a column, and a new framework gets tables for free.
+scikit-learn, XGBoost, LightGBM: unchanged) a data set of float32 arrays [N, D] (a sparse matrix for a
+model that `takes_sparse`: one-hot columns are mostly zeros); for any other data set it is a pure
+pass-through. So a framework never sees a column, and a new framework gets tables for free.
 
 The preprocessor is a scikit-learn ColumnTransformer (`build_preprocessor`), one branch per column in
 feature order:
@@ -61,8 +62,6 @@ if TYPE_CHECKING:
 MANIFEST = "tabular.json"
 PREPROCESSOR_FILE = "preprocessor.joblib"
 INNER_FILE = "model"
-# What the label output answers, by Dataset.label_datatype ("" = the class index, as for arrays).
-VALUE_LABELS = ("BYTES", "INT64")
 # The ONNX element types of the endpoint inputs, by column type.
 _NUMERIC_INPUTS = {"number": "FLOAT", "integer": "INT64", "boolean": "BOOL"}
 # Every name inside the merged graph but its inputs (the columns) and outputs starts with _INTERNAL.
@@ -246,7 +245,7 @@ class TabularModel:
     model: Any  # the framework's own model, taking the preprocessor's float32 [N, D]
     columns: tuple[Column, ...]
     class_values: tuple[str, ...]  # the class names, in index order (empty for regression)
-    label_datatype: str  # Dataset.label_datatype: "" (the index), "INT64" or "BYTES"
+    label_datatype: str  # Dataset.label_datatype: "" (the label answers the index), "INT64" or "BYTES"
     fills: dict[str, Any] = field(default_factory=dict)  # fitted_fills
     # The data set the model was built for and its transformed twin, so that fitting and scoring do
     # not transform the table again (not saved).
@@ -304,7 +303,7 @@ def class_values(model: Any) -> np.ndarray | None:
     integers (INT64); None where it answers the index."""
     import numpy as np
 
-    if not isinstance(model, TabularModel) or model.label_datatype not in VALUE_LABELS:
+    if not isinstance(model, TabularModel) or not model.label_datatype:
         return None
     if model.label_datatype == "INT64":
         return np.array([int(value) for value in model.class_values], dtype=np.int64)
@@ -497,7 +496,7 @@ class TabularAdapter(FrameworkAdapter):
             model=None,
             columns=tuple(dataset.columns),
             class_values=tuple(dataset.class_names),
-            label_datatype=dataset.label_datatype if dataset.label_datatype in VALUE_LABELS else "",
+            label_datatype=dataset.label_datatype,
             fills=fills,
         )
         arrays = _prepared(model, dataset, x_train=_float32(x_train))
