@@ -524,6 +524,8 @@ class KubeflowRegistry(ModelRegistry):
         for name, schema in (("input_schema", request.input_schema), ("output_schema", request.output_schema)):
             if schema:
                 properties[name] = string_value(json.dumps(schema, sort_keys=True))
+        if request.output_schema.get("class_names"):  # what `label` answers, in probability order, as MLflow's tag
+            properties["class_names"] = string_value(json.dumps(request.output_schema["class_names"]))
         if request.best_trial is not None:
             properties["mlspec.best_trial"] = int_value(request.best_trial)
             properties["mlspec.best_params"] = string_value(json.dumps(request.trial_params, sort_keys=True))

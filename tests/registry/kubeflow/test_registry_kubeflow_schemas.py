@@ -32,6 +32,7 @@ def test_schemas_framework_and_task_are_version_properties(fake, make_request) -
     assert read_value(props["framework"]) == "sklearn" and read_value(props["task"]) == "classification"
     assert json.loads(read_value(props["input_schema"])) == INPUT_SCHEMA
     assert json.loads(read_value(props["output_schema"]))["class_names"] == ["setosa", "versicolor", "virginica"]
+    assert json.loads(read_value(props["class_names"])) == ["setosa", "versicolor", "virginica"]
 
 
 def test_the_mlflow_signature_is_built_from_the_schemas(make_request) -> None:
