@@ -117,8 +117,11 @@ def _example_curl(spec: ModelSpec) -> str:
     known = DATA_SOURCES.get(spec.data.source)
     shell_endpoint = platform_of(spec).shell_endpoint  # None: the URL is known only once deployed
     if shell_endpoint is None or known is None:
-        inputs = "raw features as in the data source, shape [batch, ...] (see the version's input_schema.json)"
-        return f"\nThe served model's input is `input` (FP32): {inputs}.\n"
+        return (
+            "\nThe served model takes raw features as in the data source: a CSV, Parquet or SQL table one input per "
+            "column, named as the column (the version's input_schema.json lists them with example rows), any other "
+            "source `input` (FP32) of shape [batch, ...].\n"
+        )
     request = infer_request([0.0] * math.prod(known.shape), [1, *known.shape])
     url = infer_url(shell_endpoint(spec), spec.name)
     return (
