@@ -154,3 +154,34 @@ def test_prepare_data_logs_each_column() -> None:
         "sex: category, one_hot (max_categories 5), missing constant 'unknown'"
     )
     assert describe_column(Column("bill", "number", missing="median")) == "bill: number, missing median"
+
+
+def test_prepare_data_writes_the_typed_table_and_logs_columns_and_dropped_rows(
+    mlspec_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.fixtures.paths import SPECS
+
+    from mlspec.operators.data import PrepareDataOperator
+    from mlspec.spec import load_spec_text
+
+    (mlspec_home / "data").mkdir(exist_ok=True)
+    no_gaps = PENGUINS.replace("Torgersen,,3800", "Torgersen,41.0,3800").replace("5700,,2008", "5700,male,2008")
+    (mlspec_home / "data" / "penguins.csv").write_text(no_gaps)  # but the row without a label
+    data = (
+        "  source: file://data/penguins.csv\n  label: species\n  exclude: [year]\n"
+        "  split: {validation: 0.2, test: 0.2, seed: 7, stratify: true}\n"
+    )
+    text = (SPECS / "iris.yaml").read_text().replace(
+        "  source: builtin:iris\n  split: {validation: 0.15, test: 0.25, seed: 7, stratify: true}\n", data
+    )
+    task = PrepareDataOperator(spec=load_spec_text(text).to_dict(), task_id="prepare_data")
+    with caplog.at_level(logging.INFO):
+        result = task.execute({"run_id": "manual__1"})
+    assert "column island: category, one_hot, missing error (inferred)" in caplog.text
+    assert "column bill_length_mm: number, missing error (inferred)" in caplog.text
+    assert "dropped 1 of 13 rows that have no label (species)" in caplog.text
+    assert result["input_shape"] == [4] and result["class_names"] == ["Adelie", "Chinstrap", "Gentoo"]
+    dataset = Dataset.from_npz_bytes(task.store.read_uri(result["data_uri"]))
+    assert [c.name for c in dataset.columns] == ["island", "bill_length_mm", "body_mass_g", "sex"]
+    assert dataset.label_datatype == "BYTES"
+    assert (len(dataset.x_train), len(dataset.x_val), len(dataset.x_test)) == (6, 3, 3)
