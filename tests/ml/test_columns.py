@@ -228,6 +228,12 @@ def test_dates_are_an_error_that_says_what_to_do(dates):
     assert resolve_columns(SOURCE, frame, {"Year": "category"}, "y", None)[0].type == "category"
 
 
+def test_dates_in_a_parquet_dictionary_column_are_dates():
+    frame = pd.DataFrame({"y": [0, 1, 0], "day": pd.Categorical(["2024-01-01", "2024-01-02", None])})
+    with pytest.raises(DataError, match="column 'day' holds dates"):
+        resolve_columns(SOURCE, frame, None, "y", None)
+
+
 def test_version_strings_are_not_dates():
     frame = pd.DataFrame({"y": [0, 1, 0], "v": ["1.2.10", "1.3.0", "2.0.1"]})
     assert resolve_columns(SOURCE, frame, None, "y", None)[0].type == "category"
@@ -241,6 +247,10 @@ def test_numbers_and_booleans_in_object_columns():
     )
     columns = resolve_columns(SOURCE, frame, None, "y", None)
     assert [(c.name, c.type) for c in columns] == [("price", "number"), ("ok", "boolean")]
+    filled = tuple(Column(c.name, c.type, missing="most_frequent") for c in columns)
+    features, _ = raw_features(SOURCE, frame, filled, "y")
+    np.testing.assert_array_equal(features["price"], [1.5, np.nan, 3.0])
+    np.testing.assert_array_equal(features["ok"], [1.0, np.nan, 0.0])
 
 
 # --------------------------------------------------------------------------- the raw table

@@ -300,6 +300,8 @@ def _holds_dates(series: Any) -> bool:
     """Dates and times: a datetime column, dates a database returned, or text that is all dates."""
     import pandas as pd
 
+    if isinstance(series.dtype, pd.CategoricalDtype):  # Parquet text arrives dictionary-encoded
+        series = pd.Series(series.cat.categories)
     if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
         return True
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
