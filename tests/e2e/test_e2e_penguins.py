@@ -132,6 +132,19 @@ def check_served_species(server_url: str, model: str, spec, dag_run) -> float:
     assert [SPECIES[i] for i in probabilities.argmax(1)] == RAW_SPECIES
     assert np.allclose(probabilities.sum(1), 1.0, atol=1e-4)
 
+    # island has no missing: strategy, so a null there is refused by name.
+    refused = httpx.post(
+        f"{server_url}/v2/models/{model}/infer",
+        json={"inputs": json_inputs([{**RAW_ROWS[0], "island": None}])},
+        timeout=30,
+    )
+    assert refused.status_code == 400 and "island" in refused.json()["error"], refused.text
+
+    # The published example (the model card's and the run summary's curl): real test rows, a null among them.
+    example = json.loads((version_dir(spec) / "input_schema.json").read_text())["example"]
+    assert any(value is None for row in example for value in row.values()), example
+    assert set(infer_json(server_url, model, example)["label"]["data"]) <= set(SPECIES)
+
     binary = infer_triton(server_url, model, RAW_ROWS)
     assert texts(binary["label"]) == RAW_SPECIES
     assert np.allclose(binary["probabilities"].reshape(len(RAW_ROWS), 3), probabilities, atol=1e-6)
