@@ -9,7 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -56,6 +60,67 @@ def test_the_shipped_table_is_the_raw_one():
     assert frame.shape == (344, 8) and list(frame.columns[-1:]) == ["year"]
     assert int(frame.isna().sum().sum()) == 19 and frame["island"].dtype != np.float64
     assert sorted(frame["species"].unique()) == SPECIES
+
+
+LINTED = {
+    # A misspelled label and a misspelled feature: each at its line, with the column it meant.
+    "misspelled.yaml": """\
+apiVersion: mlspec/v1
+kind: ModelSpec
+metadata: {{name: penguins-misspelled, description: two misspelled columns}}
+data:
+  source: {table}
+  label: Species
+  features:
+    island: category
+    bill_lenght_mm: {{type: number, missing: median}}
+model: {{framework: sklearn, task: classification, estimator: random_forest}}
+""",
+    # Every column but year, types inferred: an id column is text of many values, gaps have no strategy.
+    "untyped.yaml": """\
+apiVersion: mlspec/v1
+kind: ModelSpec
+metadata: {{name: penguins-untyped, description: text without a type and gaps without a strategy}}
+data:
+  source: {table}
+  label: species
+  exclude: [year]
+model: {{framework: sklearn, task: classification, estimator: random_forest}}
+""",
+    "template.yaml": """\
+apiVersion: mlspec/v1
+kind: ModelSpec
+metadata: {{name: penguins-template, description: a bad template}}
+data:
+  source: '{folder}/{{{{ ds }}.csv'
+  label: species
+model: {{framework: sklearn, task: classification, estimator: random_forest}}
+""",
+}
+
+
+def test_lint_finds_the_tables_mistakes_at_their_lines_before_any_run(tmp_path):
+    frame = pd.read_csv(PENGUINS_CSV)
+    frame["individual"] = [f"N{i // 2 + 1}A{i % 2 + 1}" for i in range(len(frame))]  # as penguins_raw has it
+    frame.to_csv(tmp_path / "penguins.csv", index=False)
+    for name, text in LINTED.items():
+        table = (tmp_path / "penguins.csv").as_uri()
+        (tmp_path / name).write_text(text.format(table=table, folder=tmp_path.as_uri()))
+    mlspec = Path(sys.executable).parent / "mlspec"
+    result = subprocess.run(
+        [mlspec, "lint", *sorted(LINTED)],
+        cwd=tmp_path, capture_output=True, text=True, env=os.environ.copy(), timeout=120,
+    )
+    found = result.stdout + result.stderr
+    assert result.returncode == 1, found
+    assert "misspelled.yaml:6:10: data.label: data.label 'Species' is not a column" in found, found
+    assert "did you mean 'species'?" in found
+    assert "misspelled.yaml:9:" in found and "did you mean 'bill_length_mm'?" in found, found
+    assert "untyped.yaml:5:" in found, found
+    assert "column 'individual' is text with 344 distinct values" in found, found
+    assert "column bill_length_mm has 2 missing values (rows 3, 271)" in found, found
+    assert "column sex has 11 missing values" in found, found
+    assert "template.yaml:5:" in found and "data.source is not a valid template" in found, found
 
 
 def json_inputs(rows: list[dict]) -> list[dict]:
