@@ -190,6 +190,8 @@ def check_served_species(server_url: str, model: str, spec, dag_run) -> float:
     assert {entry["name"]: entry["datatype"] for entry in metadata["inputs"]} == {
         name: "BYTES" if name in CATEGORIES else "FP32" for name in FEATURES
     }, metadata
+    assert metadata["parameters"]["output_schema"]["class_names"] == SPECIES
+    assert "Adelie, Chinstrap, Gentoo" in (version_dir(spec) / "model_card.md").read_text()
 
     answer = infer_json(server_url, model, RAW_ROWS)
     assert answer["label"]["datatype"] == "BYTES" and answer["label"]["data"] == RAW_SPECIES, answer
