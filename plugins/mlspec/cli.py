@@ -203,9 +203,6 @@ def _point_airflow_at(spec_path: Path, dag_id: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from mlspec.compiler import build_dag  # Airflow: see cmd_render
-    from mlspec.summary import format_failure, format_summary, read_summary
-
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
@@ -231,6 +228,9 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     _point_airflow_at(Path(args.spec), spec.name)
     _ensure_airflow_db()
+    # Airflow reads its configuration once, at import: only now that it points at this spec's home and folder.
+    from mlspec.compiler import build_dag
+    from mlspec.summary import format_failure, format_summary, read_summary
 
     dag = build_dag(spec, spec_text=Path(args.spec).read_text())
     conf = {
