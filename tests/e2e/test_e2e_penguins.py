@@ -184,14 +184,15 @@ def rows_of(frame: pd.DataFrame) -> list[dict]:
 def check_served_species(server_url: str, model: str, spec, dag_run) -> float:
     """The endpoint answers raw rows with species names, through JSON and tritonclient alike, and its answers
     on the held-out rows score the run's test accuracy. Returns that accuracy."""
-    output_schema = json.loads((version_dir(spec) / "output_schema.json").read_text())
+    folder = version_dir(spec, xcom(dag_run, "store")["version"])
+    output_schema = json.loads((folder / "output_schema.json").read_text())
     assert output_schema["class_names"] == SPECIES and output_schema["label_datatype"] == "BYTES"
     metadata = httpx.get(f"{server_url}/v2/models/{model}", timeout=30).json()
     assert {entry["name"]: entry["datatype"] for entry in metadata["inputs"]} == {
         name: "BYTES" if name in CATEGORIES else "FP32" for name in FEATURES
     }, metadata
     assert metadata["parameters"]["output_schema"]["class_names"] == SPECIES
-    assert "Adelie, Chinstrap, Gentoo" in (version_dir(spec) / "model_card.md").read_text()
+    assert "Adelie, Chinstrap, Gentoo" in (folder / "model_card.md").read_text()
 
     answer = infer_json(server_url, model, RAW_ROWS)
     assert answer["label"]["datatype"] == "BYTES" and answer["label"]["data"] == RAW_SPECIES, answer
@@ -208,7 +209,7 @@ def check_served_species(server_url: str, model: str, spec, dag_run) -> float:
     assert refused.status_code == 400 and "island" in refused.json()["error"], refused.text
 
     # The published example (the model card's and the run summary's curl): real test rows, a null among them.
-    example = json.loads((version_dir(spec) / "input_schema.json").read_text())["example"]
+    example = json.loads((folder / "input_schema.json").read_text())["example"]
     assert any(value is None for row in example for value in row.values()), example
     assert set(infer_json(server_url, model, example)["label"]["data"]) <= set(SPECIES)
 
@@ -234,12 +235,16 @@ def trained_accuracy(dag_run) -> float:
 def test_the_raw_penguins_table_trains_and_the_endpoint_answers_species_names(
     name, run_spec, model_server, penguins_file
 ):
-    spec, dag_run = run_spec((SPECS / f"{name}.yaml").read_text(), name)
+    # Its own model name: tests/e2e/test_e2e_table_champion.py publishes `penguins` in the same session.
+    model = f"{name}-raw"
+    text = (SPECS / f"{name}.yaml").read_text().replace(f"name: {name}\n", f"name: {model}\n", 1)
+    spec, dag_run = run_spec(text, model)
+    assert spec.name == model
     accuracy = trained_accuracy(dag_run)
     prepared = xcom(dag_run, "prepare_data")
     assert prepared["class_names"] == SPECIES and sum(prepared["samples"].values()) == 344
     assert accuracy >= 0.95, accuracy
-    served = check_served_species(model_server, name, spec, dag_run)
+    served = check_served_species(model_server, model, spec, dag_run)
     assert served == pytest.approx(accuracy, abs=1e-6), (served, accuracy)
     print(f"{name}: test accuracy {accuracy:.4f}")
 
