@@ -185,3 +185,18 @@ def test_prepare_data_writes_the_typed_table_and_logs_columns_and_dropped_rows(
     assert [c.name for c in dataset.columns] == ["island", "bill_length_mm", "body_mass_g", "sex"]
     assert dataset.label_datatype == "BYTES"
     assert (len(dataset.x_train), len(dataset.x_val), len(dataset.x_test)) == (6, 3, 3)
+
+
+def test_boolean_labels_give_the_same_classes_with_or_without_an_unlabeled_row(
+    tmp_path: Path, read_file_uri: Reader
+) -> None:
+    clean = tmp_path / "clean.csv"
+    clean.write_text("x,label\n1,True\n2,False\n3,True\n4,False\n")
+    gappy = tmp_path / "gappy.csv"
+    gappy.write_text("x,label\n1,True\n2,False\n3,True\n4,False\n5,\n")
+    both = [
+        load_source(path.as_uri(), fmt=None, features=["x"], label="label", read_bytes=read_file_uri)
+        for path in (clean, gappy)
+    ]
+    assert [(loaded.class_names, loaded.label_datatype) for loaded in both] == [(("0", "1"), "INT64")] * 2
+    assert both[0].y.tolist() == both[1].y.tolist() == [1, 0, 1, 0]

@@ -333,12 +333,17 @@ def load_source(
 
 def _numbers_as_numbers(labels: np.ndarray) -> np.ndarray:
     """A label column a database returned as Python numbers (object dtype: Decimal, int) as a numeric array,
-    so integer classes sort as numbers and a regression target is numeric; anything else as it is."""
+    so integer classes sort as numbers and a regression target is numeric; anything else as it is. Booleans
+    left in an object array (a column that had gaps before its unlabeled rows were dropped, a database's
+    nullable boolean) become a bool array, so they give the classes 0/1 and INT64 as a column without gaps."""
     import pandas as pd
 
-    if labels.dtype == object and pd.api.types.infer_dtype(labels, skipna=True) in (
-        "integer", "floating", "decimal", "mixed-integer-float"
-    ):
+    if labels.dtype != object:
+        return labels
+    kind = pd.api.types.infer_dtype(labels, skipna=True)
+    if kind == "boolean":
+        return labels.astype(bool)
+    if kind in ("integer", "floating", "decimal", "mixed-integer-float"):
         return pd.to_numeric(pd.Series(labels)).to_numpy()
     return labels
 
