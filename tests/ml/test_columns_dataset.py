@@ -200,3 +200,36 @@ def test_boolean_labels_give_the_same_classes_with_or_without_an_unlabeled_row(
     ]
     assert [(loaded.class_names, loaded.label_datatype) for loaded in both] == [(("0", "1"), "INT64")] * 2
     assert both[0].y.tolist() == both[1].y.tolist() == [1, 0, 1, 0]
+
+
+def test_a_declared_category_column_of_a_csv_keeps_its_text_as_written(tmp_path: Path, read_file_uri: Reader) -> None:
+    path = tmp_path / "codes.csv"
+    path.write_text("zip,size,flag,label\n02134,1.50,True,a\n10001,2.0,False,b\n,3,,a\n00501,4,true,b\n")
+    features = {
+        "zip": {"type": "category", "missing": "most_frequent"},
+        "size": "category",
+        "flag": {"type": "category", "missing": {"constant": "none"}},
+    }
+    loaded = load_source(path.as_uri(), fmt=None, features=features, label="label", read_bytes=read_file_uri)
+    # what a client sends is what training saw: no number parsing of a category column in between
+    assert loaded.x.to_dict("list") == {
+        "zip": ["02134", "10001", "", "00501"],
+        "size": ["1.50", "2.0", "3", "4"],
+        "flag": ["True", "False", "", "true"],
+    }
+
+
+def test_a_declared_category_keeps_its_text_across_a_folder_and_its_partition_folders(
+    tmp_path: Path, read_file_uri: Reader
+) -> None:
+    files = []
+    for region, rows in (("01", "007,a\n010,b\n"), ("02", "020,a\n2,b\n")):
+        (tmp_path / f"region={region}").mkdir()
+        path = tmp_path / f"region={region}" / "part.csv"
+        path.write_text("zip,label\n" + rows)
+        files.append((path.as_uri(), f"region={region}/part.csv"))
+    loaded = load_source(
+        tmp_path.as_uri(), fmt=None, features={"zip": "category", "region": "category"}, label="label",
+        read_bytes=read_file_uri, list_files=lambda source: files,
+    )
+    assert loaded.x.to_dict("list") == {"zip": ["007", "010", "020", "2"], "region": ["01", "01", "02", "02"]}

@@ -159,6 +159,14 @@ def declared_columns(features: Any, exclude: Sequence[str] | None = None) -> dic
     raise DataError("data.features must be a column name, a list of names or a mapping of names to types")
 
 
+def category_names(features: Any) -> tuple[str, ...]:
+    """The columns data.features declares as categories. A reader keeps their text as written (a CSV's "02134"
+    stays "02134", not the number 2134), so training sees the values a client sends."""
+    return tuple(
+        name for name, column in declared_columns(features).items() if column is not None and column.type == "category"
+    )
+
+
 def _listed_names(features: Any) -> set[str]:
     if isinstance(features, str):
         return {features}

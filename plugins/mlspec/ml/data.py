@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from mlspec.errors import DataError, MlspecError
-from mlspec.ml.columns import Column, raw_features, resolve_columns, table_label
+from mlspec.ml.columns import Column, category_names, raw_features, resolve_columns, table_label
 from mlspec.sources import source_kind
 from mlspec.sources.columns import partition_values, some_names
 from mlspec.spec.model import DataLimits
@@ -299,14 +299,15 @@ def load_source(
         else:
             files = list_files(source) if list_files is not None else [(source, source)]
             if [uri for uri, _name in files] != [source]:
-                frame = _read_files(source, files, fmt, limits, read_bytes)
+                frame = _read_files(source, files, fmt, limits, read_bytes, category_names(features))
             elif (fmt or infer_format(source)) == "npz":
                 if exclude:
                     raise DataError(f"{source}: data.exclude names table columns; npz data has arrays")
                 raw = _read_bytes(source, read_bytes)
                 x, labels, feature_names, label_name = _parse_npz(source, raw, features, label, task, limits)
             else:
-                frame = _read_table_file(source, fmt or infer_format(source), limits, read_bytes)
+                text = category_names(features)
+                frame = _read_table_file(source, fmt or infer_format(source), limits, read_bytes, text)
         if frame is not None:
             frame.columns = [str(c) for c in frame.columns]
             label_name = table_label(source, list(frame.columns), label)
@@ -354,21 +355,29 @@ def _label_datatype(labels: np.ndarray) -> str:
     return "INT64" if labels.dtype.kind in "biuf" else "BYTES"
 
 
-def _read_table_file(source: str, fmt: str, limits: DataLimits, read_bytes: Callable[[str], bytes]) -> Any:
-    """The DataFrame of a single CSV or Parquet file source."""
+def _read_table_file(
+    source: str, fmt: str, limits: DataLimits, read_bytes: Callable[[str], bytes], text: Sequence[str] = ()
+) -> Any:
+    """The DataFrame of a single CSV or Parquet file source; the `text` columns as written (read_frame)."""
     if fmt not in ("csv", "parquet"):
         raise DataError(
             f"data.format {fmt!r} for {source!r} is not supported; use one of {', '.join(DATA_FORMATS)}"
         )
-    return read_frame(source, _read_bytes(source, read_bytes), fmt, limits)
+    return read_frame(source, _read_bytes(source, read_bytes), fmt, limits, text)
 
 
 def _read_files(
-    source: str, files: list[tuple[str, str]], fmt: str | None, limits: DataLimits, read_bytes: Callable[[str], bytes]
+    source: str,
+    files: list[tuple[str, str]],
+    fmt: str | None,
+    limits: DataLimits,
+    read_bytes: Callable[[str], bytes],
+    text: Sequence[str] = (),
 ) -> Any:
     """One table of a folder's, glob's or prefix's files (`(uri, name below the folder)`, in name order): each
-    file's `key=value` folders become columns (numbers where every value is one), and every file must have the
-    first one's columns. Together they must fit data.limits (bytes read, cells) as one file would."""
+    file's `key=value` folders become columns (numbers where every value is one, unless it is one of the `text`
+    columns), and every file must have the first one's columns. Together they must fit data.limits (bytes read,
+    cells) as one file would."""
     import pandas as pd
 
     frames, read, rows, first, columns = [], 0, 0, "", None
@@ -380,7 +389,7 @@ def _read_files(
         read += len(raw)
         if read > limits.max_bytes:
             raise _too_big(source, f"its files up to {name} are {_size(read)} together", limits)
-        frame = read_frame(uri, raw, file_format, limits)
+        frame = read_frame(uri, raw, file_format, limits, text)
         del raw
         frame.columns = [str(c) for c in frame.columns]
         for key, value in partition_values(name).items():
@@ -403,6 +412,8 @@ def _read_files(
         frames.append(frame[columns])
     table = pd.concat(frames, ignore_index=True)
     for key in partition_values(files[0][1]):
+        if key in text:
+            continue
         numbers = pd.to_numeric(table[key], errors="coerce")
         if numbers.notna().sum() == table[key].notna().sum():
             table[key] = numbers
@@ -602,8 +613,9 @@ def _read_parquet(source: str, raw: bytes, limits: DataLimits):
     return pq.ParquetFile(io.BytesIO(raw), read_dictionary=text).read().to_pandas()
 
 
-def read_frame(source: str, raw: bytes, fmt: str, limits: DataLimits) -> Any:
-    """The DataFrame of one CSV (.csv.gz too) or Parquet file's bytes, once its shape fits the limits."""
+def read_frame(source: str, raw: bytes, fmt: str, limits: DataLimits, text: Sequence[str] = ()) -> Any:
+    """The DataFrame of one CSV (.csv.gz too) or Parquet file's bytes, once its shape fits the limits. A CSV's
+    `text` columns (declared categories) are read as written, not parsed as numbers or booleans first."""
     import pandas as pd
 
     try:
@@ -612,7 +624,7 @@ def read_frame(source: str, raw: bytes, fmt: str, limits: DataLimits) -> Any:
             if len(data) > limits.max_bytes:
                 raise _too_big(source, f"the file is {_size(len(data))}", limits)
             _csv_shape(source, data, limits)
-            frame = pd.read_csv(io.BytesIO(data))
+            frame = pd.read_csv(io.BytesIO(data), dtype=dict.fromkeys(text, str))
             del data
         else:
             frame = _read_parquet(source, raw, limits)

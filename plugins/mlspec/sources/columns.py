@@ -53,10 +53,13 @@ def partition_values(name: str) -> dict[str, str | None]:
     return values
 
 
-def sample_table(path: Path, fmt: str, rows: int, columns: Sequence[str] | None = None) -> Any:
+def sample_table(
+    path: Path, fmt: str, rows: int, columns: Sequence[str] | None = None, text: Sequence[str] = ()
+) -> Any:
     """The header and at most `rows` first rows of a CSV (.csv.gz too) or Parquet file as a DataFrame, reading
     only that much (a CSV's first SAMPLE_BYTES, a Parquet file's first batch of `columns`); None when a CSV's
-    first rows do not fit in SAMPLE_BYTES. Parquet's header is the DataFrame's `attrs["columns"]`."""
+    first rows do not fit in SAMPLE_BYTES. Parquet's header is the DataFrame's `attrs["columns"]`. A CSV's
+    `text` columns (declared categories) are read as written, as prepare_data reads them."""
     import gzip
     import io
 
@@ -79,6 +82,6 @@ def sample_table(path: Path, fmt: str, rows: int, columns: Sequence[str] | None 
         head = head[: head.rfind(b"\n") + 1]
         if not head:
             return None
-    frame = pd.read_csv(io.BytesIO(head), nrows=rows)
+    frame = pd.read_csv(io.BytesIO(head), nrows=rows, dtype=dict.fromkeys(text, str))
     frame.attrs["columns"] = [str(c) for c in frame.columns]
     return frame

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlspec.errors import StoreError
+from mlspec.errors import DataError, StoreError
+from mlspec.ml.columns import category_names
 from mlspec.sources import SourceRead, schemes_text, source_kind
 from mlspec.sources.columns import did_you_mean, partition_values, sample_table
 from mlspec.sources.file import is_pattern, pattern_root
@@ -142,7 +143,11 @@ def read_sample(spec: dict, path: Path, name: str) -> tuple[Any, list[str], str]
         return None
     listed = feature_places(data.get("features"))
     wanted = None if listed is None else [*(feature for feature, _at in listed), table_label(data)]
-    sample = sample_table(path, fmt, SAMPLE_ROWS, wanted)
+    try:
+        text = category_names(data.get("features"))
+    except DataError:
+        text = ()  # check_columns reports a malformed declaration
+    sample = sample_table(path, fmt, SAMPLE_ROWS, wanted, text)
     if sample is None:
         return None
     partitions = partition_values(name)
