@@ -4,6 +4,8 @@ as the trained model does."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -311,3 +313,29 @@ def test_a_column_named_like_an_output_is_refused_at_export():
     adapter, model = trained("sklearn", dataset)
     with pytest.raises(ExportError, match="column label has the name of one of the exported model's outputs"):
         adapter.to_onnx(model, task="classification", opset=17, sample=dataset.x_train[:8])
+
+
+def test_a_network_gets_its_number_and_integer_columns_standardized_in_the_graph_too():
+    dataset = table_dataset()
+    scaled = dataset.x_train.copy()
+    scaled["bill length"] = scaled["bill length"] * 1000 + 4000  # grams beside millimetres
+    dataset = dataclasses.replace(dataset, x_train=scaled)
+    adapter, model = trained("tensorflow", dataset)
+    width = model.preprocessor.output_indices_
+    features = model.transform(dataset.x_train)
+    for index in (0, 1):  # bill length (number), count (integer), after their fills
+        values = features[:, width[f"column_{index}"]].ravel()
+        assert abs(values.mean()) < 1e-3 and abs(values.std() - 1) < 1e-3
+    flag = features[:, width["column_2"]].ravel()
+    assert set(np.unique(flag).tolist()) <= {0.0, 1.0}  # a boolean stays 0/1
+    # scikit-learn and boosting get the numbers as they are
+    _, forest = trained("sklearn", dataset)
+    assert forest.transform(dataset.x_train)[:, 0].toarray().max() > 1000
+
+    proto = tabular.preprocessor_onnx(model, opset=17, ml_opset=3)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    rows = raw_rows(dataset)
+    (got,) = session.run(None, tabular.feeds(COLUMNS, rows, tabular.fill_values(model)))
+    np.testing.assert_allclose(got, model.transform(rows), rtol=1e-5, atol=1e-5)

@@ -9,7 +9,9 @@ pass-through. So a framework never sees a column, and a new framework gets table
 
 The preprocessor is a scikit-learn ColumnTransformer (`build_preprocessor`), one branch per column in
 feature order:
-- number, integer, boolean: the fill for a gap (SimpleImputer, constant), else passed through;
+- number, integer, boolean: the fill for a gap (SimpleImputer, constant), else passed through; for a
+  model that `standardizes_numbers` (a Keras network) number and integer columns are then standardized
+  (StandardScaler fitted on the training rows), since a network learns badly from grams beside millimetres;
 - category: the fill for a gap ("" is a gap), then one-hot (an unseen value is all zeros) or ordinal (an
   unseen value is -1). `max_categories` first folds every value but the N-1 most frequent training ones
   into one "other" value (`CategoryFolder`), which is what sklearn's `OneHotEncoder(max_categories)` does
@@ -131,14 +133,17 @@ def _most_frequent(values: list[Any]) -> Any:
     return min(value for value, count in counts.items() if count == most)
 
 
-def build_preprocessor(columns: Sequence[Column], fills: Mapping[str, Any], *, sparse: bool = False) -> Any:
+def build_preprocessor(
+    columns: Sequence[Column], fills: Mapping[str, Any], *, sparse: bool = False, standardize: bool = False
+) -> Any:
     """An unfitted ColumnTransformer over the raw table, one branch per column in feature order, whose
     output is the model's feature matrix: dense, or a sparse matrix where one-hot columns are (`sparse`,
-    for a model that takes one: a million rows of a 1,000-value category would not fit in memory dense)."""
+    for a model that takes one: a million rows of a 1,000-value category would not fit in memory dense).
+    `standardize` (for a network): number and integer columns are standardized after their fill."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
     branches = []
     for index, column in enumerate(columns):
@@ -150,6 +155,8 @@ def build_preprocessor(columns: Sequence[Column], fills: Mapping[str, Any], *, s
                 )
             else:
                 steps.append(SimpleImputer(strategy="constant", fill_value=float(fills[column.name])))
+        if standardize and column.type in ("number", "integer"):
+            steps.append(StandardScaler())
         if column.type == "category":
             if column.encode == "ordinal":
                 steps.append(OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1))
@@ -489,7 +496,12 @@ class TabularAdapter(FrameworkAdapter):
         if not dataset.columns:
             return self.inner.build(plan, dataset)
         fills = fitted_fills(dataset.columns, dataset.x_train)
-        preprocessor = build_preprocessor(dataset.columns, fills, sparse=self.inner.takes_sparse(plan))
+        preprocessor = build_preprocessor(
+            dataset.columns,
+            fills,
+            sparse=self.inner.takes_sparse(plan),
+            standardize=self.inner.standardizes_numbers(plan),
+        )
         x_train = preprocessor.fit_transform(dataset.x_train[[c.name for c in dataset.columns]])
         model = TabularModel(
             preprocessor=preprocessor,

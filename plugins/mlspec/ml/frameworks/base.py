@@ -68,6 +68,12 @@ class FrameworkAdapter(ABC):
         one-hot columns (mlspec.ml.tabular) then reach it sparse, as most of their values are 0."""
         return False
 
+    def standardizes_numbers(self, plan: TrainingPlan) -> bool:
+        """Whether a table's number and integer columns should reach `plan`'s model standardized (mean 0,
+        standard deviation 1 on the training rows; mlspec.ml.tabular does it inside the model): a network
+        trained on grams beside millimetres learns badly, while trees split on raw values alike."""
+        return False
+
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
         """The model's answers keyed like its ONNX outputs (vocabulary.OUTPUTS[task])."""

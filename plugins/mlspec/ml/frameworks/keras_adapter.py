@@ -496,6 +496,9 @@ class KerasAdapter(FrameworkAdapter):
             if name.startswith("val_") and len(values) >= epoch > 0
         }
 
+    def standardizes_numbers(self, plan: TrainingPlan) -> bool:
+        return True
+
     def predict(self, model: Any, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
         import numpy as np
 
