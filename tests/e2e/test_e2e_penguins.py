@@ -118,7 +118,7 @@ def test_lint_finds_the_tables_mistakes_at_their_lines_before_any_run(tmp_path):
     assert "misspelled.yaml:9:" in found and "did you mean 'bill_length_mm'?" in found, found
     assert "untyped.yaml:5:" in found, found
     assert "column 'individual' is text with 344 distinct values" in found, found
-    assert "column bill_length_mm has 2 missing values (rows 3, 271)" in found, found
+    assert "column bill_length_mm has 2 missing values (data rows 4 and 272)" in found, found
     assert "column sex has 11 missing values" in found, found
     assert "template.yaml:5:" in found and "data.source is not a valid template" in found, found
 

@@ -302,13 +302,13 @@ def test_missing_error_names_the_column_rows_and_strategies():
     with pytest.raises(DataError) as caught:
         raw_features(SOURCE, frame, columns, "species")
     message = str(caught.value)
-    assert "column island has 1 missing value (rows 3)" in message
+    assert "column island has 1 missing value (data row 4)" in message
     assert "set data.features.island.missing to most_frequent, {constant: ...} or drop_row" in message
     assert "island: {type: category, missing: most_frequent}" in message  # an inferred column's declaration
     number = Column("bill_length_mm", "number")
     with pytest.raises(
         DataError,
-        match=r"column bill_length_mm has 1 missing value \(rows 1\); set "
+        match=r"column bill_length_mm has 1 missing value \(data row 2\); set "
         r"data.features.bill_length_mm.missing to mean, median, most_frequent",
     ):
         raw_features(SOURCE, frame, (number,), "species")
@@ -368,7 +368,7 @@ def test_no_rows_left_is_an_error():
 )
 def test_values_that_do_not_fit_the_declared_type(column, values, message):
     frame = pd.DataFrame({"y": [0, 1, 0], "a": values})
-    with pytest.raises(DataError, match="rows 1") as caught:
+    with pytest.raises(DataError, match="data row 2") as caught:
         raw_features(SOURCE, frame, (column,), "y")
     assert message in str(caught.value)
 
@@ -416,3 +416,11 @@ def test_importing_the_module_loads_no_numpy_or_pandas():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_data_rows_count_from_one():
+    from mlspec.ml.columns import data_rows
+
+    assert data_rows(np.array([False, True])) == "data row 2"
+    assert data_rows(np.array([True, False, True, True])) == "data rows 1, 3 and 4"
+    assert data_rows(np.ones(7, bool)) == "data rows 1, 2, 3, 4, 5 ..."

@@ -108,13 +108,13 @@ def test_the_sample_checks_types_inference_gaps_and_excluded_names(tmp_path: Pat
     )
     assert found == {
         ("data.features.island", 15): f"error: {rows}: column island is a number column, but 60 of its values are "
-        "not numbers (e.g. Torgersen, Biscoe; rows 0, 1, 2, 3, 4 ...); declare it as a category, or correct the data",
-        ("data.features.bill_length_mm", 16): f"error: {rows}: column bill_length_mm has 2 missing values (rows 3, 7); "
+        "not numbers (e.g. Torgersen, Biscoe; data rows 1, 2, 3, 4, 5 ...); declare it as a category, or correct the data",
+        ("data.features.bill_length_mm", 16): f"error: {rows}: column bill_length_mm has 2 missing values (data rows 4 and 8); "
         "set data.features.bill_length_mm.missing to mean, median, most_frequent, {constant: ...} or drop_row",
-        ("data.features.sex", 17): f"error: {rows}: column sex has 20 missing values (rows 2, 5, 8, 11, 14 ...); "
+        ("data.features.sex", 17): f"error: {rows}: column sex has 20 missing values (data rows 3, 6, 9, 12, 15 ...); "
         "set data.features.sex.missing to most_frequent, {constant: ...} or drop_row",
         ("data.features.year", 18): f"error: {rows}: column year is a boolean column, but 60 of its values are not "
-        "true/false, yes/no or 1/0 (e.g. 2007, 2008; rows 0, 1, 2, 3, 4 ...); declare it as a category, or correct "
+        "true/false, yes/no or 1/0 (e.g. 2007, 2008; data rows 1, 2, 3, 4, 5 ...); declare it as a category, or correct "
         "the data",
         ("data.features.seen", 20): f"error: {rows}: column 'seen' holds dates; mlspec takes no dates as features: "
         "leave it out of data.features, derive a number from it before training, or declare it as text "

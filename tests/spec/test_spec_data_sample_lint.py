@@ -69,7 +69,7 @@ def test_a_column_with_gaps_is_reported_with_its_count(tmp_path: Path, mlspec_ho
     (problem,) = lint(tmp_path, "  source: file://data/gaps.parquet\n  label: species\n  features: [bill_length_mm]\n")
     assert problem.path == "data.features[0]" and problem.line == 14
     assert problem.message == (
-        f"the first 1,000 rows of {path}: column bill_length_mm has 1,000 missing values (rows 0, 1, 2, 3, 4 ...); "
+        f"the first 1,000 rows of {path}: column bill_length_mm has 1,000 missing values (data rows 1, 2, 3, 4, 5 ...); "
         "set data.features.bill_length_mm.missing to mean, median, most_frequent, {constant: ...} or drop_row "
         "(declare it under data.features, e.g. bill_length_mm: {type: number, missing: median})"
     )

@@ -346,10 +346,9 @@ def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str 
     if unlabeled.any():
         count = int(unlabeled.sum())
         log.info("%s: dropped %d of %d rows that have no label (%s)", source, count, len(frame), label)
-    index = frame.index
     table, gaps = {}, {}
     for column in columns:
-        values, gap = _normalized(source, column, frame.iloc[:, position[column.name]], index)
+        values, gap = _normalized(source, column, frame.iloc[:, position[column.name]])
         table[column.name], gaps[column.name] = values, gap
     for column in columns:
         if column.missing == "drop_row":
@@ -362,7 +361,7 @@ def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str 
             keep &= ~gaps[column.name]
     for column in columns:
         if column.missing == "error" and (gaps[column.name] & keep).any():
-            raise DataError(_gaps_message(source, column, index[gaps[column.name] & keep]))
+            raise DataError(_gaps_message(source, column, gaps[column.name] & keep))
     dropped = len(frame) - int(keep.sum())
     if dropped:
         log.info("%s: %d of %d rows dropped in all, %d left", source, dropped, len(frame), int(keep.sum()))
@@ -380,9 +379,8 @@ def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str 
     return features, labels.to_numpy()[keep]
 
 
-def _gaps_message(source: str, column: Column, rows: Any) -> str:
-    count = len(rows)
-    shown = ", ".join(str(r) for r in rows[:_SHOWN_ROWS]) + (" ..." if count > _SHOWN_ROWS else "")
+def _gaps_message(source: str, column: Column, gaps: Any) -> str:
+    count = int(gaps.sum())
     name = some_names([column.name])
     fill = (
         f"set data.features.{name}.missing to most_frequent, {{constant: ...}} or drop_row"
@@ -393,10 +391,10 @@ def _gaps_message(source: str, column: Column, rows: Any) -> str:
         fill += f" (declare it under data.features, e.g. {name}: {{type: {column.type}, missing: "
         fill += "most_frequent})" if column.type == "category" else "median})"
     values = "values" if count > 1 else "value"
-    return f"{source}: column {name} has {count:,} missing {values} (rows {shown}); {fill}"
+    return f"{source}: column {name} has {count:,} missing {values} ({data_rows(gaps)}); {fill}"
 
 
-def _normalized(source: str, column: Column, series: Any, index: Any) -> tuple[Any, Any]:
+def _normalized(source: str, column: Column, series: Any) -> tuple[Any, Any]:
     """(values, gaps): a column as float64 (NaN gaps) or as an object array of str ("" gaps); its gap mask."""
     if column.type == "category":
         values = _category_values(series)
@@ -404,21 +402,31 @@ def _normalized(source: str, column: Column, series: Any, index: Any) -> tuple[A
     import numpy as np
 
     values = (
-        _boolean_values(source, column, series, index)
+        _boolean_values(source, column, series)
         if column.type == "boolean"
-        else (_number_values(source, column, series, index))
+        else (_number_values(source, column, series))
     )
     infinite = np.isinf(values)
     if infinite.any():
         raise DataError(
             f"{source}: column {some_names([column.name])} has {int(infinite.sum()):,} infinite values "
-            f"(rows {_rows(index[infinite])}); replace them with numbers, or leave them empty to fill as gaps"
+            f"({data_rows(infinite)}); replace them with numbers, or leave them empty to fill as gaps"
         )
     return values, np.isnan(values)
 
 
-def _rows(rows: Any) -> str:
-    return ", ".join(str(r) for r in rows[:_SHOWN_ROWS]) + (" ..." if len(rows) > _SHOWN_ROWS else "")
+def data_rows(mask: Any) -> str:
+    """The rows a boolean mask over a table marks, as a user finds them: `data rows 4 and 272`, counting the
+    data rows from 1 (a CSV's first line below the header is data row 1; a folder's files count on as one
+    table); at most _SHOWN_ROWS of them."""
+    import numpy as np
+
+    numbers = [str(n) for n in np.flatnonzero(mask)[: _SHOWN_ROWS + 1] + 1]
+    if len(numbers) == 1:
+        return f"data row {numbers[0]}"
+    if len(numbers) > _SHOWN_ROWS:
+        return f"data rows {', '.join(numbers[:_SHOWN_ROWS])} ..."
+    return f"data rows {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
 def _blank(series: Any) -> Any:
@@ -431,7 +439,7 @@ def _blank(series: Any) -> Any:
     return gaps
 
 
-def _number_values(source: str, column: Column, series: Any, index: Any) -> Any:
+def _number_values(source: str, column: Column, series: Any) -> Any:
     import numpy as np
     import pandas as pd
 
@@ -445,7 +453,7 @@ def _number_values(source: str, column: Column, series: Any, index: Any) -> Any:
             examples = some_names(pd.unique(series[wrong].astype(str))[:3])
             raise DataError(
                 f"{source}: column {some_names([column.name])} is a {column.type} column, but "
-                f"{int(wrong.sum()):,} of its values are not numbers (e.g. {examples}; rows {_rows(index[wrong])}); "
+                f"{int(wrong.sum()):,} of its values are not numbers (e.g. {examples}; {data_rows(wrong)}); "
                 "declare it as a category, or correct the data"
             )
         values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -456,12 +464,12 @@ def _number_values(source: str, column: Column, series: Any, index: Any) -> Any:
             raise DataError(
                 f"{source}: column {some_names([column.name])} is an integer column, but "
                 f"{int(fractional.sum()):,} of its values have a fraction (e.g. {values[fractional][0]:g}; "
-                f"rows {_rows(index[fractional])}); declare it as a number"
+                f"{data_rows(fractional)}); declare it as a number"
             )
     return values
 
 
-def _boolean_values(source: str, column: Column, series: Any, index: Any) -> Any:
+def _boolean_values(source: str, column: Column, series: Any) -> Any:
     import numpy as np
     import pandas as pd
 
@@ -482,7 +490,7 @@ def _boolean_values(source: str, column: Column, series: Any, index: Any) -> Any
         examples = some_names(pd.unique(series[wrong].astype(str))[:3])
         raise DataError(
             f"{source}: column {some_names([column.name])} is a boolean column, but {int(wrong.sum()):,} of "
-            f"its values are not true/false, yes/no or 1/0 (e.g. {examples}; rows {_rows(index[wrong])}); "
+            f"its values are not true/false, yes/no or 1/0 (e.g. {examples}; {data_rows(wrong)}); "
             "declare it as a category, or correct the data"
         )
     return mapped  # a gap maps to NaN: it has no meaning
