@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from mlspec.errors import MlspecError, StoreError
+from mlspec.ml.frameworks.base import TrainingError
 from mlspec.registry import open_registry
 from mlspec.storage import sha256_hex
 
@@ -71,7 +72,7 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
     try:
         onnx_bytes = store.read_uri(f"{record.source_uri}/model.onnx")
     except StoreError as exc:
-        return _against_recorded_metrics(spec, verdict, version, record, exc)
+        return _against_recorded_metrics(spec, verdict, version, record, f"cannot be read ({exc})")
     expected = record.files.get("model.onnx")
     if expected and sha256_hex(onnx_bytes) != expected:
         raise MlspecError(
@@ -82,7 +83,7 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
     try:
         outputs = champion_outputs(store, record.source_uri, onnx_bytes, dataset)
     except ChampionUnfit as exc:
-        return _against_recorded_metrics(spec, verdict, version, record, exc)
+        return _against_recorded_metrics(spec, verdict, version, record, f"cannot take this run's test rows ({exc})")
     scores = ml_metrics.compute_metrics(
         spec.model.task, dataset.y_test, outputs, metrics=list(spec.evaluation.metrics), class_names=list(dataset.class_names)
     )
@@ -107,18 +108,25 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
 
 
 class ChampionUnfit(MlspecError):
-    """The production version cannot take this run's test rows (a model of other inputs)."""
+    """The production version cannot take this run's test rows (a model of other inputs, or rows its
+    endpoint would refuse)."""
 
 
 def champion_outputs(store: Any, source_uri: str, onnx_bytes: bytes, dataset: Any) -> dict[str, Any]:
     """Production's ONNX answers on this run's test split. For a table data set, production takes the
     split's columns by name (with its own published fills) and its label, the class value, is mapped back
-    to an index of this run's class_names by name: a class this run does not know is a wrong answer."""
+    to an index of this run's class_names by name: a class this run does not know is a wrong answer.
+    ChampionUnfit where production cannot take the rows: other inputs, a column it reads differently, or
+    a gap where it has no fill (its endpoint refuses such a row, and its graph would answer garbage: it is
+    never scored on them). Probabilities stay in production's class order; the metrics read only label."""
     from mlspec.ml import model_io  # numpy: not at DAG parse time
-    from mlspec.ml.onnx_export import onnx_predict
+    from mlspec.ml.onnx_export import ModelRunError, onnx_predict
 
     if not dataset.columns:
-        return onnx_predict(onnx_bytes, dataset.x_test)
+        try:
+            return onnx_predict(onnx_bytes, dataset.x_test)
+        except ModelRunError as exc:
+            raise ChampionUnfit(str(exc)) from exc
 
     def published(name: str) -> dict:
         try:
@@ -133,27 +141,48 @@ def champion_outputs(store: Any, source_uri: str, onnx_bytes: bytes, dataset: An
     lacking = [c.name for c in columns if c.name not in dataset.x_test.columns]
     if lacking:
         raise ChampionUnfit(f"it takes the column(s) {', '.join(lacking)}, which this run's data lacks")
-    outputs = onnx_predict(onnx_bytes, model_io.model_inputs(dataset.x_test, columns, model_io.schema_fills(input_schema)))
+    fills = model_io.schema_fills(input_schema)
+    refused = {
+        column.name: count
+        for column in columns
+        if column.name not in fills and (count := _gap_count(dataset.x_test[column.name]))
+    }
+    if refused:
+        gaps = ", ".join(f"{name} ({count} rows)" for name, count in refused.items())
+        raise ChampionUnfit(
+            f"of the {len(dataset.x_test)} test rows, some have gaps in column(s) it does not fill: {gaps}; "
+            "its endpoint refuses such rows, so it is not scored on them"
+        )
+    try:
+        outputs = onnx_predict(onnx_bytes, model_io.model_inputs(dataset.x_test, columns, fills))
+    except (TrainingError, ValueError, ModelRunError) as exc:  # a column it reads as another type
+        raise ChampionUnfit(f"a column it reads another way: {exc}") from exc
     if "label" in outputs:
         label_datatype = published("output_schema.json").get("label_datatype", "")
         outputs["label"] = model_io.class_indices(outputs["label"], dataset.class_names, label_datatype)
     return outputs
 
 
-def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, record: Any, why: Exception) -> dict[str, Any]:
-    """The champion's files cannot be read (a store that lost its folders; KServe-only stores):
-    compare with the test metrics the registry recorded for it, measured on its own test split."""
+def _gap_count(values: Any) -> int:
+    """Gaps in a column of the normalized raw table (NaN in a number, "" in a category)."""
+    return int((values.isna() | (values == "")).sum())
+
+
+def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, record: Any, why: str) -> dict[str, Any]:
+    """The champion cannot be scored here (a store that lost its folders; KServe-only stores; a model
+    that cannot take this run's test rows): compare with the test metrics the registry recorded for it,
+    measured on its own test split. `why`: what the log says of it, after "production version N of M"."""
     gate = spec.evaluation.champion
     if gate.metric not in record.metrics:
         raise MlspecError(
-            f"the production version {version} of {spec.name} cannot be scored ({why}) and the registry has no "
+            f"the production version {version} of {spec.name} cannot be scored: it {why}, and the registry has no "
             f"{gate.metric} for it; deploy a known-good version (`mlspec deploy {spec.source_file or '<spec>'} "
             "--version N`) before retraining"
         ) from None
     champion = record.metrics[gate.metric]
     decision = decide(gate.metric, verdict["challenger"], champion, gate.min_delta)
     log.warning(
-        "champion gate: production version %d of %s cannot be read (%s); comparing with the %s the registry "
+        "champion gate: production version %d of %s %s; comparing with the %s the registry "
         "recorded for it (%.4f, measured on its own test split): %s", version, spec.name, why, gate.metric, champion,
         _outcome_words(decision),
     )

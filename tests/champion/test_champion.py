@@ -185,6 +185,17 @@ def test_unreadable_champion_files_fall_back_to_the_recorded_metrics(registry: R
         compare_with_champion(spec, store, DATASET, {"accuracy": 0.9})
 
 
+def test_a_champion_that_cannot_take_this_runs_rows_is_compared_by_its_recorded_metrics(
+    champion: VersionRecord, store, caplog
+):
+    wider = SimpleNamespace(**{**vars(DATASET), "x_test": np.ones((6, 4), dtype=np.float32)})  # 4 features, not 3
+    with caplog.at_level("WARNING", logger="mlspec.champion"):
+        verdict = compare_with_champion(spec_with_gate("{metric: accuracy}"), store, wider, {"accuracy": 0.85})
+    assert verdict["decision"] == "champion_holds" and verdict["champion"] == 0.9
+    assert verdict["champion_scored_on"] == "the metrics the registry recorded"
+    assert "production version 1 of iris-forest cannot take this run's test rows (onnxruntime could not run" in caplog.text
+
+
 def test_a_production_version_without_a_record_is_an_error(registry: Registry, store):
     registry.production = 4
     with pytest.raises(MlspecError, match="names version 4 of iris-forest as production but has no record"):

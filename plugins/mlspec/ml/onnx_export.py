@@ -23,6 +23,10 @@ class ExportError(MlspecError):
     """The model could not be converted to ONNX."""
 
 
+class ModelRunError(MlspecError):
+    """ONNX Runtime could not run the model on the inputs given (a name, type or shape it does not take)."""
+
+
 class ParityError(MlspecError):
     """ONNX Runtime's answers differ from the trained model's by more than export.parity.atol."""
 
@@ -48,13 +52,17 @@ def onnx_predict(onnx_bytes: bytes, x: np.ndarray | Mapping[str, np.ndarray]) ->
     """Every output of the model, by name, from ONNX Runtime's CPU provider.
 
     `x`: the float32 array of a single-input model, or named feeds, one per input (a table model's
-    columns, as `mlspec.ml.model_inputs.model_inputs` builds them)."""
+    columns, as `mlspec.ml.model_io.model_inputs` builds them). ModelRunError where ONNX Runtime cannot
+    run the model on them."""
     session = _session(onnx_bytes)
     if isinstance(x, Mapping):
         feeds = {name: np.asarray(value) for name, value in x.items()}
     else:
         feeds = {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)}
-    values = session.run(None, feeds)
+    try:
+        values = session.run(None, feeds)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no base class but Exception
+        raise ModelRunError(f"onnxruntime could not run the model on these inputs: {_first_line(exc)}") from exc
     return {output.name: np.asarray(value) for output, value in zip(session.get_outputs(), values, strict=True)}
 
 
@@ -63,7 +71,8 @@ def check_parity(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray],
 
     Float outputs (probabilities, prediction) may differ by at most `atol + rtol * |expected|` (float32
     keeps about 7 significant digits, so a prediction near 300 cannot agree to 1e-4); integer and text
-    outputs (label: a class index, or the class value itself) must be equal. Returns the largest float difference; ParityError names the output and sample.
+    outputs (label: a class index, or the class value itself) must be equal. Returns the largest float
+    difference; ParityError names the output and sample.
     """
     missing = sorted(set(expected) - set(actual))
     if missing:
@@ -101,6 +110,11 @@ def check_parity(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray],
         len(next(iter(expected.values()))), worst_diff, atol, rtol,
     )
     return worst_diff
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 def _session(onnx_bytes: bytes) -> Any:
