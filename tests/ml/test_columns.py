@@ -347,9 +347,10 @@ def test_a_gap_in_a_dropped_row_is_not_an_error():
 
 
 def test_no_rows_left_is_an_error():
-    frame = pd.DataFrame({"y": [0, 1], "a": [np.nan, np.nan]})
+    frame = pd.DataFrame({"y": [0, 1], "a": [np.nan, 1.0], "b": [2.0, np.nan]})  # each row has a gap
+    drop = (Column("a", "number", missing="drop_row"), Column("b", "number", missing="drop_row"))
     with pytest.raises(DataError, match="no rows left"):
-        raw_features(SOURCE, frame, (Column("a", "number", missing="drop_row"),), "y")
+        raw_features(SOURCE, frame, drop, "y")
 
 
 @pytest.mark.parametrize(
@@ -424,3 +425,31 @@ def test_data_rows_count_from_one():
     assert data_rows(np.array([False, True])) == "data row 2"
     assert data_rows(np.array([True, False, True, True])) == "data rows 1, 3 and 4"
     assert data_rows(np.ones(7, bool)) == "data rows 1, 2, 3, 4, 5 ..."
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        Column("empty", "number", missing="mean"),
+        Column("empty", "category", missing="most_frequent"),
+        Column("empty", "boolean", missing="drop_row"),
+        Column("empty", "number", inferred=True),
+    ],
+)
+def test_a_column_with_no_value_is_an_error_that_says_to_exclude_it(column):
+    frame = pd.DataFrame({"y": [0, 1, 0], "a": [1.0, 2.0, 3.0], "empty": [None, None, None]})
+    with pytest.raises(DataError) as caught:
+        raw_features(SOURCE, frame, (Column("a", "number"), column), "y")
+    message = str(caught.value)
+    if column.missing == "error":  # its gaps are the error; the message says it has no value at all
+        assert "column empty has 3 missing values (data rows 1, 2 and 3)" in message
+        assert "it has no value in any of these rows: if no row has one, add it to data.exclude" in message
+    else:
+        assert "column empty has no value in any of the 3 rows; a model learns nothing from it" in message
+        assert "add it to data.exclude" in message
+
+
+def test_a_column_whose_values_are_all_in_unlabeled_rows_has_no_value():
+    frame = pd.DataFrame({"y": [0, None, 1], "a": [1.0, 2.0, 3.0], "b": [np.nan, 5.0, np.nan]})
+    with pytest.raises(DataError, match="column b has no value in any of the 2 rows"):
+        raw_features(SOURCE, frame, (Column("a", "number"), Column("b", "number", missing="median")), "y")

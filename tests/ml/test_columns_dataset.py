@@ -233,3 +233,18 @@ def test_a_declared_category_keeps_its_text_across_a_folder_and_its_partition_fo
         read_bytes=read_file_uri, list_files=lambda source: files,
     )
     assert loaded.x.to_dict("list") == {"zip": ["007", "010", "020", "2"], "region": ["01", "01", "02", "02"]}
+
+
+def test_a_column_with_no_value_in_the_training_split_is_an_error() -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [np.nan, np.nan, np.nan, 7.0]})
+    columns = (Column("a", "number"), Column("b", "number", missing="mean"))
+    y = np.array([0, 1, 0, 1])
+    # which rows train depends on the seed: find one that leaves b's only value out of training
+    for seed in range(50):
+        try:
+            split(frame, y, ("0", "1"), ("a", "b"), columns, "INT64", validation=0.0, test=0.25, seed=seed,
+                  stratify=False)
+        except DataError as exc:
+            assert "column b has no value in the 3 training rows" in str(exc) and "data.exclude" in str(exc)
+            return
+    pytest.fail("no seed left b's value out of training")

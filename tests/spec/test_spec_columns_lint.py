@@ -163,3 +163,34 @@ def test_rows_without_a_label_are_a_warning_since_prepare_data_drops_them(tmp_pa
     assert found == {
         ("data.label", 13): f"warning: 2 of the first 4 rows of {path} have no 'species'; prepare_data leaves such rows out"
     }
+
+
+def test_a_column_with_no_value_is_an_error_or_a_warning_when_later_rows_may_hold_one(
+    tmp_path: Path, mlspec_home: Path
+) -> None:
+    (mlspec_home / "data").mkdir(parents=True)
+    small = mlspec_home / "data" / "small.csv"
+    pd.DataFrame({"x": [1.0, 2.0, 3.0], "empty": [None] * 3, "species": ["a", "b", "a"]}).to_csv(small, index=False)
+    found = lint(tmp_path, "  source: file://data/small.csv\n  label: species\n")
+    assert found == {
+        ("data.source", 12): f"error: the first 3 rows of {small}: column empty has 3 missing values (data rows 1, 2 "
+        "and 3); set data.features.empty.missing to mean, median, most_frequent, {constant: ...} or drop_row (declare "
+        "it under data.features, e.g. empty: {type: number, missing: median}); it has no value in any of these rows: "
+        "if no row has one, add it to data.exclude (or leave it out of data.features) instead"
+    }
+    found = lint(tmp_path, "  source: file://data/small.csv\n  label: species\n  features:\n    x: number\n"
+                 "    empty: {type: number, missing: mean}\n")
+    assert found == {
+        ("data.features.empty", 16): f"error: the first 3 rows of {small}: column empty has no value in any of the 3 "
+        "rows; a model learns nothing from it and a fill would be made up: add it to data.exclude (or leave it out "
+        "of data.features)"
+    }
+    big = mlspec_home / "data" / "big.csv"
+    late = [None] * 1_500
+    late[-1] = 5.0
+    pd.DataFrame({"x": np.arange(1_500.0), "late": late, "species": ["a", "b"] * 750}).to_csv(big, index=False)
+    found = lint(tmp_path, "  source: file://data/big.csv\n  label: species\n  features:\n    late: {type: number, missing: mean}\n    x: number\n")
+    assert list(found) == [("data.features.late", 15)]
+    assert found[("data.features.late", 15)].startswith("warning: ") and found[("data.features.late", 15)].endswith(
+        "the rows after these may hold values, and prepare_data refuses it if none does"
+    )

@@ -48,6 +48,10 @@ _DATE_KINDS = frozenset({"date", "datetime", "datetime64", "time", "timedelta", 
 _SHOWN_ROWS = 5  # a message quotes at most this many row numbers
 
 
+class EmptyColumn(DataError):
+    """A feature column with no value in the rows a model learns from: nothing to learn or fill from."""
+
+
 @dataclass(frozen=True)
 class Column:
     """One feature column of a table: its type, what fills its gaps and how a category is encoded."""
@@ -198,7 +202,7 @@ def _declared(name: str, value: Any) -> Column | None:
             raise DataError(f"{where}.missing: a mapping here is {{constant: value}}")
         missing, constant = "constant", missing["constant"]
         if value["type"] == "category" and isinstance(constant, int | float | bool):
-            constant = _text(constant)  # {constant: 0} in a category column fills the text "0"
+            constant = category_text(constant)  # {constant: 0} in a category column fills the text "0"
     elif missing == "constant":
         raise DataError(f"{where}.missing: give the value to fill, e.g. missing: {{constant: 0}}")
     return Column(
@@ -282,7 +286,7 @@ def _inferred(source: str, name: str, series: Any, *, listed: bool) -> Column:
         return Column(name, "boolean", inferred=True)
     if kind in ("integer", "floating", "mixed-integer-float", "decimal"):  # numbers in an object column (SQL)
         return Column(name, "number", inferred=True)
-    distinct = series.nunique(dropna=True) - int((series == "").any())
+    distinct = series[~gaps(series)].nunique()
     if distinct > MAX_INFERRED_CATEGORIES:
         where = "declare its type under data.features" + (
             f" (e.g. {name}: {{type: category, max_categories: 20}}) or leave it out of data.features"
@@ -319,7 +323,7 @@ def _holds_dates(series: Any) -> bool:
         return True
     if kind != "string":
         return False
-    values = [v for v in series.dropna().unique()[:1000] if v != ""]
+    values = [v for v in series.dropna().unique()[:1000] if not is_gap(v)]
     return bool(values) and all(_DATE.match(v) for v in values)
 
 
@@ -341,27 +345,31 @@ def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str 
     label = table_label(source, names, label)
     position = {name: index for index, name in enumerate(names)}
     labels = frame.iloc[:, position[label]]
-    unlabeled = labels.isna().to_numpy() | (labels == "").to_numpy()
+    unlabeled = gaps(labels)
     keep = ~unlabeled
     if unlabeled.any():
         count = int(unlabeled.sum())
         log.info("%s: dropped %d of %d rows that have no label (%s)", source, count, len(frame), label)
-    table, gaps = {}, {}
+    table, holes = {}, {}
     for column in columns:
         values, gap = _normalized(source, column, frame.iloc[:, position[column.name]])
-        table[column.name], gaps[column.name] = values, gap
+        table[column.name], holes[column.name] = values, gap
+    for column in columns:  # a column that errs on gaps says so below, with its count
+        if column.missing != "error" and not (keep & ~holes[column.name]).any():
+            rows = f"any of the {int(keep.sum()):,} rows" + (" with a label" if unlabeled.any() else "")
+            raise EmptyColumn(no_value_message(source, column.name, rows))
     for column in columns:
         if column.missing == "drop_row":
-            dropped = gaps[column.name] & keep
+            dropped = holes[column.name] & keep
             if dropped.any():
                 count = int(dropped.sum())
                 log.info(
                     "%s: dropped %d rows with no %s value (missing: drop_row)", source, count, column.name
                 )
-            keep &= ~gaps[column.name]
+            keep &= ~holes[column.name]
     for column in columns:
-        if column.missing == "error" and (gaps[column.name] & keep).any():
-            raise DataError(_gaps_message(source, column, gaps[column.name] & keep))
+        if column.missing == "error" and (holes[column.name] & keep).any():
+            raise DataError(_gaps_message(source, column, holes[column.name] & keep, every=keep))
     dropped = len(frame) - int(keep.sum())
     if dropped:
         log.info("%s: %d of %d rows dropped in all, %d left", source, dropped, len(frame), int(keep.sum()))
@@ -379,8 +387,17 @@ def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str 
     return features, labels.to_numpy()[keep]
 
 
-def _gaps_message(source: str, column: Column, gaps: Any) -> str:
-    count = int(gaps.sum())
+def no_value_message(source: str, name: str, rows: str) -> str:
+    """Why a column with no value in `rows` (`any of the 344 rows`, `the 240 training rows`) is refused."""
+    return (
+        f"{source}: column {some_names([name])} has no value in {rows}; a model learns nothing from it and a fill "
+        "would be made up: add it to data.exclude (or leave it out of data.features)"
+    )
+
+
+def _gaps_message(source: str, column: Column, holes: Any, every: Any) -> str:
+    """The gaps `holes` marks in a `missing: error` column, among the rows `every` marks."""
+    count = int(holes.sum())
     name = some_names([column.name])
     fill = (
         f"set data.features.{name}.missing to most_frequent, {{constant: ...}} or drop_row"
@@ -390,8 +407,13 @@ def _gaps_message(source: str, column: Column, gaps: Any) -> str:
     if column.inferred:
         fill += f" (declare it under data.features, e.g. {name}: {{type: {column.type}, missing: "
         fill += "most_frequent})" if column.type == "category" else "median})"
+    if count == int(every.sum()):
+        fill += (
+            "; it has no value in any of these rows: if no row has one, add it to data.exclude (or leave it out "
+            "of data.features) instead"
+        )
     values = "values" if count > 1 else "value"
-    return f"{source}: column {name} has {count:,} missing {values} ({data_rows(gaps)}); {fill}"
+    return f"{source}: column {name} has {count:,} missing {values} ({data_rows(holes)}); {fill}"
 
 
 def _normalized(source: str, column: Column, series: Any) -> tuple[Any, Any]:
@@ -429,14 +451,28 @@ def data_rows(mask: Any) -> str:
     return f"data rows {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
-def _blank(series: Any) -> Any:
-    """True where a value is missing: NA/NaN/None, or empty text."""
+# --------------------------------------------------------------------------- what a gap is
+
+
+def is_gap(value: Any) -> bool:
+    """A raw value is missing: None, NaN (pandas' NA and NaT too), or text that is empty or only spaces. The one
+    rule for training data, published example rows and an endpoint's request alike."""
     import pandas as pd
 
-    gaps = series.isna().to_numpy()
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def gaps(values: Any) -> Any:
+    """is_gap over a pandas Series (or anything pandas.Series takes) as a numpy bool mask, vectorized."""
+    import pandas as pd
+
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    mask = series.isna().to_numpy()
     if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        gaps = gaps | series.astype(object).map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
-    return gaps
+        mask = mask | series.astype(object).map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    return mask
 
 
 def _number_values(source: str, column: Column, series: Any) -> Any:
@@ -446,9 +482,9 @@ def _number_values(source: str, column: Column, series: Any) -> Any:
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
-        gaps = _blank(series)
-        numbers = pd.to_numeric(series.where(~gaps, None), errors="coerce")
-        wrong = numbers.isna().to_numpy() & ~gaps
+        holes = gaps(series)
+        numbers = pd.to_numeric(series.where(~holes, None), errors="coerce")
+        wrong = numbers.isna().to_numpy() & ~holes
         if wrong.any():
             examples = some_names(pd.unique(series[wrong].astype(str))[:3])
             raise DataError(
@@ -475,9 +511,9 @@ def _boolean_values(source: str, column: Column, series: Any) -> Any:
 
     if pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    gaps = _blank(series)
+    holes = gaps(series)
     meaning = {}
-    for value in pd.unique(series[~gaps]):
+    for value in pd.unique(series[~holes]):
         if isinstance(value, bool | np.bool_):
             meaning[value] = float(value)
         elif isinstance(value, int | float | np.integer | np.floating) and value in (0, 1):
@@ -485,7 +521,7 @@ def _boolean_values(source: str, column: Column, series: Any) -> Any:
         elif isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             meaning[value] = 1.0 if value.strip().lower() in _TRUE else 0.0
     mapped = series.map(meaning).to_numpy(dtype=np.float64, na_value=np.nan)
-    wrong = np.isnan(mapped) & ~gaps
+    wrong = np.isnan(mapped) & ~holes
     if wrong.any():
         examples = some_names(pd.unique(series[wrong].astype(str))[:3])
         raise DataError(
@@ -503,17 +539,19 @@ def _category_values(series: Any) -> Any:
     import numpy as np
     import pandas as pd
 
-    codes, distinct = pd.factorize(series, use_na_sentinel=True)  # a gap is code -1: the last text, ""
-    texts = np.array([_text(value) for value in distinct] + [""], dtype=object)
+    codes, distinct = pd.factorize(series, use_na_sentinel=True)  # NA is code -1: the last text, ""
+    texts = np.array(["" if is_gap(value) else category_text(value) for value in distinct] + [""], dtype=object)
     return texts[codes]
 
 
-def _text(value: Any) -> str:
-    """A category value's text; whole numbers without ".0" (pandas reads integers with gaps as floats)."""
+def category_text(value: Any) -> str:
+    """A value as a category column holds it: text as is, a number as its text with whole numbers without ".0"
+    (2007 and 2007.0 -> "2007": pandas reads integers with gaps as floats), True -> "True". The one rule for
+    training data, a declared constant, published rows and an endpoint's request alike (a gap: is_gap)."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar
-        return _text(value.item())
+        return category_text(value.item())
     return str(value)

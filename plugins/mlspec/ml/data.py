@@ -35,7 +35,16 @@ from urllib.parse import urlparse
 import numpy as np
 
 from mlspec.errors import DataError, MlspecError
-from mlspec.ml.columns import Column, category_names, raw_features, resolve_columns, table_label
+from mlspec.ml.columns import (
+    Column,
+    EmptyColumn,
+    category_names,
+    gaps,
+    no_value_message,
+    raw_features,
+    resolve_columns,
+    table_label,
+)
 from mlspec.sources import source_kind
 from mlspec.sources.columns import partition_values, some_names
 from mlspec.spec.model import DataLimits
@@ -797,6 +806,9 @@ def split(
         raise DataError(
             "the split leaves no training samples; lower data.split.validation or data.split.test"
         )
+    for column in columns:  # a fill learned from no value would be made up
+        if gaps(x_train[column.name]).all():
+            raise EmptyColumn(no_value_message("the split", column.name, f"the {len(x_train):,} training rows"))
     log.info("split: %d train, %d validation, %d test (seed %d)", len(x_train), len(x_val), len(x_test), seed)
     return Dataset(
         x_train=x_train,

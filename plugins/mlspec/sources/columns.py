@@ -58,8 +58,9 @@ def sample_table(
 ) -> Any:
     """The header and at most `rows` first rows of a CSV (.csv.gz too) or Parquet file as a DataFrame, reading
     only that much (a CSV's first SAMPLE_BYTES, a Parquet file's first batch of `columns`); None when a CSV's
-    first rows do not fit in SAMPLE_BYTES. Parquet's header is the DataFrame's `attrs["columns"]`. A CSV's
-    `text` columns (declared categories) are read as written, as prepare_data reads them."""
+    first rows do not fit in SAMPLE_BYTES. Parquet's header is the DataFrame's `attrs["columns"]`; `attrs["whole"]`
+    says the rows are all the file's. A CSV's `text` columns (declared categories) are read as written, as
+    prepare_data reads them."""
     import gzip
     import io
 
@@ -74,14 +75,17 @@ def sample_table(
         batch = next(parquet.iter_batches(batch_size=rows, columns=wanted), None)
         frame = batch.to_pandas() if batch is not None else pd.DataFrame(columns=wanted)
         frame.attrs["columns"] = names
+        frame.attrs["whole"] = parquet.metadata.num_rows <= rows
         return frame
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as handle:
         head = handle.read(SAMPLE_BYTES + 1)
-    if len(head) > SAMPLE_BYTES:
+    whole = len(head) <= SAMPLE_BYTES
+    if not whole:
         head = head[: head.rfind(b"\n") + 1]
         if not head:
             return None
     frame = pd.read_csv(io.BytesIO(head), nrows=rows, dtype=dict.fromkeys(text, str))
     frame.attrs["columns"] = [str(c) for c in frame.columns]
+    frame.attrs["whole"] = whole and len(frame) < rows
     return frame

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlspec.errors import DataError
-from mlspec.ml.columns import declared_columns, raw_features, resolve_columns
+from mlspec.ml.columns import EmptyColumn, declared_columns, raw_features, resolve_columns
 from mlspec.sources import source_kind
 from mlspec.spec.errors import SpecProblem, quote
 from mlspec.spec.yaml_loader import LoadedYaml
@@ -115,6 +115,7 @@ def check_sample_columns(doc: LoadedYaml, spec: dict, sample: Any, shown: str) -
     if places is None:
         skipped = {label, *exclude}
         places = [(str(name), ("data", "source")) for name in sample.columns if str(name) not in skipped]
+    whole = bool(sample.attrs.get("whole"))
     for name, at in places:
         if name == label:
             continue  # check_columns reports it
@@ -126,5 +127,8 @@ def check_sample_columns(doc: LoadedYaml, spec: dict, sample: Any, shown: str) -
         try:
             (column,) = resolve_columns(rows, subset, one, label)
             raw_features(rows, subset, (column,), label)
+        except EmptyColumn as exc:  # empty in the first rows only: later rows may hold values
+            later = "" if whole else "; the rows after these may hold values, and prepare_data refuses it if none does"
+            yield doc.problem(at, f"{exc}{later}", severity="error" if whole else "warning")
         except DataError as exc:
             yield doc.problem(at, str(exc))

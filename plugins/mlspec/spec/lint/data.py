@@ -71,9 +71,11 @@ def local_sample(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_di
     return None if read is None else (read[0], read[2])
 
 
-def local_file(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None) -> tuple[Path, str] | list[SpecProblem]:
-    """(the local file a table source reads first, its name below the source's folder), or the problems that
-    stop lint from reading it ([] where the source is not on this machine)."""
+def local_file(
+    doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None
+) -> tuple[Path, str, bool] | list[SpecProblem]:
+    """(the local file a table source reads first, its name below the source's folder, whether that file is the
+    whole source), or the problems that stop lint from reading it ([] where the source is not on this machine)."""
     source = spec["data"]["source"]
     kind = source_kind(source)
     if kind is None or kind.local_path is None:
@@ -89,7 +91,7 @@ def local_file(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir:
     except StoreError as exc:
         return [doc.problem(("data", "source"), str(exc))]
     limit = max_source_bytes(parse_bytes(spec["data"].get("limits", {}).get("max_bytes", 0)))
-    name = path.name
+    name, one_file = path.name, True
     if kind.list_files is not None and (is_pattern(str(path)) or path.is_dir()):  # a folder or a glob: its first file
         if is_pattern(str(path)) and not pattern_root(path).is_dir():
             return []  # the data may live only where the tasks run
@@ -97,7 +99,7 @@ def local_file(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir:
             files = kind.list_files(source, SourceRead(connection=None, max_bytes=limit, specs_dir=specs_dir))
         except StoreError as exc:
             return [doc.problem(("data", "source"), str(exc))]
-        path, name = resolve_file_uri(files[0][0]), files[0][1]
+        path, name, one_file = resolve_file_uri(files[0][0]), files[0][1], len(files) == 1
     try:
         info = os.stat(path)  # follows symlinks: a link to /dev/zero is a device
     except (FileNotFoundError, NotADirectoryError):
@@ -129,13 +131,14 @@ def local_file(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir:
                 f"{source_cap_hint()}",
             ),
         ]
-    return path, name
+    return path, name, one_file
 
 
-def read_sample(spec: dict, path: Path, name: str) -> tuple[Any, list[str], str] | None:
+def read_sample(spec: dict, path: Path, name: str, one_file: bool) -> tuple[Any, list[str], str] | None:
     """(the first SAMPLE_ROWS rows of a local CSV or Parquet file as a DataFrame, with a folder's partition
     folders as columns; every column name of the file; the file in words), or None when it is no such table
-    or its first rows are too long to sample. Only the sample is read, so lint stays fast on a huge file; a
+    or its first rows are too long to sample. The DataFrame's `attrs["whole"]` says the rows are the whole
+    source (`one_file`: it has no other file). Only the sample is read, so lint stays fast on a huge file; a
     parser's exception passes through."""
     data = spec["data"]
     fmt = data.get("format") or _table_format(path.name)
@@ -150,6 +153,7 @@ def read_sample(spec: dict, path: Path, name: str) -> tuple[Any, list[str], str]
     sample = sample_table(path, fmt, SAMPLE_ROWS, wanted, text)
     if sample is None:
         return None
+    sample.attrs["whole"] = one_file and sample.attrs["whole"]
     partitions = partition_values(name)
     for key, value in partitions.items():
         sample[key] = value
@@ -157,12 +161,12 @@ def read_sample(spec: dict, path: Path, name: str) -> tuple[Any, list[str], str]
     return sample, [*sample.attrs["columns"], *partitions], shown
 
 
-def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str) -> Iterator[SpecProblem]:
+def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str, one_file: bool) -> Iterator[SpecProblem]:
     """The first rows of a local CSV or Parquet file (a folder's first file): the label, every listed feature
     and every excluded column are columns, and each feature column fits the spec (check_sample_columns)."""
     data = spec["data"]
     try:
-        read = read_sample(spec, path, name)
+        read = read_sample(spec, path, name, one_file)
     except Exception as exc:  # noqa: BLE001 - any parser failure means the same to the user
         fmt = data.get("format") or _table_format(path.name)
         yield doc.problem(("data", "source"), f"{quote(data['source'])} ({path}) is not a readable {fmt} file: {exc}")
