@@ -131,9 +131,10 @@ def test_an_internal_error_answers_json_500_and_keeps_the_connection(served, mon
 @pytest.mark.parametrize(
     ("literal", "fragment"),
     [
-        ("NaN", "not valid JSON"),
+        ("NaN", "not valid JSON: unexpected character, expected a JSON value: line 1 column"),
+        ("NaN", "; JSON has no NaN or Infinity; send null for a missing value"),
         ("Infinity", "not valid JSON"),
-        ("-Infinity", "not valid JSON"),
+        ("-Infinity", "JSON has no NaN or Infinity; send null for a missing value"),
         ("1e400", "not valid JSON"),
         ("1e39", "too large for FP32"),
     ],

@@ -4,7 +4,8 @@ A table model takes one v2 input per feature column, named as the column. The se
 things from the published schema: which columns may carry a gap (JSON null, or NaN in a binary FP
 tensor) because the model fills it, and what an INT64 or BOOL input holds in a gap's place (those
 tensors cannot carry one, so the published "fill" value goes in). Everything else about a column
-(its encoding, categories, statistics) is the graph's business.
+(its encoding, categories, statistics) is the graph's business. The schema is read by
+mlspec.ml.model_io, as every other step after training reads it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlspec.errors import MlspecError
 from mlspec.inference_protocol import BYTES_DATATYPE, FLOAT_DATATYPES
-from mlspec.ml.columns import FILLED
+from mlspec.ml.model_io import schema_columns, schema_fills
+from mlspec.server.errors import BadRequest
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,15 @@ class InputColumn:
     datatype: str  # the model input's v2 datatype
     fills_gaps: bool  # its spec has a filling `missing:` strategy
     gap_value: Any = None  # what a gap becomes in the tensor: NaN, "" or the published fill; None: none
+    missing: str = "error"  # its spec's `missing:` strategy (mlspec.ml.columns.MISSING_STRATEGIES)
 
     def gap_refused(self, what: str, row: int) -> str | None:
         """Why a gap (`what`: "a null", "NaN") in `row` is refused; None when it is accepted."""
+        if self.missing == "drop_row":
+            return (
+                f"column {self.name} has {what} in row {row}; its spec's missing: drop_row leaves such rows out "
+                "of training only, so the endpoint needs a value"
+            )
         if not self.fills_gaps:
             return f"column {self.name} has {what} in row {row}; its spec has no missing: strategy, so send a value"
         if self.gap_value is None:
@@ -68,19 +77,21 @@ def _gap_value(datatype: str, fill: Any) -> Any:
 
 def table_inputs(input_schema: Any, datatypes: Mapping[str, str]) -> TableInputs | None:
     """The column inputs of a model from its published input schema and its inputs' v2 datatypes (by
-    name); None for a model of one array input (no `columns` in its schema, or none of them an input)."""
-    raw = input_schema.get("columns") if isinstance(input_schema, dict) else None
-    if not isinstance(raw, list):
+    name); None for a model of one array input (no `columns` in its schema, or none of them an input).
+    BadRequest where the schema's columns are not what mlspec publishes."""
+    if not isinstance(input_schema, dict) or not isinstance(input_schema.get("columns"), list):
         return None
+    try:
+        published, fills = schema_columns(input_schema), schema_fills(input_schema)
+    except (MlspecError, KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(f"the model's input_schema.json does not describe its columns as mlspec does: {exc}") from None
     columns: dict[str, InputColumn] = {}
-    for entry in raw:
-        if not isinstance(entry, dict) or entry.get("name") not in datatypes:
+    for column in published:
+        if column.name not in datatypes:
             continue
-        name = entry["name"]
-        datatype = datatypes[name]
+        datatype = datatypes[column.name]
         # `error` refuses a gap and `drop_row` drops the row in training, which a request cannot do;
         # the other strategies are fills the model applies.
-        fills = entry.get("missing") in FILLED
-        gap_value = _gap_value(datatype, entry.get("fill")) if fills else None
-        columns[name] = InputColumn(name, datatype, fills, gap_value)
+        gap_value = _gap_value(datatype, fills.get(column.name)) if column.filled else None
+        columns[column.name] = InputColumn(column.name, datatype, column.filled, gap_value, column.missing)
     return TableInputs(columns) if columns else None

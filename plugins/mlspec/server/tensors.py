@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import array as pyarray
 import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,7 +97,18 @@ def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        hint = "; JSON has no NaN or Infinity; send null for a missing value" if _at_non_json_number(data, exc.pos) else ""
+        raise BadRequest(f"the request body is not valid JSON: {exc}{hint}") from None
+
+
+# What Python's json.dumps, JavaScript and numpy write for a float JSON cannot hold.
+_NON_JSON_NUMBER = re.compile(r"-?(?:NaN|nan|Infinity|infinity|inf|Inf)\b")
+
+
+def _at_non_json_number(data: bytes | str, position: int) -> bool:
+    """The body fails at NaN, Infinity or -Infinity (orjson points at the sign or just after it)."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes | bytearray | memoryview) else data
+    return any(_NON_JSON_NUMBER.match(text, start) for start in (position, max(position - 1, 0)))
 
 
 # From this size on, JSON bodies are parsed with simdjson, which writes each input's `data` (a flat
@@ -574,19 +586,17 @@ def conform_inputs(
         # One input, as almost every model here has: skip the set arithmetic.
         (given,) = inputs
         if given != specs[0].name:
-            raise BadRequest(
-                f"model {model} has no input named {given[:80]!r}; its inputs are {[specs[0].name]}"
-            )
+            raise _unknown_input(given, specs, model, table)
     else:
         expected_names = {spec.name for spec in specs}
         unknown = sorted(set(inputs) - expected_names)
         if unknown:
-            raise BadRequest(
-                f"model {model} has no input named {unknown[0][:80]!r}; its inputs are {sorted(expected_names)}"
-            )
+            raise _unknown_input(unknown[0], specs, model, table)
         missing = sorted(expected_names - set(inputs))
         if missing:
             raise BadRequest(f"model {model} needs input {missing[0]!r}, which the request does not give")
+    if table is not None:
+        _check_same_rows(inputs, table, model)
     feeds: dict[str, np.ndarray] = {}
     for spec in specs:
         name = spec.name
@@ -619,6 +629,42 @@ def conform_inputs(
                 raise _not_finite(f"input {name!r} of model {model}", spec.datatype)
         feeds[name] = np.ascontiguousarray(array)
     return feeds
+
+
+def _unknown_input(given: str, specs: list[TensorSpec], model: str, table: TableInputs | None) -> BadRequest:
+    """A request names an input the model does not have: its inputs in the model's order (a table
+    model's: column order), and for a table model that the column is not one it reads."""
+    names = [spec.name for spec in specs]
+    if table is None:
+        return BadRequest(f"model {model} has no input named {given[:80]!r}; its inputs are {names}")
+    if given == INPUT_NAME:  # the single array of a model of numbers only, which this table is not
+        return BadRequest(
+            f"model {model} has no input named {given!r}: it takes one input per column, in this order: "
+            f"{', '.join(names)}"
+        )
+    return BadRequest(
+        f"model {model} has no input named {given[:80]!r}: it is not a column the model reads (left out of "
+        f"data.features, or in data.exclude); send only its columns, in this order: {', '.join(names)}"
+    )
+
+
+def _check_same_rows(inputs: dict[str, np.ndarray], table: TableInputs, model: str) -> None:
+    """Every column input of a table model holds the same rows ([N] or [N, 1]): say which do not."""
+    by_count: dict[int, list[str]] = {}
+    for name in table.columns:
+        if name in inputs and inputs[name].ndim:
+            by_count.setdefault(int(inputs[name].shape[0]), []).append(name)
+    if len(by_count) <= 1:
+        return
+
+    def names(group: list[str]) -> str:
+        return ", ".join(group[:3]) + (f" (and {len(group) - 3} more)" if len(group) > 3 else "")
+
+    counts = "; ".join(f"{names(group)}: {count} row{'s' * (count != 1)}" for count, group in by_count.items())
+    raise BadRequest(
+        f"the column inputs of model {model} hold different numbers of rows ({counts}); send the same rows in "
+        "every column"
+    )
 
 
 def datatype_of(array: np.ndarray) -> str:
