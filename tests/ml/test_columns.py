@@ -453,3 +453,20 @@ def test_a_column_whose_values_are_all_in_unlabeled_rows_has_no_value():
     frame = pd.DataFrame({"y": [0, None, 1], "a": [1.0, 2.0, 3.0], "b": [np.nan, 5.0, np.nan]})
     with pytest.raises(DataError, match="column b has no value in any of the 2 rows"):
         raw_features(SOURCE, frame, (Column("a", "number"), Column("b", "number", missing="median")), "y")
+
+
+def test_one_gap_rule_and_one_category_text():
+    from mlspec.ml.columns import category_text, gaps, is_gap
+
+    missing = [None, float("nan"), np.float32("nan"), pd.NA, pd.NaT, "", "  "]
+    present = [0, 0.0, False, "x", " x ", "NA", np.int64(3)]
+    assert [is_gap(v) for v in missing] == [True] * len(missing)
+    assert [is_gap(v) for v in present] == [False] * len(present)
+    assert gaps(pd.Series(missing + present, dtype=object)).tolist() == [True] * 7 + [False] * 7
+    assert [category_text(v) for v in (2007, 2007.0, np.float64(2007.0), 1.5, True, "02134")] == [
+        "2007", "2007", "2007", "1.5", "True", "02134"
+    ]
+    # raw_features holds a category by the same rules: spaces are a gap, numbers their text
+    frame = pd.DataFrame({"y": [0, 1, 0], "c": [" ", 2007.0, "b"]})
+    features, _ = raw_features(SOURCE, frame, (Column("c", "category", missing="most_frequent"),), "y")
+    assert list(features["c"]) == ["", "2007", "b"]

@@ -457,11 +457,14 @@ def data_rows(mask: Any) -> str:
 def is_gap(value: Any) -> bool:
     """A raw value is missing: None, NaN (pandas' NA and NaT too), or text that is empty or only spaces. The one
     rule for training data, published example rows and an endpoint's request alike."""
-    import pandas as pd
-
+    if value is None:
+        return True
     if isinstance(value, str):
         return not value.strip()
-    return value is None or bool(pd.api.types.is_scalar(value) and pd.isna(value))
+    try:
+        return bool(value != value)  # NaN and NaT differ from themselves
+    except TypeError:  # pandas' NA answers NA, which has no truth value
+        return type(value).__name__ == "NAType"
 
 
 def gaps(values: Any) -> Any:

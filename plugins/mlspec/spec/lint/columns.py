@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlspec.errors import DataError
-from mlspec.ml.columns import EmptyColumn, declared_columns, raw_features, resolve_columns
+from mlspec.ml.columns import EmptyColumn, declared_columns, gaps, raw_features, resolve_columns
 from mlspec.sources import source_kind
 from mlspec.spec.errors import SpecProblem, quote
 from mlspec.spec.yaml_loader import LoadedYaml
@@ -96,7 +96,7 @@ def check_sample_columns(doc: LoadedYaml, spec: dict, sample: Any, shown: str) -
     data = spec["data"]
     features, exclude, label = data["features"], data.get("exclude") or [], table_label(data)
     rows = f"the first {len(sample):,} rows of {shown}"
-    unlabeled = int((sample[label].isna() | (sample[label] == "")).sum())
+    unlabeled = int(gaps(sample[label]).sum())
     label_at = ("data", "label") if data.get("label") else ("data", "source")
     if unlabeled:
         yield doc.problem(
