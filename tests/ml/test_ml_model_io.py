@@ -95,3 +95,14 @@ def test_output_schema_names_the_label_datatype_only_where_label_is_the_class_va
     out = output_schema("classification", SPECIES, signature, "BYTES")
     assert out["label_datatype"] == "BYTES" and out["outputs"][0]["datatype"] == "BYTES"
     assert "label_datatype" not in output_schema("classification", SPECIES, signature)
+
+
+def test_json_rows_read_back_as_training_holds_them():
+    from mlspec.ml.columns import Column
+
+    columns = (Column("year", "category"), Column("bill", "number"))
+    rows = [{"year": 2007.0, "bill": 39.5}, {"year": 2007, "bill": None}, {"year": "  ", "bill": 40}, {"year": None}]
+    frame = model_io.frame_of(rows, columns)
+    assert frame["year"].tolist() == ["2007", "2007", "", ""]  # 2007.0 is "2007", as training reads it
+    assert frame["bill"].isna().tolist() == [False, True, False, True]
+    assert model_io.json_rows(frame, columns)[0] == {"year": "2007", "bill": 39.5}

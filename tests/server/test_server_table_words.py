@@ -108,3 +108,10 @@ def test_a_single_input_tensor_to_a_model_with_text_columns_is_told_to_send_one_
         "model penguins has no input named 'input': it takes one input per column, in this order: island, "
         "bill_length_mm, year, sex"
     )
+
+
+def test_a_string_of_only_spaces_is_a_categorys_missing_value_as_in_training():
+    table = table_inputs(SCHEMA, DATATYPES)
+    assert parse_infer_request(_infer("sex", "  "), None, table=table).inputs["sex"].tolist() == [[""]]
+    with pytest.raises(BadRequest, match="column island has a string of only spaces .a missing value. in row 0"):
+        parse_infer_request(_infer("island", " "), None, table=table)

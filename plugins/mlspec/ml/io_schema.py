@@ -18,6 +18,7 @@ import numpy as np
 
 from mlspec.errors import MlspecError
 from mlspec.ml import model_io
+from mlspec.ml.columns import gaps
 from mlspec.vocabulary import INPUT_NAME, OUTPUTS, TASKS
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def table_schema(dataset: Dataset, fills: Mapping[str, Any], categories: Mapping
             "fill": _json_scalar(fills.get(column.name)) if column.filled else None,
         }
         if column.type == "category":
-            seen = values[values != ""]
+            seen = values[~gaps(values)]
             known = categories.get(column.name) or sorted({str(v) for v in seen})
             entry.update(encode=column.encode, categories=[str(c) for c in known], missing_count=int(len(values) - len(seen)))
         else:
@@ -127,13 +128,12 @@ def example_rows(dataset: Dataset) -> list[dict[str, Any]]:
     has one, that row takes the last place (the first row stays the first test sample)."""
     x = dataset.x_test
     count = min(EXAMPLE_ROWS, len(x))
-    gaps = np.zeros(len(x), dtype=bool)
+    with_gap = np.zeros(len(x), dtype=bool)
     for column in dataset.columns:
-        values = x[column.name]
-        gaps |= (values == "").to_numpy() if column.type == "category" else values.isna().to_numpy()
+        with_gap |= gaps(x[column.name])
     picked = list(range(count))
-    later = np.flatnonzero(gaps[count:])
-    if count and not gaps[:count].any() and later.size:
+    later = np.flatnonzero(with_gap[count:])
+    if count and not with_gap[:count].any() and later.size:
         picked[-1] = count + int(later[0])
     return model_io.json_rows(x.iloc[picked], dataset.columns)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlspec.ml import tabular
-from mlspec.ml.columns import Column
+from mlspec.ml.columns import Column, category_text, is_gap
 
 
 def model_inputs(rows: Any, columns: Sequence[Column], fills: Mapping[str, Any]) -> np.ndarray | dict[str, np.ndarray]:
@@ -57,16 +57,17 @@ def json_rows(frame: Any, columns: Sequence[Column]) -> list[dict[str, Any]]:
 
 
 def frame_of(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> Any:
-    """JSON rows back as the normalized raw table (what `json_rows` reads): NaN or "" for None."""
+    """JSON rows back as the normalized raw table (what `json_rows` reads): NaN or "" for a gap, a
+    category's value as training holds it (2007.0 -> "2007")."""
     import pandas as pd
 
     data: dict[str, Any] = {}
     for column in columns:
         values = [row.get(column.name) for row in rows]
         if column.type == "category":
-            data[column.name] = pd.Series(["" if v is None else str(v) for v in values], dtype=object)
+            data[column.name] = pd.Series(["" if is_gap(v) else category_text(v) for v in values], dtype=object)
         else:
-            data[column.name] = pd.Series([math.nan if v is None else float(v) for v in values], dtype="float64")
+            data[column.name] = pd.Series([math.nan if is_gap(v) else float(v) for v in values], dtype="float64")
     return pd.DataFrame(data, columns=[c.name for c in columns])
 
 
@@ -77,10 +78,10 @@ def rows_inputs(rows: Sequence[Mapping[str, Any]], input_schema: Mapping[str, An
 
 
 def _json_value(column: Column, value: Any) -> Any:
-    if column.type == "category":
-        return None if value in ("", None) else str(value)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_gap(value):
         return None
+    if column.type == "category":
+        return category_text(value)
     if column.type == "integer":
         return int(value)
     if column.type == "boolean":

@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlspec.ml.columns import Column
+from mlspec.ml.columns import Column, category_text, gaps, is_gap
 from mlspec.ml.frameworks.base import FitReport, FrameworkAdapter, ProgressCallback, TrainingError
 from mlspec.ml.frameworks.boosting import ml_opset
 from mlspec.vocabulary import INPUT_NAME, OUTPUTS
@@ -89,9 +89,9 @@ def fitted_fills(columns: Sequence[Column], frame: pd.DataFrame) -> dict[str, An
             continue
         values = frame[column.name]
         if column.type == "category":
-            present = values[values != ""]
+            present = values[~gaps(values)]
             if column.missing == "constant":
-                fills[column.name] = _category_text(column.constant)
+                fills[column.name] = category_text(column.constant)
             else:
                 fills[column.name] = _most_frequent(present.tolist()) if len(present) else ""
             continue
@@ -113,15 +113,6 @@ def fitted_fills(columns: Sequence[Column], frame: pd.DataFrame) -> dict[str, An
         else:
             fills[column.name] = fill
     return fills
-
-
-def _category_text(value: Any) -> str:
-    """A value as a category column holds it: 2007 (or 2007.0) -> "2007"."""
-    if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _most_frequent(values: list[Any]) -> Any:
@@ -338,10 +329,10 @@ def feeds(columns: Sequence[Column], frame: pd.DataFrame, fills: Mapping[str, An
     for column in columns:
         values = frame[column.name]
         if column.type == "category":
-            texts = ["" if _is_gap(v) else _category_text(v) for v in values.tolist()]
+            texts = ["" if is_gap(v) else category_text(v) for v in values.tolist()]
             inputs[column.name] = np.array(texts, dtype=object).reshape(-1, 1)
             continue
-        numbers = pd.to_numeric(values.replace({"": None}), errors="raise").astype(np.float64)
+        numbers = pd.to_numeric(values.where(~gaps(values)), errors="raise").astype(np.float64)
         if column.type == "number":
             inputs[column.name] = numbers.to_numpy(dtype=np.float32).reshape(-1, 1)
             continue
@@ -355,10 +346,6 @@ def feeds(columns: Sequence[Column], frame: pd.DataFrame, fills: Mapping[str, An
         dtype = np.int64 if column.type == "integer" else np.bool_
         inputs[column.name] = numbers.to_numpy().astype(dtype).reshape(-1, 1)
     return inputs
-
-
-def _is_gap(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and value != value)
 
 
 # --------------------------------------------------------------------------- ONNX

@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - a dependency, but the server works wit
     simdjson = None
 
 from mlspec.inference_protocol import BYTES_DATATYPE, FLOAT_DATATYPES, NUMPY_DTYPES
+from mlspec.ml.columns import is_gap
 from mlspec.server.columns import InputColumn, TableInputs
 from mlspec.server.errors import BadRequest
 from mlspec.vocabulary import INPUT_NAME
@@ -427,14 +428,22 @@ def _decode_binary_bytes(chunk: bytes, shape: list[int], where: str, limits: Lim
     return array.reshape(shape)
 
 
-def _refuse_empty(array: np.ndarray, column: InputColumn | None, shape: list[int]) -> None:
-    """An empty string is a category's missing value (as in training): like a null, it is refused in a
-    column whose spec does not fill gaps."""
-    if column is None or column.fills_gaps or not array.size:
-        return
-    empty = np.flatnonzero(array.reshape(-1) == "")
-    if empty.size:
-        raise BadRequest(column.gap_refused("an empty string (a missing value)", _row(int(empty[0]), shape)))
+def _blank_gaps(array: np.ndarray, column: InputColumn | None, shape: list[int]) -> np.ndarray:
+    """A text that is empty or only spaces is a category's missing value, as in training (mlspec.ml.columns.
+    is_gap): it reaches the graph as "", its fill's cue, and like a null is refused in a column whose spec
+    does not fill gaps."""
+    if column is None or not array.size:
+        return array
+    flat = array.reshape(-1)
+    blank = np.flatnonzero(np.frompyfunc(is_gap, 1, 1)(flat).astype(bool))
+    if not blank.size:
+        return array
+    if not column.fills_gaps:
+        what = "an empty string" if flat[blank[0]] == "" else "a string of only spaces"
+        raise BadRequest(column.gap_refused(f"{what} (a missing value)", _row(int(blank[0]), shape)))
+    flat = flat.copy()
+    flat[blank] = ""
+    return flat.reshape(array.shape)
 
 
 def parse_infer_request(
@@ -503,8 +512,7 @@ def parse_infer_request(
             chunk = binary[offset : offset + binary_size]
             offset += binary_size
             if datatype == BYTES_DATATYPE:
-                array = _decode_binary_bytes(chunk, shape, where, limits)
-                _refuse_empty(array, columns.get(name), shape)
+                array = _blank_gaps(_decode_binary_bytes(chunk, shape, where, limits), columns.get(name), shape)
             else:
                 expected = math.prod(shape) * DATATYPES[datatype].itemsize
                 if binary_size != expected:
@@ -518,7 +526,7 @@ def parse_infer_request(
                 raise BadRequest(f"{where} has no 'data'")
             if datatype == BYTES_DATATYPE:
                 array = _decode_json_bytes(raw["data"], shape, where, limits, columns.get(name))
-                _refuse_empty(array, columns.get(name), shape)
+                array = _blank_gaps(array, columns.get(name), shape)
             else:
                 array = _decode_json_data(raw["data"], datatype, shape, where, columns.get(name))
         _check_finite(array, where, datatype, columns.get(name))
