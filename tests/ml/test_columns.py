@@ -443,7 +443,7 @@ def test_a_column_with_no_value_is_an_error_that_says_to_exclude_it(column):
     message = str(caught.value)
     if column.missing == "error":  # its gaps are the error; the message says it has no value at all
         assert "column empty has 3 missing values (data rows 1, 2 and 3)" in message
-        assert "it has no value in any of these rows: if no row has one, add it to data.exclude" in message
+        assert "no row here has a value: if none has, add it to data.exclude instead" in message
     else:
         assert "column empty has no value in any of the 3 rows; a model learns nothing from it" in message
         assert "add it to data.exclude" in message
@@ -470,3 +470,27 @@ def test_one_gap_rule_and_one_category_text():
     frame = pd.DataFrame({"y": [0, 1, 0], "c": [" ", 2007.0, "b"]})
     features, _ = raw_features(SOURCE, frame, (Column("c", "category", missing="most_frequent"),), "y")
     assert list(features["c"]) == ["", "2007", "b"]
+
+
+def test_with_features_omitted_the_gaps_message_offers_the_mapping_of_every_feature():
+    frame = penguins()
+    with pytest.raises(DataError) as caught:
+        raw_features(SOURCE, frame, resolve_columns(SOURCE, frame, None, "species", None), "species")
+    # declaring only the columns with gaps would train on them alone: the mapping keeps every feature
+    assert str(caught.value).endswith(
+        "; a mapping names the features, so list them all (a name with no value keeps its inferred type): "
+        "data.features: {island: {type: category, missing: most_frequent}, bill_length_mm: {type: number, missing: "
+        "median}, sex: {type: category, missing: most_frequent}, year: null, tagged: null}"
+    )
+    assert declared_columns({"island": {"type": "category", "missing": "most_frequent"}, "year": None})["year"] is None
+
+
+def test_a_boolean_with_gaps_is_offered_most_frequent_first():
+    frame = pd.DataFrame({"y": [0, 1, 0], "flag": [True, None, False], "x": [1.0, 2.0, 3.0]})
+    columns = resolve_columns(SOURCE, frame, {"flag": None, "x": "number"}, "y", None)
+    with pytest.raises(DataError) as caught:
+        raw_features(SOURCE, frame, columns, "y")
+    assert str(caught.value).endswith(
+        "set data.features.flag.missing to most_frequent, {constant: ...} or drop_row "
+        "(declare it under data.features, e.g. flag: {type: boolean, missing: most_frequent})"
+    )

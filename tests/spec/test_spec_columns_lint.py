@@ -174,9 +174,10 @@ def test_a_column_with_no_value_is_an_error_or_a_warning_when_later_rows_may_hol
     found = lint(tmp_path, "  source: file://data/small.csv\n  label: species\n")
     assert found == {
         ("data.source", 12): f"error: the first 3 rows of {small}: column empty has 3 missing values (data rows 1, 2 "
-        "and 3); set data.features.empty.missing to mean, median, most_frequent, {constant: ...} or drop_row (declare "
-        "it under data.features, e.g. empty: {type: number, missing: median}); it has no value in any of these rows: "
-        "if no row has one, add it to data.exclude (or leave it out of data.features) instead"
+        "and 3); set data.features.empty.missing to mean, median, most_frequent, {constant: ...} or drop_row; a "
+        "mapping names the features, so list them all (a name with no value keeps its inferred type): data.features: "
+        "{x: null, empty: {type: number, missing: median}}; no row here has a value: if none has, add it to "
+        "data.exclude instead"
     }
     found = lint(tmp_path, "  source: file://data/small.csv\n  label: species\n  features:\n    x: number\n"
                  "    empty: {type: number, missing: mean}\n")

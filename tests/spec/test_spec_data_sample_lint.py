@@ -70,9 +70,10 @@ def test_a_column_with_gaps_is_reported_with_its_count(tmp_path: Path, mlspec_ho
     assert problem.path == "data.features[0]" and problem.line == 14
     assert problem.message == (
         f"the first 1,000 rows of {path}: column bill_length_mm has 1,000 missing values (data rows 1, 2, 3, 4, 5 ...); "
-        "set data.features.bill_length_mm.missing to mean, median, most_frequent, {constant: ...} or drop_row "
-        "(declare it under data.features, e.g. bill_length_mm: {type: number, missing: median}); it has no value in "
-        "any of these rows: if no row has one, add it to data.exclude (or leave it out of data.features) instead"
+        "set data.features.bill_length_mm.missing to mean, median, most_frequent, {constant: ...} or drop_row; a "
+        "mapping names the features, so list them all (a name with no value keeps its inferred type): data.features: "
+        "{bill_length_mm: {type: number, missing: median}}; no row here has a value: if none has, add it to "
+        "data.exclude instead"
     )
     # Features left out: every column but the label is read, so the gap is reported at data.source.
     (problem,) = lint(tmp_path, "  source: file://data/gaps.parquet\n  label: species\n")

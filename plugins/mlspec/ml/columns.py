@@ -330,7 +330,9 @@ def _holds_dates(series: Any) -> bool:
 # --------------------------------------------------------------------------- the raw feature table
 
 
-def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str | None) -> tuple[Any, Any]:
+def raw_features(
+    source: str, frame: Any, columns: Sequence[Column], label: str | None, *, feature_names: Sequence[str] = ()
+) -> tuple[Any, Any]:
     """`(features, labels)`: the normalized raw feature table (a DataFrame with `columns` in order, index
     0..n-1) and the label column's values (a numpy array), for the rows training uses.
 
@@ -338,6 +340,8 @@ def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str 
     their counts); a gap left in a `missing: error` column is a DataError that names the column, how many
     rows and the strategies that would fill it. Numbers, integers and booleans become float64 (NaN for a
     gap; booleans 1.0/0.0), categories Python str ("" for a gap; a number in a category becomes its text).
+    `feature_names` (default: the columns') are every feature of the spec, for the data.features mapping a
+    message suggests when no column is declared (lint checks one column at a time).
     """
     import pandas as pd
 
@@ -367,9 +371,21 @@ def raw_features(source: str, frame: Any, columns: Sequence[Column], label: str 
                     "%s: dropped %d rows with no %s value (missing: drop_row)", source, count, column.name
                 )
             keep &= ~holes[column.name]
-    for column in columns:
-        if column.missing == "error" and (holes[column.name] & keep).any():
-            raise DataError(_gaps_message(source, column, holes[column.name] & keep, every=keep))
+    unfilled = [column for column in columns if column.missing == "error" and (holes[column.name] & keep).any()]
+    if unfilled:
+        column = unfilled[0]
+        message = _gaps_message(source, column, holes[column.name] & keep)
+        if all(c.inferred for c in columns):  # no mapping yet: one would name the only features
+            names = feature_names or [c.name for c in columns]
+            message += "; " + _mapping_hint(names, {c.name: c for c in unfilled})
+        elif column.inferred:  # a name with no value in the mapping: give it its declaration
+            message += (
+                f" (declare it under data.features, e.g. {some_names([column.name])}: {{type: {column.type}, "
+                f"missing: {_suggested_fill(column)}}})"
+            )
+        if not (keep & ~holes[column.name]).any():
+            message += "; no row here has a value: if none has, add it to data.exclude instead"
+        raise DataError(message)
     dropped = len(frame) - int(keep.sum())
     if dropped:
         log.info("%s: %d of %d rows dropped in all, %d left", source, dropped, len(frame), int(keep.sum()))
@@ -395,25 +411,40 @@ def no_value_message(source: str, name: str, rows: str) -> str:
     )
 
 
-def _gaps_message(source: str, column: Column, holes: Any, every: Any) -> str:
-    """The gaps `holes` marks in a `missing: error` column, among the rows `every` marks."""
+def _gaps_message(source: str, column: Column, holes: Any) -> str:
+    """The gaps `holes` marks in a `missing: error` column and the strategies that would fill them."""
     count = int(holes.sum())
     name = some_names([column.name])
     fill = (
         f"set data.features.{name}.missing to most_frequent, {{constant: ...}} or drop_row"
-        if column.type == "category"
+        if column.type in ("category", "boolean")
         else f"set data.features.{name}.missing to mean, median, most_frequent, {{constant: ...}} or drop_row"
     )
-    if column.inferred:
-        fill += f" (declare it under data.features, e.g. {name}: {{type: {column.type}, missing: "
-        fill += "most_frequent})" if column.type == "category" else "median})"
-    if count == int(every.sum()):
-        fill += (
-            "; it has no value in any of these rows: if no row has one, add it to data.exclude (or leave it out "
-            "of data.features) instead"
-        )
     values = "values" if count > 1 else "value"
     return f"{source}: column {name} has {count:,} missing {values} ({data_rows(holes)}); {fill}"
+
+
+def _suggested_fill(column: Column) -> str:
+    return "median" if column.type in ("number", "integer") else "most_frequent"
+
+
+def _mapping_hint(names: Sequence[str], unfilled: Mapping[str, Column], shown: int = 8) -> str:
+    """data.features as a mapping that fills every column of `unfilled` and keeps every other name, with no
+    value, inferred: a mapping names the features, so one that declares only the columns with gaps would
+    train a model on those alone."""
+    entries = [
+        f"{name}: {{type: {unfilled[name].type}, missing: {_suggested_fill(unfilled[name])}}}"
+        if name in unfilled
+        else f"{name}: null"
+        for name in names
+    ]
+    hidden = [entry for entry in entries[shown:] if entry.endswith(": null")]
+    entries = entries[:shown] + [entry for entry in entries[shown:] if not entry.endswith(": null")]
+    more = f", ... and the other {len(hidden):,} names: null" if hidden else ""
+    return (
+        "a mapping names the features, so list them all (a name with no value keeps its inferred type): "
+        f"data.features: {{{', '.join(entries)}{more}}}"
+    )
 
 
 def _normalized(source: str, column: Column, series: Any) -> tuple[Any, Any]:

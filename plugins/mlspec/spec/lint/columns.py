@@ -126,7 +126,7 @@ def check_sample_columns(doc: LoadedYaml, spec: dict, sample: Any, shown: str) -
         subset = sample[[name, label]]
         try:
             (column,) = resolve_columns(rows, subset, one, label)
-            raw_features(rows, subset, (column,), label)
+            raw_features(rows, subset, (column,), label, feature_names=[n for n, _at in places if n != label])
         except EmptyColumn as exc:  # empty in the first rows only: later rows may hold values
             later = "" if whole else "; the rows after these may hold values, and prepare_data refuses it if none does"
             yield doc.problem(at, f"{exc}{later}", severity="error" if whole else "warning")
