@@ -23,20 +23,25 @@ def curl_command(summary: dict) -> str:
 
 
 def try_it_line(example: dict) -> str:
+    """What the curl below sends and what this model answers for it, beside what the data says: a test
+    row's answer may be wrong, and the line must not read as if the wrong class were expected."""
     rows = len(example["request"]["inputs"][0]["data"]) if example.get("request") else 0
     if rows:  # a table model: real test rows, raw values; the label is the class itself
         first = f"{rows} test rows as they are in the data; for the first" if rows > 1 else "a test row as it is in the data; for it"
         if "target" in example:
-            return f"Try it: {first} (target {example['target']:.4g}) the 'prediction' it returns should be {example['predicted']:.4g}:"
-        return f"Try it: {first} (class {example['label']}) the 'label' it returns should be {example['predicted']}:"
+            return (
+                f"Try it: {first} this model answers {example['predicted']:.4g} as its 'prediction' "
+                f"(the data says {example['target']:.4g}):"
+            )
+        return f"Try it: {first} this model answers {example['predicted']} as its 'label' (the data says {example['label']}):"
     if "target" in example:
         return (
-            f"Try it: a test sample whose target is {example['target']:.4g}; the 'prediction' it returns "
-            f"should be {example['predicted']:.4g}:"
+            f"Try it: a test sample; this model answers {example['predicted']:.4g} as its 'prediction' "
+            f"(the data says {example['target']:.4g}):"
         )
     return (
-        f"Try it: a test sample of class {example['label']}; the 'label' it returns should be the index of "
-        f"class {example['predicted']} (with its 'probabilities'):"
+        f"Try it: a test sample; this model answers class {example['predicted']} as its 'label' (the class's "
+        f"index, with its 'probabilities'; the data says class {example['label']}):"
     )
 
 
@@ -73,7 +78,8 @@ def format_summary(summary: dict, spec_file: str = "") -> str:
         try_it_line(summary["example"]),
         f"  {curl_command(summary)}",
         "",
-        "The model server keeps running; stop it with `make stop`.",
+        "The model server keeps running: `make stop` stops one that make started; one started with `mlspec serve`",
+        "stops with Ctrl+C in its terminal.",
     ]
     return "\n".join(lines)
 

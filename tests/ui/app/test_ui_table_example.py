@@ -84,7 +84,10 @@ def test_the_run_summary_of_a_table_model_curls_the_published_rows():
         "example": {"request": PER_COLUMN_BODY, "label": "Gentoo", "predicted": "Gentoo"},
     }
     text = format_summary(summary, "specs/penguins.yaml")
-    assert "Try it: 2 test rows as they are in the data; for the first (class Gentoo) the 'label' it returns should be Gentoo:" in text
+    assert (
+        "Try it: 2 test rows as they are in the data; for the first this model answers Gentoo as its 'label' "
+        "(the data says Gentoo):"
+    ) in text
     (curl,) = [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
     assert _body(curl) == PER_COLUMN_BODY
 
