@@ -84,3 +84,48 @@ def test_prepare_data_renders_source_and_query_with_the_runs_context():
     assert operator.source == "sql://warehouse_20240305"
     assert operator.query == "SELECT * FROM sales WHERE day = '2024-03-05'"
     assert "connection warehouse_20240305 " in operator.next_step
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "path", "message"),
+    [
+        (
+            "  source: 'file://data/{{ dss }}.csv'\n", 12, "data.source",
+            "data.source names 'dss', which is not in the context Airflow renders it with; did you mean 'ds'?",
+        ),
+        (
+            "  source: 'file://data/{{ nosuchvar }}.csv'\n", 12, "data.source",
+            "data.source names 'nosuchvar', which is not in the context Airflow renders it with (ds, ds_nodash, ts, "
+            "logical_date, data_interval_start, data_interval_end, params, macros, run_id, dag_run, ...)",
+        ),
+        (
+            "  source: sql://warehouse\n  query: \"SELECT 1 {% if x %}{{ logical_dat | ds }}{% endif %}\"\n", 13,
+            "data.query", "data.query names 'x', which is not in the context",
+        ),
+        (
+            "  source: sql://warehouse\n  query: \"SELECT 1 {% if x %}{{ logical_dat | ds }}{% endif %}\"\n", 13,
+            "data.query", "data.query names 'logical_dat', which is not in the context Airflow renders it with; did "
+            "you mean 'logical_date'?",
+        ),
+    ],
+)
+def test_lint_finds_a_name_the_runs_context_lacks(data: str, line: int, path: str, message: str):
+    with pytest.raises(SpecError) as raised:
+        load_spec_text(with_data(data))
+    assert [(p.line, p.path) for p in raised.value.problems if message in p.message] == [(line, path)]
+
+
+def test_the_context_names_lint_knows_are_airflows():
+    from airflow.sdk.definitions.context import KNOWN_CONTEXT_KEYS
+
+    from mlspec.spec.lint.templates import CONTEXT_NAMES
+
+    assert set(CONTEXT_NAMES) == KNOWN_CONTEXT_KEYS
+
+
+def test_names_a_template_sets_itself_and_every_context_name_pass_lint():
+    load_spec_text(with_data(
+        "  source: sql://warehouse\n"
+        "  query: \"{% set day = ds %}SELECT * FROM t WHERE day = '{{ day }}' AND run = '{{ run_id }}' "
+        "AND x = '{{ params.x | default(1) }}' AND y = '{{ macros.ds_add(ds, -1) }}' AND z = '{{ dag_run.conf }}'\"\n"
+    ))

@@ -1,16 +1,30 @@
 """data.source and data.query are Jinja templates that Airflow renders with each run's context when
-prepare_data runs (`{{ ds }}`, `{{ data_interval_start | ds }}`, ...). Lint compiles them, so a bad template
-is found at its line before any run, and renders a local file pattern with today's date (`rendered_today`)."""
+prepare_data runs (`{{ ds }}`, `{{ data_interval_start | ds }}`, ...). Lint compiles them and checks every name
+they read is one of that context's (CONTEXT_NAMES), so a bad template or a misspelled name is found at its line
+before any run, and renders a local file pattern with today's date (`rendered_today`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
 
-from mlspec.spec.errors import SpecProblem
+from mlspec.sources.columns import did_you_mean
+from mlspec.spec.errors import SpecProblem, quote
 from mlspec.spec.yaml_loader import LoadedYaml
 
 TEMPLATED_FIELDS = ("source", "query")
+# The names of the context Airflow renders a task's templates with: airflow.sdk.definitions.context's
+# KNOWN_CONTEXT_KEYS (a test keeps them equal; lint does not import Airflow), the common ones first.
+CONTEXT_NAMES = (
+    "ds", "ds_nodash", "ts", "logical_date", "data_interval_start", "data_interval_end", "params", "macros",
+    "run_id", "dag_run", "ts_nodash", "ts_nodash_with_tz", "dag", "task", "task_instance", "ti", "var", "conn",
+    "prev_data_interval_start_success", "prev_data_interval_end_success", "prev_start_date_success",
+    "prev_end_date_success", "task_instance_key_str", "try_number", "test_mode", "templates_dict", "inlets",
+    "inlet_events", "outlets", "outlet_events", "triggering_asset_events", "expanded_ti_count", "map_index_template",
+    "task_reschedule_count", "partition_date", "partition_key", "asset_state_store", "task_state_store", "exception",
+    "reason",
+)  # fmt: skip
+_COMMON_NAMES = 10  # a message lists this many of them
 
 
 def is_template(text: str) -> bool:
@@ -48,16 +62,48 @@ def template_error(text: str) -> str | None:
     return None
 
 
+def unknown_names(text: str) -> list[tuple[str, int]]:
+    """(name, template line) of each name a template that compiles reads but neither sets itself nor finds in
+    Airflow's context (where rendering fails: StrictUndefined), in the order they first appear."""
+    if not is_template(text):
+        return []
+    import jinja2
+    from jinja2 import meta, nodes
+
+    try:
+        tree = _environment().parse(text)
+    except jinja2.TemplateError:
+        return []  # template_error reports it
+    unknown = meta.find_undeclared_variables(tree) - set(CONTEXT_NAMES)
+    first: dict[str, int] = {}
+    for node in tree.find_all(nodes.Name):
+        if node.name in unknown:
+            first.setdefault(node.name, node.lineno)
+    return sorted(first.items(), key=lambda item: (item[1], text.find(item[0])))
+
+
 def check_templates(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
-    """Each templated data field compiles."""
+    """Each templated data field compiles and reads only names it sets or Airflow's context has."""
     for field in TEMPLATED_FIELDS:
         text = spec["data"].get(field)
-        error = template_error(text) if isinstance(text, str) else None
+        if not isinstance(text, str):
+            continue
+        error = template_error(text)
         if error:
             yield doc.problem(
                 ("data", field),
                 f"data.{field} is not a valid template: {error}; it is rendered with the run's context, "
                 "e.g. {{ ds }} or {{ data_interval_start | ds }}",
+            )
+            continue
+        for name, line in unknown_names(text):
+            meant = did_you_mean(name, CONTEXT_NAMES)
+            hint = f"did you mean {quote(meant)}?" if meant else f"({', '.join(CONTEXT_NAMES[:_COMMON_NAMES])}, ...)"
+            at = f" (template line {line})" if "\n" in text else ""
+            yield doc.problem(
+                ("data", field),
+                f"data.{field} names {quote(name)}{at}, which is not in the context Airflow renders it with"
+                + (f"; {hint}" if meant else f" {hint}"),
             )
 
 
