@@ -78,7 +78,10 @@ def test_declarations_that_contradict_themselves_are_reported_without_data(tmp_p
 def test_the_label_in_exclude_is_a_warning_and_columns_need_a_table(tmp_path: Path) -> None:
     found = lint(tmp_path, "  source: file:///data/nowhere/table.csv\n  label: species\n  exclude: [species]\n")
     assert found == {
-        ("data.exclude[0]", 14): "warning: 'species' is the label, which is never a feature; it needs no data.exclude"
+        ("data.exclude[0]", 14): "warning: 'species' is the label, which is never a feature; it needs no data.exclude",
+        ("data.source", 12): "warning: 'file:///data/nowhere/table.csv' is /data/nowhere/table.csv, which does not "
+        "exist on this machine; its folder /data/nowhere does not exist here either (a warning: the file may exist "
+        "where the tasks run; lint checks its columns only where it can read it)",
     }
     found = lint(tmp_path, "  source: builtin:iris\n  features:\n    petal: number\n")
     assert found == {
@@ -195,3 +198,12 @@ def test_a_column_with_no_value_is_an_error_or_a_warning_when_later_rows_may_hol
     assert found[("data.features.late", 15)].startswith("warning: ") and found[("data.features.late", 15)].endswith(
         "the rows after these may hold values, and prepare_data refuses it if none does"
     )
+
+
+def test_a_local_file_that_is_not_here_is_a_warning_with_the_name_it_likely_meant(tmp_path: Path, table: Path) -> None:
+    found = lint(tmp_path, "  source: file://data/tabel.csv\n  label: species\n")
+    assert found == {
+        ("data.source", 12): f"warning: 'file://data/tabel.csv' is {table.parent}/tabel.csv, which does not exist on "
+        "this machine; did you mean 'table.csv' beside it? (a warning: the file may exist where the tasks run; lint "
+        "checks its columns only where it can read it)"
+    }

@@ -381,8 +381,9 @@ def test_a_regular_file_under_the_cap_and_a_missing_file_pass(tmp_path, monkeypa
     (tmp_path / "data" / "iris.csv").write_text("a,label\n1,0\n")
     assert local_problems("file://data/iris.csv", tmp_path, monkeypatch) == []
     assert local_problems(f"file://{tmp_path}/data/iris.csv", tmp_path, monkeypatch) == []
-    # A file that is not here may exist where the task runs: nothing to check.
-    assert local_problems("file://data/elsewhere.csv", tmp_path, monkeypatch) == []
+    # A file that is not here may exist where the task runs: a warning naming where lint looked, no error.
+    (problem,) = local_problems("file://data/elsewhere.csv", tmp_path, monkeypatch)
+    assert f": warning: data.source: 'file://data/elsewhere.csv' is {tmp_path}/data/elsewhere.csv, which does not " in problem
 
 
 # -- storage.keep_runs ------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def local_file(
         info = os.stat(path)  # follows symlinks: a link to /dev/zero is a device
     except (FileNotFoundError, NotADirectoryError):
         if pattern is None:
-            return []
+            return [doc.problem(("data", "source"), _no_such_file(source, path), severity="warning")]
         return [
             doc.problem(
                 ("data", "source"),
@@ -132,6 +132,22 @@ def local_file(
             ),
         ]
     return path, name, one_file
+
+
+def _no_such_file(source: str, path: Path) -> str:
+    """A local source with no file here: where lint looked, the name it likely meant, and why only a warning."""
+    try:
+        names = sorted(entry.name for entry in path.parent.iterdir() if entry.is_file())
+    except OSError:
+        names = None
+    meant = did_you_mean(path.name, names) if names else None
+    where = f"; did you mean {quote(meant)} beside it?" if meant else "" if names is not None else (
+        f"; its folder {path.parent} does not exist here either"
+    )
+    return (
+        f"{quote(source)} is {path}, which does not exist on this machine{where} (a warning: the file may exist "
+        "where the tasks run; lint checks its columns only where it can read it)"
+    )
 
 
 def read_sample(spec: dict, path: Path, name: str, one_file: bool) -> tuple[Any, list[str], str] | None:
