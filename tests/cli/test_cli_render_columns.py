@@ -88,3 +88,11 @@ def test_a_table_elsewhere_is_typed_at_run_time_and_a_named_data_set_has_one_inp
     assert table(tmp_path, (SPECS / "iris.yaml").read_text()) == [
         "columns: none; a named data set (builtin:iris) is served as one FP32 tensor `input`"
     ]
+
+
+def test_a_column_declared_without_a_type_keeps_its_strategy_in_the_table(tmp_path: Path, home: Path) -> None:
+    with_fill = PENGUINS.replace("  features:\n", "  features:\n    year: {missing: median}\n")
+    remote = table(tmp_path, with_fill.replace("file://data/penguins.csv", "s3://bucket/penguins.csv"))
+    assert remote[2].split() == ["year", "resolved", "at", "run", "time", "median"]
+    local = table(tmp_path, with_fill)
+    assert local[2].split() == ["year", "number", "(inferred)", "median", "FP32"]

@@ -82,7 +82,8 @@ def test_declared_shapes():
     ("spec", "message"),
     [
         ({"a": "text"}, "data.features.a: type 'text' is not known"),
-        ({"a": {"missing": "mean"}}, "data.features.a: give its type"),
+        ({"a": {"missing": "mean", "encode": "ordinal", "max_categories": 3}}, "data.features.a: max_categories"),
+        ({"a": {"missing": "constant"}}, "data.features.a.missing: give the value"),
         ({"a": {"type": "number", "missing": "zero"}}, "data.features.a: missing 'zero' is not known"),
         ({"a": {"type": "category", "missing": "mean"}}, "missing: mean needs numbers"),
         ({"a": {"type": "category", "missing": "median"}}, "missing: median needs numbers"),
@@ -494,3 +495,31 @@ def test_a_boolean_with_gaps_is_offered_most_frequent_first():
         "set data.features.flag.missing to most_frequent, {constant: ...} or drop_row "
         "(declare it under data.features, e.g. flag: {type: boolean, missing: most_frequent})"
     )
+
+
+def test_a_declaration_without_a_type_keeps_its_settings_and_infers_the_type():
+    frame = pd.DataFrame(
+        {
+            "y": [0, 1, 0],
+            "n": [1.5, np.nan, 2.5],
+            "b": [True, None, False],
+            "c": ["x", None, "y"],
+        }
+    )
+    features = {
+        "n": {"missing": "median"},
+        "b": {"missing": "most_frequent"},
+        "c": {"missing": {"constant": 0}, "encode": "ordinal"},
+    }
+    assert declared_columns(features)["n"] == Column("n", None, missing="median")
+    columns = resolve_columns(SOURCE, frame, features, "y", None)
+    assert columns == (
+        Column("n", "number", missing="median", inferred=True),
+        Column("b", "boolean", missing="most_frequent", inferred=True),
+        Column("c", "category", missing="constant", constant="0", encode="ordinal", inferred=True),
+    )
+    raw_features(SOURCE, frame, columns, "y")  # every gap has a fill
+    with pytest.raises(DataError, match="data.features.c: missing: median needs numbers, but the column is a category"):
+        resolve_columns(SOURCE, frame, {"c": {"missing": "median"}}, "y", None)
+    with pytest.raises(DataError, match="data.features.n: encode applies to category columns only, not to a number"):
+        resolve_columns(SOURCE, frame, {"n": {"encode": "ordinal"}}, "y", None)

@@ -64,7 +64,6 @@ def test_a_mistake_in_a_column_is_reported_at_its_line_with_the_word_it_meant() 
         "did you mean `category`?",
         ("data.features.bill.missing", 15): "'medain' is not allowed; allowed values: error, mean, median, "
         "most_frequent, drop_row; did you mean `median`?",
-        ("data.features.sex.type", 16): "required key `type` is missing",
         ("data.features.sex.missing.constant", 16): "[1] is not of type 'string', 'number', 'boolean'",
         ("data.features.mass.encode", 17): "'onehot' is not allowed; allowed values: one_hot, ordinal; did you mean "
         "`one_hot`?",
@@ -87,7 +86,7 @@ def test_the_reference_lists_each_column_key_with_its_default() -> None:
     rows = {line.split("|")[1].strip(): line for line in markdown().splitlines() if line.startswith("| `data.")}
     assert "`\"error\"`" in rows["`data.features.<name>.missing`"]
     assert "`\"one_hot\"`" in rows["`data.features.<name>.encode`"]
-    assert "required" in rows["`data.features.<name>.type`"]
+    assert "`null`" in rows["`data.features.<name>.type`"] and "Omitted: inferred" in rows["`data.features.<name>.type`"]
     assert "`[]`" in rows["`data.exclude`"]
 
 
@@ -106,3 +105,12 @@ def test_the_data_spec_gives_the_declared_columns_typed_and_keeps_todays_shapes(
     assert every.features is None and every.exclude == ("year",) and every.declared_columns == {}
     iris = resolve_spec(load_yaml(IRIS, "iris.yaml")).data
     assert iris.features is None and iris.exclude == () and iris.declared_columns == {}
+
+
+def test_a_column_mapping_without_a_type_is_accepted_and_keeps_its_settings() -> None:
+    data = resolve_spec(doc("  source: file://data/penguins.csv\n  features:\n    island: {missing: most_frequent}\n"
+                            "    bill_length_mm: {missing: median}\n")).data
+    assert data.declared_columns == {
+        "island": Column("island", None, missing="most_frequent"),
+        "bill_length_mm": Column("bill_length_mm", None, missing="median"),
+    }

@@ -207,3 +207,22 @@ def test_a_local_file_that_is_not_here_is_a_warning_with_the_name_it_likely_mean
         "this machine; did you mean 'table.csv' beside it? (a warning: the file may exist where the tasks run; lint "
         "checks its columns only where it can read it)"
     }
+
+
+def test_a_declaration_without_a_type_is_checked_once_the_sample_gives_the_type(tmp_path: Path, table: Path) -> None:
+    rows = f"the first 60 rows of {table}"
+    found = lint(
+        tmp_path,
+        "  source: file://data/table.csv\n"  # line 12
+        "  label: species\n"
+        "  features:\n"
+        "    island: {encode: ordinal}\n"
+        "    bill_length_mm: {missing: median}\n"
+        "    sex: {missing: mean}\n"  # line 17: a category, found from the sample
+        "    year: {missing: {constant: 2000}}\n",
+    )
+    assert found == {
+        ("data.features.sex", 17): f"error: {rows}: data.features.sex: missing: mean needs numbers, but the column "
+        "is a category; use most_frequent or {constant: value} (the type inferred from its values; declare it if that "
+        "is wrong)",
+    }

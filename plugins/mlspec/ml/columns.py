@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from mlspec.errors import DataError
@@ -57,7 +57,7 @@ class Column:
     """One feature column of a table: its type, what fills its gaps and how a category is encoded."""
 
     name: str
-    type: str  # COLUMN_TYPES
+    type: str | None  # COLUMN_TYPES; None only in a declaration that leaves the type to the data (declared_columns)
     missing: str = "error"  # MISSING_STRATEGIES
     constant: Any = None  # the fill value when missing == "constant"
     encode: str = "one_hot"  # category only
@@ -66,7 +66,7 @@ class Column:
 
     def __post_init__(self) -> None:
         where = f"data.features.{self.name}"
-        if self.type not in COLUMN_TYPES:
+        if self.type is not None and self.type not in COLUMN_TYPES:
             raise DataError(f"{where}: type {self.type!r} is not known; use one of {', '.join(COLUMN_TYPES)}")
         if self.missing not in MISSING_STRATEGIES:
             raise DataError(
@@ -84,10 +84,10 @@ class Column:
             raise DataError(f"{where}: a constant is used only with missing: {{constant: value}}")
         if self.encode not in ENCODINGS:
             raise DataError(f"{where}: encode {self.encode!r} is not known; use {' or '.join(ENCODINGS)}")
-        if self.encode != "one_hot" and self.type != "category":
+        if self.encode != "one_hot" and self.type not in (None, "category"):
             raise DataError(f"{where}: encode applies to category columns only, not to a {self.type}")
         if self.max_categories is not None:
-            if self.type != "category" or self.encode != "one_hot":
+            if self.type not in (None, "category") or self.encode != "one_hot":
                 raise DataError(f"{where}: max_categories applies to one-hot encoded category columns only")
             if (
                 not isinstance(self.max_categories, int)
@@ -115,9 +115,11 @@ class Column:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
-def _check_constant(where: str, column_type: str, value: Any) -> None:
+def _check_constant(where: str, column_type: str | None, value: Any) -> None:
     if value is None:
         raise DataError(f"{where}: missing: constant needs the value, e.g. missing: {{constant: 0}}")
+    if column_type is None:
+        return  # checked once the data gives the type
     number = isinstance(value, int | float) and not isinstance(value, bool)
     fits = {
         "number": number,
@@ -145,7 +147,8 @@ def declared_columns(features: Any, exclude: Sequence[str] | None = None) -> dic
 
     features: None (every column but the label and `exclude`: {}), one name, a list of names (all inferred),
     or a mapping of names to a type (`number`), to `{type, missing, encode, max_categories}` (missing may be
-    `{constant: value}`), or to nothing (inferred). `exclude` picks columns when features is omitted; beside a
+    `{constant: value}`; without `type` the Column's type is None: the data decides it, the settings stay), or
+    to nothing (inferred). `exclude` picks columns when features is omitted; beside a
     features list it only has to name no listed column (the issue's own example writes both). DataError when a
     declaration is malformed or a column is both listed and excluded; the message names its place in the spec.
     """
@@ -194,20 +197,18 @@ def _declared(name: str, value: Any) -> Column | None:
         raise DataError(
             f"{where}: unknown key {', '.join(map(str, unknown))}; keys: type, missing, encode, max_categories"
         )
-    if "type" not in value:
-        raise DataError(f"{where}: give its type: one of {', '.join(COLUMN_TYPES)}")
     missing, constant = value.get("missing", "error"), None
     if isinstance(missing, Mapping):
         if set(missing) != {"constant"}:
             raise DataError(f"{where}.missing: a mapping here is {{constant: value}}")
         missing, constant = "constant", missing["constant"]
-        if value["type"] == "category" and isinstance(constant, int | float | bool):
+        if value.get("type") == "category" and isinstance(constant, int | float | bool):
             constant = category_text(constant)  # {constant: 0} in a category column fills the text "0"
     elif missing == "constant":
         raise DataError(f"{where}.missing: give the value to fill, e.g. missing: {{constant: 0}}")
     return Column(
         name,
-        value["type"],
+        value.get("type"),  # None: the data decides (resolve_columns)
         missing=missing,
         constant=constant,
         encode=value.get("encode", "one_hot"),
@@ -264,11 +265,24 @@ def resolve_columns(
         series = frame.iloc[:, position[name]]
         if column is None:
             column = _inferred(source, name, series, listed=bool(declared))
+        elif column.type is None:  # declared without a type: the data's type, the declaration's settings
+            column = _typed(source, column, _inferred(source, name, series, listed=True).type)
         elif _holds_dates(series) and column.type != "category":
             hint = _date_hint(name, bool(declared))
             raise DataError(f"{source}: column {some_names([name])!r} holds dates; {hint}")
         columns.append(column)
     return tuple(columns)
+
+
+def _typed(source: str, declared: Column, column_type: str) -> Column:
+    """A declaration without a type, given the type its data implies (and its settings checked against it)."""
+    constant = declared.constant
+    if column_type == "category" and isinstance(constant, int | float | bool):
+        constant = category_text(constant)  # as _declared does for a declared category
+    try:
+        return replace(declared, type=column_type, constant=constant, inferred=True)
+    except DataError as exc:
+        raise DataError(f"{source}: {exc} (the type inferred from its values; declare it if that is wrong)") from exc
 
 
 def _inferred(source: str, name: str, series: Any, *, listed: bool) -> Column:

@@ -29,7 +29,9 @@ def column_table(doc: LoadedYaml, spec: ModelSpec) -> list[str]:
             label = data.label or "label"
             return [f"columns: every column but the label {label}{_but(data.exclude)}, typed when prepare_data reads the data"]
         where = "the source is not on this machine" + (
-            "; a column without a type is typed when prepare_data reads the data" if str in map(type, columns) else ""
+            "; a column without a type is typed when prepare_data reads the data"
+            if any(isinstance(column, str) or column.type is None for column in columns)
+            else ""
         )
     else:
         frame, shown = sample
@@ -49,12 +51,17 @@ def column_table(doc: LoadedYaml, spec: ModelSpec) -> list[str]:
 def _row(column: Column | str) -> tuple[str, ...]:
     if isinstance(column, str):  # listed without a type, data not here
         return (column, "resolved at run time", "", "", "")
+    if column.type is None:  # declared without a type ({missing: median}), data not here
+        return (column.name, "resolved at run time", "", _missing(column), "")
     kind = column.type + (" (inferred)" if column.inferred else "")
     encode = ""
     if column.type == "category":
         encode = column.encode + (f", max {column.max_categories}" if column.max_categories is not None else "")
-    missing = f"constant {column.constant!r}" if column.missing == "constant" else column.missing
-    return (column.name, kind, encode, missing, column.datatype)
+    return (column.name, kind, encode, _missing(column), column.datatype)
+
+
+def _missing(column: Column) -> str:
+    return f"constant {column.constant!r}" if column.missing == "constant" else column.missing
 
 
 def _but(exclude: tuple[str, ...]) -> str:
