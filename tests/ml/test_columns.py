@@ -523,3 +523,11 @@ def test_a_declaration_without_a_type_keeps_its_settings_and_infers_the_type():
         resolve_columns(SOURCE, frame, {"c": {"missing": "median"}}, "y", None)
     with pytest.raises(DataError, match="data.features.n: encode applies to category columns only, not to a number"):
         resolve_columns(SOURCE, frame, {"n": {"encode": "ordinal"}}, "y", None)
+
+
+def test_a_mapping_of_declarations_without_types_gets_no_mapping_that_would_drop_them():
+    frame = pd.DataFrame({"y": [0, 1, 0], "n": [1.5, np.nan, 2.5], "m": [np.nan, 1.0, 2.0]})
+    columns = resolve_columns(SOURCE, frame, {"n": {"missing": "median"}, "m": None}, "y", None)
+    with pytest.raises(DataError) as caught:
+        raw_features(SOURCE, frame, columns, "y")
+    assert str(caught.value).endswith("(declare it under data.features, e.g. m: {type: number, missing: median})")

@@ -389,7 +389,7 @@ def raw_features(
     if unfilled:
         column = unfilled[0]
         message = _gaps_message(source, column, holes[column.name] & keep)
-        if all(c.inferred for c in columns):  # no mapping yet: one would name the only features
+        if all(c == Column(c.name, c.type, inferred=True) for c in columns):  # nothing declared: no mapping yet
             names = feature_names or [c.name for c in columns]
             message += "; " + _mapping_hint(names, {c.name: c for c in unfilled})
         elif column.inferred:  # a name with no value in the mapping: give it its declaration
