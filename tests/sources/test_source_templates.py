@@ -129,3 +129,18 @@ def test_names_a_template_sets_itself_and_every_context_name_pass_lint():
         "  query: \"{% set day = ds %}SELECT * FROM t WHERE day = '{{ day }}' AND run = '{{ run_id }}' "
         "AND x = '{{ params.x | default(1) }}' AND y = '{{ macros.ds_add(ds, -1) }}' AND z = '{{ dag_run.conf }}'\"\n"
     ))
+
+
+def test_a_template_that_cannot_render_fails_prepare_data_without_a_retry():
+    import jinja2
+    from airflow.sdk.exceptions import AirflowFailException
+    from jinja2.sandbox import SandboxedEnvironment
+
+    spec = load_spec_text(with_data("  source: sql://warehouse\n  query: \"SELECT * FROM t WHERE r = '{{ params.region }}'\"\n"))
+    operator = PrepareDataOperator(spec=spec.to_dict(), task_id="prepare_data")
+    strict = SandboxedEnvironment(undefined=jinja2.StrictUndefined)  # as an Airflow DAG renders by default
+    with pytest.raises(AirflowFailException) as raised:  # a retry renders the same
+        operator.render_template_fields({"params": {}}, strict)
+    message = str(raised.value)
+    assert "prepare_data failed for model" in message and "data.source or data.query could not be rendered" in message
+    assert "'dict object' has no attribute 'region'" in message and "Next step: " in message

@@ -90,6 +90,27 @@ class PrepareDataOperator(MlspecOperator):
         except StoreError as exc:
             log.warning("could not prune old run folders of model %s: %s", self.model_spec.name, exc)
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Airflow's rendering of data.source and data.query, where a template that cannot render (a name or key
+        the run's context lacks, e.g. a params key the run did not get) fails the task at once: a retry renders
+        the same."""
+        import jinja2
+
+        try:
+            super().render_template_fields(context, jinja_env)
+            return
+        except jinja2.TemplateError as exc:
+            problem = f"data.source or data.query could not be rendered with the run's context: {exc}"
+
+        def fail() -> None:
+            raise GateFailed(
+                problem,
+                next_step="correct the template in the spec's data section (mlspec lint checks the names it "
+                "reads), or start the run with the params it reads",
+            )
+
+        self.run_guarded(fail)
+
     def execute(self, context) -> Any:
         return self.run_guarded(lambda: self.run_without_retrying_data_errors(context))
 
