@@ -516,10 +516,14 @@ def gaps(values: Any) -> Any:
     """is_gap over a pandas Series (or anything pandas.Series takes) as a numpy bool mask, vectorized."""
     import pandas as pd
 
+    import numpy as np
+
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     mask = series.isna().to_numpy()
     if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        mask = mask | series.astype(object).map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+        codes, distinct = pd.factorize(series, use_na_sentinel=True)  # each distinct value checked once
+        blank = np.array([isinstance(v, str) and not v.strip() for v in distinct] + [False], dtype=bool)
+        mask = mask | blank[codes]
     return mask
 
 
