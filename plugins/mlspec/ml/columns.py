@@ -514,9 +514,8 @@ def is_gap(value: Any) -> bool:
 
 def gaps(values: Any) -> Any:
     """is_gap over a pandas Series (or anything pandas.Series takes) as a numpy bool mask, vectorized."""
-    import pandas as pd
-
     import numpy as np
+    import pandas as pd
 
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     mask = series.isna().to_numpy()
