@@ -20,8 +20,8 @@ from mlspec.spec.yaml_loader import LoadedYaml
 Where = tuple  # a node of the spec: ("data", "features", "island")
 
 
-def table_label(data: dict) -> str:
-    """The label column of a table: data.label, else `label`."""
+def label_name(data: dict) -> str:
+    """The label column a spec names: data.label, else `label` (ml.columns.table_label checks it against data)."""
     return data.get("label") or "label"
 
 
@@ -66,7 +66,7 @@ def check_columns(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
             except DataError as exc:
                 yield doc.problem(("data", "features", name), _without_place(str(exc)))
     places = feature_places(features) or []
-    label = table_label(data)
+    label = label_name(data)
     for name, at in places:
         if name == label and not isinstance(features, str):
             yield doc.problem(at, f"{quote(name)} is the label column; a model does not read its own answer as a feature")
@@ -94,7 +94,7 @@ def check_sample_columns(doc: LoadedYaml, spec: dict, sample: Any, shown: str) -
     for them. Rows with no label are left out first, as prepare_data leaves them out (a warning). A table that
     fails is checked again column by column, so every column's problem is reported at its place in the spec."""
     data = spec["data"]
-    features, exclude, label = data["features"], data.get("exclude") or [], table_label(data)
+    features, exclude, label = data["features"], data.get("exclude") or [], label_name(data)
     rows = f"the first {len(sample):,} rows of {shown}"
     unlabeled = int(gaps(sample[label]).sum())
     label_at = ("data", "label") if data.get("label") else ("data", "source")

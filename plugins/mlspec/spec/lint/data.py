@@ -17,7 +17,7 @@ from mlspec.sources import SourceRead, schemes_text, source_kind
 from mlspec.sources.columns import did_you_mean, partition_values, sample_table
 from mlspec.sources.file import is_pattern, pattern_root
 from mlspec.spec.errors import SpecProblem, quote
-from mlspec.spec.lint.columns import check_sample_columns, feature_places, table_label
+from mlspec.spec.lint.columns import check_sample_columns, feature_places, label_name
 from mlspec.spec.lint.templates import check_templates, is_template, rendered_today
 from mlspec.spec.lint.uris import uri_problem
 from mlspec.spec.model import parse_bytes
@@ -161,7 +161,7 @@ def read_sample(spec: dict, path: Path, name: str, one_file: bool) -> tuple[Any,
     if fmt not in ("csv", "parquet"):
         return None
     listed = feature_places(data.get("features"))
-    wanted = None if listed is None else [*(feature for feature, _at in listed), table_label(data)]
+    wanted = None if listed is None else [*(feature for feature, _at in listed), label_name(data)]
     try:
         text = category_names(data.get("features"))
     except DataError:
@@ -190,7 +190,7 @@ def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str, one_file: b
     if read is None:
         return
     sample, columns, shown = read
-    label = table_label(data)
+    label = label_name(data)
     label_at = ("data", "label") if data.get("label") else ("data", "source")
     listed = feature_places(data.get("features"))
     if label not in columns:
