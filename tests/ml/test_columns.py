@@ -531,3 +531,14 @@ def test_a_mapping_of_declarations_without_types_gets_no_mapping_that_would_drop
     with pytest.raises(DataError) as caught:
         raw_features(SOURCE, frame, columns, "y")
     assert str(caught.value).endswith("(declare it under data.features, e.g. m: {type: number, missing: median})")
+
+
+@pytest.mark.parametrize(("features", "exclude", "hint"), [
+    (None, None, "add it to data.exclude"),
+    (["label", "a"], None, "leave it out of data.features"),
+])
+def test_a_feature_named_as_a_model_output_is_refused_before_training(features, exclude, hint):
+    frame = pd.DataFrame({"a": [1.0, 2.0], "label": ["x", "y"], "species": ["s", "t"]})
+    with pytest.raises(DataError, match=f"column 'label' has the name of a model output .*; {hint}"):
+        resolve_columns("t.csv", frame, features, "species", exclude)
+    assert [c.name for c in resolve_columns("t.csv", frame, None, "species", ["label"])] == ["a"]

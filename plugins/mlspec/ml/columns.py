@@ -24,6 +24,7 @@ from typing import Any
 
 from mlspec.errors import DataError
 from mlspec.sources.columns import did_you_mean, some_names
+from mlspec.vocabulary import OUTPUTS
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ ENCODINGS = ("one_hot", "ordinal")
 MAX_INFERRED_CATEGORIES = 50
 # The v2 (Open Inference Protocol) datatype of each column type's endpoint input.
 DATATYPES = {"number": "FP32", "integer": "INT64", "boolean": "BOOL", "category": "BYTES"}
+# A feature column may not be named as a model output: its endpoint input would share the output's name.
+OUTPUT_NAMES = tuple(dict.fromkeys(name for names in OUTPUTS.values() for name in names))
 # Strategies that leave a gap for the model's imputer to fill.
 FILLED = ("mean", "median", "most_frequent", "constant")
 # Text a boolean column may hold (case does not matter).
@@ -258,6 +261,15 @@ def resolve_columns(
     wanted = list(declared) if declared else [name for name in names if name not in skipped]
     if not wanted:
         raise DataError(f"{source}: no feature columns left besides the label {label!r}")
+    clash = [name for name in wanted if name in OUTPUT_NAMES]
+    if clash:
+        # Each column is an endpoint input named as the column, beside outputs with these names.
+        hint = "leave it out of data.features" if declared else "add it to data.exclude"
+        raise DataError(
+            f"{source}: column {some_names(clash[:1])!r} has the name of a model output "
+            f"({', '.join(OUTPUT_NAMES)}), and each column is an endpoint input of its name; {hint}, or rename it "
+            "in the data (in data.query: SELECT ... AS another_name)"
+        )
     position = {name: index for index, name in enumerate(names)}
     columns = []
     for name in wanted:
