@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # airflow standalone starts its components as `airflow ...` subprocesses: they must find the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo up down serve serve-bg stop contracts lint schema bench bench-parse fuzz clean
+.PHONY: install test demo up down serve serve-bg stop example-data contracts lint schema bench bench-parse fuzz clean
 
 install: $(VENV)/.installed
 
@@ -41,8 +41,13 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 test: install
 	$(BIN)/python -m pytest
 
+# The example tables (data/*.csv, e.g. penguins) where specs name them, file://data/<name> under MLSPEC_HOME;
+# a copy already there is kept.
+example-data:
+	@mkdir -p $(MLSPEC_HOME)/data && cp -n data/*.csv $(MLSPEC_HOME)/data/
+
 # Trains, gates, exports, stores, registers, deploys and smoke-tests specs/digits.yaml through Airflow.
-demo: install $(AIRFLOW_HOME)/.migrated serve-bg
+demo: install $(AIRFLOW_HOME)/.migrated example-data serve-bg
 	$(BIN)/mlspec run specs/digits.yaml
 
 serve: install
@@ -59,7 +64,7 @@ stop:
 # Airflow (api-server, scheduler, dag-processor, triggerer: what `airflow standalone` runs, every port on
 # 127.0.0.1) with every spec, plus the model server, in the background; returns once the UI is usable.
 # Logs: $(AIRFLOW_HOME)/up/. `make down` stops all of it (see scripts/local_stack.py).
-up: install
+up: install example-data
 	@$(STACK) up --airflow-port $(AIRFLOW_PORT) --server-port $(PORT)
 
 down:
