@@ -390,10 +390,11 @@ def describe_operation(result: dict) -> str:
     if result["action"] == "undeploy":
         return f"{name}: undeployed (was version {result['previous']}); nothing is production or serving"
     smoke = result["smoke_test"]
-    return (
+    served = (
         f"{name}: version {result['version']} is production and serving at {result['endpoint_url']} "
         f"(was {result['previous']}; smoke test {smoke['samples']} samples, agreement {smoke['agreement']:.3f})"
     )
+    return served + (f"\n  NOTE: {result['inputs_change']}" if result.get("inputs_change") else "")
 
 
 def build_parser() -> argparse.ArgumentParser:

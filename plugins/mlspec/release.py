@@ -222,6 +222,7 @@ class Release:
         if served is not None and served != production:
             log.warning("drift: serving had %s version %s while the registry's production version is %s; a "
                         "failure restores the registry's", self.name, served, production)
+        self.input_change(production, version)
         return self.serving.apply(self.name, version, version_uri)
 
     def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
@@ -291,6 +292,30 @@ class Release:
             return json.loads(self.store.read_uri(f"{record.source_uri}/input_schema.json"))
         except MlspecError:
             return {}
+
+    def input_change(self, before: int | None, after: int) -> str:
+        """When `after` takes other endpoint inputs than `before` (their published input_schema.json compared),
+        a sentence saying so, also logged; "" when they are the same or cannot be compared. Information, not a
+        gate: the release goes on, but clients that send the old inputs will be refused."""
+        # numpy: tasks only, not at DAG parse (tests/compiler/test_parse_stays_light.py::test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library)
+        from mlspec.ml import io_schema
+
+        if before is None or before == after:
+            return ""
+        try:
+            records = [self.registry.version_record(self.name, v) for v in (before, after)]
+        except MlspecError as exc:
+            log.warning("could not compare the inputs of %s versions %s and %s: %s", self.name, before, after, exc)
+            return ""
+        if None in records:
+            return ""
+        changes = io_schema.input_changes(*(self.input_schema(r) for r in records))
+        if not changes:
+            return ""
+        change = (f"the endpoint's inputs change from version {before} to {after}: {changes}: clients must send "
+                  "the new inputs")
+        log.warning("%s: %s", self.name, change)
+        return change
 
     # -- 5. promote -----------------------------------------------------------------------------------
     def promote(self, deployment: Deployment, change: ProductionChange | None) -> str:
@@ -430,6 +455,7 @@ class Release:
         previous = self.production()
         log.info("%s %s version %d (production before: %s): registry first, then serving", action, self.name,
                  version, previous)
+        inputs_change = self.input_change(previous, version)
         self.registry.set_production(self.name, version, reason=reason)
         notes = ""
         deployment = None
@@ -464,6 +490,8 @@ class Release:
         log.info("%s version %d is production and serving (smoke test agreement %.3f)", self.name, version, report["agreement"])
         result = {"model": self.name, "action": action, "version": version, "previous": previous,
                   "endpoint_url": deployment.endpoint_url, "smoke_test": report, "actor": trigger.actor}
+        if inputs_change:
+            result["inputs_change"] = inputs_change
         if notes:
             result["warning"] = notes.strip()
         return result

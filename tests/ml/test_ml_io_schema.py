@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlspec.ml.data import Dataset, load_source, split
-from mlspec.ml.io_schema import SchemaError, input_schema, output_schema
+from mlspec.ml.io_schema import SchemaError, input_changes, input_schema, output_schema
 
 
 def _never(uri: str) -> bytes:
@@ -127,3 +127,23 @@ def test_unnamed_multi_axis_features_and_missing_values() -> None:
     nulls = input_schema(dataset)["features"][0]
     assert nulls["missing"] == 2 and nulls["min"] is None and nulls["std"] is None
     json.dumps(input_schema(dataset), allow_nan=False)
+
+
+def _columns(**datatypes: str) -> dict:
+    return {"columns": [{"name": name, "datatype": datatype, "shape": [-1, 1]} for name, datatype in datatypes.items()]}
+
+
+def test_input_changes_name_what_a_client_must_send_differently() -> None:
+    before = _columns(island="FP32", bill_length_mm="FP32", year="INT64")
+    after = _columns(island="BYTES", bill_length_mm="FP32", bill_depth_mm="FP32")
+    assert input_changes(before, after) == "+ bill_depth_mm (FP32); - year; island FP32 -> BYTES"
+    assert input_changes(after, after) == ""
+    # A version published without an input schema cannot be compared: nothing is claimed.
+    assert input_changes({}, after) == ""
+
+
+def test_input_changes_from_one_input_to_columns_and_of_its_shape() -> None:
+    single = {"name": "input", "datatype": "FP32", "shape": [-1, 4], "features": []}
+    assert input_changes(single, _columns(bill="FP32")) == "+ bill (FP32); - input"
+    assert input_changes(single, {**single, "shape": [-1, 5]}) == "input FP32 [-1, 4] -> FP32 [-1, 5]"
+    assert input_changes(single, dict(single)) == ""

@@ -177,3 +177,26 @@ def output_schema(
     if label_datatype and task == "classification":  # absent: label is the class index, as before tables
         schema["label_datatype"] = label_datatype
     return schema
+
+
+def endpoint_inputs(schema: Mapping[str, Any]) -> dict[str, str]:
+    """{input name: its datatype} of a published input_schema.json: a table model's columns, else the single
+    input with its shape ("FP32 [-1, 4]"); {} for a version published without a schema."""
+    if schema.get("columns"):
+        return {str(c["name"]): str(c["datatype"]) for c in schema["columns"]}
+    if schema.get("name"):
+        return {str(schema["name"]): f"{schema.get('datatype', 'FP32')} {list(schema.get('shape') or [])}"}
+    return {}
+
+
+def input_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """What a client of the endpoint must change when the version published with `after` replaces the one
+    published with `before` (two input_schema.json): "+ bill_depth_mm (FP32); - year; island FP32 -> BYTES";
+    "" when the inputs are the same, or either version has no schema to compare."""
+    old, new = endpoint_inputs(before), endpoint_inputs(after)
+    if not old or not new:
+        return ""
+    added = [f"+ {name} ({kind})" for name, kind in new.items() if name not in old]
+    removed = [f"- {name}" for name in old if name not in new]
+    changed = [f"{name} {old[name]} -> {kind}" for name, kind in new.items() if name in old and old[name] != kind]
+    return "; ".join(added + removed + changed)
