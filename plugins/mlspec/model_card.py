@@ -214,11 +214,7 @@ def _column_lines(input_schema: Mapping[str, Any]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for column in columns[:MAX_FEATURE_ROWS]:
-        categories = column.get("categories")
-        seen = (
-            _cell(", ".join(str(c) for c in categories[:MAX_SHOWN_CATEGORIES]) + (" …" if len(categories) > MAX_SHOWN_CATEGORIES else ""))
-            if categories else "—"
-        )
+        seen = _cell(category_words(column, MAX_SHOWN_CATEGORIES)) or "—"
         fill = "—" if column.get("fill") is None else _cell(str(column["fill"]))
         stats = " | ".join(_number(column.get(key)) for key in ("min", "max", "mean", "std"))
         lines.append(
@@ -228,6 +224,20 @@ def _column_lines(input_schema: Mapping[str, Any]) -> list[str]:
     if len(columns) > MAX_FEATURE_ROWS:
         lines.append(f"| … {len(columns) - MAX_FEATURE_ROWS} more in input_schema.json | | | | | | | | | |")
     return lines
+
+
+def category_words(column: Mapping[str, Any], shown: int | None = None) -> str:
+    """A category column's values seen in training (the first `shown`), with the constant a gap becomes said
+    apart: "female, male; a gap becomes 'unknown'". The encoder knows that constant (the training gaps were
+    filled with it), so input_schema.json lists it among the categories, but the data need not hold it.
+    "" for a column without categories."""
+    categories = [str(c) for c in column.get("categories") or []]
+    if not categories:
+        return ""
+    constant = column.get("fill") if column.get("missing") == "constant" else None
+    values = [c for c in categories if constant is None or c != str(constant)]
+    words = ", ".join(values[:shown]) + (" …" if shown is not None and len(values) > shown else "")
+    return f"{words}; a gap becomes '{constant}'" if constant is not None else words
 
 
 def expected_version(store: Any, name: str, run_id: str, min_version: int) -> int:

@@ -24,10 +24,13 @@ TABLE_SCHEMA = {
          "min": 32.1, "max": 59.6, "mean": 43.9, "std": 5.4, "missing_count": 2},
         {"name": "year", "type": "integer", "datatype": "INT64", "shape": [-1, 1], "missing": "error", "fill": None,
          "min": 2007, "max": 2009, "mean": 2008.0, "std": 0.8, "missing_count": 0},
+        # The encoder knows the constant a gap becomes ('unknown'), which the data need not hold.
+        {"name": "sex", "type": "category", "datatype": "BYTES", "shape": [-1, 1], "missing": "constant",
+         "fill": "unknown", "encode": "one_hot", "categories": ["female", "male", "unknown"], "missing_count": 3},
     ],
     "example": [
-        {"island": "Biscoe", "bill_length_mm": 45.2, "year": 2008},
-        {"island": "Dream", "bill_length_mm": None, "year": 2009},
+        {"island": "Biscoe", "bill_length_mm": 45.2, "year": 2008, "sex": "male"},
+        {"island": "Dream", "bill_length_mm": None, "year": 2009, "sex": None},
     ],
 }
 TABLE_OUTPUTS = {
@@ -40,6 +43,7 @@ PER_COLUMN_BODY = {"inputs": [
     {"name": "island", "shape": [2, 1], "datatype": "BYTES", "data": ["Biscoe", "Dream"]},
     {"name": "bill_length_mm", "shape": [2, 1], "datatype": "FP32", "data": [45.2, None]},
     {"name": "year", "shape": [2, 1], "datatype": "INT64", "data": [2008, 2009]},
+    {"name": "sex", "shape": [2, 1], "datatype": "BYTES", "data": ["male", None]},
 ]}
 
 
@@ -69,6 +73,8 @@ def test_the_card_of_a_table_model_lists_columns_and_species_and_curls_real_rows
     lines = card.splitlines()
     assert "| island | category | BYTES | error (0 in training) | — | Biscoe, Dream, Torgersen | — | — | — | — |" in lines
     assert "| bill_length_mm | number | FP32 | median (2 in training) | 44.45 | — | 32.1 | 59.6 | 43.9 | 5.4 |" in lines
+    assert ("| sex | category | BYTES | constant (3 in training) | unknown | female, male; a gap becomes 'unknown' "
+            "| — | — | — | — |") in lines
     assert "label answers the class itself; probabilities follow this order: Adelie, Chinstrap, Gentoo." in lines
     assert "training mean" not in card and "2 test rows as they are in the data" in card
     (curl,) = [line for line in lines if line.startswith("curl ")]
@@ -101,6 +107,7 @@ def test_the_version_page_of_a_table_model_shows_columns_classes_and_real_rows()
     page = Page(pages.card_page("", card, "curl -s http://x", None, example_words(TABLE_SCHEMA)))
     inputs = page.within("input-schema").text()
     assert "island" in inputs and "Biscoe, Dream, Torgersen" in inputs and "median" in inputs
+    assert "female, male; a gap becomes 'unknown'" in inputs and "male, unknown" not in inputs
     assert "Adelie, Chinstrap, Gentoo" in page.within("classes").text()
     assert "2 test rows as they are in the data" in page.text() and "training mean" not in page.text()
     model_page = Page(pages.model_page("", status, "curl -s http://x", example_words(TABLE_SCHEMA)))
