@@ -151,7 +151,7 @@ def test_the_number_of_loaded_models_is_capped(start_server, publish_classifier,
         assert load(client, "b", publish_classifier("b", 2)).status_code == 200
         c = publish_classifier("c", 3)
         refused = load(client, "c", c)
-        assert refused.status_code == 409 and "limit (--max-models)" in refused.json()["error"]
+        assert refused.status_code == 507 and "limit (--max-models)" in refused.json()["error"]
         assert load(client, "a", publish_classifier("a", 4)).status_code == 200  # a new version is fine
         assert client.post("/v2/repository/models/b/unload").status_code == 200
         assert load(client, "c", c).status_code == 200

@@ -119,3 +119,20 @@ def test_deploy_without_a_server_says_how_to_start_one(monkeypatch, publish_clas
     assert "`mlspec serve`" in message and "`make serve`" in message
     with pytest.raises(ServingError, match="no model server answers"):
         serving.rollback(Deployment("local", "digits", 1, url, "digits"))
+
+
+def test_a_full_server_fails_the_deploy_at_once_with_its_limit(start_server, publish_classifier, tmp_path):
+    """A server at its --max-models answers 507, which lasts until a model is unloaded: the deploy says so at
+    once instead of waiting it out like a 409 (a load in flight)."""
+    import time
+
+    from mlspec.server.app import ServerConfig
+
+    server = start_server(config=ServerConfig(allow_roots=(tmp_path.as_uri(),), max_models=1))
+    serving = LocalServing(server.url)
+    serving.deploy("digits", 1, publish_classifier("digits", 1))
+
+    started = time.monotonic()
+    with pytest.raises(ServingError, match=r"limit \(--max-models\)"):
+        serving.deploy("iris", 1, publish_classifier("iris", 2))
+    assert time.monotonic() - started < 10

@@ -45,6 +45,13 @@ class Conflict(ProtocolError):
     status = 409
 
 
+class ServerFull(ProtocolError):
+    """The server holds --max-models models already. Not a 409: a client waits out a 409 (a load in flight),
+    but this lasts until someone unloads a model."""
+
+    status = 507  # Insufficient Storage
+
+
 class PayloadTooLarge(ProtocolError):
     """The request body is over the server's limit; answered before the body is read whole."""
 

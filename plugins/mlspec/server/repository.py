@@ -38,7 +38,15 @@ from typing import Any
 from mlspec.errors import StoreError
 from mlspec.inference_protocol import ORT_TYPES
 from mlspec.server.columns import TableInputs, table_inputs
-from mlspec.server.errors import BadRequest, Conflict, Forbidden, NotFound, NotReady, StateNotSaved
+from mlspec.server.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    NotReady,
+    ServerFull,
+    StateNotSaved,
+)
 from mlspec.server.sources import SMALL_FILE_LIMIT, OutsideRoots, StorageRoots, VersionSource
 from mlspec.server.tensors import TensorSpec
 from mlspec.storage.base import MANIFEST, sha256_hex
@@ -513,7 +521,7 @@ class ModelRepository:
             if name not in self._models:
                 loaded_models = sum(1 for e in self._models.values() if e.versions or e.recorded)
                 if loaded_models >= self.max_models:
-                    raise Conflict(
+                    raise ServerFull(
                         f"the server already holds {loaded_models} models, its limit (--max-models); "
                         f"unload one before loading model {name!r}"
                     )
