@@ -19,7 +19,9 @@ pytestmark = pytest.mark.e2e
 def test_mlspec_run_works_in_a_shell_without_airflow_settings(model_server, tmp_path):
     (tmp_path / "specs").mkdir()
     spec = tmp_path / "specs" / "iris-forest.yaml"
-    spec.write_text((SPECS / "iris-forest.yaml").read_text().replace("n_estimators: 100", "n_estimators: 5"))
+    # A model name of its own: the session's model server already serves other tests' iris-forest versions.
+    text = (SPECS / "iris-forest.yaml").read_text().replace("name: iris-forest", "name: fresh-shell")
+    spec.write_text(text.replace("n_estimators: 100", "n_estimators: 5"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "MLSPEC_SPECS_DIR"}
     env["MLSPEC_HOME"] = str(tmp_path / "home")
 
@@ -31,5 +33,5 @@ def test_mlspec_run_works_in_a_shell_without_airflow_settings(model_server, tmp_
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert f"initialising Airflow's metadata DB in {tmp_path / '.airflow'}" in output
-    assert "iris-forest" in result.stdout and "accuracy" in result.stdout, result.stdout
+    assert "fresh-shell" in result.stdout and "accuracy" in result.stdout, result.stdout
     assert (tmp_path / ".airflow" / "airflow.db").is_file()
