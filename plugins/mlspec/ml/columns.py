@@ -549,12 +549,7 @@ def _number_values(source: str, column: Column, series: Any) -> Any:
         numbers = pd.to_numeric(series.where(~holes, None), errors="coerce")
         wrong = numbers.isna().to_numpy() & ~holes
         if wrong.any():
-            examples = some_names(pd.unique(series[wrong].astype(str))[:3])
-            raise DataError(
-                f"{source}: column {some_names([column.name])} is a {column.type} column, but "
-                f"{int(wrong.sum()):,} of its values are not numbers (e.g. {examples}; {data_rows(wrong)}); "
-                "declare it as a category, or correct the data"
-            )
+            raise _values_do_not_fit(source, column, series, wrong, "numbers")
         values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     if column.type == "integer":
         with np.errstate(invalid="ignore"):
@@ -586,13 +581,21 @@ def _boolean_values(source: str, column: Column, series: Any) -> Any:
     mapped = series.map(meaning).to_numpy(dtype=np.float64, na_value=np.nan)
     wrong = np.isnan(mapped) & ~holes
     if wrong.any():
-        examples = some_names(pd.unique(series[wrong].astype(str))[:3])
-        raise DataError(
-            f"{source}: column {some_names([column.name])} is a boolean column, but {int(wrong.sum()):,} of "
-            f"its values are not true/false, yes/no or 1/0 (e.g. {examples}; {data_rows(wrong)}); "
-            "declare it as a category, or correct the data"
-        )
+        raise _values_do_not_fit(source, column, series, wrong, "true/false, yes/no or 1/0")
     return mapped  # a gap maps to NaN: it has no meaning
+
+
+def _values_do_not_fit(source: str, column: Column, series: Any, wrong: Any, expected: str) -> DataError:
+    """The error for values of a number, integer or boolean column that are not `expected`: how many, a few
+    examples and their data rows."""
+    import pandas as pd
+
+    examples = some_names(pd.unique(series[wrong].astype(str))[:3])
+    return DataError(
+        f"{source}: column {some_names([column.name])} is a {column.type} column, but {int(wrong.sum()):,} of "
+        f"its values are not {expected} (e.g. {examples}; {data_rows(wrong)}); "
+        "declare it as a category, or correct the data"
+    )
 
 
 def _category_values(series: Any) -> Any:
