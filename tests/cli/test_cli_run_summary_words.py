@@ -40,15 +40,20 @@ def test_try_it_says_what_the_model_answers_and_what_the_data_says(example, line
     assert "should be" not in line
 
 
-def test_the_summary_says_how_to_stop_the_server_whoever_started_it():
-    summary = {
-        "model": "penguins", "version": 1, "metrics": {"accuracy": 0.98}, "stored_uri": "file:///m/penguins/1",
-        "registry": {"backend": "mlflow", "model_name": "penguins", "registry_version": "1"},
+def penguins_summary(version: int) -> dict:
+    """What the pipeline's run summary reads for a table model's published version."""
+    return {
+        "model": "penguins", "version": version, "metrics": {"accuracy": 0.98},
+        "stored_uri": f"file:///m/penguins/{version}",
+        "registry": {"backend": "mlflow", "model_name": "penguins", "registry_version": str(version)},
         "infer_url": "http://127.0.0.1:8555/v2/models/penguins/infer",
         "smoke_test": {"samples": 3, "agreement": 1.0, "p95_ms": 2.0},
         "example": {"request": TABLE, "label": "Adelie", "predicted": "Adelie"},
     }
-    text = format_summary(summary, "specs/penguins.yaml")
+
+
+def test_the_summary_says_how_to_stop_the_server_whoever_started_it():
+    text = format_summary(penguins_summary(1), "specs/penguins.yaml")
     assert text.endswith(
         "The model server keeps running: `make stop` stops one that make started; one started with `mlspec serve`\n"
         "stops with Ctrl+C in its terminal."
@@ -56,13 +61,7 @@ def test_the_summary_says_how_to_stop_the_server_whoever_started_it():
 
 
 def test_the_summary_says_when_the_endpoints_inputs_changed():
-    summary = {
-        "model": "penguins", "version": 3, "metrics": {"accuracy": 0.98}, "stored_uri": "file:///m/penguins/3",
-        "registry": {"backend": "mlflow", "model_name": "penguins", "registry_version": "3"},
-        "infer_url": "http://127.0.0.1:8555/v2/models/penguins/infer",
-        "smoke_test": {"samples": 3, "agreement": 1.0, "p95_ms": 2.0},
-        "example": {"request": TABLE, "label": "Adelie", "predicted": "Adelie"},
-    }
+    summary = penguins_summary(3)
     assert "NOTE" not in format_summary(summary)
     change = "the endpoint's inputs change from version 1 to 3: + bill_depth_mm (FP32): clients must send the new inputs"
     assert f"  NOTE           {change}" in format_summary({**summary, "inputs_change": change}).splitlines()
