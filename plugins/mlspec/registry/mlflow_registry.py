@@ -95,15 +95,10 @@ def input_example(request: RegistrationRequest):
     row = request.input_example()
     if not row:
         return None
-    if isinstance(row, dict):  # a table model: one [1, 1] input per column, a gap as the column's fill
-        columns = {column["name"]: column for column in request.input_schema.get("columns", [])}
-        example = {}
-        for name, value in row.items():
-            column = columns.get(name, {})
-            if value is None:
-                value = column.get("fill") if column.get("fill") is not None else ("" if column.get("datatype") == "BYTES" else float("nan"))
-            example[name] = np.asarray([[value]], dtype=np.dtype(numpy_dtype(column.get("datatype", DEFAULT_DATATYPE))))
-        return example
+    if isinstance(row, dict):  # a table model: one [1, 1] input per column, fed as the endpoint feeds it
+        from mlspec.ml import model_io  # numpy and the table model's libraries: at registration only
+
+        return model_io.rows_inputs([row], request.input_schema)
     dtype = np.dtype(numpy_dtype(request.input_schema.get("datatype", DEFAULT_DATATYPE)))
     declared = request.input_schema.get("shape", [-1, len(row)])
     shape = [1 if d is None or int(d) < 0 else int(d) for d in declared]
