@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from mlspec.model_card import category_words, decision_text, example_words
+from mlspec.model_card import MAX_SHOWN_CATEGORIES, category_words, decision_text, example_words
 from mlspec.registry.base import action_words
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
 from mlspec.ui.mount import URL_PREFIX
@@ -814,7 +814,7 @@ def _column_section(schema: Mapping[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{e(c.get('name'))}</td><td>{e(c.get('type'))}</td><td>{e(c.get('datatype'))}</td>"
         f"<td>{e(c.get('missing'))}</td><td>{e('—' if c.get('fill') is None else c['fill'])}</td>"
-        f"<td>{e(category_words(c) or '—')}</td>"
+        f"<td>{e(category_words(c, MAX_SHOWN_CATEGORIES) or '—')}</td>"
         + "".join(num_cell(c.get(k)) for k in ("min", "max", "mean", "std"))
         + f'<td class="num">{e(c.get("missing_count", 0))}</td></tr>'
         for c in columns[:MAX_FEATURE_ROWS]

@@ -11,7 +11,13 @@ import pytest
 from tests.fixtures.paths import SPECS
 from tests.ui.app.ui_app_testkit import Page
 
-from mlspec.model_card import example_request, example_words, render_model_card
+from mlspec.model_card import (
+    MAX_SHOWN_CATEGORIES,
+    curl_example,
+    example_request,
+    example_words,
+    render_model_card,
+)
 from mlspec.spec import load_spec
 from mlspec.summary import format_summary
 from mlspec.ui import data, pages
@@ -104,7 +110,9 @@ def test_the_version_page_of_a_table_model_shows_columns_classes_and_real_rows()
                               registry_ok=True, store_ok=True, serving_ok=True)
     card = data.VersionCard(status, 1, status.version(1), manifest={"files": {}}, evaluation={}, input_schema=TABLE_SCHEMA,
                             output_schema=TABLE_OUTPUTS)
-    page = Page(pages.card_page("", card, "curl -s http://x", None, example_words(TABLE_SCHEMA)))
+    curl = curl_example("http://127.0.0.1:8555/v2/models/iris/infer", TABLE_SCHEMA)  # as the app builds it
+    page = Page(pages.card_page("", card, curl, None, example_words(TABLE_SCHEMA)))
+    assert _body(page.within("curl").text()) == PER_COLUMN_BODY
     inputs = page.within("input-schema").text()
     assert "island" in inputs and "Biscoe, Dream, Torgersen" in inputs and "median" in inputs
     assert "female, male; a gap becomes 'unknown'" in inputs and "male, unknown" not in inputs
@@ -112,3 +120,16 @@ def test_the_version_page_of_a_table_model_shows_columns_classes_and_real_rows()
     assert "2 test rows as they are in the data" in page.text() and "training mean" not in page.text()
     model_page = Page(pages.model_page("", status, "curl -s http://x", example_words(TABLE_SCHEMA)))
     assert "2 test rows as they are in the data" in model_page.text()
+
+
+def test_the_version_page_shows_a_few_categories_of_a_wide_column():
+    wide = {"name": "station", "type": "category", "datatype": "BYTES", "shape": [-1, 1], "missing": "error",
+            "fill": None, "encode": "ordinal", "categories": [f"s{i:03d}" for i in range(500)], "missing_count": 0}
+    spec = load_spec(SPECS / "iris.yaml")
+    status = data.ModelStatus(spec, production=1, history=[1], served=1, versions=[data.VersionInfo(1, registered=True, in_store=True, state="production")],
+                              registry_ok=True, store_ok=True, serving_ok=True)
+    card = data.VersionCard(status, 1, status.version(1), manifest={"files": {}}, evaluation={},
+                            input_schema={**TABLE_SCHEMA, "columns": [wide]}, output_schema=TABLE_OUTPUTS)
+    inputs = Page(pages.card_page("", card, "", None, "")).within("input-schema").text()
+    shown = ", ".join(f"s{i:03d}" for i in range(MAX_SHOWN_CATEGORIES))
+    assert f"{shown} …" in inputs and f"s{MAX_SHOWN_CATEGORIES:03d}" not in inputs
