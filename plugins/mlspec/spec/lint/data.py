@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from mlspec.spec.model import parse_bytes
 from mlspec.spec.yaml_loader import LoadedYaml
 from mlspec.storage import check_data_path, max_source_bytes, resolve_file_uri, source_cap_hint
 from mlspec.storage.file import file_kind
+
+# A missing file's did-you-mean looks at most this many entries of its folder.
+MAX_LISTED_ENTRIES = 1000
 
 
 def check_data_source(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
@@ -136,8 +140,9 @@ def local_file(
 
 def _no_such_file(source: str, path: Path) -> str:
     """A local source with no file here: where lint looked, the name it likely meant, and why only a warning."""
-    try:
-        names = sorted(entry.name for entry in path.parent.iterdir() if entry.is_file())
+    try:  # a did-you-mean needs no more than the folder's first entries: a huge folder costs lint nothing
+        with os.scandir(path.parent) as entries:
+            names = sorted(entry.name for entry in islice(entries, MAX_LISTED_ENTRIES) if entry.is_file())
     except OSError:
         names = None
     meant = did_you_mean(path.name, names) if names else None
