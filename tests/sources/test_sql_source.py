@@ -81,6 +81,25 @@ def test_the_query_is_read_through_the_connections_hook_into_the_table_path(ware
         )
 
 
+def test_a_result_over_the_source_cap_is_given_up_while_it_is_read(warehouse, monkeypatch):
+    from mlspec.sources import sql
+
+    monkeypatch.setattr(sql, "CHUNK_ROWS", 40)  # 150 iris rows arrive in 4 chunks
+    cap = 60 * 5 * 8  # 60 rows of the 5 columns as 8-byte numbers
+    with pytest.raises(DataError) as raised:
+        source_kind("sql://warehouse").read_table(
+            "sql://warehouse", SourceRead(connection=None, max_bytes=cap, specs_dir=None, query=QUERY)
+        )
+    assert str(raised.value).startswith(
+        "sql://warehouse: data.query's result passed 80 rows x 5 columns, more than the data source cap of 2,400 "
+        "bytes as 8-byte numbers; it was not read further."
+    )
+    # Under the cap, the chunks come back as one table in the query's order.
+    whole = read("sql://warehouse", QUERY)
+    assert len(whole) == 150 and whole.index.tolist() == list(range(150))
+    assert whole["species"].tolist() == sorted(whole["species"].tolist())
+
+
 def test_a_query_the_database_refuses_names_the_connection_and_the_drivers_reason(warehouse):
     with pytest.raises(DataError) as raised:
         read(f"sql://{warehouse}", "SELECT * FROM irises")

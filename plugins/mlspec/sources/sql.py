@@ -1,6 +1,6 @@
 """`sql://<connection_id>`: the table data.query returns from the database of an Airflow connection.
 
-It is read through the hook of the connection's type, which must be a common.sql `DbApiHook` (`get_df`):
+It is read through the hook of the connection's type, which must be a common.sql `DbApiHook` (`get_df_by_chunks`):
 every database with an Airflow provider works; PostgreSQL (apache-airflow-providers-postgres) is the tested
 one. The result is a table like a CSV file's: data.label and data.features pick its columns.
 """
@@ -14,11 +14,14 @@ from typing import Any
 from mlspec.connections import get_connection
 from mlspec.errors import DataError
 from mlspec.sources.kind import SourceKind, SourceRead
+from mlspec.storage import source_cap_hint
 from mlspec.storage.kind import Quote
 
 PREFIX = "sql://"
 # An Airflow connection id as data.connection allows it (the schema's pattern), or a template to fill in.
 CONNECTION_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}|.*\{\{.*\}\}.*", re.DOTALL)
+# Rows a query's result is read in, so a result over the cap is given up early, not held whole first.
+CHUNK_ROWS = 50_000
 MAX_ERROR_CHARS = 300  # a driver's message can run to the whole query; its first line says what failed
 
 
@@ -70,10 +73,31 @@ def read_query(source: str, read: SourceRead) -> Any:
             "(its hook is no common.sql DbApiHook)"
         )
     try:
-        frame = hook.get_df(read.query, df_type="pandas")
+        return _bounded_frame(source, hook.get_df_by_chunks(read.query, chunksize=CHUNK_ROWS, df_type="pandas"), read)
+    except DataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the driver's own errors (bad SQL, no such table, refused login)
         raise DataError(f"data.query failed on Airflow connection {conn_id!r}: {_first_line(exc)}") from exc
-    return frame
+
+
+def _bounded_frame(source: str, chunks: Iterable[Any], read: SourceRead) -> Any:
+    """The query's result as one DataFrame, read CHUNK_ROWS rows at a time and given up, with the cap, once its
+    cells as 8-byte numbers pass the data source cap (a file source is refused before it is read, too)."""
+    import pandas as pd
+
+    frames, rows = [], 0
+    for chunk in chunks:
+        frames.append(chunk)
+        rows += len(chunk)
+        if rows * len(chunk.columns) * 8 > read.max_bytes:
+            raise DataError(
+                f"{source}: data.query's result passed {rows:,} rows x {len(chunk.columns):,} columns, more than "
+                f"the data source cap of {read.max_bytes:,} bytes as 8-byte numbers; it was not read further. "
+                f"Select fewer rows or columns in data.query, or raise the cap: {source_cap_hint()}"
+            )
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 KIND = SourceKind(
