@@ -67,6 +67,7 @@ def test_driver_writes_a_complete_report(tmp_path: Path) -> None:
     small = report["small_prepare"]
     assert small["train_rows"] == 700 and small["seconds"] > 0
     assert report["targets"]["small_prepare_under_2s"] is (small["seconds"] < 2.0)
-    assert isinstance(report["targets"]["all_met"], bool)
+    targets = report["targets"]
+    assert targets["all_met"] is all(met for name, met in targets.items() if name != "all_met")
     # The generated table is cached for the next run.
     assert (tmp_path / "work" / f"table-{ROWS}-v1" / "table.parquet").is_file()
