@@ -47,10 +47,26 @@ class Metadata:
 
 @dataclass(frozen=True)
 class Split:
+    """data.split: the shares of validation and test, and how rows are assigned (mlspec.ml.splits)."""
+
     validation: float
     test: float
-    seed: int
-    stratify: bool
+    seed: int  # method random only
+    stratify: bool  # method random only
+    method: str = "hash"  # hash: a row's split follows from its row id | random: a seeded shuffle
+    key: tuple[str, ...] | None = None  # the columns a row id hashes; None: the feature and label columns
+
+    @classmethod
+    def from_mapping(cls, split: dict) -> Split:
+        key = split.get("key")
+        return cls(
+            validation=split["validation"],
+            test=split["test"],
+            seed=split["seed"],
+            stratify=split["stratify"],
+            method=split.get("method", "hash"),
+            key=None if key is None else tuple(key),
+        )
 
 
 _BYTE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
@@ -152,10 +168,55 @@ class ChampionGate:
 
 
 @dataclass(frozen=True)
+class HoldoutSpec:
+    """evaluation.holdout: a fixed evaluation set, read like data.source (both templates)."""
+
+    source: str
+    query: str | None = None
+
+    @classmethod
+    def from_mapping(cls, holdout: dict | None) -> HoldoutSpec | None:
+        return None if holdout is None else cls(source=holdout["source"], query=holdout.get("query"))
+
+
+@dataclass(frozen=True)
 class EvaluationSpec:
     metrics: tuple[str, ...]
     thresholds: MappingProxyType  # metric -> Threshold
     champion: ChampionGate | None  # None: the gate is off
+    holdout: HoldoutSpec | None = None  # None: the test split comes from data.source
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """validation.drift (the defaults mirror the schema's)."""
+
+    threshold: float | None = None  # None: each drift test's own default
+    share: float = 0.5  # the data set drifts when at least this share of its columns drift
+    on_drift: str = "warn"  # fail | warn: what any drifted column does to the run
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """`validation`: the data checks of validate_data, against the reference's published profile."""
+
+    reference: str = "production"  # the only reference today: the production version's training data
+    schema: str = "warn"  # fail | warn | off
+    drift: DriftSpec = DriftSpec()
+
+    @classmethod
+    def from_mapping(cls, validation: dict | None) -> ValidationSpec:
+        validation = validation or {}
+        default, drift = cls(), validation.get("drift") or {}
+        return cls(
+            reference=validation.get("reference", default.reference),
+            schema=validation.get("schema", default.schema),
+            drift=DriftSpec(
+                threshold=drift.get("threshold", default.drift.threshold),
+                share=drift.get("share", default.drift.share),
+                on_drift=drift.get("on_drift", default.drift.on_drift),
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -285,6 +346,7 @@ class ModelSpec:
     notify: NotifySpec | None = None  # None: no notifications
     # `timeouts`: task id or "default" -> duration ("2h"); None: the built-in deadlines (mlspec.deadlines)
     timeouts: MappingProxyType | None = None
+    validation: ValidationSpec = ValidationSpec()  # always there: the defaults when the spec has no section
 
     @property
     def name(self) -> str:
@@ -313,7 +375,7 @@ class ModelSpec:
                 features=_freeze(features),
                 label=data["label"],
                 connection=data["connection"],
-                split=Split(**data["split"]),
+                split=Split.from_mapping(data["split"]),
                 query=data.get("query"),
                 preprocess=tuple(Step.from_mapping(s) for s in data["preprocess"]),
                 limits=DataLimits.from_mapping(data.get("limits")),
@@ -338,6 +400,7 @@ class ModelSpec:
                 metrics=tuple(ev["metrics"]),
                 thresholds=MappingProxyType({k: Threshold(v.get("min"), v.get("max")) for k, v in ev["thresholds"].items()}),
                 champion=None if ev["champion"] is None else ChampionGate(ev["champion"]["metric"], ev["champion"]["min_delta"]),
+                holdout=HoldoutSpec.from_mapping(ev.get("holdout")),
             ),
             export=ExportSpec(ex["format"], ex["opset"], ex["parity"]["samples"], ex["parity"]["atol"], ex["parity"]["rtol"]),
             storage=StorageSpec(**d["storage"]),
@@ -350,4 +413,5 @@ class ModelSpec:
             tuning=TuningSpec.from_mapping(d.get("tuning")),
             notify=NotifySpec.from_mapping(d.get("notify")),
             timeouts=_freeze(d["timeouts"]) if d.get("timeouts") else None,
+            validation=ValidationSpec.from_mapping(d.get("validation")),
         )
