@@ -36,6 +36,18 @@ CARD_FILE = "model_card.md"
 MAX_FEATURE_ROWS = 32
 # A category's row shows at most this many of its training values.
 MAX_SHOWN_CATEGORIES = 8
+# A version's lineage lists at most this many of the files its data was read from.
+MAX_SHOWN_FILES = 5
+DRIFT_PLOT = "drift.png"  # validate_data's plot, published beside the model when there was a reference
+# validate_data's outcome (drift.json / lineage.json) in words.
+CHECK_OUTCOMES = {
+    "passed": "passed: no column drifted and the schema matches the reference",
+    "warned": "warned: drift or schema problems were found and training went on (validation says warn)",
+    "accepted": "accepted: the checks failed and the run was told to train anyway (--accept-drift)",
+    "failed": "failed: the run stopped before training",
+    "no_reference": "no reference: there was no production version with a published profile to compare with",
+    "skipped": "skipped: mlspec checks tables and arrays of at most 100 flat features, not this data set",
+}
 DECISIONS = {
     "gate_off": "the champion gate is off (evaluation.champion: null)",
     "no_champion": "there was no production version to compare with; the gate passed",
@@ -105,6 +117,134 @@ def decision_text(verdict: Mapping[str, Any]) -> str:
     return text
 
 
+def champion_notes(verdict: Mapping[str, Any]) -> list[str]:
+    """The classes this run has that production had not (and the other way), and what both were scored on,
+    from the verdict (lists) or the version's champion tags (comma lists)."""
+    notes = [f"{words}: {', '.join(names)}" for key, words in (("classes_added", "classes added"), ("classes_removed", "classes removed"))
+             if (names := name_list(verdict.get(key)))]
+    if verdict.get("scored_on"):
+        notes.append(f"scored on: {verdict['scored_on']}")
+    return notes
+
+
+def name_list(value: Any) -> list[str]:
+    """A list of names as the verdict has it (a list) or a registry tag holds it (a comma list)."""
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return [str(name) for name in value or []]
+
+
+def lineage_facts(lineage: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, plain text) for each part of a version's lineage (lineage.json) it records."""
+    facts = [("source", str(lineage["source"]))] if lineage.get("source") else []
+    if lineage.get("query"):
+        facts.append(("query", str(lineage["query"])))
+    if lineage.get("files"):
+        facts.append(("files", files_words(lineage["files"])))
+    if lineage.get("digest"):
+        facts.append(("digest", str(lineage["digest"])))
+    if lineage.get("rows"):
+        facts.append(("rows", rows_words(lineage["rows"])))
+    if lineage.get("split"):
+        facts.append(("split", split_words(lineage["split"])))
+    holdout = lineage.get("holdout")
+    if holdout:
+        query = f" (query {holdout['query']})" if holdout.get("query") else ""
+        facts.append(("holdout", f"{holdout.get('source', '')}{query}: {_count(holdout.get('rows'))} rows, the test split"))
+    return facts
+
+
+def files_words(files: Sequence[Mapping[str, Any]]) -> str:
+    """The first MAX_SHOWN_FILES files with their ETag, version id and sha256 where recorded, then how many more."""
+    listed = [f for f in files if "uri" in f]
+    more = sum(int(f.get("more") or 0) for f in files if "uri" not in f) + max(0, len(listed) - MAX_SHOWN_FILES)
+    words = []
+    for entry in listed[:MAX_SHOWN_FILES]:
+        marks = [f"{label} {entry[key]}" for key, label in (("etag", "ETag"), ("version_id", "version id")) if entry.get(key)]
+        if entry.get("sha256"):
+            marks.append(f"sha256 {str(entry['sha256'])[:12]}…")
+        words.append(str(entry["uri"]) + (f" ({', '.join(marks)})" if marks else ""))
+    return "; ".join(words) + (f"; and {more} more" if more else "")
+
+
+def rows_words(rows: Mapping[str, Any]) -> str:
+    """"412 read, 6 dropped (no label: 6); train 280, validation 41, test 85"."""
+    dropped = dict(rows.get("dropped") or {})
+    text = f"{_count(rows.get('read'))} read, {sum(int(n) for n in dropped.values())} dropped"
+    if dropped:
+        text += " (" + "; ".join(f"{why}: {int(n)}" for why, n in dropped.items()) + ")"
+    splits = [f"{name} {_count(rows[name])}" for name in ("train", "validation", "test") if name in rows]
+    return text + ("; " + ", ".join(splits) if splits else "")
+
+
+def split_words(split: Mapping[str, Any]) -> str:
+    """"hash of Name, Year (validation 0.1, test 0.2)" or "random, seed 42 (...)"."""
+    method = str(split.get("method") or "")
+    if method == "hash":
+        key = name_list(split.get("key"))
+        text = "hash of " + (", ".join(key) if key else "each row's feature and label columns")
+    else:
+        text = method + (f", seed {split['seed']}" if split.get("seed") is not None else "")
+    shares = [f"{name} {_number(split[name])}" for name in ("validation", "test") if split.get(name) is not None]
+    return text + (f" ({', '.join(shares)})" if shares else "")
+
+
+def check_outcome(lineage: Mapping[str, Any], drift: Mapping[str, Any]) -> tuple[str, str]:
+    """(outcome, accepted_by) of validate_data, from drift.json or else lineage.json's validation."""
+    validation = dict(lineage.get("validation") or {})
+    outcome = str(drift.get("outcome") or validation.get("outcome") or "")
+    return outcome, str(drift.get("accepted_by") or validation.get("accepted_by") or "")
+
+
+def check_facts(lineage: Mapping[str, Any], drift: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, plain text) of a version's data checks: outcome, reference, what was compared, drifted columns."""
+    outcome, accepted_by = check_outcome(lineage, drift)
+    if not outcome and not drift:
+        return []
+    words = CHECK_OUTCOMES.get(outcome, outcome or "not recorded")
+    if outcome == "accepted" and accepted_by:
+        words = words.replace("accepted:", f"accepted by {accepted_by}:", 1)
+    facts = [("outcome", words)]
+    reference = dict(drift.get("reference") or {})
+    version = reference.get("version", lineage.get("reference_version"))
+    if version is not None:
+        rows = f" ({_count(reference['rows'])} rows)" if reference.get("rows") is not None else ""
+        facts.append(("reference", f"production version {version}{rows}"))
+    current = dict(drift.get("current") or {})
+    if current.get("rows") is not None:
+        new = f", {_count(current['new_rows'])} of them new" if current.get("new_rows") is not None else ""
+        facts.append(("compared", f"this run's training split: {_count(current['rows'])} rows{new}"))
+    drifted = name_list(_recorded(lineage, drift, "drifted_columns"))
+    if drifted or drift.get("rows"):
+        facts.append(("drifted columns", ", ".join(drifted) or "none"))
+    if drift.get("drift_share") is not None:
+        share = (drift.get("settings") or {}).get("share")
+        words = f"{'yes' if drift.get('dataset_drift') else 'no'}: {_percent(drift['drift_share'])} of the columns drifted"
+        facts.append(("dataset drift", words + (f" (it counts from {_percent(share)})" if share is not None else "")))
+    return facts
+
+
+def schema_problems(lineage: Mapping[str, Any], drift: Mapping[str, Any]) -> list[str]:
+    return [str(p) for p in _recorded(lineage, drift, "schema_problems")]
+
+
+def _recorded(lineage: Mapping[str, Any], drift: Mapping[str, Any], key: str) -> Any:
+    """drift.json's value of key where it was published, else lineage.json's validation's."""
+    return drift[key] if key in drift else (lineage.get("validation") or {}).get(key) or []
+
+
+def drift_rows(drift: Mapping[str, Any]) -> list[dict[str, str]]:
+    """drift.json's table as text: column, check, test, score, threshold, drifted ("yes"/"no")."""
+    return [
+        {"column": str(row.get("column", "")), "check": str(row.get("check", "")), "test": str(row.get("test") or ""),
+         "score": _number(row.get("score")), "threshold": _number(row.get("threshold")), "drifted": "yes" if row.get("drifted") else "no"}
+        for row in drift.get("rows") or []
+    ]
+
+
+DRIFT_COLUMNS = ("column", "check", "test", "score", "threshold", "drifted")
+
+
 # -- the card ---------------------------------------------------------------------------------
 def render_model_card(
     spec: Any,
@@ -118,9 +258,13 @@ def render_model_card(
     plots: Sequence[str] = (),
     stored_uri: str = "",
     run_params: Mapping[str, Any] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    drift: Mapping[str, Any] | None = None,
 ) -> str:
     """model_card.md for one version, from the spec, the run's parameters (its trigger form) and what evaluate
-    and export_onnx handed over."""
+    and export_onnx handed over. `lineage`: the version's lineage.json (prepare_data's lineage with the
+    reference version and validate_data's outcome); `drift`: its drift.json. Without them (a version published
+    before issue 14) the card has no Data or Data checks section."""
     metrics = dict(evaluation.get("metrics") or {})
     verdict = dict(evaluation.get("champion") or {})
     thresholds = dict(spec.evaluation.thresholds)
@@ -145,7 +289,12 @@ def render_model_card(
     for name, value in metrics.items():
         lines.append(f"| {_cell(name)} | {_number(value)} | {_threshold(thresholds.get(name))} |")
     lines += ["", "## Champion comparison", "", f"{_cell(decision_text(verdict))}.", ""]
+    notes = champion_notes(verdict)
+    lines += [f"- {_cell(note)}" for note in notes] + ([""] if notes else [])
+    lines += _data_lines(lineage or {})
+    lines += _check_lines(lineage or {}, drift or {}, DRIFT_PLOT in plots)
     lines += _io_lines(input_schema, output_schema)
+    plots = [name for name in plots if name != DRIFT_PLOT]  # shown under Data checks
     if plots:
         lines += ["## Plots", ""] + [f"- [{_cell(name)}]({_url(name)})" for name in plots] + [""]
     base = _url(endpoint_base(spec))
@@ -161,6 +310,31 @@ def render_model_card(
     if base == ENDPOINT_PLACEHOLDER and lookup is not None:
         lines += [f"`{ENDPOINT_PLACEHOLDER}` is the model's URL on {platform_of(spec).title}: `{_code(lookup(spec), also=_COMMAND_CHARS)}`.", ""]
     return "\n".join(lines)
+
+
+def _data_lines(lineage: Mapping[str, Any]) -> list[str]:
+    facts = lineage_facts(lineage)
+    if not facts:
+        return []
+    return ["## Data", "", "| | |", "| --- | --- |", *(f"| {label} | {_cell(text)} |" for label, text in facts), ""]
+
+
+def _check_lines(lineage: Mapping[str, Any], drift: Mapping[str, Any], plot: bool) -> list[str]:
+    facts = check_facts(lineage, drift)
+    if not facts:
+        return []
+    lines = ["## Data checks", "", "| | |", "| --- | --- |", *(f"| {label} | {_cell(text)} |" for label, text in facts), ""]
+    problems = schema_problems(lineage, drift)
+    if problems:
+        lines += ["Schema problems:", "", *(f"- {_cell(p)}" for p in problems), ""]
+    rows = drift_rows(drift)
+    if rows:
+        lines += ["| " + " | ".join(DRIFT_COLUMNS) + " |", "| " + " | ".join("---" for _ in DRIFT_COLUMNS) + " |"]
+        lines += ["| " + " | ".join(_cell(row[c]) for c in DRIFT_COLUMNS) + " |" for row in rows]
+        lines.append("")
+    if plot:
+        lines += [f"![drift: reference against this run's training split]({DRIFT_PLOT})", ""]
+    return lines
 
 
 def _io_lines(input_schema: Mapping[str, Any], output_schema: Mapping[str, Any]) -> list[str]:
@@ -259,6 +433,20 @@ def _number(value: Any) -> str:
         return f"{float(value):.6g}"
     except (TypeError, ValueError):
         return str(value)
+
+
+def _percent(share: Any) -> str:
+    try:
+        return f"{float(share) * 100:.0f}%"
+    except (TypeError, ValueError):
+        return "—"
+
+
+def _count(value: Any) -> str:
+    try:
+        return str(int(value))
+    except (TypeError, ValueError):
+        return "—"
 
 
 def _threshold(threshold: Any) -> str:
