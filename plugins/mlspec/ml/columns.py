@@ -476,7 +476,7 @@ def _mapping_hint(names: Sequence[str], unfilled: Mapping[str, Column], shown: i
 def _normalized(source: str, column: Column, series: Any) -> tuple[Any, Any]:
     """(values, gaps): a column as float64 (NaN gaps) or as an object array of str ("" gaps); its gap mask."""
     if column.type == "category":
-        values = _category_values(series)
+        values = category_texts(series)
         return values, values == ""
     import numpy as np
 
@@ -598,16 +598,30 @@ def _values_do_not_fit(source: str, column: Column, series: Any, wrong: Any, exp
     )
 
 
-def _category_values(series: Any) -> Any:
-    """An object array of str: text as is, numbers as their text (2007.0 -> "2007"), "" for a gap. Each
-    distinct value is one str object that every row holding it shares: a million rows of a category cost 8
-    bytes each, not a str object each."""
+def category_texts(series: Any) -> Any:
+    """An object array of str: each value's category_text, "" for a gap (is_gap). Each distinct value is one str
+    object that every row holding it shares: a million rows of a category cost 8 bytes each, not a str object
+    each. Number, boolean and plain text columns are converted without a Python call per distinct value (row ids
+    of a million-row key take well under a second per column)."""
     import numpy as np
     import pandas as pd
 
     codes, distinct = pd.factorize(series, use_na_sentinel=True)  # NA is code -1: the last text, ""
-    texts = np.array(["" if is_gap(value) else category_text(value) for value in distinct] + [""], dtype=object)
-    return texts[codes]
+    distinct = np.asarray(distinct)
+    if distinct.dtype.kind in "biu":
+        texts = distinct.astype(str).astype(object)
+    elif distinct.dtype.kind == "f":
+        texts = np.array(list(map(str, distinct.tolist())), dtype=object)  # faster than numpy's astype(str)
+        whole = np.isfinite(distinct) & (distinct == np.floor(distinct))
+        small = whole & (np.abs(distinct) < 2.0**63)
+        texts[small] = distinct[small].astype(np.int64).astype(str)
+        texts[whole & ~small] = [category_text(value) for value in distinct[whole & ~small].tolist()]
+    elif distinct.dtype == object and pd.api.types.infer_dtype(distinct, skipna=False) == "string":
+        texts = distinct.copy()
+        texts[(pd.Series(distinct, dtype=object).str.strip() == "").to_numpy()] = ""
+    else:
+        texts = np.array(["" if is_gap(value) else category_text(value) for value in distinct], dtype=object)
+    return np.append(texts, "")[codes]
 
 
 def category_text(value: Any) -> str:
