@@ -38,7 +38,7 @@ from mlspec.dagbag import (
 from mlspec.env import env_number
 from mlspec.errors import MlspecError
 from mlspec.ml.frameworks import TrainingPlan
-from mlspec.model_card import CARD_FILE, endpoint_base, main_metric
+from mlspec.model_card import CARD_FILE, DRIFT_PLOT, endpoint_base, main_metric
 from mlspec.registry.backends import backend_of
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import drifts, read_registry
@@ -57,6 +57,8 @@ DEFAULT_TIMEOUT_S = 15.0  # per backend call; a page waits at most about this lo
 # Versions whose metrics.json is read from the store when the registry cannot say (newest first).
 MAX_STORE_METRICS = 50
 PLOT_FILE = re.compile(r"[a-z][a-z0-9_]*\.png")
+LINEAGE_FILE = "lineage.json"  # store publishes them beside the model from issue 14 on
+DRIFT_FILE = "drift.json"
 
 # One pool for every backend call of every request: a hung backend holds a thread, never a request.
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mlspec-ui")
@@ -538,6 +540,8 @@ class VersionCard:
     input_schema: dict | None = None
     output_schema: dict | None = None
     problems: list[str] = field(default_factory=list)
+    lineage: dict | None = None  # lineage.json: the data it was trained on and its data checks (issue 14 on)
+    drift: dict | None = None  # drift.json: the data checks' table, when there was a reference
     settings: Settings | None = None  # how this version was trained
     production_settings: Settings | None = None  # and the production version, to compare with (another version's card)
 
@@ -547,7 +551,17 @@ class VersionCard:
 
     @property
     def plots(self) -> list[str]:
-        return [name for name in sorted(self.files) if PLOT_FILE.fullmatch(name)]
+        """evaluate's plots (the drift plot belongs to the data checks)."""
+        return [name for name in sorted(self.files) if PLOT_FILE.fullmatch(name) and name != DRIFT_PLOT]
+
+    @property
+    def has_drift_plot(self) -> bool:
+        return DRIFT_PLOT in self.files
+
+    @property
+    def lineage_recorded(self) -> bool | None:
+        """Whether the version published lineage.json; None when its manifest could not be read."""
+        return None if self.manifest is None else LINEAGE_FILE in self.files
 
     @property
     def has_card(self) -> bool:
@@ -580,12 +594,17 @@ def _read_files(card: VersionCard, spec: Any, number: int, timeout_s: float) -> 
     except Unavailable as exc:
         card.problems.append(f"manifest unreadable: {exc}")
         return
-    for attribute, file_name in (("evaluation", "metrics.json"), ("input_schema", "input_schema.json"), ("output_schema", "output_schema.json")):
+    published = (("evaluation", "metrics.json"), ("input_schema", "input_schema.json"), ("output_schema", "output_schema.json"),
+                 ("lineage", LINEAGE_FILE), ("drift", DRIFT_FILE))
+    for attribute, file_name in published:
         if file_name not in card.files:
             continue
         try:
             data = verified_bytes(spec, number, file_name, timeout_s, manifest=card.manifest, store=store)
-            setattr(card, attribute, json.loads(data))
+            payload = json.loads(data)
+            if not isinstance(payload, dict):
+                raise ValueError("not a JSON object")
+            setattr(card, attribute, payload)
         except (Unavailable, ChecksumMismatch, NotFound, ValueError) as exc:
             card.problems.append(f"{file_name}: {exc}")
 

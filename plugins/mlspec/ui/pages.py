@@ -15,7 +15,19 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from mlspec.model_card import MAX_SHOWN_CATEGORIES, category_words, decision_text, example_words
+from mlspec.model_card import (
+    DRIFT_COLUMNS,
+    DRIFT_PLOT,
+    MAX_SHOWN_CATEGORIES,
+    category_words,
+    champion_notes,
+    check_facts,
+    decision_text,
+    drift_rows,
+    example_words,
+    lineage_facts,
+    schema_problems,
+)
 from mlspec.registry.base import action_words
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
 from mlspec.ui.mount import URL_PREFIX
@@ -85,6 +97,7 @@ details.notes summary { cursor: pointer; white-space: nowrap; overflow: hidden; 
 details.notes ul { margin: 4px 0; padding-left: 18px; font-size: 12.5px; }
 tr.this-version td { font-weight: 600; }
 td.differs { background: #fef7e0; }
+tr.drifted td { color: #d93025; font-weight: 600; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 """
 
@@ -611,6 +624,8 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
     if card.has_card:
         lineage.append(("model card", f'<a href="{e(files_base)}/model_card.md">model_card.md</a>'))
     body.append('<h2>Lineage</h2><dl class="facts" id="lineage">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in lineage) + "</dl>")
+    body.append(data_section(card))
+    body.append(data_checks_section(card, files_base))
     body.append(f'<h2>Production</h2><p id="production-story">{_capital(production_story(base, status, info, number))}.</p>')
     body.append(_metrics_table(card))
     body.append(_champion_section(info))
@@ -739,7 +754,50 @@ def _champion_section(info: VersionInfo | None) -> str:
         return ""
 
     text = decision_text(info.champion)
-    return f'<h2>Champion gate</h2><p id="champion" data-decision="{e(info.champion.get("decision", ""))}">{e(text[:1].upper() + text[1:])}.</p>'
+    notes = champion_notes(info.champion)  # champion.classes_added / classes_removed / scored_on tags
+    changes = '<ul id="class-changes">' + "".join(f"<li>{e(note)}</li>" for note in notes) + "</ul>" if notes else ""
+    return (f'<h2>Champion gate</h2><p id="champion" data-decision="{e(info.champion.get("decision", ""))}">'
+            f'{e(text[:1].upper() + text[1:])}.</p>{changes}')
+
+
+def data_section(card: VersionCard) -> str:
+    """The data the version was trained on (its lineage.json): source, files, digest, rows, split, holdout."""
+    if card.lineage_recorded is None:
+        return ""  # the manifest was not read: the problems panel says why
+    if card.lineage is None:
+        why = ("This version has no lineage recorded (published before mlspec recorded it)." if not card.lineage_recorded
+               else "Its lineage.json could not be read (see above).")
+        return f'<h2>Data</h2><p class="muted" id="data-lineage">{e(why)}</p>'
+    facts = "".join(f'<dt>{e(label)}</dt><dd data-field="{e(label)}">{e(text)}</dd>' for label, text in lineage_facts(card.lineage))
+    return f'<h2>Data</h2><dl class="facts" id="data-lineage">{facts}</dl>'
+
+
+def data_checks_section(card: VersionCard, files_base: str) -> str:
+    """validate_data's outcome, its reference, the drift table and plot (drift.json, drift.png)."""
+    lineage, drift = card.lineage or {}, card.drift or {}
+    facts = check_facts(lineage, drift)
+    if not facts:
+        return ""
+    parts = ['<h2>Data checks</h2><dl class="facts" id="data-checks">'
+             + "".join(f'<dt>{e(label)}</dt><dd data-field="{e(label)}">{e(text)}</dd>' for label, text in facts) + "</dl>"]
+    problems = schema_problems(lineage, drift)
+    if problems:
+        parts.append('<h3>Schema problems</h3><ul id="schema-problems">' + "".join(f"<li>{e(p)}</li>" for p in problems) + "</ul>")
+    rows = drift_rows(drift)
+    if rows:
+        numbers = ("score", "threshold")
+        head = "".join(f'<th class="num">{c}</th>' if c in numbers else f"<th>{c}</th>" for c in DRIFT_COLUMNS)
+        body = "".join(
+            f'<tr class="{"drifted" if row["drifted"] == "yes" else "steady"}" data-column="{e(row["column"])}" data-check="{e(row["check"])}">'
+            + "".join(f'<td class="num">{e(row[c])}</td>' if c in numbers else f"<td>{e(row[c])}</td>" for c in DRIFT_COLUMNS)
+            + "</tr>"
+            for row in rows
+        )
+        parts.append(f'<table id="drift"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    if card.has_drift_plot:
+        parts.append(f'<figure><img id="drift-plot" src="{e(files_base)}/{DRIFT_PLOT}" alt="drift: reference against this run\'s '
+                     f'training split" data-file="{DRIFT_PLOT}"><figcaption>{DRIFT_PLOT}</figcaption></figure>')
+    return "".join(parts)
 
 
 def _evaluation_details(card: VersionCard) -> str:
