@@ -10,8 +10,14 @@ from typing import Any
 
 from mlspec.spec.errors import SpecProblem
 from mlspec.spec.lint.columns import check_columns
-from mlspec.spec.lint.data import check_data_source, check_local_source, check_split, local_sample
-from mlspec.spec.lint.evaluation import check_evaluation
+from mlspec.spec.lint.data import (
+    check_data_source,
+    check_local_holdout,
+    check_local_source,
+    check_split,
+    local_sample,
+)
+from mlspec.spec.lint.evaluation import check_evaluation, check_holdout
 from mlspec.spec.lint.metadata import check_name
 from mlspec.spec.lint.model import check_framework
 from mlspec.spec.lint.registry import check_registry
@@ -35,6 +41,7 @@ CHECKS = (
     check_schedule,
     check_framework,  # and the framework's own rules (mlspec.ml.frameworks)
     check_evaluation,
+    check_holdout,
     check_split,
     check_serving,
     check_registry,
@@ -51,10 +58,15 @@ def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
 def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     """`mlspec lint` only, on a valid spec: a file:// store must be within the allowed store folders, and a
     file:// data source within the allowed data folders and, when it exists here, a regular file within the
-    size cap whose first rows fit the spec. (Parsing DAGs never looks at files: the data may live only where
-    tasks run, and the allowed folders are the workers' MLSPEC_DATA_ROOTS / MLSPEC_STORE_ROOTS.)"""
+    size cap whose first rows fit the spec; a file:// evaluation.holdout likewise. (Parsing DAGs never looks at
+    files: the data may live only where tasks run, and the allowed folders are the workers' MLSPEC_DATA_ROOTS /
+    MLSPEC_STORE_ROOTS.)"""
     specs_dir = _specs_dir(doc)
-    return check_local_store(doc, spec, _home, specs_dir) + check_local_source(doc, spec, _home, specs_dir)
+    return (
+        check_local_store(doc, spec, _home, specs_dir)
+        + check_local_source(doc, spec, _home, specs_dir)
+        + check_local_holdout(doc, spec, _home, specs_dir)
+    )
 
 
 def local_table_sample(doc: LoadedYaml, spec: dict) -> tuple[Any, str] | None:

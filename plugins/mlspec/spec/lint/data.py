@@ -1,7 +1,8 @@
 """data: the source is of a known kind (mlspec.sources: a known data set, or a file of a known format), and the
-split leaves data to train on; `mlspec lint` also checks a local file source (check_local_source): where it is,
-and a sample of its rows against data.label, data.features and data.exclude (check_sample, then
-lint.columns.check_sample_columns); `mlspec render` types its columns from the same sample (local_sample)."""
+split leaves data to train on, with settings of its method; `mlspec lint` also checks a local file source
+(check_local_source): where it is, and a sample of its rows against data.label, data.features, data.exclude and
+data.split.key (check_sample, then lint.columns.check_sample_columns); `mlspec render` types its columns from
+the same sample (local_sample)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from mlspec.sources import SourceRead, schemes_text, source_kind
 from mlspec.sources.columns import did_you_mean, partition_values, sample_table
 from mlspec.sources.file import is_pattern, pattern_root
 from mlspec.spec.errors import SpecProblem, quote
-from mlspec.spec.lint.columns import check_sample_columns, feature_places, label_name
-from mlspec.spec.lint.templates import check_templates, is_template, rendered_today
+from mlspec.spec.lint.columns import Where, check_sample_columns, feature_places, label_name, not_a_table
+from mlspec.spec.lint.templates import check_templates, is_template, rendered_today, value_at
 from mlspec.spec.lint.uris import uri_problem
 from mlspec.spec.model import parse_bytes
 from mlspec.spec.yaml_loader import LoadedYaml
@@ -48,8 +49,45 @@ def check_data_source(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
 
 
 def check_split(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
-    if spec["data"]["split"]["validation"] + spec["data"]["split"]["test"] >= 0.9:
-        yield doc.problem(("data", "split"), "validation + test leave less than 10% of the data for training")
+    """The shares leave rows to train on; each setting applies to the method in use (seed and stratify to
+    random, key to hash, test to a source with no evaluation.holdout); a key names columns of a table."""
+    split = spec["data"]["split"]
+    written = (doc.data.get("data") or {}).get("split") or {}
+    holdout = spec["evaluation"].get("holdout") is not None
+    test = 0 if holdout else split["test"]  # with a holdout, the source's rows go to train and validation only
+    if split["validation"] + test >= 0.9:
+        shares = "validation" if holdout else "validation + test"
+        yield doc.problem(("data", "split"), f"{shares} leave less than 10% of the data for training")
+    if holdout and "test" in written:
+        yield doc.problem(
+            ("data", "split", "test"),
+            "data.split.test is not used: evaluation.holdout is the test split, and the source's rows are split "
+            "between train and validation only",
+            severity="warning",
+        )
+    if split["method"] == "hash":
+        for setting in ("seed", "stratify"):
+            if setting in written:
+                yield doc.problem(
+                    ("data", "split", setting),
+                    f"{setting} applies to method random only; with method hash (the default) a row's split follows "
+                    f"from its key, so remove {setting} or set data.split.method: random",
+                    severity="warning",
+                )
+    elif split["key"] is not None:
+        yield doc.problem(
+            ("data", "split", "key"),
+            "key applies to method hash only; method random shuffles the rows, so remove key or set "
+            "data.split.method: hash",
+            severity="warning",
+        )
+    other = not_a_table(spec["data"]) if split["key"] is not None else None
+    if other is not None:
+        yield doc.problem(
+            ("data", "split", "key"),
+            f"data.split.key names columns of a table (csv, parquet or sql://), not {other}; without key a row "
+            "is identified by its feature values and label",
+        )
 
 
 SAMPLE_ROWS = 1_000  # lint reads at most this many rows of a local table
@@ -60,6 +98,33 @@ def check_local_source(doc: LoadedYaml, spec: dict, home: Callable[[], Path], sp
     here, a regular file within the size cap whose first rows fit the spec (`mlspec lint` only)."""
     found = local_file(doc, spec, home, specs_dir)
     return found if isinstance(found, list) else list(check_sample(doc, spec, *found))
+
+
+def check_local_holdout(
+    doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None
+) -> list[SpecProblem]:
+    """A local evaluation.holdout as check_local_source checks data.source: within the allowed data folders and,
+    when it exists here, a regular file within the size cap whose first rows hold the label and listed features
+    (it is read with data's settings)."""
+    if spec["evaluation"].get("holdout") is None:
+        return []
+    at = ("evaluation", "holdout", "source")
+    found = local_file(doc, spec, home, specs_dir, at)
+    if isinstance(found, list):
+        return found
+    path, name, one_file = found
+    try:
+        read = read_sample(spec, path, name, one_file)
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the same to the user
+        fmt = spec["data"].get("format") or _table_format(path.name)
+        return [doc.problem(at, f"{quote(value_at(spec, at))} ({path}) is not a readable {fmt} file: {exc}")]
+    if read is None:
+        return []
+    _sample, columns, shown = read
+    data = spec["data"]
+    listed = feature_places(data.get("features")) or ()
+    needed = [("data.label", label_name(data)), *(("data.features", name) for name, _at in listed)]
+    return [doc.problem(at, _not_a_column(field, name, shown, columns)) for field, name in needed if name not in columns]
 
 
 def local_sample(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None) -> tuple[Any, str] | None:
@@ -76,11 +141,12 @@ def local_sample(doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_di
 
 
 def local_file(
-    doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None
+    doc: LoadedYaml, spec: dict, home: Callable[[], Path], specs_dir: Path | None, at: Where = ("data", "source")
 ) -> tuple[Path, str, bool] | list[SpecProblem]:
     """(the local file a table source reads first, its name below the source's folder, whether that file is the
-    whole source), or the problems that stop lint from reading it ([] where the source is not on this machine)."""
-    source = spec["data"]["source"]
+    whole source), or the problems that stop lint from reading it ([] where the source is not on this machine).
+    `at`: the source's place in the spec, data.source or evaluation.holdout.source."""
+    source = value_at(spec, at)
     kind = source_kind(source)
     if kind is None or kind.local_path is None:
         return []
@@ -93,7 +159,7 @@ def local_file(
         path = kind.local_path(source, home)
         check_data_path(path, what=quote(source), specs_dir=specs_dir)
     except StoreError as exc:
-        return [doc.problem(("data", "source"), str(exc))]
+        return [doc.problem(at, str(exc))]
     limit = max_source_bytes(parse_bytes(spec["data"].get("limits", {}).get("max_bytes", 0)))
     name, one_file = path.name, True
     if kind.list_files is not None and (is_pattern(str(path)) or path.is_dir()):  # a folder or a glob: its first file
@@ -102,27 +168,27 @@ def local_file(
         try:
             files = kind.list_files(source, SourceRead(connection=None, max_bytes=limit, specs_dir=specs_dir))
         except StoreError as exc:
-            return [doc.problem(("data", "source"), str(exc))]
+            return [doc.problem(at, str(exc))]
         path, name, one_file = resolve_file_uri(files[0][0]), files[0][1], len(files) == 1
     try:
         info = os.stat(path)  # follows symlinks: a link to /dev/zero is a device
     except (FileNotFoundError, NotADirectoryError):
         if pattern is None:
-            return [doc.problem(("data", "source"), _no_such_file(source, path), severity="warning")]
+            return [doc.problem(at, _no_such_file(source, path), severity="warning")]
         return [
             doc.problem(
-                ("data", "source"),
+                at,
                 f"no file {quote(source)} for today's date ({path}); a run reads the file its own date names, so "
                 "check the pattern if today's should exist",
                 severity="warning",
             ),
         ]
     except OSError as exc:
-        return [doc.problem(("data", "source"), f"cannot check {quote(source)} ({path}): {exc.strerror or exc}")]
+        return [doc.problem(at, f"cannot check {quote(source)} ({path}): {exc.strerror or exc}")]
     if not stat.S_ISREG(info.st_mode):
         return [
             doc.problem(
-                ("data", "source"),
+                at,
                 f"{quote(source)} ({path}) is a {file_kind(info.st_mode)}, not a regular file; a data source must "
                 "be a file (a device or a pipe would be read without end)",
             ),
@@ -130,7 +196,7 @@ def local_file(
     if info.st_size > limit:
         return [
             doc.problem(
-                ("data", "source"),
+                at,
                 f"{quote(source)} is {info.st_size} bytes; data sources are limited to {limit} bytes: "
                 f"{source_cap_hint()}",
             ),
@@ -183,8 +249,9 @@ def read_sample(spec: dict, path: Path, name: str, one_file: bool) -> tuple[Any,
 
 
 def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str, one_file: bool) -> Iterator[SpecProblem]:
-    """The first rows of a local CSV or Parquet file (a folder's first file): the label, every listed feature
-    and every excluded column are columns, and each feature column fits the spec (check_sample_columns)."""
+    """The first rows of a local CSV or Parquet file (a folder's first file): the label, every listed feature,
+    every excluded column and every key column are columns, and each feature column fits the spec
+    (check_sample_columns)."""
     data = spec["data"]
     try:
         read = read_sample(spec, path, name, one_file)
@@ -206,6 +273,9 @@ def check_sample(doc: LoadedYaml, spec: dict, path: Path, name: str, one_file: b
     for index, excluded in enumerate(data.get("exclude") or ()):
         if excluded not in columns:
             yield doc.problem(("data", "exclude", index), _not_a_column("data.exclude", excluded, shown, columns))
+    for index, key in enumerate(data["split"].get("key") or ()):  # any column of the source, not only features
+        if key not in columns:
+            yield doc.problem(("data", "split", "key", index), _not_a_column("data.split.key", key, shown, columns))
     if label in sample.columns:
         yield from check_sample_columns(doc, spec, sample, shown)
 

@@ -1,7 +1,8 @@
-"""data.source and data.query are Jinja templates that Airflow renders with each run's context when
-prepare_data runs (`{{ ds }}`, `{{ data_interval_start | ds }}`, ...). Lint compiles them and checks every name
-they read is one of that context's (CONTEXT_NAMES), so a bad template or a misspelled name is found at its line
-before any run, and renders a local file pattern with today's date (`rendered_today`)."""
+"""data.source and data.query (and evaluation.holdout's source and query) are Jinja templates that Airflow
+renders with each run's context when prepare_data runs (`{{ ds }}`, `{{ data_interval_start | ds }}`, ...). Lint
+compiles them and checks every name they read is one of that context's (CONTEXT_NAMES), so a bad template or a
+misspelled name is found at its line before any run, and renders a local file pattern with today's date
+(`rendered_today`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from mlspec.sources.columns import did_you_mean
 from mlspec.spec.errors import SpecProblem, quote
 from mlspec.spec.yaml_loader import LoadedYaml
 
-TEMPLATED_FIELDS = ("source", "query")
+# The spec's fields prepare_data renders: data.source and data.query, and the holdout's own source and query.
+TEMPLATED_FIELDS = (
+    ("data", "source"), ("data", "query"), ("evaluation", "holdout", "source"), ("evaluation", "holdout", "query"),
+)
 # The names of the context Airflow renders a task's templates with: airflow.sdk.definitions.context's
 # KNOWN_CONTEXT_KEYS (a test keeps them equal; lint does not import Airflow), the common ones first.
 CONTEXT_NAMES = (
@@ -83,16 +87,17 @@ def unknown_names(text: str) -> list[tuple[str, int]]:
 
 
 def check_templates(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
-    """Each templated data field compiles and reads only names it sets or Airflow's context has."""
-    for field in TEMPLATED_FIELDS:
-        text = spec["data"].get(field)
+    """Each templated field compiles and reads only names it sets or Airflow's context has."""
+    for place in TEMPLATED_FIELDS:
+        text = value_at(spec, place)
         if not isinstance(text, str):
             continue
+        field = ".".join(place)
         error = template_error(text)
         if error:
             yield doc.problem(
-                ("data", field),
-                f"data.{field} is not a valid template: {error}; it is rendered with the run's context, "
+                place,
+                f"{field} is not a valid template: {error}; it is rendered with the run's context, "
                 "e.g. {{ ds }} or {{ data_interval_start | ds }}",
             )
             continue
@@ -101,10 +106,18 @@ def check_templates(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
             hint = f"did you mean {quote(meant)}?" if meant else f"({', '.join(CONTEXT_NAMES[:_COMMON_NAMES])}, ...)"
             at = f" (template line {line})" if "\n" in text else ""
             yield doc.problem(
-                ("data", field),
-                f"data.{field} names {quote(name)}{at}, which is not in the context Airflow renders it with"
+                place,
+                f"{field} names {quote(name)}{at}, which is not in the context Airflow renders it with"
                 + (f"; {hint}" if meant else f" {hint}"),
             )
+
+
+def value_at(spec: dict, place: tuple[str, ...]) -> object:
+    """The value at `place` in the spec, or None where a section on the way is absent (a null holdout)."""
+    value: object = spec
+    for key in place:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def rendered_today(text: str, today: dt.date | None = None) -> str | None:
