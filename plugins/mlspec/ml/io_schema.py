@@ -41,6 +41,19 @@ def _round(value: float) -> float | None:
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
+def number_statistics(present: np.ndarray) -> dict[str, float | None]:
+    """{"min", "max", "mean", "std" (population)} of the values present (no NaN), rounded to SIGNIFICANT_DIGITS;
+    all None when there are none. The one definition input_schema.json and the data profile share."""
+    if not present.size:
+        return dict.fromkeys(("min", "max", "mean", "std"))
+    return {
+        "min": _round(present.min()),
+        "max": _round(present.max()),
+        "mean": _round(present.mean()),
+        "std": _round(present.std()),
+    }
+
+
 def feature_names(dataset: Dataset) -> list[str]:
     """One name per flattened feature: the data set's own names when there is one per feature,
     else the flattened position, "x[0]", "x[1]", ..."""
@@ -69,15 +82,7 @@ def input_schema(
     features = []
     for index, name in enumerate(feature_names(dataset)):
         column = flat[:, index]
-        values = column[~np.isnan(column)]
-        stats: dict[str, float | None] = dict.fromkeys(("min", "max", "mean", "std"))
-        if values.size:
-            stats = {
-                "min": _round(values.min()),
-                "max": _round(values.max()),
-                "mean": _round(values.mean()),
-                "std": _round(values.std()),
-            }
+        stats = number_statistics(column[~np.isnan(column)])
         features.append({"name": name, "dtype": "FP32", **stats, "missing": int(missing[index])})
     return {
         "name": INPUT_NAME,
@@ -115,10 +120,7 @@ def table_schema(dataset: Dataset, fills: Mapping[str, Any], categories: Mapping
         else:
             numbers = np.asarray(values, dtype=np.float64)
             present = numbers[~np.isnan(numbers)]
-            stats: dict[str, float | None] = dict.fromkeys(("min", "max", "mean", "std"))
-            if present.size:
-                stats = {"min": _round(present.min()), "max": _round(present.max()), "mean": _round(present.mean()), "std": _round(present.std())}
-            entry.update(stats, missing_count=int(numbers.size - present.size))
+            entry.update(number_statistics(present), missing_count=int(numbers.size - present.size))
         columns.append(entry)
     return {"columns": columns, "example": example_rows(dataset)}
 

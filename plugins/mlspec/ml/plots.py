@@ -6,7 +6,10 @@
   predicted against true with the line of perfect predictions;
 * ``training_curves.png``: train's per-step history (Keras: loss, accuracy and their ``val_*`` per
   epoch; scikit-learn: per-stage loss or per-iteration scores), losses and scores in separate panels;
-  an estimator fitted in one step has one point per score, drawn as bars (train beside validation).
+  an estimator fitted in one step has one point per score, drawn as bars (train beside validation);
+* ``drift.png`` (validate_data, issue 14): this run's training data against the reference version's
+  profile, one panel per drifted column (else the columns closest to drifting): overlaid histograms for
+  numbers, side by side shares of the most frequent values for categories.
 
 matplotlib is imported inside the functions (DAG parsing stays light) and only its Agg canvas is used:
 no pyplot, no GUI backend, no global figure state, so it is safe in workers and threads. The PNGs are
@@ -22,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlspec.ml.profile import category_counts, is_numeric, numeric_values
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
 
 CONFUSION_MATRIX = "confusion_matrix.png"
 RESIDUALS = "residuals.png"
 TRAINING_CURVES = "training_curves.png"
+DRIFT = "drift.png"
 PLOT_NAMES = (CONFUSION_MATRIX, RESIDUALS, TRAINING_CURVES)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -41,6 +47,9 @@ MAX_LABELLED_CLASSES = 60
 MAX_PLOTTED_CLASSES = 1_000
 # Predicted-vs-true draws at most this many points (evenly spaced picks): a plot, not a data dump.
 MAX_SCATTER_POINTS = 5000
+# The drift plot draws at most this many columns, and at most this many values of a category column.
+MAX_DRIFT_PANELS = 6
+MAX_DRIFT_CATEGORIES = 10
 _TRAIN_COLOR, _VAL_COLOR = "#1a73e8", "#e8710a"
 _PALETTE = ("#1a73e8", "#e8710a", "#188038", "#9334e6", "#d93025", "#007b83", "#b06000", "#5f6368")
 
@@ -180,12 +189,136 @@ def evaluation_plots(
     return plots
 
 
+def drift_plot(
+    report_json: Mapping[str, Any], reference: Mapping[str, Any], frame: Any, *, new_rows: Any = None
+) -> bytes:
+    """drift.png: for each drifted column of a drift report (drift.json's content; when none drifted, the
+    columns closest to drifting), at most MAX_DRIFT_PANELS, the reference profile's values beside this data's:
+    overlaid histograms of the reference sample and this data's numbers, or the shares of the most frequent
+    categories.
+    A column that drifted on its new rows only is drawn with those rows when `new_rows` (the mask given to
+    drift.compare) is given. The title names the reference version. Odd data (no values, text in a number
+    column, a column the frame or the profile lacks) draws a note in its panel instead of raising."""
+    known = {str(e.get("name")): e for e in reference.get("columns") or () if isinstance(e, Mapping)}
+    available = set(getattr(frame, "columns", ()))
+    picked = [row for row in _drift_rows_to_draw(report_json) if row["column"] in known.keys() & available]
+    version = (report_json.get("reference") or {}).get("version")
+    against = f"version {version}" if version is not None else "the reference"
+    rows = _finite((report_json.get("current") or {}).get("rows"))
+    reference_rows = _finite(reference.get("rows"))
+    title = f"Data drift: {rows or 0:,.0f} training rows against {against} ({reference_rows or 0:,.0f} rows)"
+    if not picked:
+        fig = _figure(7.0, 2.4)
+        fig.suptitle(title)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no column was compared", ha="center", va="center")
+        return _png(fig)
+    across = min(3, len(picked))
+    down = math.ceil(len(picked) / across)
+    # A fixed grid rather than the constrained layout: laying out each panel's labels would double the time.
+    width, height = 4.6 * across, 3.6 * down + 0.6
+    fig = _figure(width, height, layout=None)
+    fig.subplots_adjust(left=0.9 / width, right=0.98, bottom=0.5 / height, top=1 - 0.6 / height, wspace=0.45,
+                        hspace=0.45)
+    fig.suptitle(title)
+    for index, row in enumerate(picked, start=1):
+        ax = fig.add_subplot(down, across, index)
+        entry = known[row["column"]]
+        try:
+            values = frame[row["column"]]
+            subset = row.get("check") == "drift (new rows)" and new_rows is not None
+            if subset:
+                values = values[np.asarray(new_rows, dtype=bool)]
+            draw = _numbers_panel if is_numeric(entry.get("type")) else _categories_panel
+            draw(ax, entry, values, "new rows" if subset else "this run")
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as error:
+            ax.clear()
+            ax.axis("off")
+            ax.text(0.5, 0.5, _short(f"not drawn: {error}", 60), ha="center", va="center", fontsize=8)
+        score = row.get("score")
+        verdict = "drifted" if row.get("drifted") else "no drift"
+        scored = f"{row.get('test')} {score:.3g}" if isinstance(score, int | float) else "not scored"
+        on = " (new rows)" if row.get("check") == "drift (new rows)" else ""
+        ax.set_title(f"{_short(row['column'], 28)}{on}: {scored}, {verdict}", fontsize=9,
+                     color="#d93025" if row.get("drifted") else "#202124")
+    return _png(fig)
+
+
+def _drift_rows_to_draw(report_json: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """One drift row per column, the one furthest past its threshold ("drift" or "drift (new rows)"): the
+    drifted columns', most drifted first; when none drifted, every column's, closest to drifting first. At
+    most MAX_DRIFT_PANELS."""
+    worst: dict[str, Mapping[str, Any]] = {}
+    for row in report_json.get("rows") or ():
+        if not (isinstance(row, Mapping) and row.get("check") in ("drift", "drift (new rows)")):
+            continue
+        column = row.get("column")
+        if isinstance(column, str) and (column not in worst or _severity(row) > _severity(worst[column])):
+            worst[column] = row
+    shown = [row for row in worst.values() if row.get("drifted") is True] or list(worst.values())
+    return sorted(shown, key=_severity, reverse=True)[:MAX_DRIFT_PANELS]
+
+
+def _severity(row: Mapping[str, Any]) -> float:
+    """How far past (above 1) or short of (below 1) its threshold a score is: p-values drift low, distances
+    high."""
+    score, threshold = _finite(row.get("score")), _finite(row.get("threshold"))
+    if score is None or not threshold:
+        return 0.0
+    if row.get("test") in ("ks", "chi2"):
+        return threshold / max(score, 1e-300)
+    return score / threshold
+
+
+def _numbers_panel(ax: Any, entry: Mapping[str, Any], values: Any, current: str) -> None:
+    before = np.asarray(entry.get("sample") or (), dtype=np.float64)
+    before = before[np.isfinite(before)]
+    after = numeric_values(values)
+    after = after[np.isfinite(after)]
+    if not before.size and not after.size:
+        raise ValueError("no values on either side")
+    both = np.concatenate([before, after])
+    low, high = float(both.min()), float(both.max())
+    if high - low <= 1e-9 * max(1.0, abs(low), abs(high)):
+        low, high = low - 0.5, high + 0.5
+    for data, color, label in ((before, _TRAIN_COLOR, "reference"), (after, _VAL_COLOR, current)):
+        if data.size:
+            ax.hist(data, bins=30, range=(low, high), density=True, alpha=0.55, color=color,
+                    histtype="stepfilled", label=f"{label} ({data.size:,} values)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+
+
+def _categories_panel(ax: Any, entry: Mapping[str, Any], values: Any, current: str) -> None:
+    before = {str(key): float(count) for key, count in (entry.get("frequencies") or {}).items()}
+    if entry.get("other"):
+        before["(other)"] = float(entry["other"])
+    after = {str(key): float(count) for key, count in category_counts(values).items()}
+    if not sum(before.values()) and not sum(after.values()):
+        raise ValueError("no values on either side")
+    before_total, after_total = sum(before.values()) or 1.0, sum(after.values()) or 1.0
+    keys = list(dict.fromkeys([*before, *after]))
+    keys.sort(key=lambda k: max(before.get(k, 0) / before_total, after.get(k, 0) / after_total), reverse=True)
+    keys = keys[:MAX_DRIFT_CATEGORIES]
+    positions = np.arange(len(keys))
+    width = 0.4
+    ax.barh(positions - width / 2, [100 * before.get(k, 0) / before_total for k in keys], height=width,
+            color=_TRAIN_COLOR, label="reference")
+    ax.barh(positions + width / 2, [100 * after.get(k, 0) / after_total for k in keys], height=width,
+            color=_VAL_COLOR, label=current)
+    ax.set_yticks(positions, labels=[_short(key, 18) for key in keys], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of rows with a value")
+    ax.legend(fontsize=7)
+
+
 # -- helpers ----------------------------------------------------------------------------------
-def _figure(width: float, height: float) -> Figure:
+def _figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
