@@ -38,7 +38,11 @@ MAX_FEATURE_ROWS = 32
 MAX_SHOWN_CATEGORIES = 8
 # A version's lineage lists at most this many of the files its data was read from.
 MAX_SHOWN_FILES = 5
-DRIFT_PLOT = "drift.png"  # validate_data's plot, published beside the model when there was a reference
+# What store publishes beside the model from issue 14 on, and the card and the Models page show: the data a
+# version was trained on and how it was checked (lineage.json), the drift table (drift.json) and its plot.
+LINEAGE_FILE = "lineage.json"
+DRIFT_FILE = "drift.json"
+DRIFT_PLOT = "drift.png"
 # validate_data's outcome (drift.json / lineage.json) in words.
 CHECK_OUTCOMES = {
     "passed": "passed: no column drifted and the schema matches the reference",

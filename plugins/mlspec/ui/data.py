@@ -38,7 +38,7 @@ from mlspec.dagbag import (
 from mlspec.env import env_number
 from mlspec.errors import MlspecError
 from mlspec.ml.frameworks import TrainingPlan
-from mlspec.model_card import CARD_FILE, DRIFT_PLOT, endpoint_base, main_metric
+from mlspec.model_card import CARD_FILE, DRIFT_FILE, DRIFT_PLOT, LINEAGE_FILE, endpoint_base, main_metric
 from mlspec.registry.backends import backend_of
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import drifts, read_registry
@@ -57,8 +57,6 @@ DEFAULT_TIMEOUT_S = 15.0  # per backend call; a page waits at most about this lo
 # Versions whose metrics.json is read from the store when the registry cannot say (newest first).
 MAX_STORE_METRICS = 50
 PLOT_FILE = re.compile(r"[a-z][a-z0-9_]*\.png")
-LINEAGE_FILE = "lineage.json"  # store publishes them beside the model from issue 14 on
-DRIFT_FILE = "drift.json"
 
 # One pool for every backend call of every request: a hung backend holds a thread, never a request.
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mlspec-ui")
