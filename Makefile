@@ -126,6 +126,9 @@ bench-serve: install
 # Data benchmark: a generated 1,000,000-row table (10 numbers with gaps, 10 categories) as CSV, Parquet and a
 # PostgreSQL table, through prepare_data, a logistic regression and the ONNX export, against the same work by hand
 # (pandas + a scikit-learn Pipeline + skl2onnx); writes benchmarks/results/data.json. ROWS=<n> for a smaller table.
+# Then validate_data's profiling and drift checks on 1,000,000 and on 1,000 rows (benchmarks/bench_drift.py), added
+# to data.json as "profile_drift".
 .PHONY: bench-data
 bench-data: install
 	$(BIN)/python benchmarks/bench_data.py $(if $(ROWS),--rows $(ROWS))
+	$(BIN)/python benchmarks/bench_drift.py $(if $(ROWS),--rows $(ROWS))
