@@ -1,16 +1,22 @@
 """The champion/challenger gate: score the registry's production version (the champion) on the
-challenger's test split, and say whether the challenger may replace it.
+challenger's test rows (the holdout, or this run's test split), and say whether the challenger may replace it.
 
 A retrain must never make production worse: the champion's files are read from the store and
 verified against the sha256 the registry recorded, then scored exactly like the challenger. The
 challenger replaces it only when better by MORE than evaluation.champion.min_delta: an equal score is
 a tie, and the champion holds (an identical retrain never redeploys).
+
+Classes are compared by NAME: production's answers are read as class names (its own output_schema.json
+class_names for an index label, the value itself for a text or integer label) and renumbered into this
+run's classes, so a retrain that learned a new class (penguins: Chinstrap) is not graded on numbers that
+changed their meaning. A class production does not know is a wrong answer for it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlspec.errors import MlspecError, StoreError
@@ -29,6 +35,15 @@ DECISIONS = {
     "tie": False,  # both score the same: the champion holds (the challenger is a candidate, no redeploy)
 }
 TIE_WORDS = "tie: the champion holds"
+# What the champion was scored on (the verdict's "scored_on").
+ON_HOLDOUT = "the holdout"
+ON_TEST_SPLIT = "this run's test split"
+ON_RECORDED_METRICS = "the metrics the registry recorded"
+
+
+def evaluated_on(spec: Any) -> str:
+    """What evaluate's test rows are: evaluation.holdout's rows when the spec names one, else the test split."""
+    return ON_HOLDOUT if spec.evaluation.holdout else ON_TEST_SPLIT
 
 
 def decide(metric: str, challenger: float, champion: float, min_delta: float) -> str:
@@ -69,6 +84,15 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
     record = registry.version_record(spec.name, version)
     if record is None or not record.source_uri:
         raise MlspecError(f"the registry names version {version} of {spec.name} as production but has no record of its files")
+    changes = class_changes(dataset.class_names, published_json(store, record.source_uri, "output_schema.json"))
+    verdict.update(changes)
+    classes_changed = bool(changes.get("classes_added") or changes.get("classes_removed"))
+    if classes_changed:
+        log.info(
+            "classes added: %s; removed: %s (this run: %s); production version %d is scored by class name, and a "
+            "class it does not know counts as a wrong answer", _names(changes["classes_added"]),
+            _names(changes["classes_removed"]), ", ".join(dataset.class_names), version,
+        )
     try:
         onnx_bytes = store.read_uri(f"{record.source_uri}/model.onnx")
     except StoreError as exc:
@@ -88,23 +112,53 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
         spec.model.task, dataset.y_test, outputs, metrics=list(spec.evaluation.metrics), class_names=list(dataset.class_names)
     )
     champion = {name: round(float(scores[name]), 6) for name in spec.evaluation.metrics}
+    scored_on = evaluated_on(spec)
     log.info(
-        "production version %d (the champion), re-scored on this run's test split: test metrics on %d samples: %s",
-        version, len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in champion.items()),
+        "production version %d (the champion), re-scored on %s: test metrics on %d samples: %s",
+        version, scored_on, len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in champion.items()),
     )
     decision = decide(gate.metric, challenger[gate.metric], champion[gate.metric], gate.min_delta)
     verdict.update(
-        decision=decision,
-        champion=champion[gate.metric],
-        champion_version=version,
-        champion_metrics=champion,
-        champion_scored_on="this run's test split",
+        decision=decision, champion=champion[gate.metric], champion_version=version, champion_metrics=champion, scored_on=scored_on,
     )
+    if dataset.class_names and not changes:
+        log.info(
+            "production version %d publishes no class names (published before output_schema.json): its class "
+            "numbers are read as this run's classes", version,
+        )
+    by_name = ", production scored by class name" if classes_changed else ""
     log.info(
-        "champion gate on %s: challenger %.4f vs production version %d %.4f (min_delta %g): %s",
-        gate.metric, verdict["challenger"], version, verdict["champion"], gate.min_delta, _outcome_words(decision),
+        "champion gate on %s: challenger %.4f vs production version %d %.4f (min_delta %g; both on %s%s): %s",
+        gate.metric, verdict["challenger"], version, verdict["champion"], gate.min_delta, scored_on, by_name,
+        _outcome_words(decision),
     )
     return verdict
+
+
+def class_changes(class_names: Sequence[str], output_schema: Mapping[str, Any]) -> dict[str, list[str]]:
+    """{"classes_added": this run's classes production lacks (in this run's order), "classes_removed":
+    production's classes this run lacks (in production's order)}, from production's published
+    output_schema.json; {} where it publishes no class names (regression, or published before the schemas)."""
+    production = [str(name) for name in output_schema.get("class_names") or ()]
+    if not class_names or not production:
+        return {}
+    return {
+        "classes_added": [str(name) for name in class_names if str(name) not in production],
+        "classes_removed": [name for name in production if name not in {str(c) for c in class_names}],
+    }
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names) or "none"
+
+
+def published_json(store: Any, source_uri: str, name: str) -> dict[str, Any]:
+    """A JSON file published beside the version's model.onnx; {} where it cannot be read (published before
+    the schemas existed, or a store that lost the folder)."""
+    try:
+        return json.loads(store.read_uri(f"{source_uri}/{name}"))
+    except (StoreError, ValueError):
+        return {}
 
 
 class ChampionUnfit(MlspecError):
@@ -113,28 +167,22 @@ class ChampionUnfit(MlspecError):
 
 
 def champion_outputs(store: Any, source_uri: str, onnx_bytes: bytes, dataset: Any) -> dict[str, Any]:
-    """Production's ONNX answers on this run's test split. For a table data set, production takes the
-    split's columns by name (with its own published fills) and its label, the class value, is mapped back
-    to an index of this run's class_names by name: a class this run does not know is a wrong answer.
+    """Production's ONNX answers on this run's test rows, in this run's classes (`by_class_name`). For a
+    table data set, production takes the rows' columns by name (with its own published fills).
     ChampionUnfit where production cannot take the rows: other inputs, a column it reads differently, or
     a gap where it has no fill (its endpoint refuses such a row, and its graph would answer garbage: it is
-    never scored on them). Probabilities stay in production's class order; the metrics read only label."""
+    never scored on them)."""
     from mlspec.ml import model_io  # numpy: not at DAG parse time
     from mlspec.ml.onnx_export import ModelRunError, onnx_predict
 
+    output_schema = published_json(store, source_uri, "output_schema.json")
     if not dataset.columns:
         try:
-            return onnx_predict(onnx_bytes, dataset.x_test)
+            outputs = onnx_predict(onnx_bytes, dataset.x_test)
         except ModelRunError as exc:
             raise ChampionUnfit(str(exc)) from exc
-
-    def published(name: str) -> dict:
-        try:
-            return json.loads(store.read_uri(f"{source_uri}/{name}"))
-        except (StoreError, ValueError):
-            return {}  # published before the schemas existed
-
-    input_schema = published("input_schema.json")
+        return by_class_name(outputs, output_schema, dataset.class_names)
+    input_schema = published_json(store, source_uri, "input_schema.json")
     columns = model_io.schema_columns(input_schema)
     if not columns:
         raise ChampionUnfit("it takes one array of features, this run's table one input per column")
@@ -157,9 +205,28 @@ def champion_outputs(store: Any, source_uri: str, onnx_bytes: bytes, dataset: An
         outputs = onnx_predict(onnx_bytes, model_io.model_inputs(dataset.x_test, columns, fills))
     except (TrainingError, ValueError, ModelRunError) as exc:  # a column it reads as another type
         raise ChampionUnfit(f"a column it reads another way: {exc}") from exc
+    return by_class_name(outputs, output_schema, dataset.class_names)
+
+
+def by_class_name(outputs: dict[str, Any], output_schema: Mapping[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
+    """Production's classifier answers renumbered into this run's `class_names` by name: its label as this
+    run's class index (-1, a wrong answer, for a class this run does not know), its probabilities as this
+    run's columns (0 for a class it does not know). Its classes are its published output_schema.json
+    class_names; a version published before the schemas is read as having this run's classes."""
+    from mlspec.ml import model_io  # numpy: not at DAG parse time
+
+    if not class_names:
+        return outputs  # regression
+    model_classes = [str(name) for name in output_schema.get("class_names") or class_names]
     if "label" in outputs:
-        label_datatype = published("output_schema.json").get("label_datatype", "")
-        outputs["label"] = model_io.class_indices(outputs["label"], dataset.class_names, label_datatype)
+        outputs["label"] = model_io.class_indices(
+            outputs["label"], class_names, output_schema.get("label_datatype", ""), model_classes
+        )
+    if "probabilities" in outputs:
+        width = outputs["probabilities"].shape[-1]
+        if width != len(model_classes):
+            raise ChampionUnfit(f"it answers {width} probabilities for its {len(model_classes)} classes")
+        outputs["probabilities"] = model_io.class_columns(outputs["probabilities"], model_classes, class_names)
     return outputs
 
 
@@ -181,10 +248,16 @@ def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, 
         ) from None
     champion = record.metrics[gate.metric]
     decision = decide(gate.metric, verdict["challenger"], champion, gate.min_delta)
+    own_classes = ""
+    if verdict.get("classes_added") or verdict.get("classes_removed"):
+        own_classes = (
+            f" and on its own classes, not this run's: classes added: {_names(verdict['classes_added'])}; "
+            f"removed: {_names(verdict['classes_removed'])}"
+        )
     log.warning(
         "champion gate: production version %d of %s %s; comparing with the %s the registry "
-        "recorded for it (%.4f, measured on its own test split): %s", version, spec.name, why, gate.metric, champion,
-        _outcome_words(decision),
+        "recorded for it (%.4f, measured on its own test split%s): %s", version, spec.name, why, gate.metric, champion,
+        own_classes, _outcome_words(decision),
     )
     return {
         **verdict,
@@ -192,7 +265,7 @@ def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, 
         "champion": champion,
         "champion_version": version,
         "champion_metrics": dict(record.metrics),
-        "champion_scored_on": "the metrics the registry recorded",
+        "scored_on": ON_RECORDED_METRICS,
     }
 
 

@@ -137,7 +137,7 @@ def test_the_champion_is_scored_on_this_runs_test_split(champion: VersionRecord,
     verdict = compare_with_champion(spec_with_gate("{metric: accuracy}"), store, DATASET, {"accuracy": 0.8})
     assert verdict["decision"] == "challenger_wins"
     assert verdict["champion"] == CHAMPION_ACCURACY  # scored here, not the 0.9 the registry recorded
-    assert verdict["champion_version"] == 1 and verdict["champion_scored_on"] == "this run's test split"
+    assert verdict["champion_version"] == 1 and verdict["scored_on"] == "this run's test split"
     assert set(verdict["champion_metrics"]) == {"accuracy", "precision", "recall", "f1"}
     assert verdict_line(NAME, verdict) == f"{NAME}: the challenger goes on (challenger_wins)"
 
@@ -178,7 +178,7 @@ def test_unreadable_champion_files_fall_back_to_the_recorded_metrics(registry: R
     spec = spec_with_gate("{metric: accuracy}")
     verdict = compare_with_champion(spec, store, DATASET, {"accuracy": 0.85})
     assert verdict["decision"] == "champion_holds" and verdict["champion"] == 0.9
-    assert verdict["champion_scored_on"] == "the metrics the registry recorded"
+    assert verdict["scored_on"] == "the metrics the registry recorded"
     assert compare_with_champion(spec, store, DATASET, {"accuracy": 0.9})["decision"] == "tie"
     gone.metrics.clear()  # and without a recorded score there is nothing to compare with
     with pytest.raises(MlspecError, match="cannot be scored"):
@@ -192,7 +192,7 @@ def test_a_champion_that_cannot_take_this_runs_rows_is_compared_by_its_recorded_
     with caplog.at_level("WARNING", logger="mlspec.champion"):
         verdict = compare_with_champion(spec_with_gate("{metric: accuracy}"), store, wider, {"accuracy": 0.85})
     assert verdict["decision"] == "champion_holds" and verdict["champion"] == 0.9
-    assert verdict["champion_scored_on"] == "the metrics the registry recorded"
+    assert verdict["scored_on"] == "the metrics the registry recorded"
     assert "production version 1 of iris-forest cannot take this run's test rows (onnxruntime could not run" in caplog.text
 
 

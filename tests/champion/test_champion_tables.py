@@ -47,7 +47,12 @@ def test_production_answers_are_class_indices_of_this_runs_classes_by_name():
     outputs = champion_outputs(_production_store(), "file:///m/penguins/1", onnx_bytes, reordered)
     want = np.array([reordered.class_names.index(SPECIES[i]) for i in direct])
     assert outputs["label"].tolist() == want.tolist()
-    assert outputs["probabilities"].shape == (len(dataset.x_test), len(SPECIES))
+    # Probabilities too are in this run's class order, 0 for the class production never learned.
+    own = onnx_predict(onnx_bytes, tabular.feeds(dataset.columns, dataset.x_test, tabular.fill_values(model)))["probabilities"]
+    assert outputs["probabilities"].shape == (len(dataset.x_test), 4)
+    for name in SPECIES:
+        np.testing.assert_array_equal(outputs["probabilities"][:, reordered.class_names.index(name)], own[:, SPECIES.index(name)])
+    assert not outputs["probabilities"][:, reordered.class_names.index("Emperor")].any()
 
 
 def test_production_fills_a_gap_in_its_integer_column_with_its_own_published_fill():

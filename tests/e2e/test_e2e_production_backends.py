@@ -239,7 +239,7 @@ def test_a_losing_challenger_keeps_production_with_an_mlflow_server(run_spec, ba
     verdict = xcom(second, "evaluate")["champion"]
     # The same model again: a tie (the same score) or a gain below min_delta; either way the champion holds.
     assert verdict["decision"] in ("champion_holds", "tie") and verdict["champion_version"] == 1
-    assert verdict["champion_scored_on"] == "this run's test split"
+    assert verdict["scored_on"] == "this run's test split"
 
     client = MlflowClient(tracking_uri=backends.mlflow.url, registry_uri=backends.mlflow.url)
     assert client.get_model_version_by_alias(name, "production").tags["mlspec.version"] == "1"

@@ -40,5 +40,5 @@ def test_an_identical_table_retrain_is_scored_against_production_row_by_row(run_
     _, second = run_spec(text, "penguins")
     verdict = xcom(second, "evaluate")["champion"]
     assert verdict["decision"] == "tie", verdict
-    assert verdict["champion_scored_on"] == "this run's test split"  # fed per column, not the recorded metrics
+    assert verdict["scored_on"] == "this run's test split"  # fed per column, not the recorded metrics
     assert verdict["champion"] == verdict["challenger"]

@@ -90,6 +90,18 @@ def test_labels_map_back_to_this_runs_class_indices_by_name():
     assert model_io.label_name(np.int64(0), names, "") == "Chinstrap"
 
 
+def test_an_index_label_is_read_by_the_name_it_has_among_the_models_own_classes():
+    names = ("Adelie", "Chinstrap", "Gentoo")  # this run's classes
+    own = ("Adelie", "Gentoo", "Emperor")  # the model's (its output_schema.json class_names)
+    answered = np.array([1, 0, 2, 5, -1])  # Gentoo, Adelie, Emperor (this run has none), out of range twice
+    assert model_io.class_indices(answered, names, "", own).tolist() == [2, 0, -1, -1, -1]
+    assert model_io.class_indices(np.array([1, 0]), names, "", names).tolist() == [1, 0]
+    probabilities = np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]], dtype=np.float32)
+    assert model_io.class_columns(probabilities, own, names).tolist() == [
+        pytest.approx([0.2, 0.0, 0.7]), pytest.approx([0.6, 0.0, 0.3])  # Emperor's column is left out
+    ]
+
+
 def test_output_schema_names_the_label_datatype_only_where_label_is_the_class_value():
     signature = {"outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]}, {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}]}
     out = output_schema("classification", SPECIES, signature, "BYTES")

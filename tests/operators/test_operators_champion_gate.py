@@ -113,7 +113,7 @@ def test_a_tie_with_the_recorded_metrics_keeps_the_champion(spec, production_v1)
     from mlspec.champion import compare_with_champion
 
     verdict = compare_with_champion(spec, FakeStore(files_gone=True), DATASET, {"accuracy": 1.0})
-    assert verdict["decision"] == "tie" and verdict["champion_scored_on"] == "the metrics the registry recorded"
+    assert verdict["decision"] == "tie" and verdict["scored_on"] == "the metrics the registry recorded"
 
 
 def test_the_deploy_hint_names_the_spec(spec, monkeypatch):
@@ -138,17 +138,22 @@ def test_the_run_summary_says_tie():
     assert "mlspec deploy specs/iris-forest.yaml --version 2" in printed
 
 
-def test_evaluate_labels_each_metrics_line_once(spec, production_v1, monkeypatch, logged):
+def evaluate(spec, monkeypatch, labels=Y_TEST):
+    """evaluate's result for a challenger that answers `labels` on DATASET's six test rows."""
     from mlspec.operators.evaluate import EvaluateOperator
 
     op = EvaluateOperator(task_id="evaluate", spec=spec.to_dict(), data={"data_uri": "d"}, model={"model_uri": "m"})
     op.__dict__["store"] = FakeStore()
-    op.__dict__["adapter"] = SimpleNamespace(predict=lambda model, x, task: {"label": Y_TEST})
+    op.__dict__["adapter"] = SimpleNamespace(predict=lambda model, x, task: {"label": labels})
     monkeypatch.setattr(EvaluateOperator, "load_dataset", lambda self: DATASET)
     monkeypatch.setattr(EvaluateOperator, "load_model", lambda self: None)
     monkeypatch.setattr(EvaluateOperator, "write_plots", lambda self, *args: {})
     monkeypatch.setattr("mlspec.operators.evaluate.log_to_finished_run", lambda *args: None)
-    result = op.run({"run_id": "manual__1"})
+    return op.run({"run_id": "manual__1"})
+
+
+def test_evaluate_labels_each_metrics_line_once(spec, production_v1, monkeypatch, logged):
+    result = evaluate(spec, monkeypatch)
     assert result["champion"]["decision"] == "tie"
     scores = [m for m in logged.messages if "accuracy=1.0000" in m]
     assert len(scores) == 2, scores
@@ -157,6 +162,27 @@ def test_evaluate_labels_each_metrics_line_once(spec, production_v1, monkeypatch
     assert len(challenger) == 1 and len(production) == 1, scores
     assert "6 samples" in challenger[0] and "6 samples" in production[0]
     assert not [m for m in logged.messages if re.match(r"metrics on \d+ samples", m)]
+
+
+def test_evaluate_says_its_test_rows_are_the_holdout(production_v1, monkeypatch, logged):
+    """With evaluation.holdout the test rows are the holdout's: the thresholds, the challenger's and production's
+    scores say so, with the count."""
+    from mlspec.operators.base import GateFailed
+    from mlspec.spec import load_spec_text
+
+    text = (SPECS / "iris-forest.yaml").read_text()
+    spec = load_spec_text(text.replace("    f1: {min: 0.85}\n", "    f1: {min: 0.85}\n  holdout: {source: file://data/holdout.csv}\n"), "i.yaml")
+    assert spec.evaluation.holdout is not None
+    result = evaluate(spec, monkeypatch)
+    assert result["champion"]["scored_on"] == "the holdout" and result["test_samples"] == 6
+    assert "challenger (this run's model): test metrics on the holdout (6 samples): accuracy=1.0000" in logged.text
+    assert "every threshold holds on the holdout (accuracy, f1)" in logged.text
+    assert "production version 1 (the champion), re-scored on the holdout: test metrics on 6 samples" in logged.text
+    with pytest.raises(GateFailed, match="the model did not pass its gates on the holdout: accuracy 0.3333 is below"):
+        evaluate(spec, monkeypatch, labels=np.array([0, 0, 0, 1, 1, 1]))
+    assert "challenger (this run's model): test metrics on this run's test split (6 samples)" not in logged.text
+    evaluate(load_spec(SPECS / "iris-forest.yaml"), monkeypatch)
+    assert "challenger (this run's model): test metrics on this run's test split (6 samples)" in logged.text
 
 
 def test_every_gate_decision_has_words_on_the_models_page_and_in_the_model_card():

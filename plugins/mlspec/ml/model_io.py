@@ -90,15 +90,35 @@ def _json_value(column: Column, value: Any) -> Any:
 
 
 # -- labels: class values at the endpoint, class indices in training and metrics -----------------
-def class_indices(labels: np.ndarray, class_names: Sequence[str], label_datatype: str) -> np.ndarray:
-    """What a model answered as `label` as class indices: the label itself where it is one (label_datatype
-    ""), else (BYTES, INT64: the class value) its index in `class_names`, matched by name; -1 (a wrong
-    answer for every metric) for a class `class_names` does not hold."""
+def class_indices(
+    labels: np.ndarray, class_names: Sequence[str], label_datatype: str, model_classes: Sequence[str] | None = None
+) -> np.ndarray:
+    """What a model answered as `label` as class indices of `class_names`, matched by class name: the class
+    value itself for a BYTES or INT64 label, else (label_datatype "") the name its index has in
+    `model_classes`, the classes the model was trained on (its output_schema.json class_names; default
+    `class_names`, the same model). -1 (a wrong answer for every metric) for a class `class_names` does not hold."""
     labels = np.asarray(labels).reshape(-1)
-    if not label_datatype:
-        return labels.astype(np.int64)
     index = {str(name): i for i, name in enumerate(class_names)}
-    return np.asarray([index.get(_label_text(v), -1) for v in labels.tolist()], dtype=np.int64)
+    if label_datatype:
+        return np.asarray([index.get(_label_text(v), -1) for v in labels.tolist()], dtype=np.int64)
+    labels = labels.astype(np.int64)
+    if model_classes is None or [str(c) for c in model_classes] == [str(c) for c in class_names]:
+        return labels
+    # One more slot, -1, for an index outside the model's classes.
+    renumbered = np.asarray([*(index.get(str(name), -1) for name in model_classes), -1], dtype=np.int64)
+    return renumbered[np.where((labels >= 0) & (labels < len(model_classes)), labels, len(model_classes))]
+
+
+def class_columns(probabilities: np.ndarray, model_classes: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    """Probabilities a model answered over its own classes (`model_classes`, in its order) as columns of
+    `class_names`: 0 for a class the model does not know; a class `class_names` lacks is left out."""
+    probabilities = np.asarray(probabilities)
+    columns = np.zeros((len(probabilities), len(class_names)), dtype=probabilities.dtype)
+    index = {str(name): i for i, name in enumerate(class_names)}
+    for column, name in enumerate(model_classes):
+        if str(name) in index:
+            columns[:, index[str(name)]] = probabilities[:, column]
+    return columns
 
 
 def label_name(label: Any, class_names: Sequence[str], label_datatype: str) -> str:

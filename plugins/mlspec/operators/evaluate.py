@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from mlspec.champion import compare_with_champion
+from mlspec.champion import compare_with_champion, evaluated_on
 from mlspec.ml.frameworks import framework_of
 from mlspec.operators.base import GateFailed, TrainedModelStage
 from mlspec.tracking import log_to_finished_run
@@ -33,9 +33,10 @@ class EvaluateOperator(TrainedModelStage):
         metrics_uri = self.store.write_bytes(f"{self.run_prefix(context)}/evaluate/metrics.json", json.dumps(results, indent=2).encode())
         summary = {name: round(float(results[name]), 6) for name in spec.evaluation.metrics}
         plots = self.write_plots(context, dataset, outputs, results)
+        test_rows = evaluated_on(spec)  # the holdout or the test split: what the thresholds and the champion score
         log.info(
-            "challenger (this run's model): test metrics on %d samples: %s",
-            len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in summary.items()),
+            "challenger (this run's model): test metrics on %s (%d samples): %s",
+            test_rows, len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in summary.items()),
         )
         thresholds = {
             name: {bound: value for bound, value in (("min", t.min), ("max", t.max)) if value is not None}
@@ -44,13 +45,13 @@ class EvaluateOperator(TrainedModelStage):
         failures = ml_metrics.check_thresholds(results, thresholds)
         if failures:
             raise GateFailed(
-                "the model did not pass its gates: " + "; ".join(failures),
+                f"the model did not pass its gates on {test_rows}: " + "; ".join(failures),
                 next_step=(
                     "nothing was stored, registered or deployed. Improve the model or the data, or change "
                     f"evaluation.thresholds in {spec.source_file or 'the spec'}, then trigger a new run"
                 ),
             )
-        log.info("every threshold holds (%s)", ", ".join(thresholds) or "no thresholds set")
+        log.info("every threshold holds on %s (%s)", test_rows, ", ".join(thresholds) or "no thresholds set")
         verdict = compare_with_champion(spec, self.store, dataset, summary)
         # Test metrics keep apart from the training curves (Keras logs `accuracy` per epoch).
         scores = {f"test_{k}": v for k, v in summary.items()}

@@ -1,0 +1,229 @@
+"""The champion gate compares classes by NAME (issue 14, the penguins story): version 1 of penguins was
+trained on Adelie and Gentoo only; the challenger on all three species. Read by class number, v1's class 1
+(Gentoo) became the new class 1 (Chinstrap) and the gate said "challenger 0.9767 vs production version 1
+0.4419"; by name v1 scores 0.8023 on the same test rows. Real random forests, fitted and exported to ONNX
+by mlspec's own sklearn adapters, published in a real file store, for each kind of label an endpoint
+answers: the class name (a CSV's text label, BYTES), the class value (an integer label, INT64) and the class
+index (npz or builtin data, label_datatype ""), which only production's own output_schema.json names."""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.fixtures.paths import REPO, SPECS
+
+import mlspec.champion
+from mlspec.champion import ON_HOLDOUT, ON_TEST_SPLIT, compare_with_champion, evaluated_on
+from mlspec.ml import metrics, tabular
+from mlspec.ml.data import Dataset, load_source
+from mlspec.ml.frameworks import TrainingPlan, get_adapter
+from mlspec.ml.io_schema import input_schema, output_schema
+from mlspec.ml.onnx_export import onnx_predict, onnx_signature
+from mlspec.registry.base import VersionRecord
+from mlspec.spec import load_spec
+from mlspec.storage import open_store, resolve_file_uri
+
+SPEC = load_spec(SPECS / "penguins.yaml")  # its gate: accuracy, min_delta 0
+SPECIES = ("Adelie", "Chinstrap", "Gentoo")
+V1_SPECIES = ("Adelie", "Gentoo")  # before the Chinstrap rows arrived
+CODES = {"Adelie": 1, "Chinstrap": 2, "Gentoo": 3}  # the same table with an integer label
+NUMBERS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]  # the npz's features
+LABEL_KINDS = ("BYTES", "INT64", "")
+
+
+def loaded(kind: str, species: tuple[str, ...]):
+    """data/penguins.csv's rows of `species`, loaded as prepare_data loads them: the table with its text
+    label (BYTES) or with the species as integer codes (INT64), or (kind "") its number columns as an npz."""
+    frame = pd.read_csv(REPO / "data" / "penguins.csv")
+    frame = frame[frame["species"].isin(species)]
+    if kind == "":
+        whole = frame[[*NUMBERS, "species"]].dropna()  # an npz holds finite numbers
+        npz = io.BytesIO()
+        np.savez(npz, x=whole[NUMBERS].to_numpy(np.float32), y=whole["species"].to_numpy(str))
+        return load_source("file://penguins.npz", fmt="npz", features=None, label=None, read_bytes=lambda _: npz.getvalue())
+    if kind == "INT64":
+        frame = frame.assign(species=frame["species"].map(CODES))
+    text = frame.to_csv(index=False).encode()
+    features = SPEC.to_dict()["data"]["features"]
+    return load_source("file://penguins.csv", fmt="csv", features=features, label="species", read_bytes=lambda _: text)
+
+
+def seed_7_split(data) -> Dataset:
+    """specs/penguins.yaml's split (validation 0.15, test 0.25, seed 7, stratified), drawn at random as the
+    story's runs drew it."""
+    from sklearn.model_selection import train_test_split
+
+    rest, test = train_test_split(np.arange(len(data.y)), test_size=0.25, random_state=7, stratify=data.y)
+    train, val = train_test_split(rest, test_size=0.15 / 0.75, random_state=7, stratify=data.y[rest])
+
+    def rows(index):
+        return data.x.iloc[index].reset_index(drop=True) if data.columns else data.x[index]
+
+    return Dataset(
+        rows(train), data.y[train], rows(val), data.y[val], rows(test), data.y[test], data.class_names,
+        data.feature_names, columns=data.columns, label_datatype=data.label_datatype,
+    )
+
+
+def fitted(dataset: Dataset):
+    adapter = tabular.wrap(get_adapter("sklearn")) if dataset.columns else get_adapter("sklearn")
+    plan = TrainingPlan(
+        framework="sklearn", task="classification", preprocess=(), seed=0, estimator="random_forest",
+        params={"n_estimators": 100, "max_depth": 6, "random_state": 0},  # specs/penguins.yaml's
+    )
+    model = adapter.build(plan, dataset)
+    adapter.fit(model, plan, dataset)
+    return adapter, model
+
+
+def accuracy(dataset: Dataset, outputs) -> float:
+    scores = metrics.compute_metrics("classification", dataset.y_test, outputs, metrics=["accuracy"], class_names=dataset.class_names)
+    return round(scores["accuracy"], 6)
+
+
+@cache
+def story(kind: str, production_species: tuple[str, ...] = V1_SPECIES, challenger_species: tuple[str, ...] = SPECIES):
+    """(production's data set, the challenger's, production's published files, the challenger's test accuracy)."""
+    production, challenger = (seed_7_split(loaded(kind, species)) for species in (production_species, challenger_species))
+    adapter, model = fitted(production)
+    onnx_bytes = adapter.to_onnx(model, task="classification", opset=17, sample=production.x_train[:8])
+    schemas = {
+        "input_schema.json": input_schema(production, *((tabular.fill_values(model), tabular.categories(model)) if production.columns else ())),
+        "output_schema.json": output_schema(
+            "classification", production.class_names, onnx_signature(onnx_bytes), production.label_datatype
+        ),
+    }
+    files = {"model.onnx": onnx_bytes, **{name: json.dumps(schema).encode() for name, schema in schemas.items()}}
+    new_adapter, new_model = fitted(challenger)
+    return production, challenger, files, accuracy(challenger, new_adapter.predict(new_model, challenger.x_test, "classification"))
+
+
+class Registry:
+    """Names the production version and its record, as a ModelRegistry does; nothing else is asked."""
+
+    def __init__(self, record: VersionRecord) -> None:
+        self.record = record
+
+    def production_version(self, model_name: str) -> int:
+        return self.record.version
+
+    def version_record(self, model_name: str, version: int) -> VersionRecord:
+        return self.record
+
+
+@pytest.fixture
+def publish(mlspec_home, monkeypatch):
+    """publish(files) makes them version 1 of penguins, production, recorded with a test accuracy of 0.99
+    (measured on its own test split and its own classes)."""
+
+    def publish(files: dict[str, bytes]) -> VersionRecord:
+        published = open_store("file://models").publish_version("penguins", files, run_id="manual__1")
+        record = VersionRecord("penguins", 1, published.uri, dict(published.files), {"accuracy": 0.99}, "manual__1", "production")
+        monkeypatch.setattr(mlspec.champion, "open_registry", lambda backend, connection: Registry(record))
+        return record
+
+    return publish
+
+
+def test_the_penguins_story_production_is_scored_by_class_name(publish, caplog):
+    production, challenger, files, challenger_accuracy = story("BYTES")
+    assert production.class_names == V1_SPECIES and challenger.class_names == SPECIES and len(challenger.x_test) == 86
+    assert challenger_accuracy > 0.95  # the story's run said 0.9767
+    # What the gate said: v1's answers read as class numbers of this run.
+    answered = onnx_predict(files["model.onnx"], tabular.feeds(production.columns, challenger.x_test, _fills(files)))
+    by_number = np.array([V1_SPECIES.index(name) for name in answered["label"]])
+    assert accuracy(challenger, {"label": by_number}) == pytest.approx(0.4419, abs=5e-5)
+    publish(files)
+    with caplog.at_level("INFO", logger="mlspec.champion"):
+        verdict = compare_with_champion(SPEC, open_store("file://models"), challenger, {"accuracy": challenger_accuracy})
+    assert verdict["champion"] == pytest.approx(0.8023, abs=5e-5)  # by name, on the challenger's test rows
+    assert verdict["decision"] == "challenger_wins" and verdict["scored_on"] == "this run's test split"
+    assert verdict["classes_added"] == ["Chinstrap"] and verdict["classes_removed"] == []
+    assert "classes added: Chinstrap; removed: none (this run: Adelie, Chinstrap, Gentoo)" in caplog.text
+    assert (
+        f"champion gate on accuracy: challenger {challenger_accuracy:.4f} vs production version 1 0.8023 (min_delta 0; "
+        "both on this run's test split, production scored by class name): the challenger wins"
+    ) in caplog.text
+
+
+def _fills(files: dict[str, bytes]) -> dict:
+    from mlspec.ml.model_io import schema_fills
+
+    return schema_fills(json.loads(files["input_schema.json"]))
+
+
+@pytest.mark.parametrize("kind", LABEL_KINDS)
+def test_every_label_kind_is_compared_by_class_name(kind, publish):
+    """The production version answers its class by name (BYTES), by value (INT64: 1, 3) or by its own index
+    (0, 1 of Adelie, Gentoo), and is scored by the class that answer names in this run's classes."""
+    production, challenger, files, challenger_accuracy = story(kind)
+    names = {"BYTES": SPECIES, "INT64": ("1", "2", "3"), "": SPECIES}[kind]
+    assert challenger.class_names == names and production.label_datatype == challenger.label_datatype == kind
+    feeds = tabular.feeds(production.columns, challenger.x_test, _fills(files)) if kind else challenger.x_test
+    answered = onnx_predict(files["model.onnx"], feeds)["label"]
+    said = [production.class_names[int(label)] if kind == "" else str(label) for label in answered]
+    by_name = round(float(np.mean(np.array(said) == np.array(names)[challenger.y_test])), 6)
+    publish(files)
+    verdict = compare_with_champion(SPEC, open_store("file://models"), challenger, {"accuracy": challenger_accuracy})
+    assert verdict["champion"] == by_name and verdict["classes_added"] == [names[1]] and verdict["classes_removed"] == []
+    assert verdict["decision"] == "challenger_wins"
+    assert by_name == pytest.approx(0.8023, abs=5e-5)  # the story's number, for each kind
+    if kind == "":  # its index read as this run's class number (v1's Gentoo, its 1, as Chinstrap): the story's 0.4419
+        assert accuracy(challenger, {"label": np.asarray(answered)}) == pytest.approx(0.4419, abs=5e-5)
+
+
+def test_a_class_this_run_no_longer_has_is_a_wrong_answer_for_production(publish, caplog):
+    """Production learned all three species; this run's data has no Chinstrap left: each Chinstrap answer is
+    wrong, and the class is named as removed."""
+    production, challenger, files, challenger_accuracy = story("BYTES", SPECIES, V1_SPECIES)
+    answered = onnx_predict(files["model.onnx"], tabular.feeds(production.columns, challenger.x_test, _fills(files)))["label"]
+    assert "Chinstrap" in set(answered)
+    right = np.array(answered) == np.array(V1_SPECIES)[challenger.y_test]
+    publish(files)
+    with caplog.at_level("INFO", logger="mlspec.champion"):
+        verdict = compare_with_champion(SPEC, open_store("file://models"), challenger, {"accuracy": challenger_accuracy})
+    assert verdict["champion"] == round(float(right.mean()), 6)
+    assert verdict["classes_added"] == [] and verdict["classes_removed"] == ["Chinstrap"]
+    assert "classes added: none; removed: Chinstrap" in caplog.text
+
+
+def test_production_probabilities_are_read_in_this_runs_class_order(publish):
+    """A metric that read probabilities would see production's columns as this run's classes, 0 for
+    Chinstrap, which it never learned."""
+    production, challenger, files, _ = story("")
+    outputs = mlspec.champion.champion_outputs(
+        open_store("file://models"), publish(files).source_uri, files["model.onnx"], challenger
+    )
+    own = onnx_predict(files["model.onnx"], challenger.x_test)["probabilities"]
+    np.testing.assert_array_equal(outputs["probabilities"][:, [0, 2]], own)
+    assert not outputs["probabilities"][:, 1].any()
+    assert outputs["label"].tolist() == [SPECIES.index(V1_SPECIES[i]) for i in np.argmax(own, axis=1)]
+
+
+def test_the_recorded_score_is_said_to_be_on_productions_own_classes(publish, caplog):
+    """A production version whose model.onnx is gone is compared by the score the registry recorded; with
+    the classes changed, the log says that score is on production's own classes."""
+    _, challenger, files, challenger_accuracy = story("BYTES")
+    record = publish(files)
+    (resolve_file_uri(record.source_uri) / "model.onnx").unlink()
+    with caplog.at_level("INFO", logger="mlspec.champion"):
+        verdict = compare_with_champion(SPEC, open_store("file://models"), challenger, {"accuracy": challenger_accuracy})
+    assert verdict["scored_on"] == "the metrics the registry recorded" and verdict["champion"] == 0.99
+    assert verdict["classes_added"] == ["Chinstrap"] and verdict["decision"] == "champion_holds"
+    assert (
+        "(0.9900, measured on its own test split and on its own classes, not this run's: classes added: Chinstrap; "
+        "removed: none)"
+    ) in caplog.text
+
+
+def test_the_test_rows_are_the_holdout_when_the_spec_names_one():
+    from mlspec.spec import load_spec_text
+
+    assert evaluated_on(SPEC) == ON_TEST_SPLIT == "this run's test split"
+    text = (SPECS / "penguins.yaml").read_text().replace("evaluation:\n", "evaluation:\n  holdout: {source: file://data/holdout.csv}\n")
+    assert evaluated_on(load_spec_text(text, "penguins.yaml")) == ON_HOLDOUT == "the holdout"
