@@ -30,6 +30,9 @@ START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
 # The flow, in order: task id, operator, and which earlier task's result each of its inputs is.
 STAGES = (
     ("prepare_data", "mlspec.operators.data.PrepareDataOperator", {}),
+    # Checks the data against what production trained on; train still reads prepare_data's result, the chain
+    # runs validate_data first (a failed check stops the run before training).
+    ("validate_data", "mlspec.operators.validate.ValidateDataOperator", {"data": "prepare_data"}),
     ("train", "mlspec.operators.train.TrainOperator", {"data": "prepare_data"}),
     ("evaluate", "mlspec.operators.evaluate.EvaluateOperator", {"data": "prepare_data", "model": "train"}),
     ("export_onnx", "mlspec.operators.export.OnnxExportOperator", {"data": "prepare_data", "model": "train"}),
@@ -79,7 +82,7 @@ TUNED_STAGES = _tuned(STAGES)
 TUNED_TASK_ORDER = tuple(task_id for task_id, _, _ in TUNED_STAGES)
 # Steps that talk to external services may hit a blip; retrying them is safe because each finds what
 # its earlier try did. Gates (evaluate, export parity, smoke test) never retry: they fail the same way.
-RETRIES = {"prepare_data": 1, "store": 2, "register": 2, "deploy": 1}
+RETRIES = {"prepare_data": 1, "validate_data": 1, "store": 2, "register": 2, "deploy": 1}
 TRIGGER_NOTE = "Trigger with parameters to override {fields} for one run (any other key fails the run at once).\n\n"
 TUNING_NOTE = (
     "Tuned: {trials} trials ({strategy}, at most {parallel} at once), the best by {metric} goes on. Trigger with "

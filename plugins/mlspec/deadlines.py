@@ -18,6 +18,7 @@ from typing import Any
 # Built-in deadlines per stage (task id), in seconds. train is per trial in a tuned spec.
 DEFAULT_DEADLINES_S = {
     "prepare_data": 30 * 60,
+    "validate_data": 15 * 60,
     "plan_trials": 15 * 60,
     "train": 6 * 3600,
     "select_best": 15 * 60,

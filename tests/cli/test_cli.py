@@ -66,7 +66,7 @@ def test_schema_and_markdown():
 def test_render_shows_graph_and_resolved_settings():
     result = mlspec("render", "specs/iris.yaml")
     assert result.returncode == 0, result.stderr
-    assert "prepare_data -> train -> evaluate -> export_onnx -> store -> register -> deploy -> smoke_test -> promote" in result.stdout
+    assert "prepare_data -> validate_data -> train -> evaluate -> export_onnx -> store -> register -> deploy -> smoke_test -> promote" in result.stdout
     assert "opset: 17" in result.stdout  # a default the spec does not set
 
 

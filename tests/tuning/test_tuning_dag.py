@@ -28,8 +28,8 @@ def mlspec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_tuned_flow():
     assert TUNED_TASK_ORDER == (
-        "prepare_data", "plan_trials", "train", "select_best", "evaluate", "export_onnx", "store", "register", "deploy",
-        "smoke_test", "promote",
+        "prepare_data", "validate_data", "plan_trials", "train", "select_best", "evaluate", "export_onnx", "store", "register",
+        "deploy", "smoke_test", "promote",
     )
     spec = load_spec(TUNED)
     dag = build_dag(spec)
@@ -77,7 +77,7 @@ def test_a_sklearn_tuned_spec_offers_trials_and_its_untuned_params(tmp_path):
     (tmp_path / "f.yaml").write_text(text)
     dag = build_dag(load_spec(tmp_path / "f.yaml"))
     # max_depth is left out: each trial sets it (issue 17: a scikit-learn form offers its model.params).
-    assert set(dag.params) == {"n_estimators", "random_state", "trials"}
+    assert set(dag.params) == {"n_estimators", "random_state", "trials", "accept_drift"}
     assert dag.get_task("train").max_active_tis_per_dagrun == 1
 
 

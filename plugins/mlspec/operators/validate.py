@@ -1,0 +1,250 @@
+"""validate_data: this run's training split against the data the production version trained on, before training.
+
+The training split is profiled (mlspec.ml.profile) and the profile written under the run's prefix, so store can
+publish it beside the model: it is the next version's reference. The reference is the registry's production
+version's published profile.json (and its splits.parquet, to test the rows that are new since), read from the
+store, verified against the sha256 the registry recorded: never a run folder that keep_runs may have pruned.
+mlspec.ml.drift compares the two; the spec's `validation` section says what a schema problem or a drifted column
+does: `fail` stops the run before training, unless the run was started with accept_drift; `warn` goes on and
+the version records it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from mlspec.errors import MlspecError, StoreError
+from mlspec.ml.columns import Column
+from mlspec.operators.base import GateFailed, MlspecOperator
+from mlspec.registry import open_registry
+from mlspec.release import Trigger
+from mlspec.storage import sha256_hex
+
+log = logging.getLogger(__name__)
+
+# An array data set with more flat features than this (images) is not profiled column by column.
+MAX_ARRAY_FEATURES = 100
+
+
+class ValidateDataOperator(MlspecOperator):
+    """Input: `data` (prepare_data's result). Output: the outcome (passed, warned, accepted, no_reference,
+    skipped), the reference version and the URIs of profile.json, drift.json and drift.png under
+    `<run>/validate/`, the drifted columns and schema problems, and who accepted them."""
+
+    stage = "validate_data"
+    ui_color = "#e6f4ea"
+    template_fields = ("data",)
+    next_step = "fix the cause above (the store or the registry) and clear this task to retry it"
+
+    def __init__(self, *, data: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+
+    def run(self, context) -> dict:
+        from mlspec.ml import profile as ml_profile  # pandas: not at DAG parse time
+
+        dataset = self.load_dataset()
+        table = training_table(dataset)
+        if isinstance(table, str):
+            log.info("validate_data: the data is not checked: %s", table)
+            return result("skipped")
+        frame, columns = table
+        prefix = f"{self.run_prefix(context)}/validate"
+        profile = ml_profile.build_profile(frame, columns)
+        profile_uri = self.store.write_bytes(f"{prefix}/profile.json", json.dumps(profile, indent=2).encode())
+        log.info("profile of this run's %d training rows and %d columns: %s", len(frame), len(columns), profile_uri)
+        reference = self.reference()
+        if reference is None:
+            return result("no_reference", profile_uri=profile_uri)
+        return self.compare(context, prefix, profile_uri, reference, frame, columns, dataset)
+
+    def reference(self) -> Reference | None:
+        """The production version's published profile (and splits), or None (logged) where there is none."""
+        spec = self.model_spec
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        version = registry.production_version(spec.name)
+        if version is None:
+            log.info(
+                "%s has no production version yet: this run's profile is recorded, nothing to compare it with", spec.name
+            )
+            return None
+        record = registry.version_record(spec.name, version)
+        if record is None or not record.source_uri:
+            raise MlspecError(
+                f"the registry names version {version} of {spec.name} as production but has no record of its files"
+            )
+        profile = self.published(record, "profile.json")
+        if profile is None:
+            why = (
+                "was published before mlspec recorded training profiles" if "profile.json" not in record.files
+                else "has a profile.json the store cannot give back"
+            )
+            log.warning(
+                "production version %d of %s %s: nothing to compare this run's data with; this run's profile "
+                "is recorded for the next one", version, spec.name, why,
+            )
+            return None
+        splits = self.published(record, "splits.parquet")
+        return Reference(version, json.loads(profile), splits)
+
+    def published(self, record: Any, name: str) -> bytes | None:
+        """A file of a published version, checked against the sha256 the registry recorded; None where the store
+        has none (a version published before the file existed)."""
+        try:
+            data = self.store.read_uri(f"{record.source_uri}/{name}")
+        except StoreError as exc:
+            if name in record.files:
+                log.warning("production version %d: %s cannot be read: %s", record.version, name, exc)
+            return None
+        expected = record.files.get(name)
+        if expected and sha256_hex(data) != expected:
+            raise GateFailed(
+                f"the production version {record.version} of {record.model_name} at {record.source_uri}: {name} does "
+                "not match the sha256 the registry recorded; its files were changed after publishing",
+                next_step=(
+                    f"deploy a known-good version (`mlspec deploy {self.spec_file or '<spec>'} --version N`) before "
+                    "retraining"
+                ),
+            )
+        return data
+
+    def compare(self, context, prefix: str, profile_uri: str, reference: Reference, frame, columns, dataset) -> dict:
+        from mlspec.ml import drift as ml_drift  # pandas and scipy: not at DAG parse time
+
+        settings = self.model_spec.validation
+        report = ml_drift.compare(
+            reference.profile, frame, columns, new_rows=reference.new_rows(dataset), schema=settings.schema,
+            threshold=settings.drift.threshold, share=settings.drift.share, reference_version=reference.version,
+        )
+        for line in report.log_lines():
+            log.info("%s", line)
+        failing = failures(report, settings)
+        accepted_by = None
+        if failing and context["params"].get("accept_drift"):
+            accepted_by = Trigger.from_context(context).actor
+            outcome = "accepted"
+        elif failing:
+            outcome = "failed"
+        elif report.drifted_columns or report.schema_problems:
+            outcome = "warned"
+        else:
+            outcome = "passed"
+        drift = report.to_json()
+        drift["settings"] = {**drift.get("settings", {}), "on_drift": settings.drift.on_drift}
+        drift.update(outcome=outcome, accepted_by=accepted_by)
+        drift_uri = self.store.write_bytes(f"{prefix}/drift.json", json.dumps(drift, indent=2).encode())
+        plot_uri = self.write_plot(prefix, drift, reference.profile, frame)
+        verdict = verdict_line(reference.version, drift, report, len(columns))
+        if outcome == "failed":
+            raise GateFailed(
+                f"{verdict}: {'; '.join(failing)}",
+                next_step=(
+                    "nothing was trained. If the change is expected, retrain anyway: `mlspec run "
+                    f"{self.spec_file or '<spec file>'} --accept-drift`, or trigger the DAG with accept_drift "
+                    "checked in the trigger form; else correct the data at its source, or set the spec's "
+                    "validation.schema or validation.drift.on_drift to warn"
+                ),
+            )
+        if outcome == "accepted":
+            log.warning(
+                "%s: %s; accepted by %s (accept_drift), the run goes on", verdict, "; ".join(failing), accepted_by
+            )
+        elif outcome == "warned":
+            log.warning("%s: the run goes on and the version records it", verdict)
+        else:
+            log.info("%s", verdict)
+        return result(
+            outcome, reference_version=reference.version, profile_uri=profile_uri, drift_uri=drift_uri,
+            plot_uri=plot_uri, drifted_columns=list(report.drifted_columns), schema_problems=list(report.schema_problems),
+            accepted_by=accepted_by,
+        )
+
+    def write_plot(self, prefix: str, drift: dict, reference: dict, frame) -> str | None:
+        """drift.png beside drift.json; a plot that cannot be drawn is a warning, never a failure."""
+        from mlspec.ml.plots import drift_plot  # matplotlib: not at DAG parse time
+
+        try:
+            png = drift_plot(drift, reference, frame)
+        except Exception as exc:  # noqa: BLE001 - the plot is for people; drift.json decides
+            log.warning("could not draw the drift plot (%s: %s); drift.json has the numbers", type(exc).__name__, exc)
+            return None
+        return self.store.write_bytes(f"{prefix}/drift.png", png)
+
+
+class Reference:
+    """The production version's published training profile, and which rows it trained on (splits.parquet)."""
+
+    def __init__(self, version: int, profile: dict, splits: bytes | None) -> None:
+        self.version = version
+        self.profile = profile
+        self.splits = splits
+
+    def new_rows(self, dataset) -> Any:
+        """A mask of this run's training rows that production did not train on (their row_id is not among its
+        "train" rows); None where either side lacks row ids (a version or an npz from before issue 14)."""
+        import numpy as np
+
+        from mlspec.ml.splits import read_splits  # pandas and pyarrow: not at DAG parse time
+
+        ids = getattr(dataset, "ids_train", None)
+        if self.splits is None or ids is None or len(ids) != len(dataset.x_train):
+            return None
+        splits = read_splits(self.splits)
+        trained = splits["row_id"].to_numpy()[splits["split"].to_numpy() == "train"]
+        return ~np.isin(np.asarray(ids, dtype=np.uint64), trained.astype(np.uint64))
+
+
+def training_table(dataset) -> tuple[Any, tuple[Column, ...]] | str:
+    """The training split as a frame of typed columns, or why it is not checked. A table's columns as they are;
+    an array data set of at most MAX_ARRAY_FEATURES flat features as number columns named by its feature_names
+    (else f0, f1, ...)."""
+    import pandas as pd
+
+    if dataset.columns:
+        return dataset.x_train, tuple(dataset.columns)
+    shape = tuple(dataset.x_train.shape[1:])
+    features = math.prod(shape)
+    if features > MAX_ARRAY_FEATURES:
+        return (
+            f"its samples are arrays of shape {list(shape)} ({features} values), more than the "
+            f"{MAX_ARRAY_FEATURES} features data checks profile one by one"
+        )
+    named = len(dataset.feature_names) == features
+    names = list(dataset.feature_names) if named else [f"f{i}" for i in range(features)]
+    frame = pd.DataFrame(dataset.x_train.reshape(len(dataset.x_train), features).astype("float64"), columns=names)
+    return frame, tuple(Column(name, "number") for name in names)
+
+
+def failures(report, settings) -> list[str]:
+    """What the spec says stops the run: schema problems under `schema: fail`, drifted columns under
+    `on_drift: fail`."""
+    failing = []
+    if settings.schema == "fail" and report.schema_problems:
+        failing.append("schema: " + "; ".join(report.schema_problems))
+    if settings.drift.on_drift == "fail" and report.drifted_columns:
+        failing.append("drifted: " + ", ".join(report.drifted_columns))
+    return failing
+
+
+def verdict_line(version: int, drift: dict, report, columns: int) -> str:
+    """One sentence: what was compared with what, and what came of it."""
+    current = drift.get("current", {})
+    new_rows = current.get("new_rows")
+    return (
+        f"data checks against production version {version} ({drift.get('reference', {}).get('rows')} training rows) "
+        f"on this run's {current.get('rows')} training rows" + (f" ({new_rows} new)" if new_rows else "")
+        + f": {len(report.drifted_columns)} of {columns} columns drifted"
+        + (f" ({', '.join(report.drifted_columns)})" if report.drifted_columns else "")
+        + f", {len(report.schema_problems)} schema problem(s): {drift['outcome']}"
+    )
+
+
+def result(outcome: str, **values: Any) -> dict:
+    """validate_data's XCom result (what store and register record on the version)."""
+    return {
+        "outcome": outcome, "reference_version": None, "profile_uri": None, "drift_uri": None, "plot_uri": None,
+        "drifted_columns": [], "schema_problems": [], "accepted_by": None, **values,
+    }

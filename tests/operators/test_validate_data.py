@@ -1,0 +1,271 @@
+"""validate_data against real parts: a file store under MLSPEC_HOME and the embedded MLflow registry.
+
+Story (issue 14 §3, the cars): a column's unit changes under the same name (pounds to kilograms). With
+`on_drift: fail` the run stops before training, naming the column, the production version and the command that
+retrains anyway; with `warn` it goes on and drift.json records the drift; with accept_drift the run goes on and
+records who accepted it. With no production version (or one published before profiles existed) the profile is
+recorded and the run passes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.fixtures.paths import SPECS
+from tests.fixtures.server_testkit import classifier_onnx
+from tests.operators.operations_testkit import spec_for
+
+from mlspec.ml.columns import Column
+from mlspec.ml.data import Dataset
+
+COLUMNS = (Column("Weight_in_lbs", "number"), Column("Horsepower", "number"), Column("Origin", "category"))
+CLASSES = ("economy", "thirsty")
+
+
+def cars(n: int, seed: int, *, kilograms: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """Normalized raw rows of a cars table; `kilograms`: the weight column holds kilograms under its old name."""
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(3000.0, 600.0, n)
+    frame = pd.DataFrame({
+        "Weight_in_lbs": weight * 0.4536 if kilograms else weight,
+        "Horsepower": rng.normal(100.0, 30.0, n),
+        "Origin": rng.choice(["USA", "Europe", "Japan"], n).astype(object),
+    })
+    return frame, (weight > 3000.0).astype(np.int64)
+
+
+def cars_dataset(seed: int, *, kilograms: bool = False, n: int = 300) -> Dataset:
+    (train, y_train), (val, y_val), (test, y_test) = (
+        cars(n, seed, kilograms=kilograms), cars(30, seed + 100), cars(60, seed + 200)
+    )
+    return Dataset(train, y_train, val, y_val, test, y_test, CLASSES, columns=COLUMNS, label_datatype="BYTES")
+
+
+@pytest.fixture(autouse=True)
+def home(ops_home):
+    return ops_home
+
+
+@pytest.fixture
+def logged():
+    """What mlspec says at INFO and above (a handler on the `mlspec` logger: Airflow routes the root's)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler, logger = Keep(), logging.getLogger("mlspec")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def text(records) -> str:
+    return "\n".join(record.getMessage() for record in records)
+
+
+def model_name(request) -> str:
+    return "validate-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
+
+
+def operator(spec, data_uri: str):
+    from mlspec.operators.validate import ValidateDataOperator
+
+    return ValidateDataOperator(
+        task_id="validate_data", spec=spec.to_dict(), spec_file="specs/cars.yaml", data={"data_uri": data_uri}
+    )
+
+
+def handed_over(spec, dataset: Dataset, run_id: str) -> str:
+    """prepare_data's npz of `dataset` in the run's folder: its data_uri."""
+    from mlspec.storage import open_store
+
+    store = open_store(spec.storage.uri, spec.storage.connection)
+    return store.write_bytes(f"{store.run_prefix(spec.name, run_id)}/data/dataset.npz", dataset.to_npz_bytes())
+
+
+def context(run_id: str, **params) -> dict:
+    dag_run = SimpleNamespace(triggering_user_name="alice", run_type="manual", dag_id="cars", run_id=run_id)
+    return {"run_id": run_id, "params": params, "dag_run": dag_run}
+
+
+def publish_production(spec, dataset: Dataset | None, extra_files: dict | None = None) -> int:
+    """Version 1 of the spec's model, production, with the profile of `dataset`'s training split (none: a version
+    published before issue 14)."""
+    from mlspec.ml.profile import build_profile
+    from mlspec.registry import open_registry
+    from mlspec.registry.base import RegistrationRequest
+    from mlspec.storage import open_store
+
+    files = {"model.onnx": classifier_onnx(1), **(extra_files or {})}
+    if dataset is not None:
+        files["profile.json"] = json.dumps(build_profile(dataset.x_train, dataset.columns)).encode()
+    store = open_store(spec.storage.uri, spec.storage.connection)
+    version = store.publish_version(spec.name, files, run_id="run-1")
+    registry = open_registry(spec.registry.backend, spec.registry.connection)
+    registry.register(RegistrationRequest(
+        model_name=spec.name, version=version.version, source_uri=version.uri, model_uri=f"{version.uri}/model.onnx",
+        metrics={"accuracy": 0.9}, data_source="file:///data/cars.csv", spec_hash="ab12", dag_id=spec.name,
+        run_id="run-1", onnx_opset=17, files=dict(version.files),
+    ))
+    registry.set_production(spec.name, version.version, reason="the first version")
+    return version.version
+
+
+def read(uri: str) -> bytes:
+    from mlspec.storage import resolve_file_uri
+
+    return resolve_file_uri(uri).read_bytes()
+
+
+def test_with_no_production_version_the_profile_is_recorded_and_the_run_passes(request, logged):
+    spec = spec_for(model_name(request))
+    result = operator(spec, handed_over(spec, cars_dataset(0), "manual__1")).run(context("manual__1"))
+    assert result["outcome"] == "no_reference" and result["reference_version"] is None
+    assert result["drift_uri"] is None and result["plot_uri"] is None and result["drifted_columns"] == []
+    assert result["profile_uri"].endswith("/runs/manual__1/validate/profile.json")
+    profile = json.loads(read(result["profile_uri"]))
+    assert profile["rows"] == 300 and [c["name"] for c in profile["columns"]] == [c.name for c in COLUMNS]
+    assert "has no production version yet" in text(logged)
+
+
+def test_a_production_version_published_before_profiles_is_no_reference(request, logged):
+    spec = spec_for(model_name(request))
+    publish_production(spec, None)
+    result = operator(spec, handed_over(spec, cars_dataset(1), "manual__2")).run(context("manual__2"))
+    assert result["outcome"] == "no_reference" and result["profile_uri"]
+    said = text(logged)
+    assert "production version 1 of" in said and "published before mlspec recorded training profiles" in said
+
+
+def test_a_unit_change_fails_the_run_before_training_and_names_the_way_out(request, logged):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    spec = spec_for(model_name(request), "validation: {drift: {on_drift: fail}}\n")
+    publish_production(spec, cars_dataset(0))
+    op = operator(spec, handed_over(spec, cars_dataset(1, kilograms=True), "manual__3"))
+    with pytest.raises(AirflowFailException) as failed:
+        op.execute(context("manual__3"))
+    message = str(failed.value)
+    assert message.startswith(f"validate_data failed for model {spec.name}: ")
+    assert "production version 1" in message and "drifted: Weight_in_lbs" in message
+    assert "Horsepower" not in message.split("Next step")[0].split("drifted:")[1]
+    assert "mlspec run specs/cars.yaml --accept-drift" in message and "accept_drift" in message.split("--accept-drift")[1]
+    # The table is in the log, one line per row, and the run folder keeps drift.json with the outcome.
+    assert sum("Weight_in_lbs" in record.getMessage() for record in logged) >= 1
+    drift = op.store.read_json(op.store.run_prefix(spec.name, "manual__3") + "/validate/drift.json")
+    assert drift["outcome"] == "failed" and drift["drifted_columns"] == ["Weight_in_lbs"]
+    assert drift["settings"]["on_drift"] == "fail" and drift["reference"]["version"] == 1
+
+
+def test_with_warn_the_run_goes_on_and_records_the_drift(request, logged):
+    spec = spec_for(model_name(request), "validation: {drift: {on_drift: warn}}\n")
+    publish_production(spec, cars_dataset(0))
+    result = operator(spec, handed_over(spec, cars_dataset(1, kilograms=True), "manual__4")).run(context("manual__4"))
+    assert result["outcome"] == "warned" and result["reference_version"] == 1
+    assert result["drifted_columns"] == ["Weight_in_lbs"] and result["accepted_by"] is None
+    drift = json.loads(read(result["drift_uri"]))
+    assert drift["outcome"] == "warned" and drift["accepted_by"] is None
+    assert {row["column"] for row in drift["rows"] if row["drifted"]} == {"Weight_in_lbs"}
+    assert result["plot_uri"].endswith("/validate/drift.png") and read(result["plot_uri"]).startswith(b"\x89PNG")
+    assert any(record.levelno == logging.WARNING and "the version records it" in record.getMessage() for record in logged)
+
+
+def test_the_same_data_passes(request):
+    spec = spec_for(model_name(request), "validation: {schema: fail, drift: {on_drift: fail}}\n")
+    publish_production(spec, cars_dataset(0))
+    result = operator(spec, handed_over(spec, cars_dataset(0), "manual__5")).run(context("manual__5"))
+    assert result["outcome"] == "passed" and result["drifted_columns"] == [] and result["schema_problems"] == []
+
+
+def test_accept_drift_lets_the_run_go_on_and_records_who_accepted(request, logged):
+    spec = spec_for(model_name(request), "validation: {drift: {on_drift: fail}}\n")
+    publish_production(spec, cars_dataset(0))
+    result = operator(spec, handed_over(spec, cars_dataset(1, kilograms=True), "manual__6")).run(
+        context("manual__6", accept_drift=True)
+    )
+    assert result["outcome"] == "accepted" and result["accepted_by"] == "alice"
+    assert result["drifted_columns"] == ["Weight_in_lbs"]
+    drift = json.loads(read(result["drift_uri"]))
+    assert drift["outcome"] == "accepted" and drift["accepted_by"] == "alice"
+    assert any(record.levelno == logging.WARNING and "accepted by alice" in record.getMessage() for record in logged)
+
+
+def test_a_schema_problem_fails_under_schema_fail(request):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    spec = spec_for(model_name(request), "validation: {schema: fail, drift: {on_drift: warn}}\n")
+    publish_production(spec, cars_dataset(0))
+    renamed = cars_dataset(0)
+    frame = renamed.x_train.rename(columns={"Horsepower": "Power"})
+    columns = (COLUMNS[0], Column("Power", "number"), COLUMNS[2])
+    current = Dataset(frame, renamed.y_train, renamed.x_val, renamed.y_val, renamed.x_test, renamed.y_test, CLASSES,
+                      columns=columns, label_datatype="BYTES")
+    with pytest.raises(AirflowFailException) as failed:
+        operator(spec, handed_over(spec, current, "manual__7")).execute(context("manual__7"))
+    message = str(failed.value)
+    assert "schema: " in message and "Horsepower" in message and "Power" in message and "--accept-drift" in message
+
+
+def test_a_changed_profile_is_refused(request):
+    """The reference is the profile the registry recorded: one changed after publishing is not compared with."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlspec.storage import resolve_file_uri
+
+    spec = spec_for(model_name(request))
+    publish_production(spec, cars_dataset(0))
+    from mlspec.registry import open_registry
+
+    record = open_registry(spec.registry.backend, spec.registry.connection).version_record(spec.name, 1)
+    (resolve_file_uri(record.source_uri) / "profile.json").write_text('{"rows": 1, "columns": []}')
+    with pytest.raises(AirflowFailException, match="profile.json does not match the sha256 the registry recorded"):
+        operator(spec, handed_over(spec, cars_dataset(1), "manual__8")).execute(context("manual__8"))
+
+
+def test_an_array_data_set_is_profiled_by_its_feature_names(request):
+    from mlspec.ml.data import load_source
+
+    spec = spec_for(model_name(request))
+    x, y, names, features, *_ = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=bytes)
+    dataset = Dataset(x[:100], y[:100], x[100:120], y[100:120], x[120:], y[120:], names, feature_names=features)
+    result = operator(spec, handed_over(spec, dataset, "manual__9")).run(context("manual__9"))
+    assert result["outcome"] == "no_reference"
+    profile = json.loads(read(result["profile_uri"]))
+    assert [c["name"] for c in profile["columns"]] == list(features) and profile["rows"] == 100
+
+
+def test_wide_arrays_are_skipped_with_the_reason(request, logged):
+    spec = spec_for(model_name(request))
+    images = np.zeros((12, 32, 32, 3), dtype=np.float32)
+    labels = np.arange(12, dtype=np.int64) % 2
+    dataset = Dataset(images, labels, images[:2], labels[:2], images[:2], labels[:2], ("cat", "dog"))
+    result = operator(spec, handed_over(spec, dataset, "manual__10")).run(context("manual__10"))
+    assert result["outcome"] == "skipped" and result["profile_uri"] is None
+    assert "shape [32, 32, 3] (3072 values)" in text(logged)
+
+
+def test_every_flow_checks_the_data_between_prepare_data_and_train():
+    from mlspec.compiler import RETRIES, STAGES, TASK_ORDER, TUNED_TASK_ORDER, build_dag
+    from mlspec.spec import load_spec
+
+    assert TASK_ORDER[:3] == ("prepare_data", "validate_data", "train")
+    assert TUNED_TASK_ORDER[:3] == ("prepare_data", "validate_data", "plan_trials")
+    assert {task_id: inputs for task_id, _, inputs in STAGES}["validate_data"] == {"data": "prepare_data"}
+    dag = build_dag(load_spec(SPECS / "iris.yaml"))
+    validate = dag.get_task("validate_data")
+    assert validate.data.operator.task_id == "prepare_data" and "train" in validate.downstream_task_ids
+    assert dag.get_task("train").data.operator.task_id == "prepare_data"  # train reads prepare_data's result
+    assert validate.retries == RETRIES["validate_data"] and validate.execution_timeout.total_seconds() == 15 * 60
+    timed = build_dag(spec_for("validate-timed", "timeouts: {validate_data: 5m}\n")).get_task("validate_data")
+    assert timed.execution_timeout.total_seconds() == 5 * 60
+
