@@ -233,10 +233,7 @@ def cmd_run(args) -> int:
     from mlspec.summary import format_failure, format_summary, read_summary
 
     dag = build_dag(spec, spec_text=Path(args.spec).read_text())
-    conf = {
-        k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate), ("trials", args.trials)) if v is not None
-    }
-    conf.update(params)
+    conf = run_conf(args, params)
     print(f"running {dag.dag_id} through Airflow (dag.test) ...", file=sys.stderr)
     dag_run = dag.test(run_conf=conf or None)
     if str(dag_run.state) != "success":
@@ -244,6 +241,18 @@ def cmd_run(args) -> int:
         return EXIT_PROBLEMS
     print(format_summary(read_summary(spec, dag_run.run_id), spec_file=args.spec))
     return EXIT_OK
+
+
+def run_conf(args, params: dict) -> dict:
+    """The run's configuration from `mlspec run`'s flags, as the trigger form would set it: --epochs,
+    --learning-rate and --trials, the --param pairs, and --accept-drift (the form's accept_drift)."""
+    conf = {
+        k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate), ("trials", args.trials)) if v is not None
+    }
+    conf.update(params)
+    if args.accept_drift:
+        conf["accept_drift"] = True
+    return conf
 
 
 def _tuning_overrides_refused(spec, args) -> str:
@@ -424,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", action="append", metavar="KEY=VALUE",
         help="set a run parameter, as the trigger form does (repeatable): a scikit-learn spec's model.params "
         "(e.g. n_estimators=3), epochs, learning_rate, trials; an unknown key lists the accepted ones (exit 2)",
+    )
+    run.add_argument(
+        "--accept-drift", action="store_true",
+        help="train even when validate_data finds drift or schema problems that the spec's validation says fail on; "
+        "the version records that the drift was accepted (the trigger form's accept_drift)",
     )
     run.set_defaults(func=cmd_run)
     serve = sub.add_parser(

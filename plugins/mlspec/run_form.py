@@ -6,7 +6,9 @@ check that a run's configuration holds nothing else.
   parameter the spec sets there, typed from its parameter table with the spec's value as its default.
   Parameters the spec leaves out are not offered: to vary one per run, set it in model.params (at
   its default) and the form offers it;
-- a tuned spec: `trials`; a setting that tuning.space varies is left out (a trial sets it).
+- a tuned spec: `trials`; a setting that tuning.space varies is left out (a trial sets it);
+- every spec: `accept_drift` (false): train even when validate_data finds drift or schema problems that the
+  spec's `validation` says fail on (`mlspec run SPEC --accept-drift`); validate_data reads it.
 
 A run's configuration key that is not one of these fails the run's first task at once, listing the
 accepted keys (Airflow itself accepts any key at trigger time). TrainingPlan.from_spec applies the
@@ -43,8 +45,16 @@ def form_schema(param: RunParam) -> dict[str, Any]:
     return schema
 
 
+ACCEPT_DRIFT = RunParam(
+    "accept_drift", False, {"type": "boolean"},
+    "Retrain even when validate_data finds drift or schema problems that validation says fail on; the version "
+    "records that the drift was accepted",
+    "validation",  # what it overrides for one run: validation's fail, which becomes a warning
+)
+
+
 def run_parameters(spec: Any) -> dict[str, RunParam]:
-    """name -> RunParam for a ModelSpec, in form order."""
+    """name -> RunParam for a ModelSpec, in form order (accept_drift last: every spec has it)."""
     params = framework_of(spec).run_parameters(spec.resolved)
     if spec.tuning is not None:
         tuned = [parse_path(path) for path in spec.tuning.space]
@@ -56,6 +66,7 @@ def run_parameters(spec: Any) -> dict[str, RunParam]:
             "trials", spec.tuning.trials, {"type": "integer", "minimum": 1, "maximum": 1000},
             "Tuning trials for this run (tuning.trials)", "tuning.trials",
         )
+    params[ACCEPT_DRIFT.name] = ACCEPT_DRIFT
     return params
 
 
