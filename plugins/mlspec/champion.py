@@ -225,7 +225,8 @@ def by_class_name(outputs: dict[str, Any], output_schema: Mapping[str, Any], cla
     if "probabilities" in outputs:
         width = outputs["probabilities"].shape[-1]
         if width != len(model_classes):
-            raise ChampionUnfit(f"it answers {width} probabilities for its {len(model_classes)} classes")
+            whose = "its" if output_schema.get("class_names") else "this run's (it publishes no class names)"
+            raise ChampionUnfit(f"it answers {width} class probabilities for {whose} {len(model_classes)} classes")
         outputs["probabilities"] = model_io.class_columns(outputs["probabilities"], model_classes, class_names)
     return outputs
 

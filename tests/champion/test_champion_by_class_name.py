@@ -227,3 +227,20 @@ def test_the_test_rows_are_the_holdout_when_the_spec_names_one():
     assert evaluated_on(SPEC) == ON_TEST_SPLIT == "this run's test split"
     text = (SPECS / "penguins.yaml").read_text().replace("evaluation:\n", "evaluation:\n  holdout: {source: file://data/holdout.csv}\n")
     assert evaluated_on(load_spec_text(text, "penguins.yaml")) == ON_HOLDOUT == "the holdout"
+
+
+def test_a_version_published_before_output_schema_is_read_as_having_this_runs_classes(publish, caplog):
+    """Without its class names production's numbers can only be read as this run's: where its answers do not
+    even fit this run's classes it is compared by its recorded score; where they do, the log says how it was read."""
+    production, challenger, files, challenger_accuracy = story("")
+    publish({"model.onnx": files["model.onnx"]})
+    with caplog.at_level("INFO", logger="mlspec.champion"):
+        verdict = compare_with_champion(SPEC, open_store("file://models"), challenger, {"accuracy": challenger_accuracy})
+    assert verdict["scored_on"] == "the metrics the registry recorded" and "classes_added" not in verdict
+    assert "it answers 2 class probabilities for this run's (it publishes no class names) 3 classes" in caplog.text
+    same = seed_7_split(loaded("", V1_SPECIES))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="mlspec.champion"):
+        verdict = compare_with_champion(SPEC, open_store("file://models"), same, {"accuracy": 1.0})
+    assert verdict["scored_on"] == "this run's test split" and "classes_added" not in verdict
+    assert "production version 1 publishes no class names (published before output_schema.json)" in caplog.text
