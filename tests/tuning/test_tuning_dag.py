@@ -28,8 +28,8 @@ def mlspec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_tuned_flow():
     assert TUNED_TASK_ORDER == (
-        "prepare_data", "plan_trials", "train", "select_best", "evaluate", "export_onnx", "store", "register", "deploy",
-        "smoke_test", "promote",
+        "prepare_data", "validate_data", "plan_trials", "train", "select_best", "evaluate", "export_onnx", "store", "register",
+        "deploy", "smoke_test", "promote",
     )
     spec = load_spec(TUNED)
     dag = build_dag(spec)
