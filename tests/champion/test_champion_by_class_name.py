@@ -2,105 +2,35 @@
 trained on Adelie and Gentoo only; the challenger on all three species. Read by class number, v1's class 1
 (Gentoo) became the new class 1 (Chinstrap) and the gate said "challenger 0.9767 vs production version 1
 0.4419"; by name v1 scores 0.8023 on the same test rows. Real random forests, fitted and exported to ONNX
-by mlspec's own sklearn adapters, published in a real file store, for each kind of label an endpoint
-answers: the class name (a CSV's text label, BYTES), the class value (an integer label, INT64) and the class
-index (npz or builtin data, label_datatype ""), which only production's own output_schema.json names."""
+by mlspec's own sklearn adapters (tests/fixtures/penguins_story.py), published in a real file store, for each
+kind of label an endpoint answers: the class name (a CSV's text label, BYTES), the class value (an integer
+label, INT64) and the class index (npz or builtin data, label_datatype ""), which only production's own
+output_schema.json names."""
 
 from __future__ import annotations
 
-import io
 import json
-from functools import cache
 
 import numpy as np
-import pandas as pd
 import pytest
-from tests.fixtures.paths import REPO, SPECS
+from tests.fixtures.paths import SPECS
+from tests.fixtures.penguins_story import (
+    LABEL_KINDS,
+    SPEC,
+    SPECIES,
+    V1_SPECIES,
+    accuracy,
+    loaded,
+    seed_7_split,
+    story,
+)
 
 import mlspec.champion
 from mlspec.champion import ON_HOLDOUT, ON_TEST_SPLIT, compare_with_champion, evaluated_on
-from mlspec.ml import metrics, tabular
-from mlspec.ml.data import Dataset, load_source
-from mlspec.ml.frameworks import TrainingPlan, get_adapter
-from mlspec.ml.io_schema import input_schema, output_schema
-from mlspec.ml.onnx_export import onnx_predict, onnx_signature
+from mlspec.ml import tabular
+from mlspec.ml.onnx_export import onnx_predict
 from mlspec.registry.base import VersionRecord
-from mlspec.spec import load_spec
 from mlspec.storage import open_store, resolve_file_uri
-
-SPEC = load_spec(SPECS / "penguins.yaml")  # its gate: accuracy, min_delta 0
-SPECIES = ("Adelie", "Chinstrap", "Gentoo")
-V1_SPECIES = ("Adelie", "Gentoo")  # before the Chinstrap rows arrived
-CODES = {"Adelie": 1, "Chinstrap": 2, "Gentoo": 3}  # the same table with an integer label
-NUMBERS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]  # the npz's features
-LABEL_KINDS = ("BYTES", "INT64", "")
-
-
-def loaded(kind: str, species: tuple[str, ...]):
-    """data/penguins.csv's rows of `species`, loaded as prepare_data loads them: the table with its text
-    label (BYTES) or with the species as integer codes (INT64), or (kind "") its number columns as an npz."""
-    frame = pd.read_csv(REPO / "data" / "penguins.csv")
-    frame = frame[frame["species"].isin(species)]
-    if kind == "":
-        whole = frame[[*NUMBERS, "species"]].dropna()  # an npz holds finite numbers
-        npz = io.BytesIO()
-        np.savez(npz, x=whole[NUMBERS].to_numpy(np.float32), y=whole["species"].to_numpy(str))
-        return load_source("file://penguins.npz", fmt="npz", features=None, label=None, read_bytes=lambda _: npz.getvalue())
-    if kind == "INT64":
-        frame = frame.assign(species=frame["species"].map(CODES))
-    text = frame.to_csv(index=False).encode()
-    features = SPEC.to_dict()["data"]["features"]
-    return load_source("file://penguins.csv", fmt="csv", features=features, label="species", read_bytes=lambda _: text)
-
-
-def seed_7_split(data) -> Dataset:
-    """specs/penguins.yaml's split (validation 0.15, test 0.25, seed 7, stratified), drawn at random as the
-    story's runs drew it."""
-    from sklearn.model_selection import train_test_split
-
-    rest, test = train_test_split(np.arange(len(data.y)), test_size=0.25, random_state=7, stratify=data.y)
-    train, val = train_test_split(rest, test_size=0.15 / 0.75, random_state=7, stratify=data.y[rest])
-
-    def rows(index):
-        return data.x.iloc[index].reset_index(drop=True) if data.columns else data.x[index]
-
-    return Dataset(
-        rows(train), data.y[train], rows(val), data.y[val], rows(test), data.y[test], data.class_names,
-        data.feature_names, columns=data.columns, label_datatype=data.label_datatype,
-    )
-
-
-def fitted(dataset: Dataset):
-    adapter = tabular.wrap(get_adapter("sklearn")) if dataset.columns else get_adapter("sklearn")
-    plan = TrainingPlan(
-        framework="sklearn", task="classification", preprocess=(), seed=0, estimator="random_forest",
-        params={"n_estimators": 100, "max_depth": 6, "random_state": 0},  # specs/penguins.yaml's
-    )
-    model = adapter.build(plan, dataset)
-    adapter.fit(model, plan, dataset)
-    return adapter, model
-
-
-def accuracy(dataset: Dataset, outputs) -> float:
-    scores = metrics.compute_metrics("classification", dataset.y_test, outputs, metrics=["accuracy"], class_names=dataset.class_names)
-    return round(scores["accuracy"], 6)
-
-
-@cache
-def story(kind: str, production_species: tuple[str, ...] = V1_SPECIES, challenger_species: tuple[str, ...] = SPECIES):
-    """(production's data set, the challenger's, production's published files, the challenger's test accuracy)."""
-    production, challenger = (seed_7_split(loaded(kind, species)) for species in (production_species, challenger_species))
-    adapter, model = fitted(production)
-    onnx_bytes = adapter.to_onnx(model, task="classification", opset=17, sample=production.x_train[:8])
-    schemas = {
-        "input_schema.json": input_schema(production, *((tabular.fill_values(model), tabular.categories(model)) if production.columns else ())),
-        "output_schema.json": output_schema(
-            "classification", production.class_names, onnx_signature(onnx_bytes), production.label_datatype
-        ),
-    }
-    files = {"model.onnx": onnx_bytes, **{name: json.dumps(schema).encode() for name, schema in schemas.items()}}
-    new_adapter, new_model = fitted(challenger)
-    return production, challenger, files, accuracy(challenger, new_adapter.predict(new_model, challenger.x_test, "classification"))
 
 
 class Registry:
