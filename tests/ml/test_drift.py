@@ -215,3 +215,19 @@ def test_log_lines_are_one_aligned_line_per_row() -> None:
     starts = {line.index(row.check) for line, row in zip(lines, report.rows, strict=True)}
     assert len(starts) == 1  # the check column starts at the same place on every line
     assert "DRIFTED" in lines[1] and "< 0.05" in lines[1] and "PROBLEM" in lines[2]
+
+
+def test_the_wasserstein_distance_is_scipys() -> None:
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(4)
+    for reference, current in (
+        (rng.normal(0, 1, 5000), rng.normal(0.3, 2, 20_000)),
+        (
+            rng.integers(0, 5, 40).astype(float),
+            rng.integers(2, 9, 300).astype(float),
+        ),  # ties within and across
+        (np.array([5.0]), np.array([5.0, 7.0])),
+    ):
+        expected = wasserstein_distance(reference, current)
+        assert drift.wasserstein(np.sort(reference), np.sort(current)) == pytest.approx(expected, rel=1e-9)
