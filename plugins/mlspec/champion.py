@@ -86,12 +86,11 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
         raise MlspecError(f"the registry names version {version} of {spec.name} as production but has no record of its files")
     changes = class_changes(dataset.class_names, published_json(store, record.source_uri, "output_schema.json"))
     verdict.update(changes)
-    classes_changed = bool(changes.get("classes_added") or changes.get("classes_removed"))
+    classes_changed = class_change_words(changes)
     if classes_changed:
         log.info(
-            "classes added: %s; removed: %s (this run: %s); production version %d is scored by class name, and a "
-            "class it does not know counts as a wrong answer", _names(changes["classes_added"]),
-            _names(changes["classes_removed"]), ", ".join(dataset.class_names), version,
+            "%s (this run: %s); production version %d is scored by class name, and a class it does not know counts "
+            "as a wrong answer", classes_changed, ", ".join(dataset.class_names), version,
         )
     try:
         onnx_bytes = store.read_uri(f"{record.source_uri}/model.onnx")
@@ -249,12 +248,8 @@ def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, 
         ) from None
     champion = record.metrics[gate.metric]
     decision = decide(gate.metric, verdict["challenger"], champion, gate.min_delta)
-    own_classes = ""
-    if verdict.get("classes_added") or verdict.get("classes_removed"):
-        own_classes = (
-            f" and on its own classes, not this run's: classes added: {_names(verdict['classes_added'])}; "
-            f"removed: {_names(verdict['classes_removed'])}"
-        )
+    changed = class_change_words(verdict)
+    own_classes = f" and on its own classes, not this run's: {changed}" if changed else ""
     log.warning(
         "champion gate: production version %d of %s %s; comparing with the %s the registry "
         "recorded for it (%.4f, measured on its own test split%s): %s", version, spec.name, why, gate.metric, champion,
@@ -271,11 +266,19 @@ def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, 
 
 
 def verdict_line(name: str, verdict: dict[str, Any]) -> str:
-    """One sentence for logs and the run summary."""
+    """One sentence for logs and the run summary (with the class set's change, where it changed)."""
     if DECISIONS.get(verdict.get("decision"), True):
         return f"{name}: the challenger goes on ({verdict.get('decision')})"
+    changed = class_change_words(verdict)
     return (
         f"{name}: " + (f"{TIE_WORDS}: " if verdict.get("decision") == "tie" else "")
         + f"production version {verdict['champion_version']} keeps serving: its {verdict['metric']} is "
         f"{verdict['champion']:.4f} against the new model's {verdict['challenger']:.4f} (min_delta {verdict['min_delta']:g})"
+        + (f"; {changed}" if changed else "")
     )
+
+
+def class_change_words(verdict: dict[str, Any]) -> str:
+    """The verdict's change of class set in words ("classes added: Chinstrap; removed: none"); "" for none."""
+    added, removed = verdict.get("classes_added") or [], verdict.get("classes_removed") or []
+    return f"classes added: {_names(added)}; removed: {_names(removed)}" if added or removed else ""

@@ -26,7 +26,7 @@ from tests.fixtures.penguins_story import (
 )
 
 import mlspec.champion
-from mlspec.champion import ON_HOLDOUT, ON_TEST_SPLIT, compare_with_champion, evaluated_on
+from mlspec.champion import ON_HOLDOUT, ON_TEST_SPLIT, compare_with_champion, evaluated_on, verdict_line
 from mlspec.ml import tabular
 from mlspec.ml.onnx_export import onnx_predict
 from mlspec.registry.base import VersionRecord
@@ -149,6 +149,11 @@ def test_the_recorded_score_is_said_to_be_on_productions_own_classes(publish, ca
         "(0.9900, measured on its own test split and on its own classes, not this run's: classes added: Chinstrap; "
         "removed: none)"
     ) in caplog.text
+    # What deploy logs, the run summary prints and the notification says as the champion holds:
+    assert verdict_line("penguins", verdict) == (
+        f"penguins: production version 1 keeps serving: its accuracy is 0.9900 against the new model's {challenger_accuracy:.4f} "
+        "(min_delta 0); classes added: Chinstrap; removed: none"
+    )
 
 
 def test_the_test_rows_are_the_holdout_when_the_spec_names_one():
