@@ -56,8 +56,8 @@ def worker(rows: int) -> dict[str, Any]:
 
     imports = time.perf_counter() - started
     columns = [Column(name, "number") for name in NUMBERS] + [Column(name, "category") for name in CATEGORIES]
-    reference_frame = generate_table(rows, seed=1).drop(columns="label")
-    current = generate_table(rows, seed=2).drop(columns="label")
+    reference_frame = raw_table(generate_table(rows, seed=1), CATEGORIES)
+    current = raw_table(generate_table(rows, seed=2), CATEGORIES)
     new_rows = np.arange(rows) >= rows - max(1, int(rows * NEW_SHARE))
     current.loc[new_rows, "num_0"] *= 2.2
     current.loc[new_rows & (np.arange(rows) % 4 != 0), "cat_0"] = "c0_0"
@@ -92,6 +92,19 @@ def worker(rows: int) -> dict[str, Any]:
         "new_rows": report.new_rows,
         "bytes": {**sizes, "drift.png": len(png)},
     }
+
+
+def raw_table(frame: Any, categories: tuple[str, ...]) -> Any:
+    """The features as mlspec.ml.columns.raw_features gives them: category columns as object arrays in which
+    every row of a value shares one str (pandas 3 would otherwise hold them in its own string dtype)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = frame.drop(columns="label")
+    for name in categories:
+        codes, values = pd.factorize(frame[name])
+        frame[name] = pd.Series(np.asarray(values, dtype=object)[codes], dtype=object)
+    return frame
 
 
 def run_case(rows: int, timeout: float) -> dict[str, Any]:
