@@ -13,6 +13,7 @@ from mlspec.dagbag import claimed_name, fallback_name, spec_files
 from mlspec.errors import MlspecError
 from mlspec.ml.frameworks import framework_of
 from mlspec.ml.frameworks.sklearn_estimators import ESTIMATORS, estimator_params, sklearn_version
+from mlspec.model_card import check_facts, lineage_facts
 from mlspec.operations import run_action
 from mlspec.registry.base import ACTION_WORDS, action_words
 from mlspec.registry.reading import open_for_reading
@@ -395,7 +396,7 @@ def describe_operation(result: dict) -> str:
             lines.append(f"  DRIFT: {result['advice']}" if result["drift"] else "  serving follows the registry")
         if result.get("files_problem"):
             lines.append(f"  FILES: {result['files_problem']}")
-        return "\n".join(lines)
+        return "\n".join(lines + lineage_lines(result))
     if result["action"] == "undeploy":
         return f"{name}: undeployed (was version {result['previous']}); nothing is production or serving"
     smoke = result["smoke_test"]
@@ -404,6 +405,22 @@ def describe_operation(result: dict) -> str:
         f"(was {result['previous']}; smoke test {smoke['samples']} samples, agreement {smoke['agreement']:.3f})"
     )
     return served + (f"\n  NOTE: {result['inputs_change']}" if result.get("inputs_change") else "")
+
+
+def lineage_lines(result: dict) -> list[str]:
+    """The production version's data lineage in `mlspec status`: source, digest, rows, and the data checks
+    (reference version, outcome, drifted columns), worded as the model card words them."""
+    if result.get("production") is None or "lineage" not in result:
+        return []
+    lineage = result["lineage"]
+    if not lineage:
+        return [f"  data of version {result['production']}: no lineage recorded (registered before mlspec recorded it)"]
+    lines = [f"  data of version {result['production']}:"]
+    lines += [f"    {label}: {text}" for label, text in lineage_facts(lineage)]
+    checks = check_facts(lineage, {})
+    if checks:
+        lines += [f"  data checks of version {result['production']}:"] + [f"    {label}: {text}" for label, text in checks]
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,11 @@ STAGES = (
     ("train", "mlspec.operators.train.TrainOperator", {"data": "prepare_data"}),
     ("evaluate", "mlspec.operators.evaluate.EvaluateOperator", {"data": "prepare_data", "model": "train"}),
     ("export_onnx", "mlspec.operators.export.OnnxExportOperator", {"data": "prepare_data", "model": "train"}),
-    ("store", "mlspec.operators.publish.StoreModelOperator", {"exported": "export_onnx", "evaluation": "evaluate"}),
+    (
+        "store",
+        "mlspec.operators.publish.StoreModelOperator",
+        {"exported": "export_onnx", "evaluation": "evaluate", "data": "prepare_data"},
+    ),
     (
         "register",
         "mlspec.operators.publish.RegisterModelOperator",

@@ -583,7 +583,9 @@ class Release:
     # -- status ---------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """The registry's production version, what serving answers with, and every disagreement between
-        them (`problems`: drift, serving unreachable, production's files no longer what the registry recorded)."""
+        them (`problems`: drift, serving unreachable, production's files no longer what the registry recorded);
+        `lineage`: the data production was trained on and how it was checked ({} for a version registered
+        before mlspec recorded it)."""
         production = self.production()
         try:
             serving: int | None | str = self.serving.served_version(self.name)
@@ -609,8 +611,10 @@ class Release:
                             f"{platform_of(self.spec).unreachable_next_step(self.spec)}")
         if production is not None:
             try:
-                if self.registry.version_record(self.name, production) is None:
+                record = self.registry.version_record(self.name, production)
+                if record is None:
                     raise OperationFailed(f"the registry names version {production} production but has no record of it")
+                report["lineage"] = record.lineage  # the data production trained on, as its registry tags record it
                 self.check(production)
             except OperationFailed as exc:
                 report["files_problem"] = str(exc).removesuffix("; nothing changed")

@@ -43,7 +43,7 @@ from mlspec.registry.mlflow_connection import (
     resolve_connection,
     ui_url,
 )
-from mlspec.registry.mlflow_experiments import ROLE_TAG, ensure_experiment, experiment_name
+from mlspec.registry.mlflow_experiments import ROLE_TAG, ensure_experiment, experiment_name, tag_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -308,6 +308,74 @@ def _add_to_finished_mlflow_run(spec: Any, run_id: str, metrics: Mapping[str, fl
         log.warning("could not add metrics to tracking run %s: %s", run_id, mlflow_error_text(exc))
 
 
+# MLflow keeps a dataset's digest in at most 36 characters: "sha256:" and the first 29 hex digits of the data
+# digest; the whole digest goes in the dataset's profile and the input's mlspec.data.digest tag.
+_MAX_DATASET_DIGEST = 36
+_SOURCE_TYPES = {"": "local", "file": "local", "http": "http", "https": "http"}  # else the URI's own scheme
+
+
+def training_dataset(model_name: str, lineage: Mapping[str, Any]):
+    """The MLflow dataset input of a training run: the data set prepare_data made (name = the model's, digest,
+    source = data.source as rendered, with the query), in context "training"."""
+    import json
+    from urllib.parse import urlsplit
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    source = str(lineage.get("source") or "")
+    scheme = urlsplit(source).scheme
+    where = {"url" if scheme in ("http", "https") else "uri": source}
+    if lineage.get("query"):
+        where["query"] = str(lineage["query"])
+    rows = dict(lineage.get("rows") or {})
+    profile = {"digest": lineage["digest"], "num_rows": rows.get("train"), "rows": rows}
+    dataset = Dataset(
+        name=model_name,
+        digest=str(lineage["digest"])[:_MAX_DATASET_DIGEST],
+        source_type=_SOURCE_TYPES.get(scheme, scheme),
+        source=json.dumps(where),
+        profile=json.dumps(profile, default=str),
+    )
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training"), InputTag("mlspec.data.digest", str(lineage["digest"]))]
+    return DatasetInput(dataset, tags)
+
+
+def drift_metrics(drift: Mapping[str, Any]) -> dict[str, float]:
+    """drift.json's scores as run metrics: `drift.<column>` (the test on the training split) and
+    `drift.<column>.new_rows` (on the rows the reference had not trained on); schema checks have no score."""
+    metrics = {}
+    for row in drift.get("rows") or []:
+        suffix = {"drift": "", "drift (new rows)": ".new_rows"}.get(row.get("check"))
+        if suffix is not None and isinstance(row.get("score"), int | float):
+            metrics[tag_key(f"drift.{row.get('column')}{suffix}")] = float(row["score"])
+    return metrics
+
+
+def _record_data_on_mlflow_run(spec: Any, run_id: str, lineage: Mapping[str, Any], drift: Mapping[str, Any]) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.entities import Metric
+
+    try:
+        client = mlflow_client(resolve_connection(tracking_connection(spec)))
+        if lineage.get("digest"):
+            client.log_inputs(run_id, [training_dataset(spec.name, lineage)])
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, value, now, 0) for key, value in drift_metrics(drift).items()]
+        for i in range(0, len(metrics), _BATCH):
+            client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
+        if drift:
+            with tempfile.TemporaryDirectory(prefix="mlspec-drift-") as folder:
+                path = Path(folder) / "drift.json"
+                path.write_text(json.dumps(drift, indent=2, default=str))
+                client.log_artifact(run_id, str(path))
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the run's outcome does not depend on it
+        log.warning("could not record the data set and its drift on tracking run %s: %s", run_id, mlflow_error_text(exc))
+
+
 @dataclass(frozen=True)
 class TrackingBackend:
     """One `tracking.backend`: how a train task's tracker is opened, and how a finished run gets more."""
@@ -317,13 +385,15 @@ class TrackingBackend:
     open: Callable[[Any, str, Mapping[str, Any]], TrainingTracker | NullTracker]  # (spec, run_name, tags)
     # (spec, run_id, metrics, tags) -> None, never raising; None: there is no run to add to.
     add_to_finished_run: Callable[[Any, str, Mapping[str, float], Mapping[str, Any]], None] | None = None
+    # (spec, run_id, lineage.json, drift.json) -> None, never raising: the data set and its drift on the run.
+    record_data: Callable[[Any, str, Mapping[str, Any], Mapping[str, Any]], None] | None = None
 
 
 # The schema's tracking.backend enum is checked against this table (tests/registry/test_registry_backends.py).
 TRACKING_BACKENDS: dict[str, TrackingBackend] = {
     backend.name: backend
     for backend in (
-        TrackingBackend("mlflow", "MLflow", _open_mlflow_tracker, _add_to_finished_mlflow_run),
+        TrackingBackend("mlflow", "MLflow", _open_mlflow_tracker, _add_to_finished_mlflow_run, _record_data_on_mlflow_run),
         TrackingBackend("none", "nothing (tracking is off)", lambda spec, run_name, tags: NullTracker()),
     )
 }
@@ -350,3 +420,12 @@ def log_to_finished_run(spec: Any, run_id: str, metrics: Mapping[str, float], ta
     add = tracking_of(spec).add_to_finished_run
     if add is not None and run_id:
         add(spec, run_id, metrics, tags)
+
+
+def record_data_on_run(spec: Any, run_id: str, lineage: Mapping[str, Any], drift: Mapping[str, Any]) -> None:
+    """Record on the training run the data set it trained on (lineage.json: an MLflow dataset input with the
+    digest and the rendered source) and validate_data's drift (drift.json: scores as metrics, the file as an
+    artifact). A record, not a gate: a failure is logged, never fatal; nothing without a run or a lineage."""
+    record = tracking_of(spec).record_data
+    if record is not None and run_id and (lineage or drift):
+        record(spec, run_id, lineage, drift)

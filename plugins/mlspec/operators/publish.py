@@ -11,6 +11,7 @@ from mlspec.model_card import CARD_FILE, expected_version, render_model_card
 from mlspec.operators.base import MlspecOperator
 from mlspec.registry import RegistrationRequest, open_registry
 from mlspec.registry.backends import backend_of
+from mlspec.tracking import record_data_on_run
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,25 @@ EXPORTED_FILES = {
 }
 
 
+# The run's data files, published beside model.onnx when the run wrote them: file name -> (the store task's
+# input, the key of that stage's result holding the file's URI). prepare_data splits; validate_data profiles
+# the training split and, against a reference, writes the drift table and its plot.
+DATA_FILES = {
+    "splits.parquet": ("data", "splits_uri"),
+    "profile.json": ("validation", "profile_uri"),
+    "drift.json": ("validation", "drift_uri"),
+    "drift.png": ("validation", "plot_uri"),
+}
+# prepare_data's lineage with validate_data's outcome: which data trained the version, and how it was checked.
+LINEAGE_FILE = "lineage.json"
+VALIDATION_FACTS = ("outcome", "drifted_columns", "schema_problems", "accepted_by")
+
 # evaluate's plots (mlspec.ml.plots) are published flat beside model.onnx under their own names.
 PLOT_FILE = re.compile(r"[a-z][a-z0-9_]*\.png")
 
-CHAMPION_DETAILS = ("decision", "metric", "challenger", "champion", "champion_version", "min_delta")
+CHAMPION_DETAILS = (
+    "decision", "metric", "challenger", "champion", "champion_version", "min_delta", "classes_added", "classes_removed", "scored_on",
+)
 
 
 def publish_run_id(dag_id: str, run_id: str) -> str:
@@ -34,26 +50,48 @@ def publish_run_id(dag_id: str, run_id: str) -> str:
     return f"{dag_id}/{run_id}"
 
 
+def lineage_of(data: dict, validation: dict) -> dict:
+    """lineage.json: prepare_data's lineage, the reference version drift was measured against and validate_data's
+    outcome ({} when neither stage handed any over, e.g. a hand-written DAG without them)."""
+    lineage = dict(data.get("lineage") or {})
+    if validation:
+        lineage["reference_version"] = validation.get("reference_version")
+        lineage["validation"] = {key: validation.get(key) for key in VALIDATION_FACTS}
+    return lineage
+
+
 class StoreModelOperator(MlspecOperator):
-    """Inputs: `exported` (export_onnx's result) and `evaluation` (evaluate's). Output: the version."""
+    """Inputs: `exported` (export_onnx's result), `evaluation` (evaluate's) and, where the flow has them, `data`
+    (prepare_data's) and `validation` (validate_data's), whose files and lineage go beside the model.
+    Output: the version."""
 
     stage = "store"
     ui_color = "#e8eaed"
     next_step = "check storage.uri and its connection, then clear this task: a retry reuses the same version"
-    template_fields = ("exported", "evaluation")
+    template_fields = ("exported", "evaluation", "data", "validation")
 
-    def __init__(self, *, exported: Any, evaluation: Any, **kwargs: Any) -> None:
+    def __init__(self, *, exported: Any, evaluation: Any, data: Any = None, validation: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.exported = exported
         self.evaluation = evaluation
+        self.data = data
+        self.validation = validation
 
     def run(self, context) -> dict:
+        import json
+
         spec = self.model_spec
         exported = self.handed_over("exported")
         evaluation = self.handed_over("evaluation")
+        inputs = {"data": self.optional_input("data"), "validation": self.optional_input("validation")}
+        # Every file is read before publish_version: one that cannot be read fails the task with nothing published.
         files = {name: self.store.read_uri(exported[key]) for name, key in EXPORTED_FILES.items()}
         files["metrics.json"] = self.store.read_uri(evaluation["metrics_uri"])
         files.update(self.plot_files(evaluation))
+        files.update(self.data_files(inputs))
+        lineage = lineage_of(inputs["data"], inputs["validation"])
+        if lineage:
+            files[LINEAGE_FILE] = json.dumps(lineage, indent=2, sort_keys=True, default=str).encode()
 
         # The registry's numbers count too: a store that lost its folders must not hand out a
         # version number the registry already holds for another model.
@@ -62,12 +100,14 @@ class StoreModelOperator(MlspecOperator):
         # The card names its version, so it is rendered for the number publish_version will give (the one a
         # retry finds claimed, else the next); a concurrent run taking that number first is logged below.
         expected = expected_version(self.store, spec.name, run_id, (known or 0) + 1)
-        files[CARD_FILE] = self.model_card(context, files, evaluation, expected)
+        files[CARD_FILE] = self.model_card(context, files, evaluation, expected, lineage)
         published = self.store.publish_version(
             spec.name,
             files,
             run_id=run_id,
-            metadata={"spec_hash": spec.spec_hash, "data_source": spec.data.source, "dag_id": self.dag_id},
+            # data.source as rendered for this run (prepare_data's), else as the spec writes it
+            metadata={"spec_hash": spec.spec_hash, "data_source": inputs["data"].get("source") or spec.data.source,
+                      "dag_id": self.dag_id},
             min_version=(known or 0) + 1,
         )
         if published.version != expected:
@@ -80,7 +120,20 @@ class StoreModelOperator(MlspecOperator):
         plots = evaluation.get("plots") or {}
         return {name: self.store.read_uri(uri) for name, uri in sorted(plots.items()) if PLOT_FILE.fullmatch(name)}
 
-    def model_card(self, context, files: dict[str, bytes], evaluation: dict, version: int) -> bytes:
+    def optional_input(self, name: str) -> dict:
+        """An input the flow may not have (a hand-written DAG, a stage that has not run): {} when absent."""
+        value = getattr(self, name)
+        return value if isinstance(value, dict) else {}
+
+    def data_files(self, inputs: dict[str, dict]) -> dict[str, bytes]:
+        """The run's splits, profile and drift files (DATA_FILES) that its stages wrote, read to be published."""
+        return {
+            name: self.store.read_uri(inputs[source][key])
+            for name, (source, key) in DATA_FILES.items()
+            if inputs[source].get(key)
+        }
+
+    def model_card(self, context, files: dict[str, bytes], evaluation: dict, version: int, lineage: dict) -> bytes:
         """model_card.md (mlspec.model_card) for the version about to be published."""
         import json
 
@@ -95,6 +148,8 @@ class StoreModelOperator(MlspecOperator):
             plots=[name for name in files if name.endswith(".png")],
             stored_uri=self.store.uri_for(f"{self.model_spec.name}/{version}"),
             run_params=context.get("params") or {},  # what this run's trigger form set is what it trained with
+            lineage=lineage,
+            drift=json.loads(files["drift.json"]) if "drift.json" in files else None,
         ).encode()
 
 
@@ -123,6 +178,9 @@ class RegisterModelOperator(MlspecOperator):
 
         spec = self.model_spec
         stored = self.handed_over("stored")
+        lineage = self.published_json(stored, LINEAGE_FILE)
+        # The training run gets the data it was trained on first: tracking is a record, never a gate.
+        record_data_on_run(spec, self.tracking_run_id(), lineage, self.published_json(stored, "drift.json"))
         registry = open_registry(spec.registry.backend, spec.registry.connection)
         entry = registry.register(
             RegistrationRequest(
@@ -131,7 +189,7 @@ class RegisterModelOperator(MlspecOperator):
                 source_uri=stored["uri"],
                 model_uri=f"{stored['uri']}/model.onnx",
                 metrics=self.handed_over("evaluation")["metrics"],
-                data_source=spec.data.source,
+                data_source=lineage.get("source") or spec.data.source,  # as rendered for the run that trained it
                 spec_hash=spec.spec_hash,
                 dag_id=self.dag_id,
                 run_id=context["run_id"],
@@ -144,6 +202,7 @@ class RegisterModelOperator(MlspecOperator):
                 owner=spec.metadata.owner,
                 storage_connection=spec.storage.connection,
                 files=stored["files"],
+                lineage=lineage,
                 **_best_trial(self.model),
             )
         )
@@ -155,9 +214,26 @@ class RegisterModelOperator(MlspecOperator):
             # Every new version starts as a candidate; promote makes it production. Both scores of
             # the champion comparison stay on the version, whichever way it went.
             verdict = self.handed_over("evaluation").get("champion") or {}
-            details = {f"champion.{key}": str(verdict[key]) for key in CHAMPION_DETAILS if key in verdict}
+            details = {f"champion.{key}": _detail(verdict[key]) for key in CHAMPION_DETAILS if key in verdict}
             registry.set_state(spec.name, entry.version, "candidate", details)
         return entry.to_xcom()
+
+    def published_json(self, stored: dict, name: str) -> dict:
+        """A JSON file published with the version ({} when the version has none)."""
+        import json
+
+        if name not in (stored.get("files") or {}):
+            return {}
+        return json.loads(self.store.read_uri(f"{stored['uri']}/{name}"))
+
+    def tracking_run_id(self) -> str:
+        """The training run (train's or select_best's result), "" when none was tracked or handed over."""
+        return str(self.model.get("tracking_run_id") or "") if isinstance(self.model, dict) else ""
+
+
+def _detail(value: Any) -> str:
+    """A champion detail as a registry tag: a list of class names as a comma list."""
+    return ",".join(str(item) for item in value) if isinstance(value, list | tuple) else str(value)
 
 
 def _best_trial(model: Any) -> dict:

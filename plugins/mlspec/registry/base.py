@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ class RegistrationRequest:
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     best_trial: int | None = None  # tuned runs: the index of the trial that won (tag mlspec.best_trial)
     trial_params: dict = field(default_factory=dict)  # tuned runs: the winning trial's {spec path: value}
+    lineage: dict = field(default_factory=dict)  # the version's lineage.json ({} where none was published)
 
     def mlflow_signature(self) -> dict[str, str]:
         """The model's signature in MLflow's own format (ModelSignature.to_dict()), built from the
@@ -111,6 +113,100 @@ class VersionRecord:
     tracking_run: str = ""  # the tracking run it is registered from (the training run, when tracked)
     best_trial: str = ""  # tuned runs: the winning trial's index
     best_params: dict = field(default_factory=dict)  # and its values, {spec path: value}
+    lineage: dict = field(default_factory=dict)  # the data it was trained on, from LINEAGE_TAGS (lineage_from_tags)
+
+
+# A version's data lineage (its lineage.json) as registry tags: MLflow model-version tags and Kubeflow
+# ModelVersion customProperties (string values) under the same keys. lineage.json field -> tag.
+LINEAGE_TAGS = {
+    "digest": "mlspec.data.digest",  # "sha256:<hex>" of the prepared data set
+    "source": "mlspec.data.source",  # data.source as rendered for the run
+    "query": "mlspec.data.query",  # data.query as rendered (sql:// sources)
+    "rows": "mlspec.data.rows",  # JSON: read, dropped {why: rows}, and each split's rows
+    "files": "mlspec.data.files",  # JSON: the files read (uri, sha256, etag, version_id), then {"more": n}
+}
+VALIDATION_TAGS = {
+    "outcome": "mlspec.validation.outcome",  # validate_data's outcome (passed, warned, accepted, ...)
+    "reference_version": "mlspec.validation.reference_version",  # the production version drift was measured against
+    "drifted": "mlspec.validation.drifted",  # the drifted columns, a comma list ("" when none)
+}
+TAG_VALUE_LIMIT = 4000  # characters: every registry takes a value this long (MLflow caps tags at 5000)
+MAX_DROP_REASONS = 10  # rows dropped for more reasons than this are summed under "other reasons"
+
+
+def lineage_tags(lineage: Mapping[str, Any]) -> dict[str, str]:
+    """The registry tags of a version's lineage.json ({} without one); every value fits TAG_VALUE_LIMIT, the JSON
+    ones still parse (the file list is cut short and ends {"more": n})."""
+    tags: dict[str, str] = {}
+    for part in ("digest", "source", "query"):
+        if lineage.get(part):
+            tags[LINEAGE_TAGS[part]] = str(lineage[part])[:TAG_VALUE_LIMIT]
+    if lineage.get("rows"):
+        tags[LINEAGE_TAGS["rows"]] = _compact_json(_rows_that_fit(lineage["rows"]))
+    if lineage.get("files") is not None:
+        tags[LINEAGE_TAGS["files"]] = _files_that_fit(list(lineage["files"]))
+    validation = lineage.get("validation") or {}
+    if validation.get("outcome"):
+        tags[VALIDATION_TAGS["outcome"]] = str(validation["outcome"])
+    if lineage.get("reference_version") is not None:
+        tags[VALIDATION_TAGS["reference_version"]] = str(int(lineage["reference_version"]))
+    if validation:
+        tags[VALIDATION_TAGS["drifted"]] = ",".join(str(c) for c in validation.get("drifted_columns") or [])[:TAG_VALUE_LIMIT]
+    return tags
+
+
+def lineage_from_tags(tags: Mapping[str, Any]) -> dict:
+    """A version's lineage as its registry tags record it, shaped as lineage.json (digest, source, query, rows,
+    files, reference_version, validation: {outcome, drifted_columns}); {} for a version registered without."""
+    lineage: dict[str, Any] = {}
+    for part in ("digest", "source", "query"):
+        if tags.get(LINEAGE_TAGS[part]):
+            lineage[part] = str(tags[LINEAGE_TAGS[part]])
+    for part, kind in (("rows", dict), ("files", list)):
+        try:
+            value = json.loads(tags.get(LINEAGE_TAGS[part]) or "null")
+        except (TypeError, ValueError):
+            value = None
+        if isinstance(value, kind):
+            lineage[part] = value
+    reference = str(tags.get(VALIDATION_TAGS["reference_version"]) or "")
+    if reference.isdigit():
+        lineage["reference_version"] = int(reference)
+    if VALIDATION_TAGS["outcome"] in tags or VALIDATION_TAGS["drifted"] in tags:
+        drifted = str(tags.get(VALIDATION_TAGS["drifted"]) or "")
+        lineage["validation"] = {
+            "outcome": str(tags.get(VALIDATION_TAGS["outcome"]) or "") or None,
+            "drifted_columns": [c for c in drifted.split(",") if c],
+        }
+    return lineage
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _rows_that_fit(rows: Mapping[str, Any]) -> dict:
+    """rows with at most MAX_DROP_REASONS reasons for dropped rows (the most rows first, each reason at most 200
+    characters; the rest summed under "other reasons"), which keeps its JSON well under TAG_VALUE_LIMIT."""
+    dropped = sorted((rows.get("dropped") or {}).items(), key=lambda item: -int(item[1]))
+    kept = {str(why)[:200]: int(n) for why, n in dropped[:MAX_DROP_REASONS]}
+    if len(dropped) > MAX_DROP_REASONS:
+        kept["other reasons"] = sum(int(n) for _, n in dropped[MAX_DROP_REASONS:])
+    return {**rows, "dropped": kept} if "dropped" in rows else dict(rows)
+
+
+def _files_that_fit(files: list) -> str:
+    """The files list as JSON of at most TAG_VALUE_LIMIT characters: the first files that fit, then
+    {"more": n} counting the rest (and any "more" the list already ended with)."""
+    listed = [f for f in files if isinstance(f, Mapping) and "uri" in f]
+    more = sum(int(f.get("more") or 0) for f in files if isinstance(f, Mapping) and "uri" not in f)
+    keep = len(listed)
+    while True:
+        rest = more + len(listed) - keep
+        text = _compact_json(listed[:keep] + ([{"more": rest}] if rest else []))
+        if len(text) <= TAG_VALUE_LIMIT or keep == 0:
+            return text
+        keep = min(keep - 1, keep * TAG_VALUE_LIMIT // len(text))
 
 
 AUDIT_ACTIONS = ("promote", "deploy", "rollback", "undeploy", "auto_rollback")

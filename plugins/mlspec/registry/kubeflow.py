@@ -40,6 +40,8 @@ from mlspec.registry.base import (
     audit_key_suffix,
     audit_order,
     history_from_changes,
+    lineage_from_tags,
+    lineage_tags,
 )
 from mlspec.registry.kubeflow_client import KubeflowApiError, ModelRegistryClient
 from mlspec.storage import store_kind
@@ -324,6 +326,8 @@ class KubeflowRegistry(ModelRegistry):
             metrics={k: float(v) for k, v in props.items() if isinstance(v, float)},
             run_id=str(props.get("run_id", "")),
             state=str(props.get(STATE_PROPERTY) or "candidate"),
+            data_source=str(props.get("data_source") or ""),
+            lineage=lineage_from_tags(props),
         )
 
     def latest_version(self, model_name: str) -> int | None:
@@ -529,6 +533,7 @@ class KubeflowRegistry(ModelRegistry):
         if request.best_trial is not None:
             properties["mlspec.best_trial"] = int_value(request.best_trial)
             properties["mlspec.best_params"] = string_value(json.dumps(request.trial_params, sort_keys=True))
+        properties.update({key: string_value(value) for key, value in lineage_tags(request.lineage).items()})
         return properties
 
     def _find_artifact(self, model_name: str, version_id: str) -> dict[str, Any] | None:

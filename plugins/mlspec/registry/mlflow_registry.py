@@ -46,6 +46,8 @@ from mlspec.registry.base import (
     audit_key_suffix,
     audit_order,
     history_from_changes,
+    lineage_from_tags,
+    lineage_tags,
 )
 from mlspec.registry.mlflow_connection import (
     MlflowConnection,
@@ -546,6 +548,7 @@ class MlflowRegistry(ModelRegistry):
         if request.best_trial is not None:
             tags["mlspec.best_trial"] = str(request.best_trial)
             tags["mlspec.best_params"] = json.dumps(request.trial_params, sort_keys=True)
+        tags.update(lineage_tags(request.lineage))
         return {key: _tag_value(value) for key, value in tags.items()}
 
     @staticmethod
@@ -758,4 +761,5 @@ def _record_from(model_name: str, version: int, mv: ModelVersion) -> VersionReco
         tracking_run=str(getattr(mv, "run_id", "") or ""),
         best_trial=tags.get("mlspec.best_trial", ""),
         best_params=best_params if isinstance(best_params, dict) else {},
+        lineage=lineage_from_tags(tags),
     )
