@@ -39,6 +39,9 @@ DATA_SOURCES: dict[str, KnownSource] = {
     "keras:cifar10": KnownSource("classification", (32, 32, 3), 10, False),
 }
 DATA_FORMATS = ("npz", "csv", "parquet")
+# validate_data checks an array data set column by column up to this many flat features per sample (images
+# have more: their data is not checked); a table's columns are always checked.
+MAX_CHECKED_FEATURES = 100
 FEATURE_STEPS = ("scale", "normalize", "reshape")  # become part of the exported model
 LABEL_STEPS = ("one_hot",)  # change the labels only
 

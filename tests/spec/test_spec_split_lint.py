@@ -1,6 +1,7 @@
 """Lint of issue 14's spec fields at their lines: split settings that do not apply to the method in use, key
 columns the data lacks (any column of the source, not only features), and evaluation.holdout checked as
-data.source is (scheme, kind, templates, a local file's place and columns)."""
+data.source is (scheme, kind, templates, a local file's place and columns), and a validation section on data
+validate_data does not check."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.fixtures.paths import REPO
 
 from mlspec.cli import lint_file
 
@@ -149,3 +151,20 @@ def test_a_holdout_read_by_sql_with_a_data_format_says_why(tmp_path, cars):
     assert messages["evaluation.holdout.source"] == (
         "the holdout is read with data.format: a sql:// source is a table a query returns; remove data.format"
     )
+
+
+def test_a_validation_section_on_images_is_a_warning_that_it_never_acts(tmp_path):
+    spec = tmp_path / "cifar.yaml"
+    text = (REPO / "specs" / "cifar10.yaml").read_text()
+    spec.write_text(text + "validation:\n  drift: {on_drift: fail}\n")
+    found = {(p.path, p.line): f"{p.severity}: {p.message}" for p in lint_file(spec)[1]}
+    line = len(text.splitlines()) + 1
+    assert found[("validation", line)] == (
+        "warning: validate_data does not check keras:cifar10: its samples have 3,072 features, more than the 100 it "
+        "checks column by column, so these settings never act; remove the section"
+    )
+    digits = tmp_path / "digits.yaml"  # 64 features: checked
+    digits.write_text((REPO / "specs" / "digits.yaml").read_text() + "validation:\n  drift: {on_drift: fail}\n")
+    assert not [p for p in lint_file(digits)[1] if p.path == "validation"]
+    spec.write_text(text)  # no section: nothing to say
+    assert not [p for p in lint_file(spec)[1] if p.path == "validation"]

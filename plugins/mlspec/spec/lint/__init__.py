@@ -1,6 +1,6 @@
 """Checks the JSON Schema cannot express, each reported at the node it is about: one module per spec
-section (data, storage, model and training, evaluation, serving, registry, schedule, timeouts, tuning), plus
-the whole document's text and credentials."""
+section (data, storage, model and training, evaluation, validation, serving, registry, schedule, timeouts,
+tuning), plus the whole document's text and credentials."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from mlspec.spec.lint.storage import check_local_store, check_storage_uri
 from mlspec.spec.lint.text import check_credentials, check_text
 from mlspec.spec.lint.timeouts import check_deploy_deadline
 from mlspec.spec.lint.tuning import check_tuning
+from mlspec.spec.lint.validation import check_validation
 from mlspec.spec.yaml_loader import LoadedYaml
 
 __all__ = ["check", "check_credentials", "check_local_files", "local_table_sample"]
@@ -42,6 +43,7 @@ CHECKS = (
     check_framework,  # and the framework's own rules (mlspec.ml.frameworks)
     check_evaluation,
     check_holdout,
+    check_validation,
     check_split,
     check_serving,
     check_registry,
@@ -58,9 +60,9 @@ def check(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
 def check_local_files(doc: LoadedYaml, spec: dict) -> list[SpecProblem]:
     """`mlspec lint` only, on a valid spec: a file:// store must be within the allowed store folders, and a
     file:// data source within the allowed data folders and, when it exists here, a regular file within the
-    size cap whose first rows fit the spec; a file:// evaluation.holdout likewise. (Parsing DAGs never looks at
-    files: the data may live only where tasks run, and the allowed folders are the workers' MLSPEC_DATA_ROOTS /
-    MLSPEC_STORE_ROOTS.)"""
+    size cap whose first rows fit the spec; a file:// evaluation.holdout likewise. (Parsing DAGs never looks
+    at files: the data may live only where tasks run, and the allowed folders are the workers'
+    MLSPEC_DATA_ROOTS / MLSPEC_STORE_ROOTS.)"""
     specs_dir = _specs_dir(doc)
     return (
         check_local_store(doc, spec, _home, specs_dir)
