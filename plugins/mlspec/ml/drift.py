@@ -75,6 +75,9 @@ class DriftRow:
 
 @dataclass
 class DriftReport:
+    """The checks' table and what it adds up to: the drifted columns, the schema problems, the data set's
+    drift. to_json gives drift.json's content and from_json reads it back."""
+
     rows: list[DriftRow]
     reference_version: int | None = None
     reference_rows: int = 0
@@ -158,15 +161,18 @@ class DriftReport:
         ]
         widths = [max((len(line[index]) for line in cells), default=0) for index in range(6)]
         return [
-            "  ".join(cell.ljust(width) for cell, width in zip(line[:6], widths, strict=True))
-            + f"  {line[6]}".rstrip()
+            (
+                "  ".join(cell.ljust(width) for cell, width in zip(line[:6], widths, strict=True))
+                + f"  {line[6]}"
+            ).rstrip()
             for line in cells
         ]
 
 
 def _comparison(test: str) -> str:
-    """How the score is judged against the threshold: drifted below a p-value's, at or above a distance's."""
-    return "<" if test in P_VALUE_TESTS else ">="
+    """How a score is judged against its threshold: a p-value drifts below it, a distance at or above it, a
+    schema check's share (the missing share's rise) above it."""
+    return "<" if test in P_VALUE_TESTS else ">=" if test in DISTANCE_TESTS else ">"
 
 
 def compare(
