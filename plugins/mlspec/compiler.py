@@ -39,7 +39,7 @@ STAGES = (
     (
         "store",
         "mlspec.operators.publish.StoreModelOperator",
-        {"exported": "export_onnx", "evaluation": "evaluate", "data": "prepare_data"},
+        {"exported": "export_onnx", "evaluation": "evaluate", "data": "prepare_data", "validation": "validate_data"},
     ),
     (
         "register",
