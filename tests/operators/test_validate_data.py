@@ -157,7 +157,7 @@ def test_a_unit_change_fails_the_run_before_training_and_names_the_way_out(reque
         op.execute(context("manual__3"))
     message = str(failed.value)
     assert message.startswith(f"validate_data failed for model {spec.name}: ")
-    assert "production version 1" in message and "drifted: Weight_in_lbs" in message
+    assert "production version 1" in message and "on_drift is fail and columns drifted: Weight_in_lbs" in message
     assert "Horsepower" not in message.split("Next step")[0].split("drifted:")[1]
     assert "mlspec run specs/cars.yaml --accept-drift" in message and "accept_drift" in message.split("--accept-drift")[1]
     # The table is in the log, one line per row, and the run folder keeps drift.json with the outcome.
@@ -213,7 +213,7 @@ def test_a_schema_problem_fails_under_schema_fail(request):
     with pytest.raises(AirflowFailException) as failed:
         operator(spec, handed_over(spec, current, "manual__7")).execute(context("manual__7"))
     message = str(failed.value)
-    assert "schema: " in message and "Horsepower" in message and "Power" in message and "--accept-drift" in message
+    assert "validation.schema is fail and the data has schema problems: " in message and "Horsepower" in message and "Power" in message and "--accept-drift" in message
 
 
 def test_a_changed_profile_is_refused(request):

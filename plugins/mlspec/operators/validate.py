@@ -22,11 +22,9 @@ from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.registry import open_registry
 from mlspec.release import Trigger
 from mlspec.storage import sha256_hex
+from mlspec.vocabulary import MAX_CHECKED_FEATURES
 
 log = logging.getLogger(__name__)
-
-# An array data set with more flat features than this (images) is not profiled column by column.
-MAX_ARRAY_FEATURES = 100
 
 
 class ValidateDataOperator(MlspecOperator):
@@ -119,6 +117,9 @@ class ValidateDataOperator(MlspecOperator):
             reference.profile, frame, columns, new_rows=reference.new_rows(dataset), schema=settings.schema,
             threshold=settings.drift.threshold, share=settings.drift.share, reference_version=reference.version,
         )
+        log.info(
+            "data checks against production version %d (column, check, test, score, threshold, verdict):", reference.version
+        )
         for line in report.log_lines():
             log.info("%s", line)
         failing = failures(report, settings)
@@ -137,10 +138,10 @@ class ValidateDataOperator(MlspecOperator):
         drift.update(outcome=outcome, accepted_by=accepted_by)
         drift_uri = self.store.write_bytes(f"{prefix}/drift.json", json.dumps(drift, indent=2).encode())
         plot_uri = self.write_plot(prefix, drift, reference.profile, frame)
-        verdict = verdict_line(reference.version, drift, report, len(columns))
+        verdict = verdict_line(reference.version, drift, report)
         if outcome == "failed":
             raise GateFailed(
-                f"{verdict}: {'; '.join(failing)}",
+                f"{verdict}. The run stops before training: {'; '.join(failing)}",
                 next_step=(
                     "nothing was trained. If the change is expected, retrain anyway: `mlspec run "
                     f"{self.spec_file or '<spec file>'} --accept-drift`, or trigger the DAG with accept_drift "
@@ -150,12 +151,13 @@ class ValidateDataOperator(MlspecOperator):
             )
         if outcome == "accepted":
             log.warning(
-                "%s: %s; accepted by %s (accept_drift), the run goes on", verdict, "; ".join(failing), accepted_by
+                "%s. %s; accepted by %s (accept_drift): the run goes on and the version records it", verdict,
+                "; ".join(failing), accepted_by,
             )
         elif outcome == "warned":
             log.warning("%s: the run goes on and the version records it", verdict)
         else:
-            log.info("%s", verdict)
+            log.info("%s: passed", verdict)
         return result(
             outcome, reference_version=reference.version, profile_uri=profile_uri, drift_uri=drift_uri,
             plot_uri=plot_uri, drifted_columns=list(report.drifted_columns), schema_problems=list(report.schema_problems),
@@ -199,7 +201,7 @@ class Reference:
 
 def training_table(dataset) -> tuple[Any, tuple[Column, ...]] | str:
     """The training split as a frame of typed columns, or why it is not checked. A table's columns as they are;
-    an array data set of at most MAX_ARRAY_FEATURES flat features as number columns named by its feature_names
+    an array data set of at most MAX_CHECKED_FEATURES flat features as number columns named by its feature_names
     (else f0, f1, ...)."""
     import pandas as pd
 
@@ -207,10 +209,10 @@ def training_table(dataset) -> tuple[Any, tuple[Column, ...]] | str:
         return dataset.x_train, tuple(dataset.columns)
     shape = tuple(dataset.x_train.shape[1:])
     features = math.prod(shape)
-    if features > MAX_ARRAY_FEATURES:
+    if features > MAX_CHECKED_FEATURES:
         return (
             f"its samples are arrays of shape {list(shape)} ({features} values), more than the "
-            f"{MAX_ARRAY_FEATURES} features data checks profile one by one"
+            f"{MAX_CHECKED_FEATURES} features data checks profile one by one"
         )
     named = len(dataset.feature_names) == features
     names = list(dataset.feature_names) if named else [f"f{i}" for i in range(features)]
@@ -223,22 +225,22 @@ def failures(report, settings) -> list[str]:
     `on_drift: fail`."""
     failing = []
     if settings.schema == "fail" and report.schema_problems:
-        failing.append("schema: " + "; ".join(report.schema_problems))
+        failing.append("validation.schema is fail and the data has schema problems: " + "; ".join(report.schema_problems))
     if settings.drift.on_drift == "fail" and report.drifted_columns:
-        failing.append("drifted: " + ", ".join(report.drifted_columns))
+        failing.append("validation.drift.on_drift is fail and columns drifted: " + ", ".join(report.drifted_columns))
     return failing
 
 
-def verdict_line(version: int, drift: dict, report, columns: int) -> str:
-    """One sentence: what was compared with what, and what came of it."""
+def verdict_line(version: int, drift: dict, report) -> str:
+    """One sentence: what was compared with what, and what was found."""
     current = drift.get("current", {})
     new_rows = current.get("new_rows")
     return (
         f"data checks against production version {version} ({drift.get('reference', {}).get('rows')} training rows) "
         f"on this run's {current.get('rows')} training rows" + (f" ({new_rows} new)" if new_rows else "")
-        + f": {len(report.drifted_columns)} of {columns} columns drifted"
+        + f": {len(report.drifted_columns)} of {drift['columns_compared']} columns compared drifted"
         + (f" ({', '.join(report.drifted_columns)})" if report.drifted_columns else "")
-        + f", {len(report.schema_problems)} schema problem(s): {drift['outcome']}"
+        + f", {len(report.schema_problems)} schema problem(s)"
     )
 
 
