@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import ks_2samp
 
-from mlspec.ml import drift
+from mlspec.ml import drift, profile
 from mlspec.ml.columns import Column
 from mlspec.ml.drift import DriftReport, compare
 from mlspec.ml.profile import build_profile
@@ -140,8 +140,6 @@ def test_a_category_the_reference_never_had_is_named_with_its_share() -> None:
 def test_new_categories_are_not_judged_against_a_reference_that_listed_only_its_commonest_values(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlspec.ml import profile
-
     monkeypatch.setattr(profile, "MAX_CATEGORIES", 2)
     capped = json.loads(json.dumps(build_profile(cars(3000, 1), COLUMNS)))
     assert capped["columns"][1]["other"] > 0
