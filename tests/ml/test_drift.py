@@ -38,7 +38,7 @@ def drift_rows(report: DriftReport, check: str = "drift") -> dict[str, drift.Dri
 
 
 @pytest.mark.parametrize(
-    ("reference_rows", "test", "threshold"), [(300, "ks", 0.05), (3000, "wasserstein", 0.1)]
+    ("reference_rows", "test", "threshold"), [(300, "ks", 0.05 / 2), (3000, "wasserstein", 0.1)]  # 2 p-value tests
 )
 def test_a_unit_change_drifts_with_either_test_family(
     reference_rows: int, test: str, threshold: float
@@ -79,7 +79,7 @@ def test_a_small_reference_is_tested_exactly_against_all_of_its_values() -> None
 
 def test_the_threshold_replaces_the_default_of_the_test_that_runs() -> None:
     small = compare(reference(300), cars(300, 2, kilograms=150), COLUMNS, threshold=1e-200)
-    assert drift_rows(small)["Weight_in_lbs"].threshold == 1e-200 and small.drifted_columns == []
+    assert drift_rows(small)["Weight_in_lbs"].threshold == 1e-200 / 2 and small.drifted_columns == []  # 2 p-values
     large = compare(reference(3000), cars(3000, 2, kilograms=1500), COLUMNS, threshold=5.0)
     assert drift_rows(large)["Weight_in_lbs"].threshold == 5.0 and large.drifted_columns == []
     strict = compare(reference(3000), cars(3000, seed=7), COLUMNS, threshold=0.001)
@@ -212,7 +212,7 @@ def test_log_lines_are_one_aligned_line_per_row() -> None:
     assert len(lines) == len(report.rows) == 5
     starts = {line.index(row.check) for line, row in zip(lines, report.rows, strict=True)}
     assert len(starts) == 1  # the check column starts at the same place on every line
-    assert "DRIFTED" in lines[1] and "< 0.05" in lines[1] and "PROBLEM" in lines[2]
+    assert "DRIFTED" in lines[1] and "< 0.0125" in lines[1] and "PROBLEM" in lines[2]  # 0.05 over 4 p-values
 
 
 def test_the_wasserstein_distance_is_scipys() -> None:
@@ -229,3 +229,25 @@ def test_the_wasserstein_distance_is_scipys() -> None:
     ):
         expected = wasserstein_distance(reference, current)
         assert drift.wasserstein(np.sort(reference), np.sort(current)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_p_value_tests_share_the_threshold_so_unchanged_wide_data_raises_no_alarm() -> None:
+    """Twenty columns tested on all and on new rows are forty tests: at 0.05 each, a fresh draw of unchanged data
+    flagged about two columns on every retrain. The run's tests share 0.05 (Bonferroni); a unit change still drifts."""
+    rng = np.random.default_rng(3)
+    wide = [Column(f"n{i}", "number") for i in range(20)]
+
+    def draw(rows: int) -> pd.DataFrame:
+        return pd.DataFrame({column.name: rng.normal(100, 15, rows) for column in wide})
+
+    profile = json.loads(json.dumps(build_profile(draw(800), wide)))
+    alarms = []
+    for _ in range(5):
+        current = draw(880)
+        report = compare(profile, current, wide, new_rows=np.arange(880) >= 800)
+        assert {row.threshold for row in report.rows} == {0.05 / 40}
+        alarms += report.drifted_columns
+    assert alarms == []
+    current = draw(880)
+    current.loc[800:, "n3"] /= LBS_PER_KG
+    assert compare(profile, current, wide, new_rows=np.arange(880) >= 800).drifted_columns == ["n3"]

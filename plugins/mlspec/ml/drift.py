@@ -11,7 +11,9 @@ Drift per column, with Evidently's tests and defaults:
   distributions of category shares for categories; the column drifts when the distance is at least the
   threshold (default 0.1).
 
-`threshold` replaces the default of whichever test runs. Chi-squared is a test of homogeneity on the 2 x k
+`threshold` replaces the default of whichever test runs. The p-value tests of one run share it (Bonferroni:
+each is judged at the threshold divided by their count), so a retrain of unchanged data raises a false alarm
+with at most that chance, however many columns it has; the row's threshold is the divided one. Chi-squared is a test of homogeneity on the 2 x k
 table of reference and current counts (scipy's chi2_contingency, without Yates' correction): a category that
 only one side has is a column of that table, so a category the reference never had raises the statistic
 instead of dividing by an expected count of zero. Gaps are left out of every test (the missing share is a
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -220,7 +222,7 @@ def compare(
             new = _present(values[mask], numeric)
             rows.append(_drift_row(column.name, DRIFT_NEW_ROWS, entry, new, exact, threshold))
     return DriftReport(
-        rows=rows,
+        rows=_family_wise(rows, threshold),
         reference_version=reference_version,
         reference_rows=reference_rows,
         current_rows=len(frame),
@@ -326,6 +328,21 @@ def _drift_row(
         return DriftRow(name, check, test, None, limit, False, detail)
     drifted = score < limit if test in P_VALUE_TESTS else score >= limit
     return DriftRow(name, check, test, _score(score), limit, bool(drifted), detail)
+
+
+def _family_wise(rows: list[DriftRow], threshold: float | None) -> list[DriftRow]:
+    """The p-value rows judged at the run's level divided by their count (Bonferroni): with 0.05 per test,
+    20 columns tested twice raise about two false alarms on every retrain of unchanged data, and on_drift acts
+    on any drifted column. The whole run keeps a 0.05 (or `threshold`) chance of a false alarm; a real shift
+    (a unit change) still scores p-values many orders below it."""
+    tested = {id(row) for row in rows if row.test in P_VALUE_TESTS and row.score is not None}
+    if len(tested) < 2:
+        return rows
+    limit = (threshold if threshold is not None else P_VALUE_THRESHOLD) / len(tested)
+    return [
+        replace(row, threshold=_score(limit), drifted=bool(row.score < limit)) if id(row) in tested else row
+        for row in rows
+    ]
 
 
 def _numeric_test(entry: Mapping[str, Any], current: np.ndarray, test: str) -> tuple[float | None, str]:
