@@ -350,6 +350,7 @@ class VersionInfo:
     tracking_run: str = ""  # MLflow: the run the version is registered from (the training run, when tracked)
     best_trial: str = ""  # tuned runs: the winning trial's index (tag mlspec.best_trial)
     best_params: dict[str, Any] = field(default_factory=dict)  # and its values, {spec path: value}
+    lineage: dict[str, Any] = field(default_factory=dict)  # the data it was trained on, as its registry tags record it
 
 
 @dataclass
@@ -506,7 +507,7 @@ def _version_info(record: Any) -> VersionInfo:
         source_uri=record.source_uri, framework=record.framework, task=record.task,
         registry_version=record.registry_version, created_ms=record.created_ms, files=dict(record.files),
         champion=dict(record.champion), deployment=dict(record.deployment), tracking_run=record.tracking_run,
-        best_trial=record.best_trial, best_params=dict(record.best_params),
+        best_trial=record.best_trial, best_params=dict(record.best_params), lineage=dict(record.lineage),
     )
 
 
@@ -560,6 +561,16 @@ class VersionCard:
     def lineage_recorded(self) -> bool | None:
         """Whether the version published lineage.json; None when its manifest could not be read."""
         return None if self.manifest is None else LINEAGE_FILE in self.files
+
+    @property
+    def data_lineage(self) -> tuple[dict, str]:
+        """The version's lineage and where it was read: its published lineage.json (""), else what its registry tags
+        record (digest, source, rows, files, the data checks' outcome) when the store's file was not read."""
+        if self.lineage is not None:
+            return self.lineage, ""
+        if self.info is not None and self.info.lineage:
+            return self.info.lineage, "as the registry's tags record it (the store's lineage.json was not read)"
+        return {}, ""
 
     @property
     def has_card(self) -> bool:

@@ -762,19 +762,21 @@ def _champion_section(info: VersionInfo | None) -> str:
 
 def data_section(card: VersionCard) -> str:
     """The data the version was trained on (its lineage.json): source, files, digest, rows, split, holdout."""
-    if card.lineage_recorded is None:
-        return ""  # the manifest was not read: the problems panel says why
-    if card.lineage is None:
+    lineage, where = card.data_lineage
+    if not lineage:
+        if card.lineage_recorded is None:
+            return ""  # neither the manifest nor the registry said: the problems panel says why
         why = ("This version has no lineage recorded (published before mlspec recorded it)." if not card.lineage_recorded
                else "Its lineage.json could not be read (see above).")
         return f'<h2>Data</h2><p class="muted" id="data-lineage">{e(why)}</p>'
-    facts = "".join(f'<dt>{e(label)}</dt><dd data-field="{e(label)}">{e(text)}</dd>' for label, text in lineage_facts(card.lineage))
-    return f'<h2>Data</h2><dl class="facts" id="data-lineage">{facts}</dl>'
+    facts = "".join(f'<dt>{e(label)}</dt><dd data-field="{e(label)}">{e(text)}</dd>' for label, text in lineage_facts(lineage))
+    note = f'<p class="lead" id="lineage-from">{e(_capital(where))}.</p>' if where else ""
+    return f'<h2>Data</h2>{note}<dl class="facts" id="data-lineage">{facts}</dl>'
 
 
 def data_checks_section(card: VersionCard, files_base: str) -> str:
     """validate_data's outcome, its reference, the drift table and plot (drift.json, drift.png)."""
-    lineage, drift = card.lineage or {}, card.drift or {}
+    lineage, drift = card.data_lineage[0], card.drift or {}
     facts = check_facts(lineage, drift)
     if not facts:
         return ""

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.ui.app.ui_app_testkit import get_page
-from tests.ui.app.ui_lineage_testkit import DIGEST, HOSTILE_CATEGORY, NAME, PNG, publish_versions
+from tests.ui.app.ui_app_testkit import Page, get_page
+from tests.ui.app.ui_lineage_testkit import DIGEST, HOSTILE_CATEGORY, LINEAGE, NAME, PNG, publish_versions
 
 from mlspec.ui import data, pages
 
@@ -43,6 +43,7 @@ def test_a_version_card_reads_the_published_lineage_drift_and_plot(spec):
     assert card.has_drift_plot and card.lineage_recorded
     assert "drift.png" not in card.plots  # shown with the data checks, not with evaluate's plots
     assert card.info.champion["classes_added"] == "Chinstrap"
+    assert card.info.lineage["digest"] == DIGEST and card.info.lineage["validation"]["drifted_columns"] == ["body_mass_g"]
     older = data.version_card(spec, 1)
     assert older.lineage is None and older.drift is None and older.lineage_recorded is False and not older.has_drift_plot
 
@@ -84,3 +85,21 @@ def test_pages_without_a_manifest_say_nothing_of_lineage():
     card = data.VersionCard(data.ModelStatus(spec=None), 3, None)
     assert card.lineage_recorded is None
     assert pages.data_section(card) == "" and pages.data_checks_section(card, "") == ""
+
+
+def test_a_version_whose_store_files_are_gone_shows_the_lineage_its_registry_tags_record(spec):
+    """The store pruned or lost the version's files; its registry tags still say which data trained it."""
+    from mlspec.registry.base import lineage_from_tags, lineage_tags
+
+    status = data.ModelStatus(spec, store_ok=True, registry_ok=True)
+    info = data.VersionInfo(2, registered=True, in_store=False, lineage=lineage_from_tags(lineage_tags(LINEAGE)))
+    status.versions = [info]
+    card = data.VersionCard(status, 2, info)
+    page = Page(pages.data_section(card) + pages.data_checks_section(card, ""))
+    assert "As the registry's tags record it" in page.within("lineage-from").text()
+    assert page.find(data_field="digest")[0]["text"] == DIGEST
+    assert page.find(data_field="rows")[0]["text"] == "344 read, 2 dropped (no label: 2); train 240, validation 34, test 68"
+    assert page.find(data_field="outcome")[0]["text"].startswith("warned:")
+    assert page.find(data_field="reference")[0]["text"] == "production version 1"
+    assert page.find(data_field="drifted columns")[0]["text"] == "body_mass_g"
+    assert not page.find(id="drift")  # the table is in drift.json only

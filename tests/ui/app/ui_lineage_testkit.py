@@ -79,6 +79,7 @@ def publish_versions(specs: Path) -> Any:
             model_name=NAME, version=number, source_uri=published.uri, model_uri=f"{published.uri}/model.onnx",
             metrics=metrics, data_source=spec.data.source, spec_hash=spec.spec_hash, dag_id=NAME, run_id=run_id,
             onnx_opset=17, framework="sklearn", task="classification", input_schema=schema, files=dict(published.files),
+            lineage=LINEAGE if number == 2 else {},
         ))
         registry.set_state(NAME, number, "candidate", {f"champion.{k}": v for k, v in CHAMPION[number].items()})
         registry.set_production(NAME, number, reason="beat production")
