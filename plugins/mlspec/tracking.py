@@ -44,6 +44,7 @@ from mlspec.registry.mlflow_connection import (
     ui_url,
 )
 from mlspec.registry.mlflow_experiments import ROLE_TAG, ensure_experiment, experiment_name, tag_key
+from mlspec.sources import source_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -311,21 +312,21 @@ def _add_to_finished_mlflow_run(spec: Any, run_id: str, metrics: Mapping[str, fl
 # MLflow keeps a dataset's digest in at most 36 characters: "sha256:" and the first 29 hex digits of the data
 # digest; the whole digest goes in the dataset's profile and the input's mlspec.data.digest tag.
 _MAX_DATASET_DIGEST = 36
-_SOURCE_TYPES = {"": "local", "file": "local", "http": "http", "https": "http"}  # else the URI's own scheme
 
 
 def training_dataset(model_name: str, lineage: Mapping[str, Any]):
     """The MLflow dataset input of a training run: the data set prepare_data made (name = the model's, digest,
     source = data.source as rendered, with the query), in context "training"."""
     import json
-    from urllib.parse import urlsplit
 
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     source = str(lineage.get("source") or "")
-    scheme = urlsplit(source).scheme
-    where = {"url" if scheme in ("http", "https") else "uri": source}
+    kind = source_kind(source)
+    # MLflow's source types: "local" for files on this machine, else the data source's own kind (s3, sql, builtin)
+    source_type = "local" if kind is not None and kind.local_path is not None else (kind.scheme if kind else "unknown")
+    where = {"uri": source}
     if lineage.get("query"):
         where["query"] = str(lineage["query"])
     rows = dict(lineage.get("rows") or {})
@@ -333,7 +334,7 @@ def training_dataset(model_name: str, lineage: Mapping[str, Any]):
     dataset = Dataset(
         name=model_name,
         digest=str(lineage["digest"])[:_MAX_DATASET_DIGEST],
-        source_type=_SOURCE_TYPES.get(scheme, scheme),
+        source_type=source_type,
         source=json.dumps(where),
         profile=json.dumps(profile, default=str),
     )
