@@ -249,7 +249,7 @@ def test_numbers_and_booleans_in_object_columns():
     columns = resolve_columns(SOURCE, frame, None, "y", None)
     assert [(c.name, c.type) for c in columns] == [("price", "number"), ("ok", "boolean")]
     filled = tuple(Column(c.name, c.type, missing="most_frequent") for c in columns)
-    features, _ = raw_features(SOURCE, frame, filled, "y")
+    features, *_ = raw_features(SOURCE, frame, filled, "y")
     np.testing.assert_array_equal(features["price"], [1.5, np.nan, 3.0])
     np.testing.assert_array_equal(features["ok"], [1.0, np.nan, 0.0])
 
@@ -277,7 +277,7 @@ def test_raw_features_normalizes_each_type():
         Column("c", "category", missing="constant", constant="?"),
         Column("year", "category", missing="most_frequent"),
     )
-    features, labels = raw_features(SOURCE, frame, columns, "y")
+    features, labels, *_ = raw_features(SOURCE, frame, columns, "y")
     assert list(features.columns) == ["n", "i", "b", "yes", "c", "year"]
     assert list(labels) == ["a", "b", "a", "b"]
     for name in ("n", "i", "b", "yes"):
@@ -293,7 +293,7 @@ def test_raw_features_normalizes_each_type():
 
 def test_parquet_categoricals_become_text():
     frame = pd.DataFrame({"y": [0, 1, 0], "c": pd.Categorical(["x", None, "y"])})
-    features, _ = raw_features(SOURCE, frame, (Column("c", "category", missing="most_frequent"),), "y")
+    features, *_ = raw_features(SOURCE, frame, (Column("c", "category", missing="most_frequent"),), "y")
     assert list(features["c"]) == ["x", "", "y"]
 
 
@@ -323,7 +323,10 @@ def test_unlabeled_and_drop_row_rows_are_dropped_and_counted(caplog):
         Column("sex", "category", missing="most_frequent"),
     )
     with caplog.at_level(logging.INFO, logger="mlspec.ml.columns"):
-        features, labels = raw_features(SOURCE, frame, columns, "species")
+        features, labels, kept, dropped = raw_features(SOURCE, frame, columns, "species")
+    # the drops are reported by reason (prepare_data's lineage) with the rows kept of the source
+    assert dropped == {"no label": 1, "missing in island (drop_row)": 1, "missing in bill_length_mm (drop_row)": 1}
+    assert kept.tolist() == [True, False, True, False, False, True]
     assert list(labels) == [
         "Adelie",
         "Chinstrap",
@@ -341,7 +344,7 @@ def test_unlabeled_and_drop_row_rows_are_dropped_and_counted(caplog):
 
 def test_a_gap_in_a_dropped_row_is_not_an_error():
     frame = pd.DataFrame({"y": [0, 1, None], "a": [1.0, 2.0, np.nan], "b": [1.0, np.nan, 3.0]})
-    features, labels = raw_features(
+    features, labels, *_ = raw_features(
         SOURCE, frame, (Column("a", "number"), Column("b", "number", missing="drop_row")), "y"
     )
     assert list(features["a"]) == [1.0] and list(labels) == [0]
@@ -377,7 +380,7 @@ def test_values_that_do_not_fit_the_declared_type(column, values, message):
 
 def test_numbers_as_text_are_numbers():
     frame = pd.DataFrame({"y": [0, 1, 0], "a": ["1", "", "3.5"]})
-    features, _ = raw_features(SOURCE, frame, (Column("a", "number", missing="median"),), "y")
+    features, *_ = raw_features(SOURCE, frame, (Column("a", "number", missing="median"),), "y")
     np.testing.assert_array_equal(features["a"], [1.0, np.nan, 3.5])
 
 
@@ -398,7 +401,7 @@ def test_a_csv_as_pandas_reads_it(tmp_path):
         "species",
         None,
     )
-    features, labels = raw_features(SOURCE, frame, columns, "species")
+    features, labels, *_ = raw_features(SOURCE, frame, columns, "species")
     assert list(labels) == ["Adelie", "Gentoo"]
     assert features.to_dict("list") == {
         "island": ["Torgersen", ""],
@@ -469,7 +472,7 @@ def test_one_gap_rule_and_one_category_text():
     ]
     # raw_features holds a category by the same rules: spaces are a gap, numbers their text
     frame = pd.DataFrame({"y": [0, 1, 0], "c": [" ", 2007.0, "b"]})
-    features, _ = raw_features(SOURCE, frame, (Column("c", "category", missing="most_frequent"),), "y")
+    features, *_ = raw_features(SOURCE, frame, (Column("c", "category", missing="most_frequent"),), "y")
     assert list(features["c"]) == ["", "2007", "b"]
 
 

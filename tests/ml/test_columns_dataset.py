@@ -96,7 +96,7 @@ def test_label_datatype_follows_the_label_column(tmp_path: Path, read_file_uri: 
 
 def test_split_and_npz_round_trip_of_a_table(penguins_csv: str, read_file_uri: Reader) -> None:
     loaded = load_source(penguins_csv, fmt=None, features=FEATURES, label="species", read_bytes=read_file_uri)
-    dataset = split(*loaded, validation=0.0, test=0.25, seed=1, stratify=True)
+    dataset = split(*loaded, validation=0.0, test=0.25, seed=1, stratify=True, method="random")
     assert isinstance(dataset.x_train, pd.DataFrame) and list(dataset.x_train.index) == list(range(9))
     assert (len(dataset.x_train), len(dataset.x_val), len(dataset.x_test)) == (9, 0, 3)
     assert dataset.input_shape == (4,) and dataset.x_val.shape == (0, 4)
@@ -169,10 +169,10 @@ def test_prepare_data_writes_the_typed_table_and_logs_columns_and_dropped_rows(
     (mlspec_home / "data" / "penguins.csv").write_text(no_gaps)  # but the row without a label
     data = (
         "  source: file://data/penguins.csv\n  label: species\n  exclude: [year]\n"
-        "  split: {validation: 0.2, test: 0.2, seed: 7, stratify: true}\n"
+        "  split: {method: random, validation: 0.2, test: 0.2, seed: 7, stratify: true}\n"
     )
     text = (SPECS / "iris.yaml").read_text().replace(
-        "  source: builtin:iris\n  split: {validation: 0.15, test: 0.25, seed: 7, stratify: true}\n", data
+        "  source: builtin:iris\n  split: {validation: 0.15, test: 0.25}\n", data
     )
     task = PrepareDataOperator(spec=load_spec_text(text).to_dict(), task_id="prepare_data")
     with caplog.at_level(logging.INFO):
@@ -243,7 +243,7 @@ def test_a_column_with_no_value_in_the_training_split_is_an_error() -> None:
     for seed in range(50):
         try:
             split(frame, y, ("0", "1"), ("a", "b"), columns, "INT64", validation=0.0, test=0.25, seed=seed,
-                  stratify=False)
+                  stratify=False, method="random")
         except DataError as exc:
             assert "column b has no value in the 3 training rows" in str(exc) and "data.exclude" in str(exc)
             return

@@ -297,7 +297,7 @@ def test_empty_and_unreadable_sources(tmp_path: Path, read_file_uri: Reader) -> 
 def test_split_is_deterministic_and_stratified() -> None:
     x, y, class_names, _, *_ = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=_never)
     def cut(seed: int) -> Dataset:
-        return split(x, y, validation=0.2, test=0.2, seed=seed, stratify=True, class_names=class_names)
+        return split(x, y, validation=0.2, test=0.2, seed=seed, stratify=True, class_names=class_names, method="random")
 
     a, b, c = cut(3), cut(3), cut(4)
     np.testing.assert_array_equal(a.x_train, b.x_train)
@@ -315,18 +315,22 @@ def test_split_is_deterministic_and_stratified() -> None:
 def test_split_without_validation_gives_empty_split() -> None:
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
     y = np.array([0, 1] * 10)
-    ds = split(x, y, validation=0.0, test=0.25, seed=0, stratify=False, class_names=("a", "b"))
+    ds = split(x, y, validation=0.0, test=0.25, seed=0, stratify=False, class_names=("a", "b"), method="random")
     assert ds.x_val.shape == (0, 2) and ds.y_val.shape == (0,)
     assert len(ds.x_train) == 15 and len(ds.x_test) == 5
+    by_id = split(x, y, validation=0.0, test=0.25, seed=0, stratify=False, class_names=("a", "b"))
+    assert by_id.x_val.shape == (0, 2) and len(by_id.x_train) + len(by_id.x_test) == 20
 
 
 def test_split_errors_are_clear() -> None:
     x = np.zeros((6, 2), dtype=np.float32)
     y = np.array([0, 0, 0, 0, 0, 1])  # one sample of class 1 cannot be stratified
     with pytest.raises(DataError, match="stratify: false"):
-        split(x, y, validation=0.0, test=0.5, seed=0, stratify=True, class_names=("a", "b"))
+        split(x, y, validation=0.0, test=0.5, seed=0, stratify=True, class_names=("a", "b"), method="random")
     with pytest.raises(DataError, match="below 1"):
         split(x, y, validation=0.5, test=0.5, seed=0, stratify=False, class_names=("a", "b"))
+    with pytest.raises(DataError, match="data.split.method 'ordered' is not known; use one of hash, random"):
+        split(x, y, validation=0.1, test=0.2, seed=0, stratify=False, class_names=("a", "b"), method="ordered")
 
 
 def test_npz_round_trip_keeps_names(digits_dataset: Dataset) -> None:
@@ -356,7 +360,7 @@ def diabetes() -> Dataset:
     # stratify: true is ignored for regression (a float target cannot be stratified).
     return split(
         x, y, validation=0.1, test=0.2, seed=3, stratify=True, class_names=(), feature_names=feature_names,
-        task="regression",
+        task="regression", method="random",
     )
 
 

@@ -78,7 +78,7 @@ def test_prepare_data_renders_source_and_query_with_the_runs_context():
         "  query: \"SELECT * FROM sales WHERE day = '{{ data_interval_start | ds }}'\"\n"
     ))
     operator = PrepareDataOperator(spec=spec.to_dict(), task_id="prepare_data")
-    assert PrepareDataOperator.template_fields == ("source", "query")
+    assert PrepareDataOperator.template_fields == ("source", "query", "holdout_source", "holdout_query")
     start = dt.datetime(2024, 3, 5, tzinfo=dt.UTC)
     operator.render_template_fields({"ds": "2024-03-05", "ds_nodash": "20240305", "data_interval_start": start})
     assert operator.source == "sql://warehouse_20240305"

@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlspec.errors import DataError
 from mlspec.sources.columns import did_you_mean, some_names
@@ -356,14 +356,23 @@ def _holds_dates(series: Any) -> bool:
 # --------------------------------------------------------------------------- the raw feature table
 
 
+class RawTable(NamedTuple):
+    """What raw_features gives: the rows training uses, which rows of the source they are and why the others
+    were dropped."""
+
+    features: Any  # the normalized raw feature table: a DataFrame with the columns in order, index 0..n-1
+    labels: Any  # the label column's values (a numpy array)
+    kept: Any  # a numpy bool mask over the source's rows: True for each row in features
+    dropped: dict[str, int]  # why rows were dropped -> how many: "no label", "missing in <column> (drop_row)"
+
+
 def raw_features(
     source: str, frame: Any, columns: Sequence[Column], label: str | None, *, feature_names: Sequence[str] = ()
-) -> tuple[Any, Any]:
-    """`(features, labels)`: the normalized raw feature table (a DataFrame with `columns` in order, index
-    0..n-1) and the label column's values (a numpy array), for the rows training uses.
+) -> RawTable:
+    """The normalized raw feature table and the label column's values for the rows training uses (RawTable).
 
     Rows with no label are dropped, then rows with a gap in a `missing: drop_row` column (both logged with
-    their counts); a gap left in a `missing: error` column is a DataError that names the column, how many
+    their counts and reported in RawTable.dropped); a gap left in a `missing: error` column is a DataError that names the column, how many
     rows and the strategies that would fill it. Numbers, integers and booleans become float64 (NaN for a
     gap; booleans 1.0/0.0), categories Python str ("" for a gap; a number in a category becomes its text).
     `feature_names` (default: the columns') are every feature of the spec, for the data.features mapping a
@@ -377,8 +386,9 @@ def raw_features(
     labels = frame.iloc[:, position[label]]
     unlabeled = gaps(labels)
     keep = ~unlabeled
+    drops: dict[str, int] = {}
     if unlabeled.any():
-        count = int(unlabeled.sum())
+        count = drops["no label"] = int(unlabeled.sum())
         log.info("%s: dropped %d of %d rows that have no label (%s)", source, count, len(frame), label)
     table, holes = {}, {}
     for column in columns:
@@ -392,7 +402,7 @@ def raw_features(
         if column.missing == "drop_row":
             dropped = holes[column.name] & keep
             if dropped.any():
-                count = int(dropped.sum())
+                count = drops[f"missing in {column.name} (drop_row)"] = int(dropped.sum())
                 log.info(
                     "%s: dropped %d rows with no %s value (missing: drop_row)", source, count, column.name
                 )
@@ -426,7 +436,7 @@ def raw_features(
     features = pd.DataFrame(
         {name: pd.Series(values if every_row else values[keep], dtype=values.dtype) for name, values in table.items()}
     )
-    return features, labels.to_numpy()[keep]
+    return RawTable(features, labels.to_numpy()[keep], keep, drops)
 
 
 def no_value_message(source: str, name: str, rows: str) -> str:

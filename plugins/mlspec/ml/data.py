@@ -7,7 +7,9 @@ Callers can rely on:
   the model's preprocessor encodes and fills them); any other source (npz, builtin:, keras:) float32 features
   with the samples on axis 0 and no columns. y: for `task="classification"`, int64 class indices `0..K-1`
   that index `class_names`; for `task="regression"`, a float32 target per sample and no class names.
-- `split` is deterministic for a seed; it stratifies classification data only.
+- `split` assigns each row by its row id (mlspec.ml.splits; method hash, the default), so a row keeps its split
+  as the table grows; method random is the seeded shuffle of before issue 14, stratified for classification only.
+  An evaluation.holdout is the test split. Each split's row ids travel with it (Dataset.ids_*).
 - Feature steps (scale, normalize, reshape) are *not* applied here: the framework adapter
   turns them into the first steps of the model, so the exported ONNX model and the served
   endpoint take raw features. Only label steps (one_hot) change the data (`apply_label_steps`).
@@ -27,14 +29,16 @@ import io
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
+from types import MappingProxyType
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
 
 from mlspec.errors import DataError, MlspecError
+from mlspec.ml import splits
 from mlspec.ml.columns import (
     Column,
     EmptyColumn,
@@ -58,6 +62,7 @@ SPLITS = ("train", "val", "test")
 # label_datatype: how an endpoint answers the class. "" the class index (npz, builtin:, keras:, regression);
 # INT64 the original integer label; BYTES the class name (text labels).
 LABEL_DATATYPES = ("", "INT64", "BYTES")
+_NO_IDS = np.zeros(0, dtype=np.uint64)
 
 
 def _size(count: int) -> str:
@@ -103,6 +108,10 @@ class Dataset:
     task: str = "classification"
     columns: tuple[Column, ...] = ()
     label_datatype: str = ""
+    # Each split's row ids (mlspec.ml.splits), aligned with its rows; empty for an npz written before issue 14.
+    ids_train: np.ndarray = field(default_factory=lambda: _NO_IDS)
+    ids_val: np.ndarray = field(default_factory=lambda: _NO_IDS)
+    ids_test: np.ndarray = field(default_factory=lambda: _NO_IDS)
 
     def __post_init__(self) -> None:
         _check_task(self.task)
@@ -149,6 +158,7 @@ class Dataset:
                 "feature_names": np.array(self.feature_names, dtype=np.str_),
                 "task": np.array(self.task, dtype=np.str_),
                 "label_datatype": np.array(self.label_datatype, dtype=np.str_),
+                **{f"ids_{split}": np.asarray(getattr(self, f"ids_{split}"), dtype=np.uint64) for split in SPLITS},
             },
             compress=not self.columns,
         )
@@ -161,7 +171,7 @@ class Dataset:
         except Exception as exc:  # noqa: BLE001 - any decode failure means the same thing to a user
             raise DataError(f"prepared data set is not a readable npz file: {exc}") from exc
         # Files written before tables (issue 13) have no "columns" and "label_datatype", before regression no
-        # "task": they are array (and classification) data.
+        # "task": they are array (and classification) data; before issue 14 no row ids ("ids_<split>").
         columns = tuple(Column.from_json(c) for c in json.loads(str(arrays["columns"]))) if "columns" in arrays else ()
         xs = [] if columns else [f"x_{split}" for split in SPLITS]
         missing = [k for k in [*xs, *(f"y_{s}" for s in SPLITS), "class_names", "feature_names"] if k not in arrays]
@@ -184,6 +194,7 @@ class Dataset:
             task=str(arrays["task"]) if "task" in arrays else "classification",
             columns=columns,
             label_datatype=str(arrays["label_datatype"]) if "label_datatype" in arrays else "",
+            **{f"ids_{split}": arrays.get(f"ids_{split}", _NO_IDS) for split in SPLITS},
         )
 
 
@@ -255,6 +266,9 @@ class Loaded(NamedTuple):
     feature_names: tuple[str, ...]
     columns: tuple[Column, ...] = ()  # a table's feature columns; () for npz, builtin: and keras: data
     label_datatype: str = ""  # LABEL_DATATYPES
+    row_ids: np.ndarray | None = None  # each row's id (mlspec.ml.splits), aligned with x
+    rows_read: int = 0  # the source's rows, before any was dropped
+    dropped: Mapping[str, int] = MappingProxyType({})  # why rows were dropped -> how many (raw_features)
 
 
 def load_source(
@@ -269,9 +283,10 @@ def load_source(
     read_table: Callable[[str], Any] | None = None,
     list_files: Callable[[str], list[tuple[str, str]]] | None = None,
     exclude: Sequence[str] | None = None,
+    key: Sequence[str] | None = None,
 ) -> Loaded:
-    """Load `(x, y, class_names, feature_names, columns, label_datatype)` from a spec's data source for a
-    `model.task`.
+    """Load `(x, y, class_names, feature_names, columns, label_datatype, row_ids, rows_read, dropped)` from a
+    spec's data source for a `model.task`.
 
     A data set by name (builtin:*, keras:*; mlspec.sources) ignores fmt/features/label/exclude (its layout is
     fixed) and must be a data set for `task`. A table kind (sql://) is read through `read_table(source)`, a
@@ -281,11 +296,16 @@ def load_source(
     or names with types; mlspec.ml.columns) or, with features None, every column but the label and `exclude`;
     x is their normalized raw DataFrame. The label becomes class indices (classification) or a float32 target
     (regression, with `class_names == ()`). `limits` (default: the schema's) bound what a file may grow to.
+
+    Each kept row gets its row id (mlspec.ml.splits): a table's from the source's `key` columns (data.split.key:
+    any columns of the source, features or not) or, without a key, from its feature and label columns; an array
+    data set's from its features and label (a key is a DataError: arrays have no named columns).
     """
     _check_task(task)
     limits = limits or DataLimits()
     kind = source_kind(source)
     columns: tuple[Column, ...] = ()
+    ids, dropped = None, {}
     if kind is not None and kind.load_dataset is not None:  # a data set by name (builtin:, keras:)
         known = DATA_SOURCES.get(source)
         if known is None:
@@ -321,7 +341,12 @@ def load_source(
             frame.columns = [str(c) for c in frame.columns]
             label_name = table_label(source, list(frame.columns), label)
             columns = resolve_columns(source, frame, features, label_name, exclude)
-            x, labels = raw_features(source, frame, columns, label_name)
+            rows_read = len(frame)
+            used = frame[[column.name for column in columns] + [label_name]] if key is None else frame
+            ids = splits.row_ids(used, key)
+            del used
+            x, labels, kept, dropped = raw_features(source, frame, columns, label_name)
+            ids = ids[kept]
             del frame
             labels = _numbers_as_numbers(labels)
             feature_names = tuple(column.name for column in columns)
@@ -330,6 +355,14 @@ def load_source(
         else:
             y, class_names = encode_labels(source, labels, max_classes=limits.max_classes)
     _check_loaded(source, x, y)
+    if ids is None:  # array data: its features and the label's text (the class name: stable as classes change)
+        if key is not None:
+            raise DataError(
+                f"data.split.key names columns, but {source} is array data without named columns; remove "
+                "data.split.key (a sample's id is its features and label)"
+            )
+        rows_read = len(x)
+        ids = splits.array_row_ids(x, np.asarray(class_names, dtype=object)[y] if class_names else y)
     label_datatype = _label_datatype(labels) if columns and task == "classification" else ""
     log.info(
         "loaded %s: %d samples, %s, %s",
@@ -338,7 +371,7 @@ def load_source(
         f"{len(columns)} columns" if columns else f"feature shape {tuple(x.shape[1:])}",
         f"{len(class_names)} classes" if task == "classification" else "regression target",
     )
-    return Loaded(x, y, class_names, feature_names, columns, label_datatype)
+    return Loaded(x, y, class_names, feature_names, columns, label_datatype, ids, rows_read, dropped)
 
 
 def _numbers_as_numbers(labels: np.ndarray) -> np.ndarray:
@@ -742,23 +775,38 @@ def split(
     feature_names: Sequence[str] = (),
     columns: Sequence[Column] = (),
     label_datatype: str = "",
+    row_ids: np.ndarray | None = None,
+    rows_read: int = 0,
+    dropped: Mapping[str, int] = MappingProxyType({}),
     *,
     validation: float,
     test: float,
     seed: int,
     stratify: bool,
     task: str = "classification",
+    method: str = "hash",
+    key: Sequence[str] | None = None,
+    holdout: Loaded | None = None,
 ) -> Dataset:
     """Split into train/validation/test; `validation` and `test` are shares of the whole set. The
     positional arguments are what `load_source` returns: `split(*loaded, validation=..., ...)`.
 
-    x is an array or a table's DataFrame (its splits get a fresh 0..n-1 index). A share of 0 gives an
-    empty split with the right feature shape. Deterministic for a seed. `stratify` keeps class shares per
-    split for classification; regression targets are never stratified (the flag is ignored with a log line).
-    """
-    from sklearn.model_selection import train_test_split
+    method "hash" (data.split.method's default): a row's split follows from its row id alone
+    (mlspec.ml.splits.hash_assign), so a row keeps its split as the table grows; `seed` and `stratify` do not
+    apply. A split with a share that the hash leaves empty (a tiny table) is a DataError. method "random": a
+    seeded shuffle, the same for a seed; `stratify` keeps class shares per split for classification (never for
+    regression targets: the flag is ignored with a log line).
 
+    `holdout` (evaluation.holdout, as load_source read it) is the test split: the rows are split between train
+    and validation only, and a row whose id is also in the holdout is dropped. Without `row_ids` (a caller that
+    did not load through load_source) the ids are computed from x and the label (`key`: x's columns).
+
+    x is an array or a table's DataFrame (its splits get a fresh 0..n-1 index). A share of 0 gives an
+    empty split with the right feature shape. Each split's row ids are kept beside it (Dataset.ids_*).
+    """
     _check_task(task)
+    if method not in splits.SPLIT_METHODS:
+        raise DataError(f"data.split.method {method!r} is not known; use one of {', '.join(splits.SPLIT_METHODS)}")
     for name, share in (("validation", validation), ("test", test)):
         if not 0.0 <= share < 1.0:
             raise DataError(f"data.split.{name} must be in [0, 1), got {share}")
@@ -767,25 +815,22 @@ def split(
             f"data.split.validation + data.split.test is {validation + test:g}; it must be below 1 "
             "to leave training data"
         )
-    if stratify and task == "regression":
-        log.info("data.split.stratify applies to classification only; splitting regression data at random")
-        stratify = False
-
-    def cut(rows: np.ndarray | None, share: float, what: str) -> tuple[np.ndarray | None, np.ndarray]:
-        """(rest, cut off) row numbers of `rows` (None: every row, in order)."""
-        if share == 0.0:
-            return rows, np.arange(0)
-        rows = np.arange(len(y)) if rows is None else rows
-        try:
-            rest, part = train_test_split(
-                rows, test_size=share, random_state=seed, stratify=y[rows] if stratify else None, shuffle=True
-            )
-        except ValueError as exc:
-            hint = " (set data.split.stratify: false, or add samples)" if stratify else ""
-            raise DataError(
-                f"cannot split off the {what} set ({share:g} of {len(rows)} samples): {exc}{hint}"
-            ) from exc
-        return rest, part
+    ids = _row_ids(x, y, class_names, key) if row_ids is None else np.asarray(row_ids, dtype=np.uint64)
+    test_x = test_y = test_ids = None
+    if holdout is not None:
+        test_x, test_y, test_ids = _holdout_rows(holdout, x, class_names, columns, task)
+        rows = np.flatnonzero(~np.isin(ids, test_ids))
+        if len(rows) < len(ids):
+            log.info("dropped %d rows that are in the holdout (evaluation.holdout)", len(ids) - len(rows))
+        test = 0.0  # the holdout is the test split; validation stays a share of the source's rows
+    else:
+        rows = np.arange(len(y))
+    if method == "hash":
+        if stratify:
+            log.info("data.split.stratify and seed apply to method random only; a hash split follows the row ids")
+        train_rows, val_rows, test_rows = _hash_rows(ids, rows, validation, test)
+    else:
+        train_rows, val_rows, test_rows = _random_rows(y, rows, validation, test, seed, stratify, task)
 
     def take(data: Any, rows: np.ndarray | None) -> Any:
         """The rows of an array or a table (a fresh 0..n-1 index), in that order; all of them uncopied."""
@@ -795,13 +840,13 @@ def split(
             return data.iloc[rows].reset_index(drop=True)
         return data[rows]
 
-    # Row numbers are split, not the data: each split's rows are copied once, in the order the cut gives them.
-    rest, test_rows = cut(None, test, "test")
-    # The validation share is of the whole set, so rescale it to what remains after the test cut.
-    val_share = validation / (1.0 - test) if validation else 0.0
-    train_rows, val_rows = cut(rest, val_share, "validation")
-    x_train, x_val, x_test = (take(x, rows) for rows in (train_rows, val_rows, test_rows))
-    y_train, y_val, y_test = (take(y, rows) for rows in (train_rows, val_rows, test_rows))
+    every = len(rows) == len(y) and not len(val_rows) and not len(test_rows)
+    parts = (None if every else train_rows, val_rows, test_rows)
+    x_train, x_val, x_test = (take(x, part) for part in parts)
+    y_train, y_val, y_test = (take(y, part) for part in parts)
+    ids_train, ids_val, ids_test = (take(ids, part) for part in parts)
+    if holdout is not None:
+        x_test, y_test, ids_test = test_x, test_y, test_ids
     if len(x_train) == 0:
         raise DataError(
             "the split leaves no training samples; lower data.split.validation or data.split.test"
@@ -809,7 +854,9 @@ def split(
     for column in columns:  # a fill learned from no value would be made up
         if gaps(x_train[column.name]).all():
             raise EmptyColumn(no_value_message("the split", column.name, f"the {len(x_train):,} training rows"))
-    log.info("split: %d train, %d validation, %d test (seed %d)", len(x_train), len(x_val), len(x_test), seed)
+    how = f"seed {seed}" if method == "random" else "by row id"
+    log.info("split (%s): %d train, %d validation, %d test%s", how, len(x_train), len(x_val), len(x_test),
+             " (the holdout)" if holdout is not None else "")  # fmt: skip
     return Dataset(
         x_train=x_train,
         y_train=y_train,
@@ -822,7 +869,105 @@ def split(
         task=task,
         columns=tuple(columns),
         label_datatype=label_datatype,
+        ids_train=ids_train,
+        ids_val=ids_val,
+        ids_test=ids_test,
     )
+
+
+def _row_ids(x: Any, y: np.ndarray, class_names: Sequence[str], key: Sequence[str] | None) -> np.ndarray:
+    """Row ids of data that did not come through load_source: an array's features and label, a table's `key`
+    columns or its columns and label."""
+    labels = np.asarray(class_names, dtype=object)[y] if len(class_names) and y.ndim == 1 else y
+    if not hasattr(x, "iloc"):
+        return splits.array_row_ids(x, labels)
+    if key is not None:
+        return splits.row_ids(x, key)
+    return splits.row_ids(x.assign(**{"\x00label": labels}), None)
+
+
+def _hash_rows(
+    ids: np.ndarray, rows: np.ndarray, validation: float, test: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows (of `rows`) in train, validation and test by their ids; a split with a share that gets no row
+    is a DataError."""
+    codes = splits.hash_assign(ids[rows], validation=validation, test=test)
+    parts = tuple(rows[codes == code] for code in range(len(splits.SPLIT_NAMES)))
+    for name, share, part in zip(splits.SPLIT_NAMES[1:], (validation, test), parts[1:], strict=True):
+        if share > 0 and not len(part):
+            raise DataError(
+                f"data.split.method hash put none of the {len(rows):,} rows in the {name} split "
+                f"(data.split.{name}: {share:g}): each row's split follows from its row id, and a small table can "
+                "miss a share; use data.split.method: random or add rows"
+            )
+    return parts
+
+
+def _random_rows(
+    y: np.ndarray, rows: np.ndarray, validation: float, test: float, seed: int, stratify: bool, task: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows (of `rows`) in train, validation and test by a seeded shuffle (scikit-learn's train_test_split):
+    today's split for a seed, stratified on request."""
+    from sklearn.model_selection import train_test_split
+
+    if stratify and task == "regression":
+        log.info("data.split.stratify applies to classification only; splitting regression data at random")
+        stratify = False
+
+    def cut(rows: np.ndarray, share: float, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rest, cut off) row numbers of `rows`."""
+        if share == 0.0:
+            return rows, np.arange(0)
+        try:
+            rest, part = train_test_split(
+                rows, test_size=share, random_state=seed, stratify=y[rows] if stratify else None, shuffle=True
+            )
+        except ValueError as exc:
+            hint = " (set data.split.stratify: false, or add samples)" if stratify else ""
+            raise DataError(
+                f"cannot split off the {what} set ({share:g} of {len(rows)} samples): {exc}{hint}"
+            ) from exc
+        return rest, part
+
+    # Row numbers are split, not the data: each split's rows are copied once, in the order the cut gives them.
+    rest, test_rows = cut(rows, test, "test")
+    # The validation share is of the whole set, so rescale it to what remains after the test cut.
+    train_rows, val_rows = cut(rest, validation / (1.0 - test) if validation else 0.0, "validation")
+    return train_rows, val_rows, test_rows
+
+
+def _holdout_rows(
+    holdout: Loaded, source_x: Any, class_names: Sequence[str], columns: Sequence[Column], task: str
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The holdout's (x, y, row ids), its classes as indices into the training data's `class_names`. Its columns
+    (or an array's sample shape) must be the training data's, its classes among the training data's."""
+    x, y = holdout.x, holdout.y
+    if columns:
+        theirs = {column.name: column.type for column in holdout.columns}
+        differ = [c.name for c in columns if theirs.get(c.name) != c.type]
+        if differ or len(theirs) != len(columns):
+            raise DataError(
+                f"evaluation.holdout's columns differ from the training data's ({some_names(differ or list(theirs))}); "
+                "it must hold the same feature columns with the same types (declare their types in data.features)"
+            )
+    elif hasattr(x, "iloc") or tuple(x.shape[1:]) != tuple(source_x.shape[1:]):
+        raise DataError(
+            f"evaluation.holdout's samples have the shape {tuple(x.shape[1:])}, the training data's "
+            f"{tuple(source_x.shape[1:])}; it must be the same kind of data"
+        )
+    if task == "classification":
+        index = {name: position for position, name in enumerate(class_names)}
+        unknown = [name for name in holdout.class_names if name not in index]
+        if unknown:
+            raise DataError(
+                f"evaluation.holdout has classes the training data has not ({some_names(unknown)}); a model "
+                "cannot answer a class it never saw"
+            )
+        y = np.array([index[name] for name in holdout.class_names], dtype=np.int64)[y]
+    ids = holdout.row_ids
+    if ids is None:
+        ids = _row_ids(x, holdout.y, holdout.class_names, None)
+    return x, y, np.asarray(ids, dtype=np.uint64)
 
 
 # --------------------------------------------------------------------------- preprocess steps

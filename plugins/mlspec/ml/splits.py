@@ -13,6 +13,8 @@
   A row keeps its split while the table grows, so a champion is never scored on rows it was trained on.
 - `splits_parquet` / `read_splits`: splits.parquet, one row per prepared row (row_id, split), with the data
   digest and the counts per split in its key-value metadata (`mlspec.digest`, `mlspec.counts`).
+
+numpy, pandas and pyarrow are imported inside the functions: operators import this module at DAG parse time.
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ import hashlib
 import io
 import json
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mlspec.errors import DataError
 from mlspec.ml.columns import category_text, category_texts
@@ -38,11 +38,15 @@ HASH_KEY = "0123456789123456"
 DIGEST_METADATA = b"mlspec.digest"
 COUNTS_METADATA = b"mlspec.counts"
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 def row_ids(frame: Any, key: Sequence[str] | None) -> np.ndarray:
     """A uint64 id per row of `frame` (a pandas DataFrame of the source's raw values): the hash of the canonical
     text of the `key` columns, or of every column in name order when `key` is None. DataError when a key column
     is not in the frame."""
+    import numpy as np
     import pandas as pd
 
     names = [str(c) for c in frame.columns]
@@ -69,6 +73,8 @@ def row_ids(frame: Any, key: Sequence[str] | None) -> np.ndarray:
 def array_row_ids(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """A uint64 id per sample of an array data set: BLAKE2b of its float32 feature values (-0.0 as 0.0) and the
     canonical text of its label (the class name, or the target)."""
+    import numpy as np
+
     rows = np.ascontiguousarray(np.asarray(x, dtype="<f4").reshape(len(x), -1) + np.float32(0.0))
     labels = [category_text(value).encode() for value in np.asarray(y).tolist()]
     ids = np.empty(len(rows), dtype=np.uint64)
@@ -82,6 +88,8 @@ def array_row_ids(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def hash_assign(ids: np.ndarray, *, validation: float, test: float) -> np.ndarray:
     """Each id's split as an int8 code into SPLIT_NAMES (0 train, 1 validation, 2 test), from its place in
     [0, 1): below `test` test, then `validation` validation, the rest train."""
+    import numpy as np
+
     share = np.asarray(ids, dtype=np.uint64).astype(np.float64) / 2.0**64
     codes = np.zeros(len(share), dtype=np.int8)
     codes[share < test + validation] = SPLIT_NAMES.index("validation")
@@ -92,6 +100,7 @@ def hash_assign(ids: np.ndarray, *, validation: float, test: float) -> np.ndarra
 def splits_parquet(dataset: Any, digest: str) -> bytes:
     """splits.parquet of a prepared Dataset (mlspec.ml.data): row_id (uint64) and split per row, train rows
     first; its metadata holds the data digest and the counts per split (JSON)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -113,6 +122,7 @@ def splits_parquet(dataset: Any, digest: str) -> bytes:
 
 def read_splits(data: bytes) -> Any:
     """splits.parquet as a DataFrame (row_id uint64, split str); its `attrs` hold "digest" and "counts"."""
+    import numpy as np
     import pyarrow.parquet as pq
 
     try:

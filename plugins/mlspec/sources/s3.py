@@ -99,6 +99,22 @@ def list_s3_files(uri: str, read: SourceRead) -> list[tuple[str, str]]:
     return sorted(files, key=lambda file: file[1])
 
 
+def s3_object_identity(uri: str, read: SourceRead) -> dict[str, str | None]:
+    """An object's ETag (quotes dropped) and VersionId (None where the bucket keeps no versions), from a HEAD
+    request: what the lineage records beside the sha256 of the bytes read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    store, key = _store(uri, read)
+    try:
+        head = store.client.head_object(Bucket=store.bucket, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        raise StoreError(
+            f"reading the ETag of {uri} failed ({exc}); check the Airflow connection {store.connection_id!r}"
+        ) from exc
+    version = head.get("VersionId")
+    return {"etag": str(head.get("ETag") or "").strip('"') or None, "version_id": None if version in (None, "null") else version}
+
+
 KIND = SourceKind(
     scheme="s3",
     prefix="s3://",
@@ -110,4 +126,5 @@ KIND = SourceKind(
     runs_here=False,
     read_bytes=read_s3_object,
     list_files=list_s3_files,
+    file_identity=s3_object_identity,
 )
