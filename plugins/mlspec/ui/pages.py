@@ -336,13 +336,14 @@ def model_section(base: str, status: ModelStatus, curl: str | None, curl_words: 
             f'<tr data-version="{info.version}"><td class="nowrap"><a href="{e(base)}/models/{e(spec.name)}/versions/{info.version}">'
             f"version {info.version}</a></td><td>{badge(info.state) if info.registered else badge('', 'not registered')} "
             f"{' '.join(marks)}</td>{cells}<td data-field=\"champion\">{e(champion_short(info.champion))}</td>"
+            f"<td data-field=\"data\">{_data_short(info)}</td>"
             f"<td>{run_link(base, info.dag_id or spec.name, info.run_id)}</td><td>{e(_when(info.created_ms))}</td>"
             f"<td>{'' if info.in_store else FILES_GONE}</td></tr>"
         )
     versions = (
         '<table id="versions"><thead><tr><th>version</th><th>state</th>'
         + "".join(f'<th class="num">{e(m)}</th>' for m in metrics)
-        + "<th>champion gate</th><th>DAG run</th><th>registered</th><th></th></tr></thead><tbody>"
+        + "<th>champion gate</th><th>data (digest · checks)</th><th>DAG run</th><th>registered</th><th></th></tr></thead><tbody>"
         + "".join(rows) + "</tbody></table>"
         if rows else '<p class="muted">No version yet: trigger the DAG.</p>'
     )
@@ -362,6 +363,21 @@ def model_section(base: str, status: ModelStatus, curl: str | None, curl_words: 
         + audit_timeline(base, status)
         + try_it
     )
+
+
+def _data_short(info: VersionInfo) -> str:
+    """Which data trained a version, at a glance: the start of its digest and its data checks' outcome, from its
+    registry tags (versions with the same digest were trained on the same data)."""
+    lineage = info.lineage
+    if not lineage.get("digest"):
+        return DASH
+    digest = str(lineage["digest"])
+    text = f'<code title="{e(digest)}">{e(digest.removeprefix("sha256:")[:12])}</code>'
+    validation = lineage.get("validation") or {}
+    if validation.get("outcome"):
+        drifted = ", ".join(validation.get("drifted_columns") or [])
+        text += f" · {e(validation['outcome'])}" + (f" ({e(drifted)})" if drifted else "")
+    return text
 
 
 def model_page(base: str, status: ModelStatus, curl: str | None, curl_words: str = MEAN_ROW) -> str:

@@ -103,3 +103,10 @@ def test_a_version_whose_store_files_are_gone_shows_the_lineage_its_registry_tag
     assert page.find(data_field="reference")[0]["text"] == "production version 1"
     assert page.find(data_field="drifted columns")[0]["text"] == "body_mass_g"
     assert not page.find(id="drift")  # the table is in drift.json only
+
+
+def test_the_versions_table_says_which_data_trained_each_version(client):
+    versions = get_page(client, f"/models/{NAME}").within("versions")
+    shown = [row["attrs"]["data-version"] for row in versions.find() if row["tag"] == "tr" and "data-version" in row["attrs"]]
+    data_cells = [cell["text"] for cell in versions.find(data_field="data")]
+    assert dict(zip(shown, data_cells, strict=True)) == {"2": f"{DIGEST.removeprefix('sha256:')[:12]} · warned (body_mass_g)", "1": "—"}
