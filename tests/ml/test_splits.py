@@ -50,6 +50,39 @@ def test_a_number_its_float_and_its_text_are_one_cell():
     assert row_ids(frame, ["a", "b"])[0] != row_ids(frame, ["b", "a"])[0]
 
 
+def test_two_cells_are_the_same_exactly_when_their_canonical_texts_are():
+    """The rule of category_text, on a column that mixes every kind of cell (object dtype), pair by pair."""
+    from itertools import combinations
+
+    from mlspec.ml.columns import category_text, is_gap
+
+    values = [
+        1970, 1970.0, "1970", "1970.0", "007", 7, 0.5, "0.5", np.nan, None, "", " ", True, "True", 1e20,
+        "100000000000000000000", np.inf, "inf", -0.0, "0", "-0", 0, 1e-05, "1e-05", 0.1 + 0.2, "0.30000000000000004",
+        123456789.123, "123456789.123", -3, "-3", "abc", 2.5e-300, "2.5e-300", 1e16, "1e+16", "10000000000000000",
+        np.float32(0.5), np.int64(5), "5", 2**62, str(2**62), 2**64 - 1, str(2**64 - 1),
+    ]
+    texts = ["" if is_gap(value) else category_text(value) for value in values]
+    ids = row_ids(pd.DataFrame({"c": pd.Series(values, dtype=object)}), None)
+    wrong = [
+        (values[i], values[j]) for i, j in combinations(range(len(values)), 2)
+        if (texts[i] == texts[j]) != (ids[i] == ids[j])
+    ]
+    assert not wrong
+    # typed columns hash as the text of their values
+    typed = {
+        "float": (pd.Series([1970.0, np.nan, 0.5, 1e20, -0.0, np.inf, 1e-05]),
+                  pd.Series(["1970", "", "0.5", "100000000000000000000", "0", "inf", "1e-05"])),
+        "int": (pd.Series([1970, 2**62, -5]), pd.Series(["1970", str(2**62), "-5"])),
+        "uint": (pd.Series(np.array([5, 2**63 + 5], dtype=np.uint64)), pd.Series(["5", str(2**63 + 5)])),
+        "bool": (pd.Series([True, False]), pd.Series(["True", "False"])),
+        "category": (pd.Series(["a", "b", None], dtype="category"), pd.Series(["a", "b", " "])),
+        "nullable": (pd.Series([1970, None], dtype="Int64"), pd.Series(["1970", None], dtype=object)),
+    }
+    for kind, (column, as_text) in typed.items():
+        np.testing.assert_array_equal(row_ids(column.to_frame("c"), None), row_ids(as_text.to_frame("c"), None), kind)
+
+
 def test_a_key_names_the_row_and_without_one_every_column_does():
     v1 = cars(50)
     v2 = v1.copy()

@@ -2,13 +2,16 @@
 
 - A row id is a uint64 that depends on the row's values only: ONE function for every version of every model,
   no seed and no salt, so a row that comes back in a grown table gets the same id.
-  A table's row (`row_ids`): the canonical text of each key cell (mlspec.ml.columns.category_text: 1970,
-  1970.0 and "1970" are all "1970"; a gap is ""), joined with "\\x1f", hashed with pandas' SipHash
-  (`pandas.util.hash_array`, its fixed default key). The key is data.split.key, or every column of the
-  frame given (the caller passes the feature and label columns) in name order, so an unrelated column
-  added to the source moves no row.
+  A table's row (`row_ids`): its key cells (data.split.key, or every column of the frame given -- the caller
+  passes the feature and label columns -- in name order, so an unrelated column added to the source moves no
+  row). Two cells are the same when their canonical texts are (mlspec.ml.columns.category_text: 1970, 1970.0
+  and "1970" are all "1970"; a gap -- NaN, None, blank text -- is ""). Each cell is hashed by what that text
+  means, without printing every number: a whole number (int64) and any other finite float by their 64 bits
+  through the splitmix64 finalizer, each with its own tag; text that is the canonical text of such a number as
+  that number; other text by SipHash-2-4 of its UTF-8 (pandas.util.hash_array with its fixed default key); a
+  gap by a constant. The cells' hashes are folded in key order (`_fold`).
   An array data set's row (`array_row_ids`): the first 8 bytes of BLAKE2b over the row's float32 values
-  (little-endian) and its label's text; images have thousands of cells, too many to print as text.
+  (little-endian) and its label's text; images have thousands of cells, too many to hash one by one.
 - `hash_assign`: u = row_id / 2**64; u < test -> test, u < test + validation -> validation, else train.
   A row keeps its split while the table grows, so a champion is never scored on rows it was trained on.
 - `splits_parquet` / `read_splits`: splits.parquet, one row per prepared row (row_id, split), with the data
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +35,7 @@ from mlspec.sources.columns import some_names
 
 SPLIT_NAMES = ("train", "validation", "test")  # the names in splits.parquet and in every message
 SPLIT_METHODS = ("hash", "random")
-# The text between two key cells: a character no CSV field or category name holds in practice.
+# The text between an array row's features and its label.
 KEY_SEPARATOR = "\x1f"
 # pandas' default SipHash key, written out so that a pandas release that changed its default moves no row.
 HASH_KEY = "0123456789123456"
@@ -47,7 +51,6 @@ def row_ids(frame: Any, key: Sequence[str] | None) -> np.ndarray:
     text of the `key` columns, or of every column in name order when `key` is None. DataError when a key column
     is not in the frame."""
     import numpy as np
-    import pandas as pd
 
     names = [str(c) for c in frame.columns]
     if key is None:
@@ -63,11 +66,103 @@ def row_ids(frame: Any, key: Sequence[str] | None) -> np.ndarray:
     if not chosen:
         raise DataError("a row id needs at least one column; data.split.key is empty")
     position = {name: index for index, name in enumerate(names)}
-    joined = None
+    ids = np.zeros(len(frame), dtype=np.uint64)
     for name in chosen:
-        text = category_texts(frame.iloc[:, position[name]])
-        joined = text if joined is None else joined + KEY_SEPARATOR + text
-    return pd.util.hash_array(joined, encoding="utf8", hash_key=HASH_KEY, categorize=False).astype(np.uint64)
+        ids = _fold(ids, _cell_hashes(frame.iloc[:, position[name]]))
+    return ids
+
+
+# Tags that keep a whole number, a fraction and the gap apart before mixing (arbitrary odd 64-bit constants).
+_INT_TAG, _FLOAT_TAG, _GAP = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+_INT_TEXT = re.compile(r"-?[1-9][0-9]{0,18}|0")  # the canonical text of an int64 (no "+", no leading zeros)
+_FLOAT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?e[-+][0-9]+|-?[0-9]+\.[0-9]+")  # as str(float) writes a fraction
+
+
+def _mix(bits: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer over uint64 values (wrapping arithmetic)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        bits = (bits ^ (bits >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        bits = (bits ^ (bits >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return bits ^ (bits >> np.uint64(31))
+
+
+def _fold(ids: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """The row ids so far with one more key column's cell hashes (order matters: [a, b] is not [b, a])."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        return _mix(ids * np.uint64(0x100000001B3) + cells)
+
+
+def _number_hashes(values: np.ndarray) -> np.ndarray:
+    """Cell hashes of a number column (ints, or floats with NaN gaps): whole numbers within int64 by their int64,
+    other finite floats by their bits; infinities and whole floats past int64 by their canonical text."""
+    import numpy as np
+
+    if values.dtype.kind == "i":
+        return _mix(values.astype(np.int64).view(np.uint64) ^ np.uint64(_INT_TAG))
+    if values.dtype.kind == "u":  # past int64: by its text, as a whole float that large is
+        big = values >= np.uint64(2**63)
+        hashes = _mix(values.astype(np.uint64) ^ np.uint64(_INT_TAG))
+        if big.any():
+            hashes[big] = _text_hashes(np.array([str(v) for v in values[big].tolist()], dtype=object))
+        return hashes
+    values = values.astype(np.float64)
+    hashes = np.full(len(values), _GAP, dtype=np.uint64)
+    finite = np.isfinite(values)
+    whole = finite & (values == np.floor(values)) & (np.abs(values) < 2.0**63)
+    fraction = finite & (values != np.floor(values))
+    odd = ~np.isnan(values) & ~whole & ~fraction  # infinities, and whole numbers too large for int64
+    hashes[whole] = _mix(values[whole].astype(np.int64).view(np.uint64) ^ np.uint64(_INT_TAG))
+    hashes[fraction] = _mix(values[fraction].view(np.uint64) ^ np.uint64(_FLOAT_TAG))
+    if odd.any():
+        hashes[odd] = _text_hashes(np.array([category_text(v) for v in values[odd].tolist()], dtype=object))
+    return hashes
+
+
+def _text_hashes(texts: np.ndarray) -> np.ndarray:
+    """Cell hashes of canonical texts ("" a gap): text that is the canonical text of a number hashes as that
+    number, any other text by SipHash of its UTF-8."""
+    import numpy as np
+    import pandas as pd
+
+    hashes = pd.util.hash_array(texts, encoding="utf8", hash_key=HASH_KEY, categorize=False).astype(np.uint64)
+    hashes[texts == ""] = _GAP
+    series = pd.Series(texts, dtype=object)
+    for pattern, kind in ((_INT_TEXT, "int"), (_FLOAT_TEXT, "float")):
+        candidates = np.flatnonzero(series.str.fullmatch(pattern.pattern).to_numpy(dtype=bool, na_value=False))
+        if not len(candidates):
+            continue
+        if kind == "int":
+            numbers = np.array([int(texts[i]) for i in candidates], dtype=object)
+            fits = np.array([-(2**63) <= n < 2**63 for n in numbers], dtype=bool)
+            hashes[candidates[fits]] = _number_hashes(numbers[fits].astype(np.int64))
+        else:
+            numbers = np.array([float(texts[i]) for i in candidates])
+            same = np.array([category_text(n) == texts[i] for n, i in zip(numbers.tolist(), candidates, strict=True)],
+                            dtype=bool)  # fmt: skip
+            hashes[candidates[same]] = _number_hashes(numbers[same])
+    return hashes
+
+
+def _cell_hashes(series: Any) -> np.ndarray:
+    """A uint64 per cell of one column by its canonical text's meaning (the module's rule)."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) and not series.hasnans:
+        true, false = _text_hashes(np.array(["True", "False"], dtype=object))
+        return np.where(series.to_numpy(dtype=bool), true, false).astype(np.uint64)
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        if dtype.kind in "iu" and not series.hasnans:
+            return _number_hashes(series.to_numpy())
+        return _number_hashes(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    codes, distinct = pd.factorize(series, use_na_sentinel=True)  # each distinct value once; NA is code -1
+    hashes = _text_hashes(np.asarray(category_texts(pd.Series(np.asarray(distinct, dtype=object), dtype=object))))
+    return np.append(hashes, np.uint64(_GAP))[codes]
 
 
 def array_row_ids(x: np.ndarray, y: np.ndarray) -> np.ndarray:
