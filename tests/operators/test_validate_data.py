@@ -269,3 +269,27 @@ def test_every_flow_checks_the_data_between_prepare_data_and_train():
     timed = build_dag(spec_for("validate-timed", "timeouts: {validate_data: 5m}\n")).get_task("validate_data")
     assert timed.execution_timeout.total_seconds() == 5 * 60
 
+
+def test_new_rows_in_another_unit_drift_though_the_whole_split_barely_moves(request):
+    """The growing cars table: production trained on 300 rows; this run trains on those and 30 new ones whose
+    weight is in kilograms. The new rows (row ids not among production's training rows) are tested on their own."""
+    from mlspec.ml.splits import row_ids, splits_parquet
+
+    spec = spec_for(model_name(request), "validation: {drift: {on_drift: warn}}\n")
+    old = cars_dataset(0)
+    old = Dataset(**{**vars(old), "ids_train": row_ids(old.x_train, None)})
+    publish_production(spec, old, {"splits.parquet": splits_parquet(old, "sha256:" + "0" * 64)})
+    new_frame, new_y = cars(30, 9, kilograms=True)
+    grown_frame = pd.concat([old.x_train, new_frame], ignore_index=True)
+    grown = Dataset(**{
+        **vars(old), "x_train": grown_frame, "y_train": np.concatenate([old.y_train, new_y]),
+        "ids_train": row_ids(grown_frame, None),
+    })
+    result = operator(spec, handed_over(spec, grown, "manual__11")).run(context("manual__11"))
+    drift = json.loads(read(result["drift_uri"]))
+    assert drift["current"] == {"rows": 330, "new_rows": 30}
+    checks = {(row["column"], row["check"]): row["drifted"] for row in drift["rows"]}
+    assert checks[("Weight_in_lbs", "drift (new rows)")] is True
+    assert checks[("Horsepower", "drift (new rows)")] is False
+    assert checks[("Weight_in_lbs", "drift")] is False  # 30 of 330 rows: the whole split's test does not see it
+    assert result["outcome"] == "warned" and result["drifted_columns"] == ["Weight_in_lbs"]
