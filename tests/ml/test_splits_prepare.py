@@ -141,3 +141,20 @@ def test_s3_objects_carry_their_etag_and_version_id(s3: tuple[Any, str], mlspec_
         "etag": put["ETag"].strip('"'),
         "version_id": put["VersionId"],
     }
+
+
+def test_a_folder_of_many_files_lists_the_first_hundred_then_how_many_more(mlspec_home: Path):
+    folder = mlspec_home / "data" / "parts"
+    folder.mkdir(parents=True)
+    for index in range(103):
+        cars(5, start=index * 5).iloc[2:].to_csv(folder / f"part-{index:03}.csv", index=False)
+    data = (
+        "  source: file://data/parts/\n  label: Origin\n  features: [Year, Weight_in_lbs]\n"
+        "  split: {validation: 0.1, test: 0.2}\n"
+    )
+    _task, result = prepare(spec_text(data))
+    files = result["lineage"]["files"]
+    assert len(files) == 101 and files[-1] == {"more": 3}
+    assert files[0]["uri"].endswith("/data/parts/part-000.csv") and files[99]["uri"].endswith("part-099.csv")
+    assert files[0]["sha256"] == hashlib.sha256((folder / "part-000.csv").read_bytes()).hexdigest()
+    assert result["lineage"]["rows"]["read"] == 309

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,9 @@ class PrepareDataOperator(MlspecOperator):
         )
         for reason, rows in dropped.items():
             log.info("dropped %d of %d rows read: %s", rows, loaded.rows_read, reason)
-        listed = files[:MAX_LINEAGE_FILES] + ([{"more": len(files) - MAX_LINEAGE_FILES}] if len(files) > MAX_LINEAGE_FILES else [])
+        listed = files[:MAX_LINEAGE_FILES]
+        if len(files) > MAX_LINEAGE_FILES:
+            listed.append({"more": len(files) - MAX_LINEAGE_FILES})
         return {
             "source": self.source,  # as rendered for this run
             "data_uri": uri,
@@ -219,8 +222,9 @@ class PrepareDataOperator(MlspecOperator):
             },
         }
 
-    def load(self, source: str, read_table: Any, *, key: Any) -> Any:
-        """load_source with the spec's data section (features, label, exclude, format, limits) for `source`."""
+    def load(self, source: str, read_table: Callable[[str], Any], *, key: tuple[str, ...] | None) -> Any:
+        """load_source (a Loaded) with the spec's data section (features, label, exclude, format, limits) for
+        `source`: data.source, or evaluation.holdout's source read the same way."""
         from mlspec.ml import data as ml_data  # imports numpy: not at DAG parse time
 
         data = self.model_spec.data
