@@ -18,6 +18,7 @@ from typing import Any
 
 from mlspec.errors import MlspecError, StoreError
 from mlspec.ml.columns import Column
+from mlspec.ml.splits import read_splits
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.registry import open_registry
 from mlspec.release import Trigger
@@ -188,8 +189,6 @@ class Reference:
         """A mask of this run's training rows that production did not train on (their row_id is not among its
         "train" rows); None where either side lacks row ids (a version or an npz from before issue 14)."""
         import numpy as np
-
-        from mlspec.ml.splits import read_splits  # pandas and pyarrow: not at DAG parse time
 
         ids = getattr(dataset, "ids_train", None)
         if self.splits is None or ids is None or len(ids) != len(dataset.x_train):
