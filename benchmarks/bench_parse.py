@@ -210,6 +210,8 @@ def dagfactory_config(
     name, spec, header, model_spec, task_order, retries, start_date, variant, extras, specs_dir
 ) -> dict:
     """One dag-factory YAML document for one DAG (dag-factory 1.x: `__type__` builds Param and timedelta)."""
+    from mlspec.run_form import ACCEPT_DRIFT  # every mlspec DAG's form has it
+
     default_args: dict[str, Any] = {
         "owner": model_spec.metadata.owner,
         "retries": 0,
@@ -268,6 +270,12 @@ def dagfactory_config(
                     "exclusiveMinimum": 0,
                     "description": "Learning rate for this run",
                 },
+                "accept_drift": {
+                    "__type__": "airflow.sdk.Param",
+                    "__args__": [False],
+                    "type": "boolean",
+                    "description": ACCEPT_DRIFT.description,
+                },
             },
             "tasks": tasks,
         },
@@ -299,6 +307,8 @@ def handwritten_module_text(
         f"from {path.rsplit('.', 1)[0]} import {path.rsplit('.', 1)[1]}"
         for path in OPERATOR_CLASSPATHS.values()
     )
+    from mlspec.run_form import ACCEPT_DRIFT  # every mlspec DAG's form has it
+
     links = sorted({path for extra in extras.values() for path in extra["links"]})
     operators += "".join(f"\nfrom {path.rsplit('.', 1)[0]} import {path.rsplit('.', 1)[1]}" for path in links)
     tasks = "\n".join(
@@ -355,6 +365,7 @@ def build_dag(name: str, empty: bool = False) -> DAG:
                             description="Maximum epochs for this run"),
             "learning_rate": Param({model_spec.training.optimizer.learning_rate!r}, type="number",
                                    exclusiveMinimum=0, description="Learning rate for this run"),
+            "accept_drift": Param(False, type="boolean", description={ACCEPT_DRIFT.description!r}),
         }},
     )
     previous = None
