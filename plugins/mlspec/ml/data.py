@@ -1,7 +1,8 @@
 """Training data: load a spec's `data.source`, split it, and describe its preprocess steps.
 
 Callers can rely on:
-- `load_source` returns a `Loaded` (x, y, class_names, feature_names, columns, label_datatype). A table
+- `load_source` returns a `Loaded` (x, y, class_names, feature_names, columns, label_datatype, and each row's
+  row_id, the rows read and the rows dropped by reason). A table
   (CSV/Parquet files, a folder, glob or prefix of them, a sql:// query) gives x as the normalized raw
   pandas DataFrame of its typed feature columns (mlspec.ml.columns: declared in data.features or inferred;
   the model's preprocessor encodes and fills them); any other source (npz, builtin:, keras:) float32 features
