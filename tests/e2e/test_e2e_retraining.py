@@ -308,6 +308,35 @@ def test_each_versions_lineage_differs_where_its_data_differs(cars):
     assert json.loads((version_dir(spec, 1) / "lineage.json").read_text())["reference_version"] is None
 
 
+def test_a_holdout_is_the_test_split_and_never_trained_on(run_model):
+    """evaluation.holdout: the 1982 cars as a fixed evaluation set; the whole table is the source, so its 1982
+    rows leave the training data, and the thresholds and the champion gate score the holdout."""
+    frame = cars_table()
+    holdout = frame[frame["Year"] == 1982]
+    write_stream("cars_holdout.csv", holdout)
+    write_stream("cars_all.csv", frame)
+    text = CARS_SPEC.replace("name: cars-stream", "name: cars-holdout")
+    text = text.replace("file://data/cars_stream.csv", "file://data/cars_all.csv")
+    text = text.replace("evaluation:\n", "evaluation:\n  holdout: {source: file://data/cars_holdout.csv}\n")
+    spec, first, _ = run_model(text, "cars-holdout")
+    assert str(first.state) == "success", task_states(first)
+    labelled = int(holdout["Miles_per_Gallon"].notna().sum())
+    lineage = xcom(first, "prepare_data")["lineage"]
+    assert lineage["holdout"] == {"source": "file://data/cars_holdout.csv", "query": None, "rows": labelled}
+    assert lineage["rows"]["test"] == labelled and lineage["rows"]["dropped"]["in the holdout"] == labelled
+    splits = published_splits(spec, 1)
+    assert int((splits["split"] == "test").sum()) == labelled
+    assert ids_of(splits, "test").isdisjoint(ids_of(splits, "train") | ids_of(splits, "validation"))
+
+    _, second, _ = run_model(text, "cars-holdout")
+    assert str(second.state) == "success", task_states(second)
+    verdict = xcom(second, "evaluate")["champion"]
+    assert verdict["scored_on"] == "the holdout", verdict
+    # The same model on the same rows (production through ONNX in float32: equal to 4 places, not to 6).
+    assert verdict["champion"] == pytest.approx(verdict["challenger"], abs=1e-4)
+    assert verdict["decision"] in ("tie", "champion_holds"), verdict
+
+
 # -- a new class, compared by name ---------------------------------------------------------------------
 def penguins_spec() -> str:
     text = (SPECS / "penguins.yaml").read_text().replace("name: penguins\n", "name: penguins-classes\n")
