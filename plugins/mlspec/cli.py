@@ -404,7 +404,7 @@ def describe_operation(result: dict) -> str:
         f"{name}: version {result['version']} is production and serving at {result['endpoint_url']} "
         f"(was {result['previous']}; smoke test {smoke['samples']} samples, agreement {smoke['agreement']:.3f})"
     )
-    return served + (f"\n  NOTE: {result['inputs_change']}" if result.get("inputs_change") else "")
+    return served + (f"\n  NOTE: {result['endpoint_change']}" if result.get("endpoint_change") else "")
 
 
 def lineage_lines(result: dict) -> list[str]:

@@ -222,7 +222,7 @@ class Release:
         if served is not None and served != production:
             log.warning("drift: serving had %s version %s while the registry's production version is %s; a "
                         "failure restores the registry's", self.name, served, production)
-        self.input_change(production, version)
+        self.endpoint_change(production, version)
         return self.serving.apply(self.name, version, version_uri)
 
     def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
@@ -286,17 +286,22 @@ class Release:
             return (mean + std * rng.standard_normal((samples, len(features))).astype(np.float32)).reshape(samples, *shape)
         return rng.standard_normal((samples, *shape)).astype(np.float32)
 
-    def input_schema(self, record: VersionRecord) -> dict:
-        """The version's input_schema.json; {} where it was published without one."""
+    def published_json(self, record: VersionRecord, name: str) -> dict:
+        """One of the version's published JSON files (input_schema.json, output_schema.json); {} where it was
+        published without it."""
         try:
-            return json.loads(self.store.read_uri(f"{record.source_uri}/input_schema.json"))
+            return json.loads(self.store.read_uri(f"{record.source_uri}/{name}"))
         except MlspecError:
             return {}
 
-    def input_change(self, before: int | None, after: int) -> str:
-        """When `after` takes other endpoint inputs than `before` (their published input_schema.json compared),
-        a sentence saying so, also logged; "" when they are the same or cannot be compared. Information, not a
-        gate: the release goes on, but clients that send the old inputs will be refused."""
+    def input_schema(self, record: VersionRecord) -> dict:
+        return self.published_json(record, "input_schema.json")
+
+    def endpoint_change(self, before: int | None, after: int) -> str:
+        """When `after` takes other endpoint inputs than `before`, or answers other classes (their published
+        input_schema.json and output_schema.json compared), sentences saying so, also logged; "" when they are
+        the same or cannot be compared. Information, not a gate: the release goes on, but clients that send the
+        old inputs will be refused, and a client reading `label: 1` must know when it means another class."""
         # numpy: tasks only, not at DAG parse (tests/compiler/test_parse_stays_light.py::test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library)
         from mlspec.ml import io_schema
 
@@ -305,16 +310,21 @@ class Release:
         try:
             records = [self.registry.version_record(self.name, v) for v in (before, after)]
         except MlspecError as exc:
-            log.warning("could not compare the inputs of %s versions %s and %s: %s", self.name, before, after, exc)
+            log.warning("could not compare the endpoints of %s versions %s and %s: %s", self.name, before, after, exc)
             return ""
         if None in records:
             return ""
-        changes = io_schema.input_changes(*(self.input_schema(r) for r in records))
-        if not changes:
-            return ""
-        change = (f"the endpoint's inputs change from version {before} to {after}: {changes}: clients must send "
-                  "the new inputs")
-        log.warning("%s: %s", self.name, change)
+        sentences = []
+        inputs = io_schema.input_changes(*(self.input_schema(r) for r in records))
+        if inputs:
+            sentences.append(f"the endpoint's inputs change from version {before} to {after}: {inputs}: clients must "
+                             "send the new inputs")
+        classes = io_schema.class_changes(*(self.published_json(r, "output_schema.json") for r in records))
+        if classes:
+            sentences.append(f"the endpoint's classes change from version {before} to {after}: {classes}")
+        change = ". ".join(sentences)
+        if change:
+            log.warning("%s: %s", self.name, change)
         return change
 
     # -- 5. promote -----------------------------------------------------------------------------------
@@ -455,7 +465,7 @@ class Release:
         previous = self.production()
         log.info("%s %s version %d (production before: %s): registry first, then serving", action, self.name,
                  version, previous)
-        inputs_change = self.input_change(previous, version)
+        endpoint_change = self.endpoint_change(previous, version)
         self.registry.set_production(self.name, version, reason=reason)
         notes = ""
         deployment = None
@@ -490,8 +500,8 @@ class Release:
         log.info("%s version %d is production and serving (smoke test agreement %.3f)", self.name, version, report["agreement"])
         result = {"model": self.name, "action": action, "version": version, "previous": previous,
                   "endpoint_url": deployment.endpoint_url, "smoke_test": report, "actor": trigger.actor}
-        if inputs_change:
-            result["inputs_change"] = inputs_change
+        if endpoint_change:
+            result["endpoint_change"] = endpoint_change
         if notes:
             result["warning"] = notes.strip()
         return result

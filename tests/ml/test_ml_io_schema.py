@@ -147,3 +147,18 @@ def test_input_changes_from_one_input_to_columns_and_of_its_shape() -> None:
     assert input_changes(single, _columns(bill="FP32")) == "+ bill (FP32); - input"
     assert input_changes(single, {**single, "shape": [-1, 5]}) == "input FP32 [-1, 4] -> FP32 [-1, 5]"
     assert input_changes(single, dict(single)) == ""
+
+
+def test_class_changes_name_the_classes_and_the_label_numbers_that_change_meaning():
+    """Issue 14: a client reading `label: 1` must hear when it starts meaning Chinstrap instead of Gentoo."""
+    from mlspec.ml.io_schema import class_changes
+
+    before = {"class_names": ["Adelie", "Gentoo"]}
+    after = {"class_names": ["Adelie", "Chinstrap", "Gentoo"]}
+    assert class_changes(before, after) == (
+        "classes added: Chinstrap; label 1 now means Chinstrap (was Gentoo), label 2 is new (Gentoo)"
+    )
+    named = {"label_datatype": "BYTES"}  # label answers the class name: numbers mean nothing to a client
+    assert class_changes({**before, **named}, {**after, **named}) == "classes added: Chinstrap"
+    assert class_changes(after, before) == "classes removed: Chinstrap; label 1 now means Gentoo (was Chinstrap)"
+    assert class_changes(before, before) == "" and class_changes({}, after) == "" and class_changes(before, {}) == ""

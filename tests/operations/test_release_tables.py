@@ -60,14 +60,37 @@ def test_a_release_says_when_the_endpoints_inputs_change(ops_home, ops_server, r
     inputs, outputs = published_schemas()
     publish(spec, {"model.onnx": onnx_bytes, "signature.json": onnx_signature(onnx_bytes), "input_schema.json": inputs,
                    "output_schema.json": outputs}, 2)
-    assert "inputs_change" not in deploy_version(spec, 1)
+    assert "endpoint_change" not in deploy_version(spec, 1)
 
     with caplog.at_level("WARNING", logger="mlspec.release"):
         result = deploy_version(spec, 2)
     change = ("the endpoint's inputs change from version 1 to 2: + bill (FP32); + year (INT64); + tagged (BOOL); "
               "+ island (BYTES); + sex (BYTES); + mass (FP32); - input: clients must send the new inputs")
-    assert served(spec) == 2 and result["inputs_change"] == change
+    assert served(spec) == 2 and result["endpoint_change"] == change
     assert change in caplog.text
     assert describe_operation(result).endswith(f"\n  NOTE: {change}")
     back = rollback(spec)
-    assert served(spec) == 1 and back["inputs_change"].startswith("the endpoint's inputs change from version 2 to 1: + input (FP32 [-1, 64]); - bill; ")
+    assert served(spec) == 1 and back["endpoint_change"].startswith("the endpoint's inputs change from version 2 to 1: + input (FP32 [-1, 64]); - bill; ")
+
+
+def test_a_release_says_when_the_endpoint_answers_other_classes(ops_home, ops_server, request, caplog):
+    """Issue 14's story: version 1 knew Adelie and Gentoo, version 2 also Chinstrap. Clients of the endpoint must
+    hear that a class was added (and, for an index label, which label numbers changed meaning) when 2 is
+    deployed, and that it goes away again on the rollback."""
+    from mlspec.cli import describe_operation
+    from mlspec.ml.onnx_export import onnx_signature
+    from mlspec.operations import deploy_version, rollback
+
+    spec = spec_for(unique(request))
+    _, _, onnx_bytes = trained()
+    inputs, outputs = published_schemas()
+    files = {"model.onnx": onnx_bytes, "signature.json": onnx_signature(onnx_bytes), "input_schema.json": inputs}
+    publish(spec, {**files, "output_schema.json": {**outputs, "class_names": ["Adelie", "Gentoo"]}}, 1)
+    publish(spec, {**files, "output_schema.json": outputs}, 2)
+    deploy_version(spec, 1)
+    with caplog.at_level("WARNING", logger="mlspec.release"):
+        result = deploy_version(spec, 2)
+    change = "the endpoint's classes change from version 1 to 2: classes added: Chinstrap"
+    assert served(spec) == 2 and result["endpoint_change"] == change and change in caplog.text
+    assert describe_operation(result).endswith(f"\n  NOTE: {change}")
+    assert rollback(spec)["endpoint_change"] == "the endpoint's classes change from version 2 to 1: classes removed: Chinstrap"

@@ -202,3 +202,28 @@ def input_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     removed = [f"- {name}" for name in old if name not in new]
     changed = [f"{name} {old[name]} -> {kind}" for name, kind in new.items() if name in old and old[name] != kind]
     return "; ".join(added + removed + changed)
+
+
+def class_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """What a client reading the endpoint's answers must know when the version published with `after` replaces
+    the one published with `before` (two output_schema.json): "classes added: Chinstrap; label 1 now means
+    Chinstrap (was Gentoo), label 2 is new (Gentoo)". A `label` that answers the class index (no label_datatype)
+    changes meaning when the class list moves; one that answers the class itself only gains or loses classes.
+    "" when the classes are the same, or either version has none to compare (regression, older versions)."""
+    old = [str(name) for name in before.get("class_names") or ()]
+    new = [str(name) for name in after.get("class_names") or ()]
+    if not old or not new or old == new:
+        return ""
+    parts = []
+    added = [name for name in new if name not in old]
+    removed = [name for name in old if name not in new]
+    if added:
+        parts.append(f"classes added: {', '.join(added)}")
+    if removed:
+        parts.append(f"classes removed: {', '.join(removed)}")
+    if not after.get("label_datatype"):
+        moved = [f"label {i} now means {name} (was {old[i]})" for i, name in enumerate(new[: len(old)]) if name != old[i]]
+        fresh = [f"label {i} is new ({name})" for i, name in enumerate(new) if i >= len(old)]
+        if moved or fresh:
+            parts.append(", ".join(moved + fresh))
+    return "; ".join(parts)

@@ -92,9 +92,9 @@ class PromoteOperator(MlspecOperator):
             "smoke_test": self.handed_over("smoke_test"),
             "example": self.example(dataset, stored["uri"]),
         }
-        inputs_change = Release.open(spec, self.store).input_change(deployment.previous_version, deployment.version)
-        if inputs_change:
-            summary["inputs_change"] = inputs_change
+        endpoint_change = Release.open(spec, self.store).endpoint_change(deployment.previous_version, deployment.version)
+        if endpoint_change:
+            summary["endpoint_change"] = endpoint_change
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
         log.info("%s version %d is in production at %s", spec.name, deployment.version, infer_url)
         example = summary["example"]
