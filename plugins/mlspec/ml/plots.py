@@ -209,7 +209,7 @@ def drift_plot(
     title = f"Data drift: {rows or 0:,.0f} training rows against {against} ({reference_rows or 0:,.0f} rows)"
     if not picked:
         fig = _figure(7.0, 2.4)
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10, wrap=True)
         ax = fig.add_subplot(1, 1, 1)
         ax.axis("off")
         ax.text(0.5, 0.5, "no column was compared", ha="center", va="center")
@@ -221,7 +221,7 @@ def drift_plot(
     fig = _figure(width, height, layout=None)
     fig.subplots_adjust(left=0.9 / width, right=0.98, bottom=0.5 / height, top=1 - 0.6 / height, wspace=0.45,
                         hspace=0.45)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10, wrap=True)  # a one-panel figure is narrower than the title
     for index, row in enumerate(picked, start=1):
         ax = fig.add_subplot(down, across, index)
         entry = known[row["column"]]

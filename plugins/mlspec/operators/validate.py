@@ -114,8 +114,9 @@ class ValidateDataOperator(MlspecOperator):
         from mlspec.ml import drift as ml_drift  # pandas and scipy: not at DAG parse time
 
         settings = self.model_spec.validation
+        new_rows = reference.new_rows(dataset)
         report = ml_drift.compare(
-            reference.profile, frame, columns, new_rows=reference.new_rows(dataset), schema=settings.schema,
+            reference.profile, frame, columns, new_rows=new_rows, schema=settings.schema,
             threshold=settings.drift.threshold, share=settings.drift.share, reference_version=reference.version,
         )
         log.info(
@@ -138,7 +139,7 @@ class ValidateDataOperator(MlspecOperator):
         drift["settings"] = {**drift.get("settings", {}), "on_drift": settings.drift.on_drift}
         drift.update(outcome=outcome, accepted_by=accepted_by)
         drift_uri = self.store.write_bytes(f"{prefix}/drift.json", json.dumps(drift, indent=2).encode())
-        plot_uri = self.write_plot(prefix, drift, reference.profile, frame)
+        plot_uri = self.write_plot(prefix, drift, reference.profile, frame, new_rows)
         verdict = verdict_line(reference.version, drift, report)
         if outcome == "failed":
             raise GateFailed(
@@ -165,12 +166,13 @@ class ValidateDataOperator(MlspecOperator):
             accepted_by=accepted_by,
         )
 
-    def write_plot(self, prefix: str, drift: dict, reference: dict, frame) -> str | None:
-        """drift.png beside drift.json; a plot that cannot be drawn is a warning, never a failure."""
+    def write_plot(self, prefix: str, drift: dict, reference: dict, frame, new_rows) -> str | None:
+        """drift.png beside drift.json (a column that drifted on its new rows is drawn with those rows); a plot
+        that cannot be drawn is a warning, never a failure."""
         from mlspec.ml.plots import drift_plot  # matplotlib: not at DAG parse time
 
         try:
-            png = drift_plot(drift, reference, frame)
+            png = drift_plot(drift, reference, frame, new_rows=new_rows)
         except Exception as exc:  # noqa: BLE001 - the plot is for people; drift.json decides
             log.warning("could not draw the drift plot (%s: %s); drift.json has the numbers", type(exc).__name__, exc)
             return None
