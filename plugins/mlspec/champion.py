@@ -35,6 +35,9 @@ DECISIONS = {
     "tie": False,  # both score the same: the champion holds (the challenger is a candidate, no redeploy)
 }
 TIE_WORDS = "tie: the champion holds"
+# Scores this close are one score: production is scored through its float32 ONNX graph, the challenger through
+# its framework (scikit-learn's float64), so an identical regression retrain differs in the sixth digit.
+TIE_TOLERANCE = 1e-5
 # What the champion was scored on (the verdict's "scored_on").
 ON_HOLDOUT = "the holdout"
 ON_TEST_SPLIT = "this run's test split"
@@ -47,16 +50,19 @@ def evaluated_on(spec: Any) -> str:
 
 
 def decide(metric: str, challenger: float, champion: float, min_delta: float) -> str:
-    """challenger_wins (better by MORE than min_delta), tie (the same score) or champion_holds."""
+    """tie (the same score, within TIE_TOLERANCE of it), challenger_wins (better by MORE than min_delta) or
+    champion_holds."""
+    import math
+
     from mlspec.ml import metrics as ml_metrics
 
-    if ml_metrics.challenger_wins(metric, challenger, champion, min_delta):
-        return "challenger_wins"
     try:
-        same = abs(float(challenger) - float(champion)) <= 1e-9
+        same = math.isclose(float(challenger), float(champion), rel_tol=TIE_TOLERANCE, abs_tol=1e-9)
     except (TypeError, ValueError):
         same = False
-    return "tie" if same else "champion_holds"
+    if same:
+        return "tie"
+    return "challenger_wins" if ml_metrics.challenger_wins(metric, challenger, champion, min_delta) else "champion_holds"
 
 
 def _outcome_words(decision: str) -> str:

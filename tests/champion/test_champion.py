@@ -100,6 +100,8 @@ def champion(registry: Registry, store) -> VersionRecord:
         ("accuracy", 0.85, 0.90, 0.0, "champion_holds"),
         ("accuracy", 0.90, 0.90, 0.0, "tie"),  # an identical retrain never redeploys
         ("accuracy", 0.90 - 1e-12, 0.90, 0.0, "tie"),  # float noise is no loss either
+        ("rmse", 3.436102, 3.436118, 0.0, "tie"),  # float32 ONNX vs float64 scikit-learn: an identical retrain
+        ("rmse", 3.4361, 3.4365, 0.0, "challenger_wins"),  # but a real difference in the fourth digit counts
         ("accuracy", 0.93, 0.90, 0.05, "champion_holds"),  # better, but by less than min_delta
         ("accuracy", 0.96, 0.90, 0.05, "challenger_wins"),
         ("accuracy", 0.95, 0.90, 0.05, "champion_holds"),  # better by exactly min_delta: not MORE than it
