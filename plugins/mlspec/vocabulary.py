@@ -42,6 +42,21 @@ DATA_FORMATS = ("npz", "csv", "parquet")
 # validate_data checks an array data set column by column up to this many flat features per sample (images
 # have more: their data is not checked); a table's columns are always checked.
 MAX_CHECKED_FEATURES = 100
+
+# The files a version publishes about its data, beside model.onnx (issue 14).
+SPLITS_FILE = "splits.parquet"  # which rows went to which split (row_id, content_id, split)
+PROFILE_FILE = "profile.json"  # the training split's column profile: the next run's drift reference
+DRIFT_FILE = "drift.json"  # validate_data's table of schema checks and drift tests
+DRIFT_PLOT = "drift.png"  # the drift table drawn: reference against this run's training split
+LINEAGE_FILE = "lineage.json"  # source, digest, rows per split and the data checks' outcome
+# validate_data's check names in drift.json (a schema problem is named by what it checks).
+DRIFT_CHECK = "drift"  # a drift test on the whole training split
+DRIFT_NEW_ROWS_CHECK = "drift (new rows)"  # the same test on the rows the reference version did not train on
+# Drift tests whose score is a p-value (drifted below the threshold); the others score a distance.
+P_VALUE_TESTS = ("ks", "chi2")
+# What validate_data concluded: no production profile to compare with, nothing found, found and went on
+# (warn), found and retrained anyway (--accept-drift), found and stopped the run, data not checkable.
+VALIDATION_OUTCOMES = ("no_reference", "passed", "warned", "accepted", "failed", "skipped")
 FEATURE_STEPS = ("scale", "normalize", "reshape")  # become part of the exported model
 LABEL_STEPS = ("one_hot",)  # change the labels only
 
