@@ -293,3 +293,39 @@ def test_new_rows_in_another_unit_drift_though_the_whole_split_barely_moves(requ
     assert checks[("Horsepower", "drift (new rows)")] is False
     assert checks[("Weight_in_lbs", "drift")] is False  # 30 of 330 rows: the whole split's test does not see it
     assert result["outcome"] == "warned" and result["drifted_columns"] == ["Weight_in_lbs"]
+
+
+@pytest.mark.parametrize("lost", ["profile.json", "splits.parquet"])
+def test_a_reference_file_the_manifest_lists_but_the_store_lost_fails_the_run(request, lost):
+    """Fail closed: production's manifest lists the file, the store cannot give it back. Passing as no_reference
+    (or without the new-rows test) would let `on_drift: fail` through unchecked; the task fails (and its one retry
+    covers a store blip), naming the file, the version and what to do."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    from mlspec.ml.splits import row_ids, splits_parquet
+    from mlspec.registry import open_registry
+    from mlspec.storage import resolve_file_uri
+
+    spec = spec_for(f"validate-lost-{lost.split('.')[0]}", "validation: {drift: {on_drift: fail}}\n")
+    old = cars_dataset(0)
+    old = Dataset(**{**vars(old), "ids_train": row_ids(old.x_train, None)})
+    publish_production(spec, old, {"splits.parquet": splits_parquet(old, "sha256:" + "0" * 64)})
+    record = open_registry(spec.registry.backend, spec.registry.connection).version_record(spec.name, 1)
+    assert lost in record.files
+    (resolve_file_uri(record.source_uri) / lost).unlink()
+    with pytest.raises(AirflowException) as failed:
+        operator(spec, handed_over(spec, cars_dataset(1, kilograms=True), "manual__12")).execute(context("manual__12"))
+    assert not isinstance(failed.value, AirflowFailException)  # a store blip: the task's retry may fix it
+    message = str(failed.value)
+    assert f"production version 1 of {spec.name} lists {lost} in its manifest" in message
+    assert "mlspec deploy specs/cars.yaml --version N" in message
+
+
+def test_a_version_whose_manifest_never_listed_splits_checks_the_whole_split_only(request):
+    """splits.parquet absent from the manifest (published before issue 14's splits): no new-rows test, no failure."""
+    spec = spec_for(model_name(request), "validation: {drift: {on_drift: warn}}\n")
+    publish_production(spec, cars_dataset(0))
+    result = operator(spec, handed_over(spec, cars_dataset(0), "manual__13")).run(context("manual__13"))
+    drift = json.loads(read(result["drift_uri"]))
+    assert result["outcome"] == "passed" and drift["current"].get("new_rows") in (None, 0)
+    assert not any(row["check"] == "drift (new rows)" for row in drift["rows"])

@@ -77,38 +77,51 @@ class ValidateDataOperator(MlspecOperator):
             )
         profile = self.published(record, "profile.json")
         if profile is None:
-            why = (
-                "was published before mlspec recorded training profiles" if "profile.json" not in record.files
-                else "has a profile.json the store cannot give back"
-            )
             log.warning(
-                "production version %d of %s %s: nothing to compare this run's data with; this run's profile "
-                "is recorded for the next one", version, spec.name, why,
+                "production version %d of %s was published before mlspec recorded training profiles: nothing to "
+                "compare this run's data with; this run's profile is recorded for the next one", version, spec.name,
             )
             return None
-        splits = self.published(record, "splits.parquet")
-        return Reference(version, json.loads(profile), splits)
+        try:
+            reference = json.loads(profile)
+        except ValueError as exc:
+            raise GateFailed(
+                f"the production version {version} of {spec.name}: its published profile.json at {record.source_uri} "
+                f"is not JSON ({exc}); this run's data cannot be checked against it",
+                next_step=self.lost_reference_step(),
+            ) from None
+        return Reference(version, reference, self.published(record, "splits.parquet"))
 
     def published(self, record: Any, name: str) -> bytes | None:
-        """A file of a published version, checked against the sha256 the registry recorded; None where the store
-        has none (a version published before the file existed)."""
+        """A file of a published version, checked against the sha256 the registry recorded; None where the version
+        was published without it (before mlspec wrote it). A file its manifest lists that the store cannot give
+        back is a StoreError (the task's retry covers a blip): passing without it would let a configured `fail`
+        through unchecked."""
         try:
             data = self.store.read_uri(f"{record.source_uri}/{name}")
         except StoreError as exc:
             if name in record.files:
-                log.warning("production version %d: %s cannot be read: %s", record.version, name, exc)
+                raise StoreError(
+                    f"the production version {record.version} of {record.model_name} lists {name} in its manifest, "
+                    f"but the store cannot give it back from {record.source_uri} ({exc}); this run's data is not "
+                    f"checked without it. If the file is lost for good: {self.lost_reference_step()}"
+                ) from None
             return None
         expected = record.files.get(name)
         if expected and sha256_hex(data) != expected:
             raise GateFailed(
                 f"the production version {record.version} of {record.model_name} at {record.source_uri}: {name} does "
                 "not match the sha256 the registry recorded; its files were changed after publishing",
-                next_step=(
-                    f"deploy a known-good version (`mlspec deploy {self.spec_file or '<spec>'} --version N`) before "
-                    "retraining"
-                ),
+                next_step=self.lost_reference_step(),
             )
         return data
+
+    def lost_reference_step(self) -> str:
+        """What to do when production's published reference is gone or damaged."""
+        return (
+            f"restore it from a backup, or make a version with intact files production (`mlspec deploy "
+            f"{self.spec_file or '<spec>'} --version N`) before retraining"
+        )
 
     def compare(self, context, prefix: str, profile_uri: str, reference: Reference, frame, columns, dataset) -> dict:
         from mlspec.ml import drift as ml_drift  # pandas and scipy: not at DAG parse time
