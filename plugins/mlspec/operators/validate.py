@@ -23,9 +23,18 @@ from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.registry import open_registry
 from mlspec.release import Trigger
 from mlspec.storage import sha256_hex
-from mlspec.vocabulary import MAX_CHECKED_FEATURES
+from mlspec.vocabulary import (
+    DRIFT_FILE,
+    DRIFT_PLOT,
+    MAX_CHECKED_FEATURES,
+    PROFILE_FILE,
+    SPLITS_FILE,
+    VALIDATION_OUTCOMES,
+)
 
 log = logging.getLogger(__name__)
+
+NO_REFERENCE, PASSED, WARNED, ACCEPTED, FAILED, SKIPPED = VALIDATION_OUTCOMES
 
 
 class ValidateDataOperator(MlspecOperator):
@@ -49,15 +58,15 @@ class ValidateDataOperator(MlspecOperator):
         table = training_table(dataset)
         if isinstance(table, str):
             log.info("validate_data: the data is not checked: %s", table)
-            return result("skipped")
+            return result(SKIPPED)
         frame, columns = table
         prefix = f"{self.run_prefix(context)}/validate"
         profile = ml_profile.build_profile(frame, columns)
-        profile_uri = self.store.write_bytes(f"{prefix}/profile.json", json.dumps(profile, indent=2).encode())
+        profile_uri = self.store.write_bytes(f"{prefix}/{PROFILE_FILE}", json.dumps(profile, indent=2).encode())
         log.info("profile of this run's %d training rows and %d columns: %s", len(frame), len(columns), profile_uri)
         reference = self.reference()
         if reference is None:
-            return result("no_reference", profile_uri=profile_uri)
+            return result(NO_REFERENCE, profile_uri=profile_uri)
         return self.compare(context, prefix, profile_uri, reference, frame, columns, dataset)
 
     def reference(self) -> Reference | None:
@@ -75,7 +84,7 @@ class ValidateDataOperator(MlspecOperator):
             raise MlspecError(
                 f"the registry names version {version} of {spec.name} as production but has no record of its files"
             )
-        profile = self.published(record, "profile.json")
+        profile = self.published(record, PROFILE_FILE)
         if profile is None:
             log.warning(
                 "production version %d of %s was published before mlspec recorded training profiles: nothing to "
@@ -86,11 +95,11 @@ class ValidateDataOperator(MlspecOperator):
             reference = json.loads(profile)
         except ValueError as exc:
             raise GateFailed(
-                f"the production version {version} of {spec.name}: its published profile.json at {record.source_uri} "
+                f"the production version {version} of {spec.name}: its published {PROFILE_FILE} at {record.source_uri} "
                 f"is not JSON ({exc}); this run's data cannot be checked against it",
                 next_step=self.lost_reference_step(),
             ) from None
-        return Reference(version, reference, self.published(record, "splits.parquet"))
+        return Reference(version, reference, self.published(record, SPLITS_FILE))
 
     def published(self, record: Any, name: str) -> bytes | None:
         """A file of a published version, checked against the sha256 the registry recorded; None where the version
@@ -141,20 +150,20 @@ class ValidateDataOperator(MlspecOperator):
         accepted_by = None
         if failing and context["params"].get("accept_drift"):
             accepted_by = Trigger.from_context(context).actor
-            outcome = "accepted"
+            outcome = ACCEPTED
         elif failing:
-            outcome = "failed"
+            outcome = FAILED
         elif report.drifted_columns or report.schema_problems:
-            outcome = "warned"
+            outcome = WARNED
         else:
-            outcome = "passed"
+            outcome = PASSED
         drift = report.to_json()
         drift["settings"] = {**drift.get("settings", {}), "on_drift": settings.drift.on_drift}
         drift.update(outcome=outcome, accepted_by=accepted_by)
-        drift_uri = self.store.write_bytes(f"{prefix}/drift.json", json.dumps(drift, indent=2).encode())
+        drift_uri = self.store.write_bytes(f"{prefix}/{DRIFT_FILE}", json.dumps(drift, indent=2).encode())
         plot_uri = self.write_plot(prefix, drift, reference.profile, frame, new_rows)
         verdict = verdict_line(reference.version, drift, report)
-        if outcome == "failed":
+        if outcome == FAILED:
             raise GateFailed(
                 f"{verdict}. The run stops before training: {'; '.join(failing)}",
                 next_step=(
@@ -164,12 +173,12 @@ class ValidateDataOperator(MlspecOperator):
                     "validation.schema or validation.drift.on_drift to warn"
                 ),
             )
-        if outcome == "accepted":
+        if outcome == ACCEPTED:
             log.warning(
                 "%s. %s; accepted by %s (accept_drift): the run goes on and the version records it", verdict,
                 "; ".join(failing), accepted_by,
             )
-        elif outcome == "warned":
+        elif outcome == WARNED:
             log.warning("%s: the run goes on and the version records it", verdict)
         else:
             log.info("%s: passed", verdict)
@@ -189,7 +198,7 @@ class ValidateDataOperator(MlspecOperator):
         except Exception as exc:  # noqa: BLE001 - the plot is for people; drift.json decides
             log.warning("could not draw the drift plot (%s: %s); drift.json has the numbers", type(exc).__name__, exc)
             return None
-        return self.store.write_bytes(f"{prefix}/drift.png", png)
+        return self.store.write_bytes(f"{prefix}/{DRIFT_PLOT}", png)
 
 
 class Reference:
