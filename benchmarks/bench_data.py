@@ -271,7 +271,7 @@ def mlspec(source: dict, phases: Phases) -> dict:
     )
     phases.lap("read+load_source")
     dataset = ml_data.split(
-        *loaded, validation=VALIDATION, test=TEST, seed=SEED, stratify=True, task="classification"
+        *loaded.splittable, validation=VALIDATION, test=TEST, seed=SEED, stratify=True, task="classification"
     )
     payload = dataset.to_npz_bytes()
     phases.lap("split+npz")
@@ -322,7 +322,7 @@ def small_prepare(source: dict, phases: Phases) -> dict:
             read_bytes=lambda file_uri: kind.read_bytes(file_uri, read),
         )
         dataset = ml_data.split(
-            *loaded, validation=VALIDATION, test=TEST, seed=SEED, stratify=True,
+            *loaded.splittable, validation=VALIDATION, test=TEST, seed=SEED, stratify=True,
             task="classification",
         )
         dataset.to_npz_bytes()

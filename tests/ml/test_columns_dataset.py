@@ -15,6 +15,7 @@ import pytest
 from mlspec.errors import DataError
 from mlspec.ml.columns import Column
 from mlspec.ml.data import Dataset, Loaded, load_source, split
+from mlspec.ml.splits import row_ids
 from mlspec.operators.data import describe_column
 
 Reader = Callable[[str], bytes]
@@ -96,7 +97,7 @@ def test_label_datatype_follows_the_label_column(tmp_path: Path, read_file_uri: 
 
 def test_split_and_npz_round_trip_of_a_table(penguins_csv: str, read_file_uri: Reader) -> None:
     loaded = load_source(penguins_csv, fmt=None, features=FEATURES, label="species", read_bytes=read_file_uri)
-    dataset = split(*loaded, validation=0.0, test=0.25, seed=1, stratify=True, method="random")
+    dataset = split(*loaded.splittable, validation=0.0, test=0.25, seed=1, stratify=True, method="random")
     assert isinstance(dataset.x_train, pd.DataFrame) and list(dataset.x_train.index) == list(range(9))
     assert (len(dataset.x_train), len(dataset.x_val), len(dataset.x_test)) == (9, 0, 3)
     assert dataset.input_shape == (4,) and dataset.x_val.shape == (0, 4)
@@ -116,7 +117,7 @@ def test_split_and_npz_round_trip_of_a_table(penguins_csv: str, read_file_uri: R
 
 def test_a_table_npz_that_lacks_a_column_array_is_refused(penguins_csv: str, read_file_uri: Reader) -> None:
     loaded = load_source(penguins_csv, fmt=None, features=FEATURES, label="species", read_bytes=read_file_uri)
-    dataset = split(*loaded, validation=0.0, test=0.25, seed=1, stratify=False)
+    dataset = split(*loaded.splittable, validation=0.0, test=0.25, seed=1, stratify=False)
     with np.load(io.BytesIO(dataset.to_npz_bytes())) as npz:
         arrays = {k: npz[k] for k in npz.files if k != "x_test.1"}
     buf = io.BytesIO()
@@ -239,10 +240,11 @@ def test_a_column_with_no_value_in_the_training_split_is_an_error() -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [np.nan, np.nan, np.nan, 7.0]})
     columns = (Column("a", "number"), Column("b", "number", missing="mean"))
     y = np.array([0, 1, 0, 1])
+    ids = row_ids(frame.assign(label=y), None)  # as load_source gives them: the feature and label columns
     # which rows train depends on the seed: find one that leaves b's only value out of training
     for seed in range(50):
         try:
-            split(frame, y, ("0", "1"), ("a", "b"), columns, "INT64", validation=0.0, test=0.25, seed=seed,
+            split(frame, y, ("0", "1"), ("a", "b"), columns, "INT64", ids, validation=0.0, test=0.25, seed=seed,
                   stratify=False, method="random")
         except DataError as exc:
             assert "column b has no value in the 3 training rows" in str(exc) and "data.exclude" in str(exc)

@@ -18,6 +18,7 @@ from mlspec.ml.splits import (
     read_splits,
     row_ids,
     splits_parquet,
+    unseen_training_rows,
 )
 
 
@@ -153,11 +154,18 @@ def test_splits_parquet_lists_each_row_with_its_split_and_the_digest():
         ids_test=np.array([5, 6], dtype=np.uint64),
     )
     frame = read_splits(splits_parquet(dataset, "sha256:abc"))
-    assert list(frame.columns) == ["row_id", "split"]
-    assert frame["row_id"].dtype == np.uint64
+    assert list(frame.columns) == ["row_id", "split", "content_id"]
+    assert frame["row_id"].dtype == np.uint64 and frame["content_id"].dtype == np.uint64
     assert frame["row_id"].tolist() == [1, 2, 3, 2**64 - 1, 5, 6]
     assert frame["split"].tolist() == ["train"] * 3 + ["validation", "test", "test"]
-    assert frame.attrs == {"digest": "sha256:abc", "counts": {"train": 3, "validation": 1, "test": 2}}
+    # a Dataset without content ids (built by hand) writes its row ids as content ids
+    assert frame["content_id"].tolist() == frame["row_id"].tolist()
+    counts = {"train": 3, "validation": 1, "test": 2}
+    assert frame.attrs == {"digest": "sha256:abc", "counts": counts, "content_ids": True}
+    with_content = SimpleNamespace(**vars(dataset), content_ids_train=np.array([7, 8, 9], dtype=np.uint64),
+                                   content_ids_val=np.array([10], dtype=np.uint64),
+                                   content_ids_test=np.array([11, 12], dtype=np.uint64))  # fmt: skip
+    assert read_splits(splits_parquet(with_content, "sha256:abc"))["content_id"].tolist() == [7, 8, 9, 10, 11, 12]
     # pyarrow reads it as any Parquet file: the metadata is the file's key-value metadata
     import io
 
@@ -167,6 +175,35 @@ def test_splits_parquet_lists_each_row_with_its_split_and_the_digest():
     assert metadata[b"mlspec.digest"] == b"sha256:abc"
     with pytest.raises(DataError, match="not a readable Parquet"):
         read_splits(b"not parquet")
+
+
+def splits_file(split_of: dict[int, str], content_of: dict[int, int] | None = None) -> bytes:
+    """splits.parquet of rows `row id -> split` (and content ids; without, a file written before content ids)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"row_id": pa.array(list(split_of), type=pa.uint64()), "split": pa.array(list(split_of.values()))}
+    if content_of is not None:
+        columns["content_id"] = pa.array([content_of[i] for i in split_of], type=pa.uint64())
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
+def test_unseen_training_rows_are_this_runs_training_rows_the_reference_did_not_train_on_by_content():
+    reference = splits_file({1: "train", 2: "train", 3: "test", 4: "validation"}, {1: 11, 2: 12, 3: 13, 4: 14})
+    # this run's training rows in x_train order: row 2 restated under its key (content 22), row 1 unchanged, row 5
+    # new, row 7 a new key whose content only the reference's test split held
+    this_run = splits_file({2: "train", 1: "train", 6: "test", 5: "train", 7: "train"},
+                           {2: 22, 1: 11, 6: 16, 5: 15, 7: 13})  # fmt: skip
+    assert unseen_training_rows(this_run, reference).tolist() == [True, False, True, True]
+    # a reference written before content ids: by row id
+    older = splits_file({1: "train", 2: "train", 3: "test", 4: "validation"})
+    assert read_splits(older).attrs["content_ids"] is False
+    assert read_splits(older)["content_id"].tolist() == [1, 2, 3, 4]
+    assert unseen_training_rows(this_run, older).tolist() == [False, False, True, True]
 
 
 def test_row_ids_of_a_million_rows_and_five_key_columns_are_fast():

@@ -14,7 +14,7 @@ import pytest
 
 from mlspec.errors import DataError
 from mlspec.ml.data import Dataset, load_source, split
-from mlspec.ml.splits import hash_assign, row_ids
+from mlspec.ml.splits import hash_assign, read_splits, row_ids, splits_parquet, unseen_training_rows
 
 Reader = Callable[[str], bytes]
 
@@ -87,10 +87,9 @@ def test_a_growing_table_keeps_its_test_rows_out_of_the_first_versions_training(
     v1 = cars(300)
     v2 = pd.concat([v1.sample(frac=1.0, random_state=1), cars(100, start=300)], ignore_index=True)
     key = ["Name", "Year"]
-    first = split(*load(write(tmp_path, "v1.csv", v1), read_file_uri, key=key), validation=0.1, test=0.2, seed=42,
-                  stratify=True)  # fmt: skip
-    second = split(*load(write(tmp_path, "v2.csv", v2), read_file_uri, key=key), validation=0.1, test=0.2, seed=42,
-                   stratify=True)  # fmt: skip
+    shares = {"validation": 0.1, "test": 0.2, "seed": 42, "stratify": True}
+    first = split(*load(write(tmp_path, "v1.csv", v1), read_file_uri, key=key).splittable, **shares)
+    second = split(*load(write(tmp_path, "v2.csv", v2), read_file_uri, key=key).splittable, **shares)
     assert len(second.ids_test) and not np.intersect1d(second.ids_test, first.ids_train).size
     for before, after in ((first.ids_train, second.ids_train), (first.ids_val, second.ids_val),
                           (first.ids_test, second.ids_test)):  # fmt: skip
@@ -99,10 +98,8 @@ def test_a_growing_table_keeps_its_test_rows_out_of_the_first_versions_training(
     by_id = dict(zip(row_ids(v2, key).tolist(), v2["Weight_in_lbs"].tolist(), strict=True))
     assert second.x_test["Weight_in_lbs"].tolist() == [by_id[i] for i in second.ids_test.tolist()]
     # today's random split re-draws: run 2's test rows include rows run 1 trained on
-    old = split(*load(write(tmp_path, "v1.csv", v1), read_file_uri, key=key), validation=0.1, test=0.2, seed=42,
-                stratify=True, method="random")  # fmt: skip
-    new = split(*load(write(tmp_path, "v2.csv", v2), read_file_uri, key=key), validation=0.1, test=0.2, seed=42,
-                stratify=True, method="random")  # fmt: skip
+    old = split(*load(write(tmp_path, "v1.csv", v1), read_file_uri, key=key).splittable, **shares, method="random")
+    new = split(*load(write(tmp_path, "v2.csv", v2), read_file_uri, key=key).splittable, **shares, method="random")
     assert np.intersect1d(new.ids_test, old.ids_train).size
 
 
@@ -110,7 +107,7 @@ def test_method_random_is_todays_seeded_split(read_file_uri: Reader) -> None:
     from sklearn.model_selection import train_test_split
 
     loaded = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=read_file_uri)
-    dataset = split(*loaded, validation=0.15, test=0.25, seed=7, stratify=True, method="random")
+    dataset = split(*loaded.splittable, validation=0.15, test=0.25, seed=7, stratify=True, method="random")
     rows = np.arange(150)
     rest, test_rows = train_test_split(rows, test_size=0.25, random_state=7, stratify=loaded.y)
     train_rows, val_rows = train_test_split(rest, test_size=0.15 / 0.75, random_state=7, stratify=loaded.y[rest])
@@ -122,8 +119,8 @@ def test_method_random_is_todays_seeded_split(read_file_uri: Reader) -> None:
 
 def test_hash_splits_follow_the_ids_and_ignore_seed_and_stratify(read_file_uri: Reader) -> None:
     loaded = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=read_file_uri)
-    a = split(*loaded, validation=0.1, test=0.2, seed=1, stratify=True)
-    b = split(*loaded, validation=0.1, test=0.2, seed=2, stratify=False)
+    a = split(*loaded.splittable, validation=0.1, test=0.2, seed=1, stratify=True)
+    b = split(*loaded.splittable, validation=0.1, test=0.2, seed=2, stratify=False)
     for name in ("ids_train", "ids_val", "ids_test"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     codes = hash_assign(loaded.row_ids, validation=0.1, test=0.2)
@@ -157,7 +154,7 @@ def test_a_holdout_is_the_test_split_and_its_rows_leave_the_source(tmp_path: Pat
     loaded = load(write(tmp_path, "source.csv", source), read_file_uri, key=key)
     holdout = load(write(tmp_path, "holdout.csv", holdout_frame), read_file_uri, key=key)
     assert holdout.class_names == ("Japan", "USA") and loaded.class_names == ("Europe", "Japan", "USA")
-    dataset = split(*loaded, validation=0.1, test=0.2, seed=0, stratify=True, holdout=holdout)
+    dataset = split(*loaded.splittable, validation=0.1, test=0.2, seed=0, stratify=True, holdout=holdout)
     pd.testing.assert_frame_equal(dataset.x_test, holdout.x)
     np.testing.assert_array_equal(dataset.ids_test, holdout.row_ids)
     # the holdout's classes are the source's class indices: Japan is 1 here, 0 in the holdout alone
@@ -172,7 +169,8 @@ def test_a_holdout_is_the_test_split_and_its_rows_leave_the_source(tmp_path: Pat
     kept = ~np.isin(loaded.row_ids, holdout.row_ids)
     np.testing.assert_array_equal(dataset.ids_val, loaded.row_ids[kept & (codes == 1)])
     # random splits take the holdout the same way
-    randomly = split(*loaded, validation=0.1, test=0.2, seed=0, stratify=True, holdout=holdout, method="random")
+    randomly = split(*loaded.splittable, validation=0.1, test=0.2, seed=0, stratify=True, holdout=holdout,
+                     method="random")
     assert len(randomly.x_train) + len(randomly.x_val) == 200 - overlap and len(randomly.x_test) == len(holdout.x)
 
 
@@ -180,26 +178,84 @@ def test_a_holdout_with_a_class_or_columns_the_source_lacks_is_refused(tmp_path:
     source = cars(60)
     loaded = load(write(tmp_path, "source.csv", source[source["Origin"] != "Europe"]), read_file_uri)
     with pytest.raises(DataError, match="evaluation.holdout has classes the training data has not.*Europe"):
-        split(*loaded, validation=0.1, test=0.2, seed=0, stratify=True,
+        split(*loaded.splittable, validation=0.1, test=0.2, seed=0, stratify=True,
               holdout=load(write(tmp_path, "h.csv", cars(20, start=500)), read_file_uri))  # fmt: skip
     other = load(write(tmp_path, "h2.csv", source.assign(Year=source["Year"].astype(str) + "y")), read_file_uri,
                  features={"Year": "category", "Weight_in_lbs": "number"})  # fmt: skip
     with pytest.raises(DataError, match="evaluation.holdout's columns differ from the training data's.*Year"):
-        split(*loaded, validation=0.1, test=0.2, seed=0, stratify=True, holdout=other)
+        split(*loaded.splittable, validation=0.1, test=0.2, seed=0, stratify=True, holdout=other)
 
 
 def test_the_ids_travel_in_the_npz_and_an_older_npz_loads_without_them(read_file_uri: Reader) -> None:
     loaded = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=read_file_uri)
-    dataset = split(*loaded, validation=0.1, test=0.2, seed=0, stratify=True)
+    dataset = split(*loaded.splittable, validation=0.1, test=0.2, seed=0, stratify=True)
     payload = dataset.to_npz_bytes()
     back = Dataset.from_npz_bytes(payload)
-    for name in ("ids_train", "ids_val", "ids_test"):
-        assert getattr(back, name).dtype == np.uint64
+    for name in ("ids_train", "ids_val", "ids_test", "content_ids_train", "content_ids_val", "content_ids_test"):
+        assert getattr(back, name).dtype == np.uint64 and len(getattr(back, name))
         np.testing.assert_array_equal(getattr(back, name), getattr(dataset, name))
     with np.load(io.BytesIO(payload)) as npz:
-        older = {key: npz[key] for key in npz.files if not key.startswith("ids_")}
+        older = {key: npz[key] for key in npz.files if not key.startswith(("ids_", "content_ids_"))}
     buffer = io.BytesIO()
     np.savez(buffer, **older)
     before = Dataset.from_npz_bytes(buffer.getvalue())
     assert before.ids_train.dtype == np.uint64 and before.ids_train.shape == (0,) and before.ids_test.shape == (0,)
     np.testing.assert_array_equal(before.x_test, dataset.x_test)
+
+
+def splits_of(loaded) -> tuple[Dataset, bytes]:
+    dataset = split(*loaded.splittable, validation=0.1, test=0.2, seed=0, stratify=True)
+    return dataset, splits_parquet(dataset, "sha256:x")
+
+
+@pytest.mark.parametrize("key", [["Name", "Year"], None])
+def test_rows_resent_with_a_value_changed_are_unseen_training_rows_under_a_key_too(
+    tmp_path: Path, read_file_uri: Reader, key: list[str] | None
+) -> None:
+    """The unit change story with data.split.key: kg copies of existing cars keep their key (row id, split) but
+    are content production never trained on; unchanged rows are not new."""
+    v1 = cars(300).assign(Weight_in_lbs=lambda f: f["Weight_in_lbs"].clip(2100, 4400))  # in kg: below 2000
+    features = ["Year", "Weight_in_lbs"]
+    first, reference = splits_of(load(write(tmp_path, "v1.csv", v1), read_file_uri, key=key, features=features))
+    copies = v1.iloc[::6].head(40).assign(Weight_in_lbs=lambda f: (f["Weight_in_lbs"] * 0.4536).round())
+    restated = v1.copy()
+    restated.loc[restated.index[1::10], "Weight_in_lbs"] = (restated["Weight_in_lbs"] * 0.4536).round()
+    for v2 in (pd.concat([v1, copies], ignore_index=True), restated):
+        second, this_run = splits_of(load(write(tmp_path, "v2.csv", v2), read_file_uri, key=key, features=features))
+        unseen = unseen_training_rows(this_run, reference)
+        assert unseen.shape == (len(second.x_train),)
+        in_kg = second.x_train["Weight_in_lbs"].to_numpy() < 2000
+        assert in_kg.sum() > 10
+        np.testing.assert_array_equal(unseen, in_kg)
+        if key is not None:  # same key, same row id and split: the row id alone would call none of them new
+            assert not np.isin(second.ids_train, first.ids_train, invert=True).any()
+
+
+def test_splits_parquet_lists_the_training_rows_in_x_train_order(tmp_path: Path, read_file_uri: Reader) -> None:
+    frame = cars(200)
+    for key in (["Name", "Year"], None):
+        dataset, data = splits_of(load(write(tmp_path, "cars.csv", frame), read_file_uri, key=key))
+        listed = read_splits(data)
+        train = listed[listed["split"] == "train"]
+        assert listed.index[listed["split"] == "train"].tolist() == list(range(len(dataset.x_train)))
+        np.testing.assert_array_equal(train["row_id"].to_numpy(), dataset.ids_train)
+        # each content id is the training row's own: its feature and label cells, as load_source hashed them
+        labels = np.asarray(dataset.class_names, dtype=object)[dataset.y_train]
+        np.testing.assert_array_equal(train["content_id"].to_numpy(),
+                                      row_ids(dataset.x_train.assign(Origin=labels), None))  # fmt: skip
+        if key is None:
+            np.testing.assert_array_equal(train["content_id"].to_numpy(), train["row_id"].to_numpy())
+
+
+def test_a_table_split_needs_load_sources_row_ids_and_an_array_gets_them_as_load_source_does(
+    tmp_path: Path, read_file_uri: Reader
+) -> None:
+    loaded = load(write(tmp_path, "cars.csv", cars(50)), read_file_uri)
+    with pytest.raises(ValueError, match="a table's row ids come from load_source"):
+        split(loaded.x, loaded.y, loaded.class_names, loaded.feature_names, loaded.columns, validation=0.1,
+              test=0.2, seed=0, stratify=False)  # fmt: skip
+    iris = load_source("builtin:iris", fmt=None, features=None, label=None, read_bytes=read_file_uri)
+    direct = split(iris.x, iris.y, iris.class_names, validation=0.1, test=0.2, seed=0, stratify=False)
+    through = split(*iris.splittable, validation=0.1, test=0.2, seed=0, stratify=False)
+    for name in ("ids_train", "ids_test", "content_ids_train", "content_ids_test"):
+        np.testing.assert_array_equal(getattr(direct, name), getattr(through, name))

@@ -67,8 +67,11 @@ def test_prepare_data_writes_splits_parquet_and_the_lineage(mlspec_home: Path, c
     splits = read_splits(task.store.read_uri(result["splits_uri"]))
     digest = "sha256:" + hashlib.sha256(payload).hexdigest()
     counts = {"train": len(dataset.x_train), "validation": len(dataset.x_val), "test": len(dataset.x_test)}
-    assert splits.attrs == {"digest": digest, "counts": counts}
+    assert splits.attrs == {"digest": digest, "counts": counts, "content_ids": True}
     assert splits["row_id"].tolist() == np.concatenate([dataset.ids_train, dataset.ids_val, dataset.ids_test]).tolist()
+    contents = [dataset.content_ids_train, dataset.content_ids_val, dataset.content_ids_test]
+    assert splits["content_id"].tolist() == np.concatenate(contents).tolist()
+    assert not np.intersect1d(splits["content_id"], splits["row_id"]).size  # with a key: the cells, not the key
     assert splits["split"].value_counts().to_dict() == {name: n for name, n in counts.items() if n}
     lineage = result["lineage"]
     assert lineage == {

@@ -109,10 +109,14 @@ class Dataset:
     task: str = "classification"
     columns: tuple[Column, ...] = ()
     label_datatype: str = ""
-    # Each split's row ids (mlspec.ml.splits), aligned with its rows; empty for an npz written before issue 14.
+    # Each split's row ids and content ids (mlspec.ml.splits), aligned with its rows; empty for an npz written
+    # before issue 14 (content ids: before content ids were added to it).
     ids_train: np.ndarray = field(default_factory=lambda: _NO_IDS)
     ids_val: np.ndarray = field(default_factory=lambda: _NO_IDS)
     ids_test: np.ndarray = field(default_factory=lambda: _NO_IDS)
+    content_ids_train: np.ndarray = field(default_factory=lambda: _NO_IDS)
+    content_ids_val: np.ndarray = field(default_factory=lambda: _NO_IDS)
+    content_ids_test: np.ndarray = field(default_factory=lambda: _NO_IDS)
 
     def __post_init__(self) -> None:
         _check_task(self.task)
@@ -160,6 +164,7 @@ class Dataset:
                 "task": np.array(self.task, dtype=np.str_),
                 "label_datatype": np.array(self.label_datatype, dtype=np.str_),
                 **{f"ids_{split}": np.asarray(getattr(self, f"ids_{split}"), dtype=np.uint64) for split in SPLITS},
+                **self._content_id_arrays(),
             },
             compress=not self.columns,
         )
@@ -172,7 +177,8 @@ class Dataset:
         except Exception as exc:  # noqa: BLE001 - any decode failure means the same thing to a user
             raise DataError(f"prepared data set is not a readable npz file: {exc}") from exc
         # Files written before tables (issue 13) have no "columns" and "label_datatype", before regression no
-        # "task": they are array (and classification) data; before issue 14 no row ids ("ids_<split>").
+        # "task": they are array (and classification) data; before issue 14 no row ids ("ids_<split>"). Content
+        # ids ("content_ids_<split>") are stored only where they differ from the row ids.
         columns = tuple(Column.from_json(c) for c in json.loads(str(arrays["columns"]))) if "columns" in arrays else ()
         xs = [] if columns else [f"x_{split}" for split in SPLITS]
         missing = [k for k in [*xs, *(f"y_{s}" for s in SPLITS), "class_names", "feature_names"] if k not in arrays]
@@ -196,7 +202,17 @@ class Dataset:
             columns=columns,
             label_datatype=str(arrays["label_datatype"]) if "label_datatype" in arrays else "",
             **{f"ids_{split}": arrays.get(f"ids_{split}", _NO_IDS) for split in SPLITS},
+            **{f"content_ids_{split}": arrays.get(f"content_ids_{split}", arrays.get(f"ids_{split}", _NO_IDS))
+               for split in SPLITS},
         )
+
+    def _content_id_arrays(self) -> dict[str, np.ndarray]:
+        """`content_ids_<split>` for the npz, only where they are not the row ids (data.split.key set): random
+        64-bit numbers do not compress, and without a key they would double the ids' size for nothing."""
+        arrays = {f"content_ids_{split}": np.asarray(getattr(self, f"content_ids_{split}"), dtype=np.uint64)
+                  for split in SPLITS}  # fmt: skip
+        same = all(np.array_equal(arrays[f"content_ids_{split}"], getattr(self, f"ids_{split}")) for split in SPLITS)
+        return {} if same else arrays
 
 
 def _npz(arrays: Mapping[str, np.ndarray], *, compress: bool) -> bytes:
@@ -259,7 +275,7 @@ def _fits_uint8(x: np.ndarray) -> bool:
 
 
 class Loaded(NamedTuple):
-    """What `load_source` read: `split(*loaded, ...)` takes it as is."""
+    """What `load_source` read: `split(*loaded.splittable, ...)` splits it."""
 
     x: Any  # float32 array (samples on axis 0), or a table's normalized raw DataFrame (mlspec.ml.columns)
     y: np.ndarray
@@ -268,8 +284,15 @@ class Loaded(NamedTuple):
     columns: tuple[Column, ...] = ()  # a table's feature columns; () for npz, builtin: and keras: data
     label_datatype: str = ""  # LABEL_DATATYPES
     row_ids: np.ndarray | None = None  # each row's id (mlspec.ml.splits), aligned with x
+    content_ids: np.ndarray | None = None  # each row's content id (mlspec.ml.splits), aligned with x
     rows_read: int = 0  # the source's rows, before any was dropped
     dropped: Mapping[str, int] = MappingProxyType({})  # why rows were dropped -> how many (raw_features)
+
+    @property
+    def splittable(self) -> tuple:
+        """`split`'s positional arguments: (x, y, class_names, feature_names, columns, label_datatype, row_ids,
+        content_ids)."""
+        return tuple(self[:8])
 
 
 def load_source(
@@ -286,7 +309,7 @@ def load_source(
     exclude: Sequence[str] | None = None,
     key: Sequence[str] | None = None,
 ) -> Loaded:
-    """Load `(x, y, class_names, feature_names, columns, label_datatype, row_ids, rows_read, dropped)` from a
+    """Load `(x, y, class_names, feature_names, columns, label_datatype, row_ids, content_ids, rows_read, dropped)` from a
     spec's data source for a `model.task`.
 
     A data set by name (builtin:*, keras:*; mlspec.sources) ignores fmt/features/label/exclude (its layout is
@@ -300,13 +323,15 @@ def load_source(
 
     Each kept row gets its row id (mlspec.ml.splits): a table's from the source's `key` columns (data.split.key:
     any columns of the source, features or not) or, without a key, from its feature and label columns; an array
-    data set's from its features and label (a key is a DataError: arrays have no named columns).
+    data set's from its features and label (a key is a DataError: arrays have no named columns). Its content
+    id is the id of its feature and label columns: its row id unless `key` names other columns.
     """
     _check_task(task)
     limits = limits or DataLimits()
     kind = source_kind(source)
     columns: tuple[Column, ...] = ()
-    ids, dropped = None, {}
+    ids = contents = None
+    dropped: Mapping[str, int] = {}
     if kind is not None and kind.load_dataset is not None:  # a data set by name (builtin:, keras:)
         known = DATA_SOURCES.get(source)
         if known is None:
@@ -343,11 +368,12 @@ def load_source(
             label_name = table_label(source, list(frame.columns), label)
             columns = resolve_columns(source, frame, features, label_name, exclude)
             rows_read = len(frame)
-            used = frame[[column.name for column in columns] + [label_name]] if key is None else frame
-            ids = splits.row_ids(used, key)
+            used = frame[[column.name for column in columns] + [label_name]]
+            contents = splits.row_ids(used, None)
+            ids = contents if key is None else splits.row_ids(frame, key)
             del used
             x, labels, kept, dropped = raw_features(source, frame, columns, label_name)
-            ids = ids[kept]
+            ids, contents = ids[kept], contents[kept]
             del frame
             labels = _numbers_as_numbers(labels)
             feature_names = tuple(column.name for column in columns)
@@ -363,7 +389,7 @@ def load_source(
                 "data.split.key (a sample's id is its features and label)"
             )
         rows_read = len(x)
-        ids = splits.array_row_ids(x, np.asarray(class_names, dtype=object)[y] if class_names else y)
+        ids = contents = _array_row_ids(x, y, class_names)
     label_datatype = _label_datatype(labels) if columns and task == "classification" else ""
     log.info(
         "loaded %s: %d samples, %s, %s",
@@ -372,7 +398,7 @@ def load_source(
         f"{len(columns)} columns" if columns else f"feature shape {tuple(x.shape[1:])}",
         f"{len(class_names)} classes" if task == "classification" else "regression target",
     )
-    return Loaded(x, y, class_names, feature_names, columns, label_datatype, ids, rows_read, dropped)
+    return Loaded(x, y, class_names, feature_names, columns, label_datatype, ids, contents, rows_read, dropped)
 
 
 def _numbers_as_numbers(labels: np.ndarray) -> np.ndarray:
@@ -777,8 +803,7 @@ def split(
     columns: Sequence[Column] = (),
     label_datatype: str = "",
     row_ids: np.ndarray | None = None,
-    rows_read: int = 0,
-    dropped: Mapping[str, int] = MappingProxyType({}),
+    content_ids: np.ndarray | None = None,
     *,
     validation: float,
     test: float,
@@ -790,7 +815,7 @@ def split(
     holdout: Loaded | None = None,
 ) -> Dataset:
     """Split into train/validation/test; `validation` and `test` are shares of the whole set. The
-    positional arguments are what `load_source` returns: `split(*loaded, validation=..., ...)`.
+    positional arguments are what `load_source` read: `split(*loaded.splittable, validation=..., ...)`.
 
     method "hash" (data.split.method's default): a row's split follows from its row id alone
     (mlspec.ml.splits.hash_assign), so a row keeps its split as the table grows; `seed` and `stratify` do not
@@ -799,11 +824,16 @@ def split(
     regression targets: the flag is ignored with a log line).
 
     `holdout` (evaluation.holdout, as load_source read it) is the test split: the rows are split between train
-    and validation only, and a row whose id is also in the holdout is dropped. Without `row_ids` (a caller that
-    did not load through load_source) the ids are computed from x and the label (`key`: x's columns).
+    and validation only, and a row whose id is also in the holdout is dropped.
+
+    `row_ids` and `content_ids` are load_source's. An array data set's may be left out (a caller that built its
+    own arrays): they are computed as load_source does. A table's row ids come only from load_source (they hash
+    the source's raw cells, which x no longer holds). Content ids default to the row ids (right when `key` is
+    None).
 
     x is an array or a table's DataFrame (its splits get a fresh 0..n-1 index). A share of 0 gives an
-    empty split with the right feature shape. Each split's row ids are kept beside it (Dataset.ids_*).
+    empty split with the right feature shape. Each split's row ids and content ids are kept beside it
+    (Dataset.ids_*, Dataset.content_ids_*).
     """
     _check_task(task)
     if method not in splits.SPLIT_METHODS:
@@ -816,10 +846,15 @@ def split(
             f"data.split.validation + data.split.test is {validation + test:g}; it must be below 1 "
             "to leave training data"
         )
-    ids = _row_ids(x, y, class_names, key) if row_ids is None else np.asarray(row_ids, dtype=np.uint64)
-    test_x = test_y = test_ids = None
+    if row_ids is None:
+        if hasattr(x, "iloc"):
+            raise ValueError("a table's row ids come from load_source: pass its row_ids (split(*loaded.splittable))")
+        row_ids = _array_row_ids(x, y, class_names)
+    ids = np.asarray(row_ids, dtype=np.uint64)
+    contents = ids if content_ids is None else np.asarray(content_ids, dtype=np.uint64)
+    test_x = test_y = test_ids = test_contents = None
     if holdout is not None:
-        test_x, test_y, test_ids = _holdout_rows(holdout, x, class_names, columns, task)
+        test_x, test_y, test_ids, test_contents = _holdout_rows(holdout, x, class_names, columns, task)
         rows = np.flatnonzero(~np.isin(ids, test_ids))
         if len(rows) < len(ids):
             log.info("dropped %d rows that are in the holdout (evaluation.holdout)", len(ids) - len(rows))
@@ -827,8 +862,6 @@ def split(
     else:
         rows = np.arange(len(y))
     if method == "hash":
-        if stratify:
-            log.info("data.split.stratify and seed apply to method random only; a hash split follows the row ids")
         train_rows, val_rows, test_rows = _hash_rows(ids, rows, validation, test)
     else:
         train_rows, val_rows, test_rows = _random_rows(y, rows, validation, test, seed, stratify, task)
@@ -846,8 +879,9 @@ def split(
     x_train, x_val, x_test = (take(x, part) for part in parts)
     y_train, y_val, y_test = (take(y, part) for part in parts)
     ids_train, ids_val, ids_test = (take(ids, part) for part in parts)
+    contents_train, contents_val, contents_test = (take(contents, part) for part in parts)
     if holdout is not None:
-        x_test, y_test, ids_test = test_x, test_y, test_ids
+        x_test, y_test, ids_test, contents_test = test_x, test_y, test_ids, test_contents
     if len(x_train) == 0:
         raise DataError(
             "the split leaves no training samples; lower data.split.validation or data.split.test"
@@ -873,18 +907,16 @@ def split(
         ids_train=ids_train,
         ids_val=ids_val,
         ids_test=ids_test,
+        content_ids_train=contents_train,
+        content_ids_val=contents_val,
+        content_ids_test=contents_test,
     )
 
 
-def _row_ids(x: Any, y: np.ndarray, class_names: Sequence[str], key: Sequence[str] | None) -> np.ndarray:
-    """Row ids of data that did not come through load_source: an array's features and label, a table's `key`
-    columns or its columns and label."""
-    labels = np.asarray(class_names, dtype=object)[y] if len(class_names) and y.ndim == 1 else y
-    if not hasattr(x, "iloc"):
-        return splits.array_row_ids(x, labels)
-    if key is not None:
-        return splits.row_ids(x, key)
-    return splits.row_ids(x.assign(**{"\x00label": labels}), None)
+def _array_row_ids(x: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """An array data set's row ids: its features and the label's text, the class NAME for classification (stable
+    as classes are added)."""
+    return splits.array_row_ids(x, np.asarray(class_names, dtype=object)[y] if len(class_names) else y)
 
 
 def _hash_rows(
@@ -940,7 +972,7 @@ def _random_rows(
 def _holdout_rows(
     holdout: Loaded, source_x: Any, class_names: Sequence[str], columns: Sequence[Column], task: str
 ) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The holdout's (x, y, row ids), its classes as indices into the training data's `class_names`. Its columns
+    """The holdout's (x, y, row ids, content ids) as load_source read it, its classes as indices into the training data's `class_names`. Its columns
     (or an array's sample shape) must be the training data's, its classes among the training data's."""
     x, y = holdout.x, holdout.y
     if columns:
@@ -965,10 +997,9 @@ def _holdout_rows(
                 "cannot answer a class it never saw"
             )
         y = np.array([index[name] for name in holdout.class_names], dtype=np.int64)[y]
-    ids = holdout.row_ids
-    if ids is None:
-        ids = _row_ids(x, holdout.y, holdout.class_names, None)
-    return x, y, np.asarray(ids, dtype=np.uint64)
+    ids = np.asarray(holdout.row_ids, dtype=np.uint64)
+    contents = ids if holdout.content_ids is None else np.asarray(holdout.content_ids, dtype=np.uint64)
+    return x, y, ids, contents
 
 
 # --------------------------------------------------------------------------- preprocess steps

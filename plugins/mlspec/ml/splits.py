@@ -14,8 +14,15 @@
   (little-endian) and its label's text; images have thousands of cells, too many to hash one by one.
 - `hash_assign`: u = row_id / 2**64; u < test -> test, u < test + validation -> validation, else train.
   A row keeps its split while the table grows, so a champion is never scored on rows it was trained on.
-- `splits_parquet` / `read_splits`: splits.parquet, one row per prepared row (row_id, split), with the data
-  digest and the counts per split in its key-value metadata (`mlspec.digest`, `mlspec.counts`).
+- A row's content id: the row id of its feature and label columns (`row_ids(..., None)`), whatever the key.
+  With data.split.key it differs from the row id: a row re-sent under the same key with a value changed (a
+  weight in kilograms) keeps its row id, and so its split, but gets a new content id. Without a key the two
+  are the same number.
+- `splits_parquet` / `read_splits`: splits.parquet, one row per prepared row (row_id, split, content_id), the
+  training rows first in the training split's order, with the data digest and the counts per split in its
+  key-value metadata (`mlspec.digest`, `mlspec.counts`).
+- `unseen_training_rows`: which of this run's training rows a reference version did not train on, by content
+  id (the rows validate_data tests for drift on their own).
 
 numpy, pandas and pyarrow are imported inside the functions: operators import this module at DAG parse time.
 """
@@ -193,19 +200,26 @@ def hash_assign(ids: np.ndarray, *, validation: float, test: float) -> np.ndarra
 
 
 def splits_parquet(dataset: Any, digest: str) -> bytes:
-    """splits.parquet of a prepared Dataset (mlspec.ml.data): row_id (uint64) and split per row, train rows
-    first; its metadata holds the data digest and the counts per split (JSON)."""
+    """splits.parquet of a prepared Dataset (mlspec.ml.data): row_id (uint64), split and content_id (uint64) per
+    row, the training rows first in x_train's order, then validation and test; its metadata holds the data digest
+    and the counts per split (JSON). A Dataset without content ids (built by hand) uses its row ids."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parts = [np.asarray(getattr(dataset, f"ids_{split}"), dtype=np.uint64) for split in ("train", "val", "test")]
+    parts, contents = [], []
+    for split in ("train", "val", "test"):
+        ids = np.asarray(getattr(dataset, f"ids_{split}"), dtype=np.uint64)
+        content = np.asarray(getattr(dataset, f"content_ids_{split}", ()), dtype=np.uint64)
+        parts.append(ids)
+        contents.append(content if len(content) == len(ids) else ids)
     counts = {name: len(part) for name, part in zip(SPLIT_NAMES, parts, strict=True)}
     names = np.repeat(np.arange(len(SPLIT_NAMES), dtype=np.int8), [len(part) for part in parts])
     table = pa.table(
         {
             "row_id": pa.array(np.concatenate(parts), type=pa.uint64()),
             "split": pa.DictionaryArray.from_arrays(pa.array(names), pa.array(SPLIT_NAMES)),
+            "content_id": pa.array(np.concatenate(contents), type=pa.uint64()),
         }
     )
     metadata = {DIGEST_METADATA: digest.encode(), COUNTS_METADATA: json.dumps(counts).encode()}
@@ -216,7 +230,9 @@ def splits_parquet(dataset: Any, digest: str) -> bytes:
 
 
 def read_splits(data: bytes) -> Any:
-    """splits.parquet as a DataFrame (row_id uint64, split str); its `attrs` hold "digest" and "counts"."""
+    """splits.parquet as a DataFrame (row_id uint64, split str, content_id uint64) in the file's row order; its
+    `attrs` hold "digest", "counts" and "content_ids" (False for a file written before content ids, issue 14's
+    first versions: its row ids stand in as content ids)."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -227,9 +243,28 @@ def read_splits(data: bytes) -> Any:
     if not {"row_id", "split"} <= set(table.column_names):
         raise DataError(f"splits.parquet has columns {table.column_names}; it needs row_id and split")
     metadata = table.schema.metadata or {}
-    frame = table.select(["row_id", "split"]).to_pandas()
+    content = "content_id" in table.column_names
+    frame = table.select(["row_id", "split", *(["content_id"] if content else [])]).to_pandas()
     frame["split"] = frame["split"].astype(str).astype(object)
     frame["row_id"] = frame["row_id"].astype(np.uint64)
+    frame["content_id"] = (frame["content_id"] if content else frame["row_id"]).astype(np.uint64)
     frame.attrs["digest"] = metadata.get(DIGEST_METADATA, b"").decode()
     frame.attrs["counts"] = json.loads(metadata.get(COUNTS_METADATA, b"{}"))
+    frame.attrs["content_ids"] = content
     return frame
+
+
+def unseen_training_rows(this_run: bytes, reference: bytes) -> np.ndarray:
+    """A bool per training row of this run (in x_train's order, as splits.parquet lists them): True where the
+    reference version did not train on that content, i.e. the row's content_id is not among the reference's
+    training content ids. `this_run` and `reference` are the two versions' splits.parquet bytes. A row re-sent
+    under the same data.split.key with a value changed is unseen; a row that came back unchanged is not. A
+    reference written before content ids is compared by row id."""
+    import numpy as np
+
+    current, before = read_splits(this_run), read_splits(reference)
+    trained = before["split"].to_numpy() == "train"
+    train = current["split"].to_numpy() == "train"
+    column = "content_id" if before.attrs["content_ids"] else "row_id"
+    return ~np.isin(current[column].to_numpy()[train], before[column].to_numpy()[trained])
+

@@ -164,7 +164,7 @@ class PrepareDataOperator(MlspecOperator):
                 self.holdout_source, lambda uri: self.read_source_table(uri, self.holdout_query), key=split.key
             )
         dataset = ml_data.split(
-            *loaded,
+            *loaded.splittable,
             method=split.method,
             key=split.key,
             validation=split.validation,
