@@ -26,8 +26,9 @@ from typing import Any
 
 from mlspec.inference_protocol import DEFAULT_DATATYPE, curl, infer_request, infer_url, rows_request
 from mlspec.ml.frameworks import framework_of
+from mlspec.ml.splits import SPLIT_NAMES
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER, platform_of
-from mlspec.vocabulary import INPUT_NAME
+from mlspec.vocabulary import DRIFT_PLOT, INPUT_NAME, MAX_CHECKED_FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +39,14 @@ MAX_FEATURE_ROWS = 32
 MAX_SHOWN_CATEGORIES = 8
 # A version's lineage lists at most this many of the files its data was read from.
 MAX_SHOWN_FILES = 5
-# What store publishes beside the model from issue 14 on, and the card and the Models page show: the data a
-# version was trained on and how it was checked (lineage.json), the drift table (drift.json) and its plot.
-LINEAGE_FILE = "lineage.json"
-DRIFT_FILE = "drift.json"
-DRIFT_PLOT = "drift.png"
-# validate_data's outcome (drift.json / lineage.json) in words.
+# validate_data's outcome (drift.json / lineage.json) in words, one entry per VALIDATION_OUTCOMES.
 CHECK_OUTCOMES = {
+    "no_reference": "no reference: there was no production version with a published profile to compare with",
     "passed": "passed: no column drifted and the schema matches the reference",
     "warned": "warned: drift or schema problems were found and training went on (validation says warn)",
     "accepted": "accepted: the checks failed and the run was told to train anyway (--accept-drift)",
     "failed": "failed: the run stopped before training",
-    "no_reference": "no reference: there was no production version with a published profile to compare with",
-    "skipped": "skipped: mlspec checks tables and arrays of at most 100 flat features, not this data set",
+    "skipped": f"skipped: mlspec checks tables and arrays of at most {MAX_CHECKED_FEATURES} flat features, not this data set",
 }
 DECISIONS = {
     "gate_off": "the champion gate is off (evaluation.champion: null)",
@@ -177,7 +173,7 @@ def rows_words(rows: Mapping[str, Any]) -> str:
     text = f"{_count(rows.get('read'))} read, {sum(int(n) for n in dropped.values())} dropped"
     if dropped:
         text += " (" + "; ".join(f"{why}: {int(n)}" for why, n in dropped.items()) + ")"
-    splits = [f"{name} {_count(rows[name])}" for name in ("train", "validation", "test") if name in rows]
+    splits = [f"{name} {_count(rows[name])}" for name in SPLIT_NAMES if name in rows]
     return text + ("; " + ", ".join(splits) if splits else "")
 
 
@@ -189,7 +185,7 @@ def split_words(split: Mapping[str, Any]) -> str:
         text = "hash of " + (", ".join(key) if key else "each row's feature and label columns")
     else:
         text = method + (f", seed {split['seed']}" if split.get("seed") is not None else "")
-    shares = [f"{name} {_number(split[name])}" for name in ("validation", "test") if split.get(name) is not None]
+    shares = [f"{name} {_number(split[name])}" for name in SPLIT_NAMES if split.get(name) is not None]
     return text + (f" ({', '.join(shares)})" if shares else "")
 
 

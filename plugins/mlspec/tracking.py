@@ -45,6 +45,7 @@ from mlspec.registry.mlflow_connection import (
 )
 from mlspec.registry.mlflow_experiments import ROLE_TAG, ensure_experiment, experiment_name, tag_key
 from mlspec.sources import source_kind
+from mlspec.vocabulary import DRIFT_CHECK, DRIFT_FILE, DRIFT_NEW_ROWS_CHECK
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -347,7 +348,7 @@ def drift_metrics(drift: Mapping[str, Any]) -> dict[str, float]:
     `drift.<column>.new_rows` (on the rows the reference had not trained on); schema checks have no score."""
     metrics = {}
     for row in drift.get("rows") or []:
-        suffix = {"drift": "", "drift (new rows)": ".new_rows"}.get(row.get("check"))
+        suffix = {DRIFT_CHECK: "", DRIFT_NEW_ROWS_CHECK: ".new_rows"}.get(row.get("check"))
         if suffix is not None and isinstance(row.get("score"), int | float):
             metrics[tag_key(f"drift.{row.get('column')}{suffix}")] = float(row["score"])
     return metrics
@@ -370,7 +371,7 @@ def _record_data_on_mlflow_run(spec: Any, run_id: str, lineage: Mapping[str, Any
             client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
         if drift:
             with tempfile.TemporaryDirectory(prefix="mlspec-drift-") as folder:
-                path = Path(folder) / "drift.json"
+                path = Path(folder) / DRIFT_FILE
                 path.write_text(json.dumps(drift, indent=2, default=str))
                 client.log_artifact(run_id, str(path))
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the run's outcome does not depend on it

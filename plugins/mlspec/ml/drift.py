@@ -37,6 +37,7 @@ import numpy as np
 
 from mlspec.ml.columns import Column
 from mlspec.ml.profile import category_counts, is_numeric, numeric_values
+from mlspec.vocabulary import DRIFT_CHECK, DRIFT_NEW_ROWS_CHECK, P_VALUE_TESTS
 
 EXACT_TEST_ROWS = (
     1000  # at most this many reference rows: KS / chi-squared; more: Wasserstein / Jensen-Shannon
@@ -47,17 +48,14 @@ MIN_STD = 0.001
 MISSING_SHARE_RISE = 0.1
 SCHEMA_MODES = ("fail", "warn", "off")
 
-DRIFT = "drift"
-DRIFT_NEW_ROWS = "drift (new rows)"
 COLUMN_ADDED = "column added"
 COLUMN_MISSING = "column missing"
 TYPE_CHANGED = "type changed"
 NEW_CATEGORIES = "new categories"
 MISSING_SHARE = "missing share"
-DRIFT_CHECKS = (DRIFT, DRIFT_NEW_ROWS)
+DRIFT_CHECKS = (DRIFT_CHECK, DRIFT_NEW_ROWS_CHECK)
 SCHEMA_CHECKS = (COLUMN_ADDED, COLUMN_MISSING, TYPE_CHANGED, NEW_CATEGORIES, MISSING_SHARE)
-# test -> the score is a p-value (drifted below the threshold) or a distance (drifted at or above it)
-P_VALUE_TESTS = ("ks", "chi2")
+# A test's score is a p-value (P_VALUE_TESTS: drifted below the threshold) or a distance (drifted at or above it).
 DISTANCE_TESTS = ("wasserstein", "jensenshannon")
 _SHOWN_CATEGORIES = 5
 
@@ -217,10 +215,10 @@ def compare(
         if numeric != is_numeric(entry.get("type")):
             continue  # a number against categories has no common test; the type change is the finding
         compared += 1
-        rows.append(_drift_row(column.name, DRIFT, entry, present, exact, threshold))
+        rows.append(_drift_row(column.name, DRIFT_CHECK, entry, present, exact, threshold))
         if selected:
             new = _present(values[mask], numeric)
-            rows.append(_drift_row(column.name, DRIFT_NEW_ROWS, entry, new, exact, threshold))
+            rows.append(_drift_row(column.name, DRIFT_NEW_ROWS_CHECK, entry, new, exact, threshold))
     return DriftReport(
         rows=_family_wise(rows, threshold),
         reference_version=reference_version,

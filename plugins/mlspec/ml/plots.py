@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlspec.ml.drift import DRIFT_CHECKS
 from mlspec.ml.profile import category_counts, is_numeric, numeric_values
+from mlspec.vocabulary import DRIFT_NEW_ROWS_CHECK, P_VALUE_TESTS
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
@@ -33,7 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 CONFUSION_MATRIX = "confusion_matrix.png"
 RESIDUALS = "residuals.png"
 TRAINING_CURVES = "training_curves.png"
-DRIFT = "drift.png"
 PLOT_NAMES = (CONFUSION_MATRIX, RESIDUALS, TRAINING_CURVES)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -227,7 +228,7 @@ def drift_plot(
         entry = known[row["column"]]
         try:
             values = frame[row["column"]]
-            subset = row.get("check") == "drift (new rows)" and new_rows is not None
+            subset = row.get("check") == DRIFT_NEW_ROWS_CHECK and new_rows is not None
             if subset:
                 values = values[np.asarray(new_rows, dtype=bool)]
             draw = _numbers_panel if is_numeric(entry.get("type")) else _categories_panel
@@ -239,19 +240,19 @@ def drift_plot(
         score = row.get("score")
         verdict = "drifted" if row.get("drifted") else "no drift"
         scored = f"{row.get('test')} {score:.3g}" if isinstance(score, int | float) else "not scored"
-        on = " (new rows)" if row.get("check") == "drift (new rows)" else ""
+        on = " (new rows)" if row.get("check") == DRIFT_NEW_ROWS_CHECK else ""
         ax.set_title(f"{_short(row['column'], 28)}{on}: {scored}, {verdict}", fontsize=9,
                      color="#d93025" if row.get("drifted") else "#202124")
     return _png(fig)
 
 
 def _drift_rows_to_draw(report_json: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """One drift row per column, the one furthest past its threshold ("drift" or "drift (new rows)"): the
+    """One drift row per column, the one furthest past its threshold (of DRIFT_CHECKS): the
     drifted columns', most drifted first; when none drifted, every column's, closest to drifting first. At
     most MAX_DRIFT_PANELS."""
     worst: dict[str, Mapping[str, Any]] = {}
     for row in report_json.get("rows") or ():
-        if not (isinstance(row, Mapping) and row.get("check") in ("drift", "drift (new rows)")):
+        if not (isinstance(row, Mapping) and row.get("check") in DRIFT_CHECKS):
             continue
         column = row.get("column")
         if isinstance(column, str) and (column not in worst or _severity(row) > _severity(worst[column])):
@@ -266,7 +267,7 @@ def _severity(row: Mapping[str, Any]) -> float:
     score, threshold = _finite(row.get("score")), _finite(row.get("threshold"))
     if score is None or not threshold:
         return 0.0
-    if row.get("test") in ("ks", "chi2"):
+    if row.get("test") in P_VALUE_TESTS:
         return threshold / max(score, 1e-300)
     return score / threshold
 

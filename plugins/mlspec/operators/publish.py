@@ -12,6 +12,7 @@ from mlspec.operators.base import MlspecOperator
 from mlspec.registry import RegistrationRequest, open_registry
 from mlspec.registry.backends import backend_of
 from mlspec.tracking import record_data_on_run
+from mlspec.vocabulary import DRIFT_FILE, DRIFT_PLOT, LINEAGE_FILE, PROFILE_FILE, SPLITS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,13 @@ EXPORTED_FILES = {
 # input, the key of that stage's result holding the file's URI). prepare_data splits; validate_data profiles
 # the training split and, against a reference, writes the drift table and its plot.
 DATA_FILES = {
-    "splits.parquet": ("data", "splits_uri"),
-    "profile.json": ("validation", "profile_uri"),
-    "drift.json": ("validation", "drift_uri"),
-    "drift.png": ("validation", "plot_uri"),
+    SPLITS_FILE: ("data", "splits_uri"),
+    PROFILE_FILE: ("validation", "profile_uri"),
+    DRIFT_FILE: ("validation", "drift_uri"),
+    DRIFT_PLOT: ("validation", "plot_uri"),
 }
-# prepare_data's lineage with validate_data's outcome: which data trained the version, and how it was checked.
-LINEAGE_FILE = "lineage.json"
+# LINEAGE_FILE is prepare_data's lineage (which data trained the version) plus these facts of validate_data's
+# result (how that data was checked).
 VALIDATION_FACTS = ("outcome", "drifted_columns", "schema_problems", "accepted_by")
 
 # evaluate's plots (mlspec.ml.plots) are published flat beside model.onnx under their own names.
@@ -149,7 +150,7 @@ class StoreModelOperator(MlspecOperator):
             stored_uri=self.store.uri_for(f"{self.model_spec.name}/{version}"),
             run_params=context.get("params") or {},  # what this run's trigger form set is what it trained with
             lineage=lineage,
-            drift=json.loads(files["drift.json"]) if "drift.json" in files else None,
+            drift=json.loads(files[DRIFT_FILE]) if DRIFT_FILE in files else None,
         ).encode()
 
 
@@ -180,7 +181,7 @@ class RegisterModelOperator(MlspecOperator):
         stored = self.handed_over("stored")
         lineage = self.published_json(stored, LINEAGE_FILE)
         # The training run gets the data it was trained on first: tracking is a record, never a gate.
-        record_data_on_run(spec, self.tracking_run_id(), lineage, self.published_json(stored, "drift.json"))
+        record_data_on_run(spec, self.tracking_run_id(), lineage, self.published_json(stored, DRIFT_FILE))
         registry = open_registry(spec.registry.backend, spec.registry.connection)
         entry = registry.register(
             RegistrationRequest(

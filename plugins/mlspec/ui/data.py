@@ -38,7 +38,7 @@ from mlspec.dagbag import (
 from mlspec.env import env_number
 from mlspec.errors import MlspecError
 from mlspec.ml.frameworks import TrainingPlan
-from mlspec.model_card import CARD_FILE, DRIFT_FILE, DRIFT_PLOT, LINEAGE_FILE, endpoint_base, main_metric
+from mlspec.model_card import CARD_FILE, endpoint_base, main_metric
 from mlspec.registry.backends import backend_of
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import drifts, read_registry
@@ -48,6 +48,7 @@ from mlspec.spec import ModelSpec, SpecError, SpecProblem
 from mlspec.spec import cache as spec_cache
 from mlspec.spec.yaml_loader import read_spec_file
 from mlspec.storage import open_store, sha256_hex
+from mlspec.vocabulary import DRIFT_FILE, DRIFT_PLOT, LINEAGE_FILE
 
 log = logging.getLogger(__name__)
 

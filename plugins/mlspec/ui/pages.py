@@ -17,7 +17,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 from mlspec.model_card import (
     DRIFT_COLUMNS,
-    DRIFT_PLOT,
     MAX_SHOWN_CATEGORIES,
     category_words,
     champion_notes,
@@ -31,7 +30,7 @@ from mlspec.model_card import (
 from mlspec.registry.base import action_words
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
 from mlspec.ui.mount import URL_PREFIX
-from mlspec.vocabulary import METRICS
+from mlspec.vocabulary import DRIFT_PLOT, METRICS
 
 # What a model's example request sends when the page is not told (a single-input model's).
 MEAN_ROW = example_words({})

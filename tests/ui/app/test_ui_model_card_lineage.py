@@ -8,8 +8,9 @@ import copy
 import pytest
 from tests.fixtures.paths import SPECS
 
-from mlspec.model_card import MAX_SHOWN_FILES, render_model_card
+from mlspec.model_card import CHECK_OUTCOMES, MAX_SHOWN_FILES, render_model_card
 from mlspec.spec import load_spec
+from mlspec.vocabulary import MAX_CHECKED_FEATURES, VALIDATION_OUTCOMES
 
 LINEAGE = {
     "source": "file:///data/penguins_stream.csv",
@@ -105,6 +106,12 @@ def test_the_data_checks_section_has_the_outcome_the_reference_the_table_and_the
     assert "![drift: reference against this run's training split](drift.png)" in checks
     # The drift plot is shown under Data checks, not listed again with evaluate's plots.
     assert section(lines, "## Plots") == ["## Plots", "", "- [confusion_matrix.png](confusion_matrix.png)", ""]
+
+
+def test_every_outcome_validate_data_can_record_has_words():
+    assert list(CHECK_OUTCOMES) == list(VALIDATION_OUTCOMES)
+    assert all(CHECK_OUTCOMES[outcome].startswith(outcome.replace("_", " ") + ":") for outcome in VALIDATION_OUTCOMES)
+    assert f"at most {MAX_CHECKED_FEATURES} flat features" in CHECK_OUTCOMES["skipped"]
 
 
 def test_without_a_reference_the_checks_say_so_and_show_no_table():
