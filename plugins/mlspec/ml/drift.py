@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from mlspec.errors import DataError
 from mlspec.ml.columns import Column
-from mlspec.ml.profile import category_counts, is_numeric, numeric_values
-from mlspec.vocabulary import DRIFT_CHECK, DRIFT_NEW_ROWS_CHECK, P_VALUE_TESTS
+from mlspec.ml.profile import PROFILE_FORMAT, category_counts, is_numeric, numeric_values
+from mlspec.vocabulary import DRIFT_CHECK, DRIFT_NEW_ROWS_CHECK, P_VALUE_TESTS, PROFILE_FILE
 
 EXACT_TEST_ROWS = (
     1000  # at most this many reference rows: KS / chi-squared; more: Wasserstein / Jensen-Shannon
@@ -76,7 +77,7 @@ class DriftRow:
 @dataclass
 class DriftReport:
     """The checks' table and what it adds up to: the drifted columns, the schema problems, the data set's
-    drift. to_json gives drift.json's content and from_json reads it back."""
+    drift. to_json gives drift.json's content (read as plain JSON by the card, the Models page and tracking)."""
 
     rows: list[DriftRow]
     reference_version: int | None = None
@@ -129,22 +130,6 @@ class DriftReport:
             "accepted_by": None,
         }
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DriftReport:
-        settings = dict(data.get("settings") or {})
-        return cls(
-            rows=[DriftRow(**row) for row in data.get("rows", ())],
-            reference_version=data["reference"]["version"],
-            reference_rows=data["reference"]["rows"],
-            current_rows=data["current"]["rows"],
-            new_rows=data["current"]["new_rows"],
-            columns_compared=data["columns_compared"],
-            schema=settings.pop("schema", "warn"),
-            threshold=settings.pop("threshold", None),
-            share=settings.pop("share", 0.5),
-            settings={key: value for key, value in settings.items() if value is not None},
-        )
-
     def log_lines(self) -> list[str]:
         """One aligned line per row: column, check, test, score, threshold, verdict, detail."""
         cells = [
@@ -187,9 +172,11 @@ def compare(
     reference_version: int | None = None,
 ) -> DriftReport:
     """Drift and schema checks of `frame` (this run's training rows, the normalized raw table with `columns`)
-    against `reference` (a profile.json's content). `new_rows`: a boolean mask over frame's rows."""
+    against `reference` (a profile.json's content). `new_rows`: a boolean mask over frame's rows. A reference
+    whose "format" is not PROFILE_FORMAT is a DataError naming its version: its columns may mean other things."""
     if schema not in SCHEMA_MODES:
         raise ValueError(f"schema must be one of {', '.join(SCHEMA_MODES)}, not {schema!r}")
+    _check_format(reference, reference_version)
     known = {str(entry["name"]): entry for entry in reference.get("columns", ())}
     reference_rows = int(reference.get("rows") or 0)
     exact = reference_rows <= EXACT_TEST_ROWS
@@ -230,6 +217,19 @@ def compare(
         threshold=threshold,
         share=share,
     )
+
+
+def _check_format(reference: Mapping[str, Any], version: int | None) -> None:
+    found = reference.get("format")
+    if found == PROFILE_FORMAT:
+        return
+    whose = f"production version {version}'s {PROFILE_FILE}" if version is not None else f"the reference {PROFILE_FILE}"
+    written = (
+        "a newer mlspec wrote it: upgrade mlspec where the tasks run"
+        if isinstance(found, int) and found > PROFILE_FORMAT
+        else "mlspec did not write it"
+    )
+    raise DataError(f"{whose} has format {found!r}; this mlspec reads format {PROFILE_FORMAT} only ({written})")
 
 
 def _present(values: Any, numeric: bool) -> Any:

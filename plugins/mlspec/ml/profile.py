@@ -16,7 +16,8 @@ categories str with "" gaps):
   values; the rows of every rarer value are counted together in `other` (0 when every value is listed) and
   `distinct` counts the values present.
 
-The profile is plain JSON (no NaN: a statistic that does not exist is null).
+The profile is plain JSON (no NaN: a statistic that does not exist is null). Its `format` is PROFILE_FORMAT, to
+be raised when a field changes meaning: drift.compare refuses a reference of another format, naming its version.
 """
 
 from __future__ import annotations
