@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -13,6 +14,12 @@ from mlspec.operators.base import MlspecOperator
 from mlspec.tracking import open_tracker
 
 log = logging.getLogger(__name__)
+
+
+def json_number(value: Any) -> float | None:
+    """A metric as XCom's JSON can carry it: 6 decimals, or None for NaN/inf (JSON has no such number)."""
+    value = float(value)
+    return round(value, 6) if math.isfinite(value) else None
 
 
 class TrainOperator(MlspecOperator):
@@ -64,7 +71,10 @@ class TrainOperator(MlspecOperator):
             log.info("this run's parameters override the spec: %s", ", ".join(changed))
 
     def _result(self, plan, report, uri: str, tracking_run_id: str) -> dict:
-        final = {name: round(float(values[-1]), 6) for name, values in report.history.items() if values}
+        final = {name: json_number(values[-1]) for name, values in report.history.items() if values}
+        undefined = sorted(name for name, value in final.items() if value is None)
+        if undefined:  # r2 on one validation row, a loss that blew up: say so instead of failing the XCom push
+            log.warning("%s ended undefined (not a number; too few validation rows?): recorded as null", ", ".join(undefined))
         log.info(
             "trained %d %s%s; wrote %s", report.steps_run, framework_of(self.model_spec).steps,
             " (stopped early)" if report.stopped_early else "", uri,
@@ -76,7 +86,7 @@ class TrainOperator(MlspecOperator):
             "steps_run": report.steps_run,
             "stopped_early": report.stopped_early,
             "final_metrics": final,
-            "history": {name: [round(float(v), 6) for v in values] for name, values in report.history.items()},
+            "history": {name: [json_number(v) for v in values] for name, values in report.history.items()},
         }
 
     # -- tuning --------------------------------------------------------------------------------
