@@ -34,6 +34,14 @@ def describe_column(column: Column) -> str:
     return f"{column.name}: {', '.join(parts)}" + (" (inferred)" if column.inferred else "")
 
 
+def lineage_files(files: list[dict]) -> list[dict]:
+    """The files the lineage lists: the first MAX_LINEAGE_FILES read, then {"more": n} when there were more."""
+    listed = files[:MAX_LINEAGE_FILES]
+    if len(files) > MAX_LINEAGE_FILES:
+        listed.append({"more": len(files) - MAX_LINEAGE_FILES})
+    return listed
+
+
 class PrepareDataOperator(MlspecOperator):
     """data.source and data.query (and evaluation.holdout's source and query) are Jinja templates: Airflow renders
     them with the run's context ({{ ds }}, {{ data_interval_start | ds }}, ...) before `run`, which reads, logs and
@@ -59,25 +67,27 @@ class PrepareDataOperator(MlspecOperator):
         return kind.next_step_for(self.source) if kind is not None else super().next_step
 
     def read_options(self, query: str | None = None) -> SourceRead:
-        """How to read a source: data.query unless another `query` is given (evaluation.holdout's)."""
+        """How to read a source; `query`: the table kind's query (data.query, or evaluation.holdout's)."""
         data = self.model_spec.data
         specs_dir = Path(self.spec_file).resolve().parent if self.spec_file else None
         return SourceRead(
             connection=data.connection, max_bytes=max_source_bytes(data.limits.max_bytes), specs_dir=specs_dir,
-            query=query or self.query,
+            query=query,
         )
 
     def read_source_bytes(self, uri: str) -> bytes:
         """The bytes of a file source (mlspec.sources): a regular file within the allowed data folders, or an
         S3 object; within the size cap (storage.max_source_bytes). Each file is recorded in `files_read` with
-        its sha256 and, for the first MAX_LINEAGE_FILES, what its kind knows of it (S3: ETag, VersionId)."""
+        its sha256 and what its kind's response said of those bytes (S3: ETag, VersionId)."""
         kind = source_kind(uri)
         if kind is None or kind.read_bytes is None:
             raise ValueError(f"unsupported data source {uri[:80]!r}")
-        data = kind.read_bytes(uri, self.read_options())
-        identity = {"etag": None, "version_id": None}
-        if kind.file_identity is not None and len(self.files_read) < MAX_LINEAGE_FILES:
-            identity.update(kind.file_identity(uri, self.read_options()))
+        identity: dict[str, str | None] = {"etag": None, "version_id": None}
+        if kind.read_identified is not None:
+            data, answered = kind.read_identified(uri, self.read_options())
+            identity.update(answered)
+        else:
+            data = kind.read_bytes(uri, self.read_options())
         self.files_read.append({"uri": uri, "sha256": sha256_hex(data), **identity})
         return data
 
@@ -88,9 +98,10 @@ class PrepareDataOperator(MlspecOperator):
             raise ValueError(f"unsupported data source {uri[:80]!r}")
         return kind.list_files(uri, self.read_options())
 
-    def read_source_table(self, uri: str, query: str | None = None) -> Any:
-        """The DataFrame a table source's query (data.query, or `query`) returns (sql://). A missing connection or a
-        query the database refuses fails at once: a retry would read the same connection and the same query."""
+    def read_source_table(self, uri: str, query: str | None) -> Any:
+        """The DataFrame a table source's `query` (data.query, or evaluation.holdout's own) returns (sql://). A
+        missing connection or a query the database refuses fails at once: a retry would read the same connection
+        and the same query."""
         kind = source_kind(uri)
         if kind is None or kind.read_table is None:
             raise ValueError(f"unsupported data source {uri[:80]!r}")
@@ -151,10 +162,10 @@ class PrepareDataOperator(MlspecOperator):
         data, split = spec.data, spec.data.split
         self.files_read = []
         log.info("loading %s%s", self.source, f" with data.query: {self.query}" if self.query else "")
-        loaded = self.load(self.source, self.read_source_table, key=split.key)
+        loaded = self.load(self.source, lambda uri: self.read_source_table(uri, self.query), key=split.key)
         for column in loaded.columns:
             log.info("column %s", describe_column(column))
-        files = self.files_read
+        files, holdout_files = self.files_read, []
         holdout = None
         if self.holdout_source is not None:
             log.info("loading evaluation.holdout %s%s", self.holdout_source,
@@ -163,6 +174,7 @@ class PrepareDataOperator(MlspecOperator):
             holdout = self.load(
                 self.holdout_source, lambda uri: self.read_source_table(uri, self.holdout_query), key=split.key
             )
+            holdout_files = self.files_read
         dataset = ml_data.split(
             *loaded.splittable,
             method=split.method,
@@ -195,9 +207,6 @@ class PrepareDataOperator(MlspecOperator):
         )
         for reason, rows in dropped.items():
             log.info("dropped %d of %d rows read: %s", rows, loaded.rows_read, reason)
-        listed = files[:MAX_LINEAGE_FILES]
-        if len(files) > MAX_LINEAGE_FILES:
-            listed.append({"more": len(files) - MAX_LINEAGE_FILES})
         return {
             "source": self.source,  # as rendered for this run
             "data_uri": uri,
@@ -209,15 +218,17 @@ class PrepareDataOperator(MlspecOperator):
             "lineage": {
                 "source": self.source,
                 "query": self.query,
-                "files": listed,
+                "files": lineage_files(files),
                 "digest": digest,
                 "rows": {"read": loaded.rows_read, "dropped": dropped, **counts},
                 "split": {
                     "method": split.method, "key": list(split.key) if split.key else None,
-                    "validation": split.validation, "test": split.test, "seed": split.seed,
+                    "validation": split.validation, "test": split.test,
+                    **({"seed": split.seed} if split.method == "random" else {}),  # a hash split has no seed
                 },
                 "holdout": None if holdout is None else {
-                    "source": self.holdout_source, "query": self.holdout_query, "rows": counts["test"]
+                    "source": self.holdout_source, "query": self.holdout_query, "rows": counts["test"],
+                    "files": lineage_files(holdout_files),
                 },
             },
         }

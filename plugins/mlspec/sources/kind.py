@@ -49,9 +49,10 @@ class SourceKind:
     # File kinds: the files a folder, glob or prefix names, in name order, as (URI for read_bytes, name below
     # the folder or the pattern's fixed part: its `key=value` folders are partition columns); one file: itself.
     list_files: Callable[[str, SourceRead], list[tuple[str, str]]] | None = None
-    # File kinds whose files carry more identity than their bytes: {"etag": ..., "version_id": ...} of one file
-    # (S3's ETag and VersionId), asked once it is read; the lineage records it beside the file's sha256.
-    file_identity: Callable[[str, SourceRead], Mapping[str, str | None]] | None = None
+    # File kinds whose files carry more identity than their bytes: one file's bytes with {"etag": ...,
+    # "version_id": ...} (S3's ETag and VersionId) from the same response, so they name the bytes read; the
+    # lineage records them beside the file's sha256. Kinds without it are read through read_bytes.
+    read_identified: Callable[[str, SourceRead], tuple[bytes, Mapping[str, str | None]]] | None = None
     # Table kinds: the table data.query returns, a pandas DataFrame.
     read_table: Callable[[str, SourceRead], Any] | None = None
     # File kinds on this machine: the path a source names (home(): MLSPEC_HOME), checked by `mlspec lint`.

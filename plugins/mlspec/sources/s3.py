@@ -59,6 +59,12 @@ def _objects(store: S3Store, prefix: str, most: int = MAX_SOURCE_FILES + 1) -> l
 
 def read_s3_object(uri: str, read: SourceRead) -> bytes:
     """One object, refused (DataSourceError) when it does not exist or is over the cap before its body is read."""
+    return read_s3_object_identified(uri, read)[0]
+
+
+def read_s3_object_identified(uri: str, read: SourceRead) -> tuple[bytes, dict[str, str | None]]:
+    """read_s3_object's bytes with the ETag (quotes dropped) and VersionId (None where the bucket keeps no
+    versions) that the same GET answered: what the lineage records beside the sha256 of those bytes."""
     store, key = _store(uri, read)
     if not key:
         raise DataSourceError(f"{uri} names a bucket, not an object; give the full key of the data file")
@@ -70,10 +76,10 @@ def read_s3_object(uri: str, read: SourceRead) -> bytes:
         )
     if int(listed[0].get("Size") or 0) > read.max_bytes:
         raise DataSourceError(f"{uri} is {listed[0]['Size']} bytes; data sources are limited to {read.max_bytes} bytes")
-    data = store.read_bytes(key)
+    data, identity = store.read_object(key)
     if len(data) > read.max_bytes:  # replaced between the listing and the GET
         raise DataSourceError(f"{uri} is {len(data)} bytes; data sources are limited to {read.max_bytes} bytes")
-    return data
+    return data, identity
 
 
 def list_s3_files(uri: str, read: SourceRead) -> list[tuple[str, str]]:
@@ -99,22 +105,6 @@ def list_s3_files(uri: str, read: SourceRead) -> list[tuple[str, str]]:
     return sorted(files, key=lambda file: file[1])
 
 
-def s3_object_identity(uri: str, read: SourceRead) -> dict[str, str | None]:
-    """An object's ETag (quotes dropped) and VersionId (None where the bucket keeps no versions), from a HEAD
-    request: what the lineage records beside the sha256 of the bytes read."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    store, key = _store(uri, read)
-    try:
-        head = store.client.head_object(Bucket=store.bucket, Key=key)
-    except (ClientError, BotoCoreError) as exc:
-        raise StoreError(
-            f"reading the ETag of {uri} failed ({exc}); check the Airflow connection {store.connection_id!r}"
-        ) from exc
-    version = head.get("VersionId")
-    return {"etag": str(head.get("ETag") or "").strip('"') or None, "version_id": None if version in (None, "null") else version}
-
-
 KIND = SourceKind(
     scheme="s3",
     prefix="s3://",
@@ -126,5 +116,5 @@ KIND = SourceKind(
     runs_here=False,
     read_bytes=read_s3_object,
     list_files=list_s3_files,
-    file_identity=s3_object_identity,
+    read_identified=read_s3_object_identified,
 )

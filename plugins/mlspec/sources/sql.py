@@ -58,7 +58,10 @@ def read_query(source: str, read: SourceRead) -> Any:
     names the connection."""
     conn_id = connection_id(source)
     if not read.query:
-        raise DataError(f"{source} needs data.query, the SQL that reads the table")
+        raise DataError(
+            f"{source} needs a query, the SQL that reads the table: data.query (evaluation.holdout.query for a "
+            "holdout, which never borrows data.query)"
+        )
     connection = get_connection(conn_id, used_for=f"data.source {source}", error_type=DataError)
     try:
         hook = connection.get_hook()

@@ -255,13 +255,24 @@ class S3Store(ModelStore):
 
     # -- primitives -------------------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:
+        return self.read_object(key)[0]
+
+    def read_object(self, key: str) -> tuple[bytes, dict[str, str | None]]:
+        """An object's bytes and what the same GET answered of its identity: {"etag": the ETag without its
+        quotes, "version_id": the VersionId}, each None where S3 sent none (a bucket that keeps no versions)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         object_key = self._object_key(key)
         try:
             # ChecksumMode lets botocore check the downloaded bytes against the stored checksum.
             response = self.client.get_object(Bucket=self.bucket, Key=object_key, ChecksumMode="ENABLED")
-            return response["Body"].read()
+            data = response["Body"].read()
+            version = response.get("VersionId")
+            identity = {
+                "etag": str(response.get("ETag") or "").strip('"') or None,
+                "version_id": None if version in (None, "null") else str(version),
+            }
+            return data, identity
         except ClientError as exc:
             if self._code(exc) in _NOT_FOUND:
                 raise StoreError(
