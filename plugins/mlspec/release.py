@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
-from mlspec.errors import MlspecError, ServingError
+from mlspec.errors import MlspecError, ServingError, StoreError
 from mlspec.registry import open_registry
 from mlspec.registry.base import ModelRegistry, ProductionChange, VersionRecord, utc_now
 from mlspec.registry.reading import open_for_reading
@@ -133,24 +133,65 @@ def record_change(registry: ModelRegistry, model_name: str, change: ProductionCh
     return ""
 
 
+class PublishedFileChanged(MlspecError):
+    """A version's published file does not match the sha256 the registry recorded: it was changed after
+    publishing, so nothing may be decided on it."""
+
+
+def published_file(store: Any, record: VersionRecord, name: str) -> bytes | None:
+    """One file of a published version (model.onnx, the schemas, profile.json, splits.parquet, ...), checked
+    against the sha256 the registry recorded: the one reader of a version's files. None where the version was
+    published without it (its manifest does not list it, and the store has none). A file its manifest lists
+    that the store cannot give back is a StoreError, one that does not match its sha256 PublishedFileChanged:
+    a reader that went on without it would decide on less than the version published."""
+    where = f"{record.model_name} version {record.version}"
+    try:
+        data = store.read_uri(f"{record.source_uri}/{name}")
+    except StoreError as exc:
+        if name in record.files:
+            raise StoreError(
+                f"{where}: {name} cannot be read from {record.source_uri} (its manifest lists it): {exc}"
+            ) from None
+        return None
+    expected = record.files.get(name)
+    if expected and sha256_hex(data) != expected:
+        raise PublishedFileChanged(
+            f"{where}: {name} at {record.source_uri} does not match the sha256 the registry recorded "
+            f"({expected[:12]}...; changed after publishing)"
+        )
+    return data
+
+
+def published_json(store: Any, record: VersionRecord, name: str) -> dict[str, Any]:
+    """A JSON file of a published version (input_schema.json, output_schema.json, profile.json, ...) as
+    `published_file` reads it; {} where the version was published without it."""
+    data = published_file(store, record, name)
+    if data is None:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise MlspecError(
+            f"{record.model_name} version {record.version}: its published {name} at {record.source_uri} is not "
+            f"JSON ({exc})"
+        ) from None
+
+
 def verify_recorded_files(store: Any, record: VersionRecord) -> dict[str, bytes]:
     """Read every file the registry recorded a sha256 for (model.onnx, signature.json, the schemas, ...)
     from the version folder and check it; OperationFailed names the first that is missing or changed."""
-    where = f"{record.model_name} version {record.version}"
     if "model.onnx" not in record.files:
-        log.warning("%s: the registry recorded no sha256 for model.onnx; its files cannot be checked", where)
+        log.warning(
+            "%s version %s: the registry recorded no sha256 for model.onnx; its files cannot be checked",
+            record.model_name, record.version,
+        )
     contents: dict[str, bytes] = {}
-    for file_name, expected in sorted(record.files.items()):
+    for file_name in sorted(record.files):
         try:
-            data = store.read_uri(f"{record.source_uri}/{file_name}")
+            data = published_file(store, record, file_name)
         except MlspecError as exc:
-            raise OperationFailed(f"{where}: {file_name} cannot be read from {record.source_uri}: {exc}; nothing changed") from None
-        if expected and sha256_hex(data) != expected:
-            raise OperationFailed(
-                f"{where}: {file_name} at {record.source_uri} does not match the sha256 the registry recorded "
-                f"({expected[:12]}...; changed after publishing); nothing changed"
-            )
-        contents[file_name] = data
+            raise OperationFailed(f"{exc}; nothing changed") from None
+        contents[file_name] = data or b""
     return contents
 
 
@@ -287,11 +328,12 @@ class Release:
         return rng.standard_normal((samples, *shape)).astype(np.float32)
 
     def published_json(self, record: VersionRecord, name: str) -> dict:
-        """One of the version's published JSON files (input_schema.json, output_schema.json); {} where it was
-        published without it."""
+        """One of the version's published JSON files (input_schema.json, output_schema.json), for information
+        only: {} where it was published without it or cannot be read now (logged)."""
         try:
-            return json.loads(self.store.read_uri(f"{record.source_uri}/{name}"))
-        except MlspecError:
+            return published_json(self.store, record, name)
+        except MlspecError as exc:
+            log.warning("%s", exc)
             return {}
 
     def input_schema(self, record: VersionRecord) -> dict:
