@@ -10,6 +10,10 @@ Classes are compared by NAME: production's answers are read as class names (its 
 class_names for an index label, the value itself for a text or integer label) and renumbered into this
 run's classes, so a retrain that learned a new class (penguins: Chinstrap) is not graded on numbers that
 changed their meaning. A class production does not know is a wrong answer for it.
+
+Neither is graded on rows production trained on: where its published splits.parquet lists some of this run's
+test rows among its training rows (a random split, a changed data.split.key), both models are scored on the
+other rows, and the verdict's "left_out" says how many were left out.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from typing import Any
 
 from mlspec.errors import MlspecError, StoreError
 from mlspec.ml.frameworks.base import TrainingError
+from mlspec.ml.splits import read_splits
 from mlspec.registry import open_registry
+from mlspec.release import published_file
 from mlspec.storage import sha256_hex
+from mlspec.vocabulary import SPLITS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +80,12 @@ def _outcome_words(decision: str) -> str:
     return "the champion holds; the challenger is kept as a candidate"
 
 
-def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[str, float]) -> dict[str, Any]:
-    """The gate's verdict as plain JSON: decision, metric, both scores, the champion's version."""
+def compare_with_champion(
+    spec: Any, store: Any, dataset: Any, challenger: dict[str, float], outputs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The gate's verdict as plain JSON: decision, metric, both scores, the champion's version. `outputs`: the
+    challenger's answers on the test rows (evaluate's), by which it is re-scored when production trained on some
+    of them (`trained_on`): both are then scored on the rest, and the verdict's "left_out" counts the others."""
     from mlspec.ml import metrics as ml_metrics
 
     gate = spec.evaluation.champion
@@ -109,20 +120,44 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
             "registry recorded; its files were changed after publishing. Deploy a known-good version "
             f"(`mlspec deploy {spec.source_file or '<spec>'} --version N`) before retraining"
         )
+    scored_on = evaluated_on(spec)
+    trained = trained_on(store, record, dataset)
+    left_out = int(trained.sum()) if trained is not None else 0
+    if trained is not None and not left_out:
+        log.info("none of the %d rows of %s was production version %d's training rows", len(trained), scored_on,
+                 version)
+    if left_out == len(dataset.y_test) and left_out:
+        return _against_recorded_metrics(
+            spec, {**verdict, "left_out": left_out}, version, record,
+            f"trained on every one of the {left_out} rows of {scored_on}",
+        )
+    if left_out:
+        if outputs is None:
+            raise MlspecError("the champion gate needs the challenger's outputs to re-score it without those rows")
+        log.info(
+            "production version %d trained on %d of the %d rows of %s: both are scored on the other %d",
+            version, left_out, len(trained), scored_on, len(trained) - left_out,
+        )
+        dataset = keep_test_rows(dataset, ~trained)
+        rescored = ml_metrics.compute_metrics(
+            spec.model.task, dataset.y_test, {name: values[~trained] for name, values in outputs.items()},
+            metrics=[gate.metric], class_names=list(dataset.class_names),
+        )
+        verdict.update(challenger=round(float(rescored[gate.metric]), 6), left_out=left_out)
     try:
-        outputs = champion_outputs(store, record.source_uri, onnx_bytes, dataset)
+        production_outputs = champion_outputs(store, record.source_uri, onnx_bytes, dataset)
     except ChampionUnfit as exc:
         return _against_recorded_metrics(spec, verdict, version, record, f"cannot take this run's test rows ({exc})")
     scores = ml_metrics.compute_metrics(
-        spec.model.task, dataset.y_test, outputs, metrics=list(spec.evaluation.metrics), class_names=list(dataset.class_names)
+        spec.model.task, dataset.y_test, production_outputs, metrics=list(spec.evaluation.metrics),
+        class_names=list(dataset.class_names),
     )
     champion = {name: round(float(scores[name]), 6) for name in spec.evaluation.metrics}
-    scored_on = evaluated_on(spec)
     log.info(
         "production version %d (the champion), re-scored on %s: test metrics on %d samples: %s",
         version, scored_on, len(dataset.x_test), ", ".join(f"{k}={v:.4f}" for k, v in champion.items()),
     )
-    decision = decide(gate.metric, challenger[gate.metric], champion[gate.metric], gate.min_delta)
+    decision = decide(gate.metric, verdict["challenger"], champion[gate.metric], gate.min_delta)
     verdict.update(
         decision=decision, champion=champion[gate.metric], champion_version=version, champion_metrics=champion, scored_on=scored_on,
     )
@@ -132,12 +167,46 @@ def compare_with_champion(spec: Any, store: Any, dataset: Any, challenger: dict[
             "numbers are read as this run's classes", version,
         )
     by_name = ", production scored by class name" if classes_changed else ""
+    rows = f" less the {left_out} rows production trained on" if left_out else ""
     log.info(
-        "champion gate on %s: challenger %.4f vs production version %d %.4f (min_delta %g; both on %s%s): %s",
-        gate.metric, verdict["challenger"], version, verdict["champion"], gate.min_delta, scored_on, by_name,
+        "champion gate on %s: challenger %.4f vs production version %d %.4f (min_delta %g; both on %s%s%s): %s",
+        gate.metric, verdict["challenger"], version, verdict["champion"], gate.min_delta, scored_on, rows, by_name,
         _outcome_words(decision),
     )
     return verdict
+
+
+def trained_on(store: Any, record: Any, dataset: Any) -> Any:
+    """A bool per test row of this run: True where production trained on it (the row is among the "train" rows
+    of production's published splits.parquet: by content id where both sides have them, so a changed
+    data.split.key still finds them, else by row id). A hash split with an unchanged key never overlaps; a
+    random split, a changed key or feature set can. None where either side has no ids (a version whose manifest
+    lists no splits.parquet, an npz from before issue 14)."""
+    import numpy as np
+
+    published = published_file(store, record, SPLITS_FILE) if SPLITS_FILE in record.files else None
+    if published is None:
+        return None
+    ids = np.asarray(dataset.ids_test, dtype=np.uint64)
+    if not len(ids) or len(ids) != len(dataset.y_test):
+        return None
+    splits = read_splits(published)
+    trained = splits["split"].to_numpy() == "train"
+    contents = np.asarray(dataset.content_ids_test, dtype=np.uint64)
+    if splits.attrs["content_ids"] and len(contents) == len(ids):
+        return np.isin(contents, splits["content_id"].to_numpy()[trained])
+    return np.isin(ids, splits["row_id"].to_numpy()[trained])
+
+
+def keep_test_rows(dataset: Any, keep: Any) -> Any:
+    """`dataset` with only the test rows where `keep` is True."""
+    from dataclasses import replace
+
+    x_test = dataset.x_test.iloc[keep].reset_index(drop=True) if dataset.columns else dataset.x_test[keep]
+    return replace(
+        dataset, x_test=x_test, y_test=dataset.y_test[keep], ids_test=dataset.ids_test[keep],
+        content_ids_test=dataset.content_ids_test[keep] if len(dataset.content_ids_test) else dataset.content_ids_test,
+    )
 
 
 def class_changes(class_names: Sequence[str], output_schema: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -52,7 +52,7 @@ class EvaluateOperator(TrainedModelStage):
                 ),
             )
         log.info("every threshold holds on %s (%s)", test_rows, ", ".join(thresholds) or "no thresholds set")
-        verdict = compare_with_champion(spec, self.store, dataset, summary)
+        verdict = compare_with_champion(spec, self.store, dataset, summary, outputs)
         # Test metrics keep apart from the training curves (Keras logs `accuracy` per epoch).
         scores = {f"test_{k}": v for k, v in summary.items()}
         scores.update({f"champion_test_{k}": v for k, v in verdict.get("champion_metrics", {}).items()})
