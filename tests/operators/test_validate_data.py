@@ -77,12 +77,12 @@ def model_name(request) -> str:
     return "validate-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
 
 
-def operator(spec, data_uri: str):
+def operator(spec, data: str | dict):
+    """validate_data given prepare_data's result (`handed_over`), or only its data_uri."""
     from mlspec.operators.validate import ValidateDataOperator
 
-    return ValidateDataOperator(
-        task_id="validate_data", spec=spec.to_dict(), spec_file="specs/cars.yaml", data={"data_uri": data_uri}
-    )
+    data = {"data_uri": data} if isinstance(data, str) else data
+    return ValidateDataOperator(task_id="validate_data", spec=spec.to_dict(), spec_file="specs/cars.yaml", data=data)
 
 
 def handed_over(spec, dataset: Dataset, run_id: str) -> str:
@@ -91,6 +91,17 @@ def handed_over(spec, dataset: Dataset, run_id: str) -> str:
 
     store = open_store(spec.storage.uri, spec.storage.connection)
     return store.write_bytes(f"{store.run_prefix(spec.name, run_id)}/data/dataset.npz", dataset.to_npz_bytes())
+
+
+def prepared(spec, dataset: Dataset, run_id: str) -> dict:
+    """prepare_data's result for `dataset`: its npz and its splits.parquet in the run's folder."""
+    from mlspec.ml.splits import splits_parquet
+    from mlspec.storage import open_store
+
+    store = open_store(spec.storage.uri, spec.storage.connection)
+    splits = splits_parquet(dataset, "sha256:" + "1" * 64)
+    splits_uri = store.write_bytes(f"{store.run_prefix(spec.name, run_id)}/data/splits.parquet", splits)
+    return {"data_uri": handed_over(spec, dataset, run_id), "splits_uri": splits_uri}
 
 
 def context(run_id: str, **params) -> dict:
@@ -285,7 +296,7 @@ def test_new_rows_in_another_unit_drift_though_the_whole_split_barely_moves(requ
         **vars(old), "x_train": grown_frame, "y_train": np.concatenate([old.y_train, new_y]),
         "ids_train": row_ids(grown_frame, None),
     })
-    result = operator(spec, handed_over(spec, grown, "manual__11")).run(context("manual__11"))
+    result = operator(spec, prepared(spec, grown, "manual__11")).run(context("manual__11"))
     drift = json.loads(read(result["drift_uri"]))
     assert drift["current"] == {"rows": 330, "new_rows": 30}
     checks = {(row["column"], row["check"]): row["drifted"] for row in drift["rows"]}
@@ -329,3 +340,46 @@ def test_a_version_whose_manifest_never_listed_splits_checks_the_whole_split_onl
     drift = json.loads(read(result["drift_uri"]))
     assert result["outcome"] == "passed" and drift["current"].get("new_rows") in (None, 0)
     assert not any(row["check"] == "drift (new rows)" for row in drift["rows"])
+
+
+def keyed_cars(frame: pd.DataFrame, y: np.ndarray, numbers: np.ndarray) -> Dataset:
+    """A training split of cars under data.split.key [Name, Year] (car i: "car i" of 1970 + i % 13): row ids from
+    the key, content ids from the feature and label columns (as load_source computes them)."""
+    from mlspec.ml.splits import row_ids
+
+    names = np.array([f"car {i}" for i in numbers], dtype=object)
+    source = frame.assign(Name=names, Year=1970 + numbers % 13, label=np.asarray(CLASSES)[y])
+    contents = row_ids(source[[c.name for c in COLUMNS] + ["label"]], None)
+    empty = np.zeros(0, dtype=np.uint64)
+    return Dataset(
+        frame, y, frame[:0], y[:0], frame[:0], y[:0], CLASSES, columns=COLUMNS, label_datatype="BYTES",
+        ids_train=row_ids(source, ["Name", "Year"]), ids_val=empty, ids_test=empty, content_ids_train=contents,
+        content_ids_val=empty, content_ids_test=empty,
+    )
+
+
+def test_cars_re_sent_in_kilograms_under_their_key_are_new_rows_and_fail_the_run(request):
+    """data.split.key [Name, Year]: 30 cars production trained on come again (same key, so the same row id and
+    split) with their weight in kilograms. By content they are new rows: their weight drifts, and on_drift: fail
+    stops the run, though the whole split's test does not see 30 rows of 330."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlspec.ml.splits import splits_parquet
+
+    spec = spec_for(model_name(request), "validation: {drift: {on_drift: fail}}\n")
+    frame, y = cars(300, 0)
+    old = keyed_cars(frame, y, np.arange(300))
+    publish_production(spec, old, {"splits.parquet": splits_parquet(old, "sha256:" + "0" * 64)})
+    copies = frame.iloc[:30].assign(Weight_in_lbs=frame["Weight_in_lbs"].iloc[:30] * 0.4536)
+    grown = keyed_cars(
+        pd.concat([frame, copies], ignore_index=True), np.concatenate([y, y[:30]]), np.r_[np.arange(300), np.arange(30)]
+    )
+    assert set(grown.ids_train[300:]) <= set(old.ids_train)  # the same keys: the same row ids
+    op = operator(spec, prepared(spec, grown, "manual__14"))
+    with pytest.raises(AirflowFailException, match="columns drifted: Weight_in_lbs"):
+        op.execute(context("manual__14"))
+    drift = op.store.read_json(op.store.run_prefix(spec.name, "manual__14") + "/validate/drift.json")
+    assert drift["current"] == {"rows": 330, "new_rows": 30}
+    checks = {(row["column"], row["check"]): row["drifted"] for row in drift["rows"]}
+    assert checks[("Weight_in_lbs", "drift (new rows)")] is True and checks[("Weight_in_lbs", "drift")] is False
+    assert checks[("Horsepower", "drift (new rows)")] is False

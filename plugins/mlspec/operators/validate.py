@@ -18,7 +18,7 @@ from typing import Any
 
 from mlspec.errors import MlspecError, StoreError
 from mlspec.ml.columns import Column
-from mlspec.ml.splits import read_splits
+from mlspec.ml.splits import unseen_training_rows
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.registry import open_registry
 from mlspec.release import Trigger
@@ -67,7 +67,7 @@ class ValidateDataOperator(MlspecOperator):
         reference = self.reference()
         if reference is None:
             return result(NO_REFERENCE, profile_uri=profile_uri)
-        return self.compare(context, prefix, profile_uri, reference, frame, columns, dataset)
+        return self.compare(context, prefix, profile_uri, reference, frame, columns)
 
     def reference(self) -> Reference | None:
         """The production version's published profile (and splits), or None (logged) where there is none."""
@@ -125,6 +125,12 @@ class ValidateDataOperator(MlspecOperator):
             )
         return data
 
+    def this_run_splits(self) -> bytes | None:
+        """This run's splits.parquet (prepare_data's "splits_uri"); None for a hand-written DAG whose prepare step
+        writes none."""
+        uri = self.handed_over("data").get("splits_uri")
+        return self.store.read_uri(uri) if uri else None
+
     def lost_reference_step(self) -> str:
         """What to do when production's published reference is gone or damaged."""
         return (
@@ -132,11 +138,11 @@ class ValidateDataOperator(MlspecOperator):
             f"{self.spec_file or '<spec>'} --version N`) before retraining"
         )
 
-    def compare(self, context, prefix: str, profile_uri: str, reference: Reference, frame, columns, dataset) -> dict:
+    def compare(self, context, prefix: str, profile_uri: str, reference: Reference, frame, columns) -> dict:
         from mlspec.ml import drift as ml_drift  # pandas and scipy: not at DAG parse time
 
         settings = self.model_spec.validation
-        new_rows = reference.new_rows(dataset)
+        new_rows = reference.new_rows(self.this_run_splits(), len(frame))
         report = ml_drift.compare(
             reference.profile, frame, columns, new_rows=new_rows, schema=settings.schema,
             threshold=settings.drift.threshold, share=settings.drift.share, reference_version=reference.version,
@@ -209,17 +215,15 @@ class Reference:
         self.profile = profile
         self.splits = splits
 
-    def new_rows(self, dataset) -> Any:
-        """A mask of this run's training rows that production did not train on (their row_id is not among its
-        "train" rows); None where either side lacks row ids (a version or an npz from before issue 14)."""
-        import numpy as np
-
-        ids = getattr(dataset, "ids_train", None)
-        if self.splits is None or ids is None or len(ids) != len(dataset.x_train):
+    def new_rows(self, this_run: bytes | None, training_rows: int) -> Any:
+        """A mask of this run's `training_rows` training rows that production did not train on, by content
+        (mlspec.ml.splits.unseen_training_rows: a row re-sent under the same data.split.key with a value changed
+        is new), from the two versions' splits.parquet; None where either side has none (a version published
+        before splits.parquet, a hand-written prepare step)."""
+        if self.splits is None or this_run is None:
             return None
-        splits = read_splits(self.splits)
-        trained = splits["row_id"].to_numpy()[splits["split"].to_numpy() == "train"]
-        return ~np.isin(np.asarray(ids, dtype=np.uint64), trained.astype(np.uint64))
+        mask = unseen_training_rows(this_run, self.splits)
+        return mask if len(mask) == training_rows else None
 
 
 def training_table(dataset) -> tuple[Any, tuple[Column, ...]] | str:
