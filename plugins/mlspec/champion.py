@@ -86,6 +86,7 @@ def compare_with_champion(
     """The gate's verdict as plain JSON: decision, metric, both scores, the champion's version. `outputs`: the
     challenger's answers on the test rows (evaluate's), by which it is re-scored when production trained on some
     of them (`trained_on`): both are then scored on the rest, and the verdict's "left_out" counts the others."""
+    from mlspec.ml import io_schema  # numpy: not at DAG parse time
     from mlspec.ml import metrics as ml_metrics
 
     gate = spec.evaluation.champion
@@ -101,9 +102,10 @@ def compare_with_champion(
     record = registry.version_record(spec.name, version)
     if record is None or not record.source_uri:
         raise MlspecError(f"the registry names version {version} of {spec.name} as production but has no record of its files")
-    changes = class_changes(dataset.class_names, published_json(store, record.source_uri, "output_schema.json"))
+    production_classes = published_json(store, record.source_uri, "output_schema.json").get("class_names") or ()
+    changes = io_schema.class_diff(production_classes, dataset.class_names)
     verdict.update(changes)
-    classes_changed = class_change_words(changes)
+    classes_changed = io_schema.class_diff_words(changes)
     if classes_changed:
         log.info(
             "%s (this run: %s); production version %d is scored by class name, and a class it does not know counts "
@@ -209,23 +211,6 @@ def keep_test_rows(dataset: Any, keep: Any) -> Any:
     )
 
 
-def class_changes(class_names: Sequence[str], output_schema: Mapping[str, Any]) -> dict[str, list[str]]:
-    """{"classes_added": this run's classes production lacks (in this run's order), "classes_removed":
-    production's classes this run lacks (in production's order)}, from production's published
-    output_schema.json; {} where it publishes no class names (regression, or published before the schemas)."""
-    production = [str(name) for name in output_schema.get("class_names") or ()]
-    if not class_names or not production:
-        return {}
-    return {
-        "classes_added": [str(name) for name in class_names if str(name) not in production],
-        "classes_removed": [name for name in production if name not in {str(c) for c in class_names}],
-    }
-
-
-def _names(names: Sequence[str]) -> str:
-    return ", ".join(names) or "none"
-
-
 def published_json(store: Any, source_uri: str, name: str) -> dict[str, Any]:
     """A JSON file published beside the version's model.onnx; {} where it cannot be read (published before
     the schemas existed, or a store that lost the folder)."""
@@ -314,6 +299,8 @@ def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, 
     """The champion cannot be scored here (a store that lost its folders; KServe-only stores; a model
     that cannot take this run's test rows): compare with the test metrics the registry recorded for it,
     measured on its own test split. `why`: what the log says of it, after "production version N of M"."""
+    from mlspec.ml import io_schema  # numpy: not at DAG parse time
+
     gate = spec.evaluation.champion
     if gate.metric not in record.metrics:
         raise MlspecError(
@@ -323,7 +310,7 @@ def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, 
         ) from None
     champion = record.metrics[gate.metric]
     decision = decide(gate.metric, verdict["challenger"], champion, gate.min_delta)
-    changed = class_change_words(verdict)
+    changed = io_schema.class_diff_words(verdict)
     own_classes = f" and on its own classes, not this run's: {changed}" if changed else ""
     log.warning(
         "champion gate: production version %d of %s %s; comparing with the %s the registry "
@@ -342,18 +329,14 @@ def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, 
 
 def verdict_line(name: str, verdict: dict[str, Any]) -> str:
     """One sentence for logs and the run summary (with the class set's change, where it changed)."""
+    from mlspec.ml import io_schema  # numpy: not at DAG parse time
+
     if DECISIONS.get(verdict.get("decision"), True):
         return f"{name}: the challenger goes on ({verdict.get('decision')})"
-    changed = class_change_words(verdict)
+    changed = io_schema.class_diff_words(verdict)
     return (
         f"{name}: " + (f"{TIE_WORDS}: " if verdict.get("decision") == "tie" else "")
         + f"production version {verdict['champion_version']} keeps serving: its {verdict['metric']} is "
         f"{verdict['champion']:.4f} against the new model's {verdict['challenger']:.4f} (min_delta {verdict['min_delta']:g})"
         + (f"; {changed}" if changed else "")
     )
-
-
-def class_change_words(verdict: dict[str, Any]) -> str:
-    """The verdict's change of class set in words ("classes added: Chinstrap; removed: none"); "" for none."""
-    added, removed = verdict.get("classes_added") or [], verdict.get("classes_removed") or []
-    return f"classes added: {_names(added)}; removed: {_names(removed)}" if added or removed else ""

@@ -162,3 +162,20 @@ def test_class_changes_name_the_classes_and_the_label_numbers_that_change_meanin
     assert class_changes({**before, **named}, {**after, **named}) == "classes added: Chinstrap"
     assert class_changes(after, before) == "classes removed: Chinstrap; label 1 now means Gentoo (was Chinstrap)"
     assert class_changes(before, before) == "" and class_changes({}, after) == "" and class_changes(before, {}) == ""
+
+
+def test_class_diff_is_the_one_class_diff_and_its_words_the_one_wording():
+    """The champion's verdict, the version's tags and a release's endpoint change all say a class-set change the
+    same way (io_schema.class_diff and class_diff_words)."""
+    from mlspec.champion import verdict_line
+    from mlspec.ml.io_schema import class_diff, class_diff_words
+
+    diff = class_diff(["Adelie", "Gentoo", "Emperor"], ["Adelie", "Chinstrap", "Gentoo"])
+    assert diff == {"classes_added": ["Chinstrap"], "classes_removed": ["Emperor"]}
+    assert class_diff_words(diff) == "classes added: Chinstrap; classes removed: Emperor"
+    assert class_diff_words({"classes_added": [], "classes_removed": ["Emperor"]}) == "classes removed: Emperor"
+    assert class_diff(["a"], ["a"]) == {"classes_added": [], "classes_removed": []} and class_diff_words({}) == ""
+    assert class_diff([], ["a"]) == {} and class_diff(["a"], []) == {}
+    verdict = {"decision": "champion_holds", "champion_version": 1, "metric": "accuracy", "champion": 0.9,
+               "challenger": 0.8, "min_delta": 0.0, **diff}
+    assert verdict_line("penguins", verdict).endswith("; classes added: Chinstrap; classes removed: Emperor")

@@ -204,6 +204,27 @@ def input_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     return "; ".join(added + removed + changed)
 
 
+def class_diff(before: Sequence[Any], after: Sequence[Any]) -> dict[str, list[str]]:
+    """The classes `after` adds to `before` and the ones it drops, by name: {"classes_added": [...] in after's
+    order, "classes_removed": [...] in before's order} (the champion's verdict and the version's tags carry
+    these keys); {} where either has no classes to compare (regression, a version published before the
+    schemas)."""
+    old, new = [str(name) for name in before], [str(name) for name in after]
+    if not old or not new:
+        return {}
+    return {"classes_added": [n for n in new if n not in old], "classes_removed": [n for n in old if n not in new]}
+
+
+def class_diff_words(diff: Mapping[str, Sequence[str]]) -> str:
+    """A class_diff (or a verdict holding its keys) in words: "classes added: Chinstrap; classes removed: Gentoo",
+    each part only when it names a class; "" for no change."""
+    return "; ".join(
+        f"{words}: {', '.join(diff[key])}"
+        for key, words in (("classes_added", "classes added"), ("classes_removed", "classes removed"))
+        if diff.get(key)
+    )
+
+
 def class_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """What a client reading the endpoint's answers must know when the version published with `after` replaces
     the one published with `before` (two output_schema.json): "classes added: Chinstrap; label 1 now means
@@ -214,13 +235,8 @@ def class_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     new = [str(name) for name in after.get("class_names") or ()]
     if not old or not new or old == new:
         return ""
-    parts = []
-    added = [name for name in new if name not in old]
-    removed = [name for name in old if name not in new]
-    if added:
-        parts.append(f"classes added: {', '.join(added)}")
-    if removed:
-        parts.append(f"classes removed: {', '.join(removed)}")
+    words = class_diff_words(class_diff(old, new))
+    parts = [words] if words else []
     if not after.get("label_datatype"):
         moved = [f"label {i} now means {name} (was {old[i]})" for i, name in enumerate(new[: len(old)]) if name != old[i]]
         fresh = [f"label {i} is new ({name})" for i, name in enumerate(new) if i >= len(old)]
