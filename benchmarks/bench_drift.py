@@ -22,9 +22,9 @@ Airflow runs it: ValidateDataOperator.execute with the registry lookup (the embe
 temporary MLSPEC_HOME), the verified read of production's profile.json and splits.parquet from the file store,
 the npz read, the writes and the log. Production (version 1) trained on one draw; this run's training rows are
 the same rows with their last tenth replaced by new ones in other units. A setup process publishes it, then a
-fresh process imports what the DAG file imports (mlspec.operators.validate, the spec) and times one execute()
-cold (it imports numpy, pandas, scipy, matplotlib and mlflow) and --rounds more warm. Airflow's own cost of a
-task (scheduling it, starting its process, parsing the DAG file) is not in these figures.
+fresh process imports what the DAG file imports (mlspec.operators.validate, the spec) and times execute() once
+cold (it imports numpy, pandas, scipy, matplotlib and mlflow) and once warm; --rounds such processes, medians.
+Airflow's own cost of a task (scheduling it, starting its process, parsing the DAG file) is not in these figures.
 
 Results are added to benchmarks/results/data.json (bench_data.py's file) under "profile_drift".
 """
@@ -280,7 +280,8 @@ def task_worker(runs: list[dict[str, str]]) -> dict[str, Any]:
 
 
 def run_task_case(rows: int, rounds: int, timeout: float) -> dict[str, Any]:
-    """The task case: setup in one process, the timed task in a fresh one, both under a temporary MLSPEC_HOME."""
+    """The task case: setup in one process, then `rounds` fresh processes that each run the task twice (cold,
+    then warm), all under one temporary MLSPEC_HOME. Medians."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="mlspec-bench-validate-") as home:
@@ -288,10 +289,10 @@ def run_task_case(rows: int, rounds: int, timeout: float) -> dict[str, Any]:
         environment["MLSPEC_HOME"] = home
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
             environment.pop(name, None)
-        results = []
-        for flag, argument in (("--task-setup", f"{rows}:{rounds + 1}"), ("--task-worker", None)):
+
+        def child(flag: str, argument: str) -> Any:
             done = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), flag, argument or json.dumps(results[-1])],
+                [sys.executable, str(Path(__file__).resolve()), flag, argument],
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -302,8 +303,22 @@ def run_task_case(rows: int, rounds: int, timeout: float) -> dict[str, Any]:
                 raise SystemExit(
                     f"the validate_data task case failed at {flag} ({done.returncode}):\n{done.stderr[-4000:]}"
                 )
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    return {"rows": rows, "rounds": rounds, **results[-1]}
+            return json.loads(done.stdout.strip().splitlines()[-1])
+
+        runs = child("--task-setup", f"{rows}:{2 * rounds}")
+        raw = [child("--task-worker", json.dumps(runs[2 * index : 2 * index + 2])) for index in range(rounds)]
+    return {
+        "rows": rows,
+        "rounds": rounds,
+        **{
+            key: round(statistics.median(result[key] for result in raw), 3)
+            for key in ("parse_imports_seconds", "cold_seconds", "warm_seconds")
+        },
+        "outcome": raw[-1]["outcome"],
+        "drifted_columns": raw[-1]["drifted_columns"],
+        "schema_problems": raw[-1]["schema_problems"],
+        "raw": raw,
+    }
 
 
 def run_case(rows: int, timeout: float) -> dict[str, Any]:
