@@ -322,6 +322,8 @@ def test_a_holdout_is_the_test_split_and_never_trained_on(run_model):
     assert str(first.state) == "success", task_states(first)
     labelled = int(holdout["Miles_per_Gallon"].notna().sum())
     lineage = xcom(first, "prepare_data")["lineage"]
+    (holdout_file,) = lineage["holdout"].pop("files")  # the holdout's files are in the lineage too
+    assert holdout_file["uri"] == "file://data/cars_holdout.csv" and len(holdout_file["sha256"]) == 64
     assert lineage["holdout"] == {"source": "file://data/cars_holdout.csv", "query": None, "rows": labelled}
     assert lineage["rows"]["test"] == labelled and lineage["rows"]["dropped"]["in the holdout"] == labelled
     splits = published_splits(spec, 1)
