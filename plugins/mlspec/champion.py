@@ -18,7 +18,6 @@ other rows, and the verdict's "left_out" says how many were left out.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,8 +26,7 @@ from mlspec.errors import MlspecError, StoreError
 from mlspec.ml.frameworks.base import TrainingError
 from mlspec.ml.splits import read_splits
 from mlspec.registry import open_registry
-from mlspec.release import published_file
-from mlspec.storage import sha256_hex
+from mlspec.release import PublishedFileChanged, published_file, published_json
 from mlspec.vocabulary import SPLITS_FILE
 
 log = logging.getLogger(__name__)
@@ -102,8 +100,24 @@ def compare_with_champion(
     record = registry.version_record(spec.name, version)
     if record is None or not record.source_uri:
         raise MlspecError(f"the registry names version {version} of {spec.name} as production but has no record of its files")
-    production_classes = published_json(store, record.source_uri, "output_schema.json").get("class_names") or ()
-    changes = io_schema.class_diff(production_classes, dataset.class_names)
+    try:
+        onnx_bytes = published_file(store, record, "model.onnx")
+        unreadable = "" if onnx_bytes is not None else f"has no model.onnx at {record.source_uri}"
+    except StoreError as exc:
+        onnx_bytes, unreadable = None, f"cannot be read ({exc})"
+    except PublishedFileChanged as exc:
+        raise MlspecError(
+            f"the production version {version} of {spec.name}: {exc}. Deploy a known-good version "
+            f"(`mlspec deploy {spec.source_file or '<spec>'} --version N`) before retraining"
+        ) from None
+    if onnx_bytes is None:  # the recorded metrics decide; production's classes are information there
+        try:
+            output_schema = published_json(store, record, "output_schema.json")
+        except MlspecError:
+            output_schema = {}
+    else:
+        output_schema = published_json(store, record, "output_schema.json")
+    changes = io_schema.class_diff(output_schema.get("class_names") or (), dataset.class_names)
     verdict.update(changes)
     classes_changed = io_schema.class_diff_words(changes)
     if classes_changed:
@@ -111,17 +125,8 @@ def compare_with_champion(
             "%s (this run: %s); production version %d is scored by class name, and a class it does not know counts "
             "as a wrong answer", classes_changed, ", ".join(dataset.class_names), version,
         )
-    try:
-        onnx_bytes = store.read_uri(f"{record.source_uri}/model.onnx")
-    except StoreError as exc:
-        return _against_recorded_metrics(spec, verdict, version, record, f"cannot be read ({exc})")
-    expected = record.files.get("model.onnx")
-    if expected and sha256_hex(onnx_bytes) != expected:
-        raise MlspecError(
-            f"the production version {version} of {spec.name} at {record.source_uri} does not match the sha256 the "
-            "registry recorded; its files were changed after publishing. Deploy a known-good version "
-            f"(`mlspec deploy {spec.source_file or '<spec>'} --version N`) before retraining"
-        )
+    if onnx_bytes is None:
+        return _against_recorded_metrics(spec, verdict, version, record, unreadable)
     scored_on = evaluated_on(spec)
     trained = trained_on(store, record, dataset)
     left_out = int(trained.sum()) if trained is not None else 0
@@ -147,7 +152,9 @@ def compare_with_champion(
         )
         verdict.update(challenger=round(float(rescored[gate.metric]), 6), left_out=left_out)
     try:
-        production_outputs = champion_outputs(store, record.source_uri, onnx_bytes, dataset)
+        production_outputs = champion_outputs(
+            onnx_bytes, dataset, published_json(store, record, "input_schema.json"), output_schema
+        )
     except ChampionUnfit as exc:
         return _against_recorded_metrics(spec, verdict, version, record, f"cannot take this run's test rows ({exc})")
     scores = ml_metrics.compute_metrics(
@@ -211,37 +218,29 @@ def keep_test_rows(dataset: Any, keep: Any) -> Any:
     )
 
 
-def published_json(store: Any, source_uri: str, name: str) -> dict[str, Any]:
-    """A JSON file published beside the version's model.onnx; {} where it cannot be read (published before
-    the schemas existed, or a store that lost the folder)."""
-    try:
-        return json.loads(store.read_uri(f"{source_uri}/{name}"))
-    except (StoreError, ValueError):
-        return {}
-
-
 class ChampionUnfit(MlspecError):
     """The production version cannot take this run's test rows (a model of other inputs, or rows its
     endpoint would refuse)."""
 
 
-def champion_outputs(store: Any, source_uri: str, onnx_bytes: bytes, dataset: Any) -> dict[str, Any]:
-    """Production's ONNX answers on this run's test rows, in this run's classes (`by_class_name`). For a
-    table data set, production takes the rows' columns by name (with its own published fills).
+def champion_outputs(
+    onnx_bytes: bytes, dataset: Any, input_schema: Mapping[str, Any], output_schema: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Production's ONNX answers on this run's test rows, in this run's classes (`by_class_name`), given its
+    published input_schema.json and output_schema.json ({} where it has none). For a table data set,
+    production takes the rows' columns by name (with its own published fills).
     ChampionUnfit where production cannot take the rows: other inputs, a column it reads differently, or
     a gap where it has no fill (its endpoint refuses such a row, and its graph would answer garbage: it is
     never scored on them)."""
     from mlspec.ml import model_io  # numpy: not at DAG parse time
     from mlspec.ml.onnx_export import ModelRunError, onnx_predict
 
-    output_schema = published_json(store, source_uri, "output_schema.json")
     if not dataset.columns:
         try:
             outputs = onnx_predict(onnx_bytes, dataset.x_test)
         except ModelRunError as exc:
             raise ChampionUnfit(str(exc)) from exc
         return by_class_name(outputs, output_schema, dataset.class_names)
-    input_schema = published_json(store, source_uri, "input_schema.json")
     columns = model_io.schema_columns(input_schema)
     if not columns:
         raise ChampionUnfit("it takes one array of features, this run's table one input per column")

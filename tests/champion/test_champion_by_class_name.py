@@ -122,13 +122,12 @@ def test_a_class_this_run_no_longer_has_is_a_wrong_answer_for_production(publish
     assert "classes removed: Chinstrap (this run: Adelie, Gentoo)" in caplog.text
 
 
-def test_production_probabilities_are_read_in_this_runs_class_order(publish):
+def test_production_probabilities_are_read_in_this_runs_class_order():
     """A metric that read probabilities would see production's columns as this run's classes, 0 for
     Chinstrap, which it never learned."""
     production, challenger, files, _ = story("")
-    outputs = mlspec.champion.champion_outputs(
-        open_store("file://models"), publish(files).source_uri, files["model.onnx"], challenger
-    )
+    schemas = (json.loads(files[name]) for name in ("input_schema.json", "output_schema.json"))
+    outputs = mlspec.champion.champion_outputs(files["model.onnx"], challenger, *schemas)
     own = onnx_predict(files["model.onnx"], challenger.x_test)["probabilities"]
     np.testing.assert_array_equal(outputs["probabilities"][:, [0, 2]], own)
     assert not outputs["probabilities"][:, 1].any()
@@ -178,3 +177,16 @@ def test_a_version_published_before_output_schema_is_read_as_having_this_runs_cl
         verdict = compare_with_champion(SPEC, open_store("file://models"), same, {"accuracy": 1.0})
     assert verdict["scored_on"] == "this run's test split" and "classes_added" not in verdict
     assert "production version 1 publishes no class names (published before output_schema.json)" in caplog.text
+
+
+def test_a_lost_output_schema_stops_the_gate_instead_of_scoring_by_class_number(publish):
+    """Production's manifest lists output_schema.json and its model is there, but the store cannot give the schema
+    back: scoring its class numbers as this run's classes would be the penguins story again, so the gate fails (a
+    StoreError: the task's retry covers a blip)."""
+    from mlspec.errors import StoreError
+
+    _, challenger, files, challenger_accuracy = story("")
+    record = publish(files)
+    (resolve_file_uri(record.source_uri) / "output_schema.json").unlink()
+    with pytest.raises(StoreError, match="penguins version 1: output_schema.json cannot be read .*its manifest lists it"):
+        compare_with_champion(SPEC, open_store("file://models"), challenger, {"accuracy": challenger_accuracy})

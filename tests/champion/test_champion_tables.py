@@ -4,35 +4,14 @@ by name; a production version that takes other inputs is compared by its recorde
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from tests.fixtures.table_model import SPECIES, published_schemas, table_dataset, trained
 
 from mlspec.champion import ChampionUnfit, champion_outputs
-from mlspec.errors import StoreError
 from mlspec.ml import tabular
 from mlspec.ml.data import Dataset
 from mlspec.ml.onnx_export import onnx_predict
-
-
-class FilesStore:
-    """A store holding one version folder's files."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-
-    def read_uri(self, uri: str) -> bytes:
-        name = uri.rsplit("/", 1)[-1]
-        if name not in self.files:
-            raise StoreError(f"{uri} does not exist")
-        return self.files[name]
-
-
-def _production_store() -> FilesStore:
-    inputs, outputs = published_schemas()
-    return FilesStore({"input_schema.json": json.dumps(inputs).encode(), "output_schema.json": json.dumps(outputs).encode()})
 
 
 def test_production_answers_are_class_indices_of_this_runs_classes_by_name():
@@ -44,7 +23,7 @@ def test_production_answers_are_class_indices_of_this_runs_classes_by_name():
         dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val, dataset.x_test, dataset.y_test,
         ("Gentoo", "Emperor", "Adelie", "Chinstrap"), columns=dataset.columns, label_datatype="BYTES",
     )
-    outputs = champion_outputs(_production_store(), "file:///m/penguins/1", onnx_bytes, reordered)
+    outputs = champion_outputs(onnx_bytes, reordered, *published_schemas())
     want = np.array([reordered.class_names.index(SPECIES[i]) for i in direct])
     assert outputs["label"].tolist() == want.tolist()
     # Probabilities too are in this run's class order, 0 for the class production never learned.
@@ -64,7 +43,7 @@ def test_production_fills_a_gap_in_its_integer_column_with_its_own_published_fil
     gap.loc[:4, "year"] = np.nan
     filled.loc[:4, "year"] = float(fill)
     rows = _with_test_rows(dataset, gap)
-    outputs = champion_outputs(_production_store(), "file:///m/penguins/1", onnx_bytes, rows)
+    outputs = champion_outputs(onnx_bytes, rows, *published_schemas())
     want = onnx_predict(onnx_bytes, tabular.feeds(dataset.columns, filled, tabular.fill_values(model)))
     np.testing.assert_array_equal(outputs["probabilities"], want["probabilities"])
 
@@ -82,11 +61,11 @@ def test_production_is_never_scored_on_rows_with_a_gap_it_does_not_fill():
     rows = dataset.x_test.copy()
     rows.loc[[1, 3], "mass"] = np.nan  # as if this run filled mass: production has no fill (its endpoint: 400)
     with pytest.raises(ChampionUnfit, match=r"gaps in column\(s\) it does not fill: mass \(2 rows\)"):
-        champion_outputs(_production_store(), "file:///m/penguins/1", onnx_bytes, _with_test_rows(dataset, rows))
+        champion_outputs(onnx_bytes, _with_test_rows(dataset, rows), *published_schemas())
     rows = dataset.x_test.copy()
     rows.loc[[2], "island"] = ""  # a category gap is "" in the raw table
     with pytest.raises(ChampionUnfit, match=r"island \(1 rows\)"):
-        champion_outputs(_production_store(), "file:///m/penguins/1", onnx_bytes, _with_test_rows(dataset, rows))
+        champion_outputs(onnx_bytes, _with_test_rows(dataset, rows), *published_schemas())
 
 
 def test_production_that_reads_a_column_as_another_type_cannot_be_scored():
@@ -95,7 +74,7 @@ def test_production_that_reads_a_column_as_another_type_cannot_be_scored():
     rows = dataset.x_test.copy()
     rows["mass"] = rows["island"]  # mass is now text in this run's data
     with pytest.raises(ChampionUnfit, match="a column it reads another way"):
-        champion_outputs(_production_store(), "file:///m/penguins/1", onnx_bytes, _with_test_rows(dataset, rows))
+        champion_outputs(onnx_bytes, _with_test_rows(dataset, rows), *published_schemas())
 
 
 def test_production_that_takes_other_columns_cannot_be_scored_on_this_split():
@@ -106,6 +85,6 @@ def test_production_that_takes_other_columns_cannot_be_scored_on_this_split():
         dataset.y_test, SPECIES, columns=dataset.columns[:4] + dataset.columns[5:], label_datatype="BYTES",
     )
     with pytest.raises(ChampionUnfit, match="sex, which this run's data lacks"):
-        champion_outputs(_production_store(), "file:///m/penguins/1", onnx_bytes, other)
+        champion_outputs(onnx_bytes, other, *published_schemas())
     with pytest.raises(ChampionUnfit, match="one array of features"):
-        champion_outputs(FilesStore({}), "file:///m/penguins/1", onnx_bytes, dataset)
+        champion_outputs(onnx_bytes, dataset, {}, {})

@@ -35,14 +35,15 @@ class FakeRegistry:
 
 
 class FakeStore:
-    """A store whose production files are there (b"onnx") or gone (StoreError)."""
+    """A store whose production model is there (b"onnx", published before the schemas: no JSON file) or gone
+    (StoreError)."""
 
     def __init__(self, files_gone: bool = False) -> None:
         self.files_gone = files_gone
         self.written: dict[str, bytes] = {}
 
     def read_uri(self, uri: str) -> bytes:
-        if self.files_gone:
+        if self.files_gone or uri.endswith(".json"):
             raise StoreError(f"{uri} does not exist")
         return b"onnx"
 
