@@ -74,7 +74,8 @@ def format_summary(summary: dict, spec_file: str = "") -> str:
         + (f" ({registry['url']})" if registry.get("url") else ""),
         f"  endpoint       {summary['infer_url']}",
         f"  smoke test     {smoke['samples']} samples, agreement {smoke['agreement']:.3f}, p95 {smoke['p95_ms']:.1f} ms",
-        *([f"  NOTE           {summary['endpoint_change']}"] if summary.get("endpoint_change") else []),
+        # A summary written before the classes were compared too calls the change "inputs_change".
+        *([f"  NOTE           {change}"] if (change := summary.get("endpoint_change") or summary.get("inputs_change")) else []),
         "",
         try_it_line(summary["example"]),
         f"  {curl_command(summary)}",
