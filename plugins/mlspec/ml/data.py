@@ -2,7 +2,7 @@
 
 Callers can rely on:
 - `load_source` returns a `Loaded` (x, y, class_names, feature_names, columns, label_datatype, and each row's
-  row_id, the rows read and the rows dropped by reason). A table
+  row_id and content_id, the rows read and the rows dropped by reason). A table
   (CSV/Parquet files, a folder, glob or prefix of them, a sql:// query) gives x as the normalized raw
   pandas DataFrame of its typed feature columns (mlspec.ml.columns: declared in data.features or inferred;
   the model's preprocessor encodes and fills them); any other source (npz, builtin:, keras:) float32 features
@@ -10,7 +10,8 @@ Callers can rely on:
   that index `class_names`; for `task="regression"`, a float32 target per sample and no class names.
 - `split` assigns each row by its row id (mlspec.ml.splits; method hash, the default), so a row keeps its split
   as the table grows; method random is the seeded shuffle of before issue 14, stratified for classification only.
-  An evaluation.holdout is the test split. Each split's row ids travel with it (Dataset.ids_*).
+  An evaluation.holdout is the test split. Each split's row ids and content ids travel with it (Dataset.ids_*,
+  Dataset.content_ids_*).
 - Feature steps (scale, normalize, reshape) are *not* applied here: the framework adapter
   turns them into the first steps of the model, so the exported ONNX model and the served
   endpoint take raw features. Only label steps (one_hot) change the data (`apply_label_steps`).
