@@ -259,3 +259,15 @@ def test_a_table_split_needs_load_sources_row_ids_and_an_array_gets_them_as_load
     through = split(*iris.splittable, validation=0.1, test=0.2, seed=0, stratify=False)
     for name in ("ids_train", "ids_test", "content_ids_train", "content_ids_test"):
         np.testing.assert_array_equal(getattr(direct, name), getattr(through, name))
+
+
+def test_a_regression_split_of_one_row_is_an_error_not_a_nan_score() -> None:
+    """The probe's 8-row cars table: 1 validation row and 1 test row, and r2 of one row is NaN, which died in
+    Airflow's XCom push with no mlspec message. prepare_data says what to do instead."""
+    x = np.arange(16, dtype=np.float32).reshape(8, 2)
+    y = np.linspace(10.0, 30.0, 8).astype(np.float32)
+    with pytest.raises(DataError, match=r"the test split has 1 row \(of 8\): a regression cannot be scored on one "
+                                        r"row \(r2 is not defined\); add rows"):  # fmt: skip
+        split(x, y, (), validation=0.0, test=0.125, seed=0, stratify=False, method="random", task="regression")
+    dataset = split(x, y, (), validation=0.0, test=0.25, seed=0, stratify=False, method="random", task="regression")
+    assert len(dataset.y_test) == 2

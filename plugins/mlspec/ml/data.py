@@ -887,6 +887,13 @@ def split(
         raise DataError(
             "the split leaves no training samples; lower data.split.validation or data.split.test"
         )
+    if task == "regression":  # r2 (and a variance) of one row is not a number: evaluate would score NaN
+        for name, part in (("validation split", y_val), ("holdout" if holdout is not None else "test split", y_test)):
+            if len(part) == 1:
+                raise DataError(
+                    f"the {name} has 1 row (of {len(y):,}): a regression cannot be scored on one row (r2 is not "
+                    "defined); add rows, or raise its share in data.split"
+                )
     for column in columns:  # a fill learned from no value would be made up
         if gaps(x_train[column.name]).all():
             raise EmptyColumn(no_value_message("the split", column.name, f"the {len(x_train):,} training rows"))
