@@ -229,3 +229,18 @@ def test_a_folder_of_many_files_lists_the_first_hundred_then_how_many_more(mlspe
     assert files[0]["uri"].endswith("/data/parts/part-000.csv") and files[99]["uri"].endswith("part-099.csv")
     assert files[0]["sha256"] == hashlib.sha256((folder / "part-000.csv").read_bytes()).hexdigest()
     assert result["lineage"]["rows"]["read"] == 309
+
+
+def test_a_missing_holdout_file_names_evaluation_holdout_source_not_data_source(mlspec_home: Path):
+    """The probe: a holdout file that is not there said 'check data.source', which was fine. The error and its next
+    step name the field to fix."""
+    from airflow.sdk.exceptions import AirflowFailException  # a GateFailed, as the task ends
+
+    (mlspec_home / "data").mkdir(exist_ok=True)
+    cars(150).to_csv(mlspec_home / "data" / "cars_2024-03-05.csv", index=False)
+    data = "  source: file://data/cars_{{ ds }}.csv\n  label: Origin\n  features: [Year, Weight_in_lbs]\n"
+    with pytest.raises(AirflowFailException) as failed:
+        prepare(spec_text(data, "  holdout: {source: 'file://data/no_such_holdout.csv'}\n"))
+    message = str(failed.value)
+    assert "no_such_holdout.csv does not exist" in message and "evaluation.holdout.source" in message
+    assert "data.source" not in message.replace("evaluation.holdout.source", "")

@@ -42,6 +42,9 @@ def lineage_files(files: list[dict]) -> list[dict]:
     return listed
 
 
+HOLDOUT_SOURCE = "evaluation.holdout.source"
+
+
 class PrepareDataOperator(MlspecOperator):
     """data.source and data.query (and evaluation.holdout's source and query) are Jinja templates: Airflow renders
     them with the run's context ({{ ds }}, {{ data_interval_start | ds }}, ...) before `run`, which reads, logs and
@@ -110,6 +113,19 @@ class PrepareDataOperator(MlspecOperator):
         except DataError as exc:
             raise GateFailed(str(exc), next_step=kind.next_step_for(uri)) from exc
 
+    def holdout_failed(self, exc: Exception) -> GateFailed:
+        """A holdout that cannot be read, said of evaluation.holdout.source: the source kinds word their messages
+        and next steps for data.source, which the user need not touch."""
+        kind = source_kind(self.holdout_source)
+        if isinstance(exc, GateFailed):
+            next_step = exc.next_step
+        else:
+            next_step = kind.next_step_for(self.holdout_source) if kind and isinstance(exc, DataSourceError) else DATA_NEXT_STEP
+        return GateFailed(
+            "evaluation.holdout: " + str(exc).replace("data.source", HOLDOUT_SOURCE),
+            next_step=next_step.replace("data.source", HOLDOUT_SOURCE),
+        )
+
     def prune_old_runs(self, run_id: str) -> None:
         """Keep the newest storage.keep_runs run folders (this run's among them); never fails the task."""
         try:
@@ -171,9 +187,12 @@ class PrepareDataOperator(MlspecOperator):
             log.info("loading evaluation.holdout %s%s", self.holdout_source,
                      f" with query: {self.holdout_query}" if self.holdout_query else "")  # fmt: skip
             self.files_read = []
-            holdout = self.load(
-                self.holdout_source, lambda uri: self.read_source_table(uri, self.holdout_query), key=split.key
-            )
+            try:
+                holdout = self.load(
+                    self.holdout_source, lambda uri: self.read_source_table(uri, self.holdout_query), key=split.key
+                )
+            except (DataError, GateFailed) as exc:
+                raise self.holdout_failed(exc) from exc
             holdout_files = self.files_read
         dataset = ml_data.split(
             *loaded.splittable,
