@@ -51,6 +51,7 @@ def test_digits_end_to_end(run_spec, model_server):
     assert set(manifest["files"]) == {
         "model.onnx", "signature.json", "metrics.json", "input_schema.json", "output_schema.json",
         "confusion_matrix.png", "training_curves.png", "model_card.md",  # evaluate's plots and the card (issue 10)
+        "splits.parquet", "profile.json", "lineage.json",  # which rows went where, the data profile, lineage (issue 14)
     }
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((version_dir / name).read_bytes()).hexdigest() == digest
