@@ -21,8 +21,7 @@ from mlspec.ml.columns import Column
 from mlspec.ml.splits import unseen_training_rows
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.registry import open_registry
-from mlspec.release import Trigger
-from mlspec.storage import sha256_hex
+from mlspec.release import PublishedFileChanged, Trigger, published_file
 from mlspec.vocabulary import (
     DRIFT_FILE,
     DRIFT_PLOT,
@@ -102,28 +101,19 @@ class ValidateDataOperator(MlspecOperator):
         return Reference(version, reference, self.published(record, SPLITS_FILE))
 
     def published(self, record: Any, name: str) -> bytes | None:
-        """A file of a published version, checked against the sha256 the registry recorded; None where the version
-        was published without it (before mlspec wrote it). A file its manifest lists that the store cannot give
-        back is a StoreError (the task's retry covers a blip): passing without it would let a configured `fail`
-        through unchecked."""
+        """A file of the production version (mlspec.release.published_file: checked against the sha256 the
+        registry recorded); None where it was published without it. One its manifest lists that the store cannot
+        give back stays a StoreError (the task's retry covers a blip): passing without it would let a configured
+        `fail` through unchecked."""
         try:
-            data = self.store.read_uri(f"{record.source_uri}/{name}")
+            return published_file(self.store, record, name)
+        except PublishedFileChanged as exc:
+            raise GateFailed(str(exc), next_step=self.lost_reference_step()) from None
         except StoreError as exc:
-            if name in record.files:
-                raise StoreError(
-                    f"the production version {record.version} of {record.model_name} lists {name} in its manifest, "
-                    f"but the store cannot give it back from {record.source_uri} ({exc}); this run's data is not "
-                    f"checked without it. If the file is lost for good: {self.lost_reference_step()}"
-                ) from None
-            return None
-        expected = record.files.get(name)
-        if expected and sha256_hex(data) != expected:
-            raise GateFailed(
-                f"the production version {record.version} of {record.model_name} at {record.source_uri}: {name} does "
-                "not match the sha256 the registry recorded; its files were changed after publishing",
-                next_step=self.lost_reference_step(),
-            )
-        return data
+            raise StoreError(
+                f"{exc}; this run's data is not checked without it. If the file is lost for good: "
+                f"{self.lost_reference_step()}"
+            ) from None
 
     def this_run_splits(self) -> bytes | None:
         """This run's splits.parquet (prepare_data's "splits_uri"); None for a hand-written DAG whose prepare step
