@@ -333,9 +333,11 @@ def verdict_line(name: str, verdict: dict[str, Any]) -> str:
     if DECISIONS.get(verdict.get("decision"), True):
         return f"{name}: the challenger goes on ({verdict.get('decision')})"
     changed = io_schema.class_diff_words(verdict)
+    left_out = verdict.get("left_out") if verdict.get("scored_on") != ON_RECORDED_METRICS else 0
     return (
         f"{name}: " + (f"{TIE_WORDS}: " if verdict.get("decision") == "tie" else "")
         + f"production version {verdict['champion_version']} keeps serving: its {verdict['metric']} is "
         f"{verdict['champion']:.4f} against the new model's {verdict['challenger']:.4f} (min_delta {verdict['min_delta']:g})"
+        + (f"; both scored without the {left_out} test rows production trained on" if left_out else "")
         + (f"; {changed}" if changed else "")
     )

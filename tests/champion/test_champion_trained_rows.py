@@ -20,7 +20,7 @@ from tests.champion.test_champion import (
 )
 
 import mlspec.champion
-from mlspec.champion import ON_RECORDED_METRICS, ON_TEST_SPLIT, compare_with_champion
+from mlspec.champion import ON_RECORDED_METRICS, ON_TEST_SPLIT, compare_with_champion, verdict_line
 from mlspec.ml.data import Dataset
 from mlspec.ml.splits import splits_parquet
 from mlspec.registry.base import VersionRecord
@@ -102,6 +102,10 @@ def test_without_content_ids_the_row_ids_say_which_rows_production_trained_on(pu
     verdict = compare(store)
     assert verdict["left_out"] == 2 and verdict["champion"] == 1.0 and verdict["challenger"] == 1.0  # rows 0-3: both right
     assert verdict["decision"] == "tie", str(verdict)
+    assert verdict_line("iris-forest", verdict) == (
+        "iris-forest: tie: the champion holds: production version 1 keeps serving: its accuracy is 1.0000 against the "
+        "new model's 1.0000 (min_delta 0); both scored without the 2 test rows production trained on"
+    )
 
 
 def test_nothing_is_left_out_when_production_trained_on_none_of_the_test_rows(publish, caplog):
@@ -125,4 +129,5 @@ def test_when_production_trained_on_every_test_row_its_recorded_metrics_decide(p
         verdict = compare(store)
     assert verdict["left_out"] == 6 and verdict["scored_on"] == ON_RECORDED_METRICS
     assert verdict["champion"] == 0.9 and verdict["decision"] == "champion_holds"
+    assert verdict_line("iris-forest", verdict).endswith("against the new model's 0.8333 (min_delta 0)")
     assert "trained on every one of the 6 rows of this run's test split" in caplog.text
