@@ -124,6 +124,8 @@ def champion_notes(verdict: Mapping[str, Any]) -> list[str]:
              if (names := name_list(verdict.get(key)))]
     if verdict.get("scored_on"):
         notes.append(f"scored on: {verdict['scored_on']}")
+    if int(verdict.get("left_out") or 0):
+        notes.append(f"left out: {int(verdict['left_out'])} test rows production had trained on (both scored on the rest)")
     return notes
 
 

@@ -43,6 +43,7 @@ PLOT_FILE = re.compile(r"[a-z][a-z0-9_]*\.png")
 
 CHAMPION_DETAILS = (
     "decision", "metric", "challenger", "champion", "champion_version", "min_delta", "classes_added", "classes_removed", "scored_on",
+    "left_out",
 )
 
 

@@ -128,6 +128,9 @@ def test_the_champion_part_names_the_classes_that_changed_and_what_was_scored():
     assert not any("classes removed" in line for line in champion)
     removed = section(card(verdict=dict(VERDICT, classes_added=[], classes_removed=["Gentoo", "<i>x</i>"])), "## Champion comparison")
     assert "- classes removed: Gentoo, &lt;i&gt;x&lt;/i&gt;" in removed
+    assert not any(line.startswith("- left out") for line in champion)
+    overlapped = section(card(verdict=dict(VERDICT, left_out=28)), "## Champion comparison")
+    assert "- left out: 28 test rows production had trained on (both scored on the rest)" in overlapped
 
 
 def test_a_version_published_before_lineage_was_recorded_has_neither_section():
