@@ -176,6 +176,11 @@ def test_a_unit_change_fails_the_run_before_training_and_names_the_way_out(reque
     drift = op.store.read_json(op.store.run_prefix(spec.name, "manual__3") + "/validate/drift.json")
     assert drift["outcome"] == "failed" and drift["drifted_columns"] == ["Weight_in_lbs"]
     assert drift["settings"]["on_drift"] == "fail" and drift["reference"]["version"] == 1
+    # The failure says where the table and the plot are, and the log why a p-value limit is not the 0.05 written.
+    run = op.store.uri_for(op.store.run_prefix(spec.name, "manual__3"))
+    assert f"The table is in {run}/validate/drift.json, the plot in {run}/validate/drift.png" in message
+    assert any("the 3 p-value tests share 0.05 (validation.drift.threshold, or 0.05): each is judged at 0.0167"
+               in record.getMessage() for record in logged)
 
 
 def test_with_warn_the_run_goes_on_and_records_the_drift(request, logged):

@@ -28,6 +28,7 @@ from mlspec.vocabulary import (
     DRIFT_FILE,
     DRIFT_PLOT,
     MAX_CHECKED_FEATURES,
+    P_VALUE_TESTS,
     PROFILE_FILE,
     SPLITS_FILE,
     VALIDATION_OUTCOMES,
@@ -142,6 +143,14 @@ class ValidateDataOperator(MlspecOperator):
         log.info(
             "data checks against production version %d (column, check, test, score, threshold, verdict):", reference.version
         )
+        tested = sum(row.test in P_VALUE_TESTS and row.score is not None for row in report.rows)
+        if tested > 1:  # a p-value limit of 0.00714 next to a written 0.1 needs a word
+            base = settings.drift.threshold if settings.drift.threshold is not None else ml_drift.P_VALUE_THRESHOLD
+            log.info(
+                "the %d p-value tests share %g (validation.drift.threshold, or 0.05): each is judged at %.3g, so "
+                "unchanged data raises a false alarm at most that often however many columns there are", tested,
+                base, base / tested,
+            )
         for line in report.log_lines():
             log.info("%s", line)
         failing = failures(report, settings)
@@ -163,7 +172,8 @@ class ValidateDataOperator(MlspecOperator):
         verdict = verdict_line(reference.version, drift, report)
         if outcome == FAILED:
             raise GateFailed(
-                f"{verdict}. The run stops before training: {'; '.join(failing)}",
+                f"{verdict}. The run stops before training: {'; '.join(failing)}. The table is in {drift_uri}"
+                + (f", the plot in {plot_uri}" if plot_uri else ""),
                 next_step=(
                     "nothing was trained. If the change is expected, retrain anyway: `mlspec run "
                     f"{self.spec_file or '<spec file>'} --accept-drift`, or trigger the DAG with accept_drift "
