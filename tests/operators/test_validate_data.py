@@ -337,6 +337,25 @@ def test_a_reference_file_the_manifest_lists_but_the_store_lost_fails_the_run(re
     assert "mlspec deploy specs/cars.yaml --version N" in message
 
 
+def test_under_warn_a_lost_reference_is_a_warning_and_the_run_goes_on(request, logged):
+    """A store that lost production's version folder (test_e2e_champion's story two: the champion gate then falls
+    back to the registry's recorded metrics) must not stop a run whose validation only warns: the checks could not
+    have stopped it either. The log says what went unchecked."""
+    from mlspec.registry import open_registry
+    from mlspec.storage import resolve_file_uri
+
+    spec = spec_for(model_name(request))  # no validation section: schema warn, on_drift warn
+    publish_production(spec, cars_dataset(0))
+    record = open_registry(spec.registry.backend, spec.registry.connection).version_record(spec.name, 1)
+    (resolve_file_uri(record.source_uri) / "profile.json").unlink()
+    outcome = operator(spec, handed_over(spec, cars_dataset(1, kilograms=True), "manual__13")).execute(context("manual__13"))
+    assert outcome["outcome"] == "no_reference" and outcome["profile_uri"]
+    warned = [r.getMessage() for r in logged if r.levelname == "WARNING"]
+    assert any("profile.json cannot be read" in m and "this run's data is not checked against it (validation warns "
+               "only, so the run goes on)" in m for m in warned), warned
+    assert not any("published before mlspec recorded training profiles" in r.getMessage() for r in logged)
+
+
 def test_a_version_whose_manifest_never_listed_splits_checks_the_whole_split_only(request):
     """splits.parquet absent from the manifest (published before issue 14's splits): no new-rows test, no failure."""
     spec = spec_for(model_name(request), "validation: {drift: {on_drift: warn}}\n")

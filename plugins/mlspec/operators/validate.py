@@ -87,6 +87,8 @@ class ValidateDataOperator(MlspecOperator):
                 f"the registry names version {version} of {spec.name} as production but has no record of its files"
             )
         profile = self.published(record, PROFILE_FILE)
+        if profile is None and PROFILE_FILE in record.files:
+            return None  # lost, and the spec lets the run go on: published() said so
         if profile is None:
             log.warning(
                 "production version %d of %s was published before mlspec recorded training profiles: nothing to "
@@ -106,17 +108,24 @@ class ValidateDataOperator(MlspecOperator):
     def published(self, record: Any, name: str) -> bytes | None:
         """A file of the production version (mlspec.release.published_file: checked against the sha256 the
         registry recorded); None where it was published without it. One its manifest lists that the store cannot
-        give back stays a StoreError (the task's retry covers a blip): passing without it would let a configured
-        `fail` through unchecked."""
+        give back stays a StoreError (the task's retry covers a blip) when the spec's validation can stop the run:
+        passing without it would let a configured `fail` through unchecked. Under warn (the default) the checks
+        could not stop the run anyway, so a store that lost the version's folder (the champion gate then falls
+        back to the registry's recorded metrics) does not stop it either: a warning says what went unchecked."""
         try:
             return published_file(self.store, record, name)
         except PublishedFileChanged as exc:
             raise GateFailed(str(exc), next_step=self.lost_reference_step()) from None
         except StoreError as exc:
-            raise StoreError(
-                f"{exc}; this run's data is not checked without it. If the file is lost for good: "
-                f"{self.lost_reference_step()}"
-            ) from None
+            validation = self.model_spec.validation
+            if "fail" in (validation.schema, validation.drift.on_drift):
+                raise StoreError(
+                    f"{exc}; this run's data is not checked without it, and validation says fail. If the file is "
+                    f"lost for good: {self.lost_reference_step()}"
+                ) from None
+            unchecked = "this run's data is not checked against it" if name == PROFILE_FILE else "no new-rows test"
+            log.warning("%s; %s (validation warns only, so the run goes on)", exc, unchecked)
+            return None
 
     def this_run_splits(self) -> bytes | None:
         """This run's splits.parquet (prepare_data's "splits_uri"); None for a hand-written DAG whose prepare step
