@@ -27,6 +27,9 @@ from mlspec.ml.frameworks.base import TrainingError
 from mlspec.ml.splits import read_splits
 from mlspec.registry import open_registry
 from mlspec.release import PublishedFileChanged, published_file, published_json
+from mlspec.vocabulary import SCORED_ON_HOLDOUT as ON_HOLDOUT
+from mlspec.vocabulary import SCORED_ON_RECORDED_METRICS as ON_RECORDED_METRICS
+from mlspec.vocabulary import SCORED_ON_TEST_SPLIT as ON_TEST_SPLIT
 from mlspec.vocabulary import SPLITS_FILE
 
 log = logging.getLogger(__name__)
@@ -43,10 +46,6 @@ TIE_WORDS = "tie: the champion holds"
 # Scores this close are one score: production is scored through its float32 ONNX graph, the challenger through
 # its framework (scikit-learn's float64), so an identical regression retrain differs in the sixth digit.
 TIE_TOLERANCE = 1e-5
-# What the champion was scored on (the verdict's "scored_on").
-ON_HOLDOUT = "the holdout"
-ON_TEST_SPLIT = "this run's test split"
-ON_RECORDED_METRICS = "the metrics the registry recorded"
 
 
 def evaluated_on(spec: Any) -> str:
@@ -128,15 +127,21 @@ def compare_with_champion(
     if onnx_bytes is None:
         return _against_recorded_metrics(spec, verdict, version, record, unreadable)
     scored_on = evaluated_on(spec)
-    trained = trained_on(store, record, dataset)
+    try:
+        trained = trained_on(store, record, dataset)
+    except PublishedFileChanged as exc:
+        raise MlspecError(
+            f"the production version {version} of {spec.name}: {exc}. Deploy a known-good version "
+            f"(`mlspec deploy {spec.source_file or '<spec>'} --version N`) before retraining"
+        ) from None
     left_out = int(trained.sum()) if trained is not None else 0
     if trained is not None and not left_out:
         log.info("none of the %d rows of %s was production version %d's training rows", len(trained), scored_on,
                  version)
-    if left_out == len(dataset.y_test) and left_out:
+    if left_out and len(dataset.y_test) - left_out < 2:  # no row, or one (whose r2 is not a number), to score on
         return _against_recorded_metrics(
             spec, {**verdict, "left_out": left_out}, version, record,
-            f"trained on every one of the {left_out} rows of {scored_on}",
+            f"trained on {left_out} of the {len(dataset.y_test)} rows of {scored_on}, leaving too few to score on",
         )
     if left_out:
         if outputs is None:

@@ -28,7 +28,7 @@ from mlspec.inference_protocol import DEFAULT_DATATYPE, curl, infer_request, inf
 from mlspec.ml.frameworks import framework_of
 from mlspec.ml.splits import SPLIT_NAMES
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER, platform_of
-from mlspec.vocabulary import DRIFT_PLOT, INPUT_NAME, MAX_CHECKED_FEATURES
+from mlspec.vocabulary import DRIFT_PLOT, INPUT_NAME, MAX_CHECKED_FEATURES, SCORED_ON_RECORDED_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ MAX_SHOWN_CATEGORIES = 8
 MAX_SHOWN_FILES = 5
 # validate_data's outcome (drift.json / lineage.json) in words, one entry per VALIDATION_OUTCOMES.
 CHECK_OUTCOMES = {
-    "no_reference": "no reference: there was no production version with a published profile to compare with",
+    "no_reference": "no reference: no production profile could be read (none yet, published before profiles, or "
+    "lost from the store: see validate_data's log)",
     "passed": "passed: no column drifted and the schema matches the reference",
     "warned": "warned: drift or schema problems were found and training went on (validation says warn)",
     "accepted": "accepted: the checks failed and the run was told to train anyway (--accept-drift)",
@@ -124,8 +125,11 @@ def champion_notes(verdict: Mapping[str, Any]) -> list[str]:
              if (names := name_list(verdict.get(key)))]
     if verdict.get("scored_on"):
         notes.append(f"scored on: {verdict['scored_on']}")
-    if int(verdict.get("left_out") or 0):
-        notes.append(f"left out: {int(verdict['left_out'])} test rows production had trained on (both scored on the rest)")
+    left_out = int(verdict.get("left_out") or 0)
+    if left_out and verdict.get("scored_on") == SCORED_ON_RECORDED_METRICS:
+        notes.append(f"production had trained on all {left_out} test rows: compared with its recorded metrics")
+    elif left_out:
+        notes.append(f"left out: {left_out} test rows production had trained on (both scored on the rest)")
     return notes
 
 

@@ -103,3 +103,8 @@ DEFAULT_LOSS = {"classification": "sparse_categorical_crossentropy", "regression
 def metrics_for(task: str) -> tuple[str, ...]:
     return tuple(name for name, metric in METRICS.items() if metric.task == task)
 
+
+# What the champion gate scored production on (its verdict's "scored_on"; the card and the Models page read it).
+SCORED_ON_HOLDOUT = "the holdout"
+SCORED_ON_TEST_SPLIT = "this run's test split"
+SCORED_ON_RECORDED_METRICS = "the metrics the registry recorded"

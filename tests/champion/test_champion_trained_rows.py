@@ -130,4 +130,13 @@ def test_when_production_trained_on_every_test_row_its_recorded_metrics_decide(p
     assert verdict["left_out"] == 6 and verdict["scored_on"] == ON_RECORDED_METRICS
     assert verdict["champion"] == 0.9 and verdict["decision"] == "champion_holds"
     assert verdict_line("iris-forest", verdict).endswith("against the new model's 0.8333 (min_delta 0)")
-    assert "trained on every one of the 6 rows of this run's test split" in caplog.text
+    assert "trained on 6 of the 6 rows of this run's test split, leaving too few to score on" in caplog.text
+
+
+def test_when_one_test_row_would_be_left_the_recorded_metrics_decide(publish, caplog):
+    """One row left is no score (r2 of one row is NaN, which evaluate could not hand on): as when none is left."""
+    store = publish(production_splits([201, 202, 203, 204, 205], CONTENT_IDS[:5].tolist()))
+    with caplog.at_level(logging.WARNING, logger="mlspec"):
+        verdict = compare(store)
+    assert verdict["left_out"] == 5 and verdict["scored_on"] == ON_RECORDED_METRICS and verdict["champion"] == 0.9
+    assert "trained on 5 of the 6 rows of this run's test split, leaving too few to score on" in caplog.text

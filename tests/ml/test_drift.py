@@ -178,7 +178,7 @@ def test_odd_data_is_compared_without_raising() -> None:
     assert rows["flat"].test == "wasserstein" and rows["flat"].drifted  # std 0: divided by Evidently's floor
     assert np.isfinite(rows["flat"].score)
     assert (rows["empty"].score, rows["empty"].drifted) == (None, False)
-    assert rows["empty"].detail == "no values to compare in this data"
+    assert rows["empty"].detail == "no values to compare in this data"  # this data's column is empty
     assert "column empty: 100% of rows missing" in report.schema_problems[0]
     assert rows["c"].score == 0.0 and not rows["c"].drifted
     small = compare(build_profile(before.iloc[:10], columns), after.iloc[:, :], columns)
@@ -263,3 +263,14 @@ def test_p_value_tests_share_the_threshold_so_unchanged_wide_data_raises_no_alar
     current = draw(880)
     current.loc[800:, "n3"] /= LBS_PER_KG
     assert compare(profile, current, wide, new_rows=np.arange(880) >= 800).drifted_columns == ["n3"]
+
+
+def test_an_empty_side_of_a_category_column_is_named_right() -> None:
+    """The final read: a category column with no value in the reference said 'no values to compare in this data'."""
+    column = [Column("c", "category", missing="most_frequent")]
+    empty = pd.DataFrame({"c": pd.Series([""] * 50, dtype=object)})
+    full = pd.DataFrame({"c": pd.Series(["a", "b"] * 25, dtype=object)})
+    against_empty = drift_rows(compare(build_profile(empty, column), full, column))["c"]
+    assert (against_empty.score, against_empty.detail) == (None, "no values to compare in the reference")
+    on_empty = drift_rows(compare(build_profile(full, column), empty, column))["c"]
+    assert (on_empty.score, on_empty.detail) == (None, "no values to compare in this data")

@@ -266,8 +266,8 @@ def test_a_regression_split_of_one_row_is_an_error_not_a_nan_score() -> None:
     Airflow's XCom push with no mlspec message. prepare_data says what to do instead."""
     x = np.arange(16, dtype=np.float32).reshape(8, 2)
     y = np.linspace(10.0, 30.0, 8).astype(np.float32)
-    with pytest.raises(DataError, match=r"the test split has 1 row \(of 8\): a regression cannot be scored on one "
-                                        r"row \(r2 is not defined\); add rows"):  # fmt: skip
+    with pytest.raises(DataError, match=r"the test split has 1 row: a regression cannot be scored on one row \(r2 "
+                                        r"is not defined\); add rows, or raise its share in data.split \(of 8 rows\)"):  # fmt: skip
         split(x, y, (), validation=0.0, test=0.125, seed=0, stratify=False, method="random", task="regression")
     dataset = split(x, y, (), validation=0.0, test=0.25, seed=0, stratify=False, method="random", task="regression")
     assert len(dataset.y_test) == 2

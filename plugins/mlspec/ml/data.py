@@ -111,7 +111,7 @@ class Dataset:
     columns: tuple[Column, ...] = ()
     label_datatype: str = ""
     # Each split's row ids and content ids (mlspec.ml.splits), aligned with its rows; empty for an npz written
-    # before issue 14 (content ids: before content ids were added to it).
+    # before issue 14 (content ids fall back to the row ids where an npz has none).
     ids_train: np.ndarray = field(default_factory=lambda: _NO_IDS)
     ids_val: np.ndarray = field(default_factory=lambda: _NO_IDS)
     ids_test: np.ndarray = field(default_factory=lambda: _NO_IDS)
@@ -812,7 +812,6 @@ def split(
     stratify: bool,
     task: str = "classification",
     method: str = "hash",
-    key: Sequence[str] | None = None,
     holdout: Loaded | None = None,
 ) -> Dataset:
     """Split into train/validation/test; `validation` and `test` are shares of the whole set. The
@@ -829,8 +828,8 @@ def split(
 
     `row_ids` and `content_ids` are load_source's. An array data set's may be left out (a caller that built its
     own arrays): they are computed as load_source does. A table's row ids come only from load_source (they hash
-    the source's raw cells, which x no longer holds). Content ids default to the row ids (right when `key` is
-    None).
+    the source's raw cells, which x no longer holds). Content ids default to the row ids (as they are without
+    data.split.key).
 
     x is an array or a table's DataFrame (its splits get a fresh 0..n-1 index). A share of 0 gives an
     empty split with the right feature shape. Each split's row ids and content ids are kept beside it
@@ -890,9 +889,10 @@ def split(
     if task == "regression":  # r2 (and a variance) of one row is not a number: evaluate would score NaN
         for name, part in (("validation split", y_val), ("holdout" if holdout is not None else "test split", y_test)):
             if len(part) == 1:
+                fix = "add rows to evaluation.holdout.source" if name == "holdout" else (
+                    f"add rows, or raise its share in data.split (of {len(y):,} rows)")
                 raise DataError(
-                    f"the {name} has 1 row (of {len(y):,}): a regression cannot be scored on one row (r2 is not "
-                    "defined); add rows, or raise its share in data.split"
+                    f"the {name} has 1 row: a regression cannot be scored on one row (r2 is not defined); {fix}"
                 )
     for column in columns:  # a fill learned from no value would be made up
         if gaps(x_train[column.name]).all():
@@ -979,9 +979,10 @@ def _random_rows(
 
 def _holdout_rows(
     holdout: Loaded, source_x: Any, class_names: Sequence[str], columns: Sequence[Column], task: str
-) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The holdout's (x, y, row ids, content ids) as load_source read it, its classes as indices into the training data's `class_names`. Its columns
-    (or an array's sample shape) must be the training data's, its classes among the training data's."""
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """The holdout's (x, y, row ids, content ids) as load_source read it, its classes as indices into the
+    training data's `class_names`. Its columns (or an array's sample shape) must be the training data's, its
+    classes among the training data's."""
     x, y = holdout.x, holdout.y
     if columns:
         theirs = {column.name: column.type for column in holdout.columns}

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -88,7 +88,6 @@ class DriftReport:
     schema: str = "warn"
     threshold: float | None = None
     share: float = 0.5
-    settings: dict[str, Any] = field(default_factory=dict)  # what to_json adds to "settings" (e.g. on_drift)
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -109,7 +108,8 @@ class DriftReport:
         return bool(self.columns_compared) and self.drift_share >= self.share
 
     def to_json(self) -> dict[str, Any]:
-        """drift.json's content; "outcome" and "accepted_by" are the operator's to set (null here)."""
+        """drift.json's content; "outcome", "accepted_by" and settings' "on_drift" are the operator's to set (null
+        here)."""
         return {
             "reference": {"version": self.reference_version, "rows": self.reference_rows},
             "current": {"rows": self.current_rows, "new_rows": self.new_rows},
@@ -117,8 +117,7 @@ class DriftReport:
                 "schema": self.schema,
                 "threshold": self.threshold,
                 "share": self.share,
-                "on_drift": None,
-                **self.settings,
+                "on_drift": None,  # the operator's, as outcome
             },
             "rows": [asdict(row) for row in self.rows],
             "columns_compared": self.columns_compared,
@@ -375,7 +374,7 @@ def _category_test(entry: Mapping[str, Any], counts: Any, test: str) -> tuple[fl
     reference = {str(key): int(count) for key, count in (entry.get("frequencies") or {}).items()}
     other = int(entry.get("other") or 0)
     if not sum(reference.values()) + other or not len(counts):
-        return None, "no values to compare in " + ("this data" if len(counts) else "the reference")
+        return None, "no values to compare in " + ("the reference" if len(counts) else "this data")
     keys = list(reference)
     current = {str(key): int(count) for key, count in counts.items()}
     if other:  # the reference counted its rarest values together: so does this data, for values not listed

@@ -197,7 +197,6 @@ class PrepareDataOperator(MlspecOperator):
         dataset = ml_data.split(
             *loaded.splittable,
             method=split.method,
-            key=split.key,
             validation=split.validation,
             test=split.test,
             seed=split.seed,

@@ -5,7 +5,8 @@ publish it beside the model: it is the next version's reference. The reference i
 version's published profile.json (and its splits.parquet: the rows whose content it did not train on are tested
 on their own), read from the store through mlspec.release.published_file, verified against the sha256 the
 registry recorded: never a run folder that keep_runs may have pruned. A file its manifest lists that the store
-cannot give back fails the task; only a version published without a profile is "no_reference".
+cannot give back fails the task where validation can stop the run (a `fail`), and is a warning under `warn`;
+with no production profile to read the outcome is "no_reference".
 mlspec.ml.drift compares the two; the spec's `validation` section says what a schema problem or a drifted column
 does: `fail` stops the run before training, unless the run was started with accept_drift; `warn` goes on and
 the version records it.

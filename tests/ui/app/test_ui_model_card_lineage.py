@@ -117,7 +117,7 @@ def test_every_outcome_validate_data_can_record_has_words():
 def test_without_a_reference_the_checks_say_so_and_show_no_table():
     lineage = dict(LINEAGE, reference_version=None, validation={"outcome": "no_reference", "drifted_columns": [], "schema_problems": [], "accepted_by": None})
     checks = section(card(lineage, None, plots=()), "## Data checks")
-    assert checks[4].startswith("| outcome | no reference: there was no production version")
+    assert checks[4].startswith("| outcome | no reference: no production profile could be read (none yet, ")
     assert not any(line.startswith("| column |") or line.startswith("| reference |") or line.startswith("![") for line in checks)
 
 

@@ -265,8 +265,8 @@ def check_classes(y: np.ndarray, dataset: Dataset) -> None:
     if missing:
         raise TrainingError(
             f"the training split has no samples of class {', '.join(missing)} ({len(present)} of "
-            f"{dataset.num_classes} classes); the model must answer every class, so add samples or set "
-            "data.split.stratify: true"
+            f"{dataset.num_classes} classes); the model must answer every class, so add samples, or split with "
+            "data.split.method: random (stratified by class unless data.split.stratify is false)"
         )
 
 
