@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlspec.errors import MlspecError, StoreError
+from mlspec.ml.columns import gaps
 from mlspec.ml.frameworks.base import TrainingError
 from mlspec.ml.splits import read_splits
 from mlspec.registry import open_registry
@@ -256,12 +257,12 @@ def champion_outputs(
     refused = {
         column.name: count
         for column in columns
-        if column.name not in fills and (count := _gap_count(dataset.x_test[column.name]))
+        if column.name not in fills and (count := int(gaps(dataset.x_test[column.name]).sum()))
     }
     if refused:
-        gaps = ", ".join(f"{name} ({count} rows)" for name, count in refused.items())
+        lacking = ", ".join(f"{name} ({count} rows)" for name, count in refused.items())
         raise ChampionUnfit(
-            f"of the {len(dataset.x_test)} test rows, some have gaps in column(s) it does not fill: {gaps}; "
+            f"of the {len(dataset.x_test)} test rows, some have gaps in column(s) it does not fill: {lacking}; "
             "its endpoint refuses such rows, so it is not scored on them"
         )
     try:
@@ -292,11 +293,6 @@ def by_class_name(outputs: dict[str, Any], output_schema: Mapping[str, Any], cla
             raise ChampionUnfit(f"it answers {width} class probabilities for {whose} {len(model_classes)} classes")
         outputs["probabilities"] = model_io.class_columns(outputs["probabilities"], model_classes, class_names)
     return outputs
-
-
-def _gap_count(values: Any) -> int:
-    """Gaps in a column of the normalized raw table (NaN in a number, "" in a category)."""
-    return int((values.isna() | (values == "")).sum())
 
 
 def _against_recorded_metrics(spec: Any, verdict: dict[str, Any], version: int, record: Any, why: str) -> dict[str, Any]:

@@ -45,7 +45,8 @@ CHECK_OUTCOMES = {
     "lost from the store: see validate_data's log)",
     "passed": "passed: no column drifted and the schema matches the reference",
     "warned": "warned: drift or schema problems were found and training went on (validation says warn)",
-    "accepted": "accepted: the checks failed and the run was told to train anyway (--accept-drift)",
+    "accepted": "accepted: the checks failed and the run was told to train anyway (accept_drift: the trigger form, or "
+    "mlspec run --accept-drift)",
     "failed": "failed: the run stopped before training",
     "skipped": f"skipped: mlspec checks tables and arrays of at most {MAX_CHECKED_FEATURES} flat features, not this data set",
 }

@@ -369,10 +369,9 @@ def load_source(
             label_name = table_label(source, list(frame.columns), label)
             columns = resolve_columns(source, frame, features, label_name, exclude)
             rows_read = len(frame)
-            used = frame[[column.name for column in columns] + [label_name]]
-            contents = splits.row_ids(used, None)
+            # The feature and label columns in name order (what row_ids(..., None) hashes), without copying them.
+            contents = splits.row_ids(frame, sorted([column.name for column in columns] + [label_name]))
             ids = contents if key is None else splits.row_ids(frame, key)
-            del used
             x, labels, kept, dropped = raw_features(source, frame, columns, label_name)
             ids, contents = ids[kept], contents[kept]
             del frame

@@ -28,7 +28,6 @@ most frequent values), and a missing share above the reference's by more than MI
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 
 from mlspec.errors import DataError
 from mlspec.ml.columns import Column
+from mlspec.ml.io_schema import significant
 from mlspec.ml.profile import PROFILE_FORMAT, category_counts, is_numeric, numeric_values
 from mlspec.vocabulary import DRIFT_CHECK, DRIFT_NEW_ROWS_CHECK, P_VALUE_TESTS, PROFILE_FILE
 
@@ -286,7 +286,7 @@ def _schema_rows(column: Column, entry: Mapping[str, Any], present: Any, rows: i
                     name,
                     NEW_CATEGORIES,
                     "",
-                    _score(new_share),
+                    significant(new_share),
                     None,
                     True,
                     f"column {name}: categories the reference never had: {shown}{more} "
@@ -301,7 +301,7 @@ def _schema_rows(column: Column, entry: Mapping[str, Any], present: Any, rows: i
                 name,
                 MISSING_SHARE,
                 "",
-                _score(share - before),
+                significant(share - before),
                 MISSING_SHARE_RISE,
                 True,
                 f"column {name}: {_percent(share)} of rows missing, the reference {_percent(before)} "
@@ -324,7 +324,7 @@ def _drift_row(
     if score is None:
         return DriftRow(name, check, test, None, limit, False, detail)
     drifted = score < limit if test in P_VALUE_TESTS else score >= limit
-    return DriftRow(name, check, test, _score(score), limit, bool(drifted), detail)
+    return DriftRow(name, check, test, significant(score), limit, bool(drifted), detail)
 
 
 def _family_wise(rows: list[DriftRow], threshold: float | None) -> list[DriftRow]:
@@ -337,7 +337,7 @@ def _family_wise(rows: list[DriftRow], threshold: float | None) -> list[DriftRow
         return rows
     limit = (threshold if threshold is not None else P_VALUE_THRESHOLD) / len(tested)
     return [
-        replace(row, threshold=_score(limit), drifted=bool(row.score < limit)) if id(row) in tested else row
+        replace(row, threshold=significant(limit), drifted=bool(row.score < limit)) if id(row) in tested else row
         for row in rows
     ]
 
@@ -401,12 +401,6 @@ def _category_test(entry: Mapping[str, Any], counts: Any, test: str) -> tuple[fl
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def _score(value: float) -> float | None:
-    """A score as JSON keeps it: 6 significant digits; None when it is not a number."""
-    value = float(value)
-    return float(f"{value:.6g}") if math.isfinite(value) else None
 
 
 def _percent(share: float) -> str:

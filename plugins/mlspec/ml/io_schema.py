@@ -33,7 +33,7 @@ class SchemaError(MlspecError):
     """The exported model's signature does not answer what its task needs."""
 
 
-def _round(value: float) -> float | None:
+def significant(value: float) -> float | None:
     """`value` to SIGNIFICANT_DIGITS significant digits; None when it is NaN or infinite."""
     value = float(value)
     if not math.isfinite(value):
@@ -47,10 +47,10 @@ def number_statistics(present: np.ndarray) -> dict[str, float | None]:
     if not present.size:
         return dict.fromkeys(("min", "max", "mean", "std"))
     return {
-        "min": _round(present.min()),
-        "max": _round(present.max()),
-        "mean": _round(present.mean()),
-        "std": _round(present.std()),
+        "min": significant(present.min()),
+        "max": significant(present.max()),
+        "mean": significant(present.mean()),
+        "std": significant(present.std()),
     }
 
 

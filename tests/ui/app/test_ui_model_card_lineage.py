@@ -93,7 +93,7 @@ def test_a_holdout_a_query_and_many_s3_files_are_said_briefly():
 def test_the_data_checks_section_has_the_outcome_the_reference_the_table_and_the_plot():
     lines = card(LINEAGE, DRIFT)
     checks = section(lines, "## Data checks")
-    assert "| outcome | accepted by alice: the checks failed and the run was told to train anyway (--accept-drift) |" in checks
+    assert "| outcome | accepted by alice: the checks failed and the run was told to train anyway (accept_drift: the trigger form, or mlspec run --accept-drift) |" in checks
     assert "| reference | production version 1 (300 rows) |" in checks
     assert "| compared | this run's training split: 239 rows, 20 of them new |" in checks
     assert "| drifted columns | body_mass_g |" in checks
