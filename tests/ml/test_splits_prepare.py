@@ -198,8 +198,8 @@ def test_the_etag_is_the_one_of_the_bytes_read_even_when_the_object_is_replaced_
     put = client.put_object(Bucket=bucket, Key="cars.csv", Body=body)
     read_object = S3Store.read_object
 
-    def read_then_replace(store: S3Store, key: str) -> Any:
-        answer = read_object(store, key)
+    def read_then_replace(store: S3Store, key: str, max_bytes: int | None = None) -> Any:
+        answer = read_object(store, key, max_bytes)
         client.put_object(Bucket=bucket, Key="cars.csv", Body=cars(70).to_csv(index=False).encode())
         return answer
 
@@ -212,6 +212,44 @@ def test_the_etag_is_the_one_of_the_bytes_read_even_when_the_object_is_replaced_
     (file,) = result["lineage"]["files"]
     assert file["sha256"] == hashlib.sha256(body).hexdigest()
     assert (file["etag"], file["version_id"]) == (put["ETag"].strip('"'), put["VersionId"])
+
+
+def test_an_object_replaced_with_a_bigger_one_after_its_listing_is_refused_before_its_body_is_read(
+    s3: tuple[Any, str], mlspec_home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The size check after the GET came after reading the whole body: an object replaced between the listing and
+    the GET could be any size. The GET's ContentLength refuses it before a byte of the body is read."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlspec.storage.s3 import S3Store
+
+    client, bucket = s3
+    monkeypatch.setenv("MLSPEC_MAX_SOURCE_BYTES", "20000")
+    client.put_object(Bucket=bucket, Key="cars.csv", Body=cars(60).to_csv(index=False).encode())
+    big = cars(2000).to_csv(index=False).encode()
+    assert len(big) > 20000
+    read_object, bodies_read = S3Store.read_object, []
+
+    def replace_then_read(store: S3Store, key: str, max_bytes: int | None = None) -> Any:
+        client.put_object(Bucket=bucket, Key="cars.csv", Body=big)
+        get_object = store.client.get_object
+
+        def watched(**kwargs: Any) -> Any:
+            response = get_object(**kwargs)
+            body_read = response["Body"].read
+            response["Body"].read = lambda *a, **k: bodies_read.append(key) or body_read(*a, **k)
+            return response
+
+        monkeypatch.setattr(store.client, "get_object", watched)
+        return read_object(store, key, max_bytes)
+
+    monkeypatch.setattr(S3Store, "read_object", replace_then_read)
+    data = (
+        f"  source: s3://{bucket}/cars.csv\n  connection: {CONN}\n  label: Origin\n  features: [Year, Weight_in_lbs]\n"
+    )
+    with pytest.raises(AirflowFailException, match=rf"cars.csv is {len(big)} bytes; data sources are limited to 20000"):
+        prepare(spec_text(data))
+    assert bodies_read == []
 
 
 def test_a_folder_of_many_files_lists_the_first_hundred_then_how_many_more(mlspec_home: Path):

@@ -10,7 +10,7 @@ import re
 from mlspec.errors import DataSourceError, StoreError
 from mlspec.sources.file import MAX_SOURCE_FILES, WILDCARDS, is_pattern, skipped
 from mlspec.sources.kind import SourceKind, SourceRead
-from mlspec.storage.s3 import DEFAULT_CONNECTION, S3Store, parse_s3_uri
+from mlspec.storage.s3 import DEFAULT_CONNECTION, ObjectTooLarge, S3Store, parse_s3_uri
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -76,10 +76,10 @@ def read_s3_object_identified(uri: str, read: SourceRead) -> tuple[bytes, dict[s
         )
     if int(listed[0].get("Size") or 0) > read.max_bytes:
         raise DataSourceError(f"{uri} is {listed[0]['Size']} bytes; data sources are limited to {read.max_bytes} bytes")
-    data, identity = store.read_object(key)
-    if len(data) > read.max_bytes:  # replaced between the listing and the GET
-        raise DataSourceError(f"{uri} is {len(data)} bytes; data sources are limited to {read.max_bytes} bytes")
-    return data, identity
+    try:
+        return store.read_object(key, read.max_bytes)  # refused before its body is read if replaced since the listing
+    except ObjectTooLarge as exc:
+        raise DataSourceError(str(exc)) from None
 
 
 def list_s3_files(uri: str, read: SourceRead) -> list[tuple[str, str]]:

@@ -97,6 +97,10 @@ def _b64_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
+class ObjectTooLarge(StoreError):
+    """An object the GET says is over the size the caller reads (read_object's max_bytes)."""
+
+
 class S3Store(ModelStore):
     """A prefix `s3://bucket/prefix` read and written through Airflow connection `connection_id`.
 
@@ -257,15 +261,21 @@ class S3Store(ModelStore):
     def read_bytes(self, key: str) -> bytes:
         return self.read_object(key)[0]
 
-    def read_object(self, key: str) -> tuple[bytes, dict[str, str | None]]:
+    def read_object(self, key: str, max_bytes: int | None = None) -> tuple[bytes, dict[str, str | None]]:
         """An object's bytes and what the same GET answered of its identity: {"etag": the ETag without its
-        quotes, "version_id": the VersionId}, each None where S3 sent none (a bucket that keeps no versions)."""
+        quotes, "version_id": the VersionId}, each None where S3 sent none (a bucket that keeps no versions).
+        ObjectTooLarge, before its body is read, when the GET says it is over `max_bytes` (an object replaced
+        with a bigger one after it was listed)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         object_key = self._object_key(key)
         try:
             # ChecksumMode lets botocore check the downloaded bytes against the stored checksum.
             response = self.client.get_object(Bucket=self.bucket, Key=object_key, ChecksumMode="ENABLED")
+            size = int(response.get("ContentLength") or 0)
+            if max_bytes is not None and size > max_bytes:
+                response["Body"].close()
+                raise ObjectTooLarge(f"{self.uri_for(key)} is {size} bytes; data sources are limited to {max_bytes} bytes")
             data = response["Body"].read()
             version = response.get("VersionId")
             identity = {
