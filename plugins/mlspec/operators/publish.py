@@ -181,8 +181,6 @@ class RegisterModelOperator(MlspecOperator):
         spec = self.model_spec
         stored = self.handed_over("stored")
         lineage = self.published_json(stored, LINEAGE_FILE)
-        # The training run gets the data it was trained on first: tracking is a record, never a gate.
-        record_data_on_run(spec, self.tracking_run_id(), lineage, self.published_json(stored, DRIFT_FILE))
         registry = open_registry(spec.registry.backend, spec.registry.connection)
         entry = registry.register(
             RegistrationRequest(
@@ -212,6 +210,9 @@ class RegisterModelOperator(MlspecOperator):
             "%s %s version %d in %s (registry version %s)",
             "registered" if entry.created else "found already registered", spec.name, entry.version, entry.backend, entry.registry_version,
         )
+        # Once registered (a retry while the registry is down logs nothing twice): the training run gets the data
+        # it was trained on; tracking is a record, never a gate.
+        record_data_on_run(spec, self.tracking_run_id(), lineage, self.published_json(stored, DRIFT_FILE))
         if entry.created:
             # Every new version starts as a candidate; promote makes it production. Both scores of
             # the champion comparison stay on the version, whichever way it went.
