@@ -67,6 +67,10 @@ class Unavailable(Exception):
     """A backend did not answer, or answered with an error; the message says which and why."""
 
 
+class NoAnswer(Unavailable):
+    """A backend that did not answer within the page's time: asking it for the next file would wait as long."""
+
+
 class NotFound(Exception):
     """The model, version or file is not there."""
 
@@ -82,7 +86,7 @@ def bounded(what: str, call: Callable[[], T], timeout_s: float) -> T:
         return future.result(timeout=timeout_s)
     except FuturesTimeout:
         future.cancel()
-        raise Unavailable(f"{what} did not answer within {timeout_s:g} s") from None
+        raise NoAnswer(f"{what} did not answer within {timeout_s:g} s") from None
     except (NotFound, ChecksumMismatch):
         raise
     except Exception as exc:  # noqa: BLE001 - any backend failure is reported on the page
@@ -606,15 +610,18 @@ def _read_files(card: VersionCard, spec: Any, number: int, timeout_s: float) -> 
         return
     published = (("evaluation", "metrics.json"), ("input_schema", "input_schema.json"), ("output_schema", "output_schema.json"),
                  ("lineage", LINEAGE_FILE), ("drift", DRIFT_FILE))
-    for attribute, file_name in published:
-        if file_name not in card.files:
-            continue
+    listed = [(attribute, file_name) for attribute, file_name in published if file_name in card.files]
+    for index, (attribute, file_name) in enumerate(listed):
         try:
             data = verified_bytes(spec, number, file_name, timeout_s, manifest=card.manifest, store=store)
             payload = json.loads(data)
             if not isinstance(payload, dict):
                 raise ValueError("not a JSON object")
             setattr(card, attribute, payload)
+        except NoAnswer as exc:  # a store that did not answer once is not asked again: the page waits no longer
+            unread = [name for _, name in listed[index + 1:]]
+            card.problems.append(f"{file_name}: {exc}" + (f"; not read: {', '.join(unread)}" if unread else ""))
+            break
         except (Unavailable, ChecksumMismatch, NotFound, ValueError) as exc:
             card.problems.append(f"{file_name}: {exc}")
 

@@ -110,3 +110,32 @@ def test_the_versions_table_says_which_data_trained_each_version(client):
     shown = [row["attrs"]["data-version"] for row in versions.find() if row["tag"] == "tr" and "data-version" in row["attrs"]]
     data_cells = [cell["text"] for cell in versions.find(data_field="data")]
     assert dict(zip(shown, data_cells, strict=True)) == {"2": f"{DIGEST.removeprefix('sha256:')[:12]} · warned (body_mass_g)", "1": "—"}
+
+
+def test_a_store_that_stops_answering_is_asked_for_no_further_file(spec, monkeypatch):
+    """The card reads five published JSON files one after another, each bounded by the page's timeout: a store
+    that hangs made the page wait five timeouts. After the first file it does not answer, the rest are named as not
+    read and not asked for."""
+    import threading
+    import time
+
+    from mlspec.storage.file import FileStore
+
+    asked, release = [], threading.Event()
+    read_bytes = FileStore.read_bytes
+
+    def hangs_on_json(store, key):
+        if key.endswith(".json") and not key.endswith("manifest.json"):
+            asked.append(key.rsplit("/", 1)[-1])
+            release.wait(5)
+        return read_bytes(store, key)
+
+    monkeypatch.setattr(FileStore, "read_bytes", hangs_on_json)
+    started = time.monotonic()
+    try:
+        card = data.version_card(spec, 2, timeout_s=0.3)
+    finally:
+        release.set()
+    assert asked == ["metrics.json"] and time.monotonic() - started < 3
+    (problem,) = [p for p in card.problems if p.startswith("metrics.json")]
+    assert problem == "metrics.json: the store did not answer within 0.3 s; not read: input_schema.json, lineage.json, drift.json"
