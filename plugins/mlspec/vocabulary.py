@@ -108,3 +108,32 @@ def metrics_for(task: str) -> tuple[str, ...]:
 SCORED_ON_HOLDOUT = "the holdout"
 SCORED_ON_TEST_SPLIT = "this run's test split"
 SCORED_ON_RECORDED_METRICS = "the metrics the registry recorded"
+
+# Progressive delivery (issue 16): the words of a spec's `rollout` section and of a rollout's record.
+ROLLOUT_STEP_KINDS = ("shadow", "canary")  # shadow: a copy of live requests; canary: a share of them, answered
+ROLLOUT_GATES = ("p95_ms", "error_rate", "agreement", "min_requests")
+ROLLOUT_ON_FAIL = ("rollback", "hold")  # a failed gate: production takes all traffic back, or the step waits for a person
+ROLLOUT_METRICS_SOURCES = ("server", "prometheus")  # where gates read: the model server's /metrics, or a Prometheus server
+# A rollout's state on the candidate's registry record (the last three are final).
+ROLLOUT_STATES = ("running", "paused", "held", "awaiting_approval", "completed", "rolled_back", "aborted")
+ROLLOUT_FINAL_STATES = ("completed", "rolled_back", "aborted")
+ROLLOUT_COMMANDS = ("pause", "resume", "abort")  # `mlspec rollout SPEC --pause|--resume|--abort`
+
+# The model server's /metrics (Prometheus text format). Every series has the labels `model` and `version`;
+# the server writes them (mlspec.server.metrics) and the rollout gates read them (mlspec.rollout.metrics).
+METRIC_REQUESTS = "mlspec_requests_total"  # + code: live requests the version answered, by HTTP status
+METRIC_LATENCY = "mlspec_request_duration_seconds"  # histogram: a live request from its body read to its answer
+METRIC_ROWS = "mlspec_rows_total"  # rows (batch entries) the version answered
+METRIC_SHADOW_REQUESTS = "mlspec_shadow_requests_total"  # + primary, outcome: copies the shadow version got
+METRIC_SHADOW_ROWS = "mlspec_shadow_rows_total"  # + primary, result: rows compared with the answering version
+METRIC_SHADOW_LATENCY = "mlspec_shadow_duration_seconds"  # histogram: a shadow copy's decode and run
+METRIC_CLASSES = "mlspec_predictions_total"  # + output, class: answered rows by predicted class
+METRIC_PREDICTION = "mlspec_prediction"  # histogram + output: a regression's answered values
+METRIC_TRAFFIC = "mlspec_traffic_percent"  # gauge: the share of live requests routed to the version
+METRIC_SHADOW_PERCENT = "mlspec_shadow_percent"  # gauge: the share of live requests copied to the version
+METRIC_REQUEST_LOG_ROWS = "mlspec_request_log_rows_total"  # rows written to the request log
+METRIC_REQUEST_LOG_DROPPED = "mlspec_request_log_dropped_total"  # + reason: rows not logged (cap, queue full)
+SHADOW_OUTCOMES = ("compared", "error", "dropped")  # dropped: the shadow queue was full
+SHADOW_RESULTS = ("agree", "disagree")
+# Latency histogram buckets (seconds), shared by the server and by the gates' p95 estimate.
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
