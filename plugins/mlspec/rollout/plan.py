@@ -1,0 +1,85 @@
+"""A rollout's steps, and the traffic the model server routes during each.
+
+A spec's `rollout` section becomes a list of steps: an optional shadow step (the candidate gets a copy of
+live requests; production answers them all), then one canary step per `canary.steps` share (the candidate
+answers that share of live requests). With an approval, the last canary step (100 %) waits for a person.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlspec.vocabulary import ROLLOUT_STEP_KINDS
+
+if TYPE_CHECKING:
+    from mlspec.spec.model import RolloutSpec
+
+log = logging.getLogger(__name__)
+
+SHADOW, CANARY = ROLLOUT_STEP_KINDS
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "shadow" | "canary"
+    percent: int  # shadow: share of live requests copied to the candidate; canary: share it answers
+    bake_s: int  # how long the step watches the gates: shadow.for_s, canary.bake_s
+
+
+def plan(rollout: RolloutSpec, *, first_version: bool = False) -> list[Step]:
+    """[shadow?] + one canary step per share. A first version has no production to compare with, so its
+    shadow step is skipped (and logged)."""
+    steps = []
+    if rollout.shadow is not None:
+        if first_version:
+            log.info("no production version to compare with: the shadow step is skipped")
+        else:
+            steps.append(Step(SHADOW, rollout.shadow.percent, rollout.shadow.for_s))
+    steps += [Step(CANARY, percent, rollout.canary.bake_s) for percent in rollout.canary.steps]
+    return steps
+
+
+def steps_before_approval(rollout: RolloutSpec, *, first_version: bool = False) -> list[Step]:
+    """Every step, or, when a person approves, every step but the last canary step."""
+    steps = plan(rollout, first_version=first_version)
+    return steps[:-1] if rollout.approval.required else steps
+
+
+def steps_after_approval(rollout: RolloutSpec, *, first_version: bool = False) -> list[Step]:
+    """The last canary step when a person approves before it, else none."""
+    return plan(rollout, first_version=first_version)[-1:] if rollout.approval.required else []
+
+
+def traffic_for(
+    step: Step, production: int | None, candidate: int, *, atol: float | None = None,
+    rtol: float | None = None,
+) -> dict:
+    """The model server's traffic parameters for `step` (POST /v2/repository/models/{m}/traffic).
+
+    Shadow: production answers everything and the candidate gets `percent` of the requests as copies.
+    Canary under 100 %: the split, and every request the production answers is copied to the candidate too,
+    so agreement is measured on all of them. Canary 100 %: the candidate answers all and production shadows
+    it. A first version (no production) answers everything alone. atol/rtol: how close two regression
+    predictions must be to agree (the spec's smoke_test tolerances); labels are compared exactly.
+    """
+    cand = str(candidate)
+    if production is None:
+        return {"weights": {cand: 100}}
+    prod = str(production)
+    if step.kind == SHADOW:
+        return {"weights": {prod: 100}, "shadow": _shadow(cand, step.percent, atol, rtol)}
+    if step.percent >= 100:
+        return {"weights": {cand: 100}, "shadow": _shadow(prod, 100, atol, rtol)}
+    weights = {prod: 100 - step.percent, cand: step.percent}
+    return {"weights": weights, "shadow": _shadow(cand, 100, atol, rtol)}
+
+
+def _shadow(version: str, percent: int, atol: float | None, rtol: float | None) -> dict:
+    shadow: dict = {"version": version, "percent": percent}
+    if atol is not None:
+        shadow["atol"] = atol
+    if rtol is not None:
+        shadow["rtol"] = rtol
+    return shadow
