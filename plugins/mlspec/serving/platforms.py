@@ -59,6 +59,11 @@ class ServingPlatform:
     endpoint_lookup: Callable[[Any], str] | None = None
     # The manifest deploy applies for a version, for `mlspec manifest` ((spec, version) -> dict); None: none.
     manifest: Callable[..., dict] | None = None
+    # What a rollout and serving.log_requests can use there: a shadow version (a copy of live requests), mlspec's
+    # per-version metrics at the endpoint's /metrics, and request logging to the store. Lint reads these.
+    shadows: bool = False
+    version_metrics: bool = False
+    logs_requests: bool = False
 
     def settings_of(self, serving: Mapping) -> Any:
         """The typed settings of a resolved `serving` mapping (None when this platform has none)."""
@@ -92,6 +97,9 @@ LOCAL = ServingPlatform(
     on_this_machine=True,
     serves_versions=True,
     shell_endpoint=lambda spec: f"${{MLSPEC_SERVER_URL:-{spec.serving.url or DEFAULT_SERVER_URL}}}",
+    shadows=True,
+    version_metrics=True,
+    logs_requests=True,
 )
 
 

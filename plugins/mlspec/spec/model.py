@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from mlspec.deadlines import parse_duration
 from mlspec.ml.columns import Column, declared_columns
 from mlspec.plain_data import thaw
 from mlspec.serving.platforms import platform_named
@@ -242,6 +243,20 @@ class RegistrySpec:
 
 
 @dataclass(frozen=True)
+class RequestLogSpec:
+    """serving.log_requests: a sampled share of live requests written to the store (mlspec.server.request_log)."""
+
+    sample: float  # share of requests logged, in (0, 1]
+    max_mb_per_hour: float  # Parquet megabytes written per model and hour at most
+
+    @classmethod
+    def from_mapping(cls, log_requests: dict | None) -> RequestLogSpec | None:
+        if log_requests is None:
+            return None
+        return cls(sample=float(log_requests["sample"]), max_mb_per_hour=float(log_requests["max_mb_per_hour"]))
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     """`serving`: what every platform reads, plus the chosen platform's own settings (`serving.<platform>`)."""
 
@@ -252,6 +267,7 @@ class ServingSpec:
     connection: str | None  # Airflow connection id of the platform's credentials
     timeout: int  # seconds a deploy waits for the endpoint to become ready
     settings: Any = None  # the platform's typed settings, e.g. KServeSettings; None when it has none
+    log_requests: RequestLogSpec | None = None  # None: no request is logged
 
     @classmethod
     def from_mapping(cls, serving: dict) -> ServingSpec:
@@ -263,6 +279,7 @@ class ServingSpec:
             connection=serving["connection"],
             timeout=serving["timeout"],
             settings=platform_named(serving["platform"]).settings_of(serving),
+            log_requests=RequestLogSpec.from_mapping(serving.get("log_requests")),
         )
 
 
@@ -312,12 +329,95 @@ class TuningSpec:
 
 
 @dataclass(frozen=True)
+class ShadowStep:
+    """rollout.shadow: production answers, a `percent` share of live requests is copied to the candidate."""
+
+    percent: int  # 1..100
+    for_s: int  # how long the step bakes
+
+
+@dataclass(frozen=True)
+class CanarySpec:
+    """rollout.canary: the candidate answers steps[i] percent of live requests, each step baking bake_s."""
+
+    steps: tuple[int, ...]  # strictly increasing, the last 100 (lint)
+    bake_s: int
+
+
+@dataclass(frozen=True)
+class RolloutGates:
+    """rollout.gates: what each step must show; None: that gate is not checked."""
+
+    p95_ms: float | None
+    error_rate: float | None
+    agreement: float | None
+    min_requests: int  # a step waits for this many requests (up to 3 x its bake) before the gates decide
+
+
+@dataclass(frozen=True)
+class ApprovalSpec:
+    """rollout.approval: a person approves before the last canary step."""
+
+    required: bool
+    timeout_s: int  # then the candidate is rolled back
+
+
+@dataclass(frozen=True)
+class RolloutMetricsSpec:
+    """rollout.metrics: where the gates read (vocabulary.ROLLOUT_METRICS_SOURCES)."""
+
+    source: str  # server: the endpoint's /metrics | prometheus: a Prometheus server that scrapes it
+    connection: str | None  # prometheus: the Airflow connection id of the Prometheus server
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """`rollout`: shadow and canary steps after the smoke test, gated on live metrics (mlspec.rollout)."""
+
+    shadow: ShadowStep | None  # None: no shadow step
+    canary: CanarySpec
+    gates: RolloutGates
+    approval: ApprovalSpec
+    on_fail: str  # vocabulary.ROLLOUT_ON_FAIL: rollback | hold
+    metrics: RolloutMetricsSpec
+
+    @classmethod
+    def from_mapping(cls, rollout: dict | None) -> RolloutSpec | None:
+        """The typed section of a resolved spec (defaults filled), or None when the spec has none."""
+        if rollout is None:
+            return None
+        shadow, canary, gates = rollout["shadow"], rollout["canary"], rollout["gates"]
+        approval, metrics = rollout["approval"], rollout["metrics"]
+        return cls(
+            shadow=None if shadow is None else ShadowStep(
+                percent=shadow["percent"], for_s=parse_duration(shadow["for"], where="rollout.shadow.for")
+            ),
+            canary=CanarySpec(
+                steps=tuple(canary["steps"]), bake_s=parse_duration(canary["bake"], where="rollout.canary.bake")
+            ),
+            gates=RolloutGates(
+                p95_ms=gates["p95_ms"],
+                error_rate=gates["error_rate"],
+                agreement=gates["agreement"],
+                min_requests=gates["min_requests"],
+            ),
+            approval=ApprovalSpec(
+                required=approval["required"],
+                timeout_s=parse_duration(approval["timeout"], where="rollout.approval.timeout"),
+            ),
+            on_fail=rollout["on_fail"],
+            metrics=RolloutMetricsSpec(source=metrics["source"], connection=metrics["connection"]),
+        )
+
+
+@dataclass(frozen=True)
 class NotifySpec:
-    """`notify`: who hears of a failed run or a champion that holds, through which Airflow connection."""
+    """`notify`: who hears of a failed run, a champion that holds or a rolled back rollout, through which
+    Airflow connection."""
 
     connection: str  # Airflow connection id of the notifier (smtp)
     to: tuple[str, ...]
-    events: tuple[str, ...]  # failure | champion_holds
+    events: tuple[str, ...]  # mlspec.notify.EVENTS: failure | champion_holds | rollback
 
     @classmethod
     def from_mapping(cls, notify: dict | None) -> NotifySpec | None:
@@ -347,6 +447,8 @@ class ModelSpec:
     # `timeouts`: task id or "default" -> duration ("2h"); None: the built-in deadlines (mlspec.deadlines)
     timeouts: MappingProxyType | None = None
     validation: ValidationSpec = ValidationSpec()  # always there: the defaults when the spec has no section
+    # None: no `rollout` section; the candidate takes all traffic at once after the smoke test, as before
+    rollout: RolloutSpec | None = None
 
     @property
     def name(self) -> str:
@@ -414,4 +516,5 @@ class ModelSpec:
             notify=NotifySpec.from_mapping(d.get("notify")),
             timeouts=_freeze(d["timeouts"]) if d.get("timeouts") else None,
             validation=ValidationSpec.from_mapping(d.get("validation")),
+            rollout=RolloutSpec.from_mapping(d.get("rollout")),
         )

@@ -1,6 +1,6 @@
 """Checks the JSON Schema cannot express, each reported at the node it is about: one module per spec
 section (data, storage, model and training, evaluation, validation, serving, registry, schedule, timeouts,
-tuning), plus the whole document's text and credentials."""
+tuning, rollout), plus the whole document's text and credentials."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from mlspec.spec.lint.evaluation import check_evaluation, check_holdout
 from mlspec.spec.lint.metadata import check_name
 from mlspec.spec.lint.model import check_framework
 from mlspec.spec.lint.registry import check_registry
+from mlspec.spec.lint.rollout import check_request_logging, check_rollout
 from mlspec.spec.lint.schedule import check_schedule
 from mlspec.spec.lint.serving import check_serving
 from mlspec.spec.lint.storage import check_local_store, check_storage_uri
@@ -49,6 +50,8 @@ CHECKS = (
     check_registry,
     check_deploy_deadline,
     check_tuning,
+    check_rollout,
+    check_request_logging,
 )
 
 
