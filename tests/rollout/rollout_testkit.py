@@ -62,3 +62,53 @@ def rollout_spec(shadow=None, steps=(10, 50, 100), bake_s=300, approval=False, s
         on_fail="rollback",
         metrics=RolloutMetricsSpec(source, connection),
     )
+
+
+class ServerCounters:
+    """The model server's metric names in a CollectorRegistry of their own (prometheus_client), for tests of
+    the gates' reading without a model server; a test counts the answers it wants the server to have given."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        from mlspec.vocabulary import (
+            LATENCY_BUCKETS_S,
+            METRIC_LATENCY,
+            METRIC_REQUESTS,
+            METRIC_SHADOW_LATENCY,
+            METRIC_SHADOW_REQUESTS,
+            METRIC_SHADOW_ROWS,
+        )
+
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(METRIC_REQUESTS, "live requests", ["model", "version", "code"],
+                                registry=registry)
+        self.latency = Histogram(METRIC_LATENCY, "latency", ["model", "version"], buckets=LATENCY_BUCKETS_S,
+                                 registry=registry)
+        self.shadow_requests = Counter(METRIC_SHADOW_REQUESTS, "shadow copies",
+                                       ["model", "version", "primary", "outcome"], registry=registry)
+        self.shadow_rows = Counter(METRIC_SHADOW_ROWS, "shadow rows",
+                                   ["model", "version", "primary", "result"], registry=registry)
+        self.shadow_latency = Histogram(METRIC_SHADOW_LATENCY, "shadow latency", ["model", "version"],
+                                        buckets=LATENCY_BUCKETS_S, registry=registry)
+
+    def answer(self, model: str, version: str, code: int, seconds: list[float]) -> None:
+        """len(seconds) live answers with status `code`, each taking its seconds."""
+        self.requests.labels(model, version, str(code)).inc(len(seconds))
+        for s in seconds:
+            self.latency.labels(model, version).observe(s)
+
+    def shadow(self, model: str, version: str, primary: str, *, compared: int, errors: int, dropped: int,
+               agree: int, disagree: int, seconds: float) -> None:
+        """Shadow copies `version` ran of what `primary` answered (each `seconds` long), and rows compared."""
+        for outcome, count in (("compared", compared), ("error", errors), ("dropped", dropped)):
+            self.shadow_requests.labels(model, version, primary, outcome).inc(count)
+        for result, count in (("agree", agree), ("disagree", disagree)):
+            self.shadow_rows.labels(model, version, primary, result).inc(count)
+        for _ in range(compared + errors):
+            self.shadow_latency.labels(model, version).observe(seconds)
+
+    def text(self) -> str:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry).decode()

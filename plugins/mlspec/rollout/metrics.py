@@ -1,12 +1,57 @@
 """The live metrics a rollout step's gates read: what the candidate did since the step began.
 
-The model server counts every request, latency and shadow comparison in its /metrics (the names in
-mlspec.vocabulary); a step takes a snapshot when it starts and reads the window since then.
+The model server counts requests, latencies and shadow comparisons per model and version in its /metrics
+(names in mlspec.vocabulary). A step takes a snapshot when it starts and reads the window since: the
+counters' growth, per series. Two sources give the same numbers:
+- ServerMetrics reads the server's /metrics itself (spec `rollout.metrics.source: server`);
+- PrometheusMetrics asks a Prometheus server that scrapes it (`source: prometheus`, an Airflow connection),
+  for the same series at the step's start and now. Not `increase()`: it leaves out a series' first scrape,
+  so a candidate's first requests, and a first 5xx whose series appears mid-step, would never count.
+A counter lower than at the start means the server restarted: the later value is the window's growth.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlspec.connections import bearer_token, get_connection
+from mlspec.errors import MlspecError
+from mlspec.vocabulary import (
+    METRIC_LATENCY,
+    METRIC_REQUESTS,
+    METRIC_SHADOW_LATENCY,
+    METRIC_SHADOW_REQUESTS,
+    METRIC_SHADOW_ROWS,
+    ROLLOUT_METRICS_SOURCES,
+    SHADOW_OUTCOMES,
+    SHADOW_RESULTS,
+)
+
+log = logging.getLogger(__name__)
+
+SERVER_SOURCE, PROMETHEUS_SOURCE = ROLLOUT_METRICS_SOURCES
+COMPARED, SHADOW_ERROR, DROPPED = SHADOW_OUTCOMES
+AGREE, DISAGREE = SHADOW_RESULTS
+LATENCY_BUCKETS = (f"{METRIC_LATENCY}_bucket", f"{METRIC_SHADOW_LATENCY}_bucket")
+# The series the gates read: counters (their _total samples) and the latency histograms' buckets.
+READ = frozenset({METRIC_REQUESTS, METRIC_SHADOW_REQUESTS, METRIC_SHADOW_ROWS, *LATENCY_BUCKETS})
+QUANTILE = 0.95
+
+# A series: its sample name and its labels (model, version, ...; from Prometheus also job and instance).
+Series = tuple[str, frozenset[tuple[str, str]]]
+
+
+class MetricsUnavailable(MlspecError):
+    """The metrics could not be read (the server or Prometheus did not answer, or answered nonsense)."""
 
 
 @dataclass(frozen=True)
@@ -28,3 +73,210 @@ class StepMetrics:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class MetricsSource(ABC):
+    @abstractmethod
+    def snapshot(self, model: str) -> Any:
+        """What a window starts from (the server: its counters now; Prometheus: the time now)."""
+
+    @abstractmethod
+    def window(self, model: str, candidate: int, production: int | None, start: Any) -> StepMetrics:
+        """What the candidate did since `start` (a snapshot of the same model)."""
+
+
+class ServerMetrics(MetricsSource):
+    """The model server's own /metrics (GET {endpoint}/metrics; open, no token)."""
+
+    def __init__(self, endpoint_url: str, timeout_s: float = 10) -> None:
+        self.url = endpoint_url.rstrip("/") + "/metrics"
+        self.timeout_s = timeout_s
+
+    def snapshot(self, model: str) -> dict[Series, float]:
+        try:
+            response = httpx.get(self.url, timeout=self.timeout_s)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise MetricsUnavailable(f"could not read {self.url}: {exc}") from exc
+        try:
+            return parse_metrics(response.text, model)
+        except ValueError as exc:
+            raise MetricsUnavailable(f"{self.url} is not Prometheus text ({exc})") from exc
+
+    def window(self, model: str, candidate: int, production: int | None, start: Any) -> StepMetrics:
+        return step_metrics(growth(start, self.snapshot(model)), candidate, production)
+
+
+class PrometheusMetrics(MetricsSource):
+    """A Prometheus server that scrapes the model server: the same series, at the step's start and now."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10, headers: Mapping[str, str] | None = None,
+                 auth: tuple[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.headers = dict(headers or {})
+        self.auth = auth
+
+    def snapshot(self, model: str) -> float:
+        return time.time()
+
+    def window(self, model: str, candidate: int, production: int | None, start: Any) -> StepMetrics:
+        before = self.series_at(model, float(start))
+        now = self.series_at(model, time.time())
+        return step_metrics(growth(before, now), candidate, production)
+
+    def series_at(self, model: str, at: float) -> dict[Series, float]:
+        """The model's series as Prometheus last scraped them at `at` (within its lookback, 5 min)."""
+        names = "|".join(sorted(READ))
+        result = self.query(f'{{__name__=~"{names}",model="{_promql_string(model)}"}}', at)
+        values: dict[Series, float] = {}
+        for item in result:
+            labels = dict(item["metric"])
+            name = labels.pop("__name__")
+            key = (name, frozenset(labels.items()))
+            values[key] = values.get(key, 0.0) + float(item["value"][1])
+        return values
+
+    def query(self, promql: str, at: float) -> list[dict]:
+        """An instant query's vector (GET /api/v1/query)."""
+        url = f"{self.base_url}/api/v1/query"
+        try:
+            response = httpx.get(url, params={"query": promql, "time": f"{at:.3f}"}, headers=self.headers,
+                                 auth=self.auth, timeout=self.timeout_s)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise MetricsUnavailable(f"could not query Prometheus at {url}: {exc}") from exc
+        if response.status_code != 200 or body.get("status") != "success":
+            raise MetricsUnavailable(f"Prometheus at {url} answered {response.status_code} to {promql}: "
+                                     f"{body.get('error') or body}")
+        data = body["data"]
+        if data.get("resultType") != "vector":
+            kind = data.get("resultType")
+            raise MetricsUnavailable(f"Prometheus answered a {kind} to {promql}, not a vector")
+        return data["result"]
+
+
+def _promql_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def metrics_source(spec: Any, deployment_endpoint_url: str) -> MetricsSource:
+    """Where the spec's gates read: the deployment's own /metrics, or the Prometheus its connection names."""
+    settings = spec.rollout.metrics
+    if settings.source == PROMETHEUS_SOURCE:
+        return prometheus_from_connection(settings.connection)
+    return ServerMetrics(deployment_endpoint_url)
+
+
+def prometheus_from_connection(connection_id: str) -> PrometheusMetrics:
+    """The Airflow connection as a Prometheus base URL: host (or a whole URL), port, schema http|https;
+    a token (extra {"token": ...}, or the password without a login) or login/password."""
+    used_for = "the rollout gates' Prometheus (rollout.metrics.connection)"
+    connection = get_connection(connection_id, used_for=used_for)
+    host = (connection.host or "").strip().rstrip("/")
+    if not host:
+        raise MlspecError(f"Airflow connection {connection_id!r} for {used_for} has no host; "
+                          "set its host (and port) to the Prometheus server")
+    if "://" not in host:
+        host = f"{connection.schema or 'http'}://{host}"
+    url = f"{host}:{connection.port}" if connection.port else host
+    token = bearer_token(connection)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    auth = (connection.login, connection.password or "") if connection.login else None
+    return PrometheusMetrics(url, headers=headers, auth=auth)
+
+
+def parse_metrics(text: str, model: str) -> dict[Series, float]:
+    """The gates' series of `model` in a /metrics page (Prometheus text format)."""
+    values: dict[Series, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in READ and sample.labels.get("model") == model:
+                values[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
+    return values
+
+
+def growth(start: Mapping[Series, float], now: Mapping[Series, float]) -> dict[Series, float]:
+    """Each series' growth from `start` to `now`; a series new since the start grew from 0, one that went down
+    was reset by a restart of the server, and its value now is what it counted since."""
+    grown = {}
+    for key, value in now.items():
+        before = start.get(key, 0.0)
+        if value < before:
+            log.info("%s%s went down from %g to %g: the model server restarted; counting %g since",
+                     key[0], dict(sorted(key[1])), before, value, value)
+            grown[key] = value
+        else:
+            grown[key] = value - before
+    return grown
+
+
+def step_metrics(grown: Mapping[Series, float], candidate: int, production: int | None) -> StepMetrics:
+    """The StepMetrics of the candidate from the series' growth over a window."""
+    cand, prod = str(candidate), None if production is None else str(production)
+    pairs = {(cand, prod), (prod, cand)} if prod is not None else set()
+    live = live_errors = shadow = shadow_errors = dropped = agree = disagree = 0.0
+    buckets: dict[float, float] = {}
+    for (name, label_items), value in grown.items():
+        labels = dict(label_items)
+        version = labels.get("version")
+        if name == METRIC_SHADOW_ROWS:
+            if (version, labels.get("primary")) in pairs:
+                result = labels.get("result")
+                agree += value if result == AGREE else 0.0
+                disagree += value if result == DISAGREE else 0.0
+        elif version != cand:
+            continue
+        elif name == METRIC_REQUESTS:
+            live += value
+            live_errors += value if labels.get("code", "").startswith("5") else 0.0
+        elif name == METRIC_SHADOW_REQUESTS:
+            outcome = labels.get("outcome")
+            shadow += value if outcome in (COMPARED, SHADOW_ERROR) else 0.0
+            shadow_errors += value if outcome == SHADOW_ERROR else 0.0
+            dropped += value if outcome == DROPPED else 0.0
+        elif name in LATENCY_BUCKETS:
+            upper = float(labels["le"])
+            buckets[upper] = buckets.get(upper, 0.0) + value
+    p95_s = histogram_quantile(QUANTILE, buckets.items())
+    compared = agree + disagree
+    return StepMetrics(
+        requests=round(live + shadow),
+        errors=round(live_errors + shadow_errors),
+        p95_ms=None if math.isnan(p95_s) else p95_s * 1000,
+        agreement=agree / compared if compared else None,
+        compared_rows=round(compared),
+        dropped=round(dropped),
+    )
+
+
+def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:
+    """The q-quantile of a cumulative histogram ((upper bound, count) pairs, +Inf among them), the way
+    Prometheus's histogram_quantile estimates it: linear interpolation inside the bucket the rank falls in;
+    the highest finite bound when it falls in +Inf; NaN without observations or a +Inf bucket."""
+    merged: dict[float, float] = {}
+    for upper, count in buckets:
+        merged[upper] = merged.get(upper, 0.0) + count
+    ordered = sorted(merged.items())
+    if len(ordered) < 2 or not math.isinf(ordered[-1][0]):
+        return math.nan
+    counts, highest = [], 0.0
+    for _, count in ordered:  # a count below the one before (scrapes out of step) is read as the one before
+        highest = max(highest, count)
+        counts.append(highest)
+    observations = counts[-1]
+    if observations == 0:
+        return math.nan
+    rank = q * observations
+    b = next(i for i, count in enumerate(counts[:-1] + [math.inf]) if count >= rank)
+    if b == len(ordered) - 1:
+        return ordered[-2][0]
+    if b == 0 and ordered[0][0] <= 0:
+        return ordered[0][0]
+    start, end, count = 0.0, ordered[b][0], counts[b]
+    if b > 0:
+        start = ordered[b - 1][0]
+        count -= counts[b - 1]
+        rank -= counts[b - 1]
+    return start + (end - start) * (rank / count)
+
