@@ -1,51 +1,21 @@
-"""Rollout sections and metrics for the rollout tests."""
+"""Rollout sections and the server's metrics for the rollout tests."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 
+from mlspec.spec import load_spec_text
+from mlspec.spec.model import RolloutGates, RolloutSpec
 
-# Until mlspec.spec.model has RolloutSpec (issue 16, H1): the contract's shape.
-@dataclass(frozen=True)
-class ShadowStep:
-    percent: int
-    for_s: int
-
-
-@dataclass(frozen=True)
-class CanarySpec:
-    steps: tuple[int, ...]
-    bake_s: int
-
-
-@dataclass(frozen=True)
-class RolloutGates:
-    p95_ms: float | None
-    error_rate: float | None
-    agreement: float | None
-    min_requests: int
-
-
-@dataclass(frozen=True)
-class ApprovalSpec:
-    required: bool
-    timeout_s: int
-
-
-@dataclass(frozen=True)
-class RolloutMetricsSpec:
-    source: str
-    connection: str | None
-
-
-@dataclass(frozen=True)
-class RolloutSpec:
-    shadow: ShadowStep | None
-    canary: CanarySpec
-    gates: RolloutGates
-    approval: ApprovalSpec
-    on_fail: str
-    metrics: RolloutMetricsSpec
+SPEC = """\
+apiVersion: mlspec/v1
+kind: ModelSpec
+metadata: {name: iris}
+data: {source: builtin:iris}
+model:
+  layers:
+    - dense: {units: 3, activation: softmax}
+"""
 
 
 def gates(p95_ms=None, error_rate=None, agreement=None, min_requests=100) -> RolloutGates:
@@ -54,14 +24,13 @@ def gates(p95_ms=None, error_rate=None, agreement=None, min_requests=100) -> Rol
 
 def rollout_spec(shadow=None, steps=(10, 50, 100), bake_s=300, approval=False, source="server",
                  connection=None) -> RolloutSpec:
-    return RolloutSpec(
-        shadow=ShadowStep(*shadow) if shadow else None,
-        canary=CanarySpec(tuple(steps), bake_s),
-        gates=gates(),
-        approval=ApprovalSpec(approval, 48 * 3600),
-        on_fail="rollback",
-        metrics=RolloutMetricsSpec(source, connection),
-    )
+    """A spec's rollout section, loaded (and linted) the way a spec file is."""
+    section: dict = {"canary": {"steps": list(steps), "bake": f"{bake_s}s"},
+                     "approval": {"required": approval, "timeout": "48h"},
+                     "metrics": {"source": source, **({"connection": connection} if connection else {})}}
+    if shadow:
+        section["shadow"] = {"percent": shadow[0], "for": f"{shadow[1]}s"}
+    return load_spec_text(SPEC + f"rollout: {json.dumps(section)}\n", "rollout.yaml").rollout
 
 
 class ServerCounters:
