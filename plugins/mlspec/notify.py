@@ -10,6 +10,8 @@ password of the connection; its extra ``from_email`` is the sender, else ``mlspe
   run stored (if it got that far) and what to do.
 - ``champion_holds``: deploy calls :func:`notify_champion_holds` as it skips, with the run summary: both
   scores, the candidate and the production version, and how to serve the candidate anyway.
+- ``rollback``: a rollout rolled back (a failed gate, a rejected or timed-out approval, an abort): the release
+  service calls :func:`notify_rollback` with the candidate, the failed gate and the production version that serves.
 
 Notifying is a report, not a gate: a message that cannot be sent is logged and never changes the run.
 Sending has an overall deadline (MLSPEC_NOTIFY_TIMEOUT_S, default 60 s), not just a per-read socket
@@ -110,6 +112,15 @@ def notify_champion_holds(spec: Any, summary: dict, context: Any) -> bool:
     return send(notify.connection, list(notify.to), subject, paragraphs, context)
 
 
+def notify_rollback(spec: Any, rollback: dict, context: Any = None) -> bool:
+    """A rollout's rollback (`rollback`: model, version, production, reason, gate, by, run_id); True when sent."""
+    notify = spec.notify
+    if notify is None or ROLLBACK not in notify.events:
+        return False
+    subject, paragraphs = rollback_message(rollback, spec.source_file or "")
+    return send(notify.connection, list(notify.to), subject, paragraphs, context)
+
+
 # -- the messages --------------------------------------------------------------------------------
 def failure_message(model: str, spec_file: str, context: Any, stored: dict | None) -> tuple[str, list[str]]:
     """(subject, paragraphs) for a failed run, from the failure callback's context and the version the
@@ -179,6 +190,25 @@ def champion_holds_message(summary: dict, spec_file: str) -> tuple[str, list[str
         f"{spec_ref}, then trigger a new run.",
     ]
     return f"[mlspec] {model}: version {version} {outcome}", paragraphs
+
+
+def rollback_message(rollback: dict, spec_file: str) -> tuple[str, list[str]]:
+    """(subject, paragraphs) for a rollout rolled back: the candidate, what failed (the gate), what serves."""
+    model = rollback.get("model", "?")
+    version = rollback.get("version", "?")
+    production = rollback.get("production")
+    serves = f"production version {production} answers every request" if production is not None else "nothing is served"
+    why = rollback.get("gate") or "the rollout"
+    spec_ref = spec_file or f"<the spec of {model}>"
+    paragraphs = [
+        f"Model {model}: the rollout of version {version} was rolled back ({why}); {serves}.",
+        f"Why: {rollback.get('reason', '?')}",
+        f"Rolled back by {rollback.get('by', '?')}" + (f" in run {rollback['run_id']}." if rollback.get("run_id") else "."),
+        f"Version {version} is marked rolled_back in the registry; its steps and each gate's value are on its "
+        f"rollout record (`mlspec rollout {spec_ref} --status`, the Models page). What to do: fix the model or its "
+        f"data, or the rollout gates in {spec_ref}, then trigger a new run.",
+    ]
+    return f"[mlspec] {model}: version {version} rolled back ({why}); {serves}", paragraphs
 
 
 # -- the notifiers: one entry per kind of notify.connection ----------------------------------------

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from mlspec.errors import MlspecError, ServingError, StoreError
+from mlspec.notify import notify_rollback
 from mlspec.registry import open_registry
 from mlspec.registry.base import ModelRegistry, ProductionChange, VersionRecord, utc_now
 from mlspec.registry.reading import open_for_reading
@@ -256,15 +257,19 @@ class Release:
             return None
 
     # -- 3. serve: apply, then await_ready (in the worker, or with the triggerer's event) ---------------
-    def apply(self, version: int, version_uri: str) -> dict:
-        """Start serving `version`; the backend's state for `await_ready` (or its `readiness_trigger`)."""
+    def apply(self, version: int, version_uri: str, *, serve: bool = True) -> dict:
+        """Start serving `version`; the backend's state for `await_ready` (or its `readiness_trigger`).
+        `serve=False` (a rollout's candidate): loaded and ready beside production, answering no live request
+        until the rollout's steps give it traffic."""
         served = self.served_or_none()
         production = self.production()
         if served is not None and served != production:
             log.warning("drift: serving had %s version %s while the registry's production version is %s; a "
                         "failure restores the registry's", self.name, served, production)
         self.endpoint_change(production, version)
-        return self.serving.apply(self.name, version, version_uri)
+        if serve:
+            return self.serving.apply(self.name, version, version_uri)
+        return self.serving.apply(self.name, version, version_uri, serve=False)
 
     def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
         """The applied version answers: its Deployment, to be rolled back to the registry's production
@@ -399,6 +404,49 @@ class Release:
                      deployment.version)
         before = self.production()
         return self.promote(deployment, None if done else trigger.change("promote", before, deployment.version, reason))
+
+    # -- a rollout: the candidate takes live traffic step by step, then serves or goes back ---------------
+    def set_traffic(self, traffic: dict) -> None:
+        """One rollout step: route live requests as `traffic` says (mlspec.rollout.plan.traffic_for)."""
+        self.serving.set_traffic(self.name, traffic)
+
+    def finish_rollout(self, deployment: Deployment) -> None:
+        """The rollout's steps passed: the candidate becomes the served version and answers every request (the
+        plain load: any traffic split and shadow cleared). Production moves with `promote_candidate` next.
+        Call it under the model's lock."""
+        record = self.registry.version_record(self.name, deployment.version)
+        if record is None:
+            raise OperationFailed(f"{self.name} version {deployment.version} is no longer registered; nothing changed")
+        self.serving.deploy(self.name, deployment.version, record.source_uri)
+        log.info("%s version %d answers every request after its rollout", self.name, deployment.version)
+
+    def roll_back_rollout(self, deployment: Deployment, reason: str, trigger: Trigger, *, by: str,
+                          gate: str = "", context: Any = None) -> str:
+        """A rollout failed (a gate, a rejected or timed-out approval, an abort): production takes every
+        request back (the traffic split cleared, production served, the candidate unloaded: `serve_production`,
+        the one restore), the candidate is marked `rolled_back`, serving's going back goes on the audit trail
+        and the `rollback` notification goes out. Returns the story; RollbackFailed when serving refused (the
+        candidate is then marked `failed`). Call it under the model's lock."""
+        version = deployment.version
+        production = self.production()
+        message = f"the rollout of {self.name} version {version} was rolled back by {by}: {reason}"
+        log.error("%s; production version %s takes every request back", message, production)
+        try:
+            self.serving.set_traffic(self.name, {"weights": None})  # fast: production answers all at once
+        except ServingError as exc:  # the restore below clears it too
+            log.warning("could not clear the traffic split of %s first: %s", self.name, exc)
+        try:
+            restored = self.serve_production(version, deployment.served_model_name)
+        except RollbackFailed as exc:
+            message += f"; the rollback failed too ({exc}), so version {version} may still answer requests"
+            message += self.record_outcome(version, {**deployment.to_xcom(), "message": message[:2000]}, "failed")
+            raise RollbackFailed(message) from None
+        message += f"; {restored}"
+        message += self.record_outcome(version, {**deployment.to_xcom(), "message": message[:2000]}, "rolled_back")
+        message += self.record_serving_went_back(trigger, version, message)
+        notify_rollback(self.spec, {"model": self.name, "version": version, "production": production,
+                                    "reason": reason, "gate": gate, "by": by, "run_id": trigger.run_id}, context)
+        return message
 
     # -- failure: restore -----------------------------------------------------------------------------
     def serve_production(self, failed: int, served_model_name: str | None = None) -> str:

@@ -37,11 +37,15 @@ class ServingBackend(ABC):
     until it answers, in the worker, or takes the verdict of `readiness_trigger`'s wait in the triggerer."""
 
     platform: str
+    # Whether the backend can copy live requests to a version that does not answer them (a rollout's shadow
+    # step); without it a rollout goes straight to its canary steps.
+    supports_shadow: bool = False
 
     @abstractmethod
-    def apply(self, model_name: str, version: int, version_uri: str) -> dict:
+    def apply(self, model_name: str, version: int, version_uri: str, *, serve: bool = True) -> dict:
         """Start serving `version` (published at version_uri); the previous one serves until it is ready.
-        Returns the state `await_ready` needs; safe to retry."""
+        `serve=False` (a rollout's candidate): load it and make it ready, answering no live traffic; what
+        serves and the traffic do not change. Returns the state `await_ready` needs; safe to retry."""
 
     @abstractmethod
     def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
@@ -70,3 +74,17 @@ class ServingBackend(ABC):
     @abstractmethod
     def undeploy(self, model_name: str) -> None:
         """Stop serving the model (every version); a model that is not served is fine."""
+
+    # -- a rollout: traffic shared between the served version and a candidate ------------------------
+    def set_traffic(self, model_name: str, traffic: dict) -> None:
+        """Route live requests as `traffic` says (mlspec.rollout.plan.traffic_for's dict: {"weights":
+        {version: percent}, "shadow": {...} | None}; {"weights": None} clears the split)."""
+        raise ServingError(f"the {self.platform} serving platform cannot split traffic between versions")
+
+    def traffic(self, model_name: str) -> dict:
+        """What the backend routes now: {"weights": {version: percent}, "shadow": {...} | None}."""
+        raise ServingError(f"the {self.platform} serving platform cannot split traffic between versions")
+
+    def metrics_url(self, deployment: Deployment) -> str | None:
+        """Where the deployment's per-version metrics (Prometheus text format) are read, or None."""
+        return None

@@ -31,6 +31,7 @@ class LocalServing(ServingBackend):
     """Deploy to and roll back on the local Open Inference Protocol server at `base_url`."""
 
     platform = "local"
+    supports_shadow = True
 
     def __init__(
         self,
@@ -141,11 +142,13 @@ class LocalServing(ServingBackend):
         return (response.json().get("parameters") or {}).get("storage_uri")
 
     def _load(
-        self, client: httpx.Client, model_name: str, version: int, storage_uri: str | None
+        self, client: httpx.Client, model_name: str, version: int, storage_uri: str | None, *, serve: bool = True
     ) -> httpx.Response:
-        parameters: dict[str, str] = {"version": str(version)}
+        parameters: dict[str, Any] = {"version": str(version)}
         if storage_uri:
             parameters["storage_uri"] = storage_uri
+        if not serve:  # loaded and ready beside the served version, answering nothing (a rollout's candidate)
+            parameters["serve"] = False
         return self._request(
             client, "POST", repository_path(model_name, "load"), json={"parameters": parameters}
         )
@@ -177,8 +180,9 @@ class LocalServing(ServingBackend):
             time.sleep(self.poll_interval_s)
 
     # -- ServingBackend -------------------------------------------------------------------------
-    def apply(self, model_name: str, version: int, version_uri: str) -> dict:
-        """Load `version` from `version_uri`; the previous version serves until it is ready.
+    def apply(self, model_name: str, version: int, version_uri: str, *, serve: bool = True) -> dict:
+        """Load `version` from `version_uri`; the previous version serves until it is ready (with
+        `serve=False`, it keeps serving: the candidate answers no live request until the traffic says so).
 
         Raises ServingError when no server answers or the load fails (the previous version keeps serving).
         """
@@ -193,14 +197,15 @@ class LocalServing(ServingBackend):
                 served_uri = self._storage_uri(client, model_name, served) if served else None
             previous = int(served) if served is not None and served.isdigit() else None
             log.info(
-                "deploying %s version %d from %s to %s (serving now: %s)",
+                "deploying %s version %d from %s to %s (serving now: %s%s)",
                 model_name,
                 version,
                 version_uri,
                 self.base_url,
                 served or "nothing",
+                "" if serve else "; loaded beside it, answering no live traffic yet",
             )
-            response = self._load(client, model_name, version, version_uri)
+            response = self._load(client, model_name, version, version_uri, serve=serve)
             if response.status_code != 200:
                 keeps = f"version {served} keeps serving" if served else "nothing was served before"
                 raise ServingError(
@@ -264,3 +269,30 @@ class LocalServing(ServingBackend):
             self._require_live(client)
             self._unload(client, model_name, None)
         log.info("%s is no longer served at %s", model_name, self.base_url)
+
+    # -- a rollout: the server's traffic split (POST /v2/repository/models/{m}/traffic) ------------------
+    def set_traffic(self, model_name: str, traffic: dict) -> None:
+        with self._client() as client:
+            self._require_live(client)
+            body = {"parameters": {"weights": None} if traffic.get("weights") is None else traffic}
+            response = self._request(client, "POST", repository_path(model_name, "traffic"), json=body)
+        if response.status_code != 200:
+            raise ServingError(
+                f"the model server at {self.base_url} refused the traffic {traffic} for {model_name}: HTTP "
+                f"{response.status_code}: {self._error_text(response)}"
+            )
+        log.info("%s traffic on %s: %s", model_name, self.base_url, (response.json() or {}).get("traffic", traffic))
+
+    def traffic(self, model_name: str) -> dict:
+        with self._client() as client:
+            self._require_live(client)
+            response = self._request(client, "GET", model_path(model_name))
+        if response.status_code != 200:
+            raise ServingError(
+                f"cannot read the traffic of {model_name} on the model server at {self.base_url}: HTTP "
+                f"{response.status_code}: {self._error_text(response)}"
+            )
+        return dict((response.json().get("parameters") or {}).get("traffic") or {})
+
+    def metrics_url(self, deployment: Deployment) -> str | None:
+        return f"{deployment.endpoint_url.rstrip('/')}/metrics"
