@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mlspec.dagbag import claimed_name, fallback_name, spec_files
+from mlspec.drift_report import live_drift
 from mlspec.errors import MlspecError
 from mlspec.ml.frameworks import framework_of
 from mlspec.ml.frameworks.sklearn_estimators import ESTIMATORS, estimator_params, sklearn_version
@@ -17,6 +18,7 @@ from mlspec.model_card import check_facts, lineage_facts
 from mlspec.operations import run_action
 from mlspec.registry.base import ACTION_WORDS, action_words
 from mlspec.registry.reading import open_for_reading
+from mlspec.request_logs import parse_since
 from mlspec.run_form import RunParamError, check_conf, parse_cli_value
 from mlspec.server.errors import ServerSetupError
 from mlspec.serving import PLATFORMS, platform_of
@@ -383,6 +385,24 @@ def cmd_history(args) -> int:
     return EXIT_OK
 
 
+def cmd_drift(args) -> int:
+    """The logged requests of a version against its training profile: exit 0 no drift, 1 drift, 2 no rows or
+    an error (with the next step)."""
+    spec = _load_or_report(args.spec)
+    if spec is None:
+        return EXIT_USAGE
+    try:
+        since = parse_since(args.since)
+        found = live_drift(
+            spec, since, version=args.version, out=Path(args.out) if args.out else None, spec_file=args.spec
+        )
+    except (MlspecError, ValueError) as exc:
+        print(f"mlspec drift {spec.name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(found.lines))
+    return found.code
+
+
 def describe_operation(result: dict) -> str:
     name = result["model"]
     if "drift" in result:
@@ -516,6 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
             )
         op.add_argument("--json", action="store_true", help="print the result as JSON")
         op.set_defaults(func=cmd_operation)
+    drift = sub.add_parser(
+        "drift", help="the model server's logged requests of a version against its training data (serving.log_requests)",
+        description="Exit 0: no drift; 1: drift (a drifted column or a schema problem); 2: no logged rows or an error.",
+    )
+    drift.add_argument("spec")
+    drift.add_argument("--since", default="24h", help="a duration back from now (30m, 24h, 7d) or an ISO time (default 24h)")
+    drift.add_argument("--version", type=int, help="the version whose requests to check (default: production)")
+    drift.add_argument("--out", help="the folder for drift.json and drift.png (default: under MLSPEC_HOME/drift)")
+    drift.set_defaults(func=cmd_drift)
     history = sub.add_parser("history", help="the audit trail of production: who changed it, when, why, from which run")
     history.add_argument("spec")
     history.add_argument("--json", action="store_true", help="print the changes as JSON")

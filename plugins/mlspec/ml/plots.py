@@ -191,12 +191,17 @@ def evaluation_plots(
 
 
 def drift_plot(
-    report_json: Mapping[str, Any], reference: Mapping[str, Any], frame: Any, *, new_rows: Any = None
+    report_json: Mapping[str, Any],
+    reference: Mapping[str, Any],
+    frame: Any,
+    *,
+    new_rows: Any = None,
+    rows_word: str = "training rows",
 ) -> bytes:
     """drift.png: for each drifted column of a drift report (drift.json's content; when none drifted, the
     columns closest to drifting), at most MAX_DRIFT_PANELS, the reference profile's values beside this data's:
     overlaid histograms of the reference sample and this data's numbers, or the shares of the most frequent
-    categories.
+    categories. `rows_word` names this data's rows in the title (`mlspec drift`: "logged rows").
     A column that drifted on its new rows only is drawn with those rows when `new_rows` (the mask given to
     drift.compare) is given. The title names the reference version. Odd data (no values, text in a number
     column, a column the frame or the profile lacks) draws a note in its panel instead of raising."""
@@ -207,7 +212,7 @@ def drift_plot(
     against = f"version {version}" if version is not None else "the reference"
     rows = _finite((report_json.get("current") or {}).get("rows"))
     reference_rows = _finite(reference.get("rows"))
-    title = f"Data drift: {rows or 0:,.0f} training rows against {against} ({reference_rows or 0:,.0f} rows)"
+    title = f"Data drift: {rows or 0:,.0f} {rows_word} against {against} ({reference_rows or 0:,.0f} rows)"
     if not picked:
         fig = _figure(7.0, 2.4)
         fig.suptitle(title, fontsize=10, wrap=True)

@@ -108,6 +108,16 @@ class LocalFolder:
                 sink(chunk)
 
 
+def s3_client() -> Any:
+    """A boto3 S3 client from boto3's standard environment, with connect and read timeouts: how the server
+    reads version folders and writes request logs."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.client("s3", config=config)
+
+
 class S3Folder:
     """An `s3://` version folder, read with boto3's standard environment, with connect and read timeouts."""
 
@@ -143,13 +153,7 @@ class S3Folder:
 
     def _s3(self):
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
-            )
-            self._client = boto3.client("s3", config=config)
+            self._client = s3_client()
         return self._client
 
     def stream(self, file_name: str, where: str, limit: int, sink: Sink, too_large: TooLarge) -> None:

@@ -1,0 +1,163 @@
+"""`mlspec drift SPEC`: the requests the model server logged for a version, against its training profile.
+
+Real parts in this process: the embedded MLflow registry, a file store under MLSPEC_HOME with a published
+version carrying its profile.json, and the server's request log writer (mlspec.server.request_log) writing
+real Parquet parts of the answered requests; tests/server/test_request_log.py covers the same writer behind a
+real server.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tests.fixtures.server_testkit import classifier_onnx, classifier_signature
+from tests.operators.operations_testkit import spec_for, spec_text
+
+FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLSPEC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLSPEC_REQUEST_LOG_FLUSH_S", "60")  # parts are written by close()
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def publish_with_profile(env, name: str):
+    """Version 1 of `name` with the profile of 300 training rows (4 named features, N(0, 1)), registered and
+    made production in the registry; (spec, spec path, store root URI)."""
+    import pandas as pd
+
+    from mlspec.ml.columns import Column
+    from mlspec.ml.profile import build_profile
+    from mlspec.registry import open_registry
+    from mlspec.registry.base import RegistrationRequest
+    from mlspec.storage import open_store
+
+    spec = spec_for(name)
+    store = open_store(spec.storage.uri, spec.storage.connection)
+    training = pd.DataFrame(np.random.default_rng(0).normal(size=(300, 4)), columns=list(FEATURES))
+    profile = build_profile(training, [Column(feature, "number") for feature in FEATURES])
+    schema = {
+        "name": "input",
+        "datatype": "FP32",
+        "shape": [-1, 4],
+        "features": [{"name": f} for f in FEATURES],
+    }
+    version = store.publish_version(
+        name,
+        {
+            "model.onnx": classifier_onnx(1, features=4, classes=3),
+            "signature.json": json.dumps(classifier_signature(features=4, classes=3)).encode(),
+            "input_schema.json": json.dumps(schema).encode(),
+            "profile.json": json.dumps(profile).encode(),
+        },
+        run_id="run-1",
+    )
+    registry = open_registry(spec.registry.backend, spec.registry.connection)
+    registry.register(
+        RegistrationRequest(
+            model_name=name,
+            version=version.version,
+            source_uri=version.uri,
+            model_uri=f"{version.uri}/model.onnx",
+            metrics={"accuracy": 0.9},
+            data_source="builtin:iris",
+            spec_hash="ab12",
+            dag_id=name,
+            run_id="run-1",
+            onnx_opset=17,
+            files=dict(version.files),
+        )
+    )
+    path = env / f"{name}.yaml"
+    path.write_text(spec_text(name))
+    return spec, str(path), store.root_uri, schema, version.version
+
+
+def log_requests(
+    store_uri: str, name: str, version: int, schema: dict, inputs: np.ndarray, batch: int = 8
+) -> None:
+    """Answer `inputs` with the version's model and hand each batch to the server's request log writer."""
+    import onnxruntime
+
+    from mlspec.request_logs import log_folder_uri
+    from mlspec.server.request_log import RequestLogs
+    from mlspec.server.sources import StorageRoots
+
+    session = onnxruntime.InferenceSession(
+        classifier_onnx(1, features=4, classes=3), providers=["CPUExecutionProvider"]
+    )
+    logs = RequestLogs(StorageRoots.parse([store_uri]), None)
+    logs.configure(name, {"uri": log_folder_uri(store_uri, name), "sample": 1.0, "max_mb_per_hour": 10})
+    for start in range(0, len(inputs), batch):
+        x = inputs[start : start + batch].astype(np.float32)
+        probabilities = session.run(["probabilities"], {"input": x})[0]
+        answer = {"probabilities": probabilities, "label": probabilities.argmax(axis=1)}
+        logs.offer(name, str(version), f"req-{start}", {"input": x}, answer, input_schema=schema)
+    logs.close()
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    from mlspec.cli import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_shifted_live_inputs_are_drift_and_exit_1(env, capsys):
+    spec, path, store_uri, schema, version = publish_with_profile(env, "drift-shifted")
+    live = np.random.default_rng(1).normal(size=(200, 4))
+    live[:, 2] += 3.0  # petal_length comes in another unit
+    log_requests(store_uri, spec.name, version, schema, live)
+    out_dir = env / "report"
+    code, out, err = run(
+        capsys, "drift", path, "--version", str(version), "--since", "1h", "--out", str(out_dir)
+    )
+    assert code == 1, out + err
+    assert "200 logged rows" in out and "DRIFT: 1 of 4 columns drifted (petal_length)" in out
+    assert any(line.split()[:1] == ["petal_length"] and "DRIFTED" in line for line in out.splitlines())
+    drift = json.loads((out_dir / "drift.json").read_text())
+    assert drift["drifted_columns"] == ["petal_length"] and drift["outcome"] == "drifted"
+    assert drift["current"]["rows"] == 200 and drift["reference"] == {"version": version, "rows": 300}
+    assert (out_dir / "drift.png").read_bytes().startswith(b"\x89PNG")
+    assert f"drift.json and drift.png are in {out_dir}" in out
+
+
+def test_live_inputs_like_the_training_data_are_no_drift_and_exit_0(env, capsys):
+    spec, path, store_uri, schema, version = publish_with_profile(env, "drift-steady")
+    log_requests(store_uri, spec.name, version, schema, np.random.default_rng(2).normal(size=(200, 4)))
+    code, out, err = run(
+        capsys, "drift", path, "--version", str(version)
+    )  # default --since 24h, default folder
+    assert code == 0, out + err
+    assert "no drift: 0 of 4 columns drifted, 0 schema problem(s)" in out
+    folder = env / "home" / "drift" / spec.name
+    (report,) = folder.iterdir()
+    assert report.name.startswith(f"v{version}-") and (report / "drift.json").is_file()
+
+
+def test_no_logged_rows_is_exit_2_with_the_next_step(env, capsys):
+    _, path, _, _, version = publish_with_profile(env, "drift-silent")
+    code, out, err = run(capsys, "drift", path, "--version", str(version))
+    assert code == 2
+    assert f"no request of drift-silent version {version} was logged since" in err
+    assert "serving.log_requests" in err and "--since 7d" in err
+
+
+def test_no_production_version_names_the_flag(env, capsys):
+    _, path, _, _, _ = publish_with_profile(env, "drift-unpromoted")
+    code, _, err = run(capsys, "drift", path)
+    assert code == 2
+    assert "has no production version" in err and "--version N" in err
+
+
+def test_a_bad_since_is_exit_2(env, capsys):
+    _, path, _, _, version = publish_with_profile(env, "drift-since")
+    code, _, err = run(capsys, "drift", path, "--version", str(version), "--since", "yesterday")
+    assert code == 2 and "--since 'yesterday' is neither a duration" in err
