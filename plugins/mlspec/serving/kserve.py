@@ -8,6 +8,12 @@ Deploying a version is the interface's two steps, so that operators can wait wit
    :meth:`KServeServing.readiness_trigger`'s wait in the triggerer, and turns it into a :class:`Deployment`
    (:func:`deployment_from_event`).
 
+A rollout (issue 16) uses KServe's canary field, Serverless mode only: ``apply(..., serve=False)`` puts the
+candidate in with ``canaryTrafficPercent: 0`` (KServe's previously rolled-out revision, production, keeps every
+request; the candidate answers only at its own "latest" tag URL, where the smoke test asks it), ``set_traffic``
+moves the percentage once the candidate's revision is ready, and the last step (100) removes the field, which
+is KServe's promotion. KServe has no shadow traffic (kserve#2978) and no per-version mlspec metrics.
+
 A failed or timed-out wait always takes its own change back: the replaced spec is put back (KServe keeps
 the old pods serving until the new ones are ready, so traffic never sees the failed version) or, when
 nothing served before, the new InferenceService is deleted. Bringing serving back to the registry's
@@ -16,6 +22,7 @@ production version is the release service's step (:meth:`KServeServing.rollback`
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -25,18 +32,25 @@ from typing import Any
 from mlspec.errors import ServingError
 from mlspec.serving.base import Deployment, RollbackFailed, ServingBackend
 from mlspec.serving.kserve_manifest import (
+    CANARY_FIELD,
+    CANARY_VERSION_ANNOTATION,
     ENABLE_AUTH_ANNOTATION,
     GROUP,
     MANAGED_BY_LABEL,
     PLURAL,
     PREVIOUS_SPEC_ANNOTATION,
     PREVIOUS_VERSION_ANNOTATION,
+    TAG_ROUTING_ANNOTATION,
     VERSION,
     VERSION_LABEL,
     VISIBILITY_LABEL,
     KServeConfig,
     build_inference_service,
+    canary_not_ready,
     check_readiness,
+    deployment_mode_of,
+    predictor_status,
+    refuse_canary,
     served_model_name,
 )
 from mlspec.storage import store_kind
@@ -55,7 +69,11 @@ log = logging.getLogger(__name__)
 
 # Keys mlspec sets only in some configurations; removed again when the configuration drops them.
 _OPTIONAL_LABELS = (VISIBILITY_LABEL,)
-_OPTIONAL_ANNOTATIONS = (ENABLE_AUTH_ANNOTATION, PREVIOUS_SPEC_ANNOTATION, PREVIOUS_VERSION_ANNOTATION)
+_OPTIONAL_ANNOTATIONS = (
+    ENABLE_AUTH_ANNOTATION, PREVIOUS_SPEC_ANNOTATION, PREVIOUS_VERSION_ANNOTATION, CANARY_VERSION_ANNOTATION,
+    TAG_ROUTING_ANNOTATION,
+)
+_CANARY_POINTER = f"/spec/predictor/{CANARY_FIELD}"
 
 
 def _pointer(*parts: str) -> str:
@@ -76,6 +94,32 @@ def _api_error_text(exc: Exception) -> str:
     if status is None:
         return f"{type(exc).__name__}: {exc}"
     return f"HTTP {status} {reason or ''}".strip() + (f": {message}" if message else "")
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if str(value or "").isdigit() else None
+
+
+def _without_canary(spec: dict | None) -> dict | None:
+    """A spec as mlspec builds it for plain serving: a canary share left in it (a pinned rollback) taken out."""
+    if not spec or CANARY_FIELD not in (spec.get("predictor") or {}):
+        return spec
+    plain = copy.deepcopy(spec)
+    del plain["predictor"][CANARY_FIELD]
+    return plain
+
+
+def _annotations(isvc: dict | None) -> dict:
+    return ((isvc or {}).get("metadata") or {}).get("annotations") or {}
+
+
+def _labels(isvc: dict | None) -> dict:
+    return ((isvc or {}).get("metadata") or {}).get("labels") or {}
+
+
+def canary_version(isvc: dict | None) -> int | None:
+    """The candidate of the rollout running on this InferenceService, or None."""
+    return _int_or_none(_annotations(isvc).get(CANARY_VERSION_ANNOTATION))
 
 
 def _meta_ops(kind: str, current: dict, desired: dict, optional: tuple[str, ...]) -> list[dict]:
@@ -99,6 +143,7 @@ class KServeServing(ServingBackend):
     """Serve published ONNX versions from `store_root_uri` with a KServe InferenceService."""
 
     platform = "kserve"
+    supports_shadow = False  # KServe copies no requests to a second revision (kserve#2978)
 
     def __init__(
         self,
@@ -183,22 +228,28 @@ class KServeServing(ServingBackend):
             ) from exc
 
     # -- step 1: apply --------------------------------------------------------------------------
-    def manifest(self, model_name: str, version: int) -> dict:
+    def manifest(self, model_name: str, version: int, canary_percent: int | None = None) -> dict:
         return build_inference_service(
             self.config,
             model_name=model_name,
             version=version,
             store_root_uri=self.store_root_uri,
             labels=self.labels,
+            canary_percent=canary_percent,
         )
 
-    def apply(self, model_name: str, version: int, version_uri: str) -> dict:
+    def apply(self, model_name: str, version: int, version_uri: str, *, serve: bool = True) -> dict:
         """Create or patch the InferenceService for `version`; return the state a wait and a rollback need.
 
         State keys: name, namespace, generation (metadata.generation after our change), previous_spec
         (the replaced .spec, None when we created it), previous_version, model_name, version,
-        served_model_name. JSON-serialisable (it travels through XCom). Safe to retry: a second
+        served_model_name, canary. JSON-serialisable (it travels through XCom). Safe to retry: a second
         apply of the same version finds its own change and returns the same state.
+
+        `serve=False` (a rollout's candidate): `version` comes in as a canary answering no live request
+        (`canaryTrafficPercent: 0`); production stays the served version (the label) until `set_traffic` gives
+        the candidate 100 %. A first version has nothing to split with and serves at once. `serve=True` for the
+        rollout's own candidate promotes it (the canary field removed).
         """
         expected = f"{self.store_root_uri}/{model_name}/{version}"
         if version_uri.rstrip("/") != expected:
@@ -207,20 +258,33 @@ class KServeServing(ServingBackend):
                 f"from the store root {self.store_root_uri} (expected {expected}); serving and storage "
                 "must use the same storage.uri"
             )
-        desired = self.manifest(model_name, version)
         ns = self.config.namespace
         existing = self.get(model_name)
         if existing is None:
-            return self._create(desired, model_name, version)
+            if not serve:
+                log.info("%s has no InferenceService yet: version %d serves all requests (nothing to split with)",
+                         model_name, version)
+            return self._create(self.manifest(model_name, version), model_name, version)
 
-        meta = existing.get("metadata") or {}
-        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        labels, annotations = _labels(existing), _annotations(existing)
         if labels.get(MANAGED_BY_LABEL) != "mlspec":
             raise ServingError(
                 f"InferenceService {model_name} already exists in namespace {ns} and is not managed by "
                 f"mlspec (no label {MANAGED_BY_LABEL}=mlspec); refusing to overwrite it. Delete it or "
                 "rename the model."
             )
+        candidate = canary_version(existing)
+        if candidate is not None and candidate != version:
+            raise ServingError(
+                f"a rollout of {model_name} version {candidate} runs on InferenceService {model_name} in namespace "
+                f"{ns}; version {version} cannot be applied until it is finished or aborted (`mlspec rollout SPEC "
+                "--abort` gives production every request back)"
+            )
+        if not serve and not (candidate is None and labels.get(VERSION_LABEL) == str(version)):
+            return self._apply_canary(existing, model_name, version)
+        if candidate == version:
+            return self.promote(model_name)
+        desired = self.manifest(model_name, version)
         if labels.get(VERSION_LABEL) == str(version) and existing.get("spec") == desired["spec"]:
             # A retried task: an earlier try already applied this version; its annotations hold what it
             # replaced.
@@ -233,9 +297,8 @@ class KServeServing(ServingBackend):
                 previous_version=int(prev_version) if prev_version and prev_version.isdigit() else None,
             )
 
-        previous_spec = existing.get("spec")
-        prev_label = labels.get(VERSION_LABEL, "")
-        previous_version = int(prev_label) if prev_label.isdigit() else None
+        previous_spec = _without_canary(existing.get("spec"))
+        previous_version = _int_or_none(labels.get(VERSION_LABEL))
         want_annotations = dict(desired["metadata"]["annotations"])
         want_annotations[PREVIOUS_SPEC_ANNOTATION] = json.dumps(
             previous_spec, sort_keys=True, separators=(",", ":")
@@ -254,6 +317,152 @@ class KServeServing(ServingBackend):
             ns, model_name, previous_version, version, state["generation"],
         )
         return state
+
+    def _apply_canary(self, existing: dict, model_name: str, version: int) -> dict:
+        """Put `version` in beside production as a canary with no share of live requests (see `apply`)."""
+        ns = self.config.namespace
+        refuse_canary(deployment_mode_of(existing), model_name)  # what the cluster runs, whatever the spec asks
+        desired = self.manifest(model_name, version, canary_percent=0)
+        labels, annotations = _labels(existing), _annotations(existing)
+        previous_spec = _without_canary(existing.get("spec"))
+        production = _int_or_none(labels.get(VERSION_LABEL))
+        if canary_version(existing) == version:  # a retried deploy: the same candidate, its rollout starts again
+            previous = annotations.get(PREVIOUS_SPEC_ANNOTATION)
+            previous_spec = json.loads(previous) if previous else None
+            production = _int_or_none(annotations.get(PREVIOUS_VERSION_ANNOTATION))
+            if _without_canary(existing.get("spec")) == _without_canary(desired["spec"]):
+                again = self._set_canary_percent(existing, model_name, version, 0)
+                return self._state(again, model_name, version, previous_spec=previous_spec,
+                                   previous_version=production, canary=True)
+        want_labels = dict(desired["metadata"]["labels"])
+        if production is not None:  # the label names what serves: production, until the candidate takes 100 %
+            want_labels[VERSION_LABEL] = str(production)
+        want_annotations = dict(desired["metadata"]["annotations"])
+        want_annotations[PREVIOUS_SPEC_ANNOTATION] = json.dumps(previous_spec, sort_keys=True, separators=(",", ":"))
+        if production is not None:
+            want_annotations[PREVIOUS_VERSION_ANNOTATION] = str(production)
+        want_annotations[CANARY_VERSION_ANNOTATION] = str(version)
+        ops = [{"op": "replace" if "spec" in existing else "add", "path": "/spec", "value": desired["spec"]}]
+        ops += _meta_ops("labels", labels, want_labels, _OPTIONAL_LABELS)
+        ops += _meta_ops("annotations", annotations, want_annotations, _OPTIONAL_ANNOTATIONS)
+        patched = self._patch(model_name, ops)
+        state = self._state(patched, model_name, version, previous_spec=previous_spec, previous_version=production,
+                            canary=True)
+        log.info("patched InferenceService %s/%s: version %d in as a canary with 0 %% of requests beside version %s "
+                 "(generation %s)", ns, model_name, version, production, state["generation"])
+        return state
+
+    def _set_canary_percent(self, isvc: dict, model_name: str, candidate: int, percent: int) -> dict:
+        """Patch the candidate's share; the patch fails when another candidate took its place meanwhile."""
+        predictor = (isvc.get("spec") or {}).get("predictor") or {}
+        if predictor.get(CANARY_FIELD) == percent:
+            return isvc
+        ops = [
+            {"op": "test", "path": _pointer("metadata", "annotations", CANARY_VERSION_ANNOTATION),
+             "value": str(candidate)},
+            {"op": "replace" if CANARY_FIELD in predictor else "add", "path": _CANARY_POINTER, "value": percent},
+        ]
+        return self._patch(model_name, ops)
+
+    def promote(self, model_name: str) -> dict:
+        """The rollout's candidate takes every request: the canary field goes (KServe rolls the candidate's
+        revision out at 100 %) and the label names it. Returns its apply state (for await_ready)."""
+        isvc = self.get(model_name)
+        candidate = canary_version(isvc)
+        if candidate is None:
+            raise ServingError(f"no rollout runs on InferenceService {model_name} in namespace {self.config.namespace}")
+        annotations = _annotations(isvc)
+        ops = [{"op": "test", "path": _pointer("metadata", "annotations", CANARY_VERSION_ANNOTATION),
+                "value": str(candidate)}]
+        if CANARY_FIELD in ((isvc.get("spec") or {}).get("predictor") or {}):
+            ops.append({"op": "remove", "path": _CANARY_POINTER})
+        ops += _meta_ops("labels", _labels(isvc), {VERSION_LABEL: str(candidate)}, ())
+        ops.append({"op": "remove", "path": _pointer("metadata", "annotations", CANARY_VERSION_ANNOTATION)})
+        patched = self._patch(model_name, ops)
+        previous = annotations.get(PREVIOUS_SPEC_ANNOTATION)
+        log.info("InferenceService %s/%s: version %d promoted (%s removed: it answers every request)",
+                 self.config.namespace, model_name, candidate, CANARY_FIELD)
+        return self._state(patched, model_name, candidate, previous_spec=json.loads(previous) if previous else None,
+                           previous_version=_int_or_none(annotations.get(PREVIOUS_VERSION_ANNOTATION)))
+
+    # -- a rollout's traffic --------------------------------------------------------------------
+    def set_traffic(self, model_name: str, traffic: dict) -> None:
+        """Give the rollout's candidate its share: `traffic` is the model server's traffic object ({"weights":
+        {version: percent}, "shadow": ...}; weights None: production answers all). Only production and the
+        candidate can have weight; 100 for the candidate promotes it. A share above 0 is given only once the
+        candidate's revision is ready (ServingError otherwise: the order kserve#5983 got wrong)."""
+        isvc = self.get(model_name)
+        ns = self.config.namespace
+        if isvc is None:
+            raise ServingError(f"InferenceService {model_name} does not exist in namespace {ns}: nothing to route")
+        candidate, production = canary_version(isvc), _int_or_none(_labels(isvc).get(VERSION_LABEL))
+        shadow = traffic.get("shadow")
+        if shadow:
+            log.info("KServe cannot copy requests to a shadow (kserve#2978): no shadow of version %s on %s",
+                     shadow.get("version"), model_name)
+        weights = traffic.get("weights")
+        percent = 0 if weights is None else self._candidate_share(model_name, weights, candidate, production)
+        if candidate is None:
+            return  # no rollout runs: production answers all, as asked
+        refuse_canary(deployment_mode_of(isvc), model_name)
+        if percent > 0:
+            why = canary_not_ready(isvc)
+            if why is not None:
+                raise ServingError(
+                    f"version {candidate} of {model_name} gets no share of requests yet: {why}. KServe would route "
+                    f"the canary's share to a revision that cannot answer (kserve#5983); production keeps "
+                    f"answering, so wait until `kubectl get inferenceservice {model_name} -n {ns}` shows it ready, "
+                    "then set the step again"
+                )
+        if percent == 100:
+            self.promote(model_name)
+            return
+        self._set_canary_percent(isvc, model_name, candidate, percent)
+        log.info("InferenceService %s/%s: version %d answers %d %% of requests, version %s the rest", ns,
+                 model_name, candidate, percent, production)
+
+    def _candidate_share(self, model_name: str, weights: dict, candidate: int | None, production: int | None) -> int:
+        shares = {}
+        for key, value in weights.items():
+            if not str(key).isdigit() or not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ServingError(f"traffic for {model_name}: weights must map versions to whole percentages, "
+                                   f"got {weights!r}")
+            shares[int(key)] = value
+        if sum(shares.values()) != 100:
+            raise ServingError(f"traffic for {model_name}: weights must add up to 100, got {weights!r}")
+        routable = {v for v in (production, candidate) if v is not None}
+        if not set(shares) <= routable or (candidate is None and shares.get(production) != 100):
+            what = f"production (version {production}) and the candidate (version {candidate})" if candidate else (
+                f"production (version {production}); no candidate was applied with serve=False")
+            raise ServingError(f"traffic for {model_name}: KServe can route only to {what}, not {weights!r}")
+        return shares.get(candidate, 0) if candidate is not None else 0
+
+    def traffic(self, model_name: str) -> dict:
+        """What KServe routes now, from status.components.predictor.traffic: {"weights": {version: percent},
+        "shadow": None}. A share on a revision that is not the candidate's ready revision is production's (Knative
+        sends the "latest" share to the latest READY revision)."""
+        isvc = self.get(model_name)
+        production = _int_or_none(_labels(isvc).get(VERSION_LABEL))
+        candidate = canary_version(isvc)
+        predictor = predictor_status(isvc or {})
+        created = predictor.get("latestCreatedRevision")
+        candidate_ready = candidate is not None and created is not None and created == predictor.get("latestReadyRevision")
+        weights: dict[str, int] = {}
+        for entry in predictor.get("traffic") or []:
+            if not isinstance(entry, dict):
+                continue
+            version = candidate if candidate_ready and entry.get("revisionName") == created else production
+            weights[str(version)] = weights.get(str(version), 0) + int(entry.get("percent") or 0)
+        if not weights and production is not None:  # no split reported (RawDeployment, or no status yet)
+            weights[str(production)] = 100
+        if candidate is not None:
+            weights.setdefault(str(candidate), 0)
+        return {"weights": weights, "shadow": None}
+
+    def metrics_url(self, deployment: Deployment) -> str | None:
+        """None: KServe's runtimes (OVMS, Triton) export no mlspec per-version metrics; gates read a Prometheus
+        that scrapes the predictor pods (rollout.metrics.source prometheus), or only readiness is checked."""
+        return None
 
     def _create(self, desired: dict, model_name: str, version: int) -> dict:
         from kubernetes.client.exceptions import ApiException
@@ -275,7 +484,8 @@ class KServeServing(ServingBackend):
         )
         return state
 
-    def _state(self, isvc: dict, model_name: str, version: int, *, previous_spec, previous_version) -> dict:
+    def _state(self, isvc: dict, model_name: str, version: int, *, previous_spec, previous_version,
+               canary: bool = False) -> dict:
         generation = (isvc.get("metadata") or {}).get("generation")
         return {
             "name": model_name,
@@ -287,6 +497,7 @@ class KServeServing(ServingBackend):
             "model_name": model_name,
             "version": version,
             "served_model_name": served_model_name(self.config, model_name),
+            "canary": canary,  # a rollout's candidate: ready means its own revision answers at its tag URL
         }
 
     # -- step 2: wait ---------------------------------------------------------------------------
@@ -304,7 +515,7 @@ class KServeServing(ServingBackend):
             if isvc is None:
                 return "failed", f"InferenceService {name} disappeared from namespace {state['namespace']}"
             if isvc:
-                outcome, detail = check_readiness(isvc, generation)
+                outcome, detail = check_readiness(isvc, generation, canary=bool(state.get("canary")))
                 if outcome != "pending":
                     return outcome, detail
                 if detail != last:
@@ -330,6 +541,7 @@ class KServeServing(ServingBackend):
             connection=self.config.connection,
             timeout_s=self.config.timeout_s,
             poll_interval_s=5,
+            canary=bool(state.get("canary")),
         )
 
     def served_version(self, model_name: str) -> int | None:
@@ -352,6 +564,16 @@ class KServeServing(ServingBackend):
         name, previous = deployment.model_name, deployment.previous_version
         if previous is None:
             self.rollback_state({"name": name, "namespace": self.config.namespace, "previous_spec": None})
+            return
+        isvc = self.get(name)
+        if canary_version(isvc) is not None and self.served_version(name) == previous:
+            # A rollout runs beside production: production takes every request back and its spec returns.
+            production_spec = _annotations(isvc).get(PREVIOUS_SPEC_ANNOTATION)
+            if production_spec:
+                self.rollback_state({"name": name, "namespace": self.config.namespace, "previous_version": previous,
+                                     "previous_spec": json.loads(production_spec)})
+                return
+            self.set_traffic(name, {"weights": None})
             return
         if self.served_version(name) == previous:
             return
@@ -384,8 +606,13 @@ class KServeServing(ServingBackend):
         current = self.get(name)
         if current is None:
             raise ServingError(f"rollback failed: InferenceService {name} is gone from namespace {ns}")
-        meta = current.get("metadata") or {}
-        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        labels, annotations = _labels(current), _annotations(current)
+        if CANARY_FIELD in ((current.get("spec") or {}).get("predictor") or {}):
+            # A canary is in: Knative sends an unsplit predictor's requests to its latest READY revision, which
+            # is the candidate until the restored spec's revision is ready. Pinned at 0 %, the restored revision
+            # waits while KServe's previously rolled-out revision (production) keeps every request.
+            previous_spec = copy.deepcopy(previous_spec)
+            previous_spec["predictor"][CANARY_FIELD] = 0
         ops = [{"op": "replace" if "spec" in current else "add", "path": "/spec", "value": previous_spec}]
         want_labels = {}
         if state.get("previous_version") is not None:
@@ -393,7 +620,7 @@ class KServeServing(ServingBackend):
         ops += _meta_ops("labels", labels, want_labels, ())
         ops += [
             {"op": "remove", "path": _pointer("metadata", "annotations", key)}
-            for key in (PREVIOUS_SPEC_ANNOTATION, PREVIOUS_VERSION_ANNOTATION)
+            for key in (PREVIOUS_SPEC_ANNOTATION, PREVIOUS_VERSION_ANNOTATION, CANARY_VERSION_ANNOTATION)
             if key in annotations
         ]
         self._patch(name, ops)

@@ -56,6 +56,16 @@ VERSION_LABEL = "mlspec/version"
 PREVIOUS_SPEC_ANNOTATION = "mlspec/previous-spec"
 PREVIOUS_VERSION_ANNOTATION = "mlspec/previous-version"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# A rollout (issue 16) through KServe's own canary field: the candidate is the predictor's newest revision and
+# answers canaryTrafficPercent of requests; the revision last rolled out at 100 % (tag "prev") answers the rest.
+# Serverless (Knative) only: RawDeployment ignores the field (kserve#5335, #4074).
+CANARY_FIELD = "canaryTrafficPercent"
+CANARY_MODE = "Serverless"
+CANARY_VERSION_ANNOTATION = "mlspec/canary-version"  # the candidate while a rollout runs; the label stays production
+# Knative gives each tagged revision its own URL ("latest-<name>-predictor..."): the smoke test asks the candidate
+# there while production answers live traffic.
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
+LATEST_TAG = "latest"
 # OpenShift AI (odh-model-controller, RHOAI 2.x and 3.x) protects an InferenceService with a
 # bearer token (kube-rbac-proxy / Authorino) when this annotation is "true", and creates an
 # external Route for a RawDeployment only when the KServe visibility label says "exposed".
@@ -227,10 +237,13 @@ def build_inference_service(
     version: int,
     store_root_uri: str,
     labels: dict | None = None,
+    canary_percent: int | None = None,
 ) -> dict:
     """The InferenceService (serving.kserve.io/v1beta1) that serves `version` of `model_name`.
 
-    Deterministic: the same inputs give the same manifest, so a retried task patches nothing.
+    `canary_percent` (Serverless only): `version` becomes a canary answering that share of requests beside the
+    revision KServe last rolled out, reachable alone at its "latest" tag URL. Deterministic: the same inputs
+    give the same manifest, so a retried task patches nothing.
     """
     _check_inputs(model_name, version, store_root_uri)
     layout = storage_layout(config, model_name=model_name, version=version, store_root_uri=store_root_uri)
@@ -240,6 +253,9 @@ def build_inference_service(
     if config.auth == "token":
         annotations[ENABLE_AUTH_ANNOTATION] = "true"
         all_labels[VISIBILITY_LABEL] = "exposed"
+    if canary_percent is not None:
+        refuse_canary(config.deployment_mode, model_name)
+        annotations[TAG_ROUTING_ANNOTATION] = "true"
 
     resources: dict = {
         "requests": {"cpu": config.cpu, "memory": config.memory},
@@ -262,6 +278,8 @@ def build_inference_service(
     if config.service_account:
         predictor["serviceAccountName"] = config.service_account
     predictor.update(layout["predictor"])
+    if canary_percent is not None:
+        predictor[CANARY_FIELD] = canary_percent
     predictor["model"] = model
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -276,6 +294,63 @@ def build_inference_service(
     }
 
 
+def refuse_canary(deployment_mode: str | None, model_name: str) -> None:
+    """ServingError unless `deployment_mode` honours canaryTrafficPercent (None: not known, let it pass)."""
+    if deployment_mode is None or deployment_mode == CANARY_MODE:
+        return
+    raise ServingError(
+        f"model {model_name}: a rollout on KServe needs deployment_mode {CANARY_MODE}; InferenceService "
+        f"{model_name} runs in {deployment_mode}, where KServe ignores {CANARY_FIELD} and would send 100 % of "
+        "requests to the candidate at once (kserve#5335, kserve#4074). Set serving.kserve.deployment_mode: "
+        f"{CANARY_MODE} (Knative), or remove the spec's rollout section to release without steps"
+    )
+
+
+def deployment_mode_of(isvc: dict) -> str | None:
+    """The mode the controller reports it runs the InferenceService in (status.deploymentMode), else the one its
+    annotation asks for, else None (the cluster's default, unknown here)."""
+    reported = (isvc.get("status") or {}).get("deploymentMode")
+    asked = ((isvc.get("metadata") or {}).get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION)
+    return reported or asked or None
+
+
+def predictor_status(isvc: dict) -> dict:
+    return ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
+
+
+def canary_not_ready(isvc: dict) -> str | None:
+    """Why the predictor's newest revision must not get a share of traffic yet, or None when it may.
+
+    The order kserve#5983 got wrong: a canary is given traffic only once the controller has seen the spec that
+    made it (observedGeneration), Knative reports that revision ready (latestCreatedRevision ==
+    latestReadyRevision) and the InferenceService is Ready."""
+    generation = (isvc.get("metadata") or {}).get("generation")
+    status = isvc.get("status") or {}
+    observed = status.get("observedGeneration")
+    if isinstance(generation, int) and (not isinstance(observed, int) or observed < generation):
+        return f"the controller has not observed generation {generation} yet (observedGeneration={observed})"
+    predictor = predictor_status(isvc)
+    created, ready = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
+    if not created:
+        return "status.components.predictor reports no revision yet"
+    if created != ready:
+        return f"its revision {created} is not ready (latest ready revision: {ready})"
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    if not _condition_true(conditions, "Ready"):
+        cond = conditions.get("Ready") or {}
+        why = cond.get("message") or cond.get("reason")
+        return f"the InferenceService is not Ready (Ready={cond.get('status', 'Unknown')}" + (f": {why})" if why else ")")
+    return None
+
+
+def tagged_url(isvc: dict, tag: str) -> str | None:
+    """The URL Knative gives the predictor revision tagged `tag` (tag routing on), or None."""
+    for entry in predictor_status(isvc).get("traffic") or []:
+        if isinstance(entry, dict) and entry.get("tag") == tag and entry.get("url"):
+            return entry["url"]
+    return None
+
+
 def endpoint_url(isvc: dict) -> str | None:
     status = isvc.get("status") or {}
     return status.get("url") or (status.get("address") or {}).get("url") or None
@@ -285,12 +360,13 @@ def _condition_true(conditions: dict, kind: str) -> bool:
     return str((conditions.get(kind) or {}).get("status", "")).lower() == "true"
 
 
-def check_readiness(isvc: dict, generation: int) -> tuple[str, str]:
+def check_readiness(isvc: dict, generation: int, *, canary: bool = False) -> tuple[str, str]:
     """Classify an InferenceService read back from the cluster.
 
     Returns ``("ready", url)``, ``("pending", reason)`` or ``("failed", reason)``. Status is only
     trusted once the controller has observed `generation` (the one our apply produced): before
     that, a ``Ready=True`` left over from the previous version says nothing about this one.
+    `canary`: the applied version is a canary; its url is its own ("latest" tag), not the shared one.
     """
     status = isvc.get("status") or {}
     observed = status.get("observedGeneration")
@@ -328,6 +404,11 @@ def check_readiness(isvc: dict, generation: int) -> tuple[str, str]:
     created, ready_rev = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
     if created and ready_rev and created != ready_rev:
         return "pending", f"revision {created} is not ready yet (latest ready: {ready_rev})"
+    if canary:
+        url = tagged_url(isvc, LATEST_TAG)
+        if not url:
+            return "pending", f"Ready, but no URL for the canary's {LATEST_TAG!r} tag reported yet"
+        return "ready", url
     url = endpoint_url(isvc)
     if not url:
         return "pending", "Ready, but no status.url / status.address.url reported yet"

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 class KServeReadinessTrigger(BaseTrigger):
     """Poll InferenceService `name` until `generation` is reported ready or failed, or `timeout_s` passes.
 
-    The timeout counts from when the trigger starts running (a triggerer restart starts it again).
+    The timeout counts from when the trigger starts running (a triggerer restart starts it again). `canary`:
+    the applied version is a rollout's candidate; its ready URL is its own revision's ("latest" tag).
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class KServeReadinessTrigger(BaseTrigger):
         connection: str = "kubernetes_default",
         timeout_s: float = 600,
         poll_interval_s: float = 5.0,
+        canary: bool = False,
     ) -> None:
         super().__init__()
         self.name = name
@@ -43,6 +45,7 @@ class KServeReadinessTrigger(BaseTrigger):
         self.connection = connection
         self.timeout_s = timeout_s
         self.poll_interval_s = poll_interval_s
+        self.canary = canary
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -54,6 +57,7 @@ class KServeReadinessTrigger(BaseTrigger):
                 "connection": self.connection,
                 "timeout_s": self.timeout_s,
                 "poll_interval_s": self.poll_interval_s,
+                "canary": self.canary,
             },
         )
 
@@ -88,7 +92,7 @@ class KServeReadinessTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "failed", "url": None, "message": f"{where} disappeared"})
                 return
             if isvc:
-                outcome, detail = check_readiness(isvc, int(self.generation))
+                outcome, detail = check_readiness(isvc, int(self.generation), canary=self.canary)
                 if outcome == "ready":
                     yield TriggerEvent({"status": "ready", "url": detail, "message": f"{where} is ready"})
                     return

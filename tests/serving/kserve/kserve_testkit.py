@@ -12,6 +12,7 @@
   stored object validated against the CRD schema (422 ``Invalid`` otherwise).
 * ``EmulatorThread``: runs it on 127.0.0.1 in its own event loop, so the code under test can use
   the provider's blocking client from the test thread.
+* ``ServerlessKServe``: a FakeController scenario playing Serverless KServe over Knative revisions, for canaries.
 * ``FakeController``: a thread playing the KServe controller over HTTP: it reads the
   InferenceService and writes ``status`` through the status subresource, following a scenario.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import threading
 import time
 import uuid
@@ -377,3 +379,90 @@ def running_controller(k8s_api: Any, namespace: str, name: str, scenario: Callab
     finally:
         fake.stop()
     assert fake.failures == [], "the emulator rejected a status the fake controller wrote"
+
+
+def ovms_version(predictor: dict) -> int | None:
+    """The store version an OVMS predictor spec pins (its --model_version_policy)."""
+    for arg in (predictor.get("model") or {}).get("args") or []:
+        if arg.startswith("--model_version_policy="):
+            return json.loads(arg.split("=", 1)[1])["specific"]["versions"][0]
+    return None
+
+
+class ServerlessKServe:
+    """Scenario: KServe in Serverless mode over Knative, as far as a canary needs it.
+
+    Every predictor spec (canaryTrafficPercent aside) is a new revision, ready unless its version is in
+    `unready`. Traffic follows KServe's canary rules: without canaryTrafficPercent the latest ready revision
+    answers all and becomes the rolled-out one; with it, the "latest" tag gets that share and the revision
+    rolled out last (tag "prev") the rest. `route_unready=True` plays the bug of kserve#5983: the "latest" share
+    goes to the newest revision even before it is ready; `unready_shares` records every such share written.
+    """
+
+    def __init__(self, *, unready: set[int] | None = None, route_unready: bool = False) -> None:
+        self.unready: set[int] = set(unready or ())
+        self.route_unready = route_unready
+        self.revisions: list[dict] = []  # {"name", "template", "version"}
+        self.rolled_out: str | None = None
+        self.previous_rolled_out: str | None = None
+        self.unready_shares: list[tuple[str, int]] = []
+
+    def revision_of_version(self, version: int) -> str | None:
+        """The first revision made for `version` (a restored spec makes another)."""
+        names = [r["name"] for r in self.revisions if r["version"] == version]
+        return names[0] if names else None
+
+    def __call__(self, isvc: dict) -> dict:
+        meta = isvc["metadata"]
+        name, ns = meta["name"], meta["namespace"]
+        predictor = dict(isvc["spec"]["predictor"])
+        canary = predictor.pop("canaryTrafficPercent", None)
+        template = json.dumps(predictor, sort_keys=True)
+        if not self.revisions or self.revisions[-1]["template"] != template:
+            self.revisions.append({"name": f"{name}-predictor-{len(self.revisions) + 1:05d}", "template": template,
+                                   "version": ovms_version(predictor)})
+        ready = [r for r in self.revisions if r["version"] not in self.unready]
+        created = self.revisions[-1]
+        latest_ready = ready[-1]["name"] if ready else None
+        created_ready = created["name"] == latest_ready
+        if created_ready and (canary is None or self.rolled_out is None) and self.rolled_out != created["name"]:
+            self.previous_rolled_out, self.rolled_out = self.rolled_out, created["name"]
+        host = f"{name}-predictor.{ns}.example.test"
+        latest_target = created["name"] if self.route_unready else latest_ready
+        traffic = []
+        if canary is not None and self.rolled_out and latest_target and latest_target != self.rolled_out:
+            traffic = [
+                {"tag": "latest", "latestRevision": True, "revisionName": latest_target, "percent": canary,
+                 "url": f"http://latest-{host}"},
+                {"tag": "prev", "latestRevision": False, "revisionName": self.rolled_out, "percent": 100 - canary,
+                 "url": f"http://prev-{host}"},
+            ]
+            if latest_target != latest_ready and canary > 0:
+                self.unready_shares.append((latest_target, canary))
+        elif latest_target:
+            traffic = [{"tag": "latest", "latestRevision": True, "revisionName": latest_target, "percent": 100,
+                        "url": f"http://latest-{host}"}]
+        state = "True" if created_ready else "Unknown"
+        conditions = [{"type": t, "status": state, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                      for t in ("IngressReady", "PredictorReady", "Ready")]
+        component = {"latestCreatedRevision": created["name"], "traffic": traffic,
+                     "url": f"http://{host}", "address": {"url": f"http://{name}-predictor.{ns}.svc.cluster.local"}}
+        if latest_ready:
+            component["latestReadyRevision"] = latest_ready
+        if self.rolled_out:
+            component["latestRolledoutRevision"] = self.rolled_out
+        if self.previous_rolled_out:
+            component["previousRolledoutRevision"] = self.previous_rolled_out
+        return {
+            "observedGeneration": meta["generation"],
+            "url": f"http://{name}-{ns}.example.test",
+            "address": {"url": f"http://{name}.{ns}.svc.cluster.local"},
+            "conditions": conditions,
+            "deploymentMode": "Serverless",
+            "components": {"predictor": component},
+            "modelStatus": {
+                "transitionStatus": "UpToDate" if created_ready else "InProgress",
+                "states": {"activeModelState": "Loaded", "targetModelState": "Loaded" if created_ready else "Loading"},
+                "copies": {"failedCopies": 0, "totalCopies": 1},
+            },
+        }

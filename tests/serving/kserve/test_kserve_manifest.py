@@ -199,3 +199,41 @@ def test_config_rejects_bad_settings(kwargs, fragment):
 def test_manifest_rejects_bad_inputs(kwargs, fragment):
     with pytest.raises(ServingError, match=fragment):
         build_inference_service(KServeConfig(), **kwargs)
+
+
+@pytest.mark.parametrize("percent", [0, 10, 50])
+@pytest.mark.parametrize("runtime", ["kserve-ovms", "kserve-tritonserver"])
+def test_a_canary_manifest_is_valid_for_the_crd(percent, runtime, isvc_validator):
+    config = KServeConfig(runtime=runtime, deployment_mode="Serverless")
+    canary = build_inference_service(config, model_name="digits", version=3, store_root_uri="s3://b/p",
+                                      canary_percent=percent)
+    assert schema_errors(isvc_validator, canary) == []
+    assert canary["spec"]["predictor"]["canaryTrafficPercent"] == percent
+    assert canary["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
+    plain = build_inference_service(config, model_name="digits", version=3, store_root_uri="s3://b/p")
+    del canary["spec"]["predictor"]["canaryTrafficPercent"]
+    assert canary["spec"] == plain["spec"]  # the share is the only difference in the spec
+    broken = copy.deepcopy(plain)
+    broken["spec"]["predictor"]["canaryTrafficPercent"] = "10"
+    assert any("canaryTrafficPercent" in e for e in schema_errors(isvc_validator, broken))
+
+
+def test_the_crd_has_every_canary_field_mlspec_writes_and_reads(kserve_crd):
+    (v1beta1,) = [v for v in kserve_crd["spec"]["versions"] if v["name"] == "v1beta1"]
+    root = v1beta1["schema"]["openAPIV3Schema"]["properties"]
+    predictor = root["spec"]["properties"]["predictor"]["properties"]
+    assert predictor["canaryTrafficPercent"]["type"] == "integer"
+    status = root["status"]["properties"]
+    assert status["deploymentMode"]["type"] == "string"
+    component = status["components"]["additionalProperties"]["properties"]
+    for read in ("latestCreatedRevision", "latestReadyRevision", "latestRolledoutRevision", "traffic"):
+        assert read in component
+    traffic = component["traffic"]["items"]["properties"]
+    assert {"tag", "url", "percent", "revisionName", "latestRevision"} <= set(traffic)
+    assert traffic["percent"]["type"] == "integer"
+
+
+def test_a_canary_is_refused_in_raw_deployment():
+    with pytest.raises(ServingError, match=r"RawDeployment.*ignores canaryTrafficPercent.*kserve#5335"):
+        build_inference_service(KServeConfig(), model_name="digits", version=2, store_root_uri="s3://b/p",
+                                canary_percent=0)

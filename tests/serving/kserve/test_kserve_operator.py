@@ -273,6 +273,7 @@ def test_execute_applies_the_printed_manifest_and_defers_to_the_readiness_trigge
         "connection": k8s_connection,
         "timeout_s": 45,
         "poll_interval_s": 5,
+        "canary": False,
     }
     assert deferred.kwargs["version"] == 1
     assert deferred.kwargs["state"]["previous_spec"] is None

@@ -22,7 +22,7 @@ def test_serialize_is_exact_and_round_trips():
     classpath, kwargs = trigger.serialize()
     assert classpath == "mlspec.triggers.kserve.KServeReadinessTrigger"
     assert kwargs == {"name": "digits", "namespace": NS, "generation": 4, "connection": "k8s_prod",
-                      "timeout_s": 900, "poll_interval_s": 10.0}
+                      "timeout_s": 900, "poll_interval_s": 10.0, "canary": False}
     module, _, cls = classpath.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), cls)(**kwargs)  # what the triggerer does
     assert rebuilt.serialize() == (classpath, kwargs)
