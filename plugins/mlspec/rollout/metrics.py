@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlspec.connections import bearer_token, get_connection
 from mlspec.errors import MlspecError
@@ -188,6 +187,9 @@ def prometheus_from_connection(connection_id: str) -> PrometheusMetrics:
 
 def parse_metrics(text: str, model: str) -> dict[Series, float]:
     """The gates' series of `model` in a /metrics page (Prometheus text format)."""
+    # prometheus_client takes about 0.1 s to import: only where a page is read, never when a DAG is parsed
+    from prometheus_client.parser import text_string_to_metric_families
+
     values: dict[Series, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
