@@ -294,7 +294,16 @@ def test_known_model_without_a_ready_version_answers_503(server, store_root):
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
     index = client.post("/v2/repository/index").json()
-    assert index == [{"name": "broken", "version": "1", "state": "UNAVAILABLE", "reason": index[0]["reason"]}]
+    assert index == [
+        {
+            "name": "broken",
+            "version": "1",
+            "state": "UNAVAILABLE",
+            "reason": index[0]["reason"],
+            "traffic_percent": 0,
+            "shadow_percent": 0,
+        }
+    ]
     assert "onnxruntime refused" in index[0]["reason"]
     client.close()
 

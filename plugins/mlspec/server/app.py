@@ -6,13 +6,21 @@ that model in flight, 413 body too large, 503 known but not ready or too many re
 (with Retry-After), 504 a load that timed out):
 
 * GET  /v2/health/live, /v2/health/ready, /v2 (server metadata)
-* GET  /v2/models/{m}[/versions/{v}]           model metadata (+ `parameters.served_version`)
+* GET  /metrics                                Prometheus text format (metrics.py), open like health
+* GET  /v2/models/{m}[/versions/{v}]           model metadata (+ `parameters.served_version`, `.traffic`)
 * GET  /v2/models/{m}[/versions/{v}]/ready     200 when that model (version) is ready
 * POST /v2/models/{m}[/versions/{v}]/infer     JSON tensors, or Triton's binary tensor extension; a table
-                                               model takes raw rows, one input per column (tensors.py)
-* POST /v2/repository/index                    every model version with its state       (admin)
-* POST /v2/repository/models/{m}/load          {"parameters": {"storage_uri": ..., "version": "3"}} (admin)
+                                               model takes raw rows, one input per column (tensors.py).
+                                               Unversioned: routed by the model's traffic (traffic.py)
+                                               and copied to its shadow (shadow.py); the answer's
+                                               x-mlspec-model-version header names the version
+* POST /v2/repository/index                    every model version with its state and traffic share (admin)
+* POST /v2/repository/models/{m}/load          {"parameters": {"storage_uri": ..., "version": "3",
+                                               "serve": true}}; serve false loads without serving (admin)
 * POST /v2/repository/models/{m}/unload        optional {"parameters": {"version": "3"}}  (admin)
+* POST /v2/repository/models/{m}/traffic       {"parameters": {"weights": {"2": 90, "3": 10}, "shadow":
+                                               {"version": "3", "percent": 100}}}; weights null clears (admin)
+* POST /v2/repository/models/{m}/logging       request logging of the model (request_log.py)     (admin)
 
 The repository API needs `Authorization: Bearer <token>` (MLSPEC_SERVER_TOKEN, or the token file
 the server writes into its state folder at first start, mode 0600), at least MIN_TOKEN_CHARS long
@@ -62,9 +70,13 @@ from mlspec.server.errors import (
     ServerSetupError,
     Unauthorized,
 )
+from mlspec.server.metrics import CONTENT_TYPE, ServerMetrics, observed_output
 from mlspec.server.repository import DEFAULT_MAX_MODEL_BYTES, PLATFORM, LoadedVersion, ModelRepository
+from mlspec.server.request_log import RequestLogs
+from mlspec.server.shadow import DEFAULT_QUEUE_SIZE, ShadowJob, ShadowRunner
 from mlspec.server.sources import StorageRoots, default_roots
 from mlspec.server.tensors import Limits, conform_inputs, encode_response, loads, parse_infer_request
+from mlspec.server.traffic import Traffic, request_hash
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +110,7 @@ class ServerConfig:
     max_concurrent_loads: int = 2
     inference_threads: int = 0  # 0: one per core
     ort_threads: int = 1
+    shadow_queue: int = DEFAULT_QUEUE_SIZE  # shadow copies waiting at most; more are dropped (and counted)
 
 
 def ensure_server_token(state_dir: Path | None) -> str:
@@ -236,6 +249,9 @@ class ModelServer:
         self.protect_models = config.auth == "token"
         self.loads = LoadRunner(config.max_concurrent_loads, config.load_timeout_s)
         self.restored = threading.Event()
+        self.metrics = ServerMetrics(self.repository)
+        self.shadows = ShadowRunner(self._run_output, self.metrics.stats, config.shadow_queue)
+        self.request_logs = RequestLogs(self.roots, state_dir, registry=self.metrics.registry)
         self.state = SimpleNamespace(repository=self.repository, restored=self.restored, server=self)
         threads = config.inference_threads or max(2, os.cpu_count() or 2)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mlspec-infer")
@@ -265,6 +281,8 @@ class ModelServer:
             elif message["type"] == "lifespan.shutdown":
                 if self._restore_task is not None and not self._restore_task.done():
                     self._restore_task.cancel()
+                self.shadows.close()
+                self.request_logs.close()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -289,6 +307,7 @@ class ModelServer:
                 except Exception as exc:  # never leave the server unready for good
                     repo.restore_failed(name, version, f"{type(exc).__name__}: {exc}")
         finally:
+            repo.restore_traffic()
             repo.end_restore()
             self.restored.set()
             log.info("mlspec model server ready")
@@ -331,6 +350,9 @@ class ModelServer:
         method: str = scope["method"]
         parts = path.strip("/").split("/")
         if parts[0] != "v2":
+            if parts == ["metrics"]:
+                self._require(scope, "GET", method)
+                return 200, self.metrics.exposition(), [(b"content-type", CONTENT_TYPE)]
             raise NotFound(f"no endpoint {path}")
         rest = parts[1:]
         if rest and rest[0] == "models" and len(rest) >= 2:
@@ -367,12 +389,10 @@ class ModelServer:
             payload = await self._json_body(scope, receive)
             ready_only = payload.get("ready", False)
             return 200, orjson.dumps(self.repository.index(ready_only=ready_only is True)), _JSON
-        if len(rest) == 4 and rest[:2] == ["repository", "models"] and rest[3] in ("load", "unload"):
+        if len(rest) == 4 and rest[:2] == ["repository", "models"] and rest[3] in _REPOSITORY_ACTIONS:
             self._require(scope, "POST", method, admin=True)
             payload = await self._json_body(scope, receive)
-            if rest[3] == "load":
-                return await self._load(rest[2], payload)
-            return await self._unload(rest[2], payload)
+            return await getattr(self, f"_{rest[3]}")(rest[2], payload)
         raise NotFound(f"no endpoint {path}")
 
     def _require(
@@ -479,6 +499,7 @@ class ModelServer:
             # Not in the protocol (its extension slot): lets a deployer find what serves now, for rollback.
             "parameters": {
                 "served_version": repo.served_version(name),
+                "traffic": repo.traffic(name),
                 "version": loaded.version,
                 "storage_uri": loaded.storage_uri,
                 # The published input and output schemas (feature statistics, class names).
@@ -489,7 +510,8 @@ class ModelServer:
     # -- inference ------------------------------------------------------------------------------
     def _infer_sync(
         self, loaded: LoadedVersion, body: bytes, header_length: str | None, measure: bool
-    ) -> tuple[bytes, list]:
+    ) -> tuple[bytes, list, str | None, dict, dict]:
+        """(body, headers, the request's id, the inputs as the model ran them, the outputs) of one answer."""
         started = time.perf_counter()
         parsed = parse_infer_request(body, header_length, self.limits, loaded.table)
         feeds = conform_inputs(parsed.inputs, loaded.inputs, loaded.name, loaded.table)
@@ -514,26 +536,64 @@ class ModelServer:
             cost = time.perf_counter() - started
             loaded.cost_s = cost if loaded.cost_s < 0 else 0.8 * loaded.cost_s + 0.2 * cost
         if len(headers) == 1:
-            return content, _JSON
-        return content, [(k.encode(), v.encode()) for k, v in headers.items()]
+            return content, loaded.json_headers, parsed.id, feeds, results
+        answer_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+        return content, [*answer_headers, loaded.json_headers[1]], parsed.id, feeds, results
+
+    def _run_output(self, loaded: LoadedVersion, body: bytes, header_length: str | None, output: str) -> Any:
+        """One output of `loaded` on a request body (the shadow worker's run)."""
+        parsed = parse_infer_request(body, header_length, self.limits, loaded.table)
+        feeds = conform_inputs(parsed.inputs, loaded.inputs, loaded.name, loaded.table)
+        return loaded.run(feeds, [output])[output]
 
     async def _infer(self, scope, receive, name: str, version: str | None) -> tuple[int, bytes, list]:
-        # Resolve the version before reading the body: a request keeps the version it started with
-        # even if another one becomes served while it runs.
-        loaded = self.repository.get(name, version)
-        body = await self._body(scope, receive)
+        # Resolve the version (or the traffic) before reading the body: a request keeps what it started
+        # with even if another version becomes served, or the traffic changes, while it runs.
+        target = self.repository.route(name) if version is None else self.repository.get(name, version)
+        loaded = target if type(target) is LoadedVersion else None
+        started = time.perf_counter()
+        try:
+            body = await self._body(scope, receive)
+        except ProtocolError as exc:
+            if loaded is not None:
+                self.metrics.stats(loaded).failed(exc.status, time.perf_counter() - started)
+            raise
+        started = time.perf_counter()
         header_length = None
         for key, value in scope["headers"]:
             if key == b"inference-header-content-length":
                 header_length = value.decode("latin-1")
                 break
+        shadow = None
+        if loaded is None:  # a traffic split or a shadow: the request id decides
+            loaded, shadow = target.pick(request_hash(body, header_length, _header(scope, b"x-request-id")))
+        stats = loaded.stats or self.metrics.stats(loaded)
         small = len(body) <= INLINE_BODY_BYTES
-        if small and 0 <= loaded.cost_s < INLINE_COST_S:
-            content, headers = self._infer_sync(loaded, body, header_length, True)
-        else:
-            loop = asyncio.get_running_loop()
-            content, headers = await loop.run_in_executor(
-                self._pool, self._infer_sync, loaded, body, header_length, small
+        try:
+            if small and 0 <= loaded.cost_s < INLINE_COST_S:
+                content, headers, request_id, feeds, results = self._infer_sync(loaded, body, header_length, True)
+            else:
+                loop = asyncio.get_running_loop()
+                content, headers, request_id, feeds, results = await loop.run_in_executor(
+                    self._pool, self._infer_sync, loaded, body, header_length, small
+                )
+        except ProtocolError as exc:
+            stats.failed(exc.status, time.perf_counter() - started)
+            raise
+        except Exception:
+            stats.failed(500, time.perf_counter() - started)
+            raise
+        stats.answered(time.perf_counter() - started, len(next(iter(feeds.values()))), results)
+        if shadow is not None:
+            output, _ = observed_output(loaded.output_names)
+            self.shadows.offer(
+                ShadowJob(shadow, loaded, body, header_length, results.get(output), target.traffic.shadow)
+            )
+        if self.request_logs.wants(name):
+            if request_id is None:
+                request_id = (_header(scope, b"x-request-id") or b"").decode("latin-1") or secrets.token_hex(8)
+            self.request_logs.offer(
+                name, loaded.version, request_id, feeds, results, loaded.schemas.get("input_schema")
             )
         return 200, content, headers
 
@@ -561,6 +621,9 @@ class ModelServer:
         parameters = self._parameters(payload)
         version = self._optional_str(parameters, "version")
         storage_uri = self._optional_str(parameters, "storage_uri")
+        serve = parameters.get("serve", True)
+        if not isinstance(serve, bool):
+            raise BadRequest(f"parameters.serve must be true or false, got {str(serve)[:40]!r}")
         repo = self.repository
         if storage_uri is not None:
             storage_uri = repo.check_storage_uri(storage_uri)  # 403 before anything is opened
@@ -568,9 +631,35 @@ class ModelServer:
         if busy:
             raise Conflict(f"{busy}; try again later")
         what = f"loading model {name} version {version or '(from its manifest)'}"
-        loaded = await self.loads.run(what, repo.load, name, version, storage_uri)
-        body = {"name": name, "version": loaded.version, "state": "READY", "served_version": loaded.version}
+        loaded = await self.loads.run(what, repo.load, name, version, storage_uri, make_served=serve)
+        served = loaded.version if serve else repo.served_version(name)
+        body = {"name": name, "version": loaded.version, "state": "READY", "served_version": served}
         return 200, orjson.dumps(body), _JSON
+
+    async def _traffic(self, name: str, payload: dict) -> tuple[int, bytes, list]:
+        if "parameters" not in payload:
+            raise BadRequest('the body must be {"parameters": {"weights": {version: percent}, "shadow": ...}}')
+        traffic = Traffic.from_parameters(payload["parameters"])
+        repo = self.repository
+
+        def change(cancelled: threading.Event):
+            return repo.set_traffic(name, traffic)
+
+        entry = await self.loads.run(f"setting the traffic of model {name}", change)
+        body = {"name": name, "served_version": entry.served, "traffic": repo.traffic(name)}
+        return 200, orjson.dumps(body), _JSON
+
+    async def _logging(self, name: str, payload: dict) -> tuple[int, bytes, list]:
+        if "parameters" not in payload:
+            raise BadRequest('the body must be {"parameters": {"uri", "sample", "max_mb_per_hour"}} or {"parameters": null}')
+        parameters = payload["parameters"]
+        if parameters is not None and not isinstance(parameters, dict):
+            raise BadRequest("'parameters' must be a JSON object or null")
+        self.repository.versions(name)  # 404 for a model this server does not know
+        answer = await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.request_logs.configure, name, parameters
+        )
+        return 200, orjson.dumps(answer), _JSON
 
     async def _unload(self, name: str, payload: dict) -> tuple[int, bytes, list]:
         parameters = self._parameters(payload)
@@ -585,6 +674,14 @@ class ModelServer:
 
 
 _RESERVED = "mlspec.reserved_bytes"  # in the request's scope: the body bytes it holds in flight
+_REPOSITORY_ACTIONS = ("load", "unload", "traffic", "logging")  # POST /v2/repository/models/{m}/<action>
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
 
 
 def _checked_token(token: str, config: ServerConfig, state_dir: Path | None) -> str:

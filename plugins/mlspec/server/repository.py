@@ -13,8 +13,11 @@ What a caller can rely on:
 * loads only read below the configured storage roots (`StorageRoots`);
 * one load or unload per model at a time: a second one while one is in flight answers 409;
   inference never waits for them;
-* with a state folder, `{model: {served_version, versions: {version: storage_uri}}}` is written to
-  `state.json` after every change. At start-up `read_state()` sets aside a file it cannot read
+* a model's traffic (weights per version and a shadow, mlspec.server.traffic) routes its unversioned
+  requests while set; loading a version as served clears it. Versions the traffic holds are never
+  evicted, and unloading one answers 409;
+* with a state folder, `{model: {served_version, versions: {version: storage_uri}, traffic?}}` is written
+  to `state.json` after every change. At start-up `read_state()` sets aside a file it cannot read
   (logging where it went) and the app restores each version. A version that fails its checks then
   stays recorded and reported (UNAVAILABLE, with the reason); if it was the served one, the model
   answers 503 saying why, instead of another version answering in its place.
@@ -49,6 +52,7 @@ from mlspec.server.errors import (
 )
 from mlspec.server.sources import SMALL_FILE_LIMIT, OutsideRoots, StorageRoots, VersionSource
 from mlspec.server.tensors import TensorSpec
+from mlspec.server.traffic import Route, Traffic
 from mlspec.storage.base import MANIFEST, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -87,9 +91,17 @@ class LoadedVersion:
     # Exponential average of the seconds one small request takes end to end (decode, run, encode);
     # the app answers requests inline on the event loop while it stays tiny.
     cost_s: float = -1.0
+    # The headers of a JSON answer (content type and x-mlspec-model-version), built once.
+    json_headers: list = field(default_factory=list)
+    # The app's counters for this version (mlspec.server.metrics.VersionStats), attached at first use.
+    stats: Any = None
 
     def __post_init__(self) -> None:
         self.output_names = [spec.name for spec in self.outputs]
+        self.json_headers = [
+            (b"content-type", b"application/json"),
+            (b"x-mlspec-model-version", self.version.encode("utf-8")),
+        ]
         datatypes = {spec.name: spec.datatype for spec in self.inputs}
         self.table = table_inputs(self.schemas.get("input_schema"), datatypes)
 
@@ -111,6 +123,11 @@ class ModelEntry:
     recorded: dict[str, str] = field(default_factory=dict)
     # The served version state.json names while it is not loaded: nothing else serves in its place.
     wanted_served: str | None = None
+    # The traffic split and shadow (None: the served version answers everything), bound to the loaded
+    # versions in `route`; `wanted_traffic` is what state.json holds until the restore binds it.
+    traffic: Traffic | None = None
+    route: Route | None = None
+    wanted_traffic: dict | None = None
 
     def is_empty(self) -> bool:
         return not (self.versions or self.loading or self.failures or self.recorded)
@@ -128,6 +145,7 @@ class ModelEntry:
     def make_served(self, version: str) -> None:
         self.served = version
         self.wanted_served = None
+        self.traffic = self.route = None  # the served version answers everything again
         if version in self.serve_order:
             self.serve_order.remove(version)
         self.serve_order.append(version)
@@ -303,6 +321,9 @@ def _validate_state(state: Any) -> dict[str, dict]:
         served = model.get("served_version")
         if served is not None and not isinstance(served, str):
             raise StateFileError(f"model {name!r}: served_version is not a string")
+        traffic = model.get("traffic")
+        if traffic is not None and not isinstance(traffic, dict):
+            raise StateFileError(f"model {name!r}: traffic is not an object")
     return state
 
 
@@ -362,6 +383,57 @@ class ModelRepository:
                 f"model {name!r} has no version {version!r}; loaded versions: {self._sorted(entry.versions)}"
             )
 
+    def route(self, name: str) -> LoadedVersion | Route:
+        """What an unversioned request of `name` resolves to: the model's Route while a split or shadow is
+        set, else the served version; NotFound / NotReady like `get`."""
+        with self._lock:
+            entry = self._models.get(name)
+            if entry is not None:
+                if entry.route is not None:
+                    return entry.route
+                if entry.served is not None:
+                    return entry.versions[entry.served]
+        return self.get(name)
+
+    def traffic(self, name: str) -> dict:
+        """The model's traffic as the API shows it: {"weights", "shadow"}; {served: 100} without a split."""
+        with self._lock:
+            entry = self._entry(name)
+            return self._traffic_json(entry)
+
+    @staticmethod
+    def _traffic_json(entry: ModelEntry) -> dict:
+        if entry.traffic is not None:
+            return entry.traffic.to_json()
+        return {"weights": {entry.served: 100} if entry.served is not None else {}, "shadow": None}
+
+    def traffic_percents(self) -> list[tuple[str, str, int, int]]:
+        """(model, version, traffic %, shadow %) of every loaded version, for the /metrics gauges."""
+        rows = []
+        with self._lock:
+            for name, entry in sorted(self._models.items()):
+                for version in entry.versions:
+                    if entry.traffic is not None:
+                        share = entry.traffic.percent_of(version)
+                        shadow = entry.traffic.shadow_percent_of(version)
+                    else:
+                        share, shadow = (100 if version == entry.served else 0), 0
+                    rows.append((name, version, share, shadow))
+        return rows
+
+    def shadows(self) -> list[tuple[str, str, list[str]]]:
+        """(model, shadow version, the versions whose answers it gets copies of) of every model with a shadow."""
+        with self._lock:
+            return [
+                (name, e.traffic.shadow.version, sorted(v for v, w in e.traffic.weights.items() if w > 0 and v != e.traffic.shadow.version))
+                for name, e in sorted(self._models.items())
+                if e.traffic is not None and e.traffic.shadow is not None
+            ]
+
+    def loaded_versions(self) -> list[LoadedVersion]:
+        with self._lock:
+            return [loaded for entry in self._models.values() for loaded in entry.versions.values()]
+
     def served_version(self, name: str) -> str | None:
         with self._lock:
             return self._entry(name).served
@@ -401,6 +473,12 @@ class ModelRepository:
                         row = {"name": name, "version": version, "state": "UNAVAILABLE", "reason": reason}
                     if version in entry.recorded:
                         row["storage_uri"] = entry.recorded[version]
+                    if entry.traffic is not None:
+                        row["traffic_percent"] = entry.traffic.percent_of(version)
+                        row["shadow_percent"] = entry.traffic.shadow_percent_of(version)
+                    else:
+                        row["traffic_percent"] = 100 if version == entry.served else 0
+                        row["shadow_percent"] = 0
                     if row["state"] == "READY" or not ready_only:
                         rows.append(row)
         return rows
@@ -555,7 +633,7 @@ class ModelRepository:
                 entry.make_served(version)
             elif version not in entry.serve_order:
                 entry.serve_order.insert(0, version)
-            self._evict(entry)
+            self._evict(entry, keep=version)
 
         previous = self.served_version(name) if self._models.get(name) else None
         try:
@@ -595,9 +673,13 @@ class ModelRepository:
                 f"({exc})"
             ) from None
 
-    def _evict(self, entry: ModelEntry) -> None:
+    def _evict(self, entry: ModelEntry, keep: str | None = None) -> None:
+        held = entry.traffic.versions() if entry.traffic is not None else set()
+        held |= {entry.served, keep}
         while len(entry.versions) > self.max_loaded_versions:
-            oldest = next(v for v in entry.serve_order if v in entry.versions and v != entry.served)
+            oldest = next((v for v in entry.serve_order if v in entry.versions and v not in held), None)
+            if oldest is None:  # every loaded version serves, is in the traffic or was just loaded
+                break
             del entry.versions[oldest]
             entry.serve_order.remove(oldest)
             log.info(
@@ -622,6 +704,11 @@ class ModelRepository:
                     raise NotFound(
                         f"model {name!r} has no version {version!r} to unload; "
                         f"loaded versions: {self._sorted(entry.versions)}"
+                    )
+                if version is not None and entry.traffic is not None and version in entry.traffic.versions():
+                    raise Conflict(
+                        f"model {name!r} version {version} is in its traffic {entry.traffic.to_json()}; set "
+                        "traffic without it (or clear it with weights null) before unloading it"
                     )
 
             def apply(entry: ModelEntry) -> object:
@@ -648,6 +735,37 @@ class ModelRepository:
                 served,
             )
             return served
+        finally:
+            self._release(name, lock)
+
+    def set_traffic(self, name: str, traffic: Traffic | None) -> ModelEntry:
+        """Route the model's unversioned requests by `traffic` (None: the served version answers all, no
+        shadow); persisted before it takes effect. NotFound for a version that is not loaded, Conflict (409)
+        for one still loading or failed to load, and while a load or unload of the model is in flight."""
+        lock = self._claim(name, "a traffic change")
+        try:
+            with self._lock:
+                entry = self._entry(name)
+                if traffic is not None:
+                    named = set(traffic.weights) | traffic.versions()
+                    for version in self._sorted(named):
+                        if version in entry.versions:
+                            continue
+                        if version in entry.loading or version in entry.failures or version in entry.recorded:
+                            why = entry.failures.get(version, "it is still loading")
+                            raise Conflict(f"model {name!r} version {version} is not ready ({why}); traffic unchanged")
+                        raise NotFound(
+                            f"model {name!r} has no version {version!r} loaded; loaded versions: "
+                            f"{self._sorted(entry.versions)}; load it (serve: false) before giving it traffic"
+                        )
+                route = Route.bind(traffic, entry.versions, _version_key) if traffic is not None else None
+
+            def apply(entry: ModelEntry) -> None:
+                entry.traffic, entry.route, entry.wanted_traffic = traffic, route, None
+
+            updated = self._commit(name, apply)
+            log.info("model %s: traffic %s", name, self._traffic_json(updated))
+            return updated
         finally:
             self._release(name, lock)
 
@@ -687,6 +805,9 @@ class ModelRepository:
                 "served_version": served,
                 "versions": dict(sorted(versions.items(), key=lambda kv: _version_key(kv[0]))),
             }
+            traffic = entry.traffic.to_json() if entry.traffic is not None else entry.wanted_traffic
+            if traffic is not None:
+                state[name]["traffic"] = traffic
         return state
 
     def _write_state(self, state: dict) -> None:
@@ -757,6 +878,7 @@ class ModelRepository:
                 entry.recorded.update(versions)
                 if served in versions:
                     entry.wanted_served = served
+                entry.wanted_traffic = model.get("traffic")
                 order = sorted((v for v in versions if v != served), key=_version_key)
                 order += [served] if served in versions else []
                 plan += [(name, v, versions[v], v == served) for v in order]
@@ -768,6 +890,38 @@ class ModelRepository:
             if entry is not None and version not in entry.versions:
                 entry.failures[version] = reason
         log.error("model %s: could not restore version %s: %s", name, version, reason)
+
+    def restore_traffic(self) -> None:
+        """Bind the traffic state.json holds to the restored versions. A part whose versions did not load
+        is dropped (logged): the weights, or the shadow alone; then the served version answers."""
+        with self._lock:
+            for entry in self._models.values():
+                wanted, entry.wanted_traffic = entry.wanted_traffic, None
+                if wanted is None:
+                    continue
+                try:
+                    traffic = Traffic.from_state(wanted)
+                except BadRequest as exc:
+                    log.error("model %s: the traffic in %s is not valid (%s); dropped", entry.name, STATE_FILE, exc)
+                    continue
+                if traffic is None:
+                    continue
+                missing = [v for v in traffic.weights if v not in entry.versions]
+                if missing:
+                    log.error(
+                        "model %s: traffic %s not restored: version %s did not load; version %s answers all",
+                        entry.name, traffic.to_json(), ", ".join(missing), entry.served,
+                    )
+                    continue
+                if traffic.shadow is not None and traffic.shadow.version not in entry.versions:
+                    log.error(
+                        "model %s: shadow version %s did not load; the weights are restored without it",
+                        entry.name, traffic.shadow.version,
+                    )
+                    traffic = Traffic(traffic.weights, None)
+                entry.traffic = traffic
+                entry.route = Route.bind(traffic, entry.versions, _version_key)
+                log.info("model %s: traffic restored: %s", entry.name, traffic.to_json())
 
     def end_restore(self) -> None:
         with self._lock:
