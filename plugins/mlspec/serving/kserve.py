@@ -365,8 +365,8 @@ class KServeServing(ServingBackend):
         return self._patch(model_name, ops)
 
     def promote(self, model_name: str) -> dict:
-        """The rollout's candidate takes every request: the canary field goes (KServe rolls the candidate's
-        revision out at 100 %) and the label names it. Returns its apply state (for await_ready)."""
+        """The rollout's candidate becomes the served version: the canary field goes (KServe's promotion: its
+        revision answers every request) and the label names it. Returns its apply state (for await_ready)."""
         isvc = self.get(model_name)
         candidate = canary_version(isvc)
         if candidate is None:
@@ -389,8 +389,12 @@ class KServeServing(ServingBackend):
     def set_traffic(self, model_name: str, traffic: dict) -> None:
         """Give the rollout's candidate its share: `traffic` is the model server's traffic object ({"weights":
         {version: percent}, "shadow": ...}; weights None: production answers all). Only production and the
-        candidate can have weight; 100 for the candidate promotes it. A share above 0 is given only once the
-        candidate's revision is ready (ServingError otherwise: the order kserve#5983 got wrong)."""
+        candidate can have weight. A share above 0 is given only once the candidate's revision is ready
+        (ServingError otherwise: the order kserve#5983 got wrong).
+
+        At 100 the candidate answers every request, but the field stays (100) and production stays the served
+        version until the release's plain load (`apply(serve=True)`) promotes it: until then a rollback is
+        KServe's own (share 0: KServe routes to the revision rolled out before), not a new deployment."""
         isvc = self.get(model_name)
         ns = self.config.namespace
         if isvc is None:
@@ -414,9 +418,6 @@ class KServeServing(ServingBackend):
                     f"answering, so wait until `kubectl get inferenceservice {model_name} -n {ns}` shows it ready, "
                     "then set the step again"
                 )
-        if percent == 100:
-            self.promote(model_name)
-            return
         self._set_canary_percent(isvc, model_name, candidate, percent)
         log.info("InferenceService %s/%s: version %d answers %d %% of requests, version %s the rest", ns,
                  model_name, candidate, percent, production)
@@ -582,6 +583,36 @@ class KServeServing(ServingBackend):
         except ServingError as exc:
             raise RollbackFailed(f"serving version {previous} of {name} again failed: {exc}") from exc
 
+    def _route_back_to_production(self, name: str, isvc: dict) -> dict:
+        """The candidate's share goes to 0 and, when KServe had rolled the candidate's revision out (a step at
+        100 %), wait until it routes back to the revision rolled out before it (production's): a restored spec
+        pinned at 0 % before that would leave the candidate's revision answering every request."""
+        candidate = canary_version(isvc)
+        if candidate is None:
+            return isvc
+        isvc = self._set_canary_percent(isvc, name, candidate, 0)
+        deadline = time.monotonic() + float(self.config.timeout_s)
+        while True:
+            predictor = predictor_status(isvc)
+            rolled_out = predictor.get("latestRolledoutRevision")
+            observed = (isvc.get("status") or {}).get("observedGeneration")
+            caught_up = isinstance(observed, int) and observed >= int((isvc.get("metadata") or {}).get("generation") or 0)
+            if caught_up and (rolled_out != predictor.get("latestCreatedRevision")
+                              or not predictor.get("previousRolledoutRevision")):
+                return isvc
+            if time.monotonic() >= deadline:
+                raise ServingError(
+                    f"rollback failed: KServe still routes InferenceService {name} to the candidate's revision "
+                    f"{rolled_out} {self.config.timeout_s}s after its share was set to 0 (the revision rolled out "
+                    f"before it: {predictor.get('previousRolledoutRevision')}); look at `kubectl get "
+                    f"inferenceservice {name} -n {self.config.namespace}`"
+                )
+            time.sleep(self.poll_interval_s)
+            isvc = self.get(name)
+            if isvc is None:
+                raise ServingError(f"rollback failed: InferenceService {name} is gone from namespace "
+                                   f"{self.config.namespace}")
+
     def rollback_state(self, state: dict) -> str:
         """Put back what `state` replaced; returns a short description of what was done."""
         name, ns = state["name"], state["namespace"]
@@ -606,13 +637,14 @@ class KServeServing(ServingBackend):
         current = self.get(name)
         if current is None:
             raise ServingError(f"rollback failed: InferenceService {name} is gone from namespace {ns}")
-        labels, annotations = _labels(current), _annotations(current)
         if CANARY_FIELD in ((current.get("spec") or {}).get("predictor") or {}):
             # A canary is in: Knative sends an unsplit predictor's requests to its latest READY revision, which
             # is the candidate until the restored spec's revision is ready. Pinned at 0 %, the restored revision
             # waits while KServe's previously rolled-out revision (production) keeps every request.
+            current = self._route_back_to_production(name, current)
             previous_spec = copy.deepcopy(previous_spec)
             previous_spec["predictor"][CANARY_FIELD] = 0
+        labels, annotations = _labels(current), _annotations(current)
         ops = [{"op": "replace" if "spec" in current else "add", "path": "/spec", "value": previous_spec}]
         want_labels = {}
         if state.get("previous_version") is not None:

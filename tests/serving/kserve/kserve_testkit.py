@@ -393,9 +393,10 @@ class ServerlessKServe:
     """Scenario: KServe in Serverless mode over Knative, as far as a canary needs it.
 
     Every predictor spec (canaryTrafficPercent aside) is a new revision, ready unless its version is in
-    `unready`. Traffic follows KServe's canary rules: without canaryTrafficPercent the latest ready revision
-    answers all and becomes the rolled-out one; with it, the "latest" tag gets that share and the revision
-    rolled out last (tag "prev") the rest. `route_unready=True` plays the bug of kserve#5983: the "latest" share
+    `unready`. Traffic follows KServe's canary rules: the "latest" tag (the latest ready revision) gets
+    canaryTrafficPercent (all without it), the revision rolled out last (tag "prev") the rest. A ready latest
+    revision given 100 % becomes the rolled-out one; given less again, KServe goes back to the one rolled out
+    before (how `canaryTrafficPercent: 0` rolls back a promoted revision). `route_unready=True` plays the bug of kserve#5983: the "latest" share
     goes to the newest revision even before it is ready; `unready_shares` records every such share written.
     """
 
@@ -425,8 +426,11 @@ class ServerlessKServe:
         created = self.revisions[-1]
         latest_ready = ready[-1]["name"] if ready else None
         created_ready = created["name"] == latest_ready
-        if created_ready and (canary is None or self.rolled_out is None) and self.rolled_out != created["name"]:
+        share = 100 if canary is None or self.rolled_out is None else canary
+        if created_ready and share == 100 and self.rolled_out != created["name"]:
             self.previous_rolled_out, self.rolled_out = self.rolled_out, created["name"]
+        elif created_ready and share < 100 and self.rolled_out == created["name"] and self.previous_rolled_out:
+            self.rolled_out = self.previous_rolled_out
         host = f"{name}-predictor.{ns}.example.test"
         latest_target = created["name"] if self.route_unready else latest_ready
         traffic = []

@@ -102,23 +102,31 @@ def test_steps_10_50_100_then_the_candidate_is_promoted(k8s_api, k8s_connection)
         live = kserve.get(NAME)["status"]["components"]["predictor"]
         assert live["latestRolledoutRevision"] == knative.revision_of_version(1)  # KServe's "prev": production
 
+        # The last step: the candidate answers every request; production stays the served version (as on the
+        # model server) until the release's plain load promotes it.
         kserve.set_traffic(NAME, step(1, 2, 100))
+        assert kserve.get(NAME)["spec"]["predictor"][CANARY] == 100
+        assert routed(kserve, {"2": 100})
+        assert kserve.served_version(NAME) == 1
+        rolled = settled(kserve, lambda isvc: True)["status"]["components"]["predictor"]
+        assert rolled["latestRolledoutRevision"] == knative.revision_of_version(2)
+
+        final = kserve.await_ready(kserve.apply(NAME, 2, uri(2)))  # Release.finish_rollout's plain load
         promoted = kserve.get(NAME)
         assert CANARY not in promoted["spec"]["predictor"]  # KServe's promotion: the field removed
         assert promoted["spec"] == kserve.manifest(NAME, 2)["spec"]
         assert promoted["metadata"]["labels"]["mlspec/version"] == "2"
         assert "mlspec/canary-version" not in promoted["metadata"]["annotations"]
-        assert routed(kserve, {"2": 100})
         assert kserve.served_version(NAME) == 2
-        rolled = settled(kserve, lambda isvc: True)["status"]["components"]["predictor"]
-        assert rolled["latestRolledoutRevision"] == knative.revision_of_version(2)
-
-        # The release's plain load that ends a rollout finds it done: nothing is patched, the shared URL answers.
-        writes = len(k8s_api.history(NS, NAME))
-        final = kserve.await_ready(kserve.apply(NAME, 2, uri(2)))
-        assert len(k8s_api.history(NS, NAME)) == writes
+        assert routed(kserve, {"2": 100})
         assert final.endpoint_url == f"http://{NAME}-{NS}.example.test"
         assert final.previous_state["previous_spec"] == kserve.manifest(NAME, 1)["spec"]
+        assert final.previous_state["previous_version"] == 1
+
+        # A retried finish finds it done: nothing is patched.
+        writes = len(k8s_api.history(NS, NAME))
+        assert kserve.apply(NAME, 2, uri(2))["generation"] == final.previous_state["generation"]
+        assert len(k8s_api.history(NS, NAME)) == writes
 
 
 def test_serve_true_for_the_candidate_promotes_it_too(k8s_api, k8s_connection):
@@ -132,14 +140,15 @@ def test_serve_true_for_the_candidate_promotes_it_too(k8s_api, k8s_connection):
         assert routed(kserve, {"2": 100})
 
 
+@pytest.mark.parametrize("percent", [50, 100])
 @pytest.mark.parametrize("how", ["apply_state", "registry_production", "weights_cleared"])
-def test_a_rollback_mid_canary_gives_production_every_request_at_once(k8s_api, k8s_connection, how):
+def test_a_rollback_mid_canary_gives_production_every_request_at_once(k8s_api, k8s_connection, how, percent):
     kserve = backend(k8s_connection)
     knative = ServerlessKServe()
     with running_controller(k8s_api, NS, NAME, knative):
         candidate = canary_in(kserve, knative)
-        kserve.set_traffic(NAME, step(1, 2, 50))
-        routed(kserve, {"1": 50, "2": 50})
+        kserve.set_traffic(NAME, step(1, 2, percent))
+        routed(kserve, {"1": 50, "2": 50} if percent == 50 else {"2": 100})
         if how == "apply_state":  # the rollout's own Deployment (its apply state)
             kserve.rollback(candidate)
         elif how == "registry_production":  # Release.serve_production: the registry's production version
