@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlspec.inference_protocol import numpy_dtype
+from mlspec.vocabulary import ROLLOUT_COMMANDS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,8 @@ class VersionRecord:
     best_trial: str = ""  # tuned runs: the winning trial's index
     best_params: dict = field(default_factory=dict)  # and its values, {spec path: value}
     lineage: dict = field(default_factory=dict)  # the data it was trained on, from LINEAGE_TAGS (lineage_from_tags)
+    rollout: dict = field(default_factory=dict)  # its rollout record (ROLLOUT_TAG; mlspec.rollout.record reads it)
+    rollout_command: dict = field(default_factory=dict)  # the last pause|resume|abort sent (ROLLOUT_COMMAND_TAG)
 
 
 # A version's data lineage (its lineage.json) as registry tags: MLflow model-version tags and Kubeflow
@@ -207,6 +213,75 @@ def _files_that_fit(files: list) -> str:
         if len(text) <= TAG_VALUE_LIMIT or keep == 0:
             return text
         keep = min(keep - 1, keep * TAG_VALUE_LIMIT // len(text))
+
+
+# A candidate version's rollout (issue 16), MLflow model-version tags and Kubeflow ModelVersion customProperties:
+# the whole record as JSON (mlspec.rollout.record writes it, each write replaces it), and the last command a person
+# sent ({"command": pause|resume|abort, "actor", "at"}), which the rollout reads at its next poll.
+ROLLOUT_TAG = "mlspec.rollout"
+ROLLOUT_COMMAND_TAG = "mlspec.rollout.command"
+ROLLOUT_TAG_LIMIT = 5000  # characters: older MLflow servers cap a model-version tag value at 5,000
+ROLLOUT_TEXT_LIMIT = 300  # a long text in a record cut to fit is cut to this many characters
+
+
+def rollout_json(record: Mapping[str, Any]) -> str:
+    """A rollout record as compact JSON of at most ROLLOUT_TAG_LIMIT characters. What is cut to fit, in order: the
+    oldest steps' `checks` and `message` (such a step keeps `"cut": true`), then long texts anywhere but `state`,
+    then the oldest steps themselves (counted in `"steps_cut"`). The state, versions and times always stay."""
+    record = json.loads(_compact_json(record))
+    text = _compact_json(record)
+    steps = record.get("steps") if isinstance(record.get("steps"), list) else []
+    for step in steps:
+        if len(text) <= ROLLOUT_TAG_LIMIT:
+            return text
+        if isinstance(step, dict) and ("checks" in step or "message" in step):
+            step.pop("checks", None)
+            step.pop("message", None)
+            step["cut"] = True
+            text = _compact_json(record)
+    if len(text) > ROLLOUT_TAG_LIMIT:
+        record = {key: value if key == "state" else _texts_cut(value) for key, value in record.items()}
+        text = _compact_json(record)
+    while len(text) > ROLLOUT_TAG_LIMIT and record.get("steps"):
+        record["steps"] = record["steps"][1:]
+        record["steps_cut"] = int(record.get("steps_cut") or 0) + 1
+        text = _compact_json(record)
+    if len(text) > ROLLOUT_TAG_LIMIT:
+        raise ValueError(f"a rollout record does not fit {ROLLOUT_TAG_LIMIT} characters even without its steps")
+    return text
+
+
+def _texts_cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > ROLLOUT_TEXT_LIMIT:
+        return value[: ROLLOUT_TEXT_LIMIT - 3] + "..."
+    if isinstance(value, dict):
+        return {str(k)[:ROLLOUT_TEXT_LIMIT]: _texts_cut(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_texts_cut(v) for v in value]
+    return value
+
+
+def rollout_command_json(command: Mapping[str, Any]) -> str:
+    """A rollout command as stored: {"command": one of ROLLOUT_COMMANDS, "actor", "at"} (texts cut short)."""
+    if command.get("command") not in ROLLOUT_COMMANDS:
+        raise ValueError(f"unknown rollout command {command.get('command')!r}; one of {', '.join(ROLLOUT_COMMANDS)}")
+    return _compact_json(_texts_cut(dict(command)))
+
+
+def json_object_tag(tags: Mapping[str, Any], key: str, where: str) -> dict:
+    """The JSON object a tag holds; {} when absent, and {} with a warning when it is not a JSON object (a
+    hand-edited or cut value must not break the page or the rollout that reads it)."""
+    raw = tags.get(key)
+    if raw in (None, ""):
+        return {}
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        value = None
+    if not isinstance(value, dict):
+        log.warning("%s: tag %s is not a JSON object; read as empty: %.200r", where, key, raw)
+        return {}
+    return value
 
 
 AUDIT_ACTIONS = ("promote", "deploy", "rollback", "undeploy", "auto_rollback")
@@ -394,3 +469,11 @@ class ModelRegistry(ABC):
     @abstractmethod
     def production_changes(self, model_name: str) -> list[ProductionChange]:
         """The model's audit trail of production changes, oldest first ([] when none is recorded)."""
+
+    @abstractmethod
+    def record_rollout(self, model_name: str, version: int, record: dict) -> None:
+        """Replace the version's rollout record (ROLLOUT_TAG: rollout_json(record), cut to fit)."""
+
+    @abstractmethod
+    def set_rollout_command(self, model_name: str, version: int, command: dict) -> None:
+        """Leave a command for the version's running rollout (ROLLOUT_COMMAND_TAG: rollout_command_json)."""

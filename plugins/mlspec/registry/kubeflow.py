@@ -30,6 +30,8 @@ from mlspec.errors import RegistryError
 from mlspec.locks import model_lock
 from mlspec.registry.base import (
     AUDIT_KEEP,
+    ROLLOUT_COMMAND_TAG,
+    ROLLOUT_TAG,
     STATES,
     ModelRegistry,
     ProductionChange,
@@ -40,8 +42,11 @@ from mlspec.registry.base import (
     audit_key_suffix,
     audit_order,
     history_from_changes,
+    json_object_tag,
     lineage_from_tags,
     lineage_tags,
+    rollout_command_json,
+    rollout_json,
 )
 from mlspec.registry.kubeflow_client import KubeflowApiError, ModelRegistryClient
 from mlspec.storage import store_kind
@@ -328,6 +333,8 @@ class KubeflowRegistry(ModelRegistry):
             state=str(props.get(STATE_PROPERTY) or "candidate"),
             data_source=str(props.get("data_source") or ""),
             lineage=lineage_from_tags(props),
+            rollout=json_object_tag(props, ROLLOUT_TAG, f"Kubeflow model '{model_name}' version {version}"),
+            rollout_command=json_object_tag(props, ROLLOUT_COMMAND_TAG, f"Kubeflow model '{model_name}' version {version}"),
         )
 
     def latest_version(self, model_name: str) -> int | None:
@@ -434,6 +441,42 @@ class KubeflowRegistry(ModelRegistry):
             for key, value in (details or {}).items():
                 properties[key.replace(".", "_")] = string_value(value)
             self.client.patch(f"/model_versions/{found['id']}", {"customProperties": properties})
+
+    # ---- rollout ------------------------------------------------------------------------
+    def record_rollout(self, model_name: str, version: int, record: dict) -> None:
+        self._write_version_property(model_name, version, ROLLOUT_TAG, rollout_json(record), "record the rollout of")
+
+    def set_rollout_command(self, model_name: str, version: int, command: dict) -> None:
+        value = rollout_command_json(command)
+        self._write_version_property(model_name, version, ROLLOUT_COMMAND_TAG, value, "leave a rollout command for")
+
+    def _write_version_property(self, model_name: str, version: int, key: str, value: str, action: str) -> None:
+        """Set one string customProperty of a ModelVersion. PATCH replaces the whole map, so a writer that read it
+        before this PATCH and writes after it (the rollout's record beside a person's pause) drops this value: it is
+        read back and written again (up to AUDIT_WRITE_TRIES times) while the map still holds what it held before.
+        A value another writer put there since is theirs, newer, and kept. No model lock: the release holds it
+        for a whole deploy, and a person's pause must not wait for that."""
+        for attempt in range(1, AUDIT_WRITE_TRIES + 1):
+            with self._errors(action, model_name, version):
+                model = self.client.find("/registered_model", {"name": model_name})
+                found = None if model is None else self._find_version(model["id"], model_name, version, strict=False)
+                if found is None:
+                    raise RegistryError(f"model '{model_name}' version {version} is not registered; cannot {action} it")
+                properties = dict(found.get("customProperties") or {})
+                before = read_value(properties.get(key))
+                properties[key] = string_value(value)
+                # PATCH sends the whole map: servers replace customProperties rather than merge them.
+                self.client.patch(f"/model_versions/{found['id']}", {"customProperties": properties})
+                again = self.client.get(f"/model_versions/{found['id']}")
+            now = read_value((again.get("customProperties") or {}).get(key))
+            if now == value or now != before:
+                return
+            log.warning("Model '%s' version %s: %s was replaced by another writer's PATCH (try %d of %d); writing it "
+                        "again", model_name, version, key, attempt, AUDIT_WRITE_TRIES)
+        raise RegistryError(
+            f"Kubeflow Model Registry: {key} of model '{model_name}' version {version} was replaced by other writers "
+            f"{AUDIT_WRITE_TRIES} times; run one operation at a time on this model and try again"
+        )
 
     # ---- registration ------------------------------------------------------------------
     def _find_or_create_registered_model(self, request: RegistrationRequest) -> dict[str, Any]:

@@ -36,6 +36,8 @@ from mlspec.errors import RegistryError
 from mlspec.inference_protocol import DEFAULT_DATATYPE, numpy_dtype
 from mlspec.registry.base import (
     AUDIT_KEEP,
+    ROLLOUT_COMMAND_TAG,
+    ROLLOUT_TAG,
     STATES,
     ModelRegistry,
     ProductionChange,
@@ -46,8 +48,11 @@ from mlspec.registry.base import (
     audit_key_suffix,
     audit_order,
     history_from_changes,
+    json_object_tag,
     lineage_from_tags,
     lineage_tags,
+    rollout_command_json,
+    rollout_json,
 )
 from mlspec.registry.mlflow_connection import (
     MlflowConnection,
@@ -467,6 +472,22 @@ class MlflowRegistry(ModelRegistry):
             model = self._registered_model(model_name)
         return self._changes_from_tags(model_name, (model.tags or {}) if model is not None else {})
 
+    def record_rollout(self, model_name: str, version: int, record: dict) -> None:
+        self._set_version_tag(model_name, version, ROLLOUT_TAG, rollout_json(record), "record the rollout")
+
+    def set_rollout_command(self, model_name: str, version: int, command: dict) -> None:
+        self._set_version_tag(
+            model_name, version, ROLLOUT_COMMAND_TAG, rollout_command_json(command),
+            f"leave the rollout command {command.get('command')!r}",
+        )
+
+    def _set_version_tag(self, model_name: str, version: int, key: str, value: str, action: str) -> None:
+        with self._errors(action, model_name, version):
+            mv = self._find_version(model_name, version)
+            if mv is None:
+                raise RegistryError(f"{self._where()}: {model_name} version {version} is not registered; cannot {action}")
+            self.client.set_model_version_tag(model_name, mv.version, key, value)
+
     def _changes_from_tags(self, model_name: str, tags: dict[str, str]) -> list[ProductionChange]:
         changes = []
         keys = [k for k in tags if k.startswith(AUDIT_TAG_PREFIX)]
@@ -762,4 +783,6 @@ def _record_from(model_name: str, version: int, mv: ModelVersion) -> VersionReco
         best_trial=tags.get("mlspec.best_trial", ""),
         best_params=best_params if isinstance(best_params, dict) else {},
         lineage=lineage_from_tags(tags),
+        rollout=json_object_tag(tags, ROLLOUT_TAG, f"MLflow model {model_name} version {version}"),
+        rollout_command=json_object_tag(tags, ROLLOUT_COMMAND_TAG, f"MLflow model {model_name} version {version}"),
     )
