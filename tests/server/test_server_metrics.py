@@ -1,6 +1,6 @@
-"""`GET /metrics` of the local model server, parsed with prometheus_client's parser: requests by status per
-version, latency histograms, rows, class counts by class name, a regression's prediction histogram, the traffic
-gauges, and counters that stay monotonic across an unload and a reload (issue 16)."""
+"""`GET /metrics` of the local model server, parsed with prometheus_client's parser: requests by status
+per version, latency histograms, rows, class counts by class name, a regression's prediction histogram, the
+traffic gauges, and counters that stay monotonic across an unload and a reload (issue 16)."""
 
 from __future__ import annotations
 

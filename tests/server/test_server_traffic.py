@@ -132,7 +132,8 @@ def test_the_same_id_picks_the_same_version_in_another_process():
         "from mlspec.server.traffic import Route, Traffic, request_hash\n"
         "route = Route.bind(Traffic({'2': 50, '3': 50}), {'2': '2', '3': '3'}, int)\n"
         "ids = [f'id-{i}' for i in range(200)]\n"
-        "print(json.dumps([route.pick(request_hash(json.dumps({'id': i}).encode(), None, None))[0] for i in ids]))\n"
+        "hashes = [request_hash(json.dumps({'id': i}).encode(), None, None) for i in ids]\n"
+        "print(json.dumps([route.pick(h)[0] for h in hashes]))\n"
     )
     picks = []
     for seed in ("1", "2"):

@@ -571,10 +571,10 @@ class ModelServer:
         small = len(body) <= INLINE_BODY_BYTES
         try:
             if small and 0 <= loaded.cost_s < INLINE_COST_S:
-                content, headers, request_id, feeds, results = self._infer_sync(loaded, body, header_length, True)
+                answer = self._infer_sync(loaded, body, header_length, True)
             else:
                 loop = asyncio.get_running_loop()
-                content, headers, request_id, feeds, results = await loop.run_in_executor(
+                answer = await loop.run_in_executor(
                     self._pool, self._infer_sync, loaded, body, header_length, small
                 )
         except ProtocolError as exc:
@@ -583,6 +583,7 @@ class ModelServer:
         except Exception:
             stats.failed(500, time.perf_counter() - started)
             raise
+        content, headers, request_id, feeds, results = answer
         stats.answered(time.perf_counter() - started, len(next(iter(feeds.values()))), results)
         if shadow is not None:
             output, _ = observed_output(loaded.output_names)
@@ -591,7 +592,8 @@ class ModelServer:
             )
         if self.request_logs.wants(name):
             if request_id is None:
-                request_id = (_header(scope, b"x-request-id") or b"").decode("latin-1") or secrets.token_hex(8)
+                given = _header(scope, b"x-request-id")
+                request_id = given.decode("latin-1") if given else secrets.token_hex(8)
             self.request_logs.offer(
                 name, loaded.version, request_id, feeds, results, loaded.schemas.get("input_schema")
             )
@@ -638,7 +640,7 @@ class ModelServer:
 
     async def _traffic(self, name: str, payload: dict) -> tuple[int, bytes, list]:
         if "parameters" not in payload:
-            raise BadRequest('the body must be {"parameters": {"weights": {version: percent}, "shadow": ...}}')
+            raise BadRequest('the body must be {"parameters": {"weights": {version: percent}, "shadow": …}}')
         traffic = Traffic.from_parameters(payload["parameters"])
         repo = self.repository
 
@@ -651,7 +653,10 @@ class ModelServer:
 
     async def _logging(self, name: str, payload: dict) -> tuple[int, bytes, list]:
         if "parameters" not in payload:
-            raise BadRequest('the body must be {"parameters": {"uri", "sample", "max_mb_per_hour"}} or {"parameters": null}')
+            raise BadRequest(
+                'the body must be {"parameters": {"uri", "sample", "max_mb_per_hour"}}, or '
+                '{"parameters": null} to stop'
+            )
         parameters = payload["parameters"]
         if parameters is not None and not isinstance(parameters, dict):
             raise BadRequest("'parameters' must be a JSON object or null")

@@ -78,7 +78,7 @@ def class_namer(schemas: dict, signature: dict):
 
 
 class VersionStats:
-    """The counters of one model version. Live counters: event-loop thread only. Shadow ones: `shadow_lock`."""
+    """The counters of one model version: live ones on the event loop only, shadow ones under a lock."""
 
     __slots__ = (
         "model", "version", "ok", "codes", "latency", "latency_sum", "rows", "output", "mode", "classes",

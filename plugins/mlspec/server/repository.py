@@ -422,13 +422,16 @@ class ModelRepository:
         return rows
 
     def shadows(self) -> list[tuple[str, str, list[str]]]:
-        """(model, shadow version, the versions whose answers it gets copies of) of every model with a shadow."""
+        """(model, shadow version, the versions it gets copies from) of every model with a shadow."""
+        rows = []
         with self._lock:
-            return [
-                (name, e.traffic.shadow.version, sorted(v for v, w in e.traffic.weights.items() if w > 0 and v != e.traffic.shadow.version))
-                for name, e in sorted(self._models.items())
-                if e.traffic is not None and e.traffic.shadow is not None
-            ]
+            for name, entry in sorted(self._models.items()):
+                if entry.traffic is None or entry.traffic.shadow is None:
+                    continue
+                shadow = entry.traffic.shadow.version
+                primaries = sorted(v for v, w in entry.traffic.weights.items() if w > 0 and v != shadow)
+                rows.append((name, shadow, primaries))
+        return rows
 
     def loaded_versions(self) -> list[LoadedVersion]:
         with self._lock:
@@ -753,7 +756,9 @@ class ModelRepository:
                             continue
                         if version in entry.loading or version in entry.failures or version in entry.recorded:
                             why = entry.failures.get(version, "it is still loading")
-                            raise Conflict(f"model {name!r} version {version} is not ready ({why}); traffic unchanged")
+                            raise Conflict(
+                                f"model {name!r} version {version} is not ready ({why}); traffic unchanged"
+                            )
                         raise NotFound(
                             f"model {name!r} has no version {version!r} loaded; loaded versions: "
                             f"{self._sorted(entry.versions)}; load it (serve: false) before giving it traffic"
@@ -902,7 +907,7 @@ class ModelRepository:
                 try:
                     traffic = Traffic.from_state(wanted)
                 except BadRequest as exc:
-                    log.error("model %s: the traffic in %s is not valid (%s); dropped", entry.name, STATE_FILE, exc)
+                    log.error("model %s: traffic in %s not valid (%s); dropped", entry.name, STATE_FILE, exc)
                     continue
                 if traffic is None:
                     continue

@@ -114,7 +114,8 @@ def _weights(weights: Any) -> dict[str, int]:
         name = _version_name(version, "a key of parameters.weights")
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
             raise BadRequest(
-                f"parameters.weights[{name!r}] must be a non-negative integer percent, got {str(weight)[:40]!r}"
+                f"parameters.weights[{name!r}] must be a non-negative integer percent, "
+                f"got {str(weight)[:40]!r}"
             )
         if name in parsed:
             raise BadRequest(f"parameters.weights names version {name!r} twice")
@@ -128,7 +129,8 @@ def _weights(weights: Any) -> dict[str, int]:
 def _shadow(shadow: Any) -> ShadowSpec:
     if not isinstance(shadow, dict):
         raise BadRequest(
-            f'parameters.shadow must be null or {{"version", "percent", "atol", "rtol"}}, got {str(shadow)[:80]!r}'
+            'parameters.shadow must be null or {"version", "percent", "atol", "rtol"}, '
+            f"got {str(shadow)[:80]!r}"
         )
     unknown = sorted(set(shadow) - {"version", "percent", "atol", "rtol"})
     if unknown:
