@@ -169,7 +169,9 @@ def _write_plot(folder: Path, drift: dict, profile: dict, frame: Any) -> str:
     from mlspec.ml.plots import drift_plot  # matplotlib: only when the command runs
 
     try:
-        (folder / DRIFT_PLOT).write_bytes(drift_plot(drift, profile, frame, rows_word="logged rows"))
+        (folder / DRIFT_PLOT).write_bytes(
+            drift_plot(drift, profile, frame, rows_word="logged rows", label="logged")
+        )
     except Exception as exc:  # noqa: BLE001 - the plot is for people
         return f"no plot: {type(exc).__name__}: {exc}"
     return ""

@@ -197,11 +197,13 @@ def drift_plot(
     *,
     new_rows: Any = None,
     rows_word: str = "training rows",
+    label: str = "this run",
 ) -> bytes:
     """drift.png: for each drifted column of a drift report (drift.json's content; when none drifted, the
     columns closest to drifting), at most MAX_DRIFT_PANELS, the reference profile's values beside this data's:
     overlaid histograms of the reference sample and this data's numbers, or the shares of the most frequent
-    categories. `rows_word` names this data's rows in the title (`mlspec drift`: "logged rows").
+    categories. `rows_word` names this data's rows in the title and `label` this data in the legends (`mlspec
+    drift`: "logged rows", "logged").
     A column that drifted on its new rows only is drawn with those rows when `new_rows` (the mask given to
     drift.compare) is given. The title names the reference version. Odd data (no values, text in a number
     column, a column the frame or the profile lacks) draws a note in its panel instead of raising."""
@@ -237,7 +239,7 @@ def drift_plot(
             if subset:
                 values = values[np.asarray(new_rows, dtype=bool)]
             draw = _numbers_panel if is_numeric(entry.get("type")) else _categories_panel
-            draw(ax, entry, values, "new rows" if subset else "this run")
+            draw(ax, entry, values, "new rows" if subset else label)
         except (ValueError, TypeError, KeyError, IndexError, OverflowError) as error:
             ax.clear()
             ax.axis("off")
