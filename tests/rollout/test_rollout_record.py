@@ -125,6 +125,8 @@ def test_a_command_older_than_the_rollout_is_not_for_it(registry, model):
     registry.set_rollout_command(model, 3, stale)
     save_record(registry, model, RolloutRecord(3, 2, "rollback", started="2026-12-07T14:00:00Z"))
     assert read_command(registry, model, 3) is None
+    registry.set_rollout_command(model, 3, {**stale, "at": "yesterday"})  # hand-edited: no command either
+    assert read_command(registry, model, 3) is None
 
 
 def test_the_active_rollout_is_the_newest_versions_unless_it_is_over(registry, model):

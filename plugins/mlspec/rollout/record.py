@@ -46,8 +46,12 @@ def command_time(after: str | None = None) -> str:
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _when(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+def _when(stamp: Any) -> datetime | None:
+    """A record's or command's time; None when absent or not a time (a hand-edited tag is no command)."""
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None
+    except ValueError:
+        return None
 
 
 class RolloutRecord:
