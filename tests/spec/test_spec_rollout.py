@@ -36,7 +36,9 @@ model:
   task: regression
   estimator: random_forest
 """
-KSERVE = "serving:\n  platform: kserve\n  runtime: kserve-ovms\nstorage:\n  uri: s3://models/cars\n"
+# Serverless: KServe honours canaryTrafficPercent only there (a rollout in RawDeployment is a lint error).
+KSERVE = ("serving:\n  platform: kserve\n  runtime: kserve-ovms\n  kserve: {deployment_mode: Serverless}\n"
+          "storage:\n  uri: s3://models/cars\n")
 
 # spec_hash of today's example specs, computed at 9e6754f (before the rollout section existed): a spec without
 # `rollout` or `serving.log_requests` resolves to the same dict, so its versions and DAGs stay the same.

@@ -294,16 +294,29 @@ def build_inference_service(
     }
 
 
+def canary_refusal(deployment_mode: str) -> str | None:
+    """Why a rollout cannot run in `deployment_mode` (None: it can), the end of a sentence naming the mode."""
+    if deployment_mode == CANARY_MODE:
+        return None
+    return (
+        f"{deployment_mode}, where KServe ignores {CANARY_FIELD} and would send 100 % of requests to the candidate "
+        f"at once (kserve#5335, kserve#4074): a rollout on KServe needs deployment_mode {CANARY_MODE}; set "
+        f"serving.kserve.deployment_mode: {CANARY_MODE} (Knative), or remove the rollout section to release "
+        "without steps"
+    )
+
+
+def rollout_refusal(settings: KServeSettings) -> str | None:
+    """What lint says of a spec with a `rollout` and these `serving.kserve` settings (None: nothing)."""
+    refusal = canary_refusal(settings.deployment_mode)
+    return f"serving.kserve.deployment_mode is {refusal}" if refusal else None
+
+
 def refuse_canary(deployment_mode: str | None, model_name: str) -> None:
     """ServingError unless `deployment_mode` honours canaryTrafficPercent (None: not known, let it pass)."""
-    if deployment_mode is None or deployment_mode == CANARY_MODE:
-        return
-    raise ServingError(
-        f"model {model_name}: a rollout on KServe needs deployment_mode {CANARY_MODE}; InferenceService "
-        f"{model_name} runs in {deployment_mode}, where KServe ignores {CANARY_FIELD} and would send 100 % of "
-        "requests to the candidate at once (kserve#5335, kserve#4074). Set serving.kserve.deployment_mode: "
-        f"{CANARY_MODE} (Knative), or remove the spec's rollout section to release without steps"
-    )
+    refusal = canary_refusal(deployment_mode) if deployment_mode is not None else None
+    if refusal:
+        raise ServingError(f"model {model_name}: InferenceService {model_name} runs in {refusal}")
 
 
 def deployment_mode_of(isvc: dict) -> str | None:

@@ -24,6 +24,7 @@ from mlspec.serving.kserve_manifest import (
     kserve_config,
     lint_settings,
     manifest_for_spec,
+    rollout_refusal,
 )
 from mlspec.storage import open_store
 
@@ -64,6 +65,8 @@ class ServingPlatform:
     shadows: bool = False
     version_metrics: bool = False
     logs_requests: bool = False
+    # Why a spec's rollout cannot run with these settings (its typed settings -> sentence or None); a lint error.
+    rollout_refusal: Callable[[Any], str | None] | None = None
 
     def settings_of(self, serving: Mapping) -> Any:
         """The typed settings of a resolved `serving` mapping (None when this platform has none)."""
@@ -135,6 +138,7 @@ KSERVE = ServingPlatform(
     store_schemes=("s3",),
     endpoint_lookup=lambda spec: f"{_kserve_get(spec)} -o jsonpath='{{.status.url}}'",
     manifest=manifest_for_spec,
+    rollout_refusal=rollout_refusal,
 )
 
 

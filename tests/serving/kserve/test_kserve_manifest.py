@@ -234,6 +234,6 @@ def test_the_crd_has_every_canary_field_mlspec_writes_and_reads(kserve_crd):
 
 
 def test_a_canary_is_refused_in_raw_deployment():
-    with pytest.raises(ServingError, match=r"RawDeployment.*ignores canaryTrafficPercent.*kserve#5335"):
+    with pytest.raises(ServingError, match=r"runs in RawDeployment, where KServe ignores canaryTrafficPercent.*kserve#5335"):
         build_inference_service(KServeConfig(), model_name="digits", version=2, store_root_uri="s3://b/p",
                                 canary_percent=0)

@@ -223,7 +223,8 @@ def test_raw_deployment_refuses_a_rollout(k8s_api, k8s_connection):
         before = kserve.get(NAME)
         with pytest.raises(ServingError) as refused:
             kserve.apply(NAME, 2, uri(2), serve=False)
-        for part in ("needs deployment_mode Serverless", "RawDeployment", CANARY, "kserve#5335",
+        for part in ("runs in RawDeployment, where KServe ignores", "needs deployment_mode Serverless", CANARY,
+                     "100 % of requests to the candidate at once", "kserve#5335",
                      "serving.kserve.deployment_mode: Serverless"):
             assert part in str(refused.value)
         assert kserve.get(NAME)["spec"] == before["spec"]  # nothing changed
@@ -293,3 +294,36 @@ def test_the_readiness_trigger_reports_the_canarys_own_url(k8s_api, k8s_connecti
         (event,) = asyncio.run(collect())
     assert event.payload["status"] == "ready"
     assert event.payload["url"] == f"http://latest-{NAME}-predictor.{NS}.example.test"
+
+
+SPEC = """\
+apiVersion: mlspec/v1
+kind: ModelSpec
+metadata:
+  name: cars
+data:
+  source: file://data/cars.csv
+  label: Miles_per_Gallon
+model:
+  framework: sklearn
+  task: regression
+  estimator: random_forest
+storage:
+  uri: s3://models/cars
+serving:
+  platform: kserve
+  runtime: kserve-ovms
+"""
+
+
+def test_lint_refuses_a_rollout_in_raw_deployment_and_nothing_else():
+    from mlspec.spec import SpecError, load_spec_text
+
+    with pytest.raises(SpecError) as refused:
+        load_spec_text(SPEC + "rollout:\n  canary: {steps: [10, 100], bake: 1s}\n", "cars.yaml")
+    (problem,) = [str(p) for p in refused.value.problems]
+    assert problem.startswith("cars.yaml:17:1: rollout: serving.kserve.deployment_mode is RawDeployment, where KServe "
+                              "ignores canaryTrafficPercent")
+    serverless = SPEC + "  kserve: {deployment_mode: Serverless}\nrollout:\n  canary: {steps: [10, 100], bake: 1s}\n"
+    assert load_spec_text(serverless, "cars.yaml").rollout.canary.steps == (10, 100)
+    assert load_spec_text(SPEC, "cars.yaml").rollout is None  # no rollout: RawDeployment releases as before

@@ -21,6 +21,9 @@ def check_rollout(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
     yield from _steps(doc, rollout["canary"]["steps"])
     yield from _metrics_source(doc, rollout)
     platform = platform_named(spec["serving"]["platform"])
+    refusal = platform.rollout_refusal(platform.settings_of(spec["serving"])) if platform.rollout_refusal else None
+    if refusal:
+        yield doc.problem(("rollout",), refusal, at_key=True)
     if rollout["shadow"] is not None and not platform.shadows:
         yield doc.problem(
             ("rollout", "shadow"),
