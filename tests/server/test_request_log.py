@@ -288,3 +288,20 @@ def test_a_table_model_logs_its_columns_by_name_as_its_profile_names_them(start_
     assert list(frame["island"]) == [row["island"] for row in rows]
     labels = next(o for o in answer.json()["outputs"] if o["name"] == "label")["data"]
     assert list(frame["label"]) == labels and set(labels) <= {"Adelie", "Chinstrap", "Gentoo"}
+
+
+def test_requests_over_the_writers_queue_are_dropped_and_counted(start_server, tmp_path, monkeypatch):
+    from mlspec.server import request_log
+
+    monkeypatch.setattr(request_log, "QUEUE_BYTES", 1024)  # one 8-row request of 64 FP32 features is 2 kB
+    server = start_server()
+    store_uri = (tmp_path / "models").as_uri()
+    serving(server, store_uri, "crowded", sample=1.0, max_mb_per_hour=10)
+    with server.client() as client:
+        infer(client, "crowded", "big", np.zeros((8, 64), dtype=np.float32))
+        infer(client, "crowded", "small", np.zeros((1, 64), dtype=np.float32))
+    assert (
+        metric(server, f'{METRIC_REQUEST_LOG_DROPPED}{{model="crowded",reason="queue_full",version="1"}}')
+        == 8
+    )
+    assert list(rows_when(open_store(store_uri), "crowded", 1).frame["request_id"]) == ["small"]

@@ -58,7 +58,9 @@ log = logging.getLogger(__name__)
 FLUSH_ENV = "MLSPEC_REQUEST_LOG_FLUSH_S"
 DEFAULT_FLUSH_S = 60.0
 FLUSH_ROWS = 10_000
-QUEUE_REQUESTS = 10_000  # requests waiting for the writer; more are dropped and counted
+# Requests waiting for the writer, and the bytes of their arrays; more are dropped and counted (queue_full).
+QUEUE_REQUESTS = 10_000
+QUEUE_BYTES = 128 << 20
 STATE_FILE = "request_logs.json"
 SETTINGS = ("uri", "sample", "max_mb_per_hour")
 CAP, QUEUE_FULL, WRITE_ERROR = DROP_REASONS
@@ -99,6 +101,7 @@ class _Offered:
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
     input_schema: Mapping[str, Any] | None
+    size: int  # bytes of its arrays, held while it waits
 
 
 @dataclass
@@ -151,6 +154,8 @@ class RequestLogs:
         self._capped: dict[str, int] = {}  # model -> the hour (since the epoch) its cap was reached in
         self._written: dict[tuple[str, int], int] = {}  # (model, hour) -> Parquet bytes (writer thread)
         self._queue: queue.Queue = queue.Queue(QUEUE_REQUESTS)
+        self._queued_bytes = 0  # of the requests on the queue (under _bytes_lock)
+        self._bytes_lock = threading.Lock()
         self._lock = threading.Lock()  # configure and close
         self._thread: threading.Thread | None = None
         self._restore()
@@ -248,11 +253,17 @@ class RequestLogs:
         if self._capped.get(model) == int(at // 3600):
             self._drop(model, version, CAP, rows)
             return
-        try:
-            self._queue.put_nowait(
-                _Offered(model, version, request_id, at, rows, inputs, outputs, input_schema)
-            )
-        except queue.Full:
+        size = sum(array.nbytes for arrays in (inputs, outputs) for array in arrays.values())
+        offered = _Offered(model, version, request_id, at, rows, inputs, outputs, input_schema, size)
+        with self._bytes_lock:
+            full = self._queued_bytes + size > QUEUE_BYTES
+            if not full:
+                try:
+                    self._queue.put_nowait(offered)
+                    self._queued_bytes += size
+                except queue.Full:
+                    full = True
+        if full:
             self._drop(model, version, QUEUE_FULL, rows)
 
     def close(self, timeout_s: float = 30.0) -> None:
@@ -290,6 +301,8 @@ class RequestLogs:
                 for key in [key for key in parts if key[0] == item[0]]:
                     self._write(parts.pop(key))
             elif item is not None:
+                with self._bytes_lock:
+                    self._queued_bytes -= item.size
                 self._add(parts, item)
             now = time.time()
             hour = int(now // 3600)
