@@ -198,6 +198,21 @@ def test_a_canary_that_is_not_ready_gets_no_traffic(k8s_api, k8s_connection):
     assert knative.unready_shares == []
 
 
+def test_a_canary_that_never_becomes_ready_is_taken_back(k8s_api, k8s_connection):
+    kserve = backend(k8s_connection, timeout_s=1)
+    knative = ServerlessKServe(unready={2}, route_unready=True)
+    with running_controller(k8s_api, NS, NAME, knative):
+        kserve.deploy(NAME, 1, uri(1))
+        state = kserve.apply(NAME, 2, uri(2), serve=False)
+        with pytest.raises(ServingError, match="did not become ready.*previous spec restored"):
+            kserve.await_ready(state)
+        live = kserve.get(NAME)
+        assert live["spec"]["predictor"][CANARY] == 0  # production's spec, its new revision pinned at 0 %
+        assert kserve.served_version(NAME) == 1 and "mlspec/canary-version" not in live["metadata"]["annotations"]
+        assert routed(kserve, {"1": 100})
+    assert knative.unready_shares == []
+
+
 def test_a_stale_or_unready_status_is_never_read_as_ready(k8s_api, k8s_connection):
     from mlspec.serving.kserve_manifest import canary_not_ready
 
