@@ -28,8 +28,8 @@ def env(tmp_path, monkeypatch):
 
 
 def publish_with_profile(env, name: str):
-    """Version 1 of `name` with the profile of 300 training rows (4 named features, N(0, 1)), registered and
-    made production in the registry; (spec, spec path, store root URI)."""
+    """Version 1 of `name` with the profile of 300 training rows (4 named features, N(0, 1)), registered (not
+    production); (spec, spec path, store root URI, input schema, version)."""
     import pandas as pd
 
     from mlspec.ml.columns import Column
@@ -130,11 +130,13 @@ def test_shifted_live_inputs_are_drift_and_exit_1(env, capsys):
 
 
 def test_live_inputs_like_the_training_data_are_no_drift_and_exit_0(env, capsys):
+    """Defaults: the registry's production version, the last 24 h, a folder under MLSPEC_HOME."""
+    from mlspec.registry import open_registry
+
     spec, path, store_uri, schema, version = publish_with_profile(env, "drift-steady")
+    open_registry(spec.registry.backend, spec.registry.connection).set_production(spec.name, version, "test")
     log_requests(store_uri, spec.name, version, schema, np.random.default_rng(2).normal(size=(200, 4)))
-    code, out, err = run(
-        capsys, "drift", path, "--version", str(version)
-    )  # default --since 24h, default folder
+    code, out, err = run(capsys, "drift", path)
     assert code == 0, out + err
     assert "no drift: 0 of 4 columns drifted, 0 schema problem(s)" in out
     folder = env / "home" / "drift" / spec.name
