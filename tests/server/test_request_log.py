@@ -249,6 +249,8 @@ def test_models_that_do_not_log_skip_the_writer(start_server, tmp_path):
 def test_a_table_model_logs_its_columns_by_name_as_its_profile_names_them(start_server, tmp_path):
     from tests.fixtures.table_model import COLUMNS, published_schemas, table_dataset, trained
 
+    from mlspec.drift_report import current_table
+    from mlspec.ml.drift import COLUMN_ADDED, COLUMN_MISSING, TYPE_CHANGED, compare
     from mlspec.ml.onnx_export import onnx_signature
     from mlspec.ml.profile import build_profile
 
@@ -288,6 +290,11 @@ def test_a_table_model_logs_its_columns_by_name_as_its_profile_names_them(start_
     assert list(frame["island"]) == [row["island"] for row in rows]
     labels = next(o for o in answer.json()["outputs"] if o["name"] == "label")["data"]
     assert list(frame["label"]) == labels and set(labels) <= {"Adelie", "Chinstrap", "Gentoo"}
+    report = compare(
+        profile, *current_table(frame, profile)
+    )  # what `mlspec drift` compares: every column, same type
+    assert report.columns_compared == len(COLUMNS)
+    assert not [row for row in report.rows if row.check in (COLUMN_ADDED, COLUMN_MISSING, TYPE_CHANGED)]
 
 
 def test_requests_over_the_writers_queue_are_dropped_and_counted(start_server, tmp_path, monkeypatch):
