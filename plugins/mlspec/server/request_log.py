@@ -106,7 +106,7 @@ class _Offered:
 
 @dataclass
 class _Part:
-    """The rows of one model version and hour waiting to be written: per column, pieces of rows (None: a gap
+    """The rows of one model version and hour waiting to be written: per column, pieces of rows (an int: a gap
     of that many rows, where a request did not have the column)."""
 
     settings: LogSettings
@@ -349,6 +349,9 @@ class RequestLogs:
                 self._put(
                     part.settings, f"{part.folder}/{part_name(datetime.now(UTC), secrets.token_hex(4))}", data
                 )
+                self._written[(part.model, part.hour)] = self._written.get((part.model, part.hour), 0) + len(
+                    data
+                )
         except Exception as exc:  # the store refused, or the rows would not encode: counted, logged, goes on
             log.warning(
                 "request log of model %s version %s: %d rows not written to %s (%s: %s); check the store and "
@@ -368,9 +371,9 @@ class RequestLogs:
 
     def _within_cap(self, part: _Part, table: Any) -> tuple[bytes, int]:
         """The part's Parquet bytes and rows, cut to what the hour's cap leaves (0 rows: nothing fits)."""
-        key = (part.model, part.hour)
-        written = self._written.get(key, 0)
-        room = part.settings.cap_bytes - written
+        # Older hours are over: forget them.
+        self._written = {key: size for key, size in self._written.items() if key[1] >= part.hour - 1}
+        room = part.settings.cap_bytes - self._written.get((part.model, part.hour), 0)
         data = _parquet(table)
         rows = table.num_rows
         while rows and len(data) > room:
@@ -383,11 +386,8 @@ class RequestLogs:
                 "dropped",
                 part.model,
                 part.settings.max_mb_per_hour,
-                part.folder.rsplit("/", 2)[-2:],
+                part.folder.split("/", 1)[1],
             )
-        # Older hours are over: forget them.
-        self._written = {k: v for k, v in self._written.items() if k[1] >= part.hour - 1}
-        self._written[key] = written + len(data)
         return data, rows
 
     def _put(self, settings: LogSettings, relative: str, data: bytes) -> None:
