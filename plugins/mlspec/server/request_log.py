@@ -346,12 +346,10 @@ class RequestLogs:
             table = _table(part)
             data, rows = self._within_cap(part, table)
             if rows:
-                self._put(
-                    part.settings, f"{part.folder}/{part_name(datetime.now(UTC), secrets.token_hex(4))}", data
-                )
-                self._written[(part.model, part.hour)] = self._written.get((part.model, part.hour), 0) + len(
-                    data
-                )
+                name = part_name(datetime.now(UTC), secrets.token_hex(4))
+                self._put(part.settings, f"{part.folder}/{name}", data)
+                hour = (part.model, part.hour)
+                self._written[hour] = self._written.get(hour, 0) + len(data)
         except Exception as exc:  # the store refused, or the rows would not encode: counted, logged, goes on
             log.warning(
                 "request log of model %s version %s: %d rows not written to %s (%s: %s); check the store and "
