@@ -5,6 +5,7 @@ hourly cap, the roots, S3 through moto, and the counters on /metrics."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -312,3 +313,30 @@ def test_requests_over_the_writers_queue_are_dropped_and_counted(start_server, t
         == 8
     )
     assert list(rows_when(open_store(store_uri), "crowded", 1).frame["request_id"]) == ["small"]
+
+
+def test_mlspec_serve_writes_what_it_buffered_when_it_stops(tmp_path):
+    """A real `mlspec serve` process whose writer would wait 10 minutes: SIGTERM writes the rows it holds."""
+    import httpx
+    from tests.fixtures.mlspec_serve import model_server_process
+
+    store_uri = (tmp_path / "models").as_uri()
+    uri = publish(store_uri, "stopping")
+    (tmp_path / "state").mkdir()
+    with model_server_process(tmp_path / "state", {"MLSPEC_REQUEST_LOG_FLUSH_S": "600"}) as url:
+        headers = auth_headers(os.environ["MLSPEC_SERVER_TOKEN"])
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            assert load(client, "stopping", uri, "1").status_code == 200
+            logging = {"uri": log_folder_uri(store_uri, "stopping"), "sample": 1.0, "max_mb_per_hour": 1}
+            assert client.post(
+                "/v2/repository/models/stopping/logging", json={"parameters": logging}
+            ).is_success
+            for i in range(3):
+                infer(client, "stopping", f"stop-{i}", np.ones((2, 64), dtype=np.float32))
+        assert not list((tmp_path / "models" / "stopping").glob("requests/**/*.parquet"))  # still buffered
+    logged = read_since(open_store(store_uri), "stopping", 1, datetime.now(UTC) - timedelta(hours=1))
+    assert len(logged.frame) == 6 and sorted(set(logged.frame["request_id"])) == [
+        "stop-0",
+        "stop-1",
+        "stop-2",
+    ]
