@@ -48,7 +48,7 @@ from mlspec.spec import ModelSpec, SpecError, SpecProblem
 from mlspec.spec import cache as spec_cache
 from mlspec.spec.yaml_loader import read_spec_file
 from mlspec.storage import open_store, sha256_hex
-from mlspec.vocabulary import DRIFT_FILE, DRIFT_PLOT, LINEAGE_FILE
+from mlspec.vocabulary import DRIFT_FILE, DRIFT_PLOT, LINEAGE_FILE, ROLLOUT_FINAL_STATES
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +356,12 @@ class VersionInfo:
     best_trial: str = ""  # tuned runs: the winning trial's index (tag mlspec.best_trial)
     best_params: dict[str, Any] = field(default_factory=dict)  # and its values, {spec path: value}
     lineage: dict[str, Any] = field(default_factory=dict)  # the data it was trained on, as its registry tags record it
+    rollout: dict[str, Any] = field(default_factory=dict)  # its rollout record (registry.base.ROLLOUT_TAG), {} when none
+
+    @property
+    def rollout_active(self) -> bool:
+        """A rollout of this version is under way (its record's state is not a final one)."""
+        return bool(self.rollout) and self.rollout.get("state") not in ROLLOUT_FINAL_STATES
 
 
 @dataclass
@@ -388,6 +394,11 @@ class ModelStatus:
 
     def version(self, number: int) -> VersionInfo | None:
         return next((v for v in self.versions if v.version == number), None)
+
+    @property
+    def rollout(self) -> VersionInfo | None:
+        """The version under rollout (the newest whose rollout is not over), or None."""
+        return next((v for v in reversed(self.versions) if v.rollout_active), None)
 
     @property
     def latest(self) -> VersionInfo | None:
@@ -513,6 +524,7 @@ def _version_info(record: Any) -> VersionInfo:
         registry_version=record.registry_version, created_ms=record.created_ms, files=dict(record.files),
         champion=dict(record.champion), deployment=dict(record.deployment), tracking_run=record.tracking_run,
         best_trial=record.best_trial, best_params=dict(record.best_params), lineage=dict(record.lineage),
+        rollout=dict(record.rollout),
     )
 
 

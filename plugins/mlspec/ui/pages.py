@@ -28,9 +28,10 @@ from mlspec.model_card import (
     schema_problems,
 )
 from mlspec.registry.base import action_words
+from mlspec.rollout.gates import GateCheck
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
 from mlspec.ui.mount import URL_PREFIX
-from mlspec.vocabulary import DRIFT_PLOT, METRICS
+from mlspec.vocabulary import DRIFT_PLOT, METRICS, ROLLOUT_FINAL_STATES
 
 # What a model's example request sends when the page is not told (a single-input model's).
 MEAN_ROW = example_words({})
@@ -51,6 +52,17 @@ DECISION_WORDS = {
     "challenger_wins": "beat production",
     "champion_holds": "lost to production",
     "tie": "tied with production (the champion holds)",
+}
+
+# A rollout's state (vocabulary.ROLLOUT_STATES) as its badge shows it.
+ROLLOUT_COLORS = {
+    "running": "#1a73e8",
+    "paused": "#b06000",
+    "held": "#b06000",
+    "awaiting_approval": "#9334e6",
+    "completed": "#188038",
+    "rolled_back": "#e8710a",
+    "aborted": "#d93025",
 }
 
 OPERATIONS_DAG = "mlspec_operations"
@@ -322,6 +334,8 @@ def model_section(base: str, status: ModelStatus, curl: str | None, curl_words: 
         ))
     elif status.registry_ok and status.serving_ok:
         facts.append(("drift", '<span class="badge ok" data-drift="false">in sync</span> serving follows the registry'))
+    if status.rollout is not None:
+        facts.append(("rollout", rollout_fact(base, spec.name, status.rollout)))
     head = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
     rows = []
     for info in reversed(status.versions):
@@ -330,6 +344,8 @@ def model_section(base: str, status: ModelStatus, curl: str | None, curl_words: 
             marks.append(badge("production", "production"))
         if status.serving_ok and info.version == status.served:
             marks.append('<span class="badge ok">serving</span>')
+        if info.rollout_active:
+            marks.append(rollout_badge(info.rollout))
         cells = "".join(num_cell(info.metrics.get(m), data_metric=m) for m in metrics)
         rows.append(
             f'<tr data-version="{info.version}"><td class="nowrap"><a href="{e(base)}/models/{e(spec.name)}/versions/{info.version}">'
@@ -547,6 +563,111 @@ def _gate_words(info: VersionInfo | None, change: Any) -> str:
     return f", replacing v{e(change.from_version)}" if change.from_version is not None else ""
 
 
+# -- a rollout (issue 16): its state and its timeline ----------------------------------------------
+def rollout_badge(record: Mapping[str, Any]) -> str:
+    state = str(record.get("state", ""))
+    color = ROLLOUT_COLORS.get(state, "#80868b")
+    return (f'<span class="badge rollout" data-rollout-state="{e(state)}" style="background:{color}">'
+            f"rollout: {e(state.replace('_', ' ') or 'unknown')}</span>")
+
+
+def rollout_fact(base: str, name: str, info: VersionInfo) -> str:
+    """The model's line on a rollout under way: its version, state and current step, and a link to its timeline."""
+    record = info.rollout
+    steps = list(record.get("steps") or [])
+    now = f", now {e(step_words(steps[-1]))}" if steps and isinstance(steps[-1], Mapping) else ""
+    against = record.get("production")
+    return (f"{rollout_badge(record)} version {e(info.version)} against production "
+            f"{e(_version_word(against if isinstance(against, int) else None))}{now} · "
+            f'<a href="{e(base)}/models/{e(name)}/versions/{e(info.version)}#rollout" '
+            f'data-field="rollout-timeline">timeline</a>')
+
+
+def step_words(step: Mapping[str, Any]) -> str:
+    """A step as words: "shadow copy of 100 %", "canary 10 %", "approval", "command", "rollback"."""
+    kind = str(step.get("kind", ""))
+    percent = step.get("percent")
+    if kind == "shadow" and percent is not None:
+        return f"shadow copy of {num(percent)} %"
+    if kind == "canary" and percent is not None:
+        return f"canary {num(percent)} %"
+    return kind or "step"
+
+
+def _traffic_words(step: Mapping[str, Any]) -> str:
+    traffic = step.get("traffic")
+    parts = []
+    if isinstance(traffic, Mapping):
+        parts.append(" · ".join(f"v{e(version)} {e(num(share))} %" for version, share in traffic.items()))
+    if step.get("shadow"):
+        parts.append(f"shadow copy {e(num(step.get('shadow')))} %")
+    return "<br>".join(parts) or DASH
+
+
+def _at_s(at: Any) -> str:
+    """A record's time (ISO-8601 UTC) to the second: steps of a rollout can be seconds apart."""
+    try:
+        when = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return str(at or "")
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _gate_items(checks: Any) -> str:
+    """Each gate's value against its limit, passed or failed."""
+    items = []
+    for check in checks if isinstance(checks, list) else []:
+        if not isinstance(check, Mapping):
+            continue
+        gate, passed = str(check.get("gate", "")), bool(check.get("passed"))
+        value = "no value" if check.get("value") is None else num(check.get("value"), 4)
+        sign = "≤" if GateCheck(gate, None, 0.0, passed).at_most else "≥"  # the limit is a ceiling or a floor
+        verdict = '<span class="badge ok">passed</span>' if passed else '<span class="badge drift">failed</span>'
+        items.append(
+            f'<li data-gate="{e(gate)}" data-passed="{str(passed).lower()}" data-value="{e(check.get("value"))}">'
+            f"<code>{e(gate)}</code> {e(value)} {sign} {e(num(check.get('limit'), 4))} {verdict}</li>"
+        )
+    return f'<ul class="gates">{"".join(items)}</ul>' if items else DASH
+
+
+def rollout_section(base: str, spec: Any, record: Mapping[str, Any]) -> str:
+    """A version's rollout as its registry record keeps it: its state, and each step as a row (traffic, when,
+    requests, each gate's value against its limit, outcome, who)."""
+    state = str(record.get("state", ""))
+    production = record.get("production")
+    lead = (f"{rollout_badge(record)} against production {e(_version_word(production if isinstance(production, int) else None))}, "
+            f"started {e(_at_s(record.get('started')))}, last recorded {e(_at_s(record.get('updated')))}; a failed gate: "
+            f"{e(record.get('on_fail', 'rollback'))}.")
+    if state not in ROLLOUT_FINAL_STATES:
+        source = e(spec.source_file or "<spec>")
+        lead += (f" <code>mlspec rollout {source} --status|--pause|--resume|--abort</code>, or trigger "
+                 f"{airflow_link(dag_href(base, OPERATIONS_DAG), OPERATIONS_DAG, data_field='operations')} with a rollout action.")
+    rows = []
+    for step in record.get("steps") or []:
+        if not isinstance(step, Mapping):
+            continue
+        message = f'<div class="muted" data-field="message">{e(step.get("message"))}</div>' if step.get("message") else ""
+        requests = step.get("requests")
+        rows.append(
+            f'<tr data-kind="{e(step.get("kind", ""))}" data-outcome="{e(step.get("outcome", ""))}">'
+            f'<td data-field="step">{e(step_words(step))}{message}</td>'
+            f'<td data-field="traffic">{_traffic_words(step)}</td>'
+            f'<td class="nowrap" data-field="started">{e(_at_s(step.get("started")))}</td>'
+            f'<td class="nowrap" data-field="ended">{e(_at_s(step.get("ended")))}</td>'
+            + num_cell(requests if isinstance(requests, int | float) else None, data_field="requests")
+            + f'<td data-field="gates">{_gate_items(step.get("checks"))}</td>'
+            f'<td data-field="outcome">{e(str(step.get("outcome", "")).replace("_", " "))}</td>'
+            f'<td data-field="by">{e(step.get("by", ""))}</td></tr>'
+        )
+    table = (
+        '<table id="rollout-timeline"><thead><tr><th>step</th><th>traffic</th><th>started</th><th>ended</th>'
+        '<th class="num">requests</th><th>gates</th><th>outcome</th><th>by</th></tr></thead><tbody>'
+        + "".join(rows) + "</tbody></table>"
+        if rows else '<p class="muted">No step recorded yet.</p>'
+    )
+    return f'<h2 id="rollout">Rollout</h2><p class="lead" id="rollout-state" data-state="{e(state)}">{lead}</p>{table}'
+
+
 # -- the chart --------------------------------------------------------------------------------
 def metric_chart(status: ModelStatus, metric: str, width: int = 720, height: int = 240) -> str:
     """An inline SVG of `metric` over the versions: one point per version coloured by its state, production
@@ -620,6 +741,8 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
         marks.append(badge("production", "production"))
     if status.serving_ok and number == status.served:
         marks.append('<span class="badge ok">serving</span>')
+    if info is not None and info.rollout_active:
+        marks.append(rollout_badge(info.rollout))
     body = [f'<h1 data-model="{e(name)}" data-version="{number}">{e(name)} · version {number}</h1>',
             f'<p class="lead">{" ".join(marks)} {e(spec.metadata.description)}</p>',
             problems_panel(status.problems + card.problems)]
@@ -642,6 +765,8 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
     body.append(data_section(card))
     body.append(data_checks_section(card, files_base))
     body.append(f'<h2>Production</h2><p id="production-story">{_capital(production_story(base, status, info, number))}.</p>')
+    if info is not None and info.rollout:
+        body.append(rollout_section(base, spec, info.rollout))
     body.append(_metrics_table(card))
     body.append(_champion_section(info))
     body.append(settings_section(card))
