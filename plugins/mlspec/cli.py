@@ -399,6 +399,9 @@ def cmd_drift(args) -> int:
     except (MlspecError, ValueError) as exc:
         print(f"mlspec drift {spec.name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # exit 1 means drift: a crash (a registry's own error) must not read as one
+        print(f"mlspec drift {spec.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print("\n".join(found.lines))
     return found.code
 
@@ -537,13 +540,17 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument("--json", action="store_true", help="print the result as JSON")
         op.set_defaults(func=cmd_operation)
     drift = sub.add_parser(
-        "drift", help="the model server's logged requests of a version against its training data (serving.log_requests)",
-        description="Exit 0: no drift; 1: drift (a drifted column or a schema problem); 2: no logged rows or an error.",
+        "drift",
+        help="a version's logged requests (serving.log_requests) against its training data",
+        description="Exit 0: no drift; 1: drift (a drifted column or a schema problem); 2: no logged rows or "
+        "an error.",
     )
     drift.add_argument("spec")
-    drift.add_argument("--since", default="24h", help="a duration back from now (30m, 24h, 7d) or an ISO time (default 24h)")
-    drift.add_argument("--version", type=int, help="the version whose requests to check (default: production)")
-    drift.add_argument("--out", help="the folder for drift.json and drift.png (default: under MLSPEC_HOME/drift)")
+    drift.add_argument(
+        "--since", default="24h", help="a duration back from now (30m, 24h, 7d) or an ISO time (default 24h)"
+    )
+    drift.add_argument("--version", type=int, help="the version to check (default: production)")
+    drift.add_argument("--out", help="the folder for drift.json and drift.png (default: under MLSPEC_HOME)")
     drift.set_defaults(func=cmd_drift)
     history = sub.add_parser("history", help="the audit trail of production: who changed it, when, why, from which run")
     history.add_argument("spec")

@@ -163,3 +163,17 @@ def test_a_bad_since_is_exit_2(env, capsys):
     _, path, _, _, version = publish_with_profile(env, "drift-since")
     code, _, err = run(capsys, "drift", path, "--version", str(version), "--since", "yesterday")
     assert code == 2 and "--since 'yesterday' is neither a duration" in err
+
+
+def test_an_unexpected_error_is_exit_2_never_the_drift_code(env, capsys, monkeypatch):
+    """Scripts read exit 1 as drift: a registry's own exception must not end the command with Python's 1."""
+    import mlspec.cli
+
+    _, path, _, _, version = publish_with_profile(env, "drift-crash")
+
+    def registry_down(*args, **kwargs):
+        raise ConnectionResetError("the registry closed the connection")
+
+    monkeypatch.setattr(mlspec.cli, "live_drift", registry_down)
+    code, _, err = run(capsys, "drift", path, "--version", str(version))
+    assert code == 2 and "ConnectionResetError: the registry closed the connection" in err
