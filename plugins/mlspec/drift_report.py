@@ -104,7 +104,7 @@ def live_drift(
             "version": version,
             "since": since.isoformat(),
             "parts": list(logged.parts),
-            "left_out": logged.left_out,
+            "parts_left_out": logged.parts_left_out,
         },
     )
     folder = (
@@ -117,9 +117,10 @@ def live_drift(
         f"{spec.name} version {version}: {len(frame)} logged rows since {since:%Y-%m-%d %H:%M} UTC "
         f"({len(logged.parts)} part(s)) against its {report.reference_rows} training rows",
     ]
-    if logged.left_out:
+    if logged.parts_left_out:
         lines.append(
-            f"  the {logged.left_out} oldest rows since then were left out (the newest are compared)"
+            f"  {logged.parts_left_out} older part(s) since then were not read: the newest {len(frame):,} "
+            "rows are compared"
         )
     lines += [
         "  (column, check, test, score, threshold, verdict, detail)",

@@ -118,11 +118,11 @@ def request_log_settings(spec: Any, store_uri: str) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class LoggedRows:
     """What a reader found: the rows (a pandas DataFrame with the layout's columns), the parts read, and how
-    many rows since the time asked for were left out (over `max_rows`: the oldest)."""
+    many older parts since the time asked for were left unread (over `max_rows`)."""
 
     frame: Any
     parts: tuple[str, ...]
-    left_out: int = 0
+    parts_left_out: int = 0
 
 
 def parts_since(store: Any, model: str, version: int | str, since: datetime) -> list[str]:
@@ -147,37 +147,32 @@ def parts_since(store: Any, model: str, version: int | str, since: datetime) -> 
 def read_since(
     store: Any, model: str, version: int | str, since: datetime, *, max_rows: int = DEFAULT_MAX_ROWS
 ) -> LoggedRows:
-    """`version`'s logged rows that arrived at or after `since`, at most the newest `max_rows`. A part the
-    store cannot give back or that is no Parquet is a StoreError naming it."""
+    """`version`'s logged rows that arrived at or after `since`, from the newest parts back to at least
+    `max_rows` rows (older parts are left unread and counted). A part the store cannot give back or that is no
+    Parquet is a StoreError naming it."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     since = since.astimezone(UTC)
-    tables, parts, rows, left_out = [], [], 0, 0
-    for key in reversed(
-        parts_since(store, model, version, since)
-    ):  # newest first, so max_rows keeps the newest
+    keys = parts_since(store, model, version, since)
+    frames, rows = [], 0
+    while keys and rows < max_rows:  # newest first
+        key = keys.pop()
+        data = store.read_bytes(key)
         try:
-            table = pq.read_table(io.BytesIO(store.read_bytes(key)))
-        except StoreError:
-            raise
+            frame = pq.read_table(io.BytesIO(data)).to_pandas()
         except Exception as exc:  # pyarrow's own errors: a damaged or foreign file
             raise StoreError(f"{store.uri_for(key)} is not a readable Parquet part: {exc}") from None
-        frame = table.to_pandas()
-        frame = frame[frame["ts"] >= pd.Timestamp(since)]
-        if rows >= max_rows:
-            left_out += len(frame)
-            continue
-        if rows + len(frame) > max_rows:
-            left_out += rows + len(frame) - max_rows
-            frame = frame.iloc[len(frame) - (max_rows - rows) :]
-        tables.append(frame)
-        parts.append(store.uri_for(key))
-        rows += len(frame)
-    if not tables:
-        return LoggedRows(pd.DataFrame(columns=list(LOG_COLUMNS)), (), left_out)
-    frame = pd.concat(tables[::-1], ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
-    return LoggedRows(frame, tuple(parts[::-1]), left_out)
+        frames.append((store.uri_for(key), frame[frame["ts"] >= pd.Timestamp(since)]))
+        rows += len(frames[-1][1])
+    if not frames:
+        return LoggedRows(pd.DataFrame(columns=list(LOG_COLUMNS)), (), len(keys))
+    frame = pd.concat([f for _, f in reversed(frames)], ignore_index=True)
+    return LoggedRows(
+        frame.sort_values("ts", kind="stable", ignore_index=True),
+        tuple(u for u, _ in reversed(frames)),
+        len(keys),
+    )
 
 
 def feature_columns(frame: Any) -> dict[str, str]:

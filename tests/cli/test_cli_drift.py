@@ -9,6 +9,7 @@ real server.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -177,3 +178,20 @@ def test_an_unexpected_error_is_exit_2_never_the_drift_code(env, capsys, monkeyp
     monkeypatch.setattr(mlspec.cli, "live_drift", registry_down)
     code, _, err = run(capsys, "drift", path, "--version", str(version))
     assert code == 2 and "ConnectionResetError: the registry closed the connection" in err
+
+
+def test_the_reader_takes_the_newest_parts_up_to_its_row_limit(env):
+    from mlspec.request_logs import read_since
+    from mlspec.storage import open_store
+
+    spec, _, store_uri, schema, version = publish_with_profile(env, "drift-parts")
+    for seed in range(3):  # each writer writes its part when closed: three parts, oldest first
+        log_requests(store_uri, spec.name, version, schema, np.full((8, 4), float(seed)), batch=8)
+    store = open_store(spec.storage.uri)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    every = read_since(store, spec.name, version, since)
+    assert len(every.parts) == 3 and len(every.frame) == 24 and every.parts_left_out == 0
+    newest = read_since(store, spec.name, version, since, max_rows=8)
+    assert newest.parts == every.parts[-1:] and newest.parts_left_out == 2
+    assert (newest.frame["petal_width"] == 2.0).all()
+    assert read_since(store, spec.name, version, datetime.now(UTC) + timedelta(minutes=1)).frame.empty
