@@ -84,6 +84,21 @@ def _tuned(stages: tuple) -> tuple:
 
 TUNED_STAGES = _tuned(STAGES)
 TUNED_TASK_ORDER = tuple(task_id for task_id, _, _ in TUNED_STAGES)
+# A spec with `rollout`: deploy loads the candidate beside production, the smoke test checks it, then the
+# rollout's steps give it live traffic step by step (mlspec.operators.rollout); with an approval, a person
+# approves before the last step. promote runs once the candidate answers every request.
+ROLLOUT = ("rollout", "mlspec.operators.rollout.RolloutOperator", {"deployment": "deploy", "smoke_test": "smoke_test"})
+APPROVE_ROLLOUT = ("approve_rollout", "mlspec.operators.rollout.ApproveRolloutOperator",
+                   {"deployment": "deploy", "rollout": "rollout"})
+COMPLETE_ROLLOUT = ("complete_rollout", "mlspec.operators.rollout.CompleteRolloutOperator",
+                    {"deployment": "deploy", "approval": "approve_rollout"})
+
+
+def _rolled_out(stages: tuple, approval: bool) -> tuple:
+    """`stages` with the rollout's stages before promote."""
+    rollout = (ROLLOUT, APPROVE_ROLLOUT, COMPLETE_ROLLOUT) if approval else (ROLLOUT,)
+    at = next(i for i, (task_id, _, _) in enumerate(stages) if task_id == "promote")
+    return (*stages[:at], *rollout, *stages[at:])
 # Steps that talk to external services may hit a blip; retrying them is safe because each finds what
 # its earlier try did. Gates (evaluate, export parity, smoke test) never retry: they fail the same way.
 RETRIES = {"prepare_data": 1, "validate_data": 1, "store": 2, "register": 2, "deploy": 1}
@@ -95,12 +110,16 @@ TUNING_NOTE = (
 
 
 def stages_for(spec: ModelSpec) -> tuple:
-    """The spec's flow: STAGES, or TUNED_STAGES for a spec with a tuning section."""
-    return TUNED_STAGES if spec.tuning is not None else STAGES
+    """The spec's flow: STAGES, or TUNED_STAGES for a spec with a tuning section; with a rollout section,
+    the rollout's stages before promote."""
+    stages = TUNED_STAGES if spec.tuning is not None else STAGES
+    if spec.rollout is None:
+        return stages
+    return _rolled_out(stages, spec.rollout.approval.required)
 
 
 def task_order(spec: ModelSpec) -> tuple[str, ...]:
-    return TUNED_TASK_ORDER if spec.tuning is not None else TASK_ORDER
+    return tuple(task_id for task_id, _, _ in stages_for(spec))
 
 
 def dag_doc(spec: ModelSpec, spec_text: str | None) -> str:

@@ -40,10 +40,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from mlspec.errors import MlspecError, ServingError, StoreError
-from mlspec.notify import notify_rollback
 from mlspec.registry import open_registry
 from mlspec.registry.base import ModelRegistry, ProductionChange, VersionRecord, utc_now
 from mlspec.registry.reading import open_for_reading
+from mlspec.rollout.record import (
+    ABORT,
+    ABORTED,
+    ABORTED_STEP,
+    FAILED,
+    ROLLED_BACK,
+    load_record,
+    pending_command,
+    save_record,
+)
+from mlspec.rollout.record import ROLLBACK as ROLLBACK_STEP
 from mlspec.serving import open_serving, platform_of
 from mlspec.serving import smoke_test as endpoint_check
 from mlspec.serving.base import Deployment, RollbackFailed, ServingBackend
@@ -444,9 +454,34 @@ class Release:
         message += f"; {restored}"
         message += self.record_outcome(version, {**deployment.to_xcom(), "message": message[:2000]}, "rolled_back")
         message += self.record_serving_went_back(trigger, version, message)
+        message += self.record_rollout_end(version, reason, by)
+        # Airflow's notifiers: loaded only when a rollout rolls back (the CLI stays light without Airflow).
+        from mlspec.notify import notify_rollback
+
         notify_rollback(self.spec, {"model": self.name, "version": version, "production": production,
                                     "reason": reason, "gate": gate, "by": by, "run_id": trigger.run_id}, context)
         return message
+
+    def record_rollout_end(self, version: int, reason: str, by: str) -> str:
+        """The rollout record's last step, "rollback", and its final state: "aborted" when a person's abort is
+        what rolled it back (the command is then acted on), else "rolled_back". A note when it could not be
+        recorded (the rollback itself is done)."""
+        try:
+            record = load_record(self.registry, self.name, version)
+            if record is None or record.final:
+                return ""
+            command = pending_command(self.registry, self.name, version)
+            if command is not None and command["command"] == ABORT:
+                record.act_on(command)
+            else:
+                record.state = ROLLED_BACK
+            record.add_step(ROLLBACK_STEP, outcome=ABORTED_STEP if record.state == ABORTED else FAILED, by=by,
+                            message=reason[:1000])
+            save_record(self.registry, self.name, record)
+        except MlspecError as exc:
+            log.warning("could not record the rollback on %s version %d's rollout record: %s", self.name, version, exc)
+            return f" The rollback could not be recorded on the rollout record: {exc}"
+        return ""
 
     # -- failure: restore -----------------------------------------------------------------------------
     def serve_production(self, failed: int, served_model_name: str | None = None) -> str:

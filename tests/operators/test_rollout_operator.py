@@ -3,6 +3,16 @@ rollout operator's steps and its trigger."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import json
+
+import numpy as np
+import pytest
+from tests.fixtures.load_generator import LoadGenerator, tensor_bodies
+from tests.fixtures.server_testkit import classifier_onnx, classifier_signature
+from tests.operators.operations_testkit import Published, spec_for, unique
+
 from mlspec.notify import ROLLBACK, rollback_message
 
 
@@ -22,3 +32,255 @@ def test_a_first_version_rolled_back_says_nothing_is_served():
     subject, _ = rollback_message({"model": "iris", "version": 1, "production": None, "reason": "rejected",
                                    "gate": "rejected", "by": "alice"}, "")
     assert subject.endswith("version 1 rolled back (rejected); nothing is served")
+
+
+# -- the rollout task against real parts: a model server (uvicorn in this process), the embedded MLflow
+# registry, the file store, real traffic from a load generator, and the step trigger run as the triggerer
+# runs it (rebuilt from its serialized form, its event through serde). -------------------------------------
+SHADOW_AND_CANARY = ("rollout:\n  shadow: {percent: 100, for: 1s}\n  canary: {steps: [50, 100], bake: 1s}\n"
+                     "  gates: {agreement: 0.95, error_rate: 0.01, min_requests: 20}\n")
+BODIES = tensor_bodies(np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32), "input")
+
+
+def publish(name: str, seeds: list[int], extra: str) -> Published:
+    """One registered version per seed (the same seed: the same answers); version 1 production and serving."""
+    from mlspec.operations import deploy_version
+    from mlspec.registry.base import RegistrationRequest
+    from mlspec.storage import open_store
+
+    spec = spec_for(name, extra)
+    store = open_store(spec.storage.uri, spec.storage.connection)
+    published = Published(spec, {})
+    for run, seed in enumerate(seeds, start=1):
+        version = store.publish_version(
+            name, {"model.onnx": classifier_onnx(seed), "signature.json": json.dumps(classifier_signature()).encode()},
+            run_id=f"run-{run}")
+        published.uris[version.version] = version.uri
+        published.registry().register(RegistrationRequest(
+            model_name=name, version=version.version, source_uri=version.uri, model_uri=f"{version.uri}/model.onnx",
+            metrics={"accuracy": 0.9}, data_source="builtin:iris", spec_hash="ab12", dag_id=name,
+            run_id=f"run-{run}", onnx_opset=17, files=dict(version.files)))
+    deploy_version(spec, 1)
+    return published
+
+
+def deployed_candidate(model: Published) -> dict:
+    """Deploy's result for version 2 of a rollout spec: loaded beside production, answering nothing."""
+    from mlspec.release import Release
+
+    release = Release.open(model.spec)
+    return release.await_ready(release.apply(2, model.uris[2], serve=False)).to_xcom()
+
+
+def rollout_task(model: Published, deployment: dict):
+    from mlspec.operators.rollout import RolloutOperator
+
+    return RolloutOperator(task_id="rollout", spec=model.spec.to_dict(), spec_file=f"{model.name}.yaml",
+                           deployment=deployment, smoke_test={"agreement": 1.0})
+
+
+def run_task(task, context: dict, *, between_steps=None) -> tuple[object, list[dict]]:
+    """The worker, the triggerer and the scheduler in turn until the task ends: its result (or the exception
+    it ended with) and every event its triggers fired."""
+    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.sdk.serde import deserialize, serialize
+
+    events, call = [], lambda: task.execute(context)
+    while True:
+        try:
+            return call(), events
+        except TaskDeferred as deferred:
+            classpath, kwargs = deferred.trigger.serialize()
+            module, _, cls = classpath.rpartition(".")
+            trigger = getattr(importlib.import_module(module), cls)(**deserialize(serialize(kwargs)))
+            if between_steps is not None:
+                between_steps(len(events), trigger)
+            event = asyncio.run(first_event(trigger))
+            events.append(event)
+            next_kwargs = deserialize(serialize({**(deferred.kwargs or {}), "event": event}))
+            call = lambda d=deferred, k=next_kwargs: task.resume_execution(d.method_name, k, context)  # noqa: E731
+        except Exception as exc:  # noqa: BLE001 - the task's end, for the test to read
+            return exc, events
+
+
+async def first_event(trigger) -> dict:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("the trigger ended without an event")
+
+
+def record_of(model: Published) -> dict:
+    return model.registry().version_record(model.name, 2).rollout
+
+
+def traffic_of(model: Published) -> dict:
+    from mlspec.release import Release
+
+    return Release.open(model.spec).serving.traffic(model.name)
+
+
+def test_an_agreeing_candidate_goes_through_shadow_and_canary_and_answers_every_request(ops_server, request, caplog):
+    from mlspec.release import Release
+
+    model = publish(unique(request), [1, 1], SHADOW_AND_CANARY)
+    task = rollout_task(model, deployed_candidate(model))
+    caplog.set_level("INFO", logger="mlspec.operators.rollout")
+    with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2) as load:
+        result, events = run_task(task, {"run_id": "manual__agree"})
+        summary = load.stop()
+    assert isinstance(result, dict), result
+    assert [e["status"] for e in events] == ["pass", "pass", "pass"]
+    assert [(s["kind"], s["percent"]) for s in result["steps"]] == [("shadow", 100), ("canary", 50), ("canary", 100)]
+    # One log line per gate check, with its value and limit.
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("shadow 100%: agreement 1 >= 0.95: passed") for line in lines), lines
+    assert any(line.startswith("canary 50%: min_requests") for line in lines)
+    # The candidate answers every request now (the plain load: no split, no shadow); promote moves production.
+    assert Release.open(model.spec).serving.served_version(model.name) == 2
+    assert traffic_of(model)["shadow"] is None
+    assert model.registry().production_version(model.name) == 1
+    record = record_of(model)
+    assert record["state"] == "completed" and record["production"] == 1
+    assert [(s["kind"], s["percent"], s["outcome"]) for s in record["steps"]] == [
+        ("shadow", 100, "passed"), ("canary", 50, "passed"), ("canary", 100, "passed")]
+    assert record["steps"][0]["traffic"] == {"1": 100, "2": 0} and record["steps"][1]["traffic"] == {"1": 50, "2": 50}
+    assert all(c["passed"] for s in record["steps"] for c in s["checks"])
+    # Live traffic reached both versions during the canary, and nothing failed.
+    assert set(summary.by_version) == {"1", "2"} and summary.by_status == {200: summary.ok}
+
+
+def test_a_disagreeing_candidate_fails_the_shadow_gate_and_production_answers_every_request(ops_server, request):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlspec.release import Release
+
+    model = publish(unique(request), [1, 2], SHADOW_AND_CANARY)
+    task = rollout_task(model, deployed_candidate(model))
+    with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2) as load:
+        result, events = run_task(task, {"run_id": "manual__weak"})
+        summary = load.stop()
+    assert isinstance(result, AirflowFailException), result
+    assert [e["status"] for e in events] == ["fail"]
+    message = str(result)
+    assert "agreement" in message and "FAILED" in message and "version 1 is serving again" in message
+    assert "Next step: `mlspec rollout" in message
+    # Production answered every live request; the candidate is unloaded and rolled back, on the audit trail.
+    assert summary.by_version == {"1": summary.ok} and summary.by_status == {200: summary.ok}
+    assert Release.open(model.spec).serving.served_version(model.name) == 1
+    assert traffic_of(model)["weights"] == {"1": 100}
+    found = model.registry().version_record(model.name, 2)
+    assert found.state == "rolled_back"
+    record = found.rollout
+    assert record["state"] == "rolled_back"
+    assert [(s["kind"], s["outcome"]) for s in record["steps"]] == [("shadow", "failed"), ("rollback", "failed")]
+    agreement = next(c for c in record["steps"][0]["checks"] if c["gate"] == "agreement")
+    assert agreement["value"] < 0.95 and agreement["passed"] is False
+    trail = model.registry().production_changes(model.name)
+    assert trail[-1].action == "auto_rollback" and trail[-1].to_version == 1 and "agreement" in trail[-1].reason
+
+
+def test_a_held_step_waits_for_a_person_and_an_abort_rolls_back(ops_server, request):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlspec.rollout.record import send_command
+
+    model = publish(unique(request), [1, 2], SHADOW_AND_CANARY + "  on_fail: hold\n")
+    assert model.spec.rollout.on_fail == "hold"
+    task = rollout_task(model, deployed_candidate(model))
+
+    def abort_when_held(fired: int, trigger) -> None:
+        if fired == 1:  # the step failed and the rollout is held: a person aborts
+            assert record_of(model)["state"] == "held" and traffic_of(model)["shadow"]["version"] == "2"
+            send_command(model.registry(), model.name, 2, "abort", "cli:alice")
+
+    with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2):
+        result, events = run_task(task, {"run_id": "manual__hold"}, between_steps=abort_when_held)
+    assert isinstance(result, AirflowFailException), result
+    assert [e["status"] for e in events] == ["fail", "aborted"]
+    record = record_of(model)
+    assert record["state"] == "aborted"
+    assert [s["kind"] for s in record["steps"]] == ["shadow", "command", "rollback"]
+    assert record["steps"][1]["by"] == "cli:alice"
+    assert traffic_of(model)["weights"] == {"1": 100}
+
+
+def test_an_approval_that_times_out_rolls_back(ops_server, request):
+    """Airflow's awaiting-input sweep answers a request nobody answered with its defaults (Reject) and
+    `timedout`: the rollout rolls back, and the record says the approval timed out."""
+    from datetime import UTC, datetime
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlspec.operators.rollout import ApproveRolloutOperator
+    from mlspec.rollout.record import RolloutRecord, save_record
+
+    rollout = "rollout:\n  canary: {steps: [50, 100], bake: 1s}\n  approval: {required: true, timeout: 2s}\n"
+    model = publish(unique(request), [1, 1], rollout)
+    deployment = deployed_candidate(model)
+    save_record(model.registry(), model.name, RolloutRecord(2, 1, "rollback"))
+    task = ApproveRolloutOperator(task_id="approve_rollout", spec=model.spec.to_dict(), spec_file=f"{model.name}.yaml",
+                                  deployment=deployment, rollout={"steps": []})
+    assert task.defaults == ["Reject"] and task.response_timeout.total_seconds() == 2
+    subject, body = task_request(task, model)
+    assert subject == f"{model.name}: give version 2 every request? (production: version 1)"
+    assert "**Reject** (or no answer within 2s)" in body
+    event = {"chosen_options": ["Reject"], "params_input": {}, "responded_at": datetime.now(UTC),
+             "responded_by_user": None, "timedout": True}
+    with pytest.raises(AirflowFailException, match="no one approved the last step within 2s"):
+        task.execute_complete({"run_id": "manual__timeout"}, event)
+    record = record_of(model)
+    assert record["state"] == "rolled_back"
+    assert [(s["kind"], s["outcome"]) for s in record["steps"]] == [("approval", "timed_out"), ("rollback", "failed")]
+    assert traffic_of(model)["weights"] == {"1": 100}
+    assert model.registry().version_record(model.name, 2).state == "rolled_back"
+
+
+def task_request(task, model: Published) -> tuple[str, str]:
+    from mlspec.operators.rollout import approval_request
+    from mlspec.serving import Deployment
+
+    return approval_request(task.model_spec, Deployment.from_xcom(task.deployment), {"steps": []})
+
+
+def test_a_spec_without_rollout_compiles_to_todays_stages_and_one_with_it_adds_the_rollout_before_promote():
+    from tests.fixtures.paths import SPECS
+
+    from mlspec.compiler import STAGES, TASK_ORDER, build_dag, stages_for
+    from mlspec.spec import load_spec_text
+
+    text = (SPECS / "iris.yaml").read_text()
+    plain = load_spec_text(text, "iris.yaml")
+    assert stages_for(plain) is STAGES
+    assert [t.task_id for t in build_dag(plain).topological_sort()] == list(TASK_ORDER)
+
+    canary = load_spec_text(text + "rollout:\n  canary: {steps: [10, 100], bake: 1s}\n", "iris.yaml")
+    assert [t.task_id for t in build_dag(canary).topological_sort()] == [*TASK_ORDER[:-1], "rollout", "promote"]
+    approved = load_spec_text(text + "rollout:\n  approval: {required: true, timeout: 48h}\n", "iris.yaml")
+    dag = build_dag(approved)
+    assert [t.task_id for t in dag.topological_sort()][-4:] == ["rollout", "approve_rollout", "complete_rollout", "promote"]
+    approve = dag.get_task("approve_rollout")
+    assert approve.options == ["Approve", "Reject"] and approve.response_timeout.total_seconds() == 48 * 3600
+    assert "Flow: " in dag.doc_md and "approve_rollout → complete_rollout → promote" in dag.doc_md
+
+
+@pytest.fixture
+def quick_flush(monkeypatch):
+    monkeypatch.setenv("MLSPEC_REQUEST_LOG_FLUSH_S", "0.2")
+
+
+def test_a_spec_with_log_requests_has_the_server_log_its_requests_when_deployed(quick_flush, ops_server, request):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from mlspec.request_logs import read_since
+    from mlspec.storage import open_store
+
+    model = publish(unique(request), [1], "serving:\n  log_requests: {sample: 1.0, max_mb_per_hour: 10}\n")
+    with LoadGenerator(ops_server.url, model.name, BODIES[:8], workers=1, max_requests=8) as load:
+        load.wait_for(8)
+    store = open_store(model.spec.storage.uri, model.spec.storage.connection)
+    deadline = time.monotonic() + 20
+    while len(rows := read_since(store, model.name, 1, datetime.now(UTC) - timedelta(hours=1)).frame) < 8:
+        assert time.monotonic() < deadline, f"{len(rows)} of 8 requests logged"
+        time.sleep(0.2)
+    assert set(rows["version"].astype(str)) == {"1"}

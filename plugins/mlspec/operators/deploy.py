@@ -55,7 +55,9 @@ class DeployModelOperator(MlspecOperator):
             except OperationFailed as exc:
                 raise GateFailed(str(exc), next_step="a version the register task did not record: clear register, "
                                  "then this one; files changed since publishing: trigger a new run") from None
-            state = release.apply(version, stored["uri"])
+            # With a rollout, the candidate is loaded beside production and answers no live request until
+            # the rollout's steps give it traffic.
+            state = release.apply(version, stored["uri"], serve=spec.rollout is None)
         trigger = release.serving.readiness_trigger(state)
         if trigger is not None:
             # The wait runs in the triggerer: no worker slot is held while the platform loads the model.
@@ -117,6 +119,10 @@ class DeployModelOperator(MlspecOperator):
             except ServingError as exc:
                 raise GateFailed(release.candidate_not_ready(state, exc, Trigger.from_context(context)),
                                  next_step="read the serving platform's events and logs, fix, and trigger a new run") from None
-        log.info("%s version %d is served at %s (production until it passes: %s)", spec.name, version,
-                 deployment.endpoint_url, deployment.previous_version)
+        if spec.rollout is None:
+            log.info("%s version %d is served at %s (production until it passes: %s)", spec.name, version,
+                     deployment.endpoint_url, deployment.previous_version)
+        else:
+            log.info("%s version %d is loaded at %s beside production version %s, which answers every request "
+                     "until the rollout's steps", spec.name, version, deployment.endpoint_url, deployment.previous_version)
         return deployment.to_xcom()

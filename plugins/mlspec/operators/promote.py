@@ -135,7 +135,7 @@ class PromoteOperator(MlspecOperator):
         trigger = Trigger.from_context(context)
         release = Release.open(spec, self.store)
         with model_lock(spec.name, f"promote version {deployment.version} (run {trigger.run_id})"):
-            reason = promotion_reason(self.evaluation, self.smoke_test, release.production())
+            reason = promotion_reason(self.evaluation, self.smoke_test, release.production(), rollout_steps(spec))
             try:
                 note = release.promote_candidate(deployment, trigger, reason)
             except CandidateRefused as refused:
@@ -154,8 +154,17 @@ class PromoteOperator(MlspecOperator):
         log.info("asset event %s: version %s", asset_uri, summary["version"])
 
 
-def promotion_reason(evaluation: Any, smoke_test: Any, before: int | None) -> str:
-    """Why the pipeline promoted: the champion gate's scores (when it compared) and the smoke test."""
+def rollout_steps(spec) -> str:
+    """A rollout's steps in words ("shadow 100%, canary 10%, 50%, 100%"); "" without a rollout."""
+    if spec.rollout is None:
+        return ""
+    shadow = f"shadow {spec.rollout.shadow.percent}%, " if spec.rollout.shadow is not None else ""
+    return shadow + "canary " + ", ".join(f"{p}%" for p in spec.rollout.canary.steps)
+
+
+def promotion_reason(evaluation: Any, smoke_test: Any, before: int | None, rollout: str = "") -> str:
+    """Why the pipeline promoted: the champion gate's scores (when it compared), the smoke test and the
+    rollout's steps (when it had one: promote runs only once they passed)."""
     verdict = (evaluation or {}).get("champion") if isinstance(evaluation, dict) else None
     verdict = verdict if isinstance(verdict, dict) else {}
     parts = []
@@ -174,6 +183,8 @@ def promotion_reason(evaluation: Any, smoke_test: Any, before: int | None) -> st
         parts.append(f"smoke test passed (agreement {float(smoke['agreement']):.3f} on {smoke.get('samples', '?')} samples)")
     else:
         parts.append("smoke test passed")
+    if rollout:
+        parts.append(f"rollout passed ({rollout})")
     return "; ".join(parts)
 
 

@@ -41,8 +41,12 @@ class LocalServing(ServingBackend):
         connection_id: str | None = None,
         timeout_s: float = 120.0,
         poll_interval_s: float = 0.2,
+        request_logs: dict | None = None,
     ) -> None:
         self.base_url = (base_url or local_server_url()).rstrip("/")
+        # The spec's serving.log_requests as the server's /logging parameters (mlspec.request_logs), set on each
+        # apply; None: the spec logs no request, and the server's logging is left as it is.
+        self.request_logs = request_logs
         # Never the admin token to a URL that is not the configured server (see credentials.token_for).
         self.token = token or token_for(self.base_url, connection_id=connection_id)
         self.timeout_s = timeout_s
@@ -179,6 +183,19 @@ class LocalServing(ServingBackend):
                 )
             time.sleep(self.poll_interval_s)
 
+    def _log_requests(self, client: httpx.Client, model_name: str) -> None:
+        """Have the server log the model's requests as the spec asks. A log is for later drift checks, not a
+        gate: a server that refuses is a warning, and the version serves."""
+        response = self._request(client, "POST", repository_path(model_name, "logging"),
+                                 json={"parameters": self.request_logs})
+        if response.status_code != 200:
+            log.warning("the model server at %s did not start logging the requests of %s to %s (HTTP %d: %s); "
+                        "`mlspec drift` will find no rows", self.base_url, model_name, self.request_logs.get("uri"),
+                        response.status_code, self._error_text(response))
+            return
+        log.info("the model server logs %s's requests to %s (sample %g)", model_name, self.request_logs.get("uri"),
+                 self.request_logs.get("sample"))
+
     # -- ServingBackend -------------------------------------------------------------------------
     def apply(self, model_name: str, version: int, version_uri: str, *, serve: bool = True) -> dict:
         """Load `version` from `version_uri`; the previous version serves until it is ready (with
@@ -212,15 +229,22 @@ class LocalServing(ServingBackend):
                     f"the model server at {self.base_url} could not load {model_name} version {version} from "
                     f"{version_uri}: {self._error_text(response)}; {keeps}"
                 )
-        return {"model_name": model_name, "version": version, "previous_version": previous,
-                "previous_storage_uri": served_uri if previous is not None else None}
+            if self.request_logs is not None:
+                self._log_requests(client, model_name)
+        state = {"model_name": model_name, "version": version, "previous_version": previous,
+                 "previous_storage_uri": served_uri if previous is not None else None}
+        return state if serve else {**state, "serve": False}
 
     def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
         """Wait until the loaded version answers (the server loads in seconds: no triggerer event here)."""
         model_name, version, previous = state["model_name"], state["version"], state["previous_version"]
         with self._client() as client:
             self._wait_ready(client, model_name, version)
-        log.info("%s version %d is served at %s", model_name, version, self.base_url)
+        if state.get("serve", True):
+            log.info("%s version %d is served at %s", model_name, version, self.base_url)
+        else:
+            log.info("%s version %d is ready at %s beside version %s, answering no live request", model_name, version,
+                     self.base_url, previous)
         return Deployment(
             platform=self.platform,
             model_name=model_name,

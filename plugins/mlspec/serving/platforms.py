@@ -16,6 +16,7 @@ from typing import Any
 
 from mlspec.errors import ServingError
 from mlspec.home import DEFAULT_SERVER_URL, local_server_url
+from mlspec.request_logs import request_log_settings
 from mlspec.serving.base import ServingBackend
 from mlspec.serving.kserve_manifest import (
     MOVED_KEYS,
@@ -83,7 +84,8 @@ def _open_local(spec: Any, store: Any, timeout_s: float | None) -> ServingBacken
 
     # A bounded caller (the Models page) polls fast within its own deadline.
     bounds = {} if timeout_s is None else {"timeout_s": timeout_s, "poll_interval_s": 0.1}
-    return LocalServing(_local_base(spec), connection_id=spec.serving.connection, **bounds)
+    return LocalServing(_local_base(spec), connection_id=spec.serving.connection,
+                        request_logs=request_log_settings(spec, spec.storage.uri), **bounds)
 
 
 LOCAL = ServingPlatform(

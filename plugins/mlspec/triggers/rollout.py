@@ -1,0 +1,164 @@
+"""Watch one rollout step without holding a worker slot.
+
+The rollout task sets the step's traffic, then defers to a :class:`RolloutStepTrigger`: the triggerer reads
+the step's live metrics (the model server's /metrics, or a Prometheus server: mlspec.rollout.metrics) and the
+rollout's pending command (pause, abort: mlspec.rollout.record) every few seconds, each blocking read in a
+thread (asyncio.to_thread), and wakes the task with exactly one event:
+``{"status": "pass"|"fail"|"paused"|"aborted", "metrics": {...}, "checks": [...], "elapsed_s": float,
+"message": str, "carry": {...}}``. `carry` is what the task needs to go on (which step, the steps passed),
+handed back in the event: Airflow's dag.test resumes a task with the event alone, without the defer's kwargs.
+
+A paused or held rollout defers to a :class:`RolloutCommandTrigger`, which waits for a resume or an abort
+(``{"status": "resumed"|"aborted"|"timeout", "message": str, "carry": {...}}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from mlspec.errors import MlspecError
+from mlspec.registry import open_registry
+from mlspec.rollout.gates import FAIL, WAIT, step_verdict
+from mlspec.rollout.metrics import metrics_source
+from mlspec.rollout.plan import Step
+from mlspec.rollout.record import load_record, read_command
+from mlspec.spec.model import ModelSpec
+from mlspec.vocabulary import ROLLOUT_COMMANDS
+
+log = logging.getLogger(__name__)
+
+PAUSE, RESUME, ABORT = ROLLOUT_COMMANDS
+# How often a step reads its metrics: every min(5 s, bake / 5), never faster than twice a second.
+MAX_POLL_S, MIN_POLL_S = 5.0, 0.5
+
+
+def poll_interval_s(bake_s: float) -> float:
+    return max(MIN_POLL_S, min(MAX_POLL_S, float(bake_s) / 5))
+
+
+def look(registry: Any, model: str, version: int) -> str | None:
+    """The command the rollout must act on: a pending pause, resume or abort, or "abort" when the rollout
+    is already over (an abort from the CLI rolls back at once and acts on its own command)."""
+    command = read_command(registry, model, version)
+    if command is not None:
+        return command
+    record = load_record(registry, model, version)
+    return ABORT if record is not None and record.final else None
+
+
+class RolloutStepTrigger(BaseTrigger):
+    """Read step `step` (kind, percent, bake_s) of the rollout of `candidate` (production: `production`)
+    until its gates pass or fail, or a pause or an abort is asked. `started_at` (epoch seconds): when the
+    step's traffic was set; the bake counts from it. Its kwargs are plain JSON (the resolved spec dict)."""
+
+    def __init__(self, spec: dict, spec_file: str, candidate: int, production: int | None, step: dict,
+                 started_at: float, endpoint_url: str, carry: dict | None = None) -> None:
+        super().__init__()
+        self.carry = carry or {}
+        self.spec = spec
+        self.spec_file = spec_file
+        self.candidate = candidate
+        self.production = production
+        self.step = step
+        self.started_at = started_at
+        self.endpoint_url = endpoint_url
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "mlspec.triggers.rollout.RolloutStepTrigger",
+            {"spec": self.spec, "spec_file": self.spec_file, "candidate": self.candidate,
+             "production": self.production, "step": self.step, "started_at": self.started_at,
+             "endpoint_url": self.endpoint_url, "carry": self.carry},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        spec = ModelSpec.from_dict(self.spec, source_file=self.spec_file)
+        step = Step(**self.step)
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        source = metrics_source(spec, self.endpoint_url)
+        where = f"{spec.name} version {self.candidate} {step.kind} {step.percent}%"
+        poll_s = poll_interval_s(step.bake_s)
+        start, metrics, checks, problem = None, None, [], ""
+        while True:
+            elapsed = time.time() - float(self.started_at)
+            try:
+                command = await asyncio.to_thread(look, registry, spec.name, self.candidate)
+            except MlspecError as exc:  # the registry blinked: not a verdict, the metrics still count
+                command = None
+                log.warning("%s: could not read the rollout's command: %s", where, exc)
+            if command in (PAUSE, ABORT):
+                status = "paused" if command == PAUSE else "aborted"
+                yield TriggerEvent(self.event(status, metrics, checks, elapsed, f"{where}: {command} asked"))
+                return
+            try:
+                if start is None:
+                    start = await asyncio.to_thread(source.snapshot, spec.name)
+                metrics = await asyncio.to_thread(source.window, spec.name, self.candidate, self.production, start)
+            except MlspecError as exc:
+                problem = f"the metrics could not be read: {exc}"
+                log.warning("%s: %s", where, problem)
+                verdict = FAIL if elapsed >= 3 * step.bake_s else WAIT
+                checks = []
+            else:
+                problem = ""
+                verdict, found = step_verdict(metrics, spec.rollout.gates, elapsed, step.bake_s,
+                                              compared=self.production is not None)
+                checks = [c.to_dict() | {"line": c.line()} for c in found]
+            if verdict != WAIT:
+                message = problem or f"{where}: {verdict} after {elapsed:.1f}s"
+                yield TriggerEvent(self.event(verdict, metrics, checks, elapsed, message))
+                return
+            await asyncio.sleep(poll_s)
+
+    def event(self, status: str, metrics: Any, checks: list[dict], elapsed: float, message: str) -> dict:
+        return {"status": status, "metrics": metrics.to_dict() if metrics is not None else {}, "checks": checks,
+                "elapsed_s": round(elapsed, 3), "message": message, "carry": self.carry}
+
+
+class RolloutCommandTrigger(BaseTrigger):
+    """Wait for a person's resume or abort of a paused or held rollout, at most `timeout_s` from
+    `since` (epoch seconds)."""
+
+    def __init__(self, spec: dict, spec_file: str, candidate: int, since: float, timeout_s: float,
+                 poll_interval_s: float = 2.0, carry: dict | None = None) -> None:
+        super().__init__()
+        self.carry = carry or {}
+        self.spec = spec
+        self.spec_file = spec_file
+        self.candidate = candidate
+        self.since = since
+        self.timeout_s = timeout_s
+        self.poll_interval_s = poll_interval_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "mlspec.triggers.rollout.RolloutCommandTrigger",
+            {"spec": self.spec, "spec_file": self.spec_file, "candidate": self.candidate, "since": self.since,
+             "timeout_s": self.timeout_s, "poll_interval_s": self.poll_interval_s, "carry": self.carry},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        spec = ModelSpec.from_dict(self.spec, source_file=self.spec_file)
+        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        while True:
+            try:
+                command = await asyncio.to_thread(look, registry, spec.name, self.candidate)
+            except MlspecError as exc:
+                command = None
+                log.warning("%s version %s: could not read the rollout's command: %s", spec.name, self.candidate, exc)
+            if command in (RESUME, ABORT):
+                status = "resumed" if command == RESUME else "aborted"
+                yield TriggerEvent({"status": status, "message": f"{command} asked", "carry": self.carry})
+                return
+            waited = time.time() - float(self.since)
+            if waited >= float(self.timeout_s):
+                yield TriggerEvent({"status": "timeout", "carry": self.carry,
+                                    "message": f"no resume or abort within {float(self.timeout_s):g}s"})
+                return
+            await asyncio.sleep(min(float(self.poll_interval_s), float(self.timeout_s) - waited))
