@@ -1,4 +1,5 @@
-"""Operations on a model's production version: deploy N, roll back, undeploy, status.
+"""Operations on a model's production version: deploy N, roll back, undeploy, status, and a rollout's
+status, pause, resume and abort (mlspec.rollout_operations).
 
 What `mlspec deploy|rollback|undeploy|status` and the `mlspec_operations` DAG ask for, each one call into the
 release service (mlspec.release) under the model's lock: the registry moves first, then serving, then the
@@ -12,15 +13,21 @@ from typing import Any
 
 from mlspec.locks import model_lock
 from mlspec.release import OperationFailed, Release, Trigger
+from mlspec.rollout_operations import ROLLOUT_ACTIONS, rollout_status, send, summary_line
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("status", "deploy", "rollback", "undeploy")
+ACTIONS = ("status", "deploy", "rollback", "undeploy", *ROLLOUT_ACTIONS)
 
 
 def status(spec: Any) -> dict[str, Any]:
-    """The registry's production version, what serving answers with, and every disagreement (read only)."""
-    return Release.for_reading(spec).status()
+    """The registry's production version, what serving answers with, and every disagreement (read only);
+    for a spec with a rollout section, the rollout under way (`rollout`: one line, when there is one)."""
+    report = Release.for_reading(spec).status()
+    line = summary_line(spec)
+    if line:
+        report["rollout"] = line
+    return report
 
 
 def deploy_version(
@@ -72,4 +79,8 @@ def run_action(spec: Any, action: str, version: int | None = None, *, trigger: T
         return rollback(spec, None if version is None else int(version), trigger=trigger)
     if action == "undeploy":
         return undeploy(spec, trigger=trigger)
+    if action == "rollout_status":
+        return rollout_status(spec)
+    if action in ROLLOUT_ACTIONS:
+        return send(spec, ROLLOUT_ACTIONS[action], trigger)
     raise OperationFailed(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")

@@ -1,4 +1,5 @@
-"""The `mlspec_operations` DAG: deploy, roll back, undeploy or check any model from the Airflow UI.
+"""The `mlspec_operations` DAG: deploy, roll back, undeploy or check any model, or act on its rollout, from the
+Airflow UI.
 
 One DAG whose trigger form offers the model (a list of the specs), the action and the version;
 its one task runs `mlspec.operations` (the release service) exactly as the CLI does.
@@ -108,7 +109,8 @@ def build_operations_dag(specs_dir: Path | str, model_names: list[str] | None = 
     names = sorted(set(model_names))
     with DAG(
         dag_id=DAG_ID,
-        description="Deploy, roll back or undeploy a model version; the registry moves first, serving follows",
+        description="Deploy, roll back or undeploy a model version, or pause, resume or abort its rollout; the registry "
+        "moves first, serving follows",
         schedule=None,
         start_date=START_DATE,
         catchup=False,
@@ -117,13 +119,16 @@ def build_operations_dag(specs_dir: Path | str, model_names: list[str] | None = 
         doc_md=(
             "### Model operations\n\nTrigger with a model, an action and (for deploy, or rollback to a given "
             "version) a version. Every action moves the registry first, then serving, then smoke-tests the "
-            "endpoint; a failure restores both. `status` only reports. The CLI does the same: "
-            "`mlspec deploy|rollback|undeploy|status <spec>`."
+            "endpoint; a failure restores both. `status` only reports. The rollout actions act on the rollout "
+            "under way, as you (the run's user). The CLI does the same: "
+            "`mlspec deploy|rollback|undeploy|status <spec>`, `mlspec rollout <spec> --status|--pause|--resume|--abort`."
         ),
         params={
             "model": Param(default_model(specs_dir, names), type="string", enum=names or [""], title="Model", description="The spec's metadata.name"),
             "action": Param("status", type="string", enum=list(ACTIONS), title="Action",
-                            description="status: report; deploy: serve version N; rollback: the previous production version (or N); undeploy: stop serving"),
+                            description="status: report; deploy: serve version N; rollback: the previous production version (or N); "
+                            "undeploy: stop serving; rollout_status: the rollout under way; rollout_pause / rollout_resume: "
+                            "stop its step / run it again; rollout_abort: production takes all traffic back now"),
             "version": Param(None, type=["null", "integer"], minimum=1, title="Version",
                              description="deploy: the store version to serve (required); rollback: optional target"),
         },

@@ -1,0 +1,71 @@
+"""The mlspec_operations DAG's rollout actions (issue 16): its form offers them, and its task pauses, resumes,
+reports and aborts a rollout as the Airflow user who triggered the run, refusing what makes no sense now.
+Real parts in this process: the embedded MLflow registry, a file store and the mlspec model server."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from tests.fixtures.server_testkit import TEST_TOKEN
+from tests.operations.rollout_testkit import under_rollout
+from tests.operators.operations_testkit import served, start_server
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ops-rollout-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLSPEC_HOME", str(folder))
+        patch.setenv("MLSPEC_SERVER_TOKEN", TEST_TOKEN)
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLSPEC_LOCK_TIMEOUT_S"):
+            patch.delenv(name, raising=False)
+        server = start_server(folder, patch)
+        try:
+            yield folder
+        finally:
+            server.stop()
+
+
+def run_task(specs_dir, model: str, action: str, user: str = "alice") -> dict:
+    """The operations DAG's task as a run triggered by `user` runs it."""
+    from mlspec.operations_dag import DAG_ID, ModelOperationOperator
+
+    task = ModelOperationOperator(task_id="run_operation", specs_dir=str(specs_dir), model=model, action=action, version=None)
+    dag_run = SimpleNamespace(triggering_user_name=user, run_type="manual", dag_id=DAG_ID, run_id="manual__1")
+    return task.execute({"dag_run": dag_run, "run_id": "manual__1"})
+
+
+def test_the_form_offers_the_rollout_actions(home):
+    from mlspec.operations_dag import build_operations_dag
+
+    (home / "specs").mkdir(exist_ok=True)
+    dag = build_operations_dag(home / "specs", model_names=["any"])
+    actions = dag.params.get_param("action").schema["enum"]
+    assert actions == ["status", "deploy", "rollback", "undeploy", "rollout_status", "rollout_pause",
+                       "rollout_resume", "rollout_abort"]
+
+
+def test_the_task_acts_on_the_rollout_as_the_airflow_user(home):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    specs = home / "specs-act"
+    specs.mkdir()
+    model, _ = under_rollout(specs, "ops-rollout-act")
+    registry = model.registry()
+    report = run_task(specs, model.name, "rollout_status")
+    assert report["active"] and report["rollout"]["version"] == 2 and report["traffic"]["weights"] == {"1": 90, "2": 10}
+    with pytest.raises(AirflowFailException, match="is running, not paused or held"):
+        run_task(specs, model.name, "rollout_resume")
+    result = run_task(specs, model.name, "rollout_pause")
+    assert result["command"] == "pause" and result["actor"] == "alice" and "--resume" in result["next"]
+    assert registry.version_record(model.name, 2).rollout_command["actor"] == "alice"
+    with pytest.raises(AirflowFailException, match="the pause sent is acted on at the rollout task's next check"):
+        run_task(specs, model.name, "rollout_resume", user="bob")  # the task has not stopped the step yet
+    result = run_task(specs, model.name, "rollout_abort", user="carol")
+    assert result["state"] == "aborted" and served(model.spec) == 1
+    record = registry.version_record(model.name, 2)
+    assert record.state == "rolled_back" and record.rollout_command["actor"] == "carol"
+    assert record.rollout["steps"][-1]["by"] == "carol"
+    with pytest.raises(AirflowFailException, match="no rollout in progress"):
+        run_task(specs, model.name, "rollout_pause")
