@@ -1,5 +1,5 @@
 """The `mlspec` command: lint | schema | render | run | serve | manifest | deploy | rollback | undeploy | status
-| history."""
+| rollout | history."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from mlspec.operations import run_action
 from mlspec.registry.base import ACTION_WORDS, action_words
 from mlspec.registry.reading import open_for_reading
 from mlspec.request_logs import parse_since
+from mlspec.rollout_operations import rollout_status, send, status_lines
 from mlspec.run_form import RunParamError, check_conf, parse_cli_value
 from mlspec.server.errors import ServerSetupError
 from mlspec.serving import PLATFORMS, platform_of
@@ -356,6 +357,28 @@ def cmd_operation(args) -> int:
     return EXIT_OK
 
 
+def cmd_rollout(args) -> int:
+    """The rollout under way: --status (default) reports it; --pause, --resume and --abort act on it (as
+    cli:<os user>); a command that makes no sense now is refused (exit 1), nothing changed."""
+    spec = _load_or_report(args.spec)
+    if spec is None:
+        return EXIT_PROBLEMS
+    command = args.action or "status"
+    try:
+        result = rollout_status(spec) if command == "status" else send(spec, command, reason=args.reason or "")
+    except MlspecError as exc:
+        print(f"mlspec rollout --{command} {spec.name}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    elif command == "status":
+        print("\n".join(status_lines(result, spec.source_file or args.spec)))
+    else:
+        print(f"{spec.name}: {command} of the rollout of version {result['version']} recorded (by {result['actor']}); "
+              f"{result['next']}")
+    return EXIT_OK
+
+
 def cmd_history(args) -> int:
     """The audit trail of production: every change, oldest first, with time, actor, action and run."""
     spec = _load_or_report(args.spec)
@@ -419,6 +442,8 @@ def describe_operation(result: dict) -> str:
             lines.append(f"  DRIFT: {result['advice']}" if result["drift"] else "  serving follows the registry")
         if result.get("files_problem"):
             lines.append(f"  FILES: {result['files_problem']}")
+        if result.get("rollout"):
+            lines.append(f"  {result['rollout']}")
         return "\n".join(lines + lineage_lines(result))
     if result["action"] == "undeploy":
         return f"{name}: undeployed (was version {result['previous']}); nothing is production or serving"
@@ -539,6 +564,22 @@ def build_parser() -> argparse.ArgumentParser:
             )
         op.add_argument("--json", action="store_true", help="print the result as JSON")
         op.set_defaults(func=cmd_operation)
+    rollout = sub.add_parser(
+        "rollout", help="the rollout under way (--status, default); --pause, --resume or --abort it (abort: production "
+        "takes all traffic back now)",
+    )
+    rollout.add_argument("spec")
+    actions = rollout.add_mutually_exclusive_group()
+    for command, words in (
+        ("status", "report the rollout: version, state, current step, traffic, each gate's last value (default)"),
+        ("pause", "stop the current step at its next check; traffic stays as it is"),
+        ("resume", "run the paused or held step again"),
+        ("abort", "give production all traffic back now and mark the candidate rolled back"),
+    ):
+        actions.add_argument(f"--{command}", dest="action", action="store_const", const=command, help=words)
+    rollout.add_argument("--reason", help="--abort: why (recorded with the rollback)")
+    rollout.add_argument("--json", action="store_true", help="print the result as JSON")
+    rollout.set_defaults(func=cmd_rollout)
     drift = sub.add_parser(
         "drift",
         help="a version's logged requests (serving.log_requests) against its training data",
