@@ -107,7 +107,8 @@ def test_the_operations_dag_deploys_from_its_trigger_form(three_versions, model_
 
     path, name = three_versions
     dag = build_operations_dag(path.parent)
-    assert dag.params["model"] == name and dag.params.get_param("action").schema["enum"] == ["status", "deploy", "rollback", "undeploy"]
+    assert dag.params["model"] == name and dag.params.get_param("action").schema["enum"] == [
+        "status", "deploy", "rollback", "undeploy", "rollout_status", "rollout_pause", "rollout_resume", "rollout_abort"]
     dag_run = dag.test(run_conf={"model": name, "action": "deploy", "version": 1})
     assert task_states(dag_run) == {"run_operation": "success"}
     assert xcom(dag_run, "run_operation")["version"] == 1
