@@ -277,9 +277,7 @@ class Release:
             log.warning("drift: serving had %s version %s while the registry's production version is %s; a "
                         "failure restores the registry's", self.name, served, production)
         self.endpoint_change(production, version)
-        if serve:
-            return self.serving.apply(self.name, version, version_uri)
-        return self.serving.apply(self.name, version, version_uri, serve=False)
+        return self.serving.apply(self.name, version, version_uri, serve=serve)
 
     def await_ready(self, state: dict, event: dict | None = None) -> Deployment:
         """The applied version answers: its Deployment, to be rolled back to the registry's production

@@ -181,7 +181,7 @@ def test_a_kserve_deploy_checks_the_recorded_files_under_the_model_lock(ops_home
         def readiness_trigger(self, state):
             return SimpleNamespace(state=state)
 
-        def apply(self, name, version, uri):
+        def apply(self, name, version, uri, *, serve=True):
             fd = os.open(lock_path(name), os.O_RDWR)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

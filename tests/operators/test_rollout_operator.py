@@ -284,3 +284,47 @@ def test_a_spec_with_log_requests_has_the_server_log_its_requests_when_deployed(
         assert time.monotonic() < deadline, f"{len(rows)} of 8 requests logged"
         time.sleep(0.2)
     assert set(rows["version"].astype(str)) == {"1"}
+
+
+def test_a_paused_step_waits_and_runs_again_once_resumed(ops_server, request):
+    from mlspec.rollout.record import send_command
+
+    model = publish(unique(request), [1, 1], "rollout:\n  canary: {steps: [100], bake: 1s}\n"
+                                             "  gates: {agreement: 0.95, min_requests: 20}\n")
+    task = rollout_task(model, deployed_candidate(model))
+
+    def pause_then_resume(fired: int, trigger) -> None:
+        if fired == 0:  # the step has begun: a person pauses it
+            send_command(model.registry(), model.name, 2, "pause", "cli:alice")
+        if fired == 1:  # paused, the traffic as it was: a person resumes
+            assert record_of(model)["state"] == "paused" and traffic_of(model)["weights"] == {"2": 100}
+            send_command(model.registry(), model.name, 2, "resume", "cli:bob")
+
+    with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2):
+        result, events = run_task(task, {"run_id": "manual__pause"}, between_steps=pause_then_resume)
+    assert isinstance(result, dict), result
+    assert [e["status"] for e in events] == ["paused", "resumed", "pass"]
+    record = record_of(model)
+    assert record["state"] == "completed"
+    assert [(s["kind"], s["outcome"], s.get("by")) for s in record["steps"]] == [
+        ("canary", "paused", None), ("command", "paused", "cli:alice"), ("command", "resumed", "cli:bob"),
+        ("canary", "passed", None)]
+
+
+def test_a_rollout_task_that_cannot_go_on_gives_production_every_request_back(ops_server, request):
+    """Not a gate: the server refuses the step's traffic (its candidate was unloaded behind the task's back).
+    The task fails, and production answers every request again."""
+    from airflow.sdk.exceptions import AirflowException
+
+    model = publish(unique(request), [1, 1], SHADOW_AND_CANARY)
+    deployment = deployed_candidate(model)
+    with ops_server.client() as client:
+        assert client.post(f"/v2/repository/models/{model.name}/unload", json={"parameters": {"version": "2"}}
+                           ).status_code == 200
+    result, events = run_task(rollout_task(model, deployment), {"run_id": "manual__crash"})
+    assert isinstance(result, AirflowException) and "refused the traffic" in str(result), result
+    assert events == []
+    record = record_of(model)
+    assert record["state"] == "rolled_back" and record["steps"][-1]["kind"] == "rollback"
+    assert "the rollout task failed" in record["steps"][-1]["message"]
+    assert traffic_of(model)["weights"] == {"1": 100}
