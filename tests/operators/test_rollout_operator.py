@@ -42,8 +42,9 @@ SHADOW_AND_CANARY = ("rollout:\n  shadow: {percent: 100, for: 1s}\n  canary: {st
 BODIES = tensor_bodies(np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32), "input")
 
 
-def publish(name: str, seeds: list[int], extra: str) -> Published:
-    """One registered version per seed (the same seed: the same answers); version 1 production and serving."""
+def publish(name: str, seeds: list[int], extra: str, *, deploy: bool = True) -> Published:
+    """One registered version per seed (the same seed: the same answers); version 1 production and serving
+    (unless not `deploy`)."""
     from mlspec.operations import deploy_version
     from mlspec.registry.base import RegistrationRequest
     from mlspec.storage import open_store
@@ -60,7 +61,8 @@ def publish(name: str, seeds: list[int], extra: str) -> Published:
             model_name=name, version=version.version, source_uri=version.uri, model_uri=f"{version.uri}/model.onnx",
             metrics={"accuracy": 0.9}, data_source="builtin:iris", spec_hash="ab12", dag_id=name,
             run_id=f"run-{run}", onnx_opset=17, files=dict(version.files)))
-    deploy_version(spec, 1)
+    if deploy:
+        deploy_version(spec, 1)
     return published
 
 
@@ -328,3 +330,23 @@ def test_a_rollout_task_that_cannot_go_on_gives_production_every_request_back(op
     assert record["state"] == "rolled_back" and record["steps"][-1]["kind"] == "rollback"
     assert "the rollout task failed" in record["steps"][-1]["message"]
     assert traffic_of(model)["weights"] == {"1": 100}
+
+
+def test_a_first_version_skips_the_shadow_step_and_takes_its_canary_steps_alone(ops_server, request):
+    """Nothing is production: no shadow to compare with (skipped), each canary step gives the version every
+    request, agreement is not checked, and it answers every request at the end."""
+    from mlspec.release import Release
+
+    model = publish(unique(request), [1], SHADOW_AND_CANARY, deploy=False)
+    release = Release.open(model.spec)
+    deployment = release.await_ready(release.apply(1, model.uris[1], serve=False)).to_xcom()
+    assert deployment["previous_version"] is None
+    task = rollout_task(model, deployment)
+    with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2) as load:
+        result, events = run_task(task, {"run_id": "manual__first"})
+    assert isinstance(result, dict), result
+    assert [(s["kind"], s["percent"]) for s in result["steps"]] == [("canary", 50), ("canary", 100)]
+    assert all(c["gate"] != "agreement" for s in result["steps"] for c in s["checks"])
+    assert release.serving.served_version(model.name) == 1
+    assert load.summary().by_version.get("1", 0) > 0
+    assert model.registry().version_record(model.name, 1).rollout["state"] == "completed"
