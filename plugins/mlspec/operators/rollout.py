@@ -26,17 +26,19 @@ from mlspec.errors import MlspecError
 from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import Release, Trigger, what_failed
-from mlspec.rollout.gates import MIN_REQUESTS, GateCheck
+from mlspec.rollout.gates import MIN_REQUESTS, PASS, GateCheck
 from mlspec.rollout.metrics import StepMetrics
 from mlspec.rollout.plan import Step, steps_after_approval, steps_before_approval, traffic_for
 from mlspec.rollout.record import (
     APPROVAL,
+    APPROVED,
     AWAITING_APPROVAL,
     COMPLETED,
     FAILED,
     HELD,
     PASSED,
     PAUSED,
+    REJECTED,
     RUNNING,
     TIMED_OUT,
     WAITING,
@@ -48,15 +50,13 @@ from mlspec.rollout.record import (
 from mlspec.serving import Deployment
 from mlspec.serving.base import RollbackFailed
 from mlspec.spec.model import ModelSpec
+from mlspec.triggers import rollout as triggers
 from mlspec.triggers.rollout import RolloutCommandTrigger, RolloutStepTrigger
 from mlspec.vocabulary import ROLLOUT_ON_FAIL
 
 log = logging.getLogger(__name__)
 
-ROLL_BACK, HOLD = ROLLOUT_ON_FAIL
-
-# The step trigger's verdicts (mlspec.triggers.rollout).
-PASS, FAIL, STEP_PAUSED, STEP_ABORTED = "pass", "fail", "paused", "aborted"
+HOLD = ROLLOUT_ON_FAIL[1]  # on_fail: hold (else rollback)
 
 
 class RolloutOperator(MlspecOperator):
@@ -155,9 +155,9 @@ class RolloutOperator(MlspecOperator):
                      (event.get("metrics") or {}).get("requests", "?"))
             return self.run_step(context, index + 1, [*passed, {"kind": step.kind, "percent": step.percent,
                                                                "checks": checks}])
-        if status == STEP_PAUSED:
+        if status == triggers.PAUSED:
             return self.wait_for_command(context, index, passed, PAUSED)
-        if status == STEP_ABORTED:
+        if status == triggers.ABORTED:
             self.roll_back(context, f"the rollout was aborted during the {where} step", by=self.command_actor(),
                            gate="aborted")
         failed = [c for c in checks if not c.get("passed")]
@@ -197,12 +197,12 @@ class RolloutOperator(MlspecOperator):
 
     def act_on_command(self, context, event: dict, index: int, passed: list[dict], state: str) -> dict:
         status = event["status"]
-        if status == "resumed":
+        if status == triggers.RESUMED:
             by = self.command_actor()
             self.act_on_pending()
             log.info("resumed by %s: the step runs again", by)
             return self.run_step(context, index, passed)
-        if status == "aborted":
+        if status == triggers.ABORTED:
             self.roll_back(context, f"the {state} rollout was aborted", by=self.command_actor(), gate="aborted")
         self.roll_back(context, f"the rollout was {state} and no one resumed or aborted it: {event.get('message', '')}",
                        by="the rollout's timeout", gate=f"{state} too long")
@@ -252,7 +252,7 @@ class RolloutOperator(MlspecOperator):
     def roll_back(self, context, reason: str, *, by: str, gate: str) -> None:
         """Production answers every request again (Release.roll_back_rollout), the record says rolled back;
         always raises GateFailed."""
-        raise_rolled_back(self.model_spec, self.release, self.registry, self.candidate, context, reason, by=by, gate=gate)
+        raise_rolled_back(self.model_spec, self.release, self.candidate, context, reason, by=by, gate=gate)
 
     def command_actor(self) -> str:
         return command_actor(self.registry, self.model_spec.name, self.candidate.version)
@@ -294,14 +294,14 @@ class CompleteRolloutOperator(RolloutOperator):
         self.approval = approval
 
 
-def raise_rolled_back(spec, release: Release, registry, deployment: Deployment, context, reason: str, *, by: str,
+def raise_rolled_back(spec, release: Release, deployment: Deployment, context, reason: str, *, by: str,
                       gate: str) -> None:
     """Roll a rollout back through the release service (which records it on the rollout record), or find it
     rolled back already (an abort from the CLI does it at once); always raises GateFailed with the next step."""
     trigger = Trigger.from_context(context)
     source = spec.source_file or "<spec>"
     with model_lock(spec.name, f"roll back the rollout of version {deployment.version}"):
-        record = load_record(registry, spec.name, deployment.version)
+        record = load_record(release.registry, spec.name, deployment.version)
         if record is not None and record.final:
             last = record.current_step or {}
             story = (f"the rollout of {spec.name} version {deployment.version} was {record.state} by "
@@ -344,10 +344,10 @@ def step_outcome(event: dict, min_requests: int) -> str:
     """The record's outcome of a step the trigger ended: passed, failed, timed_out (too few requests after
     3 bakes), paused or aborted."""
     status = event["status"]
-    if status == "pass":
+    if status == PASS:
         return PASSED
-    if status in ("paused", "aborted"):
-        return status
+    if status in (triggers.PAUSED, triggers.ABORTED):
+        return status  # the record's outcomes of the same names
     short = any(c.get("gate") == MIN_REQUESTS and not c.get("passed") for c in event.get("checks") or [])
     return TIMED_OUT if short else FAILED
 
@@ -400,7 +400,7 @@ class ApproveRolloutOperator(ApprovalOperator):
         by = str((event.get("responded_by_user") or {}).get("name") or "") or "no one"
         timed_out = bool(event.get("timedout")) or event.get("error_type") == "timeout"
         approved = chosen == [self.APPROVE] and not timed_out and "error" not in event
-        outcome = "approved" if approved else "timed_out" if timed_out else "rejected"
+        outcome = APPROVED if approved else TIMED_OUT if timed_out else REJECTED
 
         def answer(record: RolloutRecord) -> None:
             asked = record.current_step or {}
@@ -420,7 +420,7 @@ class ApproveRolloutOperator(ApprovalOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            raise_rolled_back(spec, release, release.registry, self.candidate, context, reason,
+            raise_rolled_back(spec, release, self.candidate, context, reason,
                               by=by if not timed_out else "the approval's timeout", gate=outcome)
         except GateFailed as failed:
             message = f"approve_rollout: {failed}\nNext step: {failed.next_step}"

@@ -34,6 +34,8 @@ from mlspec.vocabulary import ROLLOUT_COMMANDS
 log = logging.getLogger(__name__)
 
 PAUSE, RESUME, ABORT = ROLLOUT_COMMANDS
+# The events' statuses beside the gates' pass and fail: a step stopped by a person, a wait's end.
+PAUSED, ABORTED, RESUMED, TIMEOUT = "paused", "aborted", "resumed", "timeout"
 # How often a step reads its metrics: every min(5 s, bake / 5), never faster than twice a second.
 MAX_POLL_S, MIN_POLL_S = 5.0, 0.5
 
@@ -93,7 +95,7 @@ class RolloutStepTrigger(BaseTrigger):
                 command = None
                 log.warning("%s: could not read the rollout's command: %s", where, exc)
             if command in (PAUSE, ABORT):
-                status = "paused" if command == PAUSE else "aborted"
+                status = PAUSED if command == PAUSE else ABORTED
                 yield TriggerEvent(self.event(status, metrics, checks, elapsed, f"{where}: {command} asked"))
                 return
             try:
@@ -153,12 +155,12 @@ class RolloutCommandTrigger(BaseTrigger):
                 command = None
                 log.warning("%s version %s: could not read the rollout's command: %s", spec.name, self.candidate, exc)
             if command in (RESUME, ABORT):
-                status = "resumed" if command == RESUME else "aborted"
+                status = RESUMED if command == RESUME else ABORTED
                 yield TriggerEvent({"status": status, "message": f"{command} asked", "carry": self.carry})
                 return
             waited = time.time() - float(self.since)
             if waited >= float(self.timeout_s):
-                yield TriggerEvent({"status": "timeout", "carry": self.carry,
+                yield TriggerEvent({"status": TIMEOUT, "carry": self.carry,
                                     "message": f"no resume or abort within {float(self.timeout_s):g}s"})
                 return
             await asyncio.sleep(min(float(self.poll_interval_s), float(self.timeout_s) - waited))
