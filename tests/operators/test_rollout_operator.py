@@ -350,3 +350,20 @@ def test_a_first_version_skips_the_shadow_step_and_takes_its_canary_steps_alone(
     assert release.serving.served_version(model.name) == 1
     assert load.summary().by_version.get("1", 0) > 0
     assert model.registry().version_record(model.name, 1).rollout["state"] == "completed"
+
+
+def test_a_step_whose_metrics_cannot_be_read_fails_after_three_bakes_and_says_why(ops_home, request):
+    import time
+
+    from tests.fixtures.ports import free_port
+
+    from mlspec.triggers.rollout import RolloutStepTrigger
+
+    spec = spec_for(unique(request), SHADOW_AND_CANARY)
+    trigger = RolloutStepTrigger(spec=spec.to_dict(), spec_file="", candidate=2, production=1,
+                                 step={"kind": "canary", "percent": 50, "bake_s": 1},
+                                 started_at=time.time() - 2.5, endpoint_url=f"http://127.0.0.1:{free_port()}",
+                                 carry={"index": 0})
+    event = asyncio.run(first_event(trigger))
+    assert event["status"] == "fail" and event["checks"] == [] and event["carry"] == {"index": 0}
+    assert event["message"].startswith("the metrics could not be read: could not read http://127.0.0.1:")
