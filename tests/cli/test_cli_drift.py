@@ -9,6 +9,7 @@ real server.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -28,7 +29,7 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
-def publish_with_profile(env, name: str):
+def publish_with_profile(env, name: str, extra: str = ""):
     """Version 1 of `name` with the profile of 300 training rows (4 named features, N(0, 1)), registered (not
     production); (spec, spec path, store root URI, input schema, version)."""
     import pandas as pd
@@ -39,7 +40,7 @@ def publish_with_profile(env, name: str):
     from mlspec.registry.base import RegistrationRequest
     from mlspec.storage import open_store
 
-    spec = spec_for(name)
+    spec = spec_for(name, extra)
     store = open_store(spec.storage.uri, spec.storage.connection)
     training = pd.DataFrame(np.random.default_rng(0).normal(size=(300, 4)), columns=list(FEATURES))
     profile = build_profile(training, [Column(feature, "number") for feature in FEATURES])
@@ -47,7 +48,7 @@ def publish_with_profile(env, name: str):
         "name": "input",
         "datatype": "FP32",
         "shape": [-1, 4],
-        "features": [{"name": f} for f in FEATURES],
+        "features": [{"name": f, "dtype": "FP32", "mean": 0.0, "std": 1.0} for f in FEATURES],
     }
     version = store.publish_version(
         name,
@@ -76,7 +77,7 @@ def publish_with_profile(env, name: str):
         )
     )
     path = env / f"{name}.yaml"
-    path.write_text(spec_text(name))
+    path.write_text(spec_text(name, extra))
     return spec, str(path), store.root_uri, schema, version.version
 
 
@@ -195,3 +196,51 @@ def test_the_reader_takes_the_newest_parts_up_to_its_row_limit(env):
     assert newest.parts == every.parts[-1:] and newest.parts_left_out == 2
     assert (newest.frame["petal_width"] == 2.0).all()
     assert read_since(store, spec.name, version, datetime.now(UTC) + timedelta(minutes=1)).frame.empty
+
+
+def test_a_deployed_version_logs_its_traffic_and_mlspec_drift_finds_the_shift(env, capsys, monkeypatch):
+    """The whole path: deploy (the spec's serving.log_requests configures the real server's logging), live
+    requests over HTTP, the server's Parquet parts, then `mlspec drift SPEC` on production."""
+    import httpx
+    from tests.fixtures.server_testkit import TEST_TOKEN, RunningServer
+
+    from mlspec.operations import deploy_version
+    from mlspec.request_logs import read_since
+    from mlspec.server.app import ServerConfig, create_app
+    from mlspec.storage import open_store
+
+    monkeypatch.setenv("MLSPEC_REQUEST_LOG_FLUSH_S", "0.2")
+    monkeypatch.setenv("MLSPEC_SERVER_TOKEN", TEST_TOKEN)
+    server = RunningServer(create_app(None, config=ServerConfig(allow_roots=(env.as_uri(),))))
+    monkeypatch.setenv("MLSPEC_SERVER_URL", server.url)
+    try:
+        extra = "serving:\n  log_requests: {sample: 1.0, max_mb_per_hour: 10}\n"
+        spec, path, _, _, version = publish_with_profile(env, "drift-deployed", extra)
+        deploy_version(spec, version)
+        live = np.random.default_rng(3).normal(size=(200, 4)).astype(np.float32)
+        live[:, 2] += 3.0
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for start in range(0, 200, 8):
+                x = live[start : start + 8]
+                body = {
+                    "id": f"live-{start}",
+                    "inputs": [
+                        {"name": "input", "datatype": "FP32", "shape": [8, 4], "data": x.ravel().tolist()}
+                    ],
+                }
+                assert client.post(f"/v2/models/{spec.name}/infer", json=body).status_code == 200
+        store, since = open_store(spec.storage.uri), datetime.now(UTC) - timedelta(hours=1)
+        deadline = time.monotonic() + 20
+        while len(read_since(store, spec.name, version, since).frame) < 200:
+            assert time.monotonic() < deadline, "the server did not write the live requests"
+            time.sleep(0.1)
+        code, out, err = run(capsys, "drift", path)
+    finally:
+        server.stop()
+    assert code == 1, out + err
+    # 200 rows: the deploy's smoke test asked the version's own URL, which is not logged
+    assert (
+        f"{spec.name} version {version}: 200 logged rows" in out
+        and "DRIFT:" in out
+        and "(petal_length)" in out
+    )

@@ -88,6 +88,13 @@ def test_answered_requests_come_back_as_parquet_rows_named_as_the_profile(start_
     with server.client() as client:
         for i in range(5):
             infer(client, "logged", f"req-{i}", x[3 * i : 3 * i + 3])
+        pinned = {
+            "id": "pinned",
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": [0] * 64}],
+        }
+        assert (
+            client.post("/v2/models/logged/versions/1/infer", json=pinned).status_code == 200
+        )  # not live traffic
     logged = rows_when(open_store(store_uri), "logged", 15)
     frame = logged.frame
     assert len(frame) == 15 and len(logged.parts) >= 1

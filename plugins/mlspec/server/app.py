@@ -590,7 +590,9 @@ class ModelServer:
             self.shadows.offer(
                 ShadowJob(shadow, loaded, body, header_length, results.get(output), target.traffic.shadow)
             )
-        if self.request_logs.wants(name):
+        # Only what clients send to the model's URL is logged: a versioned request (the deploy's smoke test,
+        # a person trying a version) is not live traffic, and its rows would blur `mlspec drift`.
+        if version is None and self.request_logs.wants(name):
             if request_id is None:
                 given = _header(scope, b"x-request-id")
                 request_id = given.decode("latin-1") if given else secrets.token_hex(8)
