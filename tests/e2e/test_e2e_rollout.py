@@ -1,7 +1,7 @@
 """Rollouts through real Airflow runs (dag.test) against the session's `mlspec serve`, with live traffic from a
 load generator while each run goes: an agreeing candidate goes 10 -> 50 -> 100 and becomes production, a
 weaker one is caught by the shadow agreement gate while production answers every request, and an approval
-rejected in Airflow's human-in-the-loop rolls back.
+rejected in Airflow's human-in-the-loop, or left unanswered past its timeout, rolls back.
 
 The tests share one model: version 1 is production (a run without a rollout); the failing scenarios leave it
 production, and the one that promotes runs last."""
@@ -144,6 +144,50 @@ def test_an_approval_rejected_in_airflow_rolls_back(production_v1, model_server)
     assert [(s["kind"], s["outcome"]) for s in record["steps"]] == [
         ("canary", "passed"), ("approval", "rejected"), ("rollback", "failed")]
     assert record["steps"][1]["by"] == "alice" and "alice rejected" in record["steps"][2]["message"]
+
+
+def sweep_when_overdue(dag_id: str, task_id: str, stop: threading.Event) -> None:
+    """The scheduler's part: once the task's approval is overdue, its awaiting-input timeout sweep (the same
+    method the scheduler loop calls; dag.test runs no scheduler) answers with the request's defaults."""
+    import logging
+    from types import SimpleNamespace
+
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    scheduler = SimpleNamespace(log=logging.getLogger("airflow.jobs.scheduler_job_runner"))
+    while not stop.is_set():
+        with create_session() as session:
+            waiting = (session.query(TaskInstance)
+                       .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
+                               TaskInstance.state == TaskInstanceState.AWAITING_INPUT)
+                       .one_or_none())
+        if waiting is not None:
+            SchedulerJobRunner.check_awaiting_input_timeouts(scheduler)
+        time.sleep(0.5)
+
+
+def test_an_approval_no_one_answers_within_its_timeout_rolls_back(production_v1, model_server):
+    rollout = ("rollout:\n  canary: {steps: [50, 100], bake: 1s}\n" + GATES
+               + "  approval: {required: true, timeout: 2s}\n")
+    stop = threading.Event()
+    scheduler = threading.Thread(target=sweep_when_overdue, args=(NAME, "approve_rollout", stop), daemon=True)
+    scheduler.start()
+    try:
+        (spec, run), summary = under_load(model_server, lambda: production_v1(spec_text(STRONG, rollout)))
+    finally:
+        stop.set()
+    states = task_states(run)
+    assert states["rollout"] == "success" and states["approve_rollout"] == "failed", states
+    version = xcom(run, "store")["version"]
+    assert served_version(model_server, NAME) == "1" and registry().production_version(NAME) == 1
+    record = registry().version_record(NAME, version).rollout
+    assert record["state"] == "rolled_back"
+    assert [(s["kind"], s["outcome"]) for s in record["steps"]] == [
+        ("canary", "passed"), ("approval", "timed_out"), ("rollback", "failed")]
+    assert "no one approved the last step within 2s" in record["steps"][2]["message"]
 
 
 def test_an_agreeing_fast_candidate_goes_10_50_100_and_becomes_production(production_v1, model_server):
