@@ -234,7 +234,7 @@ def overview_page(base: str, catalog: Catalog, statuses: Sequence[ModelStatus]) 
             f'<div class="muted">{e(spec.metadata.description)}</div></td>'
             f"<td>{e(spec.model.framework)} · {e(spec.model.task)}</td>"
             f'<td data-field="production">{_production_text(status)}</td>'
-            f'<td data-field="serving">{_serving_text(status)}</td>'
+            f'<td data-field="serving">{_serving_text(status)}{_rollout_mark(status)}</td>'
             f'<td class="num" data-field="latest">{e(latest.version) if latest else "—"}</td>'
             f"<td>{e(metric)}</td>{num_cell(value, data_field='production-metric')}"
             f'<td class="num">{len(status.versions)}</td>'
@@ -296,6 +296,12 @@ def _production_text(status: ModelStatus) -> str:
     if status.production is None:
         return '<span class="muted">none yet</span>'
     return f'<span class="nowrap" data-value="{e(status.production)}">version {e(status.production)}</span>'
+
+
+def _rollout_mark(status: ModelStatus) -> str:
+    """The Models list's mark of a rollout under way: its state and the candidate."""
+    info = status.rollout
+    return "" if info is None else f' {rollout_badge(info.rollout)} <span class="muted">of version {info.version}</span>'
 
 
 def _serving_text(status: ModelStatus) -> str:

@@ -46,6 +46,12 @@ def test_the_versions_table_marks_the_version_under_rollout(client):
     assert page.find(data_field="rollout-timeline")[0]["attrs"]["href"].endswith(f"/models/{NAME}/versions/3#rollout")
 
 
+def test_the_models_list_marks_a_rollout_under_way(client):
+    page = get_page(client, "/")
+    (serving,) = page.find(data_field="serving")
+    assert " ".join(serving["text"].split()) == "version 2 rollout: held of version 3"
+
+
 def test_the_card_shows_each_step_with_its_gates(client):
     page = get_page(client, f"/models/{NAME}/versions/3")
     state = page.by_id("rollout-state")
