@@ -18,7 +18,7 @@ from mlspec.registry import open_registry
 from mlspec.registry.base import ModelRegistry
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import OperationFailed, Release, Trigger
-from mlspec.rollout.record import active_rollout, read_command, send_command
+from mlspec.rollout.record import active_rollout, load_record, read_command, send_command
 from mlspec.serving import open_serving
 from mlspec.serving.base import Deployment
 from mlspec.storage import open_store
@@ -107,6 +107,12 @@ def abort_now(spec: Any, data: dict[str, Any], trigger: Trigger, reason: str) ->
     version, production = int(data["version"]), data.get("production")
     with model_lock(spec.name, f"abort the rollout of version {version} for {trigger.actor}"):
         release = Release.open(spec)
+        now = load_record(release.registry, spec.name, version)
+        if now is not None and now.final:  # the rollout task got the lock first and ended it: not twice
+            last = now.current_step or {}
+            return {"state": now.state, "story": last.get("message", ""),
+                    "next": f"the rollout had just ended ({now.state}, by {last.get('by') or 'the rollout task'}); "
+                            "nothing more to do"}
         deployment = candidate_deployment(spec, release.registry, version, production)
         story = release.roll_back_rollout(deployment, reason, trigger, by=trigger.actor, gate="aborted")
     serves = f"version {production}" if production is not None else "nothing"

@@ -69,3 +69,25 @@ def test_the_task_acts_on_the_rollout_as_the_airflow_user(home):
     assert record.rollout["steps"][-1]["by"] == "carol"
     with pytest.raises(AirflowFailException, match="no rollout in progress"):
         run_task(specs, model.name, "rollout_pause")
+
+
+def test_an_abort_that_waited_for_the_lock_does_not_roll_back_a_second_time(home):
+    """The rollout task saw the abort first and rolled back under the model's lock; the abort that waited for
+    the lock finds the rollout over and changes nothing more (no second audit entry, no second notification)."""
+    from tests.operations.rollout_testkit import running_record
+
+    from mlspec.release import Trigger
+    from mlspec.rollout_operations import abort_now
+
+    specs = home / "specs-race"
+    specs.mkdir()
+    model, _ = under_rollout(specs, "ops-rollout-race")
+    registry = model.registry()
+    seen = running_record()  # what the abort read before it waited
+    ended = {**running_record("rolled_back"), "steps": [*seen["steps"], {"kind": "rollback", "outcome": "failed",
+                                                                         "by": "the rollout's gates", "message": "agreement"}]}
+    registry.record_rollout(model.name, 2, ended)
+    changes = len(registry.production_changes(model.name))
+    result = abort_now(model.spec, seen, Trigger(actor="dave"), "too late")
+    assert result["state"] == "rolled_back" and "the rollout had just ended (rolled_back, by the rollout's gates)" in result["next"]
+    assert len(registry.production_changes(model.name)) == changes and registry.version_record(model.name, 2).rollout == ended
