@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from tests.fixtures.server_testkit import TEST_TOKEN
-from tests.operations.rollout_testkit import under_rollout
+from tests.operations.rollout_testkit import running_record, under_rollout
 from tests.operators.operations_testkit import served, start_server
 
 
@@ -74,8 +74,6 @@ def test_the_task_acts_on_the_rollout_as_the_airflow_user(home):
 def test_an_abort_that_waited_for_the_lock_does_not_roll_back_a_second_time(home):
     """The rollout task saw the abort first and rolled back under the model's lock; the abort that waited for
     the lock finds the rollout over and changes nothing more (no second audit entry, no second notification)."""
-    from tests.operations.rollout_testkit import running_record
-
     from mlspec.release import Trigger
     from mlspec.rollout_operations import abort_now
 
