@@ -9,7 +9,9 @@ import json
 
 import numpy as np
 import pytest
+from tests.e2e.test_e2e_notify import Inbox
 from tests.fixtures.load_generator import LoadGenerator, tensor_bodies
+from tests.fixtures.ports import free_port
 from tests.fixtures.server_testkit import classifier_onnx, classifier_signature
 from tests.operators.operations_testkit import Published, spec_for, unique
 
@@ -151,12 +153,32 @@ def test_an_agreeing_candidate_goes_through_shadow_and_canary_and_answers_every_
     assert set(summary.by_version) == {"1", "2"} and summary.by_status == {200: summary.ok}
 
 
-def test_a_disagreeing_candidate_fails_the_shadow_gate_and_production_answers_every_request(ops_server, request):
+@pytest.fixture
+def smtp_inbox(monkeypatch):
+    """An SMTP server on 127.0.0.1 (a thread of this process) and the Airflow connection smtp_test."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    extra = {"from_email": "mlspec@example.com", "disable_tls": True, "disable_ssl": True, "retry_limit": 0}
+    connection = {"conn_type": "smtp", "host": "127.0.0.1", "port": controller.port, "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST", json.dumps(connection))
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+def test_a_disagreeing_candidate_fails_the_shadow_gate_and_production_answers_every_request(
+    ops_server, request, smtp_inbox
+):
     from airflow.sdk.exceptions import AirflowFailException
 
     from mlspec.release import Release
 
-    model = publish(unique(request), [1, 2], SHADOW_AND_CANARY)
+    notify = "notify: {connection: smtp_test, to: [ml-team@example.com], events: [rollback]}\n"
+    model = publish(unique(request), [1, 2], SHADOW_AND_CANARY + notify)
     task = rollout_task(model, deployed_candidate(model))
     with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2) as load:
         result, events = run_task(task, {"run_id": "manual__weak"})
@@ -179,6 +201,10 @@ def test_a_disagreeing_candidate_fails_the_shadow_gate_and_production_answers_ev
     assert agreement["value"] < 0.95 and agreement["passed"] is False
     trail = model.registry().production_changes(model.name)
     assert trail[-1].action == "auto_rollback" and trail[-1].to_version == 1 and "agreement" in trail[-1].reason
+    # The rollback notification: the model, the candidate, the failed gate, what serves.
+    ((subject, body),) = smtp_inbox.texts()
+    assert subject == f"[mlspec] {model.name}: version 2 rolled back (agreement); production version 1 answers every request"
+    assert "agreement" in body and "FAILED" in body and "run manual__weak" in body
 
 
 def test_a_held_step_waits_for_a_person_and_an_abort_rolls_back(ops_server, request):
@@ -354,8 +380,6 @@ def test_a_first_version_skips_the_shadow_step_and_takes_its_canary_steps_alone(
 
 def test_a_step_whose_metrics_cannot_be_read_fails_after_three_bakes_and_says_why(ops_home, request):
     import time
-
-    from tests.fixtures.ports import free_port
 
     from mlspec.triggers.rollout import RolloutStepTrigger
 
