@@ -22,7 +22,7 @@ from mlspec.registry.reading import open_for_reading
 from mlspec.release import published_json
 from mlspec.request_logs import LOG_COLUMNS, LOGGED_OUTPUTS, feature_columns, read_since
 from mlspec.storage import open_store
-from mlspec.vocabulary import DRIFT_FILE, DRIFT_PLOT, PROFILE_FILE
+from mlspec.vocabulary import DRIFT_FILE, DRIFT_PLOT, MAX_CHECKED_FEATURES, PROFILE_FILE
 
 NO_DRIFT, DRIFT, NO_ROWS = 0, 1, 2  # the command's exit codes; NO_ROWS also for an error
 LIVE_OUTCOMES = ("passed", "drifted")  # drift.json's "outcome" for live data
@@ -70,9 +70,10 @@ def live_drift(
     profile = published_json(store, record, PROFILE_FILE)
     if not profile:
         raise DriftCheckError(
-            f"{spec.name} version {version} was published without {PROFILE_FILE} (before mlspec recorded "
-            "training profiles): there is nothing to compare its requests with; the next trained version "
-            "will have one"
+            f"{spec.name} version {version} was published without {PROFILE_FILE}, so there is nothing to "
+            "compare its requests with: it was trained before mlspec profiled training data, or on samples "
+            f"of more than {MAX_CHECKED_FEATURES} values (images), which are not profiled. A version trained "
+            "now on a table or on small arrays has one"
         )
     logged = read_since(store, spec.name, version, since)
     if not len(logged.frame):

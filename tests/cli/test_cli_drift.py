@@ -29,7 +29,7 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
-def publish_with_profile(env, name: str, extra: str = ""):
+def publish_with_profile(env, name: str, extra: str = "", *, with_profile: bool = True):
     """Version 1 of `name` with the profile of 300 training rows (4 named features, N(0, 1)), registered (not
     production); (spec, spec path, store root URI, input schema, version)."""
     import pandas as pd
@@ -56,7 +56,7 @@ def publish_with_profile(env, name: str, extra: str = ""):
             "model.onnx": classifier_onnx(1, features=4, classes=3),
             "signature.json": json.dumps(classifier_signature(features=4, classes=3)).encode(),
             "input_schema.json": json.dumps(schema).encode(),
-            "profile.json": json.dumps(profile).encode(),
+            **({"profile.json": json.dumps(profile).encode()} if with_profile else {}),
         },
         run_id="run-1",
     )
@@ -244,3 +244,11 @@ def test_a_deployed_version_logs_its_traffic_and_mlspec_drift_finds_the_shift(en
         and "DRIFT:" in out
         and "(petal_length)" in out
     )
+
+
+def test_a_version_without_a_profile_is_exit_2_saying_why(env, capsys):
+    spec, path, store_uri, schema, version = publish_with_profile(env, "drift-unprofiled", with_profile=False)
+    log_requests(store_uri, spec.name, version, schema, np.zeros((8, 4)))
+    code, _, err = run(capsys, "drift", path, "--version", str(version))
+    assert code == 2 and "was published without profile.json, so there is nothing to compare" in err
+    assert "more than 100 values (images)" in err
