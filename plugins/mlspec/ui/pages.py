@@ -671,6 +671,9 @@ def rollout_section(base: str, spec: Any, record: Mapping[str, Any]) -> str:
         + "".join(rows) + "</tbody></table>"
         if rows else '<p class="muted">No step recorded yet.</p>'
     )
+    cut = record.get("steps_cut")
+    if isinstance(cut, int) and cut > 0:  # the registry's tag holds 5,000 characters: the oldest steps went first
+        table = f'<p class="muted" id="rollout-steps-cut">{cut} older step{"s" if cut != 1 else ""} not kept on the record.</p>' + table
     return f'<h2 id="rollout">Rollout</h2><p class="lead" id="rollout-state" data-state="{e(state)}">{lead}</p>{table}'
 
 

@@ -6,12 +6,14 @@ who. The record holds user text: it reaches the page as text. A real store and e
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from tests.ui.app.ui_app_testkit import get_page
-from tests.ui.app.ui_rollout_testkit import HOSTILE_ACTOR, HOSTILE_MESSAGE, NAME, publish_versions
+from tests.ui.app.ui_rollout_testkit import COMPLETED, HOSTILE_ACTOR, HOSTILE_MESSAGE, NAME, publish_versions
 
 from mlspec.ui import data
+from mlspec.ui.pages import rollout_section
 
 
 def tagged(page, tag: str) -> list[dict]:
@@ -91,4 +93,10 @@ def test_a_finished_rollout_keeps_its_timeline_without_the_commands(client):
     state = page.by_id("rollout-state")
     assert state["attrs"]["data-state"] == "completed" and "mlspec rollout" not in state["text"]
     assert [r["attrs"].get("data-outcome") for r in tagged(page.within("rollout-timeline"), "tr")[1:]] == ["passed"]
+    assert not page.find(id="rollout-steps-cut")
     assert not get_page(client, f"/models/{NAME}/versions/1").find(id="rollout")  # no rollout: no section
+
+
+def test_steps_the_registry_cut_to_fit_are_counted():
+    html = rollout_section("/mlspec", SimpleNamespace(source_file="x.yaml"), {**COMPLETED, "steps_cut": 3})
+    assert '<p class="muted" id="rollout-steps-cut">3 older steps not kept on the record.</p>' in html
