@@ -117,11 +117,15 @@ fuzz: install
 # Serving benchmark: mlspec serve (pinned to CPU 0) against in-process onnxruntime, digits and a CIFAR-shape
 # CNN, JSON and binary, batch 1 and batched; writes benchmarks/results/serve.json. LOAD_TEST=1 adds the
 # 50-connection, 25 s load test at batch 1 and 32; BASELINE=<commit> also measures that commit's server,
-# interleaved on the same CPU (e.g. BASELINE=783cbcb, the server before issue 9).
+# interleaved on the same CPU (e.g. BASELINE=783cbcb, the server before issue 9), and writes
+# benchmarks/results/serve_vs_baseline.json with both servers' CPU per request (utime + stime) side by side.
+# CASES="digits b1 c8 json,..." narrows the run; ROUNDS=<n> and DURATION=<seconds per run> shape it (on a busy
+# machine, many short rounds pair the two servers more closely).
 .PHONY: bench-serve
 bench-serve: install
 	$(if $(BASELINE),rm -rf benchmarks/.work/baseline && mkdir -p benchmarks/.work/baseline && git archive $(BASELINE) plugins | tar -x -C benchmarks/.work/baseline)
-	$(BIN)/python benchmarks/bench_serve.py $(if $(LOAD_TEST),--load-test) $(if $(BASELINE),--baseline benchmarks/.work/baseline/plugins)
+	$(BIN)/python benchmarks/bench_serve.py $(if $(LOAD_TEST),--load-test) $(if $(CASES),--cases "$(CASES)") $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(DURATION),--duration $(DURATION)) \
+		$(if $(BASELINE),--baseline benchmarks/.work/baseline/plugins --output benchmarks/results/serve_vs_baseline.json)
 
 # Data benchmark: a generated 1,000,000-row table (10 numbers with gaps, 10 categories) as CSV, Parquet and a
 # PostgreSQL table, through prepare_data, a logistic regression and the ONNX export, against the same work by hand

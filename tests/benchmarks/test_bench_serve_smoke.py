@@ -56,3 +56,33 @@ def test_driver_writes_a_complete_report(tmp_path: Path) -> None:
     assert [run["batch"] for run in runs] == [1, 32] and report["load_test"]["connections"] == 50
     assert all(run["requests"] > 0 and run["errors"] == 0 and run["rss_mib_after"] > 0 for run in runs)
     assert "| digits b1 c8 json |" in completed.stdout
+
+
+def test_a_baseline_run_reports_both_servers_cpu_per_request(tmp_path: Path) -> None:
+    """`make bench-serve BASELINE=<commit>`: the other checkout's server runs interleaved with this one, and each
+    case carries both servers' CPU per request and the change (here the baseline is this very checkout)."""
+    out = tmp_path / "serve_vs_baseline.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(DRIVER),
+            "--quick",
+            "--cases",
+            "digits b1 c8 json",
+            "--baseline",
+            str(REPO / "plugins"),
+            "--output",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    (case,) = json.loads(out.read_text())["cases"]
+    assert len(case["runs"]) == len(case["baseline_runs"]) == 1
+    assert case["server_cpu_us_per_req"] > 0 and case["baseline_server_cpu_us_per_req"] > 0
+    assert isinstance(case["server_cpu_change_pct"], float)
+    assert "now vs before" in completed.stdout and " % |" in completed.stdout

@@ -70,10 +70,10 @@ from mlspec.server.errors import (
     ServerSetupError,
     Unauthorized,
 )
-from mlspec.server.metrics import CONTENT_TYPE, ServerMetrics, observed_output
+from mlspec.server.metrics import CONTENT_TYPE, ServerMetrics
 from mlspec.server.repository import DEFAULT_MAX_MODEL_BYTES, PLATFORM, LoadedVersion, ModelRepository
 from mlspec.server.request_log import RequestLogs
-from mlspec.server.shadow import DEFAULT_QUEUE_SIZE, ShadowJob, ShadowRunner
+from mlspec.server.shadow import DEFAULT_QUEUE_SIZE, ShadowJob, ShadowRunner, compared_output
 from mlspec.server.sources import StorageRoots, default_roots
 from mlspec.server.tensors import Limits, conform_inputs, encode_response, loads, parse_infer_request
 from mlspec.server.traffic import Traffic, request_hash
@@ -551,12 +551,11 @@ class ModelServer:
         # with even if another version becomes served, or the traffic changes, while it runs.
         target = self.repository.route(name) if version is None else self.repository.get(name, version)
         loaded = target if type(target) is LoadedVersion else None
-        started = time.perf_counter()
         try:
             body = await self._body(scope, receive)
-        except ProtocolError as exc:
+        except ProtocolError as exc:  # too large, or too many bytes in flight: answered before the work
             if loaded is not None:
-                self.metrics.stats(loaded).failed(exc.status, time.perf_counter() - started)
+                self.metrics.stats(loaded).failed(exc.status, 0.0)
             raise
         started = time.perf_counter()
         header_length = None
@@ -586,7 +585,7 @@ class ModelServer:
         content, headers, request_id, feeds, results = answer
         stats.answered(time.perf_counter() - started, len(next(iter(feeds.values()))), results)
         if shadow is not None:
-            output, _ = observed_output(loaded.output_names)
+            output, _ = compared_output(loaded.output_names)
             self.shadows.offer(
                 ShadowJob(shadow, loaded, body, header_length, results.get(output), target.traffic.shadow)
             )
@@ -778,6 +777,9 @@ def run_server(
         log_level="info",
         timeout_graceful_shutdown=shutdown_timeout_s,
         lifespan="on",
+        # No "server: uvicorn" on every answer: it tells a client nothing it needs (and names the software),
+        # and each header costs the server CPU per answer (x-mlspec-model-version is worth it).
+        server_header=False,
     )
     # Daemon load threads stuck on storage never hold the exit; a stuck inference thread would
     # (the pool joins its threads at exit), so leave once the grace period is over regardless.

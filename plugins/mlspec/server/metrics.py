@@ -42,18 +42,15 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 # A regression's answers spread over orders of magnitude of either sign, unknown to the server. With buckets
 # below zero the exposition has no _sum or _count (OpenMetrics); the +Inf bucket is the count.
 PREDICTION_BUCKETS = tuple([-(10.0**e) for e in range(6, -3, -1)] + [0.0] + [10.0**e for e in range(-2, 7)])
-_LABEL, _PROBABILITIES = OUTPUTS["classification"][1], OUTPUTS["classification"][0]
-_PREDICTION = OUTPUTS["regression"][0]
+_LABEL, _PREDICTION = OUTPUTS["classification"][1], OUTPUTS["regression"][0]
 
 
-def observed_output(output_names: Iterable[str]) -> tuple[str | None, str | None]:
-    """(output, how it is counted): label -> classes; probabilities alone -> classes of the argmax;
-    prediction -> a histogram; else (None, None)."""
+def counted_output(output_names: Iterable[str]) -> tuple[str | None, str | None]:
+    """(output, how its answers are counted): `label` -> rows per class, `prediction` -> a histogram; a model
+    with neither (no mlspec export) -> (None, None)."""
     names = set(output_names)
     if _LABEL in names:
         return _LABEL, "label"
-    if _PROBABILITIES in names:
-        return _PROBABILITIES, "argmax"
     if _PREDICTION in names:
         return _PREDICTION, "histogram"
     return None, None
@@ -93,8 +90,8 @@ class VersionStats:
         self.latency = [0] * (len(LATENCY_BUCKETS_S) + 1)  # per bucket, the last one +Inf (not cumulative)
         self.latency_sum = 0.0
         self.rows = 0
-        self.output, self.mode = observed_output(output_names)
-        self.classes: dict[Any, int] = {}  # raw label value (or argmax index) -> rows
+        self.output, self.mode = counted_output(output_names)
+        self.classes: dict[Any, int] = {}  # raw label value -> rows
         self.predictions = [0] * (len(PREDICTION_BUCKETS) + 1)
         self.namer = namer
         self.shadow_lock = threading.Lock()
@@ -119,14 +116,6 @@ class VersionStats:
             for index, count in enumerate(np.bincount(np.searchsorted(PREDICTION_BUCKETS, flat))):
                 self.predictions[index] += int(count)
             return
-        if self.mode == "argmax":
-            if values.ndim != 2:
-                return
-            if values.shape[0] == 1:
-                key = int(values.argmax())
-                self.classes[key] = self.classes.get(key, 0) + 1
-                return
-            values = values.argmax(axis=1)
         if values.size == 1:
             key = values.item()
             self.classes[key] = self.classes.get(key, 0) + 1

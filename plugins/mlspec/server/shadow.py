@@ -18,12 +18,24 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mlspec.server.metrics import VersionStats, observed_output
+from mlspec.server.metrics import VersionStats
 from mlspec.server.traffic import ShadowSpec
+from mlspec.vocabulary import OUTPUTS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 1000
+
+
+def compared_output(output_names) -> tuple[str | None, str | None]:
+    """(output, how rows are compared): `label` exactly, else the argmax of `probabilities`, else `prediction`
+    within tolerance ("close"); (None, None) when the model has none of them."""
+    names = set(output_names)
+    probabilities, label = OUTPUTS["classification"]
+    for output, mode in ((label, "label"), (probabilities, "argmax"), (OUTPUTS["regression"][0], "close")):
+        if output in names:
+            return output, mode
+    return None, None
 
 
 class ShadowJob(NamedTuple):
@@ -117,7 +129,7 @@ class ShadowRunner:
         primary = job.primary.version
         started = time.perf_counter()
         try:
-            output, mode = observed_output(job.primary.output_names)  # histogram: within tolerance
+            output, mode = compared_output(job.primary.output_names)
             if output is None or output not in job.shadow.output_names:
                 raise ValueError(
                     f"no output to compare: the primary answers {job.primary.output_names}, the shadow "
