@@ -270,3 +270,25 @@ def test_a_restarted_server_restores_the_traffic_from_its_state(start_server, tm
         client.post("/v2/repository/models/m/unload", json={"parameters": {"version": "2"}}).status_code
         == 409
     )
+
+
+def test_a_restart_drops_the_part_of_the_traffic_whose_version_did_not_restore(
+    start_server, tmp_path, store_root
+):
+    state_dir = tmp_path / "state"
+    first = start_server(state_dir)
+    client = first.client()
+    assert _load(client, "m", publish_model(store_root, "m", labelled_classifier_onnx(0))).status_code == 200
+    shadow_uri = publish_model(store_root, "m", labelled_classifier_onnx(1))
+    assert _load(client, "m", shadow_uri, serve=False).status_code == 200
+    assert _traffic(client, "m", {"weights": {"1": 100}, "shadow": {"version": "2"}}).status_code == 200
+    client.close()
+    first.stop()
+    (store_root / "m" / "2" / "model.onnx").write_bytes(b"changed after publishing")
+
+    config = ServerConfig(allow_roots=(tmp_path.as_uri(),))
+    second = start_server(state_dir, app=create_app(state_dir, config=config))
+    client = second.client()
+    parameters = client.get("/v2/models/m").json()["parameters"]
+    assert parameters["traffic"] == {"weights": {"1": 100}, "shadow": None}
+    assert set(_answers(client, [f"r{i}" for i in range(10)])) == {"1"}

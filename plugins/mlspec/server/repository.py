@@ -911,7 +911,7 @@ class ModelRepository:
                     continue
                 if traffic is None:
                     continue
-                missing = [v for v in traffic.weights if v not in entry.versions]
+                missing = [v for v, w in traffic.weights.items() if w > 0 and v not in entry.versions]
                 if missing:
                     log.error(
                         "model %s: traffic %s not restored: version %s did not load; version %s answers all",
