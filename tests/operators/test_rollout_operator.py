@@ -289,6 +289,11 @@ def test_a_spec_without_rollout_compiles_to_todays_stages_and_one_with_it_adds_t
     approve = dag.get_task("approve_rollout")
     assert approve.options == ["Approve", "Reject"] and approve.response_timeout.total_seconds() == 48 * 3600
     assert "Flow: " in dag.doc_md and "approve_rollout → complete_rollout → promote" in dag.doc_md
+    # What Airflow's DAG processor stores: the rollout's tasks serialize like every other.
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    tasks = {t["__var"]["task_id"]: t["__var"] for t in DagSerialization.to_dict(dag)["dag"]["tasks"]}
+    assert tasks["approve_rollout"]["task_type"] == "ApproveRolloutOperator"
 
 
 @pytest.fixture
@@ -391,3 +396,33 @@ def test_a_step_whose_metrics_cannot_be_read_fails_after_three_bakes_and_says_wh
     event = asyncio.run(first_event(trigger))
     assert event["status"] == "fail" and event["checks"] == [] and event["carry"] == {"index": 0}
     assert event["message"].startswith("the metrics could not be read: could not read http://127.0.0.1:")
+
+
+def test_a_step_can_read_its_gates_from_a_prometheus_that_scrapes_the_server(ops_server, request, tmp_path,
+                                                                            monkeypatch):
+    """rollout.metrics source prometheus: the step's trigger finds Prometheus through the Airflow connection and
+    reads the candidate's window from it (a real Prometheus scraping the real server every second)."""
+    from urllib.parse import urlsplit
+
+    from tests.fixtures.prometheus import start_prometheus, wait_for_scrape
+
+    target = urlsplit(ops_server.url).netloc
+    base_url, stop = start_prometheus(tmp_path / "prometheus", [target], scrape_interval="1s")
+    try:
+        prometheus = urlsplit(base_url)
+        monkeypatch.setenv("AIRFLOW_CONN_PROM_TEST", json.dumps(
+            {"conn_type": "http", "host": prometheus.hostname, "port": prometheus.port}))
+        wait_for_scrape(base_url, target)
+        model = publish(unique(request), [1, 1], "rollout:\n  canary: {steps: [100], bake: 2s}\n"
+                        "  gates: {agreement: 0.95, min_requests: 20}\n"
+                        "  metrics: {source: prometheus, connection: prom_test}\n")
+        task = rollout_task(model, deployed_candidate(model))
+        with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2):
+            result, events = run_task(task, {"run_id": "manual__prometheus"})
+    finally:
+        stop()
+    assert isinstance(result, dict), result
+    assert [e["status"] for e in events] == ["pass"]
+    checks = {c["gate"]: c for c in events[0]["checks"]}
+    assert checks["min_requests"]["value"] >= 20 and checks["agreement"]["value"] == 1.0
+    assert record_of(model)["state"] == "completed"
