@@ -426,3 +426,52 @@ def test_a_step_can_read_its_gates_from_a_prometheus_that_scrapes_the_server(ops
     checks = {c["gate"]: c for c in events[0]["checks"]}
     assert checks["min_requests"]["value"] >= 20 and checks["agreement"]["value"] == 1.0
     assert record_of(model)["state"] == "completed"
+
+
+def rolled_back_by_hand(model: Published, deployment: dict) -> None:
+    """A CLI abort while the task waits for a worker: production serves, the candidate is unloaded."""
+    from mlspec.release import Release, Trigger
+    from mlspec.rollout.record import RolloutRecord, save_record
+    from mlspec.serving import Deployment
+
+    save_record(model.registry(), model.name, RolloutRecord(2, 1, "rollback"))
+    release = Release.open(model.spec)
+    release.set_traffic({"weights": {"1": 50, "2": 50}})
+    release.roll_back_rollout(Deployment.from_xcom(deployment), "aborted by hand", Trigger.from_cli(),
+                              by="cli:alice", gate="aborted")
+
+
+def test_a_rollout_rolled_back_meanwhile_is_never_finished_nor_approved(ops_server, request):
+    """The last step's pass (or an Approve) reaches the worker after a CLI abort rolled the rollout back: the
+    task stops there, production keeps every request, and the record stays over."""
+    from datetime import UTC, datetime
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlspec.operators.base import GateFailed
+    from mlspec.operators.rollout import ApproveRolloutOperator, CompleteRolloutOperator
+    from mlspec.release import Release
+
+    model = publish(unique(request), [1, 1], "rollout:\n  canary: {steps: [50, 100], bake: 1s}\n"
+                                             "  approval: {required: true, timeout: 1h}\n")
+    deployment = deployed_candidate(model)
+    rolled_back_by_hand(model, deployment)
+    task = rollout_task(model, deployment)
+    with pytest.raises(GateFailed, match="was rolled_back by cli:alice"):
+        task.finish({"run_id": "manual__late"}, [])
+    with pytest.raises(GateFailed, match="was rolled_back"):
+        task.run_step({"run_id": "manual__late"}, 0, [])
+    complete = CompleteRolloutOperator(task_id="complete_rollout", spec=model.spec.to_dict(),
+                                       spec_file=f"{model.name}.yaml", deployment=deployment)
+    with pytest.raises(GateFailed, match="was rolled_back"):
+        complete.finish({"run_id": "manual__late"}, [])  # the last step passed as the abort landed
+    approve = ApproveRolloutOperator(task_id="approve_rollout", spec=model.spec.to_dict(),
+                                     spec_file=f"{model.name}.yaml", deployment=deployment, rollout={"steps": []})
+    event = {"chosen_options": ["Approve"], "params_input": {}, "responded_at": datetime.now(UTC),
+             "responded_by_user": {"id": "bob", "name": "bob"}}
+    with pytest.raises(AirflowFailException, match="was rolled_back"):
+        approve.execute_complete({"run_id": "manual__late"}, event)
+    assert Release.open(model.spec).serving.served_version(model.name) == 1
+    assert traffic_of(model)["weights"] == {"1": 100}
+    record = record_of(model)
+    assert record["state"] == "rolled_back" and [s["kind"] for s in record["steps"]] == ["rollback"]

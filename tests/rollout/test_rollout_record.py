@@ -141,3 +141,12 @@ def test_the_active_rollout_is_the_newest_versions_unless_it_is_over(registry, m
     new.state = "completed"
     save_record(registry, model, new)
     assert active_rollout(registry, model) is None
+
+
+def test_a_final_record_never_leaves_its_state():
+    record = RolloutRecord(3, 2, "rollback")
+    record.state = "aborted"
+    with pytest.raises(ValueError, match="is aborted; it cannot become running"):
+        record.state = "running"
+    record.state = "aborted"  # the same state again is no change
+    assert record.final and record.state == "aborted"

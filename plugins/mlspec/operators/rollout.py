@@ -30,6 +30,7 @@ from mlspec.rollout.gates import MIN_REQUESTS, PASS, GateCheck
 from mlspec.rollout.metrics import StepMetrics
 from mlspec.rollout.plan import Step, steps_after_approval, steps_before_approval, traffic_for
 from mlspec.rollout.record import (
+    ABORT,
     APPROVAL,
     APPROVED,
     AWAITING_APPROVAL,
@@ -117,6 +118,7 @@ class RolloutOperator(MlspecOperator):
         step, deployment = steps[index], self.candidate
         traffic = traffic_for(step, deployment.previous_version, deployment.version, **self.tolerances())
         with model_lock(self.model_spec.name, f"rollout step {step.kind} {step.percent}% of version {deployment.version}"):
+            self.stop_if_over(context)
             self.release.set_traffic(traffic)
         started = time.time()
         self.update_record(lambda r: r.add_step(step.kind, percent=step.percent, traffic=traffic))
@@ -211,9 +213,11 @@ class RolloutOperator(MlspecOperator):
     def finish(self, context, passed: list[dict]) -> dict:
         """Every step of this task passed; after the last one the candidate answers every request."""
         spec, deployment = self.model_spec, self.candidate
-        if self.finishes:
-            with model_lock(spec.name, f"finish the rollout of version {deployment.version}"):
+        with model_lock(spec.name, f"finish the rollout steps of version {deployment.version}"):
+            self.stop_if_over(context)
+            if self.finishes:
                 self.release.finish_rollout(deployment)
+        if self.finishes:
             self.update_record(lambda r: setattr(r, "state", COMPLETED))
             log.info("%s version %d passed every rollout step and answers every request; promote makes it "
                      "production", spec.name, deployment.version)
@@ -253,6 +257,10 @@ class RolloutOperator(MlspecOperator):
         """Production answers every request again (Release.roll_back_rollout), the record says rolled back;
         always raises GateFailed."""
         raise_rolled_back(self.model_spec, self.release, self.candidate, context, reason, by=by, gate=gate)
+
+    def stop_if_over(self, context) -> None:
+        """Call under the model's lock: see stop_if_over."""
+        stop_if_over(self.model_spec, self.release, self.candidate, context)
 
     def command_actor(self) -> str:
         return command_actor(self.registry, self.model_spec.name, self.candidate.version)
@@ -315,6 +323,19 @@ def raise_rolled_back(spec, release: Release, deployment: Deployment, context, r
     raise GateFailed(story, next_step=(
         f"`mlspec rollout {source} --status` shows each step's gate values; fix the model, its data or the "
         f"rollout gates in {source}, then trigger a new run"))
+
+
+def stop_if_over(spec, release: Release, deployment: Deployment, context) -> None:
+    """Under the model's lock, before the rollout moves traffic on: a rollout that is over (a CLI abort rolled it
+    back while the task waited for a worker) or that a person asked to abort goes no further; GateFailed (the
+    abort acted on first). A late step, finish or approval never serves a candidate a person took back."""
+    record = load_record(release.registry, spec.name, deployment.version)
+    if record is None:
+        return
+    command = pending_command(release.registry, spec.name, deployment.version)
+    if record.final or (command is not None and command["command"] == ABORT):
+        raise_rolled_back(spec, release, deployment, context, "the rollout was aborted",
+                          by=command_actor(release.registry, spec.name, deployment.version), gate="aborted")
 
 
 def update_record(registry, model: str, version: int, change) -> None:
@@ -409,17 +430,20 @@ class ApproveRolloutOperator(ApprovalOperator):
             else:  # the request's step was not recorded (the registry refused it then)
                 record.add_step(APPROVAL, outcome=outcome, by=by if not timed_out else None)
 
-        update_record(release.registry, spec.name, self.candidate.version, answer)
-        if approved:
-            update_record(release.registry, spec.name, self.candidate.version, lambda r: setattr(r, "state", RUNNING))
-        if approved:
-            log.info("%s approved the last rollout step of %s version %d", by, spec.name, self.candidate.version)
-            return {"approved": True, "by": by}
-        reason = (f"no one approved the last step within {spec.rollout.approval.timeout_s}s" if timed_out
-                  else f"{by} rejected the last step")
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
+            if approved:
+                with model_lock(spec.name, f"approve the last rollout step of version {self.candidate.version}"):
+                    stop_if_over(spec, release, self.candidate, context)  # an abort while the approval waited
+                    update_record(release.registry, spec.name, self.candidate.version, answer)
+                    update_record(release.registry, spec.name, self.candidate.version,
+                                  lambda r: setattr(r, "state", RUNNING))
+                log.info("%s approved the last rollout step of %s version %d", by, spec.name, self.candidate.version)
+                return {"approved": True, "by": by}
+            update_record(release.registry, spec.name, self.candidate.version, answer)
+            reason = (f"no one approved the last step within {spec.rollout.approval.timeout_s}s" if timed_out
+                      else f"{by} rejected the last step")
             raise_rolled_back(spec, release, self.candidate, context, reason,
                               by=by if not timed_out else "the approval's timeout", gate=outcome)
         except GateFailed as failed:

@@ -78,6 +78,8 @@ class RolloutRecord:
     def state(self, state: str) -> None:
         if state not in ROLLOUT_STATES:
             raise ValueError(f"unknown rollout state {state!r}; known: {', '.join(ROLLOUT_STATES)}")
+        if self.final and state != self._state:  # an abort or a rollback is never undone by a late step
+            raise ValueError(f"the rollout of version {self.version} is {self._state}; it cannot become {state}")
         self._state = state
         self.updated = utc_now()
 
