@@ -198,45 +198,57 @@ def test_the_reader_takes_the_newest_parts_up_to_its_row_limit(env):
     assert read_since(store, spec.name, version, datetime.now(UTC) + timedelta(minutes=1)).frame.empty
 
 
-def test_a_deployed_version_logs_its_traffic_and_mlspec_drift_finds_the_shift(env, capsys, monkeypatch):
-    """The whole path: deploy (the spec's serving.log_requests configures the real server's logging), live
-    requests over HTTP, the server's Parquet parts, then `mlspec drift SPEC` on production."""
+def send_live(url: str, name: str, live: np.ndarray, prefix: str) -> None:
+    """`live` as requests of 8 rows to the model's own URL (what the server logs), each with its id."""
     import httpx
-    from tests.fixtures.server_testkit import TEST_TOKEN, RunningServer
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for start in range(0, len(live), 8):
+            x = live[start : start + 8].astype(np.float32)
+            body = {
+                "id": f"{prefix}-{start}",
+                "inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}],
+            }
+            assert client.post(f"/v2/models/{name}/infer", json=body).status_code == 200
+
+
+def test_a_deployed_version_logs_its_traffic_and_mlspec_drift_finds_the_shift(env, capsys, monkeypatch):
+    """The whole path: deploy (the spec's serving.log_requests configures the logging of a real `mlspec serve`),
+    live requests over HTTP, the server's Parquet parts, then `mlspec drift SPEC` on production. The server runs
+    with another MLSPEC_HOME than the deploy and `mlspec drift`: the spec's relative `file://models` store must
+    still be the one both read. A deploy of the spec without serving.log_requests stops the logging."""
+    from tests.fixtures.mlspec_serve import model_server_process
+    from tests.fixtures.server_testkit import TEST_TOKEN
 
     from mlspec.operations import deploy_version
     from mlspec.request_logs import read_since
-    from mlspec.server.app import ServerConfig, create_app
     from mlspec.storage import open_store
 
     monkeypatch.setenv("MLSPEC_REQUEST_LOG_FLUSH_S", "0.2")
     monkeypatch.setenv("MLSPEC_SERVER_TOKEN", TEST_TOKEN)
-    server = RunningServer(create_app(None, config=ServerConfig(allow_roots=(env.as_uri(),))))
-    monkeypatch.setenv("MLSPEC_SERVER_URL", server.url)
-    try:
+    (env / "server-state").mkdir()
+    with model_server_process(env / "server-state", {"MLSPEC_HOME": str(env / "server-home")}) as url:
+        monkeypatch.setenv("MLSPEC_SERVER_URL", url)
         extra = "serving:\n  log_requests: {sample: 1.0, max_mb_per_hour: 10}\n"
         spec, path, _, _, version = publish_with_profile(env, "drift-deployed", extra)
         deploy_version(spec, version)
-        live = np.random.default_rng(3).normal(size=(200, 4)).astype(np.float32)
+        live = np.random.default_rng(3).normal(size=(200, 4))
         live[:, 2] += 3.0
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            for start in range(0, 200, 8):
-                x = live[start : start + 8]
-                body = {
-                    "id": f"live-{start}",
-                    "inputs": [
-                        {"name": "input", "datatype": "FP32", "shape": [8, 4], "data": x.ravel().tolist()}
-                    ],
-                }
-                assert client.post(f"/v2/models/{spec.name}/infer", json=body).status_code == 200
+        send_live(url, spec.name, live, "live")
         store, since = open_store(spec.storage.uri), datetime.now(UTC) - timedelta(hours=1)
         deadline = time.monotonic() + 20
         while len(read_since(store, spec.name, version, since).frame) < 200:
-            assert time.monotonic() < deadline, "the server did not write the live requests"
+            assert time.monotonic() < deadline, "the server did not write the live requests into the spec's store"
             time.sleep(0.1)
         code, out, err = run(capsys, "drift", path)
-    finally:
-        server.stop()
+        # The spec without log_requests, deployed again: the server stops writing the model's requests.
+        deploy_version(spec_for(spec.name), version)
+        send_live(url, spec.name, live, "after")
+        quiet_until = time.monotonic() + 1.0  # five of the writer's flushes
+        while time.monotonic() < quiet_until:
+            assert len(read_since(store, spec.name, version, since).frame) == 200, "logging went on"
+            time.sleep(0.1)
+    assert not (env / "server-home" / "models").exists()  # nothing went to a store below the server's own home
     assert code == 1, out + err
     # 200 rows: the deploy's smoke test asked the version's own URL, which is not logged
     assert (

@@ -45,7 +45,8 @@ class LocalServing(ServingBackend):
     ) -> None:
         self.base_url = (base_url or local_server_url()).rstrip("/")
         # The spec's serving.log_requests as the server's /logging parameters (mlspec.request_logs), set on each
-        # apply; None: the spec logs no request, and the server's logging is left as it is.
+        # apply; None: the spec logs no request, so each apply stops the model's logging (a setting removed from
+        # the spec stops the writing; on a model that logs nothing it is a no-op).
         self.request_logs = request_logs
         # Never the admin token to a URL that is not the configured server (see credentials.token_for).
         self.token = token or token_for(self.base_url, connection_id=connection_id)
@@ -184,10 +185,15 @@ class LocalServing(ServingBackend):
             time.sleep(self.poll_interval_s)
 
     def _log_requests(self, client: httpx.Client, model_name: str) -> None:
-        """Have the server log the model's requests as the spec asks. A log is for later drift checks, not a
-        gate: a server that refuses is a warning, and the version serves."""
+        """Have the server log the model's requests as the spec asks, or stop logging them. A log is for later
+        drift checks, not a gate: a server that refuses is a warning, and the version serves."""
         response = self._request(client, "POST", repository_path(model_name, "logging"),
                                  json={"parameters": self.request_logs})
+        if self.request_logs is None:
+            if response.status_code != 200:
+                log.warning("the model server at %s did not stop logging the requests of %s (HTTP %d: %s)",
+                            self.base_url, model_name, response.status_code, self._error_text(response))
+            return
         if response.status_code != 200:
             log.warning("the model server at %s did not start logging the requests of %s to %s (HTTP %d: %s); "
                         "`mlspec drift` will find no rows", self.base_url, model_name, self.request_logs.get("uri"),
@@ -229,8 +235,7 @@ class LocalServing(ServingBackend):
                     f"the model server at {self.base_url} could not load {model_name} version {version} from "
                     f"{version_uri}: {self._error_text(response)}; {keeps}"
                 )
-            if self.request_logs is not None:
-                self._log_requests(client, model_name)
+            self._log_requests(client, model_name)
         state = {"model_name": model_name, "version": version, "previous_version": previous,
                  "previous_storage_uri": served_uri if previous is not None else None}
         return state if serve else {**state, "serve": False}

@@ -85,7 +85,17 @@ def _open_local(spec: Any, store: Any, timeout_s: float | None) -> ServingBacken
     # A bounded caller (the Models page) polls fast within its own deadline.
     bounds = {} if timeout_s is None else {"timeout_s": timeout_s, "poll_interval_s": 0.1}
     return LocalServing(_local_base(spec), connection_id=spec.serving.connection,
-                        request_logs=request_log_settings(spec, spec.storage.uri), **bounds)
+                        request_logs=_request_logs(spec, store), **bounds)
+
+
+def _request_logs(spec: Any, store: Any) -> dict | None:
+    """The server's /logging parameters for the spec (None: it logs nothing). The folder is below the store's
+    absolute root, not the spec's `storage.uri`: a relative `file://models` would be read against the server's
+    MLSPEC_HOME, while `mlspec drift` reads through the store Airflow opens."""
+    if spec.serving.log_requests is None:
+        return None  # no store to open for a spec that logs nothing
+    store = store if store is not None else open_store(spec.storage.uri, spec.storage.connection)
+    return request_log_settings(spec, store.root_uri)
 
 
 LOCAL = ServingPlatform(
