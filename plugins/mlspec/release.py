@@ -431,34 +431,76 @@ class Release:
     def roll_back_rollout(self, deployment: Deployment, reason: str, trigger: Trigger, *, by: str,
                           gate: str = "", context: Any = None) -> str:
         """A rollout failed (a gate, a rejected or timed-out approval, an abort): production takes every
-        request back (the traffic split cleared, production served, the candidate unloaded: `serve_production`,
-        the one restore), the candidate is marked `rolled_back`, serving's going back goes on the audit trail
-        and the `rollback` notification goes out. Returns the story; RollbackFailed when serving refused (the
-        candidate is then marked `failed`). Call it under the model's lock."""
+        request back, then the candidate is marked `rolled_back`, serving's going back goes on the audit trail
+        and the `rollback` notification goes out. The split is cleared FIRST and needs no registry (production
+        is the served version for the whole rollout); what follows is best-effort, each failure logged with
+        the next step. Production is then served again and the candidate unloaded (`serve_production`, the
+        one restore). Returns the story; RollbackFailed when serving refused (the candidate is then marked
+        `failed`). Call it under the model's lock."""
         version = deployment.version
-        production = self.production()
         message = f"the rollout of {self.name} version {version} was rolled back by {by}: {reason}"
-        log.error("%s; production version %s takes every request back", message, production)
+        log.error("%s; the served version takes every request back", message)
         try:
             self.serving.set_traffic(self.name, {"weights": None})  # fast: production answers all at once
+            cleared = True
         except ServingError as exc:  # the restore below clears it too
+            cleared = False
             log.warning("could not clear the traffic split of %s first: %s", self.name, exc)
+        try:
+            production = self.production()
+        except MlspecError as exc:
+            return self.rollback_unrecorded(deployment, message, exc, cleared, trigger, gate=gate, by=by,
+                                            reason=reason, context=context)
+        if production == version:  # an operation made the candidate production on purpose since
+            message += f"; an operation has made version {version} production since: serving left as is"
+            log.warning("%s", message)
+            return message + self.record_rollout_end(version, reason, by)
         try:
             restored = self.serve_production(version, deployment.served_model_name)
         except RollbackFailed as exc:
             message += f"; the rollback failed too ({exc}), so version {version} may still answer requests"
             message += self.record_outcome(version, {**deployment.to_xcom(), "message": message[:2000]}, "failed")
             raise RollbackFailed(message) from None
+        except MlspecError as exc:  # the registry did not answer the restore's reads
+            return self.rollback_unrecorded(deployment, message, exc, cleared, trigger, gate=gate, by=by,
+                                            reason=reason, context=context)
         message += f"; {restored}"
         message += self.record_outcome(version, {**deployment.to_xcom(), "message": message[:2000]}, "rolled_back")
         message += self.record_serving_went_back(trigger, version, message)
         message += self.record_rollout_end(version, reason, by)
+        self.notify_rollback(deployment, production, reason, gate=gate, by=by, trigger=trigger, context=context)
+        return message
+
+    def rollback_unrecorded(self, deployment: Deployment, message: str, exc: MlspecError, cleared: bool,
+                            trigger: Trigger, *, gate: str, by: str, reason: str, context: Any) -> str:
+        """The registry did not answer during a rollout's rollback. With the split cleared the served
+        version (production) answers every request: say what is left to do; RollbackFailed otherwise."""
+        if not cleared:
+            raise RollbackFailed(f"{message}; the traffic split could not be cleared and the registry did not "
+                                 f"answer ({exc}), so version {deployment.version} may still answer requests; "
+                                 f"check with `mlspec status {self.spec_ref}`") from None
+        message += (f"; the split is cleared, so production answers every request, but the registry did not "
+                    f"answer ({exc}): version {deployment.version} stays loaded (answering nothing) and is not "
+                    f"marked rolled_back. Next step: once the registry answers, `mlspec status --strict "
+                    f"{self.spec_ref}` and `mlspec rollout {self.spec_ref} --abort`")
+        log.error("%s", message)
+        message += self.record_rollout_end(deployment.version, reason, by)
+        self.notify_rollback(deployment, deployment.previous_version, reason, gate=gate, by=by, trigger=trigger,
+                             context=context)
+        return message
+
+    def notify_rollback(self, deployment: Deployment, production: int | None, reason: str, *, gate: str, by: str,
+                        trigger: Trigger, context: Any) -> None:
+        """The `rollback` notification; a notifier that fails is logged (the rollback is done)."""
         # Airflow's notifiers: loaded only when a rollout rolls back (the CLI stays light without Airflow).
         from mlspec.notify import notify_rollback
 
-        notify_rollback(self.spec, {"model": self.name, "version": version, "production": production,
-                                    "reason": reason, "gate": gate, "by": by, "run_id": trigger.run_id}, context)
-        return message
+        try:
+            notify_rollback(self.spec, {"model": self.name, "version": deployment.version, "production": production,
+                                        "reason": reason, "gate": gate, "by": by, "run_id": trigger.run_id}, context)
+        except Exception as exc:  # noqa: BLE001 - a notifier's failure must not undo the rollback's story
+            log.warning("the rollback notification of %s version %d could not be sent: %s; check the spec's "
+                        "notify connection", self.name, deployment.version, exc)
 
     def record_rollout_end(self, version: int, reason: str, by: str) -> str:
         """The rollout record's last step, "rollback", and its final state: "aborted" when a person's abort is

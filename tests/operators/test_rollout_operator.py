@@ -475,3 +475,60 @@ def test_a_rollout_rolled_back_meanwhile_is_never_finished_nor_approved(ops_serv
     assert traffic_of(model)["weights"] == {"1": 100}
     record = record_of(model)
     assert record["state"] == "rolled_back" and [s["kind"] for s in record["steps"]] == ["rollback"]
+
+
+class RegistryDown:
+    """A registry that answers nothing (MLflow's hiccup as a gate fails)."""
+
+    def __getattr__(self, name: str):
+        from mlspec.errors import RegistryError
+
+        def refuse(*args, **kwargs):
+            raise RegistryError(f"the registry did not answer {name}")
+
+        return refuse
+
+
+def test_a_rollback_gives_production_every_request_back_when_the_registry_does_not_answer(ops_server, request,
+                                                                                          caplog):
+    from airflow.sdk.exceptions import AirflowException
+
+    from mlspec.errors import RegistryError
+    from mlspec.release import Release
+    from mlspec.rollout.record import RolloutRecord, save_record
+
+    model = publish(unique(request), [1, 2], SHADOW_AND_CANARY)
+    deployment = deployed_candidate(model)
+    save_record(model.registry(), model.name, RolloutRecord(2, 1, "rollback"))
+    real = Release.open(model.spec)
+    real.set_traffic({"weights": {"1": 50, "2": 50}})
+    task = rollout_task(model, deployment)
+    task.__dict__["release"] = Release(real.spec, RegistryDown(), real.serving, real.store)
+
+    def gate_fails_and_registry_blinks():
+        raise RegistryError("the registry did not answer record_rollout")
+
+    with pytest.raises(AirflowException, match="the registry did not answer record_rollout"):
+        task.guarded({"run_id": "manual__down"}, gate_fails_and_registry_blinks)
+    assert traffic_of(model)["weights"] == {"1": 100} and traffic_of(model)["shadow"] is None
+    assert real.serving.served_version(model.name) == 1
+    assert any("the split is cleared, so production answers every request" in r.getMessage() and "Next step: "
+               in r.getMessage() for r in caplog.records)
+
+
+def test_a_rollback_leaves_a_candidate_an_operation_made_production_meanwhile_serving(ops_server, request):
+    from mlspec.release import Release, Trigger
+    from mlspec.rollout.record import RolloutRecord, save_record
+    from mlspec.serving import Deployment
+
+    model = publish(unique(request), [1, 1], SHADOW_AND_CANARY)
+    deployment = deployed_candidate(model)
+    save_record(model.registry(), model.name, RolloutRecord(2, 1, "rollback"))
+    release = Release.open(model.spec)
+    release.serving.deploy(model.name, 2, model.uris[2])  # `mlspec deploy --version 2` meanwhile
+    model.registry().set_production(model.name, 2, reason="by hand")
+    story = release.roll_back_rollout(Deployment.from_xcom(deployment), "a gate failed", Trigger.from_cli(),
+                                      by="the rollout's gates", gate="agreement")
+    assert "an operation has made version 2 production since: serving left as is" in story
+    assert release.serving.served_version(model.name) == 2
+    assert model.registry().version_record(model.name, 2).state != "rolled_back"

@@ -242,10 +242,7 @@ class RolloutOperator(MlspecOperator):
 
     def roll_back_after(self, context, exc: BaseException) -> None:
         """Roll back a rollout the task cannot go on with, unless it is over (rolled back already)."""
-        try:
-            record = load_record(self.registry, self.model_spec.name, self.candidate.version)
-            if record is None or record.final:
-                return
+        try:  # raise_rolled_back finds a rollout that is over, and rolls back without the registry's answer
             self.roll_back(context, f"the rollout task failed: {what_failed(exc)}", by="the rollout task", gate="error")
         except GateFailed as rolled_back:
             log.error("%s", rolled_back)
@@ -309,7 +306,12 @@ def raise_rolled_back(spec, release: Release, deployment: Deployment, context, r
     trigger = Trigger.from_context(context)
     source = spec.source_file or "<spec>"
     with model_lock(spec.name, f"roll back the rollout of version {deployment.version}"):
-        record = load_record(release.registry, spec.name, deployment.version)
+        try:
+            record = load_record(release.registry, spec.name, deployment.version)
+        except MlspecError as exc:  # the rollback must not wait for the registry: it clears the split first
+            log.warning("could not read the rollout record of %s version %d before rolling back: %s", spec.name,
+                        deployment.version, exc)
+            record = None
         if record is not None and record.final:
             last = record.current_step or {}
             story = (f"the rollout of {spec.name} version {deployment.version} was {record.state} by "
