@@ -129,6 +129,7 @@ def test_an_agreeing_candidate_goes_through_shadow_and_canary_and_answers_every_
     model = publish(unique(request), [1, 1], SHADOW_AND_CANARY)
     task = rollout_task(model, deployed_candidate(model))
     caplog.set_level("INFO", logger="mlspec.operators.rollout")
+    caplog.set_level("INFO", logger="mlspec.triggers.rollout")
     with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2) as load:
         result, events = run_task(task, {"run_id": "manual__agree"})
         summary = load.stop()
@@ -138,6 +139,10 @@ def test_an_agreeing_candidate_goes_through_shadow_and_canary_and_answers_every_
     # One log line per gate check, with its value and limit.
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("shadow 100%: agreement 1 >= 0.95: passed") for line in lines), lines
+    # While a step bakes, its progress: what the candidate did so far and how long the step still waits.
+    assert any(line.startswith("shadow 100%: ") and "requests so far (min_requests 20)" in line
+               and line.endswith("s of 1s bake") for line in lines), lines
+    assert any("canary step 2/3, 50%, 1s bake;" in line for line in lines), lines
     assert any(line.startswith("canary 50%: min_requests") for line in lines)
     # The candidate answers every request now (the plain load: no split, no shadow); promote moves production.
     assert Release.open(model.spec).serving.served_version(model.name) == 2
@@ -363,24 +368,39 @@ def test_a_rollout_task_that_cannot_go_on_gives_production_every_request_back(op
     assert traffic_of(model)["weights"] == {"1": 100}
 
 
-def test_a_first_version_skips_the_shadow_step_and_takes_its_canary_steps_alone(ops_server, request):
-    """Nothing is production: no shadow to compare with (skipped), each canary step gives the version every
-    request, agreement is not checked, and it answers every request at the end."""
+@pytest.mark.parametrize("approval", [False, True])
+def test_a_first_version_has_nothing_to_roll_out_against_and_answers_every_request(ops_server, request, caplog,
+                                                                                  approval):
+    """Nothing is production: nothing to protect or compare with, and no client sends a new model traffic. The
+    rollout takes no step (no trigger, no traffic to wait for), no one is asked to approve, and the version
+    answers every request once the rollout (or, with an approval, complete_rollout) is done."""
+    from mlspec.operators.rollout import ApproveRolloutOperator, CompleteRolloutOperator
     from mlspec.release import Release
 
-    model = publish(unique(request), [1], SHADOW_AND_CANARY, deploy=False)
+    extra = SHADOW_AND_CANARY + ("  approval: {required: true, timeout: 1h}\n" if approval else "")
+    model = publish(unique(request), [1], extra, deploy=False)
     release = Release.open(model.spec)
     deployment = release.await_ready(release.apply(1, model.uris[1], serve=False)).to_xcom()
     assert deployment["previous_version"] is None
-    task = rollout_task(model, deployment)
-    with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2) as load:
-        result, events = run_task(task, {"run_id": "manual__first"})
-    assert isinstance(result, dict), result
-    assert [(s["kind"], s["percent"]) for s in result["steps"]] == [("canary", 50), ("canary", 100)]
-    assert all(c["gate"] != "agreement" for s in result["steps"] for c in s["checks"])
+    caplog.set_level("INFO", logger="mlspec.operators.rollout")
+    result, events = run_task(rollout_task(model, deployment), {"run_id": "manual__first"})
+    assert isinstance(result, dict) and result["steps"] == [] and events == [], result
+    if approval:
+        approve = ApproveRolloutOperator(task_id="approve_rollout", spec=model.spec.to_dict(), spec_file="",
+                                         deployment=deployment, rollout=result)
+        assert approve.execute({"run_id": "manual__first"}) == {"approved": True, "by": None}
+        assert model.registry().version_record(model.name, 1).rollout["state"] == "running"
+        complete = CompleteRolloutOperator(task_id="complete_rollout", spec=model.spec.to_dict(), spec_file="",
+                                           deployment=deployment, approval={"approved": True, "by": None})
+        result, events = run_task(complete, {"run_id": "manual__first"})
+        assert isinstance(result, dict) and result["steps"] == [] and events == [], result
     assert release.serving.served_version(model.name) == 1
-    assert load.summary().by_version.get("1", 0) > 0
-    assert model.registry().version_record(model.name, 1).rollout["state"] == "completed"
+    record = model.registry().version_record(model.name, 1).rollout
+    assert record["state"] == "completed" and record["production"] is None and record["steps"] == []
+    note = ("no production version: nothing to roll out against; version 1 takes every request after its smoke "
+            "test")
+    lines = [r.getMessage() for r in caplog.records if r.name == "mlspec.operators.rollout"]
+    assert note in lines and not any("None" in line for line in lines), lines
 
 
 def test_a_step_whose_metrics_cannot_be_read_fails_after_three_bakes_and_says_why(ops_home, request):
@@ -532,3 +552,43 @@ def test_a_rollback_leaves_a_candidate_an_operation_made_production_meanwhile_se
     assert "an operation has made version 2 production since: serving left as is" in story
     assert release.serving.served_version(model.name) == 2
     assert model.registry().version_record(model.name, 2).state != "rolled_back"
+
+
+def test_a_crashed_trigger_rolls_the_rollout_back(ops_server, request):
+    """Airflow resumes a task whose trigger crashed with `__fail__`: the rollout rolls back all the same."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from mlspec.rollout.record import RolloutRecord, save_record
+
+    model = publish(unique(request), [1, 1], SHADOW_AND_CANARY)
+    deployment = deployed_candidate(model)
+    save_record(model.registry(), model.name, RolloutRecord(2, 1, "rollback"))
+    from mlspec.release import Release
+
+    Release.open(model.spec).set_traffic({"weights": {"1": 50, "2": 50}})
+    with pytest.raises(AirflowException):
+        rollout_task(model, deployment).resume_execution("__fail__", {"error": "Trigger failure"},
+                                                         {"run_id": "manual__crash"})
+    assert traffic_of(model)["weights"] == {"1": 100}
+    record = record_of(model)
+    assert record["state"] == "rolled_back" and "Trigger failure" in record["steps"][-1]["message"]
+
+
+def test_a_trigger_that_cannot_start_fails_with_the_reason(ops_home, request):
+    """A Prometheus connection the triggerer does not know: a `fail` event naming it, not a crash."""
+    import time
+
+    from mlspec.triggers.rollout import RolloutCommandTrigger, RolloutStepTrigger
+
+    spec = spec_for(unique(request), SHADOW_AND_CANARY + "  metrics: {source: prometheus, connection: no_such_conn}\n")
+    trigger = RolloutStepTrigger(spec=spec.to_dict(), spec_file="", candidate=2, production=1,
+                                 step={"kind": "canary", "percent": 50, "bake_s": 1}, started_at=time.time(),
+                                 endpoint_url="http://127.0.0.1:1", carry={"index": 0})
+    event = asyncio.run(first_event(trigger))
+    assert event["status"] == "fail" and event["carry"] == {"index": 0}
+    assert event["message"].startswith("the step's watch failed") and "no_such_conn" in event["message"]
+    broken = dict(spec.to_dict(), registry={"backend": "no-such-registry"})
+    waiting = RolloutCommandTrigger(spec=broken, spec_file="", candidate=2, since=time.time(), timeout_s=5,
+                                    carry={"index": 0})
+    event = asyncio.run(first_event(waiting))
+    assert event["status"] == "fail" and event["message"].startswith("the wait for a command failed")

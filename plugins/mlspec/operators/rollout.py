@@ -21,12 +21,13 @@ from functools import cached_property
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 
 from mlspec.errors import MlspecError
 from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import Release, Trigger, what_failed
-from mlspec.rollout.gates import MIN_REQUESTS, PASS, GateCheck
+from mlspec.rollout.gates import FAIL, MIN_REQUESTS, PASS, GateCheck
 from mlspec.rollout.metrics import StepMetrics
 from mlspec.rollout.plan import Step, steps_after_approval, steps_before_approval, traffic_for
 from mlspec.rollout.record import (
@@ -135,6 +136,13 @@ class RolloutOperator(MlspecOperator):
         )
         return {}  # never reached: defer raises
 
+    def resume_execution(self, next_method: str, next_kwargs: dict | None, context) -> Any:
+        """A trigger that crashed (Airflow resumes with `__fail__`) rolls back like any failed task."""
+        if next_method == TRIGGER_FAIL_REPR:
+            return self.guarded(context, lambda: super(RolloutOperator, self).resume_execution(
+                next_method, next_kwargs, context))
+        return super().resume_execution(next_method, next_kwargs, context)
+
     def step_done(self, context, event: dict) -> dict:
         """Back from the step's trigger: log each check, record the step, then the next step, a hold, a pause
         or a rollback."""
@@ -206,6 +214,8 @@ class RolloutOperator(MlspecOperator):
             return self.run_step(context, index, passed)
         if status == triggers.ABORTED:
             self.roll_back(context, f"the {state} rollout was aborted", by=self.command_actor(), gate="aborted")
+        if status == FAIL:
+            self.roll_back(context, str(event.get("message")), by="the rollout task", gate="error")
         self.roll_back(context, f"the rollout was {state} and no one resumed or aborted it: {event.get('message', '')}",
                        by="the rollout's timeout", gate=f"{state} too long")
         return {}  # never reached
@@ -416,6 +426,20 @@ class ApproveRolloutOperator(ApprovalOperator):
 
         update_record(release.registry, self.model_spec.name, self.candidate.version, ask)
         return super().execute(context)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict | None, context) -> Any:
+        """The approval's trigger crashed (Airflow resumes with `__fail__`): the rollout rolls back."""
+        if next_method != TRIGGER_FAIL_REPR:
+            return super().resume_execution(next_method, next_kwargs, context)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        error = str((next_kwargs or {}).get("error") or "unknown")
+        try:
+            raise_rolled_back(self.model_spec, Release.open(self.model_spec), self.candidate, context,
+                              f"the approval's wait failed: {error}", by="the approval task", gate="error")
+        except (GateFailed, MlspecError) as failed:
+            raise AirflowFailException(f"approve_rollout: {failed}") from None
+        return None  # never reached
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         spec, release = self.model_spec, Release.open(self.model_spec)

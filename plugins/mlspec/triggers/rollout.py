@@ -24,6 +24,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from mlspec.errors import MlspecError
 from mlspec.registry import open_registry
+from mlspec.release import what_failed
 from mlspec.rollout.gates import FAIL, WAIT, step_verdict
 from mlspec.rollout.metrics import metrics_source
 from mlspec.rollout.plan import Step
@@ -80,6 +81,18 @@ class RolloutStepTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """The step's one event; anything that breaks the watch (a Prometheus connection the triggerer cannot
+        find, a malformed answer, a bug) is a `fail` event with the reason: the task rolls back."""
+        try:
+            async for event in self.watch():
+                yield event
+                return
+        except Exception as exc:  # noqa: BLE001 - a crashed trigger must still wake the task to roll back
+            log.exception("the rollout step's watch failed")
+            elapsed = time.time() - float(self.started_at)
+            yield TriggerEvent(self.event(FAIL, None, [], elapsed, f"the step's watch failed: {what_failed(exc)}"))
+
+    async def watch(self) -> AsyncIterator[TriggerEvent]:
         spec = ModelSpec.from_dict(self.spec, source_file=self.spec_file)
         step = Step(**self.step)
         registry = open_registry(spec.registry.backend, spec.registry.connection)
@@ -146,6 +159,17 @@ class RolloutCommandTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """The wait's one event; a wait that breaks is a `fail` event with the reason: the task rolls back."""
+        try:
+            async for event in self.wait():
+                yield event
+                return
+        except Exception as exc:  # noqa: BLE001 - a crashed trigger must still wake the task to roll back
+            log.exception("the rollout's wait for a command failed")
+            yield TriggerEvent({"status": FAIL, "message": f"the wait for a command failed: {what_failed(exc)}",
+                                "carry": self.carry})
+
+    async def wait(self) -> AsyncIterator[TriggerEvent]:
         spec = ModelSpec.from_dict(self.spec, source_file=self.spec_file)
         registry = open_registry(spec.registry.backend, spec.registry.connection)
         while True:
