@@ -217,13 +217,17 @@ def test_a_held_step_waits_for_a_person_and_an_abort_rolls_back(ops_server, requ
 
     from mlspec.rollout.record import send_command
 
-    model = publish(unique(request), [1, 2], SHADOW_AND_CANARY + "  on_fail: hold\n")
+    model = publish(unique(request), [1, 2], "rollout:\n  canary: {steps: [50, 100], bake: 1s}\n"
+                    "  gates: {agreement: 0.95, error_rate: 0.01, min_requests: 20}\n  on_fail: hold\n")
     assert model.spec.rollout.on_fail == "hold"
     task = rollout_task(model, deployed_candidate(model))
 
     def abort_when_held(fired: int, trigger) -> None:
-        if fired == 1:  # the step failed and the rollout is held: a person aborts
-            assert record_of(model)["state"] == "held" and traffic_of(model)["shadow"]["version"] == "2"
+        if fired == 1:  # the canary step failed and the rollout is held: production answers every request, the
+            # candidate gets copies only while a person decides; a person aborts
+            traffic = traffic_of(model)
+            assert record_of(model)["state"] == "held" and traffic["weights"] == {"1": 100}, traffic
+            assert traffic["shadow"]["version"] == "2" and traffic["shadow"]["percent"] == 100
             send_command(model.registry(), model.name, 2, "abort", "cli:alice")
 
     with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2):
@@ -232,7 +236,7 @@ def test_a_held_step_waits_for_a_person_and_an_abort_rolls_back(ops_server, requ
     assert [e["status"] for e in events] == ["fail", "aborted"]
     record = record_of(model)
     assert record["state"] == "aborted"
-    assert [s["kind"] for s in record["steps"]] == ["shadow", "command", "rollback"]
+    assert [s["kind"] for s in record["steps"]] == ["canary", "command", "rollback"]
     assert record["steps"][1]["by"] == "cli:alice"
     assert traffic_of(model)["weights"] == {"1": 100}
 
@@ -592,3 +596,18 @@ def test_a_trigger_that_cannot_start_fails_with_the_reason(ops_home, request):
                                     carry={"index": 0})
     event = asyncio.run(first_event(waiting))
     assert event["status"] == "fail" and event["message"].startswith("the wait for a command failed")
+
+
+def test_while_the_approval_waits_production_answers_every_request_and_the_candidate_gets_copies(ops_server,
+                                                                                                 request):
+    model = publish(unique(request), [1, 1], "rollout:\n  canary: {steps: [50, 100], bake: 1s}\n"
+                    "  gates: {agreement: 0.95, min_requests: 20}\n  approval: {required: true, timeout: 1h}\n")
+    task = rollout_task(model, deployed_candidate(model))
+    with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2):
+        result, events = run_task(task, {"run_id": "manual__approval"})
+    assert isinstance(result, dict) and [e["status"] for e in events] == ["pass"], result
+    traffic = traffic_of(model)
+    assert traffic["weights"] == {"1": 100} and traffic["shadow"]["version"] == "2", traffic
+    assert record_of(model)["state"] == "awaiting_approval"
+    _, body = task_request(rollout_task(model, task.deployment), model)
+    assert "production version **1** answers every request and version 2 gets a copy of each" in body

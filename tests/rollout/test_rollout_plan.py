@@ -45,3 +45,11 @@ def test_the_traffic_of_each_step_names_versions_as_strings():
 def test_a_first_version_answers_everything_alone():
     for step in (Step("shadow", 100, 5), Step("canary", 10, 5), Step("canary", 100, 5)):
         assert traffic_for(step, None, 1) == {"weights": {"1": 100}}
+
+
+def test_while_a_person_decides_production_answers_all_and_the_candidate_gets_copies():
+    from mlspec.rollout.plan import traffic_while_waiting
+
+    assert traffic_while_waiting(2, 3, atol=0.1) == {"weights": {"2": 100},
+                                                     "shadow": {"version": "3", "percent": 100, "atol": 0.1}}
+    assert traffic_while_waiting(None, 1) == {"weights": {"1": 100}}

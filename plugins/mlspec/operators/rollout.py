@@ -6,7 +6,8 @@ sets the traffic through the release service, then defers to a RolloutStepTrigge
 while the step bakes), logs one line per gate check when it wakes, records the step on the candidate's
 registry version and goes on with the next step. A failed step rolls back (`on_fail: rollback`: production
 answers every request again, the candidate is `rolled_back`, a `rollback` notification) or holds (`on_fail:
-hold`: the traffic stays until a person resumes or aborts, at most approval.timeout). `mlspec rollout SPEC
+hold`: production answers every request and the candidate gets copies only until a person resumes or
+aborts, at most approval.timeout). `mlspec rollout SPEC
 --pause|--resume|--abort` are read by the step's trigger. With `approval.required`, approve_rollout asks a
 person (Airflow's human-in-the-loop approval) before complete_rollout runs the last step; a Reject or no
 answer within approval.timeout rolls back.
@@ -29,7 +30,13 @@ from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import Release, Trigger, what_failed
 from mlspec.rollout.gates import FAIL, MIN_REQUESTS, PASS, GateCheck
 from mlspec.rollout.metrics import StepMetrics
-from mlspec.rollout.plan import Step, steps_after_approval, steps_before_approval, traffic_for
+from mlspec.rollout.plan import (
+    Step,
+    steps_after_approval,
+    steps_before_approval,
+    traffic_for,
+    traffic_while_waiting,
+)
 from mlspec.rollout.record import (
     ABORT,
     APPROVAL,
@@ -186,7 +193,10 @@ class RolloutOperator(MlspecOperator):
         spec = self.model_spec
         if state == PAUSED:
             self.act_on_pending()
-        else:
+        else:  # held: no gate is read while a person decides, so the candidate answers nothing meanwhile
+            with model_lock(spec.name, f"hold the rollout of version {self.candidate.version}"):
+                self.stop_if_over(context)
+                self.release.set_traffic(self.traffic_while_waiting())
             self.update_record(lambda r: setattr(r, "state", state))
         source = spec.source_file or "<spec>"
         log.warning("the rollout of %s version %d is %s; `mlspec rollout %s --resume` runs the step again, "
@@ -227,6 +237,8 @@ class RolloutOperator(MlspecOperator):
             self.stop_if_over(context)
             if self.finishes:
                 self.release.finish_rollout(deployment)
+            else:  # no gate is read while the approval waits: the candidate answers nothing meanwhile
+                self.release.set_traffic(self.traffic_while_waiting())
         if self.finishes:
             self.update_record(lambda r: setattr(r, "state", COMPLETED))
             log.info("%s version %d passed every rollout step and answers every request; promote makes it "
@@ -289,6 +301,10 @@ class RolloutOperator(MlspecOperator):
     @property
     def registry(self):
         return self.release.registry
+
+    def traffic_while_waiting(self) -> dict:
+        """While a person decides: production answers every request, the candidate gets a copy of each."""
+        return traffic_while_waiting(self.candidate.previous_version, self.candidate.version, **self.tolerances())
 
     def tolerances(self) -> dict:
         """How close two regression predictions must be to agree: the smoke test's tolerances."""
@@ -421,7 +437,8 @@ class ApproveRolloutOperator(ApprovalOperator):
         release = Release.open(self.model_spec)
 
         def ask(record: RolloutRecord) -> None:
-            record.add_step(APPROVAL, outcome=WAITING, message=self.subject)
+            record.add_step(APPROVAL, outcome=WAITING, message=self.subject,
+                            traffic=traffic_while_waiting(self.candidate.previous_version, self.candidate.version))
             record.state = AWAITING_APPROVAL
 
         update_record(release.registry, self.model_spec.name, self.candidate.version, ask)
@@ -487,8 +504,9 @@ def approval_request(spec, candidate: Deployment, rollout: dict) -> tuple[str, s
     production = candidate.previous_version
     subject = (f"{spec.name}: give version {candidate.version} every request? (production: "
                f"{f'version {production}' if production is not None else 'none'})")
-    lines = [f"**{spec.name}** version **{candidate.version}** passed the rollout steps below; production version "
-             f"**{production}** still answers the rest of the requests.", ""]
+    lines = [f"**{spec.name}** version **{candidate.version}** passed the rollout steps below. While you decide, "
+             f"production version **{production}** answers every request and version {candidate.version} gets a "
+             "copy of each (shadow), compared with production's answer.", ""]
     for step in rollout.get("steps") or []:
         lines.append(f"- {step.get('kind')} {step.get('percent')}%: " + "; ".join(
             str(c.get("line") or c) for c in step.get("checks") or []))

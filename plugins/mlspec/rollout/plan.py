@@ -83,3 +83,12 @@ def _shadow(version: str, percent: int, atol: float | None, rtol: float | None) 
     if rtol is not None:
         shadow["rtol"] = rtol
     return shadow
+
+
+def traffic_while_waiting(
+    production: int | None, candidate: int, *, atol: float | None = None, rtol: float | None = None,
+) -> dict:
+    """The traffic while a person decides (the approval before the last step, a step held after a failed gate):
+    no gate is read then, so production answers every request and the candidate only gets a copy of each
+    (a shadow at 100 %). A first version has nothing else to answer: it answers alone."""
+    return traffic_for(Step(SHADOW, 100, 0), production, candidate, atol=atol, rtol=rtol)
