@@ -52,6 +52,7 @@ from mlspec.rollout.record import (
     load_record,
     pending_command,
     save_record,
+    unfinished_rollouts,
 )
 from mlspec.rollout.record import ROLLBACK as ROLLBACK_STEP
 from mlspec.serving import open_serving, platform_of
@@ -204,6 +205,10 @@ def verify_recorded_files(store: Any, record: VersionRecord) -> dict[str, bytes]
             raise OperationFailed(f"{exc}; nothing changed") from None
         contents[file_name] = data or b""
     return contents
+
+
+# Who rolls back a rollout left behind when the next one starts (the record's "by").
+ABANDONED_BY = "mlspec: abandoned"
 
 
 def what_failed(exc: BaseException) -> str:
@@ -501,6 +506,41 @@ class Release:
         except Exception as exc:  # noqa: BLE001 - a notifier's failure must not undo the rollback's story
             log.warning("the rollback notification of %s version %d could not be sent: %s; check the spec's "
                         "notify connection", self.name, deployment.version, exc)
+
+    def roll_back_abandoned(self, candidate: int) -> str:
+        """Before a rollout of `candidate` starts: a rollout left behind (its task killed or marked failed) may
+        still split the traffic (the server keeps it across restarts) and its record still says it runs. Clear
+        the split, take the old candidate out and record its rollout as aborted by "mlspec: abandoned", so a new
+        candidate never starts on an old split. Returns what was done ("" when nothing was left behind). Call it
+        under the model's lock."""
+        done = []
+        try:
+            traffic = self.serving.traffic(self.name)
+        except ServingError:  # nothing served yet: no split
+            traffic = {}
+        served = self.served_or_none()
+        weights = traffic.get("weights") or {}
+        if traffic.get("shadow") or any(int(p) and str(v) != str(served) for v, p in weights.items()):
+            self.serving.set_traffic(self.name, {"weights": None})
+            done.append(f"cleared the traffic split {traffic} an abandoned rollout left; version {served} answers "
+                        "every request")
+        for record in unfinished_rollouts(self.registry, self.name):
+            if record.version == candidate:
+                continue
+            if record.version != self.production():
+                try:
+                    self.serve_production(record.version, self.name)
+                except ServingError as exc:
+                    log.warning("could not take version %d of %s out: %s", record.version, self.name, exc)
+            record.state = ABORTED
+            record.add_step(ROLLBACK_STEP, outcome=ABORTED_STEP, by=ABANDONED_BY,
+                            message=f"abandoned (its task ended without finishing); rolled back before version "
+                                    f"{candidate}'s rollout")
+            save_record(self.registry, self.name, record)
+            done.append(f"rolled back the abandoned rollout of version {record.version} (recorded as aborted)")
+        if done:
+            log.warning("%s: %s", self.name, "; ".join(done))
+        return "; ".join(done)
 
     def record_rollout_end(self, version: int, reason: str, by: str) -> str:
         """The rollout record's last step, "rollback", and its final state: "aborted" when a person's abort is

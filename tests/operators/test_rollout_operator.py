@@ -611,3 +611,24 @@ def test_while_the_approval_waits_production_answers_every_request_and_the_candi
     assert record_of(model)["state"] == "awaiting_approval"
     _, body = task_request(rollout_task(model, task.deployment), model)
     assert "production version **1** answers every request and version 2 gets a copy of each" in body
+
+
+def test_a_rollout_left_behind_is_rolled_back_before_the_next_candidate_is_deployed(ops_server, request):
+    """Its task was killed mid-step: the split stayed in the server and its record says running. The next
+    deploy clears the split, takes the old candidate out and records that rollout as aborted."""
+    from mlspec.release import Release
+    from mlspec.rollout.record import RolloutRecord, active_rollout, save_record
+
+    model = publish(unique(request), [1, 1, 1], SHADOW_AND_CANARY)
+    deployed_candidate(model)
+    save_record(model.registry(), model.name, RolloutRecord(2, 1, "rollback"))
+    release = Release.open(model.spec)
+    release.set_traffic({"weights": {"1": 50, "2": 50}, "shadow": {"version": "2", "percent": 100}})
+    assert active_rollout(model.registry(), model.name).version == 2
+    done = release.roll_back_abandoned(3)
+    assert "cleared the traffic split" in done and "abandoned rollout of version 2" in done
+    assert traffic_of(model) == {"weights": {"1": 100}, "shadow": None}
+    record = record_of(model)
+    assert record["state"] == "aborted" and record["steps"][-1]["by"] == "mlspec: abandoned"
+    assert active_rollout(model.registry(), model.name) is None
+    assert release.roll_back_abandoned(3) == ""  # nothing left behind now

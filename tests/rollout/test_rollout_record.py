@@ -20,6 +20,7 @@ from mlspec.rollout.record import (
     read_command,
     save_record,
     send_command,
+    unfinished_rollouts,
 )
 from mlspec.storage import open_store
 
@@ -129,7 +130,7 @@ def test_a_command_older_than_the_rollout_is_not_for_it(registry, model):
     assert read_command(registry, model, 3) is None
 
 
-def test_the_active_rollout_is_the_newest_versions_unless_it_is_over(registry, model):
+def test_the_active_rollout_is_the_newest_version_whose_rollout_is_not_over(registry, model):
     assert active_rollout(registry, model) is None
     old = RolloutRecord(2, 1, "rollback")  # left running (its worker died), then version 3 rolled out
     save_record(registry, model, old)
@@ -138,9 +139,13 @@ def test_the_active_rollout_is_the_newest_versions_unless_it_is_over(registry, m
     new.state = "held"
     save_record(registry, model, new)
     assert active_rollout(registry, model).to_dict() == new.to_dict()
+    assert [r.version for r in unfinished_rollouts(registry, model)] == [2, 3]
     new.state = "completed"
     save_record(registry, model, new)
-    assert active_rollout(registry, model) is None
+    assert active_rollout(registry, model).version == 2  # the abandoned one is still under way until rolled back
+    old.state = "aborted"
+    save_record(registry, model, old)
+    assert active_rollout(registry, model) is None and unfinished_rollouts(registry, model) == []
 
 
 def test_a_final_record_never_leaves_its_state():

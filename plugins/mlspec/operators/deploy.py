@@ -56,7 +56,9 @@ class DeployModelOperator(MlspecOperator):
                 raise GateFailed(str(exc), next_step="a version the register task did not record: clear register, "
                                  "then this one; files changed since publishing: trigger a new run") from None
             # With a rollout, the candidate is loaded beside production and answers no live request until
-            # the rollout's steps give it traffic.
+            # the rollout's steps give it traffic; never beside a split an abandoned rollout left.
+            if spec.rollout is not None:
+                release.roll_back_abandoned(version)
             state = release.apply(version, stored["uri"], serve=spec.rollout is None)
         trigger = release.serving.readiness_trigger(state)
         if trigger is not None:

@@ -184,14 +184,18 @@ def save_record(registry: ModelRegistry, model: str, record: RolloutRecord) -> N
     registry.record_rollout(model, record.version, record.to_dict())
 
 
+def unfinished_rollouts(registry: ModelRegistry, model: str) -> list[RolloutRecord]:
+    """The model's rollouts that are not over (running, paused, held, awaiting approval), oldest first. More
+    than one means an older one was abandoned (its task killed or marked failed): the next deploy rolls it back."""
+    records = (RolloutRecord.from_dict(found.rollout) for found in registry.list_versions(model) if found.rollout)
+    return [record for record in records if not record.final]
+
+
 def active_rollout(registry: ModelRegistry, model: str) -> RolloutRecord | None:
-    """The running (or paused, held, awaiting approval) rollout of the model: the newest version's that had
-    one, unless that one is over (a rollout left behind by an older version does not count)."""
-    for found in reversed(registry.list_versions(model)):
-        if found.rollout:
-            record = RolloutRecord.from_dict(found.rollout)
-            return None if record.final else record
-    return None
+    """The model's rollout under way: the newest version whose rollout is not over, or None. The one
+    definition: `mlspec rollout --status`, the operations and the Models page all ask this."""
+    unfinished = unfinished_rollouts(registry, model)
+    return unfinished[-1] if unfinished else None
 
 
 def pending_command(registry: ModelRegistry, model: str, version: int) -> dict | None:
