@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.rollout.rollout_testkit import gates
+from tests.rollout.rollout_testkit import gates, rollout_spec
 
 from mlspec.rollout.gates import GateCheck, check_gates, step_verdict
 from mlspec.rollout.metrics import StepMetrics
@@ -76,3 +76,10 @@ def test_a_gate_with_no_value_fails_only_when_the_bake_is_over():
     unmeasured = metrics(agreement=None, compared_rows=0)
     assert step_verdict(unmeasured, ALL, elapsed_s=1, bake_s=5)[0] == "wait"
     assert step_verdict(unmeasured, ALL, elapsed_s=5, bake_s=5)[0] == "fail"
+
+
+def test_a_rollout_without_gates_stops_a_candidate_that_fails_its_requests():
+    default = rollout_spec().gates  # no `gates` in the spec: error_rate 0.01
+    verdict, checks = step_verdict(metrics(requests=500, errors=500, p95_ms=None, agreement=None), default, 1, 300)
+    assert verdict == "fail" and lines(checks)[-1] == "error_rate 1 <= 0.01: FAILED (500 of 500 requests)"
+    assert step_verdict(metrics(requests=500, errors=5), default, 300, 300)[0] == "pass"

@@ -81,7 +81,9 @@ def test_an_empty_rollout_gets_every_default():
     rollout = spec_of("rollout: {}\n").rollout
     assert rollout.shadow is None
     assert rollout.canary == CanarySpec(steps=(10, 50, 100), bake_s=300)
-    assert rollout.gates == RolloutGates(p95_ms=None, error_rate=None, agreement=None, min_requests=100)
+    # error_rate is on unless set to null: a rollout without gates still stops a candidate that fails requests
+    assert rollout.gates == RolloutGates(p95_ms=None, error_rate=0.01, agreement=None, min_requests=100)
+    assert spec_of("rollout:\n  gates: {error_rate: null}\n").rollout.gates.error_rate is None
     assert rollout.approval == ApprovalSpec(required=False, timeout_s=48 * 3600)
     assert rollout.on_fail == "rollback"
     assert rollout.metrics == RolloutMetricsSpec(source="server", connection=None)
@@ -179,7 +181,9 @@ def test_kserve_gates_read_from_the_server_are_a_warning_and_prometheus_silences
     assert "p95_ms, error_rate are not read and only readiness is checked; use metrics.source prometheus" in warning
     assert spec_of(gates).rollout.gates.p95_ms == 250  # a warning: the spec still loads
     assert warnings_of(gates.replace("rollout:\n", "rollout:\n  metrics: {source: prometheus, connection: prom}\n")) == []
-    assert warnings_of("rollout:\n  gates: {min_requests: 5}\n" + KSERVE) == []  # no metric gate: nothing unread
+    # no metric gate (error_rate, on by default, turned off): nothing unread, only the warning that none is set
+    (no_gate,) = warnings_of("rollout:\n  gates: {min_requests: 5, error_rate: null}\n" + KSERVE)
+    assert "neither agreement nor p95_ms is set" in no_gate
 
 
 def test_warnings_on_what_the_platform_or_source_cannot_use():
@@ -187,7 +191,7 @@ def test_warnings_on_what_the_platform_or_source_cannot_use():
     assert "rollout.gates.agreement: KServe cannot shadow, so no request reaches both versions" in agreement
     (logging,) = warnings_of("serving:\n  platform: kserve\n  runtime: kserve-ovms\n  log_requests: {}\nstorage:\n  uri: s3://m/c\n")
     assert logging.startswith("cars.yaml:15:17: warning: serving.log_requests: ignored: KServe does not log requests")
-    (unused,) = warnings_of("rollout:\n  metrics: {connection: prom}\n")
+    (unused,) = warnings_of("rollout:\n  gates: {agreement: 0.9}\n  metrics: {connection: prom}\n")
     assert "rollout.metrics.connection: unused: metrics.source server reads the endpoint's own /metrics" in unused
 
 
@@ -195,3 +199,17 @@ def test_a_local_rollout_with_every_gate_has_no_problem():
     text = "rollout:\n  shadow: {for: 1s}\n  gates: {p95_ms: 250, error_rate: 0.01, agreement: 0.95}\n"
     assert warnings_of(text) == []
     assert spec_of(text).rollout.shadow.for_s == 1
+
+
+@pytest.mark.parametrize(("extra", "where", "wanted"), [
+    ("rollout: {gates: {}}\n", "cars.yaml:12:11: warning: rollout.gates", "set agreement (e.g. 0.95) or p95_ms (e.g. 250)"),
+    ("rollout:\n  gates: {error_rate: 0.05}\n", "cars.yaml:13:3: warning: rollout.gates", "set agreement"),
+    ("rollout:\n  gates: {min_requests: 5}\n  metrics: {source: prometheus, connection: p}\n" + KSERVE,
+     "cars.yaml:13:3: warning: rollout.gates", "set p95_ms (e.g. 250)"),
+])
+def test_a_rollout_without_agreement_or_p95_is_a_warning(extra, where, wanted):
+    (warning,) = warnings_of(extra)
+    assert warning.startswith(where), warning
+    assert "neither agreement nor p95_ms is set, so a step passes on error_rate and min_requests alone" in warning
+    assert wanted in warning
+    assert warnings_of(extra.replace("gates: {", "gates: {p95_ms: 250, ", 1).replace(", }", "}")) == []  # one is enough

@@ -37,6 +37,14 @@ def check_rollout(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
             "remove the gate or serve with a platform that shadows",
             severity="warning",
         )
+    if rollout["gates"]["agreement"] is None and rollout["gates"]["p95_ms"] is None:
+        wanted = "agreement (e.g. 0.95) or p95_ms (e.g. 250)" if platform.shadows else "p95_ms (e.g. 250)"
+        yield doc.problem(
+            ("rollout", "gates"),
+            "neither agreement nor p95_ms is set, so a step passes on error_rate and min_requests alone: a "
+            f"candidate that answers without errors but wrongly or slowly takes all traffic; set {wanted}",
+            severity="warning", at_key=True,
+        )
     gates = [gate for gate in METRIC_GATES if rollout["gates"][gate] is not None]
     if gates and rollout["metrics"]["source"] == "server" and not platform.version_metrics:
         yield doc.problem(
