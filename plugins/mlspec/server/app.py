@@ -644,11 +644,9 @@ class ModelServer:
             raise BadRequest('the body must be {"parameters": {"weights": {version: percent}, "shadow": …}}')
         traffic = Traffic.from_parameters(payload["parameters"])
         repo = self.repository
-
-        def change(cancelled: threading.Event):
-            return repo.set_traffic(name, traffic)
-
-        entry = await self.loads.run(f"setting the traffic of model {name}", change)
+        # Only a state write: in the request pool, never queued behind loads stuck on storage (a rollback
+        # sets traffic and must not wait for them).
+        entry = await asyncio.get_running_loop().run_in_executor(self._pool, repo.set_traffic, name, traffic)
         body = {"name": name, "served_version": entry.served, "traffic": repo.traffic(name)}
         return 200, orjson.dumps(body), _JSON
 
