@@ -54,6 +54,20 @@ def parse_duration(text: str, *, where: str = "timeouts") -> int:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as people write it (parse_duration reads it back): `48h` (hours are the largest unit, as
+    the approval's default is written), `5m`, `1h30m`, `90s` (seconds under 10 minutes that are no whole
+    minute), `0.5s`."""
+    if seconds != int(seconds) or seconds <= 0 or (seconds < 600 and seconds % 60):
+        return f"{seconds:g}s"
+    rest, parts = int(seconds), []
+    for unit in ("h", "m", "s"):
+        count, rest = divmod(rest, _UNIT_S[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
 def task_deadline(resolved: dict[str, Any], stage: str) -> timedelta:
     """The deadline of `stage` for a resolved spec dict (ModelSpec.to_dict())."""
     timeouts = {k: v for k, v in dict(resolved.get("timeouts") or {}).items() if v is not None}

@@ -7,11 +7,35 @@ from mlspec.inference_protocol import curl, infer_request
 from mlspec.spec import ModelSpec
 from mlspec.storage import open_store
 
+# A spec with a rollout whose new version lost to production: the champion gate runs first, so no step ran.
+NO_ROLLOUT = {"state": "not_run", "steps": [], "note": "no rollout ran: the champion gate runs first, and a "
+              "version that does not beat production is not rolled out"}
+
 
 def read_summary(spec: ModelSpec, run_id: str) -> dict:
-    """The promote task writes summary.json under the run's prefix of the store."""
+    """The promote task writes summary.json under the run's prefix of the store (deploy writes it when the
+    champion holds: then a spec's rollout never began, and the summary says so)."""
     store = open_store(spec.storage.uri, spec.storage.connection)
-    return store.read_json(f"{store.run_prefix(spec.name, run_id)}/summary.json")
+    summary = store.read_json(f"{store.run_prefix(spec.name, run_id)}/summary.json")
+    if summary.get("outcome") == "champion_holds" and spec.rollout is not None:
+        summary.setdefault("rollout", NO_ROLLOUT)
+    return summary
+
+
+def rollout_lines(rollout: dict | None) -> list[str]:
+    """The summary's rollout block: its final state and one line per step (share, requests, outcome)."""
+    if not rollout:
+        return []
+    if not rollout.get("steps"):
+        return [f"  rollout        {rollout.get('note') or rollout.get('state')}"]
+    production = rollout.get("production")
+    lines = [f"  rollout        {rollout.get('state')}, from production version {production}"]
+    for step in rollout["steps"]:
+        what = f"{step.get('kind')} {step['percent']}%" if step.get("percent") is not None else str(step.get("kind"))
+        done = [f"{step['requests']} requests"] if step.get("requests") is not None else []
+        done.append(str(step.get("outcome")) + (f" by {step['by']}" if step.get("by") else ""))
+        lines.append(f"    {what:<13}{', '.join(done)}")
+    return lines
 
 
 def curl_command(summary: dict) -> str:
@@ -60,6 +84,7 @@ def format_summary(summary: dict, spec_file: str = "") -> str:
             f"{champion['champion_version']} {champion['champion']:.4f} (min_delta {champion['min_delta']:g})",
             f"  candidate      version {summary['version']} at {summary['stored_uri']} (registered, not serving)",
             f"  serve it anyway with: mlspec deploy {spec_file or '<spec>'} --version {summary['version']}",
+            *rollout_lines(summary.get("rollout")),
         ])
     registry = summary["registry"]
     smoke = summary["smoke_test"]
@@ -75,6 +100,7 @@ def format_summary(summary: dict, spec_file: str = "") -> str:
         f"  endpoint       {summary['infer_url']}",
         f"  smoke test     {smoke['samples']} samples, agreement {smoke['agreement']:.3f}, p95 {smoke['p95_ms']:.1f} ms",
         # A summary written before the classes were compared too calls the change "inputs_change".
+        *rollout_lines(summary.get("rollout")),
         *([f"  NOTE           {change}"] if (change := summary.get("endpoint_change") or summary.get("inputs_change")) else []),
         "",
         try_it_line(summary["example"]),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from tests.rollout.rollout_testkit import rollout_spec
 
-from mlspec.rollout.plan import Step, plan, steps_after_approval, steps_before_approval, traffic_for
+from mlspec.rollout.plan import (
+    Step,
+    first_version_note,
+    plan,
+    steps_after_approval,
+    steps_before_approval,
+    traffic_for,
+)
 
 
 def test_a_shadow_step_then_one_canary_step_per_share():
@@ -25,11 +30,15 @@ def test_an_approval_holds_back_the_last_step():
     assert steps_after_approval(free) == []
 
 
-def test_a_first_version_skips_the_shadow_step(caplog):
-    rollout = rollout_spec(shadow=(100, 60), steps=(50, 100), bake_s=5)
-    with caplog.at_level(logging.INFO, logger="mlspec.rollout.plan"):
-        assert plan(rollout, first_version=True) == [Step("canary", 50, 5), Step("canary", 100, 5)]
-    assert "no production version to compare with: the shadow step is skipped" in caplog.text
+def test_a_first_version_has_no_steps():
+    """Nothing is production: nothing to protect or compare with, and no clients send a new model traffic."""
+    for approval in (False, True):
+        rollout = rollout_spec(shadow=(100, 60), steps=(50, 100), bake_s=5, approval=approval)
+        assert plan(rollout, first_version=True) == []
+        assert steps_before_approval(rollout, first_version=True) == []
+        assert steps_after_approval(rollout, first_version=True) == []
+    assert first_version_note(1) == ("no production version: nothing to roll out against; version 1 takes every "
+                                     "request after its smoke test")
 
 
 def test_the_traffic_of_each_step_names_versions_as_strings():

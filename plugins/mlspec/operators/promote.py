@@ -7,9 +7,12 @@ import logging
 from typing import Any
 
 from mlspec import inference_protocol
+from mlspec.errors import MlspecError
 from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import CandidateRefused, Release, Trigger
+from mlspec.rollout.plan import first_version_note
+from mlspec.rollout.record import RolloutRecord, load_record
 from mlspec.serving import Deployment
 
 log = logging.getLogger(__name__)
@@ -92,9 +95,18 @@ class PromoteOperator(MlspecOperator):
             "smoke_test": self.handed_over("smoke_test"),
             "example": self.example(dataset, stored["uri"]),
         }
-        endpoint_change = Release.open(spec, self.store).endpoint_change(deployment.previous_version, deployment.version)
+        release = Release.open(spec, self.store)
+        endpoint_change = release.endpoint_change(deployment.previous_version, deployment.version)
         if endpoint_change:
             summary["endpoint_change"] = endpoint_change
+        if spec.rollout is not None:
+            try:
+                record = load_record(release.registry, spec.name, deployment.version)
+            except MlspecError as exc:  # the summary is a report: the promotion stands
+                log.warning("could not read the rollout record of %s version %d: %s", spec.name, deployment.version, exc)
+                record = None
+            if record is not None:
+                summary["rollout"] = rollout_summary(record)
         self.store.write_json(f"{self.run_prefix(context)}/summary.json", summary)
         log.info("%s version %d is in production at %s", spec.name, deployment.version, infer_url)
         example = summary["example"]
@@ -135,7 +147,8 @@ class PromoteOperator(MlspecOperator):
         trigger = Trigger.from_context(context)
         release = Release.open(spec, self.store)
         with model_lock(spec.name, f"promote version {deployment.version} (run {trigger.run_id})"):
-            reason = promotion_reason(self.evaluation, self.smoke_test, release.production(), rollout_steps(spec))
+            rollout = rollout_steps(spec) if deployment.previous_version is not None else ""  # a first: no steps
+            reason = promotion_reason(self.evaluation, self.smoke_test, release.production(), rollout)
             try:
                 note = release.promote_candidate(deployment, trigger, reason)
             except CandidateRefused as refused:
@@ -160,6 +173,17 @@ def rollout_steps(spec) -> str:
         return ""
     shadow = f"shadow {spec.rollout.shadow.percent}%, " if spec.rollout.shadow is not None else ""
     return shadow + "canary " + ", ".join(f"{p}%" for p in spec.rollout.canary.steps)
+
+
+def rollout_summary(record: RolloutRecord) -> dict:
+    """The run summary's rollout: its final state, the production it began from, and each step (kind, share,
+    requests, outcome, who), from the candidate's rollout record; a first version's has no steps and says why."""
+    steps = [{k: step[k] for k in ("kind", "percent", "requests", "outcome", "by") if step.get(k) is not None}
+             for step in record.steps]
+    summary = {"state": record.state, "production": record.production, "steps": steps}
+    if record.production is None:
+        summary["note"] = first_version_note(record.version)
+    return summary
 
 
 def promotion_reason(evaluation: Any, smoke_test: Any, before: int | None, rollout: str = "") -> str:

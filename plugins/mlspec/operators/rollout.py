@@ -24,6 +24,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 
+from mlspec.deadlines import format_duration
 from mlspec.errors import MlspecError
 from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
@@ -32,6 +33,7 @@ from mlspec.rollout.gates import FAIL, MIN_REQUESTS, PASS, GateCheck
 from mlspec.rollout.metrics import StepMetrics
 from mlspec.rollout.plan import (
     Step,
+    first_version_note,
     steps_after_approval,
     steps_before_approval,
     traffic_for,
@@ -116,6 +118,8 @@ class RolloutOperator(MlspecOperator):
         if not self.after_approval:
             save_record(self.registry, spec.name, RolloutRecord(self.candidate.version, self.candidate.previous_version,
                                                                 spec.rollout.on_fail))
+        if self.candidate.previous_version is None:  # no steps (mlspec.rollout.plan)
+            log.info("%s", first_version_note(self.candidate.version))
         return self.run_step(context, 0, [])
 
     def run_step(self, context, index: int, passed: list[dict]) -> dict:
@@ -130,8 +134,8 @@ class RolloutOperator(MlspecOperator):
             self.release.set_traffic(traffic)
         started = time.time()
         self.update_record(lambda r: r.add_step(step.kind, percent=step.percent, traffic=traffic))
-        log.info("%s version %d: %s step %d/%d, %d%%, %ds bake; traffic %s", self.model_spec.name, deployment.version,
-                 step.kind, index + 1, len(steps), step.percent, step.bake_s, traffic)
+        log.info("%s version %d: %s step %d/%d, %d%%, %s bake; traffic %s", self.model_spec.name, deployment.version,
+                 step.kind, index + 1, len(steps), step.percent, format_duration(step.bake_s), traffic)
         self.defer(
             trigger=RolloutStepTrigger(
                 spec=self.spec, spec_file=self.spec_file, candidate=deployment.version,
@@ -200,8 +204,8 @@ class RolloutOperator(MlspecOperator):
             self.update_record(lambda r: setattr(r, "state", state))
         source = spec.source_file or "<spec>"
         log.warning("the rollout of %s version %d is %s; `mlspec rollout %s --resume` runs the step again, "
-                    "`--abort` gives production every request back (waiting at most %ds)", spec.name,
-                    self.candidate.version, state, source, spec.rollout.approval.timeout_s)
+                    "`--abort` gives production every request back; %s", spec.name, self.candidate.version, state,
+                    source, command_wait(spec.rollout.approval.timeout_s))
         self.defer(
             trigger=RolloutCommandTrigger(spec=self.spec, spec_file=self.spec_file, candidate=self.candidate.version,
                                           since=time.time(), timeout_s=spec.rollout.approval.timeout_s,
@@ -243,7 +247,7 @@ class RolloutOperator(MlspecOperator):
             self.update_record(lambda r: setattr(r, "state", COMPLETED))
             log.info("%s version %d passed every rollout step and answers every request; promote makes it "
                      "production", spec.name, deployment.version)
-        else:
+        elif deployment.previous_version is not None:  # a first version is asked no approval
             self.update_record(lambda r: setattr(r, "state", AWAITING_APPROVAL))
             log.info("%s version %d passed the steps before the approval", spec.name, deployment.version)
         return {"version": deployment.version, "production": deployment.previous_version, "steps": passed}
@@ -389,6 +393,12 @@ def command_actor(registry, model: str, version: int) -> str:
     return str(((found.rollout_command or {}) if found is not None else {}).get("actor") or "a person")
 
 
+def command_wait(timeout_s: int) -> str:
+    """How long a paused or held rollout waits for a resume or an abort, and where that limit comes from."""
+    return (f"it waits at most {format_duration(timeout_s)} (the spec's rollout.approval.timeout, which bounds "
+            "every wait for a person, with or without an approval step), then production takes every request back")
+
+
 def step_outcome(event: dict, min_requests: int) -> str:
     """The record's outcome of a step the trigger ended: passed, failed, timed_out (too few requests after
     3 bakes), paused or aborted."""
@@ -433,6 +443,9 @@ class ApproveRolloutOperator(ApprovalOperator):
         return Deployment.from_xcom(self.deployment)
 
     def execute(self, context) -> Any:
+        if self.candidate.previous_version is None:  # nothing to roll out against: no one is asked
+            log.info("%s; no approval is asked", first_version_note(self.candidate.version))
+            return {"approved": True, "by": None}
         self.subject, self.body = approval_request(self.model_spec, self.candidate, self.rollout or {})
         release = Release.open(self.model_spec)
 
@@ -485,7 +498,8 @@ class ApproveRolloutOperator(ApprovalOperator):
                 log.info("%s approved the last rollout step of %s version %d", by, spec.name, self.candidate.version)
                 return {"approved": True, "by": by}
             update_record(release.registry, spec.name, self.candidate.version, answer)
-            reason = (f"no one approved the last step within {spec.rollout.approval.timeout_s}s" if timed_out
+            reason = (f"no one approved the last step within {format_duration(spec.rollout.approval.timeout_s)}"
+                      if timed_out
                       else f"{by} rejected the last step")
             raise_rolled_back(spec, release, self.candidate, context, reason,
                               by=by if not timed_out else "the approval's timeout", gate=outcome)
@@ -513,6 +527,6 @@ def approval_request(spec, candidate: Deployment, rollout: dict) -> tuple[str, s
     last = spec.rollout.canary.steps[-1]
     lines += ["", f"**Approve**: version {candidate.version} takes {last}% of requests for its last step, then "
               "becomes production when its gates pass.",
-              f"**Reject** (or no answer within {spec.rollout.approval.timeout_s}s): production version {production} "
-              f"answers every request again and version {candidate.version} is marked rolled_back."]
+              f"**Reject** (or no answer within {format_duration(spec.rollout.approval.timeout_s)}): production "
+              f"version {production} answers every request again and version {candidate.version} is marked rolled_back."]
     return subject, "\n".join(lines)

@@ -3,11 +3,12 @@
 A spec's `rollout` section becomes a list of steps: an optional shadow step (the candidate gets a copy of
 live requests; production answers them all), then one canary step per `canary.steps` share (the candidate
 answers that share of live requests). With an approval, the last canary step (100 %) waits for a person.
+A first version has no steps: with no production there is nothing to protect or compare with (and a brand-new
+model has no clients whose traffic a step could wait for), so it answers every request after its smoke test.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,8 +16,6 @@ from mlspec.vocabulary import ROLLOUT_STEP_KINDS
 
 if TYPE_CHECKING:
     from mlspec.spec.model import RolloutSpec
-
-log = logging.getLogger(__name__)
 
 SHADOW, CANARY = ROLLOUT_STEP_KINDS
 
@@ -29,16 +28,17 @@ class Step:
 
 
 def plan(rollout: RolloutSpec, *, first_version: bool = False) -> list[Step]:
-    """[shadow?] + one canary step per share. A first version has no production to compare with, so its
-    shadow step is skipped (and logged)."""
-    steps = []
-    if rollout.shadow is not None:
-        if first_version:
-            log.info("no production version to compare with: the shadow step is skipped")
-        else:
-            steps.append(Step(SHADOW, rollout.shadow.percent, rollout.shadow.for_s))
-    steps += [Step(CANARY, percent, rollout.canary.bake_s) for percent in rollout.canary.steps]
-    return steps
+    """[shadow?] + one canary step per share; none for a first version (first_version_note says why)."""
+    if first_version:
+        return []
+    steps = [Step(SHADOW, rollout.shadow.percent, rollout.shadow.for_s)] if rollout.shadow is not None else []
+    return steps + [Step(CANARY, percent, rollout.canary.bake_s) for percent in rollout.canary.steps]
+
+
+def first_version_note(version: int) -> str:
+    """What the rollout's tasks log for a first version, which has no steps (and asks no approval)."""
+    return (f"no production version: nothing to roll out against; version {version} takes every request after "
+            "its smoke test")
 
 
 def steps_before_approval(rollout: RolloutSpec, *, first_version: bool = False) -> list[Step]:

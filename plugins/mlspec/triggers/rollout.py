@@ -22,11 +22,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from mlspec.deadlines import format_duration
 from mlspec.errors import MlspecError
 from mlspec.registry import open_registry
 from mlspec.release import what_failed
-from mlspec.rollout.gates import FAIL, WAIT, step_verdict
-from mlspec.rollout.metrics import metrics_source
+from mlspec.rollout.gates import FAIL, MIN_REQUESTS_PATIENCE, WAIT, step_verdict
+from mlspec.rollout.metrics import StepMetrics, metrics_source
 from mlspec.rollout.plan import Step
 from mlspec.rollout.record import load_record, read_command
 from mlspec.spec.model import ModelSpec
@@ -41,8 +42,31 @@ PAUSED, ABORTED, RESUMED, TIMEOUT = "paused", "aborted", "resumed", "timeout"
 MAX_POLL_S, MIN_POLL_S = 5.0, 0.5
 
 
+# How often a waiting step logs its progress: every max(2 s, bake / 10), so a 5m bake shows it moving.
+MIN_PROGRESS_S = 2.0
+
+
 def poll_interval_s(bake_s: float) -> float:
     return max(MIN_POLL_S, min(MAX_POLL_S, float(bake_s) / 5))
+
+
+def progress_every_s(bake_s: float) -> float:
+    return max(MIN_PROGRESS_S, float(bake_s) / 10)
+
+
+def progress_line(step: Step, metrics: StepMetrics, min_requests: int, elapsed_s: float, *, compared: bool) -> str:
+    """One poll of a step that still waits, for a person watching the log: what the candidate did so far and
+    what the step waits for."""
+    p95 = f"p95 {metrics.p95_ms:.1f} ms" if metrics.p95_ms is not None else "no latency yet"
+    agreement = ("" if not compared else f", agreement {metrics.agreement:.3f} on {metrics.compared_rows} rows"
+                 if metrics.agreement is not None else ", no rows compared yet")
+    if elapsed_s < step.bake_s:
+        waiting = f"waiting {format_duration(int(elapsed_s))} of {format_duration(step.bake_s)} bake"
+    else:
+        waiting = (f"the {format_duration(step.bake_s)} bake is over; waiting for min_requests, at most "
+                   f"{format_duration(MIN_REQUESTS_PATIENCE * step.bake_s)} in all")
+    return (f"{step.kind} {step.percent}%: {metrics.requests} requests so far (min_requests {min_requests}), {p95}, "
+            f"errors {metrics.errors}{agreement}; {waiting}")
 
 
 def look(registry: Any, model: str, version: int) -> str | None:
@@ -98,7 +122,7 @@ class RolloutStepTrigger(BaseTrigger):
         registry = open_registry(spec.registry.backend, spec.registry.connection)
         source = metrics_source(spec, self.endpoint_url)
         where = f"{spec.name} version {self.candidate} {step.kind} {step.percent}%"
-        poll_s = poll_interval_s(step.bake_s)
+        poll_s, progress_s, logged_at = poll_interval_s(step.bake_s), progress_every_s(step.bake_s), None
         start, metrics, checks, problem = None, None, [], ""
         while True:
             elapsed = time.time() - float(self.started_at)
@@ -129,6 +153,10 @@ class RolloutStepTrigger(BaseTrigger):
                 message = problem or f"{where}: {verdict} after {elapsed:.1f}s"
                 yield TriggerEvent(self.event(verdict, metrics, checks, elapsed, message))
                 return
+            if not problem and (logged_at is None or time.time() - logged_at >= progress_s):
+                log.info("%s", progress_line(step, metrics, spec.rollout.gates.min_requests, elapsed,
+                                             compared=self.production is not None))
+                logged_at = time.time()
             await asyncio.sleep(poll_s)
 
     def event(self, status: str, metrics: Any, checks: list[dict], elapsed: float, message: str) -> dict:
@@ -185,6 +213,6 @@ class RolloutCommandTrigger(BaseTrigger):
             waited = time.time() - float(self.since)
             if waited >= float(self.timeout_s):
                 yield TriggerEvent({"status": TIMEOUT, "carry": self.carry,
-                                    "message": f"no resume or abort within {float(self.timeout_s):g}s"})
+                                    "message": f"no resume or abort within {format_duration(float(self.timeout_s))}"})
                 return
             await asyncio.sleep(min(float(self.poll_interval_s), float(self.timeout_s) - waited))
