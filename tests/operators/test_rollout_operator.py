@@ -632,3 +632,21 @@ def test_a_rollout_left_behind_is_rolled_back_before_the_next_candidate_is_deplo
     assert record["state"] == "aborted" and record["steps"][-1]["by"] == "mlspec: abandoned"
     assert active_rollout(model.registry(), model.name) is None
     assert release.roll_back_abandoned(3) == ""  # nothing left behind now
+
+
+def test_a_cleared_rollout_task_keeps_the_steps_of_its_earlier_tries(ops_server, request):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from mlspec.rollout.record import RolloutRecord, save_record
+
+    model = publish(unique(request), [1, 1], SHADOW_AND_CANARY)
+    deployment = deployed_candidate(model)
+    earlier = RolloutRecord(2, 1, "rollback")
+    earlier.add_step("shadow", percent=100, outcome="failed")
+    earlier.state = "rolled_back"
+    save_record(model.registry(), model.name, earlier)
+    with pytest.raises(TaskDeferred):  # the first step's traffic is set; its trigger would watch it
+        rollout_task(model, deployment).execute({"run_id": "manual__cleared"})
+    record = record_of(model)
+    assert record["state"] == "running"
+    assert [(s["kind"], s["outcome"]) for s in record["steps"]] == [("shadow", "failed"), ("shadow", "waiting")]

@@ -116,11 +116,27 @@ class RolloutOperator(MlspecOperator):
             raise GateFailed(f"{self.task_id} runs a spec's rollout, but {spec.name}'s spec has no `rollout` section",
                              next_step="add a `rollout` section, or leave this task out of the DAG")
         if not self.after_approval:
-            save_record(self.registry, spec.name, RolloutRecord(self.candidate.version, self.candidate.previous_version,
-                                                                spec.rollout.on_fail))
+            self.start_record()
         if self.candidate.previous_version is None:  # no steps (mlspec.rollout.plan)
             log.info("%s", first_version_note(self.candidate.version))
         return self.run_step(context, 0, [])
+
+    def start_record(self) -> None:
+        """The rollout's record. A task a person cleared (or Airflow retried) keeps the history of the tries
+        before: a rollout still under way goes on in its record, one that is over is followed by a new one
+        that keeps its steps."""
+        spec, deployment = self.model_spec, self.candidate
+        earlier = load_record(self.registry, spec.name, deployment.version)
+        if earlier is not None and not earlier.final:
+            log.info("the rollout of %s version %d goes on in its record (%d steps so far)", spec.name,
+                     deployment.version, len(earlier.steps))
+            earlier.state = RUNNING
+            record = earlier
+        else:
+            record = RolloutRecord(deployment.version, deployment.previous_version, spec.rollout.on_fail,
+                                   steps=list(earlier.steps) if earlier is not None else None,
+                                   steps_cut=earlier.steps_cut if earlier is not None else 0)
+        save_record(self.registry, spec.name, record)
 
     def run_step(self, context, index: int, passed: list[dict]) -> dict:
         """Set step `index`'s traffic and defer to its trigger; past the last step, finish."""
