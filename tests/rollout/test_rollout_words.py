@@ -89,3 +89,19 @@ def test_a_champion_that_holds_says_no_rollout_ran():
     assert format_summary(summary).endswith(
         "  rollout        no rollout ran: the champion gate runs first, and a version that does not beat production "
         "is not rolled out")
+
+
+def test_mlspec_run_reads_that_no_rollout_ran_when_the_champion_held(tmp_path, monkeypatch):
+    from tests.rollout.rollout_testkit import SPEC
+
+    from mlspec.spec import load_spec_text
+    from mlspec.storage import open_store
+    from mlspec.summary import read_summary
+
+    monkeypatch.setenv("MLSPEC_HOME", str(tmp_path))
+    held = {"outcome": "champion_holds", "model": "iris", "version": 3}
+    for section, expected in (("rollout: {canary: {steps: [100], bake: 1s}}\n", NO_ROLLOUT), ("", None)):
+        spec = load_spec_text(SPEC + section, "iris.yaml")
+        store = open_store(spec.storage.uri, spec.storage.connection)
+        store.write_json(f"{store.run_prefix(spec.name, 'manual__1')}/summary.json", held)
+        assert read_summary(spec, "manual__1").get("rollout") == expected
