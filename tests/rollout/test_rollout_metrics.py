@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 
 import httpx
@@ -126,7 +127,44 @@ def rollout_spec_holder(source: str, connection: str | None):
     return Spec()
 
 
+def test_a_bucket_without_a_bound_is_metrics_unavailable():
+    page = 'mlspec_request_duration_seconds_bucket{model="m",version="3"} 4\n'
+    with pytest.raises(MetricsUnavailable, match="has no upper bound"):
+        window_of("", page)
+
+
 # --------------------------------------------------------------------------- a real Prometheus
+
+
+class Exporter:
+    """An HTTP server on loopback answering every GET with `page()` (a /metrics page, a canned JSON answer);
+    a test changes `page` to restart the server it stands for."""
+
+    def __init__(self, page) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        exporter = self
+        self.page = page
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                body = exporter.page().encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.target = f"127.0.0.1:{self.http.server_address[1]}"
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +216,24 @@ def test_a_prometheus_error_is_metrics_unavailable(scraped):
     _, _, url = scraped
     with pytest.raises(MetricsUnavailable, match="answered 400"):
         PrometheusMetrics(url).query("sum(", 0)
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    ([], "answered 200 to .* with list JSON, not an object"),
+    ({"status": "success"}, "answered no resultType to"),
+    ({"status": "success", "data": {"resultType": "vector"}}, "whose result is not a list of series"),
+    ({"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "2"]}]}},
+     "a Prometheus series without its labels"),
+    ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {"instance": "a"}, "value": [1]}]}},
+     r"a Prometheus sample is not \[time, \"value\"\]: \[1\]"),
+    ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "x"]}]}},
+     "a Prometheus sample is not"),
+    ({"status": "success", "data": {"resultType": "matrix", "result": []}}, "answered matrix to .*, not a vector"),
+])
+def test_a_malformed_prometheus_answer_is_metrics_unavailable(answer, message):
+    fake = Exporter(lambda: json.dumps(answer))
+    try:
+        with pytest.raises(MetricsUnavailable, match=message):
+            PrometheusMetrics(f"http://{fake.target}").window("m", 3, 2, 0)
+    finally:
+        fake.close()

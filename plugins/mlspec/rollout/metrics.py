@@ -129,15 +129,15 @@ class PrometheusMetrics(MetricsSource):
         names = "|".join(sorted(READ))
         result = self.query(f'{{__name__=~"{names}",model="{_promql_string(model)}"}}', at)
         values: dict[Series, float] = {}
-        for item in result:
-            labels = dict(item["metric"])
-            name = labels.pop("__name__")
+        for series in result:
+            labels, (_, value) = _labels(series), _sample(series.get("value"))
+            name = labels.pop("__name__", "")
             key = (name, frozenset(labels.items()))
-            values[key] = values.get(key, 0.0) + float(item["value"][1])
+            values[key] = values.get(key, 0.0) + value
         return values
 
-    def query(self, promql: str, at: float) -> list[dict]:
-        """An instant query's vector (GET /api/v1/query)."""
+    def query(self, promql: str, at: float, *, kind: str = "vector") -> list[dict]:
+        """An instant query's result (GET /api/v1/query): a vector, or a matrix for a range selector."""
         url = f"{self.base_url}/api/v1/query"
         try:
             response = httpx.get(url, params={"query": promql, "time": f"{at:.3f}"}, headers=self.headers,
@@ -145,14 +145,37 @@ class PrometheusMetrics(MetricsSource):
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise MetricsUnavailable(f"could not query Prometheus at {url}: {exc}") from exc
+        if not isinstance(body, dict):
+            raise MetricsUnavailable(f"Prometheus at {url} answered {response.status_code} to {promql} with "
+                                     f"{type(body).__name__} JSON, not an object")
         if response.status_code != 200 or body.get("status") != "success":
             raise MetricsUnavailable(f"Prometheus at {url} answered {response.status_code} to {promql}: "
                                      f"{body.get('error') or body}")
-        data = body["data"]
-        if data.get("resultType") != "vector":
-            kind = data.get("resultType")
-            raise MetricsUnavailable(f"Prometheus answered a {kind} to {promql}, not a vector")
-        return data["result"]
+        data = body.get("data")
+        found = data.get("resultType") if isinstance(data, dict) else None
+        if found != kind:
+            raise MetricsUnavailable(f"Prometheus answered {found or 'no resultType'} to {promql}, not a {kind}")
+        result = data.get("result")
+        if not isinstance(result, list) or not all(isinstance(series, dict) for series in result):
+            raise MetricsUnavailable(f"Prometheus answered a {kind} to {promql} whose result is not a list of "
+                                     f"series: {str(result)[:200]}")
+        return result
+
+
+def _labels(series: dict) -> dict[str, str]:
+    labels = series.get("metric")
+    if not isinstance(labels, dict):
+        raise MetricsUnavailable(f"a Prometheus series without its labels (metric): {str(series)[:200]}")
+    return dict(labels)
+
+
+def _sample(pair: Any) -> tuple[float, float]:
+    """A [unix time, "value"] pair of the query API as numbers."""
+    try:
+        at, value = pair
+        return float(at), float(value)
+    except (TypeError, ValueError) as exc:
+        raise MetricsUnavailable(f"a Prometheus sample is not [time, \"value\"]: {str(pair)[:200]}") from exc
 
 
 def _promql_string(value: str) -> str:
@@ -238,7 +261,7 @@ def step_metrics(grown: Mapping[Series, float], candidate: int, production: int 
             shadow_errors += value if outcome == SHADOW_ERROR else 0.0
             dropped += value if outcome == DROPPED else 0.0
         elif name in LATENCY_BUCKETS:
-            upper = float(labels["le"])
+            upper = _bucket_bound(name, labels)
             buckets[upper] = buckets.get(upper, 0.0) + value
     p95_s = histogram_quantile(QUANTILE, buckets.items())
     compared = agree + disagree
@@ -250,6 +273,13 @@ def step_metrics(grown: Mapping[Series, float], candidate: int, production: int 
         compared_rows=round(compared),
         dropped=round(dropped),
     )
+
+
+def _bucket_bound(name: str, labels: Mapping[str, str]) -> float:
+    try:
+        return float(labels["le"])
+    except (KeyError, ValueError) as exc:
+        raise MetricsUnavailable(f"{name}{dict(labels)} has no upper bound (le) that is a number") from exc
 
 
 def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:
