@@ -42,13 +42,14 @@ from mlspec.model_card import CARD_FILE, endpoint_base, main_metric
 from mlspec.registry.backends import backend_of
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import drifts, read_registry
+from mlspec.rollout.record import active_rollout
 from mlspec.serving import open_serving, platform_of
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER
 from mlspec.spec import ModelSpec, SpecError, SpecProblem
 from mlspec.spec import cache as spec_cache
 from mlspec.spec.yaml_loader import read_spec_file
 from mlspec.storage import open_store, sha256_hex
-from mlspec.vocabulary import DRIFT_FILE, DRIFT_PLOT, LINEAGE_FILE, ROLLOUT_FINAL_STATES
+from mlspec.vocabulary import DRIFT_FILE, DRIFT_PLOT, LINEAGE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -358,11 +359,6 @@ class VersionInfo:
     lineage: dict[str, Any] = field(default_factory=dict)  # the data it was trained on, as its registry tags record it
     rollout: dict[str, Any] = field(default_factory=dict)  # its rollout record (registry.base.ROLLOUT_TAG), {} when none
 
-    @property
-    def rollout_active(self) -> bool:
-        """A rollout of this version is under way (its record's state is not a final one)."""
-        return bool(self.rollout) and self.rollout.get("state") not in ROLLOUT_FINAL_STATES
-
 
 @dataclass
 class ModelStatus:
@@ -378,6 +374,7 @@ class ModelStatus:
     serving_ok: bool = False
     problems: list[str] = field(default_factory=list)
     unset_connections: dict[str, str] = field(default_factory=dict)  # "registry" -> its connection id, not defined here
+    rollout_version: int | None = None  # the version under rollout, as mlspec.rollout.record.active_rollout says
 
     @property
     def name(self) -> str:
@@ -397,8 +394,8 @@ class ModelStatus:
 
     @property
     def rollout(self) -> VersionInfo | None:
-        """The version under rollout (the newest whose rollout is not over), or None."""
-        return next((v for v in reversed(self.versions) if v.rollout_active), None)
+        """The version under rollout (mlspec.rollout.record.active_rollout, as `mlspec rollout --status`), or None."""
+        return None if self.rollout_version is None else self.version(self.rollout_version)
 
     @property
     def latest(self) -> VersionInfo | None:
@@ -461,9 +458,11 @@ def model_status(spec: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> ModelStatus
     try:
         if "registry" in status.unset_connections:
             raise NotSetUp()
-        production, history, registered, changes = bounded(registry_where(spec), lambda: _registry_state(spec), timeout_s)
+        production, history, registered, changes, rollout = bounded(
+            registry_where(spec), lambda: _registry_state(spec), timeout_s
+        )
         status.registry_ok = True
-        status.production, status.history = production, history
+        status.production, status.history, status.rollout_version = production, history, rollout
         if isinstance(changes, list):
             status.changes, status.changes_ok = changes, True
         else:
@@ -508,11 +507,16 @@ def unset_connections(spec: Any) -> dict[str, str]:
     return missing
 
 
-def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, VersionInfo], list | str]:
-    """Production, its history, every registered version and the audit trail (or why it could not be read)."""
-    state = read_registry(open_for_reading(spec.registry.backend, spec.registry.connection), spec.name)  # never creates
+def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, VersionInfo], list | str, int | None]:
+    """Production, its history, every registered version, the audit trail (or why it could not be read) and the
+    version under rollout (None: none)."""
+    registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # never creates
+    state = read_registry(registry, spec.name)
     changes = state.changes if isinstance(state.changes, list) else state.changes[:400]
-    return state.production, state.history, {r.version: _version_info(r) for r in state.versions}, changes
+    # The one definition of "under rollout"; asked only when some version has a record (no cost without one).
+    active = active_rollout(registry, spec.name) if any(r.rollout for r in state.versions) else None
+    versions = {r.version: _version_info(r) for r in state.versions}
+    return state.production, state.history, versions, changes, None if active is None else active.version
 
 
 def _version_info(record: Any) -> VersionInfo:

@@ -350,7 +350,7 @@ def model_section(base: str, status: ModelStatus, curl: str | None, curl_words: 
             marks.append(badge("production", "production"))
         if status.serving_ok and info.version == status.served:
             marks.append('<span class="badge ok">serving</span>')
-        if info.rollout_active:
+        if info.version == status.rollout_version:
             marks.append(rollout_badge(info.rollout))
         cells = "".join(num_cell(info.metrics.get(m), data_metric=m) for m in metrics)
         rows.append(
@@ -750,7 +750,7 @@ def card_page(base: str, card: VersionCard, curl: str | None, summary: str | Non
         marks.append(badge("production", "production"))
     if status.serving_ok and number == status.served:
         marks.append('<span class="badge ok">serving</span>')
-    if info is not None and info.rollout_active:
+    if info is not None and number == status.rollout_version:
         marks.append(rollout_badge(info.rollout))
     body = [f'<h1 data-model="{e(name)}" data-version="{number}">{e(name)} · version {number}</h1>',
             f'<p class="lead">{" ".join(marks)} {e(spec.metadata.description)}</p>',

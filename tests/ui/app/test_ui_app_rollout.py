@@ -5,15 +5,26 @@ who. The record holds user text: it reaches the page as text. A real store and e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 from tests.ui.app.ui_app_testkit import get_page
-from tests.ui.app.ui_rollout_testkit import COMPLETED, HOSTILE_ACTOR, HOSTILE_MESSAGE, NAME, publish_versions
+from tests.ui.app.ui_rollout_testkit import (
+    COMPLETED,
+    ENDED,
+    HOSTILE_ACTOR,
+    HOSTILE_MESSAGE,
+    LEFT_BEHIND,
+    NAME,
+    publish_model,
+    publish_versions,
+)
 
+from mlspec.rollout_operations import rollout_status
 from mlspec.ui import data
-from mlspec.ui.pages import rollout_section
+from mlspec.ui.pages import model_section, rollout_section
 
 
 def tagged(page, tag: str) -> list[dict]:
@@ -100,3 +111,16 @@ def test_a_finished_rollout_keeps_its_timeline_without_the_commands(client):
 def test_steps_the_registry_cut_to_fit_are_counted():
     html = rollout_section("/mlspec", SimpleNamespace(source_file="x.yaml"), {**COMPLETED, "steps_cut": 3})
     assert '<p class="muted" id="rollout-steps-cut">3 older steps not kept on the record.</p>' in html
+
+
+def test_the_page_and_mlspec_rollout_status_name_the_same_rollout(client, tmp_path):
+    """One definition of a rollout under way (mlspec.rollout.record.active_rollout) for the page and the CLI, on
+    a rollout left behind on version 1 under version 2, whose own rollout ended."""
+    spec = publish_model(tmp_path, "ui-rollout-left", 2, production=None, rollouts={1: LEFT_BEHIND, 2: ENDED})
+    said = rollout_status(spec)
+    under_way = said["rollout"]["version"] if said["active"] else None
+    status = data.model_status(spec, timeout_s=20)
+    assert status.registry_ok and (status.rollout.version if status.rollout else None) == under_way
+    html = model_section("/mlspec", status, None)
+    marked = [int(v) for v, row in re.findall(r'<tr data-version="(\d+)">(.*?)</tr>', html) if "data-rollout-state" in row]
+    assert marked == ([] if under_way is None else [under_way])

@@ -50,26 +50,38 @@ COMPLETED = {
 def publish_versions(specs: Path) -> Any:
     """Write the spec into `specs`, publish and register versions 1-3 under MLSPEC_HOME (2 production) and
     record the rollouts of versions 2 (completed) and 3 (held); returns the spec."""
+    return publish_model(specs, NAME, 3, production=2, rollouts={2: COMPLETED, 3: HELD})
+
+
+# A rollout left behind on version 1 (its task killed while held) under version 2, whose own rollout ended.
+LEFT_BEHIND = {**HELD, "version": 1, "production": None}
+ENDED = {**COMPLETED, "version": 2, "production": None, "state": "rolled_back"}
+
+
+def publish_model(specs: Path, name: str, versions: int, *, production: int | None, rollouts: dict[int, dict]) -> Any:
+    """Write the spec `name` into `specs`, publish and register versions 1..`versions` under MLSPEC_HOME, make
+    `production` production and record each version's rollout of `rollouts`; returns the spec."""
     from mlspec.registry import RegistrationRequest
     from mlspec.registry.mlflow_registry import MlflowRegistry
     from mlspec.spec import load_spec
     from mlspec.storage import open_store
 
-    (specs / f"{NAME}.yaml").write_text(forest_spec(NAME))
-    spec = load_spec(specs / f"{NAME}.yaml")
+    (specs / f"{name}.yaml").write_text(forest_spec(name))
+    spec = load_spec(specs / f"{name}.yaml")
     store = open_store(spec.storage.uri)
     registry = MlflowRegistry(None)
-    for number in (1, 2, 3):
+    for number in range(1, versions + 1):
         metrics = {"accuracy": 0.9}
         files = {"model.onnx": tiny_onnx_model(float(number)), "metrics.json": json.dumps(metrics).encode()}
-        published = store.publish_version(NAME, files, run_id=f"{NAME}/run-{number}",
-                                          metadata={"spec_hash": spec.spec_hash, "dag_id": NAME, "data_source": spec.data.source})
+        published = store.publish_version(name, files, run_id=f"{name}/run-{number}",
+                                          metadata={"spec_hash": spec.spec_hash, "dag_id": name, "data_source": spec.data.source})
         registry.register(RegistrationRequest(
-            model_name=NAME, version=number, source_uri=published.uri, model_uri=f"{published.uri}/model.onnx",
-            metrics=metrics, data_source=spec.data.source, spec_hash=spec.spec_hash, dag_id=NAME, run_id=f"run-{number}",
+            model_name=name, version=number, source_uri=published.uri, model_uri=f"{published.uri}/model.onnx",
+            metrics=metrics, data_source=spec.data.source, spec_hash=spec.spec_hash, dag_id=name, run_id=f"run-{number}",
             onnx_opset=17, framework="sklearn", task="classification", files=dict(published.files),
         ))
-    registry.set_production(NAME, 2, reason="its rollout completed")
-    registry.record_rollout(NAME, 2, COMPLETED)
-    registry.record_rollout(NAME, 3, HELD)
+    if production is not None:
+        registry.set_production(name, production, reason="its rollout completed")
+    for number, record in rollouts.items():
+        registry.record_rollout(name, number, record)
     return spec
