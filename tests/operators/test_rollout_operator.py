@@ -650,3 +650,29 @@ def test_a_cleared_rollout_task_keeps_the_steps_of_its_earlier_tries(ops_server,
     record = record_of(model)
     assert record["state"] == "running"
     assert [(s["kind"], s["outcome"]) for s in record["steps"]] == [("shadow", "failed"), ("shadow", "waiting")]
+
+
+def test_a_step_window_starts_when_its_traffic_is_set_and_survives_a_triggerer_restart(ops_server, request):
+    """The task hands its trigger the metrics as the step began (plain JSON through Airflow's serde); a trigger
+    rebuilt without them (an older deferral) bakes a whole bake from its own first read, never passing at
+    once on a few seconds of traffic because the step began long ago."""
+    import time
+
+    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.sdk.serde import deserialize, serialize
+
+    from mlspec.triggers.rollout import RolloutStepTrigger, snapshot_from_json
+
+    model = publish(unique(request), [1, 1], "rollout:\n  canary: {steps: [50, 100], bake: 2s}\n"
+                    "  gates: {agreement: 0.95, min_requests: 20}\n")
+    with pytest.raises(TaskDeferred) as deferred:
+        rollout_task(model, deployed_candidate(model)).execute({"run_id": "manual__window"})
+    kwargs = deserialize(serialize(deferred.value.trigger.serialize()[1]))
+    snapshot = snapshot_from_json(kwargs["window_start"])
+    assert snapshot and all(labels and isinstance(value, float) for (_, labels), value in snapshot.items())
+    restarted = RolloutStepTrigger(**{**kwargs, "window_start": None, "started_at": time.time() - 60})
+    with LoadGenerator(ops_server.url, model.name, BODIES, rate=150, workers=2):
+        began = time.monotonic()
+        event = asyncio.run(first_event(restarted))
+        took = time.monotonic() - began
+    assert event["status"] == "pass" and took >= 2.0, (event["status"], took)

@@ -30,7 +30,7 @@ from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import Release, Trigger, what_failed
 from mlspec.rollout.gates import FAIL, MIN_REQUESTS, PASS, GateCheck
-from mlspec.rollout.metrics import StepMetrics
+from mlspec.rollout.metrics import StepMetrics, metrics_source
 from mlspec.rollout.plan import (
     Step,
     first_version_note,
@@ -62,7 +62,7 @@ from mlspec.serving import Deployment
 from mlspec.serving.base import RollbackFailed
 from mlspec.spec.model import ModelSpec
 from mlspec.triggers import rollout as triggers
-from mlspec.triggers.rollout import RolloutCommandTrigger, RolloutStepTrigger
+from mlspec.triggers.rollout import RolloutCommandTrigger, RolloutStepTrigger, snapshot_to_json
 from mlspec.vocabulary import ROLLOUT_ON_FAIL
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class RolloutOperator(MlspecOperator):
         with model_lock(self.model_spec.name, f"rollout step {step.kind} {step.percent}% of version {deployment.version}"):
             self.stop_if_over(context)
             self.release.set_traffic(traffic)
-        started = time.time()
+        started, window = time.time(), self.window_start()
         self.update_record(lambda r: r.add_step(step.kind, percent=step.percent, traffic=traffic))
         log.info("%s version %d: %s step %d/%d, %d%%, %s bake; traffic %s", self.model_spec.name, deployment.version,
                  step.kind, index + 1, len(steps), step.percent, format_duration(step.bake_s), traffic)
@@ -158,6 +158,7 @@ class RolloutOperator(MlspecOperator):
                 production=deployment.previous_version, step={"kind": step.kind, "percent": step.percent,
                                                               "bake_s": step.bake_s},
                 started_at=started, endpoint_url=deployment.endpoint_url, carry={"index": index, "passed": passed},
+                window_start=window,
             ),
             method_name="step_done",
         )
@@ -321,6 +322,16 @@ class RolloutOperator(MlspecOperator):
     @property
     def registry(self):
         return self.release.registry
+
+    def window_start(self) -> Any:
+        """The step's metrics as the traffic was set (snapshot_to_json's), so its window starts with the step;
+        None when they cannot be read now (the trigger then takes its own and bakes a whole bake from it)."""
+        try:
+            source = metrics_source(self.model_spec, self.candidate.endpoint_url)
+            return snapshot_to_json(source.snapshot(self.model_spec.name))
+        except Exception as exc:  # noqa: BLE001 - optional: the trigger reads them (and says why it cannot)
+            log.warning("could not read the metrics as the step began (%s); the step's trigger reads them", exc)
+            return None
 
     def traffic_while_waiting(self) -> dict:
         """While a person decides: production answers every request, the candidate gets a copy of each."""

@@ -69,6 +69,21 @@ def progress_line(step: Step, metrics: StepMetrics, min_requests: int, elapsed_s
             f"errors {metrics.errors}{agreement}; {waiting}")
 
 
+def snapshot_to_json(snapshot: Any) -> Any:
+    """A metrics snapshot as plain JSON for a trigger's kwargs: Prometheus's start time as it is, the server's
+    counters as [name, {labels}, value] rows."""
+    if isinstance(snapshot, dict):
+        return [[name, dict(labels), value] for (name, labels), value in snapshot.items()]
+    return snapshot
+
+
+def snapshot_from_json(data: Any) -> Any:
+    """snapshot_to_json's inverse (None stays None: no snapshot)."""
+    if isinstance(data, list):
+        return {(str(name), frozenset(dict(labels).items())): float(value) for name, labels, value in data}
+    return data
+
+
 def look(registry: Any, model: str, version: int) -> str | None:
     """The command the rollout must act on: a pending pause, resume or abort, or "abort" when the rollout
     is already over (an abort from the CLI rolls back at once and acts on its own command)."""
@@ -82,10 +97,13 @@ def look(registry: Any, model: str, version: int) -> str | None:
 class RolloutStepTrigger(BaseTrigger):
     """Read step `step` (kind, percent, bake_s) of the rollout of `candidate` (production: `production`)
     until its gates pass or fail, or a pause or an abort is asked. `started_at` (epoch seconds): when the
-    step's traffic was set; the bake counts from it. Its kwargs are plain JSON (the resolved spec dict)."""
+    step's traffic was set; the bake counts from it. `window_start`: the metrics snapshot the task took when it
+    set the traffic (snapshot_to_json's), so the window begins with the step and a restarted triggerer keeps it;
+    without one the trigger takes its own, and the step then bakes a whole bake from it (a step never passes on
+    a window shorter than its bake). Its kwargs are plain JSON (the resolved spec dict)."""
 
     def __init__(self, spec: dict, spec_file: str, candidate: int, production: int | None, step: dict,
-                 started_at: float, endpoint_url: str, carry: dict | None = None) -> None:
+                 started_at: float, endpoint_url: str, carry: dict | None = None, window_start: Any = None) -> None:
         super().__init__()
         self.carry = carry or {}
         self.spec = spec
@@ -95,13 +113,14 @@ class RolloutStepTrigger(BaseTrigger):
         self.step = step
         self.started_at = started_at
         self.endpoint_url = endpoint_url
+        self.window_start = window_start
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "mlspec.triggers.rollout.RolloutStepTrigger",
             {"spec": self.spec, "spec_file": self.spec_file, "candidate": self.candidate,
              "production": self.production, "step": self.step, "started_at": self.started_at,
-             "endpoint_url": self.endpoint_url, "carry": self.carry},
+             "endpoint_url": self.endpoint_url, "carry": self.carry, "window_start": self.window_start},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -123,7 +142,8 @@ class RolloutStepTrigger(BaseTrigger):
         source = metrics_source(spec, self.endpoint_url)
         where = f"{spec.name} version {self.candidate} {step.kind} {step.percent}%"
         poll_s, progress_s, logged_at = poll_interval_s(step.bake_s), progress_every_s(step.bake_s), None
-        start, metrics, checks, problem = None, None, [], ""
+        metrics, checks, problem = None, [], ""
+        start, window_from = snapshot_from_json(self.window_start), float(self.started_at)
         while True:
             elapsed = time.time() - float(self.started_at)
             try:
@@ -136,8 +156,8 @@ class RolloutStepTrigger(BaseTrigger):
                 yield TriggerEvent(self.event(status, metrics, checks, elapsed, f"{where}: {command} asked"))
                 return
             try:
-                if start is None:
-                    start = await asyncio.to_thread(source.snapshot, spec.name)
+                if start is None:  # the task could not take it: the window begins now
+                    start, window_from = await asyncio.to_thread(source.snapshot, spec.name), time.time()
                 metrics = await asyncio.to_thread(source.window, spec.name, self.candidate, self.production, start)
             except MlspecError as exc:
                 problem = f"the metrics could not be read: {exc}"
@@ -146,7 +166,7 @@ class RolloutStepTrigger(BaseTrigger):
                 checks = []
             else:
                 problem = ""
-                verdict, found = step_verdict(metrics, spec.rollout.gates, elapsed, step.bake_s,
+                verdict, found = step_verdict(metrics, spec.rollout.gates, time.time() - window_from, step.bake_s,
                                               compared=self.production is not None)
                 checks = [c.to_dict() | {"line": c.line()} for c in found]
             if verdict != WAIT:
