@@ -18,6 +18,7 @@ from mlspec.registry import open_registry
 from mlspec.registry.base import ModelRegistry
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import OperationFailed, Release, Trigger
+from mlspec.rollout.gates import GateCheck
 from mlspec.rollout.record import active_rollout, load_record, read_command, send_command
 from mlspec.serving import open_serving
 from mlspec.serving.base import Deployment
@@ -196,10 +197,9 @@ def status_lines(result: dict[str, Any], source: str) -> list[str]:
         lines.append(f"  step: {step_words(step)}, started {step.get('started')}, outcome {step.get('outcome') or 'pending'}"
                      + (f", {step['requests']} requests" if step.get("requests") is not None else ""))
     lines.append(f"  traffic (as serving reports it): {traffic_words(result.get('traffic'))}")
-    for check in result["checks"]:
-        value = "no value" if check.get("value") is None else check.get("value")
-        lines.append(f"  gate {check.get('gate')}: {value} (limit {check.get('limit')}) "
-                     f"{'passed' if check.get('passed') else 'failed'}")
+    for check in result["checks"]:  # in the rollout task's log words: "agreement 0.99 >= 0.95: passed"
+        gate = GateCheck(str(check.get("gate", "")), check.get("value"), check.get("limit"), bool(check.get("passed")))
+        lines.append(f"  gate {gate.line()}")
     if result.get("pending_command"):
         lines.append(f"  asked to {result['pending_command']}: the rollout task acts on it at its next check")
     lines.append(f"  `mlspec rollout {source} --pause|--resume|--abort` acts on it")

@@ -45,7 +45,8 @@ def test_status_reports_the_rollout_with_the_traffic_serving_reports(home, capsy
     assert "rollout of version 2 against production 1: running" in out
     assert "step: the canary step at 10 %" in out and "40 requests" in out
     assert "traffic (as serving reports it): version 1 90 %, version 2 10 %; version 2 gets a copy of 100 %" in out
-    assert "gate agreement: 0.99 (limit 0.95) passed" in out
+    # In the rollout task's log words (rollout.gates.GateCheck.line), with the page's signs.
+    assert "gate min_requests 40 >= 20: passed" in out and "gate agreement 0.99 >= 0.95: passed" in out
     assert run(capsys, "rollout", path)[1] == out  # --status is the default
     code, out, _ = run(capsys, "rollout", path, "--json")
     report = json.loads(out)
