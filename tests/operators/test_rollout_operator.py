@@ -676,3 +676,31 @@ def test_a_step_window_starts_when_its_traffic_is_set_and_survives_a_triggerer_r
         event = asyncio.run(first_event(restarted))
         took = time.monotonic() - began
     assert event["status"] == "pass" and took >= 2.0, (event["status"], took)
+
+
+def test_without_per_version_metrics_a_step_bakes_then_checks_the_candidate_is_routed(ops_home, request):
+    """KServe (metrics_url None) with metrics.source server: the trigger reads no metrics (the endpoint has none
+    of mlspec's), it passes once baked, and the task checks the platform routes the candidate its share."""
+    import time
+
+    from mlspec.operators.rollout import readiness_verdict
+    from mlspec.rollout.plan import Step
+    from mlspec.serving import Deployment
+    from mlspec.triggers.rollout import RolloutStepTrigger
+
+    spec = spec_for(unique(request), SHADOW_AND_CANARY)
+    trigger = RolloutStepTrigger(spec=spec.to_dict(), spec_file="", candidate=2, production=1,
+                                 step={"kind": "canary", "percent": 50, "bake_s": 1}, started_at=time.time(),
+                                 endpoint_url=f"http://127.0.0.1:{free_port()}", carry={"index": 0},
+                                 readiness_only=True)
+    began = time.monotonic()
+    event = asyncio.run(first_event(trigger))
+    assert event["status"] == "pass" and event["checks"] == [] and time.monotonic() - began >= 1.0
+    candidate = Deployment(platform="kserve", model_name="m", version=2, endpoint_url="", served_model_name="m",
+                           previous_version=1)
+    step = Step("canary", 50, 1)
+    ready = readiness_verdict(event, step, candidate, {"weights": {"1": 50, "2": 50}, "shadow": None})
+    assert ready["status"] == "pass" and ready["checks"][0]["passed"]
+    # KServe sends the share of a revision that is not ready to production: the step fails on readiness.
+    late = readiness_verdict(event, step, candidate, {"weights": {"1": 100, "2": 0}, "shadow": None})
+    assert late["status"] == "fail" and late["checks"][0]["line"].startswith("readiness: version 2 routed 0% of 50%")

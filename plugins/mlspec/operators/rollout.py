@@ -30,7 +30,7 @@ from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import Release, Trigger, what_failed
 from mlspec.rollout.gates import FAIL, MIN_REQUESTS, PASS, GateCheck
-from mlspec.rollout.metrics import StepMetrics, metrics_source
+from mlspec.rollout.metrics import SERVER_SOURCE, StepMetrics, metrics_source
 from mlspec.rollout.plan import (
     Step,
     first_version_note,
@@ -58,7 +58,7 @@ from mlspec.rollout.record import (
     pending_command,
     save_record,
 )
-from mlspec.serving import Deployment
+from mlspec.serving import Deployment, platform_of
 from mlspec.serving.base import RollbackFailed
 from mlspec.spec.model import ModelSpec
 from mlspec.triggers import rollout as triggers
@@ -148,7 +148,10 @@ class RolloutOperator(MlspecOperator):
         with model_lock(self.model_spec.name, f"rollout step {step.kind} {step.percent}% of version {deployment.version}"):
             self.stop_if_over(context)
             self.release.set_traffic(traffic)
-        started, window = time.time(), self.window_start()
+        readiness_only = self.readiness_only()
+        if readiness_only:
+            log.info("%s: no per-version metrics; this step checks readiness only", platform_of(self.model_spec).title)
+        started, window = time.time(), None if readiness_only else self.window_start()
         self.update_record(lambda r: r.add_step(step.kind, percent=step.percent, traffic=traffic))
         log.info("%s version %d: %s step %d/%d, %d%%, %s bake; traffic %s", self.model_spec.name, deployment.version,
                  step.kind, index + 1, len(steps), step.percent, format_duration(step.bake_s), traffic)
@@ -158,7 +161,7 @@ class RolloutOperator(MlspecOperator):
                 production=deployment.previous_version, step={"kind": step.kind, "percent": step.percent,
                                                               "bake_s": step.bake_s},
                 started_at=started, endpoint_url=deployment.endpoint_url, carry={"index": index, "passed": passed},
-                window_start=window,
+                window_start=window, readiness_only=readiness_only,
             ),
             method_name="step_done",
         )
@@ -179,6 +182,8 @@ class RolloutOperator(MlspecOperator):
 
     def judge_step(self, context, event: dict, index: int, passed: list[dict]) -> dict:
         step = self.steps()[index]
+        if event["status"] == PASS and self.readiness_only():  # the bake is over: is the candidate routed?
+            event = readiness_verdict(event, step, self.candidate, self.release.serving.traffic(self.model_spec.name))
         status, checks = event["status"], list(event.get("checks") or [])
         where = f"{step.kind} {step.percent}%"
         for check in checks:
@@ -323,6 +328,12 @@ class RolloutOperator(MlspecOperator):
     def registry(self):
         return self.release.registry
 
+    def readiness_only(self) -> bool:
+        """The serving platform exports no per-version metrics (KServe) and the gates would read them there
+        (metrics.source server): each step only bakes, then checks the candidate is routed its share (ready)."""
+        return (self.release.serving.metrics_url(self.candidate) is None
+                and self.model_spec.rollout.metrics.source == SERVER_SOURCE)
+
     def window_start(self) -> Any:
         """The step's metrics as the traffic was set (snapshot_to_json's), so its window starts with the step;
         None when they cannot be read now (the trigger then takes its own and bakes a whole bake from it)."""
@@ -424,6 +435,18 @@ def command_wait(timeout_s: int) -> str:
     """How long a paused or held rollout waits for a resume or an abort, and where that limit comes from."""
     return (f"it waits at most {format_duration(timeout_s)} (the spec's rollout.approval.timeout, which bounds "
             "every wait for a person, with or without an approval step), then production takes every request back")
+
+
+def readiness_verdict(event: dict, step: Step, candidate: Deployment, traffic: dict) -> dict:
+    """A step that only baked (no per-version metrics): it passes when the platform routes the candidate its
+    share (KServe gives a revision traffic only once it is ready), else it fails on a `readiness` check."""
+    expected = step.percent if candidate.previous_version is not None else 100
+    share = int((traffic.get("weights") or {}).get(str(candidate.version), 0))
+    passed = share == expected
+    line = f"readiness: version {candidate.version} routed {share}% of {expected}%: {'passed' if passed else 'FAILED'}"
+    check = {"gate": "readiness", "value": share, "limit": expected, "passed": passed, "line": line}
+    return {**event, "status": PASS if passed else FAIL, "checks": [check],
+            "message": event.get("message") if passed else f"the candidate is not ready: {line}"}
 
 
 def step_outcome(event: dict, min_requests: int) -> str:

@@ -37,9 +37,6 @@ class ServingBackend(ABC):
     until it answers, in the worker, or takes the verdict of `readiness_trigger`'s wait in the triggerer."""
 
     platform: str
-    # Whether the backend can copy live requests to a version that does not answer them (a rollout's shadow
-    # step); without it a rollout goes straight to its canary steps.
-    supports_shadow: bool = False
 
     @abstractmethod
     def apply(self, model_name: str, version: int, version_uri: str, *, serve: bool = True) -> dict:

@@ -143,7 +143,6 @@ class KServeServing(ServingBackend):
     """Serve published ONNX versions from `store_root_uri` with a KServe InferenceService."""
 
     platform = "kserve"
-    supports_shadow = False  # KServe copies no requests to a second revision (kserve#2978)
 
     def __init__(
         self,

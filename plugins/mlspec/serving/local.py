@@ -31,7 +31,6 @@ class LocalServing(ServingBackend):
     """Deploy to and roll back on the local Open Inference Protocol server at `base_url`."""
 
     platform = "local"
-    supports_shadow = True
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ from mlspec.deadlines import format_duration
 from mlspec.errors import MlspecError
 from mlspec.registry import open_registry
 from mlspec.release import what_failed
-from mlspec.rollout.gates import FAIL, MIN_REQUESTS_PATIENCE, WAIT, step_verdict
+from mlspec.rollout.gates import FAIL, MIN_REQUESTS_PATIENCE, PASS, WAIT, step_verdict
 from mlspec.rollout.metrics import StepMetrics, metrics_source
 from mlspec.rollout.plan import Step
 from mlspec.rollout.record import load_record, read_command
@@ -103,7 +103,8 @@ class RolloutStepTrigger(BaseTrigger):
     a window shorter than its bake). Its kwargs are plain JSON (the resolved spec dict)."""
 
     def __init__(self, spec: dict, spec_file: str, candidate: int, production: int | None, step: dict,
-                 started_at: float, endpoint_url: str, carry: dict | None = None, window_start: Any = None) -> None:
+                 started_at: float, endpoint_url: str, carry: dict | None = None, window_start: Any = None,
+                 readiness_only: bool = False) -> None:
         super().__init__()
         self.carry = carry or {}
         self.spec = spec
@@ -114,13 +115,15 @@ class RolloutStepTrigger(BaseTrigger):
         self.started_at = started_at
         self.endpoint_url = endpoint_url
         self.window_start = window_start
+        self.readiness_only = readiness_only  # no per-version metrics (KServe): the step only bakes
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "mlspec.triggers.rollout.RolloutStepTrigger",
             {"spec": self.spec, "spec_file": self.spec_file, "candidate": self.candidate,
              "production": self.production, "step": self.step, "started_at": self.started_at,
-             "endpoint_url": self.endpoint_url, "carry": self.carry, "window_start": self.window_start},
+             "endpoint_url": self.endpoint_url, "carry": self.carry, "window_start": self.window_start,
+             "readiness_only": self.readiness_only},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -155,6 +158,13 @@ class RolloutStepTrigger(BaseTrigger):
                 status = PAUSED if command == PAUSE else ABORTED
                 yield TriggerEvent(self.event(status, metrics, checks, elapsed, f"{where}: {command} asked"))
                 return
+            if self.readiness_only:  # the task checks the candidate is routed its share once the bake is over
+                if elapsed >= step.bake_s:
+                    yield TriggerEvent(self.event(PASS, None, [], elapsed, f"{where}: baked {elapsed:.1f}s "
+                                                  "(no per-version metrics: readiness only)"))
+                    return
+                await asyncio.sleep(poll_s)
+                continue
             try:
                 if start is None:  # the task could not take it: the window begins now
                     start, window_from = await asyncio.to_thread(source.snapshot, spec.name), time.time()

@@ -81,7 +81,7 @@ def test_the_candidate_goes_in_as_a_canary_answering_nothing(k8s_api, k8s_connec
         assert deployment.previous_state["canary"] is True
         assert deployment.previous_state["previous_spec"] == kserve.manifest(NAME, 1)["spec"]
         assert routed(kserve, {"1": 100, "2": 0})["shadow"] is None
-        assert kserve.supports_shadow is False and kserve.metrics_url(deployment) is None
+        assert kserve.metrics_url(deployment) is None
 
         # A retried deploy patches nothing and returns the same state.
         writes = len(k8s_api.history(NS, NAME))
