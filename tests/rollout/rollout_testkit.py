@@ -37,8 +37,9 @@ class ServerCounters:
     """The model server's metric names in a CollectorRegistry of their own (prometheus_client), for tests of
     the gates' reading without a model server; a test counts the answers it wants the server to have given."""
 
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+    def __init__(self, started: float | None = None) -> None:
+        """`started`: the server's start-time gauge (unix seconds); None: a server that does not export it."""
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         from mlspec.vocabulary import (
             LATENCY_BUCKETS_S,
@@ -47,9 +48,12 @@ class ServerCounters:
             METRIC_SHADOW_LATENCY,
             METRIC_SHADOW_REQUESTS,
             METRIC_SHADOW_ROWS,
+            METRIC_START_TIME,
         )
 
         self.registry = registry = CollectorRegistry()
+        if started is not None:
+            Gauge(METRIC_START_TIME, "server start", registry=registry).set(started)
         self.requests = Counter(METRIC_REQUESTS, "live requests", ["model", "version", "code"],
                                 registry=registry)
         self.latency = Histogram(METRIC_LATENCY, "latency", ["model", "version"], buckets=LATENCY_BUCKETS_S,

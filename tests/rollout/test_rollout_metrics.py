@@ -12,8 +12,6 @@ import time
 
 import httpx
 import pytest
-from prometheus_client import start_http_server
-from tests.fixtures.ports import free_port
 from tests.fixtures.prometheus import prometheus_process, wait_for_scrape
 from tests.rollout.rollout_testkit import ServerCounters, rollout_spec
 
@@ -127,6 +125,28 @@ def rollout_spec_holder(source: str, connection: str | None):
     return Spec()
 
 
+def test_a_restarted_server_counts_from_its_new_process(caplog):
+    """A restart whose counters rose past the old ones: the start-time gauge tells, not the counters."""
+    old = ServerCounters(started=1000.0)
+    old.answer("m", "3", 200, [0.002] * 500)
+    restarted = ServerCounters(started=2000.0)
+    restarted.answer("m", "3", 200, [0.002] * 580)
+    restarted.answer("m", "3", 500, [0.002] * 20)
+    with caplog.at_level(logging.INFO, logger="mlspec.rollout.metrics"):
+        source = ServerMetrics("http://unused")
+        before, now = parse_metrics(old.text(), "m"), parse_metrics(restarted.text(), "m")
+        window = step_metrics(source.grown(before, now), 3, 2)
+        assert step_metrics(source.grown(before, now), 3, 2) == window  # said once, read at every poll
+    assert (window.requests, window.errors) == (600, 20)
+    assert caplog.text.count("the model server restarted at 1970-01-01T00:33:20Z (it had started at "
+                             "1970-01-01T00:16:40Z): the window goes on from the new process's counters") == 1
+    # without the gauge (a server before it), the counters' growth as before
+    unmarked = ServerCounters()
+    unmarked.answer("m", "3", 200, [0.002] * 600)
+    assert window_of(ServerCounters().text(), unmarked.text()).requests == 600
+    assert window_of(old.text(), old.text()).requests == 0
+
+
 def test_a_bucket_without_a_bound_is_metrics_unavailable():
     page = 'mlspec_request_duration_seconds_bucket{model="m",version="3"} 4\n'
     with pytest.raises(MetricsUnavailable, match="has no upper bound"):
@@ -169,23 +189,23 @@ class Exporter:
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory):
-    """An exporter of the server's metric names (prometheus_client's own HTTP server) and a real Prometheus
-    scraping it every second."""
+    """Two exporters of the server's metric names (two model servers) and a real Prometheus scraping both every
+    second: (counters of the first, its target, Prometheus's URL, the second exporter)."""
     counters = ServerCounters()
-    port = free_port()
-    http_server, thread = start_http_server(port, addr="127.0.0.1", registry=counters.registry)
-    target = f"127.0.0.1:{port}"
+    first = Exporter(counters.text)
+    second = Exporter(ServerCounters().text)
     try:
-        with prometheus_process(tmp_path_factory.mktemp("prometheus"), [target]) as url:
-            wait_for_scrape(url, target)
-            yield counters, target, url
+        with prometheus_process(tmp_path_factory.mktemp("prometheus"), [first.target, second.target]) as url:
+            wait_for_scrape(url, first.target)
+            wait_for_scrape(url, second.target)
+            yield counters, first.target, url, second
     finally:
-        http_server.shutdown()
-        thread.join(timeout=5)
+        first.close()
+        second.close()
 
 
 def test_p95_is_what_promql_says_on_the_same_buckets(scraped):
-    counters, target, url = scraped
+    counters, target, url, _ = scraped
     spread = [0.0003, 0.0007, 0.002, 0.004, 0.03, 0.07, 0.2, 0.4, 0.9, 3, 12]  # 12 s: over the last bound
     counters.answer("quantiles", "7", 200, spread * 9)
     wait_for_scrape(url, target, after=time.time())
@@ -199,7 +219,7 @@ def test_p95_is_what_promql_says_on_the_same_buckets(scraped):
 
 
 def test_prometheus_and_the_server_give_the_same_step_metrics(scraped):
-    counters, target, url = scraped
+    counters, target, url, _ = scraped
     exporter = ServerMetrics(f"http://{target}")
     prometheus = PrometheusMetrics(url)
     counters.answer("same", "3", 200, [0.3] * 50)  # before the step
@@ -212,8 +232,29 @@ def test_prometheus_and_the_server_give_the_same_step_metrics(scraped):
     assert server_window == StepMetrics(**{**EXPECTED.to_dict(), "p95_ms": server_window.p95_ms})
 
 
+def test_a_server_restart_is_seen_through_prometheus(scraped, caplog):
+    _, _, url, second = scraped
+    old = ServerCounters(started=1000.0)
+    old.answer("boot", "3", 200, [0.002] * 500)
+    second.page = old.text
+    wait_for_scrape(url, second.target, after=time.time())
+    start = time.time()
+    wait_for_scrape(url, second.target, after=start)
+    from_server = ServerMetrics(f"http://{second.target}").snapshot("boot")
+    new = ServerCounters(started=2000.0)  # the process restarted and counted past the old one's counters
+    new.answer("boot", "3", 200, [0.002] * 590)
+    new.answer("boot", "3", 503, [0.002] * 10)
+    second.page = new.text
+    wait_for_scrape(url, second.target, after=time.time())
+    with caplog.at_level(logging.INFO, logger="mlspec.rollout.metrics"):
+        through_prometheus = PrometheusMetrics(url).window("boot", 3, 2, start)
+    assert (through_prometheus.requests, through_prometheus.errors) == (600, 10)
+    assert f"the model server instance={second.target} job=mlspec restarted at 1970-01-01T00:33:20Z" in caplog.text
+    assert ServerMetrics(f"http://{second.target}").window("boot", 3, 2, from_server) == through_prometheus
+
+
 def test_a_prometheus_error_is_metrics_unavailable(scraped):
-    _, _, url = scraped
+    url = scraped[2]
     with pytest.raises(MetricsUnavailable, match="answered 400"):
         PrometheusMetrics(url).query("sum(", 0)
 

@@ -7,7 +7,8 @@ counters' growth, per series. Two sources give the same numbers:
 - PrometheusMetrics asks a Prometheus server that scrapes it (`source: prometheus`, an Airflow connection),
   for the same series at the step's start and now. Not `increase()`: it leaves out a series' first scrape,
   so a candidate's first requests, and a first 5xx whose series appears mid-step, would never count.
-A counter lower than at the start means the server restarted: the later value is the window's growth.
+A server that restarted within the window (its start-time gauge changed, or a counter went down) counted
+anew: the window goes on from the new process's counters.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -30,6 +32,7 @@ from mlspec.vocabulary import (
     METRIC_SHADOW_LATENCY,
     METRIC_SHADOW_REQUESTS,
     METRIC_SHADOW_ROWS,
+    METRIC_START_TIME,
     ROLLOUT_METRICS_SOURCES,
     SHADOW_OUTCOMES,
     SHADOW_RESULTS,
@@ -47,6 +50,8 @@ QUANTILE = 0.95
 
 # A series: its sample name and its labels (model, version, ...; from Prometheus also job and instance).
 Series = tuple[str, frozenset[tuple[str, str]]]
+# The labels Prometheus gives every series of one scraped server: what one start-time gauge speaks for.
+TARGET_LABELS = ("job", "instance")
 
 
 class MetricsUnavailable(MlspecError):
@@ -83,11 +88,25 @@ class MetricsSource(ABC):
     def window(self, model: str, candidate: int, production: int | None, start: Any) -> StepMetrics:
         """What the candidate did since `start` (a snapshot of the same model)."""
 
+    def __init__(self) -> None:
+        self._restarts_told: set[tuple[frozenset, float]] = set()
+
+    def grown(self, start: Mapping[Series, float], now: Mapping[Series, float]) -> dict[Series, float]:
+        """growth(start, now), saying once per restart that a server restarted within the window."""
+        for scope, before, after in restarts(start, now):
+            if (scope, after) not in self._restarts_told:
+                self._restarts_told.add((scope, after))
+                where = "".join(f" {name}={value}" for name, value in sorted(scope))
+                log.info("the model server%s restarted at %s (it had started at %s): the window goes on from "
+                         "the new process's counters", where, _iso(after), _iso(before))
+        return growth(start, now)
+
 
 class ServerMetrics(MetricsSource):
     """The model server's own /metrics (GET {endpoint}/metrics; open, no token)."""
 
     def __init__(self, endpoint_url: str, timeout_s: float = 10) -> None:
+        super().__init__()
         self.url = endpoint_url.rstrip("/") + "/metrics"
         self.timeout_s = timeout_s
 
@@ -103,7 +122,7 @@ class ServerMetrics(MetricsSource):
             raise MetricsUnavailable(f"{self.url} is not Prometheus text ({exc})") from exc
 
     def window(self, model: str, candidate: int, production: int | None, start: Any) -> StepMetrics:
-        return step_metrics(growth(start, self.snapshot(model)), candidate, production)
+        return step_metrics(self.grown(start, self.snapshot(model)), candidate, production)
 
 
 class PrometheusMetrics(MetricsSource):
@@ -111,6 +130,7 @@ class PrometheusMetrics(MetricsSource):
 
     def __init__(self, base_url: str, timeout_s: float = 10, headers: Mapping[str, str] | None = None,
                  auth: tuple[str, str] | None = None) -> None:
+        super().__init__()
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.headers = dict(headers or {})
@@ -122,18 +142,20 @@ class PrometheusMetrics(MetricsSource):
     def window(self, model: str, candidate: int, production: int | None, start: Any) -> StepMetrics:
         before = self.series_at(model, float(start))
         now = self.series_at(model, time.time())
-        return step_metrics(growth(before, now), candidate, production)
+        return step_metrics(self.grown(before, now), candidate, production)
 
     def series_at(self, model: str, at: float) -> dict[Series, float]:
-        """The model's series as Prometheus last scraped them at `at` (within its lookback, 5 min)."""
+        """The model's series, and the servers' start times, as Prometheus last scraped them at `at` (within
+        its lookback, 5 min)."""
         names = "|".join(sorted(READ))
-        result = self.query(f'{{__name__=~"{names}",model="{_promql_string(model)}"}}', at)
+        selectors = (f'__name__=~"{names}",model="{_promql_string(model)}"', f'__name__="{METRIC_START_TIME}"')
         values: dict[Series, float] = {}
-        for series in result:
-            labels, (_, value) = _labels(series), _sample(series.get("value"))
-            name = labels.pop("__name__", "")
-            key = (name, frozenset(labels.items()))
-            values[key] = values.get(key, 0.0) + value
+        for selector in selectors:
+            for series in self.query(f"{{{selector}}}", at):
+                labels, (_, value) = _labels(series), _sample(series.get("value"))
+                name = labels.pop("__name__", "")
+                key = (name, frozenset(labels.items()))
+                values[key] = values.get(key, 0.0) + value
         return values
 
     def query(self, promql: str, at: float, *, kind: str = "vector") -> list[dict]:
@@ -178,6 +200,15 @@ def _sample(pair: Any) -> tuple[float, float]:
         raise MetricsUnavailable(f"a Prometheus sample is not [time, \"value\"]: {str(pair)[:200]}") from exc
 
 
+def target_of(labels: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    """The labels naming the scraped server a series came from (job, instance; none from /metrics itself)."""
+    return frozenset((name, value) for name, value in labels if name in TARGET_LABELS)
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _promql_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -209,27 +240,41 @@ def prometheus_from_connection(connection_id: str) -> PrometheusMetrics:
 
 
 def parse_metrics(text: str, model: str) -> dict[Series, float]:
-    """The gates' series of `model` in a /metrics page (Prometheus text format)."""
+    """The gates' series of `model`, and the server's start time, in a /metrics page (Prometheus text format)."""
     # prometheus_client takes about 0.1 s to import: only where a page is read, never when a DAG is parsed
     from prometheus_client.parser import text_string_to_metric_families
 
     values: dict[Series, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in READ and sample.labels.get("model") == model:
+            if (sample.name in READ and sample.labels.get("model") == model) or sample.name == METRIC_START_TIME:
                 values[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
     return values
 
 
+def restarts(start: Mapping[Series, float], now: Mapping[Series, float]) -> list[tuple[frozenset, float, float]]:
+    """The servers whose start-time gauge changed from `start` to `now`: (their target labels, the start
+    time before, the one now). A server that does not export the gauge is never in it."""
+    return [(target_of(labels), start[(name, labels)], value) for (name, labels), value in now.items()
+            if name == METRIC_START_TIME and start.get((name, labels), value) != value]
+
+
 def growth(start: Mapping[Series, float], now: Mapping[Series, float]) -> dict[Series, float]:
-    """Each series' growth from `start` to `now`; a series new since the start grew from 0, one that went down
-    was reset by a restart of the server, and its value now is what it counted since."""
+    """Each series' growth from `start` to `now`; a series new since the start grew from 0. A series of a
+    server that restarted in between (its start time changed, or the counter went down) counted anew since
+    the restart: its value now is the growth."""
+    restarted = [target for target, _, _ in restarts(start, now)]
     grown = {}
     for key, value in now.items():
+        name, labels = key
+        if name == METRIC_START_TIME:
+            continue
         before = start.get(key, 0.0)
-        if value < before:
+        if any(target <= labels for target in restarted):
+            grown[key] = value
+        elif value < before:
             log.info("%s%s went down from %g to %g: the model server restarted; counting %g since",
-                     key[0], dict(sorted(key[1])), before, value, value)
+                     name, dict(sorted(labels)), before, value, value)
             grown[key] = value
         else:
             grown[key] = value - before
