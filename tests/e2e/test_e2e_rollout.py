@@ -210,3 +210,34 @@ def test_an_agreeing_fast_candidate_goes_10_50_100_and_becomes_production(produc
     assert set(summary.by_version) == {"1", str(version)} and summary.by_status == {200: summary.ok}
     change = registry().production_changes(NAME)[-1]
     assert change.action == "promote" and "rollout passed (canary 10%, 50%, 100%)" in change.reason
+
+
+def test_a_first_version_with_a_rollout_and_an_approval_serves_at_once(airflow_db, model_server, tmp_path,
+                                                                       monkeypatch):
+    """A brand-new model: no production to protect or compare with, and no client sends it traffic. The run
+    succeeds without a step or a person: the rollout passes, the approval is not asked, complete_rollout makes
+    the version served and promote makes it production; the summary says why no step ran."""
+    from mlspec.compiler import build_dag
+    from mlspec.spec import load_spec
+    from mlspec.summary import format_summary, read_summary
+
+    name = "rollout-first"
+    rollout = ("rollout:\n  shadow: {percent: 100, for: 1s}\n  canary: {steps: [10, 50, 100], bake: 1s}\n" + GATES
+               + "  approval: {required: true, timeout: 1h}\n")
+    text = spec_text(STRONG, rollout).replace(f"name: {NAME}", f"name: {name}")
+    monkeypatch.setenv("MLSPEC_SPECS_DIR", str(tmp_path))
+    (tmp_path / f"{name}.yaml").write_text(text)
+    spec = load_spec(tmp_path / f"{name}.yaml")
+    assert registry().production_version(name) is None
+    run = build_dag(spec, spec_text=text).test()
+    states = task_states(run)
+    assert str(run.state) == "success", states
+    assert states["rollout"] == states["approve_rollout"] == states["complete_rollout"] == "success", states
+    assert xcom(run, "rollout")["steps"] == [] and xcom(run, "approve_rollout") == {"approved": True, "by": None}
+    assert served_version(model_server, name) == "1" and registry().production_version(name) == 1
+    record = registry().version_record(name, 1).rollout
+    assert record["state"] == "completed" and record["steps"] == []
+    printed = format_summary(read_summary(spec, run.run_id))
+    assert ("  rollout        no production version: nothing to roll out against; version 1 takes every request "
+            "after its smoke test") in printed
+    assert "rollout passed" not in registry().production_changes(name)[-1].reason
