@@ -27,6 +27,7 @@ from mlspec.vocabulary import (
     METRIC_REQUESTS,
     METRIC_ROWS,
     METRIC_SHADOW_PERCENT,
+    METRIC_SHADOW_REQUESTS,
     METRIC_TRAFFIC,
 )
 
@@ -136,6 +137,10 @@ def test_traffic_gauges_follow_the_split_and_counters_survive_an_unload(server, 
     # Every loaded version has its series before its first request (Prometheus' increase() needs the zero).
     samples = scrape(client)
     assert (METRIC_REQUESTS, (("code", "200"), ("model", "m"), ("version", "2"))) in samples
+    # And the shadow series a rollout will move, both ways between the served version and the candidate.
+    for shadow, primary in (("2", "1"), ("1", "2")):
+        labels = (("model", "m"), ("outcome", "compared"), ("primary", primary), ("version", shadow))
+        assert samples[(METRIC_SHADOW_REQUESTS, labels)] == 0
     traffic = {"weights": {"1": 80, "2": 20}, "shadow": {"version": "2", "percent": 50}}
     assert client.post("/v2/repository/models/m/traffic", json={"parameters": traffic}).status_code == 200
     samples = scrape(client)

@@ -229,9 +229,9 @@ class _Collector:
             METRIC_SHADOW_PERCENT, "Share of live requests copied to the version", labels=labels
         )
 
-        shadows = {
-            (model, shadow): primaries for model, shadow, primaries in self.metrics.repository.shadows()
-        }
+        shadows: dict[tuple[str, str], list[str]] = {}
+        for model, shadow, primary in sorted(self.metrics.repository.shadow_pairs()):
+            shadows.setdefault((model, shadow), []).append(primary)
         for stats in self.metrics.all_stats():
             key = [stats.model, stats.version]
             requests.add_metric([*key, "200"], stats.ok)
@@ -256,7 +256,8 @@ class _Collector:
                 outcomes = dict(stats.shadow_requests)
                 results = dict(stats.shadow_rows)
                 shadow_buckets, shadow_sum = list(stats.shadow_latency), stats.shadow_latency_sum
-            for primary in shadows.get((stats.model, stats.version), ()):  # zero series from the start
+            # Zero series before the first copy: a gate reading Prometheus' increase() needs the zero.
+            for primary in shadows.get((stats.model, stats.version), ()):
                 for outcome in SHADOW_OUTCOMES:
                     outcomes.setdefault((primary, outcome), 0)
                 for result in SHADOW_RESULTS:

@@ -421,17 +421,22 @@ class ModelRepository:
                     rows.append((name, version, share, shadow))
         return rows
 
-    def shadows(self) -> list[tuple[str, str, list[str]]]:
-        """(model, shadow version, the versions it gets copies from) of every model with a shadow."""
-        rows = []
+    def shadow_pairs(self) -> set[tuple[str, str, str]]:
+        """(model, shadow version, primary version) pairs that do or may soon get shadow copies: the traffic's
+        shadow with each version that answers, and each loaded version with the served one both ways (a
+        rollout's candidate shadows production, then production shadows the candidate at 100 %)."""
+        pairs = set()
         with self._lock:
-            for name, entry in sorted(self._models.items()):
-                if entry.traffic is None or entry.traffic.shadow is None:
-                    continue
-                shadow = entry.traffic.shadow.version
-                primaries = sorted(v for v, w in entry.traffic.weights.items() if w > 0 and v != shadow)
-                rows.append((name, shadow, primaries))
-        return rows
+            for name, entry in self._models.items():
+                if entry.served is not None:
+                    for version in entry.versions:
+                        if version != entry.served:
+                            pairs |= {(name, version, entry.served), (name, entry.served, version)}
+                if entry.traffic is not None and entry.traffic.shadow is not None:
+                    shadow = entry.traffic.shadow.version
+                    answering = [v for v, w in entry.traffic.weights.items() if w > 0 and v != shadow]
+                    pairs |= {(name, shadow, v) for v in answering}
+        return pairs
 
     def loaded_versions(self) -> list[LoadedVersion]:
         with self._lock:
