@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from mlspec.approval import ApprovalRefused, RunStopped, answer, run_dag
 from mlspec.dagbag import claimed_name, fallback_name, spec_files
 from mlspec.drift_report import live_drift
 from mlspec.errors import MlspecError
@@ -18,6 +19,7 @@ from mlspec.model_card import check_facts, lineage_facts
 from mlspec.operations import run_action
 from mlspec.registry.base import ACTION_WORDS, action_words
 from mlspec.registry.reading import open_for_reading
+from mlspec.release import Trigger
 from mlspec.request_logs import parse_since
 from mlspec.rollout_operations import rollout_status, send, status_lines
 from mlspec.run_form import RunParamError, check_conf, parse_cli_value
@@ -180,7 +182,7 @@ def cmd_render(args) -> int:
 
 def _ensure_airflow_db() -> None:
     """`mlspec run` works on a fresh AIRFLOW_HOME: migrate the SQLite metadata DB once."""
-    home = Path(os.environ.setdefault("AIRFLOW_HOME", str(Path.cwd() / ".airflow")))
+    home = _default_airflow_home()
     marker = home / ".migrated"
     if not marker.exists():
         import subprocess
@@ -189,6 +191,11 @@ def _ensure_airflow_db() -> None:
         print(f"initialising Airflow's metadata DB in {home} (once)...", file=sys.stderr)
         subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True)
         marker.touch()
+
+
+def _default_airflow_home() -> Path:
+    """The Airflow home `mlspec run` uses (AIRFLOW_HOME, else ./.airflow): `mlspec rollout --approve` answers there."""
+    return Path(os.environ.setdefault("AIRFLOW_HOME", str(Path.cwd() / ".airflow")))
 
 
 def _point_airflow_at(spec_path: Path, dag_id: str) -> None:
@@ -239,7 +246,13 @@ def cmd_run(args) -> int:
     dag = build_dag(spec, spec_text=Path(args.spec).read_text())
     conf = run_conf(args, params)
     print(f"running {dag.dag_id} through Airflow (dag.test) ...", file=sys.stderr)
-    dag_run = dag.test(run_conf=conf or None)
+    try:
+        dag_run = run_dag(dag, conf or None)
+    except RunStopped as stopped:
+        print(f"mlspec run {spec.name}: stopped by {stopped}; the run is left unfinished in Airflow's metadata DB"
+              + (f". A rollout it started stays as it is: `mlspec rollout {args.spec} --status` shows it, `--abort` "
+                 "gives production all traffic back" if spec.rollout is not None else ""), file=sys.stderr)
+        return 128 + stopped.signum
     if str(dag_run.state) != "success":
         print(format_failure(spec, dag_run), file=sys.stderr)
         return EXIT_PROBLEMS
@@ -364,7 +377,11 @@ def cmd_rollout(args) -> int:
     if spec is None:
         return EXIT_PROBLEMS
     command = args.action or "status"
+    if command in ("approve", "reject", "abort"):
+        _default_airflow_home()  # the approval waits in the Airflow DB of `mlspec run`
     try:
+        if command in ("approve", "reject"):
+            return _answer_approval(spec, command, args)
         result = rollout_status(spec) if command == "status" else send(spec, command, reason=args.reason or "")
     except MlspecError as exc:
         print(f"mlspec rollout --{command} {spec.name}: {exc}", file=sys.stderr)
@@ -376,6 +393,22 @@ def cmd_rollout(args) -> int:
     else:
         print(f"{spec.name}: {command} of the rollout of version {result['version']} recorded (by {result['actor']}); "
               f"{result['next']}")
+    return EXIT_OK
+
+
+def _answer_approval(spec, command: str, args) -> int:
+    """--approve | --reject: answer the approval the rollout waits for, as cli:<os user>."""
+    try:
+        result = answer(spec, command == "approve", Trigger.from_cli().actor, reason=args.reason or "")
+    except ApprovalRefused as exc:
+        print(f"mlspec rollout --{command} {spec.name}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        then = ("the last step runs, then promote" if command == "approve" else "production takes all traffic back")
+        print(f"{spec.name}: {result['answer']} of the rollout of version {result['version']} recorded in Airflow "
+              f"(by {result['actor']}, run {result['run_id']}); the run goes on: {then}")
     return EXIT_OK
 
 
@@ -566,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
         op.set_defaults(func=cmd_operation)
     rollout = sub.add_parser(
         "rollout", help="the rollout under way (--status, default); --pause, --resume or --abort it (abort: production "
-        "takes all traffic back now)",
+        "takes all traffic back now); --approve or --reject the approval it waits for",
     )
     rollout.add_argument("spec")
     actions = rollout.add_mutually_exclusive_group()
@@ -575,9 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("pause", "stop the current step at its next check; traffic stays as it is"),
         ("resume", "run the paused or held step again"),
         ("abort", "give production all traffic back now and mark the candidate rolled back"),
+        ("approve", "answer the approval the rollout waits for (Airflow's Required Actions): the last step runs"),
+        ("reject", "answer the approval the rollout waits for with Reject: the rollout rolls back"),
     ):
         actions.add_argument(f"--{command}", dest="action", action="store_const", const=command, help=words)
-    rollout.add_argument("--reason", help="--abort: why (recorded with the rollback)")
+    rollout.add_argument("--reason", help="--abort, --reject, --approve: why (recorded with the answer or the rollback)")
     rollout.add_argument("--json", action="store_true", help="print the result as JSON")
     rollout.set_defaults(func=cmd_rollout)
     drift = sub.add_parser(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from mlspec.approval import deadline_after, reject_for_abort, where_to_approve
 from mlspec.errors import MlspecError
 from mlspec.locks import model_lock
 from mlspec.model_card import endpoint_base
@@ -19,7 +20,14 @@ from mlspec.registry.base import ModelRegistry
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import OperationFailed, Release, Trigger
 from mlspec.rollout.gates import GateCheck
-from mlspec.rollout.record import active_rollout, load_record, read_command, send_command
+from mlspec.rollout.record import (
+    APPROVAL,
+    AWAITING_APPROVAL,
+    active_rollout,
+    load_record,
+    read_command,
+    send_command,
+)
 from mlspec.serving import open_serving
 from mlspec.serving.base import Deployment
 from mlspec.storage import open_store
@@ -35,11 +43,11 @@ ALLOWED = {PAUSE: ("running",), RESUME: ("paused", "held"), ABORT: ("running", "
 REFUSALS = {
     (PAUSE, "paused"): "is paused already; --resume runs its step again, --abort gives production all traffic back",
     (PAUSE, "held"): "is held after a failed gate, stopped already; --resume runs the step again, --abort rolls back",
-    (PAUSE, "awaiting_approval"): "waits for a person's approval in Airflow (approve or reject it there); "
-                                  "--abort rolls back now",
+    (PAUSE, "awaiting_approval"): "waits for a person's approval (--approve or --reject it, or answer it in "
+                                  "Airflow's Required Actions); --abort rolls back now",
     (RESUME, "running"): "is running, not paused or held: there is nothing to resume",
-    (RESUME, "awaiting_approval"): "waits for a person's approval in Airflow, not for a resume: approve or reject "
-                                   "it there; --abort rolls back now",
+    (RESUME, "awaiting_approval"): "waits for a person's approval, not for a resume: --approve or --reject it (or "
+                                   "answer it in Airflow's Required Actions); --abort rolls back now",
 }
 
 
@@ -60,6 +68,11 @@ def rollout_status(spec: Any) -> dict[str, Any]:
         "model": spec.name, "active": True, "rollout": data, "step": current_step(data), "checks": last_checks(data),
         "pending_command": read_command(registry, spec.name, int(data["version"])),
     }
+    if data.get("state") == AWAITING_APPROVAL:
+        asked = next((s for s in reversed(data.get("steps") or []) if s.get("kind") == APPROVAL), {})
+        timeout_s = spec.rollout.approval.timeout_s
+        result["approval"] = where_to_approve(spec.source_file or "<spec>", deadline_after(asked.get("started"), timeout_s),
+                                              timeout_s)
     try:
         result["traffic"] = open_serving(spec, open_store(spec.storage.uri, spec.storage.connection)).traffic(spec.name)
     except MlspecError as exc:
@@ -96,6 +109,9 @@ def send(spec: Any, command: str, trigger: Trigger | None = None, reason: str = 
                               "production": data.get("production"), "state": state, "actor": trigger.actor}
     if command == ABORT:
         result.update(abort_now(spec, data, trigger, reason or f"aborted by {trigger.actor}"))
+        # The approval task would wait for its timeout: a Reject ends it now (it finds the rollout aborted).
+        if state == AWAITING_APPROVAL and reject_for_abort(spec.name, trigger.actor, reason or "the rollout was aborted"):
+            result["next"] += " The pending approval was answered Reject."
     else:
         result["next"] = next_words(spec, command, data)
     return result
@@ -202,6 +218,8 @@ def status_lines(result: dict[str, Any], source: str) -> list[str]:
         lines.append(f"  gate {gate.line()}")
     if result.get("pending_command"):
         lines.append(f"  asked to {result['pending_command']}: the rollout task acts on it at its next check")
+    if result.get("approval"):
+        lines.append(f"  awaiting approval: {result['approval']}")
     lines.append(f"  `mlspec rollout {source} --pause|--resume|--abort` acts on it")
     return lines
 

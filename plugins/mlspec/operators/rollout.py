@@ -24,6 +24,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 
+from mlspec.approval import deadline_after, where_to_approve
 from mlspec.deadlines import format_duration
 from mlspec.errors import MlspecError
 from mlspec.locks import model_lock
@@ -505,6 +506,10 @@ class ApproveRolloutOperator(ApprovalOperator):
             record.state = AWAITING_APPROVAL
 
         update_record(release.registry, self.model_spec.name, self.candidate.version, ask)
+        timeout_s = self.model_spec.rollout.approval.timeout_s
+        log.info("%s", where_to_approve(self.model_spec.source_file or "<spec>",
+                                        deadline_after(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), timeout_s),
+                                        timeout_s))
         return super().execute(context)
 
     def resume_execution(self, next_method: str, next_kwargs: dict | None, context) -> Any:
@@ -548,9 +553,10 @@ class ApproveRolloutOperator(ApprovalOperator):
                 log.info("%s approved the last rollout step of %s version %d", by, spec.name, self.candidate.version)
                 return {"approved": True, "by": by}
             update_record(release.registry, spec.name, self.candidate.version, answer)
+            why = str((event.get("params_input") or {}).get("reason") or "")  # `mlspec rollout --reject --reason`
             reason = (f"no one approved the last step within {format_duration(spec.rollout.approval.timeout_s)}"
                       if timed_out
-                      else f"{by} rejected the last step")
+                      else f"{by} rejected the last step" + (f": {why}" if why else ""))
             raise_rolled_back(spec, release, self.candidate, context, reason,
                               by=by if not timed_out else "the approval's timeout", gate=outcome)
         except GateFailed as failed:
