@@ -52,6 +52,7 @@ def test_run_hands_the_conf_to_the_dag(monkeypatch):
 
     class Dag:
         dag_id = "iris-forest"
+        tasks: list = []  # no approval task: no timeout sweep beside the run
 
         def test(self, run_conf=None):
             seen["conf"] = run_conf

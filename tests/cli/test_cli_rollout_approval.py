@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.fixtures.paths import SPECS
 from tests.fixtures.server_testkit import TEST_TOKEN
 from tests.operations.rollout_testkit import running_record, under_rollout
 from tests.operators.operations_testkit import served, start_server
@@ -225,3 +226,27 @@ def test_ctrl_c_and_sigterm_stop_a_run_that_waits_for_approval(airflow_db, waiti
     waiting.process.send_signal(signum)
     assert waiting.ends(20) == 128 + signum, waiting.log()
     assert f"STOPPED {signum.name}" in waiting.log()
+
+
+def test_mlspec_run_runs_the_dag_with_signals_that_stop_it_and_says_what_is_left(monkeypatch, capsys):
+    """cmd_run's wiring without Airflow's run: dag.test runs with SIGTERM raising RunStopped, and a stopped run
+    exits 128 + the signal, saying that the rollout it started stays as it is."""
+    import mlspec.compiler
+    from mlspec import cli
+    from mlspec.approval import RunStopped
+
+    class Dag:
+        dag_id = "iris-forest"
+        tasks: list = []
+
+        def test(self, run_conf=None):
+            assert signal.getsignal(signal.SIGTERM).__name__ == "stop"
+            raise RunStopped(signal.SIGTERM)
+
+    monkeypatch.setattr(cli, "_point_airflow_at", lambda *a: None)
+    monkeypatch.setattr(cli, "_ensure_airflow_db", lambda: None)
+    monkeypatch.setattr(mlspec.compiler, "build_dag", lambda spec, spec_text=None: Dag())
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["run", str(SPECS / "iris-forest.yaml")]) == 128 + signal.SIGTERM
+    assert "mlspec run iris-forest: stopped by SIGTERM; the run is left unfinished" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before
