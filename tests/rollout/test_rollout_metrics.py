@@ -221,15 +221,64 @@ def test_p95_is_what_promql_says_on_the_same_buckets(scraped):
 def test_prometheus_and_the_server_give_the_same_step_metrics(scraped):
     counters, target, url, _ = scraped
     exporter = ServerMetrics(f"http://{target}")
-    prometheus = PrometheusMetrics(url)
+    prometheus = PrometheusMetrics(url, endpoint_url=f"http://{target}")
     counters.answer("same", "3", 200, [0.3] * 50)  # before the step
-    wait_for_scrape(url, target, after=time.time())
-    from_server, from_prometheus = exporter.snapshot("same"), prometheus.snapshot("same")
+    from_prometheus = prometheus.snapshot("same")
+    # the window starts at the first scrape after the step's start: what the server counted before it is
+    # the step before, never this one's
+    wait_for_scrape(url, target, after=from_prometheus)
+    from_server = exporter.snapshot("same")
     canary_traffic(counters, "same")  # the 5xx series of the candidate appears during the step
     wait_for_scrape(url, target, after=time.time())
     server_window = exporter.window("same", 3, 2, from_server)
     assert prometheus.window("same", 3, 2, from_prometheus) == server_window
     assert server_window == StepMetrics(**{**EXPECTED.to_dict(), "p95_ms": server_window.p95_ms})
+
+
+def test_the_step_before_never_leaks_into_a_prometheus_window(scraped):
+    counters, target, url, _ = scraped
+    prometheus = PrometheusMetrics(url, endpoint_url=f"http://{target}")
+    wait_for_scrape(url, target, after=time.time())
+    counters.answer("leak", "3", 500, [0.2] * 30)  # the step before, after its last scrape
+    start = prometheus.snapshot("leak")
+    with pytest.raises(MetricsUnavailable, match="has no scrape of model 'leak'.s series .instance=.* since the step"):
+        prometheus.window("leak", 3, 2, start + 30)  # nothing scraped after that start yet
+    wait_for_scrape(url, target, after=start)
+    counters.answer("leak", "3", 200, [0.002] * 12)  # this step
+    wait_for_scrape(url, target, after=time.time())
+    window = prometheus.window("leak", 3, 2, start)
+    assert (window.requests, window.errors) == (12, 0)
+
+
+def test_prometheus_reads_only_the_endpoint_s_server(scraped, caplog, monkeypatch):
+    counters, target, url, second = scraped
+    other = ServerCounters()
+    other.answer("mixed", "3", 200, [0.002] * 7)
+    second.page = other.text
+    start = time.time()
+    for where in (target, second.target):
+        wait_for_scrape(url, where, after=start)
+    counters.answer("mixed", "3", 200, [0.002] * 5)
+    other.answer("mixed", "3", 200, [0.002] * 7)
+    for where in (target, second.target):
+        wait_for_scrape(url, where, after=time.time())
+
+    def requests(**where) -> int:
+        return PrometheusMetrics(url, **where).window("mixed", 3, 2, start).requests
+
+    assert requests(endpoint_url=f"http://{target}/") == 5  # its instance, when Prometheus scrapes it
+    assert requests(selector=f'{{instance="{second.target}"}}') == 7  # the connection's selector
+    assert requests(selector='job="mlspec"') == 12  # both servers are in job mlspec
+    unscraped = PrometheusMetrics(url, endpoint_url="http://127.0.0.1:9")
+    with caplog.at_level(logging.WARNING, logger="mlspec.rollout.metrics"):
+        assert unscraped.window("mixed", 3, 2, start).requests == 12  # no filter then, said once
+        assert unscraped.window("mixed", 3, 2, start).requests == 12
+    assert caplog.text.count("scrapes no instance 127.0.0.1:9 (the endpoint's host:port)") == 1
+    assert '{"selector": "job=\\"mlspec\\""}' in caplog.text
+    monkeypatch.setenv("AIRFLOW_CONN_PROM_SELECT", json.dumps(
+        {"conn_type": "http", "host": url, "extra": {"selector": f'instance="{second.target}"'}}))
+    spec = rollout_spec_holder("prometheus", "prom_select")
+    assert metrics_source(spec, f"http://{target}").window("mixed", 3, 2, start).requests == 7
 
 
 def test_a_server_restart_is_seen_through_prometheus(scraped, caplog):
@@ -247,7 +296,7 @@ def test_a_server_restart_is_seen_through_prometheus(scraped, caplog):
     second.page = new.text
     wait_for_scrape(url, second.target, after=time.time())
     with caplog.at_level(logging.INFO, logger="mlspec.rollout.metrics"):
-        through_prometheus = PrometheusMetrics(url).window("boot", 3, 2, start)
+        through_prometheus = PrometheusMetrics(url, endpoint_url=f"http://{second.target}").window("boot", 3, 2, start)
     assert (through_prometheus.requests, through_prometheus.errors) == (600, 10)
     assert f"the model server instance={second.target} job=mlspec restarted at 1970-01-01T00:33:20Z" in caplog.text
     assert ServerMetrics(f"http://{second.target}").window("boot", 3, 2, from_server) == through_prometheus

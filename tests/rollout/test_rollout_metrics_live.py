@@ -47,9 +47,12 @@ def canary_window(served, model: str) -> tuple[StepMetrics, StepMetrics, dict]:
     traffic = traffic_for(Step("canary", 50, 1), 1, 2)
     assert httpx.post(f"{url}/v2/repository/models/{model}/traffic", json={"parameters": traffic},
                       headers=admin, timeout=30).status_code == 200
-    server, prometheus = ServerMetrics(url), PrometheusMetrics(prometheus_url)
-    wait_for_scrape(prometheus_url, target, after=time.time())
-    from_server, from_prometheus = server.snapshot(model), prometheus.snapshot(model)
+    # Prometheus keeps only the endpoint's series (its instance) and starts the window at the first scrape
+    # after the step's start: the server's snapshot is taken after that scrape, with no traffic in between
+    server, prometheus = ServerMetrics(url), PrometheusMetrics(prometheus_url, endpoint_url=url)
+    from_prometheus = prometheus.snapshot(model)
+    wait_for_scrape(prometheus_url, target, after=from_prometheus)
+    from_server = server.snapshot(model)
     rows = np.random.default_rng(7).normal(size=(REQUESTS, 64)).astype(np.float32)
     with LoadGenerator(url, model, tensor_bodies(rows, "input"), workers=4, max_requests=REQUESTS) as load:
         load.wait_for(REQUESTS, timeout_s=60)

@@ -325,12 +325,15 @@ def test_a_real_prometheus_scrapes_metrics_and_its_gate_verdict_matches_the_serv
     base_url, stop = start_prometheus(tmp_path / "prometheus", [target], scrape_interval="1s")
     try:
         wait_for_scrape(base_url, target)
-        server_source, prometheus_source = ServerMetrics(serve), PrometheusMetrics(base_url)
+        server_source, prometheus_source = ServerMetrics(serve), PrometheusMetrics(base_url, endpoint_url=serve)
         verdicts = {}
         for name, candidate in (("digits-prom-weaker", WEAKER), ("digits-prom-agreeing", AGREEING)):
             endpoint = endpoint_with_candidate(serve, store_root, name, candidate)
             step = plan(rollout(shadow_s=1, bake_s=1))[0]
             server_start, prometheus_start = server_source.snapshot(name), prometheus_source.snapshot(name)
+            # Prometheus's window starts at its first scrape after the step's start (what came before is the
+            # step before): the traffic goes after it, so both sources see all of it
+            wait_for_scrape(base_url, target, after=prometheus_start)
             started = time.monotonic()
             endpoint.set_traffic(traffic_for(step, PRODUCTION, candidate))
             send(endpoint, 300)

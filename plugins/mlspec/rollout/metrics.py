@@ -5,8 +5,10 @@ The model server counts requests, latencies and shadow comparisons per model and
 counters' growth, per series. Two sources give the same numbers:
 - ServerMetrics reads the server's /metrics itself (spec `rollout.metrics.source: server`);
 - PrometheusMetrics asks a Prometheus server that scrapes it (`source: prometheus`, an Airflow connection),
-  for the same series at the step's start and now. Not `increase()`: it leaves out a series' first scrape,
-  so a candidate's first requests, and a first 5xx whose series appears mid-step, would never count.
+  for the same series at the first scrape after the step's start and now: what an earlier scrape holds is
+  the step before. Not `increase()`: it leaves out a series' first scrape, so a candidate's first requests,
+  and a first 5xx whose series appears mid-step, would never count. Only the endpoint's own series: those
+  the connection's selector names, else the endpoint's instance (host:port) when Prometheus scrapes it.
 A server that restarted within the window (its start-time gauge changed, or a counter went down) counted
 anew: the window goes on from the new process's counters.
 """
@@ -21,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -52,6 +55,7 @@ QUANTILE = 0.95
 Series = tuple[str, frozenset[tuple[str, str]]]
 # The labels Prometheus gives every series of one scraped server: what one start-time gauge speaks for.
 TARGET_LABELS = ("job", "instance")
+SELECTOR_EXAMPLE = '{"selector": "job=\\"mlspec\\""}'
 
 
 class MetricsUnavailable(MlspecError):
@@ -126,29 +130,87 @@ class ServerMetrics(MetricsSource):
 
 
 class PrometheusMetrics(MetricsSource):
-    """A Prometheus server that scrapes the model server: the same series, at the step's start and now."""
+    """A Prometheus server that scrapes the model server: the same series, at the first scrape after the
+    step's start and now.
+
+    Only the endpoint's series count: `selector` (label matchers such as `job="mlspec"`, from the
+    connection's extra) names them; without one, `instance="<host:port of endpoint_url>"` when Prometheus
+    has that instance, else every series of the model (said once in the log).
+    """
 
     def __init__(self, base_url: str, timeout_s: float = 10, headers: Mapping[str, str] | None = None,
-                 auth: tuple[str, str] | None = None) -> None:
+                 auth: tuple[str, str] | None = None, *, selector: str | None = None,
+                 endpoint_url: str | None = None) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.headers = dict(headers or {})
         self.auth = auth
+        self.selector = selector.strip().strip("{}").strip() if selector else None
+        self.endpoint_instance = instance_of(endpoint_url) if endpoint_url else None
+        self._endpoint_matchers: str | None = None  # found at the first window without a selector
+        # (model, start, target) -> the target's series at its first scrape after start
+        self._baselines: dict[tuple[str, float, frozenset], dict[Series, float]] = {}
 
     def snapshot(self, model: str) -> float:
         return time.time()
 
     def window(self, model: str, candidate: int, production: int | None, start: Any) -> StepMetrics:
-        before = self.series_at(model, float(start))
-        now = self.series_at(model, time.time())
+        start, at = float(start), time.time()
+        matchers = self.matchers()
+        now = self.series_at(model, at, matchers)
+        before: dict[Series, float] = {}
+        for target in {target_of(labels) for name, labels in now if name != METRIC_START_TIME}:
+            baseline = self.baseline(model, start, at, target, matchers)
+            if baseline is None:  # not scraped since the step began: its series wait for a later poll
+                now = {key: value for key, value in now.items() if target_of(key[1]) != target}
+            else:
+                before.update(baseline)
+        if not any(name != METRIC_START_TIME for name, _ in now):
+            raise MetricsUnavailable(
+                f"Prometheus at {self.base_url} has no scrape of model {model!r}'s series "
+                f"({matchers or 'no filter'}) since the step began at {_iso(start)}: the window starts at the "
+                "first scrape after it, so a step never counts the step before")
         return step_metrics(self.grown(before, now), candidate, production)
 
-    def series_at(self, model: str, at: float) -> dict[Series, float]:
+    def matchers(self) -> str:
+        """The label matchers that keep the endpoint's series (see the class); "" for none."""
+        if self.selector is not None:
+            return self.selector
+        if self._endpoint_matchers is None:
+            self._endpoint_matchers = ""
+            if self.endpoint_instance:
+                instance = f'instance="{_promql_string(self.endpoint_instance)}"'
+                if self.query(f"up{{{instance}}}", time.time()):
+                    self._endpoint_matchers = instance
+                else:
+                    log.warning("Prometheus at %s scrapes no instance %s (the endpoint's host:port), so the gates "
+                                "read the model's series from every server it scrapes; name the endpoint's series "
+                                "in the Prometheus connection's extra: %s", self.base_url, self.endpoint_instance,
+                                SELECTOR_EXAMPLE)
+        return self._endpoint_matchers
+
+    def baseline(self, model: str, start: float, at: float, target: frozenset, matchers: str
+                 ) -> dict[Series, float] | None:
+        """`target`'s (job and instance labels) series of the model at its first successful scrape at or
+        after `start` (up to `at`); None: not scraped since."""
+        key = (model, start, target)
+        if key not in self._baselines:
+            span_ms = max(1000, math.ceil((at - start) * 1000) + 1000)
+            selector = _join(matchers, _label_matchers(target))
+            scrapes = [t for series in self.query(f"up{{{selector}}}[{span_ms}ms]", at, kind="matrix")
+                       for t, value in _samples(series) if t >= start and value == 1]
+            if not scrapes:
+                return None
+            self._baselines[key] = self.series_at(model, min(scrapes), selector)
+        return self._baselines[key]
+
+    def series_at(self, model: str, at: float, matchers: str = "") -> dict[Series, float]:
         """The model's series, and the servers' start times, as Prometheus last scraped them at `at` (within
         its lookback, 5 min)."""
         names = "|".join(sorted(READ))
-        selectors = (f'__name__=~"{names}",model="{_promql_string(model)}"', f'__name__="{METRIC_START_TIME}"')
+        selectors = (_join(f'__name__=~"{names}",model="{_promql_string(model)}"', matchers),
+                     _join(f'__name__="{METRIC_START_TIME}"', matchers))
         values: dict[Series, float] = {}
         for selector in selectors:
             for series in self.query(f"{{{selector}}}", at):
@@ -200,9 +262,32 @@ def _sample(pair: Any) -> tuple[float, float]:
         raise MetricsUnavailable(f"a Prometheus sample is not [time, \"value\"]: {str(pair)[:200]}") from exc
 
 
+def _samples(series: dict) -> list[tuple[float, float]]:
+    values = series.get("values")
+    if not isinstance(values, list):
+        raise MetricsUnavailable(f"a Prometheus range series without values: {str(series)[:200]}")
+    return [_sample(pair) for pair in values]
+
+
 def target_of(labels: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
     """The labels naming the scraped server a series came from (job, instance; none from /metrics itself)."""
     return frozenset((name, value) for name, value in labels if name in TARGET_LABELS)
+
+
+def instance_of(endpoint_url: str) -> str:
+    """The host:port Prometheus names a target by (its instance label), of an endpoint URL."""
+    parts = urlsplit(endpoint_url if "://" in endpoint_url else f"http://{endpoint_url}")
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _label_matchers(labels: Iterable[tuple[str, str]]) -> str:
+    return ",".join(f'{name}="{_promql_string(value)}"' for name, value in sorted(labels))
+
+
+def _join(*matchers: str) -> str:
+    return ",".join(m for m in matchers if m)
 
 
 def _iso(unix: float) -> str:
@@ -217,13 +302,14 @@ def metrics_source(spec: Any, deployment_endpoint_url: str) -> MetricsSource:
     """Where the spec's gates read: the deployment's own /metrics, or the Prometheus its connection names."""
     settings = spec.rollout.metrics
     if settings.source == PROMETHEUS_SOURCE:
-        return prometheus_from_connection(settings.connection)
+        return prometheus_from_connection(settings.connection, endpoint_url=deployment_endpoint_url)
     return ServerMetrics(deployment_endpoint_url)
 
 
-def prometheus_from_connection(connection_id: str) -> PrometheusMetrics:
+def prometheus_from_connection(connection_id: str, *, endpoint_url: str | None = None) -> PrometheusMetrics:
     """The Airflow connection as a Prometheus base URL: host (or a whole URL), port, schema http|https;
-    a token (extra {"token": ...}, or the password without a login) or login/password."""
+    a token (extra {"token": ...}, or the password without a login) or login/password; the extra's
+    "selector" (label matchers, e.g. `job="mlspec"`) names the endpoint's series."""
     used_for = "the rollout gates' Prometheus (rollout.metrics.connection)"
     connection = get_connection(connection_id, used_for=used_for)
     host = (connection.host or "").strip().rstrip("/")
@@ -236,7 +322,9 @@ def prometheus_from_connection(connection_id: str) -> PrometheusMetrics:
     token = bearer_token(connection)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     auth = (connection.login, connection.password or "") if connection.login else None
-    return PrometheusMetrics(url, headers=headers, auth=auth)
+    selector = (connection.extra_dejson or {}).get("selector")
+    return PrometheusMetrics(url, headers=headers, auth=auth, selector=str(selector) if selector else None,
+                             endpoint_url=endpoint_url)
 
 
 def parse_metrics(text: str, model: str) -> dict[Series, float]:
