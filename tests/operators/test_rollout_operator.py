@@ -634,6 +634,22 @@ def test_a_rollout_left_behind_is_rolled_back_before_the_next_candidate_is_deplo
     assert release.roll_back_abandoned(3) == ""  # nothing left behind now
 
 
+def test_the_deploy_of_a_rollout_candidate_first_rolls_back_a_rollout_left_behind(ops_server, request):
+    from mlspec.operators.deploy import DeployModelOperator
+    from mlspec.release import Release
+    from mlspec.rollout.record import RolloutRecord, save_record
+
+    model = publish(unique(request), [1, 1, 1], SHADOW_AND_CANARY)
+    deployed_candidate(model)
+    save_record(model.registry(), model.name, RolloutRecord(2, 1, "rollback"))
+    Release.open(model.spec).set_traffic({"weights": {"1": 50, "2": 50}})
+    deploy = DeployModelOperator(task_id="deploy", spec=model.spec.to_dict(), stored={"version": 3, "uri": model.uris[3]})
+    deployment = deploy.run({"run_id": "manual__next", "dag_run": None, "ti": None})
+    assert deployment["version"] == 3 and deployment["previous_version"] == 1
+    assert traffic_of(model)["weights"] == {"1": 100}
+    assert record_of(model)["state"] == "aborted"
+
+
 def test_a_cleared_rollout_task_keeps_the_steps_of_its_earlier_tries(ops_server, request):
     from airflow.sdk.exceptions import TaskDeferred
 
