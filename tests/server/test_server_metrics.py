@@ -4,6 +4,8 @@ traffic gauges, and counters that stay monotonic across an unload and a reload (
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from tests.fixtures.server_testkit import load
 from tests.fixtures.server_traffic import (
@@ -28,6 +30,7 @@ from mlspec.vocabulary import (
     METRIC_ROWS,
     METRIC_SHADOW_PERCENT,
     METRIC_SHADOW_REQUESTS,
+    METRIC_START_TIME,
     METRIC_TRAFFIC,
 )
 
@@ -175,3 +178,19 @@ def test_traffic_gauges_follow_the_split_and_counters_survive_an_unload(server, 
     again = scrape(client)
     assert value(again, METRIC_REQUESTS, model="m", version="2", code="200") == answered.count("2")
     assert value(again, METRIC_TRAFFIC, model="m", version="2") == 0
+
+
+def test_the_start_time_gauge_tells_a_restarted_server_from_a_quiet_one(start_server, tmp_path):
+    """mlspec_server_start_time_seconds: no labels, when the server began counting; a restart moves it, so a
+    gate knows the counters began again (rollout.metrics reads it)."""
+    before = time.time()
+    first = start_server(tmp_path / "state")
+    after = time.time()
+    samples = scrape(first.client())
+    started = [(labels, v) for (name, labels), v in samples.items() if name == METRIC_START_TIME]
+    assert len(started) == 1 and started[0][0] == (), started
+    assert before <= started[0][1] <= after
+    assert scrape(first.client())[(METRIC_START_TIME, ())] == started[0][1]  # steady while it runs
+    first.stop()
+    second = start_server(tmp_path / "state")
+    assert scrape(second.client())[(METRIC_START_TIME, ())] > started[0][1]

@@ -13,6 +13,7 @@ Names come from mlspec.vocabulary (METRIC_*); the rollout gates read the same na
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -32,6 +33,7 @@ from mlspec.vocabulary import (
     METRIC_SHADOW_PERCENT,
     METRIC_SHADOW_REQUESTS,
     METRIC_SHADOW_ROWS,
+    METRIC_START_TIME,
     METRIC_TRAFFIC,
     OUTPUTS,
     SHADOW_OUTCOMES,
@@ -159,6 +161,9 @@ class ServerMetrics:
 
     def __init__(self, repository) -> None:
         self.repository = repository
+        # When this server's counters began (unix seconds): a gate that sees it change knows the counters
+        # started again from zero (a restart), which a quiet step cannot tell from a counter that only rose.
+        self.started = time.time()
         self.registry = CollectorRegistry(auto_describe=False)
         self._stats: dict[tuple[str, str], VersionStats] = {}
         self._lock = threading.Lock()
@@ -271,7 +276,11 @@ class _Collector:
         for model, version, share, shadow in self.metrics.repository.traffic_percents():
             traffic.add_metric([model, version], share)
             shadow_percent.add_metric([model, version], shadow)
+        started = GaugeMetricFamily(
+            METRIC_START_TIME, "When the model server started, in unix seconds (its counters began then)"
+        )
+        started.add_metric([], self.metrics.started)
         yield from (
-            requests, latency, rows, classes, predictions, shadow_requests, shadow_rows, shadow_latency,
-            traffic, shadow_percent,
+            started, requests, latency, rows, classes, predictions, shadow_requests, shadow_rows,
+            shadow_latency, traffic, shadow_percent,
         )  # fmt: skip
