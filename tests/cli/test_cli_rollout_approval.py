@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,3 +251,35 @@ def test_mlspec_run_runs_the_dag_with_signals_that_stop_it_and_says_what_is_left
     assert cli.main(["run", str(SPECS / "iris-forest.yaml")]) == 128 + signal.SIGTERM
     assert "mlspec run iris-forest: stopped by SIGTERM; the run is left unfinished" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_approval_task_logs_where_to_answer_and_a_cli_rejection_rolls_back_with_its_reason(home, monkeypatch,
+                                                                                               capsys):
+    """approve_rollout's log names both ways to answer and the deadline; a Reject from `mlspec rollout --reject
+    --reason` (Airflow's event as the CLI's answer makes it) rolls back with the reason in the story."""
+    from types import SimpleNamespace
+
+    import airflow.providers.standard.operators.hitl as hitl_operators
+    from airflow.sdk.exceptions import AirflowFailException, TaskAwaitingInput
+
+    from mlspec.operators.rollout import ApproveRolloutOperator
+    from mlspec.rollout_operations import candidate_deployment
+
+    model, path = awaiting_approval(home, "cli-approval-log")
+    deployment = candidate_deployment(model.spec, model.registry(), 2, 1).to_xcom()
+    task = ApproveRolloutOperator(task_id="approve_rollout", spec=model.spec.to_dict(), spec_file=path,
+                                  deployment=deployment, rollout={"steps": []})
+    monkeypatch.setattr(hitl_operators, "upsert_hitl_detail", lambda **kwargs: None)  # Airflow's DB write: no worker
+    capsys.readouterr()
+    with pytest.raises(TaskAwaitingInput):
+        task.execute({"task_instance": SimpleNamespace(id="ti-1")})
+    logged = capsys.readouterr()
+    assert re.search(r"approve or reject in the Airflow UI \(Browse > Required Actions, or the task's page\), or "
+                     rf"`mlspec rollout {re.escape(path)} --approve\|--reject`; with no answer by "
+                     r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ \(approval.timeout 48h\) it rolls back", logged.out + logged.err)
+    event = {"chosen_options": ["Reject"], "params_input": {"reason": "p95 drifts up"}, "timedout": False,
+             "responded_by_user": {"id": ACTOR, "name": ACTOR}}
+    with pytest.raises(AirflowFailException, match=f"{ACTOR} rejected the last step: p95 drifts up"):
+        task.execute_complete({"run_id": "manual__reject"}, event)
+    assert model.registry().version_record("cli-approval-log", 2).rollout["state"] == "rolled_back"
+    assert served(model.spec) == 1
