@@ -163,3 +163,22 @@ def test_a_shadow_that_cannot_answer_counts_errors(server, store_root):
         assert client.post("/v2/models/m/infer", json=infer_body(rows(2), f"e{i}")).status_code == 200
     counts = wait_for(lambda: (c := _shadow(client, "2", "1"))["error"] == 5 and c, what="5 errors")
     assert counts["compared"] == 0 and counts["agree"] + counts["disagree"] == 0
+
+
+def test_a_shadow_in_a_split_compares_only_the_requests_the_other_version_answered(server, store_root):
+    client = server.client()
+    assert load(client, "m", publish_model(store_root, "m", labelled_classifier_onnx(0))).status_code == 200
+    _load_candidate(client, publish_model(store_root, "m", labelled_classifier_onnx(1)))
+    _traffic(client, {"1": 50, "2": 50}, {"version": "2", "percent": 100})  # a canary step's traffic
+    answered = [
+        client.post("/v2/models/m/infer", json=infer_body(rows(1), f"c{i}")).json()["model_version"]
+        for i in range(60)
+    ]
+    assert 0 < answered.count("1") < 60
+    counts = wait_for(
+        lambda: (c := _shadow(client, "2", "1"))["compared"] == answered.count("1") and c,
+        what="a copy of each request version 1 answered",
+    )
+    assert counts["agree"] + counts["disagree"] == answered.count("1")
+    # Version 2's own answers are never copied to itself.
+    assert _shadow(client, "2", "2")["compared"] == 0

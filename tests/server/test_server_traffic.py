@@ -167,6 +167,9 @@ BAD_BODIES = [
     ({"weights": {"1": 100}, "shadow": {"percent": 10}}, 400, "shadow.version is required"),
     ({"weights": {"1": 100}, "shadow": {"version": "2", "copy": 1}}, 400, "unknown keys ['copy']"),
     ({"weights": {"1": 100}, "shadow": "2"}, 400, "must be null or"),
+    # A version shadowing itself: every request would run twice and agree with itself.
+    ({"weights": {"1": 100}, "shadow": {"version": "1"}}, 400, "version 1 answers every request"),
+    ({"weights": {"2": 100, "1": 0}, "shadow": {"version": 2}}, 400, "version 2 answers every request"),
     ("weights", 400, "the body must be"),
     ({"weights": {"1": 90, "7": 10}}, 404, "no version '7' loaded"),
     ({"weights": {"1": 100}, "shadow": {"version": "9"}}, 404, "no version '9' loaded"),

@@ -87,7 +87,15 @@ class Traffic:
                     "parameters.shadow needs weights: a shadow copies requests that other versions answer"
                 )
             return None
-        return cls(_weights(weights), _shadow(shadow) if shadow is not None else None)
+        parsed = cls(_weights(weights), _shadow(shadow) if shadow is not None else None)
+        if parsed.shadow is not None and parsed.percent_of(parsed.shadow.version) == 100:
+            # Copies go only to requests another version answered: every request would run twice for nothing.
+            raise BadRequest(
+                f"parameters.shadow.version {parsed.shadow.version} answers every request (weight 100): "
+                "the shadow must be a version other than the one answering, e.g. weights {production: 100} "
+                "and shadow the candidate"
+            )
+        return parsed
 
     @classmethod
     def from_state(cls, state: dict) -> Traffic:
