@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from tests.fixtures.server_testkit import load
+from tests.fixtures.server_testkit import TEST_TOKEN, load
 from tests.fixtures.server_traffic import (
     CLASS_NAMES,
     infer_body,
@@ -36,7 +36,7 @@ from mlspec.vocabulary import (
 
 
 def test_metrics_count_answers_errors_rows_and_classes_per_version(start_server, tmp_path, store_root):
-    # auth "token": the model endpoints need the token, /metrics stays open like the health probes.
+    # auth "token": the model endpoints need the token, and /metrics too (it names models, versions, classes).
     server = start_server(config=ServerConfig(allow_roots=(tmp_path.as_uri(),), auth="token"))
     client = server.client()
     model = labelled_classifier_onnx(0)
@@ -64,7 +64,12 @@ def test_metrics_count_answers_errors_rows_and_classes_per_version(start_server,
     assert client.post("/v2/models/m/versions/2/infer", json=infer_body(x[:2])).status_code == 200
     assert server.client(token=None).post("/v2/models/m/infer", json=infer_body(x[:1])).status_code == 401
 
-    samples = scrape(server.client(token=None))
+    refused = server.client(token=None).get("/metrics")
+    assert refused.status_code == 401 and "/metrics" in refused.json()["error"]
+    wrong = server.client(token=None).get("/metrics", headers={"Authorization": "Bearer wrong"})
+    assert wrong.status_code == 401
+    assert server.client(token=None).get("/v2/health/ready").status_code == 200  # probes stay open
+    samples = scrape(server.client(), token=TEST_TOKEN)
     assert value(samples, METRIC_REQUESTS, model="m", version="1", code="200") == 10
     assert value(samples, METRIC_REQUESTS, model="m", version="1", code="400") == 1
     assert value(samples, METRIC_REQUESTS, model="m", version="2", code="200") == 1

@@ -6,7 +6,8 @@ that model in flight, 413 body too large, 503 known but not ready or too many re
 (with Retry-After), 504 a load that timed out):
 
 * GET  /v2/health/live, /v2/health/ready, /v2 (server metadata)
-* GET  /metrics                                Prometheus text format (metrics.py), open like health
+* GET  /metrics                                Prometheus text format (metrics.py); open like health,
+                                               but with `auth="token"` it needs the token like the models
 * GET  /v2/models/{m}[/versions/{v}]           model metadata (+ `parameters.served_version`, `.traffic`)
 * GET  /v2/models/{m}[/versions/{v}]/ready     200 when that model (version) is ready
 * POST /v2/models/{m}[/versions/{v}]/infer     JSON tensors, or Triton's binary tensor extension; a table
@@ -25,7 +26,8 @@ that model in flight, 413 body too large, 503 known but not ready or too many re
 The repository API needs `Authorization: Bearer <token>` (MLSPEC_SERVER_TOKEN, or the token file
 the server writes into its state folder at first start, mode 0600), at least MIN_TOKEN_CHARS long
 (the server refuses to start with a shorter one); with `auth="token"` the model endpoints need it
-too. Health and server metadata stay open for probes.
+too, and so does /metrics (it names the models, versions, traffic and class counts). Health and server
+metadata stay open for probes.
 
 Request bodies are capped one by one (`Limits.max_body_bytes`, 413) and all together: the bytes of the
 bodies being received or answered at one moment stay under `ServerConfig.max_inflight_bytes`
@@ -351,7 +353,7 @@ class ModelServer:
         parts = path.strip("/").split("/")
         if parts[0] != "v2":
             if parts == ["metrics"]:
-                self._require(scope, "GET", method)
+                self._require(scope, "GET", method, models=True)
                 return 200, self.metrics.exposition(), [(b"content-type", CONTENT_TYPE)]
             raise NotFound(f"no endpoint {path}")
         rest = parts[1:]
@@ -412,7 +414,7 @@ class ModelServer:
         scheme, _, credential = given.partition(b" ")
         if scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), self.token):
             return
-        what = "the model repository API" if admin else "this server's model endpoints"
+        what = "the model repository API" if admin else "this server's model endpoints (and /metrics)"
         raise Unauthorized(
             f"{what} needs 'Authorization: Bearer <token>' with the server's token (MLSPEC_SERVER_TOKEN, "
             "or the token file in the server's state folder)"
