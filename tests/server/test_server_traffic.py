@@ -8,13 +8,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 import pytest
 from tests.fixtures.server_testkit import load
 from tests.fixtures.server_traffic import infer_body, labelled_classifier_onnx, publish_model, rows
 
-from mlspec.server.app import ServerConfig, create_app
+from mlspec.server import app as server_app
+from mlspec.server.app import INLINE_BODY_BYTES, ServerConfig, create_app
 
 
 def _load(client, name: str, uri: str | None = None, version: str | None = None, serve: bool = True):
@@ -123,6 +125,32 @@ def test_weights_split_requests_by_request_id_and_a_retry_lands_on_the_same_vers
     cleared = _traffic(client, "m", {"weights": None})
     assert cleared.json()["traffic"] == {"weights": {"1": 100}, "shadow": None}
     assert set(_answers(client, ids[:50])) == {"1"}
+
+
+def test_a_large_body_is_routed_off_the_event_loop_by_the_same_id(three_versions, monkeypatch):
+    """Finding a large body's id (parsing it) on the event loop would hold every model's requests meanwhile:
+    it runs in the request pool, and the id still picks the version a small body with that id gets."""
+    hashed_on: list[tuple[int, str]] = []
+    real = server_app.request_hash
+
+    def recorded(body, *args):
+        hashed_on.append((len(body), threading.current_thread().name))
+        return real(body, *args)
+
+    monkeypatch.setattr(server_app, "request_hash", recorded)
+    client = three_versions
+    assert _traffic(client, "m", {"weights": {"1": 50, "2": 50}}).status_code == 200
+    large = rows(1000)
+    assert len(json.dumps(infer_body(large, "x"))) > INLINE_BODY_BYTES
+    ids = [f"large-{i}" for i in range(12)]
+    by_large = []
+    for request_id in ids:
+        response = client.post("/v2/models/m/infer", json=infer_body(large, request_id))
+        assert response.status_code == 200, response.text
+        by_large.append(response.json()["model_version"])
+    assert by_large == _answers(client, ids) and set(by_large) == {"1", "2"}
+    large_threads = {name for size, name in hashed_on if size > INLINE_BODY_BYTES}
+    assert large_threads and all(name.startswith("mlspec-infer") for name in large_threads), large_threads
 
 
 def test_the_same_id_picks_the_same_version_in_another_process():

@@ -565,11 +565,18 @@ class ModelServer:
             if key == b"inference-header-content-length":
                 header_length = value.decode("latin-1")
                 break
+        small = len(body) <= INLINE_BODY_BYTES
         shadow = None
         if loaded is None:  # a traffic split or a shadow: the request id decides
-            loaded, shadow = target.pick(request_hash(body, header_length, _header(scope, b"x-request-id")))
+            given_id = _header(scope, b"x-request-id")
+            if small:
+                hashed = request_hash(body, header_length, given_id)
+            else:  # parsing (or hashing) a large body on the event loop would hold every model's requests
+                hashed = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, request_hash, body, header_length, given_id
+                )
+            loaded, shadow = target.pick(hashed)
         stats = loaded.stats or self.metrics.stats(loaded)
-        small = len(body) <= INLINE_BODY_BYTES
         try:
             if small and 0 <= loaded.cost_s < INLINE_COST_S:
                 answer = self._infer_sync(loaded, body, header_length, True)

@@ -5,7 +5,8 @@ Routing is by a stable hash of the request id (the JSON body's `id`, else the X-
 else the body bytes): blake2b, never Python's per-process `hash()`, so a retried request lands on the
 same version on every server process and after a restart. The low digits of the hash pick the
 answering version by weight; the next digits pick the share copied to the shadow, so the copies are
-spread over every answering version.
+spread over every answering version. Finding the id parses the body: the app hashes a body over
+INLINE_BODY_BYTES in its request pool, never on the event loop that every model's requests share.
 """
 
 from __future__ import annotations
