@@ -153,16 +153,54 @@ def test_a_full_queue_drops_copies_and_never_delays_the_answer(start_server, tmp
     assert answered_s < 30 * shadow_s / 2, (answered_s, shadow_s)
 
 
+def _renamed_input(model: bytes, name: str) -> bytes:
+    """The same model taking its input under another name: a changed input schema."""
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    proto.graph.input[0].name = name
+    for node in proto.graph.node:
+        node.input[:] = [name if value == "input" else value for value in node.input]
+    return proto.SerializeToString()
+
+
+def _one_row_only(model: bytes) -> bytes:
+    """The same model behind a Reshape to one row: it loads, then fails in onnxruntime on a batch of two."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load_from_string(model)
+    for node in proto.graph.node:
+        node.input[:] = ["one_row" if value == "input" else value for value in node.input]
+    proto.graph.initializer.append(numpy_helper.from_array(np.array([1, 8], dtype=np.int64), "one_row_shape"))
+    proto.graph.node.insert(0, helper.make_node("Reshape", ["input", "one_row_shape"], ["one_row"]))
+    return proto.SerializeToString()
+
+
 def test_a_shadow_that_cannot_answer_counts_errors(server, store_root):
+    """A copy the candidate cannot answer, whatever the reason, is an `error` outcome, never compared: it
+    takes 4 features (a 400 at its own URL), its input has another name (a changed input schema), or
+    onnxruntime fails on production's valid input."""
     client = server.client()
-    assert load(client, "m", publish_model(store_root, "m", labelled_classifier_onnx(0))).status_code == 200
-    other = publish_model(store_root, "m", labelled_classifier_onnx(1, features=4), features=4)
-    _load_candidate(client, other)  # takes 4 features: every copy of an 8-feature request fails
-    _traffic(client, {"1": 100}, {"version": "2", "percent": 100})
-    for i in range(5):
-        assert client.post("/v2/models/m/infer", json=infer_body(rows(2), f"e{i}")).status_code == 200
-    counts = wait_for(lambda: (c := _shadow(client, "2", "1"))["error"] == 5 and c, what="5 errors")
-    assert counts["compared"] == 0 and counts["agree"] + counts["disagree"] == 0
+    production = labelled_classifier_onnx(0)
+    assert load(client, "m", publish_model(store_root, "m", production)).status_code == 200
+    candidates = {
+        "2": publish_model(store_root, "m", labelled_classifier_onnx(1, features=4), features=4),
+        "3": publish_model(store_root, "m", _renamed_input(production, "features"), input_name="features"),
+        "4": publish_model(store_root, "m", _one_row_only(production)),
+    }
+    for version, uri in candidates.items():
+        _load_candidate(client, uri)
+        refused = client.post(f"/v2/models/m/versions/{version}/infer", json=infer_body(rows(2)))
+        assert refused.status_code >= 400, refused.text
+        _traffic(client, {"1": 100}, {"version": version, "percent": 100})
+        for i in range(5):
+            answer = client.post("/v2/models/m/infer", json=infer_body(rows(2), f"e{version}-{i}"))
+            assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+        counts = wait_for(
+            lambda v=version: (c := _shadow(client, v, "1"))["error"] == 5 and c, what=f"5 errors, v{version}"
+        )
+        assert counts["compared"] == 0 and counts["agree"] + counts["disagree"] == 0, (version, counts)
 
 
 def test_a_shadow_in_a_split_compares_only_the_requests_the_other_version_answered(server, store_root):

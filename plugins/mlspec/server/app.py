@@ -557,7 +557,7 @@ class ModelServer:
             body = await self._body(scope, receive)
         except ProtocolError as exc:  # too large, or too many bytes in flight: answered before the work
             if loaded is not None:
-                self.metrics.stats(loaded).failed(exc.status, 0.0)
+                self.metrics.stats(loaded).failed(exc.status, None)
             raise
         started = time.perf_counter()
         header_length = None

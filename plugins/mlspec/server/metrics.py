@@ -126,8 +126,12 @@ class VersionStats:
         for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
             self.classes[key] = self.classes.get(key, 0) + count
 
-    def failed(self, code: int, seconds: float) -> None:
+    def failed(self, code: int, seconds: float | None) -> None:
+        """Counted by code; only a server error's time (5xx once the work began, `seconds` given) is a
+        latency: a refusal (4xx, or 503 before the body is read) is fast and would pull the p95 down."""
         self.codes[code] = self.codes.get(code, 0) + 1
+        if code < 500 or seconds is None:
+            return
         self.latency[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         self.latency_sum += seconds
 
@@ -205,7 +209,9 @@ class _Collector:
             METRIC_REQUESTS, "Live requests a version answered, by HTTP status", labels=[*labels, "code"]
         )
         latency = HistogramMetricFamily(
-            METRIC_LATENCY, "Seconds from a live request's body read to its answer", labels=labels
+            METRIC_LATENCY,
+            "Seconds from a live request's body read to its answer (refusals, 4xx, not observed)",
+            labels=labels,
         )
         rows = CounterMetricFamily(METRIC_ROWS, "Rows (batch entries) a version answered", labels=labels)
         classes = CounterMetricFamily(
