@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from mlspec.connections import bearer_token, get_connection
-from mlspec.errors import MlspecError
+from mlspec.errors import MlspecError, ServingError
+from mlspec.serving.credentials import token_for
 from mlspec.vocabulary import (
     METRIC_LATENCY,
     METRIC_REQUESTS,
@@ -107,16 +108,18 @@ class MetricsSource(ABC):
 
 
 class ServerMetrics(MetricsSource):
-    """The model server's own /metrics (GET {endpoint}/metrics; open, no token)."""
+    """The model server's own /metrics (GET {endpoint}/metrics), with the server's bearer token when one is
+    given (`mlspec serve --auth token` wants it there too)."""
 
-    def __init__(self, endpoint_url: str, timeout_s: float = 10) -> None:
+    def __init__(self, endpoint_url: str, timeout_s: float = 10, token: str | None = None) -> None:
         super().__init__()
         self.url = endpoint_url.rstrip("/") + "/metrics"
         self.timeout_s = timeout_s
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def snapshot(self, model: str) -> dict[Series, float]:
         try:
-            response = httpx.get(self.url, timeout=self.timeout_s)
+            response = httpx.get(self.url, timeout=self.timeout_s, headers=self.headers)
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise MetricsUnavailable(f"could not read {self.url}: {exc}") from exc
@@ -303,7 +306,16 @@ def metrics_source(spec: Any, deployment_endpoint_url: str) -> MetricsSource:
     settings = spec.rollout.metrics
     if settings.source == PROMETHEUS_SOURCE:
         return prometheus_from_connection(settings.connection, endpoint_url=deployment_endpoint_url)
-    return ServerMetrics(deployment_endpoint_url)
+    return ServerMetrics(deployment_endpoint_url, token=_server_token(spec, deployment_endpoint_url))
+
+
+def _server_token(spec: Any, endpoint_url: str) -> str | None:
+    """The token deploy sends to the endpoint (mlspec.serving.credentials.token_for), or None where the spec's
+    connection is for another host (a cluster's): its token never goes elsewhere."""
+    try:
+        return token_for(endpoint_url, connection_id=spec.serving.connection)
+    except ServingError:
+        return None
 
 
 def prometheus_from_connection(connection_id: str, *, endpoint_url: str | None = None) -> PrometheusMetrics:
