@@ -45,7 +45,7 @@ def test_nothing_measured_is_not_a_pass():
     ]
 
 
-def test_a_first_version_has_no_agreement_to_check():
+def test_a_platform_that_cannot_shadow_has_no_agreement_to_check():
     gate_names = [c.gate for c in check_gates(metrics(agreement=None, compared_rows=0), ALL, compared=False)]
     assert gate_names == ["min_requests", "p95_ms", "error_rate"]
     assert step_verdict(metrics(agreement=None), ALL, 10, 5, compared=False)[0] == "pass"

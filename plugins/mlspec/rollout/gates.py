@@ -56,8 +56,8 @@ def _number(value: float) -> str:
 
 
 def check_gates(metrics: StepMetrics, gates: RolloutGates, *, compared: bool = True) -> list[GateCheck]:
-    """min_requests, then each gate the spec sets. `compared=False` (a first version: no production to
-    compare with) leaves agreement out."""
+    """min_requests, then each gate the spec sets. `compared=False` (a platform that cannot shadow: no row
+    reaches both versions) leaves agreement out."""
     requests = metrics.requests
     checks = [GateCheck(MIN_REQUESTS, requests, gates.min_requests, requests >= gates.min_requests,
                         f"{metrics.dropped} shadow copies dropped" if metrics.dropped else "")]

@@ -30,6 +30,7 @@ from mlspec.rollout.gates import FAIL, MIN_REQUESTS_PATIENCE, PASS, WAIT, step_v
 from mlspec.rollout.metrics import StepMetrics, metrics_source
 from mlspec.rollout.plan import Step
 from mlspec.rollout.record import load_record, read_command
+from mlspec.serving import platform_of
 from mlspec.spec.model import ModelSpec
 from mlspec.vocabulary import ROLLOUT_COMMANDS
 
@@ -144,6 +145,7 @@ class RolloutStepTrigger(BaseTrigger):
         registry = open_registry(spec.registry.backend, spec.registry.connection)
         source = metrics_source(spec, self.endpoint_url)
         where = f"{spec.name} version {self.candidate} {step.kind} {step.percent}%"
+        compared = platform_of(spec).shadows  # a platform that cannot shadow never has a row both versions answered
         poll_s, progress_s, logged_at = poll_interval_s(step.bake_s), progress_every_s(step.bake_s), None
         metrics, checks, problem = None, [], ""
         start, window_from = snapshot_from_json(self.window_start), float(self.started_at)
@@ -177,7 +179,7 @@ class RolloutStepTrigger(BaseTrigger):
             else:
                 problem = ""
                 verdict, found = step_verdict(metrics, spec.rollout.gates, time.time() - window_from, step.bake_s,
-                                              compared=self.production is not None)
+                                              compared=compared)
                 checks = [c.to_dict() | {"line": c.line()} for c in found]
             if verdict != WAIT:
                 message = problem or f"{where}: {verdict} after {elapsed:.1f}s"
@@ -185,7 +187,7 @@ class RolloutStepTrigger(BaseTrigger):
                 return
             if not problem and (logged_at is None or time.time() - logged_at >= progress_s):
                 log.info("%s", progress_line(step, metrics, spec.rollout.gates.min_requests, elapsed,
-                                             compared=self.production is not None))
+                                             compared=compared))
                 logged_at = time.time()
             await asyncio.sleep(poll_s)
 

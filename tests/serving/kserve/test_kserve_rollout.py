@@ -342,3 +342,38 @@ def test_lint_refuses_a_rollout_in_raw_deployment_and_nothing_else():
     serverless = SPEC + "  kserve: {deployment_mode: Serverless}\nrollout:\n  canary: {steps: [10, 100], bake: 1s}\n"
     assert load_spec_text(serverless, "cars.yaml").rollout.canary.steps == (10, 100)
     assert load_spec_text(SPEC, "cars.yaml").rollout is None  # no rollout: RawDeployment releases as before
+
+
+def test_a_step_on_kserve_passes_without_agreement_though_the_spec_gates_on_it(monkeypatch):
+    """KServe cannot shadow, so no row reaches both versions: a step read from Prometheus passes on its other gates
+    (lint warns that agreement is never measured) instead of failing for want of rows compared."""
+    from mlspec.rollout.metrics import StepMetrics
+    from mlspec.spec import load_spec_text
+    from mlspec.triggers import rollout as triggers
+
+    rollout = ("rollout:\n  canary: {steps: [10, 100], bake: 1s}\n  gates: {agreement: 0.95, p95_ms: 250}\n"
+               "  metrics: {source: prometheus, connection: prom}\n")
+    spec = load_spec_text(SPEC + "  kserve: {deployment_mode: Serverless}\n" + rollout, "cars.yaml")
+    measured = StepMetrics(requests=500, errors=0, p95_ms=3.0, agreement=None, compared_rows=0, dropped=0)
+
+    class Prometheus:
+        def snapshot(self, model):
+            return time.time()
+
+        def window(self, model, candidate, production, start):
+            return measured
+
+    monkeypatch.setattr(triggers, "metrics_source", lambda spec, url: Prometheus())
+    monkeypatch.setattr(triggers, "open_registry", lambda backend, connection: None)
+    monkeypatch.setattr(triggers, "look", lambda registry, model, version: None)
+    trigger = triggers.RolloutStepTrigger(
+        spec.to_dict(), "cars.yaml", candidate=2, production=1,
+        step={"kind": "canary", "percent": 10, "bake_s": 1}, started_at=time.time() - 1, endpoint_url="http://x",
+        window_start=time.time() - 1)
+
+    async def first():
+        return [event async for event in trigger.run()][0]
+
+    event = asyncio.run(first())
+    assert event.payload["status"] == "pass", event.payload["message"]
+    assert [c["gate"] for c in event.payload["checks"]] == ["min_requests", "p95_ms", "error_rate"]
