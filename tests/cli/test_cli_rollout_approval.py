@@ -9,6 +9,7 @@ the embedded MLflow registry's, beside a real model server (tests/operations/rol
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import signal
@@ -254,7 +255,7 @@ def test_mlspec_run_runs_the_dag_with_signals_that_stop_it_and_says_what_is_left
 
 
 def test_the_approval_task_logs_where_to_answer_and_a_cli_rejection_rolls_back_with_its_reason(home, monkeypatch,
-                                                                                               capsys):
+                                                                                               capsys, caplog):
     """approve_rollout's log names both ways to answer and the deadline; a Reject from `mlspec rollout --reject
     --reason` (Airflow's event as the CLI's answer makes it) rolls back with the reason in the story."""
     from types import SimpleNamespace
@@ -271,12 +272,13 @@ def test_the_approval_task_logs_where_to_answer_and_a_cli_rejection_rolls_back_w
                                   deployment=deployment, rollout={"steps": []})
     monkeypatch.setattr(hitl_operators, "upsert_hitl_detail", lambda **kwargs: None)  # Airflow's DB write: no worker
     capsys.readouterr()
-    with pytest.raises(TaskAwaitingInput):
+    with caplog.at_level(logging.INFO, logger="mlspec.operators.rollout"), pytest.raises(TaskAwaitingInput):
         task.execute({"task_instance": SimpleNamespace(id="ti-1")})
-    logged = capsys.readouterr()
+    logged = capsys.readouterr()  # the task's log reaches stdout, or only caplog once Airflow set its logging up
     assert re.search(r"approve or reject in the Airflow UI \(Browse > Required Actions, or the task's page\), or "
                      rf"`mlspec rollout {re.escape(path)} --approve\|--reject`; with no answer by "
-                     r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ \(approval.timeout 48h\) it rolls back", logged.out + logged.err)
+                     r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ \(approval.timeout 48h\) it rolls back",
+                     logged.out + logged.err + caplog.text)
     event = {"chosen_options": ["Reject"], "params_input": {"reason": "p95 drifts up"}, "timedout": False,
              "responded_by_user": {"id": ACTOR, "name": ACTOR}}
     with pytest.raises(AirflowFailException, match=f"{ACTOR} rejected the last step: p95 drifts up"):

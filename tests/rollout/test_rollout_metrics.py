@@ -9,6 +9,7 @@ import logging
 import math
 import threading
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -121,6 +122,7 @@ def test_the_spec_says_where_the_gates_read(monkeypatch):
 def rollout_spec_holder(source: str, connection: str | None):
     class Spec:
         rollout = rollout_spec(source=source, connection=connection)
+        serving = SimpleNamespace(connection=None)  # the server source sends the token deploy would send
 
     return Spec()
 
