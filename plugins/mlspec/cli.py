@@ -21,7 +21,16 @@ from mlspec.registry.base import ACTION_WORDS, action_words
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import Trigger
 from mlspec.request_logs import parse_since
-from mlspec.rollout_operations import rollout_status, send, status_lines
+from mlspec.rollout_operations import (
+    ABORT,
+    APPROVAL_ANSWERS,
+    APPROVE,
+    ROLLOUT_CLI_ACTIONS,
+    STATUS,
+    rollout_status,
+    send,
+    status_lines,
+)
 from mlspec.run_form import RunParamError, check_conf, parse_cli_value
 from mlspec.server.errors import ServerSetupError
 from mlspec.serving import PLATFORMS, platform_of
@@ -376,13 +385,13 @@ def cmd_rollout(args) -> int:
     spec = _load_or_report(args.spec)
     if spec is None:
         return EXIT_PROBLEMS
-    command = args.action or "status"
-    if command in ("approve", "reject", "abort"):
+    command = args.action or STATUS
+    if command in (ABORT, *APPROVAL_ANSWERS):
         _default_airflow_home()  # the approval waits in the Airflow DB of `mlspec run`
     try:
-        if command in ("approve", "reject"):
+        if command in APPROVAL_ANSWERS:
             return _answer_approval(spec, command, args)
-        result = rollout_status(spec) if command == "status" else send(spec, command, reason=args.reason or "")
+        result = rollout_status(spec) if command == STATUS else send(spec, command, reason=args.reason or "")
     except MlspecError as exc:
         print(f"mlspec rollout --{command} {spec.name}: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
@@ -399,14 +408,14 @@ def cmd_rollout(args) -> int:
 def _answer_approval(spec, command: str, args) -> int:
     """--approve | --reject: answer the approval the rollout waits for, as cli:<os user>."""
     try:
-        result = answer(spec, command == "approve", Trigger.from_cli().actor, reason=args.reason or "")
+        result = answer(spec, command == APPROVE, Trigger.from_cli().actor, reason=args.reason or "")
     except ApprovalRefused as exc:
         print(f"mlspec rollout --{command} {spec.name}: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        then = ("the last step runs, then promote" if command == "approve" else "production takes all traffic back")
+        then = ("the last step runs, then promote" if command == APPROVE else "production takes all traffic back")
         print(f"{spec.name}: {result['answer']} of the rollout of version {result['version']} recorded in Airflow "
               f"(by {result['actor']}, run {result['run_id']}); the run goes on: {then}")
     return EXIT_OK
@@ -603,14 +612,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollout.add_argument("spec")
     actions = rollout.add_mutually_exclusive_group()
-    for command, words in (
-        ("status", "report the rollout: version, state, current step, traffic, each gate's last value (default)"),
-        ("pause", "stop the current step at its next check; traffic stays as it is"),
-        ("resume", "run the paused or held step again"),
-        ("abort", "give production all traffic back now and mark the candidate rolled back"),
-        ("approve", "answer the approval the rollout waits for (Airflow's Required Actions): the last step runs"),
-        ("reject", "answer the approval the rollout waits for with Reject: the rollout rolls back"),
-    ):
+    for command, words in zip(ROLLOUT_CLI_ACTIONS, (
+        "report the rollout: version, state, current step, traffic, each gate's last value (default)",
+        "stop the current step at its next check; traffic stays as it is",
+        "run the paused or held step again",
+        "give production all traffic back now and mark the candidate rolled back",
+        "answer the approval the rollout waits for (Airflow's Required Actions): the last step runs",
+        "answer the approval the rollout waits for with Reject: the rollout rolls back",
+    ), strict=True):
         actions.add_argument(f"--{command}", dest="action", action="store_const", const=command, help=words)
     rollout.add_argument("--reason", help="--abort, --reject, --approve: why (recorded with the answer or the rollback)")
     rollout.add_argument("--json", action="store_true", help="print the result as JSON")

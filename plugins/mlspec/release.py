@@ -43,6 +43,7 @@ from mlspec.errors import MlspecError, ServingError, StoreError
 from mlspec.registry import open_registry
 from mlspec.registry.base import ModelRegistry, ProductionChange, VersionRecord, utc_now
 from mlspec.registry.reading import open_for_reading
+from mlspec.rollout.plan import NO_SPLIT
 from mlspec.rollout.record import (
     ABORT,
     ABORTED,
@@ -446,7 +447,7 @@ class Release:
         message = f"the rollout of {self.name} version {version} was rolled back by {by}: {reason}"
         log.error("%s; the served version takes every request back", message)
         try:
-            self.serving.set_traffic(self.name, {"weights": None})  # fast: production answers all at once
+            self.serving.set_traffic(self.name, NO_SPLIT)  # fast: production answers all at once
             cleared = True
         except ServingError as exc:  # the restore below clears it too
             cleared = False
@@ -510,7 +511,7 @@ class Release:
     def roll_back_abandoned(self, candidate: int) -> str:
         """Before a rollout of `candidate` starts: a rollout left behind (its task killed or marked failed) may
         still split the traffic (the server keeps it across restarts) and its record still says it runs. Clear
-        the split, take the old candidate out and record its rollout as aborted by "mlspec: abandoned", so a new
+        the split, take the old candidate out and record its rollout as aborted by ABANDONED_BY, so a new
         candidate never starts on an old split. Returns what was done ("" when nothing was left behind). Call it
         under the model's lock."""
         done = []
@@ -521,7 +522,7 @@ class Release:
         served = self.served_or_none()
         weights = traffic.get("weights") or {}
         if traffic.get("shadow") or any(int(p) and str(v) != str(served) for v, p in weights.items()):
-            self.serving.set_traffic(self.name, {"weights": None})
+            self.serving.set_traffic(self.name, NO_SPLIT)
             done.append(f"cleared the traffic split {traffic} an abandoned rollout left; version {served} answers "
                         "every request")
         for record in unfinished_rollouts(self.registry, self.name):

@@ -20,9 +20,14 @@ from mlspec.registry.base import ModelRegistry
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import OperationFailed, Release, Trigger
 from mlspec.rollout.gates import GateCheck
+from mlspec.rollout.plan import CANARY, SHADOW
 from mlspec.rollout.record import (
+    ABORTED,
     APPROVAL,
     AWAITING_APPROVAL,
+    HELD,
+    PAUSED,
+    RUNNING,
     active_rollout,
     load_record,
     read_command,
@@ -36,18 +41,22 @@ from mlspec.vocabulary import ROLLOUT_COMMANDS
 log = logging.getLogger(__name__)
 
 PAUSE, RESUME, ABORT = ROLLOUT_COMMANDS
+STATUS = "status"  # read only: what the rollout does now
+APPROVAL_ANSWERS = (APPROVE, REJECT) = ("approve", "reject")  # a person's answer to the approval a rollout waits for
+# `mlspec rollout SPEC --<action>`: report, command, or answer the approval.
+ROLLOUT_CLI_ACTIONS = (STATUS, *ROLLOUT_COMMANDS, *APPROVAL_ANSWERS)
 # The operations' names for them (mlspec.operations.ACTIONS; the mlspec_operations DAG's form).
-ROLLOUT_ACTIONS = {"rollout_status": "status", "rollout_pause": PAUSE, "rollout_resume": RESUME, "rollout_abort": ABORT}
+ROLLOUT_ACTIONS = {"rollout_status": STATUS, "rollout_pause": PAUSE, "rollout_resume": RESUME, "rollout_abort": ABORT}
 # The states a command makes sense in (vocabulary.ROLLOUT_STATES), and why it does not in the others.
-ALLOWED = {PAUSE: ("running",), RESUME: ("paused", "held"), ABORT: ("running", "paused", "held", "awaiting_approval")}
+ALLOWED = {PAUSE: (RUNNING,), RESUME: (PAUSED, HELD), ABORT: (RUNNING, PAUSED, HELD, AWAITING_APPROVAL)}
 REFUSALS = {
-    (PAUSE, "paused"): "is paused already; --resume runs its step again, --abort gives production all traffic back",
-    (PAUSE, "held"): "is held after a failed gate, stopped already; --resume runs the step again, --abort rolls back",
-    (PAUSE, "awaiting_approval"): "waits for a person's approval (--approve or --reject it, or answer it in "
-                                  "Airflow's Required Actions); --abort rolls back now",
-    (RESUME, "running"): "is running, not paused or held: there is nothing to resume",
-    (RESUME, "awaiting_approval"): "waits for a person's approval, not for a resume: --approve or --reject it (or "
-                                   "answer it in Airflow's Required Actions); --abort rolls back now",
+    (PAUSE, PAUSED): "is paused already; --resume runs its step again, --abort gives production all traffic back",
+    (PAUSE, HELD): "is held after a failed gate, stopped already; --resume runs the step again, --abort rolls back",
+    (PAUSE, AWAITING_APPROVAL): "waits for a person's approval (--approve or --reject it, or answer it in "
+                                "Airflow's Required Actions); --abort rolls back now",
+    (RESUME, RUNNING): "is running, not paused or held: there is nothing to resume",
+    (RESUME, AWAITING_APPROVAL): "waits for a person's approval, not for a resume: --approve or --reject it (or "
+                                 "answer it in Airflow's Required Actions); --abort rolls back now",
 }
 
 
@@ -65,7 +74,8 @@ def rollout_status(spec: Any) -> dict[str, Any]:
         return {"model": spec.name, "active": False, "last": last}
     data = record.to_dict()
     result: dict[str, Any] = {
-        "model": spec.name, "active": True, "rollout": data, "step": current_step(data), "checks": last_checks(data),
+        "model": spec.name, "active": True, "rollout": data, "step": last_traffic_step(data),
+        "checks": last_checks(data),
         "pending_command": read_command(registry, spec.name, int(data["version"])),
     }
     if data.get("state") == AWAITING_APPROVAL:
@@ -131,9 +141,9 @@ def abort_now(spec: Any, data: dict[str, Any], trigger: Trigger, reason: str) ->
                     "next": f"the rollout had just ended ({now.state}, by {last.get('by') or 'the rollout task'}); "
                             "nothing more to do"}
         deployment = candidate_deployment(spec, release.registry, version, production)
-        story = release.roll_back_rollout(deployment, reason, trigger, by=trigger.actor, gate="aborted")
+        story = release.roll_back_rollout(deployment, reason, trigger, by=trigger.actor, gate=ABORTED)
     serves = f"version {production}" if production is not None else "nothing"
-    return {"state": "aborted", "story": story,
+    return {"state": ABORTED, "story": story,
             "next": f"{serves} answers all traffic again; version {version} is rolled back. A new run of the "
                     "pipeline starts a new rollout."}
 
@@ -155,7 +165,7 @@ def candidate_deployment(spec: Any, registry: ModelRegistry, version: int, produ
 def next_words(spec: Any, command: str, data: dict[str, Any]) -> str:
     """What happens after a pause or a resume, in words."""
     source = spec.source_file or "<spec>"
-    step = current_step(data)
+    step = last_traffic_step(data)
     what = step_words(step) if step else "the current step"
     if command == PAUSE:
         return (f"the rollout task stops {what} at its next check and waits; the traffic stays as it is. "
@@ -164,10 +174,10 @@ def next_words(spec: Any, command: str, data: dict[str, Any]) -> str:
             f"`mlspec rollout {source} --status` follows it")
 
 
-def current_step(data: dict[str, Any]) -> dict[str, Any]:
+def last_traffic_step(data: dict[str, Any]) -> dict[str, Any]:
     """The latest traffic step (shadow or canary) of the record; {} before the first."""
     steps = [s for s in data.get("steps") or [] if isinstance(s, dict)]
-    return next((s for s in reversed(steps) if s.get("kind") in ("shadow", "canary")), steps[-1] if steps else {})
+    return next((s for s in reversed(steps) if s.get("kind") in (SHADOW, CANARY)), steps[-1] if steps else {})
 
 
 def last_checks(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -180,9 +190,9 @@ def last_checks(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def step_words(step: dict[str, Any]) -> str:
     kind, percent = step.get("kind", ""), step.get("percent")
-    if kind == "shadow":
+    if kind == SHADOW:
         return f"the shadow step ({percent} % copied)"
-    if kind == "canary":
+    if kind == CANARY:
         return f"the canary step at {percent} %"
     return f"the {kind} step" if kind else "the current step"
 
@@ -247,7 +257,7 @@ def summary_line(spec: Any) -> str | None:
     if record is None:
         return None
     data = record.to_dict()
-    step = current_step(data)
+    step = last_traffic_step(data)
     where = f", {step_words(step)}" if step else ""
     return (f"rollout: version {data['version']} {str(data.get('state', '')).replace('_', ' ')}{where} "
             f"(`mlspec rollout {spec.source_file or '<spec>'} --status`)")

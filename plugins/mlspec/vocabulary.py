@@ -132,7 +132,8 @@ METRIC_PREDICTION = "mlspec_prediction"  # histogram + output: a regression's an
 METRIC_TRAFFIC = "mlspec_traffic_percent"  # gauge: the share of live requests routed to the version
 METRIC_SHADOW_PERCENT = "mlspec_shadow_percent"  # gauge: the share of live requests copied to the version
 METRIC_REQUEST_LOG_ROWS = "mlspec_request_log_rows_total"  # rows written to the request log
-METRIC_REQUEST_LOG_DROPPED = "mlspec_request_log_dropped_total"  # + reason: rows not logged (cap, queue full)
+# + reason: rows not logged (mlspec.request_logs.DROP_REASONS: cap, queue_full, write_error)
+METRIC_REQUEST_LOG_DROPPED = "mlspec_request_log_dropped_total"
 # gauge, no model label: when the server process started (unix seconds); a change means its counters began again
 METRIC_START_TIME = "mlspec_server_start_time_seconds"
 SHADOW_OUTCOMES = ("compared", "error", "dropped")  # dropped: the shadow queue was full

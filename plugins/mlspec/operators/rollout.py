@@ -23,6 +23,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from mlspec.approval import deadline_after, where_to_approve
 from mlspec.deadlines import format_duration
@@ -30,7 +31,7 @@ from mlspec.errors import MlspecError
 from mlspec.locks import model_lock
 from mlspec.operators.base import GateFailed, MlspecOperator
 from mlspec.release import Release, Trigger, what_failed
-from mlspec.rollout.gates import FAIL, MIN_REQUESTS, PASS, GateCheck
+from mlspec.rollout.gates import FAIL, MIN_REQUESTS, PASS, READINESS, GateCheck
 from mlspec.rollout.metrics import SERVER_SOURCE, StepMetrics, metrics_source
 from mlspec.rollout.plan import (
     Step,
@@ -42,6 +43,7 @@ from mlspec.rollout.plan import (
 )
 from mlspec.rollout.record import (
     ABORT,
+    ABORTED,
     APPROVAL,
     APPROVED,
     AWAITING_APPROVAL,
@@ -84,7 +86,7 @@ class RolloutOperator(MlspecOperator):
     def __init__(self, *, deployment: Any, smoke_test: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deployment = deployment
-        self.smoke_test = smoke_test
+        self.smoke_test = smoke_test  # only orders this task after smoke_test (the compiler wires inputs as edges)
 
     @property
     def next_step(self) -> str:
@@ -203,13 +205,14 @@ class RolloutOperator(MlspecOperator):
             return self.wait_for_command(context, index, passed, PAUSED)
         if status == triggers.ABORTED:
             self.roll_back(context, f"the rollout was aborted during the {where} step", by=self.command_actor(),
-                           gate="aborted")
+                           gate=ABORTED)
         failed = [c for c in checks if not c.get("passed")]
         gate = ", ".join(str(c.get("gate")) for c in failed) or "metrics"
         reason = (f"the {where} step failed its gates after {event.get('elapsed_s', 0):.1f}s: "
                   + ("; ".join(str(c.get("line")) for c in failed) or event.get("message", "")))
         if self.model_spec.rollout.on_fail == HOLD:
-            log.error("%s; on_fail hold: the traffic stays as it is until a person resumes or aborts", reason)
+            log.error("%s; on_fail hold: production answers every request and the candidate gets copies until a "
+                      "person resumes or aborts", reason)
             return self.wait_for_command(context, index, passed, HELD)
         self.roll_back(context, reason, by="the rollout's gates", gate=gate)
         return {}  # never reached
@@ -250,7 +253,7 @@ class RolloutOperator(MlspecOperator):
             log.info("resumed by %s: the step runs again", by)
             return self.run_step(context, index, passed)
         if status == triggers.ABORTED:
-            self.roll_back(context, f"the {state} rollout was aborted", by=self.command_actor(), gate="aborted")
+            self.roll_back(context, f"the {state} rollout was aborted", by=self.command_actor(), gate=ABORTED)
         if status == FAIL:
             self.roll_back(context, str(event.get("message")), by="the rollout task", gate="error")
         self.roll_back(context, f"the rollout was {state} and no one resumed or aborted it: {event.get('message', '')}",
@@ -279,8 +282,6 @@ class RolloutOperator(MlspecOperator):
     def guarded(self, context, work) -> Any:
         """As every stage (run_guarded), and whatever ends the task mid-rollout (a serving error, a deadline, a
         bug) first gives production every request back: a failed task never leaves the candidate answering."""
-        from airflow.sdk.exceptions import TaskDeferred
-
         try:
             return self.run_guarded(work)
         except TaskDeferred:
@@ -365,7 +366,7 @@ class CompleteRolloutOperator(RolloutOperator):
 
     def __init__(self, *, deployment: Any, approval: Any = None, **kwargs: Any) -> None:
         super().__init__(deployment=deployment, **kwargs)
-        self.approval = approval
+        self.approval = approval  # only orders this task after approve_rollout (the compiler wires inputs as edges)
 
 
 def raise_rolled_back(spec, release: Release, deployment: Deployment, context, reason: str, *, by: str,
@@ -406,7 +407,7 @@ def stop_if_over(spec, release: Release, deployment: Deployment, context) -> Non
     command = pending_command(release.registry, spec.name, deployment.version)
     if record.final or (command is not None and command["command"] == ABORT):
         raise_rolled_back(spec, release, deployment, context, "the rollout was aborted",
-                          by=command_actor(release.registry, spec.name, deployment.version), gate="aborted")
+                          by=command_actor(release.registry, spec.name, deployment.version), gate=ABORTED)
 
 
 def update_record(registry, model: str, version: int, change) -> None:
@@ -441,11 +442,12 @@ def command_wait(timeout_s: int) -> str:
 def readiness_verdict(event: dict, step: Step, candidate: Deployment, traffic: dict) -> dict:
     """A step that only baked (no per-version metrics): it passes when the platform routes the candidate its
     share (KServe gives a revision traffic only once it is ready), else it fails on a `readiness` check."""
-    expected = step.percent if candidate.previous_version is not None else 100
+    expected = step.percent
     share = int((traffic.get("weights") or {}).get(str(candidate.version), 0))
     passed = share == expected
-    line = f"readiness: version {candidate.version} routed {share}% of {expected}%: {'passed' if passed else 'FAILED'}"
-    check = {"gate": "readiness", "value": share, "limit": expected, "passed": passed, "line": line}
+    line = (f"{READINESS}: version {candidate.version} routed {share}% of {expected}%: "
+            f"{'passed' if passed else 'FAILED'}")
+    check = {"gate": READINESS, "value": share, "limit": expected, "passed": passed, "line": line}
     return {**event, "status": PASS if passed else FAIL, "checks": [check],
             "message": event.get("message") if passed else f"the candidate is not ready: {line}"}
 
@@ -516,8 +518,6 @@ class ApproveRolloutOperator(ApprovalOperator):
         """The approval's trigger crashed (Airflow resumes with `__fail__`): the rollout rolls back."""
         if next_method != TRIGGER_FAIL_REPR:
             return super().resume_execution(next_method, next_kwargs, context)
-        from airflow.sdk.exceptions import AirflowFailException
-
         error = str((next_kwargs or {}).get("error") or "unknown")
         try:
             raise_rolled_back(self.model_spec, Release.open(self.model_spec), self.candidate, context,
@@ -540,8 +540,6 @@ class ApproveRolloutOperator(ApprovalOperator):
                 record.finish_step(outcome, by=by if not timed_out else None)
             else:  # the request's step was not recorded (the registry refused it then)
                 record.add_step(APPROVAL, outcome=outcome, by=by if not timed_out else None)
-
-        from airflow.sdk.exceptions import AirflowFailException
 
         try:
             if approved:
@@ -572,8 +570,7 @@ def approval_request(spec, candidate: Deployment, rollout: dict) -> tuple[str, s
     """(subject, body) of the approval: the model, the candidate, production, the steps passed with each gate's
     value, and what Approve and Reject do."""
     production = candidate.previous_version
-    subject = (f"{spec.name}: give version {candidate.version} every request? (production: "
-               f"{f'version {production}' if production is not None else 'none'})")
+    subject = f"{spec.name}: give version {candidate.version} every request? (production: version {production})"
     lines = [f"**{spec.name}** version **{candidate.version}** passed the rollout steps below. While you decide, "
              f"production version **{production}** answers every request and version {candidate.version} gets a "
              "copy of each (shadow), compared with production's answer.", ""]

@@ -22,6 +22,7 @@ P95_MS, ERROR_RATE, AGREEMENT, MIN_REQUESTS = ROLLOUT_GATES
 WAIT, PASS, FAIL = "wait", "pass", "fail"
 # A step without min_requests waits this many bakes before it fails.
 MIN_REQUESTS_PATIENCE = 3
+READINESS = "readiness"  # KServe without per-version metrics: the candidate is routed its share
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class GateCheck:
     @property
     def at_most(self) -> bool:
         """Whether the limit is a ceiling (p95_ms, error_rate) or a floor (agreement, min_requests)."""
-        return self.gate in (P95_MS, ERROR_RATE)
+        return is_ceiling(self.gate)
 
     def line(self) -> str:
         """One log line: 'agreement 0.912 >= 0.95: FAILED (on 480 rows compared)'."""
@@ -47,6 +48,11 @@ class GateCheck:
     def to_dict(self) -> dict:
         """The check as the rollout record keeps it."""
         return {"gate": self.gate, "value": self.value, "limit": self.limit, "passed": self.passed}
+
+
+def is_ceiling(gate: str) -> bool:
+    """Whether a gate's limit is a ceiling (p95_ms, error_rate: the value must stay at or under it)."""
+    return gate in (P95_MS, ERROR_RATE)
 
 
 def _number(value: float) -> str:

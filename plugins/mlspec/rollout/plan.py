@@ -52,6 +52,9 @@ def steps_after_approval(rollout: RolloutSpec, *, first_version: bool = False) -
     return plan(rollout, first_version=first_version)[-1:] if rollout.approval.required else []
 
 
+NO_SPLIT = {"weights": None}  # the served version answers every request
+
+
 def traffic_for(
     step: Step, production: int | None, candidate: int, *, atol: float | None = None,
     rtol: float | None = None,

@@ -134,7 +134,7 @@ class RolloutRecord:
         return step
 
     def act_on(self, command: dict) -> str:
-        """Record a person's command (read_command's) as a step and follow it: the new state."""
+        """Record a person's command (pending_command's) as a step and follow it: the new state."""
         name = command["command"]
         state, outcome = COMMAND_EFFECTS[name]
         self.add_step(COMMAND, outcome=outcome, by=command.get("actor") or None, message=name)

@@ -20,10 +20,11 @@ import numpy as np
 
 from mlspec.server.metrics import VersionStats
 from mlspec.server.traffic import ShadowSpec
-from mlspec.vocabulary import OUTPUTS
+from mlspec.vocabulary import OUTPUTS, SHADOW_OUTCOMES
 
 log = logging.getLogger(__name__)
 
+COMPARED, ERROR, DROPPED = SHADOW_OUTCOMES  # a shadow copy: its rows compared, it failed, or the queue was full
 DEFAULT_QUEUE_SIZE = 1000
 
 
@@ -95,7 +96,7 @@ class ShadowRunner:
         try:
             self._queue.put_nowait(job)
         except queue.Full:
-            self._stats(job.shadow).shadow_outcome(job.primary.version, "dropped")
+            self._stats(job.shadow).shadow_outcome(job.primary.version, DROPPED)
 
     def _start(self) -> None:
         with self._start_lock:
@@ -142,10 +143,10 @@ class ShadowRunner:
                 primary_values = self._run(job.primary, job.body, job.header_length, output)
             agree, disagree = compare_rows(mode, shadow_values, primary_values, job.spec.atol, job.spec.rtol)
         except Exception as exc:  # a shadow that cannot answer is counted, never raised
-            stats.shadow_outcome(primary, "error", time.perf_counter() - started)
+            stats.shadow_outcome(primary, ERROR, time.perf_counter() - started)
             log.debug(
                 "shadow model %s version %s failed on a copy: %s", job.shadow.name, job.shadow.version, exc
             )
             return
-        stats.shadow_outcome(primary, "compared", seconds)
+        stats.shadow_outcome(primary, COMPARED, seconds)
         stats.shadow_compared(primary, agree, disagree)

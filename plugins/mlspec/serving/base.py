@@ -75,7 +75,7 @@ class ServingBackend(ABC):
     # -- a rollout: traffic shared between the served version and a candidate ------------------------
     def set_traffic(self, model_name: str, traffic: dict) -> None:
         """Route live requests as `traffic` says (mlspec.rollout.plan.traffic_for's dict: {"weights":
-        {version: percent}, "shadow": {...} | None}; {"weights": None} clears the split)."""
+        {version: percent}, "shadow": {...} | None}; mlspec.rollout.plan.NO_SPLIT clears the split)."""
         raise ServingError(f"the {self.platform} serving platform cannot split traffic between versions")
 
     def traffic(self, model_name: str) -> dict:

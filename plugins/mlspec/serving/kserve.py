@@ -11,8 +11,9 @@ Deploying a version is the interface's two steps, so that operators can wait wit
 A rollout (issue 16) uses KServe's canary field, Serverless mode only: ``apply(..., serve=False)`` puts the
 candidate in with ``canaryTrafficPercent: 0`` (KServe's previously rolled-out revision, production, keeps every
 request; the candidate answers only at its own "latest" tag URL, where the smoke test asks it), ``set_traffic``
-moves the percentage once the candidate's revision is ready, and the last step (100) removes the field, which
-is KServe's promotion. KServe has no shadow traffic (kserve#2978) and no per-version mlspec metrics.
+moves the percentage once the candidate's revision is ready; at 100 the field stays until the release's plain
+load removes it (KServe's promotion), so a rollback at the last step is still KServe's own. KServe has no
+shadow traffic (kserve#2978) and no per-version mlspec metrics.
 
 A failed or timed-out wait always takes its own change back: the replaced spec is put back (KServe keeps
 the old pods serving until the new ones are ready, so traffic never sees the failed version) or, when

@@ -359,7 +359,7 @@ class ApprovalSpec:
     """rollout.approval: a person approves before the last canary step."""
 
     required: bool
-    timeout_s: int  # then the candidate is rolled back
+    timeout_s: int  # the approval, a pause or a hold waits this long; then rollback
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ from mlspec.release import what_failed
 from mlspec.rollout.gates import FAIL, MIN_REQUESTS_PATIENCE, PASS, WAIT, step_verdict
 from mlspec.rollout.metrics import StepMetrics, metrics_source
 from mlspec.rollout.plan import Step
+from mlspec.rollout.record import ABORTED_STEP as ABORTED
+from mlspec.rollout.record import PAUSED_STEP as PAUSED
+from mlspec.rollout.record import RESUMED_STEP as RESUMED
 from mlspec.rollout.record import load_record, read_command
 from mlspec.serving import platform_of
 from mlspec.spec.model import ModelSpec
@@ -37,12 +40,11 @@ from mlspec.vocabulary import ROLLOUT_COMMANDS
 log = logging.getLogger(__name__)
 
 PAUSE, RESUME, ABORT = ROLLOUT_COMMANDS
-# The events' statuses beside the gates' pass and fail: a step stopped by a person, a wait's end.
-PAUSED, ABORTED, RESUMED, TIMEOUT = "paused", "aborted", "resumed", "timeout"
+# The events' statuses beside the gates' pass and fail: a step stopped by a person (the record's outcomes of the
+# same names), a wait's end.
+TIMEOUT = "timeout"  # a paused or held wait's end: rolls back
 # How often a step reads its metrics: every min(5 s, bake / 5), never faster than twice a second.
 MAX_POLL_S, MIN_POLL_S = 5.0, 0.5
-
-
 # How often a waiting step logs its progress: every max(2 s, bake / 10), so a 5m bake shows it moving.
 MIN_PROGRESS_S = 2.0
 
@@ -174,7 +176,7 @@ class RolloutStepTrigger(BaseTrigger):
             except MlspecError as exc:
                 problem = f"the metrics could not be read: {exc}"
                 log.warning("%s: %s", where, problem)
-                verdict = FAIL if elapsed >= 3 * step.bake_s else WAIT
+                verdict = FAIL if elapsed >= MIN_REQUESTS_PATIENCE * step.bake_s else WAIT
                 checks = []
             else:
                 problem = ""

@@ -28,10 +28,11 @@ from mlspec.model_card import (
     schema_problems,
 )
 from mlspec.registry.base import action_words
-from mlspec.rollout.gates import GateCheck
+from mlspec.rollout.gates import is_ceiling
+from mlspec.rollout.plan import CANARY, SHADOW
 from mlspec.ui.data import BrokenSpec, Catalog, ModelStatus, VersionCard, VersionInfo
 from mlspec.ui.mount import URL_PREFIX
-from mlspec.vocabulary import DRIFT_PLOT, METRICS, ROLLOUT_FINAL_STATES
+from mlspec.vocabulary import DRIFT_PLOT, METRICS, ROLLOUT_FINAL_STATES, ROLLOUT_STATES
 
 # What a model's example request sends when the page is not told (a single-input model's).
 MEAN_ROW = example_words({})
@@ -54,16 +55,11 @@ DECISION_WORDS = {
     "tie": "tied with production (the champion holds)",
 }
 
-# A rollout's state (vocabulary.ROLLOUT_STATES) as its badge shows it.
-ROLLOUT_COLORS = {
-    "running": "#1a73e8",
-    "paused": "#b06000",
-    "held": "#b06000",
-    "awaiting_approval": "#9334e6",
-    "completed": "#188038",
-    "rolled_back": "#e8710a",
-    "aborted": "#d93025",
-}
+# A rollout's state as its badge shows it: running, paused, held, awaiting_approval, completed, rolled_back,
+# aborted (vocabulary.ROLLOUT_STATES, in that order).
+ROLLOUT_COLORS = dict(zip(
+    ROLLOUT_STATES, ("#1a73e8", "#b06000", "#b06000", "#9334e6", "#188038", "#e8710a", "#d93025"), strict=True
+))
 
 OPERATIONS_DAG = "mlspec_operations"
 NOTE_CHARS = 90  # a problem's summary line on the Models list
@@ -593,9 +589,9 @@ def step_words(step: Mapping[str, Any]) -> str:
     """A step as words: "shadow copy of 100 %", "canary 10 %", "approval", "command", "rollback"."""
     kind = str(step.get("kind", ""))
     percent = step.get("percent")
-    if kind == "shadow" and percent is not None:
+    if kind == SHADOW and percent is not None:
         return f"shadow copy of {num(percent)} %"
-    if kind == "canary" and percent is not None:
+    if kind == CANARY and percent is not None:
         return f"canary {num(percent)} %"
     return kind or "step"
 
@@ -627,7 +623,7 @@ def _gate_items(checks: Any) -> str:
             continue
         gate, passed = str(check.get("gate", "")), bool(check.get("passed"))
         value = "no value" if check.get("value") is None else num(check.get("value"), 4)
-        sign = "≤" if GateCheck(gate, None, 0.0, passed).at_most else "≥"  # the limit is a ceiling or a floor
+        sign = "≤" if is_ceiling(gate) else "≥"  # the limit is a ceiling or a floor
         verdict = '<span class="badge ok">passed</span>' if passed else '<span class="badge drift">failed</span>'
         items.append(
             f'<li data-gate="{e(gate)}" data-passed="{str(passed).lower()}" data-value="{e(check.get("value"))}">'

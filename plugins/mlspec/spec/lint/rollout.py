@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from mlspec.serving.platforms import platform_named
 from mlspec.spec.errors import SpecProblem
 from mlspec.spec.yaml_loader import LoadedYaml
+from mlspec.vocabulary import ROLLOUT_GATES, ROLLOUT_METRICS_SOURCES
 
 # The gates that read the candidate's own metrics (min_requests only says how many requests they need).
-METRIC_GATES = ("p95_ms", "error_rate", "agreement")
+METRIC_GATES = tuple(gate for gate in ROLLOUT_GATES if gate != "min_requests")
+SERVER_SOURCE, PROMETHEUS_SOURCE = ROLLOUT_METRICS_SOURCES
 
 
 def check_rollout(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
@@ -46,7 +48,7 @@ def check_rollout(doc: LoadedYaml, spec: dict) -> Iterator[SpecProblem]:
             severity="warning", at_key=True,
         )
     gates = [gate for gate in METRIC_GATES if rollout["gates"][gate] is not None]
-    if gates and rollout["metrics"]["source"] == "server" and not platform.version_metrics:
+    if gates and rollout["metrics"]["source"] == SERVER_SOURCE and not platform.version_metrics:
         yield doc.problem(
             ("rollout", "gates"),
             f"{platform.title} exposes no per-version mlspec metrics, so with metrics.source server the gates "
@@ -76,13 +78,13 @@ def _steps(doc: LoadedYaml, steps: list[int]) -> Iterator[SpecProblem]:
 
 def _metrics_source(doc: LoadedYaml, rollout: dict) -> Iterator[SpecProblem]:
     metrics = rollout["metrics"]
-    if metrics["source"] == "prometheus" and not metrics["connection"]:
+    if metrics["source"] == PROMETHEUS_SOURCE and not metrics["connection"]:
         yield doc.problem(
             ("rollout", "metrics", "connection"),
             "metrics.source prometheus needs the Airflow connection id of the Prometheus server (an http "
             "connection: host and port), e.g. connection: prometheus_default",
         )
-    elif metrics["source"] == "server" and metrics["connection"]:
+    elif metrics["source"] == SERVER_SOURCE and metrics["connection"]:
         yield doc.problem(
             ("rollout", "metrics", "connection"),
             "unused: metrics.source server reads the endpoint's own /metrics; set source: prometheus to read "
