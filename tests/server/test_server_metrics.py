@@ -162,6 +162,7 @@ def test_traffic_gauges_follow_the_split_and_counters_survive_an_unload(server, 
     answered = [
         client.post("/v2/models/m/infer", json=infer_body(rows(1), i)).json()["model_version"] for i in ids
     ]
+    assert 0 < answered.count("2") < len(ids)  # both versions answered: the counts below are not 0 == 0
     samples = scrape(client)
     for version in ("1", "2"):
         assert value(samples, METRIC_REQUESTS, model="m", version=version, code="200") == answered.count(
