@@ -35,7 +35,6 @@ from mlspec.rollout.record import (
 )
 from mlspec.serving import open_serving
 from mlspec.serving.base import Deployment
-from mlspec.storage import open_store
 from mlspec.vocabulary import ROLLOUT_COMMANDS
 
 log = logging.getLogger(__name__)
@@ -46,6 +45,8 @@ APPROVAL_ANSWERS = (APPROVE, REJECT) = ("approve", "reject")  # a person's answe
 # `mlspec rollout SPEC --<action>`: report, command, or answer the approval.
 ROLLOUT_CLI_ACTIONS = (STATUS, *ROLLOUT_COMMANDS, *APPROVAL_ANSWERS)
 # The operations' names for them (mlspec.operations.ACTIONS; the mlspec_operations DAG's form).
+# --status asks the serving platform what it routes: a platform that does not answer holds it this long at most.
+STATUS_SERVING_TIMEOUT_S = 10.0
 ROLLOUT_ACTIONS = {"rollout_status": STATUS, "rollout_pause": PAUSE, "rollout_resume": RESUME, "rollout_abort": ABORT}
 # The states a command makes sense in (vocabulary.ROLLOUT_STATES), and why it does not in the others.
 ALLOWED = {PAUSE: (RUNNING,), RESUME: (PAUSED, HELD), ABORT: (RUNNING, PAUSED, HELD, AWAITING_APPROVAL)}
@@ -84,7 +85,7 @@ def rollout_status(spec: Any) -> dict[str, Any]:
         result["approval"] = where_to_approve(spec.source_file or "<spec>", deadline_after(asked.get("started"), timeout_s),
                                               timeout_s)
     try:
-        result["traffic"] = open_serving(spec, open_store(spec.storage.uri, spec.storage.connection)).traffic(spec.name)
+        result["traffic"] = open_serving(spec, timeout_s=STATUS_SERVING_TIMEOUT_S).traffic(spec.name)
     except MlspecError as exc:
         result["traffic"] = f"unknown: {exc}"
     return result

@@ -24,7 +24,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from mlspec.deadlines import format_duration
 from mlspec.errors import MlspecError
-from mlspec.registry import open_registry
+from mlspec.registry.reading import open_for_reading
 from mlspec.release import what_failed
 from mlspec.rollout.gates import FAIL, MIN_REQUESTS_PATIENCE, PASS, WAIT, step_verdict
 from mlspec.rollout.metrics import StepMetrics, metrics_source
@@ -47,6 +47,8 @@ TIMEOUT = "timeout"  # a paused or held wait's end: rolls back
 MAX_POLL_S, MIN_POLL_S = 5.0, 0.5
 # How often a waiting step logs its progress: every max(2 s, bake / 10), so a 5m bake shows it moving.
 MIN_PROGRESS_S = 2.0
+# A registry that does not answer a command read within this long is skipped for that poll: the gates go on.
+LOOK_TIMEOUT_S = 10.0
 
 
 def poll_interval_s(bake_s: float) -> float:
@@ -97,6 +99,16 @@ def look(registry: Any, model: str, version: int) -> str | None:
     return ABORT if record is not None and record.final else None
 
 
+async def look_in_time(registry: Any, model: str, version: int, where: str) -> str | None:
+    """look() from a worker thread, at most LOOK_TIMEOUT_S: a registry that errs or hangs yields no command this
+    poll (logged), so the gates are still read while it does."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(look, registry, model, version), LOOK_TIMEOUT_S)
+    except (MlspecError, TimeoutError) as exc:
+        log.warning("%s: could not read the rollout's command: %s", where, exc or f"no answer in {LOOK_TIMEOUT_S:g}s")
+        return None
+
+
 class RolloutStepTrigger(BaseTrigger):
     """Read step `step` (kind, percent, bake_s) of the rollout of `candidate` (production: `production`)
     until its gates pass or fail, or a pause or an abort is asked. `started_at` (epoch seconds): when the
@@ -144,7 +156,7 @@ class RolloutStepTrigger(BaseTrigger):
     async def watch(self) -> AsyncIterator[TriggerEvent]:
         spec = ModelSpec.from_dict(self.spec, source_file=self.spec_file)
         step = Step(**self.step)
-        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # reads only
         source = metrics_source(spec, self.endpoint_url)
         where = f"{spec.name} version {self.candidate} {step.kind} {step.percent}%"
         compared = platform_of(spec).shadows  # a platform that cannot shadow never has a row both versions answered
@@ -153,11 +165,7 @@ class RolloutStepTrigger(BaseTrigger):
         start, window_from = snapshot_from_json(self.window_start), float(self.started_at)
         while True:
             elapsed = time.time() - float(self.started_at)
-            try:
-                command = await asyncio.to_thread(look, registry, spec.name, self.candidate)
-            except MlspecError as exc:  # the registry blinked: not a verdict, the metrics still count
-                command = None
-                log.warning("%s: could not read the rollout's command: %s", where, exc)
+            command = await look_in_time(registry, spec.name, self.candidate, where)  # a blink is not a verdict
             if command in (PAUSE, ABORT):
                 status = PAUSED if command == PAUSE else ABORTED
                 yield TriggerEvent(self.event(status, metrics, checks, elapsed, f"{where}: {command} asked"))
@@ -233,13 +241,9 @@ class RolloutCommandTrigger(BaseTrigger):
 
     async def wait(self) -> AsyncIterator[TriggerEvent]:
         spec = ModelSpec.from_dict(self.spec, source_file=self.spec_file)
-        registry = open_registry(spec.registry.backend, spec.registry.connection)
+        registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # reads only
         while True:
-            try:
-                command = await asyncio.to_thread(look, registry, spec.name, self.candidate)
-            except MlspecError as exc:
-                command = None
-                log.warning("%s version %s: could not read the rollout's command: %s", spec.name, self.candidate, exc)
+            command = await look_in_time(registry, spec.name, self.candidate, f"{spec.name} version {self.candidate}")
             if command in (RESUME, ABORT):
                 status = RESUMED if command == RESUME else ABORTED
                 yield TriggerEvent({"status": status, "message": f"{command} asked", "carry": self.carry})

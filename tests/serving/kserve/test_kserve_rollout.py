@@ -364,7 +364,7 @@ def test_a_step_on_kserve_passes_without_agreement_though_the_spec_gates_on_it(m
             return measured
 
     monkeypatch.setattr(triggers, "metrics_source", lambda spec, url: Prometheus())
-    monkeypatch.setattr(triggers, "open_registry", lambda backend, connection: None)
+    monkeypatch.setattr(triggers, "open_for_reading", lambda backend, connection: None)
     monkeypatch.setattr(triggers, "look", lambda registry, model, version: None)
     trigger = triggers.RolloutStepTrigger(
         spec.to_dict(), "cars.yaml", candidate=2, production=1,
