@@ -16,13 +16,16 @@ from tests.fixtures.paths import REPO, SPECS
 HEAVY = [
     "numpy", "pandas", "pyarrow", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxmltools",
     "skl2onnx", "sklearn", "xgboost", "lightgbm", "optuna", "mlflow", "boto3", "kubernetes", "matplotlib",
+    "prometheus_client",
 ]
+# A spec with a rollout compiles the rollout's operators too (issue 16): they must stay as light.
+ROLLOUT = "rollout: {shadow: {percent: 100, for: 1m}, approval: {required: true}}\n"
 
 PARSE = f"""
 import json, runpy, sys
 import mlspec.compiler, mlspec.operations_dag, mlspec.plugin
 dags = runpy.run_path({str(REPO / "dags" / "mlspec_dags.py")!r})  # the DAG file, as the DAG processor parses it
-assert "digits" in dags and "mlspec_operations" in dags, sorted(dags)
+assert {{"digits", "digits-rollout", "mlspec_operations"}} <= set(dags), sorted(dags)
 heavy = {HEAVY!r}
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
 """
@@ -32,6 +35,8 @@ def test_parsing_imports_no_numpy_pandas_pyarrow_or_heavy_library(tmp_path):
     specs = tmp_path / "specs"
     specs.mkdir()
     shutil.copy(SPECS / "digits.yaml", specs / "digits.yaml")
+    digits = (SPECS / "digits.yaml").read_text()
+    (specs / "digits-rollout.yaml").write_text(digits.replace("name: digits", "name: digits-rollout", 1) + ROLLOUT)
     env = {**os.environ, "MLSPEC_SPECS_DIR": str(specs), "MLSPEC_HOME": str(tmp_path / "home")}
     result = subprocess.run([sys.executable, "-c", PARSE], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=300)
