@@ -153,6 +153,20 @@ def test_a_full_queue_drops_copies_and_never_delays_the_answer(start_server, tmp
     assert answered_s < 30 * shadow_s / 2, (answered_s, shadow_s)
 
 
+def test_copies_over_the_queue_s_byte_limit_are_dropped_and_production_answers(start_server, tmp_path, store_root):
+    # A limit below one request body: no copy is queued, each is counted dropped, every answer is production's.
+    server = start_server(config=ServerConfig(allow_roots=(tmp_path.as_uri(),), shadow_queue_bytes=16))
+    client = server.client()
+    assert load(client, "m", publish_model(store_root, "m", labelled_classifier_onnx(0))).status_code == 200
+    _load_candidate(client, publish_model(store_root, "m", labelled_classifier_onnx(1)))
+    _traffic(client, {"1": 100}, {"version": "2", "percent": 100})
+    for i in range(5):
+        answer = client.post("/v2/models/m/infer", json=infer_body(rows(1), f"b{i}"))
+        assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    counts = _shadow(client, "2", "1")
+    assert (counts["dropped"], counts["compared"], counts["error"]) == (5, 0, 0), counts
+
+
 def _renamed_input(model: bytes, name: str) -> bytes:
     """The same model taking its input under another name: a changed input schema."""
     import onnx

@@ -75,7 +75,13 @@ from mlspec.server.errors import (
 from mlspec.server.metrics import CONTENT_TYPE, ServerMetrics
 from mlspec.server.repository import DEFAULT_MAX_MODEL_BYTES, PLATFORM, LoadedVersion, ModelRepository
 from mlspec.server.request_log import RequestLogs
-from mlspec.server.shadow import DEFAULT_QUEUE_SIZE, ShadowJob, ShadowRunner, compared_output
+from mlspec.server.shadow import (
+    DEFAULT_QUEUE_BYTES,
+    DEFAULT_QUEUE_SIZE,
+    ShadowJob,
+    ShadowRunner,
+    compared_output,
+)
 from mlspec.server.sources import StorageRoots, default_roots
 from mlspec.server.tensors import Limits, conform_inputs, encode_response, loads, parse_infer_request
 from mlspec.server.traffic import Traffic, request_hash
@@ -113,6 +119,7 @@ class ServerConfig:
     inference_threads: int = 0  # 0: one per core
     ort_threads: int = 1
     shadow_queue: int = DEFAULT_QUEUE_SIZE  # shadow copies waiting at most; more are dropped (and counted)
+    shadow_queue_bytes: int = DEFAULT_QUEUE_BYTES  # and their request bodies together, at most
 
 
 def ensure_server_token(state_dir: Path | None) -> str:
@@ -252,7 +259,9 @@ class ModelServer:
         self.loads = LoadRunner(config.max_concurrent_loads, config.load_timeout_s)
         self.restored = threading.Event()
         self.metrics = ServerMetrics(self.repository)
-        self.shadows = ShadowRunner(self._run_output, self.metrics.stats, config.shadow_queue)
+        self.shadows = ShadowRunner(
+            self._run_output, self.metrics.stats, config.shadow_queue, config.shadow_queue_bytes
+        )
         self.request_logs = RequestLogs(self.roots, state_dir, registry=self.metrics.registry)
         self.state = SimpleNamespace(repository=self.repository, restored=self.restored, server=self)
         threads = config.inference_threads or max(2, os.cpu_count() or 2)

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 COMPARED, ERROR, DROPPED = SHADOW_OUTCOMES  # a shadow copy: its rows compared, it failed, or the queue was full
 DEFAULT_QUEUE_SIZE = 1000
+# Request bodies the queue holds at most, all together: copies of large bodies are dropped (and counted) beyond
+# it, so shadowing never holds gigabytes the in-flight limit of live requests does not see.
+DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 
 
 def compared_output(output_names) -> tuple[str | None, str | None]:
@@ -82,21 +85,38 @@ class ShadowRunner:
         run: Callable[[Any, bytes, str | None, str], np.ndarray],
         stats: Callable[[Any], VersionStats],
         max_queue: int = DEFAULT_QUEUE_SIZE,
+        max_bytes: int = DEFAULT_QUEUE_BYTES,
     ) -> None:
         self._run = run
         self._stats = stats
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=max(1, max_queue))
+        self._max_bytes = max_bytes
+        self._bytes = 0  # body bytes of the queued jobs (under _bytes_lock)
+        self._bytes_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
     def offer(self, job: ShadowJob) -> None:
-        """Queue the copy, or count it dropped when the queue is full. Never blocks."""
+        """Queue the copy, or count it dropped when the queue is full (in jobs or in body bytes). Never blocks."""
         if self._thread is None:
             self._start()
+        size = len(job.body)
+        with self._bytes_lock:
+            room = self._bytes + size <= self._max_bytes
+            if room:
+                self._bytes += size
         try:
+            if not room:
+                raise queue.Full
             self._queue.put_nowait(job)
         except queue.Full:
+            if room:
+                self._release(size)
             self._stats(job.shadow).shadow_outcome(job.primary.version, DROPPED)
+
+    def _release(self, size: int) -> None:
+        with self._bytes_lock:
+            self._bytes -= size
 
     def _start(self) -> None:
         with self._start_lock:
@@ -123,7 +143,10 @@ class ShadowRunner:
             job = self._queue.get()
             if job is None:
                 return
-            self._one(job)
+            try:
+                self._one(job)
+            finally:
+                self._release(len(job.body))
 
     def _one(self, job: ShadowJob) -> None:
         stats = self._stats(job.shadow)
