@@ -214,6 +214,7 @@ def test_a_symlink_planted_below_the_log_folder_cannot_lead_outside_the_roots(st
         assert time.monotonic() < deadline, "the part was not refused"
         time.sleep(0.1)
     assert not list(outside.rglob("*.parquet"))
+    assert not list(outside.iterdir())  # not even the hour's folders are made there
 
 
 def test_parts_go_to_s3_with_the_servers_credentials(start_server, tmp_path, s3_server, monkeypatch):

@@ -61,6 +61,7 @@ FLUSH_ROWS = 10_000
 # Requests waiting for the writer, and the bytes of their arrays; more are dropped and counted (queue_full).
 QUEUE_REQUESTS = 10_000
 QUEUE_BYTES = 128 << 20
+QUEUE_PUT_TIMEOUT_S = 5.0  # a settings change waits this long at most for room to ask the writer for a flush
 STATE_FILE = "request_logs.json"
 SETTINGS = ("uri", "sample", "max_mb_per_hour")
 CAP, QUEUE_FULL, WRITE_ERROR = DROP_REASONS
@@ -177,7 +178,11 @@ class RequestLogs:
             self._settings = changed
             self._capped.pop(model, None)
             if before is not None and before != settings:
-                self._queue.put((model,))  # what was buffered under the old settings is written now
+                try:  # what was buffered under the old settings is written now
+                    self._queue.put((model,), timeout=QUEUE_PUT_TIMEOUT_S)
+                except queue.Full:  # a writer that does not keep up must not hold the repository API
+                    log.warning("request log of model %s: the writer is behind; rows buffered under the old "
+                                "settings are written with the next part", model)
             if settings is not None:
                 self._start()
         if settings is None:
@@ -272,7 +277,11 @@ class RequestLogs:
             thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._queue.put(_STOP)
+        try:
+            self._queue.put(_STOP, timeout=timeout_s)
+        except queue.Full:  # storage that does not answer must not hold the shutdown
+            log.warning("the request log writer is stuck; its buffered rows are lost")
+            return
         thread.join(timeout_s)
         if thread.is_alive():
             log.warning(
@@ -393,6 +402,7 @@ class RequestLogs:
         folder_uri = uri.rsplit("/", 1)[0]
         if store_kind(uri) is file_store.KIND:
             root = local_path(settings.uri)
+            self.roots.check(folder_uri)  # before a folder is made: nothing is created outside the roots
             local_path(folder_uri).mkdir(parents=True, exist_ok=True)
             # Resolves symlinks: a link planted below the log folder cannot lead outside the roots.
             self.roots.check(folder_uri)
