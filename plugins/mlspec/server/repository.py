@@ -407,18 +407,20 @@ class ModelRepository:
             return entry.traffic.to_json()
         return {"weights": {entry.served: 100} if entry.served is not None else {}, "shadow": None}
 
+    @staticmethod
+    def _shares(entry: ModelEntry, version: str) -> tuple[int, int]:
+        """(traffic %, shadow %) of one version: its split's, or without one all for the served version."""
+        if entry.traffic is not None:
+            return entry.traffic.percent_of(version), entry.traffic.shadow_percent_of(version)
+        return (100 if version == entry.served else 0), 0
+
     def traffic_percents(self) -> list[tuple[str, str, int, int]]:
         """(model, version, traffic %, shadow %) of every loaded version, for the /metrics gauges."""
         rows = []
         with self._lock:
             for name, entry in sorted(self._models.items()):
                 for version in entry.versions:
-                    if entry.traffic is not None:
-                        share = entry.traffic.percent_of(version)
-                        shadow = entry.traffic.shadow_percent_of(version)
-                    else:
-                        share, shadow = (100 if version == entry.served else 0), 0
-                    rows.append((name, version, share, shadow))
+                    rows.append((name, version, *self._shares(entry, version)))
         return rows
 
     def shadow_pairs(self) -> set[tuple[str, str, str]]:
@@ -481,12 +483,7 @@ class ModelRepository:
                         row = {"name": name, "version": version, "state": "UNAVAILABLE", "reason": reason}
                     if version in entry.recorded:
                         row["storage_uri"] = entry.recorded[version]
-                    if entry.traffic is not None:
-                        row["traffic_percent"] = entry.traffic.percent_of(version)
-                        row["shadow_percent"] = entry.traffic.shadow_percent_of(version)
-                    else:
-                        row["traffic_percent"] = 100 if version == entry.served else 0
-                        row["shadow_percent"] = 0
+                    row["traffic_percent"], row["shadow_percent"] = self._shares(entry, version)
                     if row["state"] == "READY" or not ready_only:
                         rows.append(row)
         return rows
