@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlspec.errors import RegistryError
-from mlspec.registry.base import ModelRegistry, utc_now
+from mlspec.registry.base import ModelRegistry, VersionRecord, utc_now
 from mlspec.rollout.gates import GateCheck
 from mlspec.rollout.metrics import StepMetrics
 from mlspec.vocabulary import ROLLOUT_COMMANDS, ROLLOUT_FINAL_STATES, ROLLOUT_STATES, ROLLOUT_STEP_KINDS
@@ -176,7 +176,11 @@ def _outcome(outcome: str) -> str:
 
 def load_record(registry: ModelRegistry, model: str, version: int) -> RolloutRecord | None:
     """The version's rollout record, or None when it never had a rollout."""
-    found = registry.version_record(model, version)
+    return record_of(registry.version_record(model, version))
+
+
+def record_of(found: VersionRecord | None) -> RolloutRecord | None:
+    """The rollout record in a version's registry record, or None."""
     return RolloutRecord.from_dict(found.rollout) if found is not None and found.rollout else None
 
 
@@ -201,7 +205,11 @@ def active_rollout(registry: ModelRegistry, model: str) -> RolloutRecord | None:
 def pending_command(registry: ModelRegistry, model: str, version: int) -> dict | None:
     """The command ({"command", "actor", "at"}) sent to the version's rollout since it began that it has not
     acted on yet, or None."""
-    found = registry.version_record(model, version)
+    return command_pending_in(registry.version_record(model, version))
+
+
+def command_pending_in(found: VersionRecord | None) -> dict | None:
+    """pending_command's answer from a version's registry record already read."""
     if found is None or not found.rollout or not found.rollout_command:
         return None
     record = RolloutRecord.from_dict(found.rollout)

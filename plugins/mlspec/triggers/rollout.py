@@ -32,7 +32,7 @@ from mlspec.rollout.plan import Step
 from mlspec.rollout.record import ABORTED_STEP as ABORTED
 from mlspec.rollout.record import PAUSED_STEP as PAUSED
 from mlspec.rollout.record import RESUMED_STEP as RESUMED
-from mlspec.rollout.record import load_record, read_command
+from mlspec.rollout.record import command_pending_in, record_of
 from mlspec.serving import platform_of
 from mlspec.spec.model import ModelSpec
 from mlspec.vocabulary import ROLLOUT_COMMANDS
@@ -92,10 +92,11 @@ def snapshot_from_json(data: Any) -> Any:
 def look(registry: Any, model: str, version: int) -> str | None:
     """The command the rollout must act on: a pending pause, resume or abort, or "abort" when the rollout
     is already over (an abort from the CLI rolls back at once and acts on its own command)."""
-    command = read_command(registry, model, version)
+    found = registry.version_record(model, version)  # one registry read per look
+    command = command_pending_in(found)
     if command is not None:
-        return command
-    record = load_record(registry, model, version)
+        return command["command"]
+    record = record_of(found)
     return ABORT if record is not None and record.final else None
 
 
