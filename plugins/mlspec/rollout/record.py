@@ -191,14 +191,24 @@ def save_record(registry: ModelRegistry, model: str, record: RolloutRecord) -> N
 def unfinished_rollouts(registry: ModelRegistry, model: str) -> list[RolloutRecord]:
     """The model's rollouts that are not over (running, paused, held, awaiting approval), oldest first. More
     than one means an older one was abandoned (its task killed or marked failed): the next deploy rolls it back."""
-    records = (RolloutRecord.from_dict(found.rollout) for found in registry.list_versions(model) if found.rollout)
+    return unfinished_in(registry.list_versions(model))
+
+
+def unfinished_in(versions: list[VersionRecord]) -> list[RolloutRecord]:
+    """unfinished_rollouts' answer from the model's version records already listed (oldest first)."""
+    records = (RolloutRecord.from_dict(found.rollout) for found in versions if found.rollout)
     return [record for record in records if not record.final]
 
 
 def active_rollout(registry: ModelRegistry, model: str) -> RolloutRecord | None:
     """The model's rollout under way: the newest version whose rollout is not over, or None. The one
     definition: `mlspec rollout --status`, the operations and the Models page all ask this."""
-    unfinished = unfinished_rollouts(registry, model)
+    return active_rollout_in(registry.list_versions(model))
+
+
+def active_rollout_in(versions: list[VersionRecord]) -> RolloutRecord | None:
+    """active_rollout's answer from the model's version records already listed (oldest first)."""
+    unfinished = unfinished_in(versions)
     return unfinished[-1] if unfinished else None
 
 

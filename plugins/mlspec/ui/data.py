@@ -42,7 +42,7 @@ from mlspec.model_card import CARD_FILE, endpoint_base, main_metric
 from mlspec.registry.backends import backend_of
 from mlspec.registry.reading import open_for_reading
 from mlspec.release import drifts, read_registry
-from mlspec.rollout.record import active_rollout
+from mlspec.rollout.record import active_rollout_in
 from mlspec.serving import open_serving, platform_of
 from mlspec.serving.platforms import ENDPOINT_PLACEHOLDER
 from mlspec.spec import ModelSpec, SpecError, SpecProblem
@@ -513,8 +513,7 @@ def _registry_state(spec: Any) -> tuple[int | None, list[int], dict[int, Version
     registry = open_for_reading(spec.registry.backend, spec.registry.connection)  # never creates
     state = read_registry(registry, spec.name)
     changes = state.changes if isinstance(state.changes, list) else state.changes[:400]
-    # The one definition of "under rollout"; asked only when some version has a record (no cost without one).
-    active = active_rollout(registry, spec.name) if any(r.rollout for r in state.versions) else None
+    active = active_rollout_in(state.versions)  # the one definition of "under rollout", on the versions read
     versions = {r.version: _version_info(r) for r in state.versions}
     return state.production, state.history, versions, changes, None if active is None else active.version
 
