@@ -9,24 +9,14 @@ import getpass
 import json
 
 import pytest
-from tests.fixtures.server_testkit import TEST_TOKEN
-from tests.operations.rollout_testkit import running_record, under_rollout
-from tests.operators.operations_testkit import publish_versions, served, spec_text, start_server
+from tests.operations.rollout_testkit import running_record, served_home, under_rollout
+from tests.operators.operations_testkit import publish_versions, served, spec_text
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli-rollout-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLSPEC_HOME", str(folder))
-        patch.setenv("MLSPEC_SERVER_TOKEN", TEST_TOKEN)
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLSPEC_LOCK_TIMEOUT_S"):
-            patch.delenv(name, raising=False)
-        server = start_server(folder, patch)
-        try:
-            yield folder
-        finally:
-            server.stop()
+    with served_home(tmp_path_factory.mktemp("cli-rollout-home")) as folder:
+        yield folder
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

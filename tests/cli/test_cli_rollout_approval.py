@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 from tests.fixtures.paths import SPECS
-from tests.fixtures.server_testkit import TEST_TOKEN
-from tests.operations.rollout_testkit import running_record, under_rollout
-from tests.operators.operations_testkit import served, start_server
+from tests.operations.rollout_testkit import running_record, served_home, under_rollout
+from tests.operators.operations_testkit import served
 
 ACTOR = f"cli:{getpass.getuser()}"
 DAG_FILE = '''
@@ -52,17 +51,8 @@ except RunStopped as stopped:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, airflow_db):
-    folder = tmp_path_factory.mktemp("cli-approval-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLSPEC_HOME", str(folder))
-        patch.setenv("MLSPEC_SERVER_TOKEN", TEST_TOKEN)
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLSPEC_LOCK_TIMEOUT_S"):
-            patch.delenv(name, raising=False)
-        server = start_server(folder, patch)
-        try:
-            yield folder
-        finally:
-            server.stop()
+    with served_home(tmp_path_factory.mktemp("cli-approval-home")) as folder:
+        yield folder
 
 
 class WaitingRun:

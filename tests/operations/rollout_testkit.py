@@ -4,14 +4,34 @@ leaves it, and its rollout record written through the embedded MLflow registry a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.operators.operations_testkit import Published, publish_versions, spec_text
+import pytest
+from tests.fixtures.server_testkit import TEST_TOKEN
+from tests.operators.operations_testkit import Published, publish_versions, spec_text, start_server
 
 ROLLOUT = "rollout:\n  canary: {steps: [10, 100], bake: 1s}\n  gates: {agreement: 0.95, min_requests: 20}\n"
 CHECKS = [{"gate": "min_requests", "value": 40, "limit": 20, "passed": True},
           {"gate": "agreement", "value": 0.99, "limit": 0.95, "passed": True}]
+
+
+@contextmanager
+def served_home(folder: Path) -> Iterator[Path]:
+    """MLSPEC_HOME at `folder` (the test token, no MLflow or lock overrides from outside) with a real model server
+    there, for a module's tests; the server stops after them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLSPEC_HOME", str(folder))
+        patch.setenv("MLSPEC_SERVER_TOKEN", TEST_TOKEN)
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLSPEC_LOCK_TIMEOUT_S"):
+            patch.delenv(name, raising=False)
+        server = start_server(folder, patch)
+        try:
+            yield folder
+        finally:
+            server.stop()
 
 
 def running_record(state: str = "running") -> dict[str, Any]:
